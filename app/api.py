@@ -1,0 +1,37 @@
+"""The RESTX ``Api``: mounts the namespaces under /api with Swagger UI."""
+from flask import Blueprint, Flask
+from flask_restx import Api
+
+API_PREFIX = "/api"
+FINANCIAL_DATA_PATH = "/financial_data"
+# Endpoints whose error bodies carry "data": [] and "pagination": null.
+PAGINATED_PATHS = frozenset({API_PREFIX + FINANCIAL_DATA_PATH})
+
+API_DESCRIPTION = """Daily stock prices fetched from AlphaVantage, with statistics.
+
+Every response is a JSON envelope: `data`, `pagination` (list endpoints only)
+and `info.error`, an empty string on success and a message naming the
+offending parameter on failure. Unknown query parameters are rejected with 400.
+Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are exact decimal strings.
+"""
+
+
+def register_api(app: Flask) -> Api:
+    """Create the Api on a blueprint at /api and add every namespace."""
+    from app.health import ns as health_ns
+    from financial.api.financial_data import ns as financial_data_ns
+    from financial.api.statistics import ns as statistics_ns
+
+    blueprint = Blueprint("api", __name__, url_prefix=API_PREFIX)
+    api = Api(
+        blueprint,
+        version="1.0",
+        title="Financial data API",
+        description=API_DESCRIPTION,
+        doc="/docs",
+    )
+    api.add_namespace(financial_data_ns, path=FINANCIAL_DATA_PATH)
+    api.add_namespace(statistics_ns, path="/statistics")
+    api.add_namespace(health_ns, path="/health")
+    app.register_blueprint(blueprint)
+    return api

@@ -1,0 +1,85 @@
+"""Turn every error into the JSON envelope: 4xx with a clear message, 5xx generic.
+
+Handlers sit on the RESTX ``Api`` (errors raised inside resources) and on the
+app (unknown URLs, wrong methods outside a resource, anything else).
+"""
+import logging
+
+from flask import Flask, request
+from flask_restx import Api
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from app.api import PAGINATED_PATHS
+from app.extensions import db
+from financial.api.envelope import error_envelope
+from financial.errors import FinancialError
+
+logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+DATABASE_UNAVAILABLE = "the database is unavailable, please retry later"
+INTERNAL_ERROR = "internal server error"
+RETRY_AFTER_SECONDS = "5"
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> tuple:
+    """Return (body, status, headers) in the envelope shape of the requested path."""
+    paginated = request.path.rstrip("/") in PAGINATED_PATHS
+    all_headers = {"Cache-Control": "no-store", **(headers or {})}
+    return error_envelope(message, paginated=paginated), status, all_headers
+
+
+def handle_domain_error(exc: FinancialError) -> tuple:
+    return error_response(exc.status_code, exc.message)
+
+
+def handle_http_exception(exc: HTTPException) -> tuple:
+    headers = {}
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    message = exc.description or exc.name
+    return error_response(exc.code or 500, message, headers)
+
+
+def handle_database_error(exc: Exception) -> tuple:
+    logger.error("database unavailable: %s", exc.__class__.__name__)
+    _rollback()
+    return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def handle_unexpected_error(exc: Exception) -> tuple:
+    logger.error("unhandled %s on %s %s", exc.__class__.__name__, request.method, request.path,
+                 exc_info=exc)
+    _rollback()
+    return error_response(500, INTERNAL_ERROR)
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # the session may be as broken as the database
+        logger.warning("session rollback failed after an error")
+
+
+CLIENT_ERROR_HANDLERS = (
+    (FinancialError, handle_domain_error),
+    (HTTPException, handle_http_exception),
+)
+SERVER_ERROR_HANDLERS = (
+    *((exc_type, handle_database_error) for exc_type in DATABASE_ERRORS),
+    (Exception, handle_unexpected_error),
+)
+
+
+def register_error_handlers(app: Flask, api: Api) -> None:
+    """Register the handlers on the Api and on the app.
+
+    Server errors are left to the app: with PROPAGATE_EXCEPTIONS on, RESTX
+    re-raises what it has no handler for, so each 5xx is logged once, here.
+    """
+    for exc_type, handler in CLIENT_ERROR_HANDLERS:
+        api.errorhandler(exc_type)(handler)
+    for exc_type, handler in CLIENT_ERROR_HANDLERS + SERVER_ERROR_HANDLERS:
+        app.register_error_handler(exc_type, handler)

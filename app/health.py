@@ -1,0 +1,36 @@
+"""GET /api/health: tells load balancers and operators whether the database answers."""
+import logging
+
+from flask_restx import Namespace, Resource, fields
+from sqlalchemy import text
+
+from app.errors import DATABASE_ERRORS, DATABASE_UNAVAILABLE
+from app.extensions import db
+
+logger = logging.getLogger(__name__)
+
+ns = Namespace("health", description="Liveness of the API and its database")
+
+info_model = ns.model("HealthInfo", {"error": fields.String(example="")})
+health_model = ns.model("Health", {
+    "status": fields.String(example="ok", description='"ok" or "unavailable"'),
+    "database": fields.String(example="ok", description='"ok" or "unreachable"'),
+    "info": fields.Nested(info_model),
+})
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@ns.route("")
+class Health(Resource):
+    @ns.response(200, "The database answers", health_model)
+    @ns.response(503, "The database does not answer", health_model)
+    def get(self):
+        """Check that the API runs and its database answers a trivial query."""
+        try:
+            db.session.execute(text("SELECT 1"))
+        except DATABASE_ERRORS as exc:
+            logger.error("health check failed: %s", exc.__class__.__name__)
+            body = {"status": "unavailable", "database": "unreachable",
+                    "info": {"error": DATABASE_UNAVAILABLE}}
+            return body, 503, NO_STORE
+        return {"status": "ok", "database": "ok", "info": {"error": ""}}, 200, NO_STORE

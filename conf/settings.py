@@ -1,0 +1,155 @@
+"""Configuration classes, one per APP_ENV, filled from the environment.
+
+Only this module reads ``os.environ``. Values are read when ``get_config()``
+builds the object, not at import, so entrypoints can load ``.env`` first.
+"""
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    """Return the variable stripped, or ``default`` when unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_int(name: str, default: int) -> int:
+    """Return the variable as an int; raise ConfigError naming it if malformed."""
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_list(name: str, default: str) -> list[str]:
+    """Return a comma-separated variable as a list of non-empty items."""
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def read_api_key() -> str | None:
+    """Return the AlphaVantage key from ALPHAVANTAGE_API_KEY or the file it names.
+
+    ``ALPHAVANTAGE_API_KEY_FILE`` serves Docker secrets, mounted as files.
+    """
+    key = env_str("ALPHAVANTAGE_API_KEY")
+    if key:
+        return key
+    path = env_str("ALPHAVANTAGE_API_KEY_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise ConfigError(
+            f"ALPHAVANTAGE_API_KEY_FILE cannot be read ({exc.strerror})"
+        ) from None
+
+
+def database_url() -> str:
+    """Return DATABASE_URL, defaulting to the SQLite file in data/streaming/."""
+    return env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}")
+
+
+class BaseConfig:
+    """Settings shared by every environment."""
+
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+
+    def __init__(self) -> None:
+        self.SQLALCHEMY_DATABASE_URI = database_url()
+        self.ALPHAVANTAGE_API_KEY = read_api_key()
+        self.ALPHAVANTAGE_BASE_URL = env_str(
+            "ALPHAVANTAGE_BASE_URL", "https://www.alphavantage.co/query"
+        )
+        self.ALPHAVANTAGE_FUNCTION = env_str(
+            "ALPHAVANTAGE_FUNCTION", "TIME_SERIES_DAILY_ADJUSTED"
+        )
+        self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")
+        self.CACHE_TYPE = env_str("CACHE_TYPE", "SimpleCache")
+        self.CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
+        # SimpleCache lives in one process: after the fetch job clears the
+        # cache, other workers may serve statistics up to this many seconds old.
+        self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
+        self.CORS_ORIGINS = env_list("CORS_ORIGINS", self.default_cors_origins())
+        self.LOG_DIR = env_str("LOG_DIR", str(PROJECT_ROOT / "data" / "log"))
+        self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    RESTX_ERROR_404_HELP = False
+    RESTX_MASK_SWAGGER = False
+    ERROR_INCLUDE_MESSAGE = False
+    # RESTX re-raises errors it has no handler for; app/errors.py answers them.
+    PROPAGATE_EXCEPTIONS = True
+    # Cache-Control max-age (seconds) on successful read responses.
+    HTTP_CACHE_MAX_AGE = 60
+
+    def default_cors_origins(self) -> str:
+        """Return the CORS origins used when CORS_ORIGINS is unset."""
+        return "*"
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings this environment cannot run without."""
+
+
+class DevelopmentConfig(BaseConfig):
+    """Local development: SQLite by default, permissive CORS."""
+
+    ENV_NAME = "development"
+
+
+class TestingConfig(BaseConfig):
+    """Test runs: in-memory-like settings, overridable per test."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.CACHE_TYPE = "SimpleCache"
+        self.CACHE_REDIS_URL = None
+
+
+class ProductionConfig(BaseConfig):
+    """Production: MySQL and Redis, explicit CORS origins, checked at start-up."""
+
+    ENV_NAME = "production"
+
+    def default_cors_origins(self) -> str:
+        return ""
+
+    def validate(self) -> None:
+        if env_str("DATABASE_URL") is None:
+            raise ConfigError("DATABASE_URL must be set in production")
+        if self.CACHE_TYPE == "RedisCache" and not self.CACHE_REDIS_URL:
+            raise ConfigError("CACHE_REDIS_URL must be set when CACHE_TYPE is RedisCache")
+
+
+CONFIGS = {
+    cls.ENV_NAME: cls for cls in (DevelopmentConfig, TestingConfig, ProductionConfig)
+}
+
+
+def get_config(env_name: str | None = None) -> BaseConfig:
+    """Build the config object for ``env_name`` (default: APP_ENV or development)."""
+    name = env_name or env_str("APP_ENV", "development")
+    try:
+        config_class = CONFIGS[name]
+    except KeyError:
+        raise ConfigError(
+            f"APP_ENV must be one of {', '.join(sorted(CONFIGS))}, got {name!r}"
+        ) from None
+    config = config_class()
+    config.validate()
+    return config

@@ -1,0 +1,1 @@
+"""Flask-RESTX namespaces of the financial API, one module per resource."""

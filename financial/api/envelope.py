@@ -1,0 +1,23 @@
+"""The one JSON envelope every API response uses."""
+from typing import Any
+
+_NO_PAGINATION = object()
+
+
+def envelope(data: Any, error: str = "", pagination: Any = _NO_PAGINATION) -> dict:
+    """Wrap ``data`` as ``{"data": ..., ["pagination": ...,] "info": {"error": ...}}``.
+
+    ``pagination`` is included only when given (list endpoints), even as None.
+    """
+    body = {"data": data}
+    if pagination is not _NO_PAGINATION:
+        body["pagination"] = pagination
+    body["info"] = {"error": error}
+    return body
+
+
+def error_envelope(message: str, *, paginated: bool) -> dict:
+    """Return the error body: list endpoints get ``[]`` and a null pagination."""
+    if paginated:
+        return envelope([], message, pagination=None)
+    return envelope({}, message)

@@ -1,0 +1,3 @@
+from flask_restx import Namespace
+
+ns = Namespace("financial_data")

@@ -1,0 +1,125 @@
+"""Database helpers shared by the API and the fetch job: engine options, upserts.
+
+Framework-free: callers pass URLs, engines and sessions in.
+"""
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.types import BigInteger, Numeric, TypeDecorator
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+MYSQL_POOL_RECYCLE_SECONDS = 280
+UPSERT_CHUNK_SIZE = 500
+
+
+def engine_options(url: str) -> dict:
+    """Return create_engine keyword arguments suited to the URL's backend.
+
+    MySQL drops idle connections (wait_timeout), so the pool pings before use
+    and recycles connections before the server would close them.
+    """
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+    return {"pool_pre_ping": True, "pool_recycle": MYSQL_POOL_RECYCLE_SECONDS}
+
+
+def prepare_sqlite_file(url: str) -> None:
+    """Create the folder of a file-based SQLite URL; no-op for other URLs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def configure_engine(engine: Engine) -> None:
+    """Put SQLite connections in WAL mode with a busy timeout.
+
+    WAL lets the fetch job write while API workers keep reading; the busy
+    timeout makes a second writer wait instead of failing at once.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _set_sqlite_pragmas(dbapi_connection, _connection_record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+class ScaledDecimal(TypeDecorator):
+    """An exact DECIMAL(precision, scale) that stays exact on SQLite too.
+
+    SQLite has no decimal type: NUMERIC columns hold binary floats and SUM
+    adds floats. There the value is stored as an integer count of
+    10**-scale units, so storage and SUM are exact; other databases use
+    a native DECIMAL. Python always sees ``Decimal``.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int = 18, scale: int = 4) -> None:
+        super().__init__(precision=precision, scale=scale, asdecimal=True)
+        self.scale = scale
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.impl.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None or dialect.name != "sqlite":
+            return value
+        scaled = Decimal(value).scaleb(self.scale)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {self.scale} decimal places")
+        return int(scaled)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-self.scale)
+        return Decimal(value)
+
+
+def upsert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[Mapping],
+    key_columns: Iterable[str],
+) -> None:
+    """Insert ``rows`` into ``table``, updating in place on a key conflict.
+
+    Uses the dialect's native construct (``ON CONFLICT DO UPDATE`` on SQLite
+    and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB), in chunks,
+    inside the caller's transaction. Every non-key column of the rows is updated.
+    """
+    keys = set(key_columns)
+    for start in range(0, len(rows), UPSERT_CHUNK_SIZE):
+        chunk = rows[start:start + UPSERT_CHUNK_SIZE]
+        session.execute(_upsert_statement(session, table, chunk, keys))
+
+
+def _upsert_statement(session: Session, table: Table, chunk: Sequence[Mapping], keys: set[str]):
+    dialect = session.get_bind().dialect.name
+    update_names = [name for name in chunk[0] if name not in keys]
+    if dialect in ("mysql", "mariadb"):
+        stmt = mysql.insert(table).values(list(chunk))
+        return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in update_names})
+    dml = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
+    if dml is None:
+        raise NotImplementedError(f"no upsert for the {dialect} dialect")
+    stmt = dml.insert(table).values(list(chunk))
+    return stmt.on_conflict_do_update(
+        index_elements=sorted(keys),
+        set_={name: stmt.excluded[name] for name in update_names},
+    )

@@ -1,0 +1,38 @@
+"""Configure logging once per program: stderr plus a rotating file in LOG_DIR."""
+import logging
+import logging.handlers
+from pathlib import Path
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MAX_LOG_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 5
+_HANDLER_MARK = "_financial_log_handler"
+
+
+def configure_logging(program: str, log_dir: str, level: str = "INFO") -> Path:
+    """Send the root logger to stderr and to ``<log_dir>/<program>.log``.
+
+    Calling it again replaces the handlers it added before, so building
+    several apps in one process (tests) does not duplicate lines.
+    Returns the log file's path.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(handler)
+        handler.close()
+
+    log_path = Path(log_dir) / f"{program}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter(LOG_FORMAT)
+    handlers = [
+        logging.StreamHandler(),
+        logging.handlers.RotatingFileHandler(
+            log_path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+        ),
+    ]
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        setattr(handler, _HANDLER_MARK, True)
+        root.addHandler(handler)
+    root.setLevel(level)
+    return log_path

@@ -1,0 +1,37 @@
+"""Create the financial_data table.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-28
+"""
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import mysql
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+# Prices are DECIMAL(18,4); SQLite has no exact decimal, so there they are
+# integers counting 1/10000 units (see lib.db.ScaledDecimal).
+PRICE = sa.Numeric(18, 4).with_variant(sa.BigInteger(), "sqlite")
+VOLUME = sa.BigInteger().with_variant(mysql.BIGINT(unsigned=True), "mysql", "mariadb")
+
+
+def upgrade():
+    op.create_table(
+        "financial_data",
+        sa.Column("symbol", sa.String(length=16), nullable=False),
+        sa.Column("date", sa.Date(), nullable=False),
+        sa.Column("open_price", PRICE, nullable=False),
+        sa.Column("close_price", PRICE, nullable=False),
+        sa.Column("volume", VOLUME, nullable=False),
+        sa.PrimaryKeyConstraint("symbol", "date", name="pk_financial_data"),
+    )
+    op.create_index("ix_financial_data_date", "financial_data", ["date"])
+
+
+def downgrade():
+    op.drop_index("ix_financial_data_date", table_name="financial_data")
+    op.drop_table("financial_data")
