@@ -5,6 +5,7 @@ builds the object, not at import, so entrypoints can load ``.env`` first.
 """
 import os
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
@@ -41,23 +42,39 @@ def read_api_key() -> str | None:
 
     ``ALPHAVANTAGE_API_KEY_FILE`` serves Docker secrets, mounted as files.
     """
-    key = env_str("ALPHAVANTAGE_API_KEY")
-    if key:
-        return key
-    path = env_str("ALPHAVANTAGE_API_KEY_FILE")
+    return env_str("ALPHAVANTAGE_API_KEY") or read_secret_file("ALPHAVANTAGE_API_KEY_FILE")
+
+
+def read_secret_file(name: str) -> str | None:
+    """Return the stripped content of the file the variable ``name`` points to."""
+    path = env_str(name)
     if not path:
         return None
     try:
         return Path(path).read_text(encoding="utf-8").strip() or None
     except OSError as exc:
-        raise ConfigError(
-            f"ALPHAVANTAGE_API_KEY_FILE cannot be read ({exc.strerror})"
-        ) from None
+        raise ConfigError(f"{name} cannot be read ({exc.strerror})") from None
 
 
 def database_url() -> str:
-    """Return DATABASE_URL, defaulting to the SQLite file in data/streaming/."""
-    return env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}")
+    """Return DATABASE_URL, defaulting to the SQLite file in data/streaming/.
+
+    When DATABASE_PASSWORD_FILE is set (a Docker secret), its content becomes
+    the password of a URL written without one.
+    """
+    url = env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}")
+    password = read_secret_file("DATABASE_PASSWORD_FILE")
+    return with_password(url, password) if password else url
+
+
+def with_password(url: str, password: str) -> str:
+    """Return ``url`` with ``password`` set for its user (URL-quoted)."""
+    parts = urlsplit(url)
+    if parts.username is None or parts.password is not None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    netloc = f"{parts.username}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class BaseConfig:
