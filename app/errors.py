@@ -9,7 +9,7 @@ from flask import Flask, request
 from flask_restx import Api
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from app.api import PAGINATED_PATHS
 from app.extensions import db
@@ -40,6 +40,8 @@ def handle_http_exception(exc: HTTPException) -> tuple:
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         headers["Allow"] = ", ".join(sorted(exc.valid_methods))
     message = exc.description or exc.name
+    if isinstance(exc, NotFound):
+        message = f"no endpoint at {request.path}; the API is documented at /api/docs"
     return error_response(exc.code or 500, message, headers)
 
 

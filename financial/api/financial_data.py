@@ -1,3 +1,61 @@
-from flask_restx import Namespace
+"""GET /api/financial_data: stored daily prices, filtered and paginated."""
+from flask_restx import Namespace, Resource, fields
 
-ns = Namespace("financial_data")
+from app.extensions import cache, db
+from financial.api.envelope import envelope
+from financial.api.params import FinancialDataArgs, parser, swagger_params
+from financial.api.responses import cacheable, error_model
+from financial.api.serializers import page_body
+from financial.queries import list_prices
+
+ns = Namespace("financial_data", description="Daily open/close prices and volumes")
+
+record_model = ns.model("PriceRecord", {
+    "symbol": fields.String(example="IBM"),
+    "date": fields.String(example="2023-01-05", description="Trading day, YYYY-MM-DD"),
+    "open_price": fields.String(example="153.08", description="Exact decimal, >= 2 places"),
+    "close_price": fields.String(example="154.52", description="Exact decimal, >= 2 places"),
+    "volume": fields.String(example="62199013", description="Shares traded, integer string"),
+})
+pagination_model = ns.model("Pagination", {
+    "count": fields.Integer(example=20, description="Rows matching the filters"),
+    "page": fields.Integer(example=2),
+    "limit": fields.Integer(example=3),
+    "pages": fields.Integer(example=7, description="ceil(count / limit); 0 when count is 0"),
+})
+info_model = ns.model("Info", {"error": fields.String(example="", description='"" on success')})
+page_model = ns.model("PricePage", {
+    "data": fields.List(fields.Nested(record_model)),
+    "pagination": fields.Nested(pagination_model),
+    "info": fields.Nested(info_model),
+})
+list_error_model = error_model(ns, "PriceError", data=fields.List(fields.Raw, example=[]),
+                               pagination=fields.Raw(example=None))
+
+
+@cache.memoize()
+def cached_price_page(symbol, start_date, end_date, limit, page) -> dict:
+    """Return the response body of one page; memoized on the normalized arguments."""
+    result = list_prices(db.session, symbol=symbol, start_date=start_date,
+                         end_date=end_date, limit=limit, page=page)
+    records, page_info = page_body(result, page, limit)
+    return envelope(records, pagination=page_info)
+
+
+@ns.route("")
+class FinancialData(Resource):
+    @ns.doc(params=swagger_params(FinancialDataArgs))
+    @ns.response(200, "One page of rows, ordered by date then symbol", page_model)
+    @ns.response(400, "A parameter is invalid; info.error names it", list_error_model)
+    @ns.response(503, "The database is unavailable", list_error_model)
+    @ns.response(500, "Unexpected error", list_error_model)
+    def get(self):
+        """List daily prices, oldest first, optionally by symbol and date range.
+
+        Rows are ordered by date, then symbol. `count` is the number of rows
+        matching the filters; a page past the last one returns `data: []`
+        with the true pagination.
+        """
+        args = parser.parse(FinancialDataArgs(), location="query")
+        return cacheable(cached_price_page(args.get("symbol"), args.get("start_date"),
+                                           args.get("end_date"), args["limit"], args["page"]))

@@ -1,3 +1,55 @@
-from flask_restx import Namespace
+"""GET /api/statistics: average prices and volume of one symbol over a range."""
+from flask_restx import Namespace, Resource, fields
 
-ns = Namespace("statistics")
+from app.extensions import cache, db
+from financial.api.envelope import envelope
+from financial.api.params import StatisticsArgs, parser, swagger_params
+from financial.api.responses import cacheable, error_model
+from financial.api.serializers import statistics_record
+from financial.stats import compute_statistics
+
+ns = Namespace("statistics", description="Averages over a date range")
+
+statistics_model = ns.model("Statistics", {
+    "start_date": fields.String(example="2023-01-01"),
+    "end_date": fields.String(example="2023-01-31"),
+    "symbol": fields.String(example="IBM"),
+    "average_daily_open_price": fields.Float(
+        example=123.45, description="Exact mean, rounded half away from zero to 2 places"),
+    "average_daily_close_price": fields.Float(
+        example=234.56, description="Exact mean, rounded half away from zero to 2 places"),
+    "average_daily_volume": fields.Integer(
+        example=1000000, description="Exact mean, rounded half away from zero"),
+})
+info_model = ns.model("StatisticsInfo", {"error": fields.String(example="")})
+statistics_body = ns.model("StatisticsResponse", {
+    "data": fields.Nested(statistics_model),
+    "info": fields.Nested(info_model),
+})
+statistics_error = error_model(ns, "StatisticsError", data=fields.Raw(example={}))
+
+
+@cache.memoize()
+def cached_statistics(symbol, start_date, end_date) -> dict:
+    """Return the statistics body; memoized on the normalized arguments."""
+    stats = compute_statistics(db.session, symbol, start_date, end_date)
+    return envelope(statistics_record(stats, symbol, start_date, end_date))
+
+
+@ns.route("")
+class Statistics(Resource):
+    @ns.doc(params=swagger_params(StatisticsArgs))
+    @ns.response(200, "Averages over the stored trading days in the range", statistics_body)
+    @ns.response(400, "A parameter is missing or invalid; info.error names it",
+                 statistics_error)
+    @ns.response(404, "No stored day for the symbol in the range", statistics_error)
+    @ns.response(503, "The database is unavailable", statistics_error)
+    @ns.response(500, "Unexpected error", statistics_error)
+    def get(self):
+        """Average daily open, close and volume of a symbol over an inclusive range.
+
+        Averages are computed exactly from the stored decimals and rounded
+        half away from zero: prices to 2 decimals, volume to a whole number.
+        """
+        args = parser.parse(StatisticsArgs(), location="query")
+        return cacheable(cached_statistics(args["symbol"], args["start_date"], args["end_date"]))

@@ -1,0 +1,176 @@
+"""Query-parameter schemas, parsed by webargs into typed values or a clear 400.
+
+The schemas are also the single source of the Swagger parameter docs.
+"""
+import re
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from webargs.flaskparser import FlaskParser
+
+from financial.errors import InvalidParameterError
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 5
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,15}$"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class IsoDate(fields.Date):
+    """A calendar date written exactly as YYYY-MM-DD."""
+
+    default_error_messages = {
+        "invalid": "must be a date in YYYY-MM-DD format",
+        "impossible": "is not a valid calendar date",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _ISO_DATE.match(value):
+            raise self.make_error("invalid")
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError:
+            raise self.make_error("impossible") from None
+
+
+class Symbol(fields.String):
+    """A ticker such as IBM, brk.b or BRK-B, normalized to upper case."""
+
+    default_error_messages = {
+        "invalid": "must be 1 to 16 characters: letters, digits, '.' or '-'",
+    }
+
+    def __init__(self, **kwargs):
+        pattern = validate.Regexp(SYMBOL_PATTERN, error=self.default_error_messages["invalid"])
+        super().__init__(validate=pattern, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).upper()
+
+
+def _date_range_check(data) -> None:
+    start, end = data.get("start_date"), data.get("end_date")
+    if start and end and start > end:
+        raise ValidationError(
+            f"must not be after end_date ({start.isoformat()} > {end.isoformat()})",
+            field_name="start_date",
+        )
+
+
+REQUIRED = {"required": "is required"}
+INTEGER = {"invalid": "must be an integer"}
+
+
+def _start_date(**kwargs) -> IsoDate:
+    return IsoDate(metadata={"description": "First day, inclusive (YYYY-MM-DD)",
+                             "example": "2023-01-01"}, **kwargs)
+
+
+def _end_date(**kwargs) -> IsoDate:
+    return IsoDate(metadata={"description": "Last day, inclusive (YYYY-MM-DD)",
+                             "example": "2023-01-31"}, **kwargs)
+
+
+def _symbol(**kwargs) -> Symbol:
+    return Symbol(metadata={"description": "Ticker, case-insensitive", "example": "IBM"},
+                  **kwargs)
+
+
+class FinancialDataArgs(Schema):
+    """Query parameters of GET /api/financial_data."""
+
+    class Meta:
+        unknown = RAISE
+
+    start_date = _start_date()
+    end_date = _end_date()
+    symbol = _symbol()
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT,
+        validate=validate.Range(1, MAX_LIMIT, error=f"must be between 1 and {MAX_LIMIT}"),
+        error_messages=INTEGER,
+        metadata={"description": "Rows per page"},
+    )
+    page = fields.Integer(
+        load_default=1,
+        validate=validate.Range(min=1, error="must be 1 or more"),
+        error_messages=INTEGER,
+        metadata={"description": "Page number, from 1; past the last page data is []"},
+    )
+
+    @validates_schema
+    def check_range(self, data, **_kwargs):
+        _date_range_check(data)
+
+
+class StatisticsArgs(Schema):
+    """Query parameters of GET /api/statistics, all required."""
+
+    class Meta:
+        unknown = RAISE
+
+    start_date = _start_date(required=True, error_messages=REQUIRED)
+    end_date = _end_date(required=True, error_messages=REQUIRED)
+    symbol = _symbol(required=True, error_messages=REQUIRED)
+
+    @validates_schema
+    def check_range(self, data, **_kwargs):
+        _date_range_check(data)
+
+
+class QueryParser(FlaskParser):
+    """webargs parser that reads the query string and raises InvalidParameterError."""
+
+    DEFAULT_LOCATION = "query"
+
+    def handle_error(self, error, req, schema, *, error_status_code, error_headers):
+        raise InvalidParameterError(describe_errors(error.normalized_messages()))
+
+
+def describe_errors(messages: dict) -> str:
+    """Flatten marshmallow messages into "param: problem; param: problem"."""
+    per_location = messages.get("query", messages)
+    parts = []
+    for name in sorted(per_location):
+        problems = per_location[name]
+        text = "; ".join(problems) if isinstance(problems, list) else str(problems)
+        if text == "Unknown field.":
+            text = "is not a known parameter"
+        parts.append(f"{name}: {text}")
+    return "; ".join(parts)
+
+
+# unknown=None defers to each schema's Meta.unknown (RAISE): a typo is a 400, not ignored.
+parser = QueryParser(unknown=None)
+
+
+def swagger_params(schema_class: type[Schema]) -> dict:
+    """Describe a schema's fields as Swagger query parameters for ``ns.doc``."""
+    params = {}
+    for name, field in schema_class().fields.items():
+        param = {"in": "query", "required": field.required,
+                 "description": field.metadata.get("description", "")}
+        if isinstance(field, fields.Integer):
+            param["type"] = "integer"
+            param["default"] = field.load_default
+            param.update(_range_bounds(field))
+        else:
+            param["type"] = "string"
+            if isinstance(field, IsoDate):
+                param["format"] = "date"
+            if isinstance(field, Symbol):
+                param["pattern"] = SYMBOL_PATTERN
+        if "example" in field.metadata:
+            param["example"] = field.metadata["example"]
+        params[name] = param
+    return params
+
+
+def _range_bounds(field: fields.Field) -> dict:
+    bounds = {}
+    for validator in field.validators:
+        if isinstance(validator, validate.Range):
+            if validator.min is not None:
+                bounds["minimum"] = validator.min
+            if validator.max is not None:
+                bounds["maximum"] = validator.max
+    return bounds

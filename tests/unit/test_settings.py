@@ -1,0 +1,110 @@
+"""Config selection and environment parsing (conf/settings.py)."""
+import pytest
+
+from conf import settings
+from conf.settings import (
+    DEFAULT_SQLITE_PATH, ConfigError, DevelopmentConfig, ProductionConfig, get_config,
+    with_password,
+)
+
+ALL_VARIABLES = (
+    "APP_ENV", "DATABASE_URL", "DATABASE_PASSWORD_FILE", "ALPHAVANTAGE_API_KEY",
+    "ALPHAVANTAGE_API_KEY_FILE", "SYMBOLS", "CACHE_TYPE", "CACHE_REDIS_URL",
+    "CACHE_DEFAULT_TIMEOUT", "CORS_ORIGINS", "LOG_DIR", "LOG_LEVEL",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in ALL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("name, config_class", [
+    (None, DevelopmentConfig), ("development", DevelopmentConfig),
+    ("testing", settings.TestingConfig),
+])
+def test_get_config_picks_the_class_of_app_env(monkeypatch, name, config_class):
+    if name:
+        monkeypatch.setenv("APP_ENV", name)
+    assert type(get_config()) is config_class
+
+
+def test_unknown_app_env_is_a_config_error_naming_it(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "staging")
+    with pytest.raises(ConfigError, match="APP_ENV must be one of development, production"):
+        get_config()
+
+
+def test_defaults_are_the_contracts():
+    config = get_config("development")
+    assert config.SQLALCHEMY_DATABASE_URI == f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    assert str(DEFAULT_SQLITE_PATH).endswith("data/streaming/financial.db")
+    assert config.SYMBOLS == ["IBM", "AAPL"]
+    assert config.CACHE_TYPE == "SimpleCache"
+    assert config.CACHE_DEFAULT_TIMEOUT == 300
+    assert config.CORS_ORIGINS == ["*"]
+    assert config.LOG_LEVEL == "INFO"
+    assert config.ALPHAVANTAGE_API_KEY is None
+    assert config.ALPHAVANTAGE_BASE_URL == "https://www.alphavantage.co/query"
+
+
+def test_values_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SYMBOLS", " msft, IBM ,,")
+    monkeypatch.setenv("CACHE_DEFAULT_TIMEOUT", "42")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    config = get_config("development")
+    assert config.SYMBOLS == ["msft", "IBM"]
+    assert config.CACHE_DEFAULT_TIMEOUT == 42
+    assert config.CORS_ORIGINS == ["https://a.example", "https://b.example"]
+    assert config.LOG_LEVEL == "DEBUG"
+
+
+def test_malformed_integer_names_the_variable(monkeypatch):
+    monkeypatch.setenv("CACHE_DEFAULT_TIMEOUT", "five")
+    with pytest.raises(ConfigError, match="CACHE_DEFAULT_TIMEOUT must be an integer"):
+        get_config("development")
+
+
+def test_production_requires_database_url():
+    with pytest.raises(ConfigError, match="DATABASE_URL must be set in production"):
+        get_config("production")
+
+
+def test_production_has_no_cors_origins_by_default(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api@db:3306/financial")
+    config = get_config("production")
+    assert isinstance(config, ProductionConfig)
+    assert config.CORS_ORIGINS == []
+
+
+def test_api_key_is_read_from_the_secret_file(monkeypatch, tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("FILEKEY\n")
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY_FILE", str(secret))
+    assert get_config("development").ALPHAVANTAGE_API_KEY == "FILEKEY"
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "ENVKEY")
+    assert get_config("development").ALPHAVANTAGE_API_KEY == "ENVKEY"
+
+
+def test_unreadable_secret_file_names_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="ALPHAVANTAGE_API_KEY_FILE cannot be read"):
+        get_config("development")
+
+
+def test_database_password_file_fills_the_url(monkeypatch, tmp_path):
+    secret = tmp_path / "db_password"
+    secret.write_text("p@ss/word\n")
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api@db:3306/financial")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(secret))
+    url = get_config("development").SQLALCHEMY_DATABASE_URI
+    assert url == "mysql+pymysql://api:p%40ss%2Fword@db:3306/financial"
+
+
+@pytest.mark.parametrize("url", [
+    "mysql+pymysql://api:given@db/financial", "sqlite:////tmp/x.db",
+])
+def test_with_password_keeps_urls_that_need_none(url):
+    assert with_password(url, "other") == url
