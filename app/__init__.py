@@ -5,6 +5,7 @@ import time
 from flask import Flask, g, request
 
 from app.api import register_api
+from app.cli import register_commands
 from app.errors import register_error_handlers
 from app.extensions import cache, cors, db, migrate
 from conf.settings import PROJECT_ROOT, BaseConfig, get_config
@@ -32,6 +33,7 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
     api = register_api(app)
     register_error_handlers(app, api)
     register_request_logging(app)
+    register_commands(app)
     return app
 
 

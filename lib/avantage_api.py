@@ -43,10 +43,11 @@ _VOLUME_KEYS = {TIME_SERIES_DAILY: "5. volume", TIME_SERIES_DAILY_ADJUSTED: "6. 
 _ADJUSTED_ONLY_KEYS = ("5. adjusted close", "6. volume")
 _ERROR_KEYS = ("Error Message", "Information", "Note")
 
-# Price and volume columns are DECIMAL(18,4) and BIGINT UNSIGNED downstream.
+# Prices are stored as DECIMAL(18,4); volumes must fit a signed 64-bit integer, the
+# largest both SQLite INTEGER and MySQL BIGINT UNSIGNED hold.
 _MAX_DECIMAL_PLACES = 4
 _MAX_INTEGER_DIGITS = 14
-_MAX_VOLUME = 2**64 - 1
+_MAX_VOLUME = 2**63 - 1
 _DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
@@ -565,7 +566,7 @@ def _parse_volume(symbol: str, where: str, key: str, raw: Any) -> int:
     digits = raw.lstrip("0") or "0"
     # Length first: int() refuses strings over 4300 digits, and nothing that long fits anyway.
     if len(digits) > len(str(_MAX_VOLUME)) or int(digits) > _MAX_VOLUME:
-        raise MalformedResponseError(f"{where}: {key!r} is {_show(raw)}, above 2**64-1", symbol)
+        raise MalformedResponseError(f"{where}: {key!r} is {_show(raw)}, above 2**63-1", symbol)
     return int(digits)
 
 

@@ -6,10 +6,12 @@ from empty tables and an empty cache.
 import datetime
 import os
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from faker import Faker
+from pytest_httpserver import HTTPServer
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, delete, insert, text
 from sqlalchemy.engine import make_url
@@ -17,6 +19,7 @@ from sqlalchemy.engine import make_url
 from app import create_app
 from app.extensions import cache, db
 from financial.models import FinancialData
+from tests.fake_alphavantage import FakeAlphaVantage, QuietHTTPServer
 
 TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -147,3 +150,25 @@ def store_prices(app):
             db.session.execute(insert(FinancialData), records)
             db.session.commit()
     return _store
+
+
+@pytest.fixture(scope="session")
+def fake_alphavantage_server() -> Iterator[HTTPServer]:
+    """One threaded server for the session; threaded so a stalled handler blocks nobody else."""
+    server = QuietHTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_alphavantage(fake_alphavantage_server: HTTPServer) -> Iterator[FakeAlphaVantage]:
+    """A fresh fake AlphaVantage per test; fails the test on unqueued requests or handler errors."""
+    server = fake_alphavantage_server
+    server.clear()
+    fake = FakeAlphaVantage(server)
+    server.expect_request("/query").respond_with_handler(fake.dispatch)
+    yield fake
+    server.clear_all_handlers()
+    server.check()
+    assert not fake.unexpected, f"requests with no queued response: {fake.unexpected}"

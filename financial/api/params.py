@@ -160,7 +160,7 @@ def swagger_params(schema_class: type[Schema]) -> dict:
             if isinstance(field, Symbol):
                 param["pattern"] = SYMBOL_PATTERN
         if "example" in field.metadata:
-            param["example"] = field.metadata["example"]
+            param["x-example"] = field.metadata["example"]
         params[name] = param
     return params
 

@@ -1,0 +1,26 @@
+"""Flask CLI commands of the project (``flask --app app <command>``)."""
+import json
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+from conf.settings import PROJECT_ROOT
+
+SWAGGER_FILE = PROJECT_ROOT / "conf" / "api.swagger.json"
+
+
+def openapi_document() -> str:
+    """Return the served OpenAPI document as stable, pretty-printed JSON."""
+    response = current_app.test_client().get("/api/swagger.json")
+    return json.dumps(response.get_json(), indent=2, sort_keys=True) + "\n"
+
+
+def register_commands(app: Flask) -> None:
+    @app.cli.command("openapi")
+    @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+                  default=SWAGGER_FILE, show_default=True)
+    def export_openapi(output: Path) -> None:
+        """Write the OpenAPI document served at /api/swagger.json to OUTPUT."""
+        output.write_text(openapi_document(), encoding="utf-8")
+        click.echo(f"wrote {output}")

@@ -1,0 +1,351 @@
+"""AlphaVantageClient against a real local HTTP server (the ``fake_alphavantage`` fixture)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import traceback
+from datetime import date
+from decimal import Decimal
+
+import pytest
+import requests
+from werkzeug.wrappers import Request, Response
+
+from lib.avantage_api import (
+    TIME_SERIES_DAILY,
+    TIME_SERIES_DAILY_ADJUSTED,
+    AlphaVantageClient,
+    AlphaVantageError,
+    AlphaVantageTransportError,
+    InvalidApiKeyError,
+    InvalidSymbolError,
+    MalformedResponseError,
+    PremiumOnlyError,
+    RateLimitError,
+)
+
+API_KEY = "SECRETKEY123"
+IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+IBM_DAILY = "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"
+FALLBACK_TEXT = "falls back to TIME_SERIES_DAILY"
+
+
+class SleepRecorder:
+    """Stands in for time.sleep: records the waits, never sleeps."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> SleepRecorder:
+    return SleepRecorder()
+
+
+@pytest.fixture
+def make_client(fake_alphavantage, sleeps):
+    """Build clients aimed at the fake server, fast by default, closed after the test."""
+    clients: list[AlphaVantageClient] = []
+
+    def make(**options) -> AlphaVantageClient:
+        settings = {"base_url": fake_alphavantage.url, "backoff_factor": 0, "sleep": sleeps,
+                    "rate_limit_wait": 7.5, "timeout": (1, 5), **options}
+        client = AlphaVantageClient(API_KEY, **settings)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def capture_everything(caplog):
+    """Log at DEBUG so urllib3's URL-bearing records are captured and checked for the key."""
+    caplog.set_level(logging.DEBUG)
+
+
+def assert_key_hidden(exc: BaseException, caplog) -> None:
+    """The key must not appear in the exception, its chain, its traceback, or any log record."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        assert API_KEY not in str(current)
+        assert API_KEY not in repr(current)
+        current = current.__cause__ or current.__context__
+    assert API_KEY not in "".join(traceback.format_exception(exc))
+    assert API_KEY not in caplog.text
+
+
+def functions_asked(fake) -> list[str]:
+    return [request.params["function"] for request in fake.requests]
+
+
+# --- success -----------------------------------------------------------------------------------
+
+def test_success_sends_exact_query_with_key_as_param(fake_alphavantage, make_client, caplog):
+    fake_alphavantage.queue_fixture(IBM_ADJUSTED)
+
+    series = make_client().fetch_daily("ibm")
+
+    assert series.symbol == "IBM"
+    assert series.function == TIME_SERIES_DAILY_ADJUSTED
+    assert len(series.bars) == 100
+    assert series.bars[0].date == date(2023, 3, 24)
+    assert series.bars[0].open_price == Decimal("123.36")
+    [request] = fake_alphavantage.requests
+    assert request.method == "GET"
+    assert request.path == "/query"
+    assert request.params == {
+        "function": "TIME_SERIES_DAILY_ADJUSTED",
+        "symbol": "IBM",
+        "outputsize": "compact",
+        "apikey": API_KEY,
+        "datatype": "json",
+    }
+    assert request.query_string.count("apikey=") == 1
+    assert API_KEY not in caplog.text
+
+
+def test_full_asks_for_full_output(fake_alphavantage, make_client):
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+
+    series = make_client(function=TIME_SERIES_DAILY).fetch_daily("IBM", full=True)
+
+    assert series.function == TIME_SERIES_DAILY
+    assert series.bars[0].open_price == Decimal("170.0000")
+    [request] = fake_alphavantage.requests
+    assert request.params["outputsize"] == "full"
+    assert request.params["function"] == TIME_SERIES_DAILY
+
+
+def test_injected_session_is_used(fake_alphavantage, make_client):
+    session = requests.Session()
+    session.headers["User-Agent"] = "stock-service-test"
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+
+    make_client(session=session, function=TIME_SERIES_DAILY).fetch_daily("IBM")
+
+    assert fake_alphavantage.requests[0].headers["User-Agent"] == "stock-service-test"
+    session.close()
+
+
+# --- AlphaVantage's in-body errors -------------------------------------------------------------
+
+def test_minute_note_is_waited_out_then_succeeds(fake_alphavantage, make_client, sleeps, caplog):
+    fake_alphavantage.queue_error("minute_limit")
+    fake_alphavantage.queue_fixture(IBM_ADJUSTED)
+
+    series = make_client().fetch_daily("IBM")
+
+    assert series.bars[0].close_price == Decimal("125.29")
+    assert sleeps.calls == [7.5]
+    assert len(fake_alphavantage.requests) == 2
+    assert "short-term rate limit for IBM" in caplog.text
+    assert API_KEY not in caplog.text
+
+
+def test_burst_limit_exhausted_raises_after_bounded_retries(fake_alphavantage, make_client,
+                                                            sleeps, caplog):
+    for _ in range(4):
+        fake_alphavantage.queue_error("burst_limit")
+    fake_alphavantage.queue_fixture(IBM_ADJUSTED)  # must never be reached
+
+    with pytest.raises(RateLimitError) as caught:
+        make_client(rate_limit_retries=3).fetch_daily("IBM")
+
+    assert caught.value.is_daily_quota is False
+    assert caught.value.symbol == "IBM"
+    assert len(fake_alphavantage.requests) == 4
+    assert sleeps.calls == [7.5, 7.5, 7.5]
+    assert_key_hidden(caught.value, caplog)
+
+
+def test_daily_quota_fails_at_once(fake_alphavantage, make_client, sleeps, caplog):
+    fake_alphavantage.queue_error("daily_quota")
+
+    with pytest.raises(RateLimitError, match="daily quota is spent") as caught:
+        make_client().fetch_daily("IBM")
+
+    assert caught.value.is_daily_quota is True
+    assert len(fake_alphavantage.requests) == 1
+    assert sleeps.calls == []
+    assert_key_hidden(caught.value, caplog)
+
+
+def test_invalid_symbol(fake_alphavantage, make_client, caplog):
+    fake_alphavantage.queue_error("invalid_symbol")
+
+    with pytest.raises(InvalidSymbolError, match="invalid symbol NOPE") as caught:
+        make_client().fetch_daily("nope")
+
+    assert caught.value.symbol == "NOPE"
+    assert len(fake_alphavantage.requests) == 1
+    assert_key_hidden(caught.value, caplog)
+
+
+@pytest.mark.parametrize("case", ["invalid_key", "demo_key"])
+def test_bad_key(fake_alphavantage, make_client, caplog, case):
+    fake_alphavantage.queue_error(case)
+
+    with pytest.raises(InvalidApiKeyError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert len(fake_alphavantage.requests) == 1
+    assert_key_hidden(caught.value, caplog)
+
+
+def test_key_echoed_by_alphavantage_is_redacted(fake_alphavantage, make_client, caplog):
+    fake_alphavantage.queue_error("invalid_key", text=f"the parameter apikey {API_KEY} is invalid")
+
+    with pytest.raises(InvalidApiKeyError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert "[redacted]" in str(caught.value)
+    assert_key_hidden(caught.value, caplog)
+
+
+def test_unknown_error_text_is_a_plain_alphavantage_error(fake_alphavantage, make_client, caplog):
+    fake_alphavantage.queue_error("unknown_function")
+
+    with pytest.raises(AlphaVantageError, match=r"This API function \(\) does not exist") as caught:
+        make_client().fetch_daily("IBM")
+
+    assert type(caught.value) is AlphaVantageError
+    assert_key_hidden(caught.value, caplog)
+
+
+# --- premium fallback --------------------------------------------------------------------------
+
+def test_premium_adjusted_falls_back_once_for_the_whole_run(fake_alphavantage, make_client, caplog):
+    fake_alphavantage.queue_error("premium_endpoint")
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    client = make_client()
+
+    ibm = client.fetch_daily("IBM")
+    aapl = client.fetch_daily("AAPL")
+
+    assert functions_asked(fake_alphavantage) == [
+        TIME_SERIES_DAILY_ADJUSTED, TIME_SERIES_DAILY, TIME_SERIES_DAILY]
+    assert [r.params["symbol"] for r in fake_alphavantage.requests] == ["IBM", "IBM", "AAPL"]
+    assert (ibm.symbol, ibm.function) == ("IBM", TIME_SERIES_DAILY)
+    assert (aapl.symbol, aapl.function) == ("AAPL", TIME_SERIES_DAILY)
+    assert client.function == TIME_SERIES_DAILY
+    fallbacks = [r for r in caplog.records if FALLBACK_TEXT in r.getMessage()]
+    assert len(fallbacks) == 1
+    assert fallbacks[0].levelno == logging.WARNING
+    assert fallbacks[0].name == "lib.avantage_api"
+
+
+def test_premium_full_output_on_daily_is_final(fake_alphavantage, make_client, caplog):
+    fake_alphavantage.queue_error("premium_full_output")
+
+    with pytest.raises(PremiumOnlyError) as caught:
+        make_client(function=TIME_SERIES_DAILY).fetch_daily("IBM", full=True)
+
+    assert len(fake_alphavantage.requests) == 1
+    assert FALLBACK_TEXT not in caplog.text
+    assert_key_hidden(caught.value, caplog)
+
+
+def test_full_on_adjusted_falls_back_then_fails_on_premium_output(fake_alphavantage, make_client,
+                                                                  caplog):
+    fake_alphavantage.queue_error("premium_endpoint")
+    fake_alphavantage.queue_error("premium_full_output")
+
+    with pytest.raises(PremiumOnlyError, match="outputsize=full"):
+        make_client().fetch_daily("IBM", full=True)
+
+    assert functions_asked(fake_alphavantage) == [TIME_SERIES_DAILY_ADJUSTED, TIME_SERIES_DAILY]
+    assert [r.params["outputsize"] for r in fake_alphavantage.requests] == ["full", "full"]
+
+
+# --- transport ---------------------------------------------------------------------------------
+
+def test_server_error_then_success_is_retried_by_urllib3(fake_alphavantage, make_client, caplog):
+    fake_alphavantage.queue_response("upstream trouble", status=500, content_type="text/plain")
+    fake_alphavantage.queue_fixture(IBM_ADJUSTED)
+
+    series = make_client(max_retries=2).fetch_daily("IBM")
+
+    assert series.bars[0].volume == 3812644
+    assert len(fake_alphavantage.requests) == 2
+    assert any(r.name.startswith("urllib3") and "Retry" in r.getMessage() for r in caplog.records)
+    assert API_KEY not in caplog.text
+
+
+def test_server_errors_exhaust_retries(fake_alphavantage, make_client, caplog):
+    for _ in range(3):
+        fake_alphavantage.queue_response("busy", status=503, content_type="text/plain")
+
+    with pytest.raises(AlphaVantageTransportError, match="HTTP 503 .* IBM after 2 retries") as exc:
+        make_client(max_retries=2).fetch_daily("IBM")
+
+    assert len(fake_alphavantage.requests) == 3
+    assert_key_hidden(exc.value, caplog)
+
+
+@pytest.mark.parametrize("max_retries", [0, 1])
+def test_read_timeout(fake_alphavantage, make_client, caplog, max_retries):
+    release = threading.Event()
+
+    def stall(_request: Request) -> Response:
+        release.wait(10)
+        return Response("{}", content_type="application/json")
+
+    for _ in range(max_retries + 1):
+        fake_alphavantage.queue_handler(stall)
+
+    try:
+        with pytest.raises(AlphaVantageTransportError, match="ReadTimeout") as caught:
+            make_client(timeout=(1, 0.2), max_retries=max_retries).fetch_daily("IBM")
+    finally:
+        release.set()
+
+    assert f"network failure for IBM after {max_retries} retries" in str(caught.value)
+    assert len(fake_alphavantage.requests) == max_retries + 1
+    assert caught.value.__context__ is None
+    assert_key_hidden(caught.value, caplog)
+
+
+def test_connection_refused(make_client, caplog):
+    with socket.socket() as probe:  # an ephemeral port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with pytest.raises(AlphaVantageTransportError, match="network failure for IBM") as caught:
+        make_client(base_url=f"http://127.0.0.1:{port}/query", max_retries=1).fetch_daily("IBM")
+
+    assert caught.value.__context__ is None
+    assert_key_hidden(caught.value, caplog)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [("<html><body>Service Unavailable</body></html>", "text/html"), ("", "application/json"),
+     ("{not json", "application/json")],
+)
+def test_non_json_body(fake_alphavantage, make_client, caplog, body, content_type):
+    fake_alphavantage.queue_response(body, content_type=content_type)
+
+    with pytest.raises(MalformedResponseError, match="not JSON") as caught:
+        make_client().fetch_daily("IBM")
+
+    assert len(fake_alphavantage.requests) == 1
+    assert_key_hidden(caught.value, caplog)
+
+
+def test_json_without_series_is_malformed(fake_alphavantage, make_client, caplog):
+    fake_alphavantage.queue_json({"Meta Data": {"2. Symbol": "IBM"}})
+
+    with pytest.raises(MalformedResponseError, match="IBM: the response has no") as caught:
+        make_client().fetch_daily("IBM")
+
+    assert_key_hidden(caught.value, caplog)

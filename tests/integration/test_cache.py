@@ -1,0 +1,110 @@
+"""Cached answers: hits, invalidation shared through Redis, TTL, outage tolerance."""
+import datetime
+from decimal import Decimal
+
+import pytest
+import redis
+from sqlalchemy import update
+
+from app.extensions import cache, db
+from financial.models import FinancialData
+from tests.conftest import build_app
+
+STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
+
+
+@pytest.fixture
+def ibm_day(make_price):
+    return make_price(symbol="IBM", date=datetime.date(2023, 1, 3),
+                      open_price=Decimal("10.00"), close_price=Decimal("20.00"), volume=100)
+
+
+def change_open_price(app, value: str) -> None:
+    """Change stored data behind the cache's back, as another process would."""
+    with app.app_context():
+        db.session.execute(update(FinancialData).values(open_price=Decimal(value)))
+        db.session.commit()
+
+
+def open_price_of(client) -> float:
+    return client.get(STATS_URL).get_json()["data"]["average_daily_open_price"]
+
+
+def test_statistics_are_served_from_the_cache_until_it_is_cleared(app, ibm_day, store_prices):
+    store_prices([ibm_day])
+    client = app.test_client()
+    assert open_price_of(client) == 10.0
+    change_open_price(app, "11.00")
+    assert open_price_of(client) == 10.0
+    with app.app_context():
+        cache.clear()
+    assert open_price_of(client) == 11.0
+
+
+def test_list_pages_are_cached_per_normalized_parameters(app, ibm_day, store_prices):
+    store_prices([ibm_day])
+    client = app.test_client()
+    first = client.get("/api/financial_data?symbol=IBM").get_json()
+    change_open_price(app, "12.00")
+    assert client.get("/api/financial_data?symbol=ibm").get_json() == first
+    fresh = client.get("/api/financial_data?symbol=IBM&limit=6").get_json()
+    assert fresh["data"][0]["open_price"] == "12.00"
+
+
+def test_errors_are_not_cached(app, ibm_day, store_prices):
+    client = app.test_client()
+    assert client.get(STATS_URL).status_code == 404
+    store_prices([ibm_day])
+    assert client.get(STATS_URL).status_code == 200
+
+
+@pytest.mark.redis
+def test_redis_is_shared_by_workers_and_cleared_for_all(redis_app, ibm_day, store_prices,
+                                                        tmp_path):
+    store_prices([ibm_day])
+    other_worker = build_app(redis_app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "w2",
+                             CACHE_TYPE="RedisCache",
+                             CACHE_REDIS_URL=redis_app.config["CACHE_REDIS_URL"],
+                             CACHE_KEY_PREFIX=redis_app.config["CACHE_KEY_PREFIX"])
+    assert open_price_of(redis_app.test_client()) == 10.0
+    change_open_price(redis_app, "13.00")
+    assert open_price_of(other_worker.test_client()) == 10.0, "the worker reuses the shared hit"
+    with other_worker.app_context():
+        cache.clear()
+        db.engine.dispose()
+    assert open_price_of(redis_app.test_client()) == 13.0
+
+
+@pytest.mark.redis
+def test_redis_entries_expire_after_the_configured_timeout(database_url, tmp_path, redis_url,
+                                                           ibm_day, store_prices):
+    prefix = "test-ttl:"
+    app = build_app(database_url, tmp_path / "log", CACHE_TYPE="RedisCache",
+                    CACHE_REDIS_URL=redis_url, CACHE_KEY_PREFIX=prefix, CACHE_DEFAULT_TIMEOUT=7)
+    store_prices([ibm_day])
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert app.test_client().get(STATS_URL).status_code == 200
+        ttls = [client.ttl(key) for key in client.scan_iter(f"{prefix}*")]
+        assert ttls and all(0 < ttl <= 7 for ttl in ttls if ttl != -1)
+        assert any(0 < ttl <= 7 for ttl in ttls)
+    finally:
+        with app.app_context():
+            cache.clear()
+            db.engine.dispose()
+        client.close()
+
+
+def test_a_cache_outage_degrades_to_uncached_answers(database_url, tmp_path, ibm_day,
+                                                     store_prices, caplog):
+    app = build_app(database_url, tmp_path / "log", CACHE_TYPE="RedisCache",
+                    CACHE_REDIS_URL="redis://127.0.0.1:1/0")
+    store_prices([ibm_day])
+    client = app.test_client()
+    response = client.get(STATS_URL)
+    assert response.status_code == 200
+    assert response.get_json()["data"]["average_daily_open_price"] == 10.0
+    assert client.get("/api/financial_data").status_code == 200
+    assert "cache backend" in caplog.text
+    with app.app_context():
+        db.engine.dispose()

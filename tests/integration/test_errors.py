@@ -1,0 +1,138 @@
+"""Every row of the contract's error table answers with the JSON envelope."""
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from tests.conftest import build_app
+
+LIST_ERROR = {"data": [], "pagination": None}
+OBJECT_ERROR = {"data": {}}
+LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy", "/work/", ".py", "financial_data WHERE")
+
+
+def assert_error(response, status, message, shape):
+    assert response.status_code == status
+    assert response.content_type == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.get_json() == {**shape, "info": {"error": message}}
+    text = response.get_data(as_text=True)
+    assert not any(marker in text for marker in LEAK_MARKERS), text
+
+
+@pytest.mark.parametrize("query, message", [
+    ("start_date=2023-13-01", "start_date: is not a valid calendar date"),
+    ("start_date=2023-02-30", "start_date: is not a valid calendar date"),
+    ("end_date=23-01-01", "end_date: must be a date in YYYY-MM-DD format"),
+    ("end_date=2023-1-5", "end_date: must be a date in YYYY-MM-DD format"),
+    ("start_date=", "start_date: must be a date in YYYY-MM-DD format"),
+    ("start_date=2023-02-01&end_date=2023-01-01",
+     "start_date: must not be after end_date (2023-02-01 > 2023-01-01)"),
+    ("symbol=IB%20M", "symbol: must be 1 to 16 characters: letters, digits, '.' or '-'"),
+    ("symbol=" + "A" * 17, "symbol: must be 1 to 16 characters: letters, digits, '.' or '-'"),
+    ("symbol=%27%3B--", "symbol: must be 1 to 16 characters: letters, digits, '.' or '-'"),
+    ("limit=0", "limit: must be between 1 and 1000"),
+    ("limit=1001", "limit: must be between 1 and 1000"),
+    ("limit=ten", "limit: must be an integer"),
+    ("limit=2.5", "limit: must be an integer"),
+    ("page=0", "page: must be 1 or more"),
+    ("page=-1", "page: must be 1 or more"),
+    ("symbl=IBM", "symbl: is not a known parameter"),
+    ("limit=0&page=0", "limit: must be between 1 and 1000; page: must be 1 or more"),
+])
+def test_financial_data_rejects_bad_parameters(client, query, message):
+    assert_error(client.get(f"/api/financial_data?{query}"), 400, message, LIST_ERROR)
+
+
+@pytest.mark.parametrize("query, message", [
+    ("", "end_date: is required; start_date: is required; symbol: is required"),
+    ("symbol=IBM&start_date=2023-01-01", "end_date: is required"),
+    ("symbol=IBM&start_date=2023-01-31&end_date=2023-01-01",
+     "start_date: must not be after end_date (2023-01-31 > 2023-01-01)"),
+    ("symbol=&start_date=2023-01-01&end_date=2023-01-31",
+     "symbol: must be 1 to 16 characters: letters, digits, '.' or '-'"),
+    ("symbol=IBM&start_date=2023-02-29&end_date=2023-03-01",
+     "start_date: is not a valid calendar date"),
+    ("symbol=IBM&start_date=2023-01-01&end_date=2023-01-31&limit=5",
+     "limit: is not a known parameter"),
+])
+def test_statistics_rejects_bad_parameters(client, query, message):
+    assert_error(client.get(f"/api/statistics?{query}"), 400, message, OBJECT_ERROR)
+
+
+def test_unknown_path_is_a_json_404(client):
+    assert_error(client.get("/api/nothing"), 404,
+                 "no endpoint at /api/nothing; the API is documented at /api/docs", OBJECT_ERROR)
+    assert_error(client.get("/elsewhere"), 404,
+                 "no endpoint at /elsewhere; the API is documented at /api/docs", OBJECT_ERROR)
+
+
+@pytest.mark.parametrize("path, shape", [
+    ("/api/financial_data", LIST_ERROR), ("/api/statistics", OBJECT_ERROR),
+    ("/api/health", OBJECT_ERROR),
+])
+def test_wrong_method_is_a_json_405_with_allow(client, path, shape):
+    response = client.delete(path)
+    assert_error(response, 405, "The method is not allowed for the requested URL.", shape)
+    assert "GET" in response.headers["Allow"]
+
+
+def test_unexpected_error_is_a_generic_500_logged_with_details(app, caplog, monkeypatch):
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("secret detail SELECT * FROM financial_data /work/x.py")
+
+    monkeypatch.setattr("financial.api.statistics.compute_statistics", explode)
+    response = app.test_client().get(
+        "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-02")
+    assert_error(response, 500, "internal server error", OBJECT_ERROR)
+    assert "secret detail" in caplog.text
+    assert caplog.text.count("unhandled RuntimeError") == 1
+
+
+def test_database_error_mid_request_is_a_503(app, monkeypatch):
+    def lose_connection(*_args, **_kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("server has gone away"))
+
+    monkeypatch.setattr("financial.api.financial_data.list_prices", lose_connection)
+    response = app.test_client().get("/api/financial_data")
+    assert_error(response, 503, "the database is unavailable, please retry later", LIST_ERROR)
+    assert response.headers["Retry-After"] == "5"
+
+
+@pytest.fixture
+def unreachable_app(tmp_path):
+    """An app whose MySQL server does not exist (nothing listens on port 1)."""
+    return build_app("mysql+pymysql://api:hunter2@127.0.0.1:1/financial", tmp_path / "log")
+
+
+@pytest.mark.parametrize("path, shape", [
+    ("/api/financial_data", LIST_ERROR),
+    ("/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-02", OBJECT_ERROR),
+])
+def test_unreachable_database_is_a_503_without_secrets(unreachable_app, path, shape):
+    response = unreachable_app.test_client().get(path)
+    assert_error(response, 503, "the database is unavailable, please retry later", shape)
+    assert "hunter2" not in response.get_data(as_text=True)
+
+
+def test_health_is_503_when_the_database_is_unreachable(unreachable_app):
+    response = unreachable_app.test_client().get("/api/health")
+    assert response.status_code == 503
+    assert response.get_json() == {
+        "status": "unavailable", "database": "unreachable",
+        "info": {"error": "the database is unavailable, please retry later"}}
+    log_file = Path(unreachable_app.config["LOG_DIR"]) / "api.log"
+    assert "health check failed: OperationalError" in log_file.read_text()
+    assert "hunter2" not in log_file.read_text()
+
+
+def test_health_is_200_and_never_cached(client):
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok", "info": {"error": ""}}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_error_bodies_are_valid_json_objects(client):
+    assert isinstance(json.loads(client.get("/api/financial_data?page=x").data), dict)

@@ -1,0 +1,32 @@
+"""The committed OpenAPI document is the one the app serves."""
+import json
+
+from app.cli import SWAGGER_FILE, openapi_document
+
+
+def test_committed_document_equals_the_served_one(app):
+    with app.app_context():
+        served = openapi_document()
+    assert SWAGGER_FILE.read_text(encoding="utf-8") == served, (
+        "conf/api.swagger.json is stale: run `flask --app app openapi`")
+
+
+def test_document_lists_every_parameter_bound_and_status(client):
+    document = client.get("/api/swagger.json").get_json()
+    listing = document["paths"]["/financial_data"]["get"]
+    params = {param["name"]: param for param in listing["parameters"]}
+    assert set(params) == {"start_date", "end_date", "symbol", "limit", "page"}
+    assert (params["limit"]["minimum"], params["limit"]["maximum"]) == (1, 1000)
+    assert params["page"]["minimum"] == 1
+    assert set(listing["responses"]) == {"200", "400", "500", "503"}
+    stats = document["paths"]["/statistics"]["get"]
+    assert all(param["required"] for param in stats["parameters"])
+    assert set(stats["responses"]) == {"200", "400", "404", "500", "503"}
+    assert set(document["paths"]["/health"]["get"]["responses"]) == {"200", "503"}
+
+
+def test_swagger_ui_is_served(client):
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    assert "swagger" in response.get_data(as_text=True).lower()
+    assert json.loads(client.get("/api/swagger.json").data)["basePath"] == "/api"
