@@ -32,6 +32,17 @@ def env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_float(name: str, default: float) -> float:
+    """Return the variable as a float; raise ConfigError naming it if malformed."""
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
 def env_list(name: str, default: str) -> list[str]:
     """Return a comma-separated variable as a list of non-empty items."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
@@ -93,6 +104,11 @@ class BaseConfig:
         self.ALPHAVANTAGE_FUNCTION = env_str(
             "ALPHAVANTAGE_FUNCTION", "TIME_SERIES_DAILY_ADJUSTED"
         )
+        # Seconds to wait after AlphaVantage's short-term limit, and how often to retry.
+        self.ALPHAVANTAGE_RETRY_WAIT = env_float("ALPHAVANTAGE_RETRY_WAIT", 15.0)
+        self.ALPHAVANTAGE_RATE_LIMIT_RETRIES = env_int("ALPHAVANTAGE_RATE_LIMIT_RETRIES", 3)
+        # Seconds between two requests of the fetch job (free keys allow about 1 a second).
+        self.ALPHAVANTAGE_REQUEST_INTERVAL = env_float("ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
         self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")
         self.CACHE_TYPE = env_str("CACHE_TYPE", "SimpleCache")
         self.CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
@@ -127,15 +143,10 @@ class DevelopmentConfig(BaseConfig):
 
 
 class TestingConfig(BaseConfig):
-    """Test runs: in-memory-like settings, overridable per test."""
+    """Test runs: Flask's testing mode; tests steer the rest with overrides."""
 
     ENV_NAME = "testing"
     TESTING = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.CACHE_TYPE = "SimpleCache"
-        self.CACHE_REDIS_URL = None
 
 
 class ProductionConfig(BaseConfig):

@@ -9,8 +9,12 @@ LOG_BACKUPS = 5
 _HANDLER_MARK = "_financial_log_handler"
 
 
-def configure_logging(program: str, log_dir: str, level: str = "INFO") -> Path:
+def configure_logging(program: str, log_dir: str, level: str = "INFO",
+                      console_level: str | None = None) -> Path:
     """Send the root logger to stderr and to ``<log_dir>/<program>.log``.
+
+    ``console_level`` raises the bar for stderr only (a CLI prints its own
+    summary and wants just warnings there); the file always gets ``level``.
 
     Calling it again replaces the handlers it added before, so building
     several apps in one process (tests) does not duplicate lines.
@@ -24,8 +28,10 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO") -> Path:
     log_path = Path(log_dir) / f"{program}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     formatter = logging.Formatter(LOG_FORMAT)
+    console = logging.StreamHandler()
+    console.setLevel(console_level or level)
     handlers = [
-        logging.StreamHandler(),
+        console,
         logging.handlers.RotatingFileHandler(
             log_path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
         ),

@@ -27,7 +27,8 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 
 def build_app(database_url: str, log_dir, **overrides):
     """Create a testing app on ``database_url`` with logs in ``log_dir``."""
-    settings = {"SQLALCHEMY_DATABASE_URI": database_url, "LOG_DIR": str(log_dir), **overrides}
+    settings = {"SQLALCHEMY_DATABASE_URI": database_url, "LOG_DIR": str(log_dir),
+                "CACHE_TYPE": "SimpleCache", **overrides}
     return create_app("testing", overrides=settings)
 
 

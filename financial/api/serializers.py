@@ -1,32 +1,12 @@
 """Turn service results into JSON-ready values: exact strings and rounded numbers."""
-from decimal import Decimal
-
 from financial.queries import PricePage
+from financial.records import price_record
 from financial.stats import PriceStatistics
 
-TWO_PLACES = Decimal("0.01")
 
-
-def format_price(value: Decimal) -> str:
-    """Write a price exactly, trailing zeros dropped but at least two decimals.
-
-    150.1000 -> "150.10", 12.3456 -> "12.3456", 100 -> "100.00".
-    """
-    normalized = value.normalize()
-    if normalized.as_tuple().exponent > -2:
-        normalized = normalized.quantize(TWO_PLACES)
-    return f"{normalized:f}"
-
-
-def price_record(row) -> dict:
-    """Return one stored day in the API's record shape, every value a string."""
-    return {
-        "symbol": row.symbol,
-        "date": row.date.isoformat(),
-        "open_price": format_price(row.open_price),
-        "close_price": format_price(row.close_price),
-        "volume": str(int(row.volume)),
-    }
+def price_row(row) -> dict:
+    """Return one stored row (symbol, date, open, close, volume) as a record."""
+    return price_record(row.symbol, row.date, row.open_price, row.close_price, row.volume)
 
 
 def pagination(count: int, page: int, limit: int) -> dict:
@@ -36,7 +16,7 @@ def pagination(count: int, page: int, limit: int) -> dict:
 
 def page_body(result: PricePage, page: int, limit: int) -> tuple[list[dict], dict]:
     """Return the records and the pagination block of one page."""
-    return [price_record(row) for row in result.rows], pagination(result.count, page, limit)
+    return [price_row(row) for row in result.rows], pagination(result.count, page, limit)
 
 
 def statistics_record(stats: PriceStatistics, symbol: str, start_date, end_date) -> dict:

@@ -1,10 +1,11 @@
-"""Exact price strings and pagination maths (financial/api/serializers.py)."""
+"""Exact price strings (financial/records.py) and the API's serializers."""
 import datetime
 from decimal import Decimal
 
 import pytest
 
-from financial.api.serializers import format_price, pagination, price_record, statistics_record
+from financial.api.serializers import pagination, price_row, statistics_record
+from financial.records import format_price
 from financial.stats import PriceStatistics
 
 
@@ -30,8 +31,8 @@ def test_price_record_has_only_strings():
         symbol, date = "IBM", datetime.date(2023, 2, 14)
         open_price, close_price, volume = Decimal("153.0800"), Decimal("154.5200"), 62199013
 
-    assert price_record(Row) == {"symbol": "IBM", "date": "2023-02-14", "open_price": "153.08",
-                                 "close_price": "154.52", "volume": "62199013"}
+    assert price_row(Row) == {"symbol": "IBM", "date": "2023-02-14", "open_price": "153.08",
+                              "close_price": "154.52", "volume": "62199013"}
 
 
 def test_statistics_record_gives_json_numbers():

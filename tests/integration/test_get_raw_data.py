@@ -1,0 +1,311 @@
+"""get_raw_data.main end to end: fake AlphaVantage over a socket, real databases."""
+import datetime
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+import get_raw_data
+from app.extensions import db
+from conf.settings import PROJECT_ROOT
+from financial.models import FinancialData
+from tests.conftest import build_app
+from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
+
+KEY = "SECRETKEY123"
+IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+AAPL = "AAPL_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+IBM_DAILY = "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"
+
+
+@pytest.fixture
+def job_env(monkeypatch, app, tmp_path, fake_alphavantage):
+    """Environment of a fetch run against the test database and the fake server."""
+    values = {
+        "APP_ENV": "testing", "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "LOG_DIR": str(tmp_path / "joblog"), "ALPHAVANTAGE_API_KEY": KEY,
+        "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_REQUEST_INTERVAL": "0",
+        "ALPHAVANTAGE_RETRY_WAIT": "0", "CACHE_TYPE": "SimpleCache", "SYMBOLS": "IBM,AAPL",
+    }
+    for name in ("ALPHAVANTAGE_API_KEY_FILE", "DATABASE_PASSWORD_FILE", "CACHE_REDIS_URL",
+                 "ALPHAVANTAGE_FUNCTION"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def run_job(capsys, job_env, *argv):
+    """Run main; return (exit status, stdout, stderr), checking the key leaked nowhere."""
+    status = get_raw_data.main(list(argv))
+    out, err = capsys.readouterr()
+    log_dir = Path(job_env["LOG_DIR"])
+    logs = "".join(path.read_text() for path in log_dir.glob("*.log")) if log_dir.exists() else ""
+    for where, content in (("stdout", out), ("stderr", err), ("log", logs)):
+        assert KEY not in content, f"API key leaked to {where}"
+    return status, out, err
+
+
+def stored(app, symbol=None):
+    """Return {(symbol, date): (open, close, volume)} of the table."""
+    with app.app_context():
+        query = select(FinancialData)
+        if symbol:
+            query = query.where(FinancialData.symbol == symbol)
+        rows = db.session.scalars(query).all()
+        return {(r.symbol, r.date): (r.open_price, r.close_price, int(r.volume)) for r in rows}
+
+
+def test_stores_two_weeks_of_each_symbol_exactly(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env)
+    assert status == 0, err
+    assert out.splitlines() == ["IBM: 10 rows fetched, 10 new, 0 updated",
+                                "AAPL: 10 rows fetched, 10 new, 0 updated"]
+    rows = stored(app)
+    assert len(rows) == 20
+    assert min(day for _, day in rows) == datetime.date(2023, 3, 13)
+    assert rows[("IBM", datetime.date(2023, 3, 22))] == (Decimal("127.0"), Decimal("124.05"),
+                                                         3549024)
+    sent = [(r.params["function"], r.params["symbol"], r.params["outputsize"], r.params["apikey"])
+            for r in fake_alphavantage.requests]
+    assert sent == [("TIME_SERIES_DAILY_ADJUSTED", "IBM", "compact", KEY),
+                    ("TIME_SERIES_DAILY_ADJUSTED", "AAPL", "compact", KEY)]
+
+
+def test_rerun_is_idempotent_and_updates_changed_values_in_place(
+        app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    assert run_job(capsys, job_env, "--symbols", "ibm")[0] == 0
+    fake_alphavantage.queue_fixture(IBM)
+    status, out, _ = run_job(capsys, job_env, "--symbols", "IBM")
+    assert (status, out) == (0, "IBM: 10 rows fetched, 0 new, 0 updated\n")
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    payload["Time Series (Daily)"]["2023-03-24"]["4. close"] = "126.0001"
+    fake_alphavantage.queue_json(payload)
+    status, out, _ = run_job(capsys, job_env, "--symbols", "IBM")
+    assert (status, out) == (0, "IBM: 10 rows fetched, 0 new, 1 updated\n")
+    rows = stored(app)
+    assert len(rows) == 10
+    assert rows[("IBM", datetime.date(2023, 3, 24))][1] == Decimal("126.0001")
+
+
+def test_one_bad_symbol_fails_alone(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_error("invalid_symbol")
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,NOPE,AAPL")
+    assert status == 1
+    assert [line for line in err.splitlines() if "failed" in line] == [
+        line for line in err.splitlines() if "NOPE: failed: invalid symbol NOPE" in line]
+    assert len(out.splitlines()) == 2
+    assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL"}
+
+
+def test_premium_only_falls_back_once_for_the_whole_run(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_error("premium_endpoint")
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    fake_alphavantage.queue_fixture(AAPL)
+    status, _, err = run_job(capsys, job_env)
+    assert status == 0, err
+    functions = [r.params["function"] for r in fake_alphavantage.requests]
+    assert functions == ["TIME_SERIES_DAILY_ADJUSTED", "TIME_SERIES_DAILY", "TIME_SERIES_DAILY"]
+    assert err.count("falls back to TIME_SERIES_DAILY") == 1
+    assert len(stored(app, "IBM")) == 10
+
+
+def test_short_term_limit_is_waited_out(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_error("burst_limit")
+    fake_alphavantage.queue_fixture(IBM)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 0, err
+    assert "rate limit" in err
+    assert out == "IBM: 10 rows fetched, 10 new, 0 updated\n"
+
+
+def test_spent_daily_quota_stops_the_run_without_more_requests(
+        app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_error("daily_quota")
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL,MSFT")
+    assert status == 1
+    assert len(fake_alphavantage.requests) == 1
+    failures = [line for line in err.splitlines() if "failed" in line]
+    assert len(failures) == 3 and all("daily quota is spent" in line for line in failures)
+    assert out == "" and stored(app) == {}
+
+
+def test_rejected_key_is_reported_without_the_key(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_error("invalid_key", text=f"the parameter apikey {KEY} is invalid")
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 1
+    assert "IBM: failed: AlphaVantage rejected the API key" in err
+
+
+def test_network_failure_names_the_symbol(app, capsys, job_env, monkeypatch):
+    monkeypatch.setenv("ALPHAVANTAGE_BASE_URL", "http://127.0.0.1:1/query")
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 1
+    assert "IBM: failed: network failure for IBM" in err
+
+
+def test_malformed_payload_fails_that_symbol(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_response("<html>busy</html>", content_type="text/html")
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 1
+    assert "IBM: failed:" in err and "not JSON" in err
+
+
+def test_full_asks_for_the_whole_history_and_keeps_it(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    status, out, _ = run_job(capsys, job_env, "--symbols", "IBM", "--full")
+    assert status == 0
+    assert fake_alphavantage.requests[0].params["outputsize"] == "full"
+    assert out == "IBM: 100 rows fetched, 100 new, 0 updated\n"
+
+
+def test_dry_run_prints_records_and_writes_nothing(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env, "--dry-run", "--days", "1")
+    assert status == 0
+    assert json.loads(out) == [
+        {"symbol": "IBM", "date": "2023-03-24", "open_price": "123.36",
+         "close_price": "125.29", "volume": "3812644"},
+        {"symbol": "AAPL", "date": "2023-03-24", "open_price": "158.86",
+         "close_price": "160.25", "volume": "59256343"},
+    ]
+    assert "IBM: 1 rows fetched (dry run, nothing stored)" in err
+    assert stored(app) == {}
+
+
+def test_from_file_needs_no_key(app, capsys, job_env, monkeypatch):
+    monkeypatch.delenv("ALPHAVANTAGE_API_KEY")
+    status, out, _ = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
+                             "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM_DAILY))
+    assert status == 0
+    assert out.splitlines() == ["IBM: 10 rows fetched, 10 new, 0 updated",
+                                "IBM: 10 rows fetched, 10 new, 0 updated"]
+    assert len(stored(app)) == 20
+
+
+def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypatch):
+    monkeypatch.delenv("ALPHAVANTAGE_API_KEY")
+    status, out, err = run_job(capsys, job_env, "--sample-if-no-key")
+    assert status == 0
+    assert "no ALPHAVANTAGE_API_KEY set; loading the bundled sample data" in err
+    assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "no API key"),
+    (["--symbols", "IBM,BAD SYMBOL"], "invalid symbol(s) BAD SYMBOL"),
+    (["--from-file", "/nonexistent/x.json"], "no such file: /nonexistent/x.json"),
+])
+def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch, argv, message):
+    if not argv:
+        monkeypatch.delenv("ALPHAVANTAGE_API_KEY")
+    status, out, err = run_job(capsys, job_env, *argv)
+    assert status == 2
+    assert message in err and out == ""
+
+
+@pytest.mark.parametrize("argv", [["--days", "0"], ["--days", "3", "--full"], ["--bogus"]])
+def test_bad_options_exit_2(capsys, job_env, argv):
+    with pytest.raises(SystemExit) as exited:
+        get_raw_data.main(argv)
+    assert exited.value.code == 2
+
+
+def _install_failing_trigger(app, failing_day: str) -> None:
+    """Make the database itself reject one IBM row, as a full disk or lost server would."""
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            db.session.execute(text(
+                "CREATE TRIGGER fail_one BEFORE INSERT ON financial_data "
+                f"WHEN NEW.symbol = 'IBM' AND NEW.date = '{failing_day}' "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+        else:
+            db.session.execute(text(
+                "CREATE TRIGGER fail_one BEFORE INSERT ON financial_data FOR EACH ROW "
+                f"BEGIN IF NEW.symbol = 'IBM' AND NEW.date = '{failing_day}' THEN "
+                "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk full'; END IF; END"))
+        db.session.commit()
+
+
+def _drop_trigger(app) -> None:
+    with app.app_context():
+        db.session.execute(text("DROP TRIGGER IF EXISTS fail_one"))
+        db.session.commit()
+
+
+def test_failure_mid_symbol_leaves_its_rows_exactly_as_they_were(
+        app, capsys, job_env, fake_alphavantage, monkeypatch):
+    fake_alphavantage.queue_fixture(IBM)
+    assert run_job(capsys, job_env, "--symbols", "IBM", "--days", "3")[0] == 0
+    before = stored(app)
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    payload["Time Series (Daily)"]["2023-03-24"]["1. open"] = "999.0000"
+    fake_alphavantage.queue_json(payload)
+    fake_alphavantage.queue_fixture(AAPL)
+    monkeypatch.setattr("lib.db.UPSERT_CHUNK_SIZE", 2)
+    _install_failing_trigger(app, "2023-03-13")
+    try:
+        status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+    finally:
+        _drop_trigger(app)
+    assert status == 1
+    assert "IBM: failed: database error" in err and "its rows are unchanged" in err
+    assert stored(app, "IBM") == before
+    assert out == "AAPL: 10 rows fetched, 10 new, 0 updated\n"
+
+
+@pytest.mark.redis
+def test_stored_changes_clear_cached_statistics_for_every_worker(
+        redis_app, capsys, job_env, fake_alphavantage, monkeypatch):
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
+    url = "/api/statistics?symbol=IBM&start_date=2023-03-24&end_date=2023-03-24"
+    fake_alphavantage.queue_fixture(IBM)
+    assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
+    worker = redis_app.test_client()
+    assert worker.get(url).get_json()["data"]["average_daily_open_price"] == 123.36
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    payload["Time Series (Daily)"]["2023-03-24"]["1. open"] = "124.00"
+    fake_alphavantage.queue_json(payload)
+    monkeypatch.setattr(get_raw_data, "create_app", _with_prefix(redis_app))
+    assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
+    assert worker.get(url).get_json()["data"]["average_daily_open_price"] == 124.0
+
+
+def _with_prefix(reference_app):
+    """create_app for the job that shares the test app's Redis key prefix."""
+    def _create(config):
+        return build_app(config.SQLALCHEMY_DATABASE_URI, config.LOG_DIR,
+                         CACHE_TYPE="RedisCache",
+                         CACHE_REDIS_URL=reference_app.config["CACHE_REDIS_URL"],
+                         CACHE_KEY_PREFIX=reference_app.config["CACHE_KEY_PREFIX"])
+    return _create
+
+
+def test_two_runs_at_once_leave_no_duplicates(app, tmp_path):
+    env = {**os.environ, "APP_ENV": "testing", "LOG_DIR": str(tmp_path / "log"),
+           "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"]}
+    env.pop("ALPHAVANTAGE_API_KEY", None)
+    files = ["--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
+             "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL), "--full"]
+    runs = [subprocess.Popen([sys.executable, "get_raw_data.py", *files], cwd=PROJECT_ROOT,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(3)]
+    results = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], results
+    with app.app_context():
+        total = db.session.scalar(select(func.count()).select_from(FinancialData))
+        distinct = db.session.scalar(select(func.count()).select_from(
+            select(FinancialData.symbol, FinancialData.date).distinct().subquery()))
+    assert total == distinct == 200

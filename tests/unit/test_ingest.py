@@ -1,0 +1,89 @@
+"""Window selection and record shaping (financial/ingest.py), no database."""
+import datetime
+import json
+from decimal import Decimal
+
+import pytest
+
+from financial.ingest import recent_days, to_records
+from lib.avantage_api import DailyBar, DailySeries, parse_daily_series
+from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
+
+D = datetime.date
+
+
+def series_of(*days: datetime.date) -> DailySeries:
+    bars = tuple(DailyBar(day, Decimal("1.00"), Decimal("2.00"), 3)
+                 for day in sorted(days, reverse=True))
+    return DailySeries("IBM", "TIME_SERIES_DAILY", bars)
+
+
+def weekdays(start: datetime.date, end: datetime.date, holidays=()) -> list[datetime.date]:
+    days, day = [], start
+    while day <= end:
+        if day.weekday() < 5 and day not in holidays:
+            days.append(day)
+        day += datetime.timedelta(days=1)
+    return days
+
+
+def load(name: str) -> DailySeries:
+    return parse_daily_series(json.loads((ALPHAVANTAGE_FIXTURES / name).read_text()))
+
+
+def test_window_is_the_fourteen_days_ending_at_the_newest_day():
+    frame = recent_days(series_of(*weekdays(D(2024, 5, 1), D(2024, 6, 18))))
+    assert list(frame["date"]) == weekdays(D(2024, 6, 5), D(2024, 6, 18))
+    assert len(frame) == 10
+
+
+def test_newest_day_on_a_friday_before_a_weekend_run_keeps_two_full_weeks():
+    # Data ends Friday 2023-03-24; a run on Sunday still keeps 03-13..03-24.
+    frame = recent_days(series_of(*weekdays(D(2023, 2, 1), D(2023, 3, 24))))
+    assert frame["date"].iloc[0] == D(2023, 3, 13)
+    assert len(frame) == 10
+
+
+def test_a_holiday_inside_the_window_leaves_nine_days():
+    memorial_day = D(2024, 5, 27)
+    days = weekdays(D(2024, 5, 1), D(2024, 6, 4), holidays={memorial_day})
+    frame = recent_days(series_of(*days))
+    assert list(frame["date"]) == weekdays(D(2024, 5, 22), D(2024, 6, 4), {memorial_day})
+    assert len(frame) == 9
+
+
+def test_window_bounds_are_exclusive_then_inclusive():
+    frame = recent_days(series_of(D(2024, 1, 1), D(2024, 1, 2), D(2024, 1, 15)))
+    assert list(frame["date"]) == [D(2024, 1, 2), D(2024, 1, 15)]
+
+
+@pytest.mark.parametrize("days, expected", [(1, 1), (3, 2), (7, 5), (None, 100)])
+def test_days_changes_the_window_and_none_keeps_everything(days, expected):
+    frame = recent_days(load("IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"), days)
+    assert len(frame) == expected
+    assert frame["date"].iloc[-1] == D(2024, 6, 18)
+
+
+def test_records_are_exact_strings_oldest_first_with_the_raw_close():
+    frame = recent_days(load("IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"))
+    records = to_records(frame)
+    assert len(records) == 10
+    assert records[0]["date"] == "2023-03-13"
+    assert records[-1] == {"symbol": "IBM", "date": "2023-03-24", "open_price": "123.36",
+                           "close_price": "125.29", "volume": "3812644"}
+    assert [r["date"] for r in records] == sorted(r["date"] for r in records)
+
+
+def test_dividend_day_keeps_the_raw_close_not_the_adjusted_one():
+    frame = recent_days(load("IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"), None)
+    by_date = {record["date"]: record for record in to_records(frame)}
+    raw = json.loads((ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24"
+                      ".json").read_text())["Time Series (Daily)"]["2023-02-08"]
+    assert raw["4. close"] != raw["5. adjusted close"]
+    assert Decimal(by_date["2023-02-08"]["close_price"]) == Decimal(raw["4. close"])
+
+
+def test_four_decimal_prices_survive_unrounded():
+    bars = (DailyBar(D(2024, 1, 2), Decimal("12.3456"), Decimal("150.1000"), 7),)
+    record = to_records(recent_days(DailySeries("X", "TIME_SERIES_DAILY", bars)))[0]
+    assert (record["open_price"], record["close_price"]) == ("12.3456", "150.10")
