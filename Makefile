@@ -1,0 +1,34 @@
+# Two commands run everything on a fresh machine (Python 3.10+ only):
+#   make run    install into .venv, load data, serve the API on http://127.0.0.1:5000
+#   make test   install into .venv, lint, run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test openapi benchmark
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+# The fetch job brings the schema up to date, then fetches with the key from
+# .env, or loads the bundled sample data when there is none. A failed fetch
+# (e.g. a spent daily quota) still serves what is stored.
+run: $(INSTALLED)
+	-$(BIN)/python get_raw_data.py --sample-if-no-key
+	$(BIN)/flask --app app run --host 127.0.0.1 --port 5000
+
+test: $(INSTALLED)
+	$(BIN)/flake8
+	$(BIN)/lint-imports
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+openapi: $(INSTALLED)
+	$(BIN)/flask --app app openapi
+
+benchmark: $(INSTALLED)
+	$(BIN)/python scripts/benchmark.py $(BENCHMARK_ARGS)
