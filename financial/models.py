@@ -28,12 +28,12 @@ class FinancialData(Base):
     """One trading day of one symbol: open, close and volume.
 
     (symbol, date) is the primary key: it makes re-fetching idempotent and
-    serves every lookup by symbol and date range. The extra index on date
-    serves listings across all symbols, ordered by date then symbol.
+    serves every lookup by symbol and date range. The (date, symbol) index
+    serves listings across all symbols in their order, without a sort.
     """
 
     __tablename__ = "financial_data"
-    __table_args__ = (Index("ix_financial_data_date", "date"),)
+    __table_args__ = (Index("ix_financial_data_date_symbol", "date", "symbol"),)
 
     symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
     date: Mapped[datetime.date] = mapped_column(Date, primary_key=True)

@@ -29,9 +29,9 @@ def upgrade():
         sa.Column("volume", VOLUME, nullable=False),
         sa.PrimaryKeyConstraint("symbol", "date", name="pk_financial_data"),
     )
-    op.create_index("ix_financial_data_date", "financial_data", ["date"])
+    op.create_index("ix_financial_data_date_symbol", "financial_data", ["date", "symbol"])
 
 
 def downgrade():
-    op.drop_index("ix_financial_data_date", table_name="financial_data")
+    op.drop_index("ix_financial_data_date_symbol", table_name="financial_data")
     op.drop_table("financial_data")

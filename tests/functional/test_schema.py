@@ -34,13 +34,13 @@ def test_migrated_table_has_exactly_the_contract_columns(db_session):
     assert not any(column["nullable"] for column in columns.values())
 
 
-def test_symbol_and_date_form_the_primary_key_and_date_is_indexed(db_session):
+def test_symbol_and_date_form_the_primary_key_and_date_symbol_is_indexed(db_session):
     inspector = inspect(db_session.get_bind())
     assert inspector.get_pk_constraint("financial_data")["constrained_columns"] == [
         "symbol", "date"]
     indexes = {index["name"]: index["column_names"]
                for index in inspector.get_indexes("financial_data")}
-    assert indexes["ix_financial_data_date"] == ["date"]
+    assert indexes["ix_financial_data_date_symbol"] == ["date", "symbol"]
 
 
 def test_the_table_refuses_a_second_row_for_a_symbol_and_day(db_session):
