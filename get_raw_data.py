@@ -28,6 +28,7 @@ from lib.avantage_api import (
     AlphaVantageClient, AlphaVantageError, DailySeries, InvalidApiKeyError, RateLimitError,
     parse_daily_series,
 )
+from lib.db import MigrationLockTimeout, migration_lock
 from lib.log_setup import configure_logging
 
 logger = logging.getLogger("get_raw_data")
@@ -181,8 +182,9 @@ class FetchRun:
     def run(self, jobs: list[Job]) -> int:
         if not self.args.dry_run:
             try:
-                upgrade()
-            except SQLAlchemyError as exc:
+                with migration_lock(db.engine):
+                    upgrade()
+            except (SQLAlchemyError, MigrationLockTimeout) as exc:
                 logger.exception("bringing the schema up to date failed")
                 print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
                       "nothing fetched", file=sys.stderr)

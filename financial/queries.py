@@ -1,8 +1,7 @@
 """Read services for stored prices: filtered, counted and paged in SQL."""
 import datetime
-from dataclasses import dataclass
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, and_, func, select
 from sqlalchemy.orm import Session
 
 from financial.models import FinancialData
@@ -14,14 +13,6 @@ PRICE_COLUMNS = (
     FinancialData.close_price,
     FinancialData.volume,
 )
-
-
-@dataclass(frozen=True)
-class PricePage:
-    """One page of price rows plus the number of rows matching the filters."""
-
-    rows: list[Row]
-    count: int
 
 
 def price_filters(
@@ -38,6 +29,18 @@ def price_filters(
     return conditions
 
 
+def count_prices(
+    session: Session,
+    *,
+    symbol: str | None,
+    start_date: datetime.date | None,
+    end_date: datetime.date | None,
+) -> int:
+    """Return how many rows match the optional symbol and inclusive date range."""
+    conditions = price_filters(symbol, start_date, end_date)
+    return session.scalar(select(func.count()).select_from(FinancialData).where(*conditions))
+
+
 def list_prices(
     session: Session,
     *,
@@ -45,23 +48,25 @@ def list_prices(
     start_date: datetime.date | None,
     end_date: datetime.date | None,
     limit: int,
-    page: int,
-) -> PricePage:
-    """Return page ``page`` (1-based) of ``limit`` rows ordered by date, then symbol.
+    offset: int,
+) -> list[Row]:
+    """Return ``limit`` matching rows after ``offset``, ordered by date, then symbol.
 
-    A page past the last one has no rows but the true count; the row query is
-    then skipped, so an absurd page number never reaches the database.
+    The page's keys are picked from the (date, symbol) or primary-key index
+    alone and only those rows are read: a deep OFFSET then skips index
+    entries instead of whole rows (a "deferred join").
     """
     conditions = price_filters(symbol, start_date, end_date)
-    count = session.scalar(select(func.count()).select_from(FinancialData).where(*conditions))
-    offset = (page - 1) * limit
-    if offset >= count:
-        return PricePage(rows=[], count=count)
-    rows = session.execute(
-        select(*PRICE_COLUMNS)
+    order = (FinancialData.date, FinancialData.symbol)
+    keys = (
+        select(FinancialData.symbol, FinancialData.date)
         .where(*conditions)
-        .order_by(FinancialData.date, FinancialData.symbol)
+        .order_by(*order)
         .limit(limit)
         .offset(offset)
-    ).all()
-    return PricePage(rows=list(rows), count=count)
+        .subquery()
+    )
+    joined = and_(FinancialData.symbol == keys.c.symbol, FinancialData.date == keys.c.date)
+    return list(session.execute(
+        select(*PRICE_COLUMNS).select_from(FinancialData).join(keys, joined).order_by(*order)
+    ).all())

@@ -2,11 +2,12 @@
 
 Framework-free: callers pass URLs, engines and sessions in.
 """
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from sqlalchemy.types import BigInteger, Numeric, TypeDecorator
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MYSQL_POOL_RECYCLE_SECONDS = 280
 UPSERT_CHUNK_SIZE = 500
+MIGRATION_LOCK_TIMEOUT_SECONDS = 300
 
 
 def engine_options(url: str) -> dict:
@@ -123,3 +125,39 @@ def _upsert_statement(session: Session, table: Table, chunk: Sequence[Mapping], 
         index_elements=sorted(keys),
         set_={name: stmt.excluded[name] for name in update_names},
     )
+
+
+class MigrationLockTimeout(Exception):
+    """Another process held the migration lock for too long."""
+
+
+def lock_name(database: str) -> str:
+    """Return the migration lock's name: one per database, as locks are server-wide."""
+    return f"financial-migrate:{database}"[:64]
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold a MySQL named lock for the block; elsewhere just run the block.
+
+    API replicas and fetch jobs may start together on a fresh database; the
+    lock makes them apply migrations one at a time. SQLite serializes DDL itself.
+
+    Raises MigrationLockTimeout when the lock is not granted in time.
+    """
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        yield
+        return
+    name = lock_name(engine.url.database)
+    with engine.connect() as connection:
+        granted = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"),
+            {"name": name, "timeout": MIGRATION_LOCK_TIMEOUT_SECONDS},
+        ).scalar()
+        if granted != 1:
+            raise MigrationLockTimeout(f"migration lock {name!r} not granted "
+                                       f"within {MIGRATION_LOCK_TIMEOUT_SECONDS}s")
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})

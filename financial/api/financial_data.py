@@ -5,8 +5,8 @@ from app.extensions import cache, db
 from financial.api.envelope import envelope
 from financial.api.params import FinancialDataArgs, parser, swagger_params
 from financial.api.responses import cacheable, error_model
-from financial.api.serializers import page_body
-from financial.queries import list_prices
+from financial.api.serializers import pagination, price_row
+from financial.queries import count_prices, list_prices
 
 ns = Namespace("financial_data", description="Daily open/close prices and volumes")
 
@@ -34,12 +34,25 @@ list_error_model = error_model(ns, "PriceError", data=fields.List(fields.Raw, ex
 
 
 @cache.memoize()
+def cached_count(symbol, start_date, end_date) -> int:
+    """Return the number of matching rows; shared by every page of one filter."""
+    return count_prices(db.session, symbol=symbol, start_date=start_date, end_date=end_date)
+
+
+@cache.memoize()
 def cached_price_page(symbol, start_date, end_date, limit, page) -> dict:
-    """Return the response body of one page; memoized on the normalized arguments."""
-    result = list_prices(db.session, symbol=symbol, start_date=start_date,
-                         end_date=end_date, limit=limit, page=page)
-    records, page_info = page_body(result, page, limit)
-    return envelope(records, pagination=page_info)
+    """Return the response body of one page; memoized on the normalized arguments.
+
+    A page past the last one is answered from the count alone, so an absurd
+    page number never reaches the database.
+    """
+    count = cached_count(symbol, start_date, end_date)
+    offset = (page - 1) * limit
+    rows = []
+    if offset < count:
+        rows = list_prices(db.session, symbol=symbol, start_date=start_date,
+                           end_date=end_date, limit=limit, offset=offset)
+    return envelope([price_row(row) for row in rows], pagination=pagination(count, page, limit))
 
 
 @ns.route("")

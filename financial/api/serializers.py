@@ -1,5 +1,4 @@
 """Turn service results into JSON-ready values: exact strings and rounded numbers."""
-from financial.queries import PricePage
 from financial.records import price_record
 from financial.stats import PriceStatistics
 
@@ -12,11 +11,6 @@ def price_row(row) -> dict:
 def pagination(count: int, page: int, limit: int) -> dict:
     """Return the pagination block; ``pages`` is ceil(count / limit)."""
     return {"count": count, "page": page, "limit": limit, "pages": -(-count // limit)}
-
-
-def page_body(result: PricePage, page: int, limit: int) -> tuple[list[dict], dict]:
-    """Return the records and the pagination block of one page."""
-    return [price_row(row) for row in result.rows], pagination(result.count, page, limit)
 
 
 def statistics_record(stats: PriceStatistics, symbol: str, start_date, end_date) -> dict:

@@ -94,7 +94,7 @@ def test_database_error_mid_request_is_a_503(app, monkeypatch):
     def lose_connection(*_args, **_kwargs):
         raise OperationalError("SELECT 1", {}, Exception("server has gone away"))
 
-    monkeypatch.setattr("financial.api.financial_data.list_prices", lose_connection)
+    monkeypatch.setattr("financial.api.financial_data.count_prices", lose_connection)
     response = app.test_client().get("/api/financial_data")
     assert_error(response, 503, "the database is unavailable, please retry later", LIST_ERROR)
     assert response.headers["Retry-After"] == "5"
