@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# Stages: base -> deps (runtime venv) -> dev-deps (+ test/lint tools) -> dev
+# (docker-compose.dev.yml) and lint (flake8 gate) -> production (the default
+# target). production copies a marker from lint, so it is never built from
+# code that fails flake8 (or the import-linter contracts in setup.cfg).
+
+FROM python:3.11-slim-bookworm AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --no-log-init --uid 10001 --gid app \
+       --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin app
+WORKDIR /app
+
+# Only the requirement files enter this layer, so a code change reuses it.
+FROM base AS deps
+COPY requirements.txt ./
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir -r requirements.txt
+
+FROM deps AS dev-deps
+COPY requirements-dev.txt ./
+RUN pip install --no-cache-dir -r requirements-dev.txt
+
+FROM dev-deps AS dev
+COPY . .
+USER 10001:10001
+EXPOSE 8000
+ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
+CMD ["flask", "--app", "app", "run", "--debug", "--host", "0.0.0.0", "--port", "8000"]
+
+FROM dev-deps AS lint
+COPY . .
+RUN flake8 . && lint-imports && touch /tmp/lint.passed
+
+FROM base AS production
+COPY --from=deps /opt/venv /opt/venv
+COPY get_raw_data.py ./
+COPY app/ app/
+COPY conf/ conf/
+COPY financial/ financial/
+COPY lib/ lib/
+COPY migrations/ migrations/
+COPY scripts/ scripts/
+# Sample AlphaVantage responses for get_raw_data.py --sample-if-no-key.
+COPY data/fixtures/ data/fixtures/
+# Code stays root-owned, read-only to the app user; it writes only under data/
+# (logs, and the SQLite file when DATABASE_URL is unset).
+RUN mkdir -p data/log data/streaming \
+    && chown app:app data/log data/streaming
+COPY --from=lint /tmp/lint.passed /tmp/lint.passed
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/app/scripts/healthcheck.py"]
+ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
+CMD ["gunicorn", "--config", "conf/gunicorn.conf.py", "app:create_app()"]

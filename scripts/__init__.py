@@ -1,0 +1,1 @@
+"""Deployment helpers run inside the container (entrypoint, health check)."""

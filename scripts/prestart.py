@@ -1,0 +1,92 @@
+"""Prepare the database before the API serves: wait until it answers, then migrate.
+
+The container entrypoint runs ``python -m scripts.prestart``. The wait is
+bounded, so a wrong host or password stops the container with one clear line
+instead of a loop of tracebacks. API replicas may start together; on MySQL a
+named lock makes them apply migrations one at a time.
+"""
+import argparse
+import logging
+import sys
+import time
+
+from flask_migrate import upgrade
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from app import create_app
+from app.errors import DATABASE_ERRORS
+from app.extensions import db
+from conf.settings import ConfigError
+from lib.db import MigrationLockTimeout, migration_lock
+
+logger = logging.getLogger("prestart")
+
+RETRY_INTERVAL_SECONDS = 1.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Wait for the database and migrate it; return the process exit status."""
+    args = parse_args(argv)
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        print(f"prestart: configuration error: {exc}", file=sys.stderr)
+        return 2
+    with app.app_context():
+        try:
+            return prepare_database(db.engine, args.timeout)
+        finally:
+            db.engine.dispose()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the database (default 60)")
+    return parser.parse_args(argv)
+
+
+def prepare_database(engine: Engine, timeout: float) -> int:
+    """Wait for ``engine``'s database, then apply pending migrations; return 0 or 1."""
+    where = engine.url.render_as_string(hide_password=True)
+    error = wait_for_database(engine, timeout)
+    if error is not None:
+        logger.error("database %s did not answer within %gs: %s", where, timeout, describe(error))
+        return 1
+    try:
+        with migration_lock(engine):
+            upgrade()
+    except MigrationLockTimeout as exc:
+        logger.error("%s", exc)
+        return 1
+    logger.info("database %s is ready and migrated", where)
+    return 0
+
+
+def wait_for_database(engine: Engine, timeout: float) -> Exception | None:
+    """Poll the database until it answers or ``timeout`` seconds pass; return the last error."""
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return None
+        except DATABASE_ERRORS as exc:
+            if time.monotonic() >= deadline:
+                return exc
+            if not announced:
+                logger.info("waiting up to %gs for the database: %s", timeout, describe(exc))
+                announced = True
+        time.sleep(RETRY_INTERVAL_SECONDS)
+
+
+def describe(error: Exception) -> str:
+    """Name the driver's error without SQLAlchemy's SQL and help-link noise."""
+    cause = getattr(error, "orig", None) or error
+    return f"{cause.__class__.__name__}: {cause}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

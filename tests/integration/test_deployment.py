@@ -1,0 +1,528 @@
+"""The Docker deployment files, checked without a Docker engine.
+
+The Dockerfile and compose files are linted, validated against the compose
+spec and cross-checked against the project; the image's entrypoint and
+gunicorn command then run as the image would run them, on this machine.
+"""
+import http.client
+import json
+import os
+import re
+import runpy
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from importlib import import_module
+from pathlib import Path
+from types import FunctionType, ModuleType
+from urllib.parse import urlsplit
+
+import pytest
+from gunicorn.config import KNOWN_SETTINGS
+from ruamel.yaml import YAML
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from lib.db import lock_name
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"
+ENV_EXAMPLE = ROOT / ".env.example"
+COMPOSE_FILES = ("docker-compose.prod.yml", "docker-compose.dev.yml")
+# Files the deployment reads environment variables in (besides conf/settings.py).
+DEPLOY_ENV_READERS = ("conf/gunicorn.conf.py", "scripts/docker-entrypoint.sh",
+                      "scripts/healthcheck.py")
+SERVER_START_SECONDS = 30
+TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
+
+
+# --- helpers: reading the deployment files -------------------------------------------
+
+def tool(name: str) -> str:
+    """Return the path of a dev tool: next to this Python first, else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not found; install requirements-dev.txt")
+    return found
+
+
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Return each stage's (INSTRUCTION, arguments), continuation lines joined.
+
+    Stages are keyed by their AS name; the last one is also keyed "final".
+    """
+    stages, current, pending = {}, None, ""
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + stripped).partition(" ")
+        pending = ""
+        if keyword.upper() == "FROM":
+            current = stages.setdefault(arguments.split()[-1], [])
+        current.append((keyword.upper(), arguments.strip()))
+    stages["final"] = current
+    return stages
+
+
+def instruction(stage: list[tuple[str, str]], keyword: str) -> str:
+    """Return the arguments of the stage's last ``keyword`` instruction."""
+    matches = [arguments for name, arguments in stage if name == keyword]
+    assert matches, f"the stage has no {keyword}"
+    return matches[-1]
+
+
+def inherited(stages: dict, stage: list[tuple[str, str]], keyword: str) -> str:
+    """Return ``keyword``'s arguments in ``stage``, or in the stage it is built FROM."""
+    if any(name == keyword for name, _ in stage):
+        return instruction(stage, keyword)
+    parent = stage[0][1].split()[0]
+    assert parent in stages, f"no {keyword} in the stage or its parents"
+    return inherited(stages, stages[parent], keyword)
+
+
+def in_checkout(argv: list[str]) -> list[str]:
+    """Map the image's WORKDIR (/app) paths onto this checkout."""
+    stages = dockerfile_stages()
+    workdir = inherited(stages, stages["final"], "WORKDIR").rstrip("/") + "/"
+    return [str(ROOT / arg[len(workdir):]) if arg.startswith(workdir) else arg for arg in argv]
+
+
+def image_command() -> list[str]:
+    """Return ENTRYPOINT + CMD of the production image, on this checkout."""
+    final = dockerfile_stages()["final"]
+    return in_checkout(json.loads(instruction(final, "ENTRYPOINT"))
+                       + json.loads(instruction(final, "CMD")))
+
+
+def healthcheck_command() -> list[str]:
+    options_and_command = instruction(dockerfile_stages()["final"], "HEALTHCHECK")
+    return in_checkout(json.loads(options_and_command.split(" CMD ", 1)[1]))
+
+
+def load_compose(name: str) -> dict:
+    with open(ROOT / name, encoding="utf-8") as stream:
+        return YAML(typ="safe", pure=True).load(stream)
+
+
+def app_services(compose: dict) -> dict[str, dict]:
+    """Return the services built from this project's Dockerfile."""
+    return {name: service for name, service in compose["services"].items()
+            if isinstance(service.get("build"), dict) and service["build"]["context"] == "."}
+
+
+def env_example_names() -> set[str]:
+    return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(encoding="utf-8"),
+                          flags=re.MULTILINE))
+
+
+def settings_env_names() -> set[str]:
+    source = (ROOT / "conf" / "settings.py").read_text(encoding="utf-8")
+    return set(re.findall(r"\b(?:env_[a-z]+|read_secret_file)\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+
+
+def deploy_env_names() -> set[str]:
+    names = set()
+    for relative in DEPLOY_ENV_READERS:
+        source = (ROOT / relative).read_text(encoding="utf-8")
+        names |= set(re.findall(r"(?:_env|_env_int|environ\.get)\(\s*[\"']([A-Z][A-Z0-9_]*)",
+                                source))
+        names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", source))
+    return names
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _glob_regex(glob: str) -> re.Pattern:
+    """Translate a .dockerignore glob (Go filepath.Match plus **) to a regex."""
+    tokens = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    regex, i = "", 0
+    while i < len(glob):
+        token = next((t for t in tokens if glob.startswith(t, i)), None)
+        if token:
+            regex, i = regex + tokens[token], i + len(token)
+        elif glob[i] == "[":
+            end = glob.index("]", i)
+            regex, i = regex + glob[i:end + 1], end + 1
+        else:
+            regex, i = regex + re.escape(glob[i]), i + 1
+    return re.compile(regex)
+
+
+def is_dockerignored(path: str) -> bool:
+    """Tell whether Docker leaves ``path`` out of the build context (last match wins)."""
+    prefixes = ["/".join(path.split("/")[:n]) for n in range(1, path.count("/") + 2)]
+    ignored = False
+    for pattern in dockerignore_patterns():
+        negated = pattern.startswith("!")
+        regex = _glob_regex(pattern.lstrip("!").strip("/"))
+        if any(regex.fullmatch(prefix) for prefix in prefixes):
+            ignored = not negated
+    return ignored
+
+
+# --- 1. and 2.: linters ------------------------------------------------------------
+
+def test_hadolint_finds_nothing_in_the_dockerfile():
+    result = subprocess.run([tool("hadolint"), "--no-color", str(DOCKERFILE)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_hadolint_ignores_come_with_a_reason():
+    config = ROOT / ".hadolint.yaml"
+    lines = config.read_text(encoding="utf-8").splitlines() if config.exists() else []
+    for number, line in enumerate(lines):
+        if re.match(r"\s*-\s*(DL|SC)\d+", line):
+            assert "#" in line or lines[number - 1].strip().startswith("#"), line
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_compose_file_follows_the_compose_spec(compose_file):
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", compose_file],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- 3.: what the files reference exists --------------------------------------------
+
+def test_dockerfile_copies_only_what_exists_in_the_build_context():
+    for stage in dockerfile_stages().values():
+        for keyword, arguments in stage:
+            if keyword != "COPY" or arguments.startswith("--from="):
+                continue
+            for source in [arg for arg in arguments.split()[:-1] if not arg.startswith("--")]:
+                assert (ROOT / source).exists(), f"COPY {source}: missing"
+                if source != ".":
+                    assert not is_dockerignored(source.rstrip("/")), f"COPY {source}: ignored"
+
+
+@pytest.mark.parametrize("path", [
+    ".env", ".venv/bin/python", "secrets/db_password.txt", "data/streaming/financial.db",
+    "data/log/api.log", "data/log/get_raw_data.log", ".git/HEAD", "app/__pycache__/x.pyc",
+])
+def test_dockerignore_keeps_secrets_and_local_state_out(path):
+    assert is_dockerignored(path)
+
+
+@pytest.mark.parametrize("path", [
+    "get_raw_data.py", "app/__init__.py", "migrations/env.py", "scripts/docker-entrypoint.sh",
+    "requirements.txt", "requirements-dev.txt", "setup.cfg", "data/fixtures",
+])
+def test_dockerignore_keeps_the_code_in(path):
+    assert (ROOT / path).exists() and not is_dockerignored(path)
+
+
+def test_production_image_is_linted_non_root_and_secret_free():
+    stages = dockerfile_stages()
+    final = stages["final"]
+    copied_from = [arguments.split()[0].removeprefix("--from=") for keyword, arguments in final
+                   if keyword == "COPY" and arguments.startswith("--from=")]
+    assert any(keyword == "RUN" and "flake8" in arguments
+               for name in copied_from for keyword, arguments in stages.get(name, []))
+    assert instruction(final, "USER").split(":")[0] not in ("root", "0")
+    for stage in stages.values():
+        for keyword, arguments in stage:
+            if keyword in ("ARG", "ENV"):
+                assert not re.search(r"KEY|PASSWORD|SECRET|TOKEN", arguments, re.I), arguments
+
+
+def test_image_command_and_healthcheck_point_at_real_files():
+    entrypoint, *command = image_command()
+    assert os.access(entrypoint, os.X_OK), f"{entrypoint} is not executable"
+    assert (ROOT / command[command.index("--config") + 1]).is_file()
+    module_name, _, factory = command[-1].partition(":")
+    assert callable(getattr(import_module(module_name), factory.removesuffix("()")))
+    assert Path(healthcheck_command()[-1]).is_file()
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_compose_files_reference_what_exists(compose_file):
+    compose = load_compose(compose_file)
+    stage_names = set(dockerfile_stages())
+    for name, service in compose["services"].items():
+        if "build" in service:
+            assert service["build"]["target"] in stage_names, name
+            assert "args" not in service["build"], f"{name}: secrets go in secrets:, not args"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source} missing"
+        for script in [arg for arg in service.get("command", []) if arg.endswith(".py")]:
+            assert (ROOT / script).is_file(), f"{name}: {script} missing"
+
+
+def test_secrets_are_git_ignored_files_named_in_env_example():
+    compose = load_compose("docker-compose.prod.yml")
+    gitignore = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    env_example = ENV_EXAMPLE.read_text(encoding="utf-8")
+    assert "secrets/" in gitignore
+    for name, secret in compose["secrets"].items():
+        path = Path(secret["file"])
+        assert path.parts[0] == "secrets", name
+        assert str(path) in env_example, f"{path} is not named in .env.example"
+    for name, service in compose["services"].items():
+        for variable, value in service.get("environment", {}).items():
+            if variable.endswith("_FILE"):
+                secret = value.removeprefix("/run/secrets/")
+                assert secret in service["secrets"], f"{name}: {variable} has no secret"
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_app_environment_is_known_and_documented(compose_file):
+    compose = load_compose(compose_file)
+    documented = env_example_names()
+    readers = settings_env_names() | deploy_env_names()
+    conftest = (ROOT / "tests" / "conftest.py").read_text(encoding="utf-8")
+    for name, service in app_services(compose).items():
+        for variable, value in service["environment"].items():
+            assert variable in readers or f'"{variable}"' in conftest, f"{name}: {variable}"
+            host = urlsplit(str(value)).hostname if "://" in str(value) else None
+            assert host is None or host in compose["services"], f"{name}: {variable} -> {host}"
+    source = (ROOT / compose_file).read_text(encoding="utf-8")
+    interpolated = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", source))
+    assert interpolated - documented == set()
+
+
+def test_env_example_lists_every_variable_the_app_and_deployment_read():
+    assert (settings_env_names() | deploy_env_names()) - env_example_names() == set()
+
+
+def test_nginx_proxies_to_the_api_service_on_gunicorn_default_port():
+    nginx = (ROOT / "conf" / "nginx.conf").read_text(encoding="utf-8")
+    upstream = re.search(r"^\s*server\s+([\w.-]+):(\d+)", nginx, re.MULTILINE)
+    assert upstream.groups() == ("api", "8000")
+    assert "api" in load_compose("docker-compose.prod.yml")["services"]
+
+
+# --- gunicorn settings ----------------------------------------------------------------
+
+GUNICORN_VARIABLES = ("GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_BIND", "PORT",
+                      "FORWARDED_ALLOW_IPS", "LOG_LEVEL")
+
+
+@pytest.fixture
+def gunicorn_env(monkeypatch):
+    for name in GUNICORN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_gunicorn_defaults_suit_a_container(gunicorn_env):
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    assert settings["workers"] == 2 * len(os.sched_getaffinity(0)) + 1
+    assert (settings["threads"], settings["bind"]) == (1, ["0.0.0.0:8000"])
+    assert (settings["accesslog"], settings["errorlog"]) == ("-", "-")
+    assert settings["graceful_timeout"] < 30, "must end before compose's stop_grace_period"
+
+
+def test_gunicorn_settings_follow_the_environment(gunicorn_env):
+    gunicorn_env.setenv("GUNICORN_WORKERS", "3")
+    gunicorn_env.setenv("GUNICORN_THREADS", "4")
+    gunicorn_env.setenv("PORT", "9000")
+    gunicorn_env.setenv("FORWARDED_ALLOW_IPS", "*")
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    assert (settings["workers"], settings["threads"]) == (3, 4)
+    assert (settings["bind"], settings["forwarded_allow_ips"]) == (["0.0.0.0:9000"], "*")
+    gunicorn_env.setenv("GUNICORN_BIND", "127.0.0.1:9001")
+    assert runpy.run_path(str(GUNICORN_CONF))["bind"] == ["127.0.0.1:9001"]
+
+
+def test_gunicorn_config_names_only_real_settings(gunicorn_env):
+    known = {setting.name for setting in KNOWN_SETTINGS}
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    names = {name for name, value in settings.items()
+             if not name.startswith("_") and not isinstance(value, (ModuleType, FunctionType))}
+    assert names - known == set()
+
+
+# --- 4.: the entrypoint and gunicorn, run as the image runs them ---------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def deploy_environment(**settings: str) -> dict[str, str]:
+    """Return this process's environment minus the app's variables, plus ``settings``.
+
+    The venv's bin folder leads PATH, as /opt/venv/bin does in the image.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in env_example_names()}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **settings}
+
+
+def http_get(port: int, path: str) -> tuple[int, str, dict]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), json.loads(response.read())
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(("settings", "status", "message"), [
+    ({}, 2, "DATABASE_URL must be set in production"),
+    ({"DATABASE_URL": "mysql+pymysql://nobody@127.0.0.1:{port}/nowhere"}, 1,
+     "did not answer within 1s: OperationalError"),
+])
+def test_entrypoint_stops_with_a_clear_message_before_serving(tmp_path, settings, status,
+                                                              message):
+    settings = {name: value.format(port=free_port()) for name, value in settings.items()}
+    env = deploy_environment(APP_ENV="production", LOG_DIR=str(tmp_path), DB_WAIT_TIMEOUT="1",
+                             **settings)
+    command = image_command()[:1] + ["python", "-c", "print('served')"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == status, result.stderr
+    assert message in result.stderr
+    assert "served" not in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def fresh_mysql_database():
+    """URL of a new, empty MySQL database, dropped afterwards."""
+    if not TEST_MYSQL_URL:
+        pytest.skip("TEST_MYSQL_URL is not set")
+    server_url = make_url(TEST_MYSQL_URL).set(database="")
+    name = f"test_deploy_{uuid.uuid4().hex[:10]}"
+    server = create_engine(server_url)
+    with server.begin() as connection:
+        connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    try:
+        yield server_url.set(database=name)
+    finally:
+        with server.begin() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        server.dispose()
+
+
+@pytest.fixture
+def production_server(fresh_mysql_database, redis_url, tmp_path):
+    """Start the image's ENTRYPOINT + CMD on a free port; yield (process, port, logs)."""
+    url = fresh_mysql_database
+    settings = {"DATABASE_URL": url.set(password=None).render_as_string(hide_password=False)}
+    if url.password:
+        # As in production: the URL carries no password, a secret file does.
+        password_file = tmp_path / "db_password"
+        password_file.write_text(url.password, encoding="utf-8")
+        settings["DATABASE_PASSWORD_FILE"] = str(password_file)
+    port = free_port()
+    env = deploy_environment(
+        APP_ENV="production", LOG_DIR=str(tmp_path / "log"), CACHE_TYPE="RedisCache",
+        CACHE_REDIS_URL=redis_url, CACHE_DEFAULT_TIMEOUT="5", GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS="2", GUNICORN_THREADS="2", DB_WAIT_TIMEOUT="10", **settings,
+    )
+    logs = (tmp_path / "stdout.log", tmp_path / "stderr.log")
+    with open(logs[0], "wb") as stdout, open(logs[1], "wb") as stderr:
+        process = subprocess.Popen(image_command(), cwd=tmp_path, env=env, stdout=stdout,
+                                   stderr=stderr, start_new_session=True)
+    try:
+        yield process, port, logs
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def output_of(logs) -> str:
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in logs)
+
+
+def wait_until_healthy(process, port: int, logs) -> dict:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"exited with {process.returncode}:\n{output_of(logs)}")
+        try:
+            status, _, body = http_get(port, "/api/health")
+        except (OSError, http.client.HTTPException, ValueError):
+            status = None
+        if status == 200:
+            return body
+        time.sleep(0.2)
+    pytest.fail(f"/api/health not 200 within {SERVER_START_SECONDS}s:\n{output_of(logs)}")
+
+
+@pytest.mark.mysql
+@pytest.mark.redis
+def test_production_start_migrates_then_serves(production_server, fresh_mysql_database):
+    process, port, logs = production_server
+    assert wait_until_healthy(process, port, logs)["status"] == "ok"
+
+    status, content_type, body = http_get(port, "/api/financial_data")
+    assert (status, content_type) == (200, "application/json")
+    assert body == {"data": [], "pagination": {"count": 0, "page": 1, "limit": 5, "pages": 0},
+                    "info": {"error": ""}}
+
+    engine = create_engine(fresh_mysql_database)
+    try:
+        assert inspect(engine).has_table("financial_data")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+
+    health = subprocess.run(healthcheck_command(), env=deploy_environment(
+        GUNICORN_BIND=f"127.0.0.1:{port}"), capture_output=True, text=True, timeout=30)
+    assert health.returncode == 0, health.stderr
+
+    os.killpg(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=SERVER_START_SECONDS) == 0, output_of(logs)
+    assert '"GET /api/health HTTP/1.1" 200' in logs[0].read_text(encoding="utf-8")
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.mysql
+def test_concurrent_starts_migrate_one_at_a_time(fresh_mysql_database, tmp_path):
+    url = fresh_mysql_database
+    env = deploy_environment(APP_ENV="production", LOG_DIR=str(tmp_path),
+                             DATABASE_URL=url.render_as_string(hide_password=False))
+    lock = {"name": lock_name(url.database)}
+    engine = create_engine(url)
+    try:
+        with engine.connect() as holder:
+            # Another replica holds the lock: this start must wait for it.
+            assert holder.execute(text("SELECT GET_LOCK(:name, 0)"), lock).scalar() == 1
+            process = subprocess.Popen(
+                [sys.executable, "-m", "scripts.prestart", "--timeout", "10"], cwd=ROOT, env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_for(lambda: holder.execute(text(
+                    "SELECT COUNT(*) FROM information_schema.processlist "
+                    "WHERE info LIKE 'SELECT GET_LOCK(%%' AND id <> CONNECTION_ID()")).scalar(),
+                    "the second start to ask for the lock")
+                assert not inspect(engine).has_table("financial_data")
+                holder.execute(text("SELECT RELEASE_LOCK(:name)"), lock)
+                assert process.wait(timeout=SERVER_START_SECONDS) == 0
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=10)
+        assert inspect(engine).has_table("financial_data")
+    finally:
+        engine.dispose()
