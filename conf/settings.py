@@ -23,24 +23,22 @@ def env_str(name: str, default: str | None = None) -> str | None:
 
 def env_int(name: str, default: int) -> int:
     """Return the variable as an int; raise ConfigError naming it if malformed."""
-    raw = env_str(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    return _env_number(name, default, int, "an integer")
 
 
 def env_float(name: str, default: float) -> float:
     """Return the variable as a float; raise ConfigError naming it if malformed."""
+    return _env_number(name, default, float, "a number")
+
+
+def _env_number(name: str, default, kind, description: str):
     raw = env_str(name)
     if raw is None:
         return default
     try:
-        return float(raw)
+        return kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {description}, got {raw!r}") from None
 
 
 def env_list(name: str, default: str) -> list[str]:

@@ -32,7 +32,7 @@ def build_app(database_url: str, log_dir, **overrides):
     return create_app("testing", overrides=settings)
 
 
-def _migrate(database_url: str, log_dir) -> None:
+def migrate_database(database_url: str, log_dir) -> None:
     app = build_app(database_url, log_dir)
     with app.app_context():
         upgrade()
@@ -48,7 +48,7 @@ def _mysql_database(tmp_path_factory):
         connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
     url = make_url(TEST_MYSQL_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        _migrate(url, tmp_path_factory.mktemp("log"))
+        migrate_database(url, tmp_path_factory.mktemp("log"))
         yield url
     finally:
         with server.begin() as connection:
@@ -63,22 +63,27 @@ def database_url(request, tmp_path_factory):
         yield from _mysql_database(tmp_path_factory)
         return
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'financial.db'}"
-    _migrate(url, tmp_path_factory.mktemp("log"))
+    migrate_database(url, tmp_path_factory.mktemp("log"))
     yield url
 
 
-@pytest.fixture
-def app(database_url, tmp_path):
-    """A testing app on empty tables with an empty cache."""
-    application = build_app(database_url, tmp_path / "log")
+def emptied_app(application) -> Iterator:
+    """Yield ``application`` with empty tables and cache; clean up after the test."""
     with application.app_context():
         db.session.execute(delete(FinancialData))
         db.session.commit()
         cache.clear()
     yield application
     with application.app_context():
+        cache.clear()
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(database_url, tmp_path):
+    """A testing app on empty tables with an empty cache."""
+    yield from emptied_app(build_app(database_url, tmp_path / "log"))
 
 
 @pytest.fixture
@@ -104,20 +109,11 @@ def redis_url():
 @pytest.fixture
 def redis_app(database_url, tmp_path, redis_url):
     """A testing app whose cache is the real Redis, under a key prefix of its own."""
-    application = build_app(
+    yield from emptied_app(build_app(
         database_url, tmp_path / "log",
         CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url,
         CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex[:8]}:",
-    )
-    with application.app_context():
-        db.session.execute(delete(FinancialData))
-        db.session.commit()
-        cache.clear()
-    yield application
-    with application.app_context():
-        cache.clear()
-        db.session.remove()
-        db.engine.dispose()
+    ))
 
 
 @pytest.fixture

@@ -1,0 +1,59 @@
+"""SQLite and MariaDB/MySQL answer every request identically for the same data."""
+import datetime
+import random
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import insert
+
+from app.extensions import db
+from financial.models import FinancialData
+from tests.conftest import emptied_app, migrate_database, build_app
+
+FIRST_DAY = datetime.date(2023, 1, 2)
+
+
+def random_rows(seed: int) -> list[dict]:
+    """Three symbols x 60 days; prices with 4 decimals, many ending in 5 (rounding edges)."""
+    rng = random.Random(seed)
+    return [{"symbol": symbol, "date": FIRST_DAY + datetime.timedelta(days=day),
+             "open_price": Decimal(rng.randrange(1, 10**7)).scaleb(-4),
+             "close_price": Decimal(rng.randrange(1, 2000) * 10 + 5).scaleb(-4),
+             "volume": rng.randrange(0, 10**12)}
+            for symbol in ("AAPL", "BRK.B", "IBM") for day in range(60)]
+
+
+def requests_to_compare(seed: int) -> list[str]:
+    rng = random.Random(seed)
+    urls = [f"/api/financial_data?limit=7&page={page}" for page in range(1, 28)]
+    for _ in range(25):
+        start = FIRST_DAY + datetime.timedelta(days=rng.randrange(60))
+        end = start + datetime.timedelta(days=rng.randrange(30))
+        symbol = rng.choice(["ibm", "AAPL", "brk.b", "MSFT"])
+        urls.append(f"/api/statistics?symbol={symbol}&start_date={start}&end_date={end}")
+        urls.append(f"/api/financial_data?symbol={symbol}&start_date={start}&end_date={end}"
+                    f"&limit=10")
+    return urls
+
+
+@pytest.fixture
+def sqlite_app(tmp_path):
+    url = f"sqlite:///{tmp_path / 'compare.db'}"
+    migrate_database(url, tmp_path / "log")
+    yield from emptied_app(build_app(url, tmp_path / "log"))
+
+
+def test_every_answer_is_the_same_on_both_backends(app, sqlite_app):
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            pytest.skip("compares the MySQL backend with SQLite")
+    rows = random_rows(seed=11)
+    for application in (app, sqlite_app):
+        with application.app_context():
+            db.session.execute(insert(FinancialData), rows)
+            db.session.commit()
+    mysql_client, sqlite_client = app.test_client(), sqlite_app.test_client()
+    for url in requests_to_compare(seed=5):
+        on_mysql, on_sqlite = mysql_client.get(url), sqlite_client.get(url)
+        assert on_mysql.status_code == on_sqlite.status_code, url
+        assert on_mysql.get_json() == on_sqlite.get_json(), url

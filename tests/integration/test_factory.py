@@ -1,0 +1,75 @@
+"""The application factory: configuration, logging, CORS, request log lines."""
+from pathlib import Path
+
+import pytest
+
+import app as app_package
+from app import create_app
+from conf.settings import ConfigError
+from tests.conftest import build_app
+
+
+def test_no_app_exists_at_import_time():
+    assert not any(type(value).__name__ == "Flask" for value in vars(app_package).values())
+
+
+def test_testing_config_and_overrides_apply(tmp_path):
+    application = build_app(f"sqlite:///{tmp_path}/x.db", tmp_path / "log", HTTP_CACHE_MAX_AGE=7)
+    assert application.config["TESTING"] is True
+    assert application.config["HTTP_CACHE_MAX_AGE"] == 7
+    assert application.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["timeout"] == 10
+
+
+def test_development_is_the_default_and_uses_the_sqlite_file(monkeypatch, tmp_path):
+    for name in ("APP_ENV", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    application = create_app(overrides={"LOG_DIR": str(tmp_path)})
+    assert application.config["TESTING"] is False
+    assert application.config["SQLALCHEMY_DATABASE_URI"].endswith("data/streaming/financial.db")
+
+
+def test_production_without_database_url_refuses_to_start(monkeypatch):
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        create_app()
+
+
+def test_mysql_engines_ping_and_recycle_their_connections(tmp_path):
+    application = build_app("mysql+pymysql://api@127.0.0.1:1/financial", tmp_path)
+    options = application.config["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options == {"pool_pre_ping": True, "pool_recycle": 280}
+
+
+def test_sqlite_runs_in_wal_mode(app):
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite only")
+        assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_each_request_is_logged_once_with_status_and_duration(client, app):
+    client.get("/api/financial_data?limit=2")
+    client.get("/api/nothing")
+    log = (Path(app.config["LOG_DIR"]) / "api.log").read_text()
+    assert "INFO app.requests: GET /api/financial_data?limit=2 200 " in log
+    assert "INFO app.requests: GET /api/nothing 404 " in log
+    assert log.count("GET /api/financial_data?limit=2 200") == 1
+
+
+def test_cors_allows_only_the_configured_origins(database_url, tmp_path):
+    application = build_app(database_url, tmp_path, CORS_ORIGINS=["https://good.example"])
+    client = application.test_client()
+    allowed = client.get("/api/health", headers={"Origin": "https://good.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://good.example"
+    denied = client.get("/api/health", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in denied.headers
+
+
+def test_cors_defaults_to_any_origin_in_development(client):
+    response = client.get("/api/health", headers={"Origin": "https://any.example"})
+    assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")
