@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         config = get_config()
         files = _input_files(args, config)
         symbols = [] if files else _symbols(args, config)
+        client = None if files else _client(config)
     except (ConfigError, UsageError) as exc:
         print(f"get_raw_data: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     with app.app_context():
         if files:
             return FetchRun(args, config).run(_file_jobs(files))
-        with _client(config) as client:
+        with client:
             return FetchRun(args, config).run(_api_jobs(client, symbols, args.full))
 
 
@@ -140,13 +141,16 @@ def _symbols(args: argparse.Namespace, config: BaseConfig) -> list[str]:
 
 
 def _client(config: BaseConfig) -> AlphaVantageClient:
-    return AlphaVantageClient(
-        config.ALPHAVANTAGE_API_KEY,
-        base_url=config.ALPHAVANTAGE_BASE_URL,
-        function=config.ALPHAVANTAGE_FUNCTION,
-        rate_limit_wait=config.ALPHAVANTAGE_RETRY_WAIT,
-        rate_limit_retries=config.ALPHAVANTAGE_RATE_LIMIT_RETRIES,
-    )
+    try:
+        return AlphaVantageClient(
+            config.ALPHAVANTAGE_API_KEY,
+            base_url=config.ALPHAVANTAGE_BASE_URL,
+            function=config.ALPHAVANTAGE_FUNCTION,
+            rate_limit_wait=config.ALPHAVANTAGE_RETRY_WAIT,
+            rate_limit_retries=config.ALPHAVANTAGE_RATE_LIMIT_RETRIES,
+        )
+    except ValueError as exc:
+        raise UsageError(f"ALPHAVANTAGE_FUNCTION: {exc}") from None
 
 
 def _api_jobs(client: AlphaVantageClient, symbols: list[str], full: bool) -> list[Job]:

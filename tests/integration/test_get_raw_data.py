@@ -2,6 +2,7 @@
 import datetime
 import json
 import os
+import pty
 import subprocess
 import sys
 from decimal import Decimal
@@ -202,14 +203,22 @@ def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypa
     assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL"}
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "no API key"),
-    (["--symbols", "IBM,BAD SYMBOL"], "invalid symbol(s) BAD SYMBOL"),
-    (["--from-file", "/nonexistent/x.json"], "no such file: /nonexistent/x.json"),
+@pytest.mark.parametrize("argv, env, message", [
+    ([], {"ALPHAVANTAGE_API_KEY": None}, "no API key"),
+    (["--symbols", "IBM,BAD SYMBOL"], {}, "invalid symbol(s) BAD SYMBOL"),
+    (["--from-file", "/nonexistent/x.json"], {}, "no such file: /nonexistent/x.json"),
+    (["--symbols", "IBM", "--from-file", "x.json"], {}, "--symbols cannot be combined"),
+    ([], {"ALPHAVANTAGE_FUNCTION": "TIME_SERIES_WEEKLY"}, "ALPHAVANTAGE_FUNCTION: unsupported"),
+    ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon"}, "ALPHAVANTAGE_RETRY_WAIT must be a number"),
+    ([], {"APP_ENV": "staging"}, "APP_ENV must be one of"),
 ])
-def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch, argv, message):
-    if not argv:
-        monkeypatch.delenv("ALPHAVANTAGE_API_KEY")
+def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch, argv, env,
+                                               message):
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
     status, out, err = run_job(capsys, job_env, *argv)
     assert status == 2
     assert message in err and out == ""
@@ -309,3 +318,49 @@ def test_two_runs_at_once_leave_no_duplicates(app, tmp_path):
         distinct = db.session.scalar(select(func.count()).select_from(
             select(FinancialData.symbol, FinancialData.date).distinct().subquery()))
     assert total == distinct == 200
+
+
+def test_brings_a_fresh_database_up_to_date_and_logs_to_log_dir(capsys, job_env, monkeypatch,
+                                                                tmp_path):
+    fresh = f"sqlite:///{tmp_path / 'fresh' / 'financial.db'}"
+    monkeypatch.setenv("DATABASE_URL", fresh)
+    status, out, _ = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert status == 0
+    assert out == "IBM: 10 rows fetched, 10 new, 0 updated\n"
+    log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
+    assert "Running upgrade" in log
+    assert "INFO get_raw_data: IBM: 10 rows fetched, 10 new, 0 updated" in log
+    fresh_app = build_app(fresh, tmp_path / "log")
+    assert len(stored(fresh_app)) == 10
+    with fresh_app.app_context():
+        db.engine.dispose()
+
+
+def _read_terminal(fd: int) -> str:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the other side of the terminal is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode()
+
+
+def test_progress_is_shown_on_a_terminal_only(app, tmp_path):
+    env = {**os.environ, "APP_ENV": "testing", "LOG_DIR": str(tmp_path / "log"),
+           "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"]}
+    terminal, terminal_side = pty.openpty()
+    run = subprocess.Popen(
+        [sys.executable, "get_raw_data.py", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
+         "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL)],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=terminal_side, text=True)
+    os.close(terminal_side)
+    out, _ = run.communicate(timeout=120)
+    shown = _read_terminal(terminal)
+    assert run.returncode == 0
+    assert f"[1/2] {IBM} ..." in shown and f"[2/2] {AAPL} ..." in shown
+    assert "[1/2]" not in out
