@@ -7,7 +7,6 @@ stored), 2 on a usage or configuration error.
 import argparse
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -17,16 +16,15 @@ from pathlib import Path
 import pandas as pd
 from dotenv import load_dotenv
 from flask_migrate import upgrade
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from app import create_app
 from app.extensions import cache, db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
-from financial.api.params import SYMBOL_PATTERN
 from financial.ingest import DEFAULT_WINDOW_DAYS, StoreResult, recent_days, store_prices, to_records
 from lib.avantage_api import (
-    AlphaVantageClient, AlphaVantageError, DailySeries, InvalidApiKeyError, RateLimitError,
-    parse_daily_series,
+    AlphaVantageClient, AlphaVantageError, DailySeries, InvalidApiKeyError, PremiumOnlyError,
+    RateLimitError, classify_error_payload, is_valid_symbol, parse_daily_series,
 )
 from lib.db import MigrationLockTimeout, migration_lock
 from lib.log_setup import configure_logging
@@ -34,6 +32,7 @@ from lib.log_setup import configure_logging
 logger = logging.getLogger("get_raw_data")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_WINDOW_DAYS = 36_500
 SAMPLE_DIR = PROJECT_ROOT / "data" / "fixtures"
 STORE_ATTEMPTS = 3
 STORE_RETRY_PAUSE_SECONDS = 0.5
@@ -64,7 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--symbols", help="comma-separated tickers (default: SYMBOLS, IBM,AAPL)")
     window = parser.add_mutually_exclusive_group()
     window.add_argument("--days", type=_positive_int, default=DEFAULT_WINDOW_DAYS,
-                        help="keep days newer than (newest day - N days) (default: 14)")
+                        help="keep days newer than (newest day - N days), N from 1 to "
+                             f"{MAX_WINDOW_DAYS} (default: 14)")
     window.add_argument("--full", action="store_true",
                         help="whole history (outputsize=full), no window")
     parser.add_argument("--from-file", action="append", type=Path, default=[], metavar="PATH",
@@ -83,8 +83,8 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number of days, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    if not 1 <= value <= MAX_WINDOW_DAYS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WINDOW_DAYS}, got {value}")
     return value
 
 
@@ -97,18 +97,28 @@ def main(argv: list[str] | None = None) -> int:
         files = _input_files(args, config)
         symbols = [] if files else _symbols(args, config)
         client = None if files else _client(config)
+        app = _app(config)
     except (ConfigError, UsageError) as exc:
         print(f"get_raw_data: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    app = create_app(config)
     configure_logging("get_raw_data", app.config["LOG_DIR"], app.config["LOG_LEVEL"],
-                      console_level="WARNING")
+                      console_level="WARNING", console_tracebacks=False)
     with app.app_context():
         if files:
             return FetchRun(args, config).run(_file_jobs(files))
         with client:
             return FetchRun(args, config).run(_api_jobs(client, symbols, args.full))
+
+
+def _app(config: BaseConfig):
+    """Build the app, turning an unusable DATABASE_URL into a usage error."""
+    try:
+        return create_app(config)
+    except (ArgumentError, ValueError, ImportError) as exc:
+        # The message could hold the URL and its password: name the problem only.
+        raise UsageError(f"DATABASE_URL cannot be used ({exc.__class__.__name__}); "
+                         "expected e.g. mysql+pymysql://user@host:3306/db") from None
 
 
 def _input_files(args: argparse.Namespace, config: BaseConfig) -> list[Path]:
@@ -131,9 +141,9 @@ def _input_files(args: argparse.Namespace, config: BaseConfig) -> list[Path]:
 
 
 def _symbols(args: argparse.Namespace, config: BaseConfig) -> list[str]:
-    names = args.symbols.split(",") if args.symbols else config.SYMBOLS
+    names = args.symbols.split(",") if args.symbols is not None else config.SYMBOLS
     symbols = list(dict.fromkeys(name.strip().upper() for name in names if name.strip()))
-    bad = [name for name in symbols if not re.match(SYMBOL_PATTERN, name)]
+    bad = [name for name in symbols if not is_valid_symbol(name)]
     if bad or not symbols:
         raise UsageError(f"invalid symbol(s) {', '.join(bad) or '(none given)'}: use 1 to 16 "
                          "letters, digits, '.' or '-', comma-separated")
@@ -163,11 +173,15 @@ def _file_jobs(paths: list[Path]) -> list[Job]:
 
 
 def _load_file(path: Path) -> DailySeries:
+    """Parse a saved response; a saved error answer is reported as that error."""
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise AlphaVantageError(f"{path.name}: cannot read a JSON response "
                                 f"({exc.__class__.__name__})") from None
+    error = classify_error_payload(payload, path.name)
+    if error is not None:
+        raise error
     return parse_daily_series(payload)
 
 
@@ -189,7 +203,7 @@ class FetchRun:
                 with migration_lock(db.engine):
                     upgrade()
             except (SQLAlchemyError, MigrationLockTimeout) as exc:
-                logger.exception("bringing the schema up to date failed")
+                logger.error("bringing the schema up to date failed", exc_info=exc)
                 print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
                       "nothing fetched", file=sys.stderr)
                 return EXIT_FAILED
@@ -226,13 +240,16 @@ class FetchRun:
                 self._report(store_symbol(series.symbol, frame))
         except AlphaVantageError as exc:
             self._fail(exc.symbol or job.label, exc.message)
-            if isinstance(exc, InvalidApiKeyError) or (
-                    isinstance(exc, RateLimitError) and exc.is_daily_quota):
+            if job.calls_api and _spoils_the_run(exc):
                 return exc.message
         except SQLAlchemyError as exc:
-            logger.debug("storing %s failed", job.label, exc_info=exc)
+            logger.error("storing %s failed", job.label, exc_info=exc)
             self._fail(job.label, f"database error ({exc.__class__.__name__}); "
                                   "its rows are unchanged")
+        except Exception as exc:  # one symbol's surprise must not sink the others
+            logger.error("processing %s failed", job.label, exc_info=exc)
+            self._fail(job.label, f"unexpected error ({exc.__class__.__name__}); "
+                                  "see the log file")
         return None
 
     def _report(self, result: StoreResult) -> None:
@@ -253,6 +270,12 @@ class FetchRun:
             print()
         elif self.changed:
             clear_cached_answers()
+
+
+def _spoils_the_run(error: AlphaVantageError) -> bool:
+    """Tell whether every later request would get the same refusal (and waste quota)."""
+    return (isinstance(error, (InvalidApiKeyError, PremiumOnlyError))
+            or (isinstance(error, RateLimitError) and error.is_daily_quota))
 
 
 def store_symbol(symbol: str, frame: pd.DataFrame) -> StoreResult:

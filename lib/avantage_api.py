@@ -43,11 +43,14 @@ _VOLUME_KEYS = {TIME_SERIES_DAILY: "5. volume", TIME_SERIES_DAILY_ADJUSTED: "6. 
 _ADJUSTED_ONLY_KEYS = ("5. adjusted close", "6. volume")
 _ERROR_KEYS = ("Error Message", "Information", "Note")
 
-# Prices are stored as DECIMAL(18,4); volumes must fit a signed 64-bit integer, the
-# largest both SQLite INTEGER and MySQL BIGINT UNSIGNED hold.
+# Prices are stored as DECIMAL(18,4). Prices stay below 10**9 and volumes below
+# 10**14, far above any real stock, so that the sums behind statistics fit the
+# 64-bit integers SQLite adds exactly, even over a century of days.
 _MAX_DECIMAL_PLACES = 4
-_MAX_INTEGER_DIGITS = 14
-_MAX_VOLUME = 2**63 - 1
+_MAX_INTEGER_DIGITS = 9
+_MAX_VOLUME = 10**14 - 1
+# A ticker such as IBM, BRK.B or TSCO.LON; the API accepts the same.
+SYMBOL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.\-]{0,15}"
 _DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
@@ -62,7 +65,6 @@ _BAD_KEY_MARKERS = ("apikey", "api key")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _BACKOFF_MAX_SECONDS = 30.0
 _MASK = "[redacted]"
-_URL_LOGGING_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager")
 
 
 class AlphaVantageError(Exception):
@@ -376,10 +378,16 @@ _SECRET_MASKING_FILTER = _SecretMaskingFilter()
 
 
 def _hide_from_urllib3_logs(api_key: str) -> None:
-    """Register the key (raw and URL-encoded) and attach the filter; both steps are idempotent."""
+    """Register the key (raw and URL-encoded) and filter every urllib3 logger; idempotent.
+
+    A logger's filter sees only records logged to that very logger, so each
+    urllib3 module's logger gets it (connection, connectionpool, retry, ...).
+    """
     _SECRET_MASKING_FILTER.add(api_key)
     _SECRET_MASKING_FILTER.add(quote_plus(api_key))
-    for name in _URL_LOGGING_LOGGERS:
+    names = [name for name in logging.root.manager.loggerDict
+             if name == "urllib3" or name.startswith("urllib3.")]
+    for name in names:
         logging.getLogger(name).addFilter(_SECRET_MASKING_FILTER)
 
 
@@ -416,10 +424,16 @@ def _failure_name(exc: requests.RequestException) -> str:
     return type(reason if isinstance(reason, Exception) else exc).__name__
 
 
+def is_valid_symbol(text: str) -> bool:
+    """Tell whether ``text`` is a ticker: 1-16 letters, digits, '.' or '-'."""
+    return re.fullmatch(SYMBOL_PATTERN, text) is not None
+
+
 def _normalise_symbol(symbol: str) -> str:
     cleaned = symbol.strip().upper() if isinstance(symbol, str) else ""
-    if not cleaned:
-        raise InvalidSymbolError(f"invalid symbol {symbol!r}: it is blank")
+    if not is_valid_symbol(cleaned):
+        raise InvalidSymbolError(f"invalid symbol {_show(symbol)}: use 1 to 16 letters, "
+                                 "digits, '.' or '-'")
     return cleaned
 
 
@@ -468,6 +482,8 @@ def _series_symbol(payload: Mapping[str, Any], symbol: str | None) -> str:
     if symbol is None:
         meta = payload.get(_META_KEY)
         symbol = meta.get("2. Symbol") if isinstance(meta, Mapping) else None
+        if isinstance(symbol, str) and symbol.strip() and not is_valid_symbol(symbol.strip()):
+            raise MalformedResponseError(f"the payload's symbol {_show(symbol)} is not a ticker")
     cleaned = symbol.strip().upper() if isinstance(symbol, str) else ""
     if not cleaned:
         raise MalformedResponseError(
@@ -554,7 +570,7 @@ def _price_problem(raw: str, value: Decimal | None) -> str | None:
     if value.as_tuple().exponent < -_MAX_DECIMAL_PLACES:
         return f"more than {_MAX_DECIMAL_PLACES} decimal places (column is DECIMAL(18,4))"
     if value.adjusted() >= _MAX_INTEGER_DIGITS:
-        return f"more than {_MAX_INTEGER_DIGITS} integer digits (column is DECIMAL(18,4))"
+        return f"{10**_MAX_INTEGER_DIGITS:,} or more, beyond any real price"
     return None
 
 
@@ -566,7 +582,10 @@ def _parse_volume(symbol: str, where: str, key: str, raw: Any) -> int:
     digits = raw.lstrip("0") or "0"
     # Length first: int() refuses strings over 4300 digits, and nothing that long fits anyway.
     if len(digits) > len(str(_MAX_VOLUME)) or int(digits) > _MAX_VOLUME:
-        raise MalformedResponseError(f"{where}: {key!r} is {_show(raw)}, above 2**63-1", symbol)
+        raise MalformedResponseError(
+            f"{where}: {key!r} is {_show(raw)}, beyond any real volume (max {_MAX_VOLUME:,})",
+            symbol,
+        )
     return int(digits)
 
 

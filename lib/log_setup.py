@@ -10,11 +10,13 @@ _HANDLER_MARK = "_financial_log_handler"
 
 
 def configure_logging(program: str, log_dir: str, level: str = "INFO",
-                      console_level: str | None = None) -> Path:
+                      console_level: str | None = None, console_tracebacks: bool = True) -> Path:
     """Send the root logger to stderr and to ``<log_dir>/<program>.log``.
 
     ``console_level`` raises the bar for stderr only (a CLI prints its own
     summary and wants just warnings there); the file always gets ``level``.
+    ``console_tracebacks=False`` keeps stderr to one line per record while
+    the file still gets the traceback.
 
     Calling it again replaces the handlers it added before, so building
     several apps in one process (tests) does not duplicate lines.
@@ -27,18 +29,28 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
 
     log_path = Path(log_dir) / f"{program}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter(LOG_FORMAT)
     console = logging.StreamHandler()
     console.setLevel(console_level or level)
-    handlers = [
-        console,
-        logging.handlers.RotatingFileHandler(
-            log_path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
-        ),
-    ]
-    for handler in handlers:
-        handler.setFormatter(formatter)
+    console.setFormatter(logging.Formatter(LOG_FORMAT) if console_tracebacks
+                         else _OneLineFormatter(LOG_FORMAT))
+    log_file = logging.handlers.RotatingFileHandler(
+        log_path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
+    log_file.setFormatter(logging.Formatter(LOG_FORMAT))
+    for handler in (console, log_file):
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
     root.setLevel(level)
     return log_path
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Format a record without its traceback (the log file keeps that)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved

@@ -8,11 +8,13 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from webargs.flaskparser import FlaskParser
 
 from financial.errors import InvalidParameterError
+from lib.avantage_api import SYMBOL_PATTERN, is_valid_symbol
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 5
-SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,15}$"
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# ASCII digits only: \d would also take other scripts' digits.
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
 
 class IsoDate(fields.Date):
@@ -24,7 +26,7 @@ class IsoDate(fields.Date):
     }
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not _ISO_DATE.match(value):
+        if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
             raise self.make_error("invalid")
         try:
             return super()._deserialize(value, attr, data, **kwargs)
@@ -39,12 +41,22 @@ class Symbol(fields.String):
         "invalid": "must be 1 to 16 characters: letters, digits, '.' or '-'",
     }
 
-    def __init__(self, **kwargs):
-        pattern = validate.Regexp(SYMBOL_PATTERN, error=self.default_error_messages["invalid"])
-        super().__init__(validate=pattern, **kwargs)
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not is_valid_symbol(text):
+            raise self.make_error("invalid")
+        return text.upper()
+
+
+class WholeNumber(fields.Integer):
+    """An integer in plain ASCII digits: no '+', spaces, underscores or other scripts."""
+
+    default_error_messages = {"invalid": "must be an integer"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return super()._deserialize(value, attr, data, **kwargs).upper()
+        if not isinstance(value, str) or not _WHOLE_NUMBER.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def _date_range_check(data) -> None:
@@ -57,7 +69,6 @@ def _date_range_check(data) -> None:
 
 
 REQUIRED = {"required": "is required"}
-INTEGER = {"invalid": "must be an integer"}
 
 
 def _start_date(**kwargs) -> IsoDate:
@@ -84,16 +95,14 @@ class FinancialDataArgs(Schema):
     start_date = _start_date()
     end_date = _end_date()
     symbol = _symbol()
-    limit = fields.Integer(
+    limit = WholeNumber(
         load_default=DEFAULT_LIMIT,
         validate=validate.Range(1, MAX_LIMIT, error=f"must be between 1 and {MAX_LIMIT}"),
-        error_messages=INTEGER,
         metadata={"description": "Rows per page"},
     )
-    page = fields.Integer(
+    page = WholeNumber(
         load_default=1,
         validate=validate.Range(min=1, error="must be 1 or more"),
-        error_messages=INTEGER,
         metadata={"description": "Page number, from 1; past the last page data is []"},
     )
 
@@ -121,6 +130,14 @@ class QueryParser(FlaskParser):
     """webargs parser that reads the query string and raises InvalidParameterError."""
 
     DEFAULT_LOCATION = "query"
+
+    def load_querystring(self, req, schema):
+        """Refuse a parameter given twice rather than silently use one of its values."""
+        repeated = sorted({name for name in req.args if len(req.args.getlist(name)) > 1})
+        if repeated:
+            raise InvalidParameterError(
+                "; ".join(f"{name}: is given more than once" for name in repeated))
+        return super().load_querystring(req, schema)
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         raise InvalidParameterError(describe_errors(error.normalized_messages()))
@@ -158,7 +175,7 @@ def swagger_params(schema_class: type[Schema]) -> dict:
             if isinstance(field, IsoDate):
                 param["format"] = "date"
             if isinstance(field, Symbol):
-                param["pattern"] = SYMBOL_PATTERN
+                param["pattern"] = f"^{SYMBOL_PATTERN}$"
         if "example" in field.metadata:
             param["x-example"] = field.metadata["example"]
         params[name] = param

@@ -349,3 +349,37 @@ def test_json_without_series_is_malformed(fake_alphavantage, make_client, caplog
         make_client().fetch_daily("IBM")
 
     assert_key_hidden(caught.value, caplog)
+
+
+@pytest.fixture
+def broken_header_server():
+    """A raw socket server whose one answer has a header line with no name.
+
+    urllib3 then logs a WARNING naming the full request URL (key included)
+    from ``urllib3.connection``, a logger the client must filter as well.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+    body = b'{"Error Message": "Invalid API call. Please retry."}'
+
+    def answer_once() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n: odd\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/query"
+    thread.join(timeout=5)
+    server.close()
+
+
+def test_key_is_masked_in_urllib3_header_warnings(broken_header_server, caplog):
+    client = AlphaVantageClient(API_KEY, base_url=broken_header_server, max_retries=0)
+    with pytest.raises(InvalidSymbolError) as raised:
+        client.fetch_daily("IBM")
+    client.close()
+    assert "Failed to parse headers" in caplog.text
+    assert "apikey=[redacted]" in caplog.text
+    assert_key_hidden(raised.value, caplog)

@@ -40,6 +40,19 @@ def assert_error(response, status, message, shape):
     ("page=-1", "page: must be 1 or more"),
     ("symbl=IBM", "symbl: is not a known parameter"),
     ("limit=0&page=0", "limit: must be between 1 and 1000; page: must be 1 or more"),
+    ("symbol=IBM%0A", "symbol: must be 1 to 16 characters: letters, digits, '.' or '-'"),
+    ("start_date=2023-01-01%0A", "start_date: must be a date in YYYY-MM-DD format"),
+    ("start_date=%D9%A2%D9%A0%D9%A2%D9%A3-01-01",
+     "start_date: must be a date in YYYY-MM-DD format"),
+    ("limit=%2B5", "limit: must be an integer"),
+    ("limit=%205", "limit: must be an integer"),
+    ("limit=1_0", "limit: must be an integer"),
+    ("limit=%D9%A1%D9%A2", "limit: must be an integer"),
+    ("page=1e3", "page: must be an integer"),
+    ("symbol=IBM&symbol=AAPL", "symbol: is given more than once"),
+    ("limit=5&limit=6&page=1&page=1",
+     "limit: is given more than once; page: is given more than once"),
+    ("start_date=%FF", "start_date: must be a date in YYYY-MM-DD format"),
 ])
 def test_financial_data_rejects_bad_parameters(client, query, message):
     assert_error(client.get(f"/api/financial_data?{query}"), 400, message, LIST_ERROR)

@@ -16,7 +16,8 @@ from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.models import FinancialData
 from tests.conftest import build_app
-from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
+from lib.avantage_api import parse_daily_series
+from tests.fake_alphavantage import ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES
 
 KEY = "SECRETKEY123"
 IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
@@ -103,8 +104,8 @@ def test_one_bad_symbol_fails_alone(app, capsys, job_env, fake_alphavantage):
     fake_alphavantage.queue_fixture(AAPL)
     status, out, err = run_job(capsys, job_env, "--symbols", "IBM,NOPE,AAPL")
     assert status == 1
-    assert [line for line in err.splitlines() if "failed" in line] == [
-        line for line in err.splitlines() if "NOPE: failed: invalid symbol NOPE" in line]
+    failures = [line for line in err.splitlines() if "failed" in line]
+    assert len(failures) == 1 and "NOPE: failed: invalid symbol NOPE" in failures[0]
     assert len(out.splitlines()) == 2
     assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL"}
 
@@ -211,6 +212,10 @@ def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypa
     ([], {"ALPHAVANTAGE_FUNCTION": "TIME_SERIES_WEEKLY"}, "ALPHAVANTAGE_FUNCTION: unsupported"),
     ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon"}, "ALPHAVANTAGE_RETRY_WAIT must be a number"),
     ([], {"APP_ENV": "staging"}, "APP_ENV must be one of"),
+    (["--symbols", ""], {}, "invalid symbol(s) (none given)"),
+    ([], {"DATABASE_URL": "notaurl"}, "DATABASE_URL cannot be used (ArgumentError)"),
+    ([], {"DATABASE_URL": "mysql+pymysql://u:pw@h:abc/db"}, "DATABASE_URL cannot be used"),
+    ([], {"DATABASE_URL": "mysql://u:pw@h/db"}, "DATABASE_URL cannot be used"),
 ])
 def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch, argv, env,
                                                message):
@@ -224,7 +229,8 @@ def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch
     assert message in err and out == ""
 
 
-@pytest.mark.parametrize("argv", [["--days", "0"], ["--days", "3", "--full"], ["--bogus"]])
+@pytest.mark.parametrize("argv", [["--days", "0"], ["--days", "36501"], ["--days", "9" * 30],
+                                  ["--days", "3", "--full"], ["--bogus"]])
 def test_bad_options_exit_2(capsys, job_env, argv):
     with pytest.raises(SystemExit) as exited:
         get_raw_data.main(argv)
@@ -315,9 +321,13 @@ def test_two_runs_at_once_leave_no_duplicates(app, tmp_path):
     assert [run.returncode for run in runs] == [0, 0, 0], results
     with app.app_context():
         total = db.session.scalar(select(func.count()).select_from(FinancialData))
-        distinct = db.session.scalar(select(func.count()).select_from(
-            select(FinancialData.symbol, FinancialData.date).distinct().subquery()))
-    assert total == distinct == 200
+    assert total == 200
+    expected = {}
+    for name in (IBM, AAPL):
+        series = parse_daily_series(json.loads((ALPHAVANTAGE_FIXTURES / name).read_text()))
+        expected.update({(series.symbol, bar.date): (bar.open_price, bar.close_price, bar.volume)
+                         for bar in series.bars})
+    assert stored(app) == expected
 
 
 def test_brings_a_fresh_database_up_to_date_and_logs_to_log_dir(capsys, job_env, monkeypatch,
@@ -364,3 +374,44 @@ def test_progress_is_shown_on_a_terminal_only(app, tmp_path):
     assert run.returncode == 0
     assert f"[1/2] {IBM} ..." in shown and f"[2/2] {AAPL} ..." in shown
     assert "[1/2]" not in out
+
+
+def test_unreachable_database_is_one_line_on_stderr_and_a_traceback_in_the_log(
+        capsys, job_env, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api:hunter2@127.0.0.1:1/financial")
+    status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert status == 1 and out == ""
+    assert "database unavailable (OperationalError); nothing fetched" in err
+    assert "Traceback" not in err and "hunter2" not in err
+    log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
+    assert "Traceback" in log and "hunter2" not in log
+
+
+def test_a_saved_error_answer_is_reported_as_that_error(app, capsys, job_env, tmp_path):
+    saved = tmp_path / "quota.json"
+    saved.write_text(json.dumps(dict([ALPHAVANTAGE_ERROR_BODIES["daily_quota"]])))
+    status, _, err = run_job(capsys, job_env, "--from-file", str(saved),
+                             "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert status == 1
+    assert "quota.json: failed: the AlphaVantage daily quota is spent" in err
+    assert len(stored(app)) == 10, "a saved file's error does not stop the other files"
+
+
+def test_a_file_whose_symbol_is_not_a_ticker_fails_alone(app, capsys, job_env, tmp_path):
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    payload["Meta Data"]["2. Symbol"] = "ibm corp; drop table x"
+    saved = tmp_path / "odd.json"
+    saved.write_text(json.dumps(payload))
+    status, _, err = run_job(capsys, job_env, "--from-file", str(saved))
+    assert status == 1
+    assert "odd.json: failed: the payload's symbol 'ibm corp; drop table x' is not a ticker" in err
+    assert stored(app) == {}
+
+
+def test_premium_only_full_history_stops_the_run(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_error("premium_endpoint")
+    fake_alphavantage.queue_error("premium_full_output")
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL", "--full")
+    assert status == 1
+    assert len(fake_alphavantage.requests) == 2, "AAPL must not spend a request"
+    assert "AAPL: failed: not fetched: premium-only" in err
