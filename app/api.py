@@ -11,8 +11,10 @@ API_DESCRIPTION = """Daily stock prices fetched from AlphaVantage, with statisti
 
 Every response is a JSON envelope: `data`, `pagination` (list endpoints only)
 and `info.error`, an empty string on success and a message naming the
-offending parameter on failure. Unknown query parameters are rejected with 400.
-Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are exact decimal strings.
+offending parameter on failure. Unknown or repeated query parameters are
+rejected with 400. Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are
+exact decimal strings. Any path outside these endpoints answers 404, and a
+method other than GET answers 405, both with the same envelope.
 """
 
 

@@ -108,12 +108,13 @@ def redis_url():
 
 @pytest.fixture
 def redis_app(database_url, tmp_path, redis_url):
-    """A testing app whose cache is the real Redis, under a key prefix of its own."""
+    """A testing app whose cache is the real Redis (TEST_REDIS_URL's database).
+
+    It keeps the default key prefix, so a fetch job run with the same
+    CACHE_REDIS_URL clears exactly what this app cached.
+    """
     yield from emptied_app(build_app(
-        database_url, tmp_path / "log",
-        CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url,
-        CACHE_KEY_PREFIX=f"test-{uuid.uuid4().hex[:8]}:",
-    ))
+        database_url, tmp_path / "log", CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url))
 
 
 @pytest.fixture

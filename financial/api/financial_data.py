@@ -61,6 +61,7 @@ class FinancialData(Resource):
     @ns.response(200, "One page of rows, ordered by date then symbol", page_model)
     @ns.response(400, "A parameter is invalid; info.error names it", list_error_model)
     @ns.response(503, "The database is unavailable", list_error_model)
+    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", list_error_model)
     @ns.response(500, "Unexpected error", list_error_model)
     def get(self):
         """List daily prices, oldest first, optionally by symbol and date range.

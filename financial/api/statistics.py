@@ -44,6 +44,7 @@ class Statistics(Resource):
                  statistics_error)
     @ns.response(404, "No stored day for the symbol in the range", statistics_error)
     @ns.response(503, "The database is unavailable", statistics_error)
+    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", statistics_error)
     @ns.response(500, "Unexpected error", statistics_error)
     def get(self):
         """Average daily open, close and volume of a symbol over an inclusive range.

@@ -3,9 +3,10 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import text
 
-from tests.conftest import build_app
+from app.extensions import db
+from tests.conftest import build_app, migrate_database
 
 LIST_ERROR = {"data": [], "pagination": None}
 OBJECT_ERROR = {"data": {}}
@@ -91,25 +92,38 @@ def test_wrong_method_is_a_json_405_with_allow(client, path, shape):
     assert "GET" in response.headers["Allow"]
 
 
-def test_unexpected_error_is_a_generic_500_logged_with_details(app, caplog, monkeypatch):
-    def explode(*_args, **_kwargs):
-        raise RuntimeError("secret detail SELECT * FROM financial_data /work/x.py")
+@pytest.fixture
+def own_sqlite_app(tmp_path):
+    """An app on a database of its own, free to be damaged by the test."""
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    migrate_database(url, tmp_path / "log")
+    application = build_app(url, tmp_path / "log")
+    yield application
+    with application.app_context():
+        db.engine.dispose()
 
-    monkeypatch.setattr("financial.api.statistics.compute_statistics", explode)
-    response = app.test_client().get(
+
+def _execute(application, statement: str) -> None:
+    with application.app_context():
+        db.session.execute(text(statement))
+        db.session.commit()
+
+
+def test_unexpected_error_is_a_generic_500_logged_with_details(own_sqlite_app, caplog):
+    # A corrupted row (text where an integer count of 1/10000 belongs) cannot be read.
+    _execute(own_sqlite_app, "INSERT INTO financial_data VALUES "
+                             "('IBM', '2023-01-03', 'garbage /work/x.py', 1, 1)")
+    response = own_sqlite_app.test_client().get("/api/financial_data")
+    assert_error(response, 500, "internal server error", LIST_ERROR)
+    assert caplog.text.count("unhandled ValueError on GET /api/financial_data") == 1
+    assert "Traceback" in caplog.text
+
+
+def test_database_error_mid_request_is_a_503(own_sqlite_app):
+    _execute(own_sqlite_app, "ALTER TABLE financial_data RENAME TO moved_away")
+    response = own_sqlite_app.test_client().get(
         "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-02")
-    assert_error(response, 500, "internal server error", OBJECT_ERROR)
-    assert "secret detail" in caplog.text
-    assert caplog.text.count("unhandled RuntimeError") == 1
-
-
-def test_database_error_mid_request_is_a_503(app, monkeypatch):
-    def lose_connection(*_args, **_kwargs):
-        raise OperationalError("SELECT 1", {}, Exception("server has gone away"))
-
-    monkeypatch.setattr("financial.api.financial_data.count_prices", lose_connection)
-    response = app.test_client().get("/api/financial_data")
-    assert_error(response, 503, "the database is unavailable, please retry later", LIST_ERROR)
+    assert_error(response, 503, "the database is unavailable, please retry later", OBJECT_ERROR)
     assert response.headers["Retry-After"] == "5"
 
 

@@ -259,25 +259,35 @@ def _drop_trigger(app) -> None:
         db.session.commit()
 
 
+def synthetic_payload(symbol: str, days: list[datetime.date]) -> dict:
+    """A TIME_SERIES_DAILY answer for ``days``, all with the same prices."""
+    bar = {"1. open": "10.0000", "2. high": "12.0000", "3. low": "9.0000",
+           "4. close": "11.0000", "5. volume": "100"}
+    return {"Meta Data": {"2. Symbol": symbol},
+            "Time Series (Daily)": {day.isoformat(): dict(bar) for day in days}}
+
+
 def test_failure_mid_symbol_leaves_its_rows_exactly_as_they_were(
-        app, capsys, job_env, fake_alphavantage, monkeypatch):
-    fake_alphavantage.queue_fixture(IBM)
-    assert run_job(capsys, job_env, "--symbols", "IBM", "--days", "3")[0] == 0
+        app, capsys, job_env, fake_alphavantage):
+    days = [datetime.date(2000, 1, 3) + datetime.timedelta(days=n) for n in range(700)]
+    fake_alphavantage.queue_json(synthetic_payload("IBM", days[:100]))
+    assert run_job(capsys, job_env, "--symbols", "IBM", "--full")[0] == 0
     before = stored(app)
-    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
-    payload["Time Series (Daily)"]["2023-03-24"]["1. open"] = "999.0000"
-    fake_alphavantage.queue_json(payload)
+    assert len(before) == 100
+    # 600 new rows (two upsert chunks) and one changed row; the second chunk fails.
+    grown = synthetic_payload("IBM", days)
+    grown["Time Series (Daily)"][days[0].isoformat()]["1. open"] = "99.0000"
+    fake_alphavantage.queue_json(grown)
     fake_alphavantage.queue_fixture(AAPL)
-    monkeypatch.setattr("lib.db.UPSERT_CHUNK_SIZE", 2)
-    _install_failing_trigger(app, "2023-03-13")
+    _install_failing_trigger(app, days[650].isoformat())
     try:
-        status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+        status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL", "--full")
     finally:
         _drop_trigger(app)
     assert status == 1
     assert "IBM: failed: database error" in err and "its rows are unchanged" in err
     assert stored(app, "IBM") == before
-    assert out == "AAPL: 10 rows fetched, 10 new, 0 updated\n"
+    assert out == "AAPL: 100 rows fetched, 100 new, 0 updated\n"
 
 
 @pytest.mark.redis
@@ -293,19 +303,8 @@ def test_stored_changes_clear_cached_statistics_for_every_worker(
     payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
     payload["Time Series (Daily)"]["2023-03-24"]["1. open"] = "124.00"
     fake_alphavantage.queue_json(payload)
-    monkeypatch.setattr(get_raw_data, "create_app", _with_prefix(redis_app))
     assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
     assert worker.get(url).get_json()["data"]["average_daily_open_price"] == 124.0
-
-
-def _with_prefix(reference_app):
-    """create_app for the job that shares the test app's Redis key prefix."""
-    def _create(config):
-        return build_app(config.SQLALCHEMY_DATABASE_URI, config.LOG_DIR,
-                         CACHE_TYPE="RedisCache",
-                         CACHE_REDIS_URL=reference_app.config["CACHE_REDIS_URL"],
-                         CACHE_KEY_PREFIX=reference_app.config["CACHE_KEY_PREFIX"])
-    return _create
 
 
 def test_two_runs_at_once_leave_no_duplicates(app, tmp_path):

@@ -18,10 +18,10 @@ def test_document_lists_every_parameter_bound_and_status(client):
     assert set(params) == {"start_date", "end_date", "symbol", "limit", "page"}
     assert (params["limit"]["minimum"], params["limit"]["maximum"]) == (1, 1000)
     assert params["page"]["minimum"] == 1
-    assert set(listing["responses"]) == {"200", "400", "500", "503"}
+    assert set(listing["responses"]) == {"200", "400", "405", "500", "503"}
     stats = document["paths"]["/statistics"]["get"]
     assert all(param["required"] for param in stats["parameters"])
-    assert set(stats["responses"]) == {"200", "400", "404", "500", "503"}
+    assert set(stats["responses"]) == {"200", "400", "404", "405", "500", "503"}
     assert set(document["paths"]["/health"]["get"]["responses"]) == {"200", "503"}
 
 
