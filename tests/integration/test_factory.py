@@ -2,9 +2,11 @@
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 import app as app_package
 from app import create_app
+from app.extensions import db
 from conf.settings import ConfigError
 from tests.conftest import build_app
 
@@ -41,15 +43,12 @@ def test_mysql_engines_ping_and_recycle_their_connections(tmp_path):
     assert options == {"pool_pre_ping": True, "pool_recycle": 280}
 
 
-def test_sqlite_runs_in_wal_mode(app):
-    from sqlalchemy import text
-
-    from app.extensions import db
-
-    with app.app_context():
-        if db.engine.dialect.name != "sqlite":
-            pytest.skip("SQLite only")
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
+    application = build_app(f"sqlite:///{tmp_path}/wal.db", tmp_path / "log")
+    with application.app_context():
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 10_000
+        db.engine.dispose()
 
 
 def test_each_request_is_logged_once_with_status_and_duration(client, app):
