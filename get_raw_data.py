@@ -24,10 +24,11 @@ from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
 from financial.ingest import DEFAULT_WINDOW_DAYS, StoreResult, recent_days, store_prices, to_records
 from lib.avantage_api import (
     AlphaVantageClient, AlphaVantageError, DailySeries, InvalidApiKeyError, PremiumOnlyError,
-    RateLimitError, classify_error_payload, is_valid_symbol, parse_daily_series,
+    RateLimitError, classify_error_payload, parse_daily_series,
 )
 from lib.db import MigrationLockTimeout, migration_lock
 from lib.log_setup import configure_logging
+from lib.tickers import is_valid_symbol
 
 logger = logging.getLogger("get_raw_data")
 

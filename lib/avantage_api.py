@@ -29,6 +29,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from lib.tickers import is_valid_symbol
+
 logger = logging.getLogger(__name__)
 
 TIME_SERIES_DAILY = "TIME_SERIES_DAILY"
@@ -49,8 +51,6 @@ _ERROR_KEYS = ("Error Message", "Information", "Note")
 _MAX_DECIMAL_PLACES = 4
 _MAX_INTEGER_DIGITS = 9
 _MAX_VOLUME = 10**14 - 1
-# A ticker such as IBM, BRK.B or TSCO.LON; the API accepts the same.
-SYMBOL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.\-]{0,15}"
 _DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
@@ -422,11 +422,6 @@ def _failure_name(exc: requests.RequestException) -> str:
     """Name the root cause (e.g. ReadTimeoutError) without its text, which holds the URL."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return type(reason if isinstance(reason, Exception) else exc).__name__
-
-
-def is_valid_symbol(text: str) -> bool:
-    """Tell whether ``text`` is a ticker: 1-16 letters, digits, '.' or '-'."""
-    return re.fullmatch(SYMBOL_PATTERN, text) is not None
 
 
 def _normalise_symbol(symbol: str) -> str:

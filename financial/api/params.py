@@ -8,7 +8,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from webargs.flaskparser import FlaskParser
 
 from financial.errors import InvalidParameterError
-from lib.avantage_api import SYMBOL_PATTERN, is_valid_symbol
+from lib.tickers import SYMBOL_PATTERN, is_valid_symbol
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 5
