@@ -37,6 +37,7 @@ MAX_WINDOW_DAYS = 36_500
 SAMPLE_DIR = PROJECT_ROOT / "data" / "fixtures"
 STORE_ATTEMPTS = 3
 STORE_RETRY_PAUSE_SECONDS = 0.5
+MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
 
 
 class UsageError(Exception):
@@ -129,7 +130,7 @@ def _input_files(args: argparse.Namespace, config: BaseConfig) -> list[Path]:
         files = sorted(SAMPLE_DIR.glob("*.json"))
         print(f"get_raw_data: no ALPHAVANTAGE_API_KEY set; loading the bundled sample data "
               f"from {SAMPLE_DIR.relative_to(PROJECT_ROOT)}/ instead", file=sys.stderr)
-    if files and args.symbols:
+    if files and args.symbols is not None:
         raise UsageError("--symbols cannot be combined with --from-file: "
                          "the files name their symbols")
     missing = [str(path) for path in files if not path.is_file()]
@@ -244,13 +245,11 @@ class FetchRun:
             if job.calls_api and _spoils_the_run(exc):
                 return exc.message
         except SQLAlchemyError as exc:
-            logger.error("storing %s failed", job.label, exc_info=exc)
             self._fail(job.label, f"database error ({exc.__class__.__name__}); "
-                                  "its rows are unchanged")
+                                  "its rows are unchanged", exc)
         except Exception as exc:  # one symbol's surprise must not sink the others
-            logger.error("processing %s failed", job.label, exc_info=exc)
             self._fail(job.label, f"unexpected error ({exc.__class__.__name__}); "
-                                  "see the log file")
+                                  "see the log file", exc)
         return None
 
     def _report(self, result: StoreResult) -> None:
@@ -260,10 +259,10 @@ class FetchRun:
         logger.info("%s", line)
         print(line)
 
-    def _fail(self, label: str, reason: str) -> None:
-        """Count a failure; its one line reaches stderr and the log file through logging."""
+    def _fail(self, label: str, reason: str, exc: Exception | None = None) -> None:
+        """Count a failure: one line on stderr; the log file also gets ``exc``'s traceback."""
         self.failures += 1
-        logger.error("%s: failed: %s", label, reason)
+        logger.error("%s: failed: %s", label, reason, exc_info=exc)
 
     def _finish(self) -> None:
         if self.args.dry_run:
@@ -282,8 +281,9 @@ def _spoils_the_run(error: AlphaVantageError) -> bool:
 def store_symbol(symbol: str, frame: pd.DataFrame) -> StoreResult:
     """Store one symbol in its own transaction, retrying a lock conflict a few times.
 
-    A deadlock (MySQL) or a busy snapshot (SQLite) between two runs at once
-    aborts the whole transaction, so retrying it is safe.
+    A deadlock (MySQL) or a locked database (SQLite) between two runs at once
+    aborts the whole transaction, so retrying it is safe; other errors are not
+    retried.
     """
     attempt = 1
     while True:
@@ -293,7 +293,7 @@ def store_symbol(symbol: str, frame: pd.DataFrame) -> StoreResult:
             return result
         except OperationalError as exc:
             db.session.rollback()
-            if attempt >= STORE_ATTEMPTS:
+            if attempt >= STORE_ATTEMPTS or not _is_lock_conflict(exc):
                 raise
             logger.warning("storing %s hit %s; retrying (%d of %d)", symbol,
                            exc.orig.__class__.__name__, attempt, STORE_ATTEMPTS - 1)
@@ -302,6 +302,12 @@ def store_symbol(symbol: str, frame: pd.DataFrame) -> StoreResult:
         except Exception:
             db.session.rollback()
             raise
+
+
+def _is_lock_conflict(exc: OperationalError) -> bool:
+    """Tell a deadlock or lock timeout (worth retrying) from other database errors."""
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    return code in MYSQL_LOCK_ERRORS or "database is locked" in str(exc.orig)
 
 
 def clear_cached_answers() -> None:

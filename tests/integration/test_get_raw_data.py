@@ -285,7 +285,11 @@ def test_failure_mid_symbol_leaves_its_rows_exactly_as_they_were(
     finally:
         _drop_trigger(app)
     assert status == 1
-    assert "IBM: failed: database error" in err and "its rows are unchanged" in err
+    ibm_lines = [line for line in err.splitlines() if "IBM" in line]
+    assert len(ibm_lines) == 1, "one line, no retry of an error that is not a lock conflict"
+    assert "IBM: failed: database error (" in ibm_lines[0]
+    assert "its rows are unchanged" in ibm_lines[0] and "Traceback" not in err
+    assert "Traceback" in (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
     assert stored(app, "IBM") == before
     assert out == "AAPL: 100 rows fetched, 100 new, 0 updated\n"
 
