@@ -1,4 +1,4 @@
-# Two commands run everything on a fresh machine (Python 3.10+ only):
+# Two commands run everything on a fresh machine (Python 3.11+ only):
 #   make run    install into .venv, load data, serve the API on http://127.0.0.1:5000
 #   make test   install into .venv, lint, run the whole test suite
 PYTHON ?= python3

@@ -4,7 +4,7 @@ import logging
 from flask_restx import Namespace, Resource, fields
 from sqlalchemy import text
 
-from app.errors import DATABASE_ERRORS, DATABASE_UNAVAILABLE
+from app.errors import DATABASE_ERRORS, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.extensions import db
 
 logger = logging.getLogger(__name__)
@@ -32,5 +32,5 @@ class Health(Resource):
             logger.error("health check failed: %s", exc.__class__.__name__)
             body = {"status": "unavailable", "database": "unreachable",
                     "info": {"error": DATABASE_UNAVAILABLE}}
-            return body, 503, NO_STORE
+            return body, 503, {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}
         return {"status": "ok", "database": "ok", "info": {"error": ""}}, 200, NO_STORE

@@ -1,7 +1,8 @@
 """Configure logging once per program: stderr plus a rotating file in LOG_DIR."""
 import logging
-import logging.handlers
 from pathlib import Path
+
+from concurrent_log_handler import ConcurrentRotatingFileHandler
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_LOG_BYTES = 10 * 1024 * 1024
@@ -10,13 +11,18 @@ _HANDLER_MARK = "_financial_log_handler"
 
 
 def configure_logging(program: str, log_dir: str, level: str = "INFO",
-                      console_level: str | None = None, console_tracebacks: bool = True) -> Path:
+                      console_level: str | None = None, console_tracebacks: bool = True,
+                      max_bytes: int = MAX_LOG_BYTES) -> Path:
     """Send the root logger to stderr and to ``<log_dir>/<program>.log``.
 
     ``console_level`` raises the bar for stderr only (a CLI prints its own
     summary and wants just warnings there); the file always gets ``level``.
     ``console_tracebacks=False`` keeps stderr to one line per record while
     the file still gets the traceback.
+
+    The file handler takes a lock around each write and rollover, because
+    every gunicorn worker (and every replica on a shared volume) writes the
+    same file; the standard RotatingFileHandler loses records then.
 
     Calling it again replaces the handlers it added before, so building
     several apps in one process (tests) does not duplicate lines.
@@ -33,8 +39,8 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     console.setLevel(console_level or level)
     console.setFormatter(logging.Formatter(LOG_FORMAT) if console_tracebacks
                          else _OneLineFormatter(LOG_FORMAT))
-    log_file = logging.handlers.RotatingFileHandler(
-        log_path, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    log_file = ConcurrentRotatingFileHandler(
+        log_path, maxBytes=max_bytes, backupCount=LOG_BACKUPS, encoding="utf-8"
     )
     log_file.setFormatter(logging.Formatter(LOG_FORMAT))
     for handler in (console, log_file):

@@ -38,7 +38,7 @@ class Symbol(fields.String):
     """A ticker such as IBM, brk.b or BRK-B, normalized to upper case."""
 
     default_error_messages = {
-        "invalid": "must be 1 to 16 characters: letters, digits, '.' or '-'",
+        "invalid": "must be 1 to 16 letters, digits, '.' or '-', starting with a letter or digit",
     }
 
     def _deserialize(self, value, attr, data, **kwargs):

@@ -3,6 +3,7 @@ import datetime
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -25,6 +26,21 @@ AAPL = "AAPL_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
 IBM_DAILY = "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"
 
 
+def documented_variables() -> list[str]:
+    """Every variable .env.example lists: all the settings a developer's .env may hold."""
+    lines = (PROJECT_ROOT / ".env.example").read_text().splitlines()
+    return [line.split("=", 1)[0] for line in lines if re.match(r"[A-Z_]+=", line)]
+
+
+def isolated_environment(**values: str) -> dict[str, str]:
+    """os.environ with every documented setting blank unless given.
+
+    The job loads the project's .env, but never over a variable already set,
+    so a developer's own .env (an API key, other symbols) cannot steer a test.
+    """
+    return {**os.environ, **dict.fromkeys(documented_variables(), ""), **values}
+
+
 @pytest.fixture
 def job_env(monkeypatch, app, tmp_path, fake_alphavantage):
     """Environment of a fetch run against the test database and the fake server."""
@@ -34,10 +50,7 @@ def job_env(monkeypatch, app, tmp_path, fake_alphavantage):
         "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_REQUEST_INTERVAL": "0",
         "ALPHAVANTAGE_RETRY_WAIT": "0", "CACHE_TYPE": "SimpleCache", "SYMBOLS": "IBM,AAPL",
     }
-    for name in ("ALPHAVANTAGE_API_KEY_FILE", "DATABASE_PASSWORD_FILE", "CACHE_REDIS_URL",
-                 "ALPHAVANTAGE_FUNCTION"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in values.items():
+    for name, value in isolated_environment(**values).items():
         monkeypatch.setenv(name, value)
     return values
 
@@ -187,7 +200,7 @@ def test_dry_run_prints_records_and_writes_nothing(app, capsys, job_env, fake_al
 
 
 def test_from_file_needs_no_key(app, capsys, job_env, monkeypatch):
-    monkeypatch.delenv("ALPHAVANTAGE_API_KEY")
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "")
     status, out, _ = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
                              "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM_DAILY))
     assert status == 0
@@ -197,7 +210,7 @@ def test_from_file_needs_no_key(app, capsys, job_env, monkeypatch):
 
 
 def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypatch):
-    monkeypatch.delenv("ALPHAVANTAGE_API_KEY")
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "")
     status, out, err = run_job(capsys, job_env, "--sample-if-no-key")
     assert status == 0
     assert "no ALPHAVANTAGE_API_KEY set; loading the bundled sample data" in err
@@ -220,10 +233,7 @@ def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypa
 def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch, argv, env,
                                                message):
     for name, value in env.items():
-        if value is None:
-            monkeypatch.delenv(name)
-        else:
-            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, "" if value is None else value)
     status, out, err = run_job(capsys, job_env, *argv)
     assert status == 2
     assert message in err and out == ""
@@ -312,9 +322,8 @@ def test_stored_changes_clear_cached_statistics_for_every_worker(
 
 
 def test_two_runs_at_once_leave_no_duplicates(app, tmp_path):
-    env = {**os.environ, "APP_ENV": "testing", "LOG_DIR": str(tmp_path / "log"),
-           "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"]}
-    env.pop("ALPHAVANTAGE_API_KEY", None)
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"])
     files = ["--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
              "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL), "--full"]
     runs = [subprocess.Popen([sys.executable, "get_raw_data.py", *files], cwd=PROJECT_ROOT,
@@ -364,8 +373,8 @@ def _read_terminal(fd: int) -> str:
 
 
 def test_progress_is_shown_on_a_terminal_only(app, tmp_path):
-    env = {**os.environ, "APP_ENV": "testing", "LOG_DIR": str(tmp_path / "log"),
-           "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"]}
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"])
     terminal, terminal_side = pty.openpty()
     run = subprocess.Popen(
         [sys.executable, "get_raw_data.py", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),

@@ -1,0 +1,45 @@
+"""Logging set up by lib/log_setup.py: files in LOG_DIR, safe across processes."""
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from conf.settings import PROJECT_ROOT
+from lib.log_setup import configure_logging
+
+WRITER = """
+import logging, sys
+from lib.log_setup import configure_logging
+configure_logging("shared", sys.argv[1], max_bytes=40_000)
+log = logging.getLogger("writer")
+for number in range(300):
+    log.info("writer %s line %04d %s", sys.argv[2], number, "x" * 40)
+"""
+
+
+def test_processes_sharing_one_file_lose_no_line_across_rollovers(tmp_path):
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(n)],
+                                cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True) for n in range(4)]
+    errors = [writer.communicate(timeout=60)[1] for writer in writers]
+    assert all(writer.returncode == 0 for writer in writers)
+    assert not any("Logging error" in text for text in errors), errors
+    files = sorted(tmp_path.glob("shared.log*"))
+    assert len(files) >= 3, "about 120 kB in 40 kB files must have rolled over"
+    lines = [line for path in files for line in path.read_text().splitlines()]
+    written = sorted(line.split("writer: ", 1)[1][:18] for line in lines if "writer: " in line)
+    assert written == sorted(f"writer {n} line {m:04d}" for n in range(4) for m in range(300))
+
+
+def test_console_can_stay_one_line_while_the_file_keeps_the_traceback(tmp_path, capsys):
+    log_file = configure_logging("one", str(tmp_path), console_level="WARNING",
+                                 console_tracebacks=False)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        logging.getLogger("t").error("it failed", exc_info=exc)
+    logging.getLogger("t").info("file only")
+    err = capsys.readouterr().err
+    assert "it failed" in err and "Traceback" not in err and "file only" not in err
+    text = Path(log_file).read_text()
+    assert "Traceback" in text and "RuntimeError: boom" in text and "file only" in text
