@@ -36,6 +36,10 @@ def cached_statistics(symbol, start_date, end_date) -> dict:
     return envelope(statistics_record(stats, symbol, start_date, end_date))
 
 
+# Built once: a schema is reusable and building one per request costs time.
+STATISTICS_ARGS = StatisticsArgs()
+
+
 @ns.route("")
 class Statistics(Resource):
     @ns.doc(params=swagger_params(StatisticsArgs))
@@ -52,5 +56,5 @@ class Statistics(Resource):
         Averages are computed exactly from the stored decimals and rounded
         half away from zero: prices to 2 decimals, volume to a whole number.
         """
-        args = parser.parse(StatisticsArgs(), location="query")
+        args = parser.parse(STATISTICS_ARGS, location="query")
         return cacheable(cached_statistics(args["symbol"], args["start_date"], args["end_date"]))
