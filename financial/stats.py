@@ -23,7 +23,6 @@ class PriceStatistics:
     average_daily_open_price: Decimal
     average_daily_close_price: Decimal
     average_daily_volume: int
-    trading_days: int
 
 
 def compute_statistics(
@@ -53,7 +52,6 @@ def compute_statistics(
         average_daily_open_price=_average(open_sum, days, PRICE_PLACES),
         average_daily_close_price=_average(close_sum, days, PRICE_PLACES),
         average_daily_volume=int(_average(volume_sum, days, WHOLE)),
-        trading_days=days,
     )
 
 

@@ -36,7 +36,7 @@ def test_price_record_has_only_strings():
 
 
 def test_statistics_record_gives_json_numbers():
-    stats = PriceStatistics(Decimal("123.45"), Decimal("0.10"), 1000000, 3)
+    stats = PriceStatistics(Decimal("123.45"), Decimal("0.10"), 1000000)
     record = statistics_record(stats, "IBM", datetime.date(2023, 1, 1), datetime.date(2023, 1, 31))
     assert record == {"start_date": "2023-01-01", "end_date": "2023-01-31", "symbol": "IBM",
                       "average_daily_open_price": 123.45, "average_daily_close_price": 0.1,
