@@ -8,52 +8,36 @@ import argparse
 import json
 import logging
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from dotenv import load_dotenv
+from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from app import create_app
 from app.extensions import cache, db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
-from financial.ingest import DEFAULT_WINDOW_DAYS, StoreResult, recent_days, store_prices, to_records
-from lib.avantage_api import (
-    AlphaVantageClient, AlphaVantageError, DailySeries, InvalidApiKeyError, PremiumOnlyError,
-    RateLimitError, classify_error_payload, parse_daily_series,
-)
+from financial.fetch_run import FetchRun, Job, RunOutcome, RunSettings
+from financial.ingest import DEFAULT_WINDOW_DAYS
+from lib.avantage_api import AlphaVantageClient, read_saved_response
 from lib.db import MigrationLockTimeout, migration_lock
 from lib.log_setup import configure_logging
-from lib.tickers import is_valid_symbol
+from lib.tickers import SYMBOL_RULE, normalize_symbol
 
 logger = logging.getLogger("get_raw_data")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_WINDOW_DAYS = 36_500
 SAMPLE_DIR = PROJECT_ROOT / "data" / "fixtures"
-STORE_ATTEMPTS = 3
-STORE_RETRY_PAUSE_SECONDS = 0.5
-MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
 
 
 class UsageError(Exception):
     """The command line or configuration cannot work; exit status 2."""
 
 
-@dataclass(frozen=True)
-class Job:
-    """One unit of work: a label for messages and how to get its series."""
-
-    label: str
-    fetch: Callable[[], DailySeries]
-    calls_api: bool
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; argparse exits with status 2 on a bad option."""
     parser = argparse.ArgumentParser(
         prog="get_raw_data.py",
         description="Fetch daily prices from AlphaVantage (TIME_SERIES_DAILY_ADJUSTED, falling "
@@ -97,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = get_config()
         files = _input_files(args, config)
-        symbols = [] if files else _symbols(args, config)
+        symbols = [] if files else _symbols(args.symbols, config.SYMBOLS)
         client = None if files else _client(config)
         app = _app(config)
     except (ConfigError, UsageError) as exc:
@@ -106,14 +90,54 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging("get_raw_data", app.config["LOG_DIR"], app.config["LOG_LEVEL"],
                       console_level="WARNING", console_tracebacks=False)
+    settings = RunSettings(
+        window_days=None if args.full else args.days, dry_run=args.dry_run,
+        request_interval=config.ALPHAVANTAGE_REQUEST_INTERVAL,
+        show_progress=sys.stderr.isatty(),
+    )
     with app.app_context():
-        if files:
-            return FetchRun(args, config).run(_file_jobs(files))
+        if client is None:
+            return run(app, settings, _file_jobs(files))
         with client:
-            return FetchRun(args, config).run(_api_jobs(client, symbols, args.full))
+            return run(app, settings, _api_jobs(client, symbols, args.full))
 
 
-def _app(config: BaseConfig):
+def run(app: Flask, settings: RunSettings, jobs: list[Job]) -> int:
+    """Bring the schema up to date, run the jobs, then print or publish the outcome."""
+    if not settings.dry_run and not _schema_ready(app):
+        return EXIT_FAILED
+    outcome = FetchRun(db.session, settings, report=print, note=_to_stderr).run(jobs)
+    _publish(settings, outcome)
+    return EXIT_FAILED if outcome.failures else EXIT_OK
+
+
+def _schema_ready(app: Flask) -> bool:
+    """Apply pending migrations (one process at a time); say so once if the database fails."""
+    try:
+        with migration_lock(db.engine):
+            upgrade()
+    except (SQLAlchemyError, MigrationLockTimeout) as exc:
+        logger.error("bringing the schema up to date failed", exc_info=exc)
+        print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
+              "nothing fetched", file=sys.stderr)
+        return False
+    return True
+
+
+def _publish(settings: RunSettings, outcome: RunOutcome) -> None:
+    """Print the dry-run records, or clear the API's cache when rows changed."""
+    if settings.dry_run:
+        json.dump(outcome.records, sys.stdout, indent=2)
+        print()
+    elif outcome.changed:
+        clear_cached_answers()
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _app(config: BaseConfig) -> Flask:
     """Build the app, turning an unusable DATABASE_URL into a usage error."""
     try:
         return create_app(config)
@@ -142,22 +166,24 @@ def _input_files(args: argparse.Namespace, config: BaseConfig) -> list[Path]:
     return files
 
 
-def _symbols(args: argparse.Namespace, config: BaseConfig) -> list[str]:
-    names = args.symbols.split(",") if args.symbols is not None else config.SYMBOLS
-    symbols = list(dict.fromkeys(name.strip().upper() for name in names if name.strip()))
-    bad = [name for name in symbols if not is_valid_symbol(name)]
-    if bad or not symbols:
-        raise UsageError(f"invalid symbol(s) {', '.join(bad) or '(none given)'}: use 1 to 16 "
-                         "letters, digits, '.' or '-', comma-separated")
-    return symbols
+def _symbols(option: str | None, configured: list[str]) -> list[str]:
+    """Return the distinct tickers of ``--symbols`` (or SYMBOLS), upper-cased, in order."""
+    names = [name.strip() for name in (option.split(",") if option is not None else configured)]
+    names = list(dict.fromkeys(name.upper() for name in names if name))
+    bad = [name for name in names if normalize_symbol(name) is None]
+    if bad or not names:
+        raise UsageError(f"invalid symbol(s) {', '.join(bad) or '(none given)'}: use "
+                         f"{SYMBOL_RULE}, comma-separated")
+    return names
 
 
 def _client(config: BaseConfig) -> AlphaVantageClient:
     try:
         return AlphaVantageClient(
-            config.ALPHAVANTAGE_API_KEY,
+            config.ALPHAVANTAGE_API_KEY or "",
             base_url=config.ALPHAVANTAGE_BASE_URL,
             function=config.ALPHAVANTAGE_FUNCTION,
+            backoff_factor=config.ALPHAVANTAGE_BACKOFF_FACTOR,
             rate_limit_wait=config.ALPHAVANTAGE_RETRY_WAIT,
             rate_limit_retries=config.ALPHAVANTAGE_RATE_LIMIT_RETRIES,
         )
@@ -171,143 +197,7 @@ def _api_jobs(client: AlphaVantageClient, symbols: list[str], full: bool) -> lis
 
 
 def _file_jobs(paths: list[Path]) -> list[Job]:
-    return [Job(path.name, lambda path=path: _load_file(path), False) for path in paths]
-
-
-def _load_file(path: Path) -> DailySeries:
-    """Parse a saved response; a saved error answer is reported as that error."""
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise AlphaVantageError(f"{path.name}: cannot read a JSON response "
-                                f"({exc.__class__.__name__})") from None
-    error = classify_error_payload(payload, path.name)
-    if error is not None:
-        raise error
-    return parse_daily_series(payload)
-
-
-class FetchRun:
-    """One run of the job: fetch, window, store or print, summarize."""
-
-    def __init__(self, args: argparse.Namespace, config: BaseConfig) -> None:
-        self.args = args
-        self.window = None if args.full else args.days
-        self.request_interval = config.ALPHAVANTAGE_REQUEST_INTERVAL
-        self.show_progress = sys.stderr.isatty()
-        self.failures = 0
-        self.changed = False
-        self.records: list[dict] = []
-
-    def run(self, jobs: list[Job]) -> int:
-        if not self.args.dry_run:
-            try:
-                with migration_lock(db.engine):
-                    upgrade()
-            except (SQLAlchemyError, MigrationLockTimeout) as exc:
-                logger.error("bringing the schema up to date failed", exc_info=exc)
-                print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
-                      "nothing fetched", file=sys.stderr)
-                return EXIT_FAILED
-        stop_reason = None
-        last_request = None
-        for number, job in enumerate(jobs, start=1):
-            if stop_reason:
-                self._fail(job.label, f"not fetched: {stop_reason}")
-                continue
-            if self.show_progress and (len(jobs) > 1 or self.args.full):
-                print(f"[{number}/{len(jobs)}] {job.label} ...", file=sys.stderr)
-            if job.calls_api:
-                last_request = self._pace(last_request)
-            stop_reason = self._process(job)
-        self._finish()
-        return EXIT_FAILED if self.failures else EXIT_OK
-
-    def _pace(self, last_request: float | None) -> float:
-        """Keep requests at least ALPHAVANTAGE_REQUEST_INTERVAL apart (free keys: 1 per second)."""
-        if last_request is not None:
-            time.sleep(max(0.0, last_request + self.request_interval - time.monotonic()))
-        return time.monotonic()
-
-    def _process(self, job: Job) -> str | None:
-        """Handle one job; return a reason to stop the run (spent quota, bad key) or None."""
-        try:
-            series = job.fetch()
-            frame = recent_days(series, self.window)
-            if self.args.dry_run:
-                self.records += to_records(frame)
-                print(f"{series.symbol}: {len(frame)} rows fetched (dry run, nothing stored)",
-                      file=sys.stderr)
-            else:
-                self._report(store_symbol(series.symbol, frame))
-        except AlphaVantageError as exc:
-            self._fail(exc.symbol or job.label, exc.message)
-            if job.calls_api and _spoils_the_run(exc):
-                return exc.message
-        except SQLAlchemyError as exc:
-            self._fail(job.label, f"database error ({exc.__class__.__name__}); "
-                                  "its rows are unchanged", exc)
-        except Exception as exc:  # one symbol's surprise must not sink the others
-            self._fail(job.label, f"unexpected error ({exc.__class__.__name__}); "
-                                  "see the log file", exc)
-        return None
-
-    def _report(self, result: StoreResult) -> None:
-        self.changed = self.changed or result.changed
-        line = (f"{result.symbol}: {result.fetched} rows fetched, {result.new} new, "
-                f"{result.updated} updated")
-        logger.info("%s", line)
-        print(line)
-
-    def _fail(self, label: str, reason: str, exc: Exception | None = None) -> None:
-        """Count a failure: one line on stderr; the log file also gets ``exc``'s traceback."""
-        self.failures += 1
-        logger.error("%s: failed: %s", label, reason, exc_info=exc)
-
-    def _finish(self) -> None:
-        if self.args.dry_run:
-            json.dump(self.records, sys.stdout, indent=2)
-            print()
-        elif self.changed:
-            clear_cached_answers()
-
-
-def _spoils_the_run(error: AlphaVantageError) -> bool:
-    """Tell whether every later request would get the same refusal (and waste quota)."""
-    return (isinstance(error, (InvalidApiKeyError, PremiumOnlyError))
-            or (isinstance(error, RateLimitError) and error.is_daily_quota))
-
-
-def store_symbol(symbol: str, frame: pd.DataFrame) -> StoreResult:
-    """Store one symbol in its own transaction, retrying a lock conflict a few times.
-
-    A deadlock (MySQL) or a locked database (SQLite) between two runs at once
-    aborts the whole transaction, so retrying it is safe; other errors are not
-    retried.
-    """
-    attempt = 1
-    while True:
-        try:
-            result = store_prices(db.session, symbol, frame)
-            db.session.commit()
-            return result
-        except OperationalError as exc:
-            db.session.rollback()
-            if attempt >= STORE_ATTEMPTS or not _is_lock_conflict(exc):
-                raise
-            logger.warning("storing %s hit %s; retrying (%d of %d)", symbol,
-                           exc.orig.__class__.__name__, attempt, STORE_ATTEMPTS - 1)
-            time.sleep(STORE_RETRY_PAUSE_SECONDS * attempt)
-            attempt += 1
-        except Exception:
-            db.session.rollback()
-            raise
-
-
-def _is_lock_conflict(exc: OperationalError) -> bool:
-    """Tell a deadlock or lock timeout (worth retrying) from other database errors."""
-    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-    return code in MYSQL_LOCK_ERRORS or "database is locked" in str(exc.orig)
+    return [Job(path.name, lambda path=path: read_saved_response(path), False) for path in paths]
 
 
 def clear_cached_answers() -> None:

@@ -7,21 +7,15 @@ import logging
 
 from flask import Flask, request
 from flask_restx import Api
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from app.api import PAGINATED_PATHS
+from app.envelope import DATABASE_UNAVAILABLE, INTERNAL_ERROR, RETRY_AFTER_SECONDS, error_envelope
 from app.extensions import db
-from financial.api.envelope import error_envelope
+from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
+from lib.db import DATABASE_ERRORS
 
 logger = logging.getLogger(__name__)
-
-DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
-DATABASE_UNAVAILABLE = "the database is unavailable, please retry later"
-INTERNAL_ERROR = "internal server error"
-RETRY_AFTER_SECONDS = "5"
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> tuple:

@@ -105,6 +105,9 @@ class BaseConfig:
         # Seconds to wait after AlphaVantage's short-term limit, and how often to retry.
         self.ALPHAVANTAGE_RETRY_WAIT = env_float("ALPHAVANTAGE_RETRY_WAIT", 15.0)
         self.ALPHAVANTAGE_RATE_LIMIT_RETRIES = env_int("ALPHAVANTAGE_RATE_LIMIT_RETRIES", 3)
+        # Seconds before the first retry of a network failure or HTTP 429/5xx
+        # (then doubling, jittered, at most 3 retries).
+        self.ALPHAVANTAGE_BACKOFF_FACTOR = env_float("ALPHAVANTAGE_BACKOFF_FACTOR", 0.5)
         # Seconds between two requests of the fetch job (free keys allow about 1 a second).
         self.ALPHAVANTAGE_REQUEST_INTERVAL = env_float("ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
         self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")

@@ -1,17 +1,25 @@
 """Turn fetched series into the table's rows: keep the recent window, upsert per symbol."""
 import datetime
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from financial.models import FinancialData
 from financial.records import price_record
 from lib.avantage_api import DailySeries
-from lib.db import upsert_rows
+from lib.db import is_lock_conflict, upsert_rows
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_DAYS = 14
+STORE_ATTEMPTS = 3
+STORE_RETRY_PAUSE_SECONDS = 0.5
 ROW_COLUMNS = ["symbol", "date", "open_price", "close_price", "volume"]
 VALUE_COLUMNS = ROW_COLUMNS[2:]
 
@@ -27,6 +35,7 @@ class StoreResult:
 
     @property
     def changed(self) -> bool:
+        """Tell whether any row was written."""
         return bool(self.new or self.updated)
 
 
@@ -86,3 +95,38 @@ def _stored_values(session: Session, symbol: str, dates: list[datetime.date]) ->
     )
     return {day: (open_price, close_price, int(volume))
             for day, open_price, close_price, volume in result}
+
+
+def store_symbol(
+    session: Session,
+    symbol: str,
+    frame: pd.DataFrame,
+    *,
+    attempts: int = STORE_ATTEMPTS,
+    pause: float = STORE_RETRY_PAUSE_SECONDS,
+    sleep: Callable[[float], object] = time.sleep,
+) -> StoreResult:
+    """Store one symbol as one transaction: commit it, or roll it back and raise.
+
+    Unlike the other services this one commits, because its retry needs the
+    whole transaction: a deadlock (MySQL) or a locked database (SQLite)
+    between two runs at once aborts it, so it is rolled back and tried again,
+    up to ``attempts`` times with a growing pause. Other errors are not retried.
+    """
+    attempt = 1
+    while True:
+        try:
+            result = store_prices(session, symbol, frame)
+            session.commit()
+            return result
+        except OperationalError as exc:
+            session.rollback()
+            if attempt >= attempts or not is_lock_conflict(exc):
+                raise
+            logger.warning("storing %s hit %s; retrying (%d of %d)", symbol,
+                           exc.orig.__class__.__name__, attempt, attempts - 1)
+            sleep(pause * attempt)
+            attempt += 1
+        except Exception:
+            session.rollback()
+            raise

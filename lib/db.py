@@ -10,6 +10,8 @@ from pathlib import Path
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import BigInteger, Numeric, TypeDecorator
 
@@ -17,6 +19,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 MYSQL_POOL_RECYCLE_SECONDS = 280
 UPSERT_CHUNK_SIZE = 500
 MIGRATION_LOCK_TIMEOUT_SECONDS = 300
+# Errors that mean the database cannot be reached or used right now (retry later),
+# as opposed to a bad query.
+DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+_MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
 
 
 def engine_options(url: str) -> dict:
@@ -125,6 +131,13 @@ def _upsert_statement(session: Session, table: Table, chunk: Sequence[Mapping], 
         index_elements=sorted(keys),
         set_={name: stmt.excluded[name] for name in update_names},
     )
+
+
+def is_lock_conflict(exc: OperationalError) -> bool:
+    """Tell a deadlock or lock timeout, which a retried transaction may pass, from other errors."""
+    orig = exc.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code in _MYSQL_LOCK_ERRORS or "database is locked" in str(orig)
 
 
 class MigrationLockTimeout(Exception):

@@ -15,10 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from app import create_app
-from app.errors import DATABASE_ERRORS
 from app.extensions import db
 from conf.settings import ConfigError
-from lib.db import MigrationLockTimeout, migration_lock
+from lib.db import DATABASE_ERRORS, MigrationLockTimeout, migration_lock
 
 logger = logging.getLogger("prestart")
 

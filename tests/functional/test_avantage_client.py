@@ -241,7 +241,7 @@ def test_premium_adjusted_falls_back_once_for_the_whole_run(fake_alphavantage, m
     fallbacks = [r for r in caplog.records if FALLBACK_TEXT in r.getMessage()]
     assert len(fallbacks) == 1
     assert fallbacks[0].levelno == logging.WARNING
-    assert fallbacks[0].name == "lib.avantage_api"
+    assert fallbacks[0].name == "lib.alphavantage.client"
 
 
 def test_premium_full_output_on_daily_is_final(fake_alphavantage, make_client, caplog):

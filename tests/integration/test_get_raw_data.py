@@ -351,7 +351,7 @@ def test_brings_a_fresh_database_up_to_date_and_logs_to_log_dir(capsys, job_env,
     assert out == "IBM: 10 rows fetched, 10 new, 0 updated\n"
     log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
     assert "Running upgrade" in log
-    assert "INFO get_raw_data: IBM: 10 rows fetched, 10 new, 0 updated" in log
+    assert "INFO financial.fetch_run: IBM: 10 rows fetched, 10 new, 0 updated" in log
     fresh_app = build_app(fresh, tmp_path / "log")
     assert len(stored(fresh_app)) == 10
     with fresh_app.app_context():

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from financial.api.serializers import pagination, price_row, statistics_record
+from app.api.serializers import pagination, price_row, statistics_record
 from financial.records import format_price
 from financial.stats import PriceStatistics
 

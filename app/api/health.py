@@ -1,17 +1,18 @@
 """GET /api/health: tells load balancers and operators whether the database answers."""
 import logging
 
-from flask_restx import Namespace, Resource, fields
+from flask_restx import Resource, fields
 from sqlalchemy import text
 
-from app.errors import DATABASE_ERRORS, DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
+from app.api.docs import info_model, namespace
+from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.extensions import db
+from lib.db import DATABASE_ERRORS
 
 logger = logging.getLogger(__name__)
 
-ns = Namespace("health", description="Liveness of the API and its database")
+ns = namespace("health", "Liveness of the API and its database")
 
-info_model = ns.model("HealthInfo", {"error": fields.String(example="")})
 health_model = ns.model("Health", {
     "status": fields.String(example="ok", description='"ok" or "unavailable"'),
     "database": fields.String(example="ok", description='"ok" or "unreachable"'),

@@ -1,14 +1,17 @@
 """GET /api/statistics: average prices and volume of one symbol over a range."""
-from flask_restx import Namespace, Resource, fields
+import datetime
 
+from flask_restx import Resource, fields
+
+from app.api.docs import error_model, info_model, namespace
+from app.api.params import StatisticsArgs, parser, swagger_params
+from app.api.responses import cacheable
+from app.api.serializers import statistics_record
+from app.envelope import envelope
 from app.extensions import cache, db
-from financial.api.envelope import envelope
-from financial.api.params import StatisticsArgs, parser, swagger_params
-from financial.api.responses import cacheable, error_model
-from financial.api.serializers import statistics_record
 from financial.stats import compute_statistics
 
-ns = Namespace("statistics", description="Averages over a date range")
+ns = namespace("statistics", "Averages over a date range")
 
 statistics_model = ns.model("Statistics", {
     "start_date": fields.String(example="2023-01-01"),
@@ -21,16 +24,14 @@ statistics_model = ns.model("Statistics", {
     "average_daily_volume": fields.Integer(
         example=1000000, description="Exact mean, rounded half away from zero"),
 })
-info_model = ns.model("StatisticsInfo", {"error": fields.String(example="")})
 statistics_body = ns.model("StatisticsResponse", {
     "data": fields.Nested(statistics_model),
     "info": fields.Nested(info_model),
 })
-statistics_error = error_model(ns, "StatisticsError", data=fields.Raw(example={}))
 
 
 @cache.memoize()
-def cached_statistics(symbol, start_date, end_date) -> dict:
+def cached_statistics(symbol: str, start_date: datetime.date, end_date: datetime.date) -> dict:
     """Return the statistics body; memoized on the normalized arguments."""
     stats = compute_statistics(db.session, symbol, start_date, end_date)
     return envelope(statistics_record(stats, symbol, start_date, end_date))
@@ -45,11 +46,11 @@ class Statistics(Resource):
     @ns.doc(params=swagger_params(StatisticsArgs))
     @ns.response(200, "Averages over the stored trading days in the range", statistics_body)
     @ns.response(400, "A parameter is missing or invalid; info.error names it",
-                 statistics_error)
-    @ns.response(404, "No stored day for the symbol in the range", statistics_error)
-    @ns.response(503, "The database is unavailable", statistics_error)
-    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", statistics_error)
-    @ns.response(500, "Unexpected error", statistics_error)
+                 error_model)
+    @ns.response(404, "No stored day for the symbol in the range", error_model)
+    @ns.response(503, "The database is unavailable", error_model)
+    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
+    @ns.response(500, "Unexpected error", error_model)
     def get(self):
         """Average daily open, close and volume of a symbol over an inclusive range.
 

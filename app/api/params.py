@@ -3,17 +3,18 @@
 The schemas are also the single source of the Swagger parameter docs.
 """
 import re
+from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 from webargs.flaskparser import FlaskParser
 
 from financial.errors import InvalidParameterError
-from lib.tickers import SYMBOL_PATTERN, is_valid_symbol
+from lib.isodates import is_iso_date_text
+from lib.tickers import SYMBOL_PATTERN, SYMBOL_RULE, is_valid_symbol
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 5
 # ASCII digits only: \d would also take other scripts' digits.
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
 
@@ -26,7 +27,7 @@ class IsoDate(fields.Date):
     }
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        if not is_iso_date_text(value):
             raise self.make_error("invalid")
         try:
             return super()._deserialize(value, attr, data, **kwargs)
@@ -37,9 +38,7 @@ class IsoDate(fields.Date):
 class Symbol(fields.String):
     """A ticker such as IBM, brk.b or BRK-B, normalized to upper case."""
 
-    default_error_messages = {
-        "invalid": "must be 1 to 16 letters, digits, '.' or '-', starting with a letter or digit",
-    }
+    default_error_messages = {"invalid": f"must be {SYMBOL_RULE}"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -59,13 +58,21 @@ class WholeNumber(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-def _date_range_check(data) -> None:
-    start, end = data.get("start_date"), data.get("end_date")
-    if start and end and start > end:
-        raise ValidationError(
-            f"must not be after end_date ({start.isoformat()} > {end.isoformat()})",
-            field_name="start_date",
-        )
+class QueryArgs(Schema):
+    """Base of the query schemas: unknown parameters are refused, date ranges checked."""
+
+    class Meta:
+        unknown = RAISE
+
+    @validates_schema
+    def check_range(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        """Refuse a start_date after the end_date, when both are given."""
+        start, end = data.get("start_date"), data.get("end_date")
+        if start and end and start > end:
+            raise ValidationError(
+                f"must not be after end_date ({start.isoformat()} > {end.isoformat()})",
+                field_name="start_date",
+            )
 
 
 REQUIRED = {"required": "is required"}
@@ -86,11 +93,8 @@ def _symbol(**kwargs) -> Symbol:
                   **kwargs)
 
 
-class FinancialDataArgs(Schema):
+class FinancialDataArgs(QueryArgs):
     """Query parameters of GET /api/financial_data."""
-
-    class Meta:
-        unknown = RAISE
 
     start_date = _start_date()
     end_date = _end_date()
@@ -106,24 +110,13 @@ class FinancialDataArgs(Schema):
         metadata={"description": "Page number, from 1; past the last page data is []"},
     )
 
-    @validates_schema
-    def check_range(self, data, **_kwargs):
-        _date_range_check(data)
 
-
-class StatisticsArgs(Schema):
+class StatisticsArgs(QueryArgs):
     """Query parameters of GET /api/statistics, all required."""
-
-    class Meta:
-        unknown = RAISE
 
     start_date = _start_date(required=True, error_messages=REQUIRED)
     end_date = _end_date(required=True, error_messages=REQUIRED)
     symbol = _symbol(required=True, error_messages=REQUIRED)
-
-    @validates_schema
-    def check_range(self, data, **_kwargs):
-        _date_range_check(data)
 
 
 class QueryParser(FlaskParser):

@@ -1,14 +1,17 @@
 """GET /api/financial_data: stored daily prices, filtered and paginated."""
-from flask_restx import Namespace, Resource, fields
+import datetime
 
+from flask_restx import Resource, fields
+
+from app.api.docs import error_model, info_model, namespace
+from app.api.params import FinancialDataArgs, parser, swagger_params
+from app.api.responses import cacheable
+from app.api.serializers import pagination, price_row
+from app.envelope import envelope
 from app.extensions import cache, db
-from financial.api.envelope import envelope
-from financial.api.params import FinancialDataArgs, parser, swagger_params
-from financial.api.responses import cacheable, error_model
-from financial.api.serializers import pagination, price_row
 from financial.queries import count_prices, list_prices
 
-ns = Namespace("financial_data", description="Daily open/close prices and volumes")
+ns = namespace("financial_data", "Daily open/close prices and volumes")
 
 record_model = ns.model("PriceRecord", {
     "symbol": fields.String(example="IBM"),
@@ -23,24 +26,23 @@ pagination_model = ns.model("Pagination", {
     "limit": fields.Integer(example=3),
     "pages": fields.Integer(example=7, description="ceil(count / limit); 0 when count is 0"),
 })
-info_model = ns.model("Info", {"error": fields.String(example="", description='"" on success')})
 page_model = ns.model("PricePage", {
     "data": fields.List(fields.Nested(record_model)),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
 })
-list_error_model = error_model(ns, "PriceError", data=fields.List(fields.Raw, example=[]),
-                               pagination=fields.Raw(example=None))
 
 
 @cache.memoize()
-def cached_count(symbol, start_date, end_date) -> int:
+def cached_count(symbol: str | None, start_date: datetime.date | None,
+                 end_date: datetime.date | None) -> int:
     """Return the number of matching rows; shared by every page of one filter."""
     return count_prices(db.session, symbol=symbol, start_date=start_date, end_date=end_date)
 
 
 @cache.memoize()
-def cached_price_page(symbol, start_date, end_date, limit, page) -> dict:
+def cached_price_page(symbol: str | None, start_date: datetime.date | None,
+                      end_date: datetime.date | None, limit: int, page: int) -> dict:
     """Return the response body of one page; memoized on the normalized arguments.
 
     A page past the last one is answered from the count alone, so an absurd
@@ -60,13 +62,13 @@ FINANCIAL_DATA_ARGS = FinancialDataArgs()
 
 
 @ns.route("")
-class FinancialData(Resource):
-    @ns.doc(params=swagger_params(FinancialDataArgs))
+class FinancialDataList(Resource):
+    @ns.doc(id="get_financial_data", params=swagger_params(FinancialDataArgs))
     @ns.response(200, "One page of rows, ordered by date then symbol", page_model)
-    @ns.response(400, "A parameter is invalid; info.error names it", list_error_model)
-    @ns.response(503, "The database is unavailable", list_error_model)
-    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", list_error_model)
-    @ns.response(500, "Unexpected error", list_error_model)
+    @ns.response(400, "A parameter is invalid; info.error names it", error_model)
+    @ns.response(503, "The database is unavailable", error_model)
+    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
+    @ns.response(500, "Unexpected error", error_model)
     def get(self):
         """List daily prices, oldest first, optionally by symbol and date range.
 

@@ -1,9 +1,13 @@
 """Turn service results into JSON-ready values: exact strings and rounded numbers."""
+import datetime
+
+from sqlalchemy import Row
+
 from financial.records import price_record
 from financial.stats import PriceStatistics
 
 
-def price_row(row) -> dict:
+def price_row(row: Row) -> dict:
     """Return one stored row (symbol, date, open, close, volume) as a record."""
     return price_record(row.symbol, row.date, row.open_price, row.close_price, row.volume)
 
@@ -13,7 +17,8 @@ def pagination(count: int, page: int, limit: int) -> dict:
     return {"count": count, "page": page, "limit": limit, "pages": -(-count // limit)}
 
 
-def statistics_record(stats: PriceStatistics, symbol: str, start_date, end_date) -> dict:
+def statistics_record(stats: PriceStatistics, symbol: str, start_date: datetime.date,
+                      end_date: datetime.date) -> dict:
     """Return the statistics object: prices as JSON numbers, volume as an integer."""
     return {
         "start_date": start_date.isoformat(),

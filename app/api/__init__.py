@@ -1,11 +1,11 @@
-"""The RESTX ``Api``: mounts the namespaces under /api with Swagger UI."""
+"""The HTTP layer: the RESTX ``Api`` on a blueprint at /api, one namespace per resource."""
 from flask import Blueprint, Flask
 from flask_restx import Api
 
-API_PREFIX = "/api"
-FINANCIAL_DATA_PATH = "/financial_data"
-# Endpoints whose error bodies carry "data": [] and "pagination": null.
-PAGINATED_PATHS = frozenset({API_PREFIX + FINANCIAL_DATA_PATH})
+from app.api.financial_data import ns as financial_data_ns
+from app.api.health import ns as health_ns
+from app.api.statistics import ns as statistics_ns
+from app.routes import API_PREFIX, DOCS_PATH, FINANCIAL_DATA_PATH, HEALTH_PATH, STATISTICS_PATH
 
 API_DESCRIPTION = """Daily stock prices fetched from AlphaVantage, with statistics.
 
@@ -20,20 +20,16 @@ method other than GET answers 405, both with the same envelope.
 
 def register_api(app: Flask) -> Api:
     """Create the Api on a blueprint at /api and add every namespace."""
-    from app.health import ns as health_ns
-    from financial.api.financial_data import ns as financial_data_ns
-    from financial.api.statistics import ns as statistics_ns
-
     blueprint = Blueprint("api", __name__, url_prefix=API_PREFIX)
     api = Api(
         blueprint,
         version="1.0",
         title="Financial data API",
         description=API_DESCRIPTION,
-        doc="/docs",
+        doc=DOCS_PATH,
     )
     api.add_namespace(financial_data_ns, path=FINANCIAL_DATA_PATH)
-    api.add_namespace(statistics_ns, path="/statistics")
-    api.add_namespace(health_ns, path="/health")
+    api.add_namespace(statistics_ns, path=STATISTICS_PATH)
+    api.add_namespace(health_ns, path=HEALTH_PATH)
     app.register_blueprint(blueprint)
     return api

@@ -4,20 +4,26 @@ from typing import Any
 _NO_PAGINATION = object()
 
 
-def envelope(data: Any, error: str = "", pagination: Any = _NO_PAGINATION) -> dict:
+def envelope(data: Any, error: str = "", pagination: Any = _NO_PAGINATION) -> dict[str, Any]:
     """Wrap ``data`` as ``{"data": ..., ["pagination": ...,] "info": {"error": ...}}``.
 
     ``pagination`` is included only when given (list endpoints), even as None.
     """
-    body = {"data": data}
+    body: dict[str, Any] = {"data": data}
     if pagination is not _NO_PAGINATION:
         body["pagination"] = pagination
     body["info"] = {"error": error}
     return body
 
 
-def error_envelope(message: str, *, paginated: bool) -> dict:
+def error_envelope(message: str, *, paginated: bool) -> dict[str, Any]:
     """Return the error body: list endpoints get ``[]`` and a null pagination."""
     if paginated:
         return envelope([], message, pagination=None)
     return envelope({}, message)
+
+
+# Messages shared by the error handlers and the health check.
+DATABASE_UNAVAILABLE = "the database is unavailable, please retry later"
+INTERNAL_ERROR = "internal server error"
+RETRY_AFTER_SECONDS = "5"

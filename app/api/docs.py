@@ -1,0 +1,19 @@
+"""Swagger models every namespace shares: the envelope's info block and the error body."""
+from flask_restx import Model, Namespace, fields
+
+info_model = Model("Info", {
+    "error": fields.String(example="", description='"" on success, else what is wrong'),
+})
+error_model = Model("Error", {
+    "data": fields.Raw(example={}, description="[] on list endpoints, {} elsewhere"),
+    "pagination": fields.Raw(example=None, description="null; list endpoints only"),
+    "info": fields.Nested(info_model),
+})
+
+
+def namespace(name: str, description: str) -> Namespace:
+    """Create a namespace that knows the shared models."""
+    ns = Namespace(name, description=description)
+    for model in (info_model, error_model):
+        ns.add_model(model.name, model)
+    return ns

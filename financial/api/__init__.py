@@ -1,1 +1,0 @@
-"""Flask-RESTX namespaces of the financial API, one module per resource."""

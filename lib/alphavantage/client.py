@@ -1,0 +1,239 @@
+"""The HTTP side of AlphaVantage: one session, timeouts, polite retries, no leaked key.
+
+The API key travels as a query parameter, which puts it into every request
+URL. That is why no URL, ``response.url`` or raw requests exception text is
+ever logged or chained here, and why urllib3's own URL-bearing log records
+are masked (``lib.alphavantage.redaction``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from lib.alphavantage.errors import (
+    AlphaVantageError, AlphaVantageTransportError, InvalidApiKeyError, InvalidSymbolError,
+    MalformedResponseError, PremiumOnlyError, RateLimitError,
+)
+from lib.alphavantage.payload import (
+    ERROR_KEYS, SERIES_KEY, classify_error_payload, is_short_term_limit, parse_daily_series,
+    show,
+)
+from lib.alphavantage.redaction import MASK, hide_from_urllib3_logs
+from lib.alphavantage.series import (
+    FUNCTIONS, TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailySeries,
+)
+from lib.tickers import SYMBOL_RULE, normalize_symbol
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://www.alphavantage.co/query"
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_BACKOFF_MAX_SECONDS = 30.0
+
+
+class AlphaVantageClient:
+    """Fetches daily series over one ``requests.Session`` with bounded, polite retries.
+
+    Transport failures (connect/read errors, 429/5xx) are retried by urllib3
+    with capped, jittered backoff. AlphaVantage's in-body short-term limit is
+    waited out ``rate_limit_retries`` times. When the adjusted series turns out
+    to be premium-only, the client switches to TIME_SERIES_DAILY for good, so
+    later symbols spend no request on the refusal (25 requests a day is little).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        function: str = TIME_SERIES_DAILY_ADJUSTED,
+        session: requests.Session | None = None,
+        timeout: float | tuple[float, float] = (3.05, 30),
+        max_retries: int = 3,
+        backoff_factor: float = 0.5,
+        rate_limit_retries: int = 3,
+        rate_limit_wait: float = 15.0,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
+        """Fail fast on a missing key or an unsupported function, before any request.
+
+        An injected session gets the retrying adapter mounted for ``base_url``'s
+        host only, so its other traffic is untouched. ``backoff_factor`` is the
+        first transport retry's pause in seconds (doubling, jittered, capped).
+        """
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise InvalidApiKeyError("no AlphaVantage API key given")
+        if function not in FUNCTIONS:
+            raise ValueError(
+                f"unsupported AlphaVantage function {function!r}; use one of {sorted(FUNCTIONS)}"
+            )
+        self._api_key = api_key.strip()
+        hide_from_urllib3_logs(self._api_key)
+        self._base_url = base_url
+        self._function = function
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._rate_limit_retries = rate_limit_retries
+        self._rate_limit_wait = rate_limit_wait
+        self._sleep = sleep
+        self._owns_session = session is None
+        self._session = requests.Session() if session is None else session
+        adapter = HTTPAdapter(max_retries=_transport_retry(max_retries, backoff_factor))
+        self._session.mount(_mount_prefix(base_url), adapter)
+
+    @property
+    def function(self) -> str:
+        """The function the next request asks for (TIME_SERIES_DAILY after a premium fallback)."""
+        return self._function
+
+    def close(self) -> None:
+        """Close the session if this client created it; an injected one stays the caller's."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> AlphaVantageClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def fetch_daily(self, symbol: str, *, full: bool = False) -> DailySeries:
+        """Fetch one symbol's daily series: the newest 100 days, or all of them with ``full``.
+
+        Raises:
+            RateLimitError: the daily quota is spent (no retry), or the
+                short-term limit outlasted ``rate_limit_retries`` waits.
+            InvalidSymbolError, InvalidApiKeyError, PremiumOnlyError,
+            MalformedResponseError, AlphaVantageTransportError, AlphaVantageError.
+        """
+        ticker = normalize_symbol(symbol)
+        if ticker is None:
+            raise InvalidSymbolError(f"invalid symbol {show(symbol)}: use {SYMBOL_RULE}")
+        outputsize = "full" if full else "compact"
+        waits = 0
+        while True:
+            payload = self._get_payload(ticker, outputsize)
+            error = self._error_in(payload, ticker)
+            if error is None:
+                return parse_daily_series(payload, ticker)
+            if is_short_term_limit(error):
+                if waits >= self._rate_limit_retries:
+                    raise RateLimitError(
+                        f"AlphaVantage short-term rate limit for {ticker} persisted "
+                        f"after {waits} waits",
+                        ticker,
+                    )
+                waits += 1
+                self._wait_out_limit(ticker, waits)
+            elif self._can_fall_back(error):
+                self._fall_back_to_daily(ticker)
+            else:
+                raise error
+
+    def _wait_out_limit(self, symbol: str, attempt: int) -> None:
+        """Sleep through a burst/per-minute refusal; the injected ``sleep`` keeps tests instant."""
+        logger.warning(
+            "AlphaVantage short-term rate limit for %s; waiting %.1f s before retry %d of %d",
+            symbol, self._rate_limit_wait, attempt, self._rate_limit_retries,
+        )
+        self._sleep(self._rate_limit_wait)
+
+    def _can_fall_back(self, error: AlphaVantageError) -> bool:
+        """Only the adjusted series has a free sibling; other premium answers are final."""
+        return isinstance(error, PremiumOnlyError) and self._function == TIME_SERIES_DAILY_ADJUSTED
+
+    def _fall_back_to_daily(self, symbol: str) -> None:
+        """Switch to TIME_SERIES_DAILY for the rest of this client's life and say so once."""
+        logger.warning(
+            "%s is premium-only for this API key; this run falls back to %s from %s on",
+            TIME_SERIES_DAILY_ADJUSTED, TIME_SERIES_DAILY, symbol,
+        )
+        self._function = TIME_SERIES_DAILY
+
+    def _get_payload(self, symbol: str, outputsize: str) -> Any:
+        """GET the query and decode the JSON body, mapping HTTP trouble to our exceptions."""
+        response = self._send(symbol, outputsize)
+        if not response.ok:
+            retried = ""
+            if response.status_code in _RETRY_STATUSES:
+                retried = f" after {self._max_retries} retries"
+            raise AlphaVantageTransportError(
+                f"HTTP {response.status_code} from AlphaVantage for {symbol}{retried}", symbol
+            )
+        try:
+            return response.json()
+        except ValueError:
+            pass
+        # Raised outside the except block so no decoder error is chained.
+        content_type = response.headers.get("Content-Type", "no content type")
+        raise MalformedResponseError(
+            f"AlphaVantage answered {symbol} with a body that is not JSON "
+            f"({content_type}, {len(response.content)} bytes)",
+            symbol,
+        )
+
+    def _send(self, symbol: str, outputsize: str) -> requests.Response:
+        """Send the GET; a requests exception is replaced, not chained: its text holds the URL."""
+        params = {
+            "function": self._function,
+            "symbol": symbol,
+            "outputsize": outputsize,
+            "apikey": self._api_key,
+            "datatype": "json",
+        }
+        try:
+            return self._session.get(self._base_url, params=params, timeout=self._timeout)
+        except requests.RequestException as exc:
+            failure = _failure_name(exc)
+        # Raised outside the except block so neither __cause__ nor __context__ carries the URL.
+        raise AlphaVantageTransportError(
+            f"network failure for {symbol} after {self._max_retries} retries ({failure})", symbol
+        )
+
+    def _error_in(self, payload: Any, symbol: str) -> AlphaVantageError | None:
+        """Classify an error body after masking the key, in case AlphaVantage echoes it."""
+        if not isinstance(payload, Mapping) or SERIES_KEY in payload:
+            return None
+        masked = {key: str(payload[key]).replace(self._api_key, MASK)
+                  for key in ERROR_KEYS if key in payload}
+        return classify_error_payload(masked, symbol)
+
+
+def _transport_retry(max_retries: int, backoff_factor: float) -> Retry:
+    """Build urllib3's policy: GET only, transport errors and 429/5xx, capped jittered backoff.
+
+    Retry-After is not honoured: a proxy asking for an hour would stall the
+    job; AlphaVantage itself signals limits in the body, handled separately.
+    A final 5xx is returned, not raised, so its status can be reported.
+    """
+    return Retry(
+        total=max_retries,
+        connect=max_retries,
+        read=max_retries,
+        status=max_retries,
+        allowed_methods=frozenset({"GET"}),
+        status_forcelist=_RETRY_STATUSES,
+        backoff_factor=backoff_factor,
+        backoff_jitter=backoff_factor,
+        backoff_max=_BACKOFF_MAX_SECONDS,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+    )
+
+
+def _mount_prefix(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+def _failure_name(exc: requests.RequestException) -> str:
+    """Name the root cause (e.g. ReadTimeoutError) without its text, which holds the URL."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return type(reason if isinstance(reason, Exception) else exc).__name__

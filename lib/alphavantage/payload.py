@@ -1,0 +1,265 @@
+"""Read AlphaVantage JSON bodies: a validated daily series, or the error they stand for.
+
+No HTTP here: the client passes decoded bodies in, and so do saved files
+(``get_raw_data.py --from-file``).
+"""
+import datetime
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from lib.alphavantage.errors import (
+    AlphaVantageError, InvalidApiKeyError, InvalidSymbolError, MalformedResponseError,
+    PremiumOnlyError, RateLimitError,
+)
+from lib.alphavantage.series import (
+    TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailyBar, DailySeries,
+)
+from lib.isodates import parse_iso_date
+from lib.tickers import normalize_symbol
+
+SERIES_KEY = "Time Series (Daily)"
+ERROR_KEYS = ("Error Message", "Information", "Note")
+_META_KEY = "Meta Data"
+_OPEN_KEY = "1. open"
+_CLOSE_KEY = "4. close"
+_VOLUME_KEYS = {TIME_SERIES_DAILY: "5. volume", TIME_SERIES_DAILY_ADJUSTED: "6. volume"}
+_ADJUSTED_ONLY_KEYS = ("5. adjusted close", "6. volume")
+
+# Prices are stored as DECIMAL(18,4). Prices stay below 10**9 and volumes below
+# 10**14, far above any real stock, so that the sums behind statistics fit the
+# 64-bit integers SQLite adds exactly, even over a century of days.
+_MAX_DECIMAL_PLACES = 4
+_MAX_INTEGER_DIGITS = 9
+_MAX_VOLUME = 10**14 - 1
+_PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_VOLUME_PATTERN = re.compile(r"[0-9]+")
+
+# Order matters: the burst text also mentions "premium endpoints" and
+# "25 requests per day", so burst markers are tested first, premium next.
+_SHORT_TERM_MARKERS = ("per second", "sparingly", "per minute")
+_PREMIUM_MARKERS = ("premium endpoint", "premium feature")
+_DAILY_QUOTA_MARKERS = ("per day",)
+_BAD_KEY_MARKERS = ("apikey", "api key")
+
+
+def parse_daily_series(payload: Any, symbol: str | None = None) -> DailySeries:
+    """Turn a TIME_SERIES_DAILY(_ADJUSTED) JSON payload into a validated series.
+
+    ``symbol`` wins when given (the client passes the one it asked for); saved
+    files (``--from-file``) omit it and the payload's ``Meta Data`` /
+    ``2. Symbol`` is used. Every value is checked against the database columns
+    here, so nothing half-valid reaches a transaction.
+
+    Raises:
+        MalformedResponseError: naming the symbol and the day at fault.
+    """
+    if not isinstance(payload, Mapping):
+        raise MalformedResponseError(
+            f"{symbol or 'payload'}: the response is not a JSON object", symbol
+        )
+    name = _series_symbol(payload, symbol)
+    series = payload.get(SERIES_KEY)
+    if not isinstance(series, Mapping):
+        raise MalformedResponseError(f"{name}: the response has no {SERIES_KEY!r} object", name)
+    if not series:
+        raise MalformedResponseError(f"{name}: {SERIES_KEY!r} holds no days", name)
+    function = _series_function(payload, series)
+    volume_key = _VOLUME_KEYS[function]
+    bars = [_parse_bar(name, day, fields, volume_key) for day, fields in series.items()]
+    bars.sort(key=attrgetter("date"), reverse=True)
+    return DailySeries(symbol=name, function=function, bars=tuple(bars))
+
+
+def classify_error_payload(payload: Any, symbol: str) -> AlphaVantageError | None:
+    """Return the exception an AlphaVantage error body stands for, or None if it is none.
+
+    A body holding the daily series is never an error, whatever else it holds.
+    Keys are read in the order ``Error Message``, ``Information``, ``Note``.
+    """
+    if not isinstance(payload, Mapping) or SERIES_KEY in payload:
+        return None
+    for key in ERROR_KEYS:
+        if key in payload:
+            text = str(payload[key])
+            if key == "Error Message":
+                return _classify_error_message(text, symbol)
+            return _classify_notice(text, symbol)
+    return None
+
+
+def read_saved_response(path: Path) -> DailySeries:
+    """Parse a saved AlphaVantage response; a saved error answer raises as that error.
+
+    Messages name the file, whose payload gives the symbol.
+    """
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AlphaVantageError(f"{path.name}: cannot read a JSON response "
+                                f"({exc.__class__.__name__})") from None
+    error = classify_error_payload(payload, path.name)
+    if error is not None:
+        raise error
+    return parse_daily_series(payload)
+
+
+def is_short_term_limit(error: AlphaVantageError) -> bool:
+    """Tell whether waiting a few seconds may lift ``error`` (a burst or per-minute limit)."""
+    return isinstance(error, RateLimitError) and not error.is_daily_quota
+
+
+def show(raw: Any) -> str:
+    """Quote a bad value for a message, cut short so a huge field cannot flood a log line."""
+    text = repr(raw)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _has_marker(text: str, markers: tuple[str, ...]) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in markers)
+
+
+def _bad_key(text: str, symbol: str) -> InvalidApiKeyError:
+    return InvalidApiKeyError(
+        f"AlphaVantage rejected the API key (asked for {symbol}): {text}", symbol
+    )
+
+
+def _classify_error_message(text: str, symbol: str) -> AlphaVantageError:
+    if _has_marker(text, _BAD_KEY_MARKERS):
+        return _bad_key(text, symbol)
+    if _has_marker(text, ("invalid api call",)):
+        return InvalidSymbolError(f"invalid symbol {symbol}: AlphaVantage says: {text}", symbol)
+    return AlphaVantageError(f"AlphaVantage error for {symbol}: {text}", symbol)
+
+
+def _classify_notice(text: str, symbol: str) -> AlphaVantageError:
+    """Classify an ``Information``/``Note`` text; marker order is what keeps them apart."""
+    if _has_marker(text, _SHORT_TERM_MARKERS):
+        return RateLimitError(f"AlphaVantage short-term rate limit for {symbol}: {text}", symbol)
+    if _has_marker(text, _PREMIUM_MARKERS):
+        return PremiumOnlyError(f"premium-only AlphaVantage request for {symbol}: {text}", symbol)
+    if _has_marker(text, _DAILY_QUOTA_MARKERS):
+        return RateLimitError(
+            f"the AlphaVantage daily quota is spent; {symbol} not fetched, try tomorrow: {text}",
+            symbol,
+            is_daily_quota=True,
+        )
+    if _has_marker(text, ("demo",) + _BAD_KEY_MARKERS):
+        return _bad_key(text, symbol)
+    return AlphaVantageError(f"AlphaVantage notice for {symbol}: {text}", symbol)
+
+
+def _series_symbol(payload: Mapping[str, Any], symbol: str | None) -> str:
+    """Prefer the caller's symbol; saved files carry theirs in ``Meta Data`` / ``2. Symbol``."""
+    given: Any = symbol
+    if given is None:
+        meta = payload.get(_META_KEY)
+        given = meta.get("2. Symbol") if isinstance(meta, Mapping) else None
+        if isinstance(given, str) and given.strip() and normalize_symbol(given) is None:
+            raise MalformedResponseError(f"the payload's symbol {show(given)} is not a ticker")
+    cleaned = given.strip().upper() if isinstance(given, str) else ""
+    if not cleaned:
+        raise MalformedResponseError(
+            f"no symbol: none given and no {_META_KEY!r} / '2. Symbol' in the payload"
+        )
+    return cleaned
+
+
+def _series_function(payload: Mapping[str, Any], series: Mapping[str, Any]) -> str:
+    """Tell the two layouts apart by the meta description, else by the adjusted-only fields."""
+    meta = payload.get(_META_KEY)
+    info = meta.get("1. Information") if isinstance(meta, Mapping) else None
+    if isinstance(info, str) and _has_marker(info, ("adjusted", "dividend")):
+        return TIME_SERIES_DAILY_ADJUSTED
+    for fields in series.values():
+        if isinstance(fields, Mapping) and any(key in fields for key in _ADJUSTED_ONLY_KEYS):
+            return TIME_SERIES_DAILY_ADJUSTED
+    return TIME_SERIES_DAILY
+
+
+def _parse_bar(symbol: str, day: Any, fields: Any, volume_key: str) -> DailyBar:
+    date = _parse_date(symbol, day)
+    where = f"{symbol} {day}"
+    if not isinstance(fields, Mapping):
+        raise MalformedResponseError(f"{where}: the day's entry is not a JSON object", symbol)
+    open_raw = _field(symbol, where, fields, _OPEN_KEY)
+    close_raw = _field(symbol, where, fields, _CLOSE_KEY)
+    volume_raw = _field(symbol, where, fields, volume_key)
+    return DailyBar(
+        date=date,
+        open_price=_parse_price(symbol, where, _OPEN_KEY, open_raw),
+        close_price=_parse_price(symbol, where, _CLOSE_KEY, close_raw),
+        volume=_parse_volume(symbol, where, volume_key, volume_raw),
+    )
+
+
+def _parse_date(symbol: str, day: Any) -> datetime.date:
+    parsed = parse_iso_date(day)
+    if parsed is None:
+        raise MalformedResponseError(
+            f"{symbol}: day {show(day)} is not a valid YYYY-MM-DD date", symbol
+        )
+    return parsed
+
+
+def _field(symbol: str, where: str, fields: Mapping[str, Any], key: str) -> Any:
+    if key not in fields:
+        raise MalformedResponseError(f"{where}: field {key!r} is missing", symbol)
+    return fields[key]
+
+
+def _parse_price(symbol: str, where: str, key: str, raw: Any) -> Decimal:
+    """Parse from the string with Decimal (never float) and check it fits DECIMAL(18,4)."""
+    if not isinstance(raw, str):
+        raise MalformedResponseError(f"{where}: {key!r} is {show(raw)}, not a string", symbol)
+    value = _to_decimal(raw)
+    problem = _price_problem(raw, value)
+    if value is None or problem:
+        raise MalformedResponseError(f"{where}: {key!r} is {show(raw)}, {problem}", symbol)
+    return value
+
+
+def _to_decimal(raw: str) -> Decimal | None:
+    try:
+        return Decimal(raw)
+    except InvalidOperation:
+        return None
+
+
+def _price_problem(raw: str, value: Decimal | None) -> str | None:
+    if value is None:
+        return "not a number"
+    if value.is_nan():
+        return "not a number (NaN)"
+    if value.is_infinite():
+        return "infinite"
+    if value.is_signed():
+        return "negative"
+    if not _PLAIN_DECIMAL_PATTERN.fullmatch(raw):
+        return "not a plain decimal number"
+    if int(value.as_tuple().exponent) < -_MAX_DECIMAL_PLACES:
+        return f"more than {_MAX_DECIMAL_PLACES} decimal places (column is DECIMAL(18,4))"
+    if value.adjusted() >= _MAX_INTEGER_DIGITS:
+        return f"{10**_MAX_INTEGER_DIGITS:,} or more, beyond any real price"
+    return None
+
+
+def _parse_volume(symbol: str, where: str, key: str, raw: Any) -> int:
+    if not (isinstance(raw, str) and _VOLUME_PATTERN.fullmatch(raw)):
+        raise MalformedResponseError(
+            f"{where}: {key!r} is {show(raw)}, not a non-negative integer", symbol
+        )
+    digits = raw.lstrip("0") or "0"
+    # Length first: int() refuses strings over 4300 digits, and nothing that long fits anyway.
+    if len(digits) > len(str(_MAX_VOLUME)) or int(digits) > _MAX_VOLUME:
+        raise MalformedResponseError(
+            f"{where}: {key!r} is {show(raw)}, beyond any real volume (max {_MAX_VOLUME:,})",
+            symbol,
+        )
+    return int(digits)

@@ -1,0 +1,31 @@
+"""The typed shape of a daily price series, whichever AlphaVantage function it came from."""
+import datetime
+from dataclasses import dataclass
+from decimal import Decimal
+
+TIME_SERIES_DAILY = "TIME_SERIES_DAILY"
+TIME_SERIES_DAILY_ADJUSTED = "TIME_SERIES_DAILY_ADJUSTED"
+FUNCTIONS = (TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED)
+
+
+@dataclass(frozen=True)
+class DailyBar:
+    """One trading day; prices keep AlphaVantage's digits (``Decimal("170.0000")``)."""
+
+    date: datetime.date
+    open_price: Decimal
+    close_price: Decimal
+    volume: int
+
+
+@dataclass(frozen=True)
+class DailySeries:
+    """A symbol's daily bars, newest first (sorted by date, whatever the payload's order).
+
+    ``function`` is the AlphaVantage function the payload came from; the close
+    is always the raw ``4. close``, also for ``TIME_SERIES_DAILY_ADJUSTED``.
+    """
+
+    symbol: str
+    function: str
+    bars: tuple[DailyBar, ...]
