@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # Stages: base -> deps (runtime venv) -> dev-deps (+ test/lint tools) -> dev
-# (docker-compose.dev.yml) and lint (flake8 gate) -> production (the default
+# (docker-compose.dev.yml) and lint (flake8, import-linter, mypy gate) -> production (the default
 # target). production copies a marker from lint, so it is never built from
-# code that fails flake8 (or the import-linter contracts in setup.cfg).
+# code that fails flake8, the import-linter contracts or mypy (setup.cfg).
 
 FROM python:3.11-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -34,7 +34,7 @@ CMD ["flask", "--app", "app", "run", "--debug", "--host", "0.0.0.0", "--port", "
 
 FROM dev-deps AS lint
 COPY . .
-RUN flake8 . && lint-imports && touch /tmp/lint.passed
+RUN flake8 . && lint-imports && mypy && touch /tmp/lint.passed
 
 FROM base AS production
 COPY --from=deps /opt/venv /opt/venv

@@ -1,6 +1,6 @@
 # Two commands run everything on a fresh machine (Python 3.11+ only):
 #   make run    install into .venv, load data, serve the API on http://127.0.0.1:5000
-#   make test   install into .venv, lint, run the whole test suite
+#   make test   install into .venv, lint, type-check, run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -25,6 +25,7 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/flake8
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 openapi: $(INSTALLED)

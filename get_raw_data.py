@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -106,7 +107,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job]) -> int:
     """Bring the schema up to date, run the jobs, then print or publish the outcome."""
     if not settings.dry_run and not _schema_ready(app):
         return EXIT_FAILED
-    outcome = FetchRun(db.session, settings, report=print, note=_to_stderr).run(jobs)
+    outcome = FetchRun(db.session(), settings, report=print, note=_to_stderr).run(jobs)
     _publish(settings, outcome)
     return EXIT_FAILED if outcome.failures else EXIT_OK
 
@@ -192,12 +193,12 @@ def _client(config: BaseConfig) -> AlphaVantageClient:
 
 
 def _api_jobs(client: AlphaVantageClient, symbols: list[str], full: bool) -> list[Job]:
-    return [Job(symbol, lambda symbol=symbol: client.fetch_daily(symbol, full=full), True)
+    return [Job(symbol, partial(client.fetch_daily, symbol, full=full), True)
             for symbol in symbols]
 
 
 def _file_jobs(paths: list[Path]) -> list[Job]:
-    return [Job(path.name, lambda path=path: read_saved_response(path), False) for path in paths]
+    return [Job(path.name, partial(read_saved_response, path), False) for path in paths]
 
 
 def clear_cached_answers() -> None:

@@ -4,6 +4,7 @@ Handlers sit on the RESTX ``Api`` (errors raised inside resources) and on the
 app (unknown URLs, wrong methods outside a resource, anything else).
 """
 import logging
+from collections.abc import Callable
 
 from flask import Flask, request
 from flask_restx import Api
@@ -59,11 +60,13 @@ def _rollback() -> None:
         logger.warning("session rollback failed after an error")
 
 
-CLIENT_ERROR_HANDLERS = (
+Handlers = tuple[tuple[type[Exception], Callable[..., tuple]], ...]
+
+CLIENT_ERROR_HANDLERS: Handlers = (
     (FinancialError, handle_domain_error),
     (HTTPException, handle_http_exception),
 )
-SERVER_ERROR_HANDLERS = (
+SERVER_ERROR_HANDLERS: Handlers = (
     *((exc_type, handle_database_error) for exc_type in DATABASE_ERRORS),
     (Exception, handle_unexpected_error),
 )

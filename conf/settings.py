@@ -5,6 +5,7 @@ builds the object, not at import, so entrypoints can load ``.env`` first.
 """
 import os
 from pathlib import Path
+from typing import TypeVar, overload
 from urllib.parse import quote, urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -13,6 +14,15 @@ DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable."""
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
@@ -31,7 +41,7 @@ def env_float(name: str, default: float) -> float:
     return _env_number(name, default, float, "a number")
 
 
-def _env_number(name: str, default, kind, description: str):
+def _env_number(name: str, default: _Number, kind: type[_Number], description: str) -> _Number:
     raw = env_str(name)
     if raw is None:
         return default

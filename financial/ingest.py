@@ -77,7 +77,7 @@ def store_prices(session: Session, symbol: str, frame: pd.DataFrame) -> StoreRes
     new = [row for row in rows if row["date"] not in stored]
     changed = [row for row in rows
                if row["date"] in stored and stored[row["date"]] != _values(row)]
-    upsert_rows(session, FinancialData.__table__, new + changed, key_columns=("symbol", "date"))
+    upsert_rows(session, FinancialData, new + changed, key_columns=("symbol", "date"))
     return StoreResult(symbol=symbol, fetched=len(rows), new=len(new), updated=len(changed))
 
 

@@ -38,7 +38,7 @@ def count_prices(
 ) -> int:
     """Return how many rows match the optional symbol and inclusive date range."""
     conditions = price_filters(symbol, start_date, end_date)
-    return session.scalar(select(func.count()).select_from(FinancialData).where(*conditions))
+    return session.scalar(select(func.count()).select_from(FinancialData).where(*conditions)) or 0
 
 
 def list_prices(

@@ -11,7 +11,8 @@ def format_price(value: Decimal) -> str:
     150.1000 -> "150.10", 12.3456 -> "12.3456", 100 -> "100.00".
     """
     normalized = value.normalize()
-    if normalized.as_tuple().exponent > -2:
+    exponent = normalized.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:
         normalized = normalized.quantize(TWO_PLACES)
     return f"{normalized:f}"
 

@@ -7,12 +7,12 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Table, event, text
+from sqlalchemy import event, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import BigInteger, Numeric, TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -76,12 +76,13 @@ class ScaledDecimal(TypeDecorator):
 
     def __init__(self, precision: int = 18, scale: int = 4) -> None:
         super().__init__(precision=precision, scale=scale, asdecimal=True)
+        self.precision = precision
         self.scale = scale
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "sqlite":
             return dialect.type_descriptor(BigInteger())
-        return dialect.type_descriptor(Numeric(self.impl.precision, self.scale, asdecimal=True))
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
 
     def process_bind_param(self, value, dialect):
         if value is None or dialect.name != "sqlite":
@@ -101,11 +102,11 @@ class ScaledDecimal(TypeDecorator):
 
 def upsert_rows(
     session: Session,
-    table: Table,
+    model: type[DeclarativeBase],
     rows: Sequence[Mapping],
     key_columns: Iterable[str],
 ) -> None:
-    """Insert ``rows`` into ``table``, updating in place on a key conflict.
+    """Insert ``rows`` into ``model``'s table, updating in place on a key conflict.
 
     Uses the dialect's native construct (``ON CONFLICT DO UPDATE`` on SQLite
     and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB), in chunks,
@@ -114,19 +115,20 @@ def upsert_rows(
     keys = set(key_columns)
     for start in range(0, len(rows), UPSERT_CHUNK_SIZE):
         chunk = rows[start:start + UPSERT_CHUNK_SIZE]
-        session.execute(_upsert_statement(session, table, chunk, keys))
+        session.execute(_upsert_statement(session, model, chunk, keys))
 
 
-def _upsert_statement(session: Session, table: Table, chunk: Sequence[Mapping], keys: set[str]):
+def _upsert_statement(session: Session, model: type[DeclarativeBase], chunk: Sequence[Mapping],
+                      keys: set[str]):
     dialect = session.get_bind().dialect.name
     update_names = [name for name in chunk[0] if name not in keys]
     if dialect in ("mysql", "mariadb"):
-        stmt = mysql.insert(table).values(list(chunk))
+        stmt = mysql.insert(model).values(list(chunk))
         return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in update_names})
     dml = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
     if dml is None:
         raise NotImplementedError(f"no upsert for the {dialect} dialect")
-    stmt = dml.insert(table).values(list(chunk))
+    stmt = dml.insert(model).values(list(chunk))
     return stmt.on_conflict_do_update(
         index_elements=sorted(keys),
         set_={name: stmt.excluded[name] for name in update_names},
@@ -161,7 +163,7 @@ def migration_lock(engine: Engine) -> Iterator[None]:
     if engine.dialect.name not in ("mysql", "mariadb"):
         yield
         return
-    name = lock_name(engine.url.database)
+    name = lock_name(engine.url.database or "")
     with engine.connect() as connection:
         granted = connection.execute(
             text("SELECT GET_LOCK(:name, :timeout)"),

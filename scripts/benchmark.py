@@ -62,7 +62,7 @@ def seed(url: str, symbols: int, days: int) -> int:
                      "open_price": Decimal(rng.randint(10000, 9999999)).scaleb(-4),
                      "close_price": Decimal(rng.randint(10000, 9999999)).scaleb(-4),
                      "volume": rng.randint(0, 10**9)} for d in range(days)]
-            upsert_rows(db.session, FinancialData.__table__, rows, ("symbol", "date"))
+            upsert_rows(db.session(), FinancialData, rows, ("symbol", "date"))
         db.session.commit()
         db.engine.dispose()
     return symbols * days

@@ -37,7 +37,7 @@ page_model = ns.model("PricePage", {
 def cached_count(symbol: str | None, start_date: datetime.date | None,
                  end_date: datetime.date | None) -> int:
     """Return the number of matching rows; shared by every page of one filter."""
-    return count_prices(db.session, symbol=symbol, start_date=start_date, end_date=end_date)
+    return count_prices(db.session(), symbol=symbol, start_date=start_date, end_date=end_date)
 
 
 @cache.memoize()
@@ -52,7 +52,7 @@ def cached_price_page(symbol: str | None, start_date: datetime.date | None,
     offset = (page - 1) * limit
     rows = []
     if offset < count:
-        rows = list_prices(db.session, symbol=symbol, start_date=start_date,
+        rows = list_prices(db.session(), symbol=symbol, start_date=start_date,
                            end_date=end_date, limit=limit, offset=offset)
     return envelope([price_row(row) for row in rows], pagination=pagination(count, page, limit))
 

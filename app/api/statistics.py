@@ -33,7 +33,7 @@ statistics_body = ns.model("StatisticsResponse", {
 @cache.memoize()
 def cached_statistics(symbol: str, start_date: datetime.date, end_date: datetime.date) -> dict:
     """Return the statistics body; memoized on the normalized arguments."""
-    stats = compute_statistics(db.session, symbol, start_date, end_date)
+    stats = compute_statistics(db.session(), symbol, start_date, end_date)
     return envelope(statistics_record(stats, symbol, start_date, end_date))
 
 
