@@ -1,83 +1,58 @@
 """Shared fixtures: apps on SQLite and (when TEST_MYSQL_URL is set) MariaDB/MySQL.
 
 Each database backend is migrated once per session; every test then starts
-from empty tables and an empty cache.
+from empty tables and an empty cache. Tests of behaviour that does not depend
+on the database (validation, 404/405, OpenAPI, CORS) take ``sqlite_app`` or
+``sqlite_client`` and run once; the rest take ``app``/``client`` and run on
+every backend.
 """
 import datetime
 import os
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from faker import Faker
 from pytest_httpserver import HTTPServer
-from flask_migrate import upgrade
-from sqlalchemy import create_engine, delete, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert
 
-from app import create_app
-from app.extensions import cache, db
+from app.extensions import db
 from financial.models import FinancialData
 from tests.fake_alphavantage import FakeAlphaVantage, QuietHTTPServer
+from tests.helpers import (
+    build_app, create_mysql_database, drop_mysql_database, emptied_app, migrate_database,
+    sqlite_url,
+)
 
 TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 
 
-def build_app(database_url: str, log_dir, **overrides):
-    """Create a testing app on ``database_url`` with logs in ``log_dir``."""
-    settings = {"SQLALCHEMY_DATABASE_URI": database_url, "LOG_DIR": str(log_dir),
-                "CACHE_TYPE": "SimpleCache", **overrides}
-    return create_app("testing", overrides=settings)
+@pytest.fixture(scope="session")
+def sqlite_database_url(tmp_path_factory) -> str:
+    """URL of a migrated, session-wide SQLite test database."""
+    url = sqlite_url(tmp_path_factory.mktemp("db"))
+    migrate_database(url, tmp_path_factory.mktemp("log"))
+    return url
 
 
-def migrate_database(database_url: str, log_dir) -> None:
-    app = build_app(database_url, log_dir)
-    with app.app_context():
-        upgrade()
-        db.engine.dispose()
-
-
-def _mysql_database(tmp_path_factory):
+@pytest.fixture(scope="session")
+def mysql_database_url(tmp_path_factory) -> Iterator[str]:
+    """URL of a migrated, session-wide MariaDB/MySQL test database of its own."""
     if not TEST_MYSQL_URL:
         pytest.skip("TEST_MYSQL_URL is not set")
-    name = f"test_financial_{uuid.uuid4().hex[:10]}"
-    server = create_engine(make_url(TEST_MYSQL_URL).set(database=""))
-    with server.begin() as connection:
-        connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-    url = make_url(TEST_MYSQL_URL).set(database=name).render_as_string(hide_password=False)
+    url = create_mysql_database(TEST_MYSQL_URL)
     try:
         migrate_database(url, tmp_path_factory.mktemp("log"))
         yield url
     finally:
-        with server.begin() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        server.dispose()
+        drop_mysql_database(url)
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
-def database_url(request, tmp_path_factory):
+def database_url(request) -> str:
     """URL of a migrated, session-wide test database, one per backend."""
-    if request.param == "mysql":
-        yield from _mysql_database(tmp_path_factory)
-        return
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'financial.db'}"
-    migrate_database(url, tmp_path_factory.mktemp("log"))
-    yield url
-
-
-def emptied_app(application) -> Iterator:
-    """Yield ``application`` with empty tables and cache; clean up after the test."""
-    with application.app_context():
-        db.session.execute(delete(FinancialData))
-        db.session.commit()
-        cache.clear()
-    yield application
-    with application.app_context():
-        cache.clear()
-        db.session.remove()
-        db.engine.dispose()
+    return request.getfixturevalue(f"{request.param}_database_url")
 
 
 @pytest.fixture
@@ -89,6 +64,23 @@ def app(database_url, tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture
+def sqlite_app(sqlite_database_url, tmp_path):
+    """A testing app on SQLite only, for what every backend does alike."""
+    yield from emptied_app(build_app(sqlite_database_url, tmp_path / "log"))
+
+
+@pytest.fixture
+def sqlite_client(sqlite_app):
+    return sqlite_app.test_client()
+
+
+@pytest.fixture
+def mysql_app(mysql_database_url, tmp_path):
+    """A testing app on MariaDB/MySQL only, to compare with ``sqlite_app``."""
+    yield from emptied_app(build_app(mysql_database_url, tmp_path / "mysql-log"))
 
 
 @pytest.fixture

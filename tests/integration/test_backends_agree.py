@@ -8,7 +8,6 @@ from sqlalchemy import insert
 
 from app.extensions import db
 from financial.models import FinancialData
-from tests.conftest import emptied_app, migrate_database, build_app
 
 FIRST_DAY = datetime.date(2023, 1, 2)
 
@@ -36,23 +35,14 @@ def requests_to_compare(seed: int) -> list[str]:
     return urls
 
 
-@pytest.fixture
-def sqlite_app(tmp_path):
-    url = f"sqlite:///{tmp_path / 'compare.db'}"
-    migrate_database(url, tmp_path / "log")
-    yield from emptied_app(build_app(url, tmp_path / "log"))
-
-
-def test_every_answer_is_the_same_on_both_backends(app, sqlite_app):
-    with app.app_context():
-        if db.engine.dialect.name == "sqlite":
-            pytest.skip("compares the MySQL backend with SQLite")
+@pytest.mark.mysql
+def test_every_answer_is_the_same_on_both_backends(mysql_app, sqlite_app):
     rows = random_rows(seed=11)
-    for application in (app, sqlite_app):
+    for application in (mysql_app, sqlite_app):
         with application.app_context():
             db.session.execute(insert(FinancialData), rows)
             db.session.commit()
-    mysql_client, sqlite_client = app.test_client(), sqlite_app.test_client()
+    mysql_client, sqlite_client = mysql_app.test_client(), sqlite_app.test_client()
     for url in requests_to_compare(seed=5):
         on_mysql, on_sqlite = mysql_client.get(url), sqlite_client.get(url)
         assert on_mysql.status_code == on_sqlite.status_code, url

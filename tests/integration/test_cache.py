@@ -8,7 +8,7 @@ from sqlalchemy import update
 
 from app.extensions import cache, db
 from financial.models import FinancialData
-from tests.conftest import build_app
+from tests.helpers import build_app
 
 STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
 

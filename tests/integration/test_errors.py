@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from app.extensions import db
-from tests.conftest import build_app, migrate_database
+from tests.helpers import build_app, migrate_database
 
 LIST_ERROR = {"data": [], "pagination": None}
 BAD_SYMBOL = "symbol: must be 1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
@@ -56,8 +56,8 @@ def assert_error(response, status, message, shape):
      "limit: is given more than once; page: is given more than once"),
     ("start_date=%FF", "start_date: must be a date in YYYY-MM-DD format"),
 ])
-def test_financial_data_rejects_bad_parameters(client, query, message):
-    assert_error(client.get(f"/api/financial_data?{query}"), 400, message, LIST_ERROR)
+def test_financial_data_rejects_bad_parameters(sqlite_client, query, message):
+    assert_error(sqlite_client.get(f"/api/financial_data?{query}"), 400, message, LIST_ERROR)
 
 
 @pytest.mark.parametrize("query, message", [
@@ -72,14 +72,14 @@ def test_financial_data_rejects_bad_parameters(client, query, message):
     ("symbol=IBM&start_date=2023-01-01&end_date=2023-01-31&limit=5",
      "limit: is not a known parameter"),
 ])
-def test_statistics_rejects_bad_parameters(client, query, message):
-    assert_error(client.get(f"/api/statistics?{query}"), 400, message, OBJECT_ERROR)
+def test_statistics_rejects_bad_parameters(sqlite_client, query, message):
+    assert_error(sqlite_client.get(f"/api/statistics?{query}"), 400, message, OBJECT_ERROR)
 
 
-def test_unknown_path_is_a_json_404(client):
-    assert_error(client.get("/api/nothing"), 404,
+def test_unknown_path_is_a_json_404(sqlite_client):
+    assert_error(sqlite_client.get("/api/nothing"), 404,
                  "no endpoint at /api/nothing; the API is documented at /api/docs", OBJECT_ERROR)
-    assert_error(client.get("/elsewhere"), 404,
+    assert_error(sqlite_client.get("/elsewhere"), 404,
                  "no endpoint at /elsewhere; the API is documented at /api/docs", OBJECT_ERROR)
 
 
@@ -87,8 +87,8 @@ def test_unknown_path_is_a_json_404(client):
     ("/api/financial_data", LIST_ERROR), ("/api/statistics", OBJECT_ERROR),
     ("/api/health", OBJECT_ERROR),
 ])
-def test_wrong_method_is_a_json_405_with_allow(client, path, shape):
-    response = client.delete(path)
+def test_wrong_method_is_a_json_405_with_allow(sqlite_client, path, shape):
+    response = sqlite_client.delete(path)
     assert_error(response, 405, "The method is not allowed for the requested URL.", shape)
     assert "GET" in response.headers["Allow"]
 
@@ -163,5 +163,5 @@ def test_health_is_200_and_never_cached(client):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_error_bodies_are_valid_json_objects(client):
-    assert isinstance(json.loads(client.get("/api/financial_data?page=x").data), dict)
+def test_error_bodies_are_valid_json_objects(sqlite_client):
+    assert isinstance(json.loads(sqlite_client.get("/api/financial_data?page=x").data), dict)

@@ -8,7 +8,7 @@ import app as app_package
 from app import create_app
 from app.extensions import db
 from conf.settings import ConfigError
-from tests.conftest import build_app
+from tests.helpers import build_app
 
 
 def test_no_app_exists_at_import_time():
@@ -51,17 +51,17 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
         db.engine.dispose()
 
 
-def test_each_request_is_logged_once_with_status_and_duration(client, app):
-    client.get("/api/financial_data?limit=2")
-    client.get("/api/nothing")
-    log = (Path(app.config["LOG_DIR"]) / "api.log").read_text()
+def test_each_request_is_logged_once_with_status_and_duration(sqlite_client, sqlite_app):
+    sqlite_client.get("/api/financial_data?limit=2")
+    sqlite_client.get("/api/nothing")
+    log = (Path(sqlite_app.config["LOG_DIR"]) / "api.log").read_text()
     assert "INFO app.requests: GET /api/financial_data?limit=2 200 " in log
     assert "INFO app.requests: GET /api/nothing 404 " in log
     assert log.count("GET /api/financial_data?limit=2 200") == 1
 
 
-def test_cors_allows_only_the_configured_origins(database_url, tmp_path):
-    application = build_app(database_url, tmp_path, CORS_ORIGINS=["https://good.example"])
+def test_cors_allows_only_the_configured_origins(sqlite_database_url, tmp_path):
+    application = build_app(sqlite_database_url, tmp_path, CORS_ORIGINS=["https://good.example"])
     client = application.test_client()
     allowed = client.get("/api/health", headers={"Origin": "https://good.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://good.example"
@@ -69,6 +69,6 @@ def test_cors_allows_only_the_configured_origins(database_url, tmp_path):
     assert "Access-Control-Allow-Origin" not in denied.headers
 
 
-def test_cors_defaults_to_any_origin_in_development(client):
-    response = client.get("/api/health", headers={"Origin": "https://any.example"})
+def test_cors_defaults_to_any_origin_in_development(sqlite_client):
+    response = sqlite_client.get("/api/health", headers={"Origin": "https://any.example"})
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")

@@ -105,7 +105,7 @@ def test_symbols_with_dots_are_accepted(client, make_price, store_prices):
     assert [row["symbol"] for row in body["data"]] == ["BRK.B"]
 
 
-def test_successful_responses_may_be_cached_by_clients(client):
-    response = client.get("/api/financial_data")
+def test_successful_responses_may_be_cached_by_clients(sqlite_client):
+    response = sqlite_client.get("/api/financial_data")
     assert response.headers["Cache-Control"] == "public, max-age=60"
     assert response.content_type == "application/json"

@@ -16,7 +16,7 @@ import get_raw_data
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.models import FinancialData
-from tests.conftest import build_app
+from tests.helpers import build_app
 from lib.avantage_api import parse_daily_series
 from tests.fake_alphavantage import ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES
 
@@ -48,7 +48,8 @@ def job_env(monkeypatch, app, tmp_path, fake_alphavantage):
         "APP_ENV": "testing", "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
         "LOG_DIR": str(tmp_path / "joblog"), "ALPHAVANTAGE_API_KEY": KEY,
         "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_REQUEST_INTERVAL": "0",
-        "ALPHAVANTAGE_RETRY_WAIT": "0", "CACHE_TYPE": "SimpleCache", "SYMBOLS": "IBM,AAPL",
+        "ALPHAVANTAGE_RETRY_WAIT": "0", "ALPHAVANTAGE_BACKOFF_FACTOR": "0",
+        "CACHE_TYPE": "SimpleCache", "SYMBOLS": "IBM,AAPL",
     }
     for name, value in isolated_environment(**values).items():
         monkeypatch.setenv(name, value)

@@ -4,15 +4,15 @@ import json
 from app.cli import SWAGGER_FILE, openapi_document
 
 
-def test_committed_document_equals_the_served_one(app):
-    with app.app_context():
+def test_committed_document_equals_the_served_one(sqlite_app):
+    with sqlite_app.app_context():
         served = openapi_document()
     assert SWAGGER_FILE.read_text(encoding="utf-8") == served, (
         "conf/api.swagger.json is stale: run `flask --app app openapi`")
 
 
-def test_document_lists_every_parameter_bound_and_status(client):
-    document = client.get("/api/swagger.json").get_json()
+def test_document_lists_every_parameter_bound_and_status(sqlite_client):
+    document = sqlite_client.get("/api/swagger.json").get_json()
     listing = document["paths"]["/financial_data"]["get"]
     params = {param["name"]: param for param in listing["parameters"]}
     assert set(params) == {"start_date", "end_date", "symbol", "limit", "page"}
@@ -25,8 +25,8 @@ def test_document_lists_every_parameter_bound_and_status(client):
     assert set(document["paths"]["/health"]["get"]["responses"]) == {"200", "503"}
 
 
-def test_swagger_ui_is_served(client):
-    response = client.get("/api/docs")
+def test_swagger_ui_is_served(sqlite_client):
+    response = sqlite_client.get("/api/docs")
     assert response.status_code == 200
     assert "swagger" in response.get_data(as_text=True).lower()
-    assert json.loads(client.get("/api/swagger.json").data)["basePath"] == "/api"
+    assert json.loads(sqlite_client.get("/api/swagger.json").data)["basePath"] == "/api"

@@ -1,0 +1,57 @@
+"""compute_statistics called directly on every database backend."""
+import datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import insert
+
+from financial.errors import NoDataError
+from financial.models import FinancialData
+from financial.stats import PriceStatistics, compute_statistics
+
+D = datetime.date
+
+
+def store(db_session, symbol, rows):
+    db_session.execute(insert(FinancialData), [
+        {"symbol": symbol, "date": day, "open_price": Decimal(open_price),
+         "close_price": Decimal(close_price), "volume": volume}
+        for day, open_price, close_price, volume in rows])
+    db_session.flush()
+
+
+def test_averages_only_the_symbol_in_the_inclusive_range(db_session):
+    store(db_session, "IBM", [(D(2023, 1, 2), "10.0000", "20.0000", 100),
+                              (D(2023, 1, 3), "20.0000", "30.0000", 200),
+                              (D(2023, 1, 4), "30.0000", "40.0000", 301),
+                              (D(2023, 1, 5), "999.0000", "999.0000", 99)])
+    store(db_session, "AAPL", [(D(2023, 1, 3), "500.0000", "500.0000", 5)])
+    stats = compute_statistics(db_session, "IBM", D(2023, 1, 2), D(2023, 1, 4))
+    assert stats == PriceStatistics(Decimal("20.00"), Decimal("30.00"), 200)
+
+
+def test_rounds_the_exact_mean_half_away_from_zero(db_session):
+    # open 0.0025 -> 0.00; close exactly 2.125 -> 2.13; volume exactly 2.5 -> 3.
+    store(db_session, "IBM", [(D(2023, 1, 2), "0.0050", "2.1240", 2),
+                              (D(2023, 1, 3), "0.0000", "2.1260", 3)])
+    stats = compute_statistics(db_session, "IBM", D(2023, 1, 1), D(2023, 1, 31))
+    assert stats == PriceStatistics(Decimal("0.00"), Decimal("2.13"), 3)
+
+
+def test_sums_of_large_prices_stay_exact(db_session):
+    days = [D(2023, 1, 2) + datetime.timedelta(days=n) for n in range(3)]
+    store(db_session, "BIG", [(day, "999999999.9999", "0.0001", 10**13) for day in days])
+    stats = compute_statistics(db_session, "BIG", days[0], days[-1])
+    assert stats == PriceStatistics(Decimal("1000000000.00"), Decimal("0.00"), 10**13)
+
+
+@pytest.mark.parametrize("symbol, start, end", [
+    ("IBM", D(2023, 2, 1), D(2023, 2, 28)),
+    ("MSFT", D(2023, 1, 1), D(2023, 1, 31)),
+])
+def test_no_stored_day_raises_no_data_naming_symbol_and_range(db_session, symbol, start, end):
+    store(db_session, "IBM", [(D(2023, 1, 2), "1.0000", "1.0000", 1)])
+    with pytest.raises(NoDataError) as raised:
+        compute_statistics(db_session, symbol, start, end)
+    assert raised.value.message == (
+        f"no data for symbol {symbol} between {start.isoformat()} and {end.isoformat()}")

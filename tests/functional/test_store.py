@@ -1,0 +1,149 @@
+"""store_prices, store_symbol and upsert_rows called directly on every database backend."""
+import datetime
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from app.extensions import db
+from financial.ingest import ROW_COLUMNS, StoreResult, store_prices, store_symbol
+from financial.models import FinancialData
+from lib.db import UPSERT_CHUNK_SIZE, upsert_rows
+
+D = datetime.date
+FIRST = D(2023, 1, 2)
+
+
+def frame_of(days: int, symbol: str = "IBM", open_price: str = "10.0000") -> pd.DataFrame:
+    """A window frame as recent_days makes it: one row a day, ordered by date."""
+    return pd.DataFrame(
+        [(symbol, FIRST + datetime.timedelta(days=n), Decimal(open_price), Decimal("11.5"), n)
+         for n in range(days)], columns=ROW_COLUMNS)
+
+
+def stored(session, symbol: str = "IBM") -> dict:
+    rows = session.execute(
+        select(FinancialData.date, FinancialData.open_price, FinancialData.close_price,
+               FinancialData.volume).where(FinancialData.symbol == symbol))
+    return {day: (open_price, close_price, int(volume))
+            for day, open_price, close_price, volume in rows}
+
+
+def test_store_prices_counts_new_and_changed_rows_exactly(db_session):
+    assert store_prices(db_session, "IBM", frame_of(5)) == StoreResult("IBM", 5, 5, 0)
+    assert store_prices(db_session, "IBM", frame_of(5)) == StoreResult("IBM", 5, 0, 0)
+    changed = frame_of(7)
+    changed.loc[0, "open_price"] = Decimal("10.0001")
+    assert store_prices(db_session, "IBM", changed) == StoreResult("IBM", 7, 2, 1)
+    rows = stored(db_session)
+    assert len(rows) == 7
+    assert rows[FIRST] == (Decimal("10.0001"), Decimal("11.5"), 0)
+
+
+def test_store_prices_of_an_empty_frame_writes_nothing(db_session):
+    assert store_prices(db_session, "IBM", frame_of(0)) == StoreResult("IBM", 0, 0, 0)
+    assert stored(db_session) == {}
+
+
+def test_upsert_rows_inserts_then_updates_in_place_across_chunks(db_session):
+    count = UPSERT_CHUNK_SIZE + 3
+    rows = [{"symbol": "X", "date": FIRST + datetime.timedelta(days=n),
+             "open_price": Decimal("1.0000"), "close_price": Decimal("2.0000"), "volume": n}
+            for n in range(count)]
+    upsert_rows(db_session, FinancialData, rows, key_columns=("symbol", "date"))
+    upsert_rows(db_session, FinancialData,
+                [{**row, "close_price": Decimal("3.0001")} for row in rows[-2:]],
+                key_columns=("symbol", "date"))
+    result = stored(db_session, "X")
+    assert len(result) == count
+    assert result[FIRST] == (Decimal("1.0000"), Decimal("2.0000"), 0)
+    assert [result[row["date"]][1] for row in rows[-3:]] == [
+        Decimal("2.0000"), Decimal("3.0001"), Decimal("3.0001")]
+
+
+def test_store_symbol_commits_one_transaction(app):
+    with app.app_context():
+        assert store_symbol(db.session(), "IBM", frame_of(3)) == StoreResult("IBM", 3, 3, 0)
+        db.session.remove()
+        assert len(stored(db.session())) == 3
+
+
+def test_store_symbol_rolls_back_and_raises_other_errors(app):
+    with app.app_context():
+        store_symbol(db.session(), "IBM", frame_of(2))
+        bad = frame_of(4)
+        bad["close_price"] = bad["close_price"].astype(object)
+        bad.loc[3, "close_price"] = None  # the column is NOT NULL
+        sleeps = []
+        with pytest.raises(IntegrityError):
+            store_symbol(db.session(), "IBM", bad, sleep=sleeps.append)
+        assert sleeps == [], "only lock conflicts are retried"
+        assert len(stored(db.session())) == 2
+
+
+class RowLockHolder:
+    """A second connection holding a write lock on the row (IBM, FIRST) until released."""
+
+    def __init__(self, engine) -> None:
+        self.connection = engine.connect()
+        if engine.dialect.name == "sqlite":
+            self.connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            self.connection.begin()
+        self.connection.execute(text(
+            "INSERT INTO financial_data (symbol, date, open_price, close_price, volume) "
+            "VALUES ('IBM', :day, 1, 1, 1)"), {"day": FIRST})
+        self.released = False
+
+    def release(self, _seconds: float = 0) -> None:
+        if not self.released:
+            self.connection.rollback()
+            self.connection.close()
+            self.released = True
+
+
+@pytest.fixture
+def impatient_session(app):
+    """A session on one connection whose lock waits fail within a second."""
+    with app.app_context(), db.engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA busy_timeout = 200")
+        else:
+            connection.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+        connection.commit()
+        with Session(bind=connection) as session:
+            yield session
+
+
+def test_store_symbol_retries_a_lock_conflict_then_stores(impatient_session):
+    holder = RowLockHolder(impatient_session.get_bind().engine)
+    pauses = []
+
+    def wait_then_release(seconds: float) -> None:
+        pauses.append(seconds)
+        holder.release()
+
+    try:
+        result = store_symbol(impatient_session, "IBM", frame_of(3), pause=0.01,
+                              sleep=wait_then_release)
+    finally:
+        holder.release()
+    assert result == StoreResult("IBM", 3, 3, 0)
+    assert pauses == [0.01]
+    assert len(stored(impatient_session)) == 3
+
+
+def test_store_symbol_gives_up_after_its_attempts(impatient_session):
+    holder = RowLockHolder(impatient_session.get_bind().engine)
+    pauses = []
+    try:
+        with pytest.raises(OperationalError):
+            store_symbol(impatient_session, "IBM", frame_of(3), attempts=2, pause=0.01,
+                         sleep=pauses.append)
+    finally:
+        holder.release()
+    assert pauses == [0.01]
+    assert stored(impatient_session) == {}
