@@ -17,7 +17,8 @@ from flask_migrate import upgrade
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from app import create_app
-from app.extensions import cache, db
+from app.api.caching import clear_cached_answers
+from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
 from financial.fetch_run import FetchRun, Job, RunOutcome, RunSettings
 from financial.ingest import DEFAULT_WINDOW_DAYS
@@ -199,20 +200,6 @@ def _api_jobs(client: AlphaVantageClient, symbols: list[str], full: bool) -> lis
 
 def _file_jobs(paths: list[Path]) -> list[Job]:
     return [Job(path.name, partial(read_saved_response, path), False) for path in paths]
-
-
-def clear_cached_answers() -> None:
-    """Empty the API's cache so statistics reflect the new rows.
-
-    With Redis every worker sees this at once; with SimpleCache only this
-    process's cache is cleared and workers expire theirs within
-    CACHE_DEFAULT_TIMEOUT seconds.
-    """
-    try:
-        cache.clear()
-    except Exception as exc:  # the rows are stored; a stale cache expires on its own
-        logger.warning("could not clear cached answers (%s); they expire within "
-                       "CACHE_DEFAULT_TIMEOUT seconds", exc.__class__.__name__)
 
 
 if __name__ == "__main__":

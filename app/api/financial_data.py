@@ -3,12 +3,13 @@ import datetime
 
 from flask_restx import Resource, fields
 
+from app.api.caching import cached_value
 from app.api.docs import error_model, info_model, namespace
 from app.api.params import FinancialDataArgs, parser, swagger_params
 from app.api.responses import cacheable
 from app.api.serializers import pagination, price_row
 from app.envelope import envelope
-from app.extensions import cache, db
+from app.extensions import db
 from financial.queries import count_prices, list_prices
 
 ns = namespace("financial_data", "Daily open/close prices and volumes")
@@ -33,22 +34,16 @@ page_model = ns.model("PricePage", {
 })
 
 
-@cache.memoize()
-def cached_count(symbol: str | None, start_date: datetime.date | None,
-                 end_date: datetime.date | None) -> int:
-    """Return the number of matching rows; shared by every page of one filter."""
-    return count_prices(db.session(), symbol=symbol, start_date=start_date, end_date=end_date)
+def price_page(symbol: str | None, start_date: datetime.date | None,
+               end_date: datetime.date | None, limit: int, page: int) -> dict:
+    """Return the response body of one page.
 
-
-@cache.memoize()
-def cached_price_page(symbol: str | None, start_date: datetime.date | None,
-                      end_date: datetime.date | None, limit: int, page: int) -> dict:
-    """Return the response body of one page; memoized on the normalized arguments.
-
-    A page past the last one is answered from the count alone, so an absurd
-    page number never reaches the database.
+    The count is cached per filter, shared by every page of it. A page past
+    the last one is answered from the count alone, so an absurd page number
+    never reaches the database.
     """
-    count = cached_count(symbol, start_date, end_date)
+    count = cached_value("count", (symbol, start_date, end_date), lambda: count_prices(
+        db.session(), symbol=symbol, start_date=start_date, end_date=end_date))
     offset = (page - 1) * limit
     rows = []
     if offset < count:
@@ -77,5 +72,6 @@ class FinancialDataList(Resource):
         with the true pagination.
         """
         args = parser.parse(FINANCIAL_DATA_ARGS, location="query")
-        return cacheable(cached_price_page(args.get("symbol"), args.get("start_date"),
-                                           args.get("end_date"), args["limit"], args["page"]))
+        params = (args.get("symbol"), args.get("start_date"), args.get("end_date"),
+                  args["limit"], args["page"])
+        return cacheable(cached_value("price_page", params, lambda: price_page(*params)))

@@ -3,12 +3,13 @@ import datetime
 
 from flask_restx import Resource, fields
 
+from app.api.caching import cached_value
 from app.api.docs import error_model, info_model, namespace
 from app.api.params import StatisticsArgs, parser, swagger_params
 from app.api.responses import cacheable
 from app.api.serializers import statistics_record
 from app.envelope import envelope
-from app.extensions import cache, db
+from app.extensions import db
 from financial.stats import compute_statistics
 
 ns = namespace("statistics", "Averages over a date range")
@@ -24,15 +25,14 @@ statistics_model = ns.model("Statistics", {
     "average_daily_volume": fields.Integer(
         example=1000000, description="Exact mean, rounded half away from zero"),
 })
-statistics_body = ns.model("StatisticsResponse", {
+statistics_response_model = ns.model("StatisticsResponse", {
     "data": fields.Nested(statistics_model),
     "info": fields.Nested(info_model),
 })
 
 
-@cache.memoize()
-def cached_statistics(symbol: str, start_date: datetime.date, end_date: datetime.date) -> dict:
-    """Return the statistics body; memoized on the normalized arguments."""
+def statistics_body(symbol: str, start_date: datetime.date, end_date: datetime.date) -> dict:
+    """Return the statistics body; raises NoDataError when no day is stored."""
     stats = compute_statistics(db.session(), symbol, start_date, end_date)
     return envelope(statistics_record(stats, symbol, start_date, end_date))
 
@@ -44,7 +44,8 @@ STATISTICS_ARGS = StatisticsArgs()
 @ns.route("")
 class Statistics(Resource):
     @ns.doc(params=swagger_params(StatisticsArgs))
-    @ns.response(200, "Averages over the stored trading days in the range", statistics_body)
+    @ns.response(200, "Averages over the stored trading days in the range",
+                 statistics_response_model)
     @ns.response(400, "A parameter is missing or invalid; info.error names it",
                  error_model)
     @ns.response(404, "No stored day for the symbol in the range", error_model)
@@ -58,4 +59,5 @@ class Statistics(Resource):
         half away from zero: prices to 2 decimals, volume to a whole number.
         """
         args = parser.parse(STATISTICS_ARGS, location="query")
-        return cacheable(cached_statistics(args["symbol"], args["start_date"], args["end_date"]))
+        params = (args["symbol"], args["start_date"], args["end_date"])
+        return cacheable(cached_value("statistics", params, lambda: statistics_body(*params)))
