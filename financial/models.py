@@ -1,8 +1,10 @@
-"""SQLAlchemy mappings of the financial data tables."""
+"""SQLAlchemy mappings of the financial data tables and the fetch job's run history."""
 import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Date, Index, MetaData, String
+from sqlalchemy import (
+    BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, MetaData, String,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -13,6 +15,8 @@ NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
 
 VOLUME_TYPE = BigInteger().with_variant(mysql.BIGINT(unsigned=True), "mysql", "mariadb")
@@ -40,3 +44,64 @@ class FinancialData(Base):
     open_price: Mapped[Decimal] = mapped_column(ScaledDecimal(18, 4), nullable=False)
     close_price: Mapped[Decimal] = mapped_column(ScaledDecimal(18, 4), nullable=False)
     volume: Mapped[int] = mapped_column(VOLUME_TYPE, nullable=False)
+
+
+# The run history's vocabularies (contract section 6).
+TRIGGERS = ("manual", "schedule")
+RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted")
+SYMBOL_STATUSES = ("ok", "failed", "not_fetched")
+MESSAGE_LENGTH = 500
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+class FetchRun(Base):
+    """One run of the fetch job: when, why, how it ended and what it stored.
+
+    Times are UTC, naive, in whole seconds (alike on SQLite and MySQL).
+    ``finished_at`` is null while the run is ``running``. The
+    (started_at, id) index serves the history newest first.
+    """
+
+    __tablename__ = "fetch_runs"
+    __table_args__ = (
+        CheckConstraint(_one_of("`trigger`", TRIGGERS), name="trigger"),
+        CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+        Index("ix_fetch_runs_started_at_id", "started_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime.datetime] = mapped_column(DateTime, nullable=False)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTime)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    rows_new: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rows_updated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    message: Mapped[str | None] = mapped_column(String(MESSAGE_LENGTH))
+
+
+class FetchRunSymbol(Base):
+    """What one run did with one symbol: stored it, failed, or never got to it.
+
+    The (symbol, run_id) index finds the newest run that tried a symbol.
+    ``newest_date`` is the newest day stored; ``error`` is the one-line
+    reason of a failure, never holding the API key.
+    """
+
+    __tablename__ = "fetch_run_symbols"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", SYMBOL_STATUSES), name="status"),
+        Index("ix_fetch_run_symbols_symbol_run_id", "symbol", "run_id"),
+    )
+
+    run_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("fetch_runs.id", ondelete="CASCADE"), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    rows_fetched: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rows_new: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rows_updated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    newest_date: Mapped[datetime.date | None] = mapped_column(Date)
+    error: Mapped[str | None] = mapped_column(String(MESSAGE_LENGTH))

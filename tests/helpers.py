@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import cache, db
-from financial.models import FinancialData
+from financial.models import FetchRun, FetchRunSymbol, FinancialData
 
 
 def build_app(database_url: str, log_dir, **overrides) -> Flask:
@@ -58,7 +58,8 @@ def drop_mysql_database(database_url: str) -> None:
 def emptied_app(application: Flask) -> Iterator[Flask]:
     """Yield ``application`` with empty tables and cache; clean up after the test."""
     with application.app_context():
-        db.session.execute(delete(FinancialData))
+        for model in (FetchRunSymbol, FetchRun, FinancialData):
+            db.session.execute(delete(model))
         db.session.commit()
         cache.clear()
     yield application

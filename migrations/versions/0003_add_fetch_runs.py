@@ -1,0 +1,62 @@
+"""Record every fetch run: fetch_runs and fetch_run_symbols.
+
+Revision ID: 0003
+Revises: 0001
+Create Date: 2026-11-29
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+# Written out rather than imported from the models, so this revision stays
+# what it was when the models change.
+TRIGGERS = "`trigger` IN ('manual', 'schedule')"
+RUN_STATUSES = "status IN ('running', 'ok', 'partial', 'failed', 'interrupted')"
+SYMBOL_STATUSES = "status IN ('ok', 'failed', 'not_fetched')"
+
+
+def upgrade():
+    op.create_table(
+        "fetch_runs",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("finished_at", sa.DateTime(), nullable=True),
+        sa.Column("trigger", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("rows_new", sa.Integer(), nullable=False),
+        sa.Column("rows_updated", sa.Integer(), nullable=False),
+        sa.Column("message", sa.String(length=500), nullable=True),
+        sa.CheckConstraint(TRIGGERS, name="ck_fetch_runs_trigger"),
+        sa.CheckConstraint(RUN_STATUSES, name="ck_fetch_runs_status"),
+        sa.PrimaryKeyConstraint("id", name="pk_fetch_runs"),
+    )
+    op.create_index("ix_fetch_runs_started_at_id", "fetch_runs", ["started_at", "id"])
+    op.create_table(
+        "fetch_run_symbols",
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("symbol", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("rows_fetched", sa.Integer(), nullable=False),
+        sa.Column("rows_new", sa.Integer(), nullable=False),
+        sa.Column("rows_updated", sa.Integer(), nullable=False),
+        sa.Column("newest_date", sa.Date(), nullable=True),
+        sa.Column("error", sa.String(length=500), nullable=True),
+        sa.CheckConstraint(SYMBOL_STATUSES, name="ck_fetch_run_symbols_status"),
+        sa.ForeignKeyConstraint(["run_id"], ["fetch_runs.id"],
+                                name="fk_fetch_run_symbols_run_id_fetch_runs",
+                                ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("run_id", "symbol", name="pk_fetch_run_symbols"),
+    )
+    op.create_index("ix_fetch_run_symbols_symbol_run_id", "fetch_run_symbols",
+                    ["symbol", "run_id"])
+
+
+def downgrade():
+    op.drop_index("ix_fetch_run_symbols_symbol_run_id", table_name="fetch_run_symbols")
+    op.drop_table("fetch_run_symbols")
+    op.drop_index("ix_fetch_runs_started_at_id", table_name="fetch_runs")
+    op.drop_table("fetch_runs")
