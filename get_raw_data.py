@@ -2,12 +2,18 @@
 
 Run ``python get_raw_data.py --help`` for the options. Exit status: 0 when
 every symbol was stored, 1 when at least one failed (the others are still
-stored), 2 on a usage or configuration error.
+stored), 2 on a usage or configuration error. Every run but ``--dry-run`` is
+recorded in fetch_runs / fetch_run_symbols. ``--schedule`` keeps running and
+fetches at the times of a cron expression until SIGTERM or SIGINT (exit 0).
 """
 import argparse
 import json
 import logging
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -20,10 +26,13 @@ from app import create_app
 from app.api.caching import clear_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
-from financial.fetch_run import FetchRun, Job, RunOutcome, RunSettings
+from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
 from financial.ingest import DEFAULT_WINDOW_DAYS
+from financial.runs import OK, latest_run_start
+from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, read_saved_response
 from lib.db import MigrationLockTimeout, migration_lock
+from lib.locks import LockWaitStopped
 from lib.log_setup import configure_logging
 from lib.tickers import SYMBOL_RULE, normalize_symbol
 
@@ -63,6 +72,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "responses in data/fixtures/ instead (and say so)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the records as one JSON array on stdout; write nothing")
+    parser.add_argument("--schedule", nargs="?", const="", metavar="CRON",
+                        help="keep running and fetch at each time of the 5-field cron "
+                             "expression CRON (default: FETCH_SCHEDULE, '30 18 * * 1-5') in "
+                             "FETCH_TIMEZONE (America/New_York); runs at once if the last "
+                             "scheduled run was missed; SIGTERM or SIGINT stops it (exit 0)")
     return parser.parse_args(argv)
 
 
@@ -76,41 +90,131 @@ def _positive_int(text: str) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What each run of this invocation does: its inputs, settings and schedule."""
+
+    config: BaseConfig
+    settings: RunSettings
+    files: list[Path]
+    symbols: list[str]
+    full: bool
+    schedule: Schedule | None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the fetch job; return the exit status."""
+    """Run the fetch job (once, or on a schedule); return the exit status."""
     args = parse_args(argv)
     load_dotenv(PROJECT_ROOT / ".env")
     try:
         config = get_config()
-        files = _input_files(args, config)
-        symbols = [] if files else _symbols(args.symbols, config.SYMBOLS)
-        client = None if files else _client(config)
+        plan = _plan(args, config)
         app = _app(config)
     except (ConfigError, UsageError) as exc:
         print(f"get_raw_data: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
+    # On a schedule the log is the output (docker logs): INFO goes to stderr too.
     configure_logging("get_raw_data", app.config["LOG_DIR"], app.config["LOG_LEVEL"],
-                      console_level="WARNING", console_tracebacks=False)
-    settings = RunSettings(
-        window_days=None if args.full else args.days, dry_run=args.dry_run,
-        request_interval=config.ALPHAVANTAGE_REQUEST_INTERVAL,
-        show_progress=sys.stderr.isatty(),
-    )
+                      console_level="INFO" if plan.schedule else "WARNING",
+                      console_tracebacks=False)
+    with stop_on_signals() as stop:
+        if plan.schedule is None:
+            return run_once(app, plan, "manual", stop, report=print, note=_to_stderr)
+        serve_schedule(app, plan, stop)
+        return EXIT_OK
+
+
+def run_once(app: Flask, plan: Plan, trigger: str, stop: "StopRequest", *,
+             report: Callable[[str], None], note: Callable[[str], None]) -> int:
+    """Run the job once, in an app context of its own; return the exit status."""
     with app.app_context():
-        if client is None:
-            return run(app, settings, _file_jobs(files))
-        with client:
-            return run(app, settings, _api_jobs(client, symbols, args.full))
+        if plan.files:
+            return run(app, plan.settings, _file_jobs(plan.files), trigger=trigger, stop=stop,
+                       report=report, note=note)
+        with _client(plan.config) as client:
+            return run(app, plan.settings, _api_jobs(client, plan.symbols, plan.full),
+                       trigger=trigger, stop=stop, report=report, note=note)
 
 
-def run(app: Flask, settings: RunSettings, jobs: list[Job]) -> int:
-    """Bring the schema up to date, run the jobs, then print or publish the outcome."""
-    if not settings.dry_run and not _schema_ready(app):
+def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
+        stop: "StopRequest", report: Callable[[str], None], note: Callable[[str], None]) -> int:
+    """Bring the schema up to date, run the jobs as a recorded run (or a dry run)."""
+    if settings.dry_run:
+        outcome = RunLoop(db.session(), settings, report=report, note=note).run(jobs)
+        json.dump(outcome.records, sys.stdout, indent=2)
+        print()
+        return EXIT_FAILED if outcome.failures else EXIT_OK
+    if not _schema_ready(app):
         return EXIT_FAILED
-    outcome = FetchRun(db.session(), settings, report=print, note=_to_stderr).run(jobs)
-    _publish(settings, outcome)
-    return EXIT_FAILED if outcome.failures else EXIT_OK
+    try:
+        outcome = recorded_run(db.session(), db.engine, jobs, settings, trigger=trigger,
+                               report=report, note=note, on_change=clear_cached_answers,
+                               should_stop=stop.is_set)
+    except LockWaitStopped:
+        logger.warning("stopped while waiting for the run in progress; nothing fetched")
+        return EXIT_FAILED
+    except SQLAlchemyError as exc:
+        logger.error("the run could not be recorded", exc_info=exc)
+        print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
+              "the run could not be recorded", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if outcome.status == OK else EXIT_FAILED
+
+
+def serve_schedule(app: Flask, plan: Plan, stop: "StopRequest") -> None:
+    """Run the job at each scheduled time until stopped; a failed run changes nothing."""
+    assert plan.schedule is not None
+    with app.app_context():
+        _schema_ready(app)
+
+    def last_start():
+        with app.app_context():
+            return latest_run_start(db.session())
+
+    Scheduler(
+        plan.schedule,
+        run_job=lambda: run_once(app, plan, "schedule", stop, report=_discard, note=_discard),
+        last_start=last_start,
+        should_stop=stop.is_set,
+    ).serve()
+
+
+class StopRequest:
+    """Set by the first SIGTERM or SIGINT: the job stops after the current symbol."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def is_set(self) -> bool:
+        return self.signal_name is not None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Turn SIGTERM and SIGINT into a stop request for the block; a second one acts as usual.
+
+    The handler only sets a flag: logging from a signal handler could
+    re-enter a handler's lock.
+    """
+    stop = StopRequest()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+
+    def request_stop(signum, _frame):
+        stop.signal_name = signal.Signals(signum).name
+        for restored, handler in previous.items():
+            signal.signal(restored, handler)
+
+    for signum in signals:
+        signal.signal(signum, request_stop)
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if stop.is_set():
+            logger.warning("%s received: stopped after the current symbol", stop.signal_name)
 
 
 def _schema_ready(app: Flask) -> bool:
@@ -126,17 +230,12 @@ def _schema_ready(app: Flask) -> bool:
     return True
 
 
-def _publish(settings: RunSettings, outcome: RunOutcome) -> None:
-    """Print the dry-run records, or clear the API's cache when rows changed."""
-    if settings.dry_run:
-        json.dump(outcome.records, sys.stdout, indent=2)
-        print()
-    elif outcome.changed:
-        clear_cached_answers()
-
-
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def _discard(_line: str) -> None:
+    """Drop a line the log already holds (on a schedule, the log is the output)."""
 
 
 def _app(config: BaseConfig) -> Flask:
@@ -147,6 +246,39 @@ def _app(config: BaseConfig) -> Flask:
         # The message could hold the URL and its password: name the problem only.
         raise UsageError(f"DATABASE_URL cannot be used ({exc.__class__.__name__}); "
                          "expected e.g. mysql+pymysql://user@host:3306/db") from None
+
+
+def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:
+    """Check the command line and settings once, before any run."""
+    files = _input_files(args, config)
+    symbols = [] if files else _symbols(args.symbols, config.SYMBOLS)
+    if not files:
+        _client(config).close()  # a bad key or function is a usage error now, not at 18:30
+    schedule = _schedule(args, config)
+    settings = RunSettings(
+        window_days=None if args.full else args.days, dry_run=args.dry_run,
+        request_interval=config.ALPHAVANTAGE_REQUEST_INTERVAL,
+        show_progress=schedule is None and sys.stderr.isatty(),
+        lock_timeout=config.FETCH_LOCK_TIMEOUT,
+    )
+    return Plan(config, settings, files, symbols, args.full, schedule)
+
+
+def _schedule(args: argparse.Namespace, config: BaseConfig) -> Schedule | None:
+    """Return the schedule of ``--schedule [CRON]``, or None to run once."""
+    if args.schedule is None:
+        return None
+    if args.dry_run:
+        raise UsageError("--schedule cannot be combined with --dry-run")
+    source = "--schedule" if args.schedule else "FETCH_SCHEDULE"
+    try:
+        zone = parse_zone(config.FETCH_TIMEZONE)
+    except ScheduleError as exc:
+        raise UsageError(f"FETCH_TIMEZONE: {exc}") from None
+    try:
+        return Schedule.parse(args.schedule or config.FETCH_SCHEDULE, zone)
+    except ScheduleError as exc:
+        raise UsageError(f"{source}: {exc}") from None
 
 
 def _input_files(args: argparse.Namespace, config: BaseConfig) -> list[Path]:

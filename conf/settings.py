@@ -129,6 +129,13 @@ class BaseConfig:
         self.CORS_ORIGINS = env_list("CORS_ORIGINS", self.default_cors_origins())
         self.LOG_DIR = env_str("LOG_DIR", str(PROJECT_ROOT / "data" / "log"))
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+        # When `get_raw_data.py --schedule` runs the job: 5-field cron in a time zone.
+        self.FETCH_SCHEDULE = env_str("FETCH_SCHEDULE", "30 18 * * 1-5")
+        self.FETCH_TIMEZONE = env_str("FETCH_TIMEZONE", "America/New_York")
+        # Seconds a fetch run waits for the one in progress before it fails.
+        self.FETCH_LOCK_TIMEOUT = env_float("FETCH_LOCK_TIMEOUT", 300.0)
+        # Closed NYSE sessions a symbol may lag before /api/symbols calls it stale.
+        self.STALE_AFTER_SESSIONS = env_int("STALE_AFTER_SESSIONS", 1)
 
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     RESTX_ERROR_404_HELP = False
@@ -145,6 +152,9 @@ class BaseConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for settings this environment cannot run without."""
+        for name in ("FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
 
 
 class DevelopmentConfig(BaseConfig):
@@ -169,6 +179,7 @@ class ProductionConfig(BaseConfig):
         return ""
 
     def validate(self) -> None:
+        super().validate()
         if env_str("DATABASE_URL") is None:
             raise ConfigError("DATABASE_URL must be set in production")
         if self.CACHE_TYPE == "RedisCache" and not self.CACHE_REDIS_URL:

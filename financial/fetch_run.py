@@ -1,28 +1,46 @@
 """One run of the fetch job: fetch each job's series, keep the window, store or collect it.
 
+A stored run (``recorded_run``) holds the database's run lock, so runs on one
+database never overlap, and writes its history as it goes (``financial.runs``).
+
 Framework-free: the entry point (``get_raw_data.py``) builds the jobs, passes
 the session and plain settings in, and decides what the outcome means for
 the exit status and the API's cache.
 """
+import datetime
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pandas as pd
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from financial.ingest import StoreResult, recent_days, store_symbol, to_records
+from financial.runs import (
+    FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, Clock, RunRecorder, SymbolOutcome, iso_utc,
+    record_refused_run, running_run, utc_now,
+)
 from lib.avantage_api import (
     AlphaVantageError, DailySeries, InvalidApiKeyError, PremiumOnlyError, RateLimitError,
 )
+from lib.locks import LockTimeout, database_lock
 
 logger = logging.getLogger(__name__)
+
+RUN_LOCK = "fetch"
+STOPPED_REASON = "the job was stopped"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work: a label for messages and how to get its series."""
+    """One unit of work: a label for messages and how to get its series.
+
+    An API job's label is its symbol; a saved file's symbol is known only
+    once the file is read.
+    """
 
     label: str
     fetch: Callable[[], DailySeries]
@@ -35,50 +53,104 @@ class RunSettings:
 
     ``window_days`` None keeps every day (``--full``); ``dry_run`` collects
     records instead of storing; ``request_interval`` spaces API requests
-    (seconds); ``show_progress`` reports "[n/N] label ..." before each job.
+    (seconds); ``show_progress`` reports "[n/N] label ..." before each job;
+    ``lock_timeout`` is how long (seconds) a run waits for the one in progress.
     """
 
     window_days: int | None
     dry_run: bool = False
     request_interval: float = 0.0
     show_progress: bool = False
+    lock_timeout: float = 300.0
 
 
 @dataclass
 class RunOutcome:
-    """What a run did: failures counted, whether rows changed, dry-run records."""
+    """What a run did: jobs stored and failed, rows written, dry-run records.
 
+    ``unnamed_failures`` holds "label: reason" of saved files that failed
+    before naming their symbol (the history has no symbol row for them).
+    ``run_id``, ``status`` and ``message`` are set once the run is recorded.
+    """
+
+    total: int = 0
+    stored: int = 0
     failures: int = 0
-    changed: bool = False
+    rows_new: int = 0
+    rows_updated: int = 0
+    stopped: bool = False
+    files: bool = False
     records: list[dict] = field(default_factory=list)
+    unnamed_failures: list[str] = field(default_factory=list)
+    run_id: int | None = None
+    status: str | None = None
+    message: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Tell whether any row was written."""
+        return bool(self.rows_new or self.rows_updated)
+
+    def run_status(self) -> str:
+        """Return the history's status: interrupted, ok, failed (none stored) or partial."""
+        if self.stopped:
+            return INTERRUPTED
+        if self.stored == self.total:
+            return OK
+        return FAILED if self.stored == 0 else PARTIAL
+
+    def summary(self) -> str:
+        """Return the run's one-line message for the history."""
+        what = "files" if self.files else "symbols"
+        text = (f"{self.stored} of {self.total} {what} stored, {self.rows_new} new rows, "
+                f"{self.rows_updated} updated")
+        if self.stopped:
+            text = f"stopped before the end: {text}"
+        return "; ".join([text, *self.unnamed_failures])
+
+    def line(self) -> str:
+        """Return the line the job prints about the recorded run."""
+        return f"run {self.run_id} {self.status}: {self.message}"
 
 
-class FetchRun:
+class RunLoop:
     """Runs jobs one by one; a failing job is logged and the others go on.
 
     ``report`` receives the one-line summary of each stored symbol (the
     job's output); ``note`` receives lines for the operator: progress and
     dry-run summaries. A spent quota or a rejected key stops the run: every
-    later job is reported as not fetched, without a request.
+    later job is reported as not fetched, without a request; so does
+    ``should_stop()`` turning true (checked between jobs, so the current
+    symbol's transaction always completes). With a ``history``, every
+    outcome is recorded as it happens.
     """
 
     def __init__(self, session: Session, settings: RunSettings, *,
                  report: Callable[[str], None], note: Callable[[str], None],
+                 history: RunRecorder | None = None,
+                 should_stop: Callable[[], bool] = lambda: False,
                  sleep: Callable[[float], object] = time.sleep) -> None:
         self.session = session
         self.settings = settings
         self.report = report
         self.note = note
+        self.history = history
+        self.should_stop = should_stop
         self.sleep = sleep
         self.outcome = RunOutcome()
         self._last_request: float | None = None
 
     def run(self, jobs: list[Job]) -> RunOutcome:
         """Process every job in order; return the outcome."""
+        self.outcome.total = len(jobs)
+        self.outcome.files = not any(job.calls_api for job in jobs)
         stop_reason = None
         for number, job in enumerate(jobs, start=1):
+            if stop_reason is None and self.should_stop():
+                stop_reason, self.outcome.stopped = STOPPED_REASON, True
             if stop_reason:
-                self._fail(job.label, f"not fetched: {stop_reason}")
+                self._fail(job.label, self._known_symbol(job), f"not fetched: {stop_reason}",
+                           status=NOT_FETCHED)
                 continue
             if self.settings.show_progress and (len(jobs) > 1 or self.settings.window_days is None):
                 self.note(f"[{number}/{len(jobs)}] {job.label} ...")
@@ -96,40 +168,149 @@ class FetchRun:
 
     def _process(self, job: Job) -> str | None:
         """Handle one job; return a reason to stop the run (spent quota, bad key) or None."""
+        symbol = self._known_symbol(job)
         try:
             series = job.fetch()
+            symbol = series.symbol
             frame = recent_days(series, self.settings.window_days)
             if self.settings.dry_run:
                 self.outcome.records += to_records(frame)
                 self.note(f"{series.symbol}: {len(frame)} rows fetched (dry run, nothing stored)")
             else:
-                self._stored(store_symbol(self.session, series.symbol, frame))
+                self._store(series.symbol, frame)
         except AlphaVantageError as exc:
-            self._fail(exc.symbol or job.label, exc.message)
+            self._fail(exc.symbol or job.label, symbol, exc.message)
             if job.calls_api and spoils_the_run(exc):
                 return exc.message
         except SQLAlchemyError as exc:
-            self._fail(job.label, f"database error ({exc.__class__.__name__}); "
-                                  "its rows are unchanged", exc)
+            self._fail(job.label, symbol, f"database error ({exc.__class__.__name__}); "
+                                          "its rows are unchanged", exc=exc)
         except Exception as exc:  # one symbol's surprise must not sink the others
-            self._fail(job.label, f"unexpected error ({exc.__class__.__name__}); "
-                                  "see the log file", exc)
+            self._fail(job.label, symbol, f"unexpected error ({exc.__class__.__name__}); "
+                                          "see the log file", exc=exc)
         return None
 
-    def _stored(self, result: StoreResult) -> None:
-        self.outcome.changed = self.outcome.changed or result.changed
+    def _store(self, symbol: str, frame: pd.DataFrame) -> None:
+        """Store one symbol; its history row commits in the same transaction."""
+        newest = frame["date"].max() if len(frame) else None
+
+        def record(result: StoreResult) -> None:
+            if self.history is not None:
+                self.history.add(SymbolOutcome(symbol, OK, result.fetched, result.new,
+                                               result.updated, newest))
+
+        result = store_symbol(self.session, symbol, frame, before_commit=record)
+        self.outcome.stored += 1
+        self.outcome.rows_new += result.new
+        self.outcome.rows_updated += result.updated
         line = (f"{result.symbol}: {result.fetched} rows fetched, {result.new} new, "
                 f"{result.updated} updated")
         logger.info("%s", line)
         self.report(line)
 
-    def _fail(self, label: str, reason: str, exc: Exception | None = None) -> None:
-        """Count a failure: one log line (stderr shows it); the file also gets the traceback."""
+    def _fail(self, label: str, symbol: str | None, reason: str, *, status: str = FAILED,
+              exc: Exception | None = None) -> None:
+        """Count a failure and record it: one log line (stderr shows it), traceback in the file."""
         self.outcome.failures += 1
         logger.error("%s: failed: %s", label, reason, exc_info=exc)
+        if self.history is None:
+            return
+        if symbol is None:
+            self.outcome.unnamed_failures.append(f"{label}: {reason}")
+            return
+        try:
+            self.history.add(SymbolOutcome(symbol, status, error=reason))
+            self.session.commit()
+        except SQLAlchemyError as error:
+            self.session.rollback()
+            logger.error("could not record %s in run %d (%s)", symbol, self.history.run_id,
+                         error.__class__.__name__)
+
+    @staticmethod
+    def _known_symbol(job: Job) -> str | None:
+        return job.label if job.calls_api else None
 
 
 def spoils_the_run(error: AlphaVantageError) -> bool:
     """Tell whether every later request would get the same refusal (and waste quota)."""
     return (isinstance(error, (InvalidApiKeyError, PremiumOnlyError))
             or (isinstance(error, RateLimitError) and error.is_daily_quota))
+
+
+def recorded_run(
+    session: Session,
+    engine: Engine,
+    jobs: list[Job],
+    settings: RunSettings,
+    *,
+    trigger: str,
+    report: Callable[[str], None],
+    note: Callable[[str], None],
+    on_change: Callable[[], object],
+    should_stop: Callable[[], bool] = lambda: False,
+    clock: Clock = utc_now,
+) -> RunOutcome:
+    """Run the jobs as one recorded run, once the run in progress (if any) has finished.
+
+    The run waits up to ``settings.lock_timeout`` seconds for the database's
+    run lock; then it is recorded as failed, naming the run it waited for.
+    ``on_change`` is called whenever the history or the data changed (the
+    API's cached answers are then stale). ``note`` gets the run's line.
+
+    Raises LockWaitStopped when ``should_stop()`` turns true while waiting
+    (nothing is recorded), SQLAlchemyError when the history cannot be written.
+    """
+    waiting_since = clock()
+    try:
+        with database_lock(engine, RUN_LOCK, settings.lock_timeout,
+                           on_wait=lambda: _announce_wait(session, settings.lock_timeout),
+                           should_stop=should_stop):
+            outcome = _run_with_history(session, jobs, settings, trigger=trigger, report=report,
+                                        note=note, on_change=on_change, should_stop=should_stop,
+                                        clock=clock)
+    except LockTimeout:
+        outcome = _refused(session, settings, trigger, waiting_since, clock)
+        on_change()
+    logger.info("%s", outcome.line())
+    note(outcome.line())
+    return outcome
+
+
+def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, *, trigger: str,
+                      report: Callable[[str], None], note: Callable[[str], None],
+                      on_change: Callable[[], object], should_stop: Callable[[], bool],
+                      clock: Clock) -> RunOutcome:
+    recorder = RunRecorder.open(session, trigger, clock)
+    on_change()
+    try:
+        outcome = RunLoop(session, settings, report=report, note=note, history=recorder,
+                          should_stop=should_stop).run(jobs)
+        run = recorder.finish(outcome.run_status(), outcome.summary())
+    finally:
+        on_change()
+    outcome.run_id, outcome.status, outcome.message = run.id, run.status, run.message
+    return outcome
+
+
+def _refused(session: Session, settings: RunSettings, trigger: str,
+             waiting_since: datetime.datetime, clock: Clock) -> RunOutcome:
+    """Record a run that gave up waiting for the lock, naming the run it waited for."""
+    message = (f"gave up after waiting {settings.lock_timeout:g}s (FETCH_LOCK_TIMEOUT) for "
+               f"{_holder(session)} to finish; nothing fetched")
+    run = record_refused_run(session, trigger, waiting_since, message, clock)
+    return RunOutcome(run_id=run.id, status=run.status, message=run.message)
+
+
+def _announce_wait(session: Session, timeout: float) -> None:
+    logger.warning("waiting up to %gs for %s to finish", timeout, _holder(session))
+
+
+def _holder(session: Session) -> str:
+    """Name the run in progress, from a short read transaction of its own."""
+    try:
+        run = running_run(session)
+        return "another run" if run is None else f"run {run.id} (started {iso_utc(run.started_at)})"
+    finally:
+        # Ends the read: a snapshot kept open while waiting would hide what
+        # the other run commits (MySQL's REPEATABLE READ).
+        session.rollback()

@@ -105,6 +105,7 @@ def store_symbol(
     attempts: int = STORE_ATTEMPTS,
     pause: float = STORE_RETRY_PAUSE_SECONDS,
     sleep: Callable[[float], object] = time.sleep,
+    before_commit: Callable[[StoreResult], object] = lambda _result: None,
 ) -> StoreResult:
     """Store one symbol as one transaction: commit it, or roll it back and raise.
 
@@ -112,11 +113,14 @@ def store_symbol(
     whole transaction: a deadlock (MySQL) or a locked database (SQLite)
     between two runs at once aborts it, so it is rolled back and tried again,
     up to ``attempts`` times with a growing pause. Other errors are not retried.
+    ``before_commit`` adds to the transaction (the run history's row), so it
+    commits or rolls back with the prices.
     """
     attempt = 1
     while True:
         try:
             result = store_prices(session, symbol, frame)
+            before_commit(result)
             session.commit()
             return result
         except OperationalError as exc:

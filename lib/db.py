@@ -146,9 +146,9 @@ class MigrationLockTimeout(Exception):
     """Another process held the migration lock for too long."""
 
 
-def lock_name(database: str) -> str:
-    """Return the migration lock's name: one per database, as locks are server-wide."""
-    return f"financial-migrate:{database}"[:64]
+def lock_name(database: str, purpose: str = "migrate") -> str:
+    """Return the name of a MySQL named lock: one per database, as locks are server-wide."""
+    return f"financial-{purpose}:{database}"[:64]
 
 
 @contextmanager

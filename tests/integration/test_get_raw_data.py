@@ -118,7 +118,7 @@ def test_one_bad_symbol_fails_alone(app, capsys, job_env, fake_alphavantage):
     fake_alphavantage.queue_fixture(AAPL)
     status, out, err = run_job(capsys, job_env, "--symbols", "IBM,NOPE,AAPL")
     assert status == 1
-    failures = [line for line in err.splitlines() if "failed" in line]
+    failures = [line for line in err.splitlines() if ": failed: " in line]
     assert len(failures) == 1 and "NOPE: failed: invalid symbol NOPE" in failures[0]
     assert len(out.splitlines()) == 2
     assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL"}
@@ -151,7 +151,7 @@ def test_spent_daily_quota_stops_the_run_without_more_requests(
     status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL,MSFT")
     assert status == 1
     assert len(fake_alphavantage.requests) == 1
-    failures = [line for line in err.splitlines() if "failed" in line]
+    failures = [line for line in err.splitlines() if ": failed: " in line]
     assert len(failures) == 3 and all("daily quota is spent" in line for line in failures)
     assert out == "" and stored(app) == {}
 

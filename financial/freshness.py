@@ -1,0 +1,111 @@
+"""How fresh each stored symbol is: NYSE sessions closed since its last stored day.
+
+The sessions come from exchange_calendars' XNYS calendar (weekends and NYSE
+holidays, Good Friday included, are no sessions; half days close at 13:00).
+A session counts once it has closed: 16:00 New York time on a full day.
+"""
+import datetime
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from financial.models import FinancialData
+from financial.runs import latest_symbol_outcomes
+
+CALENDAR_START = "1990-01-01"
+
+
+class NyseSessions:
+    """The NYSE sessions and their closing times, as sorted arrays for fast counting."""
+
+    def __init__(self, sessions: np.ndarray, closes: np.ndarray) -> None:
+        self.sessions = sessions  # datetime64, the session's date at midnight
+        self.closes = closes  # datetime64, its close in UTC, same order
+
+    def closed_count(self, now: datetime.datetime) -> int:
+        """Return how many sessions have closed at ``now`` (aware)."""
+        return int(np.searchsorted(self.closes, _utc64(now), side="right"))
+
+    def last_closed(self, now: datetime.datetime) -> datetime.date | None:
+        """Return the newest session that has closed at ``now``, or None."""
+        closed = self.closed_count(now)
+        return None if closed == 0 else _date(self.sessions[closed - 1])
+
+    def sessions_behind(self, last_date: datetime.date, now: datetime.datetime) -> int:
+        """Return how many sessions after ``last_date`` have closed at ``now``."""
+        through_last = int(np.searchsorted(self.sessions, np.datetime64(last_date, "ns"),
+                                           side="right"))
+        return max(0, self.closed_count(now) - through_last)
+
+
+def nyse_sessions(now: datetime.datetime) -> NyseSessions:
+    """Return the calendar for ``now``'s year; built once per process and year (~0.1-0.5 s)."""
+    return _build(now.year)
+
+
+@lru_cache(maxsize=1)
+def _build(year: int) -> NyseSessions:
+    # Imported here: the import and the build cost a few tenths of a second,
+    # paid only by a process that serves freshness. The default end, a year
+    # ahead of today, covers the rest of ``year``.
+    import exchange_calendars
+
+    calendar = exchange_calendars.get_calendar("XNYS", start=CALENDAR_START)
+    return NyseSessions(calendar.sessions.to_numpy(),
+                        calendar.closes.dt.tz_convert(None).to_numpy())
+
+
+def _utc64(moment: datetime.datetime) -> np.datetime64:
+    return np.datetime64(moment.astimezone(datetime.UTC).replace(tzinfo=None), "ns")
+
+
+def _date(value: np.datetime64) -> datetime.date:
+    return datetime.date.fromisoformat(str(value)[:10])
+
+
+@dataclass(frozen=True)
+class SymbolFreshness:
+    """One stored symbol: its stored span, how far behind it is, and its newest fetch."""
+
+    symbol: str
+    first_date: datetime.date
+    last_date: datetime.date
+    trading_days: int
+    sessions_behind: int
+    stale: bool
+    last_fetched_at: datetime.datetime | None
+    last_fetch_status: str | None
+
+
+def count_symbols(session: Session) -> int:
+    """Return how many distinct symbols are stored."""
+    return session.scalar(select(func.count(func.distinct(FinancialData.symbol)))) or 0
+
+
+def list_symbols(session: Session, *, limit: int, offset: int, now: datetime.datetime,
+                 stale_after: int) -> list[SymbolFreshness]:
+    """Return ``limit`` stored symbols after ``offset``, ordered by symbol, with freshness.
+
+    ``stale`` is ``sessions_behind > stale_after``; the last fetch is the
+    newest run that tried the symbol (its start, naive UTC, and the symbol's outcome).
+    """
+    spans = session.execute(
+        select(FinancialData.symbol, func.min(FinancialData.date), func.max(FinancialData.date),
+               func.count())
+        .group_by(FinancialData.symbol).order_by(FinancialData.symbol)
+        .limit(limit).offset(offset)).all()
+    fetches = latest_symbol_outcomes(session, [symbol for symbol, *_ in spans])
+    calendar = nyse_sessions(now)
+    entries = []
+    for symbol, first_date, last_date, trading_days in spans:
+        behind = calendar.sessions_behind(last_date, now)
+        fetch = fetches.get(symbol)
+        entries.append(SymbolFreshness(
+            symbol=symbol, first_date=first_date, last_date=last_date,
+            trading_days=trading_days, sessions_behind=behind, stale=behind > stale_after,
+            last_fetched_at=fetch.started_at if fetch else None,
+            last_fetch_status=fetch.status if fetch else None))
+    return entries

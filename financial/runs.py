@@ -1,0 +1,202 @@
+"""The fetch job's run history: written as a run goes, read by the API and operators.
+
+Tables ``fetch_runs`` and ``fetch_run_symbols`` (contract section 6). Times
+are naive UTC in whole seconds, so SQLite and MySQL store them alike.
+Readers (``latest_run``, ``list_runs``, ``latest_symbol_outcomes``) are
+plain functions over a session, usable by the API, metrics and scripts.
+"""
+import datetime
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
+
+logger = logging.getLogger(__name__)
+
+RUNNING, OK, PARTIAL, FAILED, INTERRUPTED = "running", "ok", "partial", "failed", "interrupted"
+NOT_FETCHED = "not_fetched"
+INTERRUPTED_MESSAGE = ("the run stopped before it finished (its process died or lost the "
+                       "database); found by the next run")
+# How bad a symbol's outcome is, when one run meets a symbol twice (two saved files).
+_SEVERITY = {OK: 0, NOT_FETCHED: 1, FAILED: 2}
+
+Clock = Callable[[], datetime.datetime]
+
+
+def utc_now() -> datetime.datetime:
+    """Return the current UTC time, naive and in whole seconds, as the history stores it."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` on one line, cut to fit the history's message columns."""
+    line = " ".join(text.split())
+    return line if len(line) <= MESSAGE_LENGTH else line[:MESSAGE_LENGTH - 1] + "…"
+
+
+def iso_utc(moment: datetime.datetime | None) -> str | None:
+    """Write a stored UTC time as ``2023-03-24T22:31:02Z``."""
+    return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
+
+
+@dataclass(frozen=True)
+class SymbolOutcome:
+    """What a run did with one symbol; counts are zero and the date None unless stored."""
+
+    symbol: str
+    status: str
+    rows_fetched: int = 0
+    rows_new: int = 0
+    rows_updated: int = 0
+    newest_date: datetime.date | None = None
+    error: str | None = None
+
+
+def mark_interrupted(session: Session, now: datetime.datetime) -> list[int]:
+    """Close every run still ``running`` as ``interrupted``; return their ids.
+
+    Call it only while holding the run lock: then no live run is running.
+    Flushes, does not commit.
+    """
+    ids = list(session.scalars(select(FetchRun.id).where(FetchRun.status == RUNNING)))
+    if ids:
+        session.execute(update(FetchRun).where(FetchRun.id.in_(ids)).values(
+            status=INTERRUPTED, finished_at=now, message=INTERRUPTED_MESSAGE))
+        logger.warning("marked run(s) %s interrupted: left running by a process that died",
+                       ", ".join(map(str, ids)))
+    return ids
+
+
+class RunRecorder:
+    """Writes one run's rows: opened ``running``, one row per symbol, then closed.
+
+    ``add`` only flushes, so a symbol's outcome commits in the same
+    transaction as its prices; a killed run thus leaves exactly what it did.
+    """
+
+    def __init__(self, session: Session, run: FetchRun, clock: Clock = utc_now) -> None:
+        self.session = session
+        self.run = run
+        self.run_id = run.id
+        self.clock = clock
+
+    @classmethod
+    def open(cls, session: Session, trigger: str, clock: Clock = utc_now) -> "RunRecorder":
+        """Mark runs left running by dead processes, then insert this run; commit."""
+        now = clock()
+        mark_interrupted(session, now)
+        run = FetchRun(started_at=now, trigger=trigger, status=RUNNING, rows_new=0,
+                       rows_updated=0)
+        session.add(run)
+        session.commit()
+        logger.info("run %d (%s) started", run.id, trigger)
+        return cls(session, run, clock)
+
+    def add(self, outcome: SymbolOutcome) -> None:
+        """Add a symbol's outcome to the run and its totals; flushes, does not commit."""
+        row = self.session.get(FetchRunSymbol, (self.run_id, outcome.symbol))
+        if row is None:
+            row = FetchRunSymbol(run_id=self.run_id, symbol=outcome.symbol, status=outcome.status,
+                                 rows_fetched=0, rows_new=0, rows_updated=0)
+            self.session.add(row)
+        elif _SEVERITY[outcome.status] > _SEVERITY[row.status]:
+            row.status = outcome.status
+        row.rows_fetched += outcome.rows_fetched
+        row.rows_new += outcome.rows_new
+        row.rows_updated += outcome.rows_updated
+        newest = outcome.newest_date
+        if newest is not None and (row.newest_date is None or newest > row.newest_date):
+            row.newest_date = newest
+        if outcome.error:
+            row.error = one_line(outcome.error)
+        self.run.rows_new += outcome.rows_new
+        self.run.rows_updated += outcome.rows_updated
+        self.session.flush()
+
+    def finish(self, status: str, message: str) -> FetchRun:
+        """Close the run with its final status and one-line message; commit."""
+        self.run.status = status
+        self.run.finished_at = self.clock()
+        self.run.message = one_line(message)
+        self.session.commit()
+        return self.run
+
+
+def record_refused_run(session: Session, trigger: str, started_at: datetime.datetime,
+                       message: str, clock: Clock = utc_now) -> FetchRun:
+    """Record a run that never got to work (e.g. it waited too long for another); commit."""
+    run = FetchRun(started_at=started_at, finished_at=clock(), trigger=trigger, status=FAILED,
+                   rows_new=0, rows_updated=0, message=one_line(message))
+    session.add(run)
+    session.commit()
+    return run
+
+
+def running_run(session: Session) -> FetchRun | None:
+    """Return the newest run still marked ``running`` (the lock holder's), if any."""
+    return session.scalars(select(FetchRun).where(FetchRun.status == RUNNING)
+                           .order_by(FetchRun.started_at.desc(), FetchRun.id.desc())
+                           .limit(1)).first()
+
+
+def latest_run(session: Session) -> FetchRun | None:
+    """Return the newest run of any status, or None when nothing ran yet."""
+    return session.scalars(_newest_first(select(FetchRun)).limit(1)).first()
+
+
+def latest_run_start(session: Session) -> datetime.datetime | None:
+    """Return when the newest run started (naive UTC), or None."""
+    return session.scalar(select(func.max(FetchRun.started_at)))
+
+
+def count_runs(session: Session) -> int:
+    """Return how many runs are recorded."""
+    return session.scalar(select(func.count()).select_from(FetchRun)) or 0
+
+
+def list_runs(session: Session, *, limit: int, offset: int) -> list[FetchRun]:
+    """Return ``limit`` runs after ``offset``, newest first."""
+    return list(session.scalars(_newest_first(select(FetchRun)).limit(limit).offset(offset)))
+
+
+def symbols_of_runs(session: Session, run_ids: Iterable[int]) -> dict[int, list[FetchRunSymbol]]:
+    """Return each run's symbol outcomes, ordered by symbol."""
+    outcomes: dict[int, list[FetchRunSymbol]] = {run_id: [] for run_id in run_ids}
+    if outcomes:
+        rows = session.scalars(select(FetchRunSymbol)
+                               .where(FetchRunSymbol.run_id.in_(list(outcomes)))
+                               .order_by(FetchRunSymbol.run_id, FetchRunSymbol.symbol))
+        for row in rows:
+            outcomes[row.run_id].append(row)
+    return outcomes
+
+
+@dataclass(frozen=True)
+class LastFetch:
+    """The newest run that tried a symbol: when it started and how the symbol fared."""
+
+    started_at: datetime.datetime
+    status: str
+
+
+def latest_symbol_outcomes(session: Session, symbols: list[str]) -> dict[str, LastFetch]:
+    """Return, per symbol that any run tried, the newest such run's start and the outcome."""
+    if not symbols:
+        return {}
+    newest = (select(FetchRunSymbol.symbol, func.max(FetchRunSymbol.run_id).label("run_id"))
+              .where(FetchRunSymbol.symbol.in_(symbols))
+              .group_by(FetchRunSymbol.symbol).subquery())
+    rows = session.execute(
+        select(FetchRunSymbol.symbol, FetchRun.started_at, FetchRunSymbol.status)
+        .join(newest, (FetchRunSymbol.symbol == newest.c.symbol)
+              & (FetchRunSymbol.run_id == newest.c.run_id))
+        .join(FetchRun, FetchRun.id == FetchRunSymbol.run_id))
+    return {symbol: LastFetch(started_at, status) for symbol, started_at, status in rows}
+
+
+def _newest_first(query):
+    return query.order_by(FetchRun.started_at.desc(), FetchRun.id.desc())

@@ -1,0 +1,147 @@
+"""When the fetch job runs by itself: a 5-field cron expression in a time zone, and its loop.
+
+croniter reads the expression; this module only decides when to wake up,
+catches up a missed run on start, and keeps going when one run fails.
+The clock and the sleep are injected, so tests drive time themselves.
+"""
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from croniter.croniter import CroniterError
+
+logger = logging.getLogger(__name__)
+
+# The longest single sleep: a stop request or a clock change is noticed within it.
+NAP_SECONDS = 1.0
+
+
+class ScheduleError(ValueError):
+    """The cron expression or the time zone cannot be used; the message says which."""
+
+
+def utc_clock() -> datetime.datetime:
+    """Return the current time, aware, in UTC."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def parse_zone(name: str) -> ZoneInfo:
+    """Return the IANA time zone ``name``; raise ScheduleError if there is none such."""
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(f"unknown time zone {name!r}; use an IANA name such as "
+                            "America/New_York") from None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A 5-field cron expression read in a time zone (daylight saving included)."""
+
+    expression: str
+    zone: ZoneInfo
+
+    @classmethod
+    def parse(cls, expression: str, zone: ZoneInfo) -> "Schedule":
+        """Check the expression and build the schedule.
+
+        Raises ScheduleError when it has not 5 fields, a field is out of
+        range, or it never matches (``0 0 30 2 *``).
+        """
+        expression = " ".join(expression.split())
+        if len(expression.split()) != 5:
+            raise ScheduleError(f"the cron expression {expression!r} must have 5 fields: "
+                                "minute hour day-of-month month day-of-week")
+        schedule = cls(expression, zone)
+        try:
+            schedule.next_after(utc_clock())
+        except (CroniterError, ValueError) as exc:
+            raise ScheduleError(f"the cron expression {expression!r} cannot be used: "
+                                f"{exc}") from None
+        return schedule
+
+    def next_after(self, moment: datetime.datetime) -> datetime.datetime:
+        """Return the first scheduled time strictly after ``moment`` (aware, in the zone)."""
+        return croniter(self.expression, moment.astimezone(self.zone)).get_next(datetime.datetime)
+
+    def last_before(self, moment: datetime.datetime) -> datetime.datetime:
+        """Return the last scheduled time strictly before ``moment`` (aware, in the zone)."""
+        return croniter(self.expression, moment.astimezone(self.zone)).get_prev(datetime.datetime)
+
+    def describe(self) -> str:
+        return f"{self.expression!r} in {self.zone.key}"
+
+
+def missed_run(schedule: Schedule, now: datetime.datetime,
+               last_start: datetime.datetime | None) -> datetime.datetime | None:
+    """Return the last scheduled time if no run started at or after it, else None.
+
+    ``last_start`` is the newest run's start in naive UTC, as the history stores it.
+    """
+    due = schedule.last_before(now)
+    if last_start is not None and last_start.replace(tzinfo=datetime.UTC) >= due:
+        return None
+    return due
+
+
+class Scheduler:
+    """Runs the job at each scheduled time until asked to stop.
+
+    ``run_job`` runs and records one job; its failure (an exception or a
+    failed run) is logged and the schedule goes on. ``last_start`` reads
+    the newest run's start, for the catch-up on start.
+    """
+
+    def __init__(self, schedule: Schedule, run_job: Callable[[], object],
+                 last_start: Callable[[], datetime.datetime | None], *,
+                 should_stop: Callable[[], bool],
+                 clock: Callable[[], datetime.datetime] = utc_clock,
+                 sleep: Callable[[float], object] = time.sleep) -> None:
+        self.schedule = schedule
+        self.run_job = run_job
+        self.last_start = last_start
+        self.should_stop = should_stop
+        self.clock = clock
+        self.sleep = sleep
+
+    def serve(self) -> None:
+        """Catch up a missed run, then run at each scheduled time; return once stopped."""
+        logger.info("scheduler started: %s", self.schedule.describe())
+        self._catch_up()
+        while not self.should_stop():
+            due = self.schedule.next_after(self.clock())
+            logger.info("next run at %s", due.isoformat())
+            if not self._sleep_until(due):
+                break
+            self._run("scheduled run of %s", due)
+        logger.info("scheduler stopped")
+
+    def _catch_up(self) -> None:
+        try:
+            missed = missed_run(self.schedule, self.clock(), self.last_start())
+        except Exception as exc:  # the history is unreadable: running is the safer guess
+            logger.warning("could not read the run history (%s); catching up anyway",
+                           exc.__class__.__name__)
+            missed = self.schedule.last_before(self.clock())
+        if missed is not None and not self.should_stop():
+            self._run("catch-up run: no run since %s", missed)
+
+    def _run(self, what: str, due: datetime.datetime) -> None:
+        logger.info(what, due.isoformat())
+        try:
+            self.run_job()
+        except Exception:  # one failed run must not end the schedule
+            logger.exception("the run failed; the schedule goes on")
+
+    def _sleep_until(self, due: datetime.datetime) -> bool:
+        """Sleep in short naps until ``due``; return False if asked to stop first."""
+        while not self.should_stop():
+            remaining = (due - self.clock()).total_seconds()
+            if remaining <= 0:
+                return True
+            self.sleep(min(remaining, NAP_SECONDS))
+        return False

@@ -1,0 +1,133 @@
+"""A lock per database that serializes work across processes: one holder at a time.
+
+MySQL/MariaDB use a named lock (GET_LOCK), held by a connection of its own:
+the server frees it when that connection closes, so a killed holder never
+leaves it taken. A SQLite file is locked through a lock file beside it
+(flock, freed by the kernel when the holder dies). An in-memory SQLite
+database belongs to one process and needs no lock.
+
+Framework-free: callers pass the engine and the waiting policy in.
+"""
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import portalocker
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from lib.db import lock_name
+
+POLL_SECONDS = 0.5
+
+
+class LockTimeout(Exception):
+    """The lock was not granted within the timeout."""
+
+
+class LockWaitStopped(Exception):
+    """The caller asked to stop while waiting for the lock."""
+
+
+@contextmanager
+def database_lock(
+    engine: Engine,
+    purpose: str,
+    timeout: float,
+    *,
+    on_wait: Callable[[], object] = lambda: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Iterator[None]:
+    """Hold the ``purpose`` lock of ``engine``'s database for the block.
+
+    Tries at once, then every POLL_SECONDS until ``timeout`` seconds have
+    passed; ``on_wait`` is called once, when the first try finds the lock
+    taken. Polling (rather than one blocking call) lets a stop request end
+    the wait.
+
+    Raises LockTimeout when the lock stays taken, LockWaitStopped when
+    ``should_stop()`` turns true while waiting.
+    """
+    lock = _lock_for(engine, purpose)
+    try:
+        deadline = clock() + timeout
+        if not lock.try_acquire():
+            on_wait()
+            while not lock.try_acquire():
+                if should_stop():
+                    raise LockWaitStopped(purpose)
+                if clock() >= deadline:
+                    raise LockTimeout(f"{purpose} lock not granted within {timeout:g}s")
+                sleep(POLL_SECONDS)
+        yield
+    finally:
+        lock.close()
+
+
+class _NoLock:
+    """An in-memory database: nothing to share, nothing to lock."""
+
+    def try_acquire(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+class _NamedLock:
+    """A MySQL/MariaDB named lock on a connection of its own."""
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        # Autocommit: the connection stays open for the whole block and must
+        # not hold a transaction (and its snapshot) all that time.
+        self.connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self.name = name
+        self.held = False
+
+    def try_acquire(self) -> bool:
+        self.held = self.connection.execute(
+            text("SELECT GET_LOCK(:name, 0)"), {"name": self.name}).scalar() == 1
+        return self.held
+
+    def close(self) -> None:
+        try:
+            if self.held:
+                self.connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.name})
+        finally:
+            self.connection.close()
+
+
+class _FileLock:
+    """An exclusive flock on a lock file beside the SQLite database."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "a", encoding="utf-8")
+        self.held = False
+
+    def try_acquire(self) -> bool:
+        try:
+            portalocker.lock(self.handle, portalocker.LockFlags.EXCLUSIVE
+                             | portalocker.LockFlags.NON_BLOCKING)
+        except portalocker.AlreadyLocked:
+            return False
+        self.held = True
+        return True
+
+    def close(self) -> None:
+        try:
+            if self.held:
+                portalocker.unlock(self.handle)
+        finally:
+            self.handle.close()
+
+
+def _lock_for(engine: Engine, purpose: str) -> _NoLock | _NamedLock | _FileLock:
+    if engine.dialect.name in ("mysql", "mariadb"):
+        return _NamedLock(engine, lock_name(engine.url.database or "", purpose))
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        return _FileLock(Path(f"{database}.{purpose}-lock"))
+    return _NoLock()
