@@ -4,6 +4,9 @@ API_PREFIX = "/api"
 FINANCIAL_DATA_PATH = "/financial_data"
 STATISTICS_PATH = "/statistics"
 HEALTH_PATH = "/health"
+SYMBOLS_PATH = "/symbols"
+FETCH_RUNS_PATH = "/fetch_runs"
 DOCS_PATH = "/docs"
 # Endpoints whose error bodies carry "data": [] and "pagination": null.
-PAGINATED_PATHS = frozenset({API_PREFIX + FINANCIAL_DATA_PATH})
+PAGINATED_PATHS = frozenset(
+    API_PREFIX + path for path in (FINANCIAL_DATA_PATH, SYMBOLS_PATH, FETCH_RUNS_PATH))

@@ -122,13 +122,15 @@ class RunLoop:
     later job is reported as not fetched, without a request; so does
     ``should_stop()`` turning true (checked between jobs, so the current
     symbol's transaction always completes). With a ``history``, every
-    outcome is recorded as it happens.
+    outcome is recorded as it happens; ``on_change`` is called after each
+    symbol whose rows changed.
     """
 
     def __init__(self, session: Session, settings: RunSettings, *,
                  report: Callable[[str], None], note: Callable[[str], None],
                  history: RunRecorder | None = None,
                  should_stop: Callable[[], bool] = lambda: False,
+                 on_change: Callable[[], object] = lambda: None,
                  sleep: Callable[[float], object] = time.sleep) -> None:
         self.session = session
         self.settings = settings
@@ -136,6 +138,7 @@ class RunLoop:
         self.note = note
         self.history = history
         self.should_stop = should_stop
+        self.on_change = on_change
         self.sleep = sleep
         self.outcome = RunOutcome()
         self._last_request: float | None = None
@@ -203,6 +206,8 @@ class RunLoop:
         self.outcome.stored += 1
         self.outcome.rows_new += result.new
         self.outcome.rows_updated += result.updated
+        if result.changed:
+            self.on_change()
         line = (f"{result.symbol}: {result.fetched} rows fetched, {result.new} new, "
                 f"{result.updated} updated")
         logger.info("%s", line)
@@ -254,8 +259,8 @@ def recorded_run(
 
     The run waits up to ``settings.lock_timeout`` seconds for the database's
     run lock; then it is recorded as failed, naming the run it waited for.
-    ``on_change`` is called whenever the history or the data changed (the
-    API's cached answers are then stale). ``note`` gets the run's line.
+    ``on_change`` is called when the run starts, stores changed rows and
+    ends (the API's cached answers are then stale). ``note`` gets the run's line.
 
     Raises LockWaitStopped when ``should_stop()`` turns true while waiting
     (nothing is recorded), SQLAlchemyError when the history cannot be written.
@@ -284,7 +289,7 @@ def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, 
     on_change()
     try:
         outcome = RunLoop(session, settings, report=report, note=note, history=recorder,
-                          should_stop=should_stop).run(jobs)
+                          should_stop=should_stop, on_change=on_change).run(jobs)
         run = recorder.finish(outcome.run_status(), outcome.summary())
     finally:
         on_change()

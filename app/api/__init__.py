@@ -2,12 +2,18 @@
 from flask import Blueprint, Flask
 from flask_restx import Api
 
+from app.api.fetch_runs import ns as fetch_runs_ns
 from app.api.financial_data import ns as financial_data_ns
 from app.api.health import ns as health_ns
 from app.api.statistics import ns as statistics_ns
-from app.routes import API_PREFIX, DOCS_PATH, FINANCIAL_DATA_PATH, HEALTH_PATH, STATISTICS_PATH
+from app.api.symbols import ns as symbols_ns
+from app.routes import (
+    API_PREFIX, DOCS_PATH, FETCH_RUNS_PATH, FINANCIAL_DATA_PATH, HEALTH_PATH, STATISTICS_PATH,
+    SYMBOLS_PATH,
+)
 
-API_DESCRIPTION = """Daily stock prices fetched from AlphaVantage, with statistics.
+API_DESCRIPTION = """Daily stock prices fetched from AlphaVantage, with statistics, the
+freshness of each symbol and the history of the fetch runs.
 
 Every response is a JSON envelope: `data`, `pagination` (list endpoints only)
 and `info.error`, an empty string on success and a message naming the
@@ -30,6 +36,8 @@ def register_api(app: Flask) -> Api:
     )
     api.add_namespace(financial_data_ns, path=FINANCIAL_DATA_PATH)
     api.add_namespace(statistics_ns, path=STATISTICS_PATH)
+    api.add_namespace(symbols_ns, path=SYMBOLS_PATH)
+    api.add_namespace(fetch_runs_ns, path=FETCH_RUNS_PATH)
     api.add_namespace(health_ns, path=HEALTH_PATH)
     app.register_blueprint(blueprint)
     return api

@@ -4,6 +4,12 @@ from flask_restx import Model, Namespace, fields
 info_model = Model("Info", {
     "error": fields.String(example="", description='"" on success, else what is wrong'),
 })
+pagination_model = Model("Pagination", {
+    "count": fields.Integer(example=20, description="Items matching the filters"),
+    "page": fields.Integer(example=2),
+    "limit": fields.Integer(example=3),
+    "pages": fields.Integer(example=7, description="ceil(count / limit); 0 when count is 0"),
+})
 error_model = Model("Error", {
     "data": fields.Raw(example={}, description="[] on list endpoints, {} elsewhere"),
     "pagination": fields.Raw(example=None, description="null; list endpoints only"),
@@ -14,6 +20,6 @@ error_model = Model("Error", {
 def namespace(name: str, description: str) -> Namespace:
     """Create a namespace that knows the shared models."""
     ns = Namespace(name, description=description)
-    for model in (info_model, error_model):
+    for model in (info_model, pagination_model, error_model):
         ns.add_model(model.name, model)
     return ns

@@ -4,7 +4,7 @@ import datetime
 from flask_restx import Resource, fields
 
 from app.api.caching import cached_value
-from app.api.docs import error_model, info_model, namespace
+from app.api.docs import error_model, info_model, namespace, pagination_model
 from app.api.params import FinancialDataArgs, parser, swagger_params
 from app.api.responses import cacheable
 from app.api.serializers import pagination, price_row
@@ -20,12 +20,6 @@ record_model = ns.model("PriceRecord", {
     "open_price": fields.String(example="153.08", description="Exact decimal, >= 2 places"),
     "close_price": fields.String(example="154.52", description="Exact decimal, >= 2 places"),
     "volume": fields.String(example="62199013", description="Shares traded, integer string"),
-})
-pagination_model = ns.model("Pagination", {
-    "count": fields.Integer(example=20, description="Rows matching the filters"),
-    "page": fields.Integer(example=2),
-    "limit": fields.Integer(example=3),
-    "pages": fields.Integer(example=7, description="ceil(count / limit); 0 when count is 0"),
 })
 page_model = ns.model("PricePage", {
     "data": fields.List(fields.Nested(record_model)),

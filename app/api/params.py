@@ -14,6 +14,8 @@ from lib.tickers import SYMBOL_PATTERN, SYMBOL_RULE, is_valid_symbol
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 5
+SYMBOLS_DEFAULT_LIMIT = 100
+FETCH_RUNS_DEFAULT_LIMIT = 20
 # ASCII digits only: \d would also take other scripts' digits.
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
@@ -93,22 +95,44 @@ def _symbol(**kwargs) -> Symbol:
                   **kwargs)
 
 
+def _limit(default: int, what: str) -> WholeNumber:
+    return WholeNumber(
+        load_default=default,
+        validate=validate.Range(1, MAX_LIMIT, error=f"must be between 1 and {MAX_LIMIT}"),
+        metadata={"description": f"{what} per page"},
+    )
+
+
+def _page() -> WholeNumber:
+    return WholeNumber(
+        load_default=1,
+        validate=validate.Range(min=1, error="must be 1 or more"),
+        metadata={"description": "Page number, from 1; past the last page data is []"},
+    )
+
+
 class FinancialDataArgs(QueryArgs):
     """Query parameters of GET /api/financial_data."""
 
     start_date = _start_date()
     end_date = _end_date()
     symbol = _symbol()
-    limit = WholeNumber(
-        load_default=DEFAULT_LIMIT,
-        validate=validate.Range(1, MAX_LIMIT, error=f"must be between 1 and {MAX_LIMIT}"),
-        metadata={"description": "Rows per page"},
-    )
-    page = WholeNumber(
-        load_default=1,
-        validate=validate.Range(min=1, error="must be 1 or more"),
-        metadata={"description": "Page number, from 1; past the last page data is []"},
-    )
+    limit = _limit(DEFAULT_LIMIT, "Rows")
+    page = _page()
+
+
+class SymbolsArgs(QueryArgs):
+    """Query parameters of GET /api/symbols."""
+
+    limit = _limit(SYMBOLS_DEFAULT_LIMIT, "Symbols")
+    page = _page()
+
+
+class FetchRunsArgs(QueryArgs):
+    """Query parameters of GET /api/fetch_runs."""
+
+    limit = _limit(FETCH_RUNS_DEFAULT_LIMIT, "Runs")
+    page = _page()
 
 
 class StatisticsArgs(QueryArgs):

@@ -3,7 +3,10 @@ import datetime
 
 from sqlalchemy import Row
 
+from financial.freshness import SymbolFreshness
+from financial.models import FetchRun, FetchRunSymbol
 from financial.records import price_record
+from financial.runs import iso_utc
 from financial.stats import PriceStatistics
 
 
@@ -29,4 +32,41 @@ def statistics_record(stats: PriceStatistics, symbol: str, start_date: datetime.
         "average_daily_open_price": float(stats.average_daily_open_price),
         "average_daily_close_price": float(stats.average_daily_close_price),
         "average_daily_volume": stats.average_daily_volume,
+    }
+
+
+def symbol_record(entry: SymbolFreshness) -> dict:
+    """Return one stored symbol with its span and freshness; times in UTC with a Z."""
+    return {
+        "symbol": entry.symbol,
+        "first_date": entry.first_date.isoformat(),
+        "last_date": entry.last_date.isoformat(),
+        "trading_days": entry.trading_days,
+        "sessions_behind": entry.sessions_behind,
+        "stale": entry.stale,
+        "last_fetched_at": iso_utc(entry.last_fetched_at),
+        "last_fetch_status": entry.last_fetch_status,
+    }
+
+
+def fetch_run_record(run: FetchRun, symbols: list[FetchRunSymbol]) -> dict:
+    """Return one recorded run with its symbols' outcomes."""
+    return {
+        "id": run.id,
+        "started_at": iso_utc(run.started_at),
+        "finished_at": iso_utc(run.finished_at),
+        "trigger": run.trigger,
+        "status": run.status,
+        "rows_new": run.rows_new,
+        "rows_updated": run.rows_updated,
+        "message": run.message,
+        "symbols": [{
+            "symbol": outcome.symbol,
+            "status": outcome.status,
+            "rows_fetched": outcome.rows_fetched,
+            "rows_new": outcome.rows_new,
+            "rows_updated": outcome.rows_updated,
+            "newest_date": outcome.newest_date.isoformat() if outcome.newest_date else None,
+            "error": outcome.error,
+        } for outcome in symbols],
     }

@@ -1,0 +1,87 @@
+"""GET /api/symbols: every stored symbol, the days it spans and how fresh it is."""
+import datetime
+
+from flask import current_app
+from flask_restx import Resource, fields
+
+from app.api.caching import cached_value
+from app.api.docs import error_model, info_model, namespace, pagination_model
+from app.api.params import SymbolsArgs, parser, swagger_params
+from app.api.responses import cacheable
+from app.api.serializers import pagination, symbol_record
+from app.envelope import envelope
+from app.extensions import db
+from financial.freshness import count_symbols, list_symbols, nyse_sessions
+
+ns = namespace("symbols", "Stored symbols and the freshness of their data")
+
+symbol_model = ns.model("Symbol", {
+    "symbol": fields.String(example="IBM"),
+    "first_date": fields.String(example="2023-01-03", description="Oldest stored day"),
+    "last_date": fields.String(example="2023-03-24", description="Newest stored day"),
+    "trading_days": fields.Integer(example=57, description="Stored days"),
+    "sessions_behind": fields.Integer(
+        example=0, description="NYSE sessions closed after last_date (a session closes at "
+                               "16:00 New York time, 13:00 on half days; weekends and NYSE "
+                               "holidays are no sessions)"),
+    "stale": fields.Boolean(example=False,
+                            description="sessions_behind > STALE_AFTER_SESSIONS (default 1)"),
+    "last_fetched_at": fields.String(
+        example="2023-03-24T22:31:02Z",
+        description="UTC start of the newest fetch run that tried the symbol; null if none"),
+    "last_fetch_status": fields.String(
+        example="ok", description="The symbol's outcome in that run: ok, failed or "
+                                  "not_fetched; null if no run tried it"),
+})
+symbols_page_model = ns.model("SymbolPage", {
+    "data": fields.List(fields.Nested(symbol_model)),
+    "pagination": fields.Nested(pagination_model),
+    "info": fields.Nested(info_model),
+})
+
+
+def current_time() -> datetime.datetime:
+    """Return the time freshness is judged at (aware, UTC)."""
+    return datetime.datetime.now(datetime.UTC)
+
+
+def symbols_page(limit: int, page: int, now: datetime.datetime, stale_after: int) -> dict:
+    """Return the response body of one page of symbols, judged at ``now``."""
+    count = count_symbols(db.session())
+    offset = (page - 1) * limit
+    entries = []
+    if offset < count:
+        entries = list_symbols(db.session(), limit=limit, offset=offset, now=now,
+                               stale_after=stale_after)
+    return envelope([symbol_record(entry) for entry in entries],
+                    pagination=pagination(count, page, limit))
+
+
+# Built once: a schema is reusable and building one per request costs time.
+SYMBOLS_ARGS = SymbolsArgs()
+
+
+@ns.route("")
+class SymbolList(Resource):
+    @ns.doc(id="get_symbols", params=swagger_params(SymbolsArgs))
+    @ns.response(200, "One page of stored symbols, ordered by symbol", symbols_page_model)
+    @ns.response(400, "A parameter is invalid; info.error names it", error_model)
+    @ns.response(503, "The database is unavailable", error_model)
+    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
+    @ns.response(500, "Unexpected error", error_model)
+    def get(self):
+        """List the stored symbols with their span and freshness, ordered by symbol.
+
+        `sessions_behind` counts the NYSE sessions that have closed after the
+        symbol's newest stored day, so a symbol fetched after Friday's close
+        is 0 behind all weekend. The last fetch is the newest fetch run that
+        had the symbol on its list (see /api/fetch_runs).
+        """
+        args = parser.parse(SYMBOLS_ARGS, location="query")
+        now = current_time()
+        stale_after = current_app.config["STALE_AFTER_SESSIONS"]
+        # The answer changes when a session closes, so the newest closed session
+        # is part of the key: a cached page never outlives the close it was judged at.
+        params = (args["limit"], args["page"], nyse_sessions(now).last_closed(now), stale_after)
+        return cacheable(cached_value("symbols", params, lambda: symbols_page(
+            args["limit"], args["page"], now, stale_after)))
