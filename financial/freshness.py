@@ -41,16 +41,18 @@ class NyseSessions:
         return max(0, self.closed_count(now) - through_last)
 
 
-def nyse_sessions(now: datetime.datetime) -> NyseSessions:
-    """Return the calendar for ``now``'s year; built once per process and year (~0.1-0.5 s)."""
-    return _build(now.year)
+def nyse_sessions() -> NyseSessions:
+    """Return the NYSE calendar from 1990 to a year ahead, built once a year per process.
+
+    Building it takes a few tenths of a second; a process that lives past
+    New Year rebuilds it then, so the calendar always reaches a year ahead.
+    """
+    return _build(datetime.date.today().year)
 
 
 @lru_cache(maxsize=1)
-def _build(year: int) -> NyseSessions:
-    # Imported here: the import and the build cost a few tenths of a second,
-    # paid only by a process that serves freshness. The default end, a year
-    # ahead of today, covers the rest of ``year``.
+def _build(_year: int) -> NyseSessions:
+    # Imported here, so only a process that serves freshness pays for it.
     import exchange_calendars
 
     calendar = exchange_calendars.get_calendar("XNYS", start=CALENDAR_START)
@@ -98,7 +100,7 @@ def list_symbols(session: Session, *, limit: int, offset: int, now: datetime.dat
         .group_by(FinancialData.symbol).order_by(FinancialData.symbol)
         .limit(limit).offset(offset)).all()
     fetches = latest_symbol_outcomes(session, [symbol for symbol, *_ in spans])
-    calendar = nyse_sessions(now)
+    calendar = nyse_sessions()
     entries = []
     for symbol, first_date, last_date, trading_days in spans:
         behind = calendar.sessions_behind(last_date, now)

@@ -29,6 +29,9 @@ from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 ALPHAVANTAGE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alphavantage"
+IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+AAPL = "AAPL_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+IBM_DAILY = "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"
 
 # AlphaVantage's error answers, all HTTP 200, quoted from public issue threads
 # (see ERROR_TEXTS.md of the shared fixtures): case -> (JSON key, text).

@@ -1,15 +1,25 @@
 """Helpers the tests and their fixtures share: building apps and test databases."""
+import os
+import re
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, delete, text
+from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.engine import make_url
+
+import get_raw_data
 
 from app import create_app
 from app.extensions import cache, db
+from conf.settings import PROJECT_ROOT
 from financial.models import FetchRun, FetchRunSymbol, FinancialData
+
+# The API key the fetch job's tests configure; it must never show anywhere.
+KEY = "SECRETKEY123"
 
 
 def build_app(database_url: str, log_dir, **overrides) -> Flask:
@@ -67,3 +77,48 @@ def emptied_app(application: Flask) -> Iterator[Flask]:
         cache.clear()
         db.session.remove()
         db.engine.dispose()
+
+
+def documented_variables() -> list[str]:
+    """Every variable .env.example lists: all the settings a developer's .env may hold."""
+    lines = (PROJECT_ROOT / ".env.example").read_text().splitlines()
+    return [line.split("=", 1)[0] for line in lines if re.match(r"[A-Z_]+=", line)]
+
+
+def isolated_environment(**values: str) -> dict[str, str]:
+    """os.environ with every documented setting blank unless given.
+
+    The job loads the project's .env, but never over a variable already set,
+    so a developer's own .env (an API key, other symbols) cannot steer a test.
+    """
+    return {**os.environ, **dict.fromkeys(documented_variables(), ""), **values}
+
+
+def run_job(capsys, job_env, *argv):
+    """Run the fetch job; return (exit status, stdout, stderr), checking the key leaked nowhere."""
+    status = get_raw_data.main(list(argv))
+    out, err = capsys.readouterr()
+    log_dir = Path(job_env["LOG_DIR"])
+    logs = "".join(path.read_text() for path in log_dir.glob("*.log")) if log_dir.exists() else ""
+    for where, content in (("stdout", out), ("stderr", err), ("log", logs)):
+        assert KEY not in content, f"API key leaked to {where}"
+    return status, out, err
+
+
+def stored(app, symbol=None):
+    """Return {(symbol, date): (open, close, volume)} of the table."""
+    with app.app_context():
+        query = select(FinancialData)
+        if symbol:
+            query = query.where(FinancialData.symbol == symbol)
+        rows = db.session.scalars(query).all()
+        return {(r.symbol, r.date): (r.open_price, r.close_price, int(r.volume)) for r in rows}
+
+
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)

@@ -82,6 +82,6 @@ class SymbolList(Resource):
         stale_after = current_app.config["STALE_AFTER_SESSIONS"]
         # The answer changes when a session closes, so the newest closed session
         # is part of the key: a cached page never outlives the close it was judged at.
-        params = (args["limit"], args["page"], nyse_sessions(now).last_closed(now), stale_after)
+        params = (args["limit"], args["page"], nyse_sessions().last_closed(now), stale_after)
         return cacheable(cached_value("symbols", params, lambda: symbols_page(
             args["limit"], args["page"], now, stale_after)))

@@ -13,7 +13,8 @@ branch_labels = None
 depends_on = None
 
 # Written out rather than imported from the models, so this revision stays
-# what it was when the models change.
+# what it was when the models change. op.f(): the names are final, the
+# models' naming convention must not prefix them again.
 TRIGGERS = "`trigger` IN ('manual', 'schedule')"
 RUN_STATUSES = "status IN ('running', 'ok', 'partial', 'failed', 'interrupted')"
 SYMBOL_STATUSES = "status IN ('ok', 'failed', 'not_fetched')"
@@ -30,8 +31,8 @@ def upgrade():
         sa.Column("rows_new", sa.Integer(), nullable=False),
         sa.Column("rows_updated", sa.Integer(), nullable=False),
         sa.Column("message", sa.String(length=500), nullable=True),
-        sa.CheckConstraint(TRIGGERS, name="ck_fetch_runs_trigger"),
-        sa.CheckConstraint(RUN_STATUSES, name="ck_fetch_runs_status"),
+        sa.CheckConstraint(TRIGGERS, name=op.f("ck_fetch_runs_trigger")),
+        sa.CheckConstraint(RUN_STATUSES, name=op.f("ck_fetch_runs_status")),
         sa.PrimaryKeyConstraint("id", name="pk_fetch_runs"),
     )
     op.create_index("ix_fetch_runs_started_at_id", "fetch_runs", ["started_at", "id"])
@@ -45,7 +46,7 @@ def upgrade():
         sa.Column("rows_updated", sa.Integer(), nullable=False),
         sa.Column("newest_date", sa.Date(), nullable=True),
         sa.Column("error", sa.String(length=500), nullable=True),
-        sa.CheckConstraint(SYMBOL_STATUSES, name="ck_fetch_run_symbols_status"),
+        sa.CheckConstraint(SYMBOL_STATUSES, name=op.f("ck_fetch_run_symbols_status")),
         sa.ForeignKeyConstraint(["run_id"], ["fetch_runs.id"],
                                 name="fk_fetch_run_symbols_run_id_fetch_runs",
                                 ondelete="CASCADE"),

@@ -3,7 +3,6 @@ import datetime
 import json
 import os
 import pty
-import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -16,65 +15,11 @@ import get_raw_data
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.models import FinancialData
-from tests.helpers import build_app
 from lib.avantage_api import parse_daily_series
-from tests.fake_alphavantage import ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES
-
-KEY = "SECRETKEY123"
-IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
-AAPL = "AAPL_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
-IBM_DAILY = "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"
-
-
-def documented_variables() -> list[str]:
-    """Every variable .env.example lists: all the settings a developer's .env may hold."""
-    lines = (PROJECT_ROOT / ".env.example").read_text().splitlines()
-    return [line.split("=", 1)[0] for line in lines if re.match(r"[A-Z_]+=", line)]
-
-
-def isolated_environment(**values: str) -> dict[str, str]:
-    """os.environ with every documented setting blank unless given.
-
-    The job loads the project's .env, but never over a variable already set,
-    so a developer's own .env (an API key, other symbols) cannot steer a test.
-    """
-    return {**os.environ, **dict.fromkeys(documented_variables(), ""), **values}
-
-
-@pytest.fixture
-def job_env(monkeypatch, app, tmp_path, fake_alphavantage):
-    """Environment of a fetch run against the test database and the fake server."""
-    values = {
-        "APP_ENV": "testing", "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-        "LOG_DIR": str(tmp_path / "joblog"), "ALPHAVANTAGE_API_KEY": KEY,
-        "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url, "ALPHAVANTAGE_REQUEST_INTERVAL": "0",
-        "ALPHAVANTAGE_RETRY_WAIT": "0", "ALPHAVANTAGE_BACKOFF_FACTOR": "0",
-        "CACHE_TYPE": "SimpleCache", "SYMBOLS": "IBM,AAPL",
-    }
-    for name, value in isolated_environment(**values).items():
-        monkeypatch.setenv(name, value)
-    return values
-
-
-def run_job(capsys, job_env, *argv):
-    """Run main; return (exit status, stdout, stderr), checking the key leaked nowhere."""
-    status = get_raw_data.main(list(argv))
-    out, err = capsys.readouterr()
-    log_dir = Path(job_env["LOG_DIR"])
-    logs = "".join(path.read_text() for path in log_dir.glob("*.log")) if log_dir.exists() else ""
-    for where, content in (("stdout", out), ("stderr", err), ("log", logs)):
-        assert KEY not in content, f"API key leaked to {where}"
-    return status, out, err
-
-
-def stored(app, symbol=None):
-    """Return {(symbol, date): (open, close, volume)} of the table."""
-    with app.app_context():
-        query = select(FinancialData)
-        if symbol:
-            query = query.where(FinancialData.symbol == symbol)
-        rows = db.session.scalars(query).all()
-        return {(r.symbol, r.date): (r.open_price, r.close_price, int(r.volume)) for r in rows}
+from tests.fake_alphavantage import (
+    AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, IBM_DAILY,
+)
+from tests.helpers import KEY, build_app, isolated_environment, run_job, stored
 
 
 def test_stores_two_weeks_of_each_symbol_exactly(app, capsys, job_env, fake_alphavantage):

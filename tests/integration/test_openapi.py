@@ -23,6 +23,13 @@ def test_document_lists_every_parameter_bound_and_status(sqlite_client):
     assert all(param["required"] for param in stats["parameters"])
     assert set(stats["responses"]) == {"200", "400", "404", "405", "500", "503"}
     assert set(document["paths"]["/health"]["get"]["responses"]) == {"200", "503"}
+    for path, default_limit in (("/symbols", 100), ("/fetch_runs", 20)):
+        listing = document["paths"][path]["get"]
+        params = {param["name"]: param for param in listing["parameters"]}
+        assert set(params) == {"limit", "page"}
+        assert (params["limit"]["default"], params["limit"]["minimum"],
+                params["limit"]["maximum"]) == (default_limit, 1, 1000)
+        assert set(listing["responses"]) == {"200", "400", "405", "500", "503"}
 
 
 def test_swagger_ui_is_served(sqlite_client):

@@ -10,7 +10,8 @@ from conf.settings import (
 ALL_VARIABLES = (
     "APP_ENV", "DATABASE_URL", "DATABASE_PASSWORD_FILE", "ALPHAVANTAGE_API_KEY",
     "ALPHAVANTAGE_API_KEY_FILE", "SYMBOLS", "CACHE_TYPE", "CACHE_REDIS_URL",
-    "CACHE_DEFAULT_TIMEOUT", "CORS_ORIGINS", "LOG_DIR", "LOG_LEVEL",
+    "CACHE_DEFAULT_TIMEOUT", "CORS_ORIGINS", "LOG_DIR", "LOG_LEVEL", "FETCH_SCHEDULE",
+    "FETCH_TIMEZONE", "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS",
 )
 
 
@@ -47,6 +48,9 @@ def test_defaults_are_the_contracts():
     assert config.LOG_LEVEL == "INFO"
     assert config.ALPHAVANTAGE_API_KEY is None
     assert config.ALPHAVANTAGE_BASE_URL == "https://www.alphavantage.co/query"
+    assert config.FETCH_SCHEDULE == "30 18 * * 1-5"
+    assert config.FETCH_TIMEZONE == "America/New_York"
+    assert (config.FETCH_LOCK_TIMEOUT, config.STALE_AFTER_SESSIONS) == (300, 1)
 
 
 def test_values_come_from_the_environment(monkeypatch):
@@ -108,3 +112,21 @@ def test_database_password_file_fills_the_url(monkeypatch, tmp_path):
 ])
 def test_with_password_keeps_urls_that_need_none(url):
     assert with_password(url, "other") == url
+
+
+@pytest.mark.parametrize("name, value", [("FETCH_LOCK_TIMEOUT", "-1"),
+                                         ("STALE_AFTER_SESSIONS", "-2")])
+def test_negative_waits_and_thresholds_are_refused(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name} must be 0 or more"):
+        get_config("development")
+
+
+def test_fetch_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FETCH_SCHEDULE", "0 22 * * 1-5")
+    monkeypatch.setenv("FETCH_TIMEZONE", "Europe/Zurich")
+    monkeypatch.setenv("FETCH_LOCK_TIMEOUT", "12.5")
+    monkeypatch.setenv("STALE_AFTER_SESSIONS", "3")
+    config = get_config("development")
+    assert (config.FETCH_SCHEDULE, config.FETCH_TIMEZONE, config.FETCH_LOCK_TIMEOUT,
+            config.STALE_AFTER_SESSIONS) == ("0 22 * * 1-5", "Europe/Zurich", 12.5, 3)

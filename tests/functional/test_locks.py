@@ -1,0 +1,90 @@
+"""The per-database run lock, on every backend: one holder, waiting, timeout, stop."""
+import pytest
+from sqlalchemy import create_engine
+
+from app.extensions import db
+from lib.db import engine_options
+from lib.locks import LockTimeout, LockWaitStopped, database_lock
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += seconds
+
+
+@pytest.fixture
+def engines(app):
+    """Two engines on the test database, as two processes would have."""
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    other = create_engine(url, **engine_options(url))
+    with app.app_context():
+        yield db.engine, other
+    other.dispose()
+
+
+def test_a_second_holder_waits_then_times_out(engines):
+    first, second = engines
+    time, waits = FakeTime(), []
+    with database_lock(first, "fetch", 1):
+        with pytest.raises(LockTimeout, match="not granted within 3s"):
+            with database_lock(second, "fetch", 3, on_wait=lambda: waits.append(time.now),
+                               clock=time.clock, sleep=time.sleep):
+                pytest.fail("the lock was granted twice")
+    assert waits == [0.0], "told once, when the wait began"
+    assert time.now >= 3 and time.sleeps >= 6
+
+
+def test_the_lock_is_free_once_the_block_ends(engines):
+    first, second = engines
+    with database_lock(first, "fetch", 1):
+        pass
+    waits = []
+    with database_lock(second, "fetch", 0, on_wait=lambda: waits.append(1)):
+        pass
+    assert waits == []
+
+
+def test_a_lock_is_freed_when_its_block_raises(engines):
+    first, second = engines
+    with pytest.raises(RuntimeError):
+        with database_lock(first, "fetch", 1):
+            raise RuntimeError("the run broke")
+    with database_lock(second, "fetch", 0):
+        pass
+
+
+def test_a_stop_request_ends_the_wait(engines):
+    first, second = engines
+    time = FakeTime()
+    with database_lock(first, "fetch", 1):
+        with pytest.raises(LockWaitStopped):
+            with database_lock(second, "fetch", 300, should_stop=lambda: time.sleeps >= 2,
+                               clock=time.clock, sleep=time.sleep):
+                pytest.fail("the lock was granted twice")
+    assert time.now < 300
+
+
+def test_other_purposes_do_not_wait(engines):
+    first, second = engines
+    with database_lock(first, "fetch", 1):
+        with database_lock(second, "other", 0):
+            pass
+
+
+def test_each_sqlite_database_has_its_own_lock(tmp_path):
+    one = create_engine(f"sqlite:///{tmp_path / 'one.db'}")
+    two = create_engine(f"sqlite:///{tmp_path / 'two.db'}")
+    with database_lock(one, "fetch", 1):
+        with database_lock(two, "fetch", 0):
+            pass
+    assert (tmp_path / "one.db.fetch-lock").exists()
+    one.dispose()
+    two.dispose()

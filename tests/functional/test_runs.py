@@ -1,0 +1,186 @@
+"""The run history and the symbols' freshness, written and read on every backend."""
+import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from financial.freshness import count_symbols, list_symbols
+from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
+from financial.runs import (
+    INTERRUPTED_MESSAGE, RunRecorder, SymbolOutcome, count_runs, latest_run, latest_run_start,
+    latest_symbol_outcomes, list_runs, record_refused_run, running_run, symbols_of_runs,
+)
+
+START = datetime.datetime(2023, 3, 24, 22, 30)
+
+
+class Ticks:
+    """A clock that moves one minute per reading, naive UTC like the history."""
+
+    def __init__(self, start: datetime.datetime = START) -> None:
+        self.next = start
+
+    def __call__(self) -> datetime.datetime:
+        now, self.next = self.next, self.next + datetime.timedelta(minutes=1)
+        return now
+
+
+def runs_table(session) -> list[tuple]:
+    return [(run.id, run.started_at, run.finished_at, run.trigger, run.status, run.rows_new,
+             run.rows_updated, run.message)
+            for run in session.scalars(select(FetchRun).order_by(FetchRun.id))]
+
+
+def symbols_table(session) -> list[tuple]:
+    return [(row.run_id, row.symbol, row.status, row.rows_fetched, row.rows_new,
+             row.rows_updated, row.newest_date, row.error)
+            for row in session.scalars(select(FetchRunSymbol)
+                                       .order_by(FetchRunSymbol.run_id, FetchRunSymbol.symbol))]
+
+
+def test_a_run_is_written_as_it_goes_then_closed(db_session):
+    clock = Ticks()
+    recorder = RunRecorder.open(db_session, "schedule", clock)
+    run_id = recorder.run_id
+    assert runs_table(db_session) == [(run_id, START, None, "schedule", "running", 0, 0, None)]
+    recorder.add(SymbolOutcome("IBM", "ok", 10, 3, 1, datetime.date(2023, 3, 24)))
+    db_session.commit()
+    recorder.add(SymbolOutcome("AAPL", "failed", error="network failure for AAPL"))
+    db_session.commit()
+    assert runs_table(db_session)[0][4:7] == ("running", 3, 1)
+    recorder.finish("partial", "1 of 2 symbols stored")
+    assert runs_table(db_session) == [
+        (run_id, START, START + datetime.timedelta(minutes=1), "schedule", "partial", 3, 1,
+         "1 of 2 symbols stored")]
+    assert symbols_table(db_session) == [
+        (run_id, "AAPL", "failed", 0, 0, 0, None, "network failure for AAPL"),
+        (run_id, "IBM", "ok", 10, 3, 1, datetime.date(2023, 3, 24), None)]
+
+
+def test_a_symbol_outcome_rolls_back_with_its_transaction(db_session):
+    recorder = RunRecorder.open(db_session, "manual", Ticks())
+    recorder.add(SymbolOutcome("IBM", "ok", 10, 10, 0, datetime.date(2023, 3, 24)))
+    db_session.rollback()
+    assert symbols_table(db_session) == []
+    assert runs_table(db_session)[0][5:7] == (0, 0)
+
+
+def test_opening_a_run_marks_runs_left_running_as_interrupted(db_session):
+    clock = Ticks()
+    dead = RunRecorder.open(db_session, "manual", clock)
+    dead.add(SymbolOutcome("IBM", "ok", 10, 10, 0, datetime.date(2023, 3, 24)))
+    db_session.commit()
+    later = RunRecorder.open(db_session, "schedule", clock)
+    assert runs_table(db_session) == [
+        (dead.run_id, START, START + datetime.timedelta(minutes=1), "manual", "interrupted", 10,
+         0, INTERRUPTED_MESSAGE),
+        (later.run_id, START + datetime.timedelta(minutes=1), None, "schedule", "running", 0, 0,
+         None)]
+    assert symbols_table(db_session)[0][:3] == (dead.run_id, "IBM", "ok")
+
+
+def test_a_symbol_met_twice_in_one_run_adds_up_and_keeps_the_worst(db_session):
+    recorder = RunRecorder.open(db_session, "manual", Ticks())
+    recorder.add(SymbolOutcome("IBM", "ok", 10, 10, 0, datetime.date(2023, 3, 24)))
+    recorder.add(SymbolOutcome("IBM", "ok", 5, 1, 2, datetime.date(2024, 6, 18)))
+    recorder.add(SymbolOutcome("IBM", "failed", error="a\nsecond   line"))
+    db_session.commit()
+    assert symbols_table(db_session) == [
+        (recorder.run_id, "IBM", "failed", 15, 11, 2, datetime.date(2024, 6, 18), "a second line")]
+    assert runs_table(db_session)[0][5:7] == (11, 2)
+
+
+def test_messages_are_one_line_cut_to_the_column(db_session):
+    recorder = RunRecorder.open(db_session, "manual", Ticks())
+    recorder.add(SymbolOutcome("IBM", "failed", error="x" * 600))
+    run = recorder.finish("failed", "why\n" * 200)
+    db_session.commit()
+    row = db_session.scalars(select(FetchRunSymbol)).one()
+    assert len(row.error) == MESSAGE_LENGTH and row.error.endswith("x…")
+    assert len(run.message) == MESSAGE_LENGTH and "\n" not in run.message
+
+
+def test_a_refused_run_is_recorded_failed_without_symbols(db_session):
+    clock = Ticks()
+    holder = RunRecorder.open(db_session, "schedule", clock)
+    refused = record_refused_run(db_session, "manual", START, "gave up", clock)
+    assert runs_table(db_session)[1] == (refused.id, START, START + datetime.timedelta(
+        minutes=1), "manual", "failed", 0, 0, "gave up")
+    assert running_run(db_session).id == holder.run_id
+
+
+def test_runs_are_listed_newest_first_with_their_symbols(db_session):
+    clock = Ticks()
+    ids = []
+    for symbols in (["IBM"], ["IBM", "AAPL"], []):
+        recorder = RunRecorder.open(db_session, "manual", clock)
+        for symbol in symbols:
+            recorder.add(SymbolOutcome(symbol, "ok", 1, 1, 0, datetime.date(2023, 3, 24)))
+        recorder.finish("ok", "done")
+        ids.append(recorder.run_id)
+    # Started before the others (it waited), recorded last.
+    refused = record_refused_run(db_session, "manual", START - datetime.timedelta(hours=1),
+                                 "gave up", clock)
+    assert count_runs(db_session) == 4
+    assert [run.id for run in list_runs(db_session, limit=2, offset=0)] == [ids[2], ids[1]]
+    assert [run.id for run in list_runs(db_session, limit=5, offset=2)] == [ids[0], refused.id]
+    outcomes = symbols_of_runs(db_session, ids)
+    assert [[row.symbol for row in outcomes[run_id]] for run_id in ids] == [
+        ["IBM"], ["AAPL", "IBM"], []]
+    assert latest_run(db_session).id == ids[2]
+    assert latest_run_start(db_session) == START + datetime.timedelta(minutes=4)
+
+
+def test_the_last_fetch_of_a_symbol_is_the_newest_run_that_tried_it(db_session):
+    clock = Ticks()
+    first = RunRecorder.open(db_session, "manual", clock)
+    first.add(SymbolOutcome("IBM", "ok", 1, 1, 0, datetime.date(2023, 3, 24)))
+    first.add(SymbolOutcome("AAPL", "ok", 1, 1, 0, datetime.date(2023, 3, 24)))
+    first.finish("ok", "done")
+    second = RunRecorder.open(db_session, "schedule", clock)
+    second.add(SymbolOutcome("AAPL", "not_fetched", error="not fetched: quota"))
+    second.finish("failed", "done")
+    record_refused_run(db_session, "manual", START + datetime.timedelta(hours=1), "gave up",
+                       clock)
+    last = latest_symbol_outcomes(db_session, ["IBM", "AAPL", "MSFT"])
+    assert {symbol: (fetch.started_at, fetch.status) for symbol, fetch in last.items()} == {
+        "IBM": (START, "ok"), "AAPL": (START + datetime.timedelta(minutes=2), "not_fetched")}
+
+
+@pytest.mark.parametrize("table, row", [
+    (FetchRun, {"started_at": START, "trigger": "cron", "status": "ok", "rows_new": 0,
+                "rows_updated": 0}),
+    (FetchRun, {"started_at": START, "trigger": "manual", "status": "done", "rows_new": 0,
+                "rows_updated": 0}),
+])
+def test_the_tables_refuse_unknown_statuses_and_triggers(db_session, table, row):
+    # MariaDB reports a failed CHECK as error 4025, which PyMySQL calls operational.
+    with pytest.raises((IntegrityError, OperationalError), match="ck_fetch_runs_"):
+        db_session.execute(insert(table), [row])
+
+
+def test_stored_symbols_come_with_their_span_and_freshness(db_session, make_price,
+                                                           store_prices):
+    days = {"AAPL": [datetime.date(2023, 3, 22), datetime.date(2023, 3, 23)],
+            "IBM": [datetime.date(2023, 3, 21), datetime.date(2023, 3, 24)],
+            "MSFT": [datetime.date(2023, 3, 24)]}
+    store_prices([make_price(symbol=symbol, date=day)
+                  for symbol, dates in days.items() for day in dates])
+    recorder = RunRecorder.open(db_session, "schedule", Ticks())
+    recorder.add(SymbolOutcome("IBM", "ok", 2, 2, 0, datetime.date(2023, 3, 24)))
+    recorder.add(SymbolOutcome("AAPL", "failed", error="network failure for AAPL"))
+    recorder.finish("partial", "done")
+    # Monday 2023-03-27 after the close: Friday's IBM is one session behind, AAPL two.
+    now = datetime.datetime(2023, 3, 27, 16, 5, tzinfo=ZoneInfo("America/New_York"))
+    entries = list_symbols(db_session, limit=10, offset=0, now=now, stale_after=1)
+    assert [(e.symbol, e.first_date, e.last_date, e.trading_days, e.sessions_behind, e.stale,
+             e.last_fetched_at, e.last_fetch_status) for e in entries] == [
+        ("AAPL", days["AAPL"][0], days["AAPL"][1], 2, 2, True, START, "failed"),
+        ("IBM", days["IBM"][0], days["IBM"][1], 2, 1, False, START, "ok"),
+        ("MSFT", days["MSFT"][0], days["MSFT"][0], 1, 1, False, None, None)]
+    assert count_symbols(db_session) == 3
+    assert [e.symbol for e in list_symbols(db_session, limit=1, offset=1, now=now,
+                                           stale_after=0)] == ["IBM"]
+    assert list_symbols(db_session, limit=1, offset=1, now=now, stale_after=0)[0].stale

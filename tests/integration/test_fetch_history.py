@@ -1,0 +1,343 @@
+"""Every fetch run is recorded: what it printed is what the history holds, on every backend.
+
+Runs that must overlap, die or be stopped run as real processes against the
+fake AlphaVantage, whose answers can be held back until the test releases them.
+"""
+import datetime
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from sqlalchemy import select
+from werkzeug.wrappers import Request, Response
+
+from app.extensions import db
+from conf.settings import PROJECT_ROOT
+from financial.models import FetchRun, FetchRunSymbol
+from financial.runs import INTERRUPTED_MESSAGE, one_line
+from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM
+from tests.helpers import run_job, stored, wait_for
+
+SUMMARY = re.compile(r"(?P<symbol>\S+): (?P<fetched>\d+) rows fetched, (?P<new>\d+) new, "
+                     r"(?P<updated>\d+) updated")
+FAILURE = re.compile(r" ERROR financial\.fetch_run: (?P<label>\S+): failed: (?P<reason>.*)")
+RUN_LINE = re.compile(r"run (?P<id>\d+) (?P<status>[a-z_]+): (?P<message>.*)")
+PROCESS_SECONDS = 60
+
+
+def history(app) -> tuple[dict[int, FetchRun], dict[int, dict[str, FetchRunSymbol]]]:
+    """Return the runs by id and, per run, its symbol rows by symbol."""
+    with app.app_context():
+        runs = {run.id: run for run in db.session.scalars(select(FetchRun))}
+        symbols: dict[int, dict[str, FetchRunSymbol]] = {run_id: {} for run_id in runs}
+        for row in db.session.scalars(select(FetchRunSymbol)):
+            symbols[row.run_id][row.symbol] = row
+        db.session.expunge_all()
+    return runs, symbols
+
+
+def symbol_columns(row: FetchRunSymbol) -> tuple:
+    return (row.status, row.rows_fetched, row.rows_new, row.rows_updated, row.newest_date,
+            row.error)
+
+
+def assert_history_matches_output(app, out: str, err: str) -> FetchRun:
+    """Check the run's rows in both tables against the lines it printed; return the run."""
+    lines = [RUN_LINE.fullmatch(line) for line in err.splitlines()]
+    [printed] = [match for match in lines if match]
+    runs, symbols = history(app)
+    run = runs[int(printed["id"])]
+    assert (run.status, run.message) == (printed["status"], printed["message"])
+    assert run.trigger == "manual" and run.finished_at >= run.started_at
+    expected = {}
+    for match in map(SUMMARY.fullmatch, out.splitlines()):
+        assert match, "stdout holds only summary lines"
+        expected[match["symbol"]] = ("ok", int(match["fetched"]), int(match["new"]),
+                                     int(match["updated"]))
+    for match in filter(None, map(FAILURE.search, err.splitlines())):
+        status = "not_fetched" if match["reason"].startswith("not fetched: ") else "failed"
+        expected[match["label"]] = (status, 0, 0, 0, None, one_line(match["reason"]))
+    found = {symbol: symbol_columns(row) for symbol, row in symbols[run.id].items()}
+    assert {symbol: columns[:4] for symbol, columns in found.items()} == {
+        symbol: columns[:4] for symbol, columns in expected.items()}
+    for symbol, columns in expected.items():
+        if columns[0] == "ok":
+            assert found[symbol][4] is not None and found[symbol][5] is None, symbol
+        else:
+            assert found[symbol][4:] == columns[4:], symbol
+    assert (run.rows_new, run.rows_updated) == (
+        sum(columns[2] for columns in expected.values()),
+        sum(columns[3] for columns in expected.values()))
+    return run
+
+
+def test_a_stored_run_prints_what_its_rows_hold(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env)
+    assert status == 0
+    run = assert_history_matches_output(app, out, err)
+    assert (run.status, run.message) == ("ok", "2 of 2 symbols stored, 20 new rows, 0 updated")
+    _, symbols = history(app)
+    assert symbols[run.id]["IBM"].newest_date == datetime.date(2023, 3, 24)
+    fake_alphavantage.queue_fixture(IBM)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 0
+    assert assert_history_matches_output(app, out, err).message == (
+        "1 of 1 symbols stored, 0 new rows, 0 updated")
+
+
+def test_a_partial_run_records_the_failed_symbol_and_its_reason(
+        app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_error("invalid_symbol")
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,NOPE,AAPL")
+    assert status == 1
+    run = assert_history_matches_output(app, out, err)
+    assert (run.status, run.message) == (
+        "partial", "2 of 3 symbols stored, 20 new rows, 0 updated")
+    _, symbols = history(app)
+    assert symbols[run.id]["NOPE"].error.startswith("invalid symbol NOPE")
+
+
+def test_a_spent_quota_fails_the_run_and_skips_the_rest(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_error("daily_quota")
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL,MSFT")
+    assert status == 1
+    run = assert_history_matches_output(app, out, err)
+    assert run.status == "failed"
+    _, symbols = history(app)
+    assert [symbols[run.id][name].status for name in ("IBM", "AAPL", "MSFT")] == [
+        "failed", "not_fetched", "not_fetched"]
+
+
+def test_a_rejected_key_is_recorded_without_the_key(app, capsys, job_env, fake_alphavantage):
+    key = job_env["ALPHAVANTAGE_API_KEY"]
+    fake_alphavantage.queue_error("invalid_key", text=f"the parameter apikey {key} is invalid")
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+    assert status == 1
+    run = assert_history_matches_output(app, out, err)
+    _, symbols = history(app)
+    assert run.status == "failed"
+    assert all(key not in row.error for row in symbols[run.id].values())
+    assert key not in run.message
+
+
+def test_a_saved_file_that_names_no_symbol_is_named_in_the_run_message(
+        app, capsys, job_env, tmp_path):
+    saved = tmp_path / "quota.json"
+    saved.write_text(json.dumps(dict([ALPHAVANTAGE_ERROR_BODIES["daily_quota"]])))
+    status, out, err = run_job(capsys, job_env, "--from-file", str(saved),
+                               "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert status == 1
+    runs, symbols = history(app)
+    [run] = runs.values()
+    assert run.status == "partial"
+    assert run.message.startswith("1 of 2 files stored, 10 new rows, 0 updated; quota.json: "
+                                  "the AlphaVantage daily quota is spent")
+    assert list(symbols[run.id]) == ["IBM"]
+    assert f"run {run.id} partial: {run.message}" in err.splitlines()
+
+
+def test_a_dry_run_is_not_recorded(app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    assert run_job(capsys, job_env, "--symbols", "IBM", "--dry-run")[0] == 0
+    assert history(app) == ({}, {})
+
+
+# --- runs as processes: killed, overlapping, stopped ----------------------------------
+
+class HeldAnswer:
+    """A queued answer that holds its request until the test releases it."""
+
+    def __init__(self, fixture: str) -> None:
+        self.body = (ALPHAVANTAGE_FIXTURES / fixture).read_bytes()
+        self.released = threading.Event()
+
+    def __call__(self, _request: Request) -> Response:
+        self.released.wait(timeout=PROCESS_SECONDS)
+        return Response(self.body, content_type="application/json")
+
+
+@pytest.fixture
+def held():
+    """Make held answers; release them all at the end so no server thread stays blocked."""
+    answers = []
+
+    def _hold(fixture: str) -> HeldAnswer:
+        answers.append(HeldAnswer(fixture))
+        return answers[-1]
+
+    yield _hold
+    for answer in answers:
+        answer.released.set()
+
+
+@pytest.fixture
+def start_job(tmp_path, job_env):
+    """Start get_raw_data.py as a process; yield a starter; kill leftovers at the end."""
+    processes = []
+
+    def _start(*argv: str, **env: str) -> tuple[subprocess.Popen, os.PathLike]:
+        stderr_path = tmp_path / f"job{len(processes)}.err"
+        with open(stderr_path, "wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "get_raw_data.py", *argv], cwd=PROJECT_ROOT,
+                env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=stderr)
+        processes.append(process)
+        return process, stderr_path
+
+    yield _start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=PROCESS_SECONDS)
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+    out, _ = process.communicate(timeout=PROCESS_SECONDS)
+    return process.returncode, out.decode()
+
+
+def test_a_killed_run_is_marked_interrupted_by_the_next(app, capsys, job_env, fake_alphavantage,
+                                                        held, start_job):
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_handler(held(AAPL))
+    killed, _ = start_job("--symbols", "IBM,AAPL")
+    wait_for(lambda: len(fake_alphavantage.requests) == 2, "the run to ask for AAPL")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=PROCESS_SECONDS)
+    runs, symbols = history(app)
+    [dead] = runs.values()
+    assert (dead.status, dead.finished_at, dead.rows_new) == ("running", None, 10)
+    assert {symbol: row.status for symbol, row in symbols[dead.id].items()} == {"IBM": "ok"}
+
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+    assert status == 0, err
+    runs, symbols = history(app)
+    dead, later = runs[dead.id], runs[max(runs)]
+    assert (dead.status, dead.message) == ("interrupted", INTERRUPTED_MESSAGE)
+    assert dead.finished_at == later.started_at and dead.rows_new == 10
+    assert {symbol: row.status for symbol, row in symbols[dead.id].items()} == {"IBM": "ok"}
+    assert later.status == "ok" and (later.rows_new, later.rows_updated) == (10, 0)
+    assert len(stored(app)) == 20
+
+
+def test_two_runs_at_once_take_turns_and_are_both_recorded(app, job_env, fake_alphavantage,
+                                                           held, start_job):
+    first_answer = held(IBM)
+    for answer in (first_answer, AAPL, IBM, AAPL):
+        if isinstance(answer, str):
+            fake_alphavantage.queue_fixture(answer)
+        else:
+            fake_alphavantage.queue_handler(answer)
+    jobs = [start_job("--symbols", "IBM,AAPL") for _ in range(2)]
+    wait_for(lambda: len(fake_alphavantage.requests) == 1, "one run to ask for IBM")
+    wait_for(lambda: any("waiting up to 300s for" in path.read_text() for _, path in jobs),
+             "the other run to wait for the lock")
+    assert len(fake_alphavantage.requests) == 1, "the waiting run asked nothing"
+    first_answer.released.set()
+    results = [finish(process) for process, _ in jobs]
+    assert [status for status, _ in results] == [0, 0], [path.read_text() for _, path in jobs]
+
+    runs, symbols = history(app)
+    first, second = sorted(runs.values(), key=lambda run: run.id)
+    assert [run.status for run in (first, second)] == ["ok", "ok"]
+    assert second.started_at >= first.finished_at
+    assert [(row.rows_new, row.rows_updated) for row in symbols[first.id].values()] == [(10, 0)] * 2
+    assert [(row.rows_new, row.rows_updated) for row in symbols[second.id].values()] == [(0, 0)] * 2
+    assert [request.params["symbol"] for request in fake_alphavantage.requests] == [
+        "IBM", "AAPL", "IBM", "AAPL"]
+    assert len(stored(app)) == 20
+
+
+def test_a_run_that_waits_too_long_fails_naming_the_run_in_progress(
+        app, capsys, job_env, fake_alphavantage, held, start_job, monkeypatch):
+    answer = held(IBM)
+    fake_alphavantage.queue_handler(answer)
+    fake_alphavantage.queue_fixture(AAPL)
+    running, _ = start_job("--symbols", "IBM,AAPL")
+    wait_for(lambda: len(fake_alphavantage.requests) == 1, "the first run to ask for IBM")
+    [holder] = history(app)[0].values()
+
+    monkeypatch.setenv("FETCH_LOCK_TIMEOUT", "1")
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+    assert (status, out) == (1, "")
+    started = holder.started_at.isoformat() + "Z"
+    assert f"waiting up to 1s for run {holder.id} (started {started}) to finish" in err
+    runs, symbols = history(app)
+    refused = runs[max(runs)]
+    message = (f"gave up after waiting 1s (FETCH_LOCK_TIMEOUT) for run {holder.id} "
+               f"(started {started}) to finish; nothing fetched")
+    assert (refused.status, refused.message, symbols[refused.id]) == ("failed", message, {})
+    assert f"run {refused.id} failed: {message}" in err.splitlines()
+    assert runs[holder.id].status == "running"
+
+    answer.released.set()
+    assert finish(running)[0] == 0
+    assert history(app)[0][holder.id].status == "ok"
+
+
+def test_the_scheduler_catches_up_then_stops_cleanly_on_sigterm(app, job_env, fake_alphavantage,
+                                                                held, start_job):
+    answer = held(IBM)
+    fake_alphavantage.queue_handler(answer)
+    # Once a year: on an empty history the last scheduled time was missed, so it runs now.
+    scheduler, stderr = start_job("--schedule", "0 0 1 1 *", "--symbols", "IBM,AAPL")
+    wait_for(lambda: len(fake_alphavantage.requests) == 1, "the catch-up run to ask for IBM")
+    scheduler.send_signal(signal.SIGTERM)
+    answer.released.set()
+    status, out = finish(scheduler)
+    log = stderr.read_text()
+    assert status == 0, log
+    assert "catch-up run: no run since" in log and "SIGTERM received" in log
+    assert "Traceback" not in log
+
+    runs, symbols = history(app)
+    [run] = runs.values()
+    assert (run.trigger, run.status) == ("schedule", "interrupted")
+    assert run.message == "stopped before the end: 1 of 2 symbols stored, 10 new rows, 0 updated"
+    assert {symbol: (row.status, row.error) for symbol, row in symbols[run.id].items()} == {
+        "IBM": ("ok", None), "AAPL": ("not_fetched", "not fetched: the job was stopped")}
+    assert len(stored(app)) == 10 and len(fake_alphavantage.requests) == 1
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    (["--schedule", "61 18 * * *"], {}, "--schedule: the cron expression '61 18 * * *' cannot"),
+    (["--schedule", "30 18 * *"], {}, "--schedule: the cron expression '30 18 * *' must have 5"),
+    (["--schedule"], {"FETCH_SCHEDULE": "every day"}, "FETCH_SCHEDULE: the cron expression"),
+    (["--schedule"], {"FETCH_TIMEZONE": "Mars/Olympus"}, "FETCH_TIMEZONE: unknown time zone"),
+    (["--schedule", "--dry-run"], {}, "--schedule cannot be combined with --dry-run"),
+    ([], {"FETCH_LOCK_TIMEOUT": "-1"}, "FETCH_LOCK_TIMEOUT must be 0 or more"),
+])
+def test_a_bad_schedule_exits_2_with_a_clear_message(
+        app, capsys, job_env, monkeypatch, argv, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run_job(capsys, job_env, *argv)
+    assert (status, out) == (2, "")
+    assert err.startswith(f"get_raw_data: {message}") and len(err.splitlines()) == 1
+    assert history(app) == ({}, {})
+
+
+@pytest.mark.redis
+def test_every_run_clears_the_cached_history_for_every_worker(
+        redis_app, capsys, job_env, fake_alphavantage, monkeypatch):
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
+    worker = redis_app.test_client()
+    for expected_runs in (1, 2):
+        fake_alphavantage.queue_fixture(IBM)
+        assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
+        runs = worker.get("/api/fetch_runs").get_json()["data"]
+        assert len(runs) == expected_runs, "a run that changed no row also clears the cache"
+        assert worker.get("/api/symbols").get_json()["data"][0]["last_fetched_at"] == (
+            runs[0]["started_at"])

@@ -1,0 +1,142 @@
+"""The scheduler's clock work: cron times in a time zone, catch-up, failures, stopping.
+
+Time is a fake clock the tests move; the scheduler's naps advance it.
+"""
+import datetime
+import logging
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from financial.schedule import Schedule, ScheduleError, Scheduler, missed_run, parse_zone
+
+NEW_YORK = ZoneInfo("America/New_York")
+UTC = datetime.UTC
+WEEKDAYS_AFTER_CLOSE = "30 18 * * 1-5"
+
+
+def new_york(*args) -> datetime.datetime:
+    return datetime.datetime(*args, tzinfo=NEW_YORK)
+
+
+class FakeClock:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self, start: datetime.datetime) -> None:
+        self.now = start.astimezone(UTC)
+        self.naps = 0
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.naps += 1
+        self.now += datetime.timedelta(seconds=seconds)
+
+
+class FakeJob:
+    """Records when it ran (as the history would) and fails when told to."""
+
+    def __init__(self, clock: FakeClock, failures: int = 0) -> None:
+        self.clock = clock
+        self.failures = failures
+        self.runs: list[datetime.datetime] = []
+
+    def __call__(self) -> None:
+        self.runs.append(self.clock())
+        if len(self.runs) <= self.failures:
+            raise RuntimeError("AlphaVantage is down")
+
+    def last_start(self) -> datetime.datetime | None:
+        """The newest start, as the history stores it: naive UTC."""
+        return self.runs[-1].replace(tzinfo=None) if self.runs else None
+
+
+def serve(start, *, runs: int, history_start=None, failures=0,
+          expression=WEEKDAYS_AFTER_CLOSE) -> FakeJob:
+    """Run the scheduler from ``start`` until the job ran ``runs`` times."""
+    clock = FakeClock(start)
+    job = FakeJob(clock, failures)
+    Scheduler(Schedule.parse(expression, NEW_YORK), job,
+              lambda: job.last_start() or history_start,
+              should_stop=lambda: len(job.runs) >= runs, clock=clock, sleep=clock.sleep).serve()
+    return job
+
+
+def test_runs_at_the_cron_times_in_new_york_across_a_weekend_and_daylight_saving():
+    # Friday noon; the history has Thursday's scheduled run, so nothing to catch up.
+    thursday_run = new_york(2026, 3, 5, 18, 30, 4).astimezone(UTC).replace(tzinfo=None)
+    job = serve(new_york(2026, 3, 6, 12, 0), runs=3, history_start=thursday_run)
+    # Clocks go forward on Sunday 2026-03-08: Friday is EST (23:30Z), Monday EDT (22:30Z).
+    assert job.runs == [new_york(2026, 3, 6, 18, 30), new_york(2026, 3, 9, 18, 30),
+                        new_york(2026, 3, 10, 18, 30)]
+    assert [run.astimezone(UTC).hour for run in job.runs] == [23, 22, 22]
+
+
+def test_logs_the_next_run_time(caplog):
+    caplog.set_level(logging.INFO, logger="financial.schedule")
+    thursday_run = datetime.datetime(2026, 3, 5, 23, 31)
+    serve(new_york(2026, 3, 6, 12, 0), runs=1, history_start=thursday_run)
+    assert "next run at 2026-03-06T18:30:00-05:00" in caplog.messages
+
+
+def test_a_missed_run_is_caught_up_once_at_start():
+    # Tuesday 09:00; the newest run started Monday morning, before Monday's 18:30.
+    monday_morning = datetime.datetime(2026, 3, 2, 15, 0)
+    job = serve(new_york(2026, 3, 3, 9, 0), runs=3, history_start=monday_morning)
+    assert job.runs == [new_york(2026, 3, 3, 9, 0), new_york(2026, 3, 3, 18, 30),
+                        new_york(2026, 3, 4, 18, 30)]
+
+
+def test_an_empty_history_is_caught_up():
+    job = serve(new_york(2026, 3, 3, 9, 0), runs=1)
+    assert job.runs == [new_york(2026, 3, 3, 9, 0)]
+
+
+def test_a_failing_run_does_not_stop_the_schedule(caplog):
+    thursday_run = datetime.datetime(2026, 3, 5, 23, 31)
+    job = serve(new_york(2026, 3, 6, 12, 0), runs=2, history_start=thursday_run, failures=1)
+    assert job.runs == [new_york(2026, 3, 6, 18, 30), new_york(2026, 3, 9, 18, 30)]
+    failed = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert [record.getMessage() for record in failed] == ["the run failed; the schedule goes on"]
+    assert "AlphaVantage is down" in caplog.text
+
+
+def test_a_stop_request_ends_the_wait_without_running():
+    clock = FakeClock(new_york(2026, 3, 6, 12, 0))
+    ran = []
+    Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), lambda: ran.append(clock()),
+              lambda: datetime.datetime(2026, 3, 5, 23, 31),
+              should_stop=lambda: clock.naps >= 10, clock=clock, sleep=clock.sleep).serve()
+    assert ran == [] and clock.now == new_york(2026, 3, 6, 12, 0, 10)
+
+
+@pytest.mark.parametrize("last_start, missed", [
+    (None, new_york(2026, 3, 2, 18, 30)),
+    (datetime.datetime(2026, 3, 2, 23, 29, 59), new_york(2026, 3, 2, 18, 30)),
+    (datetime.datetime(2026, 3, 2, 23, 30), None),
+    (datetime.datetime(2026, 3, 3, 12, 0), None),
+])
+def test_missed_run_is_the_last_scheduled_time_with_no_run_started_since(last_start, missed):
+    schedule = Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK)
+    assert missed_run(schedule, new_york(2026, 3, 3, 9, 0), last_start) == missed
+
+
+@pytest.mark.parametrize("expression, problem", [
+    ("30 18 * *", "must have 5 fields"),
+    ("0 30 18 * * 1-5", "must have 5 fields"),
+    ("@daily", "must have 5 fields"),
+    ("61 18 * * *", "cannot be used"),
+    ("30 18 * * mon-xyz", "cannot be used"),
+    ("0 0 30 2 *", "cannot be used"),
+])
+def test_a_bad_cron_expression_is_refused_with_a_reason(expression, problem):
+    with pytest.raises(ScheduleError, match=problem):
+        Schedule.parse(expression, NEW_YORK)
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus_Mons", "", "../etc/passwd", "EST5EDT,M3"])
+def test_an_unknown_time_zone_is_refused(name):
+    with pytest.raises(ScheduleError, match="unknown time zone"):
+        parse_zone(name)
