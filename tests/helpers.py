@@ -122,3 +122,14 @@ def wait_for(condition, what: str, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.05)
+
+
+def history(app) -> tuple[dict[int, FetchRun], dict[int, dict[str, FetchRunSymbol]]]:
+    """Return the runs by id and, per run, its symbol rows by symbol."""
+    with app.app_context():
+        runs = {run.id: run for run in db.session.scalars(select(FetchRun))}
+        symbols: dict[int, dict[str, FetchRunSymbol]] = {run_id: {} for run_id in runs}
+        for row in db.session.scalars(select(FetchRunSymbol)):
+            symbols[row.run_id][row.symbol] = row
+        db.session.expunge_all()
+    return runs, symbols

@@ -266,6 +266,26 @@ def test_compose_files_reference_what_exists(compose_file):
             assert (ROOT / script).is_file(), f"{name}: {script} missing"
 
 
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_a_scheduler_runs_the_fetch_job_from_the_api_image(compose_file):
+    services = load_compose(compose_file)["services"]
+    scheduler, api = services["scheduler"], services["api"]
+    assert scheduler["command"][:3] == ["python", "get_raw_data.py", "--schedule"]
+    assert (scheduler["image"], scheduler["build"]) == (api["image"], api["build"])
+    assert scheduler["environment"]["DATABASE_URL"] == api["environment"]["DATABASE_URL"]
+    assert scheduler["healthcheck"] == {"disable": True}, "it serves no HTTP to probe"
+
+
+def test_the_production_scheduler_restarts_and_gets_the_key_as_a_secret():
+    scheduler = load_compose("docker-compose.prod.yml")["services"]["scheduler"]
+    assert scheduler["restart"] == "unless-stopped"
+    assert "profiles" not in scheduler, "`up` starts it"
+    assert "alphavantage_api_key" in scheduler["secrets"]
+    assert scheduler["environment"]["ALPHAVANTAGE_API_KEY_FILE"] == (
+        "/run/secrets/alphavantage_api_key")
+    assert "ALPHAVANTAGE_API_KEY" not in scheduler["environment"]
+
+
 def test_secrets_are_git_ignored_files_named_in_env_example():
     compose = load_compose("docker-compose.prod.yml")
     gitignore = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()

@@ -13,32 +13,19 @@ import sys
 import threading
 
 import pytest
-from sqlalchemy import select
 from werkzeug.wrappers import Request, Response
 
-from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.models import FetchRun, FetchRunSymbol
 from financial.runs import INTERRUPTED_MESSAGE, one_line
 from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM
-from tests.helpers import run_job, stored, wait_for
+from tests.helpers import history, run_job, stored, wait_for
 
 SUMMARY = re.compile(r"(?P<symbol>\S+): (?P<fetched>\d+) rows fetched, (?P<new>\d+) new, "
                      r"(?P<updated>\d+) updated")
 FAILURE = re.compile(r" ERROR financial\.fetch_run: (?P<label>\S+): failed: (?P<reason>.*)")
 RUN_LINE = re.compile(r"run (?P<id>\d+) (?P<status>[a-z_]+): (?P<message>.*)")
 PROCESS_SECONDS = 60
-
-
-def history(app) -> tuple[dict[int, FetchRun], dict[int, dict[str, FetchRunSymbol]]]:
-    """Return the runs by id and, per run, its symbol rows by symbol."""
-    with app.app_context():
-        runs = {run.id: run for run in db.session.scalars(select(FetchRun))}
-        symbols: dict[int, dict[str, FetchRunSymbol]] = {run_id: {} for run_id in runs}
-        for row in db.session.scalars(select(FetchRunSymbol)):
-            symbols[row.run_id][row.symbol] = row
-        db.session.expunge_all()
-    return runs, symbols
 
 
 def symbol_columns(row: FetchRunSymbol) -> tuple:

@@ -19,7 +19,7 @@ from lib.avantage_api import parse_daily_series
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, IBM_DAILY,
 )
-from tests.helpers import KEY, build_app, isolated_environment, run_job, stored
+from tests.helpers import KEY, build_app, history, isolated_environment, run_job, stored
 
 
 def test_stores_two_weeks_of_each_symbol_exactly(app, capsys, job_env, fake_alphavantage):
@@ -248,6 +248,13 @@ def test_failure_mid_symbol_leaves_its_rows_exactly_as_they_were(
     assert "Traceback" in (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
     assert stored(app, "IBM") == before
     assert out == "AAPL: 100 rows fetched, 100 new, 0 updated\n"
+    runs, outcomes = history(app)
+    failed_run = max(runs)
+    assert runs[failed_run].status == "partial"
+    assert outcomes[failed_run]["IBM"].status == "failed"
+    assert outcomes[failed_run]["IBM"].error.startswith("database error (")
+    assert (outcomes[failed_run]["AAPL"].status, outcomes[failed_run]["AAPL"].rows_new) == (
+        "ok", 100)
 
 
 @pytest.mark.redis
