@@ -102,84 +102,6 @@ class Plan:
     schedule: Schedule | None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the fetch job (once, or on a schedule); return the exit status."""
-    args = parse_args(argv)
-    load_dotenv(PROJECT_ROOT / ".env")
-    try:
-        config = get_config()
-        plan = _plan(args, config)
-        app = _app(config)
-    except (ConfigError, UsageError) as exc:
-        print(f"get_raw_data: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
-    # On a schedule the log is the output (docker logs): INFO goes to stderr too.
-    configure_logging("get_raw_data", app.config["LOG_DIR"], app.config["LOG_LEVEL"],
-                      console_level="INFO" if plan.schedule else "WARNING",
-                      console_tracebacks=False)
-    with stop_on_signals() as stop:
-        if plan.schedule is None:
-            return run_once(app, plan, "manual", stop, report=print, note=_to_stderr)
-        serve_schedule(app, plan, stop)
-        return EXIT_OK
-
-
-def run_once(app: Flask, plan: Plan, trigger: str, stop: "StopRequest", *,
-             report: Callable[[str], None], note: Callable[[str], None]) -> int:
-    """Run the job once, in an app context of its own; return the exit status."""
-    with app.app_context():
-        if plan.files:
-            return run(app, plan.settings, _file_jobs(plan.files), trigger=trigger, stop=stop,
-                       report=report, note=note)
-        with _client(plan.config) as client:
-            return run(app, plan.settings, _api_jobs(client, plan.symbols, plan.full),
-                       trigger=trigger, stop=stop, report=report, note=note)
-
-
-def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
-        stop: "StopRequest", report: Callable[[str], None], note: Callable[[str], None]) -> int:
-    """Bring the schema up to date, run the jobs as a recorded run (or a dry run)."""
-    if settings.dry_run:
-        outcome = RunLoop(db.session(), settings, report=report, note=note).run(jobs)
-        json.dump(outcome.records, sys.stdout, indent=2)
-        print()
-        return EXIT_FAILED if outcome.failures else EXIT_OK
-    if not _schema_ready(app):
-        return EXIT_FAILED
-    try:
-        outcome = recorded_run(db.session(), db.engine, jobs, settings, trigger=trigger,
-                               report=report, note=note, on_change=clear_cached_answers,
-                               should_stop=stop.is_set)
-    except LockWaitStopped:
-        logger.warning("stopped while waiting for the run in progress; nothing fetched")
-        return EXIT_FAILED
-    except SQLAlchemyError as exc:
-        logger.error("the run could not be recorded", exc_info=exc)
-        print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
-              "the run could not be recorded", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK if outcome.status == OK else EXIT_FAILED
-
-
-def serve_schedule(app: Flask, plan: Plan, stop: "StopRequest") -> None:
-    """Run the job at each scheduled time until stopped; a failed run changes nothing."""
-    assert plan.schedule is not None
-    with app.app_context():
-        _schema_ready(app)
-
-    def last_start():
-        with app.app_context():
-            return latest_run_start(db.session())
-
-    Scheduler(
-        plan.schedule,
-        run_job=lambda: run_once(app, plan, "schedule", stop, report=_discard, note=_discard),
-        last_start=last_start,
-        should_stop=stop.is_set,
-    ).serve()
-
-
 class StopRequest:
     """Set by the first SIGTERM or SIGINT: the job stops after the current symbol."""
 
@@ -214,7 +136,84 @@ def stop_on_signals() -> Iterator[StopRequest]:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if stop.is_set():
-            logger.warning("%s received: stopped after the current symbol", stop.signal_name)
+            logger.warning("%s received: stopped", stop.signal_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fetch job (once, or on a schedule); return the exit status."""
+    args = parse_args(argv)
+    load_dotenv(PROJECT_ROOT / ".env")
+    try:
+        config = get_config()
+        plan = _plan(args, config)
+        app = _app(config)
+    except (ConfigError, UsageError) as exc:
+        print(f"get_raw_data: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    # On a schedule the log is the output (docker logs): INFO goes to stderr too.
+    configure_logging("get_raw_data", app.config["LOG_DIR"], app.config["LOG_LEVEL"],
+                      console_level="INFO" if plan.schedule else "WARNING",
+                      console_tracebacks=False)
+    with stop_on_signals() as stop:
+        if plan.schedule is None:
+            return run_once(app, plan, "manual", stop, report=print, note=_to_stderr)
+        serve_schedule(app, plan, plan.schedule, stop)
+        return EXIT_OK
+
+
+def run_once(app: Flask, plan: Plan, trigger: str, stop: StopRequest, *,
+             report: Callable[[str], None], note: Callable[[str], None]) -> int:
+    """Run the job once, in an app context of its own; return the exit status."""
+    with app.app_context():
+        if plan.files:
+            return run(app, plan.settings, _file_jobs(plan.files), trigger=trigger, stop=stop,
+                       report=report, note=note)
+        with _client(plan.config) as client:
+            return run(app, plan.settings, _api_jobs(client, plan.symbols, plan.full),
+                       trigger=trigger, stop=stop, report=report, note=note)
+
+
+def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
+        stop: StopRequest, report: Callable[[str], None], note: Callable[[str], None]) -> int:
+    """Bring the schema up to date, run the jobs as a recorded run (or a dry run)."""
+    if settings.dry_run:
+        outcome = RunLoop(db.session(), settings, report=report, note=note).run(jobs)
+        json.dump(outcome.records, sys.stdout, indent=2)
+        print()
+        return EXIT_FAILED if outcome.failures else EXIT_OK
+    if not _schema_ready(app):
+        return EXIT_FAILED
+    try:
+        outcome = recorded_run(db.session(), db.engine, jobs, settings, trigger=trigger,
+                               report=report, note=note, on_change=clear_cached_answers,
+                               should_stop=stop.is_set)
+    except LockWaitStopped:
+        logger.warning("stopped while waiting for the run in progress; nothing fetched")
+        return EXIT_FAILED
+    except SQLAlchemyError as exc:
+        logger.error("the run could not be recorded", exc_info=exc)
+        print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
+              "the run could not be recorded", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if outcome.status == OK else EXIT_FAILED
+
+
+def serve_schedule(app: Flask, plan: Plan, schedule: Schedule, stop: StopRequest) -> None:
+    """Run the job at each scheduled time until stopped; a failed run changes nothing."""
+    with app.app_context():
+        _schema_ready(app)
+
+    def last_start():
+        with app.app_context():
+            return latest_run_start(db.session())
+
+    Scheduler(
+        schedule,
+        run_job=lambda: run_once(app, plan, "schedule", stop, report=_discard, note=_discard),
+        last_start=last_start,
+        should_stop=stop.is_set,
+    ).serve()
 
 
 def _schema_ready(app: Flask) -> bool:
