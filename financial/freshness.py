@@ -5,10 +5,10 @@ holidays, Good Friday included, are no sessions; half days close at 13:00).
 A session counts once it has closed: 16:00 New York time on a full day.
 """
 import datetime
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,26 +19,24 @@ CALENDAR_START = "1990-01-01"
 
 
 class NyseSessions:
-    """The NYSE sessions and their closing times, as sorted arrays for fast counting."""
+    """The NYSE sessions and their closes (naive UTC), both in session order."""
 
-    def __init__(self, sessions: np.ndarray, closes: np.ndarray) -> None:
-        self.sessions = sessions  # datetime64, the session's date at midnight
-        self.closes = closes  # datetime64, its close in UTC, same order
+    def __init__(self, sessions: list[datetime.date], closes: list[datetime.datetime]) -> None:
+        self.sessions = sessions
+        self.closes = closes
 
     def closed_count(self, now: datetime.datetime) -> int:
         """Return how many sessions have closed at ``now`` (aware)."""
-        return int(np.searchsorted(self.closes, _utc64(now), side="right"))
+        return bisect_right(self.closes, now.astimezone(datetime.UTC).replace(tzinfo=None))
 
     def last_closed(self, now: datetime.datetime) -> datetime.date | None:
         """Return the newest session that has closed at ``now``, or None."""
         closed = self.closed_count(now)
-        return None if closed == 0 else _date(self.sessions[closed - 1])
+        return self.sessions[closed - 1] if closed else None
 
     def sessions_behind(self, last_date: datetime.date, now: datetime.datetime) -> int:
         """Return how many sessions after ``last_date`` have closed at ``now``."""
-        through_last = int(np.searchsorted(self.sessions, np.datetime64(last_date, "ns"),
-                                           side="right"))
-        return max(0, self.closed_count(now) - through_last)
+        return max(0, self.closed_count(now) - bisect_right(self.sessions, last_date))
 
 
 def nyse_sessions() -> NyseSessions:
@@ -56,16 +54,8 @@ def _build(_year: int) -> NyseSessions:
     import exchange_calendars
 
     calendar = exchange_calendars.get_calendar("XNYS", start=CALENDAR_START)
-    return NyseSessions(calendar.sessions.to_numpy(),
-                        calendar.closes.dt.tz_convert(None).to_numpy())
-
-
-def _utc64(moment: datetime.datetime) -> np.datetime64:
-    return np.datetime64(moment.astimezone(datetime.UTC).replace(tzinfo=None), "ns")
-
-
-def _date(value: np.datetime64) -> datetime.date:
-    return datetime.date.fromisoformat(str(value)[:10])
+    return NyseSessions([session.date() for session in calendar.sessions],
+                        list(calendar.closes.dt.tz_convert(None).dt.to_pydatetime()))
 
 
 @dataclass(frozen=True)
