@@ -1,46 +1,67 @@
 """The application shell: ``create_app`` builds a configured Flask app."""
-import logging
-import time
-
-from flask import Flask, g, request
+import click
+from flask import Flask
 
 from app.api import register_api
 from app.cli import register_commands
+from app.conditional import register_conditional_get
 from app.errors import register_error_handlers
 from app.extensions import cache, cors, db, migrate
-from conf.settings import PROJECT_ROOT, BaseConfig, get_config
-from lib.db import configure_engine, engine_options, prepare_sqlite_file
+from app.limits import register_rate_limits
+from app.metrics import register_metrics
+from app.request_log import register_request_logging
+from app.security import register_security_headers, trust_proxy_hops
+from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
+from lib.db import DatabaseUrlError, check_database_url, configure_engine, engine_options
 from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 
-request_logger = logging.getLogger("app.requests")
+
+class StartupError(ConfigError, click.ClickException):
+    """A setting the app cannot run with; the Flask CLI prints it as one line, no traceback."""
 
 
 def create_app(config: str | BaseConfig | None = None, overrides: dict | None = None) -> Flask:
     """Build the app for ``config`` (an APP_ENV name or a config object).
 
     ``overrides`` replaces individual settings; tests steer the app with it.
+    Raises StartupError naming the setting when one cannot work at all (e.g.
+    a malformed DATABASE_URL); a database that is merely down is no error here.
     """
-    settings = config if isinstance(config, BaseConfig) else get_config(config)
-    app = Flask(__name__)
-    app.config.from_object(settings)
-    app.config.update(overrides or {})
+    try:
+        settings = config if isinstance(config, BaseConfig) else get_config(config)
+        app = Flask(__name__)
+        app.config.from_object(settings)
+        app.config.update(overrides or {})
 
-    configure_logging("api", app.config["LOG_DIR"], app.config["LOG_LEVEL"])
-    register_extensions(app)
-    api = register_api(app)
-    register_error_handlers(app, api)
-    register_request_logging(app)
-    register_commands(app)
+        configure_logging("api", app.config["LOG_DIR"], app.config["LOG_LEVEL"])
+        trust_proxy_hops(app)
+        register_extensions(app)
+        api = register_api(app)
+        register_error_handlers(app, api)
+        register_request_logging(app)
+        register_rate_limits(app)
+        register_metrics(app)
+        register_conditional_get(app)
+        register_security_headers(app)
+        register_commands(app)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
     return app
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind the database, migrations, cache and CORS to ``app``."""
+    """Bind the database, migrations, cache and CORS to ``app``.
+
+    Raises ConfigError when DATABASE_URL cannot work at all.
+    """
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    prepare_sqlite_file(url)
+    try:
+        check_database_url(url)
+    except DatabaseUrlError as exc:
+        raise ConfigError(f"DATABASE_URL {exc}") from None
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
     db.init_app(app)
     with app.app_context():
@@ -56,19 +77,3 @@ def register_extensions(app: Flask) -> None:
         })
     cache.init_app(app)
     cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})
-
-
-def register_request_logging(app: Flask) -> None:
-    """Log one line per request: method, path, status and duration."""
-
-    @app.before_request
-    def _start_timer():
-        g.request_started = time.perf_counter()
-
-    @app.after_request
-    def _log_request(response):
-        started = g.get("request_started")
-        elapsed_ms = (time.perf_counter() - started) * 1000 if started else 0.0
-        request_logger.info("%s %s %s %.1fms", request.method, request.full_path.rstrip("?"),
-                            response.status_code, elapsed_ms)
-        return response

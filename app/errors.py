@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from app.envelope import DATABASE_UNAVAILABLE, INTERNAL_ERROR, RETRY_AFTER_SECONDS, error_envelope
 from app.extensions import db
+from app.metrics import record_database_error
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
 from lib.db import DATABASE_ERRORS
@@ -42,6 +43,7 @@ def handle_http_exception(exc: HTTPException) -> tuple:
 
 def handle_database_error(exc: Exception) -> tuple:
     logger.error("database unavailable: %s", exc.__class__.__name__)
+    record_database_error()
     _rollback()
     return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
 

@@ -7,6 +7,8 @@ HEALTH_PATH = "/health"
 SYMBOLS_PATH = "/symbols"
 FETCH_RUNS_PATH = "/fetch_runs"
 DOCS_PATH = "/docs"
+# Outside /api: for the operator's scraper, not routed by nginx.
+METRICS_PATH = "/metrics"
 # Endpoints whose error bodies carry "data": [] and "pagination": null.
 PAGINATED_PATHS = frozenset(
     API_PREFIX + path for path in (FINANCIAL_DATA_PATH, SYMBOLS_PATH, FETCH_RUNS_PATH))

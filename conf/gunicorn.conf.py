@@ -5,6 +5,8 @@ the application's own settings stay in conf/settings.py. A blank variable
 counts as unset, so an empty line copied from .env.example keeps the default.
 """
 import os
+import shutil
+import tempfile
 
 
 def _env(name: str, default: str) -> str:
@@ -37,12 +39,11 @@ graceful_timeout = 25
 # connections first and never reuses one gunicorn is closing.
 keepalive = 5
 
-accesslog = "-"
+# No access log: the app logs one line per request itself, with its
+# request ID, client address and duration (app/request_log.py).
+accesslog = None
 errorlog = "-"
 loglevel = _env("LOG_LEVEL", "info").lower()
-access_log_format = (
-    '%(h)s "%({x-forwarded-for}i)s" %(t)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
-)
 
 # Whose X-Forwarded-* headers to trust. The compose files set "*": only nginx
 # can reach the unpublished API port there.
@@ -57,3 +58,47 @@ if os.path.isdir("/dev/shm"):
 # runtime control socket (gunicornc), whose default path lies under $HOME,
 # which the image's user does not have.
 control_socket_disable = True
+
+
+# The folder where workers share their metrics (created by on_starting).
+_metrics_folder = None
+
+
+def on_starting(server):
+    """Give the workers a metrics folder, then check that the app can be built.
+
+    Building the app once in the master turns a setting that cannot work
+    (e.g. a malformed DATABASE_URL) into one line ("Error: ...") before any
+    worker starts, instead of a traceback from every worker. Workers then
+    inherit the imported code: restart gunicorn, not HUP it, to deploy code.
+    """
+    _share_metrics_between_workers()
+    from gunicorn.util import import_app
+
+    from conf.settings import ConfigError
+    try:
+        import_app(server.app.app_uri)
+    except ConfigError as exc:
+        raise RuntimeError(str(exc)) from None
+
+
+def _share_metrics_between_workers():
+    # Each worker writes its metrics to files there and /metrics adds them
+    # up (prometheus_client's multiprocess mode, which it picks when first
+    # imported: so before the app is). A fresh folder per start, so no count
+    # of an earlier run is added; not a setting, as a blank value copied
+    # from .env would put `flask run` in that mode with no folder.
+    global _metrics_folder
+    _metrics_folder = tempfile.mkdtemp(prefix="api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_folder
+
+
+def child_exit(server, worker):
+    """Drop the live gauges of a worker that exited; its counters still count."""
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_folder:
+        shutil.rmtree(_metrics_folder, ignore_errors=True)

@@ -136,6 +136,15 @@ class BaseConfig:
         self.FETCH_LOCK_TIMEOUT = env_float("FETCH_LOCK_TIMEOUT", 300.0)
         # Closed NYSE sessions a symbol may lag before /api/symbols calls it stale.
         self.STALE_AFTER_SESSIONS = env_int("STALE_AFTER_SESSIONS", 1)
+        # Requests one client may make (Flask-Limiter syntax, e.g. "600 per minute")
+        # across the whole API; empty turns rate limiting off.
+        self.RATE_LIMIT = env_str("RATE_LIMIT", "")
+        # Where the counts live: memory:// is per process, redis://host:6379/1 is
+        # shared by every worker and replica.
+        self.RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI", "memory://")
+        # Reverse proxies in front of the app whose X-Forwarded-* headers are
+        # trusted (1 behind the compose file's nginx); 0 trusts none.
+        self.TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
 
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     RESTX_ERROR_404_HELP = False

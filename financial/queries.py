@@ -70,3 +70,16 @@ def list_prices(
     return list(session.execute(
         select(*PRICE_COLUMNS).select_from(FinancialData).join(keys, joined).order_by(*order)
     ).all())
+
+
+def newest_dates(session: Session, *, limit: int) -> list[Row]:
+    """Return (symbol, newest stored date) of the first ``limit`` symbols, ordered by symbol.
+
+    Each symbol's maximum is read from the end of its run in the primary-key index.
+    """
+    return list(session.execute(
+        select(FinancialData.symbol, func.max(FinancialData.date))
+        .group_by(FinancialData.symbol)
+        .order_by(FinancialData.symbol)
+        .limit(limit)
+    ).all())

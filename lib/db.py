@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import event, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import BigInteger, Numeric, TypeDecorator
@@ -37,11 +37,40 @@ def engine_options(url: str) -> dict:
     return {"pool_pre_ping": True, "pool_recycle": MYSQL_POOL_RECYCLE_SECONDS}
 
 
-def prepare_sqlite_file(url: str) -> None:
-    """Create the folder of a file-based SQLite URL; no-op for other URLs."""
-    parsed = make_url(url)
+class DatabaseUrlError(ValueError):
+    """A database URL that cannot work whatever the server's state; the message says why.
+
+    Messages never repeat the URL, which may hold a password, and read as
+    the continuation of the setting's name ("DATABASE_URL is not ...").
+    """
+
+
+def check_database_url(url: str) -> None:
+    """Check that ``url`` can work at all and create the folder of an SQLite file.
+
+    A server that is down is not checked here: that is a 503 until it is back.
+    Raises DatabaseUrlError for a malformed URL, an unknown dialect or driver,
+    a driver that is not installed, or an SQLite folder that cannot be created.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise DatabaseUrlError("is not a database URL; expected e.g. mysql+pymysql://user@host"
+                               ":3306/db or sqlite:///path/file.db") from None
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise DatabaseUrlError(f"names an unknown database driver {parsed.drivername!r}") from None
+    except ImportError as exc:
+        raise DatabaseUrlError(f"needs the driver module {exc.name!r}, which is not installed; "
+                               "use e.g. mysql+pymysql://") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUrlError(f"points into the folder {folder}, which cannot be created "
+                                   f"({exc.strerror or exc.__class__.__name__})") from None
 
 
 def configure_engine(engine: Engine) -> None:

@@ -1,10 +1,22 @@
 #!/bin/sh
 # Container entrypoint: wait for the database and apply migrations, then exec
 # the command (gunicorn by default) so it runs as PID 1 and receives signals.
+# A setting that cannot work stops here. A database that does not answer in
+# time (prestart's status 3) does not: the command starts anyway (the API
+# answers 503 until the database is back) while prestart keeps waiting in the
+# background and migrates as soon as it answers.
 set -eu
 
 # From the script's own place, so a checkout outside /app works the same way.
 cd "$(dirname "$0")/.."
 
-python -m scripts.prestart --timeout "${DB_WAIT_TIMEOUT:-60}"
+status=0
+python -m scripts.prestart --timeout "${DB_WAIT_TIMEOUT:-60}" || status=$?
+if [ "$status" -eq 3 ]; then
+  echo "entrypoint: starting without the database; migrating once it answers" >&2
+  # A week: far longer than any outage worth waiting out unattended.
+  python -m scripts.prestart --timeout 604800 &
+elif [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
 exec "$@"

@@ -1,9 +1,11 @@
 """Prepare the database before the API serves: wait until it answers, then migrate.
 
-The container entrypoint runs ``python -m scripts.prestart``. The wait is
-bounded, so a wrong host or password stops the container with one clear line
-instead of a loop of tracebacks. API replicas may start together; on MySQL a
-named lock makes them apply migrations one at a time.
+The container entrypoint runs ``python -m scripts.prestart``. A setting that
+cannot work stops it with one clear line (status 2). The wait is bounded: a
+database that does not answer in time is status 3, on which the entrypoint
+starts the API anyway (it answers 503 until the database is back). API
+replicas may start together; on MySQL a named lock makes them apply
+migrations one at a time.
 """
 import argparse
 import logging
@@ -22,6 +24,7 @@ from lib.db import DATABASE_ERRORS, MigrationLockTimeout, migration_lock
 logger = logging.getLogger("prestart")
 
 RETRY_INTERVAL_SECONDS = 1.0
+EXIT_READY, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app()
     except ConfigError as exc:
         print(f"prestart: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     with app.app_context():
         try:
             return prepare_database(db.engine, args.timeout)
@@ -47,20 +50,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def prepare_database(engine: Engine, timeout: float) -> int:
-    """Wait for ``engine``'s database, then apply pending migrations; return 0 or 1."""
+    """Wait for ``engine``'s database, then apply pending migrations; return the exit status."""
     where = engine.url.render_as_string(hide_password=True)
     error = wait_for_database(engine, timeout)
     if error is not None:
         logger.error("database %s did not answer within %gs: %s", where, timeout, describe(error))
-        return 1
+        return EXIT_UNREACHABLE
     try:
         with migration_lock(engine):
             upgrade()
     except MigrationLockTimeout as exc:
         logger.error("%s", exc)
-        return 1
+        return EXIT_FAILED
     logger.info("database %s is ready and migrated", where)
-    return 0
+    return EXIT_READY
 
 
 def wait_for_database(engine: Engine, timeout: float) -> Exception | None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from app.extensions import cache
+from app.metrics import record_cache
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def cached_value(kind: str, params: tuple[Any, ...], compute: Callable[[], Value
     """
     key = cache_key(kind, params)
     value = _read(key)
+    record_cache(kind, hit=value is not None)
     if value is None:
         value = compute()
         _write(key, value)

@@ -7,6 +7,7 @@ from sqlalchemy import text
 from app.api.docs import info_model, namespace
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.extensions import db
+from app.metrics import record_database_error
 from lib.db import DATABASE_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class Health(Resource):
             db.session.execute(text("SELECT 1"))
         except DATABASE_ERRORS as exc:
             logger.error("health check failed: %s", exc.__class__.__name__)
+            record_database_error()
             body = {"status": "unavailable", "database": "unreachable",
                     "info": {"error": DATABASE_UNAVAILABLE}}
             return body, 503, {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}

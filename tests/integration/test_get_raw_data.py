@@ -172,9 +172,10 @@ def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypa
     ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon"}, "ALPHAVANTAGE_RETRY_WAIT must be a number"),
     ([], {"APP_ENV": "staging"}, "APP_ENV must be one of"),
     (["--symbols", ""], {}, "invalid symbol(s) (none given)"),
-    ([], {"DATABASE_URL": "notaurl"}, "DATABASE_URL cannot be used (ArgumentError)"),
-    ([], {"DATABASE_URL": "mysql+pymysql://u:pw@h:abc/db"}, "DATABASE_URL cannot be used"),
-    ([], {"DATABASE_URL": "mysql://u:pw@h/db"}, "DATABASE_URL cannot be used"),
+    ([], {"DATABASE_URL": "notaurl"}, "DATABASE_URL is not a database URL"),
+    ([], {"DATABASE_URL": "mysql+pymysql://u:pw@h:abc/db"}, "DATABASE_URL is not a database URL"),
+    ([], {"DATABASE_URL": "mysql://u:pw@h/db"},
+     "DATABASE_URL needs the driver module 'MySQLdb', which is not installed"),
 ])
 def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch, argv, env,
                                                message):

@@ -1,0 +1,55 @@
+"""Per-client rate limit (Flask-Limiter): RATE_LIMIT requests across the API, then 429."""
+from flask import Flask, request
+from flask_limiter import ApplicationLimit, Limiter
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+
+from app.routes import API_PREFIX, HEALTH_PATH, METRICS_PATH
+from conf.settings import ConfigError
+
+# Load balancers and the operator's scraper poll these; they are never limited.
+EXEMPT_ROUTES = frozenset({API_PREFIX + HEALTH_PATH, METRICS_PATH})
+# A Redis outage must not stall requests: give up on it quickly, then count in memory.
+STORAGE_TIMEOUT_SECONDS = 1
+
+
+def register_rate_limits(app: Flask) -> None:
+    """Limit each client (its address, as trust_proxy_hops resolves it) to RATE_LIMIT.
+
+    One budget per client for the whole API, shared by every worker and
+    replica through RATELIMIT_STORAGE_URI. Over it the client gets 429 in
+    the JSON envelope (app/errors.py) with Retry-After. While the storage is
+    unreachable each worker counts in memory, so the API keeps answering.
+    Empty RATE_LIMIT: no limit, no hooks. A limiter per app, because
+    Flask-Limiter keeps the limits and storage of its first init_app.
+
+    Raises ConfigError when RATE_LIMIT is not in Flask-Limiter's syntax.
+    """
+    rate_limit = app.config["RATE_LIMIT"]
+    app.config["RATELIMIT_ENABLED"] = bool(rate_limit)
+    if not rate_limit:
+        return
+    try:
+        parse_many(rate_limit)
+    except ValueError:
+        raise ConfigError(f"RATE_LIMIT must be a limit such as '600 per minute', "
+                          f"got {rate_limit!r}") from None
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    if app.config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://")):
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
+            "socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
+            "socket_timeout": STORAGE_TIMEOUT_SECONDS,
+        })
+    message = (f"too many requests: at most {rate_limit} per client; "
+               "retry after the number of seconds in the Retry-After header")
+    limiter = Limiter(
+        get_remote_address,
+        application_limits=[ApplicationLimit(rate_limit, error_message=message)],
+        in_memory_fallback=[rate_limit],
+    )
+    limiter.request_filter(_is_exempt)
+    limiter.init_app(app)
+
+
+def _is_exempt() -> bool:
+    return request.url_rule is not None and request.url_rule.rule in EXEMPT_ROUTES

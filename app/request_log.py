@@ -1,0 +1,65 @@
+"""One log line per request, tagged with the request's ID (X-Request-ID in and out)."""
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+request_logger = logging.getLogger("app.requests")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's ID is kept when it is 1-200 letters, digits, '.', '_' or '-':
+# enough for UUIDs and tracing IDs, too little to forge a log line or a header.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
+# The development server's own per-request line ends so (werkzeug.serving).
+_DEV_SERVER_REQUEST_LINE = '"%s" %s %s'
+
+
+def request_id() -> str:
+    """Return the current request's ID: the client's when sane, else a new one."""
+    if "request_id" not in g:
+        sent = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = sent if _SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+    return g.request_id
+
+
+def request_seconds() -> float:
+    """Return the seconds since the current request started (0 if it was refused earlier)."""
+    started = g.get("request_started")
+    return time.perf_counter() - started if started is not None else 0.0
+
+
+def register_request_logging(app: Flask) -> None:
+    """Log each request once: method, path, status, duration, client and request ID.
+
+    Register it before anything that may refuse a request in a
+    before_request hook (the rate limit), so its timer runs for those too.
+    """
+    _silence_dev_server_request_lines()
+
+    @app.before_request
+    def _start_request() -> None:
+        g.request_started = time.perf_counter()
+        request_id()
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = request_id()
+        request_logger.info("%s %s %s %.1fms client=%s request_id=%s", request.method,
+                            request.full_path.rstrip("?"), response.status_code,
+                            request_seconds() * 1000, request.remote_addr, request_id())
+        return response
+
+
+class _DropDevServerRequestLines(logging.Filter):
+    """Drop `flask run`'s access line: the app's own line already records the request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.endswith(_DEV_SERVER_REQUEST_LINE))
+
+
+def _silence_dev_server_request_lines() -> None:
+    werkzeug_logger = logging.getLogger("werkzeug")
+    if not any(isinstance(f, _DropDevServerRequestLines) for f in werkzeug_logger.filters):
+        werkzeug_logger.addFilter(_DropDevServerRequestLines())
