@@ -1,4 +1,6 @@
 """Per-client rate limit (Flask-Limiter): RATE_LIMIT requests across the API, then 429."""
+import logging
+
 from flask import Flask, request
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
@@ -46,9 +48,14 @@ def register_rate_limits(app: Flask) -> None:
         get_remote_address,
         application_limits=[ApplicationLimit(rate_limit, error_message=message)],
         in_memory_fallback=[rate_limit],
+        # Flask-Limiter skips requests matching no route; unknown paths and
+        # wrong methods are counted like the rest.
+        request_identifier=lambda: request.endpoint or "unmatched",
     )
     limiter.request_filter(_is_exempt)
     limiter.init_app(app)
+    # It logs each refusal at INFO; the request's own line already says 429.
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
 
 
 def _is_exempt() -> bool:

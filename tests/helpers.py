@@ -1,6 +1,7 @@
 """Helpers the tests and their fixtures share: building apps and test databases."""
 import os
 import re
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -133,3 +134,10 @@ def history(app) -> tuple[dict[int, FetchRun], dict[int, dict[str, FetchRunSymbo
             symbols[row.run_id][row.symbol] = row
         db.session.expunge_all()
     return runs, symbols
+
+
+def free_port() -> int:
+    """Return a TCP port nothing listens on at the moment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

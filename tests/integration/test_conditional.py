@@ -1,0 +1,94 @@
+"""Conditional GET: an ETag on every 200 GET, 304 on a match, a new tag when the data changes."""
+import json
+
+import pytest
+
+import get_raw_data
+from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
+from tests.helpers import isolated_environment
+
+LIST_URL = "/api/financial_data?symbol=IBM&limit=3"
+STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-03-01&end_date=2023-03-31"
+IBM = ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+
+
+@pytest.mark.parametrize("path", ["/api/financial_data", "/api/health", "/api/swagger.json",
+                                  "/api/docs", "/metrics"])
+def test_every_200_get_carries_an_etag_and_a_match_gets_an_empty_304(sqlite_client, path):
+    first = sqlite_client.get(path)
+    assert first.status_code == 200
+    tag = first.headers["ETag"]
+    assert tag.startswith('"') and tag.endswith('"')
+    if path != "/metrics":  # every scrape differs (durations, counts)
+        assert sqlite_client.get(path).headers["ETag"] == tag, "same body, same tag"
+
+    again = sqlite_client.get(path, headers={"If-None-Match": tag})
+    if path == "/metrics":
+        assert again.status_code == 200
+        return
+    assert (again.status_code, again.data) == (304, b"")
+    assert again.headers["ETag"] == tag
+    assert "X-Request-ID" in again.headers and "Content-Security-Policy" in again.headers
+
+
+def test_a_weak_or_listed_tag_matches_too(sqlite_client):
+    tag = sqlite_client.get("/api/financial_data").headers["ETag"]
+    for header in (f"W/{tag}", f'"other", {tag}'):
+        assert sqlite_client.get("/api/financial_data",
+                                 headers={"If-None-Match": header}).status_code == 304
+    assert sqlite_client.get("/api/financial_data",
+                             headers={"If-None-Match": '"other"'}).status_code == 200
+    assert sqlite_client.head("/api/financial_data",
+                              headers={"If-None-Match": tag}).status_code == 304
+
+
+def test_errors_carry_no_etag(sqlite_client):
+    for path in ("/api/financial_data?limit=0", "/api/nothing", STATS_URL):
+        response = sqlite_client.get(path)
+        assert response.status_code >= 400
+        assert "ETag" not in response.headers
+
+
+def test_tags_differ_between_answers(app, store_prices, make_price):
+    store_prices([make_price(symbol="IBM"), make_price(symbol="AAPL")])
+    client = app.test_client()
+    tags = {client.get(path).headers["ETag"] for path in (
+        "/api/financial_data", "/api/financial_data?symbol=IBM", "/api/financial_data?limit=1")}
+    assert len(tags) == 3
+
+
+def fetch_from_file(monkeypatch, app, tmp_path, payload: dict) -> None:
+    """Run the fetch job on ``payload`` as a saved file, against the app's database and cache."""
+    saved = tmp_path / f"ibm-{len(list(tmp_path.glob('ibm-*')))}.json"
+    saved.write_text(json.dumps(payload), encoding="utf-8")
+    environment = isolated_environment(
+        APP_ENV="testing", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        LOG_DIR=str(tmp_path / "joblog"), CACHE_TYPE="RedisCache",
+        CACHE_REDIS_URL=app.config["CACHE_REDIS_URL"])
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert get_raw_data.main(["--from-file", str(saved)]) == 0
+
+
+@pytest.mark.redis
+def test_a_fetch_that_stores_changes_changes_the_tag(redis_app, monkeypatch, tmp_path, capsys):
+    payload = json.loads(IBM.read_text(encoding="utf-8"))
+    fetch_from_file(monkeypatch, redis_app, tmp_path, payload)
+    client = redis_app.test_client()
+    list_tag = client.get(LIST_URL).headers["ETag"]
+    stats_tag = client.get(STATS_URL).headers["ETag"]
+    assert client.get(LIST_URL, headers={"If-None-Match": list_tag}).status_code == 304
+
+    fetch_from_file(monkeypatch, redis_app, tmp_path, payload)
+    assert "0 new, 0 updated" in capsys.readouterr().out
+    assert client.get(LIST_URL, headers={"If-None-Match": list_tag}).status_code == 304, (
+        "a fetch that changes nothing keeps the tag")
+
+    payload["Time Series (Daily)"]["2023-03-13"]["1. open"] = "999.0001"
+    fetch_from_file(monkeypatch, redis_app, tmp_path, payload)
+    assert "0 new, 1 updated" in capsys.readouterr().out
+    changed = client.get(LIST_URL, headers={"If-None-Match": list_tag})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != list_tag
+    assert changed.get_json()["data"][0]["open_price"] == "999.0001"
+    assert client.get(STATS_URL, headers={"If-None-Match": stats_tag}).status_code == 200

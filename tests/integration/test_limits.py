@@ -1,0 +1,114 @@
+"""Per-client rate limit: 429 in the envelope with Retry-After, exemptions, the trusted proxy."""
+import pytest
+
+from conf.settings import ConfigError
+from tests.helpers import build_app, free_port
+
+LIMIT = "3 per minute"
+OVER_LIMIT = ("too many requests: at most 3 per minute per client; "
+              "retry after the number of seconds in the Retry-After header")
+STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
+
+
+@pytest.fixture
+def limited_app(sqlite_database_url, tmp_path):
+    return build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT)
+
+
+def get_from(client, path: str, address: str = "192.0.2.1", **headers):
+    return client.get(path, headers=headers, environ_base={"REMOTE_ADDR": address})
+
+
+def test_the_request_after_the_limit_gets_429_in_the_envelope(limited_app):
+    client = limited_app.test_client()
+    answered = [get_from(client, "/api/financial_data") for _ in range(3)]
+    assert [response.status_code for response in answered] == [200, 200, 200]
+    assert [response.headers["X-RateLimit-Remaining"] for response in answered] == ["2", "1", "0"]
+
+    refused = get_from(client, "/api/financial_data")
+    assert refused.status_code == 429
+    assert refused.get_json() == {"data": [], "pagination": None, "info": {"error": OVER_LIMIT}}
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["Cache-Control"] == "no-store"
+    other_endpoint = get_from(client, STATS_URL)
+    assert other_endpoint.status_code == 429, "one budget for the whole API"
+    assert other_endpoint.get_json() == {"data": {}, "info": {"error": OVER_LIMIT}}
+
+
+def test_each_client_has_its_own_budget(limited_app):
+    client = limited_app.test_client()
+    for _ in range(3):
+        get_from(client, "/api/financial_data", "192.0.2.1")
+    assert get_from(client, "/api/financial_data", "192.0.2.1").status_code == 429
+    assert get_from(client, "/api/financial_data", "192.0.2.2").status_code == 200
+
+
+def test_health_and_metrics_are_never_limited(limited_app):
+    client = limited_app.test_client()
+    for _ in range(3):
+        get_from(client, "/api/financial_data")
+    for _ in range(5):
+        assert get_from(client, "/api/health").status_code == 200
+        assert get_from(client, "/metrics").status_code == 200
+    assert get_from(client, "/api/financial_data").status_code == 429
+
+
+@pytest.mark.parametrize(("hops", "forwarded_for", "client_address"), [
+    (0, "198.51.100.7", "192.0.2.1"),
+    (1, "198.51.100.7", "198.51.100.7"),
+    # What a client writes itself comes first; only the trusted proxies' entries count.
+    (1, "203.0.113.66, 198.51.100.7", "198.51.100.7"),
+    (2, "203.0.113.66, 198.51.100.7", "203.0.113.66"),
+])
+def test_the_client_is_the_address_trusted_proxies_forward(sqlite_database_url, tmp_path, hops,
+                                                           forwarded_for, client_address):
+    application = build_app(sqlite_database_url, tmp_path / "log", TRUSTED_PROXY_HOPS=hops)
+    get_from(application.test_client(), "/api/health", "192.0.2.1",
+             **{"X-Forwarded-For": forwarded_for, "X-Request-ID": "proxy-test"})
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    assert f" client={client_address} request_id=proxy-test" in log
+
+
+def test_behind_a_proxy_each_forwarded_client_has_its_budget(sqlite_database_url, tmp_path):
+    application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                            TRUSTED_PROXY_HOPS=1)
+    client = application.test_client()
+    proxy = "10.0.0.2"
+    for _ in range(3):
+        get_from(client, "/api/financial_data", proxy, **{"X-Forwarded-For": "198.51.100.7"})
+    spoofed = get_from(client, "/api/financial_data", proxy,
+                       **{"X-Forwarded-For": "203.0.113.66, 198.51.100.7"})
+    assert spoofed.status_code == 429, "a forged first entry does not buy a new budget"
+    neighbour = get_from(client, "/api/financial_data", proxy,
+                         **{"X-Forwarded-For": "198.51.100.8"})
+    assert neighbour.status_code == 200
+
+
+def test_unknown_paths_and_wrong_methods_count_too(limited_app):
+    client = limited_app.test_client()
+    assert get_from(client, "/api/nothing").status_code == 404
+    assert client.delete("/api/financial_data",
+                         environ_base={"REMOTE_ADDR": "192.0.2.1"}).status_code == 405
+    assert get_from(client, "/api/financial_data").status_code == 200
+    assert get_from(client, "/api/nothing").status_code == 429
+
+
+def test_no_limit_unless_configured(sqlite_client):
+    responses = [get_from(sqlite_client, "/api/financial_data") for _ in range(10)]
+    assert {response.status_code for response in responses} == {200}
+    assert "X-RateLimit-Limit" not in responses[-1].headers
+
+
+def test_an_unreachable_storage_never_fails_a_request(sqlite_database_url, tmp_path):
+    application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                            RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{free_port()}/0")
+    client = application.test_client()
+    statuses = [get_from(client, "/api/financial_data").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429], "counted in memory while the storage is down"
+
+
+@pytest.mark.parametrize("value", ["lots", "5 per fortnight", "per minute"])
+def test_a_malformed_rate_limit_stops_the_start(sqlite_database_url, tmp_path, value):
+    with pytest.raises(ConfigError, match=f"RATE_LIMIT must be a limit such as '600 per "
+                                          f"minute', got '{value}'"):
+        build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=value)

@@ -1,0 +1,90 @@
+"""GET /metrics in one process: the series the contract lists, after known requests."""
+import datetime
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import build_app
+
+STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    """Return {(sample name, sorted labels): value} of one scrape of /metrics."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True))
+            for sample in family.samples}
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def increase(before: dict, after: dict, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def test_requests_latency_and_cache_lookups_are_counted(app, store_prices, make_price):
+    store_prices([make_price(symbol="IBM", date=datetime.date(2023, 1, 3))])
+    client = app.test_client()
+    before = scrape(client)
+    for _ in range(3):
+        client.get("/api/financial_data?symbol=IBM")
+    client.get(STATS_URL)
+    client.get("/api/financial_data?limit=0")
+    client.get("/api/nothing")
+    client.delete("/api/health")
+    after = scrape(client)
+
+    requests = "financial_http_requests_total"
+    assert increase(before, after, requests, endpoint="/api/financial_data", method="GET",
+                    status="200") == 3
+    assert increase(before, after, requests, endpoint="/api/statistics", method="GET",
+                    status="200") == 1
+    assert increase(before, after, requests, endpoint="/api/financial_data", method="GET",
+                    status="400") == 1
+    assert increase(before, after, requests, endpoint="none", method="GET", status="404") == 1
+    assert increase(before, after, requests, endpoint="none", method="DELETE", status="405") == 1
+    assert increase(before, after, requests, endpoint="/metrics", method="GET",
+                    status="200") == 0, "scrapes are not counted"
+    latency = "financial_http_request_duration_seconds"
+    assert increase(before, after, f"{latency}_count", endpoint="/api/financial_data") == 4
+    assert increase(before, after, f"{latency}_bucket", endpoint="/api/financial_data",
+                    le="+Inf") == 4
+    assert increase(before, after, f"{latency}_sum", endpoint="/api/financial_data") > 0
+
+    lookups = "financial_cache_lookups_total"
+    assert increase(before, after, lookups, kind="price_page", result="miss") == 1
+    assert increase(before, after, lookups, kind="price_page", result="hit") == 2
+    assert increase(before, after, lookups, kind="count", result="miss") == 1
+    assert increase(before, after, lookups, kind="statistics", result="miss") == 1
+
+
+def test_the_newest_stored_day_of_each_symbol_is_read_at_scrape_time(app, store_prices,
+                                                                     make_price):
+    client = app.test_client()
+    assert not [key for key in scrape(client) if key[0] == "financial_newest_stored_date_seconds"]
+    store_prices([make_price(symbol="IBM", date=datetime.date(2023, 1, 3)),
+                  make_price(symbol="IBM", date=datetime.date(2023, 3, 24)),
+                  make_price(symbol="BRK.B", date=datetime.date(2024, 2, 29))])
+    samples = scrape(client)
+    newest = {dict(labels)["symbol"]: sample for (name, labels), sample in samples.items()
+              if name == "financial_newest_stored_date_seconds"}
+    assert newest == {"IBM": 1679616000.0, "BRK.B": 1709164800.0}  # midnight UTC of each day
+    assert value(samples, "financial_database_up") == 1
+
+
+def test_database_errors_are_counted_and_the_scrape_still_answers(app, tmp_path):
+    # A folder where the database file should be: SQLite cannot open it.
+    (tmp_path / "broken.db").mkdir()
+    broken = build_app(f"sqlite:///{tmp_path / 'broken.db'}", tmp_path / "log")
+    client = broken.test_client()
+    before = scrape(client)
+    assert client.get("/api/financial_data?symbol=ZZZ").status_code == 503
+    assert client.get("/api/health").status_code == 503
+    after = scrape(client)
+    # The two requests and the first scrape's own query.
+    assert increase(before, after, "financial_database_errors_total") == 3
+    assert value(after, "financial_database_up") == 0

@@ -1,0 +1,66 @@
+"""X-Request-ID in and out, and exactly one log line per request, tagged with it."""
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import build_app
+
+GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def all_log_lines(application) -> list[str]:
+    log = Path(application.config["LOG_DIR"]) / "api.log"
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+def log_lines(application, needle: str) -> list[str]:
+    return [line for line in all_log_lines(application) if needle in line]
+
+
+@pytest.mark.parametrize("sent", [
+    "abc", "4bf92f3577b34da6a3ce929d0e0e4736", "req-2023.01_05", "a" * 200,
+])
+def test_a_sane_request_id_is_echoed_and_logged_once(sqlite_app, sent):
+    response = sqlite_app.test_client().get("/api/financial_data?limit=2",
+                                            headers={"X-Request-ID": sent})
+    assert response.headers["X-Request-ID"] == sent
+    lines = log_lines(sqlite_app, f"request_id={sent}")
+    assert len(lines) == 1
+    assert re.search(rf"INFO app\.requests: GET /api/financial_data\?limit=2 200 [\d.]+ms "
+                     rf"client=127\.0\.0\.1 request_id={sent}$", lines[0])
+
+
+@pytest.mark.parametrize("sent", [
+    "", "a" * 201, "two words", "semi;colon", "a%0Ab", "<b>", "caf\u00e9", "a/b", "x=1",
+])
+def test_any_other_request_id_is_replaced_by_a_new_one(sqlite_app, sent):
+    response = sqlite_app.test_client().get("/api/health", headers={"X-Request-ID": sent})
+    given = response.headers["X-Request-ID"]
+    assert GENERATED_ID.fullmatch(given)
+    assert len(log_lines(sqlite_app, f"request_id={given}")) == 1
+
+
+def test_requests_without_an_id_get_distinct_ones(sqlite_client):
+    ids = {sqlite_client.get("/api/health").headers["X-Request-ID"] for _ in range(5)}
+    assert len(ids) == 5 and all(GENERATED_ID.fullmatch(value) for value in ids)
+
+
+def test_errors_carry_the_request_id_and_log_one_line(sqlite_database_url, tmp_path):
+    application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT="4 per minute")
+    client = application.test_client()
+    requests = {
+        "bad-input": ("GET", "/api/financial_data?limit=0", 400),
+        "not-found": ("GET", "/api/nothing", 404),
+        "wrong-method": ("DELETE", "/api/health", 405),
+        "ok": ("GET", "/api/financial_data", 200),
+        "limited": ("GET", "/api/financial_data", 429),
+    }
+    for request_id, (method, path, status) in requests.items():
+        before = all_log_lines(application)
+        response = client.open(path, method=method, headers={"X-Request-ID": request_id})
+        assert (response.status_code, response.headers["X-Request-ID"]) == (status, request_id)
+        new_lines = all_log_lines(application)[len(before):]
+        assert len(new_lines) == 1, new_lines
+        assert new_lines[0].endswith(f"request_id={request_id}")
+        assert f"INFO app.requests: {method} {path} {status} " in new_lines[0]

@@ -1,0 +1,316 @@
+"""The app under real servers: gunicorn with several workers, the image's entrypoint, `flask run`.
+
+Workers are made to restart every two requests (--max-requests 2), so a run
+of requests is always served by several processes: what is shared (metrics,
+the rate limit) must add up across them, and what is per process would not.
+"""
+import datetime
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import insert
+from sqlalchemy.engine import make_url
+
+from app.extensions import db
+from financial.models import FinancialData
+from tests.helpers import (
+    build_app, create_mysql_database, drop_mysql_database, free_port, migrate_database,
+    sqlite_url,
+)
+from tests.integration.test_deployment import ROOT, deploy_environment, image_command
+
+START_SECONDS = 30
+TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    logs: tuple[Path, Path]
+
+    def output(self) -> str:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace") for path in self.logs)
+
+    def get(self, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+        """GET ``path`` on a new connection; return (status, headers, body)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            connection.close()
+
+    def wait_until(self, path: str, status: int) -> None:
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"exited with {self.process.returncode}:\n{self.output()}")
+            with suppress(OSError, http.client.HTTPException):
+                if self.get(path)[0] == status:
+                    return
+            time.sleep(0.1)
+        pytest.fail(f"{path} did not answer {status} in {START_SECONDS}s:\n{self.output()}")
+
+
+@pytest.fixture
+def start_server(tmp_path) -> Iterator:
+    """Start ``command`` (default: gunicorn as the image runs it) on a free port.
+
+    "{port}" in the command is replaced by the port.
+    """
+    started: list[Server] = []
+
+    def _start(settings: dict[str, str], command: list[str] | None = None) -> Server:
+        port = free_port()
+        env = deploy_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                                 GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
+                                 **settings)
+        command = [arg.format(port=port) for arg in
+                   command or image_command()[1:] + ["--max-requests", "2"]]
+        logs = (tmp_path / f"stdout-{port}.log", tmp_path / f"stderr-{port}.log")
+        with open(logs[0], "wb") as stdout, open(logs[1], "wb") as stderr:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr,
+                                       start_new_session=True)
+        started.append(Server(process, port, logs))
+        return started[-1]
+
+    yield _start
+    for server in started:
+        with suppress(ProcessLookupError):
+            os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout=START_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def seeded_sqlite_url(tmp_path, make_price) -> str:
+    """A migrated SQLite database of its own holding two IBM days."""
+    url = sqlite_url(tmp_path)
+    migrate_database(url, tmp_path / "log")
+    application = build_app(url, tmp_path / "log")
+    with application.app_context():
+        db.session.execute(insert(FinancialData), [
+            make_price(symbol="IBM", date=datetime.date(2023, 3, day)) for day in (23, 24)
+        ])
+        db.session.commit()
+        db.engine.dispose()
+    return url
+
+
+def scrape(server: Server) -> dict[tuple[str, tuple], float]:
+    status, headers, body = server.get("/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples}
+
+
+def booted_workers(server: Server) -> int:
+    return server.output().count("Booting worker with pid")
+
+
+def test_metrics_add_up_over_every_worker(start_server, seeded_sqlite_url):
+    server = start_server({"DATABASE_URL": seeded_sqlite_url})
+    server.wait_until("/api/health", 200)
+    for _ in range(4):
+        assert server.get("/api/financial_data?symbol=IBM")[0] == 200
+    for _ in range(2):
+        assert server.get("/api/nothing")[0] == 404
+    assert server.get("/api/financial_data?limit=0")[0] == 400
+
+    samples = scrape(server)
+    assert booted_workers(server) >= 4, "the requests were spread over several processes"
+
+    def requests(endpoint: str, status: str) -> float:
+        labels = (("endpoint", endpoint), ("method", "GET"), ("status", status))
+        return samples.get(("financial_http_requests_total", labels), 0.0)
+
+    assert requests("/api/financial_data", "200") == 4
+    assert requests("/api/financial_data", "400") == 1
+    assert requests("none", "404") == 2
+    assert requests("/api/health", "200") >= 1
+    latency = ("financial_http_request_duration_seconds_count",
+               (("endpoint", "/api/financial_data"),))
+    assert samples[latency] == 5
+    lookups = {result: sum(value for (name, labels), value in samples.items()
+                           if name == "financial_cache_lookups_total"
+                           and ("result", result) in labels) for result in ("hit", "miss")}
+    assert lookups["hit"] + lookups["miss"] >= 4
+    assert samples[("financial_newest_stored_date_seconds", (("symbol", "IBM"),))] == 1679616000
+    assert samples[("financial_database_up", ())] == 1
+
+
+def test_each_request_is_logged_once_with_its_id(start_server, seeded_sqlite_url):
+    server = start_server({"DATABASE_URL": seeded_sqlite_url})
+    server.wait_until("/api/health", 200)
+    marker = uuid.uuid4().hex
+    status, headers, _ = server.get(f"/api/financial_data?symbol=IBM&limit=3&m={marker}",
+                                    **{"X-Request-ID": f"id-{marker}"})
+    assert status == 400 and headers["X-Request-ID"] == f"id-{marker}"
+    server.get("/api/health")  # a request after it, so its line is surely written
+    lines = [line for line in server.output().splitlines() if marker in line]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(f"client=127.0.0.1 request_id=id-{marker}")
+
+
+@pytest.mark.redis
+def test_the_rate_limit_is_shared_by_every_worker_through_redis(start_server, seeded_sqlite_url,
+                                                                redis_url):
+    client = f"198.51.100.{uuid.uuid4().int % 250 + 1}"
+    server = start_server({"DATABASE_URL": seeded_sqlite_url, "RATE_LIMIT": "3 per minute",
+                           "RATELIMIT_STORAGE_URI": redis_url, "TRUSTED_PROXY_HOPS": "1"})
+    storage = redis.Redis.from_url(redis_url)
+    try:
+        server.wait_until("/api/health", 200)
+        answers = [server.get("/api/financial_data", **{"X-Forwarded-For": client})
+                   for _ in range(4)]
+        assert booted_workers(server) >= 3, "the requests were spread over several processes"
+        assert [status for status, _, _ in answers] == [200, 200, 200, 429]
+        _, headers, body = answers[-1]
+        assert 0 < int(headers["Retry-After"]) <= 60
+        assert json.loads(body)["info"]["error"].startswith("too many requests: at most 3 per "
+                                                            "minute per client")
+        other_client = server.get("/api/financial_data", **{"X-Forwarded-For": "198.51.100.251"})
+        assert other_client[0] == 200
+    finally:
+        for key in storage.scan_iter(match="*198.51.100.*"):
+            storage.delete(key)
+        storage.close()
+
+
+def test_an_unusable_database_url_stops_gunicorn_with_one_line(start_server, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    server = start_server({"DATABASE_URL": f"sqlite:///{blocker}/data/financial.db"})
+    assert server.process.wait(timeout=START_SECONDS) != 0
+    output = server.output()
+    expected = (f"Error: DATABASE_URL points into the folder {blocker}/data, which cannot be "
+                "created (Not a directory)")
+    assert output.count(expected) == 1, output
+    assert "Traceback" not in output and "Booting worker" not in output
+
+
+def test_an_unusable_database_url_stops_the_flask_cli_with_one_line(tmp_path):
+    env = deploy_environment(APP_ENV="testing", LOG_DIR=str(tmp_path), FLASK_SKIP_DOTENV="1",
+                             DATABASE_URL="mysql+nodriver://user:s3cret@db/financial")
+    result = subprocess.run(["flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == ("Error: DATABASE_URL names an unknown database driver "
+                             "'mysql+nodriver'\n")
+
+
+def test_the_development_server_logs_each_request_once(start_server, seeded_sqlite_url):
+    server = start_server({"DATABASE_URL": seeded_sqlite_url, "FLASK_SKIP_DOTENV": "1"},
+                          command=["flask", "--app", "app", "run", "--port", "{port}"])
+    server.wait_until("/api/health", 200)
+    marker = uuid.uuid4().hex
+    assert server.get(f"/api/financial_data?m={marker}")[0] == 400
+    server.get("/api/health")
+    lines = [line for line in server.output().splitlines() if marker in line]
+    assert len(lines) == 1 and " app.requests: GET /api/financial_data?m=" in lines[0], lines
+    assert f"Running on http://127.0.0.1:{server.port}" in server.output(), "its banner stays"
+
+
+class SwitchableProxy:
+    """A TCP proxy to ``target`` on a port of its own: while off, connections are refused."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+
+    def turn_on(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def turn_off(self) -> None:
+        """Stop listening and cut every open connection, as a crashed server would."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for sock in self._sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target, timeout=10)
+            self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.fixture
+def empty_mysql_database() -> Iterator[str]:
+    if not TEST_MYSQL_URL:
+        pytest.skip("TEST_MYSQL_URL is not set")
+    url = create_mysql_database(TEST_MYSQL_URL)
+    try:
+        yield url
+    finally:
+        drop_mysql_database(url)
+
+
+@pytest.mark.mysql
+def test_the_api_answers_503_while_the_database_is_down(start_server, empty_mysql_database):
+    database = make_url(empty_mysql_database)
+    proxy = SwitchableProxy((database.host or "127.0.0.1", database.port or 3306))
+    through_proxy = database.set(host="127.0.0.1", port=proxy.port)
+    # The image's entrypoint: the database does not answer at start.
+    server = start_server({"DATABASE_URL": through_proxy.render_as_string(hide_password=False),
+                           "DB_WAIT_TIMEOUT": "1"}, command=image_command())
+    try:
+        server.wait_until("/api/health", 503)
+        status, headers, body = server.get("/api/financial_data")
+        assert (status, headers["Retry-After"]) == (503, "5")
+        assert json.loads(body) == {"data": [], "pagination": None, "info": {
+            "error": "the database is unavailable, please retry later"}}
+
+        proxy.turn_on()  # back: the entrypoint's background run migrates the new database
+        server.wait_until("/api/financial_data", 200)
+        assert server.get("/api/health")[0] == 200
+
+        proxy.turn_off()  # down again while serving; cached answers are still served
+        server.wait_until("/api/health", 503)
+        assert server.get("/api/financial_data?symbol=NEW")[0] == 503
+        assert server.get("/api/financial_data")[0] == 200
+        proxy.turn_on()
+        server.wait_until("/api/health", 200)
+        assert server.get("/api/financial_data?symbol=NEW")[0] == 200
+    finally:
+        proxy.turn_off()
