@@ -17,6 +17,9 @@ from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
+# Headers a browser script on another (allowed) origin may read.
+EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-RateLimit-Limit",
+                   "X-RateLimit-Remaining", "X-RateLimit-Reset"]
 
 
 class StartupError(ConfigError, click.ClickException):
@@ -76,4 +79,5 @@ def register_extensions(app: Flask) -> None:
             "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
         })
     cache.init_app(app)
-    cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})
+    cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+                  expose_headers=EXPOSED_HEADERS)

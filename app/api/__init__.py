@@ -21,6 +21,12 @@ offending parameter on failure. Unknown or repeated query parameters are
 rejected with 400. Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are
 exact decimal strings. Any path outside these endpoints answers 404, and a
 method other than GET answers 405, both with the same envelope.
+
+Every successful read carries an `ETag`; send it back in `If-None-Match` to get
+`304 Not Modified` with no body while the answer is unchanged. Every response
+carries `X-Request-ID` (yours, if it is 1-200 letters, digits, `.`, `_` or `-`).
+When the operator sets a rate limit, each client has one budget for the whole
+API (`/health` excepted); over it the answer is 429 with `Retry-After` seconds.
 """
 
 

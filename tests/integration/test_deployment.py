@@ -330,6 +330,27 @@ def test_nginx_proxies_to_the_api_service_on_gunicorn_default_port():
     assert "api" in load_compose("docker-compose.prod.yml")["services"]
 
 
+def test_nginx_keeps_metrics_private_and_passes_request_ids():
+    nginx = (ROOT / "conf" / "nginx.conf").read_text(encoding="utf-8")
+    metrics = re.search(r"location = /metrics \{(.*?)\}", nginx, re.DOTALL)
+    assert metrics and re.search(r"^\s*return 404 ", metrics.group(1), re.MULTILINE)
+    assert "proxy_pass" not in metrics.group(1)
+    assert re.search(r"proxy_set_header X-Request-ID \$api_request_id;", nginx)
+    assert "request_id=$api_request_id" in nginx, "nginx's log line carries the same ID"
+    assert re.search(r"^\s*server_tokens off;", nginx, re.MULTILINE)
+
+
+def test_production_trusts_exactly_nginx_and_shares_the_rate_limit_in_redis():
+    compose = load_compose("docker-compose.prod.yml")
+    environment = compose["services"]["api"]["environment"]
+    proxies_in_front = [name for name, service in compose["services"].items()
+                        if str(service.get("image", "")).startswith("nginx:")]
+    assert int(environment["TRUSTED_PROXY_HOPS"]) == len(proxies_in_front) == 1
+    storage = urlsplit(environment["RATELIMIT_STORAGE_URI"])
+    assert (storage.scheme, storage.hostname) == ("redis", "redis")
+    assert storage.path != urlsplit(environment["CACHE_REDIS_URL"]).path, "apart from the cache"
+
+
 # --- gunicorn settings ----------------------------------------------------------------
 
 GUNICORN_VARIABLES = ("GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_BIND", "PORT",

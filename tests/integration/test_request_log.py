@@ -41,6 +41,12 @@ def test_any_other_request_id_is_replaced_by_a_new_one(sqlite_app, sent):
     assert len(log_lines(sqlite_app, f"request_id={given}")) == 1
 
 
+def test_scripts_on_other_origins_may_read_the_id(sqlite_client):
+    response = sqlite_client.get("/api/health", headers={"Origin": "https://any.example"})
+    exposed = response.headers["Access-Control-Expose-Headers"].split(", ")
+    assert {"X-Request-ID", "ETag", "Retry-After"} <= set(exposed)
+
+
 def test_requests_without_an_id_get_distinct_ones(sqlite_client):
     ids = {sqlite_client.get("/api/health").headers["X-Request-ID"] for _ in range(5)}
     assert len(ids) == 5 and all(GENERATED_ID.fullmatch(value) for value in ids)
