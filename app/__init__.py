@@ -7,8 +7,8 @@ from app.cli import register_commands
 from app.conditional import register_conditional_get
 from app.errors import register_error_handlers
 from app.extensions import cache, cors, db, migrate
-from app.limits import register_rate_limits
 from app.metrics import register_metrics
+from app.rate_limits import register_rate_limits
 from app.request_log import register_request_logging
 from app.security import register_security_headers, trust_proxy_hops
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config

@@ -79,6 +79,7 @@ def on_starting(server):
     try:
         import_app(server.app.app_uri)
     except ConfigError as exc:
+        on_exit(server)  # gunicorn stops without calling it
         raise RuntimeError(str(exc)) from None
 
 
