@@ -1,0 +1,57 @@
+"""create_app refuses a setting that cannot work, naming it; a database that is down is none."""
+import click
+import pytest
+
+from app import StartupError
+from conf.settings import ConfigError
+from tests.helpers import build_app, free_port
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("not a url", "DATABASE_URL is not a database URL; expected e.g. "
+                  "mysql+pymysql://user@host:3306/db or sqlite:///path/file.db"),
+    ("mysql+pymysql://user:s3cret@host:port/db", "DATABASE_URL is not a database URL"),
+    ("oracle+nosuch://user:s3cret@host/db",
+     "DATABASE_URL names an unknown database driver 'oracle+nosuch'"),
+    ("mysql+mysqldb://user:s3cret@host/db",
+     "DATABASE_URL needs the driver module 'MySQLdb', which is not installed; "
+     "use e.g. mysql+pymysql://"),
+])
+def test_an_unusable_database_url_is_named_without_its_password(tmp_path, url, message):
+    with pytest.raises(StartupError) as refused:
+        build_app(url, tmp_path)
+    assert str(refused.value).startswith(message)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_an_sqlite_folder_that_cannot_be_created_is_named(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(StartupError, match=f"^DATABASE_URL points into the folder {blocker}/sub, "
+                                           r"which cannot be created \(Not a directory\)$"):
+        build_app(f"sqlite:///{blocker}/sub/financial.db", tmp_path)
+
+
+def test_the_sqlite_folder_is_created(tmp_path):
+    build_app(f"sqlite:///{tmp_path}/new/folder/financial.db", tmp_path / "log")
+    assert (tmp_path / "new" / "folder").is_dir()
+
+
+def test_the_refusal_is_a_config_error_the_flask_cli_prints_as_one_line(tmp_path):
+    with pytest.raises(StartupError) as refused:
+        build_app("nope://", tmp_path)
+    assert isinstance(refused.value, ConfigError)
+    assert isinstance(refused.value, click.ClickException)
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+def test_a_negative_proxy_count_is_refused(sqlite_database_url, tmp_path):
+    with pytest.raises(StartupError, match="^TRUSTED_PROXY_HOPS must be 0 or more, got -1$"):
+        build_app(sqlite_database_url, tmp_path, TRUSTED_PROXY_HOPS=-1)
+
+
+def test_a_database_that_is_down_is_no_start_error(tmp_path):
+    application = build_app(f"mysql+pymysql://api@127.0.0.1:{free_port()}/financial", tmp_path)
+    response = application.test_client().get("/api/financial_data")
+    assert response.status_code == 503
+    assert response.get_json()["info"]["error"] == "the database is unavailable, please retry later"
