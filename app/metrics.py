@@ -3,7 +3,8 @@
 Counters live in this module and are counted by each worker; under gunicorn
 (conf/gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR) every worker writes
 them to files that a scrape adds up, so any worker answers for all. What the
-database holds (newest day per symbol) is read at scrape time instead.
+database holds (newest day per symbol, the last fetch run) is read at
+scrape time instead.
 """
 import datetime
 import logging
@@ -13,11 +14,14 @@ from flask import Flask, Response, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.request_log import request_seconds
 from app.routes import METRICS_PATH
+from financial.models import RUN_STATUSES
 from financial.queries import newest_dates
+from financial.runs import latest_run
 from lib.db import DATABASE_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -84,28 +88,56 @@ def _is_multiprocess() -> bool:
 
 
 class _StoredDataCollector:
-    """What the database holds, queried at scrape time by the scraping worker."""
+    """What the database holds, read at scrape time by the worker that answers the scrape."""
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("financial_database_up",
-                               "1 if the scrape could query the database, else 0")
-        newest = GaugeMetricFamily("financial_newest_stored_date_seconds",
-                                   "Newest stored trading day of each symbol, as a Unix time "
-                                   "(midnight UTC)", labels=["symbol"])
+        session = db.session()
         try:
-            rows = newest_dates(db.session(), limit=MAX_SYMBOL_SERIES)
+            families = [_newest_stored_dates(session), *_last_fetch_run(session)]
         except DATABASE_ERRORS as exc:
             logger.warning("metrics: database unavailable (%s)", exc.__class__.__name__)
             record_database_error()
-            up.add_metric([], 0)
-            yield up
+            yield _database_up(0)
             return
-        for symbol, day in rows:
-            newest.add_metric([symbol], _unix_time(day))
-        up.add_metric([], 1)
-        yield up
-        yield newest
+        yield _database_up(1)
+        yield from families
 
 
-def _unix_time(day: datetime.date) -> float:
-    return datetime.datetime.combine(day, datetime.time(), datetime.timezone.utc).timestamp()
+def _database_up(value: int) -> Metric:
+    return GaugeMetricFamily("financial_database_up",
+                             "1 if the scrape could query the database, else 0", value=value)
+
+
+def _newest_stored_dates(session: Session) -> Metric:
+    family = GaugeMetricFamily("financial_newest_stored_date_seconds",
+                               "Newest stored trading day of each symbol, as a Unix time "
+                               "(midnight UTC)", labels=["symbol"])
+    for symbol, day in newest_dates(session, limit=MAX_SYMBOL_SERIES):
+        family.add_metric([symbol], _unix_time(datetime.datetime.combine(day, datetime.time())))
+    return family
+
+
+def _last_fetch_run(session: Session) -> list[Metric]:
+    """Describe the newest fetch run: when it started and ended, and its status (none yet: [])."""
+    run = latest_run(session)
+    if run is None:
+        return []
+    status = GaugeMetricFamily("financial_last_fetch_run_status",
+                               "1 for the newest fetch run's status, 0 for the other statuses",
+                               labels=["status"])
+    for name in RUN_STATUSES:
+        status.add_metric([name], float(name == run.status))
+    started = GaugeMetricFamily("financial_last_fetch_run_started_seconds",
+                                "When the newest fetch run started, as a Unix time",
+                                value=_unix_time(run.started_at))
+    families: list[Metric] = [status, started]
+    if run.finished_at is not None:
+        families.append(GaugeMetricFamily("financial_last_fetch_run_finished_seconds",
+                                          "When the newest fetch run ended, as a Unix time",
+                                          value=_unix_time(run.finished_at)))
+    return families
+
+
+def _unix_time(moment: datetime.datetime) -> float:
+    """Return a naive UTC time (as the database holds them) as a Unix time."""
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()

@@ -3,7 +3,11 @@ import datetime
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import build_app
+import get_raw_data
+from app.extensions import db
+from financial.models import FetchRun
+from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
+from tests.helpers import build_app, isolated_environment
 
 STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
 
@@ -74,6 +78,45 @@ def test_the_newest_stored_day_of_each_symbol_is_read_at_scrape_time(app, store_
               if name == "financial_newest_stored_date_seconds"}
     assert newest == {"IBM": 1679616000.0, "BRK.B": 1709164800.0}  # midnight UTC of each day
     assert value(samples, "financial_database_up") == 1
+
+
+def last_run_series(samples: dict) -> dict:
+    return {(name, labels): sample for (name, labels), sample in samples.items()
+            if name.startswith("financial_last_fetch_run_")}
+
+
+def test_the_last_fetch_run_is_read_at_scrape_time(app, monkeypatch, tmp_path):
+    client = app.test_client()
+    assert last_run_series(scrape(client)) == {}, "no series before the first run"
+
+    with app.app_context():
+        db.session.add(FetchRun(started_at=datetime.datetime(2023, 3, 24, 22, 30, 0),
+                                trigger="schedule", status="running"))
+        db.session.commit()
+    running = last_run_series(scrape(client))
+    assert running[("financial_last_fetch_run_status", (("status", "running"),))] == 1
+    assert running[("financial_last_fetch_run_status", (("status", "ok"),))] == 0
+    assert running[("financial_last_fetch_run_started_seconds", ())] == 1679697000
+    assert ("financial_last_fetch_run_finished_seconds", ()) not in running
+
+    for name, setting in isolated_environment(
+            APP_ENV="testing", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+            LOG_DIR=str(tmp_path / "joblog")).items():
+        monkeypatch.setenv(name, setting)
+    saved = ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+    assert get_raw_data.main(["--from-file", str(saved)]) == 0
+    with app.app_context():
+        run = db.session.query(FetchRun).order_by(FetchRun.id.desc()).first()
+        started, finished = run.started_at, run.finished_at
+    done = last_run_series(scrape(client))
+    statuses = {dict(labels)["status"]: sample for (name, labels), sample in done.items()
+                if name == "financial_last_fetch_run_status"}
+    assert statuses == {"running": 0, "ok": 1, "partial": 0, "failed": 0, "interrupted": 0}
+    utc = datetime.timezone.utc
+    assert done[("financial_last_fetch_run_started_seconds", ())] == (
+        started.replace(tzinfo=utc).timestamp())
+    assert done[("financial_last_fetch_run_finished_seconds", ())] == (
+        finished.replace(tzinfo=utc).timestamp())
 
 
 def test_database_errors_are_counted_and_the_scrape_still_answers(app, tmp_path):
