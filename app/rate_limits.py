@@ -5,6 +5,7 @@ from flask import Flask, request
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
+from limits.errors import ConfigurationError
 
 from app.routes import API_PREFIX, HEALTH_PATH, METRICS_PATH
 from conf.settings import ConfigError
@@ -25,10 +26,10 @@ def register_rate_limits(app: Flask) -> None:
     Empty RATE_LIMIT: no limit, no hooks. A limiter per app, because
     Flask-Limiter keeps the limits and storage of its first init_app.
 
-    Raises ConfigError when RATE_LIMIT is not in Flask-Limiter's syntax.
+    Raises ConfigError when RATE_LIMIT is not in Flask-Limiter's syntax or
+    RATELIMIT_STORAGE_URI names no storage it knows.
     """
     rate_limit = app.config["RATE_LIMIT"]
-    app.config["RATELIMIT_ENABLED"] = bool(rate_limit)
     if not rate_limit:
         return
     try:
@@ -53,7 +54,11 @@ def register_rate_limits(app: Flask) -> None:
         request_identifier=lambda: request.endpoint or "unmatched",
     )
     limiter.request_filter(_is_exempt)
-    limiter.init_app(app)
+    try:
+        limiter.init_app(app)
+    except ConfigurationError:  # its message repeats the URI, which may hold a password
+        raise ConfigError("RATELIMIT_STORAGE_URI names an unknown storage; expected e.g. "
+                          "memory:// or redis://host:6379/1") from None
     # It logs each refusal at INFO; the request's own line already says 429.
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
 

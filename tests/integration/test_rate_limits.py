@@ -107,6 +107,13 @@ def test_an_unreachable_storage_never_fails_a_request(sqlite_database_url, tmp_p
     assert statuses == [200, 200, 200, 429], "counted in memory while the storage is down"
 
 
+def test_an_unknown_storage_stops_the_start(sqlite_database_url, tmp_path):
+    with pytest.raises(ConfigError, match="^RATELIMIT_STORAGE_URI names an unknown storage; "
+                                          "expected e.g. memory:// or redis://host:6379/1$"):
+        build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                  RATELIMIT_STORAGE_URI="cache://user:s3cret@host/0")
+
+
 @pytest.mark.parametrize("value", ["lots", "5 per fortnight", "per minute"])
 def test_a_malformed_rate_limit_stops_the_start(sqlite_database_url, tmp_path, value):
     with pytest.raises(ConfigError, match=f"RATE_LIMIT must be a limit such as '600 per "
