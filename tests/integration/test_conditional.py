@@ -1,5 +1,6 @@
 """Conditional GET: an ETag on every 200 GET, 304 on a match, a new tag when the data changes."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +41,15 @@ def test_a_weak_or_listed_tag_matches_too(sqlite_client):
                              headers={"If-None-Match": '"other"'}).status_code == 200
     assert sqlite_client.head("/api/financial_data",
                               headers={"If-None-Match": tag}).status_code == 304
+
+
+def test_a_304_is_logged_as_a_304(sqlite_app):
+    client = sqlite_app.test_client()
+    tag = client.get("/api/health").headers["ETag"]
+    client.get("/api/health", headers={"If-None-Match": tag, "X-Request-ID": "revalidate"})
+    log = (Path(sqlite_app.config["LOG_DIR"]) / "api.log").read_text(encoding="utf-8")
+    assert " app.requests: GET /api/health 304 " in log
+    assert log.count("request_id=revalidate") == 1
 
 
 def test_errors_carry_no_etag(sqlite_client):

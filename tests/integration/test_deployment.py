@@ -28,6 +28,7 @@ from ruamel.yaml import YAML
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
+from app.security import SECURITY_HEADERS
 from lib.db import lock_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -335,6 +336,8 @@ def test_nginx_keeps_metrics_private_and_passes_request_ids():
     metrics = re.search(r"location = /metrics \{(.*?)\}", nginx, re.DOTALL)
     assert metrics and re.search(r"^\s*return 404 ", metrics.group(1), re.MULTILINE)
     assert "proxy_pass" not in metrics.group(1)
+    for header in SECURITY_HEADERS:
+        assert re.search(rf"add_header {header} .* always;", metrics.group(1)), header
     assert re.search(r"proxy_set_header X-Request-ID \$api_request_id;", nginx)
     assert "request_id=$api_request_id" in nginx, "nginx's log line carries the same ID"
     assert re.search(r"^\s*server_tokens off;", nginx, re.MULTILINE)
