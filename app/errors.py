@@ -8,9 +8,11 @@ from collections.abc import Callable
 
 from flask import Flask, request
 from flask_restx import Api
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
 
-from app.envelope import DATABASE_UNAVAILABLE, INTERNAL_ERROR, RETRY_AFTER_SECONDS, error_envelope
+from app.envelope import (
+    BAD_HOST, DATABASE_UNAVAILABLE, INTERNAL_ERROR, RETRY_AFTER_SECONDS, error_envelope,
+)
 from app.extensions import db
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
@@ -53,6 +55,18 @@ def handle_unexpected_error(exc: Exception) -> tuple:
     return error_response(500, INTERNAL_ERROR)
 
 
+def reject_bad_host() -> tuple | None:
+    """Answer a Host header that is no valid host name (``a..b``, a label over 63 characters).
+
+    Routing fails on such a header before any view runs, and RESTX's error
+    handling routes the request again and fails again; answering here, before
+    dispatch, keeps it one clean 400.
+    """
+    if isinstance(request.routing_exception, BadHost):
+        return error_response(400, BAD_HOST)
+    return None
+
+
 def _rollback() -> None:
     try:
         db.session.rollback()
@@ -82,3 +96,4 @@ def register_error_handlers(app: Flask, api: Api) -> None:
         api.errorhandler(exc_type)(handler)
     for exc_type, handler in CLIENT_ERROR_HANDLERS + SERVER_ERROR_HANDLERS:
         app.register_error_handler(exc_type, handler)
+    app.before_request(reject_bad_host)
