@@ -41,7 +41,9 @@ def register_extensions(app: Flask) -> None:
     """Bind the database, migrations, cache and CORS to ``app``."""
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     prepare_sqlite_file(url)
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(
+        url, timeout=app.config["DATABASE_TIMEOUT"],
+        read_timeout=app.config["DATABASE_READ_TIMEOUT"]))
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)

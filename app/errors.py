@@ -16,7 +16,7 @@ from app.envelope import (
 from app.extensions import db
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
-from lib.db import DATABASE_ERRORS
+from lib.db import DATABASE_ERRORS, describe_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def handle_http_exception(exc: HTTPException) -> tuple:
 
 
 def handle_database_error(exc: Exception) -> tuple:
-    logger.error("database unavailable: %s", exc.__class__.__name__)
+    logger.error("database unavailable: %s", describe_database_error(exc))
     _rollback()
     return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
 

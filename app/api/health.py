@@ -7,7 +7,7 @@ from sqlalchemy import text
 from app.api.docs import info_model, namespace
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.extensions import db
-from lib.db import DATABASE_ERRORS
+from lib.db import DATABASE_ERRORS, describe_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Health(Resource):
         try:
             db.session.execute(text("SELECT 1"))
         except DATABASE_ERRORS as exc:
-            logger.error("health check failed: %s", exc.__class__.__name__)
+            logger.error("health check failed: %s", describe_database_error(exc))
             body = {"status": "unavailable", "database": "unreachable",
                     "info": {"error": DATABASE_UNAVAILABLE}}
             return body, 503, {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}

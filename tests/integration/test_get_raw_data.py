@@ -346,7 +346,9 @@ def test_unreachable_database_is_one_line_on_stderr_and_a_traceback_in_the_log(
     monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api:hunter2@127.0.0.1:1/financial")
     status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
     assert status == 1 and out == ""
-    assert "database unavailable (OperationalError); nothing fetched" in err
+    assert ("database unavailable (OperationalError 2003: Can't connect to MySQL server on "
+            "'127.0.0.1' ([Errno 111] Connection refused); hint: cannot connect: check the host "
+            "and port in DATABASE_URL and that the server runs); nothing fetched") in err
     assert "Traceback" not in err and "hunter2" not in err
     log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
     assert "Traceback" in log and "hunter2" not in log
