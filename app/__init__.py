@@ -5,15 +5,15 @@ import time
 from flask import Flask, g, request
 
 from app.api import register_api
+from app.api.caching import init_cached_answers
 from app.cli import register_commands
 from app.errors import register_error_handlers
-from app.extensions import cache, cors, db, migrate
+from app.extensions import cors, db, migrate
 from conf.settings import PROJECT_ROOT, BaseConfig, get_config
 from lib.db import configure_engine, engine_options, prepare_sqlite_file
 from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
-REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 
 request_logger = logging.getLogger("app.requests")
 
@@ -49,14 +49,7 @@ def register_extensions(app: Flask) -> None:
         configure_engine(db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
 
-    app.config.setdefault("CACHE_KEY_PREFIX", "financial:")
-    if app.config["CACHE_TYPE"] == "RedisCache":
-        # A cache outage must degrade to uncached answers quickly, not hang.
-        app.config.setdefault("CACHE_OPTIONS", {
-            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-            "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-        })
-    cache.init_app(app)
+    init_cached_answers(app)
     cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}})
 
 

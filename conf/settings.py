@@ -144,6 +144,9 @@ class BaseConfig:
         # SimpleCache lives in one process: after the fetch job clears the
         # cache, other workers may serve statistics up to this many seconds old.
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
+        # After a cache failure, seconds the API answers without the cache
+        # before trying it again (a circuit breaker per worker).
+        self.CACHE_RETRY_WAIT = env_seconds("CACHE_RETRY_WAIT", 30.0)
         self.CORS_ORIGINS = env_list("CORS_ORIGINS", self.default_cors_origins())
         self.LOG_DIR = env_str("LOG_DIR", str(PROJECT_ROOT / "data" / "log"))
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

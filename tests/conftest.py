@@ -23,6 +23,7 @@ from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, emptied_app, migrate_database,
     sqlite_url,
 )
+from tests.servers import PrivateRedis
 
 TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -107,6 +108,17 @@ def redis_app(database_url, tmp_path, redis_url):
     """
     yield from emptied_app(build_app(
         database_url, tmp_path / "log", CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url))
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own on a free port, free to be killed or paused."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 @pytest.fixture

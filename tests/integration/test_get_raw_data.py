@@ -20,6 +20,7 @@ from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, IBM_DAILY,
 )
 from tests.helpers import KEY, build_app, history, isolated_environment, run_job, stored
+from tests.servers import free_port
 
 
 def test_stores_two_weeks_of_each_symbol_exactly(app, capsys, job_env, fake_alphavantage):
@@ -272,6 +273,17 @@ def test_stored_changes_clear_cached_statistics_for_every_worker(
     fake_alphavantage.queue_json(payload)
     assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
     assert worker.get(url).get_json()["data"]["average_daily_open_price"] == 124.0
+
+
+def test_a_cache_that_cannot_be_invalidated_is_reported_without_failing_the_run(
+        app, capsys, job_env, monkeypatch):
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert (status, out) == (0, "IBM: 10 rows fetched, 10 new, 0 updated\n")
+    assert "could not invalidate the cached answers (ConnectionError: " in err
+    assert "the API may serve answers up to CACHE_DEFAULT_TIMEOUT (300s) old" in err
+    assert len(stored(app)) == 10
 
 
 def test_two_runs_at_once_leave_no_duplicates(app, tmp_path):
