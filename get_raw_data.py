@@ -319,6 +319,8 @@ def _client(config: BaseConfig) -> AlphaVantageClient:
             backoff_factor=config.ALPHAVANTAGE_BACKOFF_FACTOR,
             rate_limit_wait=config.ALPHAVANTAGE_RETRY_WAIT,
             rate_limit_retries=config.ALPHAVANTAGE_RATE_LIMIT_RETRIES,
+            symbol_deadline=config.FETCH_SYMBOL_DEADLINE,
+            run_deadline=config.FETCH_RUN_DEADLINE,
         )
     except ValueError as exc:
         raise UsageError(f"ALPHAVANTAGE_FUNCTION: {exc}") from None

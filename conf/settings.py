@@ -138,6 +138,11 @@ class BaseConfig:
         self.ALPHAVANTAGE_BACKOFF_FACTOR = env_float("ALPHAVANTAGE_BACKOFF_FACTOR", 0.5)
         # Seconds between two requests of the fetch job (free keys allow about 1 a second).
         self.ALPHAVANTAGE_REQUEST_INTERVAL = env_float("ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
+        # Seconds the fetch job spends at most on one symbol (requests, retries and
+        # rate-limit waits together), and on the whole run: a stalled AlphaVantage
+        # costs that much, then the symbol (or the rest of the run) is reported failed.
+        self.FETCH_SYMBOL_DEADLINE = env_seconds("FETCH_SYMBOL_DEADLINE", 90.0)
+        self.FETCH_RUN_DEADLINE = env_seconds("FETCH_RUN_DEADLINE", 3600.0)
         self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")
         self.CACHE_TYPE = env_str("CACHE_TYPE", "SimpleCache")
         self.CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")

@@ -24,7 +24,8 @@ from financial.runs import (
     record_refused_run, running_run, utc_now,
 )
 from lib.avantage_api import (
-    AlphaVantageError, DailySeries, InvalidApiKeyError, PremiumOnlyError, RateLimitError,
+    AlphaVantageError, DailySeries, DeadlineExceededError, InvalidApiKeyError, PremiumOnlyError,
+    RateLimitError,
 )
 from lib.locks import LockTimeout, database_lock
 
@@ -237,9 +238,14 @@ class RunLoop:
 
 
 def spoils_the_run(error: AlphaVantageError) -> bool:
-    """Tell whether every later request would get the same refusal (and waste quota)."""
+    """Tell whether no later job may call the API.
+
+    Every later request would get the same refusal (and waste quota), or the
+    run's deadline has passed.
+    """
     return (isinstance(error, (InvalidApiKeyError, PremiumOnlyError))
-            or (isinstance(error, RateLimitError) and error.is_daily_quota))
+            or (isinstance(error, RateLimitError) and error.is_daily_quota)
+            or (isinstance(error, DeadlineExceededError) and error.ends_the_run))
 
 
 def recorded_run(

@@ -198,10 +198,12 @@ def documented_variables() -> set[str]:
 
 
 def server_environment(**settings: str) -> dict[str, str]:
-    """Return this process's environment without the project's settings, plus ``settings``."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in documented_variables()}
-    return {**env, **settings}
+    """Return this process's environment with the project's settings blank, plus ``settings``.
+
+    Blank rather than removed: the fetch job loads the project's .env, but never
+    over a variable already set, so a developer's own .env cannot steer a test.
+    """
+    return {**os.environ, **dict.fromkeys(documented_variables(), ""), **settings}
 
 
 @contextmanager

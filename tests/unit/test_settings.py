@@ -12,7 +12,7 @@ ALL_VARIABLES = (
     "ALPHAVANTAGE_API_KEY_FILE", "SYMBOLS", "CACHE_TYPE", "CACHE_REDIS_URL",
     "CACHE_DEFAULT_TIMEOUT", "CORS_ORIGINS", "LOG_DIR", "LOG_LEVEL", "FETCH_SCHEDULE",
     "FETCH_TIMEZONE", "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS", "DATABASE_TIMEOUT",
-    "DATABASE_JOB_TIMEOUT",
+    "DATABASE_JOB_TIMEOUT", "CACHE_RETRY_WAIT", "FETCH_SYMBOL_DEADLINE", "FETCH_RUN_DEADLINE",
 )
 
 
@@ -81,6 +81,18 @@ def test_database_timeouts_are_short_for_the_api_and_long_for_batch_programs(mon
     config = get_config("development")
     assert (config.DATABASE_TIMEOUT, config.DATABASE_READ_TIMEOUT) == (0.5, 0.5)
     assert config.job_overrides() == {"DATABASE_READ_TIMEOUT": 900.0}
+
+
+def test_fault_limits_have_defaults_and_come_from_the_environment(monkeypatch):
+    config = get_config("development")
+    assert (config.CACHE_RETRY_WAIT, config.FETCH_SYMBOL_DEADLINE,
+            config.FETCH_RUN_DEADLINE) == (30.0, 90.0, 3600.0)
+    for name, value in (("CACHE_RETRY_WAIT", "5"), ("FETCH_SYMBOL_DEADLINE", "20"),
+                        ("FETCH_RUN_DEADLINE", "600")):
+        monkeypatch.setenv(name, value)
+    config = get_config("development")
+    assert (config.CACHE_RETRY_WAIT, config.FETCH_SYMBOL_DEADLINE,
+            config.FETCH_RUN_DEADLINE) == (5.0, 20.0, 600.0)
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
