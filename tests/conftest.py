@@ -8,13 +8,15 @@ every backend.
 """
 import datetime
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
 from faker import Faker
 from pytest_httpserver import HTTPServer
 from sqlalchemy import insert
+from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
 from financial.models import FinancialData
@@ -119,6 +121,19 @@ def private_redis(tmp_path) -> Iterator[PrivateRedis]:
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture
+def stall() -> Iterator[Callable[[Request], Response]]:
+    """A fake AlphaVantage handler that answers only when the test ends: a stalled upstream."""
+    release = threading.Event()
+
+    def handler(_request: Request) -> Response:
+        release.wait(60)
+        return Response("{}", content_type="application/json")
+
+    yield handler
+    release.set()
 
 
 @pytest.fixture

@@ -1,28 +1,12 @@
 """AlphaVantageClient's deadlines per symbol and per run, against the real local fake server."""
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from werkzeug.wrappers import Request, Response
 
 from lib.avantage_api import AlphaVantageClient, DeadlineExceededError
 
 API_KEY = "SECRETKEY123"
 IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
-
-
-@pytest.fixture
-def stall() -> Iterator:
-    """A handler that answers only when the test ends: a stalled AlphaVantage."""
-    release = threading.Event()
-
-    def handler(_request: Request) -> Response:
-        release.wait(30)
-        return Response("{}", content_type="application/json")
-
-    yield handler
-    release.set()
 
 
 @pytest.fixture

@@ -67,46 +67,41 @@ def data_commands(client: redis.Redis) -> dict[str, int]:
             if not name.startswith(bookkeeping)}
 
 
-def test_invalidation_is_one_small_write_whatever_the_number_of_entries(
-        app, private_redis, tmp_path, ibm_day, store_prices):
+@pytest.fixture
+def private_api(app, private_redis, tmp_path, ibm_day, store_prices):
+    """(app, its client, a client of the Redis it caches in): one IBM day stored, nothing cached."""
     store_prices([ibm_day])
-    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
+    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "private-log",
                            private_redis.url)
-    client = api.test_client()
     server = redis.Redis.from_url(private_redis.url)
-    try:
-        costs = []
-        for entries in (10, 5000):
-            assert open_price_of(client) == 10.0
-            server.mset({f"financial:filler:{n}": b"x" * 100 for n in range(entries)})
-            server.config_resetstat()
-            with api.app_context():
-                assert clear_cached_answers() is True
-            costs.append(data_commands(server))
-        assert costs == [{"set": 1}, {"set": 1}]
-        assert server.dbsize() > 5000, "nothing was deleted: stale entries expire on their own"
-        set_open_price(api, "11.00")
-        assert open_price_of(client) == 11.0, "yet the cached answer is gone"
-    finally:
-        server.close()
-        dispose(api)
+    yield api, api.test_client(), server
+    server.close()
+    dispose(api)
 
 
-def test_a_hit_costs_one_round_trip(app, private_redis, tmp_path, ibm_day, store_prices):
-    store_prices([ibm_day])
-    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
-                           private_redis.url)
-    client = api.test_client()
-    server = redis.Redis.from_url(private_redis.url)
-    try:
+def test_invalidation_is_one_small_write_whatever_the_number_of_entries(private_api):
+    api, client, server = private_api
+    costs = []
+    for entries in (10, 5000):
         assert open_price_of(client) == 10.0
+        server.mset({f"financial:filler:{n}": b"x" * 100 for n in range(entries)})
         server.config_resetstat()
-        set_open_price(api, "11.00")
-        assert [open_price_of(client) for _ in range(3)] == [10.0] * 3
-        assert data_commands(server) == {"mget": 3}
-    finally:
-        server.close()
-        dispose(api)
+        with api.app_context():
+            assert clear_cached_answers() is True
+        costs.append(data_commands(server))
+    assert costs == [{"set": 1}, {"set": 1}]
+    assert server.dbsize() > 5000, "nothing was deleted: stale entries expire on their own"
+    set_open_price(api, "11.00")
+    assert open_price_of(client) == 11.0, "yet the cached answer is gone"
+
+
+def test_a_hit_costs_one_round_trip(private_api):
+    api, client, server = private_api
+    assert open_price_of(client) == 10.0
+    server.config_resetstat()
+    set_open_price(api, "11.00")
+    assert [open_price_of(client) for _ in range(3)] == [10.0] * 3
+    assert data_commands(server) == {"mget": 3}
 
 
 @pytest.fixture

@@ -1,12 +1,8 @@
 """A stalled AlphaVantage against the fetch job, run as a process: deadlines per symbol and run."""
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import func, select
-from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
@@ -15,19 +11,6 @@ from tests.servers import server_environment
 
 KEY = "SECRETKEY123"
 AAPL = "AAPL_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
-
-
-@pytest.fixture
-def stall() -> Iterator:
-    """A handler that answers only when the test ends: a stalled AlphaVantage."""
-    release = threading.Event()
-
-    def handler(_request: Request) -> Response:
-        release.wait(60)
-        return Response("{}", content_type="application/json")
-
-    yield handler
-    release.set()
 
 
 def run_job(app, fake_alphavantage, tmp_path, **settings: str) -> subprocess.CompletedProcess:
