@@ -7,39 +7,24 @@ proxy in front of them, or a Redis server of its own.
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from conf.settings import PROJECT_ROOT
-
-START_SECONDS = 30
+from tests.helpers import isolated_environment, wait_for
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], object], what: str, seconds: float = START_SECONDS):
-    """Poll ``condition`` until it returns something true; fail after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class _Link:
@@ -191,21 +176,6 @@ class PrivateRedis:
             return False
 
 
-def documented_variables() -> set[str]:
-    """Every variable .env.example lists: the settings a developer's environment may hold."""
-    text = (PROJECT_ROOT / ".env.example").read_text(encoding="utf-8")
-    return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, flags=re.MULTILINE))
-
-
-def server_environment(**settings: str) -> dict[str, str]:
-    """Return this process's environment with the project's settings blank, plus ``settings``.
-
-    Blank rather than removed: the fetch job loads the project's .env, but never
-    over a variable already set, so a developer's own .env cannot steer a test.
-    """
-    return {**os.environ, **dict.fromkeys(documented_variables(), ""), **settings}
-
-
 @contextmanager
 def production_gunicorn(log_dir: Path, **settings: str) -> Iterator[int]:
     """Run gunicorn with conf/gunicorn.conf.py (as the image does) on a free port; yield it.
@@ -214,8 +184,8 @@ def production_gunicorn(log_dir: Path, **settings: str) -> Iterator[int]:
     Waits until the server accepts connections; output goes to ``log_dir``.
     """
     port = free_port()
-    env = server_environment(LOG_DIR=str(log_dir), GUNICORN_BIND=f"127.0.0.1:{port}",
-                             **settings)
+    env = isolated_environment(LOG_DIR=str(log_dir), GUNICORN_BIND=f"127.0.0.1:{port}",
+                               **settings)
     log_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "gunicorn", "--config",
                str(PROJECT_ROOT / "conf" / "gunicorn.conf.py"), "app:create_app()"]

@@ -16,8 +16,8 @@ from sqlalchemy import insert, update
 from app.api.caching import RESPONSE_FORMAT_VERSION, clear_cached_answers, database_digest
 from app.extensions import cache, db
 from financial.models import FinancialData
-from tests.helpers import build_app, migrate_database, sqlite_url
-from tests.servers import stalling_proxy, wait_for
+from tests.helpers import build_app, migrate_database, sqlite_url, wait_for
+from tests.servers import stalling_proxy
 
 STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
 STATS_ENTRY = "statistics:IBM|2023-01-01|2023-01-31"

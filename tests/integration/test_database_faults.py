@@ -18,10 +18,10 @@ from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.models import FinancialData
 from lib.db import lock_name
-from tests.helpers import build_app, create_mysql_database, drop_mysql_database
-from tests.servers import (
-    http_get, production_gunicorn, server_environment, stalling_proxy, wait_for,
+from tests.helpers import (
+    build_app, create_mysql_database, drop_mysql_database, isolated_environment, wait_for,
 )
+from tests.servers import http_get, production_gunicorn, stalling_proxy
 
 DATABASE_TIMEOUT = 1
 # A request to a frozen database must answer well within this. It is generous
@@ -121,8 +121,8 @@ def test_a_refused_connection_is_logged_with_code_and_hint(tmp_path):
 @pytest.mark.mysql
 def test_prestart_names_the_code_and_hint_of_a_wrong_password(mysql_server_url, tmp_path):
     url = mysql_server_url.set(username="no_such_user_ft", password=PASSWORD, database="x")
-    env = server_environment(APP_ENV="production", LOG_DIR=str(tmp_path),
-                             DATABASE_URL=url.render_as_string(hide_password=False))
+    env = isolated_environment(APP_ENV="production", LOG_DIR=str(tmp_path),
+                               DATABASE_URL=url.render_as_string(hide_password=False))
     result = subprocess.run([sys.executable, "-m", "scripts.prestart", "--timeout", "1"],
                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
@@ -154,7 +154,7 @@ FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "alphavantage" / (
 def test_batch_programs_outwait_the_api_database_timeout(fresh_database_url, tmp_path, command):
     """The migration lock is held longer than DATABASE_TIMEOUT: the program waits, then works."""
     url = make_url(fresh_database_url)
-    env = server_environment(APP_ENV="testing", LOG_DIR=str(tmp_path), DATABASE_URL=str(
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path), DATABASE_URL=str(
         fresh_database_url), DATABASE_TIMEOUT=str(DATABASE_TIMEOUT))
     lock = {"name": lock_name(url.database or ""), "database": url.database}
     engine = create_engine(url)

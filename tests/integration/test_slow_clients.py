@@ -4,7 +4,8 @@ import socket
 from contextlib import ExitStack
 
 from conf.settings import PROJECT_ROOT
-from tests.servers import documented_variables, http_get, production_gunicorn
+from tests.helpers import documented_variables
+from tests.servers import http_get, production_gunicorn
 
 GUNICORN_CONF = PROJECT_ROOT / "conf" / "gunicorn.conf.py"
 # Each health request must answer within this. A threaded worker holds an
