@@ -31,7 +31,7 @@ from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, read_saved_response
-from lib.db import MigrationLockTimeout, migration_lock
+from lib.db import MigrationLockTimeout, describe_database_error, migration_lock
 from lib.locks import LockWaitStopped
 from lib.log_setup import configure_logging
 from lib.tickers import SYMBOL_RULE, normalize_symbol
@@ -193,7 +193,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         return EXIT_FAILED
     except SQLAlchemyError as exc:
         logger.error("the run could not be recorded", exc_info=exc)
-        print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
+        print(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
               "the run could not be recorded", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK if outcome.status == OK else EXIT_FAILED
@@ -223,7 +223,7 @@ def _schema_ready(app: Flask) -> bool:
             upgrade()
     except (SQLAlchemyError, MigrationLockTimeout) as exc:
         logger.error("bringing the schema up to date failed", exc_info=exc)
-        print(f"get_raw_data: database unavailable ({exc.__class__.__name__}); "
+        print(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
               "nothing fetched", file=sys.stderr)
         return False
     return True
@@ -238,9 +238,9 @@ def _discard(_line: str) -> None:
 
 
 def _app(config: BaseConfig) -> Flask:
-    """Build the app, turning an unusable DATABASE_URL into a usage error."""
+    """Build the app with the job's database timeouts; an unusable DATABASE_URL is a usage error."""
     try:
-        return create_app(config)
+        return create_app(config, overrides=config.job_overrides())
     except (ArgumentError, ValueError, ImportError) as exc:
         # The message could hold the URL and its password: name the problem only.
         raise UsageError(f"DATABASE_URL cannot be used ({exc.__class__.__name__}); "
@@ -319,6 +319,8 @@ def _client(config: BaseConfig) -> AlphaVantageClient:
             backoff_factor=config.ALPHAVANTAGE_BACKOFF_FACTOR,
             rate_limit_wait=config.ALPHAVANTAGE_RETRY_WAIT,
             rate_limit_retries=config.ALPHAVANTAGE_RATE_LIMIT_RETRIES,
+            symbol_deadline=config.FETCH_SYMBOL_DEADLINE,
+            run_deadline=config.FETCH_RUN_DEADLINE,
         )
     except ValueError as exc:
         raise UsageError(f"ALPHAVANTAGE_FUNCTION: {exc}") from None

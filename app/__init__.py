@@ -3,10 +3,11 @@ import click
 from flask import Flask
 
 from app.api import register_api
+from app.api.caching import init_cached_answers
 from app.cli import register_commands
 from app.conditional import register_conditional_get
 from app.errors import register_error_handlers
-from app.extensions import cache, cors, db, migrate
+from app.extensions import cors, db, migrate
 from app.metrics import register_metrics
 from app.rate_limits import register_rate_limits
 from app.request_log import register_request_logging
@@ -16,7 +17,6 @@ from lib.db import DatabaseUrlError, check_database_url, configure_engine, engin
 from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
-REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 # Headers a browser script on another (allowed) origin may read.
 EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-RateLimit-Limit",
                    "X-RateLimit-Remaining", "X-RateLimit-Reset"]
@@ -65,19 +65,14 @@ def register_extensions(app: Flask) -> None:
         check_database_url(url)
     except DatabaseUrlError as exc:
         raise ConfigError(f"DATABASE_URL {exc}") from None
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(
+        url, timeout=app.config["DATABASE_TIMEOUT"],
+        read_timeout=app.config["DATABASE_READ_TIMEOUT"]))
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
 
-    app.config.setdefault("CACHE_KEY_PREFIX", "financial:")
-    if app.config["CACHE_TYPE"] == "RedisCache":
-        # A cache outage must degrade to uncached answers quickly, not hang.
-        app.config.setdefault("CACHE_OPTIONS", {
-            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-            "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
-        })
-    cache.init_app(app)
+    init_cached_answers(app)
     cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
                   expose_headers=EXPOSED_HEADERS)

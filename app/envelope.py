@@ -26,4 +26,5 @@ def error_envelope(message: str, *, paginated: bool) -> dict[str, Any]:
 # Messages shared by the error handlers and the health check.
 DATABASE_UNAVAILABLE = "the database is unavailable, please retry later"
 INTERNAL_ERROR = "internal server error"
+BAD_HOST = "the Host header is not a valid host name"
 RETRY_AFTER_SECONDS = "5"

@@ -8,14 +8,16 @@ from collections.abc import Callable
 
 from flask import Flask, request
 from flask_restx import Api
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
 
-from app.envelope import DATABASE_UNAVAILABLE, INTERNAL_ERROR, RETRY_AFTER_SECONDS, error_envelope
+from app.envelope import (
+    BAD_HOST, DATABASE_UNAVAILABLE, INTERNAL_ERROR, RETRY_AFTER_SECONDS, error_envelope,
+)
 from app.extensions import db
 from app.metrics import record_database_error
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
-from lib.db import DATABASE_ERRORS
+from lib.db import DATABASE_ERRORS, describe_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def handle_http_exception(exc: HTTPException) -> tuple:
 
 
 def handle_database_error(exc: Exception) -> tuple:
-    logger.error("database unavailable: %s", exc.__class__.__name__)
+    logger.error("database unavailable: %s", describe_database_error(exc))
     record_database_error()
     _rollback()
     return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
@@ -53,6 +55,18 @@ def handle_unexpected_error(exc: Exception) -> tuple:
                  exc_info=exc)
     _rollback()
     return error_response(500, INTERNAL_ERROR)
+
+
+def reject_bad_host() -> tuple | None:
+    """Answer a Host header that is no valid host name (``a..b``, a label over 63 characters).
+
+    Routing fails on such a header before any view runs, and RESTX's error
+    handling routes the request again and fails again; answering here, before
+    dispatch, keeps it one clean 400.
+    """
+    if isinstance(request.routing_exception, BadHost):
+        return error_response(400, BAD_HOST)
+    return None
 
 
 def _rollback() -> None:
@@ -84,3 +98,4 @@ def register_error_handlers(app: Flask, api: Api) -> None:
         api.errorhandler(exc_type)(handler)
     for exc_type, handler in CLIENT_ERROR_HANDLERS + SERVER_ERROR_HANDLERS:
         app.register_error_handler(exc_type, handler)
+    app.before_request(reject_bad_host)

@@ -24,13 +24,21 @@ def _usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+# All interfaces, as nginx reaches the API over the container network; the
+# compose files publish only nginx's port. Elsewhere, bind the address nginx
+# uses (GUNICORN_BIND=127.0.0.1:8000), never one clients reach directly.
 bind = [_env("GUNICORN_BIND", f"0.0.0.0:{_env('PORT', '8000')}")]
 
 # Each worker holds its own SQLAlchemy pool: workers x threads x replicas
 # must stay below MySQL's max_connections (151 by default).
 workers = _env_int("GUNICORN_WORKERS", 2 * _usable_cpus() + 1)
-# More than one thread switches gunicorn to the gthread worker.
-threads = _env_int("GUNICORN_THREADS", 1)
+# Threaded workers, whatever the thread count: a connection that sends
+# nothing is parked in the worker's poller (after at most 5 s in a thread),
+# so a handful of idle clients cannot take every worker, as they take sync
+# workers until the 30 s timeout kills them. gunicorn still must not face
+# clients directly: nginx buffers whole requests (see the README).
+worker_class = "gthread"
+threads = _env_int("GUNICORN_THREADS", 4)
 # nginx gives up after as long (proxy_read_timeout in conf/nginx.conf).
 timeout = 30
 # Below compose's stop_grace_period, so in-flight requests finish before SIGKILL.

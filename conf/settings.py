@@ -41,6 +41,14 @@ def env_float(name: str, default: float) -> float:
     return _env_number(name, default, float, "a number")
 
 
+def env_seconds(name: str, default: float) -> float:
+    """Return the variable as a positive number of seconds; raise ConfigError naming it if not."""
+    value = env_float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value:g}")
+    return value
+
+
 def _env_number(name: str, default: _Number, kind: type[_Number], description: str) -> _Number:
     raw = env_str(name)
     if raw is None:
@@ -105,6 +113,16 @@ class BaseConfig:
 
     def __init__(self) -> None:
         self.SQLALCHEMY_DATABASE_URI = database_url()
+        # Seconds the API waits for the database: to connect, for each answer and
+        # for a free pooled connection. Past it a request answers 503 at once.
+        self.DATABASE_TIMEOUT = env_seconds("DATABASE_TIMEOUT", 2.0)
+        # Seconds the fetch job and the start-up migration wait for one answer:
+        # they wait on locks (the migration lock, up to 300 s) and run long
+        # statements, which the API's short timeout would cut off.
+        self.DATABASE_JOB_TIMEOUT = env_seconds("DATABASE_JOB_TIMEOUT", 600.0)
+        # The read/write timeout the engine gets: the API's own; the job and
+        # scripts/prestart.py raise it to DATABASE_JOB_TIMEOUT (job_overrides).
+        self.DATABASE_READ_TIMEOUT = self.DATABASE_TIMEOUT
         self.ALPHAVANTAGE_API_KEY = read_api_key()
         self.ALPHAVANTAGE_BASE_URL = env_str(
             "ALPHAVANTAGE_BASE_URL", "https://www.alphavantage.co/query"
@@ -120,12 +138,20 @@ class BaseConfig:
         self.ALPHAVANTAGE_BACKOFF_FACTOR = env_float("ALPHAVANTAGE_BACKOFF_FACTOR", 0.5)
         # Seconds between two requests of the fetch job (free keys allow about 1 a second).
         self.ALPHAVANTAGE_REQUEST_INTERVAL = env_float("ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
+        # Seconds the fetch job spends at most on one symbol (requests, retries and
+        # rate-limit waits together), and on the whole run: a stalled AlphaVantage
+        # costs that much, then the symbol (or the rest of the run) is reported failed.
+        self.FETCH_SYMBOL_DEADLINE = env_seconds("FETCH_SYMBOL_DEADLINE", 90.0)
+        self.FETCH_RUN_DEADLINE = env_seconds("FETCH_RUN_DEADLINE", 3600.0)
         self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")
         self.CACHE_TYPE = env_str("CACHE_TYPE", "SimpleCache")
         self.CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
         # SimpleCache lives in one process: after the fetch job clears the
         # cache, other workers may serve statistics up to this many seconds old.
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
+        # After a cache failure, seconds the API answers without the cache
+        # before trying it again (a circuit breaker per worker).
+        self.CACHE_RETRY_WAIT = env_seconds("CACHE_RETRY_WAIT", 30.0)
         self.CORS_ORIGINS = env_list("CORS_ORIGINS", self.default_cors_origins())
         self.LOG_DIR = env_str("LOG_DIR", str(PROJECT_ROOT / "data" / "log"))
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
@@ -158,6 +184,10 @@ class BaseConfig:
     def default_cors_origins(self) -> str:
         """Return the CORS origins used when CORS_ORIGINS is unset."""
         return "*"
+
+    def job_overrides(self) -> dict:
+        """Return the settings a batch program (fetch job, migration) changes for itself."""
+        return {"DATABASE_READ_TIMEOUT": self.DATABASE_JOB_TIMEOUT}
 
     def validate(self) -> None:
         """Raise ConfigError for settings this environment cannot run without."""

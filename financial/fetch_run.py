@@ -24,7 +24,8 @@ from financial.runs import (
     record_refused_run, running_run, utc_now,
 )
 from lib.avantage_api import (
-    AlphaVantageError, DailySeries, InvalidApiKeyError, PremiumOnlyError, RateLimitError,
+    AlphaVantageError, DailySeries, DeadlineExceededError, InvalidApiKeyError, PremiumOnlyError,
+    RateLimitError,
 )
 from lib.locks import LockTimeout, database_lock
 
@@ -70,6 +71,8 @@ class RunOutcome:
 
     ``unnamed_failures`` holds "label: reason" of saved files that failed
     before naming their symbol (the history has no symbol row for them).
+    ``ended_early`` is why no later job called the API (a spent quota, a
+    rejected key, the run's deadline), if one did not.
     ``run_id``, ``status`` and ``message`` are set once the run is recorded.
     """
 
@@ -82,6 +85,7 @@ class RunOutcome:
     files: bool = False
     records: list[dict] = field(default_factory=list)
     unnamed_failures: list[str] = field(default_factory=list)
+    ended_early: str | None = None
     run_id: int | None = None
     status: str | None = None
     message: str | None = None
@@ -106,7 +110,8 @@ class RunOutcome:
                 f"{self.rows_updated} updated")
         if self.stopped:
             text = f"stopped before the end: {text}"
-        return "; ".join([text, *self.unnamed_failures])
+        ended_early = [f"ended early: {self.ended_early}"] if self.ended_early else []
+        return "; ".join([text, *ended_early, *self.unnamed_failures])
 
     def line(self) -> str:
         """Return the line the job prints about the recorded run."""
@@ -159,7 +164,7 @@ class RunLoop:
                 self.note(f"[{number}/{len(jobs)}] {job.label} ...")
             if job.calls_api:
                 self._pace()
-            stop_reason = self._process(job)
+            stop_reason = self.outcome.ended_early = self._process(job)
         return self.outcome
 
     def _pace(self) -> None:
@@ -237,9 +242,14 @@ class RunLoop:
 
 
 def spoils_the_run(error: AlphaVantageError) -> bool:
-    """Tell whether every later request would get the same refusal (and waste quota)."""
+    """Tell whether no later job may call the API.
+
+    Every later request would get the same refusal (and waste quota), or the
+    run's deadline has passed.
+    """
     return (isinstance(error, (InvalidApiKeyError, PremiumOnlyError))
-            or (isinstance(error, RateLimitError) and error.is_daily_quota))
+            or (isinstance(error, RateLimitError) and error.is_daily_quota)
+            or (isinstance(error, DeadlineExceededError) and error.ends_the_run))
 
 
 def recorded_run(

@@ -10,8 +10,8 @@ it without an application. The parts live in ``lib.alphavantage``: ``payload``
 """
 from lib.alphavantage.client import DEFAULT_BASE_URL, AlphaVantageClient
 from lib.alphavantage.errors import (
-    AlphaVantageError, AlphaVantageTransportError, InvalidApiKeyError, InvalidSymbolError,
-    MalformedResponseError, PremiumOnlyError, RateLimitError,
+    AlphaVantageError, AlphaVantageTransportError, DeadlineExceededError, InvalidApiKeyError,
+    InvalidSymbolError, MalformedResponseError, PremiumOnlyError, RateLimitError,
 )
 from lib.alphavantage.payload import (
     classify_error_payload, parse_daily_series, read_saved_response,
@@ -23,6 +23,7 @@ from lib.alphavantage.series import (
 __all__ = [
     "DEFAULT_BASE_URL", "FUNCTIONS", "TIME_SERIES_DAILY", "TIME_SERIES_DAILY_ADJUSTED",
     "AlphaVantageClient", "AlphaVantageError", "AlphaVantageTransportError", "DailyBar",
+    "DeadlineExceededError",
     "DailySeries", "InvalidApiKeyError", "InvalidSymbolError", "MalformedResponseError",
     "PremiumOnlyError", "RateLimitError", "classify_error_payload", "parse_daily_series",
     "read_saved_response",

@@ -23,18 +23,44 @@ MIGRATION_LOCK_TIMEOUT_SECONDS = 300
 # as opposed to a bad query.
 DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
 _MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
+_POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
+# What an operator should check for the MySQL client and server error codes
+# a deployment meets: wrong credentials, names, addresses, a stalled server.
+_DRIVER_HINTS = {
+    1040: "the server has too many connections: fewer workers x threads, or raise "
+          "max_connections",
+    1044: "the user may not use this database: check its grants",
+    1045: "authentication failed: check the user name and the password "
+          "(DATABASE_PASSWORD_FILE)",
+    1049: "unknown database: create it, or fix its name in DATABASE_URL",
+    2002: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
+    2003: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
+    2005: "unknown host: check the host name in DATABASE_URL",
+    2006: "the server closed the connection: it restarted or dropped idle connections",
+    2013: "the connection broke or the server did not answer in time (DATABASE_TIMEOUT; "
+          "DATABASE_JOB_TIMEOUT in the fetch job): it is stalled, overloaded or unreachable",
+}
 
 
-def engine_options(url: str) -> dict:
+def engine_options(url: str, *, timeout: float, read_timeout: float | None = None) -> dict:
     """Return create_engine keyword arguments suited to the URL's backend.
 
     MySQL drops idle connections (wait_timeout), so the pool pings before use
-    and recycles connections before the server would close them.
+    and recycles connections before the server would close them. A server
+    that stops answering must not hang a request: connecting, each answer
+    (``read_timeout``, default ``timeout``) and waiting for a pooled
+    connection are bounded, and PyMySQL waits forever without them.
     """
-    backend = make_url(url).get_backend_name()
-    if backend == "sqlite":
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
-    return {"pool_pre_ping": True, "pool_recycle": MYSQL_POOL_RECYCLE_SECONDS}
+    options: dict = {"pool_pre_ping": True, "pool_recycle": MYSQL_POOL_RECYCLE_SECONDS,
+                     "pool_timeout": timeout}
+    if parsed.get_driver_name() == "pymysql":
+        answer_timeout = read_timeout or timeout
+        options["connect_args"] = {"connect_timeout": timeout, "read_timeout": answer_timeout,
+                                   "write_timeout": answer_timeout}
+    return options
 
 
 class DatabaseUrlError(ValueError):
@@ -162,6 +188,27 @@ def _upsert_statement(session: Session, model: type[DeclarativeBase], chunk: Seq
         index_elements=sorted(keys),
         set_={name: stmt.excluded[name] for name in update_names},
     )
+
+
+def describe_database_error(exc: Exception) -> str:
+    """Name a database failure for the log: the error, the driver's code and message, a hint.
+
+    Never the URL: SQLAlchemy's own text carries the statement and its
+    parameters, and a URL may carry the password. The driver's message
+    names the user and host at most.
+    """
+    if isinstance(exc, PoolTimeoutError):
+        return f"{exc.__class__.__name__}: {_POOL_EXHAUSTED}"
+    name = exc.__class__.__name__
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return name
+    args: tuple = orig.args
+    if not (len(args) > 1 and isinstance(args[0], int)):
+        return f"{name}: {orig}"
+    code, message = args[0], args[1]
+    hint = _DRIVER_HINTS.get(code)
+    return f"{name} {code}: {message}" + (f"; hint: {hint}" if hint else "")
 
 
 def is_lock_conflict(exc: OperationalError) -> bool:

@@ -1,4 +1,9 @@
-"""Configure logging once per program: stderr plus a rotating file in LOG_DIR."""
+"""Configure logging once per program: stderr plus a rotating file in LOG_DIR.
+
+Every line is written through ``SafeFormatter``, so text a client controls
+(a request path, a parameter, an exception message quoting either) can
+neither forge a log line nor send escape sequences to an operator's terminal.
+"""
 import logging
 from pathlib import Path
 
@@ -8,6 +13,41 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_LOG_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
 _HANDLER_MARK = "_financial_log_handler"
+# Lines of a traceback or stack after a record's first line start with this,
+# so none of them can pass for a record of its own.
+CONTINUATION_INDENT = "    "
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# C0 controls, DEL, C1 controls (NEL among them) and the Unicode line and
+# paragraph separators, which some viewers also break lines at.
+_CONTROL_ESCAPES = {
+    code: _NAMED_ESCAPES.get(chr(code), f"\\x{code:02x}")
+    for code in [*range(0x20), *range(0x7F, 0xA0)]
+} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def escape_controls(text: str) -> str:
+    """Return ``text`` with control characters escaped (CR as ``\\r``, ESC as ``\\x1b``)."""
+    return text.translate(_CONTROL_ESCAPES)
+
+
+class SafeFormatter(logging.Formatter):
+    """Format a record as one line of its own, whatever its message holds.
+
+    The record's line has every control character escaped. A traceback or
+    stack keeps its line breaks, so it stays readable, but each of its lines
+    is indented and has its other control characters escaped.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        head, newline, rest = super().format(record).partition("\n")
+        if not newline:
+            return head
+        lines = (CONTINUATION_INDENT + escape_controls(line) for line in rest.split("\n"))
+        return head + "\n" + "\n".join(lines)
 
 
 def configure_logging(program: str, log_dir: str, level: str = "INFO",
@@ -37,12 +77,12 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     log_path.parent.mkdir(parents=True, exist_ok=True)
     console = logging.StreamHandler()
     console.setLevel(console_level or level)
-    console.setFormatter(logging.Formatter(LOG_FORMAT) if console_tracebacks
+    console.setFormatter(SafeFormatter(LOG_FORMAT) if console_tracebacks
                          else _OneLineFormatter(LOG_FORMAT))
     log_file = ConcurrentRotatingFileHandler(
         log_path, maxBytes=max_bytes, backupCount=LOG_BACKUPS, encoding="utf-8"
     )
-    log_file.setFormatter(logging.Formatter(LOG_FORMAT))
+    log_file.setFormatter(SafeFormatter(LOG_FORMAT))
     for handler in (console, log_file):
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
@@ -50,7 +90,7 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     return log_path
 
 
-class _OneLineFormatter(logging.Formatter):
+class _OneLineFormatter(SafeFormatter):
     """Format a record without its traceback (the log file keeps that)."""
 
     def format(self, record: logging.LogRecord) -> str:

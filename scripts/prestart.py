@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 
 from app import create_app
 from app.extensions import db
-from conf.settings import ConfigError
-from lib.db import DATABASE_ERRORS, MigrationLockTimeout, migration_lock
+from conf.settings import ConfigError, get_config
+from lib.db import DATABASE_ERRORS, MigrationLockTimeout, describe_database_error, migration_lock
 
 logger = logging.getLogger("prestart")
 
@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     """Wait for the database and migrate it; return the process exit status."""
     args = parse_args(argv)
     try:
-        app = create_app()
+        config = get_config()
+        # Migrations wait on a lock and may rewrite big tables: the job's timeouts.
+        app = create_app(config, overrides=config.job_overrides())
     except ConfigError as exc:
         print(f"prestart: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -54,7 +56,8 @@ def prepare_database(engine: Engine, timeout: float) -> int:
     where = engine.url.render_as_string(hide_password=True)
     error = wait_for_database(engine, timeout)
     if error is not None:
-        logger.error("database %s did not answer within %gs: %s", where, timeout, describe(error))
+        logger.error("database %s did not answer within %gs: %s", where, timeout,
+                     describe_database_error(error))
         return EXIT_UNREACHABLE
     try:
         with migration_lock(engine):
@@ -79,15 +82,10 @@ def wait_for_database(engine: Engine, timeout: float) -> Exception | None:
             if time.monotonic() >= deadline:
                 return exc
             if not announced:
-                logger.info("waiting up to %gs for the database: %s", timeout, describe(exc))
+                logger.info("waiting up to %gs for the database: %s", timeout,
+                            describe_database_error(exc))
                 announced = True
         time.sleep(RETRY_INTERVAL_SECONDS)
-
-
-def describe(error: Exception) -> str:
-    """Name the driver's error without SQLAlchemy's SQL and help-link noise."""
-    cause = getattr(error, "orig", None) or error
-    return f"{cause.__class__.__name__}: {cause}"
 
 
 if __name__ == "__main__":

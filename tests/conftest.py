@@ -8,13 +8,15 @@ every backend.
 """
 import datetime
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import pytest
 from faker import Faker
 from pytest_httpserver import HTTPServer
 from sqlalchemy import insert
+from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
 from financial.models import FinancialData
@@ -23,6 +25,7 @@ from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, emptied_app, migrate_database,
     sqlite_url,
 )
+from tests.servers import PrivateRedis
 
 TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -107,6 +110,30 @@ def redis_app(database_url, tmp_path, redis_url):
     """
     yield from emptied_app(build_app(
         database_url, tmp_path / "log", CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url))
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own on a free port, free to be killed or paused."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def stall() -> Iterator[Callable[[Request], Response]]:
+    """A fake AlphaVantage handler that answers only when the test ends: a stalled upstream."""
+    release = threading.Event()
+
+    def handler(_request: Request) -> Response:
+        release.wait(60)
+        return Response("{}", content_type="application/json")
+
+    yield handler
+    release.set()
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ and `info.error`, an empty string on success and a message naming the
 offending parameter on failure. Unknown or repeated query parameters are
 rejected with 400. Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are
 exact decimal strings. Any path outside these endpoints answers 404, and a
-method other than GET answers 405, both with the same envelope.
+method other than GET answers 405, both with the same envelope; so does a
+Host header that is no valid host name (400). A database that is down or
+does not answer within a few seconds gives 503 with `Retry-After`.
 
 Every successful read carries an `ETag`; send it back in `If-None-Match` to get
 `304 Not Modified` with no body while the answer is unchanged. Every response

@@ -8,7 +8,7 @@ from app.api.docs import info_model, namespace
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.extensions import db
 from app.metrics import record_database_error
-from lib.db import DATABASE_ERRORS
+from lib.db import DATABASE_ERRORS, describe_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Health(Resource):
         try:
             db.session.execute(text("SELECT 1"))
         except DATABASE_ERRORS as exc:
-            logger.error("health check failed: %s", exc.__class__.__name__)
+            logger.error("health check failed: %s", describe_database_error(exc))
             record_database_error()
             body = {"status": "unavailable", "database": "unreachable",
                     "info": {"error": DATABASE_UNAVAILABLE}}

@@ -18,8 +18,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from lib.alphavantage.errors import (
-    AlphaVantageError, AlphaVantageTransportError, InvalidApiKeyError, InvalidSymbolError,
-    MalformedResponseError, PremiumOnlyError, RateLimitError,
+    AlphaVantageError, AlphaVantageTransportError, DeadlineExceededError, InvalidApiKeyError,
+    InvalidSymbolError, MalformedResponseError, PremiumOnlyError, RateLimitError,
 )
 from lib.alphavantage.payload import (
     ERROR_KEYS, SERIES_KEY, classify_error_payload, is_short_term_limit, parse_daily_series,
@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://www.alphavantage.co/query"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _BACKOFF_MAX_SECONDS = 30.0
+# A failure this close to the deadline is the deadline's doing: socket
+# timeouts may fire a hair early, and a retry then would overrun it.
+_DEADLINE_SLACK_SECONDS = 0.05
 
 
 class AlphaVantageClient:
@@ -46,6 +49,13 @@ class AlphaVantageClient:
     waited out ``rate_limit_retries`` times. When the adjusted series turns out
     to be premium-only, the client switches to TIME_SERIES_DAILY for good, so
     later symbols spend no request on the refusal (25 requests a day is little).
+
+    A stalled AlphaVantage costs at most ``symbol_deadline`` seconds per symbol
+    (all attempts, backoffs and waits together), and nothing is fetched once
+    ``run_deadline`` seconds have passed since the first fetch (a client
+    serves one run): both raise DeadlineExceededError. Each request's timeout
+    is cut to the time left, so a stalled server cannot hold a fetch much
+    past its deadline.
     """
 
     def __init__(
@@ -60,6 +70,8 @@ class AlphaVantageClient:
         backoff_factor: float = 0.5,
         rate_limit_retries: int = 3,
         rate_limit_wait: float = 15.0,
+        symbol_deadline: float | None = None,
+        run_deadline: float | None = None,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         """Fail fast on a missing key or an unsupported function, before any request.
@@ -83,10 +95,14 @@ class AlphaVantageClient:
         self._rate_limit_retries = rate_limit_retries
         self._rate_limit_wait = rate_limit_wait
         self._sleep = sleep
+        self._symbol_deadline = symbol_deadline
+        self._run_deadline = run_deadline
+        self._run_ends: float | None = None
+        self._deadline: float | None = None
         self._owns_session = session is None
         self._session = requests.Session() if session is None else session
-        adapter = HTTPAdapter(max_retries=_transport_retry(max_retries, backoff_factor))
-        self._session.mount(_mount_prefix(base_url), adapter)
+        self._retry = _transport_retry(max_retries, backoff_factor)
+        self._session.mount(_mount_prefix(base_url), HTTPAdapter(max_retries=self._retry))
 
     @property
     def function(self) -> str:
@@ -110,12 +126,15 @@ class AlphaVantageClient:
         Raises:
             RateLimitError: the daily quota is spent (no retry), or the
                 short-term limit outlasted ``rate_limit_retries`` waits.
+            DeadlineExceededError: the symbol's or the run's deadline passed.
             InvalidSymbolError, InvalidApiKeyError, PremiumOnlyError,
             MalformedResponseError, AlphaVantageTransportError, AlphaVantageError.
         """
         ticker = normalize_symbol(symbol)
         if ticker is None:
             raise InvalidSymbolError(f"invalid symbol {show(symbol)}: use {SYMBOL_RULE}")
+        self._start_deadline()
+        self._check_deadline(ticker)
         outputsize = "full" if full else "compact"
         waits = 0
         while True:
@@ -137,8 +156,42 @@ class AlphaVantageClient:
             else:
                 raise error
 
+    def _start_deadline(self) -> None:
+        """Set this fetch's deadline: the symbol's own or the run's, whichever comes first."""
+        now = time.monotonic()
+        if self._run_ends is None and self._run_deadline is not None:
+            self._run_ends = now + self._run_deadline
+        ends = [self._run_ends]
+        if self._symbol_deadline is not None:
+            ends.append(now + self._symbol_deadline)
+        self._deadline = min((end for end in ends if end is not None), default=None)
+        self._retry.deadline = self._deadline
+
+    def _time_left(self) -> float:
+        return float("inf") if self._deadline is None else self._deadline - time.monotonic()
+
+    def _check_deadline(self, symbol: str, needed: float = 0.0) -> None:
+        """Raise DeadlineExceededError unless ``needed`` more seconds fit before the deadline."""
+        if self._time_left() > needed:
+            return
+        if self._deadline == self._run_ends:
+            raise DeadlineExceededError(f"the run's deadline of {self._run_deadline:g}s passed",
+                                        symbol, ends_the_run=True)
+        raise DeadlineExceededError(f"no complete answer from AlphaVantage for {symbol} within "
+                                    f"{self._symbol_deadline:g}s, the deadline per symbol", symbol)
+
+    def _attempt_timeout(self) -> float | tuple[float, float]:
+        """Return the request timeout, cut to the time left before the deadline."""
+        left = self._time_left()
+        if left == float("inf"):
+            return self._timeout
+        connect, read = (self._timeout if isinstance(self._timeout, tuple)
+                         else (self._timeout, self._timeout))
+        return min(connect, left), min(read, left)
+
     def _wait_out_limit(self, symbol: str, attempt: int) -> None:
         """Sleep through a burst/per-minute refusal; the injected ``sleep`` keeps tests instant."""
+        self._check_deadline(symbol, needed=self._rate_limit_wait)
         logger.warning(
             "AlphaVantage short-term rate limit for %s; waiting %.1f s before retry %d of %d",
             symbol, self._rate_limit_wait, attempt, self._rate_limit_retries,
@@ -161,6 +214,7 @@ class AlphaVantageClient:
         """GET the query and decode the JSON body, mapping HTTP trouble to our exceptions."""
         response = self._send(symbol, outputsize)
         if not response.ok:
+            self._check_deadline(symbol, needed=_DEADLINE_SLACK_SECONDS)
             retried = ""
             if response.status_code in _RETRY_STATUSES:
                 retried = f" after {self._max_retries} retries"
@@ -189,10 +243,12 @@ class AlphaVantageClient:
             "datatype": "json",
         }
         try:
-            return self._session.get(self._base_url, params=params, timeout=self._timeout)
+            return self._session.get(self._base_url, params=params,
+                                     timeout=self._attempt_timeout())
         except requests.RequestException as exc:
             failure = _failure_name(exc)
         # Raised outside the except block so neither __cause__ nor __context__ carries the URL.
+        self._check_deadline(symbol, needed=_DEADLINE_SLACK_SECONDS)
         raise AlphaVantageTransportError(
             f"network failure for {symbol} after {self._max_retries} retries ({failure})", symbol
         )
@@ -206,14 +262,40 @@ class AlphaVantageClient:
         return classify_error_payload(masked, symbol)
 
 
-def _transport_retry(max_retries: int, backoff_factor: float) -> Retry:
+class _DeadlineRetry(Retry):
+    """urllib3's Retry that also gives up once ``deadline`` (a monotonic instant) has passed.
+
+    The client sets ``deadline`` before each fetch; every copy urllib3 makes
+    while retrying keeps it, and no backoff sleeps past it.
+    """
+
+    deadline: float | None = None
+
+    def new(self, **kwargs: Any) -> _DeadlineRetry:
+        retry = super().new(**kwargs)
+        retry.deadline = self.deadline
+        return retry
+
+    def is_exhausted(self) -> bool:
+        return super().is_exhausted() or (
+            self.deadline is not None
+            and time.monotonic() >= self.deadline - _DEADLINE_SLACK_SECONDS)
+
+    def get_backoff_time(self) -> float:
+        backoff = super().get_backoff_time()
+        if self.deadline is None:
+            return backoff
+        return max(0.0, min(backoff, self.deadline - time.monotonic()))
+
+
+def _transport_retry(max_retries: int, backoff_factor: float) -> _DeadlineRetry:
     """Build urllib3's policy: GET only, transport errors and 429/5xx, capped jittered backoff.
 
     Retry-After is not honoured: a proxy asking for an hour would stall the
     job; AlphaVantage itself signals limits in the body, handled separately.
     A final 5xx is returned, not raised, so its status can be reported.
     """
-    return Retry(
+    return _DeadlineRetry(
         total=max_retries,
         connect=max_retries,
         read=max_retries,

@@ -41,3 +41,16 @@ class MalformedResponseError(AlphaVantageError):
 
 class AlphaVantageTransportError(AlphaVantageError):
     """The network failed, or HTTP kept failing, after the transport retries."""
+
+
+class DeadlineExceededError(AlphaVantageError):
+    """No complete answer in time: the symbol's deadline, or the whole run's, passed.
+
+    ``ends_the_run`` tells the caller that the run's deadline passed, so no
+    later symbol may be fetched either.
+    """
+
+    def __init__(self, message: str, symbol: str | None = None, *,
+                 ends_the_run: bool = False) -> None:
+        super().__init__(message, symbol)
+        self.ends_the_run = ends_the_run

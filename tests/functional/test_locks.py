@@ -3,7 +3,6 @@ import pytest
 from sqlalchemy import create_engine
 
 from app.extensions import db
-from lib.db import engine_options
 from lib.locks import LockTimeout, LockWaitStopped, database_lock
 
 
@@ -24,7 +23,7 @@ class FakeTime:
 def engines(app):
     """Two engines on the test database, as two processes would have."""
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    other = create_engine(url, **engine_options(url))
+    other = create_engine(url, **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
     with app.app_context():
         yield db.engine, other
     other.dispose()

@@ -1,11 +1,12 @@
 """Logging set up by lib/log_setup.py: files in LOG_DIR, safe across processes."""
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from conf.settings import PROJECT_ROOT
-from lib.log_setup import configure_logging
+from lib.log_setup import CONTINUATION_INDENT, configure_logging
 
 WRITER = """
 import logging, sys
@@ -43,3 +44,44 @@ def test_console_can_stay_one_line_while_the_file_keeps_the_traceback(tmp_path, 
     assert "it failed" in err and "Traceback" not in err and "file only" not in err
     text = Path(log_file).read_text()
     assert "Traceback" in text and "RuntimeError: boom" in text and "file only" in text
+
+
+RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+FORGED = "\r\n2026-01-01 00:00:00,000 CRITICAL app.errors: FORGED"
+
+
+def assert_every_line_is_a_record_or_indented(text: str) -> None:
+    for line in text.splitlines():
+        assert RECORD_START.match(line) or line.startswith(CONTINUATION_INDENT), repr(line)
+
+
+def test_control_characters_in_a_message_are_escaped_in_file_and_console(tmp_path, capsys):
+    log_file = configure_logging("esc", str(tmp_path))
+    hostile = f"/api/x{FORGED}\x1b[2J\x00\x7f\x85\u2028end"
+    logging.getLogger("t").info("GET %s 404", hostile)
+    err = capsys.readouterr().err
+    text = Path(log_file).read_text(encoding="utf-8")
+    for output in (err, text):
+        assert_every_line_is_a_record_or_indented(output)
+        assert ("/api/x\\r\\n2026-01-01 00:00:00,000 CRITICAL app.errors: FORGED"
+                "\\x1b[2J\\x00\\x7f\\x85\\u2028end 404") in output
+        assert not any(char in output for char in "\r\x1b\x00\x7f\x85\u2028")
+        assert output.count("\n") == 1
+
+
+def test_a_traceback_stays_multi_line_but_cannot_forge_a_record(tmp_path, capsys):
+    log_file = configure_logging("tb", str(tmp_path), console_level="WARNING",
+                                 console_tracebacks=False)
+    try:
+        raise ValueError(f"bad value{FORGED}\nsecond line\x1b[31m")
+    except ValueError as exc:
+        logging.getLogger("t").error("failed on %s", "x\ny", exc_info=exc)
+    text = Path(log_file).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[0].endswith("ERROR t: failed on x\\ny")
+    assert lines[1] == CONTINUATION_INDENT + "Traceback (most recent call last):"
+    assert CONTINUATION_INDENT + "second line\\x1b[31m" in lines
+    assert_every_line_is_a_record_or_indented(text)
+    assert sum(bool(RECORD_START.match(line)) for line in lines) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "\\n" in err

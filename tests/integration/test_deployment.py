@@ -370,7 +370,8 @@ def gunicorn_env(monkeypatch):
 def test_gunicorn_defaults_suit_a_container(gunicorn_env):
     settings = runpy.run_path(str(GUNICORN_CONF))
     assert settings["workers"] == 2 * len(os.sched_getaffinity(0)) + 1
-    assert (settings["threads"], settings["bind"]) == (1, ["0.0.0.0:8000"])
+    assert (settings["worker_class"], settings["threads"]) == ("gthread", 4)
+    assert settings["bind"] == ["0.0.0.0:8000"]
     # No access log: the app's own line is the one line per request.
     assert (settings["accesslog"], settings["errorlog"]) == (None, "-")
     assert settings["graceful_timeout"] < 30, "must end before compose's stop_grace_period"

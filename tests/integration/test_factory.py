@@ -37,10 +37,13 @@ def test_production_without_database_url_refuses_to_start(monkeypatch):
         create_app()
 
 
-def test_mysql_engines_ping_and_recycle_their_connections(tmp_path):
-    application = build_app("mysql+pymysql://api@127.0.0.1:1/financial", tmp_path)
+def test_mysql_engines_ping_recycle_and_bound_every_wait(tmp_path):
+    application = build_app("mysql+pymysql://api@127.0.0.1:1/financial", tmp_path,
+                            DATABASE_TIMEOUT=1.5, DATABASE_READ_TIMEOUT=1.5)
     options = application.config["SQLALCHEMY_ENGINE_OPTIONS"]
-    assert options == {"pool_pre_ping": True, "pool_recycle": 280}
+    assert options == {"pool_pre_ping": True, "pool_recycle": 280, "pool_timeout": 1.5,
+                       "connect_args": {"connect_timeout": 1.5, "read_timeout": 1.5,
+                                        "write_timeout": 1.5}}
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):

@@ -20,6 +20,7 @@ from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, IBM_DAILY,
 )
 from tests.helpers import KEY, build_app, history, isolated_environment, run_job, stored
+from tests.servers import free_port
 
 
 def test_stores_two_weeks_of_each_symbol_exactly(app, capsys, job_env, fake_alphavantage):
@@ -275,6 +276,17 @@ def test_stored_changes_clear_cached_statistics_for_every_worker(
     assert worker.get(url).get_json()["data"]["average_daily_open_price"] == 124.0
 
 
+def test_a_cache_that_cannot_be_invalidated_is_reported_without_failing_the_run(
+        app, capsys, job_env, monkeypatch):
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert (status, out) == (0, "IBM: 10 rows fetched, 10 new, 0 updated\n")
+    assert "could not invalidate the cached answers (ConnectionError: " in err
+    assert "the API may serve answers up to CACHE_DEFAULT_TIMEOUT (300s) old" in err
+    assert len(stored(app)) == 10
+
+
 def test_two_runs_at_once_leave_no_duplicates(app, tmp_path):
     env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
                                DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"])
@@ -347,7 +359,9 @@ def test_unreachable_database_is_one_line_on_stderr_and_a_traceback_in_the_log(
     monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api:hunter2@127.0.0.1:1/financial")
     status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
     assert status == 1 and out == ""
-    assert "database unavailable (OperationalError); nothing fetched" in err
+    assert ("database unavailable (OperationalError 2003: Can't connect to MySQL server on "
+            "'127.0.0.1' ([Errno 111] Connection refused); hint: cannot connect: check the host "
+            "and port in DATABASE_URL and that the server runs); nothing fetched") in err
     assert "Traceback" not in err and "hunter2" not in err
     log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
     assert "Traceback" in log and "hunter2" not in log

@@ -11,7 +11,8 @@ ALL_VARIABLES = (
     "APP_ENV", "DATABASE_URL", "DATABASE_PASSWORD_FILE", "ALPHAVANTAGE_API_KEY",
     "ALPHAVANTAGE_API_KEY_FILE", "SYMBOLS", "CACHE_TYPE", "CACHE_REDIS_URL",
     "CACHE_DEFAULT_TIMEOUT", "CORS_ORIGINS", "LOG_DIR", "LOG_LEVEL", "FETCH_SCHEDULE",
-    "FETCH_TIMEZONE", "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS",
+    "FETCH_TIMEZONE", "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS", "DATABASE_TIMEOUT",
+    "DATABASE_JOB_TIMEOUT", "CACHE_RETRY_WAIT", "FETCH_SYMBOL_DEADLINE", "FETCH_RUN_DEADLINE",
 )
 
 
@@ -68,6 +69,36 @@ def test_values_come_from_the_environment(monkeypatch):
 def test_malformed_integer_names_the_variable(monkeypatch):
     monkeypatch.setenv("CACHE_DEFAULT_TIMEOUT", "five")
     with pytest.raises(ConfigError, match="CACHE_DEFAULT_TIMEOUT must be an integer"):
+        get_config("development")
+
+
+def test_database_timeouts_are_short_for_the_api_and_long_for_batch_programs(monkeypatch):
+    config = get_config("development")
+    assert (config.DATABASE_TIMEOUT, config.DATABASE_READ_TIMEOUT) == (2.0, 2.0)
+    assert config.job_overrides() == {"DATABASE_READ_TIMEOUT": 600.0}
+    monkeypatch.setenv("DATABASE_TIMEOUT", "0.5")
+    monkeypatch.setenv("DATABASE_JOB_TIMEOUT", "900")
+    config = get_config("development")
+    assert (config.DATABASE_TIMEOUT, config.DATABASE_READ_TIMEOUT) == (0.5, 0.5)
+    assert config.job_overrides() == {"DATABASE_READ_TIMEOUT": 900.0}
+
+
+def test_fault_limits_have_defaults_and_come_from_the_environment(monkeypatch):
+    config = get_config("development")
+    assert (config.CACHE_RETRY_WAIT, config.FETCH_SYMBOL_DEADLINE,
+            config.FETCH_RUN_DEADLINE) == (30.0, 90.0, 3600.0)
+    for name, value in (("CACHE_RETRY_WAIT", "5"), ("FETCH_SYMBOL_DEADLINE", "20"),
+                        ("FETCH_RUN_DEADLINE", "600")):
+        monkeypatch.setenv(name, value)
+    config = get_config("development")
+    assert (config.CACHE_RETRY_WAIT, config.FETCH_SYMBOL_DEADLINE,
+            config.FETCH_RUN_DEADLINE) == (5.0, 20.0, 600.0)
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_timeout_must_be_positive(monkeypatch, value):
+    monkeypatch.setenv("DATABASE_TIMEOUT", value)
+    with pytest.raises(ConfigError, match="DATABASE_TIMEOUT must be a positive number of seconds"):
         get_config("development")
 
 

@@ -1,0 +1,78 @@
+"""AlphaVantageClient's deadlines per symbol and per run, against the real local fake server."""
+import time
+
+import pytest
+
+from lib.avantage_api import AlphaVantageClient, DeadlineExceededError
+
+API_KEY = "SECRETKEY123"
+IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+
+
+@pytest.fixture
+def make_client(fake_alphavantage):
+    clients: list[AlphaVantageClient] = []
+    sleeps: list[float] = []
+
+    def make(**options) -> AlphaVantageClient:
+        settings = {"base_url": fake_alphavantage.url, "backoff_factor": 0,
+                    "sleep": sleeps.append, "timeout": (1, 30), **options}
+        client = AlphaVantageClient(API_KEY, **settings)
+        clients.append(client)
+        return client
+
+    make.sleeps = sleeps
+    yield make
+    for client in clients:
+        client.close()
+
+
+def test_a_stalled_symbol_fails_at_its_deadline_without_more_retries(fake_alphavantage,
+                                                                     make_client, stall):
+    for _ in range(4):
+        fake_alphavantage.queue_handler(stall)
+    client = make_client(symbol_deadline=0.5, max_retries=3)
+    with pytest.raises(DeadlineExceededError) as caught:
+        client.fetch_daily("IBM")
+    assert caught.value.message == ("no complete answer from AlphaVantage for IBM within 0.5s, "
+                                    "the deadline per symbol")
+    assert not caught.value.ends_the_run and caught.value.symbol == "IBM"
+    assert len(fake_alphavantage.requests) == 1, "no retry once the deadline has passed"
+
+
+def test_each_symbol_gets_its_own_deadline(fake_alphavantage, make_client, stall):
+    fake_alphavantage.queue_handler(stall)
+    fake_alphavantage.queue_fixture(IBM)
+    client = make_client(symbol_deadline=0.5, max_retries=0)
+    with pytest.raises(DeadlineExceededError):
+        client.fetch_daily("IBM")
+    assert client.fetch_daily("IBM").symbol == "IBM"
+
+
+def test_the_run_deadline_cuts_a_stalled_request_and_refuses_later_fetches(
+        fake_alphavantage, make_client, stall):
+    fake_alphavantage.queue_handler(stall)
+    fake_alphavantage.queue_fixture(IBM)
+    client = make_client(symbol_deadline=60, run_deadline=0.5)
+    for _ in range(2):
+        with pytest.raises(DeadlineExceededError) as caught:
+            client.fetch_daily("IBM")
+        assert (caught.value.message, caught.value.ends_the_run) == (
+            "the run's deadline of 0.5s passed", True)
+    assert len(fake_alphavantage.requests) == 1, "nothing is requested past the deadline"
+
+
+def test_the_run_clock_starts_at_the_first_fetch(fake_alphavantage, make_client):
+    client = make_client(run_deadline=0.5)
+    time.sleep(0.6)  # the client exists before the run starts, e.g. while migrating
+    fake_alphavantage.queue_fixture(IBM)
+    assert client.fetch_daily("IBM").symbol == "IBM"
+
+
+def test_a_rate_limit_wait_past_the_deadline_is_not_slept(fake_alphavantage, make_client):
+    fake_alphavantage.queue_error("burst_limit")
+    client = make_client(symbol_deadline=5, rate_limit_wait=15)
+    with pytest.raises(DeadlineExceededError, match="within 5s, the deadline per symbol"):
+        client.fetch_daily("IBM")
+    assert make_client.sleeps == []
+    assert len(fake_alphavantage.requests) == 1

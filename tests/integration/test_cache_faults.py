@@ -1,0 +1,231 @@
+"""The cache under faults and at scale: a stalled or dead Redis, shared Redis, many entries.
+
+A Redis that stalls or dies is one of the test's own (``private_redis``),
+alone or behind a proxy that stops forwarding; the shared Redis is never
+frozen or stopped.
+"""
+import datetime
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import insert, update
+
+from app.api.caching import RESPONSE_FORMAT_VERSION, clear_cached_answers, database_digest
+from app.extensions import cache, db
+from financial.models import FinancialData
+from tests.helpers import build_app, migrate_database, sqlite_url, wait_for
+from tests.servers import stalling_proxy
+
+STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
+STATS_ENTRY = "statistics:IBM|2023-01-01|2023-01-31"
+CACHE_LINE = "app.api.caching:"
+
+
+@pytest.fixture
+def ibm_day(make_price):
+    return make_price(symbol="IBM", date=datetime.date(2023, 1, 3),
+                      open_price=Decimal("10.00"), close_price=Decimal("20.00"), volume=100)
+
+
+def redis_cached_app(database_url: str, log_dir: Path, redis_url: str, **overrides):
+    return build_app(database_url, log_dir, CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url,
+                     **overrides)
+
+
+def set_open_price(application, value: str) -> None:
+    """Change stored data behind the cache's back, as the fetch job would."""
+    with application.app_context():
+        db.session.execute(update(FinancialData).values(open_price=Decimal(value)))
+        db.session.commit()
+
+
+def open_price_of(client) -> float:
+    response = client.get(STATS_URL)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]["average_daily_open_price"]
+
+
+def cache_log_lines(application) -> list[str]:
+    text = (Path(application.config["LOG_DIR"]) / "api.log").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if CACHE_LINE in line]
+
+
+def dispose(*applications) -> None:
+    for application in applications:
+        with application.app_context():
+            db.engine.dispose()
+
+
+def data_commands(client: redis.Redis) -> dict[str, int]:
+    """Calls per command since the last CONFIG RESETSTAT, leaving out connection bookkeeping."""
+    bookkeeping = ("cmdstat_info", "cmdstat_config", "cmdstat_client", "cmdstat_hello")
+    return {name.removeprefix("cmdstat_"): stats["calls"]
+            for name, stats in client.info("commandstats").items()
+            if not name.startswith(bookkeeping)}
+
+
+@pytest.fixture
+def private_api(app, private_redis, tmp_path, ibm_day, store_prices):
+    """(app, its client, a client of the Redis it caches in): one IBM day stored, nothing cached."""
+    store_prices([ibm_day])
+    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "private-log",
+                           private_redis.url)
+    server = redis.Redis.from_url(private_redis.url)
+    yield api, api.test_client(), server
+    server.close()
+    dispose(api)
+
+
+def test_invalidation_is_one_small_write_whatever_the_number_of_entries(private_api):
+    api, client, server = private_api
+    costs = []
+    for entries in (10, 5000):
+        assert open_price_of(client) == 10.0
+        server.mset({f"financial:filler:{n}": b"x" * 100 for n in range(entries)})
+        server.config_resetstat()
+        with api.app_context():
+            assert clear_cached_answers() is True
+        costs.append(data_commands(server))
+    assert costs == [{"set": 1}, {"set": 1}]
+    assert server.dbsize() > 5000, "nothing was deleted: stale entries expire on their own"
+    set_open_price(api, "11.00")
+    assert open_price_of(client) == 11.0, "yet the cached answer is gone"
+
+
+def test_a_hit_costs_one_round_trip(private_api):
+    api, client, server = private_api
+    assert open_price_of(client) == 10.0
+    server.config_resetstat()
+    set_open_price(api, "11.00")
+    assert [open_price_of(client) for _ in range(3)] == [10.0] * 3
+    assert data_commands(server) == {"mget": 3}
+
+
+@pytest.fixture
+def shared_prefix(redis_url):
+    """A key prefix of the test's own on the shared Redis; its keys are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.mark.redis
+def test_no_cache_entry_crosses_databases(app, redis_url, shared_prefix, tmp_path, ibm_day,
+                                          store_prices):
+    store_prices([ibm_day])
+    other_url = sqlite_url(tmp_path)
+    migrate_database(other_url, tmp_path / "migrate-log")
+    here = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "here", redis_url,
+                            CACHE_KEY_PREFIX=shared_prefix)
+    there = redis_cached_app(other_url, tmp_path / "there", redis_url,
+                             CACHE_KEY_PREFIX=shared_prefix)
+    with there.app_context():
+        db.session.execute(insert(FinancialData), [{**ibm_day, "open_price": Decimal("99.00")}])
+        db.session.commit()
+    try:
+        assert open_price_of(here.test_client()) == 10.0
+        assert open_price_of(there.test_client()) == 99.0
+        assert open_price_of(here.test_client()) == 10.0
+        set_open_price(here, "11.00")
+        set_open_price(there, "98.00")
+        with there.app_context():
+            assert clear_cached_answers() is True
+        assert open_price_of(there.test_client()) == 98.0
+        assert open_price_of(here.test_client()) == 10.0, "the other database's clear is not ours"
+    finally:
+        dispose(here, there)
+
+
+@pytest.mark.redis
+def test_an_entry_of_another_response_format_is_never_served(
+        app, redis_url, shared_prefix, tmp_path, ibm_day, store_prices):
+    store_prices([ibm_day])
+    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log", redis_url,
+                           CACHE_KEY_PREFIX=shared_prefix)
+    client = api.test_client()
+    namespace = database_digest(app.config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        assert open_price_of(client) == 10.0
+        with api.app_context():
+            generation = cache.get(f"{namespace}:generation")
+            body = cache.get(f"{namespace}:v{RESPONSE_FORMAT_VERSION}:{generation}:{STATS_ENTRY}")
+            forged = {**body, "data": {**body["data"], "average_daily_open_price": 77.0}}
+            cache.set(f"{namespace}:v{RESPONSE_FORMAT_VERSION + 1}:{generation}:{STATS_ENTRY}",
+                      forged)
+        assert open_price_of(client) == 10.0
+        with api.app_context():
+            cache.set(f"{namespace}:v{RESPONSE_FORMAT_VERSION}:{generation}:{STATS_ENTRY}",
+                      forged)
+        assert open_price_of(client) == 77.0, "the key layout above is the one in use"
+    finally:
+        dispose(api)
+
+
+def test_a_stalled_redis_is_left_alone_then_used_again(app, private_redis, tmp_path, ibm_day,
+                                                       store_prices):
+    store_prices([ibm_day])
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    with stalling_proxy(private_redis.port) as proxy:
+        proxied = f"redis://127.0.0.1:{proxy.port}/0"
+        api = redis_cached_app(url, tmp_path / "log", proxied, CACHE_RETRY_WAIT=600)
+        client = api.test_client()
+        assert open_price_of(client) == 10.0
+        proxy.stall()
+        set_open_price(api, "11.00")
+        assert open_price_of(client) == 11.0, "the first request waits out one socket timeout"
+        asked = proxy.received
+        for value in ("12.00", "13.00", "14.00"):
+            set_open_price(api, value)
+            assert open_price_of(client) == float(value)
+            assert client.get("/api/financial_data?symbol=IBM").status_code == 200
+        assert proxy.received == asked, "no request asked the stalled cache again"
+        [warning] = cache_log_lines(api)
+        assert "the answer cache failed (TimeoutError: " in warning
+
+        retrying = redis_cached_app(url, tmp_path / "retrying", proxied, CACHE_RETRY_WAIT=0.2)
+        retrying_client = retrying.test_client()
+        assert open_price_of(retrying_client) == 14.0
+        proxy.resume()
+        wait_for(lambda: open_price_of(retrying_client) and len(cache_log_lines(retrying)) == 2,
+                 "the cache to be used again", 20)
+        assert "the answer cache is back after " in cache_log_lines(retrying)[1]
+        # Nothing invalidated the entry cached before the stall (the data changed
+        # behind the cache's back): serving it proves the cache is used again.
+        assert open_price_of(retrying_client) == 10.0
+        dispose(api, retrying)
+
+
+def test_a_redis_outage_logs_two_lines_whatever_the_traffic(app, private_redis, tmp_path,
+                                                            ibm_day, store_prices):
+    store_prices([ibm_day])
+    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
+                           private_redis.url, CACHE_RETRY_WAIT=0.05)
+    client = api.test_client()
+    assert open_price_of(client) == 10.0
+    private_redis.kill()
+    requests = 0
+    for _ in range(40):
+        assert open_price_of(client) == 10.0
+        assert client.get("/api/financial_data?symbol=IBM").status_code == 200
+        requests += 2
+    private_redis.start()
+    wait_for(lambda: open_price_of(client) and len(cache_log_lines(api)) == 2,
+             "the cache to come back", 20)
+    log = (Path(api.config["LOG_DIR"]) / "api.log").read_text(encoding="utf-8")
+    other_lines = [line for line in log.splitlines() if "app.requests:" not in line]
+    gone, back = other_lines
+    assert "WARNING app.api.caching: the answer cache failed (ConnectionError: " in gone
+    assert "WARNING app.api.caching: the answer cache is back after " in back
+    skipped = int(back.split("; ")[1].split()[0])
+    assert 0 < skipped <= requests * 2, back
+    assert "Traceback" not in log
+    dispose(api)

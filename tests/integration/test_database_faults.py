@@ -1,0 +1,182 @@
+"""A database that freezes, refuses or rejects us: fast 503s, clear log lines, no secret.
+
+The frozen database is the shared MariaDB behind a proxy of the test's own
+that stops forwarding (tests/servers.py); the server itself is never touched.
+"""
+import datetime
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, insert, inspect, text
+from sqlalchemy.engine import make_url
+
+from app.extensions import db
+from conf.settings import PROJECT_ROOT
+from financial.models import FinancialData
+from lib.db import lock_name
+from scripts.prestart import EXIT_UNREACHABLE
+from tests.helpers import (
+    build_app, create_mysql_database, drop_mysql_database, isolated_environment, wait_for,
+)
+from tests.servers import http_get, production_gunicorn, stalling_proxy
+
+DATABASE_TIMEOUT = 1
+# A request to a frozen database must answer well within this. It is generous
+# for a loaded machine, yet far below gunicorn's 30 s worker timeout, which
+# is how long requests hung without database timeouts.
+ANSWER_BOUND = 10 * DATABASE_TIMEOUT
+UNAVAILABLE = "the database is unavailable, please retry later"
+STATS = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
+PASSWORD = "hunter2-do-not-log"
+
+
+def store_one_day(application) -> None:
+    with application.app_context():
+        db.session.execute(insert(FinancialData), [{
+            "symbol": "IBM", "date": datetime.date(2023, 1, 3), "open_price": Decimal("10"),
+            "close_price": Decimal("20"), "volume": 100}])
+        db.session.commit()
+
+
+@pytest.mark.mysql
+def test_a_frozen_database_answers_503_fast_then_recovers(mysql_app, tmp_path):
+    store_one_day(mysql_app)
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        log_dir = tmp_path / "log"
+        with production_gunicorn(log_dir, APP_ENV="production", DATABASE_URL=proxied,
+                                 DATABASE_TIMEOUT=str(DATABASE_TIMEOUT), GUNICORN_WORKERS="1",
+                                 CACHE_TYPE="SimpleCache") as port:
+            assert http_get(port, STATS)[0] == 200
+            proxy.stall()
+
+            for path, data in (("/api/health", None), ("/api/financial_data?limit=7", []),
+                               (STATS.replace("01-31", "01-30"), {})):
+                status, headers, body = http_get(port, path, timeout=ANSWER_BOUND)
+                assert (status, headers["Content-Type"]) == (503, "application/json"), path
+                assert headers["Retry-After"] == "5"
+                assert body["info"] == {"error": UNAVAILABLE}
+                assert body.get("data") == data
+            assert http_get(port, STATS, timeout=ANSWER_BOUND)[0] == 200, "cached answers stay"
+
+            proxy.resume()
+            wait_for(lambda: http_get(port, "/api/health", timeout=ANSWER_BOUND)[0] == 200,
+                     "health to recover once the database answers again")
+            status, _, body = http_get(port, "/api/financial_data?limit=7")
+            assert (status, len(body["data"])) == (200, 1)
+        output = (log_dir / "gunicorn.out").read_text(errors="replace")
+        assert "WORKER TIMEOUT" not in output
+        log = (log_dir / "api.log").read_text()
+        assert "health check failed: OperationalError 2013: Lost connection" in log
+        assert "hint: the connection broke or the server did not answer in time" in log
+
+
+@pytest.fixture
+def mysql_server_url():
+    if not os.environ.get("TEST_MYSQL_URL"):
+        pytest.skip("TEST_MYSQL_URL is not set")
+    return make_url(os.environ["TEST_MYSQL_URL"])
+
+
+def _health_log_of(url: str, tmp_path: Path) -> str:
+    application = build_app(url, tmp_path / "log")
+    response = application.test_client().get("/api/health")
+    assert response.status_code == 503
+    assert PASSWORD not in response.get_data(as_text=True)
+    with application.app_context():
+        db.engine.dispose()
+    return (tmp_path / "log" / "api.log").read_text()
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("change, expected", [
+    ({"username": "no_such_user_ft", "password": PASSWORD},
+     "OperationalError 1045: Access denied for user 'no_such_user_ft'@"),
+    ({"database": "no_such_database_ft"},
+     "OperationalError 1049: Unknown database 'no_such_database_ft'"),
+])
+def test_a_rejected_connection_is_logged_with_code_and_hint(mysql_server_url, tmp_path, change,
+                                                            expected):
+    url = mysql_server_url.set(**change).render_as_string(hide_password=False)
+    log = _health_log_of(url, tmp_path)
+    hint = {"1045": "hint: authentication failed: check the user name and the password",
+            "1049": "hint: unknown database: create it, or fix its name in DATABASE_URL"}
+    assert expected in log
+    assert hint[expected.split()[1].rstrip(":")] in log
+    assert PASSWORD not in log
+
+
+def test_a_refused_connection_is_logged_with_code_and_hint(tmp_path):
+    log = _health_log_of(f"mysql+pymysql://api:{PASSWORD}@127.0.0.1:1/financial", tmp_path)
+    assert ("health check failed: OperationalError 2003: Can't connect to MySQL server on "
+            "'127.0.0.1'") in log
+    assert "hint: cannot connect: check the host and port in DATABASE_URL" in log
+    assert "database unavailable" not in log and PASSWORD not in log
+
+
+@pytest.mark.mysql
+def test_prestart_names_the_code_and_hint_of_a_wrong_password(mysql_server_url, tmp_path):
+    url = mysql_server_url.set(username="no_such_user_ft", password=PASSWORD, database="x")
+    env = isolated_environment(APP_ENV="production", LOG_DIR=str(tmp_path),
+                               DATABASE_URL=url.render_as_string(hide_password=False))
+    result = subprocess.run([sys.executable, "-m", "scripts.prestart", "--timeout", "1"],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_UNREACHABLE
+    assert "OperationalError 1045: Access denied for user 'no_such_user_ft'@" in result.stderr
+    assert "hint: authentication failed" in result.stderr
+    output = result.stdout + result.stderr + (tmp_path / "api.log").read_text()
+    assert PASSWORD not in output and "Traceback" not in output
+
+
+@pytest.fixture
+def fresh_database_url(mysql_server_url):
+    """URL of a new, empty MariaDB/MySQL database, dropped afterwards."""
+    url = create_mysql_database(mysql_server_url.render_as_string(hide_password=False))
+    try:
+        yield url
+    finally:
+        drop_mysql_database(url)
+
+
+FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "alphavantage" / (
+    "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json")
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("command", [
+    ["get_raw_data.py", "--from-file", str(FIXTURE)],
+    ["-m", "scripts.prestart", "--timeout", "10"],
+], ids=["fetch job", "prestart"])
+def test_batch_programs_outwait_the_api_database_timeout(fresh_database_url, tmp_path, command):
+    """The migration lock is held longer than DATABASE_TIMEOUT: the program waits, then works."""
+    url = make_url(fresh_database_url)
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path), DATABASE_URL=str(
+        fresh_database_url), DATABASE_TIMEOUT=str(DATABASE_TIMEOUT))
+    lock = {"name": lock_name(url.database or ""), "database": url.database}
+    engine = create_engine(url)
+    try:
+        with engine.connect() as holder:
+            assert holder.execute(text("SELECT GET_LOCK(:name, 0)"), lock).scalar() == 1
+            process = subprocess.Popen([sys.executable, *command], cwd=PROJECT_ROOT, env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                wait_for(lambda: process.poll() is not None or holder.execute(text(
+                    "SELECT COUNT(*) FROM information_schema.processlist WHERE db = :database "
+                    "AND info LIKE 'SELECT GET_LOCK(%%' AND time >= :waited"),
+                    {**lock, "waited": 2 * DATABASE_TIMEOUT}).scalar(),
+                    "the program to wait on the lock for twice DATABASE_TIMEOUT")
+                holder.execute(text("SELECT RELEASE_LOCK(:name)"), lock)
+                out, err = process.communicate(timeout=60)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=10)
+        assert process.returncode == 0, err
+        assert inspect(engine).has_table("financial_data")
+    finally:
+        engine.dispose()

@@ -1,0 +1,55 @@
+"""Hostile requests: control characters cannot forge log lines, a bad Host is a clean 400."""
+import re
+from pathlib import Path
+
+import pytest
+
+from lib.log_setup import CONTINUATION_INDENT
+from tests.integration.test_errors import LIST_ERROR, OBJECT_ERROR, assert_error
+
+RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+
+
+def log_text(application) -> str:
+    return (Path(application.config["LOG_DIR"]) / "api.log").read_text(encoding="utf-8")
+
+
+def test_crlf_and_esc_in_a_path_are_escaped_in_the_log_file(sqlite_client, sqlite_app):
+    forged = "2026-01-01 00:00:00,000 CRITICAL app.errors: FORGED"
+    sqlite_client.get("/api/x%0d%0a" + forged.replace(" ", "%20"))
+    sqlite_client.get("/api/y%1b[2J%1b]0;title%07")
+    text = log_text(sqlite_app)
+    assert f"GET /api/x\\r\\n{forged} 404 " in text
+    assert "GET /api/y\\x1b[2J\\x1b]0;title\\x07 404 " in text
+    assert not any(RECORD_START.match(line) is None for line in text.splitlines())
+    assert "\x1b" not in text and "\r" not in text and "\x07" not in text
+
+
+def test_crlf_and_esc_in_parameters_are_escaped_in_the_log_file(sqlite_client, sqlite_app):
+    # Raw bytes, as a client that skips percent-encoding sends them.
+    response = sqlite_client.get("/api/financial_data",
+                                 query_string="symbol=\x1b[2J&limit=5\r\nFORGED: 1")
+    assert response.status_code == 400
+    text = log_text(sqlite_app)
+    assert "GET /api/financial_data?symbol=\\x1b[2J&limit=5\\r\\nFORGED: 1 400 " in text
+    assert all(RECORD_START.match(line) or line.startswith(CONTINUATION_INDENT)
+               for line in text.splitlines())
+    assert "\x1b" not in text and "\r" not in text
+
+
+@pytest.mark.parametrize("path, shape", [
+    ("/api/health", OBJECT_ERROR), ("/api/financial_data", LIST_ERROR),
+    ("/api/statistics", OBJECT_ERROR), ("/api/nothing", OBJECT_ERROR),
+])
+@pytest.mark.parametrize("host", ["a" * 64, "a..b", ".", f"{'a' * 64}.example:8000"])
+def test_a_bad_host_header_is_a_json_400_without_traceback(sqlite_client, sqlite_app, path,
+                                                           shape, host, caplog):
+    response = sqlite_client.get(path, headers={"Host": host})
+    assert_error(response, 400, "the Host header is not a valid host name", shape)
+    assert "Traceback" not in log_text(sqlite_app)
+    assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_a_good_host_header_still_works(sqlite_client):
+    response = sqlite_client.get("/api/health", headers={"Host": "api.example.com:8000"})
+    assert response.status_code == 200

@@ -1,0 +1,228 @@
+"""Real processes and sockets for fault tests: a TCP proxy that can stall, a private
+Redis, gunicorn with the production settings. All on 127.0.0.1, free ports, bounded waits.
+
+The shared MariaDB and Redis are never frozen or stopped: a test freezes the
+proxy in front of them, or a Redis server of its own.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from conf.settings import PROJECT_ROOT
+from tests.helpers import isolated_environment, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Link:
+    """One client connection and, unless it arrived while stalled, its upstream one."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket | None) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.frozen = upstream is None
+
+    def close(self) -> None:
+        for sock in (self.client, self.upstream):
+            if sock is None:
+                continue
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+class StallingProxy:
+    """A TCP proxy on 127.0.0.1 that forwards to ``target_port`` until told to stall.
+
+    ``stall()`` freezes the server behind it as SIGSTOP would: connections, old
+    and new, are accepted and read from, but nothing reaches the server and
+    nothing comes back. ``resume()`` drops the frozen connections (clients
+    reconnect, as after a restart) and forwards new ones again. ``received``
+    counts the bytes clients sent, so a test can tell nobody asked meanwhile.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self._target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._links: list[_Link] = []
+        self._stalled = False
+        self._closed = False
+        self.received = 0
+        self.accepted = 0
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def stall(self) -> None:
+        with self._lock:
+            self._stalled = True
+            for link in self._links:
+                link.frozen = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self._stalled = False
+            frozen = [link for link in self._links if link.frozen]
+            self._links = [link for link in self._links if not link.frozen]
+        for link in frozen:
+            link.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            links, self._links = self._links, []
+        for link in links:
+            link.close()
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            self._open(client)
+
+    def _open(self, client: socket.socket) -> None:
+        with self._lock:
+            self.accepted += 1
+            stalled = self._stalled
+        upstream = None if stalled else socket.create_connection(self._target, timeout=5)
+        if upstream is not None:
+            upstream.settimeout(None)
+        link = _Link(client, upstream)
+        with self._lock:
+            self._links.append(link)
+        threading.Thread(target=self._pump, args=(link, client, True), daemon=True).start()
+        if upstream is not None:
+            threading.Thread(target=self._pump, args=(link, upstream, False), daemon=True).start()
+
+    def _pump(self, link: _Link, source: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client:
+                    with self._lock:
+                        self.received += len(data)
+                if link.frozen:
+                    continue
+                sink = link.upstream if from_client else link.client
+                if sink is not None:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            link.close()
+
+
+@contextmanager
+def stalling_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator[StallingProxy]:
+    proxy = StallingProxy(target_port, target_host)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port: free to be killed or paused."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        executable = shutil.which("redis-server")
+        assert executable, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._answers, f"redis-server on port {self.port}", 10)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def _answers(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, "redis-server exited"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+@contextmanager
+def production_gunicorn(log_dir: Path, **settings: str) -> Iterator[int]:
+    """Run gunicorn with conf/gunicorn.conf.py (as the image does) on a free port; yield it.
+
+    ``settings`` are environment variables (DATABASE_URL, GUNICORN_WORKERS...).
+    Waits until the server accepts connections; output goes to ``log_dir``.
+    """
+    port = free_port()
+    env = isolated_environment(LOG_DIR=str(log_dir), GUNICORN_BIND=f"127.0.0.1:{port}",
+                               **settings)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "gunicorn", "--config",
+               str(PROJECT_ROOT / "conf" / "gunicorn.conf.py"), "app:create_app()"]
+    with open(log_dir / "gunicorn.out", "wb") as output:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: _accepts(process, port, log_dir), f"gunicorn on port {port}")
+        yield port
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def _accepts(process: subprocess.Popen, port: int, log_dir: Path) -> bool:
+    if process.poll() is not None:
+        output = (log_dir / "gunicorn.out").read_text(errors="replace")
+        raise AssertionError(f"gunicorn exited with {process.returncode}:\n{output}")
+    try:
+        status, _, _ = http_get(port, "/api/health", timeout=5)
+    except (OSError, http.client.HTTPException):
+        return False
+    return status in (200, 503)
+
+
+def http_get(port: int, path: str, timeout: float = 5,
+             headers: dict | None = None) -> tuple[int, dict, dict]:
+    """GET ``path``; return (status, headers, JSON body). ``timeout`` bounds every wait."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read())
+    finally:
+        connection.close()

@@ -1,0 +1,84 @@
+"""The cache's circuit breaker (app/api/caching.py), on a clock the test moves."""
+import logging
+
+import pytest
+
+from app.api.caching import CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def breaker(clock):
+    return CircuitBreaker("the thing", retry_wait=30, clock=clock)
+
+
+def warnings_of(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+
+def test_a_closed_breaker_allows_every_call(breaker):
+    assert all(breaker.allows() for _ in range(5))
+    breaker.succeeded()
+    assert breaker.is_closed
+
+
+def test_a_failure_opens_it_until_the_wait_is_over(breaker, clock, caplog):
+    breaker.failed(TimeoutError("slow"))
+    assert not breaker.is_closed
+    clock.now += 29.9
+    assert [breaker.allows() for _ in range(3)] == [False] * 3
+    clock.now += 0.1
+    assert breaker.allows(), "one trial once the wait is over"
+    assert not breaker.allows(), "only one: the others keep skipping while it runs"
+    assert warnings_of(caplog) == ["the thing failed (TimeoutError: slow); answering without "
+                                   "it, next try in 30s"]
+
+
+def test_a_successful_trial_closes_it_and_reports_what_was_skipped(breaker, clock, caplog):
+    breaker.failed(ConnectionError("refused"))
+    for _ in range(4):
+        breaker.allows()
+    clock.now += 45
+    assert breaker.allows()
+    breaker.succeeded()
+    assert breaker.is_closed and breaker.allows()
+    assert warnings_of(caplog)[1:] == [
+        "the thing is back after 45s; 4 answers were computed without it"]
+
+
+def test_a_failed_trial_waits_another_period_without_a_new_warning(breaker, clock, caplog):
+    breaker.failed(ConnectionError("refused"))
+    clock.now += 30
+    assert breaker.allows()
+    breaker.failed(ConnectionError("refused"))
+    clock.now += 29
+    assert not breaker.allows()
+    clock.now += 1
+    assert breaker.allows()
+    assert len(warnings_of(caplog)) == 1
+
+
+def test_a_new_outage_counts_its_skips_from_zero(breaker, clock, caplog):
+    breaker.failed(ConnectionError("one"))
+    breaker.allows()
+    clock.now += 30
+    breaker.allows()
+    breaker.succeeded()
+    breaker.failed(ConnectionError("two"))
+    clock.now += 30
+    breaker.allows()
+    breaker.succeeded()
+    assert warnings_of(caplog)[-1] == (
+        "the thing is back after 30s; 0 answers were computed without it")
