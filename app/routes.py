@@ -2,6 +2,8 @@
 
 API_PREFIX = "/api"
 FINANCIAL_DATA_PATH = "/financial_data"
+# Inside the financial_data namespace: /api/financial_data/export.
+EXPORT_PATH = "/export"
 STATISTICS_PATH = "/statistics"
 HEALTH_PATH = "/health"
 SYMBOLS_PATH = "/symbols"
@@ -9,6 +11,8 @@ FETCH_RUNS_PATH = "/fetch_runs"
 DOCS_PATH = "/docs"
 # Outside /api: for the operator's scraper, not routed by nginx.
 METRICS_PATH = "/metrics"
-# Endpoints whose error bodies carry "data": [] and "pagination": null.
+# Endpoints whose error bodies carry "data": [] and "pagination": null: the
+# lists, and the CSV export, which shares the list's filters and so its errors.
 PAGINATED_PATHS = frozenset(
-    API_PREFIX + path for path in (FINANCIAL_DATA_PATH, SYMBOLS_PATH, FETCH_RUNS_PATH))
+    API_PREFIX + path for path in (FINANCIAL_DATA_PATH, FINANCIAL_DATA_PATH + EXPORT_PATH,
+                                   SYMBOLS_PATH, FETCH_RUNS_PATH))

@@ -153,6 +153,10 @@ class BaseConfig:
         # before trying it again (a circuit breaker per worker).
         self.CACHE_RETRY_WAIT = env_seconds("CACHE_RETRY_WAIT", 30.0)
         self.CORS_ORIGINS = env_list("CORS_ORIGINS", self.default_cors_origins())
+        # The most rows one CSV export streams; more matching rows are a 400.
+        self.EXPORT_MAX_ROWS = env_int("EXPORT_MAX_ROWS", 1_000_000)
+        if self.EXPORT_MAX_ROWS < 1:
+            raise ConfigError(f"EXPORT_MAX_ROWS must be 1 or more, got {self.EXPORT_MAX_ROWS}")
         self.LOG_DIR = env_str("LOG_DIR", str(PROJECT_ROOT / "data" / "log"))
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
         # When `get_raw_data.py --schedule` runs the job: 5-field cron in a time zone.

@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from financial.models import FinancialData
-from financial.records import price_record
+from financial.records import RECORD_FIELDS, price_record
 from lib.avantage_api import DailySeries
 from lib.db import is_lock_conflict, upsert_rows
 
@@ -20,8 +20,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_WINDOW_DAYS = 14
 STORE_ATTEMPTS = 3
 STORE_RETRY_PAUSE_SECONDS = 0.5
-ROW_COLUMNS = ["symbol", "date", "open_price", "close_price", "volume"]
+ROW_COLUMNS = list(RECORD_FIELDS)
 VALUE_COLUMNS = ROW_COLUMNS[2:]
+# Only TIME_SERIES_DAILY_ADJUSTED carries these: a run without them (the free
+# TIME_SERIES_DAILY) must not erase what an earlier adjusted run stored.
+KEPT_WHEN_MISSING = ("adjusted_close_price", "dividend_amount", "split_coefficient")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ def recent_days(series: DailySeries, days: int | None = DEFAULT_WINDOW_DAYS) -> 
 
     The window is ``newest - days < date <= newest``, where ``newest`` is the
     newest day in the series, so a run on a weekend or holiday still keeps
-    full weeks. ``days=None`` keeps everything. Prices stay ``Decimal``.
+    full weeks. ``days=None`` keeps everything. Prices stay ``Decimal``;
+    the adjusted values of a TIME_SERIES_DAILY series are None.
     """
     frame = pd.DataFrame([asdict(bar) for bar in series.bars], columns=ROW_COLUMNS[1:])
     frame.insert(0, "symbol", series.symbol)
@@ -55,8 +59,8 @@ def recent_days(series: DailySeries, days: int | None = DEFAULT_WINDOW_DAYS) -> 
 
 
 def to_records(frame: pd.DataFrame) -> list[dict]:
-    """Return the rows in the contract's record shape (strings, prices as the API writes them)."""
-    return [price_record(*row) for row in frame[ROW_COLUMNS].itertuples(index=False)]
+    """Return the rows as the API's records with every field (``fields=all``)."""
+    return [price_record(row, RECORD_FIELDS) for row in frame[ROW_COLUMNS].to_dict("records")]
 
 
 def store_prices(session: Session, symbol: str, frame: pd.DataFrame) -> StoreResult:
@@ -65,36 +69,37 @@ def store_prices(session: Session, symbol: str, frame: pd.DataFrame) -> StoreRes
     Runs in the caller's transaction (flushes, never commits) so one symbol
     is one transaction. Counting against the stored rows first keeps the
     summary exact on every backend; the upsert itself stays correct even if
-    another run inserts the same rows in between.
+    another run inserts the same rows in between. A missing adjusted value
+    keeps the stored one, so a day that differs only by lacking them is not
+    counted as updated.
     """
-    rows = [{"symbol": symbol, "date": day, "open_price": open_price,
-             "close_price": close_price, "volume": int(volume)}
-            for day, open_price, close_price, volume
-            in frame[ROW_COLUMNS[1:]].itertuples(index=False)]
+    rows = [{**values, "symbol": symbol, "volume": int(values["volume"])}
+            for values in frame[ROW_COLUMNS[1:]].to_dict("records")]
     if not rows:
         return StoreResult(symbol=symbol, fetched=0, new=0, updated=0)
     stored = _stored_values(session, symbol, [row["date"] for row in rows])
     new = [row for row in rows if row["date"] not in stored]
     changed = [row for row in rows
-               if row["date"] in stored and stored[row["date"]] != _values(row)]
-    upsert_rows(session, FinancialData, new + changed, key_columns=("symbol", "date"))
+               if row["date"] in stored and stored[row["date"]] != _kept(row, stored[row["date"]])]
+    upsert_rows(session, FinancialData, new + changed, key_columns=("symbol", "date"),
+                keep_when_null=KEPT_WHEN_MISSING)
     return StoreResult(symbol=symbol, fetched=len(rows), new=len(new), updated=len(changed))
 
 
-def _values(row: dict) -> tuple:
-    return tuple(row[column] for column in VALUE_COLUMNS)
+def _kept(row: dict, stored: tuple) -> tuple:
+    """Return the values the upsert leaves in the table for ``row`` over ``stored``."""
+    return tuple(old if name in KEPT_WHEN_MISSING and row[name] is None else row[name]
+                 for name, old in zip(VALUE_COLUMNS, stored))
 
 
 def _stored_values(session: Session, symbol: str, dates: list[datetime.date]) -> dict:
-    """Return {date: (open, close, volume)} of the stored rows of ``symbol`` in the span."""
+    """Return {date: (value columns...)} of the stored rows of ``symbol`` in the span."""
     result = session.execute(
-        select(FinancialData.date, FinancialData.open_price, FinancialData.close_price,
-               FinancialData.volume)
+        select(FinancialData.date, *(getattr(FinancialData, name) for name in VALUE_COLUMNS))
         .where(FinancialData.symbol == symbol,
                FinancialData.date.between(min(dates), max(dates)))
     )
-    return {day: (open_price, close_price, int(volume))
-            for day, open_price, close_price, volume in result}
+    return {day: tuple(values) for day, *values in result}
 
 
 def store_symbol(

@@ -29,11 +29,14 @@ class Base(DeclarativeBase):
 
 
 class FinancialData(Base):
-    """One trading day of one symbol: open, close and volume.
+    """One trading day of one symbol: prices, volume, dividend and split.
 
     (symbol, date) is the primary key: it makes re-fetching idempotent and
     serves every lookup by symbol and date range. The (date, symbol) index
     serves listings across all symbols in their order, without a sort.
+    High and low are null only in rows stored before they were fetched; the
+    adjusted close, dividend and split coefficient only where no
+    TIME_SERIES_DAILY_ADJUSTED answer was ever stored.
     """
 
     __tablename__ = "financial_data"
@@ -42,8 +45,13 @@ class FinancialData(Base):
     symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
     date: Mapped[datetime.date] = mapped_column(Date, primary_key=True)
     open_price: Mapped[Decimal] = mapped_column(ScaledDecimal(18, 4), nullable=False)
+    high_price: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 4))
+    low_price: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 4))
     close_price: Mapped[Decimal] = mapped_column(ScaledDecimal(18, 4), nullable=False)
+    adjusted_close_price: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 4))
     volume: Mapped[int] = mapped_column(VOLUME_TYPE, nullable=False)
+    dividend_amount: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 4))
+    split_coefficient: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 8))
 
 
 # The run history's vocabularies (contract section 6).

@@ -41,7 +41,7 @@ def compute_statistics(
             func.sum(FinancialData.open_price),
             func.sum(FinancialData.close_price),
             func.sum(FinancialData.volume),
-        ).where(*price_filters(symbol, start_date, end_date))
+        ).where(*price_filters((symbol,), start_date, end_date))
     ).one()
     if not days:
         raise NoDataError(

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import event, text
+from sqlalchemy import event, func, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
@@ -151,7 +151,8 @@ class ScaledDecimal(TypeDecorator):
         if value is None:
             return None
         if dialect.name == "sqlite":
-            return Decimal(int(value)).scaleb(-self.scale)
+            # int() refuses what is not an integer (a damaged row) with a ValueError.
+            return Decimal(value if type(value) is int else int(value)).scaleb(-self.scale)
         return Decimal(value)
 
 
@@ -160,33 +161,42 @@ def upsert_rows(
     model: type[DeclarativeBase],
     rows: Sequence[Mapping],
     key_columns: Iterable[str],
+    keep_when_null: Iterable[str] = (),
 ) -> None:
     """Insert ``rows`` into ``model``'s table, updating in place on a key conflict.
 
     Uses the dialect's native construct (``ON CONFLICT DO UPDATE`` on SQLite
     and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB), in chunks,
-    inside the caller's transaction. Every non-key column of the rows is updated.
+    inside the caller's transaction. Every non-key column of the rows is
+    updated, except that a null in a ``keep_when_null`` column keeps the
+    stored value (``COALESCE(new, stored)``).
     """
-    keys = set(key_columns)
+    keys, keep = set(key_columns), set(keep_when_null)
     for start in range(0, len(rows), UPSERT_CHUNK_SIZE):
         chunk = rows[start:start + UPSERT_CHUNK_SIZE]
-        session.execute(_upsert_statement(session, model, chunk, keys))
+        session.execute(_upsert_statement(session, model, chunk, keys, keep))
 
 
 def _upsert_statement(session: Session, model: type[DeclarativeBase], chunk: Sequence[Mapping],
-                      keys: set[str]):
+                      keys: set[str], keep: set[str]):
     dialect = session.get_bind().dialect.name
     update_names = [name for name in chunk[0] if name not in keys]
+    stored = model.__table__.c
+
+    def updated(name: str, proposed):
+        return func.coalesce(proposed, stored[name]) if name in keep else proposed
+
     if dialect in ("mysql", "mariadb"):
         stmt = mysql.insert(model).values(list(chunk))
-        return stmt.on_duplicate_key_update({name: stmt.inserted[name] for name in update_names})
+        return stmt.on_duplicate_key_update(
+            {name: updated(name, stmt.inserted[name]) for name in update_names})
     dml = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
     if dml is None:
         raise NotImplementedError(f"no upsert for the {dialect} dialect")
     stmt = dml.insert(model).values(list(chunk))
     return stmt.on_conflict_do_update(
         index_elements=sorted(keys),
-        set_={name: stmt.excluded[name] for name in update_names},
+        set_={name: updated(name, stmt.excluded[name]) for name in update_names},
     )
 
 

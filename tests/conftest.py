@@ -19,11 +19,13 @@ from sqlalchemy import insert
 from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
+from financial.ingest import recent_days, store_symbol
 from financial.models import FinancialData
-from tests.fake_alphavantage import FakeAlphaVantage, QuietHTTPServer
+from lib.avantage_api import read_saved_response
+from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES, FakeAlphaVantage, QuietHTTPServer
 from tests.helpers import (
-    build_app, create_mysql_database, drop_mysql_database, emptied_app, migrate_database,
-    sqlite_url,
+    LARGE_ROWS, build_app, create_mysql_database, drop_mysql_database, emptied_app,
+    insert_synthetic_rows, migrate_database, sqlite_url,
 )
 from tests.servers import PrivateRedis
 
@@ -56,6 +58,44 @@ def mysql_database_url(tmp_path_factory) -> Iterator[str]:
 def database_url(request) -> str:
     """URL of a migrated, session-wide test database, one per backend."""
     return request.getfixturevalue(f"{request.param}_database_url")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def empty_database_url(request, tmp_path) -> Iterator[str]:
+    """URL of a database of its own with no tables at all, one per backend (for migrations)."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    if not TEST_MYSQL_URL:
+        pytest.skip("TEST_MYSQL_URL is not set")
+    url = create_mysql_database(TEST_MYSQL_URL)
+    try:
+        yield url
+    finally:
+        drop_mysql_database(url)
+
+
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def large_database_url(request, tmp_path_factory) -> Iterator[str]:
+    """A database of its own holding LARGE_ROWS synthetic rows, one per backend and module."""
+    log_dir = tmp_path_factory.mktemp("large-log")
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path_factory.mktemp("large"))
+    elif TEST_MYSQL_URL:
+        url = create_mysql_database(TEST_MYSQL_URL)
+    else:
+        pytest.skip("TEST_MYSQL_URL is not set")
+    try:
+        migrate_database(url, log_dir)
+        application = build_app(url, log_dir)
+        with application.app_context():
+            insert_synthetic_rows(db.session, LARGE_ROWS)
+            db.engine.dispose()
+        yield url
+    finally:
+        if request.param == "mysql":
+            drop_mysql_database(url)
 
 
 @pytest.fixture
@@ -167,6 +207,29 @@ def store_prices(app):
             db.session.execute(insert(FinancialData), records)
             db.session.commit()
     return _store
+
+
+RECORDED_ANSWERS = ("IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json",
+                    "AAPL_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json",
+                    "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json")
+
+
+@pytest.fixture
+def recorded_prices(app) -> None:
+    """Store every day of the recorded AlphaVantage answers, as the fetch job stores them.
+
+    IBM and AAPL 2022-10-31..2023-03-24 with adjusted values, IBM 2024-01-26..
+    2024-06-18 without (TIME_SERIES_DAILY), and one MSFT day, 2023-03-24,
+    stored before high and low were kept.
+    """
+    with app.app_context():
+        for name in RECORDED_ANSWERS:
+            series = read_saved_response(ALPHAVANTAGE_FIXTURES / name)
+            store_symbol(db.session(), series.symbol, recent_days(series, None))
+        db.session.execute(insert(FinancialData), [
+            {"symbol": "MSFT", "date": datetime.date(2023, 3, 24), "open_price": Decimal("277.24"),
+             "close_price": Decimal("280.57"), "volume": 28199180}])
+        db.session.commit()
 
 
 @pytest.fixture(scope="session")

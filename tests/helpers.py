@@ -1,15 +1,17 @@
 """Helpers the tests and their fixtures share: building apps and test databases."""
+import datetime
 import os
 import re
 import socket
 import time
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, delete, select, text
+from sqlalchemy import create_engine, delete, insert, select, text
 from sqlalchemy.engine import make_url
 
 import get_raw_data
@@ -141,3 +143,40 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# Rows of the large test database: enough that an export held in memory shows.
+LARGE_ROWS = 200_000
+
+
+def synthetic_rows(count: int, chunk_size: int = 10_000) -> Iterator[list[dict]]:
+    """Yield ``count`` made-up rows with every column filled, ``chunk_size`` at a time.
+
+    100 symbols share the days, so the rows span count / 100 days from 2000-01-03.
+    """
+    first_day = datetime.date(2000, 1, 3)
+    for start in range(0, count, chunk_size):
+        yield [{"symbol": f"S{n % 100:03d}", "date": first_day + datetime.timedelta(days=n // 100),
+                "open_price": Decimal("100.1234"), "high_price": Decimal("110.5"),
+                "low_price": Decimal("90.25"), "close_price": Decimal("105.0001"),
+                "adjusted_close_price": Decimal("104.9876"), "volume": 123456789 + n,
+                "dividend_amount": Decimal("0.0000"), "split_coefficient": Decimal("1.0")}
+               for n in range(start, min(start + chunk_size, count))]
+
+
+def insert_synthetic_rows(session, count: int) -> None:
+    """Insert and commit ``count`` rows of ``synthetic_rows``."""
+    for chunk in synthetic_rows(count):
+        session.execute(insert(FinancialData), chunk)
+    session.commit()
+
+
+def every_listed_row(client, query: str) -> list[dict]:
+    """Every row GET /api/financial_data lists for ``query``, page after page."""
+    rows, page = [], 1
+    while True:
+        body = client.get(f"/api/financial_data?{query}&limit=1000&page={page}").get_json()
+        rows += body["data"]
+        if page >= body["pagination"]["pages"]:
+            return rows
+        page += 1

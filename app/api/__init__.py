@@ -15,20 +15,28 @@ from app.routes import (
 API_DESCRIPTION = """Daily stock prices fetched from AlphaVantage, with statistics, the
 freshness of each symbol and the history of the fetch runs.
 
-Every response is a JSON envelope: `data`, `pagination` (list endpoints only)
+Every JSON response is an envelope: `data`, `pagination` (list endpoints only)
 and `info.error`, an empty string on success and a message naming the
-offending parameter on failure. Unknown or repeated query parameters are
-rejected with 400. Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are
-exact decimal strings. Any path outside these endpoints answers 404, and a
-method other than GET answers 405, both with the same envelope; so does a
-Host header that is no valid host name (400). A database that is down or
-does not answer within a few seconds gives 503 with `Retry-After`.
+offending parameter on failure; the CSV export answers its errors with the
+same envelope. Unknown or repeated query parameters are rejected with 400.
+Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are exact decimal
+strings. Any path outside these endpoints answers 404, and a method other
+than GET answers 405, both with the same envelope; so does a Host header that
+is no valid host name (400). A database that is down or does not answer
+within a few seconds gives 503 with `Retry-After`.
 
-Every successful read carries an `ETag`; send it back in `If-None-Match` to get
-`304 Not Modified` with no body while the answer is unchanged. Every response
-carries `X-Request-ID` (yours, if it is 1-200 letters, digits, `.`, `_` or `-`).
-When the operator sets a rate limit, each client has one budget for the whole
-API (`/health` excepted); over it the answer is 429 with `Retry-After` seconds.
+Every successful read carries an `ETag` (the streamed CSV export excepted);
+send it back in `If-None-Match` to get `304 Not Modified` with no body while
+the answer is unchanged. Every response carries `X-Request-ID` (yours, if it
+is 1-200 letters, digits, `.`, `_` or `-`). When the operator sets a rate
+limit, each client has one budget for the whole API (`/health` excepted);
+over it the answer is 429 with `Retry-After` seconds.
+
+Examples:
+
+    curl 'http://127.0.0.1:5000/api/financial_data?symbol=IBM&fields=all&limit=3'
+    curl 'http://127.0.0.1:5000/api/financial_data?symbol=IBM,AAPL&start_date=2023-03-01'
+    curl -OJ 'http://127.0.0.1:5000/api/financial_data/export?symbol=IBM,AAPL&fields=all'
 """
 
 

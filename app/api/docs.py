@@ -17,6 +17,13 @@ error_model = Model("Error", {
 })
 
 
+class NullableString(fields.String):
+    """A string field that may be null, marked so in the OpenAPI document (``x-nullable``)."""
+
+    def schema(self) -> dict:
+        return {**super().schema(), "x-nullable": True}
+
+
 def namespace(name: str, description: str) -> Namespace:
     """Create a namespace that knows the shared models."""
     ns = Namespace(name, description=description)

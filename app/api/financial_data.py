@@ -1,53 +1,76 @@
-"""GET /api/financial_data: stored daily prices, filtered and paginated."""
+"""GET /api/financial_data: stored daily prices, filtered and paginated, or exported as CSV."""
 import datetime
 
+from flask import current_app
 from flask_restx import Resource, fields
 
 from app.api.caching import cached_value
-from app.api.docs import error_model, info_model, namespace, pagination_model
-from app.api.params import FinancialDataArgs, parser, swagger_params
-from app.api.responses import cacheable
+from app.api.docs import NullableString, error_model, info_model, namespace, pagination_model
+from app.api.export import ExportQuery, csv_response
+from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
+from app.api.responses import cache_control, cacheable
 from app.api.serializers import pagination, price_row
 from app.envelope import envelope
 from app.extensions import db
+from app.routes import EXPORT_PATH
 from financial.queries import count_prices, list_prices
+from financial.records import RECORD_FIELDS
 
-ns = namespace("financial_data", "Daily open/close prices and volumes")
+ns = namespace("financial_data", "Daily prices and volumes: pages of JSON, or a CSV export")
 
+PRICE_TEXT = "Exact decimal, >= 2 places"
 record_model = ns.model("PriceRecord", {
     "symbol": fields.String(example="IBM"),
-    "date": fields.String(example="2023-01-05", description="Trading day, YYYY-MM-DD"),
-    "open_price": fields.String(example="153.08", description="Exact decimal, >= 2 places"),
-    "close_price": fields.String(example="154.52", description="Exact decimal, >= 2 places"),
-    "volume": fields.String(example="62199013", description="Shares traded, integer string"),
+    "date": fields.String(example="2023-03-24", description="Trading day, YYYY-MM-DD"),
+    "open_price": fields.String(example="123.36", description=PRICE_TEXT),
+    "high_price": NullableString(
+        example="125.40", description=f"{PRICE_TEXT}; null for days stored before it was kept"),
+    "low_price": NullableString(
+        example="122.88", description=f"{PRICE_TEXT}; null for days stored before it was kept"),
+    "close_price": fields.String(example="125.29", description=f"{PRICE_TEXT}; the raw close"),
+    "adjusted_close_price": NullableString(
+        example="125.29", description=f"{PRICE_TEXT}, rounded to 4 places; null unless fetched "
+                                      "with TIME_SERIES_DAILY_ADJUSTED"),
+    "volume": fields.String(example="3812644", description="Shares traded, integer string"),
+    "dividend_amount": NullableString(
+        example="0.00", description=f"{PRICE_TEXT}; null unless fetched with "
+                                    "TIME_SERIES_DAILY_ADJUSTED"),
+    "split_coefficient": NullableString(
+        example="1.0", description="Exact ratio, trailing zeros dropped, >= 1 place; null "
+                                   "unless fetched with TIME_SERIES_DAILY_ADJUSTED"),
 })
 page_model = ns.model("PricePage", {
     "data": fields.List(fields.Nested(record_model)),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
 })
+csv_example = ",".join(RECORD_FIELDS) + "\r\nIBM,2023-03-24,123.36,125.40,122.88,125.29,125.29," \
+                                        "3812644,0.00,1.0\r\n"
 
 
-def price_page(symbol: str | None, start_date: datetime.date | None,
-               end_date: datetime.date | None, limit: int, page: int) -> dict:
+def price_page(symbols: tuple[str, ...] | None, start_date: datetime.date | None,
+               end_date: datetime.date | None, record_fields: tuple[str, ...], limit: int,
+               page: int) -> dict:
     """Return the response body of one page.
 
     The count is cached per filter, shared by every page of it. A page past
     the last one is answered from the count alone, so an absurd page number
     never reaches the database.
     """
-    count = cached_value("count", (symbol, start_date, end_date), lambda: count_prices(
-        db.session(), symbol=symbol, start_date=start_date, end_date=end_date))
+    count = cached_value("count", (symbols, start_date, end_date), lambda: count_prices(
+        db.session(), symbols=symbols, start_date=start_date, end_date=end_date))
     offset = (page - 1) * limit
     rows = []
     if offset < count:
-        rows = list_prices(db.session(), symbol=symbol, start_date=start_date,
-                           end_date=end_date, limit=limit, offset=offset)
-    return envelope([price_row(row) for row in rows], pagination=pagination(count, page, limit))
+        rows = list_prices(db.session(), symbols=symbols, start_date=start_date,
+                           end_date=end_date, fields=record_fields, limit=limit, offset=offset)
+    return envelope([price_row(row, record_fields) for row in rows],
+                    pagination=pagination(count, page, limit))
 
 
 # Built once: a schema is reusable and building one per request costs time.
 FINANCIAL_DATA_ARGS = FinancialDataArgs()
+EXPORT_ARGS = ExportArgs()
 
 
 @ns.route("")
@@ -59,13 +82,44 @@ class FinancialDataList(Resource):
     @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
     @ns.response(500, "Unexpected error", error_model)
     def get(self):
-        """List daily prices, oldest first, optionally by symbol and date range.
+        """List daily prices, oldest first, optionally by symbols and date range.
 
         Rows are ordered by date, then symbol. `count` is the number of rows
         matching the filters; a page past the last one returns `data: []`
-        with the true pagination.
+        with the true pagination. `fields` picks the keys of each row
+        (default: symbol, date, open_price, close_price, volume; `all` for
+        every one); a value not known for a day is `null`.
         """
         args = parser.parse(FINANCIAL_DATA_ARGS, location="query")
         params = (args.get("symbol"), args.get("start_date"), args.get("end_date"),
-                  args["limit"], args["page"])
+                  args["record_fields"], args["limit"], args["page"])
         return cacheable(cached_value("price_page", params, lambda: price_page(*params)))
+
+
+@ns.route(EXPORT_PATH)
+class FinancialDataExport(Resource):
+    @ns.doc(id="export_financial_data", params=swagger_params(ExportArgs))
+    @ns.produces(["text/csv", "application/json"])
+    @ns.response(200, "Every matching row as CSV (text/csv; charset=utf-8), header row first",
+                 fields.String(example=csv_example))
+    @ns.response(400, "A parameter is invalid (limit and page included), or more rows match "
+                      "than one export may stream; info.error says which", error_model)
+    @ns.response(503, "The database is unavailable", error_model)
+    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
+    @ns.response(500, "Unexpected error", error_model)
+    def get(self):
+        """Download every matching row as a CSV file, ordered like the list.
+
+        Takes the list's filters and `fields`, but no `limit` or `page`. The
+        header row holds the field names; values are written as in the JSON
+        (exact decimal strings) and a null is an empty cell; lines end in
+        CRLF (RFC 4180). Up to `EXPORT_MAX_ROWS` rows (default 1,000,000) are
+        streamed; more matching rows are a 400 asking to narrow the filters.
+        Errors are JSON envelopes, sent before any CSV. A database failure
+        during the transfer ends the response early, incomplete.
+        """
+        args = parser.parse(EXPORT_ARGS, location="query")
+        query = ExportQuery(symbols=args.get("symbol"), start_date=args.get("start_date"),
+                            end_date=args.get("end_date"), fields=args["record_fields"],
+                            max_rows=current_app.config["EXPORT_MAX_ROWS"])
+        return csv_response(db.engine, query, cache_control())

@@ -5,10 +5,13 @@ The schemas are also the single source of the Swagger parameter docs.
 import re
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema,
+)
 from webargs.flaskparser import FlaskParser
 
 from financial.errors import InvalidParameterError
+from financial.records import DEFAULT_FIELDS, RECORD_FIELDS
 from lib.isodates import is_iso_date_text
 from lib.tickers import SYMBOL_PATTERN, SYMBOL_RULE, is_valid_symbol
 
@@ -16,6 +19,8 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 5
 SYMBOLS_DEFAULT_LIMIT = 100
 FETCH_RUNS_DEFAULT_LIMIT = 20
+MAX_SYMBOLS = 100
+ALL_FIELDS = "all"
 # ASCII digits only: \d would also take other scripts' digits.
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
@@ -40,13 +45,58 @@ class IsoDate(fields.Date):
 class Symbol(fields.String):
     """A ticker such as IBM, brk.b or BRK-B, normalized to upper case."""
 
-    default_error_messages = {"invalid": f"must be {SYMBOL_RULE}"}
+    default_error_messages = {
+        "invalid": f"must be {SYMBOL_RULE}",
+        "list": "takes exactly one ticker here, not a comma-separated list",
+    }
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
+        if "," in text:
+            raise self.make_error("list")
         if not is_valid_symbol(text):
             raise self.make_error("invalid")
         return text.upper()
+
+
+class SymbolList(fields.String):
+    """One or more comma-separated tickers, as a sorted tuple of distinct upper-case ones."""
+
+    default_error_messages = {
+        "invalid": "{bad} {verb}; each must be " + SYMBOL_RULE,
+        "too_many": f"takes at most {MAX_SYMBOLS} distinct tickers, got {{count}}",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        items = super()._deserialize(value, attr, data, **kwargs).split(",")
+        bad = [item for item in dict.fromkeys(items) if not is_valid_symbol(item)]
+        if bad:
+            raise self.make_error("invalid", bad=", ".join(map(repr, bad)),
+                                  verb="is not a ticker" if len(bad) == 1 else "are not tickers")
+        symbols = tuple(sorted({item.upper() for item in items}))
+        if len(symbols) > MAX_SYMBOLS:
+            raise self.make_error("too_many", count=len(symbols))
+        return symbols
+
+
+class FieldList(fields.String):
+    """Comma-separated record fields or ``all``, as a tuple in the records' order."""
+
+    choices = (*RECORD_FIELDS, ALL_FIELDS)
+    default_error_messages = {
+        "invalid": "{bad} {verb}; choose from " + ", ".join(RECORD_FIELDS)
+                   + f", or {ALL_FIELDS}",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        names = set(super()._deserialize(value, attr, data, **kwargs).split(","))
+        bad = sorted(names.difference(self.choices))
+        if bad:
+            raise self.make_error("invalid", bad=", ".join(map(repr, bad)),
+                                  verb="is not a field" if len(bad) == 1 else "are not fields")
+        if ALL_FIELDS in names:
+            return RECORD_FIELDS
+        return tuple(name for name in RECORD_FIELDS if name in names)
 
 
 class WholeNumber(fields.Integer):
@@ -77,7 +127,7 @@ class QueryArgs(Schema):
             )
 
 
-REQUIRED = {"required": "is required"}
+REQUIRED: dict[str, Any] = {"required": "is required"}
 
 
 def _start_date(**kwargs) -> IsoDate:
@@ -88,11 +138,6 @@ def _start_date(**kwargs) -> IsoDate:
 def _end_date(**kwargs) -> IsoDate:
     return IsoDate(metadata={"description": "Last day, inclusive (YYYY-MM-DD)",
                              "example": "2023-01-31"}, **kwargs)
-
-
-def _symbol(**kwargs) -> Symbol:
-    return Symbol(metadata={"description": "Ticker, case-insensitive", "example": "IBM"},
-                  **kwargs)
 
 
 def _limit(default: int, what: str) -> WholeNumber:
@@ -111,12 +156,29 @@ def _page() -> WholeNumber:
     )
 
 
-class FinancialDataArgs(QueryArgs):
-    """Query parameters of GET /api/financial_data."""
+class PriceQueryArgs(QueryArgs):
+    """Filters and fields shared by GET /api/financial_data and its CSV export."""
 
     start_date = _start_date()
     end_date = _end_date()
-    symbol = _symbol()
+    symbol = SymbolList(metadata={
+        "description": f"Ticker, or up to {MAX_SYMBOLS} distinct comma-separated tickers "
+                       "(rows of any of them); case-insensitive, repeats ignored",
+        "example": "IBM,AAPL",
+    })
+    # "fields" is a Schema attribute, so the field takes its name from data_key.
+    record_fields = FieldList(data_key="fields", load_default=DEFAULT_FIELDS, metadata={
+        "description": "Comma-separated fields of each row, or `all` for every one. Keys "
+                       "appear in the order " + ", ".join(RECORD_FIELDS) + " whatever the "
+                       "order asked; unknown names are a 400. Default: "
+                       + ", ".join(DEFAULT_FIELDS),
+        "example": "all",
+    })
+
+
+class FinancialDataArgs(PriceQueryArgs):
+    """Query parameters of GET /api/financial_data."""
+
     limit = _limit(DEFAULT_LIMIT, "Rows")
     page = _page()
 
@@ -135,12 +197,26 @@ class FetchRunsArgs(QueryArgs):
     page = _page()
 
 
+class ExportArgs(PriceQueryArgs):
+    """Query parameters of GET /api/financial_data/export: no pages, every matching row."""
+
+    @pre_load
+    def refuse_paging(self, data: Any, **_kwargs: Any) -> Any:
+        """Say why limit and page are refused, rather than only that they are unknown."""
+        paging = sorted(name for name in ("limit", "page") if name in data)
+        if paging:
+            raise ValidationError({name: ["is not accepted: the export has no pages, it "
+                                          "streams every matching row"] for name in paging})
+        return data
+
+
 class StatisticsArgs(QueryArgs):
     """Query parameters of GET /api/statistics, all required."""
 
     start_date = _start_date(required=True, error_messages=REQUIRED)
     end_date = _end_date(required=True, error_messages=REQUIRED)
-    symbol = _symbol(required=True, error_messages=REQUIRED)
+    symbol = Symbol(required=True, error_messages=REQUIRED,
+                    metadata={"description": "One ticker, case-insensitive", "example": "IBM"})
 
 
 class QueryParser(FlaskParser):
@@ -180,23 +256,40 @@ parser = QueryParser(unknown=None)
 def swagger_params(schema_class: type[Schema]) -> dict:
     """Describe a schema's fields as Swagger query parameters for ``ns.doc``."""
     params = {}
-    for name, field in schema_class().fields.items():
+    for attribute, field in schema_class().fields.items():
+        name = field.data_key or attribute
         param = {"in": "query", "required": field.required,
                  "description": field.metadata.get("description", "")}
         if isinstance(field, fields.Integer):
             param["type"] = "integer"
             param["default"] = field.load_default
             param.update(_range_bounds(field))
+        elif isinstance(field, (SymbolList, FieldList)):
+            param.update(_list_param(field))
         else:
             param["type"] = "string"
             if isinstance(field, IsoDate):
                 param["format"] = "date"
             if isinstance(field, Symbol):
                 param["pattern"] = f"^{SYMBOL_PATTERN}$"
-        if "example" in field.metadata:
+        if "example" in field.metadata and "x-example" not in param:
             param["x-example"] = field.metadata["example"]
         params[name] = param
     return params
+
+
+def _list_param(field: fields.Field) -> dict:
+    """Describe a comma-separated parameter as a Swagger array in csv format."""
+    items: dict[str, Any] = {"type": "string"}
+    param: dict[str, Any] = {"type": "array", "collectionFormat": "csv", "items": items}
+    if isinstance(field, SymbolList):
+        items["pattern"] = f"^{SYMBOL_PATTERN}$"
+    if isinstance(field, FieldList):
+        items["enum"] = list(field.choices)
+        param["default"] = list(field.load_default)
+    if "example" in field.metadata:
+        param["x-example"] = field.metadata["example"].split(",")
+    return param
 
 
 def _range_bounds(field: fields.Field) -> dict:

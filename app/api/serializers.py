@@ -1,5 +1,6 @@
 """Turn service results into JSON-ready values: exact strings and rounded numbers."""
 import datetime
+from collections.abc import Sequence
 
 from sqlalchemy import Row
 
@@ -10,9 +11,9 @@ from financial.runs import iso_utc
 from financial.stats import PriceStatistics
 
 
-def price_row(row: Row) -> dict:
-    """Return one stored row (symbol, date, open, close, volume) as a record."""
-    return price_record(row.symbol, row.date, row.open_price, row.close_price, row.volume)
+def price_row(row: Row, fields: Sequence[str]) -> dict:
+    """Return one stored row, holding at least ``fields``, as a record of those fields."""
+    return price_record(row._mapping, fields)
 
 
 def pagination(count: int, page: int, limit: int) -> dict:

@@ -7,7 +7,8 @@ import datetime
 import json
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,39 @@ from lib.tickers import normalize_symbol
 SERIES_KEY = "Time Series (Daily)"
 ERROR_KEYS = ("Error Message", "Information", "Note")
 _META_KEY = "Meta Data"
-_OPEN_KEY = "1. open"
-_CLOSE_KEY = "4. close"
+_OPEN_KEY, _HIGH_KEY, _LOW_KEY, _CLOSE_KEY = "1. open", "2. high", "3. low", "4. close"
 _VOLUME_KEYS = {TIME_SERIES_DAILY: "5. volume", TIME_SERIES_DAILY_ADJUSTED: "6. volume"}
 _ADJUSTED_ONLY_KEYS = ("5. adjusted close", "6. volume")
+
+
+@dataclass(frozen=True)
+class _Column:
+    """How a decimal field must look to fit its column.
+
+    ``places`` is the column's scale; up to ``accepted_places`` are accepted
+    and the extra ones rounded half away from zero. Values stay below
+    ``10**integer_digits``.
+    """
+
+    places: int
+    accepted_places: int
+    integer_digits: int
+    positive: bool = False
+
+    @property
+    def sql_type(self) -> str:
+        return f"DECIMAL(18,{self.places})"
+
 
 # Prices are stored as DECIMAL(18,4). Prices stay below 10**9 and volumes below
 # 10**14, far above any real stock, so that the sums behind statistics fit the
 # 64-bit integers SQLite adds exactly, even over a century of days.
-_MAX_DECIMAL_PLACES = 4
-_MAX_INTEGER_DIGITS = 9
+_PRICE = _Column(places=4, accepted_places=4, integer_digits=9)
+# AlphaVantage computes the adjusted close with up to 12 decimals
+# ("135.715749630724"); the column keeps 4, so the rest is rounded.
+_ADJUSTED_PRICE = _Column(places=4, accepted_places=20, integer_digits=9)
+# A split coefficient is a ratio such as 4.0 or 0.33333333, never zero.
+_RATIO = _Column(places=8, accepted_places=8, integer_digits=9, positive=True)
 _MAX_VOLUME = 10**14 - 1
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
@@ -69,8 +93,7 @@ def parse_daily_series(payload: Any, symbol: str | None = None) -> DailySeries:
     if not series:
         raise MalformedResponseError(f"{name}: {SERIES_KEY!r} holds no days", name)
     function = _series_function(payload, series)
-    volume_key = _VOLUME_KEYS[function]
-    bars = [_parse_bar(name, day, fields, volume_key) for day, fields in series.items()]
+    bars = [_parse_bar(name, day, fields, function) for day, fields in series.items()]
     bars.sort(key=attrgetter("date"), reverse=True)
     return DailySeries(symbol=name, function=function, bars=tuple(bars))
 
@@ -183,20 +206,42 @@ def _series_function(payload: Mapping[str, Any], series: Mapping[str, Any]) -> s
     return TIME_SERIES_DAILY
 
 
-def _parse_bar(symbol: str, day: Any, fields: Any, volume_key: str) -> DailyBar:
+def _parse_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
     date = _parse_date(symbol, day)
     where = f"{symbol} {day}"
     if not isinstance(fields, Mapping):
         raise MalformedResponseError(f"{where}: the day's entry is not a JSON object", symbol)
-    open_raw = _field(symbol, where, fields, _OPEN_KEY)
-    close_raw = _field(symbol, where, fields, _CLOSE_KEY)
-    volume_raw = _field(symbol, where, fields, volume_key)
+    open_price, high, low, close = (
+        _parse_decimal(symbol, where, fields, key, _PRICE)
+        for key in (_OPEN_KEY, _HIGH_KEY, _LOW_KEY, _CLOSE_KEY))
+    _check_high_low(symbol, where, open_price, high, low, close)
+    volume_key = _VOLUME_KEYS[function]
+    volume = _parse_volume(symbol, where, volume_key, _field(symbol, where, fields, volume_key))
+    if function != TIME_SERIES_DAILY_ADJUSTED:
+        return DailyBar(date=date, open_price=open_price, high_price=high, low_price=low,
+                        close_price=close, volume=volume)
     return DailyBar(
-        date=date,
-        open_price=_parse_price(symbol, where, _OPEN_KEY, open_raw),
-        close_price=_parse_price(symbol, where, _CLOSE_KEY, close_raw),
-        volume=_parse_volume(symbol, where, volume_key, volume_raw),
+        date=date, open_price=open_price, high_price=high, low_price=low, close_price=close,
+        adjusted_close_price=_parse_decimal(symbol, where, fields, "5. adjusted close",
+                                            _ADJUSTED_PRICE),
+        volume=volume,
+        dividend_amount=_parse_decimal(symbol, where, fields, "7. dividend amount", _PRICE),
+        split_coefficient=_parse_decimal(symbol, where, fields, "8. split coefficient", _RATIO),
     )
+
+
+def _check_high_low(symbol: str, where: str, open_price: Decimal, high: Decimal, low: Decimal,
+                    close: Decimal) -> None:
+    """Refuse a day whose high and low do not enclose its open and close."""
+    if high < low:
+        problem = f"{_HIGH_KEY!r} {high} is below {_LOW_KEY!r} {low}"
+    elif high < max(open_price, close):
+        problem = f"{_HIGH_KEY!r} {high} is below the open or close ({max(open_price, close)})"
+    elif low > min(open_price, close):
+        problem = f"{_LOW_KEY!r} {low} is above the open or close ({min(open_price, close)})"
+    else:
+        return
+    raise MalformedResponseError(f"{where}: {problem}", symbol)
 
 
 def _parse_date(symbol: str, day: Any) -> datetime.date:
@@ -214,14 +259,18 @@ def _field(symbol: str, where: str, fields: Mapping[str, Any], key: str) -> Any:
     return fields[key]
 
 
-def _parse_price(symbol: str, where: str, key: str, raw: Any) -> Decimal:
-    """Parse from the string with Decimal (never float) and check it fits DECIMAL(18,4)."""
+def _parse_decimal(symbol: str, where: str, fields: Mapping[str, Any], key: str,
+                   column: _Column) -> Decimal:
+    """Parse from the string with Decimal (never float) and check it fits ``column``."""
+    raw = _field(symbol, where, fields, key)
     if not isinstance(raw, str):
         raise MalformedResponseError(f"{where}: {key!r} is {show(raw)}, not a string", symbol)
     value = _to_decimal(raw)
-    problem = _price_problem(raw, value)
+    problem = _decimal_problem(raw, value, column)
     if value is None or problem:
         raise MalformedResponseError(f"{where}: {key!r} is {show(raw)}, {problem}", symbol)
+    if int(value.as_tuple().exponent) < -column.places:
+        return value.quantize(Decimal(1).scaleb(-column.places), rounding=ROUND_HALF_UP)
     return value
 
 
@@ -232,7 +281,7 @@ def _to_decimal(raw: str) -> Decimal | None:
         return None
 
 
-def _price_problem(raw: str, value: Decimal | None) -> str | None:
+def _decimal_problem(raw: str, value: Decimal | None, column: _Column) -> str | None:
     if value is None:
         return "not a number"
     if value.is_nan():
@@ -243,10 +292,13 @@ def _price_problem(raw: str, value: Decimal | None) -> str | None:
         return "negative"
     if not _PLAIN_DECIMAL_PATTERN.fullmatch(raw):
         return "not a plain decimal number"
-    if int(value.as_tuple().exponent) < -_MAX_DECIMAL_PLACES:
-        return f"more than {_MAX_DECIMAL_PLACES} decimal places (column is DECIMAL(18,4))"
-    if value.adjusted() >= _MAX_INTEGER_DIGITS:
-        return f"{10**_MAX_INTEGER_DIGITS:,} or more, beyond any real price"
+    if int(value.as_tuple().exponent) < -column.accepted_places:
+        return (f"more than {column.accepted_places} decimal places "
+                f"(column is {column.sql_type})")
+    if value.adjusted() >= column.integer_digits:
+        return f"{10**column.integer_digits:,} or more, beyond any real value"
+    if column.positive and not value:
+        return "zero, which is not a valid value here"
     return None
 
 

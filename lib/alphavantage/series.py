@@ -8,14 +8,25 @@ TIME_SERIES_DAILY_ADJUSTED = "TIME_SERIES_DAILY_ADJUSTED"
 FUNCTIONS = (TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DailyBar:
-    """One trading day; prices keep AlphaVantage's digits (``Decimal("170.0000")``)."""
+    """One trading day; prices keep AlphaVantage's digits (``Decimal("170.0000")``).
+
+    The adjusted close, the dividend and the split coefficient come only from
+    TIME_SERIES_DAILY_ADJUSTED and are None otherwise. AlphaVantage computes
+    the adjusted close with up to 12 decimals; it is rounded half away from
+    zero to the 4 the table keeps.
+    """
 
     date: datetime.date
     open_price: Decimal
+    high_price: Decimal
+    low_price: Decimal
     close_price: Decimal
+    adjusted_close_price: Decimal | None = None
     volume: int
+    dividend_amount: Decimal | None = None
+    split_coefficient: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""count_prices and list_prices called directly on every database backend."""
+"""count_prices, list_prices and stream_prices called directly on every database backend."""
 import datetime
 from decimal import Decimal
 
@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import insert
 
 from financial.models import FinancialData
-from financial.queries import count_prices, list_prices
+from financial.queries import count_prices, list_prices, stream_prices
+from financial.records import DEFAULT_FIELDS, RECORD_FIELDS
 
 D = datetime.date
 SYMBOLS = ("AAPL", "BRK.B", "IBM")
@@ -18,7 +19,13 @@ def stored_rows(db_session):
     """Three symbols x ten days; prices encode the row so a mix-up shows."""
     rows = [{"symbol": symbol, "date": day,
              "open_price": Decimal(f"{index}.{day.day:02d}"),
-             "close_price": Decimal(f"{index}.5{day.day:02d}"), "volume": index * 1000 + day.day}
+             "high_price": Decimal(f"{index + 1}.{day.day:02d}"),
+             "low_price": Decimal(f"{index - 1}.{day.day:02d}"),
+             "close_price": Decimal(f"{index}.5{day.day:02d}"),
+             "adjusted_close_price": Decimal(f"{index}.4{day.day:02d}") if day.day % 2 else None,
+             "volume": index * 1000 + day.day,
+             "dividend_amount": Decimal("0.0000") if day.day % 2 else None,
+             "split_coefficient": Decimal(f"{day.day}.12345678") if day.day % 2 else None}
             for index, symbol in enumerate(SYMBOLS, start=1) for day in DAYS]
     db_session.execute(insert(FinancialData), rows)
     db_session.flush()
@@ -29,48 +36,86 @@ def keys(rows) -> list[tuple[str, datetime.date]]:
     return [(row.symbol, row.date) for row in rows]
 
 
-@pytest.mark.parametrize("symbol, start, end, expected", [
+def page(db_session, *, symbols=None, start=None, end=None, fields=DEFAULT_FIELDS, limit=1000,
+         offset=0):
+    return list_prices(db_session, symbols=symbols, start_date=start, end_date=end, fields=fields,
+                       limit=limit, offset=offset)
+
+
+@pytest.mark.parametrize("symbols, start, end, expected", [
     (None, None, None, 30),
-    ("IBM", None, None, 10),
-    ("MSFT", None, None, 0),
+    (("IBM",), None, None, 10),
+    (("MSFT",), None, None, 0),
+    (("AAPL", "IBM"), None, None, 20),
+    (("AAPL", "IBM", "MSFT"), D(2023, 1, 4), None, 16),
     (None, D(2023, 1, 4), D(2023, 1, 4), 3),
-    ("IBM", D(2023, 1, 4), None, 8),
+    (("IBM",), D(2023, 1, 4), None, 8),
     (None, None, D(2023, 1, 3), 6),
-    ("AAPL", D(2023, 1, 5), D(2023, 1, 1), 0),
+    (("AAPL",), D(2023, 1, 5), D(2023, 1, 1), 0),
 ])
-def test_count_prices_counts_the_inclusive_filters(db_session, stored_rows, symbol, start, end,
+def test_count_prices_counts_the_inclusive_filters(db_session, stored_rows, symbols, start, end,
                                                    expected):
-    assert count_prices(db_session, symbol=symbol, start_date=start, end_date=end) == expected
+    assert count_prices(db_session, symbols=symbols, start_date=start, end_date=end) == expected
 
 
 def test_count_prices_of_an_empty_table_is_zero(db_session):
-    assert count_prices(db_session, symbol=None, start_date=None, end_date=None) == 0
+    assert count_prices(db_session, symbols=None, start_date=None, end_date=None) == 0
 
 
 def test_list_prices_orders_by_date_then_symbol_and_pages(db_session, stored_rows):
-    everything = list_prices(db_session, symbol=None, start_date=None, end_date=None,
-                             limit=1000, offset=0)
     expected = [(symbol, day) for day in DAYS for symbol in SYMBOLS]
-    assert keys(everything) == expected
-    pages = [keys(list_prices(db_session, symbol=None, start_date=None, end_date=None,
-                              limit=7, offset=offset)) for offset in range(0, 30, 7)]
-    assert [key for page in pages for key in page] == expected
-    assert [len(page) for page in pages] == [7, 7, 7, 7, 2]
+    assert keys(page(db_session)) == expected
+    pages = [keys(page(db_session, limit=7, offset=offset)) for offset in range(0, 30, 7)]
+    assert [key for rows in pages for key in rows] == expected
+    assert [len(rows) for rows in pages] == [7, 7, 7, 7, 2]
 
 
 def test_list_prices_returns_the_stored_values_exactly(db_session, stored_rows):
-    (row,) = list_prices(db_session, symbol="BRK.B", start_date=D(2023, 1, 5),
-                         end_date=D(2023, 1, 5), limit=5, offset=0)
-    assert (row.symbol, row.date, row.open_price, row.close_price, row.volume) == (
-        "BRK.B", D(2023, 1, 5), Decimal("2.05"), Decimal("2.505"), 2005)
+    (row,) = page(db_session, symbols=("BRK.B",), start=D(2023, 1, 5), end=D(2023, 1, 5),
+                  fields=RECORD_FIELDS)
+    assert tuple(row) == ("BRK.B", D(2023, 1, 5), Decimal("2.05"), Decimal("3.05"),
+                          Decimal("1.05"), Decimal("2.505"), Decimal("2.405"), 2005,
+                          Decimal("0"), Decimal("5.12345678"))
+    (even,) = page(db_session, symbols=("BRK.B",), start=D(2023, 1, 6), end=D(2023, 1, 6),
+                   fields=RECORD_FIELDS)
+    assert (even.adjusted_close_price, even.dividend_amount, even.split_coefficient) == (
+        None, None, None)
+
+
+def test_list_prices_reads_only_the_fields_asked(db_session, stored_rows):
+    (row,) = page(db_session, symbols=("IBM",), start=D(2023, 1, 3), end=D(2023, 1, 3),
+                  fields=("close_price", "split_coefficient"))
+    assert row._fields == ("close_price", "split_coefficient")
+    assert tuple(row) == (Decimal("3.503"), Decimal("3.12345678"))
 
 
 def test_list_prices_filters_by_symbol_and_range(db_session, stored_rows):
-    rows = list_prices(db_session, symbol="IBM", start_date=D(2023, 1, 9), end_date=D(2023, 1, 11),
-                       limit=10, offset=1)
+    rows = page(db_session, symbols=("IBM",), start=D(2023, 1, 9), end=D(2023, 1, 11), limit=10,
+                offset=1)
     assert keys(rows) == [("IBM", D(2023, 1, 10)), ("IBM", D(2023, 1, 11))]
 
 
+def test_list_prices_of_several_symbols_keeps_date_then_symbol_order(db_session, stored_rows):
+    rows = page(db_session, symbols=("IBM", "AAPL", "MSFT"), start=D(2023, 1, 10), limit=3,
+                offset=1)
+    assert keys(rows) == [("IBM", D(2023, 1, 10)), ("AAPL", D(2023, 1, 11)),
+                          ("IBM", D(2023, 1, 11))]
+
+
 def test_list_prices_past_the_end_is_empty(db_session, stored_rows):
-    assert list_prices(db_session, symbol=None, start_date=None, end_date=None,
-                       limit=5, offset=30) == []
+    assert page(db_session, limit=5, offset=30) == []
+
+
+def test_stream_prices_yields_every_matching_row_in_list_order(db_session, stored_rows):
+    result = stream_prices(db_session, symbols=("IBM", "BRK.B"), start_date=D(2023, 1, 3),
+                           end_date=None, fields=RECORD_FIELDS, batch_size=4)
+    streamed = result.all()
+    listed = page(db_session, symbols=("IBM", "BRK.B"), start=D(2023, 1, 3), fields=RECORD_FIELDS)
+    assert len(streamed) == 18
+    assert [tuple(row) for row in streamed] == [tuple(row) for row in listed]
+
+
+def test_stream_prices_of_nothing_is_empty(db_session, stored_rows):
+    result = stream_prices(db_session, symbols=("MSFT",), start_date=None, end_date=None,
+                           fields=("symbol",), batch_size=10)
+    assert result.all() == []

@@ -4,19 +4,27 @@ import re
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert, inspect
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from financial.models import FinancialData
+from tests.helpers import build_app
 
+PRICE = "DECIMAL(18, 4)"
 CONTRACT_COLUMNS = {
-    "mysql": {"symbol": "VARCHAR(16)", "date": "DATE", "open_price": "DECIMAL(18, 4)",
-              "close_price": "DECIMAL(18, 4)", "volume": "BIGINT UNSIGNED"},
-    # SQLite has no DECIMAL: prices are exact integer counts of 1/10000.
+    "mysql": {"symbol": "VARCHAR(16)", "date": "DATE", "open_price": PRICE, "high_price": PRICE,
+              "low_price": PRICE, "close_price": PRICE, "adjusted_close_price": PRICE,
+              "volume": "BIGINT UNSIGNED", "dividend_amount": PRICE,
+              "split_coefficient": "DECIMAL(18, 8)"},
+    # SQLite has no DECIMAL: decimals are exact integer counts of 10**-scale.
     "sqlite": {"symbol": "VARCHAR(16)", "date": "DATE", "open_price": "BIGINT",
-               "close_price": "BIGINT", "volume": "BIGINT"},
+               "high_price": "BIGINT", "low_price": "BIGINT", "close_price": "BIGINT",
+               "adjusted_close_price": "BIGINT", "volume": "BIGINT", "dividend_amount": "BIGINT",
+               "split_coefficient": "BIGINT"},
 }
+NOT_NULL = {"symbol", "date", "open_price", "close_price", "volume"}
 
 
 def _type_name(column_type, dialect) -> str:
@@ -31,7 +39,7 @@ def test_migrated_table_has_exactly_the_contract_columns(db_session):
     columns = {column["name"]: column for column in inspector.get_columns("financial_data")}
     found = {name: _type_name(column["type"], engine.dialect) for name, column in columns.items()}
     assert found == CONTRACT_COLUMNS[engine.dialect.name]
-    assert not any(column["nullable"] for column in columns.values())
+    assert {name for name, column in columns.items() if not column["nullable"]} == NOT_NULL
 
 
 def test_symbol_and_date_form_the_primary_key_and_date_symbol_is_indexed(db_session):
@@ -67,3 +75,52 @@ def test_prices_round_trip_exactly(db_session):
          "close_price": value, "volume": 0} for day, value in enumerate(values)])
     stored = db_session.query(FinancialData.open_price).order_by(FinancialData.date).all()
     assert [row.open_price for row in stored] == values
+
+
+def test_split_coefficients_round_trip_exactly_up_to_the_column_limit(db_session):
+    values = [Decimal("1.0"), Decimal("0.33333333"), Decimal("4"), Decimal("9999999999.99999999")]
+    db_session.execute(insert(FinancialData), [
+        {"symbol": "X", "date": datetime.date(2023, 1, day + 1), "open_price": Decimal(1),
+         "close_price": Decimal(1), "volume": 0, "split_coefficient": value}
+        for day, value in enumerate(values)])
+    stored = db_session.query(FinancialData.split_coefficient).order_by(FinancialData.date).all()
+    assert [row.split_coefficient for row in stored] == values
+
+
+def test_new_columns_are_null_unless_given(db_session):
+    db_session.execute(insert(FinancialData), [
+        {"symbol": "X", "date": datetime.date(2023, 1, 2), "open_price": Decimal(1),
+         "close_price": Decimal(2), "volume": 3}])
+    row = db_session.query(FinancialData).one()
+    assert (row.high_price, row.low_price, row.adjusted_close_price, row.dividend_amount,
+            row.split_coefficient) == (None, None, None, None, None)
+
+
+def test_adding_the_new_columns_keeps_old_rows_and_can_be_undone(empty_database_url, tmp_path):
+    original = (FinancialData.symbol, FinancialData.date, FinancialData.open_price,
+                FinancialData.close_price, FinancialData.volume)
+    row = ("IBM", datetime.date(2023, 1, 3), Decimal("141.10"), Decimal("12.3456"), 3458353)
+    application = build_app(empty_database_url, tmp_path / "log")
+    with application.app_context():
+        try:
+            upgrade(revision="0001")
+            db.session.execute(insert(FinancialData).values(dict(zip(
+                [column.key for column in original], row))))
+            db.session.commit()
+            upgrade(revision="0002")
+            stored = db.session.execute(select(FinancialData)).scalar_one()
+            assert (stored.open_price, stored.high_price, stored.split_coefficient) == (
+                Decimal("141.10"), None, None)
+            db.session.rollback()
+            downgrade(revision="0001")
+            assert [column["name"] for column in inspect(db.engine).get_columns(
+                "financial_data")] == ["symbol", "date", "open_price", "close_price", "volume"]
+            assert db.session.execute(select(*original)).one() == row
+            inspector = inspect(db.engine)
+            assert inspector.get_pk_constraint("financial_data")["constrained_columns"] == [
+                "symbol", "date"]
+            assert [index["column_names"] for index in inspector.get_indexes(
+                "financial_data")] == [["date", "symbol"]]
+        finally:
+            db.session.remove()
+            db.engine.dispose()

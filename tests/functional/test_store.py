@@ -4,12 +4,12 @@ from decimal import Decimal
 
 import pandas as pd
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from financial.ingest import ROW_COLUMNS, StoreResult, store_prices, store_symbol
+from financial.ingest import ROW_COLUMNS, VALUE_COLUMNS, StoreResult, store_prices, store_symbol
 from financial.models import FinancialData
 from lib.db import UPSERT_CHUNK_SIZE, upsert_rows
 
@@ -17,11 +17,24 @@ D = datetime.date
 FIRST = D(2023, 1, 2)
 
 
-def frame_of(days: int, symbol: str = "IBM", open_price: str = "10.0000") -> pd.DataFrame:
-    """A window frame as recent_days makes it: one row a day, ordered by date."""
+def frame_of(days: int, symbol: str = "IBM", open_price: str = "10.0000",
+             adjusted: bool = False) -> pd.DataFrame:
+    """A window frame as recent_days makes it: one row a day, ordered by date.
+
+    ``adjusted`` fills the TIME_SERIES_DAILY_ADJUSTED-only columns, else they are None.
+    """
+    extra = (Decimal("11.1234"), Decimal("0.25"), Decimal("2.0")) if adjusted else (None,) * 3
     return pd.DataFrame(
-        [(symbol, FIRST + datetime.timedelta(days=n), Decimal(open_price), Decimal("11.5"), n)
+        [(symbol, FIRST + datetime.timedelta(days=n), Decimal(open_price), Decimal("12"),
+          Decimal("9.5"), Decimal("11.5"), extra[0], n, extra[1], extra[2])
          for n in range(days)], columns=ROW_COLUMNS)
+
+
+def stored_rows(session, symbol: str = "IBM") -> dict:
+    """Return {date: every value column} of the stored rows of ``symbol``."""
+    rows = session.execute(select(FinancialData).where(FinancialData.symbol == symbol))
+    return {row.date: tuple(getattr(row, name) for name in VALUE_COLUMNS)
+            for row in rows.scalars()}
 
 
 def stored(session, symbol: str = "IBM") -> dict:
@@ -41,6 +54,56 @@ def test_store_prices_counts_new_and_changed_rows_exactly(db_session):
     rows = stored(db_session)
     assert len(rows) == 7
     assert rows[FIRST] == (Decimal("10.0001"), Decimal("11.5"), 0)
+
+
+def test_a_later_run_without_adjusted_values_keeps_them_and_counts_nothing(db_session):
+    assert store_prices(db_session, "IBM", frame_of(3, adjusted=True)) == StoreResult(
+        "IBM", 3, 3, 0)
+    before = stored_rows(db_session)
+    assert before[FIRST][4:] == (Decimal("11.1234"), 0, Decimal("0.25"), Decimal("2.0"))
+    assert store_prices(db_session, "IBM", frame_of(3)) == StoreResult("IBM", 3, 0, 0)
+    assert stored_rows(db_session) == before
+
+
+def test_a_changed_day_without_adjusted_values_updates_the_rest_and_keeps_them(db_session):
+    store_prices(db_session, "IBM", frame_of(3, adjusted=True))
+    free_tier = frame_of(4, open_price="10.5")
+    assert store_prices(db_session, "IBM", free_tier) == StoreResult("IBM", 4, 1, 3)
+    rows = stored_rows(db_session)
+    assert rows[FIRST] == (Decimal("10.5"), Decimal("12"), Decimal("9.5"), Decimal("11.5"),
+                           Decimal("11.1234"), 0, Decimal("0.25"), Decimal("2.0"))
+    assert rows[FIRST + datetime.timedelta(days=3)][4:] == (None, 3, None, None)
+
+
+def test_an_adjusted_run_fills_the_adjusted_values_of_stored_days(db_session):
+    store_prices(db_session, "IBM", frame_of(2))
+    assert store_prices(db_session, "IBM", frame_of(2, adjusted=True)) == StoreResult(
+        "IBM", 2, 0, 2)
+    assert stored_rows(db_session)[FIRST][4:] == (Decimal("11.1234"), 0, Decimal("0.25"),
+                                                  Decimal("2.0"))
+
+
+def test_days_stored_without_high_and_low_get_them_from_the_next_run(db_session):
+    db_session.execute(insert(FinancialData), [
+        {"symbol": "IBM", "date": FIRST + datetime.timedelta(days=n),
+         "open_price": Decimal("10"), "close_price": Decimal("11.5"), "volume": n}
+        for n in range(2)])
+    assert stored_rows(db_session)[FIRST][1:3] == (None, None)
+    assert store_prices(db_session, "IBM", frame_of(2)) == StoreResult("IBM", 2, 0, 2)
+    assert stored_rows(db_session)[FIRST][1:3] == (Decimal("12"), Decimal("9.5"))
+
+
+def test_upsert_rows_keeps_stored_values_where_told_to_keep_them_over_null(db_session):
+    row = {"symbol": "X", "date": FIRST, "open_price": Decimal("1"), "close_price": Decimal("2"),
+           "volume": 3, "dividend_amount": Decimal("0.5"), "split_coefficient": Decimal("4")}
+    upsert_rows(db_session, FinancialData, [row], key_columns=("symbol", "date"))
+    upsert_rows(db_session, FinancialData,
+                [{**row, "close_price": Decimal("2.5"), "dividend_amount": None,
+                  "split_coefficient": None}],
+                key_columns=("symbol", "date"), keep_when_null=("dividend_amount",))
+    stored = db_session.execute(select(FinancialData)).scalar_one()
+    assert (stored.close_price, stored.dividend_amount, stored.split_coefficient) == (
+        Decimal("2.5"), Decimal("0.5"), None)
 
 
 def test_store_prices_of_an_empty_frame_writes_nothing(db_session):

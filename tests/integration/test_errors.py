@@ -9,7 +9,8 @@ from app.extensions import db
 from tests.helpers import build_app, migrate_database
 
 LIST_ERROR = {"data": [], "pagination": None}
-BAD_SYMBOL = "symbol: must be 1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
+RULE = "1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
+BAD_SYMBOL = f"symbol: must be {RULE}"
 OBJECT_ERROR = {"data": {}}
 LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy", "/work/", ".py", "financial_data WHERE")
 
@@ -31,9 +32,9 @@ def assert_error(response, status, message, shape):
     ("start_date=", "start_date: must be a date in YYYY-MM-DD format"),
     ("start_date=2023-02-01&end_date=2023-01-01",
      "start_date: must not be after end_date (2023-02-01 > 2023-01-01)"),
-    ("symbol=IB%20M", BAD_SYMBOL),
-    ("symbol=" + "A" * 17, BAD_SYMBOL),
-    ("symbol=%27%3B--", BAD_SYMBOL),
+    ("symbol=IB%20M", f"symbol: 'IB M' is not a ticker; each must be {RULE}"),
+    ("symbol=" + "A" * 17, f"symbol: '{'A' * 17}' is not a ticker; each must be {RULE}"),
+    ("symbol=%27%3B--", f"symbol: \"';--\" is not a ticker; each must be {RULE}"),
     ("limit=0", "limit: must be between 1 and 1000"),
     ("limit=1001", "limit: must be between 1 and 1000"),
     ("limit=ten", "limit: must be an integer"),
@@ -42,7 +43,7 @@ def assert_error(response, status, message, shape):
     ("page=-1", "page: must be 1 or more"),
     ("symbl=IBM", "symbl: is not a known parameter"),
     ("limit=0&page=0", "limit: must be between 1 and 1000; page: must be 1 or more"),
-    ("symbol=IBM%0A", BAD_SYMBOL),
+    ("symbol=IBM%0A", f"symbol: 'IBM\\n' is not a ticker; each must be {RULE}"),
     ("start_date=2023-01-01%0A", "start_date: must be a date in YYYY-MM-DD format"),
     ("start_date=%D9%A2%D9%A0%D9%A2%D9%A3-01-01",
      "start_date: must be a date in YYYY-MM-DD format"),
@@ -76,6 +77,49 @@ def test_statistics_rejects_bad_parameters(sqlite_client, query, message):
     assert_error(sqlite_client.get(f"/api/statistics?{query}"), 400, message, OBJECT_ERROR)
 
 
+FIELD_CHOICES = ("symbol, date, open_price, high_price, low_price, close_price, "
+                 "adjusted_close_price, volume, dividend_amount, split_coefficient, or all")
+MANY_SYMBOLS = ",".join(f"S{n}" for n in range(101))
+
+
+@pytest.mark.parametrize("query, message", [
+    ("fields=colour", f"fields: 'colour' is not a field; choose from {FIELD_CHOICES}"),
+    ("fields=volume,Open_Price,high,volume",
+     f"fields: 'Open_Price', 'high' are not fields; choose from {FIELD_CHOICES}"),
+    ("fields=", f"fields: '' is not a field; choose from {FIELD_CHOICES}"),
+    ("fields=all,", f"fields: '' is not a field; choose from {FIELD_CHOICES}"),
+    ("symbol=IBM,,AAPL", f"symbol: '' is not a ticker; each must be {RULE}"),
+    ("symbol=IBM,%20AAPL,B%20C", f"symbol: ' AAPL', 'B C' are not tickers; each must be {RULE}"),
+    (f"symbol={MANY_SYMBOLS}", "symbol: takes at most 100 distinct tickers, got 101"),
+    ("symbol=IBM&fields=all&fields=volume", "fields: is given more than once"),
+])
+@pytest.mark.parametrize("path", ["/api/financial_data", "/api/financial_data/export"])
+def test_fields_and_symbol_lists_are_checked(sqlite_client, path, query, message):
+    assert_error(sqlite_client.get(f"{path}?{query}"), 400, message, LIST_ERROR)
+
+
+@pytest.mark.parametrize("query, message", [
+    ("limit=10", "limit: is not accepted: the export has no pages, it streams every "
+                 "matching row"),
+    ("symbol=IBM&page=2&limit=5",
+     "limit: is not accepted: the export has no pages, it streams every matching row; "
+     "page: is not accepted: the export has no pages, it streams every matching row"),
+    ("symbl=IBM", "symbl: is not a known parameter"),
+    ("start_date=2023-02-01&end_date=2023-01-01",
+     "start_date: must not be after end_date (2023-02-01 > 2023-01-01)"),
+])
+def test_export_refuses_pages_and_bad_parameters(sqlite_client, query, message):
+    assert_error(sqlite_client.get(f"/api/financial_data/export?{query}"), 400, message,
+                 LIST_ERROR)
+
+
+def test_statistics_refuses_a_symbol_list(sqlite_client):
+    response = sqlite_client.get(
+        "/api/statistics?symbol=IBM,AAPL&start_date=2023-01-01&end_date=2023-01-31")
+    assert_error(response, 400, "symbol: takes exactly one ticker here, not a comma-separated "
+                                "list", OBJECT_ERROR)
+
+
 def test_unknown_path_is_a_json_404(sqlite_client):
     assert_error(sqlite_client.get("/api/nothing"), 404,
                  "no endpoint at /api/nothing; the API is documented at /api/docs", OBJECT_ERROR)
@@ -84,8 +128,8 @@ def test_unknown_path_is_a_json_404(sqlite_client):
 
 
 @pytest.mark.parametrize("path, shape", [
-    ("/api/financial_data", LIST_ERROR), ("/api/statistics", OBJECT_ERROR),
-    ("/api/health", OBJECT_ERROR),
+    ("/api/financial_data", LIST_ERROR), ("/api/financial_data/export", LIST_ERROR),
+    ("/api/statistics", OBJECT_ERROR), ("/api/health", OBJECT_ERROR),
 ])
 def test_wrong_method_is_a_json_405_with_allow(sqlite_client, path, shape):
     response = sqlite_client.delete(path)
@@ -110,21 +154,26 @@ def _execute(application, statement: str) -> None:
         db.session.commit()
 
 
-def test_unexpected_error_is_a_generic_500_logged_with_details(own_sqlite_app, caplog):
+@pytest.mark.parametrize("path", ["/api/financial_data", "/api/financial_data/export"])
+def test_unexpected_error_is_a_generic_500_logged_with_details(own_sqlite_app, caplog, path):
     # A corrupted row (text where an integer count of 1/10000 belongs) cannot be read.
-    _execute(own_sqlite_app, "INSERT INTO financial_data VALUES "
+    _execute(own_sqlite_app, "INSERT INTO financial_data "
+                             "(symbol, date, open_price, close_price, volume) VALUES "
                              "('IBM', '2023-01-03', 'garbage /work/x.py', 1, 1)")
-    response = own_sqlite_app.test_client().get("/api/financial_data")
+    response = own_sqlite_app.test_client().get(path)
     assert_error(response, 500, "internal server error", LIST_ERROR)
-    assert caplog.text.count("unhandled ValueError on GET /api/financial_data") == 1
+    assert caplog.text.count(f"unhandled ValueError on GET {path}") == 1
     assert "Traceback" in caplog.text
 
 
-def test_database_error_mid_request_is_a_503(own_sqlite_app):
+@pytest.mark.parametrize("path, shape", [
+    ("/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-02", OBJECT_ERROR),
+    ("/api/financial_data/export", LIST_ERROR),
+])
+def test_database_error_mid_request_is_a_503(own_sqlite_app, path, shape):
     _execute(own_sqlite_app, "ALTER TABLE financial_data RENAME TO moved_away")
-    response = own_sqlite_app.test_client().get(
-        "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-02")
-    assert_error(response, 503, "the database is unavailable, please retry later", OBJECT_ERROR)
+    response = own_sqlite_app.test_client().get(path)
+    assert_error(response, 503, "the database is unavailable, please retry later", shape)
     assert response.headers["Retry-After"] == "5"
 
 
@@ -136,6 +185,7 @@ def unreachable_app(tmp_path):
 
 @pytest.mark.parametrize("path, shape", [
     ("/api/financial_data", LIST_ERROR),
+    ("/api/financial_data/export?fields=all", LIST_ERROR),
     ("/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-02", OBJECT_ERROR),
 ])
 def test_unreachable_database_is_a_503_without_secrets(unreachable_app, path, shape):

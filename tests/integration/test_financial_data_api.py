@@ -4,6 +4,8 @@ from decimal import Decimal
 
 import pytest
 
+from tests.helpers import every_listed_row
+
 D = datetime.date
 
 
@@ -109,3 +111,105 @@ def test_successful_responses_may_be_cached_by_clients(sqlite_client):
     response = sqlite_client.get("/api/financial_data")
     assert response.headers["Cache-Control"] == "public, max-age=60"
     assert response.content_type == "application/json"
+
+
+# --- fields and symbol lists, on the recorded AlphaVantage answers ------------------------------
+
+ALL_FIELDS_ORDER = ["symbol", "date", "open_price", "high_price", "low_price", "close_price",
+                    "adjusted_close_price", "volume", "dividend_amount", "split_coefficient"]
+DIVIDEND_DAYS = [
+    {"symbol": "AAPL", "date": "2022-11-04", "open_price": "142.09", "high_price": "142.67",
+     "low_price": "134.38", "close_price": "138.38", "adjusted_close_price": "137.9951",
+     "volume": "140814796", "dividend_amount": "0.23", "split_coefficient": "1.0"},
+    {"symbol": "IBM", "date": "2022-11-09", "open_price": "137.95", "high_price": "138.90",
+     "low_price": "136.94", "close_price": "137.39", "adjusted_close_price": "135.7157",
+     "volume": "4720007", "dividend_amount": "1.65", "split_coefficient": "1.0"},
+    {"symbol": "AAPL", "date": "2022-12-23", "open_price": "130.92", "high_price": "132.415",
+     "low_price": "129.64", "close_price": "131.86", "adjusted_close_price": "131.6595",
+     "volume": "63814893", "dividend_amount": "0.1667", "split_coefficient": "1.0"},
+    {"symbol": "IBM", "date": "2023-02-09", "open_price": "134.99", "high_price": "135.73",
+     "low_price": "133.34", "close_price": "133.75", "adjusted_close_price": "133.75",
+     "volume": "3918817", "dividend_amount": "1.65", "split_coefficient": "1.0"},
+    {"symbol": "AAPL", "date": "2023-02-10", "open_price": "149.46", "high_price": "151.3401",
+     "low_price": "149.22", "close_price": "151.01", "adjusted_close_price": "151.01",
+     "volume": "57450708", "dividend_amount": "0.23", "split_coefficient": "1.0"},
+]
+
+
+def test_fields_all_gives_the_recorded_values_exactly(client, recorded_prices):
+    rows = every_listed_row(client, "symbol=IBM,AAPL&fields=all&end_date=2023-03-24")
+    assert len(rows) == 200
+    assert all(list(row) == ALL_FIELDS_ORDER for row in rows)
+    assert [row for row in rows if row["dividend_amount"] != "0.00"] == DIVIDEND_DAYS
+
+
+def test_unknown_values_are_null(client, recorded_prices):
+    body = client.get("/api/financial_data?fields=all&symbol=IBM,MSFT&start_date=2023-03-24"
+                      "&end_date=2024-01-26").get_json()
+    assert body["data"] == [
+        {"symbol": "IBM", "date": "2023-03-24", "open_price": "123.36", "high_price": "125.40",
+         "low_price": "122.88", "close_price": "125.29", "adjusted_close_price": "125.29",
+         "volume": "3812644", "dividend_amount": "0.00", "split_coefficient": "1.0"},
+        {"symbol": "MSFT", "date": "2023-03-24", "open_price": "277.24", "high_price": None,
+         "low_price": None, "close_price": "280.57", "adjusted_close_price": None,
+         "volume": "28199180", "dividend_amount": None, "split_coefficient": None},
+        {"symbol": "IBM", "date": "2024-01-26", "open_price": "191.31", "high_price": "192.3896",
+         "low_price": "186.16", "close_price": "187.42", "adjusted_close_price": None,
+         "volume": "9895941", "dividend_amount": None, "split_coefficient": None},
+    ]
+
+
+def test_the_default_is_the_original_five_fields(client, recorded_prices):
+    body = client.get("/api/financial_data?symbol=IBM&start_date=2022-11-09&limit=1").get_json()
+    assert body["data"] == [{"symbol": "IBM", "date": "2022-11-09", "open_price": "137.95",
+                             "close_price": "137.39", "volume": "4720007"}]
+
+
+@pytest.mark.parametrize("fields, keys", [
+    ("volume,symbol,close_price", ["symbol", "close_price", "volume"]),
+    ("split_coefficient,date,split_coefficient,high_price", ["date", "high_price",
+                                                             "split_coefficient"]),
+    ("low_price", ["low_price"]),
+    ("volume,all", ALL_FIELDS_ORDER),
+])
+def test_fields_come_in_the_contract_order_whatever_the_order_asked(client, recorded_prices,
+                                                                    fields, keys):
+    body = client.get(f"/api/financial_data?symbol=AAPL&start_date=2022-12-23&limit=2"
+                      f"&fields={fields}").get_json()
+    assert [list(row) for row in body["data"]] == [keys, keys]
+    assert body["data"][0] == {key: DIVIDEND_DAYS[2][key] for key in keys}
+
+
+def test_a_symbol_list_with_repeats_and_mixed_case_lists_each_symbol_once(client,
+                                                                          recorded_prices):
+    query = "start_date=2023-03-23&end_date=2023-12-31&limit=3"
+    body = client.get(f"/api/financial_data?symbol=ibm,AAPL,IBM,aapl,nope&{query}").get_json()
+    assert keys_of(body) == [("2023-03-23", "AAPL"), ("2023-03-23", "IBM"),
+                             ("2023-03-24", "AAPL")]
+    assert body["pagination"] == {"count": 4, "page": 1, "limit": 3, "pages": 2}
+    second = client.get(f"/api/financial_data?symbol=aapl,ibm&{query}&page=2").get_json()
+    assert keys_of(second) == [("2023-03-24", "IBM")]
+
+
+def test_a_symbol_list_pages_like_the_whole_table(client, recorded_prices):
+    listed = every_listed_row(client, "symbol=MSFT,AAPL,IBM")
+    assert listed == every_listed_row(client, "fields=symbol,date,open_price,close_price,volume")
+    assert len(listed) == 301
+    assert [(r["date"], r["symbol"]) for r in listed] == sorted(
+        (r["date"], r["symbol"]) for r in listed)
+
+
+def test_a_hundred_distinct_symbols_are_accepted_even_with_repeats(client, recorded_prices):
+    symbols = ["IBM"] + [f"X{n}" for n in range(99)]
+    query = ",".join(symbols + [s.lower() for s in symbols[:50]])
+    body = client.get(f"/api/financial_data?symbol={query}").get_json()
+    assert body["pagination"]["count"] == 200
+
+
+def test_fields_are_part_of_the_cached_answer(client, recorded_prices):
+    url = "/api/financial_data?symbol=IBM&start_date=2023-02-09&limit=1"
+    assert list(client.get(url).get_json()["data"][0]) == [
+        "symbol", "date", "open_price", "close_price", "volume"]
+    assert client.get(url + "&fields=dividend_amount").get_json()["data"] == [
+        {"dividend_amount": "1.65"}]
+    assert client.get(url + "&fields=all").get_json()["data"] == [DIVIDEND_DAYS[3]]

@@ -15,6 +15,7 @@ import get_raw_data
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.models import FinancialData
+from financial.records import RECORD_FIELDS
 from lib.avantage_api import parse_daily_series
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, IBM_DAILY,
@@ -49,13 +50,13 @@ def test_rerun_is_idempotent_and_updates_changed_values_in_place(
     status, out, _ = run_job(capsys, job_env, "--symbols", "IBM")
     assert (status, out) == (0, "IBM: 10 rows fetched, 0 new, 0 updated\n")
     payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
-    payload["Time Series (Daily)"]["2023-03-24"]["4. close"] = "126.0001"
+    payload["Time Series (Daily)"]["2023-03-24"]["4. close"] = "125.0001"
     fake_alphavantage.queue_json(payload)
     status, out, _ = run_job(capsys, job_env, "--symbols", "IBM")
     assert (status, out) == (0, "IBM: 10 rows fetched, 0 new, 1 updated\n")
     rows = stored(app)
     assert len(rows) == 10
-    assert rows[("IBM", datetime.date(2023, 3, 24))][1] == Decimal("126.0001")
+    assert rows[("IBM", datetime.date(2023, 3, 24))][1] == Decimal("125.0001")
 
 
 def test_one_bad_symbol_fails_alone(app, capsys, job_env, fake_alphavantage):
@@ -80,6 +81,39 @@ def test_premium_only_falls_back_once_for_the_whole_run(app, capsys, job_env, fa
     assert functions == ["TIME_SERIES_DAILY_ADJUSTED", "TIME_SERIES_DAILY", "TIME_SERIES_DAILY"]
     assert err.count("falls back to TIME_SERIES_DAILY") == 1
     assert len(stored(app, "IBM")) == 10
+
+
+def daily_version_of(name: str) -> dict:
+    """The recorded adjusted answer as TIME_SERIES_DAILY would give it: no adjusted values."""
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / name).read_text())
+    payload["Meta Data"]["1. Information"] = "Daily Prices (open, high, low, close) and Volumes"
+    for day, fields in payload["Time Series (Daily)"].items():
+        payload["Time Series (Daily)"][day] = {
+            "1. open": fields["1. open"], "2. high": fields["2. high"],
+            "3. low": fields["3. low"], "4. close": fields["4. close"],
+            "5. volume": fields["6. volume"]}
+    return payload
+
+
+def test_a_free_tier_run_after_an_adjusted_one_keeps_the_adjusted_values(
+        app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    assert run_job(capsys, job_env, "--symbols", "IBM", "--days", "60")[0] == 0
+    url = "/api/financial_data?symbol=IBM&fields=all&start_date=2023-02-08&end_date=2023-02-09"
+    before = app.test_client().get(url).get_json()["data"]
+    assert before == [
+        {"symbol": "IBM", "date": "2023-02-08", "open_price": "135.71", "high_price": "136.74",
+         "low_price": "135.16", "close_price": "135.98", "adjusted_close_price": "134.3229",
+         "volume": "4593748", "dividend_amount": "0.00", "split_coefficient": "1.0"},
+        {"symbol": "IBM", "date": "2023-02-09", "open_price": "134.99", "high_price": "135.73",
+         "low_price": "133.34", "close_price": "133.75", "adjusted_close_price": "133.75",
+         "volume": "3918817", "dividend_amount": "1.65", "split_coefficient": "1.0"},
+    ]
+    fake_alphavantage.queue_error("premium_endpoint")
+    fake_alphavantage.queue_json(daily_version_of(IBM))
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM", "--days", "60")
+    assert (status, out) == (0, "IBM: 43 rows fetched, 0 new, 0 updated\n"), err
+    assert app.test_client().get(url).get_json()["data"] == before
 
 
 def test_short_term_limit_is_waited_out(app, capsys, job_env, fake_alphavantage):
@@ -136,12 +170,16 @@ def test_dry_run_prints_records_and_writes_nothing(app, capsys, job_env, fake_al
     fake_alphavantage.queue_fixture(AAPL)
     status, out, err = run_job(capsys, job_env, "--dry-run", "--days", "1")
     assert status == 0
-    assert json.loads(out) == [
-        {"symbol": "IBM", "date": "2023-03-24", "open_price": "123.36",
-         "close_price": "125.29", "volume": "3812644"},
-        {"symbol": "AAPL", "date": "2023-03-24", "open_price": "158.86",
-         "close_price": "160.25", "volume": "59256343"},
+    records = json.loads(out)
+    assert records == [
+        {"symbol": "IBM", "date": "2023-03-24", "open_price": "123.36", "high_price": "125.40",
+         "low_price": "122.88", "close_price": "125.29", "adjusted_close_price": "125.29",
+         "volume": "3812644", "dividend_amount": "0.00", "split_coefficient": "1.0"},
+        {"symbol": "AAPL", "date": "2023-03-24", "open_price": "158.86", "high_price": "160.34",
+         "low_price": "157.85", "close_price": "160.25", "adjusted_close_price": "160.25",
+         "volume": "59256343", "dividend_amount": "0.00", "split_coefficient": "1.0"},
     ]
+    assert all(list(record) == list(RECORD_FIELDS) for record in records)
     assert "IBM: 1 rows fetched (dry run, nothing stored)" in err
     assert stored(app) == {}
 
@@ -234,7 +272,7 @@ def test_failure_mid_symbol_leaves_its_rows_exactly_as_they_were(
     assert len(before) == 100
     # 600 new rows (two upsert chunks) and one changed row; the second chunk fails.
     grown = synthetic_payload("IBM", days)
-    grown["Time Series (Daily)"][days[0].isoformat()]["1. open"] = "99.0000"
+    grown["Time Series (Daily)"][days[0].isoformat()]["1. open"] = "9.5000"
     fake_alphavantage.queue_json(grown)
     fake_alphavantage.queue_fixture(AAPL)
     _install_failing_trigger(app, days[650].isoformat())

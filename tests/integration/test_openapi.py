@@ -15,10 +15,24 @@ def test_document_lists_every_parameter_bound_and_status(sqlite_client):
     document = sqlite_client.get("/api/swagger.json").get_json()
     listing = document["paths"]["/financial_data"]["get"]
     params = {param["name"]: param for param in listing["parameters"]}
-    assert set(params) == {"start_date", "end_date", "symbol", "limit", "page"}
+    assert set(params) == {"start_date", "end_date", "symbol", "fields", "limit", "page"}
     assert (params["limit"]["minimum"], params["limit"]["maximum"]) == (1, 1000)
     assert params["page"]["minimum"] == 1
     assert set(listing["responses"]) == {"200", "400", "405", "500", "503"}
+    assert (params["symbol"]["type"], params["symbol"]["collectionFormat"]) == ("array", "csv")
+    assert params["fields"]["items"]["enum"][-1] == "all"
+    assert params["fields"]["default"] == ["symbol", "date", "open_price", "close_price",
+                                           "volume"]
+    export = document["paths"]["/financial_data/export"]["get"]
+    assert {param["name"] for param in export["parameters"]} == {
+        "start_date", "end_date", "symbol", "fields"}
+    assert export["produces"] == ["text/csv", "application/json"]
+    assert export["responses"]["200"]["schema"]["type"] == "string"
+    assert set(export["responses"]) == {"200", "400", "405", "500", "503"}
+    record = document["definitions"]["PriceRecord"]["properties"]
+    assert [name for name, field in record.items() if field.get("x-nullable")] == [
+        "high_price", "low_price", "adjusted_close_price", "dividend_amount",
+        "split_coefficient"]
     stats = document["paths"]["/statistics"]["get"]
     assert all(param["required"] for param in stats["parameters"])
     assert set(stats["responses"]) == {"200", "400", "404", "405", "500", "503"}

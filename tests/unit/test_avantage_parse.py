@@ -57,6 +57,25 @@ def minimal_daily(fields: Any = None, day: Any = "2023-03-24") -> dict[str, Any]
     }
 
 
+def minimal_adjusted(**changes: str | None) -> dict[str, Any]:
+    """A one-day TIME_SERIES_DAILY_ADJUSTED payload for IBM (the 2022-11-09 dividend day).
+
+    Keywords ``_5="..."`` replace the field numbered 5; None removes it.
+    """
+    fields = {"1. open": "137.95", "2. high": "138.9", "3. low": "136.94", "4. close": "137.39",
+              "5. adjusted close": "135.715749630724", "6. volume": "4720007",
+              "7. dividend amount": "1.6500", "8. split coefficient": "1.0"}
+    for number, value in changes.items():
+        (key,) = [name for name in fields if name.startswith(number.lstrip("_") + ".")]
+        if value is None:
+            del fields[key]
+        else:
+            fields[key] = value
+    payload = minimal_daily(fields)
+    payload["Meta Data"]["1. Information"] = "Daily Time Series with Splits and Dividend Events"
+    return payload
+
+
 def with_field(key: str, value: Any) -> dict[str, Any]:
     payload = minimal_daily()
     payload["Time Series (Daily)"]["2023-03-24"][key] = value
@@ -77,10 +96,16 @@ def test_parses_ibm_adjusted_fixture_exactly() -> None:
     assert series.symbol == "IBM"
     assert series.function == TIME_SERIES_DAILY_ADJUSTED
     assert len(series.bars) == 100
-    assert series.bars[0] == DailyBar(date(2023, 3, 24), Decimal("123.36"), Decimal("125.29"),
-                                      3812644)
-    assert series.bars[-1] == DailyBar(date(2022, 10, 31), Decimal("138.06"), Decimal("138.29"),
-                                       4915270)
+    assert series.bars[0] == DailyBar(
+        date=date(2023, 3, 24), open_price=Decimal("123.36"), high_price=Decimal("125.4"),
+        low_price=Decimal("122.88"), close_price=Decimal("125.29"),
+        adjusted_close_price=Decimal("125.29"), volume=3812644,
+        dividend_amount=Decimal("0.0000"), split_coefficient=Decimal("1.0"))
+    assert series.bars[-1] == DailyBar(
+        date=date(2022, 10, 31), open_price=Decimal("138.06"), high_price=Decimal("138.7699"),
+        low_price=Decimal("136.595"), close_price=Decimal("138.29"),
+        adjusted_close_price=Decimal("134.9837"), volume=4915270,
+        dividend_amount=Decimal("0.0000"), split_coefficient=Decimal("1.0"))
     assert all(isinstance(bar.open_price, Decimal) for bar in series.bars)
     assert all(type(bar.volume) is int for bar in series.bars)
 
@@ -103,7 +128,11 @@ def test_parses_ibm_daily_fixture_keeping_the_api_digits() -> None:
     assert series.function == TIME_SERIES_DAILY
     assert len(series.bars) == 100
     newest = series.bars[0]
-    assert newest == DailyBar(date(2024, 6, 18), Decimal("170.0000"), Decimal("170.5500"), 3386442)
+    assert newest == DailyBar(
+        date=date(2024, 6, 18), open_price=Decimal("170.0000"), high_price=Decimal("170.7500"),
+        low_price=Decimal("168.3800"), close_price=Decimal("170.5500"), volume=3386442)
+    assert (newest.adjusted_close_price, newest.dividend_amount, newest.split_coefficient) == (
+        None, None, None)
     assert str(newest.open_price) == "170.0000"
     assert series.bars[-1].date == date(2024, 1, 26)
 
@@ -112,8 +141,11 @@ def test_parses_aapl_adjusted_fixture() -> None:
     series = parse_daily_series(load(AAPL_ADJUSTED))
 
     assert series.symbol == "AAPL"
-    assert series.bars[0] == DailyBar(date(2023, 3, 24), Decimal("158.86"), Decimal("160.25"),
-                                      59256343)
+    assert series.bars[0] == DailyBar(
+        date=date(2023, 3, 24), open_price=Decimal("158.86"), high_price=Decimal("160.34"),
+        low_price=Decimal("157.85"), close_price=Decimal("160.25"),
+        adjusted_close_price=Decimal("160.25"), volume=59256343,
+        dividend_amount=Decimal("0.0000"), split_coefficient=Decimal("1.0"))
 
 
 @pytest.mark.parametrize("name", [IBM_ADJUSTED, IBM_DAILY, AAPL_ADJUSTED])
@@ -148,15 +180,90 @@ def test_given_symbol_wins_and_is_upper_cased() -> None:
      ("999999999.9999", "999999999.9999")],
 )
 def test_price_formats_parse_exactly(raw: str, expected: str) -> None:
-    bar = parse_daily_series(with_field("1. open", raw)).bars[0]
+    payload = minimal_daily({"1. open": raw, "2. high": raw, "3. low": raw, "4. close": raw,
+                             "5. volume": "1"})
+    bar = parse_daily_series(payload).bars[0]
 
     assert isinstance(bar.open_price, Decimal)
-    assert str(bar.open_price) == expected
+    assert [str(price) for price in (bar.open_price, bar.high_price, bar.low_price,
+                                     bar.close_price)] == [expected] * 4
 
 
 @pytest.mark.parametrize("raw", ["0", "99999999999999", "000123"])
 def test_volume_limits_accepted(raw: str) -> None:
     assert parse_daily_series(with_field("5. volume", raw)).bars[0].volume == int(raw)
+
+
+def raw_days(name: str) -> dict[str, dict[str, str]]:
+    return load(name)["Time Series (Daily)"]
+
+
+@pytest.mark.parametrize("name", [IBM_ADJUSTED, IBM_DAILY, AAPL_ADJUSTED])
+def test_high_and_low_keep_the_file_digits_on_every_day(name: str) -> None:
+    days = raw_days(name)
+    bars = parse_daily_series(load(name)).bars
+
+    assert [(str(bar.high_price), str(bar.low_price)) for bar in bars] == [
+        (days[bar.date.isoformat()]["2. high"], days[bar.date.isoformat()]["3. low"])
+        for bar in bars]
+
+
+@pytest.mark.parametrize("name", [IBM_ADJUSTED, AAPL_ADJUSTED])
+def test_dividend_and_split_keep_the_file_digits_on_every_day(name: str) -> None:
+    days = raw_days(name)
+    bars = parse_daily_series(load(name)).bars
+
+    assert [(str(bar.dividend_amount), str(bar.split_coefficient)) for bar in bars] == [
+        (days[bar.date.isoformat()]["7. dividend amount"],
+         days[bar.date.isoformat()]["8. split coefficient"]) for bar in bars]
+
+
+@pytest.mark.parametrize(("name", "dividends"), [
+    (IBM_ADJUSTED, {date(2023, 2, 9): "1.6500", date(2022, 11, 9): "1.6500"}),
+    (AAPL_ADJUSTED, {date(2023, 2, 10): "0.2300", date(2022, 12, 23): "0.1667",
+                     date(2022, 11, 4): "0.2300"}),
+])
+def test_the_recorded_dividends_are_exactly_those_of_the_file(name: str, dividends) -> None:
+    bars = parse_daily_series(load(name)).bars
+
+    assert {bar.date: str(bar.dividend_amount) for bar in bars if bar.dividend_amount} == dividends
+
+
+@pytest.mark.parametrize(("name", "day", "adjusted"), [
+    (IBM_ADJUSTED, date(2023, 3, 24), "125.29"),           # as sent: no rounding needed
+    (IBM_ADJUSTED, date(2023, 2, 8), "134.3229"),          # "134.322932053176"
+    (IBM_ADJUSTED, date(2022, 11, 9), "135.7157"),         # "135.715749630724"
+    (IBM_ADJUSTED, date(2022, 12, 28), "138.3137"),        # "138.31370014771"
+    (AAPL_ADJUSTED, date(2022, 12, 23), "131.6595"),       # "131.659472361809"
+    (AAPL_ADJUSTED, date(2022, 11, 4), "137.9951"),        # "137.995100880558"
+])
+def test_adjusted_close_is_rounded_to_the_column_four_places(
+        name: str, day: date, adjusted: str) -> None:
+    bars = {bar.date: bar for bar in parse_daily_series(load(name)).bars}
+
+    assert str(bars[day].adjusted_close_price) == adjusted
+
+
+def test_adjusted_close_rounds_half_away_from_zero() -> None:
+    def adjusted(raw: str) -> str:
+        return str(parse_daily_series(minimal_adjusted(_5=raw)).bars[0].adjusted_close_price)
+
+    assert adjusted("135.71235") == "135.7124"
+    assert adjusted("135.71234999999999999999") == "135.7123"
+    assert adjusted("135.7") == "135.7"
+
+
+def test_one_decimal_prices_are_kept_as_sent() -> None:
+    bar = parse_daily_series(load(IBM_ADJUSTED)).bars[0]
+
+    assert (str(bar.high_price), str(bar.low_price)) == ("125.4", "122.88")
+
+
+def test_daily_series_carry_no_adjusted_values() -> None:
+    bars = parse_daily_series(load(IBM_DAILY)).bars
+
+    assert {(bar.adjusted_close_price, bar.dividend_amount, bar.split_coefficient)
+            for bar in bars} == {(None, None, None)}
 
 
 # --- malformed payloads ------------------------------------------------------------------------
@@ -166,6 +273,32 @@ PER_DAY_CASES = {
     "missing open": without_field("1. open"),
     "missing close": without_field("4. close"),
     "missing volume": without_field("5. volume"),
+    "missing high": without_field("2. high"),
+    "missing low": without_field("3. low"),
+    "high not a number": with_field("2. high", "n/a"),
+    "low negative": with_field("3. low", "-122.88"),
+    "high below low": minimal_daily({"1. open": "10", "2. high": "9", "3. low": "11",
+                                     "4. close": "10", "5. volume": "1"}),
+    "high below the close": with_field("2. high", "125.28"),
+    "high below the open": with_field("2. high", "123.35"),
+    "low above the open": with_field("3. low", "123.37"),
+    "low above the close": minimal_daily({"1. open": "124", "2. high": "125.4",
+                                          "3. low": "123.01", "4. close": "123",
+                                          "5. volume": "1"}),
+    "adjusted close not a number": minimal_adjusted(_5="x"),
+    "adjusted close missing": minimal_adjusted(_5=None),
+    "dividend missing": minimal_adjusted(_7=None),
+    "split missing": minimal_adjusted(_8=None),
+    "adjusted close negative": minimal_adjusted(_5="-1.5"),
+    "adjusted close 21 decimals": minimal_adjusted(_5="1." + "1" * 21),
+    "adjusted close exponent": minimal_adjusted(_5="1.3E+2"),
+    "dividend five decimals": minimal_adjusted(_7="1.65001"),
+    "dividend negative": minimal_adjusted(_7="-1.65"),
+    "dividend empty": minimal_adjusted(_7=""),
+    "split zero": minimal_adjusted(_8="0.0"),
+    "split nine decimals": minimal_adjusted(_8="0.333333333"),
+    "split of a billion": minimal_adjusted(_8="1000000000"),
+    "split not a number": minimal_adjusted(_8="one"),
     "price not a number": with_field("1. open", "abc"),
     "price empty": with_field("4. close", ""),
     "price NaN": with_field("1. open", "NaN"),
@@ -199,6 +332,31 @@ def test_malformed_day_names_symbol_and_day(payload: dict[str, Any]) -> None:
 
     assert "IBM 2023-03-24" in str(caught.value)
     assert caught.value.symbol == "IBM"
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    (minimal_daily({"1. open": "10", "2. high": "9", "3. low": "11", "4. close": "10",
+                    "5. volume": "1"}), "IBM 2023-03-24: '2. high' 9 is below '3. low' 11"),
+    (with_field("2. high", "125.28"),
+     r"IBM 2023-03-24: '2. high' 125.28 is below the open or close \(125.29\)"),
+    (with_field("3. low", "123.37"),
+     r"IBM 2023-03-24: '3. low' 123.37 is above the open or close \(123.36\)"),
+    (minimal_adjusted(_8="0.0"), "IBM 2023-03-24: '8. split coefficient' is '0.0', zero"),
+    (minimal_adjusted(_7="1.65001"),
+     r"'7. dividend amount' is '1.65001', more than 4 decimal places \(column is DECIMAL"),
+])
+def test_malformed_values_are_explained(payload: dict[str, Any], message: str) -> None:
+    with pytest.raises(MalformedResponseError, match=message):
+        parse_daily_series(payload)
+
+
+def test_a_day_whose_high_or_low_equals_its_open_or_close_is_valid() -> None:
+    payload = minimal_daily({"1. open": "10", "2. high": "10.0", "3. low": "10.0000",
+                             "4. close": "10", "5. volume": "1"})
+
+    bar = parse_daily_series(payload).bars[0]
+
+    assert (bar.high_price, bar.low_price) == (Decimal(10), Decimal(10))
 
 
 def test_adjusted_payload_needs_six_volume() -> None:

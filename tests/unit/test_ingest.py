@@ -12,9 +12,13 @@ from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 D = datetime.date
 
 
+def bar(day: datetime.date, open_price: str = "1.00", close_price: str = "2.00") -> DailyBar:
+    return DailyBar(date=day, open_price=Decimal(open_price), high_price=Decimal("3.00"),
+                    low_price=Decimal("0.50"), close_price=Decimal(close_price), volume=3)
+
+
 def series_of(*days: datetime.date) -> DailySeries:
-    bars = tuple(DailyBar(day, Decimal("1.00"), Decimal("2.00"), 3)
-                 for day in sorted(days, reverse=True))
+    bars = tuple(bar(day) for day in sorted(days, reverse=True))
     return DailySeries("IBM", "TIME_SERIES_DAILY", bars)
 
 
@@ -70,7 +74,10 @@ def test_records_are_exact_strings_oldest_first_with_the_raw_close():
     assert len(records) == 10
     assert records[0]["date"] == "2023-03-13"
     assert records[-1] == {"symbol": "IBM", "date": "2023-03-24", "open_price": "123.36",
-                           "close_price": "125.29", "volume": "3812644"}
+                           "high_price": "125.40", "low_price": "122.88",
+                           "close_price": "125.29", "adjusted_close_price": "125.29",
+                           "volume": "3812644", "dividend_amount": "0.00",
+                           "split_coefficient": "1.0"}
     assert [r["date"] for r in records] == sorted(r["date"] for r in records)
 
 
@@ -84,6 +91,25 @@ def test_dividend_day_keeps_the_raw_close_not_the_adjusted_one():
 
 
 def test_four_decimal_prices_survive_unrounded():
-    bars = (DailyBar(D(2024, 1, 2), Decimal("12.3456"), Decimal("150.1000"), 7),)
+    bars = (bar(D(2024, 1, 2), open_price="12.3456", close_price="2.1000"),)
     record = to_records(recent_days(DailySeries("X", "TIME_SERIES_DAILY", bars)))[0]
-    assert (record["open_price"], record["close_price"]) == ("12.3456", "150.10")
+    assert (record["open_price"], record["close_price"]) == ("12.3456", "2.10")
+
+
+@pytest.mark.parametrize("name, day, record", [
+    ("IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json", "2022-11-09",
+     {"symbol": "IBM", "date": "2022-11-09", "open_price": "137.95", "high_price": "138.90",
+      "low_price": "136.94", "close_price": "137.39", "adjusted_close_price": "135.7157",
+      "volume": "4720007", "dividend_amount": "1.65", "split_coefficient": "1.0"}),
+    ("AAPL_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json", "2022-12-23",
+     {"symbol": "AAPL", "date": "2022-12-23", "open_price": "130.92", "high_price": "132.415",
+      "low_price": "129.64", "close_price": "131.86", "adjusted_close_price": "131.6595",
+      "volume": "63814893", "dividend_amount": "0.1667", "split_coefficient": "1.0"}),
+    ("IBM_TIME_SERIES_DAILY_compact_2024-06-18.json", "2024-06-18",
+     {"symbol": "IBM", "date": "2024-06-18", "open_price": "170.00", "high_price": "170.75",
+      "low_price": "168.38", "close_price": "170.55", "adjusted_close_price": None,
+      "volume": "3386442", "dividend_amount": None, "split_coefficient": None}),
+])
+def test_records_carry_every_field_in_the_contract_order(name, day, record):
+    by_date = {r["date"]: r for r in to_records(recent_days(load(name), None))}
+    assert list(by_date[day].items()) == list(record.items())

@@ -5,7 +5,9 @@ from decimal import Decimal
 import pytest
 
 from app.api.serializers import pagination, price_row, statistics_record
-from financial.records import format_price
+from financial.records import (
+    DEFAULT_FIELDS, RECORD_FIELDS, format_price, format_ratio, price_record,
+)
 from financial.stats import PriceStatistics
 
 
@@ -26,13 +28,42 @@ def test_pages_is_the_ceiling_of_count_over_limit(count, limit, pages):
                                            "pages": pages}
 
 
-def test_price_record_has_only_strings():
-    class Row:
-        symbol, date = "IBM", datetime.date(2023, 2, 14)
-        open_price, close_price, volume = Decimal("153.0800"), Decimal("154.5200"), 62199013
+@pytest.mark.parametrize("stored, shown", [
+    ("1.00000000", "1.0"), ("1.0", "1.0"), ("4", "4.0"), ("0.50000000", "0.5"),
+    ("0.33333333", "0.33333333"), ("1.5E+1", "15.0"),
+    ("9999999999.99999999", "9999999999.99999999"),
+])
+def test_format_ratio_is_exact_with_at_least_one_decimal(stored, shown):
+    assert format_ratio(Decimal(stored)) == shown
 
-    assert price_row(Row) == {"symbol": "IBM", "date": "2023-02-14", "open_price": "153.08",
-                              "close_price": "154.52", "volume": "62199013"}
+
+STORED = {"symbol": "IBM", "date": datetime.date(2023, 2, 14), "open_price": Decimal("153.0800"),
+          "high_price": Decimal("155.0000"), "low_price": None, "close_price": Decimal("154.5200"),
+          "adjusted_close_price": Decimal("152.1234"), "volume": 62199013,
+          "dividend_amount": Decimal("0.0000"), "split_coefficient": Decimal("1.00000000")}
+
+
+def test_price_record_has_only_strings_by_default():
+    assert price_record(STORED, DEFAULT_FIELDS) == {
+        "symbol": "IBM", "date": "2023-02-14", "open_price": "153.08", "close_price": "154.52",
+        "volume": "62199013"}
+
+
+def test_price_record_of_every_field_keeps_nulls_and_the_contract_order():
+    record = price_record(STORED, RECORD_FIELDS)
+    assert list(record.items()) == [
+        ("symbol", "IBM"), ("date", "2023-02-14"), ("open_price", "153.08"),
+        ("high_price", "155.00"), ("low_price", None), ("close_price", "154.52"),
+        ("adjusted_close_price", "152.1234"), ("volume", "62199013"),
+        ("dividend_amount", "0.00"), ("split_coefficient", "1.0")]
+
+
+def test_price_row_serializes_the_fields_asked_of_a_row_mapping():
+    class Row:
+        _mapping = {"close_price": Decimal("154.5200"), "split_coefficient": None}
+
+    assert price_row(Row, ("close_price", "split_coefficient")) == {
+        "close_price": "154.52", "split_coefficient": None}
 
 
 def test_statistics_record_gives_json_numbers():

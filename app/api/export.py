@@ -1,0 +1,134 @@
+"""The CSV export of stored prices, streamed from a server-side cursor in constant memory.
+
+Everything that can fail for a reason the client should read (the row cap,
+an unreachable database, the query itself) happens before the first byte,
+so it is still answered with the JSON envelope. Once rows flow the status
+is sent: a failure then can only cut the body short, which the client sees
+as an incomplete chunked response, and the log says what happened.
+"""
+import csv
+import datetime
+import io
+import itertools
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from flask import Response
+from sqlalchemy import Connection, Engine, Result, Row
+from sqlalchemy.orm import Session
+
+from financial.errors import InvalidParameterError
+from financial.queries import count_prices, stream_prices
+from financial.records import record_values
+
+logger = logging.getLogger(__name__)
+
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
+CONTENT_DISPOSITION = 'attachment; filename="financial_data.csv"'
+# Rows fetched from the cursor at a time, and the size of the chunks sent.
+BATCH_ROWS = 1000
+CHUNK_CHARS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ExportQuery:
+    """What to export: the list's filters and fields, and the most rows allowed."""
+
+    symbols: tuple[str, ...] | None
+    start_date: datetime.date | None
+    end_date: datetime.date | None
+    fields: tuple[str, ...]
+    max_rows: int
+
+
+def csv_response(engine: Engine, query: ExportQuery, headers: dict[str, str]) -> Response:
+    """Return a 200 streaming the CSV of ``query``, or raise before any byte is sent.
+
+    Raises InvalidParameterError when more rows than ``query.max_rows`` match,
+    and the database's errors when it cannot count or run the query.
+    """
+    body = _csv_chunks(engine, query)
+    next(body)  # counts, runs the query and reads its first rows while an error can be JSON
+    return Response(body, content_type=CSV_CONTENT_TYPE,
+                    headers={"Content-Disposition": CONTENT_DISPOSITION, **headers})
+
+
+def _csv_chunks(engine: Engine, query: ExportQuery) -> Iterator[bytes]:
+    """Yield b"" once the first rows are read, then the CSV in chunks; release the connection.
+
+    The export has a connection of its own rather than the request's
+    session, which is closed when the view returns, before the body is
+    sent. On MySQL the count and the rows come from one transaction, so the
+    CSV holds exactly the rows counted.
+    """
+    connection = engine.connect()
+    session = Session(bind=connection)
+    result: Result | None = None
+    try:
+        result = _open_rows(session, query)
+        first_rows = result.fetchmany(BATCH_ROWS)
+        yield b""
+        yield from _encoded(itertools.chain(first_rows, result), query.fields)
+    finally:
+        _release(connection, session, result)
+
+
+def _release(connection: Connection, session: Session, result: Result | None) -> None:
+    """Give the export's connection back to the pool; never let this spoil a finished body.
+
+    Closing a half-read result ends the query: on MySQL by reading and
+    dropping the rows still on their way (about a second per million), the
+    only way to end an unbuffered query and keep the connection. A
+    connection that cannot be closed cleanly (the database went away) is
+    discarded.
+    """
+    try:
+        if result is not None:
+            result.close()
+        session.close()
+    except Exception as exc:  # the body is sent or already cut short; only the pool is left
+        logger.warning("CSV export: its database connection could not be closed cleanly "
+                       "(%s); it is discarded", exc.__class__.__name__)
+        connection.invalidate()
+    finally:
+        connection.close()
+
+
+def _open_rows(session: Session, query: ExportQuery) -> Result:
+    """Check the row cap, then run the query; return its unread result."""
+    count = count_prices(session, symbols=query.symbols, start_date=query.start_date,
+                         end_date=query.end_date)
+    if count > query.max_rows:
+        raise InvalidParameterError(
+            f"the export matches {count:,} rows, more than the {query.max_rows:,} it may "
+            "stream; narrow the filters (symbol, start_date, end_date)")
+    return stream_prices(session, symbols=query.symbols, start_date=query.start_date,
+                         end_date=query.end_date, fields=query.fields, batch_size=BATCH_ROWS)
+
+
+def _encoded(rows: Iterable[Row], fields: Sequence[str]) -> Iterator[bytes]:
+    """Yield the header and rows (columns in ``fields`` order) as UTF-8 CSV chunks.
+
+    Logs a failure, or a client that stopped reading, with the rows written so far.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)  # RFC 4180: CRLF line ends, quotes only where needed
+    writer.writerow(fields)
+    sent = 0
+    try:
+        for row in rows:
+            writer.writerow(record_values(row, fields))
+            sent += 1
+            if buffer.tell() >= CHUNK_CHARS:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode()
+    except GeneratorExit:
+        logger.info("CSV export stopped after %d rows: the client stopped reading", sent)
+        raise
+    except Exception as exc:
+        logger.error("CSV export failed after %d rows (%s); the response was cut short",
+                     sent, exc.__class__.__name__, exc_info=exc)
+        raise

@@ -1,0 +1,41 @@
+"""Add high, low, adjusted close, dividend and split coefficient to financial_data.
+
+All nullable: rows stored before have no high and low until the next fetch
+fills them, and only TIME_SERIES_DAILY_ADJUSTED answers carry the rest.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-29
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+# On SQLite exact decimals are integers counting 10**-scale units (see
+# lib.db.ScaledDecimal): 1/10000 for prices, 10**-8 for the split coefficient,
+# whose DECIMAL(18,8) maximum (10**18 - 1 units) fits a 64-bit integer.
+PRICE = sa.Numeric(18, 4).with_variant(sa.BigInteger(), "sqlite")
+RATIO = sa.Numeric(18, 8).with_variant(sa.BigInteger(), "sqlite")
+NEW_COLUMNS = (
+    ("high_price", PRICE),
+    ("low_price", PRICE),
+    ("adjusted_close_price", PRICE),
+    ("dividend_amount", PRICE),
+    ("split_coefficient", RATIO),
+)
+
+
+def upgrade():
+    for name, column_type in NEW_COLUMNS:
+        op.add_column("financial_data", sa.Column(name, column_type, nullable=True))
+
+
+def downgrade():
+    # Batch mode: older SQLite cannot drop a column, so the table is copied there.
+    with op.batch_alter_table("financial_data") as batch:
+        for name, _ in reversed(NEW_COLUMNS):
+            batch.drop_column(name)

@@ -1,0 +1,123 @@
+"""GET /api/financial_data/export through the test client, on every database backend."""
+import csv
+import io
+
+from app.extensions import db
+from tests.helpers import every_listed_row, insert_synthetic_rows
+
+EXPORT = "/api/financial_data/export"
+ALL_FIELDS = ["symbol", "date", "open_price", "high_price", "low_price", "close_price",
+              "adjusted_close_price", "volume", "dividend_amount", "split_coefficient"]
+
+
+def csv_rows(response) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(response.get_data(as_text=True), newline="")))
+
+
+def checked_out_connections(app) -> int:
+    with app.app_context():
+        return db.engine.pool.checkedout()
+
+
+def test_export_is_a_csv_attachment_with_exact_values_and_empty_nulls(client, recorded_prices):
+    response = client.get(f"{EXPORT}?fields=all&symbol=msft,IBM&start_date=2023-03-24"
+                          "&end_date=2024-01-26")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="financial_data.csv"'
+    assert response.get_data() == (
+        b"symbol,date,open_price,high_price,low_price,close_price,adjusted_close_price,volume,"
+        b"dividend_amount,split_coefficient\r\n"
+        b"IBM,2023-03-24,123.36,125.40,122.88,125.29,125.29,3812644,0.00,1.0\r\n"
+        b"MSFT,2023-03-24,277.24,,,280.57,,28199180,,\r\n"
+        b"IBM,2024-01-26,191.31,192.3896,186.16,187.42,,9895941,,\r\n")
+
+
+def test_export_holds_every_listed_row_in_the_same_order_and_values(client, recorded_prices):
+    query = "symbol=AAPL,ibm,MSFT,aapl&fields=all"
+    rows = csv_rows(client.get(f"{EXPORT}?{query}"))
+    listed = every_listed_row(client, query)
+    assert len(listed) == 301
+    assert rows[0] == ALL_FIELDS
+    assert rows[1:] == [["" if value is None else value for value in row.values()]
+                        for row in listed]
+
+
+def test_export_defaults_to_the_original_five_fields(client, recorded_prices):
+    response = client.get(f"{EXPORT}?symbol=IBM&start_date=2023-02-09&end_date=2023-02-09")
+    assert response.get_data() == (b"symbol,date,open_price,close_price,volume\r\n"
+                                   b"IBM,2023-02-09,134.99,133.75,3918817\r\n")
+
+
+def test_export_fields_come_in_the_contract_order(client, recorded_prices):
+    response = client.get(f"{EXPORT}?symbol=AAPL&start_date=2022-12-23&end_date=2022-12-23"
+                          "&fields=split_coefficient,dividend_amount,date,dividend_amount")
+    assert csv_rows(response) == [["date", "dividend_amount", "split_coefficient"],
+                                  ["2022-12-23", "0.1667", "1.0"]]
+
+
+def test_export_of_nothing_is_the_header_alone(client, recorded_prices):
+    response = client.get(f"{EXPORT}?symbol=NOPE")
+    assert response.status_code == 200
+    assert response.get_data() == b"symbol,date,open_price,close_price,volume\r\n"
+
+
+def test_export_streams_the_rows_in_several_chunks(app, client):
+    with app.app_context():
+        insert_synthetic_rows(db.session, 5000)
+    response = client.get(f"{EXPORT}?fields=all")
+    chunks = [chunk for chunk in response.response if chunk]
+    assert len(chunks) > 3
+    lines = b"".join(chunks).split(b"\r\n")
+    assert len(lines) == 5002 and lines[-1] == b""
+    assert lines[1] == b"S000,2000-01-03,100.1234,110.50,90.25,105.0001,104.9876,123456789,0.00,1.0"
+    assert checked_out_connections(app) == 0
+
+
+def test_export_of_exactly_the_most_rows_allowed_is_served(app, client, recorded_prices):
+    app.config["EXPORT_MAX_ROWS"] = 100
+    response = client.get(f"{EXPORT}?symbol=AAPL")
+    assert response.status_code == 200
+    assert len(csv_rows(response)) == 101
+
+
+def test_export_of_more_rows_than_allowed_is_refused_before_any_byte(
+        app, client, recorded_prices):
+    app.config["EXPORT_MAX_ROWS"] = 300
+    response = client.get(f"{EXPORT}?fields=all")
+    assert response.status_code == 400
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.get_json() == {
+        "data": [], "pagination": None,
+        "info": {"error": "the export matches 301 rows, more than the 300 it may stream; "
+                          "narrow the filters (symbol, start_date, end_date)"}}
+    assert checked_out_connections(app) == 0
+    assert client.get(f"{EXPORT}?symbol=IBM,MSFT").status_code == 200
+
+
+def test_head_sends_the_headers_and_releases_the_connection(app, client, recorded_prices):
+    response = client.head(f"{EXPORT}?fields=all")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.get_data() == b""
+    response.close()
+    assert checked_out_connections(app) == 0
+
+
+def test_a_client_that_stops_reading_frees_the_connection_and_is_logged(app, client, caplog):
+    with app.app_context():
+        insert_synthetic_rows(db.session, 5000)
+    response = client.get(f"{EXPORT}?fields=all")
+    chunks = iter(response.response)
+    assert next(chunks).startswith(b"symbol,date,")
+    response.close()
+    assert checked_out_connections(app) == 0
+    assert "CSV export stopped after " in caplog.text
+    assert "rows: the client stopped reading" in caplog.text
+    assert client.get(f"{EXPORT}?symbol=S001&start_date=2000-01-03&end_date=2000-01-03"
+                      ).get_data().count(b"\r\n") == 2, "the pool's connections still work"
+
+
+def test_successful_exports_may_be_cached_by_clients(sqlite_client):
+    response = sqlite_client.get(EXPORT)
+    assert response.headers["Cache-Control"] == "public, max-age=60"
