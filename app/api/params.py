@@ -59,6 +59,14 @@ class Symbol(fields.String):
         return text.upper()
 
 
+def _refused(bad: list[str], singular: str, plural: str, shown: int = 5) -> dict[str, str]:
+    """Return the ``bad`` and ``verb`` of a refusal message, quoting at most ``shown`` items."""
+    quoted = ", ".join(map(repr, bad[:shown]))
+    if len(bad) > shown:
+        quoted += f" and {len(bad) - shown} more"
+    return {"bad": quoted, "verb": singular if len(bad) == 1 else plural}
+
+
 class SymbolList(fields.String):
     """One or more comma-separated tickers, as a sorted tuple of distinct upper-case ones."""
 
@@ -71,8 +79,7 @@ class SymbolList(fields.String):
         items = super()._deserialize(value, attr, data, **kwargs).split(",")
         bad = [item for item in dict.fromkeys(items) if not is_valid_symbol(item)]
         if bad:
-            raise self.make_error("invalid", bad=", ".join(map(repr, bad)),
-                                  verb="is not a ticker" if len(bad) == 1 else "are not tickers")
+            raise self.make_error("invalid", **_refused(bad, "is not a ticker", "are not tickers"))
         symbols = tuple(sorted({item.upper() for item in items}))
         if len(symbols) > MAX_SYMBOLS:
             raise self.make_error("too_many", count=len(symbols))
@@ -92,8 +99,7 @@ class FieldList(fields.String):
         names = set(super()._deserialize(value, attr, data, **kwargs).split(","))
         bad = sorted(names.difference(self.choices))
         if bad:
-            raise self.make_error("invalid", bad=", ".join(map(repr, bad)),
-                                  verb="is not a field" if len(bad) == 1 else "are not fields")
+            raise self.make_error("invalid", **_refused(bad, "is not a field", "are not fields"))
         if ALL_FIELDS in names:
             return RECORD_FIELDS
         return tuple(name for name in RECORD_FIELDS if name in names)

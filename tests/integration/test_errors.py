@@ -91,6 +91,8 @@ MANY_SYMBOLS = ",".join(f"S{n}" for n in range(101))
     ("symbol=IBM,,AAPL", f"symbol: '' is not a ticker; each must be {RULE}"),
     ("symbol=IBM,%20AAPL,B%20C", f"symbol: ' AAPL', 'B C' are not tickers; each must be {RULE}"),
     (f"symbol={MANY_SYMBOLS}", "symbol: takes at most 100 distinct tickers, got 101"),
+    ("symbol=" + ",".join(f"B%20{n}" for n in range(8)),
+     f"symbol: 'B 0', 'B 1', 'B 2', 'B 3', 'B 4' and 3 more are not tickers; each must be {RULE}"),
     ("symbol=IBM&fields=all&fields=volume", "fields: is given more than once"),
 ])
 @pytest.mark.parametrize("path", ["/api/financial_data", "/api/financial_data/export"])
