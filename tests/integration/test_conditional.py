@@ -94,11 +94,11 @@ def test_a_fetch_that_stores_changes_changes_the_tag(redis_app, monkeypatch, tmp
     assert client.get(LIST_URL, headers={"If-None-Match": list_tag}).status_code == 304, (
         "a fetch that changes nothing keeps the tag")
 
-    payload["Time Series (Daily)"]["2023-03-13"]["1. open"] = "999.0001"
+    payload["Time Series (Daily)"]["2023-03-13"]["1. open"] = "126.0001"  # within high and low
     fetch_from_file(monkeypatch, redis_app, tmp_path, payload)
     assert "0 new, 1 updated" in capsys.readouterr().out
     changed = client.get(LIST_URL, headers={"If-None-Match": list_tag})
     assert changed.status_code == 200
     assert changed.headers["ETag"] != list_tag
-    assert changed.get_json()["data"][0]["open_price"] == "999.0001"
+    assert changed.get_json()["data"][0]["open_price"] == "126.0001"
     assert client.get(STATS_URL, headers={"If-None-Match": stats_tag}).status_code == 200
