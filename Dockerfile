@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
-# Stages: base -> deps (runtime venv) -> dev-deps (+ test/lint tools) -> dev
-# (docker-compose.dev.yml) and lint (flake8, import-linter, mypy gate) -> production (the default
-# target). production copies a marker from lint, so it is never built from
-# code that fails flake8, the import-linter contracts or mypy (setup.cfg).
+# Stages: base -> deps (runtime venv) -> runtime-venv (pip removed) and
+# dev-deps (+ test/lint tools) -> dev (docker-compose.dev.yml) and lint
+# (flake8, import-linter, mypy gate) -> production (the default target).
+# production copies a marker from lint, so it is never built from code that
+# fails flake8, the import-linter contracts or mypy (setup.cfg).
+# Packages come only from the hashed lock files (requirements*.lock).
 
 FROM python:3.11-slim-bookworm AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,15 +17,19 @@ RUN groupadd --system --gid 10001 app \
        --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin app
 WORKDIR /app
 
-# Only the requirement files enter this layer, so a code change reuses it.
+# Only the lock files enter these layers, so a code change reuses them.
 FROM base AS deps
-COPY requirements.txt ./
+COPY requirements.lock ./
 RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir -r requirements.txt
+    && pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock
+
+# The runtime needs no installer: pip and setuptools leave its virtualenv.
+FROM deps AS runtime-venv
+RUN pip uninstall --yes pip setuptools
 
 FROM deps AS dev-deps
-COPY requirements-dev.txt ./
-RUN pip install --no-cache-dir -r requirements-dev.txt
+COPY requirements-dev.lock ./
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements-dev.lock
 
 FROM dev-deps AS dev
 COPY . .
@@ -37,7 +43,7 @@ COPY . .
 RUN flake8 . && lint-imports && mypy && touch /tmp/lint.passed
 
 FROM base AS production
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=runtime-venv /opt/venv /opt/venv
 COPY get_raw_data.py ./
 COPY app/ app/
 COPY conf/ conf/

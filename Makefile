@@ -6,11 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test openapi benchmark
+.PHONY: install run test openapi benchmark lock
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+# The lock files pin every package, dependencies included, with their hashes;
+# pip refuses anything else. requirements*.txt are the lists people edit.
+$(INSTALLED): requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements-dev.lock
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -27,6 +30,14 @@ test: $(INSTALLED)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# After editing requirements.txt or requirements-dev.txt: regenerate both lock files.
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-header
+lock: $(INSTALLED)
+	$(PIP_COMPILE) --output-file requirements.lock requirements.txt
+	$(PIP_COMPILE) --constraint requirements.lock --output-file requirements-dev.lock \
+		requirements-dev.txt
 
 openapi: $(INSTALLED)
 	$(BIN)/flask --app app openapi

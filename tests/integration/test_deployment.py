@@ -191,6 +191,25 @@ def test_hadolint_ignores_come_with_a_reason():
             assert "#" in line or lines[number - 1].strip().startswith("#"), line
 
 
+def test_hosted_ci_workflow_follows_the_published_schema():
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+         ".github/workflows/ci.yml"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hosted_ci_runs_the_readme_test_command_and_a_compose_smoke_test():
+    workflow = YAML(typ="safe").load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    test_job, image_job = workflow["jobs"]["test"], workflow["jobs"]["image"]
+    assert {"mariadb", "redis"} <= set(test_job["services"])
+    assert any(step.get("run") == "make test" for step in test_job["steps"])
+    commands = " ".join(step.get("run", "") for step in image_job["steps"])
+    for expected in ("$COMPOSE build", "up --detach --wait", "/api/health", "/api/financial_data"):
+        assert expected in commands
+
+
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES)
 def test_compose_file_follows_the_compose_spec(compose_file):
     result = subprocess.run(
@@ -223,7 +242,8 @@ def test_dockerignore_keeps_secrets_and_local_state_out(path):
 
 @pytest.mark.parametrize("path", [
     "get_raw_data.py", "app/__init__.py", "migrations/env.py", "scripts/docker-entrypoint.sh",
-    "requirements.txt", "requirements-dev.txt", "setup.cfg", "data/fixtures",
+    "requirements.txt", "requirements-dev.txt", "requirements.lock", "requirements-dev.lock",
+    "setup.cfg", "data/fixtures",
 ])
 def test_dockerignore_keeps_the_code_in(path):
     assert (ROOT / path).exists() and not is_dockerignored(path)
@@ -241,6 +261,54 @@ def test_production_image_is_linted_non_root_and_secret_free():
         for keyword, arguments in stage:
             if keyword in ("ARG", "ENV"):
                 assert not re.search(r"KEY|PASSWORD|SECRET|TOKEN", arguments, re.I), arguments
+
+
+LOCKED = {"requirements.txt": "requirements.lock", "requirements-dev.txt": "requirements-dev.lock"}
+
+
+def pins(path: Path) -> dict[str, str]:
+    """Return {normalized name: version} of the ``name==version`` lines of a requirements file."""
+    found = {}
+    for match in re.finditer(r"^([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;\\]+)",
+                             path.read_text(encoding="utf-8"), re.MULTILINE):
+        found[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    return found
+
+
+@pytest.mark.parametrize("listed, locked", LOCKED.items())
+def test_lock_files_pin_what_the_requirement_files_list(listed, locked):
+    wanted, pinned = pins(ROOT / listed), pins(ROOT / locked)
+    assert {name: pinned.get(name) for name in wanted} == wanted, f"run `make lock` ({locked})"
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / locked).read_text(encoding="utf-8"))
+    assert all("--hash=sha256:" in block for block in blocks if "==" in block)
+
+
+def test_the_dev_lock_installs_the_runtime_lock_unchanged():
+    runtime, dev = pins(ROOT / "requirements.lock"), pins(ROOT / "requirements-dev.lock")
+    assert {name: dev.get(name) for name in runtime} == runtime
+
+
+def test_images_install_only_hashed_locked_packages_and_ship_no_installer():
+    stages = dockerfile_stages()
+    installs = [arguments for stage in stages.values() for keyword, arguments in stage
+                if keyword == "RUN" and "pip install" in arguments]
+    assert installs
+    for command in installs:
+        assert "--require-hashes" in command and re.search(r"-r requirements[\w-]*\.lock",
+                                                           command), command
+    venv_source = [arguments.split()[0].removeprefix("--from=")
+                   for keyword, arguments in stages["production"]
+                   if keyword == "COPY" and "/opt/venv" in arguments]
+    assert venv_source and any(
+        keyword == "RUN" and re.search(r"pip uninstall --yes pip setuptools", arguments)
+        for keyword, arguments in stages[venv_source[0]])
+
+
+def test_nginx_runs_a_stable_line():
+    compose = YAML(typ="safe").load((ROOT / "docker-compose.prod.yml").read_text())
+    minor = int(re.fullmatch(r"nginx:1\.(\d+)-alpine", compose["services"]["nginx"]["image"])
+                .group(1))
+    assert minor % 2 == 0 and minor >= 30, "nginx stable lines have an even minor version"
 
 
 def test_image_command_and_healthcheck_point_at_real_files():
