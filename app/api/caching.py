@@ -164,7 +164,7 @@ def cached_value(kind: str, params: tuple[Any, ...], compute: Callable[[], Value
         return compute()
     entry = cache_key(kind, params)
     try:
-        value = _read(state, entry)
+        generation, value = _read(state, entry)
     except Exception as exc:  # whatever the backend raises, answer uncached
         state.breaker.failed(exc)
         return compute()
@@ -172,7 +172,10 @@ def cached_value(kind: str, params: tuple[Any, ...], compute: Callable[[], Value
     record_cache(kind, hit=value is not None)
     if value is None:
         value = compute()
-        _write(state, entry, value)
+        # Under the generation read before computing: if a fetch invalidated
+        # the cache meanwhile, this answer may predate it and must not be
+        # stored as current.
+        _write(state, state.entry_key(generation, entry), value)
     return value
 
 
@@ -194,21 +197,25 @@ def clear_cached_answers() -> bool:
     return True
 
 
-def _read(state: _AnswerCache, entry: str) -> Any:
-    """Return the entry under the current generation, or None: one round trip while it holds."""
+def _read(state: _AnswerCache, entry: str) -> tuple[str, Any]:
+    """Return the current generation and the entry under it (or None).
+
+    One round trip while the generation holds; a changed one costs a second.
+    """
     generation, value = cache.get_many(state.generation_key,
                                        state.entry_key(state.generation, entry))
     if generation is not None and generation == state.generation:
-        return value
-    state.generation = generation or _start_generation(state.generation_key)
-    return cache.get(state.entry_key(state.generation, entry))
+        return generation, value
+    generation = generation or _start_generation(state.generation_key)
+    state.generation = generation
+    return generation, cache.get(state.entry_key(generation, entry))
 
 
-def _write(state: _AnswerCache, entry: str, value: Any) -> None:
+def _write(state: _AnswerCache, key: str, value: Any) -> None:
     if not state.breaker.is_closed:
         return
     try:
-        cache.set(state.entry_key(state.generation, entry), value)
+        cache.set(key, value)
     except Exception as exc:
         state.breaker.failed(exc)
 

@@ -6,7 +6,7 @@ import pytest
 import redis
 from sqlalchemy import update
 
-from app.api.caching import clear_cached_answers
+from app.api.caching import cached_value, clear_cached_answers
 from app.extensions import cache, db
 from financial.models import FinancialData
 from tests.helpers import build_app
@@ -109,3 +109,24 @@ def test_a_cache_outage_degrades_to_uncached_answers(database_url, tmp_path, ibm
     assert caplog.text.count("the answer cache failed (ConnectionError: ") == 1
     with app.app_context():
         db.engine.dispose()
+
+
+def _answer_computed_across_a_fetch(application) -> tuple[str, str]:
+    """Compute an answer that a fetch invalidates midway; return it and the next answer."""
+    with application.test_request_context():
+        def old_answer_while_a_fetch_lands() -> str:
+            clear_cached_answers()  # the fetch job commits and invalidates
+            assert cached_value("race", (1,), lambda: "NEW DATA") == "NEW DATA"
+            return "OLD DATA"
+
+        first = cached_value("race", (1,), old_answer_while_a_fetch_lands)
+        return first, cached_value("race", (1,), lambda: "computed again")
+
+
+def test_an_answer_computed_before_a_fetch_is_not_stored_as_current(app):
+    assert _answer_computed_across_a_fetch(app) == ("OLD DATA", "NEW DATA")
+
+
+@pytest.mark.redis
+def test_an_answer_computed_before_a_fetch_is_not_shared_as_current(redis_app):
+    assert _answer_computed_across_a_fetch(redis_app) == ("OLD DATA", "NEW DATA")
