@@ -20,7 +20,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import create_app
 from app.api.caching import clear_cached_answers
@@ -155,11 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("get_raw_data", app.config["LOG_DIR"], app.config["LOG_LEVEL"],
                       console_level="INFO" if plan.schedule else "WARNING",
                       console_tracebacks=False)
-    with stop_on_signals() as stop:
-        if plan.schedule is None:
-            return run_once(app, plan, "manual", stop, report=print, note=_to_stderr)
-        serve_schedule(app, plan, plan.schedule, stop)
-        return EXIT_OK
+    try:
+        with stop_on_signals() as stop:
+            if plan.schedule is None:
+                return run_once(app, plan, "manual", stop, report=print, note=_to_stderr)
+            serve_schedule(app, plan, plan.schedule, stop)
+            return EXIT_OK
+    finally:
+        # Close the pool's connections now, not whenever the app is collected:
+        # a caller that runs main() repeatedly (the tests) would pile them up.
+        with app.app_context():
+            db.engine.dispose()
 
 
 def run_once(app: Flask, plan: Plan, trigger: str, stop: StopRequest, *,
@@ -238,13 +244,11 @@ def _discard(_line: str) -> None:
 
 
 def _app(config: BaseConfig) -> Flask:
-    """Build the app with the job's database timeouts; an unusable DATABASE_URL is a usage error."""
-    try:
-        return create_app(config, overrides=config.job_overrides())
-    except (ArgumentError, ValueError, ImportError) as exc:
-        # The message could hold the URL and its password: name the problem only.
-        raise UsageError(f"DATABASE_URL cannot be used ({exc.__class__.__name__}); "
-                         "expected e.g. mysql+pymysql://user@host:3306/db") from None
+    """Build the app with the job's database timeouts.
+
+    An unusable DATABASE_URL raises StartupError (a ConfigError): a usage error.
+    """
+    return create_app(config, overrides=config.job_overrides())
 
 
 def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:

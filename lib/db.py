@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import event, func, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -76,27 +76,49 @@ def check_database_url(url: str) -> None:
 
     A server that is down is not checked here: that is a 503 until it is back.
     Raises DatabaseUrlError for a malformed URL, an unknown dialect or driver,
-    a driver that is not installed, or an SQLite folder that cannot be created.
+    a driver that is not installed, a server URL naming no database, a query
+    option the driver refuses, or an SQLite folder that cannot be created.
     """
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise DatabaseUrlError("is not a database URL; expected e.g. mysql+pymysql://user@host"
                                ":3306/db or sqlite:///path/file.db") from None
+    _check_driver(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        _prepare_sqlite_folder(parsed.database)
+    elif not parsed.database:
+        raise DatabaseUrlError("names no database; put its name after the server, e.g. "
+                               "mysql+pymysql://user@host:3306/financial")
+
+
+def _check_driver(parsed: URL) -> None:
+    """Check that the driver is known, installed and accepts the URL's query options."""
     try:
-        parsed.get_dialect().import_dbapi()
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
     except NoSuchModuleError:
         raise DatabaseUrlError(f"names an unknown database driver {parsed.drivername!r}") from None
     except ImportError as exc:
         raise DatabaseUrlError(f"needs the driver module {exc.name!r}, which is not installed; "
                                "use e.g. mysql+pymysql://") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = Path(parsed.database).parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseUrlError(f"points into the folder {folder}, which cannot be created "
-                                   f"({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        dialect().create_connect_args(parsed)
+    except (ArgumentError, TypeError, ValueError) as exc:
+        raise DatabaseUrlError(f"has a query option the driver cannot use "
+                               f"({exc.__class__.__name__})") from None
+
+
+def _prepare_sqlite_folder(database: str | None) -> None:
+    """Create the folder of an SQLite file (not of an in-memory database)."""
+    if database in (None, "", ":memory:"):
+        return
+    folder = Path(database).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseUrlError(f"points into the folder {folder}, which cannot be created "
+                               f"({exc.strerror or exc.__class__.__name__})") from None
 
 
 def configure_engine(engine: Engine) -> None:

@@ -212,6 +212,7 @@ def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypa
     ([], {"APP_ENV": "staging"}, "APP_ENV must be one of"),
     (["--symbols", ""], {}, "invalid symbol(s) (none given)"),
     ([], {"DATABASE_URL": "notaurl"}, "DATABASE_URL is not a database URL"),
+    ([], {"DATABASE_URL": "mysql+pymysql://u:pw@127.0.0.1:1"}, "DATABASE_URL names no database"),
     ([], {"DATABASE_URL": "mysql+pymysql://u:pw@h:abc/db"}, "DATABASE_URL is not a database URL"),
     ([], {"DATABASE_URL": "mysql://u:pw@h/db"},
      "DATABASE_URL needs the driver module 'MySQLdb', which is not installed"),

@@ -16,6 +16,12 @@ from tests.helpers import build_app, free_port
     ("mysql+mysqldb://user:s3cret@host/db",
      "DATABASE_URL needs the driver module 'MySQLdb', which is not installed; "
      "use e.g. mysql+pymysql://"),
+    ("mysql+pymysql://user:s3cret@127.0.0.1:3306",
+     "DATABASE_URL names no database; put its name after the server"),
+    ("mysql+pymysql://user:s3cret@host/db?connect_timeout=soon",
+     "DATABASE_URL has a query option the driver cannot use (ValueError)"),
+    ("sqlite:////tmp/financial.db?timeout=abc",
+     "DATABASE_URL has a query option the driver cannot use (ValueError)"),
 ])
 def test_an_unusable_database_url_is_named_without_its_password(tmp_path, url, message):
     with pytest.raises(StartupError) as refused:
