@@ -187,7 +187,8 @@ class RunLoop:
             else:
                 self._store(series.symbol, frame)
         except AlphaVantageError as exc:
-            self._fail(exc.symbol or job.label, symbol, exc.message)
+            # A saved file names its symbol only in its payload, which the error carries.
+            self._fail(exc.symbol or job.label, exc.symbol or symbol, exc.message)
             if job.calls_api and spoils_the_run(exc):
                 return exc.message
         except SQLAlchemyError as exc:

@@ -118,7 +118,9 @@ def classify_error_payload(payload: Any, symbol: str) -> AlphaVantageError | Non
 def read_saved_response(path: Path) -> DailySeries:
     """Parse a saved AlphaVantage response; a saved error answer raises as that error.
 
-    Messages name the file, whose payload gives the symbol.
+    Messages name the file. An error's ``symbol`` is the payload's ticker
+    when the payload names a valid one, else None (a saved error answer
+    names no symbol).
     """
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
@@ -127,6 +129,7 @@ def read_saved_response(path: Path) -> DailySeries:
                                 f"({exc.__class__.__name__})") from None
     error = classify_error_payload(payload, path.name)
     if error is not None:
+        error.symbol = None
         raise error
     return parse_daily_series(payload)
 

@@ -416,6 +416,20 @@ def test_a_saved_error_answer_is_reported_as_that_error(app, capsys, job_env, tm
     assert len(stored(app)) == 10, "a saved file's error does not stop the other files"
 
 
+def test_a_malformed_saved_file_is_recorded_against_its_symbol(app, capsys, job_env, tmp_path):
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    payload["Time Series (Daily)"]["2023-03-24"]["2. high"] = "1.0000"  # below the low
+    saved = tmp_path / "broken.json"
+    saved.write_text(json.dumps(payload))
+    status, _, err = run_job(capsys, job_env, "--from-file", str(saved))
+    assert status == 1 and "IBM: failed: IBM 2023-03-24:" in err
+    runs, symbols = history(app)
+    (run_id,) = runs
+    assert runs[run_id].status == "failed"
+    assert symbols[run_id]["IBM"].status == "failed"
+    assert symbols[run_id]["IBM"].error.startswith("IBM 2023-03-24:")
+
+
 def test_a_file_whose_symbol_is_not_a_ticker_fails_alone(app, capsys, job_env, tmp_path):
     payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
     payload["Meta Data"]["2. Symbol"] = "ibm corp; drop table x"
