@@ -39,6 +39,10 @@ workers = _env_int("GUNICORN_WORKERS", 2 * _usable_cpus() + 1)
 # clients directly: nginx buffers whole requests (see the README).
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4)
+# Above nginx's 4 KB (large_client_header_buffers in conf/nginx.conf), so a
+# request line too long is refused by nginx in the API's envelope, never by
+# gunicorn's own HTML page.
+limit_request_line = 8190
 # nginx gives up after as long (proxy_read_timeout in conf/nginx.conf).
 timeout = 30
 # Below compose's stop_grace_period, so in-flight requests finish before SIGKILL.

@@ -411,6 +411,23 @@ def test_nginx_keeps_metrics_private_and_passes_request_ids():
     assert re.search(r"^\s*server_tokens off;", nginx, re.MULTILINE)
 
 
+def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
+    nginx = (ROOT / "conf" / "nginx.conf").read_text(encoding="utf-8")
+    pages = dict(re.findall(r"^\s*error_page ([\d ]+) (@\w+);", nginx, re.MULTILINE))
+    assert {code for codes in pages for code in codes.split()} >= {
+        "400", "413", "414", "494", "502", "504"}
+    for name in pages.values():
+        block = re.search(rf"location {name} \{{(.*?)\n        \}}", nginx, re.DOTALL).group(1)
+        answer = re.search(r"return (\d+) '(.*)';", block)
+        assert json.loads(answer.group(2))["info"]["error"], name
+        for header in ("X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options",
+                       "Content-Security-Policy", "X-Request-ID"):
+            assert re.search(rf"add_header {header} .* always;", block), (name, header)
+    buffers = re.search(r"large_client_header_buffers \d+ (\d+)k;", nginx).group(1)
+    gunicorn = runpy.run_path(str(GUNICORN_CONF))
+    assert int(buffers) * 1024 < gunicorn["limit_request_line"], "nginx must refuse first"
+
+
 def test_production_trusts_exactly_nginx_and_shares_the_rate_limit_in_redis():
     compose = load_compose("docker-compose.prod.yml")
     environment = compose["services"]["api"]["environment"]
