@@ -64,4 +64,7 @@ def register_rate_limits(app: Flask) -> None:
 
 
 def _is_exempt() -> bool:
+    """Health, metrics and CORS preflights (a browser's, not the client's own request)."""
+    if request.method == "OPTIONS":
+        return True
     return request.url_rule is not None and request.url_rule.rule in EXEMPT_ROUTES

@@ -149,6 +149,9 @@ class BaseConfig:
         # SimpleCache lives in one process: after the fetch job clears the
         # cache, other workers may serve statistics up to this many seconds old.
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
+        if self.CACHE_DEFAULT_TIMEOUT < 1:  # 0 would mean "never expires" to Flask-Caching
+            raise ConfigError(f"CACHE_DEFAULT_TIMEOUT must be 1 or more seconds, "
+                              f"got {self.CACHE_DEFAULT_TIMEOUT}")
         # After a cache failure, seconds the API answers without the cache
         # before trying it again (a circuit breaker per worker).
         self.CACHE_RETRY_WAIT = env_seconds("CACHE_RETRY_WAIT", 30.0)

@@ -53,6 +53,17 @@ def test_health_and_metrics_are_never_limited(limited_app):
     assert get_from(client, "/api/financial_data").status_code == 429
 
 
+def test_cors_preflights_are_never_limited(limited_app):
+    client = limited_app.test_client()
+    preflight = {"Origin": "https://any.example", "Access-Control-Request-Method": "GET"}
+    for _ in range(5):
+        answer = client.options("/api/financial_data", headers=preflight,
+                                environ_base={"REMOTE_ADDR": "192.0.2.1"})
+        assert answer.status_code != 429
+    assert [get_from(client, "/api/financial_data").status_code for _ in range(4)] == [
+        200, 200, 200, 429], "preflights spent none of the budget"
+
+
 @pytest.mark.parametrize(("hops", "forwarded_for", "client_address"), [
     (0, "198.51.100.7", "192.0.2.1"),
     (1, "198.51.100.7", "198.51.100.7"),

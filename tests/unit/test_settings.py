@@ -102,6 +102,13 @@ def test_a_timeout_must_be_positive(monkeypatch, value):
         get_config("development")
 
 
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_cache_timeout_of_zero_or_less_is_refused(monkeypatch, value):
+    monkeypatch.setenv("CACHE_DEFAULT_TIMEOUT", value)
+    with pytest.raises(ConfigError, match="CACHE_DEFAULT_TIMEOUT must be 1 or more seconds"):
+        get_config("development")
+
+
 def test_production_requires_database_url():
     with pytest.raises(ConfigError, match="DATABASE_URL must be set in production"):
         get_config("production")
