@@ -43,8 +43,9 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
         trust_proxy_hops(app)
         register_extensions(app)
         api = register_api(app)
-        register_error_handlers(app, api)
+        # Logging first: its timer starts before any hook that may refuse a request.
         register_request_logging(app)
+        register_error_handlers(app, api)
         register_rate_limits(app)
         register_metrics(app)
         register_conditional_get(app)

@@ -93,6 +93,14 @@ def on_starting(server):
     except ConfigError as exc:
         on_exit(server)  # gunicorn stops without calling it
         raise RuntimeError(str(exc)) from None
+    _build_the_exchange_calendar()
+
+
+def _build_the_exchange_calendar():
+    # Built once here, before the fork, every worker has it: built on a
+    # worker's first /api/symbols instead, it delayed that request by seconds.
+    from financial.freshness import nyse_sessions
+    nyse_sessions()
 
 
 def _share_metrics_between_workers():

@@ -59,9 +59,21 @@ class Symbol(fields.String):
         return text.upper()
 
 
+# Client input quoted in a message is cut to this many characters, so a huge
+# parameter cannot make a huge answer.
+QUOTED_INPUT_MAX = 40
+
+
+def quoted_input(text: str) -> str:
+    """Return ``text`` as a message quotes it: cut to QUOTED_INPUT_MAX characters."""
+    if len(text) <= QUOTED_INPUT_MAX:
+        return text
+    return f"{text[:QUOTED_INPUT_MAX - 3]}..."
+
+
 def _refused(bad: list[str], singular: str, plural: str, shown: int = 5) -> dict[str, str]:
     """Return the ``bad`` and ``verb`` of a refusal message, quoting at most ``shown`` items."""
-    quoted = ", ".join(map(repr, bad[:shown]))
+    quoted = ", ".join(repr(quoted_input(name)) for name in bad[:shown])
     if len(bad) > shown:
         quoted += f" and {len(bad) - shown} more"
     return {"bad": quoted, "verb": singular if len(bad) == 1 else plural}
@@ -235,7 +247,7 @@ class QueryParser(FlaskParser):
         repeated = sorted({name for name in req.args if len(req.args.getlist(name)) > 1})
         if repeated:
             raise InvalidParameterError(
-                "; ".join(f"{name}: is given more than once" for name in repeated))
+                "; ".join(f"{quoted_input(name)}: is given more than once" for name in repeated))
         return super().load_querystring(req, schema)
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
@@ -251,7 +263,7 @@ def describe_errors(messages: dict) -> str:
         text = "; ".join(problems) if isinstance(problems, list) else str(problems)
         if text == "Unknown field.":
             text = "is not a known parameter"
-        parts.append(f"{name}: {text}")
+        parts.append(f"{quoted_input(name)}: {text}")
     return "; ".join(parts)
 
 

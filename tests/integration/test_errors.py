@@ -217,3 +217,15 @@ def test_health_is_200_and_never_cached(client):
 
 def test_error_bodies_are_valid_json_objects(sqlite_client):
     assert isinstance(json.loads(sqlite_client.get("/api/financial_data?page=x").data), dict)
+
+
+@pytest.mark.parametrize("query, message", [
+    ("x" * 5000 + "=1", "x" * 37 + "...: is not a known parameter"),
+    ("symbol=" + "A" * 5000, "symbol: '" + "A" * 37 + "...' is not a ticker; each must be "),
+    ("fields=" + "z" * 5000, "fields: '" + "z" * 37 + "...' is not a field"),
+])
+def test_huge_input_is_quoted_cut_short(sqlite_client, query, message):
+    response = sqlite_client.get(f"/api/financial_data?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["info"]["error"].startswith(message)
+    assert len(response.data) < 1000
