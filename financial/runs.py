@@ -153,6 +153,20 @@ def latest_run_start(session: Session) -> datetime.datetime | None:
     return session.scalar(select(func.max(FetchRun.started_at)))
 
 
+def data_version(session: Session) -> str:
+    """Return a mark that changes whenever a fetch run stores changed rows.
+
+    The newest run that changed rows, with its counts: a run adds to them
+    in the same transaction as each symbol's rows, so the mark moves with
+    every change the fetch job makes. Rows edited by hand do not move it.
+    """
+    newest = session.execute(
+        select(FetchRun.id, FetchRun.rows_new, FetchRun.rows_updated)
+        .where((FetchRun.rows_new > 0) | (FetchRun.rows_updated > 0))
+        .order_by(FetchRun.id.desc()).limit(1)).first()
+    return "none" if newest is None else ".".join(str(value) for value in newest)
+
+
 def count_runs(session: Session) -> int:
     """Return how many runs are recorded."""
     return session.scalar(select(func.count()).select_from(FetchRun)) or 0

@@ -80,7 +80,9 @@ def break_mid_stream(url: str, log_dir: str) -> dict:
         response = client.get(f"{EXPORT}?fields=all")
         chunks = iter(response.response)
         received = next(chunks)
-        (export_connection,) = checked_out
+        # The request's session reads the data version first; the export's
+        # own connection is the last one checked out.
+        export_connection = checked_out[-1]
         fail_query(db.engine, export_connection)
         error = None
         try:
@@ -89,6 +91,7 @@ def break_mid_stream(url: str, log_dir: str) -> dict:
         except Exception as exc:
             error = exc.__class__.__name__
         response.close()
+        db.session.remove()  # the request's own session, as its teardown would
         still_checked_out = db.engine.pool.checkedout()
         again = client.get(f"{EXPORT}?symbol=S000&end_date=2000-01-04").get_data()
     return {"status": response.status_code, "rows_received": received.count(b"\r\n") - 1,

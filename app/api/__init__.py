@@ -25,7 +25,7 @@ than GET answers 405, both with the same envelope; so does a Host header that
 is no valid host name (400). A database that is down or does not answer
 within a few seconds gives 503 with `Retry-After`.
 
-Every successful read carries an `ETag` (the streamed CSV export excepted);
+Every successful read carries an `ETag` (the streamed CSV export a weak one);
 send it back in `If-None-Match` to get `304 Not Modified` with no body while
 the answer is unchanged. Every response carries `X-Request-ID` (yours, if it
 is 1-200 letters, digits, `.`, `_` or `-`). When the operator sets a rate

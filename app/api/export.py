@@ -8,6 +8,7 @@ as an incomplete chunked response, and the log says what happened.
 """
 import csv
 import datetime
+import hashlib
 import io
 import itertools
 import logging
@@ -29,6 +30,8 @@ CONTENT_DISPOSITION = 'attachment; filename="financial_data.csv"'
 # Rows fetched from the cursor at a time, and the size of the chunks sent.
 BATCH_ROWS = 1000
 CHUNK_CHARS = 64 * 1024
+# Part of the export's tag: change it when the CSV's layout changes.
+EXPORT_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,12 @@ class ExportQuery:
     end_date: datetime.date | None
     fields: tuple[str, ...]
     max_rows: int
+
+
+def export_tag(query: ExportQuery, data_version: str) -> str:
+    """Return the export's entity tag: a digest of the query and the data version."""
+    identity = repr((EXPORT_FORMAT_VERSION, query, data_version)).encode("utf-8")
+    return hashlib.sha256(identity).hexdigest()[:32]
 
 
 def csv_response(engine: Engine, query: ExportQuery, headers: dict[str, str]) -> Response:

@@ -1,12 +1,12 @@
 """GET /api/financial_data: stored daily prices, filtered and paginated, or exported as CSV."""
 import datetime
 
-from flask import current_app
+from flask import Response, current_app, request
 from flask_restx import Resource, fields
 
 from app.api.caching import cached_value
 from app.api.docs import NullableString, error_model, info_model, namespace, pagination_model
-from app.api.export import ExportQuery, csv_response
+from app.api.export import ExportQuery, csv_response, export_tag
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control, cacheable
 from app.api.serializers import pagination, price_row
@@ -15,6 +15,7 @@ from app.extensions import db
 from app.routes import EXPORT_PATH
 from financial.queries import count_prices, list_prices
 from financial.records import RECORD_FIELDS
+from financial.runs import data_version
 
 ns = namespace("financial_data", "Daily prices and volumes: pages of JSON, or a CSV export")
 
@@ -122,4 +123,13 @@ class FinancialDataExport(Resource):
         query = ExportQuery(symbols=args.get("symbol"), start_date=args.get("start_date"),
                             end_date=args.get("end_date"), fields=args["record_fields"],
                             max_rows=current_app.config["EXPORT_MAX_ROWS"])
-        return csv_response(db.engine, query, cache_control())
+        # The body is streamed, so its tag cannot hash it: a weak tag names the
+        # query and the data version instead, and a match is answered unread.
+        tag = export_tag(query, data_version(db.session()))
+        if request.if_none_match.contains_weak(tag):
+            not_modified = Response(status=304, headers=cache_control())
+            not_modified.set_etag(tag, weak=True)
+            return not_modified
+        response = csv_response(db.engine, query, cache_control())
+        response.set_etag(tag, weak=True)
+        return response

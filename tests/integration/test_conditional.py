@@ -10,6 +10,7 @@ from tests.helpers import isolated_environment
 
 LIST_URL = "/api/financial_data?symbol=IBM&limit=3"
 STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-03-01&end_date=2023-03-31"
+EXPORT_URL = "/api/financial_data/export?symbol=IBM"
 IBM = ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
 
 
@@ -29,6 +30,17 @@ def test_every_200_get_carries_an_etag_and_a_match_gets_an_empty_304(sqlite_clie
         return
     assert (again.status_code, again.data) == (304, b"")
     assert again.headers["ETag"] == tag
+    assert "X-Request-ID" in again.headers and "Content-Security-Policy" in again.headers
+
+
+def test_the_streamed_export_carries_a_weak_tag_and_a_match_gets_an_empty_304(sqlite_client):
+    first = sqlite_client.get(EXPORT_URL)
+    assert first.status_code == 200 and first.headers["ETag"].startswith('W/"')
+    tag = first.headers["ETag"]
+    assert sqlite_client.get(EXPORT_URL).headers["ETag"] == tag
+    assert sqlite_client.get(EXPORT_URL + "&fields=all").headers["ETag"] != tag
+    again = sqlite_client.get(EXPORT_URL, headers={"If-None-Match": tag})
+    assert (again.status_code, again.data, again.headers["ETag"]) == (304, b"", tag)
     assert "X-Request-ID" in again.headers and "Content-Security-Policy" in again.headers
 
 
@@ -87,12 +99,14 @@ def test_a_fetch_that_stores_changes_changes_the_tag(redis_app, monkeypatch, tmp
     client = redis_app.test_client()
     list_tag = client.get(LIST_URL).headers["ETag"]
     stats_tag = client.get(STATS_URL).headers["ETag"]
+    export_tag = client.get(EXPORT_URL).headers["ETag"]
     assert client.get(LIST_URL, headers={"If-None-Match": list_tag}).status_code == 304
 
     fetch_from_file(monkeypatch, redis_app, tmp_path, payload)
     assert "0 new, 0 updated" in capsys.readouterr().out
     assert client.get(LIST_URL, headers={"If-None-Match": list_tag}).status_code == 304, (
         "a fetch that changes nothing keeps the tag")
+    assert client.get(EXPORT_URL, headers={"If-None-Match": export_tag}).status_code == 304
 
     payload["Time Series (Daily)"]["2023-03-13"]["1. open"] = "126.0001"  # within high and low
     fetch_from_file(monkeypatch, redis_app, tmp_path, payload)
@@ -102,3 +116,4 @@ def test_a_fetch_that_stores_changes_changes_the_tag(redis_app, monkeypatch, tmp
     assert changed.headers["ETag"] != list_tag
     assert changed.get_json()["data"][0]["open_price"] == "126.0001"
     assert client.get(STATS_URL, headers={"If-None-Match": stats_tag}).status_code == 200
+    assert client.get(EXPORT_URL, headers={"If-None-Match": export_tag}).status_code == 200
