@@ -95,7 +95,7 @@ def _health_log_of(url: str, tmp_path: Path) -> str:
 
 @pytest.mark.mysql
 @pytest.mark.parametrize("change, expected", [
-    ({"username": "no_such_user_ft", "password": PASSWORD},
+    ({"username": "no_such_user_ft", "password": PASSWORD, "database": "financial"},
      "OperationalError 1045: Access denied for user 'no_such_user_ft'@"),
     ({"database": "no_such_database_ft"},
      "OperationalError 1049: Unknown database 'no_such_database_ft'"),
