@@ -15,6 +15,7 @@ The tests are skipped, with the reason, only when no Chromium is installed.
 """
 import datetime
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 
@@ -24,7 +25,8 @@ from selenium import webdriver
 from sqlalchemy import create_engine, insert, select, update
 
 from tests.browser.harness import (
-    INSTALL_HINT, Browser, LiveServer, find_chromium, start_chromium, with_contract_csp,
+    ARTIFACTS_DIR, INSTALL_HINT, Browser, LiveServer, find_chromium, start_chromium,
+    with_contract_csp,
 )
 from financial.models import FinancialData
 from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_FIXTURES, IBM
@@ -48,6 +50,7 @@ def chromium() -> Iterator[webdriver.Chrome]:
     paths = find_chromium()
     if paths is None:
         pytest.skip(f"no Chromium and chromedriver on PATH: {INSTALL_HINT}")
+    shutil.rmtree(ARTIFACTS_DIR, ignore_errors=True)  # no screenshot of an earlier run misleads
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("SE_CHROMEDRIVER", raising=False)
         driver = start_chromium(*paths)

@@ -51,6 +51,7 @@ async function loadSymbols() {
   try {
     entries = await api.symbols();
   } catch (error) {
+    view.renderPicker([], 'Symbols could not be loaded');
     view.showMessage(explain(error), loadSymbols);
     return;
   }

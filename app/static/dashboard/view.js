@@ -64,11 +64,10 @@ export function bindControls({ onSymbol, onPreset, onDates }) {
   elements.retry.addEventListener('click', () => retryAction?.());
 }
 
-/** Fill the picker with every stored symbol and its freshness. */
-export function renderPicker(entries) {
-  elements.symbol.replaceChildren(
-    ...entries.map((entry) => new Option(optionText(entry), entry.symbol)),
-  );
+/** Fill the picker with every stored symbol and its freshness; `emptyText` when there is none. */
+export function renderPicker(entries, emptyText = 'No symbols stored') {
+  const options = entries.map((entry) => new Option(optionText(entry), entry.symbol));
+  elements.symbol.replaceChildren(...(options.length ? options : [new Option(emptyText, '')]));
   elements.symbol.disabled = entries.length === 0;
 }
 
