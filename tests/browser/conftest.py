@@ -83,10 +83,7 @@ def recorded_database_url(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def live_server(recorded_database_url, tmp_path_factory) -> Iterator[LiveServer]:
     """The app on the recorded data, served on a free port for the whole session."""
-    app = build_app(recorded_database_url, tmp_path_factory.mktemp("live-log"))
-    server = LiveServer(with_contract_csp(app))
-    yield server
-    server.stop()
+    yield from _served(recorded_database_url, tmp_path_factory.mktemp("live-log"))
 
 
 @pytest.fixture(scope="session")
@@ -122,8 +119,11 @@ def mixed_database_url(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def mixed_server(mixed_database_url, tmp_path_factory) -> Iterator[LiveServer]:
     """The app on ``mixed_database_url``, served for the whole session."""
-    app = build_app(mixed_database_url, tmp_path_factory.mktemp("mixed-log"))
-    server = LiveServer(with_contract_csp(app))
+    yield from _served(mixed_database_url, tmp_path_factory.mktemp("mixed-log"))
+
+
+def _served(database_url: str, log_dir) -> Iterator[LiveServer]:
+    server = LiveServer(with_contract_csp(build_app(database_url, log_dir)))
     yield server
     server.stop()
 

@@ -67,9 +67,12 @@ class LiveServer:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+        self._start(port=0)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def _start(self, port: int) -> None:
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name=f"live-server-{self._server.server_port}")
         self._thread.start()
@@ -80,6 +83,11 @@ class LiveServer:
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()
+
+    def restart(self) -> None:
+        """Serve again on the same address, as a server back from an outage."""
+        self.stop()
+        self._start(port=self._server.server_port)
 
 
 def with_contract_csp(app: Flask) -> Flask:

@@ -269,11 +269,16 @@ def test_the_picker_lists_every_symbol_with_its_freshness(browser, mixed_server)
 
 # --- candles, lines and what is unknown --------------------------------------------------
 
+def open_every_day(browser, server, symbol: str) -> None:
+    """Open the view of every stored day of ``symbol`` and wait for its chart."""
+    entry = symbol_entries(server)[symbol]
+    first, last = entry["first_date"], entry["last_date"]
+    browser.open(f"{server.url}/?symbol={symbol}&start_date={first}&end_date={last}")
+    wait_shown(browser, symbol, first, last)
+
+
 def test_days_without_high_and_low_are_drawn_as_a_line(browser, mixed_server):
-    symbols = symbol_entries(mixed_server)
-    first, last = symbols["AAPL"]["first_date"], symbols["AAPL"]["last_date"]
-    browser.open(f"{mixed_server.url}/?symbol=AAPL&start_date={first}&end_date={last}")
-    wait_shown(browser, "AAPL", first, last)
+    open_every_day(browser, mixed_server, "AAPL")
     pixels = chart_pixels(browser)
     assert pixels["line"] > MIN_COLOURED_PIXELS and pixels["up"] == pixels["down"] == 0, pixels
     assert element(browser, "#chart").get_attribute("aria-label").startswith("Line chart")
@@ -281,10 +286,7 @@ def test_days_without_high_and_low_are_drawn_as_a_line(browser, mixed_server):
 
 
 def test_a_range_partly_without_high_and_low_mixes_candles_and_a_line(browser, mixed_server):
-    symbols = symbol_entries(mixed_server)
-    first, last = symbols["IBM"]["first_date"], symbols["IBM"]["last_date"]
-    browser.open(f"{mixed_server.url}/?symbol=IBM&start_date={first}&end_date={last}")
-    wait_shown(browser, "IBM", first, last)
+    open_every_day(browser, mixed_server, "IBM")
     pixels = chart_pixels(browser)
     assert min(pixels.values()) > MIN_COLOURED_PIXELS, pixels
     label = element(browser, "#chart").get_attribute("aria-label")
@@ -350,13 +352,19 @@ def test_an_unreachable_api_is_shown_and_retry_recovers(browser, serve, recorded
     wait_settled(browser)
     server.stop()
     element(browser, "[data-preset='2W']").click()
-    message = wait_settled(browser)["message"]
-    assert message == ("The API cannot be reached: the network request failed. "
-                       "Check your connection and that the server is running, then retry.")
+    assert wait_settled(browser)["message"] == (
+        "The API cannot be reached: the network request failed. "
+        "Check your connection and that the server is running, then retry.")
     problems = browser.take_problems()
     assert [request.error for request in problems.failed_requests] == [
         "net::ERR_CONNECTION_REFUSED"]
     assert len(problems.console_errors) == 1
+
+    server.restart()
+    element(browser, "#retry").click()
+    view = address(browser)
+    wait_shown(browser, "IBM", view["start_date"], view["end_date"])
+    assert shown_stats(browser) == expected_stats(server, *view.values())
 
 
 # --- keyboard, small screens, CSP ------------------------------------------------------------
