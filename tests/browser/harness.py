@@ -43,7 +43,7 @@ CHROMIUM_FLAGS = (
     "--disable-sync", "--disable-quic", "--hide-scrollbars", "--force-color-profile=srgb",
     "--font-render-hinting=none", "--lang=en-US",
 )
-# The Content-Security-Policy the HTML pages must work under (contract, section 9).
+# The strict Content-Security-Policy the HTML pages must work under (contract, section 9).
 CONTRACT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; "
                 "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
                 "base-uri 'self'; frame-ancestors 'none'")
@@ -91,14 +91,24 @@ class LiveServer:
 
 
 def with_contract_csp(app: Flask) -> Flask:
-    """Make every response of ``app`` carry exactly the contract's Content-Security-Policy."""
+    """Make every response of ``app`` carry CONTRACT_CSP, unless the app sends a policy itself.
+
+    Pages are then tested under a strict policy even where the app sets none,
+    and under the app's own policy where it does.
+    """
 
     @app.after_request
     def _set_csp(response):
-        response.headers["Content-Security-Policy"] = CONTRACT_CSP
+        response.headers.setdefault("Content-Security-Policy", CONTRACT_CSP)
         return response
 
     return app
+
+
+def csp_directives(policy: str) -> dict[str, set[str]]:
+    """Return a Content-Security-Policy as {directive: set of sources}."""
+    directives = (part.split() for part in policy.split(";") if part.strip())
+    return {name.lower(): set(sources) for name, *sources in directives}
 
 
 def find_chromium() -> tuple[str, str] | None:
