@@ -12,6 +12,13 @@
 - ``serve``: serve any other app (e.g. one whose database is down) the same way.
 
 The tests are skipped, with the reason, only when no Chromium is installed.
+A test of another page needs nothing more than::
+
+    def test_swagger_ui_lists_the_operations(browser, live_server):
+        browser.open(live_server.url + "/api/docs")
+        browser.wait_for(lambda: browser.script("return document.querySelector('.opblock')"),
+                         "the first operation")
+        browser.screenshot("swagger-ui")
 """
 import datetime
 import re
