@@ -6,7 +6,7 @@
   screenshot in ``test-artifacts/browser/``.
 - ``live_server``: the app on a SQLite database loaded from the recorded
   AlphaVantage responses by the fetch job (``--from-file``), served by a real
-  WSGI server thread under the contract's Content-Security-Policy.
+  WSGI server thread (with the app's own headers, its Content-Security-Policy too).
 - ``mixed_server``: the same days as a database from before high/low were
   stored would hold some of them, plus a symbol fetched today (not stale).
 - ``serve``: serve any other app (e.g. one whose database is down) the same way.
@@ -33,7 +33,6 @@ from sqlalchemy import create_engine, insert, select, update
 
 from tests.browser.harness import (
     ARTIFACTS_DIR, INSTALL_HINT, Browser, LiveServer, find_chromium, start_chromium,
-    with_contract_csp,
 )
 from financial.models import FinancialData
 from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_FIXTURES, IBM
@@ -130,18 +129,18 @@ def mixed_server(mixed_database_url, tmp_path_factory) -> Iterator[LiveServer]:
 
 
 def _served(database_url: str, log_dir) -> Iterator[LiveServer]:
-    server = LiveServer(with_contract_csp(build_app(database_url, log_dir)))
+    server = LiveServer(build_app(database_url, log_dir))
     yield server
     server.stop()
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[Flask], LiveServer]]:
-    """Serve an app of the test's own (under the contract's CSP); stopped after the test."""
+    """Serve an app of the test's own; stopped after the test."""
     servers: list[LiveServer] = []
 
     def _serve(app: Flask) -> LiveServer:
-        servers.append(LiveServer(with_contract_csp(app)))
+        servers.append(LiveServer(app))
         return servers[-1]
 
     yield _serve

@@ -43,10 +43,6 @@ CHROMIUM_FLAGS = (
     "--disable-sync", "--disable-quic", "--hide-scrollbars", "--force-color-profile=srgb",
     "--font-render-hinting=none", "--lang=en-US",
 )
-# The strict Content-Security-Policy the HTML pages must work under (contract, section 9).
-CONTRACT_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; "
-                "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
-                "base-uri 'self'; frame-ancestors 'none'")
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -88,21 +84,6 @@ class LiveServer:
         """Serve again on the same address, as a server back from an outage."""
         self.stop()
         self._start(port=self._server.server_port)
-
-
-def with_contract_csp(app: Flask) -> Flask:
-    """Make every response of ``app`` carry CONTRACT_CSP, unless the app sends a policy itself.
-
-    Pages are then tested under a strict policy even where the app sets none,
-    and under the app's own policy where it does.
-    """
-
-    @app.after_request
-    def _set_csp(response):
-        response.headers.setdefault("Content-Security-Policy", CONTRACT_CSP)
-        return response
-
-    return app
 
 
 def csp_directives(policy: str) -> dict[str, set[str]]:
