@@ -166,7 +166,8 @@ def test_dashboard_draws_candles_volume_and_the_statistics_of_the_range(browser,
     assert pixels["up"] > MIN_COLOURED_PIXELS and pixels["down"] > MIN_COLOURED_PIXELS, pixels
     assert pixels["line"] == 0, "every recorded day has a high and a low: no line"
     label = element(browser, "#chart").get_attribute("aria-label")
-    assert label.startswith(f"Candlestick chart of {first_symbol}, {view['start_date']} to")
+    assert label == (f"Candlestick chart of {first_symbol}, {rows[0]['date']} to "
+                     f"{rows[-1]['date']}, {len(rows)} trading days, with daily volume below")
 
     screenshot = browser.screenshot("dashboard")
     publish_screenshot(screenshot, README_SCREENSHOT)
@@ -291,6 +292,7 @@ def test_a_range_partly_without_high_and_low_mixes_candles_and_a_line(browser, m
     assert min(pixels.values()) > MIN_COLOURED_PIXELS, pixels
     label = element(browser, "#chart").get_attribute("aria-label")
     assert "closing-price line for the" in label
+    browser.screenshot("line-and-candles")
 
 
 # --- messages ------------------------------------------------------------------------------
