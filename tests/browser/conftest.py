@@ -51,7 +51,7 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[webdriver.Chrome]:
+def chromium(tmp_path_factory) -> Iterator[webdriver.Chrome]:
     """The session's one headless Chromium (starting one per test would cost seconds)."""
     paths = find_chromium()
     if paths is None:
@@ -59,7 +59,7 @@ def chromium() -> Iterator[webdriver.Chrome]:
     shutil.rmtree(ARTIFACTS_DIR, ignore_errors=True)  # no screenshot of an earlier run misleads
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("SE_CHROMEDRIVER", raising=False)
-        driver = start_chromium(*paths)
+        driver = start_chromium(*paths, tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 

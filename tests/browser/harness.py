@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -54,7 +53,7 @@ class _QuietHandler(WSGIRequestHandler):
 
     protocol_version = "HTTP/1.0"
 
-    def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 (werkzeug's name)
+    def log(self, kind: str, message: str, *args: Any) -> None:
         pass
 
 
@@ -99,8 +98,8 @@ def find_chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def start_chromium(browser_path: str, driver_path: str) -> webdriver.Chrome:
-    """Start headless Chromium with a fresh profile, console and network logs on.
+def start_chromium(browser_path: str, driver_path: str, profile_dir: Path) -> webdriver.Chrome:
+    """Start headless Chromium on a fresh profile in ``profile_dir``, console and network logs on.
 
     The explicit driver path keeps Selenium Manager (which would download a
     driver) out of the way; SE_CHROMEDRIVER must be unset, as it overrides it.
@@ -110,7 +109,7 @@ def start_chromium(browser_path: str, driver_path: str) -> webdriver.Chrome:
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--window-size={DESKTOP_SIZE[0]},{DESKTOP_SIZE[1]}")
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-profile-')}")
+    options.add_argument(f"--user-data-dir={profile_dir}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
