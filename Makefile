@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The dashboard's chart library, vendored (no CDN): bump the version, then run `make vendor-charts`.
+LIGHTWEIGHT_CHARTS_VERSION := 5.2.1
+CHARTS_DIR := app/static/vendor/lightweight-charts
 
-.PHONY: install run test openapi benchmark lock
+.PHONY: install run test openapi benchmark lock vendor-charts
 
 # The lock files pin every package, dependencies included, with their hashes;
 # pip refuses anything else. requirements*.txt are the lists people edit.
@@ -44,3 +47,7 @@ openapi: $(INSTALLED)
 
 benchmark: $(INSTALLED)
 	$(BIN)/python scripts/benchmark.py $(BENCHMARK_ARGS)
+
+# Refresh the vendored chart library from the npm registry: its licence and standalone ES module.
+vendor-charts:
+	rm -rf $(CHARTS_DIR) && mkdir -p $(CHARTS_DIR) && npm pack --silent --pack-destination $(CHARTS_DIR) lightweight-charts@$(LIGHTWEIGHT_CHARTS_VERSION) >/dev/null && tar -xzf $(CHARTS_DIR)/lightweight-charts-$(LIGHTWEIGHT_CHARTS_VERSION).tgz -C $(CHARTS_DIR) --strip-components=1 package/LICENSE package/dist/lightweight-charts.standalone.production.mjs && mv $(CHARTS_DIR)/dist/* $(CHARTS_DIR)/ && rmdir $(CHARTS_DIR)/dist && rm $(CHARTS_DIR)/*.tgz

@@ -6,6 +6,7 @@ from app.api import register_api
 from app.api.caching import init_cached_answers
 from app.cli import register_commands
 from app.conditional import register_conditional_get
+from app.dashboard import register_dashboard
 from app.errors import register_error_handlers
 from app.extensions import cors, db, migrate
 from app.metrics import register_metrics
@@ -43,6 +44,7 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
         trust_proxy_hops(app)
         register_extensions(app)
         api = register_api(app)
+        register_dashboard(app)
         # Logging first: its timer starts before any hook that may refuse a request.
         register_request_logging(app)
         register_error_handlers(app, api)

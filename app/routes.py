@@ -1,4 +1,4 @@
-"""Where the API lives: the paths both the Api and the error handlers read."""
+"""Where the API and the dashboard live: the paths the app, the Api and the error handlers read."""
 
 API_PREFIX = "/api"
 FINANCIAL_DATA_PATH = "/financial_data"
@@ -9,6 +9,7 @@ HEALTH_PATH = "/health"
 SYMBOLS_PATH = "/symbols"
 FETCH_RUNS_PATH = "/fetch_runs"
 DOCS_PATH = "/docs"
+DASHBOARD_PATH = "/"
 # Outside /api: for the operator's scraper, not routed by nginx.
 METRICS_PATH = "/metrics"
 # Endpoints whose error bodies carry "data": [] and "pagination": null: the

@@ -3,6 +3,8 @@ import datetime
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from financial.models import FetchRun, FetchRunSymbol, FinancialData
 
 # The API key the fetch job's tests configure; it must never show anywhere.
 KEY = "SECRETKEY123"
+FETCH_JOB_TIMEOUT_SECONDS = 120
 
 
 def build_app(database_url: str, log_dir, **overrides) -> Flask:
@@ -180,3 +183,18 @@ def every_listed_row(client, query: str) -> list[dict]:
         if page >= body["pagination"]["pages"]:
             return rows
         page += 1
+
+
+def load_recorded_responses(database_url: str, log_dir, paths) -> None:
+    """Load saved AlphaVantage responses into ``database_url`` as an operator would.
+
+    Runs the fetch job (``get_raw_data.py --full --from-file ...``) in a
+    process of its own, which also brings the schema up to date.
+    """
+    env = isolated_environment(APP_ENV="testing", DATABASE_URL=database_url,
+                               LOG_DIR=str(log_dir), CACHE_TYPE="SimpleCache")
+    files = [arg for path in paths for arg in ("--from-file", str(path))]
+    job = subprocess.run([sys.executable, "get_raw_data.py", "--full", *files],
+                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                         timeout=FETCH_JOB_TIMEOUT_SECONDS)
+    assert job.returncode == 0, f"the fetch job failed to load {paths}:\n{job.stderr}"

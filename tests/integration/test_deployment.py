@@ -235,6 +235,7 @@ def test_dockerfile_copies_only_what_exists_in_the_build_context():
 @pytest.mark.parametrize("path", [
     ".env", ".venv/bin/python", "secrets/db_password.txt", "data/streaming/financial.db",
     "data/log/api.log", "data/log/get_raw_data.log", ".git/HEAD", "app/__pycache__/x.pyc",
+    "test-artifacts/browser/dashboard.png",
 ])
 def test_dockerignore_keeps_secrets_and_local_state_out(path):
     assert is_dockerignored(path)
@@ -243,7 +244,8 @@ def test_dockerignore_keeps_secrets_and_local_state_out(path):
 @pytest.mark.parametrize("path", [
     "get_raw_data.py", "app/__init__.py", "migrations/env.py", "scripts/docker-entrypoint.sh",
     "requirements.txt", "requirements-dev.txt", "requirements.lock", "requirements-dev.lock",
-    "setup.cfg", "data/fixtures",
+    "setup.cfg", "data/fixtures", "app/templates/dashboard.html", "app/static/dashboard/main.js",
+    "app/static/vendor/lightweight-charts/LICENSE",
 ])
 def test_dockerignore_keeps_the_code_in(path):
     assert (ROOT / path).exists() and not is_dockerignored(path)

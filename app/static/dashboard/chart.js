@@ -1,0 +1,144 @@
+// The price chart: candlesticks (a close line for days whose high and low are unknown)
+// with volume in a pane below, a crosshair readout, and arrow keys to move through the days.
+
+import {
+  CandlestickSeries, CrosshairMode, HistogramSeries, LineSeries, createChart,
+} from '../vendor/lightweight-charts/lightweight-charts.standalone.production.mjs';
+
+// Exported for the browser tests, which look for these colours in the canvas.
+export const COLORS = {
+  up: '#00796b',
+  down: '#c62828',
+  line: '#1d4ed8',
+  upVolume: 'rgba(0, 121, 107, 0.45)',
+  downVolume: 'rgba(198, 40, 40, 0.45)',
+  text: '#1f2328',
+  grid: '#eef0f3',
+};
+const VOLUME_PANE_SHARE = 0.28;
+const KEY_STEPS = { ArrowLeft: -1, ArrowRight: 1 };
+
+function hasRange(row) {
+  return row.high_price != null && row.low_price != null; // null or absent: unknown
+}
+
+function candle(row) {
+  if (!hasRange(row)) {
+    return { time: row.date }; // whitespace: the line series draws this day
+  }
+  return {
+    time: row.date,
+    open: Number(row.open_price),
+    high: Number(row.high_price),
+    low: Number(row.low_price),
+    close: Number(row.close_price),
+  };
+}
+
+function linePoint(row) {
+  return hasRange(row) ? { time: row.date } : { time: row.date, value: Number(row.close_price) };
+}
+
+function volumeBar(row) {
+  const rising = Number(row.close_price) >= Number(row.open_price);
+  return {
+    time: row.date,
+    value: Number(row.volume),
+    color: rising ? COLORS.upVolume : COLORS.downVolume,
+  };
+}
+
+/** Describe what the chart draws, for screen readers (and anyone reading the label). */
+function describe(rows, symbol) {
+  const unknown = rows.filter((row) => !hasRange(row)).length;
+  const range = `${symbol}, ${rows[0].date} to ${rows[rows.length - 1].date}, ${rows.length} trading days`;
+  if (unknown === 0) {
+    return `Candlestick chart of ${range}, with daily volume below`;
+  }
+  if (unknown === rows.length) {
+    return `Line chart of the closing prices of ${range} (high and low unknown), with daily volume below`;
+  }
+  return `Candlestick chart of ${range}, with a closing-price line for the ${unknown} days`
+    + ' whose high and low are unknown, and daily volume below';
+}
+
+export class PriceChart {
+  /** Draw into `container`; `onDay(row)` gets the day under the crosshair (or the last day). */
+  constructor(container, onDay) {
+    this.container = container;
+    this.onDay = onDay;
+    this.rows = [];
+    this.chart = createChart(container, {
+      autoSize: true,
+      // The attribution (and its link) is in the page footer: the logo would inject an inline style.
+      layout: { attributionLogo: false, textColor: COLORS.text, fontSize: 12 },
+      grid: { vertLines: { color: COLORS.grid }, horzLines: { color: COLORS.grid } },
+      crosshair: { mode: CrosshairMode.Normal },
+      localization: { locale: 'en-US' },
+      timeScale: { borderVisible: false },
+      rightPriceScale: { borderVisible: false },
+    });
+    this.candles = this.chart.addSeries(CandlestickSeries, {
+      upColor: COLORS.up,
+      downColor: COLORS.down,
+      wickUpColor: COLORS.up,
+      wickDownColor: COLORS.down,
+      borderVisible: false,
+    });
+    this.line = this.chart.addSeries(LineSeries, {
+      color: COLORS.line,
+      lineWidth: 2,
+      pointMarkersVisible: true,
+      lastValueVisible: false,
+      priceLineVisible: false,
+    });
+    this.volume = this.chart.addSeries(HistogramSeries, {
+      priceFormat: { type: 'volume' },
+      lastValueVisible: false,
+      priceLineVisible: false,
+    }, 1);
+    const [pricePane, volumePane] = this.chart.panes();
+    pricePane.setStretchFactor(1 - VOLUME_PANE_SHARE);
+    volumePane.setStretchFactor(VOLUME_PANE_SHARE);
+
+    this.chart.subscribeCrosshairMove((param) => this.onDay(this.rowAt(param.logical)));
+    container.addEventListener('keydown', (event) => this.onKey(event));
+    container.addEventListener('blur', () => this.chart.clearCrosshairPosition());
+  }
+
+  /** Draw `rows` (the API's rows, oldest first, every field) of `symbol`. */
+  show(rows, symbol) {
+    this.rows = rows;
+    this.focused = rows.length - 1;
+    this.candles.setData(rows.map(candle));
+    this.line.setData(rows.map(linePoint));
+    this.volume.setData(rows.map(volumeBar));
+    this.chart.timeScale().fitContent();
+    this.container.setAttribute('aria-label', describe(rows, symbol));
+    this.onDay(this.rows[this.focused]);
+  }
+
+  /** Return the row at a logical index of the time scale, or the last focused row. */
+  rowAt(logical) {
+    const index = Number.isInteger(logical) ? logical : this.focused;
+    return this.rows[Math.min(Math.max(index, 0), this.rows.length - 1)];
+  }
+
+  onKey(event) {
+    const last = this.rows.length - 1;
+    let index;
+    if (event.key in KEY_STEPS) {
+      index = Math.min(Math.max(this.focused + KEY_STEPS[event.key], 0), last);
+    } else if (event.key === 'Home' || event.key === 'End') {
+      index = event.key === 'Home' ? 0 : last;
+    } else {
+      return;
+    }
+    event.preventDefault();
+    this.focused = index;
+    const row = this.rows[index];
+    const series = hasRange(row) ? this.candles : this.line;
+    this.chart.setCrosshairPosition(Number(row.close_price), row.date, series);
+    this.onDay(row);
+  }
+}

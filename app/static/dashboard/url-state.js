@@ -1,0 +1,44 @@
+// The view lives in the address (?symbol=IBM&start_date=...&end_date=...), so it can be shared and reloaded.
+
+import { isIsoDate } from './ranges.js';
+
+/** A query string the page cannot show; the message names the parameter. */
+export class UrlError extends Error {}
+
+const DATE_PARAMETERS = [['start_date', 'start'], ['end_date', 'end']];
+
+/**
+ * Read {symbol?, start?, end?} from `search`; throw UrlError on a bad value.
+ *
+ * `symbolPattern` is the API's ticker rule and `symbolRule` says it in words.
+ * Other parameters are ignored, as links often carry some.
+ */
+export function readUrlState(search, symbolPattern, symbolRule) {
+  const params = new URLSearchParams(search);
+  const state = {};
+  if (params.has('symbol')) {
+    const symbol = params.get('symbol').trim().toUpperCase();
+    if (!symbolPattern.test(symbol)) {
+      throw new UrlError(`symbol must be ${symbolRule}, not “${params.get('symbol')}”`);
+    }
+    state.symbol = symbol;
+  }
+  for (const [name, key] of DATE_PARAMETERS) {
+    if (params.has(name)) {
+      const value = params.get(name).trim();
+      if (!isIsoDate(value)) {
+        throw new UrlError(`${name} must be a date written YYYY-MM-DD, not “${params.get(name)}”`);
+      }
+      state[key] = value;
+    }
+  }
+  if (state.start && state.end && state.start > state.end) {
+    throw new UrlError(`start_date ${state.start} is after end_date ${state.end}`);
+  }
+  return state;
+}
+
+/** Return the query string of a view: symbol, start_date, end_date. */
+export function queryString({ symbol, start, end }) {
+  return `?${new URLSearchParams({ symbol, start_date: start, end_date: end })}`;
+}

@@ -1,0 +1,153 @@
+// What the page shows: the picker, the range controls, messages, the statistics and the readout.
+
+const byId = (id) => document.getElementById(id);
+
+export const elements = {
+  root: byId('dashboard'),
+  form: byId('controls'),
+  symbol: byId('symbol'),
+  start: byId('start_date'),
+  end: byId('end_date'),
+  presets: [...document.querySelectorAll('[data-preset]')],
+  freshness: byId('freshness'),
+  message: byId('message'),
+  messageText: byId('message-text'),
+  retry: byId('retry'),
+  status: byId('status'),
+  results: byId('results'),
+  chart: byId('chart'),
+  chartTitle: byId('chart-title'),
+  readout: byId('readout'),
+  stats: byId('stats'),
+};
+
+const PAGE_TITLE = document.title;
+let retryAction = null;
+
+/** Write an integer string with thousands separators, exactly (no float on the way). */
+export function groupDigits(text) {
+  return String(text).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
+function plural(count, word) {
+  return `${groupDigits(count)} ${word}${count === 1 ? '' : 's'}`;
+}
+
+function lag(entry) {
+  return entry.sessions_behind === 0
+    ? 'up to date'
+    : `${plural(entry.sessions_behind, 'session')} behind`;
+}
+
+function optionText(entry) {
+  return `${entry.symbol} · last day ${entry.last_date}${entry.stale ? ' · stale' : ''}`;
+}
+
+function lastFetch(entry) {
+  if (!entry.last_fetched_at) {
+    return 'Not fetched by the job yet.';
+  }
+  const when = entry.last_fetched_at.replace('T', ' ').slice(0, 16);
+  return `Last fetch: ${entry.last_fetch_status}, ${when} UTC.`;
+}
+
+/** Call the handlers on the user's choices: a symbol, a preset, two dates, a retry. */
+export function bindControls({ onSymbol, onPreset, onDates }) {
+  elements.symbol.addEventListener('change', () => onSymbol(elements.symbol.value));
+  for (const button of elements.presets) {
+    button.addEventListener('click', () => onPreset(button.dataset.preset));
+  }
+  elements.form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    onDates(elements.start.value, elements.end.value);
+  });
+  elements.retry.addEventListener('click', () => retryAction?.());
+}
+
+/** Fill the picker with every stored symbol and its freshness; `emptyText` when there is none. */
+export function renderPicker(entries, emptyText = 'No symbols stored') {
+  const options = entries.map((entry) => new Option(optionText(entry), entry.symbol));
+  elements.symbol.replaceChildren(...(options.length ? options : [new Option(emptyText, '')]));
+  elements.symbol.disabled = entries.length === 0;
+}
+
+/** Say how fresh `entry` (an /api/symbols entry) is; a stale one is marked. */
+export function renderFreshness(entry) {
+  if (!entry) {
+    elements.freshness.replaceChildren();
+    return;
+  }
+  const badge = document.createElement('strong');
+  badge.className = entry.stale ? 'badge badge-stale' : 'badge badge-fresh';
+  badge.textContent = entry.stale ? 'Stale' : 'Fresh';
+  const text = ` ${entry.symbol}: ${plural(entry.trading_days, 'trading day')} stored, `
+    + `${entry.first_date} to ${entry.last_date}, ${lag(entry)}. ${lastFetch(entry)}`;
+  elements.freshness.replaceChildren(badge, text);
+}
+
+/** Show `view` ({symbol, start, end}) in the controls; `preset` is pressed. */
+export function renderControls(view, preset) {
+  elements.symbol.value = view.symbol ?? '';
+  elements.start.value = view.start ?? '';
+  elements.end.value = view.end ?? '';
+  for (const button of elements.presets) {
+    button.setAttribute('aria-pressed', String(button.dataset.preset === preset));
+  }
+}
+
+/** Return the symbol the picker shows. */
+export function pickedSymbol() {
+  return elements.symbol.value;
+}
+
+/** Show a message instead of the results; `retry` adds a Retry button that calls it. */
+export function showMessage(text, retry = null) {
+  retryAction = retry;
+  elements.messageText.textContent = text;
+  elements.retry.hidden = retry === null;
+  elements.message.hidden = false;
+  elements.results.hidden = true;
+  setStatus('');
+}
+
+export function setStatus(text) {
+  elements.status.textContent = text;
+}
+
+export function setBusy(busy) {
+  elements.root.setAttribute('aria-busy', String(busy));
+}
+
+/** Show the results area (before drawing, so the chart can measure its size). */
+export function showResults(view) {
+  retryAction = null;
+  elements.message.hidden = true;
+  elements.results.hidden = false;
+  elements.chartTitle.textContent = `${view.symbol}, ${view.start} to ${view.end}`;
+  document.title = `${view.symbol} ${view.start} to ${view.end} · ${PAGE_TITLE}`;
+}
+
+/** Show the statistics from /api/statistics and the number of trading days. */
+export function renderStats(stats, tradingDays) {
+  const shown = {
+    trading_days: groupDigits(tradingDays),
+    average_daily_open_price: stats.average_daily_open_price.toFixed(2),
+    average_daily_close_price: stats.average_daily_close_price.toFixed(2),
+    average_daily_volume: groupDigits(stats.average_daily_volume),
+  };
+  for (const cell of elements.stats.querySelectorAll('[data-stat]')) {
+    cell.textContent = shown[cell.dataset.stat];
+  }
+}
+
+/** Show one day's prices (exact, as the API wrote them) in the readout. */
+export function renderReadout(row) {
+  for (const cell of elements.readout.querySelectorAll('[data-field]')) {
+    const value = row?.[cell.dataset.field];
+    if (value == null) {
+      cell.textContent = row ? 'unknown' : '';
+    } else {
+      cell.textContent = cell.dataset.field === 'volume' ? groupDigits(value) : value;
+    }
+  }
+}

@@ -1,0 +1,510 @@
+"""The dashboard at / in headless Chromium, on the recorded IBM and AAPL days.
+
+Every test fails on a console error or a failed request it did not expect
+(the ``browser`` fixture checks), and every page runs under the app's strict
+Content-Security-Policy.
+"""
+import calendar
+import datetime
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from conf.settings import PROJECT_ROOT
+from tests.browser.harness import FailedRequest, csp_directives, publish_screenshot
+from tests.helpers import build_app
+
+README_SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard.png"
+MIN_COLOURED_PIXELS = 50
+
+SETTLED_STATE = """
+const main = document.getElementById('dashboard');
+const message = document.getElementById('message');
+const results = document.getElementById('results');
+if (main.getAttribute('aria-busy') === 'true' || (message.hidden && results.hidden)) {
+  return null;
+}
+return {
+  message: message.hidden ? null : document.getElementById('message-text').textContent,
+  title: results.hidden ? null : document.getElementById('chart-title').textContent,
+};
+"""
+
+# Counts the chart's pixels drawn exactly in the up, down and line colours.
+CHART_PIXELS = """
+const done = arguments[arguments.length - 1];
+import('/static/dashboard/chart.js').then(({ COLORS }) => {
+  const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const targets = { up: rgb(COLORS.up), down: rgb(COLORS.down), line: rgb(COLORS.line) };
+  const counts = { up: 0, down: 0, line: 0 };
+  for (const canvas of document.querySelectorAll('#chart canvas')) {
+    if (!canvas.width || !canvas.height) continue;
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < data.length; i += 4) {
+      for (const [name, [r, g, b]] of Object.entries(targets)) {
+        if (data[i] === r && data[i + 1] === g && data[i + 2] === b && data[i + 3] === 255) {
+          counts[name] += 1;
+        }
+      }
+    }
+  }
+  done(counts);
+}, (error) => done({ error: String(error) }));
+"""
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def api(server, path: str, **params) -> dict:
+    response = requests.get(f"{server.url}/api/{path}", params=params, timeout=10)
+    return response.json()
+
+
+def symbol_entries(server) -> dict[str, dict]:
+    return {entry["symbol"]: entry for entry in api(server, "symbols", limit=1000)["data"]}
+
+
+def price_rows(server, symbol: str, start: str, end: str) -> list[dict]:
+    body = api(server, "financial_data", symbol=symbol, start_date=start, end_date=end,
+               fields="all", limit=1000)
+    assert body["pagination"]["pages"] <= 1, "the recorded data fits one page"
+    return body["data"]
+
+
+def expected_stats(server, symbol: str, start: str, end: str) -> dict[str, str]:
+    """The statistics as the page should show them, from the API's own answers."""
+    stats = api(server, "statistics", symbol=symbol, start_date=start, end_date=end)["data"]
+    count = api(server, "financial_data", symbol=symbol, start_date=start,
+                end_date=end)["pagination"]["count"]
+    return {
+        "trading_days": f"{count:,}",
+        "average_daily_open_price": f"{stats['average_daily_open_price']:.2f}",
+        "average_daily_close_price": f"{stats['average_daily_close_price']:.2f}",
+        "average_daily_volume": f"{stats['average_daily_volume']:,}",
+    }
+
+
+def month_range_start(last: str, months: int) -> str:
+    """The first day of the ``months`` whole months ending on ``last``."""
+    day = datetime.date.fromisoformat(last)
+    year, month_index = divmod(day.month - 1 - months, 12)
+    year += day.year
+    clamped = min(day.day, calendar.monthrange(year, month_index + 1)[1])
+    return (datetime.date(year, month_index + 1, clamped) + datetime.timedelta(days=1)).isoformat()
+
+
+def wait_settled(browser) -> dict:
+    """Wait until the page shows results or a message; return the chart title or the message."""
+    return browser.wait_for(lambda: browser.script(SETTLED_STATE), "the dashboard to settle")
+
+
+def wait_shown(browser, symbol: str, start: str, end: str) -> None:
+    """Wait until the page shows the chart of exactly this view."""
+    title = f"{symbol}, {start} to {end}"
+    browser.wait_for(lambda: (browser.script(SETTLED_STATE) or {}).get("title") == title,
+                     f"the chart of {title}")
+
+
+def address(browser) -> dict[str, str]:
+    query = parse_qs(urlsplit(browser.driver.current_url).query)
+    return {name: values[0] for name, values in query.items()}
+
+
+def shown_stats(browser) -> dict[str, str]:
+    return {cell.get_attribute("data-stat"): cell.text
+            for cell in browser.driver.find_elements(By.CSS_SELECTOR, "#stats [data-stat]")}
+
+
+def shown_readout(browser) -> dict[str, str]:
+    return {cell.get_attribute("data-field"): cell.text
+            for cell in browser.driver.find_elements(By.CSS_SELECTOR, "#readout [data-field]")}
+
+
+def readout_of(row: dict) -> dict[str, str]:
+    """A row of the API as the readout should show it."""
+    fields = ("date", "open_price", "high_price", "low_price", "close_price")
+    shown = {name: row[name] if row[name] is not None else "unknown" for name in fields}
+    return {**shown, "volume": f"{int(row['volume']):,}"}
+
+
+def chart_pixels(browser) -> dict[str, int]:
+    counts = browser.async_script(CHART_PIXELS)
+    assert "error" not in counts, counts
+    return counts
+
+
+def pressed_presets(browser) -> list[str]:
+    return [button.text for button in browser.driver.find_elements(
+        By.CSS_SELECTOR, "[data-preset][aria-pressed='true']")]
+
+
+def element(browser, css: str):
+    return browser.driver.find_element(By.CSS_SELECTOR, css)
+
+
+# --- the main view ---------------------------------------------------------------------
+
+def test_dashboard_draws_candles_volume_and_the_statistics_of_the_range(browser, live_server):
+    symbols = symbol_entries(live_server)
+    first_symbol = sorted(symbols)[0]
+    browser.open(live_server.url + "/")
+    wait_settled(browser)
+
+    # No address given: the first symbol, the last three months of its stored days.
+    last = symbols[first_symbol]["last_date"]
+    view = {"symbol": first_symbol, "start_date": month_range_start(last, 3), "end_date": last}
+    assert address(browser) == view
+    assert pressed_presets(browser) == ["3M"]
+    rows = price_rows(live_server, *view.values())
+    assert shown_stats(browser) == expected_stats(live_server, *view.values())
+    assert shown_readout(browser) == readout_of(rows[-1])
+    pixels = chart_pixels(browser)
+    assert pixels["up"] > MIN_COLOURED_PIXELS and pixels["down"] > MIN_COLOURED_PIXELS, pixels
+    assert pixels["line"] == 0, "every recorded day has a high and a low: no line"
+    label = element(browser, "#chart").get_attribute("aria-label")
+    assert label == (f"Candlestick chart of {first_symbol}, {rows[0]['date']} to "
+                     f"{rows[-1]['date']}, {len(rows)} trading days, with daily volume below")
+
+    screenshot = browser.screenshot("dashboard")
+    publish_screenshot(screenshot, README_SCREENSHOT)
+
+
+def test_every_file_and_answer_comes_from_the_app_itself(browser, live_server):
+    browser.open(live_server.url + "/")
+    wait_settled(browser)
+    requested = browser.requested_urls()
+    assert any("/static/vendor/lightweight-charts/" in url for url in requested)
+    assert any("/api/statistics" in url for url in requested)
+    assert [url for url in requested if not url.startswith(live_server.url + "/")] == []
+
+
+def test_pointing_at_a_day_shows_its_prices(browser, live_server):
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2023-03-01&end_date=2023-03-24")
+    wait_shown(browser, "IBM", "2023-03-01", "2023-03-24")
+    rows = price_rows(live_server, "IBM", "2023-03-01", "2023-03-24")
+    chart = element(browser, "#chart")
+    # The price pane spans the chart's width less the price scale; its left edge is the first day.
+    ActionChains(browser.driver).move_to_element_with_offset(
+        chart, -chart.size["width"] // 2 + 8, -chart.size["height"] // 4).perform()
+    browser.wait_for(lambda: shown_readout(browser) == readout_of(rows[0]),
+                     "the readout of the first day")
+
+
+def test_a_preset_changes_the_address_and_the_numbers(browser, live_server):
+    symbols = symbol_entries(live_server)
+    browser.open(live_server.url + "/?symbol=IBM")
+    wait_settled(browser)
+    before = shown_stats(browser)
+
+    element(browser, "[data-preset='1M']").click()
+    last = symbols["IBM"]["last_date"]
+    start = month_range_start(last, 1)
+    wait_shown(browser, "IBM", start, last)
+    assert address(browser) == {"symbol": "IBM", "start_date": start, "end_date": last}
+    assert pressed_presets(browser) == ["1M"]
+    after = shown_stats(browser)
+    assert after == expected_stats(live_server, "IBM", start, last)
+    assert after != before
+
+    element(browser, "[data-preset='2W']").click()
+    two_weeks = (datetime.date.fromisoformat(last) - datetime.timedelta(days=13)).isoformat()
+    wait_shown(browser, "IBM", two_weeks, last)
+    assert shown_stats(browser) == expected_stats(live_server, "IBM", two_weeks, last)
+
+    element(browser, "[data-preset='All']").click()
+    wait_shown(browser, "IBM", symbols["IBM"]["first_date"], last)
+    assert shown_stats(browser)["trading_days"] == f"{symbols['IBM']['trading_days']:,}"
+
+
+def test_a_shared_address_restores_the_view_after_a_reload(browser, live_server):
+    view = {"symbol": "AAPL", "start_date": "2023-01-02", "end_date": "2023-02-15"}
+    browser.open(f"{live_server.url}/?symbol=aapl&start_date=2023-01-02&end_date=2023-02-15")
+    for visit in ("shared link", "reload"):
+        if visit == "reload":
+            browser.driver.refresh()
+        wait_shown(browser, *view.values())
+        assert address(browser) == view, visit
+        assert element(browser, "#symbol").get_attribute("value") == "AAPL"
+        assert element(browser, "#start_date").get_attribute("value") == "2023-01-02"
+        assert element(browser, "#end_date").get_attribute("value") == "2023-02-15"
+        assert pressed_presets(browser) == []
+        assert shown_stats(browser) == expected_stats(live_server, *view.values())
+
+
+def test_back_returns_to_the_previous_view(browser, live_server):
+    browser.open(live_server.url + "/?symbol=AAPL&start_date=2023-01-02&end_date=2023-02-15")
+    wait_shown(browser, "AAPL", "2023-01-02", "2023-02-15")
+    element(browser, "[data-preset='All']").click()
+    wait_settled(browser)
+    assert address(browser)["start_date"] != "2023-01-02"
+    browser.driver.back()
+    wait_shown(browser, "AAPL", "2023-01-02", "2023-02-15")
+    assert shown_stats(browser) == expected_stats(live_server, "AAPL", "2023-01-02", "2023-02-15")
+
+
+# --- the picker and freshness ------------------------------------------------------------
+
+def test_the_picker_lists_every_symbol_with_its_freshness(browser, mixed_server):
+    symbols = symbol_entries(mixed_server)
+    browser.open(mixed_server.url + "/")
+    wait_settled(browser)
+    options = browser.driver.find_elements(By.CSS_SELECTOR, "#symbol option")
+    assert [option.get_attribute("value") for option in options] == sorted(symbols)
+    for option in options:
+        entry = symbols[option.get_attribute("value")]
+        assert entry["last_date"] in option.text
+        assert ("stale" in option.text) == entry["stale"]
+    assert {entry["stale"] for entry in symbols.values()} == {True, False}
+
+    for symbol, entry in symbols.items():
+        browser.open(f"{mixed_server.url}/?symbol={symbol}")
+        wait_settled(browser)
+        freshness = element(browser, "#freshness").text
+        assert freshness.startswith("Stale" if entry["stale"] else "Fresh"), freshness
+        assert f"{entry['first_date']} to {entry['last_date']}" in freshness
+
+
+# --- candles, lines and what is unknown --------------------------------------------------
+
+def open_every_day(browser, server, symbol: str) -> None:
+    """Open the view of every stored day of ``symbol`` and wait for its chart."""
+    entry = symbol_entries(server)[symbol]
+    first, last = entry["first_date"], entry["last_date"]
+    browser.open(f"{server.url}/?symbol={symbol}&start_date={first}&end_date={last}")
+    wait_shown(browser, symbol, first, last)
+
+
+def test_days_without_high_and_low_are_drawn_as_a_line(browser, mixed_server):
+    open_every_day(browser, mixed_server, "AAPL")
+    pixels = chart_pixels(browser)
+    assert pixels["line"] > MIN_COLOURED_PIXELS and pixels["up"] == pixels["down"] == 0, pixels
+    assert element(browser, "#chart").get_attribute("aria-label").startswith("Line chart")
+    assert shown_readout(browser)["high_price"] == "unknown"
+
+
+def test_a_range_partly_without_high_and_low_mixes_candles_and_a_line(browser, mixed_server):
+    open_every_day(browser, mixed_server, "IBM")
+    pixels = chart_pixels(browser)
+    assert min(pixels.values()) > MIN_COLOURED_PIXELS, pixels
+    label = element(browser, "#chart").get_attribute("aria-label")
+    assert "closing-price line for the" in label
+    browser.screenshot("line-and-candles")
+
+
+# --- messages ------------------------------------------------------------------------------
+
+def test_a_range_without_data_says_so_instead_of_a_blank_chart(browser, live_server):
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2020-01-01&end_date=2020-01-31")
+    state = wait_settled(browser)
+    assert state["title"] is None, "no chart is shown"
+    assert state["message"].startswith(
+        "No prices are stored for IBM from 2020-01-01 to 2020-01-31.")
+    assert not element(browser, "#results").is_displayed()
+    assert not any("/api/statistics" in url for url in browser.requested_urls())
+    browser.screenshot("no-data")
+
+
+def test_an_unknown_symbol_says_so(browser, live_server):
+    browser.open(live_server.url + "/?symbol=ZZZZ")
+    assert wait_settled(browser)["message"] == (
+        "No prices are stored for ZZZZ. Pick one of the stored symbols.")
+
+
+@pytest.mark.parametrize("query, problem", [
+    ("symbol=IBM&start_date=2023-02-30",
+     "start_date must be a date written YYYY-MM-DD, not “2023-02-30”"),
+    ("symbol=IBM&end_date=yesterday",
+     "end_date must be a date written YYYY-MM-DD, not “yesterday”"),
+    ("symbol=IBM&start_date=2023-03-01&end_date=2023-02-01",
+     "start_date 2023-03-01 is after end_date 2023-02-01"),
+    ("symbol=%24%24%24", "symbol must be 1 to 16 letters, digits, '.' or '-', starting with a "
+                         "letter or digit, not “$$$”"),
+])
+def test_a_bad_address_names_what_is_wrong(browser, live_server, query, problem):
+    browser.open(f"{live_server.url}/?{query}")
+    assert wait_settled(browser)["message"] == (
+        f"This address cannot be shown: {problem}. Pick a symbol and a range instead.")
+    assert not any("/api/financial_data" in url for url in browser.requested_urls())
+    if query.startswith("symbol=%24"):
+        browser.screenshot("bad-address")
+
+
+def test_an_api_error_is_shown_with_a_retry(browser, serve, tmp_path):
+    broken = serve(build_app("mysql+pymysql://api@127.0.0.1:1/financial", tmp_path / "log"))
+    browser.open(broken.url + "/")
+    assert wait_settled(browser)["message"] == (
+        "The API answered with an error (HTTP 503): "
+        "the database is unavailable, please retry later.")
+    assert element(browser, "#retry").is_displayed()
+    browser.screenshot("api-error")
+    problems = browser.take_problems()
+    assert problems.failed_requests == [
+        FailedRequest(f"{broken.url}/api/symbols?limit=1000&page=1", status=503)]
+    assert len(problems.console_errors) == 1 and "503" in problems.console_errors[0]
+
+
+def test_an_unreachable_api_is_shown_and_retry_recovers(browser, serve, recorded_database_url,
+                                                        tmp_path):
+    server = serve(build_app(recorded_database_url, tmp_path / "log"))
+    browser.open(server.url + "/?symbol=IBM")
+    wait_settled(browser)
+    server.stop()
+    element(browser, "[data-preset='2W']").click()
+    assert wait_settled(browser)["message"] == (
+        "The API cannot be reached: the network request failed. "
+        "Check your connection and that the server is running, then retry.")
+    problems = browser.take_problems()
+    assert [request.error for request in problems.failed_requests] == [
+        "net::ERR_CONNECTION_REFUSED"]
+    assert len(problems.console_errors) == 1
+
+    server.restart()
+    element(browser, "#retry").click()
+    view = address(browser)
+    wait_shown(browser, "IBM", view["start_date"], view["end_date"])
+    assert shown_stats(browser) == expected_stats(server, *view.values())
+
+
+# --- keyboard, small screens, CSP ------------------------------------------------------------
+
+def press(browser, *keys: str) -> None:
+    ActionChains(browser.driver).send_keys(*keys).perform()
+
+
+def tab_to(browser, element_id: str, limit: int = 15) -> None:
+    """Press Tab until the element has the focus, failing after ``limit`` presses."""
+    for _ in range(limit):
+        press(browser, Keys.TAB)
+        if browser.script("return document.activeElement.id") == element_id:
+            return
+    raise AssertionError(f"#{element_id} is not reachable with Tab")
+
+
+def test_the_keyboard_alone_picks_a_symbol_a_range_and_a_day(browser, live_server):
+    symbols = sorted(symbol_entries(live_server))
+    browser.open(live_server.url + "/")
+    wait_settled(browser)
+    assert address(browser)["symbol"] == symbols[0]
+
+    tab_to(browser, "symbol")
+    press(browser, Keys.ARROW_DOWN)
+    wait_settled(browser)
+    assert address(browser)["symbol"] == symbols[1]
+    assert pressed_presets(browser) == ["3M"], "the preset follows the new symbol"
+
+    press(browser, Keys.TAB)
+    assert browser.script("return document.activeElement.dataset.preset") == "2W"
+    press(browser, Keys.ENTER)
+    view = address(browser)
+    wait_shown(browser, view["symbol"], view["start_date"], view["end_date"])
+    assert pressed_presets(browser) == ["2W"]
+
+    tab_to(browser, "chart")
+    rows = price_rows(live_server, *view.values())
+    press(browser, Keys.HOME)
+    assert shown_readout(browser) == readout_of(rows[0])
+    press(browser, Keys.ARROW_RIGHT)
+    assert shown_readout(browser) == readout_of(rows[1])
+    press(browser, Keys.END)
+    assert shown_readout(browser) == readout_of(rows[-1])
+
+
+PHONE_LAYOUT = """
+const visible = (node) => node.checkVisibility();
+const hasText = (node) => [...node.childNodes]
+  .some((child) => child.nodeType === Node.TEXT_NODE && child.textContent.trim());
+const controls = [...document.querySelectorAll('select, input, button, #chart')].filter(visible);
+const buttons = [...document.querySelectorAll('button')].filter(visible);
+const texts = [...document.querySelectorAll('body *')]
+  .filter((node) => visible(node) && hasText(node));
+return {
+  viewport: window.innerWidth,
+  scrollWidth: document.documentElement.scrollWidth,
+  outside: controls.filter((node) => {
+    const rect = node.getBoundingClientRect();
+    return rect.left < 0 || rect.right > window.innerWidth;
+  }).map((node) => node.id || node.textContent),
+  smallestText: Math.min(...texts.map((node) => parseFloat(getComputedStyle(node).fontSize))),
+  lowestButton: Math.min(...buttons.map((node) => node.getBoundingClientRect().height)),
+  chartWidth: document.getElementById('chart').getBoundingClientRect().width,
+};
+"""
+
+
+def test_typed_dates_show_that_range(browser, live_server):
+    browser.open(live_server.url + "/?symbol=IBM")
+    wait_settled(browser)
+    tab_to(browser, "start_date")
+    press(browser, "02012023")  # the browser's date field, in the en-US order mm/dd/yyyy
+    tab_to(browser, "end_date")
+    press(browser, "02282023", Keys.ENTER)
+    wait_shown(browser, "IBM", "2023-02-01", "2023-02-28")
+    assert address(browser) == {"symbol": "IBM", "start_date": "2023-02-01",
+                                "end_date": "2023-02-28"}
+    assert pressed_presets(browser) == []
+    assert shown_stats(browser) == expected_stats(live_server, "IBM", "2023-02-01", "2023-02-28")
+
+
+def test_the_page_fits_a_phone_screen(browser, live_server):
+    browser.emulate_phone(width=375)
+    browser.open(live_server.url + "/?symbol=IBM")
+    wait_settled(browser)
+    layout = browser.script(PHONE_LAYOUT)
+    assert layout["viewport"] == 375
+    assert layout["scrollWidth"] <= 375, "nothing scrolls sideways"
+    assert layout["outside"] == []
+    assert layout["smallestText"] >= 12
+    assert layout["lowestButton"] >= 40, "buttons are big enough to tap"
+    assert layout["chartWidth"] >= 300
+    pixels = chart_pixels(browser)
+    assert pixels["up"] > MIN_COLOURED_PIXELS and pixels["down"] > MIN_COLOURED_PIXELS
+    browser.screenshot("phone")
+
+
+def test_every_control_has_a_label(browser, live_server):
+    browser.open(live_server.url + "/")
+    wait_settled(browser)
+    unlabelled = browser.script("""
+        return [...document.querySelectorAll('select, input, button, [tabindex]')]
+          .filter((node) => !(node.labels?.length || node.getAttribute('aria-label')
+                              || node.textContent.trim()))
+          .map((node) => node.outerHTML);
+    """)
+    assert unlabelled == []
+
+
+# What the contract's policy allows the HTML pages: nothing inline, nothing from elsewhere.
+STRICT_CSP = {"script-src": {"'self'"}, "style-src": {"'self'"}, "img-src": {"'self'", "data:"},
+              "connect-src": {"'self'"}}
+CSP_LISTENER = """
+window.cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`);
+});
+"""
+
+
+def test_the_page_works_under_the_contract_csp(browser, live_server):
+    served = csp_directives(requests.get(live_server.url + "/", timeout=10)
+                            .headers["Content-Security-Policy"])
+    for directive, sources in STRICT_CSP.items():
+        assert served[directive] == sources, directive
+    listener = browser.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                              {"source": CSP_LISTENER})
+    try:
+        browser.open(live_server.url + "/?symbol=IBM")
+        assert wait_settled(browser)["title"]
+        assert chart_pixels(browser)["up"] > MIN_COLOURED_PIXELS
+        assert browser.script("return window.cspViolations") == []
+        # The listener does catch a violation: an inline style is refused.
+        browser.script("document.head.append(Object.assign("
+                       "document.createElement('style'), {textContent: 'p {}'}))")
+        browser.wait_for(lambda: browser.script("return window.cspViolations.length"),
+                         "the injected style to be refused")
+        assert browser.take_problems().console_errors
+    finally:
+        browser.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", listener)

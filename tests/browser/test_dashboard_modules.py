@@ -1,0 +1,91 @@
+"""The dashboard's date and address logic, run as the browser runs it (its ES modules).
+
+Each test loads the page once and calls a module's function on a table of
+cases, comparing the whole table so a failure shows every wrong case.
+"""
+import pytest
+
+from lib.tickers import SYMBOL_PATTERN, SYMBOL_RULE
+
+# {"anchored": source} stands for a RegExp matching the whole of a string, as main.js builds it.
+CALL_EACH = """
+const [module, name, cases, done] = arguments;
+const revive = (arg) => (arg?.anchored === undefined ? arg : new RegExp(`^(?:${arg.anchored})$`));
+import(module).then((exports) => done(cases.map((args) => {
+  try {
+    return exports[name](...args.map(revive));
+  } catch (error) {
+    return `${error.constructor.name}: ${error.message}`;
+  }
+})), (error) => done(String(error)));
+"""
+
+
+@pytest.fixture
+def call_each(browser, live_server):
+    """Return ``f(module, name, cases)``: the function's result for each list of arguments."""
+    browser.open(live_server.url + "/")
+
+    def _call_each(module: str, name: str, cases: list[list]) -> list:
+        return browser.async_script(CALL_EACH, f"/static/dashboard/{module}", name, cases)
+
+    return _call_each
+
+
+def test_only_real_calendar_days_are_dates(call_each):
+    cases = {"2023-03-24": True, "2024-02-29": True, "0099-01-01": True,
+             "2023-02-29": False, "2023-13-01": False, "2023-1-05": False, "20230324": False,
+             "": False, "2023-03-24 ": False}
+    answers = call_each("ranges.js", "isIsoDate", [[text] for text in cases])
+    assert dict(zip(cases, answers)) == cases
+
+
+def test_months_move_to_the_same_day_or_the_month_end(call_each):
+    cases = {("2023-03-24", -1): "2023-02-24", ("2023-03-31", -1): "2023-02-28",
+             ("2024-03-31", -1): "2024-02-29", ("2024-02-29", -12): "2023-02-28",
+             ("2023-01-15", -3): "2022-10-15", ("2023-05-31", -3): "2023-02-28",
+             ("2022-12-31", 2): "2023-02-28"}
+    answers = call_each("ranges.js", "addMonths", [list(args) for args in cases])
+    assert dict(zip(cases, answers)) == cases
+
+
+def test_presets_end_on_the_last_stored_day(call_each):
+    first, last = "2022-10-31", "2023-03-24"
+    expected_starts = {
+        "2W": "2023-03-11",  # the fetch job's window: last - 14 days < day <= last
+        "1M": "2023-02-25", "3M": "2022-12-25", "1Y": "2022-03-25", "All": first,
+    }
+    answers = call_each("ranges.js", "presetRange", [[name, first, last] for name in
+                                                     expected_starts])
+    assert answers == [{"start": start, "end": last} for start in expected_starts.values()]
+    march = call_each("ranges.js", "presetRange", [["1M", "2020-01-01", "2023-03-31"]])
+    assert march == [{"start": "2023-03-01", "end": "2023-03-31"}], "1M ending 03-31 is March"
+
+
+def test_a_range_matches_the_preset_that_gives_it(call_each):
+    first, last = "2022-10-31", "2023-03-24"
+    cases = {"2023-02-25": "1M", first: "All", "2023-03-11": "2W", "2023-02-24": None}
+    answers = call_each("ranges.js", "matchingPreset",
+                        [[{"start": start, "end": last}, first, last] for start in cases])
+    assert dict(zip(cases, answers)) == cases
+
+
+def test_the_address_is_read_or_refused_naming_the_parameter(call_each):
+    refused = f"UrlError: symbol must be {SYMBOL_RULE}, not"
+    cases = {
+        "": {},
+        "?symbol=brk.b": {"symbol": "BRK.B"},
+        "?symbol=IBM&start_date=2023-01-02&end_date=2023-01-31&utm_source=mail":
+            {"symbol": "IBM", "start": "2023-01-02", "end": "2023-01-31"},
+        "?end_date=2023-01-31": {"end": "2023-01-31"},
+        "?symbol=": f"{refused} “”",
+        "?symbol=ABCDEFGHIJKLMNOPQ": f"{refused} “ABCDEFGHIJKLMNOPQ”",
+        "?symbol=IB%20M": f"{refused} “IB M”",
+        "?start_date=2023-02-29":
+            "UrlError: start_date must be a date written YYYY-MM-DD, not “2023-02-29”",
+        "?start_date=2023-02-02&end_date=2023-02-01":
+            "UrlError: start_date 2023-02-02 is after end_date 2023-02-01",
+    }
+    answers = call_each("url-state.js", "readUrlState",
+                        [[search, {"anchored": SYMBOL_PATTERN}, SYMBOL_RULE] for search in cases])
+    assert dict(zip(cases, answers)) == cases
