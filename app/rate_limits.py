@@ -64,7 +64,8 @@ def register_rate_limits(app: Flask) -> None:
 
 
 def _is_exempt() -> bool:
-    """Health, metrics and CORS preflights (a browser's, not the client's own request)."""
-    if request.method == "OPTIONS":
+    """Health, metrics, CORS preflights (a browser's, not the client's own request) and the
+    dashboard's static files (a dozen per page view)."""
+    if request.method == "OPTIONS" or request.endpoint == "static":
         return True
     return request.url_rule is not None and request.url_rule.rule in EXEMPT_ROUTES

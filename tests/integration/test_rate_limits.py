@@ -53,6 +53,15 @@ def test_health_and_metrics_are_never_limited(limited_app):
     assert get_from(client, "/api/financial_data").status_code == 429
 
 
+def test_static_files_are_never_limited(limited_app):
+    client = limited_app.test_client()
+    for _ in range(5):
+        with get_from(client, "/static/dashboard/dashboard.css") as static_file:
+            assert static_file.status_code == 200
+    assert [get_from(client, "/api/financial_data").status_code for _ in range(4)] == [
+        200, 200, 200, 429]
+
+
 def test_cors_preflights_are_never_limited(limited_app):
     client = limited_app.test_client()
     preflight = {"Origin": "https://any.example", "Access-Control-Request-Method": "GET"}
