@@ -64,8 +64,10 @@ def register_rate_limits(app: Flask) -> None:
 
 
 def _is_exempt() -> bool:
-    """Health, metrics, CORS preflights (a browser's, not the client's own request) and the
-    dashboard's static files (a dozen per page view)."""
-    if request.method == "OPTIONS" or request.endpoint == "static":
+    """Health, metrics and CORS preflights (a browser's, not the client's own request).
+
+    Static files (a dozen per dashboard view) Flask-Limiter exempts itself.
+    """
+    if request.method == "OPTIONS":
         return True
     return request.url_rule is not None and request.url_rule.rule in EXEMPT_ROUTES
