@@ -41,6 +41,9 @@ logger = logging.getLogger("get_raw_data")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_WINDOW_DAYS = 36_500
 SAMPLE_DIR = PROJECT_ROOT / "data" / "fixtures"
+SAMPLE_SPAN = "IBM and AAPL, 100 trading days from 2022-10-31 to 2023-03-24"
+SAMPLE_HINT = ("get_raw_data: to load the bundled sample data instead, run "
+               ".venv/bin/python get_raw_data.py --sample")
 
 
 class UsageError(Exception):
@@ -59,17 +62,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--symbols", help="comma-separated tickers (default: SYMBOLS, IBM,AAPL)")
     window = parser.add_mutually_exclusive_group()
-    window.add_argument("--days", type=_positive_int, default=DEFAULT_WINDOW_DAYS,
+    window.add_argument("--days", type=_positive_int,
                         help="keep days newer than (newest day - N days), N from 1 to "
-                             f"{MAX_WINDOW_DAYS} (default: 14)")
+                             f"{MAX_WINDOW_DAYS} (default: {DEFAULT_WINDOW_DAYS}; the "
+                             "sample: every day)")
     window.add_argument("--full", action="store_true",
                         help="whole history (outputsize=full), no window")
     parser.add_argument("--from-file", action="append", type=Path, default=[], metavar="PATH",
                         help="load a saved AlphaVantage JSON response instead of calling the "
                              "API; repeatable; the symbol comes from the file")
+    parser.add_argument("--sample", action="store_true",
+                        help="load the bundled sample responses in data/fixtures/ "
+                             f"({SAMPLE_SPAN}), every day of them, instead of calling the API")
     parser.add_argument("--sample-if-no-key", action="store_true",
-                        help="when no API key is configured, load the bundled sample "
-                             "responses in data/fixtures/ instead (and say so)")
+                        help="--sample when no API key is configured (and say so); when the "
+                             "key cannot fetch, say how to load the sample instead")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the records as one JSON array on stdout; write nothing")
     parser.add_argument("--schedule", nargs="?", const="", metavar="CRON",
@@ -92,7 +99,11 @@ def _positive_int(text: str) -> int:
 
 @dataclass(frozen=True)
 class Plan:
-    """What each run of this invocation does: its inputs, settings and schedule."""
+    """What each run of this invocation does: its inputs, settings and schedule.
+
+    ``offer_sample``: say how to load the bundled sample when fetching fails
+    (``--sample-if-no-key`` with a key, as ``make run`` does).
+    """
 
     config: BaseConfig
     settings: RunSettings
@@ -100,6 +111,7 @@ class Plan:
     symbols: list[str]
     full: bool
     schedule: Schedule | None
+    offer_sample: bool = False
 
 
 class StopRequest:
@@ -152,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     # On a schedule the log is the output (docker logs): INFO goes to stderr too.
+    # urllib3 warns of each retry with the whole request line; the failure's
+    # own line says "after N retries", so its warnings go to the file only.
     configure_logging("get_raw_data", app.config["LOG_DIR"], app.config["LOG_LEVEL"],
                       console_level="INFO" if plan.schedule else "WARNING",
-                      console_tracebacks=False)
+                      console_tracebacks=False, console_quiet=("urllib3",))
     try:
         with stop_on_signals() as stop:
             if plan.schedule is None:
@@ -176,8 +190,11 @@ def run_once(app: Flask, plan: Plan, trigger: str, stop: StopRequest, *,
             return run(app, plan.settings, _file_jobs(plan.files), trigger=trigger, stop=stop,
                        report=report, note=note)
         with _client(plan.config) as client:
-            return run(app, plan.settings, _api_jobs(client, plan.symbols, plan.full),
-                       trigger=trigger, stop=stop, report=report, note=note)
+            status = run(app, plan.settings, _api_jobs(client, plan.symbols, plan.full),
+                         trigger=trigger, stop=stop, report=report, note=note)
+    if status != EXIT_OK and plan.offer_sample:
+        note(SAMPLE_HINT)
+    return status
 
 
 def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
@@ -253,18 +270,22 @@ def _app(config: BaseConfig) -> Flask:
 
 def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:
     """Check the command line and settings once, before any run."""
-    files = _input_files(args, config)
+    sample = _loads_sample(args, config)
+    files = _input_files(args, config, sample)
     symbols = [] if files else _symbols(args.symbols, config.SYMBOLS)
     if not files:
         _client(config).close()  # a bad key or function is a usage error now, not at 18:30
     schedule = _schedule(args, config)
+    # The sample is small and fixed: all of it, unless --days says otherwise.
+    whole = args.full or (sample and args.days is None)
     settings = RunSettings(
-        window_days=None if args.full else args.days, dry_run=args.dry_run,
+        window_days=None if whole else args.days or DEFAULT_WINDOW_DAYS, dry_run=args.dry_run,
         request_interval=config.ALPHAVANTAGE_REQUEST_INTERVAL,
         show_progress=schedule is None and sys.stderr.isatty(),
         lock_timeout=config.FETCH_LOCK_TIMEOUT,
     )
-    return Plan(config, settings, files, symbols, args.full, schedule)
+    return Plan(config, settings, files, symbols, args.full, schedule,
+                offer_sample=args.sample_if_no_key and not files)
 
 
 def _schedule(args: argparse.Namespace, config: BaseConfig) -> Schedule | None:
@@ -284,22 +305,31 @@ def _schedule(args: argparse.Namespace, config: BaseConfig) -> Schedule | None:
         raise UsageError(f"{source}: {exc}") from None
 
 
-def _input_files(args: argparse.Namespace, config: BaseConfig) -> list[Path]:
+def _loads_sample(args: argparse.Namespace, config: BaseConfig) -> bool:
+    """Tell whether to load the bundled sample: --sample, or --sample-if-no-key without a key."""
+    if args.from_file:
+        if args.sample:
+            raise UsageError("--sample cannot be combined with --from-file")
+        return False
+    return args.sample or (args.sample_if_no_key and not config.ALPHAVANTAGE_API_KEY)
+
+
+def _input_files(args: argparse.Namespace, config: BaseConfig, sample: bool) -> list[Path]:
     """Return the saved responses to load, or [] to call the API."""
-    files = list(args.from_file)
-    if not files and args.sample_if_no_key and not config.ALPHAVANTAGE_API_KEY:
-        files = sorted(SAMPLE_DIR.glob("*.json"))
+    files = sorted(SAMPLE_DIR.glob("*.json")) if sample else list(args.from_file)
+    if sample and not args.sample:
         print(f"get_raw_data: no ALPHAVANTAGE_API_KEY set; loading the bundled sample data "
-              f"from {SAMPLE_DIR.relative_to(PROJECT_ROOT)}/ instead", file=sys.stderr)
+              f"({SAMPLE_SPAN}) from {SAMPLE_DIR.relative_to(PROJECT_ROOT)}/ instead",
+              file=sys.stderr)
     if files and args.symbols is not None:
-        raise UsageError("--symbols cannot be combined with --from-file: "
+        raise UsageError("--symbols cannot be combined with --from-file or --sample: "
                          "the files name their symbols")
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
         raise UsageError(f"no such file: {', '.join(missing)}")
     if not files and not config.ALPHAVANTAGE_API_KEY:
         raise UsageError("no API key: set ALPHAVANTAGE_API_KEY (or ALPHAVANTAGE_API_KEY_FILE), "
-                         "or load saved responses with --from-file")
+                         "or load saved responses with --from-file (or the sample with --sample)")
     return files
 
 

@@ -15,7 +15,7 @@ from app.request_log import register_request_logging
 from app.security import register_security_headers, trust_proxy_hops
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
 from lib.db import DatabaseUrlError, check_database_url, configure_engine, engine_options
-from lib.log_setup import configure_logging
+from lib.log_setup import configure_logging, drop_terminal_styles
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 # Headers a browser script on another (allowed) origin may read.
@@ -41,6 +41,7 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
         app.config.update(overrides or {})
 
         configure_logging("api", app.config["LOG_DIR"], app.config["LOG_LEVEL"])
+        drop_terminal_styles("werkzeug")  # `flask run` colours its lines
         trust_proxy_hops(app)
         register_extensions(app)
         api = register_api(app)

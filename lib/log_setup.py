@@ -5,6 +5,7 @@ Every line is written through ``SafeFormatter``, so text a client controls
 neither forge a log line nor send escape sequences to an operator's terminal.
 """
 import logging
+import re
 from pathlib import Path
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
@@ -24,6 +25,10 @@ _CONTROL_ESCAPES = {
     code: _NAMED_ESCAPES.get(chr(code), f"\\x{code:02x}")
     for code in [*range(0x20), *range(0x7F, 0xA0)]
 } | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+# Select Graphic Rendition: the colour and weight codes of terminal output.
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def escape_controls(text: str) -> str:
@@ -52,13 +57,15 @@ class SafeFormatter(logging.Formatter):
 
 def configure_logging(program: str, log_dir: str, level: str = "INFO",
                       console_level: str | None = None, console_tracebacks: bool = True,
+                      console_quiet: tuple[str, ...] = (),
                       max_bytes: int = MAX_LOG_BYTES) -> Path:
     """Send the root logger to stderr and to ``<log_dir>/<program>.log``.
 
     ``console_level`` raises the bar for stderr only (a CLI prints its own
     summary and wants just warnings there); the file always gets ``level``.
     ``console_tracebacks=False`` keeps stderr to one line per record while
-    the file still gets the traceback.
+    the file still gets the traceback. Records below ERROR from the loggers
+    named in ``console_quiet`` (and their children) go to the file only.
 
     The file handler takes a lock around each write and rollover, because
     every gunicorn worker (and every replica on a shared volume) writes the
@@ -79,6 +86,8 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     console.setLevel(console_level or level)
     console.setFormatter(SafeFormatter(LOG_FORMAT) if console_tracebacks
                          else _OneLineFormatter(LOG_FORMAT))
+    if console_quiet:
+        console.addFilter(_ErrorsOnlyFrom(console_quiet))
     log_file = ConcurrentRotatingFileHandler(
         log_path, maxBytes=max_bytes, backupCount=LOG_BACKUPS, encoding="utf-8"
     )
@@ -88,6 +97,43 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
         root.addHandler(handler)
     root.setLevel(level)
     return log_path
+
+
+def drop_terminal_styles(logger_name: str) -> None:
+    """Remove the colour codes ``logger_name`` puts in its records; idempotent.
+
+    werkzeug's development server colours its own lines for a terminal;
+    in a log file, escaped, they would read ``\x1b[33m``.
+    """
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(existing, _DropTerminalStyles) for existing in logger.filters):
+        logger.addFilter(_DropTerminalStyles())
+
+
+class _DropTerminalStyles(logging.Filter):
+    """Strip colour codes from a record's message and text arguments, keeping its format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _TERMINAL_STYLE.sub("", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TERMINAL_STYLE.sub("", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
+        return True
+
+
+class _ErrorsOnlyFrom(logging.Filter):
+    """Let through only errors from the named loggers and their children; all else passes."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self._names = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        return not any(record.name == name or record.name.startswith(name + ".")
+                       for name in self._names)
 
 
 class _OneLineFormatter(SafeFormatter):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from conf.settings import PROJECT_ROOT
-from lib.log_setup import CONTINUATION_INDENT, configure_logging
+from lib.log_setup import CONTINUATION_INDENT, configure_logging, drop_terminal_styles
 
 WRITER = """
 import logging, sys
@@ -85,3 +85,28 @@ def test_a_traceback_stays_multi_line_but_cannot_forge_a_record(tmp_path, capsys
     assert sum(bool(RECORD_START.match(line)) for line in lines) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "\\n" in err
+
+
+def test_terminal_styles_are_dropped_from_the_loggers_named(tmp_path, capsys):
+    log_file = configure_logging("styled", str(tmp_path))
+    drop_terminal_styles("styled.server")
+    drop_terminal_styles("styled.server")
+    server = logging.getLogger("styled.server")
+    server.info("\x1b[33mPress CTRL+C to quit\x1b[0m")
+    server.info('"%s" %s %s', "\x1b[1mGET / HTTP/1.1\x1b[0m", 200, "-")
+    logging.getLogger("styled.other").info("kept \x1b[31mred\x1b[0m")
+    text = Path(log_file).read_text()
+    assert "INFO styled.server: Press CTRL+C to quit\n" in text
+    assert 'INFO styled.server: "GET / HTTP/1.1" 200 -\n' in text
+    assert "kept \\x1b[31mred\\x1b[0m" in text, "elsewhere colour codes are escaped, not lost"
+    assert text == capsys.readouterr().err.replace("\r", "")
+
+
+def test_console_quiet_loggers_keep_their_errors_on_the_console(tmp_path, capsys):
+    log_file = configure_logging("quiet", str(tmp_path), console_quiet=("noisy",))
+    logging.getLogger("noisy.pool").warning("retrying a long request line")
+    logging.getLogger("noisy").error("gave up")
+    logging.getLogger("noisyneighbour").warning("not a child")
+    err = capsys.readouterr().err
+    assert "retrying" not in err and "gave up" in err and "not a child" in err
+    assert "retrying a long request line" in Path(log_file).read_text()

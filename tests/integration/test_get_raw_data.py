@@ -143,11 +143,17 @@ def test_rejected_key_is_reported_without_the_key(app, capsys, job_env, fake_alp
     assert "IBM: failed: AlphaVantage rejected the API key" in err
 
 
-def test_network_failure_names_the_symbol(app, capsys, job_env, monkeypatch):
-    monkeypatch.setenv("ALPHAVANTAGE_BASE_URL", "http://127.0.0.1:1/query")
+def test_network_failure_is_one_line_naming_the_symbol(app, capsys, job_env, monkeypatch):
+    monkeypatch.setenv("ALPHAVANTAGE_BASE_URL", f"http://127.0.0.1:{free_port()}/query")
     status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
     assert status == 1
-    assert "IBM: failed: network failure for IBM" in err
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].endswith("ERROR financial.fetch_run: IBM: failed: network failure for IBM "
+                             "after 3 retries (NewConnectionError)")
+    assert lines[1].endswith(" failed: 0 of 1 symbols stored, 0 new rows, 0 updated")
+    log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
+    assert log.count("WARNING urllib3.connectionpool: Retrying") == 3, "the file keeps them"
 
 
 def test_malformed_payload_fails_that_symbol(app, capsys, job_env, fake_alphavantage):
@@ -194,12 +200,35 @@ def test_from_file_needs_no_key(app, capsys, job_env, monkeypatch):
     assert len(stored(app)) == 20
 
 
-def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypatch):
+def test_the_whole_sample_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypatch):
     monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "")
     status, out, err = run_job(capsys, job_env, "--sample-if-no-key")
     assert status == 0
-    assert "no ALPHAVANTAGE_API_KEY set; loading the bundled sample data" in err
-    assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL"}
+    assert ("no ALPHAVANTAGE_API_KEY set; loading the bundled sample data (IBM and AAPL, 100 "
+            "trading days from 2022-10-31 to 2023-03-24) from data/fixtures/ instead") in err
+    assert out.splitlines() == ["AAPL: 100 rows fetched, 100 new, 0 updated",
+                                "IBM: 100 rows fetched, 100 new, 0 updated"]
+    for symbol in ("IBM", "AAPL"):
+        days = sorted(day for _, day in stored(app, symbol))
+        assert (len(days), days[0], days[-1]) == (
+            100, datetime.date(2022, 10, 31), datetime.date(2023, 3, 24))
+
+
+def test_sample_loads_the_sample_even_with_a_key(app, capsys, job_env, fake_alphavantage):
+    status, out, _ = run_job(capsys, job_env, "--sample", "--days", "3")
+    assert status == 0
+    assert out.splitlines() == ["AAPL: 3 rows fetched, 3 new, 0 updated",
+                                "IBM: 3 rows fetched, 3 new, 0 updated"]
+    assert fake_alphavantage.requests == []
+
+
+def test_a_key_that_cannot_fetch_says_how_to_load_the_sample(app, capsys, job_env, monkeypatch):
+    monkeypatch.setenv("ALPHAVANTAGE_BASE_URL", f"http://127.0.0.1:{free_port()}/query")
+    status, out, err = run_job(capsys, job_env, "--sample-if-no-key")
+    assert (status, out) == (1, "")
+    assert err.splitlines()[-1] == ("get_raw_data: to load the bundled sample data instead, "
+                                    "run .venv/bin/python get_raw_data.py --sample")
+    assert stored(app) == {}
 
 
 @pytest.mark.parametrize("argv, env, message", [
@@ -207,6 +236,8 @@ def test_sample_data_is_loaded_when_no_key_is_set(app, capsys, job_env, monkeypa
     (["--symbols", "IBM,BAD SYMBOL"], {}, "invalid symbol(s) BAD SYMBOL"),
     (["--from-file", "/nonexistent/x.json"], {}, "no such file: /nonexistent/x.json"),
     (["--symbols", "IBM", "--from-file", "x.json"], {}, "--symbols cannot be combined"),
+    (["--symbols", "IBM", "--sample"], {}, "--symbols cannot be combined"),
+    (["--sample", "--from-file", "x.json"], {}, "--sample cannot be combined with --from-file"),
     ([], {"ALPHAVANTAGE_FUNCTION": "TIME_SERIES_WEEKLY"}, "ALPHAVANTAGE_FUNCTION: unsupported"),
     ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon"}, "ALPHAVANTAGE_RETRY_WAIT must be a number"),
     ([], {"APP_ENV": "staging"}, "APP_ENV must be one of"),
