@@ -1,6 +1,6 @@
 """The application shell: ``create_app`` builds a configured Flask app."""
 import click
-from flask import Flask
+from flask import Flask, Response
 
 from app.api import register_api
 from app.api.caching import init_cached_answers
@@ -23,8 +23,27 @@ EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-RateLimit-Limit",
                    "X-RateLimit-Remaining", "X-RateLimit-Reset"]
 
 
+# The API only reads: a browser's preflight is told so.
+CORS_METHODS = ["GET", "HEAD", "OPTIONS"]
+
+
 class StartupError(ConfigError, click.ClickException):
     """A setting the app cannot run with; the Flask CLI prints it as one line, no traceback."""
+
+
+class FinancialApp(Flask):
+    """Flask, answering OPTIONS with 204 No Content and the Allow header.
+
+    Flask's own answer is a 200 with an empty text/html body; a 204 says
+    plainly that there is no body, and CORS preflights get their headers too.
+    """
+
+    def make_default_options_response(self) -> Response:
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        response.headers["Allow"] = ", ".join(sorted(response.allow))
+        return response
 
 
 def create_app(config: str | BaseConfig | None = None, overrides: dict | None = None) -> Flask:
@@ -36,7 +55,7 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
     """
     try:
         settings = config if isinstance(config, BaseConfig) else get_config(config)
-        app = Flask(__name__)
+        app = FinancialApp(__name__)
         app.config.from_object(settings)
         app.config.update(overrides or {})
 
@@ -79,4 +98,4 @@ def register_extensions(app: Flask) -> None:
 
     init_cached_answers(app)
     cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
-                  expose_headers=EXPOSED_HEADERS)
+                  methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS)

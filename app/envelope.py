@@ -1,5 +1,8 @@
-"""The one JSON envelope every API response uses."""
+"""The one JSON envelope every API response uses, and its serialization outside RESTX."""
 from typing import Any
+
+from flask import Response
+from flask_restx.representations import output_json
 
 _NO_PAGINATION = object()
 
@@ -21,6 +24,17 @@ def error_envelope(message: str, *, paginated: bool) -> dict[str, Any]:
     if paginated:
         return envelope([], message, pagination=None)
     return envelope({}, message)
+
+
+def json_response(body: dict[str, Any], status: int, headers: dict | None = None) -> Response:
+    """Return ``body`` as JSON written exactly as RESTX writes its resources' answers.
+
+    For what Flask answers outside RESTX (unknown paths, the API index), so
+    every JSON response has the same key order and spacing.
+    """
+    response = output_json(body, status, headers)
+    response.headers["Content-Type"] = "application/json"
+    return response
 
 
 # Messages shared by the error handlers and the health check.

@@ -3,21 +3,24 @@
 Handlers sit on the RESTX ``Api`` (errors raised inside resources) and on the
 app (unknown URLs, wrong methods outside a resource, anything else).
 """
+import functools
 import logging
 from collections.abc import Callable
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_restx import Api
+from sqlalchemy.exc import ProgrammingError
 from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
 
 from app.envelope import (
     BAD_HOST, DATABASE_UNAVAILABLE, INTERNAL_ERROR, RETRY_AFTER_SECONDS, error_envelope,
+    json_response,
 )
 from app.extensions import db
 from app.metrics import record_database_error
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
-from lib.db import DATABASE_ERRORS, describe_database_error
+from lib.db import DATABASE_ERRORS, describe_database_error, is_schema_error
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +33,29 @@ def error_response(status: int, message: str, headers: dict | None = None) -> tu
 
 
 def handle_domain_error(exc: FinancialError) -> tuple:
+    """A request the data cannot answer: a bad parameter (400) or no data (404)."""
     return error_response(exc.status_code, exc.message)
 
 
 def handle_http_exception(exc: HTTPException) -> tuple:
+    """An HTTP error (unknown path, wrong method, rate limit) in the envelope, saying which"""
     headers = {}
-    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
     message = exc.description or exc.name
     if isinstance(exc, NotFound):
-        message = f"no endpoint at {request.path}; the API is documented at /api/docs"
+        message = not_found_message(request.path)
+    if isinstance(exc, MethodNotAllowed):
+        allowed = sorted(exc.valid_methods or ())
+        headers["Allow"] = ", ".join(allowed)
+        message = method_not_allowed_message(request.method, request.path, allowed)
     return error_response(exc.code or 500, message, headers)
+
+
+def not_found_message(path: str) -> str:
+    return f"no endpoint at {path}; the API is documented at /api/docs"
+
+
+def method_not_allowed_message(method: str, path: str, allowed: list[str]) -> str:
+    return f"method {method} is not allowed on {path}; allowed: {', '.join(allowed)}"
 
 
 def handle_database_error(exc: Exception) -> tuple:
@@ -50,6 +65,13 @@ def handle_database_error(exc: Exception) -> tuple:
     return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
+def handle_programming_error(exc: ProgrammingError) -> tuple:
+    """A table MySQL does not have is a database that cannot serve yet, like SQLite's."""
+    if is_schema_error(exc):
+        return handle_database_error(exc)
+    return handle_unexpected_error(exc)
+
+
 def handle_unexpected_error(exc: Exception) -> tuple:
     logger.error("unhandled %s on %s %s", exc.__class__.__name__, request.method, request.path,
                  exc_info=exc)
@@ -57,7 +79,7 @@ def handle_unexpected_error(exc: Exception) -> tuple:
     return error_response(500, INTERNAL_ERROR)
 
 
-def reject_bad_host() -> tuple | None:
+def reject_bad_host() -> Response | None:
     """Answer a Host header that is no valid host name (``a..b``, a label over 63 characters).
 
     Routing fails on such a header before any view runs, and RESTX's error
@@ -65,7 +87,7 @@ def reject_bad_host() -> tuple | None:
     dispatch, keeps it one clean 400.
     """
     if isinstance(request.routing_exception, BadHost):
-        return error_response(400, BAD_HOST)
+        return json_response(*error_response(400, BAD_HOST))
     return None
 
 
@@ -84,6 +106,7 @@ CLIENT_ERROR_HANDLERS: Handlers = (
 )
 SERVER_ERROR_HANDLERS: Handlers = (
     *((exc_type, handle_database_error) for exc_type in DATABASE_ERRORS),
+    (ProgrammingError, handle_programming_error),
     (Exception, handle_unexpected_error),
 )
 
@@ -97,5 +120,13 @@ def register_error_handlers(app: Flask, api: Api) -> None:
     for exc_type, handler in CLIENT_ERROR_HANDLERS:
         api.errorhandler(exc_type)(handler)
     for exc_type, handler in CLIENT_ERROR_HANDLERS + SERVER_ERROR_HANDLERS:
-        app.register_error_handler(exc_type, handler)
+        app.register_error_handler(exc_type, _as_json_response(handler))
     app.before_request(reject_bad_host)
+
+
+def _as_json_response(handler: Callable[..., tuple]) -> Callable[..., Response]:
+    """Serialize a handler's answer as RESTX serializes the ones it handles itself."""
+    @functools.wraps(handler)
+    def respond(exc: Exception) -> Response:
+        return json_response(*handler(exc))
+    return respond

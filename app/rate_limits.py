@@ -43,8 +43,7 @@ def register_rate_limits(app: Flask) -> None:
             "socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
             "socket_timeout": STORAGE_TIMEOUT_SECONDS,
         })
-    message = (f"too many requests: at most {rate_limit} per client; "
-               "retry after the number of seconds in the Retry-After header")
+    message = rate_limit_message(rate_limit)
     limiter = Limiter(
         get_remote_address,
         application_limits=[ApplicationLimit(rate_limit, error_message=message)],
@@ -61,6 +60,12 @@ def register_rate_limits(app: Flask) -> None:
                           "memory:// or redis://host:6379/1") from None
     # It logs each refusal at INFO; the request's own line already says 429.
     logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+
+
+def rate_limit_message(rate_limit: str) -> str:
+    """Return what a 429 says when the limit is ``rate_limit``."""
+    return (f"too many requests: at most {rate_limit} per client; "
+            "retry after the number of seconds in the Retry-After header")
 
 
 def _is_exempt() -> bool:

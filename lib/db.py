@@ -5,12 +5,17 @@ Framework-free: callers pass URLs, engines and sessions in.
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
+
+from alembic.script import ScriptDirectory
 
 from sqlalchemy import event, func, text
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError, InterfaceError, NoSuchModuleError, OperationalError, ProgrammingError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import BigInteger, Numeric, TypeDecorator
@@ -23,6 +28,12 @@ MIGRATION_LOCK_TIMEOUT_SECONDS = 300
 # as opposed to a bad query.
 DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
 _MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
+# A schema the code does not match: MySQL's "no such table" and "unknown column",
+# and SQLite's words for them.
+_MYSQL_SCHEMA_ERRORS = (1146, 1054)
+_SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
+MIGRATE_COMMAND = "flask --app app db upgrade"
+SCHEMA_HINT = f"the schema is missing or behind the migrations: run them ({MIGRATE_COMMAND})"
 _POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
 # What an operator should check for the MySQL client and server error codes
 # a deployment meets: wrong credentials, names, addresses, a stalled server.
@@ -39,6 +50,7 @@ _DRIVER_HINTS = {
     2006: "the server closed the connection: it restarted or dropped idle connections",
     2013: "the connection broke or the server did not answer in time (DATABASE_TIMEOUT; "
           "DATABASE_JOB_TIMEOUT in the fetch job): it is stalled, overloaded or unreachable",
+    **dict.fromkeys(_MYSQL_SCHEMA_ERRORS, SCHEMA_HINT),
 }
 
 
@@ -237,10 +249,46 @@ def describe_database_error(exc: Exception) -> str:
         return name
     args: tuple = orig.args
     if not (len(args) > 1 and isinstance(args[0], int)):
-        return f"{name}: {orig}"
+        return f"{name}: {orig}" + (f"; hint: {SCHEMA_HINT}" if is_schema_error(exc) else "")
     code, message = args[0], args[1]
     hint = _DRIVER_HINTS.get(code)
     return f"{name} {code}: {message}" + (f"; hint: {hint}" if hint else "")
+
+
+def is_schema_error(exc: Exception) -> bool:
+    """Tell a missing table or column (the migrations were not run) from other failures."""
+    if not isinstance(exc, (OperationalError, ProgrammingError)) or exc.orig is None:
+        return False
+    args = exc.orig.args
+    if args and args[0] in _MYSQL_SCHEMA_ERRORS:
+        return True
+    return any(words in str(exc.orig) for words in _SQLITE_SCHEMA_ERRORS)
+
+
+@cache
+def migration_revisions(directory: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Return the head revisions and every revision of the Alembic scripts in ``directory``.
+
+    Read once per process: the scripts do not change while it runs.
+    """
+    scripts = ScriptDirectory(directory)
+    return (frozenset(scripts.get_heads()),
+            frozenset(script.revision for script in scripts.walk_revisions()))
+
+
+def schema_state(versions: set[str], directory: str) -> str:
+    """Compare the database's Alembic ``versions`` with the scripts in ``directory``.
+
+    Returns "current" (at the heads), "missing" (never migrated), "behind"
+    (older revisions: run the migrations) or "newer" (revisions these
+    scripts do not know, e.g. a newer release migrated the database).
+    """
+    heads, known = migration_revisions(directory)
+    if not versions:
+        return "missing"
+    if versions == heads:
+        return "current"
+    return "behind" if versions <= known else "newer"
 
 
 def is_lock_conflict(exc: OperationalError) -> bool:

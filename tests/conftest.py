@@ -25,7 +25,7 @@ from lib.avantage_api import read_saved_response
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES, FakeAlphaVantage, QuietHTTPServer
 from tests.helpers import (
     LARGE_ROWS, build_app, create_mysql_database, drop_mysql_database, emptied_app,
-    insert_synthetic_rows, migrate_database, sqlite_url,
+    insert_synthetic_rows, load_sample, migrate_database, sqlite_url,
 )
 from tests.servers import PrivateRedis
 
@@ -124,6 +124,18 @@ def sqlite_client(sqlite_app):
 def mysql_app(mysql_database_url, tmp_path):
     """A testing app on MariaDB/MySQL only, to compare with ``sqlite_app``."""
     yield from emptied_app(build_app(mysql_database_url, tmp_path / "mysql-log"))
+
+
+@pytest.fixture
+def sample_app(app, tmp_path):
+    """``app`` holding the bundled sample, loaded as `make run` loads it without an API key."""
+    load_sample(app, tmp_path / "sample-log")
+    return app
+
+
+@pytest.fixture
+def sample_client(sample_app):
+    return sample_app.test_client()
 
 
 @pytest.fixture

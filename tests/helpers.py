@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, delete, insert, select, text
@@ -98,6 +99,18 @@ def isolated_environment(**values: str) -> dict[str, str]:
     so a developer's own .env (an API key, other symbols) cannot steer a test.
     """
     return {**os.environ, **dict.fromkeys(documented_variables(), ""), **values}
+
+
+def load_sample(app: Flask, log_dir: Path) -> None:
+    """Load the bundled sample into ``app``'s database as `make run` does (no API key)."""
+    environment = isolated_environment(
+        APP_ENV="testing", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        LOG_DIR=str(log_dir), CACHE_TYPE="SimpleCache")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
+        status = get_raw_data.main(["--sample-if-no-key"])
+    assert status == 0, "loading the sample failed"
 
 
 def run_job(capsys, job_env, *argv):
@@ -198,3 +211,18 @@ def load_recorded_responses(database_url: str, log_dir, paths) -> None:
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                          timeout=FETCH_JOB_TIMEOUT_SECONDS)
     assert job.returncode == 0, f"the fetch job failed to load {paths}:\n{job.stderr}"
+
+
+# Values of a sample answer that depend on when the sample was loaded.
+VOLATILE_KEYS = frozenset({"id", "started_at", "finished_at", "last_fetched_at",
+                           "sessions_behind"})
+
+
+def masked(body):
+    """Return ``body`` with each VOLATILE_KEYS value replaced by its type's name, recursively."""
+    if isinstance(body, dict):
+        return {key: type(value).__name__ if key in VOLATILE_KEYS else masked(value)
+                for key, value in body.items()}
+    if isinstance(body, list):
+        return [masked(item) for item in body]
+    return body

@@ -1,7 +1,7 @@
 """The HTTP layer: the RESTX ``Api`` on a blueprint at /api, one namespace per resource."""
 from flask import Blueprint, Flask
-from flask_restx import Api
 
+from app.api.docs import DocumentedApi
 from app.api.fetch_runs import ns as fetch_runs_ns
 from app.api.financial_data import ns as financial_data_ns
 from app.api.health import ns as health_ns
@@ -40,10 +40,14 @@ Examples:
 """
 
 
-def register_api(app: Flask) -> Api:
-    """Create the Api on a blueprint at /api and add every namespace."""
+def register_api(app: Flask) -> DocumentedApi:
+    """Create the Api on a blueprint at /api and add every namespace.
+
+    GET /api and /api/ both answer where the documentation is (RESTX's own
+    root is /api/ only, and a 404).
+    """
     blueprint = Blueprint("api", __name__, url_prefix=API_PREFIX)
-    api = Api(
+    api = DocumentedApi(
         blueprint,
         version="1.0",
         title="Financial data API",
@@ -55,5 +59,6 @@ def register_api(app: Flask) -> Api:
     api.add_namespace(symbols_ns, path=SYMBOLS_PATH)
     api.add_namespace(fetch_runs_ns, path=FETCH_RUNS_PATH)
     api.add_namespace(health_ns, path=HEALTH_PATH)
+    blueprint.add_url_rule("", "index", api.render_root)
     app.register_blueprint(blueprint)
     return api

@@ -1,32 +1,155 @@
-"""Swagger models every namespace shares: the envelope's info block and the error body."""
-from flask_restx import Model, Namespace, fields
+"""What the OpenAPI document says beyond the code: shared models, and errors with true examples.
 
-info_model = Model("Info", {
-    "error": fields.String(example="", description='"" on success, else what is wrong'),
-})
-pagination_model = Model("Pagination", {
-    "count": fields.Integer(example=20, description="Items matching the filters"),
-    "page": fields.Integer(example=2),
-    "limit": fields.Integer(example=3),
-    "pages": fields.Integer(example=7, description="ceil(count / limit); 0 when count is 0"),
-})
-error_model = Model("Error", {
-    "data": fields.Raw(example={}, description="[] on list endpoints, {} elsewhere"),
-    "pagination": fields.Raw(example=None, description="null; list endpoints only"),
-    "info": fields.Nested(info_model),
-})
+Every documented response carries its own example (``examples`` in the
+Swagger 2.0 response object), which Swagger UI shows instead of one built
+from field examples: an error shows a message that endpoint really sends.
+"""
+from functools import cached_property
+from typing import Any
+
+from flask import Response, url_for
+from flask_restx import Api, Model, Namespace, fields
+from flask_restx.swagger import Swagger
+
+from app.envelope import (
+    DATABASE_UNAVAILABLE, INTERNAL_ERROR, envelope, error_envelope, json_response,
+)
+from app.errors import method_not_allowed_message
+from app.rate_limits import rate_limit_message
+from app.routes import API_PREFIX
+
+# The methods every endpoint answers; a 405 names them.
+ALLOWED_METHODS = ["GET", "HEAD", "OPTIONS"]
+# The limit the 429 example quotes: docker-compose.prod.yml's.
+EXAMPLE_RATE_LIMIT = "600 per minute"
 
 
-class NullableString(fields.String):
-    """A string field that may be null, marked so in the OpenAPI document (``x-nullable``)."""
+class _Nullable:
+    """Mark a field as possibly null (``x-nullable``, Swagger 2.0 has no null type)."""
 
     def schema(self) -> dict:
-        return {**super().schema(), "x-nullable": True}
+        schema = super().schema()  # type: ignore[misc]
+        if "$ref" in schema:  # keys beside a $ref are ignored: wrap it
+            schema["allOf"] = [{"$ref": schema.pop("$ref")}]
+        return {**schema, "x-nullable": True}
+
+
+class NullableString(_Nullable, fields.String):
+    """A string that may be null."""
+
+
+class NullableNested(_Nullable, fields.Nested):
+    """A nested object that may be null."""
+
+
+info_model = Model("Info", {
+    "error": fields.String(description='"" on success, else what is wrong'),
+})
+pagination_model = Model("Pagination", {
+    "count": fields.Integer(description="Items matching the filters"),
+    "page": fields.Integer(description="This page, from 1"),
+    "limit": fields.Integer(description="Items per page"),
+    "pages": fields.Integer(description="ceil(count / limit); 0 when count is 0"),
+})
+error_model = Model("Error", {
+    "data": fields.Raw(description="{} on an error"),
+    "info": fields.Nested(info_model),
+})
+list_error_model = Model("ListError", {
+    "data": fields.List(fields.Raw, description="[] on an error"),
+    "pagination": NullableNested(pagination_model, description="null on an error"),
+    "info": fields.Nested(info_model),
+})
+SHARED_MODELS = (info_model, pagination_model, error_model, list_error_model)
+
+ETAG_HEADER = {"ETag": "A tag of this answer; send it in If-None-Match to get a 304 while "
+                       "it is unchanged"}
+RETRY_AFTER_HEADER = {"Retry-After": {"type": "integer",
+                                      "description": "Seconds to wait before retrying"}}
+RATE_LIMIT_HEADERS = {
+    **RETRY_AFTER_HEADER,
+    "X-RateLimit-Limit": {"type": "integer", "description": "Requests allowed per window"},
+    "X-RateLimit-Remaining": {"type": "integer", "description": "Requests left (0)"},
+    "X-RateLimit-Reset": {"type": "integer", "description": "When the window ends (Unix time)"},
+}
+NOT_MODIFIED = ("Not Modified: If-None-Match holds this answer's current ETag; no body", None)
+
+
+def json_example(body: Any) -> dict[str, Any]:
+    """Return a response's ``examples`` holding one JSON body."""
+    return {"examples": {"application/json": body}}
+
+
+def ok_response(description: str, model: Model, example: dict) -> dict[str, tuple]:
+    """Return a 200 that carries an ETag, with ``example`` (the sample's true answer)."""
+    return {"200": (description, model, {**json_example(example), "headers": ETAG_HEADER})}
+
+
+def error_responses(path: str, *, paginated: bool, bad_request: str | None = None,
+                    rate_limited: bool = True) -> dict[str, tuple]:
+    """Return the error responses of the GET at ``path`` (below /api), each with a true example.
+
+    ``bad_request``: a real 400 message of that endpoint (None: no 400).
+    Each 4xx and 5xx is an envelope: a list endpoint's holds ``"data": []``
+    and ``"pagination": null``, any other's ``"data": {}``.
+    """
+    model = list_error_model if paginated else error_model
+
+    def example(message: str) -> dict[str, Any]:
+        return json_example(error_envelope(message, paginated=paginated))
+
+    responses = {
+        "405": ("Method not allowed: only " + ", ".join(ALLOWED_METHODS) + " (header Allow)",
+                model, example(method_not_allowed_message("DELETE", API_PREFIX + path,
+                                                          ALLOWED_METHODS))),
+        "500": ("Unexpected error; the details are only in the server's log", model,
+                example(INTERNAL_ERROR)),
+        "503": ("The database is unreachable or did not answer in time", model,
+                {**example(DATABASE_UNAVAILABLE), "headers": RETRY_AFTER_HEADER}),
+    }
+    if bad_request:
+        responses["400"] = ("A parameter is invalid, unknown or repeated; info.error names it",
+                            model, example(bad_request))
+    if rate_limited:
+        responses["429"] = (
+            "Too many requests from this client (only when the operator sets RATE_LIMIT)",
+            model, {**example(rate_limit_message(EXAMPLE_RATE_LIMIT)),
+                    "headers": RATE_LIMIT_HEADERS})
+    return responses
 
 
 def namespace(name: str, description: str) -> Namespace:
     """Create a namespace that knows the shared models."""
     ns = Namespace(name, description=description)
-    for model in (info_model, pagination_model, error_model):
+    for model in SHARED_MODELS:
         ns.add_model(model.name, model)
     return ns
+
+
+class _SwaggerWithExamples(Swagger):
+    """RESTX's document builder, keeping each response's ``examples``, which it drops."""
+
+    def responses_for(self, doc: dict, method: str) -> dict:
+        responses = super().responses_for(doc, method)
+        for level in (doc, doc[method]):
+            for code, response in level.get("responses", {}).items():
+                if isinstance(response, tuple) and len(response) == 3 \
+                        and "examples" in response[2]:
+                    responses[str(code)]["examples"] = response[2]["examples"]
+        return responses
+
+
+class DocumentedApi(Api):
+    """The Api: its document carries every response's example, and /api points to it."""
+
+    @cached_property
+    def __schema__(self) -> dict:
+        return _SwaggerWithExamples(self).as_dict()
+
+    def render_root(self) -> Response:
+        """Answer GET /api with where the documentation and the endpoints are."""
+        return json_response(envelope({
+            "documentation": url_for(".doc"),
+            "openapi": url_for(".specs"),
+            "endpoints": [API_PREFIX + path for path in sorted(self.__schema__["paths"])],
+        }), 200)

@@ -1,43 +1,46 @@
 """GET /api/fetch_runs: the fetch job's recorded runs, newest first, with each symbol's outcome."""
 from flask_restx import Resource, fields
 
+from app.api import examples
 from app.api.caching import cached_value
-from app.api.docs import error_model, info_model, namespace, pagination_model
+from app.api.docs import (
+    NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
+    pagination_model,
+)
 from app.api.params import FetchRunsArgs, parser, swagger_params
 from app.api.responses import cacheable
 from app.api.serializers import fetch_run_record, pagination
 from app.envelope import envelope
 from app.extensions import db
+from app.routes import FETCH_RUNS_PATH
 from financial.runs import count_runs, list_runs, symbols_of_runs
 
 ns = namespace("fetch_runs", "The fetch job's run history")
 
 run_symbol_model = ns.model("FetchRunSymbol", {
-    "symbol": fields.String(example="IBM"),
-    "status": fields.String(example="ok", description="ok (stored), failed, or not_fetched "
-                                                      "(skipped after a spent quota, a "
-                                                      "rejected key or a stop)"),
-    "rows_fetched": fields.Integer(example=10, description="Days in the kept window"),
-    "rows_new": fields.Integer(example=1),
-    "rows_updated": fields.Integer(example=0),
-    "newest_date": fields.String(example="2023-03-24",
-                                 description="Newest day stored; null unless ok"),
-    "error": fields.String(example=None, description="One-line reason; null unless it failed"),
+    "symbol": fields.String(description="Ticker, upper case"),
+    "status": fields.String(enum=["ok", "failed", "not_fetched"],
+                            description="ok (stored), failed, or not_fetched (skipped after "
+                                        "a spent quota, a rejected key or a stop)"),
+    "rows_fetched": fields.Integer(description="Days in the kept window"),
+    "rows_new": fields.Integer(),
+    "rows_updated": fields.Integer(),
+    "newest_date": NullableString(description="Newest day stored; null unless ok"),
+    "error": NullableString(description="One-line reason; null unless it failed"),
 })
 run_model = ns.model("FetchRun", {
-    "id": fields.Integer(example=42),
-    "started_at": fields.String(example="2023-03-24T22:30:01Z", description="UTC"),
-    "finished_at": fields.String(example="2023-03-24T22:30:04Z",
-                                 description="UTC; null while running"),
-    "trigger": fields.String(example="schedule", description="manual or schedule"),
+    "id": fields.Integer(),
+    "started_at": fields.String(description="UTC"),
+    "finished_at": NullableString(description="UTC; null while running"),
+    "trigger": fields.String(enum=["manual", "schedule"],
+                             description="manual (by hand, cron) or schedule (--schedule)"),
     "status": fields.String(
-        example="ok", description="running; ok (every symbol stored); partial (some failed); "
-                                  "failed (none stored); interrupted (the process died or "
-                                  "was stopped before the end)"),
-    "rows_new": fields.Integer(example=2),
-    "rows_updated": fields.Integer(example=0),
-    "message": fields.String(example="2 of 2 symbols stored, 2 new rows, 0 updated",
-                             description="One-line summary; null while running"),
+        enum=["running", "ok", "partial", "failed", "interrupted"],
+        description="running; ok (every symbol stored); partial (some failed); failed (none "
+                    "stored); interrupted (the process died or was stopped before the end)"),
+    "rows_new": fields.Integer(),
+    "rows_updated": fields.Integer(),
+    "message": NullableString(description="One-line summary; null while running"),
     "symbols": fields.List(fields.Nested(run_symbol_model),
                            description="Outcome per symbol, ordered by symbol"),
 })
@@ -64,12 +67,12 @@ FETCH_RUNS_ARGS = FetchRunsArgs()
 
 @ns.route("")
 class FetchRunList(Resource):
-    @ns.doc(id="get_fetch_runs", params=swagger_params(FetchRunsArgs))
-    @ns.response(200, "One page of runs, newest first", runs_page_model)
-    @ns.response(400, "A parameter is invalid; info.error names it", error_model)
-    @ns.response(503, "The database is unavailable", error_model)
-    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
-    @ns.response(500, "Unexpected error", error_model)
+    @ns.doc(id="get_fetch_runs", params=swagger_params(FetchRunsArgs), responses={
+        **ok_response("One page of runs, newest first", runs_page_model,
+                      examples.FETCH_RUNS_PAGE),
+        "304": NOT_MODIFIED,
+        **error_responses(FETCH_RUNS_PATH, paginated=True, bad_request="limit: must be an integer"),
+    })
     def get(self):
         """List the fetch job's runs, newest first, each with its symbols' outcomes.
 

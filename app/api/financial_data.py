@@ -4,49 +4,48 @@ import datetime
 from flask import Response, current_app, request
 from flask_restx import Resource, fields
 
+from app.api import examples
 from app.api.caching import cached_value
-from app.api.docs import NullableString, error_model, info_model, namespace, pagination_model
+from app.api.docs import (
+    NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
+    pagination_model,
+)
 from app.api.export import ExportQuery, csv_response, export_tag
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control, cacheable
 from app.api.serializers import pagination, price_row
 from app.envelope import envelope
 from app.extensions import db
-from app.routes import EXPORT_PATH
+from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
 from financial.queries import count_prices, list_prices
-from financial.records import RECORD_FIELDS
 from financial.runs import data_version
 
 ns = namespace("financial_data", "Daily prices and volumes: pages of JSON, or a CSV export")
 
 PRICE_TEXT = "Exact decimal, >= 2 places"
+ADJUSTED_ONLY = "null unless fetched with TIME_SERIES_DAILY_ADJUSTED"
 record_model = ns.model("PriceRecord", {
-    "symbol": fields.String(example="IBM"),
-    "date": fields.String(example="2023-03-24", description="Trading day, YYYY-MM-DD"),
-    "open_price": fields.String(example="123.36", description=PRICE_TEXT),
-    "high_price": NullableString(
-        example="125.40", description=f"{PRICE_TEXT}; null for days stored before it was kept"),
-    "low_price": NullableString(
-        example="122.88", description=f"{PRICE_TEXT}; null for days stored before it was kept"),
-    "close_price": fields.String(example="125.29", description=f"{PRICE_TEXT}; the raw close"),
+    "symbol": fields.String(description="Ticker, upper case"),
+    "date": fields.String(description="Trading day, YYYY-MM-DD"),
+    "open_price": fields.String(description=PRICE_TEXT),
+    "high_price": NullableString(description=f"{PRICE_TEXT}; null for days stored before "
+                                             "it was kept"),
+    "low_price": NullableString(description=f"{PRICE_TEXT}; null for days stored before "
+                                            "it was kept"),
+    "close_price": fields.String(description=f"{PRICE_TEXT}; the raw close"),
     "adjusted_close_price": NullableString(
-        example="125.29", description=f"{PRICE_TEXT}, rounded to 4 places; null unless fetched "
-                                      "with TIME_SERIES_DAILY_ADJUSTED"),
-    "volume": fields.String(example="3812644", description="Shares traded, integer string"),
-    "dividend_amount": NullableString(
-        example="0.00", description=f"{PRICE_TEXT}; null unless fetched with "
-                                    "TIME_SERIES_DAILY_ADJUSTED"),
+        description=f"{PRICE_TEXT}, rounded to 4 places; {ADJUSTED_ONLY}"),
+    "volume": fields.String(description="Shares traded, integer string"),
+    "dividend_amount": NullableString(description=f"{PRICE_TEXT}; {ADJUSTED_ONLY}"),
     "split_coefficient": NullableString(
-        example="1.0", description="Exact ratio, trailing zeros dropped, >= 1 place; null "
-                                   "unless fetched with TIME_SERIES_DAILY_ADJUSTED"),
+        description=f"Exact ratio, trailing zeros dropped, >= 1 place; {ADJUSTED_ONLY}"),
 })
 page_model = ns.model("PricePage", {
     "data": fields.List(fields.Nested(record_model)),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
 })
-csv_example = ",".join(RECORD_FIELDS) + "\r\nIBM,2023-03-24,123.36,125.40,122.88,125.29,125.29," \
-                                        "3812644,0.00,1.0\r\n"
+csv_model = fields.String(description="CSV, header row first, lines ending in CRLF")
 
 
 def price_page(symbols: tuple[str, ...] | None, start_date: datetime.date | None,
@@ -76,12 +75,13 @@ EXPORT_ARGS = ExportArgs()
 
 @ns.route("")
 class FinancialDataList(Resource):
-    @ns.doc(id="get_financial_data", params=swagger_params(FinancialDataArgs))
-    @ns.response(200, "One page of rows, ordered by date then symbol", page_model)
-    @ns.response(400, "A parameter is invalid; info.error names it", error_model)
-    @ns.response(503, "The database is unavailable", error_model)
-    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
-    @ns.response(500, "Unexpected error", error_model)
+    @ns.doc(id="get_financial_data", params=swagger_params(FinancialDataArgs), responses={
+        **ok_response("One page of rows, ordered by date then symbol", page_model,
+                      examples.PRICE_PAGE),
+        "304": NOT_MODIFIED,
+        **error_responses(FINANCIAL_DATA_PATH, paginated=True,
+                          bad_request="limit: must be between 1 and 1000"),
+    })
     def get(self):
         """List daily prices, oldest first, optionally by symbols and date range.
 
@@ -99,15 +99,16 @@ class FinancialDataList(Resource):
 
 @ns.route(EXPORT_PATH)
 class FinancialDataExport(Resource):
-    @ns.doc(id="export_financial_data", params=swagger_params(ExportArgs))
+    @ns.doc(id="export_financial_data", params=swagger_params(ExportArgs), responses={
+        "200": ("Every matching row as CSV (text/csv; charset=utf-8), header row first, as "
+                "an attachment (financial_data.csv)", csv_model,
+                {"examples": {"text/csv": examples.PRICE_CSV}}),
+        **error_responses(
+            FINANCIAL_DATA_PATH + EXPORT_PATH, paginated=True,
+            bad_request="limit: is not accepted: the export has no pages, it streams every "
+                        "matching row"),
+    })
     @ns.produces(["text/csv", "application/json"])
-    @ns.response(200, "Every matching row as CSV (text/csv; charset=utf-8), header row first",
-                 fields.String(example=csv_example))
-    @ns.response(400, "A parameter is invalid (limit and page included), or more rows match "
-                      "than one export may stream; info.error says which", error_model)
-    @ns.response(503, "The database is unavailable", error_model)
-    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
-    @ns.response(500, "Unexpected error", error_model)
     def get(self):
         """Download every matching row as a CSV file, ordered like the list.
 

@@ -1,39 +1,94 @@
-"""GET /api/health: tells load balancers and operators whether the database answers."""
+"""GET /api/health: tells load balancers and operators whether the database and its schema serve."""
 import logging
 
+from flask import current_app
 from flask_restx import Resource, fields
 from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 
-from app.api.docs import info_model, namespace
+from app.api.docs import (
+    ETAG_HEADER, NOT_MODIFIED, RETRY_AFTER_HEADER, NullableString, error_responses, info_model,
+    json_example, namespace,
+)
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.extensions import db
 from app.metrics import record_database_error
-from lib.db import DATABASE_ERRORS, describe_database_error
+from app.routes import HEALTH_PATH
+from lib.db import (
+    DATABASE_ERRORS, MIGRATE_COMMAND, describe_database_error, is_schema_error, schema_state,
+)
 
 logger = logging.getLogger(__name__)
 
-ns = namespace("health", "Liveness of the API and its database")
+ns = namespace("health", "Liveness of the API, its database and the database's schema")
 
 health_model = ns.model("Health", {
-    "status": fields.String(example="ok", description='"ok" or "unavailable"'),
-    "database": fields.String(example="ok", description='"ok" or "unreachable"'),
+    "status": fields.String(enum=["ok", "unavailable"]),
+    "database": fields.String(enum=["ok", "unreachable"]),
+    "schema": NullableString(
+        enum=["current", "newer", "missing", "behind"],
+        description="current: the migrations' newest revision; newer: one this release does "
+                    "not know (a newer release migrated it); missing or behind: run the "
+                    f"migrations ({MIGRATE_COMMAND}); null when the database did not answer"),
     "info": fields.Nested(info_model),
 })
 NO_STORE = {"Cache-Control": "no-store"}
+UNAVAILABLE = {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}
+# The schema states in which the API cannot answer.
+UNUSABLE_SCHEMAS = ("missing", "behind")
+
+
+def health_body(database: str, schema: str | None, error: str = "") -> dict:
+    status = "unavailable" if error else "ok"
+    return {"status": status, "database": database, "schema": schema, "info": {"error": error}}
+
+
+def stored_revisions() -> set[str]:
+    """Return the database's migration revisions: none when it was never migrated."""
+    try:
+        return set(db.session.scalars(text("SELECT version_num FROM alembic_version")))
+    except (*DATABASE_ERRORS, ProgrammingError) as exc:
+        if is_schema_error(exc):  # no revision table
+            return set()
+        raise
+
+
+def schema_message(state: str, versions: set[str]) -> str:
+    """Say what is wrong with the schema and how to fix it."""
+    if state == "missing":
+        problem = "the database has no schema"
+    else:
+        problem = f"the database schema is behind, at revision {', '.join(sorted(versions))}"
+    return f"{problem}: run the migrations ({MIGRATE_COMMAND})"
 
 
 @ns.route("")
 class Health(Resource):
-    @ns.response(200, "The database answers", health_model)
-    @ns.response(503, "The database does not answer", health_model)
+    @ns.doc(id="get_health", responses={
+        "200": ("The database answers and its schema is up to date", health_model,
+                {**json_example(health_body("ok", "current")), "headers": ETAG_HEADER}),
+        "304": NOT_MODIFIED,
+        **error_responses(HEALTH_PATH, paginated=False, rate_limited=False),
+        "503": ("The database does not answer, or its schema is missing or behind the "
+                "migrations; info.error says which", health_model,
+                {**json_example(health_body("unreachable", None, DATABASE_UNAVAILABLE)),
+                 "headers": RETRY_AFTER_HEADER}),
+    })
     def get(self):
-        """Check that the API runs and its database answers a trivial query."""
+        """Check that the API runs, its database answers and its schema is up to date.
+
+        One query of a one-row table (the migrations' revision), so it is
+        cheap to poll. Never rate limited.
+        """
         try:
-            db.session.execute(text("SELECT 1"))
+            versions = stored_revisions()
         except DATABASE_ERRORS as exc:
             logger.error("health check failed: %s", describe_database_error(exc))
             record_database_error()
-            body = {"status": "unavailable", "database": "unreachable",
-                    "info": {"error": DATABASE_UNAVAILABLE}}
-            return body, 503, {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}
-        return {"status": "ok", "database": "ok", "info": {"error": ""}}, 200, NO_STORE
+            return health_body("unreachable", None, DATABASE_UNAVAILABLE), 503, UNAVAILABLE
+        state = schema_state(versions, current_app.extensions["migrate"].directory)
+        if state in UNUSABLE_SCHEMAS:
+            message = schema_message(state, versions)
+            logger.error("health check failed: %s", message)
+            return health_body("ok", state, message), 503, UNAVAILABLE
+        return health_body("ok", state), 200, NO_STORE

@@ -148,21 +148,26 @@ class QueryArgs(Schema):
 REQUIRED: dict[str, Any] = {"required": "is required"}
 
 
-def _start_date(**kwargs) -> IsoDate:
-    return IsoDate(metadata={"description": "First day, inclusive (YYYY-MM-DD)",
-                             "example": "2023-01-01"}, **kwargs)
+def _date(description: str, example: str | None, **kwargs) -> IsoDate:
+    metadata = {"description": f"{description} (YYYY-MM-DD)"}
+    if example:
+        metadata["example"] = example
+    return IsoDate(metadata=metadata, **kwargs)
 
 
-def _end_date(**kwargs) -> IsoDate:
-    return IsoDate(metadata={"description": "Last day, inclusive (YYYY-MM-DD)",
-                             "example": "2023-01-31"}, **kwargs)
+def _start_date(example: str | None = None, **kwargs) -> IsoDate:
+    return _date("First day, inclusive", example, **kwargs)
+
+
+def _end_date(example: str | None = None, **kwargs) -> IsoDate:
+    return _date("Last day, inclusive", example, **kwargs)
 
 
 def _limit(default: int, what: str) -> WholeNumber:
     return WholeNumber(
         load_default=default,
         validate=validate.Range(1, MAX_LIMIT, error=f"must be between 1 and {MAX_LIMIT}"),
-        metadata={"description": f"{what} per page"},
+        metadata={"description": f"{what} per page, 1 to {MAX_LIMIT}"},
     )
 
 
@@ -170,19 +175,22 @@ def _page() -> WholeNumber:
     return WholeNumber(
         load_default=1,
         validate=validate.Range(min=1, error="must be 1 or more"),
-        metadata={"description": "Page number, from 1; past the last page data is []"},
+        metadata={"description": "Page number, 1 or more; past the last page data is []"},
     )
 
 
 class PriceQueryArgs(QueryArgs):
     """Filters and fields shared by GET /api/financial_data and its CSV export."""
 
+    # Optional filters show no example in Swagger UI, which would pre-fill it:
+    # "Try it out" then answers with data whatever days are stored.
     start_date = _start_date()
     end_date = _end_date()
     symbol = SymbolList(metadata={
-        "description": f"Ticker, or up to {MAX_SYMBOLS} distinct comma-separated tickers "
-                       "(rows of any of them); case-insensitive, repeats ignored",
-        "example": "IBM,AAPL",
+        "description": f"Ticker ({SYMBOL_RULE}), or up to {MAX_SYMBOLS} distinct "
+                       "comma-separated tickers (rows of any of them); case-insensitive, "
+                       "repeats ignored",
+        "example": "IBM",
     })
     # "fields" is a Schema attribute, so the field takes its name from data_key.
     record_fields = FieldList(data_key="fields", load_default=DEFAULT_FIELDS, metadata={
@@ -190,7 +198,6 @@ class PriceQueryArgs(QueryArgs):
                        "appear in the order " + ", ".join(RECORD_FIELDS) + " whatever the "
                        "order asked; unknown names are a 400. Default: "
                        + ", ".join(DEFAULT_FIELDS),
-        "example": "all",
     })
 
 
@@ -229,12 +236,15 @@ class ExportArgs(PriceQueryArgs):
 
 
 class StatisticsArgs(QueryArgs):
-    """Query parameters of GET /api/statistics, all required."""
+    """Query parameters of GET /api/statistics, all required.
 
-    start_date = _start_date(required=True, error_messages=REQUIRED)
-    end_date = _end_date(required=True, error_messages=REQUIRED)
-    symbol = Symbol(required=True, error_messages=REQUIRED,
-                    metadata={"description": "One ticker, case-insensitive", "example": "IBM"})
+    The examples, which Swagger UI pre-fills, are a month of the bundled sample.
+    """
+
+    start_date = _start_date("2023-03-01", required=True, error_messages=REQUIRED)
+    end_date = _end_date("2023-03-31", required=True, error_messages=REQUIRED)
+    symbol = Symbol(required=True, error_messages=REQUIRED, metadata={
+        "description": f"One ticker ({SYMBOL_RULE}), case-insensitive", "example": "IBM"})
 
 
 class QueryParser(FlaskParser):

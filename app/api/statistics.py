@@ -3,27 +3,30 @@ import datetime
 
 from flask_restx import Resource, fields
 
+from app.api import examples
 from app.api.caching import cached_value
-from app.api.docs import error_model, info_model, namespace
+from app.api.docs import (
+    NOT_MODIFIED, error_model, error_responses, info_model, json_example, namespace, ok_response,
+)
 from app.api.params import StatisticsArgs, parser, swagger_params
 from app.api.responses import cacheable
 from app.api.serializers import statistics_record
-from app.envelope import envelope
+from app.envelope import envelope, error_envelope
 from app.extensions import db
+from app.routes import STATISTICS_PATH
 from financial.stats import compute_statistics
 
 ns = namespace("statistics", "Averages over a date range")
 
+PRICE_MEAN = "Exact mean of the stored days, rounded half away from zero to 2 places"
 statistics_model = ns.model("Statistics", {
-    "start_date": fields.String(example="2023-01-01"),
-    "end_date": fields.String(example="2023-01-31"),
-    "symbol": fields.String(example="IBM"),
-    "average_daily_open_price": fields.Float(
-        example=123.45, description="Exact mean, rounded half away from zero to 2 places"),
-    "average_daily_close_price": fields.Float(
-        example=234.56, description="Exact mean, rounded half away from zero to 2 places"),
+    "start_date": fields.String(description="As asked, YYYY-MM-DD"),
+    "end_date": fields.String(description="As asked, YYYY-MM-DD"),
+    "symbol": fields.String(description="Ticker, upper case"),
+    "average_daily_open_price": fields.Float(description=PRICE_MEAN),
+    "average_daily_close_price": fields.Float(description=PRICE_MEAN),
     "average_daily_volume": fields.Integer(
-        example=1000000, description="Exact mean, rounded half away from zero"),
+        description="Exact mean of the stored days, rounded half away from zero"),
 })
 statistics_response_model = ns.model("StatisticsResponse", {
     "data": fields.Nested(statistics_model),
@@ -43,15 +46,16 @@ STATISTICS_ARGS = StatisticsArgs()
 
 @ns.route("")
 class Statistics(Resource):
-    @ns.doc(params=swagger_params(StatisticsArgs))
-    @ns.response(200, "Averages over the stored trading days in the range",
-                 statistics_response_model)
-    @ns.response(400, "A parameter is missing or invalid; info.error names it",
-                 error_model)
-    @ns.response(404, "No stored day for the symbol in the range", error_model)
-    @ns.response(503, "The database is unavailable", error_model)
-    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
-    @ns.response(500, "Unexpected error", error_model)
+    @ns.doc(id="get_statistics", params=swagger_params(StatisticsArgs), responses={
+        **ok_response("Averages over the stored trading days in the range",
+                      statistics_response_model, examples.STATISTICS),
+        "304": NOT_MODIFIED,
+        "404": ("No stored day for the symbol in the range", error_model, json_example(
+            error_envelope("no data for symbol IBM between 2023-04-01 and 2023-04-30",
+                           paginated=False))),
+        **error_responses(STATISTICS_PATH, paginated=False,
+                          bad_request="end_date: is required"),
+    })
     def get(self):
         """Average daily open, close and volume of a symbol over an inclusive range.
 

@@ -4,34 +4,37 @@ import datetime
 from flask import current_app
 from flask_restx import Resource, fields
 
+from app.api import examples
 from app.api.caching import cached_value
-from app.api.docs import error_model, info_model, namespace, pagination_model
+from app.api.docs import (
+    NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
+    pagination_model,
+)
 from app.api.params import SymbolsArgs, parser, swagger_params
 from app.api.responses import cacheable
 from app.api.serializers import pagination, symbol_record
 from app.envelope import envelope
 from app.extensions import db
+from app.routes import SYMBOLS_PATH
 from financial.freshness import count_symbols, list_symbols, nyse_sessions
 
 ns = namespace("symbols", "Stored symbols and the freshness of their data")
 
 symbol_model = ns.model("Symbol", {
-    "symbol": fields.String(example="IBM"),
-    "first_date": fields.String(example="2023-01-03", description="Oldest stored day"),
-    "last_date": fields.String(example="2023-03-24", description="Newest stored day"),
-    "trading_days": fields.Integer(example=57, description="Stored days"),
+    "symbol": fields.String(description="Ticker, upper case"),
+    "first_date": fields.String(description="Oldest stored day"),
+    "last_date": fields.String(description="Newest stored day"),
+    "trading_days": fields.Integer(description="Stored days"),
     "sessions_behind": fields.Integer(
-        example=0, description="NYSE sessions closed after last_date (a session closes at "
-                               "16:00 New York time, 13:00 on half days; weekends and NYSE "
-                               "holidays are no sessions)"),
-    "stale": fields.Boolean(example=False,
-                            description="sessions_behind > STALE_AFTER_SESSIONS (default 1)"),
-    "last_fetched_at": fields.String(
-        example="2023-03-24T22:31:02Z",
+        description="NYSE sessions closed after last_date (a session closes at 16:00 New "
+                    "York time, 13:00 on half days; weekends and NYSE holidays are no "
+                    "sessions)"),
+    "stale": fields.Boolean(description="sessions_behind > STALE_AFTER_SESSIONS (default 1)"),
+    "last_fetched_at": NullableString(
         description="UTC start of the newest fetch run that tried the symbol; null if none"),
-    "last_fetch_status": fields.String(
-        example="ok", description="The symbol's outcome in that run: ok, failed or "
-                                  "not_fetched; null if no run tried it"),
+    "last_fetch_status": NullableString(
+        enum=["ok", "failed", "not_fetched"],
+        description="The symbol's outcome in that run; null if no run tried it"),
 })
 symbols_page_model = ns.model("SymbolPage", {
     "data": fields.List(fields.Nested(symbol_model)),
@@ -63,12 +66,12 @@ SYMBOLS_ARGS = SymbolsArgs()
 
 @ns.route("")
 class SymbolList(Resource):
-    @ns.doc(id="get_symbols", params=swagger_params(SymbolsArgs))
-    @ns.response(200, "One page of stored symbols, ordered by symbol", symbols_page_model)
-    @ns.response(400, "A parameter is invalid; info.error names it", error_model)
-    @ns.response(503, "The database is unavailable", error_model)
-    @ns.response(405, "Method not allowed: only GET (and HEAD, OPTIONS)", error_model)
-    @ns.response(500, "Unexpected error", error_model)
+    @ns.doc(id="get_symbols", params=swagger_params(SymbolsArgs), responses={
+        **ok_response("One page of stored symbols, ordered by symbol", symbols_page_model,
+                      examples.SYMBOLS_PAGE),
+        "304": NOT_MODIFIED,
+        **error_responses(SYMBOLS_PATH, paginated=True, bad_request="page: must be 1 or more"),
+    })
     def get(self):
         """List the stored symbols with their span and freshness, ordered by symbol.
 

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+from flask_migrate import upgrade
 from sqlalchemy import text
 
 from app.extensions import db
@@ -132,11 +133,46 @@ def test_unknown_path_is_a_json_404(sqlite_client):
 @pytest.mark.parametrize("path, shape", [
     ("/api/financial_data", LIST_ERROR), ("/api/financial_data/export", LIST_ERROR),
     ("/api/statistics", OBJECT_ERROR), ("/api/health", OBJECT_ERROR),
+    ("/api/symbols", LIST_ERROR), ("/api/fetch_runs", LIST_ERROR), ("/metrics", OBJECT_ERROR),
 ])
-def test_wrong_method_is_a_json_405_with_allow(sqlite_client, path, shape):
-    response = sqlite_client.delete(path)
-    assert_error(response, 405, "The method is not allowed for the requested URL.", shape)
-    assert "GET" in response.headers["Allow"]
+@pytest.mark.parametrize("method", ["DELETE", "POST", "PATCH"])
+def test_wrong_method_is_a_json_405_naming_it_and_the_allowed_ones(sqlite_client, path, shape,
+                                                                   method):
+    response = sqlite_client.open(path, method=method)
+    assert_error(response, 405, f"method {method} is not allowed on {path}; allowed: GET, "
+                                "HEAD, OPTIONS", shape)
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+@pytest.mark.parametrize("path", ["/api/financial_data", "/api/financial_data/export",
+                                  "/api/statistics", "/api/health", "/api/symbols",
+                                  "/api/fetch_runs", "/api/docs", "/api", "/metrics"])
+def test_options_is_an_empty_204_with_allow(sqlite_client, path):
+    response = sqlite_client.options(path)
+    assert (response.status_code, response.data) == (204, b"")
+    assert "Content-Type" not in response.headers
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_every_json_body_is_written_alike(sqlite_client):
+    """Errors Flask answers outside RESTX (unknown paths) look like RESTX's answers."""
+    not_found = sqlite_client.get("/api/nothing").get_data(as_text=True)
+    bad = sqlite_client.get("/api/statistics").get_data(as_text=True)
+    assert not_found == ('{"data": {}, "info": {"error": "no endpoint at /api/nothing; the API is '
+                         'documented at /api/docs"}}\n')
+    assert bad.startswith('{"data": {}, "info": {"error": "end_date: is required')
+    assert sqlite_client.get("/nothing").headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("path", ["/api", "/api/"])
+def test_the_api_root_points_to_the_documentation(sqlite_client, path):
+    response = sqlite_client.get(path)
+    assert response.status_code == 200
+    assert response.get_json() == {"data": {
+        "documentation": "/api/docs", "openapi": "/api/swagger.json",
+        "endpoints": ["/api/fetch_runs", "/api/financial_data", "/api/financial_data/export",
+                      "/api/health", "/api/statistics", "/api/symbols"]},
+        "info": {"error": ""}}
 
 
 @pytest.fixture
@@ -201,7 +237,7 @@ def test_health_is_503_when_the_database_is_unreachable(unreachable_app):
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.get_json() == {
-        "status": "unavailable", "database": "unreachable",
+        "status": "unavailable", "database": "unreachable", "schema": None,
         "info": {"error": "the database is unavailable, please retry later"}}
     log_file = Path(unreachable_app.config["LOG_DIR"]) / "api.log"
     assert "health check failed: OperationalError" in log_file.read_text()
@@ -211,8 +247,51 @@ def test_health_is_503_when_the_database_is_unreachable(unreachable_app):
 def test_health_is_200_and_never_cached(client):
     response = client.get("/api/health")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "ok", "info": {"error": ""}}
+    assert response.get_json() == {"status": "ok", "database": "ok", "schema": "current",
+                                   "info": {"error": ""}}
     assert response.headers["Cache-Control"] == "no-store"
+
+
+MIGRATE = "run the migrations (flask --app app db upgrade)"
+
+
+def test_health_names_a_missing_schema_and_the_log_says_to_migrate(empty_database_url, tmp_path):
+    application = build_app(empty_database_url, tmp_path / "log")
+    client = application.test_client()
+    response = client.get("/api/health")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "database": "ok",
+                                   "schema": "missing",
+                                   "info": {"error": f"the database has no schema: {MIGRATE}"}}
+    assert_error(client.get("/api/financial_data"), 503,
+                 "the database is unavailable, please retry later", LIST_ERROR)
+    log = (tmp_path / "log" / "api.log").read_text()
+    assert f"health check failed: the database has no schema: {MIGRATE}" in log
+    assert ("hint: the schema is missing or behind the migrations: run them (flask --app app db "
+            "upgrade)") in log
+    assert "Traceback" not in log
+    with application.app_context():
+        db.engine.dispose()
+
+
+def test_health_names_a_schema_behind_the_migrations(empty_database_url, tmp_path):
+    application = build_app(empty_database_url, tmp_path / "log")
+    with application.app_context():
+        upgrade(revision="0002")
+    response = application.test_client().get("/api/health")
+    assert response.status_code == 503
+    assert response.get_json()["info"]["error"] == (
+        f"the database schema is behind, at revision 0002: {MIGRATE}")
+    assert response.get_json()["schema"] == "behind"
+    with application.app_context():
+        upgrade()
+        db.session.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+        db.session.commit()
+    response = application.test_client().get("/api/health")
+    assert response.status_code == 200, "a newer release's schema still serves"
+    assert response.get_json()["schema"] == "newer"
+    with application.app_context():
+        db.engine.dispose()
 
 
 def test_error_bodies_are_valid_json_objects(sqlite_client):

@@ -75,3 +75,11 @@ def test_cors_allows_only_the_configured_origins(sqlite_database_url, tmp_path):
 def test_cors_defaults_to_any_origin_in_development(sqlite_client):
     response = sqlite_client.get("/api/health", headers={"Origin": "https://any.example"})
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")
+
+
+def test_a_cors_preflight_is_told_the_api_only_reads(sqlite_client):
+    response = sqlite_client.options("/api/financial_data", headers={
+        "Origin": "https://any.example", "Access-Control-Request-Method": "GET"})
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
+    assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")

@@ -8,6 +8,8 @@ window.addEventListener('load', function () {
     validatorUrl: null,
     presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset.slice(1)],
     plugins: [SwaggerUIBundle.plugins.DownloadUrl],
-    docExpansion: root.dataset.docExpansion
+    docExpansion: root.dataset.docExpansion,
+    // Show each parameter's bounds and pattern (minimum, maximum, pattern).
+    showCommonExtensions: true
   });
 });
