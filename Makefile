@@ -1,7 +1,11 @@
-# Two commands run everything on a fresh machine (Python 3.11+ only):
+# Two commands run everything on a fresh machine with Python 3.11+ and make
+# (on Debian or Ubuntu also the python3-venv package):
 #   make run    install into .venv, load data, serve the API on http://127.0.0.1:5000
 #   make test   install into .venv, lint, type-check, run the whole test suite
+# Another Python: make run PYTHON=python3.12. Another port: make run PORT=8080.
 PYTHON ?= python3
+# Only the command line changes it: the environment's PORT is gunicorn's (.env.example).
+PORT := 5000
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
@@ -14,6 +18,7 @@ CHARTS_DIR := app/static/vendor/lightweight-charts
 # The lock files pin every package, dependencies included, with their hashes;
 # pip refuses anything else. requirements*.txt are the lists people edit.
 $(INSTALLED): requirements.lock requirements-dev.lock
+	@sh scripts/check-python.sh "$(PYTHON)" $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
 		-r requirements-dev.lock
@@ -22,11 +27,13 @@ $(INSTALLED): requirements.lock requirements-dev.lock
 install: $(INSTALLED)
 
 # The fetch job brings the schema up to date, then fetches with the key from
-# .env, or loads the bundled sample data when there is none. A failed fetch
-# (e.g. a spent daily quota) still serves what is stored.
+# .env, or loads the whole bundled sample when there is none. A failed fetch
+# (e.g. a spent daily quota) still serves what is stored, and says how to
+# load the sample instead.
 run: $(INSTALLED)
 	-$(BIN)/python get_raw_data.py --sample-if-no-key
-	$(BIN)/flask --app app run --host 127.0.0.1 --port 5000
+	@echo "Swagger UI: http://127.0.0.1:$(PORT)/api/docs  Logs: data/log/  Stop: Ctrl-C"
+	$(BIN)/flask --app app run --host 127.0.0.1 --port $(PORT)
 
 test: $(INSTALLED)
 	$(BIN)/flake8

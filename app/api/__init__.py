@@ -20,10 +20,11 @@ and `info.error`, an empty string on success and a message naming the
 offending parameter on failure; the CSV export answers its errors with the
 same envelope. Unknown or repeated query parameters are rejected with 400.
 Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are exact decimal
-strings. Any path outside these endpoints answers 404, and a method other
-than GET answers 405, both with the same envelope; so does a Host header that
-is no valid host name (400). A database that is down or does not answer
-within a few seconds gives 503 with `Retry-After`.
+strings. Any path outside these endpoints answers 404; a method other than
+GET, HEAD or OPTIONS answers 405 naming the allowed ones; OPTIONS answers
+204 with `Allow`. A Host header that is no valid host name answers 400. A
+database that is down, does not answer within a few seconds or lacks its
+schema gives 503 with `Retry-After`. `GET /api` lists the endpoints.
 
 Every successful read carries an `ETag` (the streamed CSV export a weak one);
 send it back in `If-None-Match` to get `304 Not Modified` with no body while
@@ -32,7 +33,10 @@ is 1-200 letters, digits, `.`, `_` or `-`). When the operator sets a rate
 limit, each client has one budget for the whole API (`/health` excepted);
 over it the answer is 429 with `Retry-After` seconds.
 
-Examples:
+The examples are real: each 200 is what the bundled sample (`make run`
+without an API key: IBM and AAPL, 2022-10-31 to 2023-03-24) answers to the
+values "Try it out" fills in, and each error is a message that endpoint
+sends. Examples:
 
     curl 'http://127.0.0.1:5000/api/financial_data?symbol=IBM&fields=all&limit=3'
     curl 'http://127.0.0.1:5000/api/financial_data?symbol=IBM,AAPL&start_date=2023-03-01'

@@ -1,0 +1,100 @@
+"""The README's examples are what the quickstart serves: the API on the bundled sample.
+
+Every JSON (or CSV) block right after a block holding one `curl` of
+http://127.0.0.1:5000 is that request's documented answer; every other such
+`curl`, in the README or in the OpenAPI description, must answer with data.
+"""
+import json
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from conf.settings import PROJECT_ROOT
+from tests.helpers import masked
+
+README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+SERVER = "http://127.0.0.1:5000"
+CURL = re.compile(r"curl [^'\n]*'" + re.escape(SERVER) + r"(/[^']*)'")
+FENCE = re.compile(r"^\s*```(\w*)\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    language: str
+    text: str
+    first_line: int
+    last_line: int
+
+
+def fenced_blocks(markdown: str) -> list[Block]:
+    """Return the fenced code blocks of ``markdown``, indented ones (in lists) included."""
+    blocks, opened, lines = [], None, markdown.splitlines()
+    for number, line in enumerate(lines):
+        match = FENCE.match(line)
+        if not match:
+            continue
+        if opened is None:
+            opened = (match.group(1), number)
+        else:
+            language, start = opened
+            text = "\n".join(part.strip() for part in lines[start + 1:number])
+            blocks.append(Block(language, text, start, number))
+            opened = None
+    return blocks
+
+
+def documented_answers(markdown: str) -> list[tuple[str, Block]]:
+    """Return (path and query, answer block) for each answer right after a one-curl block."""
+    blocks = fenced_blocks(markdown)
+    lines = markdown.splitlines()
+    pairs = []
+    for request, answer in zip(blocks, blocks[1:]):
+        adjacent = not any(line.strip() for line in lines[request.last_line + 1:answer.first_line])
+        urls = CURL.findall(request.text)
+        if request.language == "bash" and len(urls) == 1 and adjacent:
+            pairs.append((urls[0], answer))
+    return pairs
+
+
+ANSWERS = documented_answers(README)
+
+
+def test_every_json_example_is_the_answer_to_a_curl():
+    json_blocks = [block for block in fenced_blocks(README) if block.language == "json"]
+    paired = [block for _, block in ANSWERS if block.language == "json"]
+    assert json_blocks == paired, "a JSON example with no curl right before it"
+    assert len(paired) >= 8
+
+
+@pytest.mark.parametrize("path, block", ANSWERS, ids=[path for path, _ in ANSWERS])
+def test_each_documented_answer_is_what_the_sample_gives(sample_client, path, block):
+    response = sample_client.get(path)
+    if block.language == "json":
+        assert masked(response.get_json()) == masked(json.loads(block.text)), path
+        return
+    assert block.language == "text" and response.status_code == 200
+    shown = block.text.splitlines()
+    assert shown[-1] == "..."
+    assert response.get_data(as_text=True).splitlines()[:len(shown) - 1] == shown[:-1]
+
+
+def every_curl(sample_client) -> list[str]:
+    description = sample_client.get("/api/swagger.json").get_json()["info"]["description"]
+    return sorted(set(CURL.findall(README)) | set(CURL.findall(description)))
+
+
+def test_every_other_curl_answers_with_data(sample_client):
+    documented = {path for path, _ in ANSWERS}
+    checked = 0
+    for path in every_curl(sample_client):
+        if path in documented:
+            continue
+        response = sample_client.get(path)
+        assert response.status_code == 200, (path, response.get_data(as_text=True))
+        if response.is_json:
+            assert response.get_json()["data"], path
+        else:
+            assert len(response.get_data(as_text=True).splitlines()) > 1, path
+        checked += 1
+    assert checked >= 3, "no curl found: did the pattern break?"
