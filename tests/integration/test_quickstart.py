@@ -5,11 +5,15 @@ Pythons (shell scripts) standing for the ones a developer may have.
 """
 import shutil
 import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conf.settings import PROJECT_ROOT
+from tests.helpers import free_port, isolated_environment, wait_for
 
 # A fake Python: its version, whether it has venv, and what `-m venv DIR` builds.
 FAKE_PYTHON = """#!/bin/sh
@@ -107,3 +111,34 @@ def test_run_serves_on_5000_or_the_port_given(project, monkeypatch):
     chosen = make(project, "-n", "run", "PORT=8081").stdout
     assert "flask --app app run --host 127.0.0.1 --port 8081" in chosen
     assert "http://127.0.0.1:8081/api/docs" in chosen
+
+
+def test_the_development_server_logs_each_request_once_without_colour_codes(
+        sqlite_database_url, tmp_path):
+    port = free_port()
+    env = isolated_environment(APP_ENV="development", DATABASE_URL=sqlite_database_url,
+                               LOG_DIR=str(tmp_path / "log"), FLASK_SKIP_DOTENV="1")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "run", "--host", "127.0.0.1",
+         "--port", str(port)], cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/api/health"), "the dev server")
+        _answers(f"http://127.0.0.1:{port}/api/nothing")
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    log = (tmp_path / "log" / "api.log").read_text()
+    assert log.count("GET /api/nothing 404") == 1 and err.count("GET /api/nothing 404") == 1
+    assert "Press CTRL+C to quit" in log
+    assert "\x1b" not in log + err and "\\x1b" not in log + err
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
