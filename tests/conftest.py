@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 from faker import Faker
+from flask import Flask
 from pytest_httpserver import HTTPServer
 from sqlalchemy import insert
 from werkzeug.wrappers import Request, Response
@@ -126,11 +127,35 @@ def mysql_app(mysql_database_url, tmp_path):
     yield from emptied_app(build_app(mysql_database_url, tmp_path / "mysql-log"))
 
 
+@pytest.fixture(scope="session",
+                params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def sample_database_url(request, tmp_path_factory) -> Iterator[str]:
+    """A database of its own holding the bundled sample, loaded as `make run` loads it.
+
+    One per backend and session: the tests that take it only read.
+    """
+    folder = tmp_path_factory.mktemp("sample")
+    if request.param == "sqlite":
+        url = sqlite_url(folder)
+    elif TEST_MYSQL_URL:
+        url = create_mysql_database(TEST_MYSQL_URL)
+    else:
+        pytest.skip("TEST_MYSQL_URL is not set")
+    try:
+        load_sample(url, folder / "log")
+        yield url
+    finally:
+        if request.param == "mysql":
+            drop_mysql_database(url)
+
+
 @pytest.fixture
-def sample_app(app, tmp_path):
-    """``app`` holding the bundled sample, loaded as `make run` loads it without an API key."""
-    load_sample(app, tmp_path / "sample-log")
-    return app
+def sample_app(sample_database_url, tmp_path) -> Iterator[Flask]:
+    """A testing app on the sample database (read it, do not change it)."""
+    application = build_app(sample_database_url, tmp_path / "log")
+    yield application
+    with application.app_context():
+        db.engine.dispose()
 
 
 @pytest.fixture

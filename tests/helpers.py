@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, delete, insert, select, text
@@ -101,16 +100,16 @@ def isolated_environment(**values: str) -> dict[str, str]:
     return {**os.environ, **dict.fromkeys(documented_variables(), ""), **values}
 
 
-def load_sample(app: Flask, log_dir: Path) -> None:
-    """Load the bundled sample into ``app``'s database as `make run` does (no API key)."""
-    environment = isolated_environment(
-        APP_ENV="testing", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-        LOG_DIR=str(log_dir), CACHE_TYPE="SimpleCache")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in environment.items():
-            patch.setenv(name, value)
-        status = get_raw_data.main(["--sample-if-no-key"])
-    assert status == 0, "loading the sample failed"
+def load_sample(database_url: str, log_dir: Path) -> None:
+    """Load the bundled sample into ``database_url`` as `make run` does, without an API key.
+
+    Runs the fetch job in a process of its own, which also brings the schema up to date.
+    """
+    env = isolated_environment(APP_ENV="testing", DATABASE_URL=database_url,
+                               LOG_DIR=str(log_dir), CACHE_TYPE="SimpleCache")
+    job = subprocess.run([sys.executable, "get_raw_data.py", "--sample-if-no-key"],
+                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, f"loading the sample failed:\n{job.stderr}"
 
 
 def run_job(capsys, job_env, *argv):
