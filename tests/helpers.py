@@ -100,18 +100,6 @@ def isolated_environment(**values: str) -> dict[str, str]:
     return {**os.environ, **dict.fromkeys(documented_variables(), ""), **values}
 
 
-def load_sample(database_url: str, log_dir: Path) -> None:
-    """Load the bundled sample into ``database_url`` as `make run` does, without an API key.
-
-    Runs the fetch job in a process of its own, which also brings the schema up to date.
-    """
-    env = isolated_environment(APP_ENV="testing", DATABASE_URL=database_url,
-                               LOG_DIR=str(log_dir), CACHE_TYPE="SimpleCache")
-    job = subprocess.run([sys.executable, "get_raw_data.py", "--sample-if-no-key"],
-                         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert job.returncode == 0, f"loading the sample failed:\n{job.stderr}"
-
-
 def run_job(capsys, job_env, *argv):
     """Run the fetch job; return (exit status, stdout, stderr), checking the key leaked nowhere."""
     status = get_raw_data.main(list(argv))
@@ -203,13 +191,22 @@ def load_recorded_responses(database_url: str, log_dir, paths) -> None:
     Runs the fetch job (``get_raw_data.py --full --from-file ...``) in a
     process of its own, which also brings the schema up to date.
     """
+    files = [arg for path in paths for arg in ("--from-file", str(path))]
+    _run_fetch_job(database_url, log_dir, "--full", *files)
+
+
+def load_sample(database_url: str, log_dir) -> None:
+    """Load the bundled sample into ``database_url`` as `make run` does, without an API key."""
+    _run_fetch_job(database_url, log_dir, "--sample-if-no-key")
+
+
+def _run_fetch_job(database_url: str, log_dir, *args: str) -> None:
     env = isolated_environment(APP_ENV="testing", DATABASE_URL=database_url,
                                LOG_DIR=str(log_dir), CACHE_TYPE="SimpleCache")
-    files = [arg for path in paths for arg in ("--from-file", str(path))]
-    job = subprocess.run([sys.executable, "get_raw_data.py", "--full", *files],
+    job = subprocess.run([sys.executable, "get_raw_data.py", *args],
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                          timeout=FETCH_JOB_TIMEOUT_SECONDS)
-    assert job.returncode == 0, f"the fetch job failed to load {paths}:\n{job.stderr}"
+    assert job.returncode == 0, f"the fetch job failed ({' '.join(args)}):\n{job.stderr}"
 
 
 # Values of a sample answer that depend on when the sample was loaded.

@@ -7,7 +7,7 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
+    ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
     pagination_model,
 )
 from app.api.export import ExportQuery, csv_response, export_tag
@@ -102,7 +102,8 @@ class FinancialDataExport(Resource):
     @ns.doc(id="export_financial_data", params=swagger_params(ExportArgs), responses={
         "200": ("Every matching row as CSV (text/csv; charset=utf-8), header row first, as "
                 "an attachment (financial_data.csv)", csv_model,
-                {"examples": {"text/csv": examples.PRICE_CSV}}),
+                {"examples": {"text/csv": examples.PRICE_CSV}, "headers": ETAG_HEADER}),
+        "304": NOT_MODIFIED,
         **error_responses(
             FINANCIAL_DATA_PATH + EXPORT_PATH, paginated=True,
             bad_request="limit: is not accepted: the export has no pages, it streams every "
