@@ -110,8 +110,8 @@ def test_the_api_keeps_answering_json_beside_the_page(sqlite_client):
     response = sqlite_client.post("/")
     assert response.status_code == 405
     assert response.get_json() == {"data": {}, "info": {
-        "error": "The method is not allowed for the requested URL."}}
-    assert "GET" in response.headers["Allow"]
+        "error": "method POST is not allowed on /; allowed: GET, HEAD, OPTIONS"}}
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
     missing = sqlite_client.get("/static/dashboard/missing.js")
     assert missing.status_code == 404 and missing.is_json
 

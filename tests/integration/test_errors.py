@@ -146,7 +146,7 @@ def test_wrong_method_is_a_json_405_naming_it_and_the_allowed_ones(sqlite_client
 
 @pytest.mark.parametrize("path", ["/api/financial_data", "/api/financial_data/export",
                                   "/api/statistics", "/api/health", "/api/symbols",
-                                  "/api/fetch_runs", "/api/docs", "/api", "/metrics"])
+                                  "/api/fetch_runs", "/api/docs", "/api", "/metrics", "/"])
 def test_options_is_an_empty_204_with_allow(sqlite_client, path):
     response = sqlite_client.options(path)
     assert (response.status_code, response.data) == (204, b"")
