@@ -9,6 +9,12 @@ PORT := 5000
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# .installed holds the version of the Python that built .venv: naming another
+# Python (make run PYTHON=python3.12) rebuilds it, after check-python.sh.
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifneq ($(PYTHON_VERSION),$(shell cat $(INSTALLED) 2>/dev/null))
+.PHONY: $(INSTALLED)
+endif
 # The dashboard's chart library, vendored (no CDN): bump the version, then run `make vendor-charts`.
 LIGHTWEIGHT_CHARTS_VERSION := 5.2.1
 CHARTS_DIR := app/static/vendor/lightweight-charts
@@ -22,7 +28,7 @@ $(INSTALLED): requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
 		-r requirements-dev.lock
-	touch $(INSTALLED)
+	echo "$(PYTHON_VERSION)" > $(INSTALLED)
 
 install: $(INSTALLED)
 
@@ -32,7 +38,7 @@ install: $(INSTALLED)
 # load the sample instead.
 run: $(INSTALLED)
 	-$(BIN)/python get_raw_data.py --sample-if-no-key
-	@echo "Swagger UI: http://127.0.0.1:$(PORT)/api/docs  Logs: data/log/  Stop: Ctrl-C"
+	@echo "Dashboard: http://127.0.0.1:$(PORT)/  Swagger UI: http://127.0.0.1:$(PORT)/api/docs  Logs: data/log/  Stop: Ctrl-C"
 	$(BIN)/flask --app app run --host 127.0.0.1 --port $(PORT)
 
 test: $(INSTALLED)
@@ -56,5 +62,6 @@ benchmark: $(INSTALLED)
 	$(BIN)/python scripts/benchmark.py $(BENCHMARK_ARGS)
 
 # Refresh the vendored chart library from the npm registry: its licence and standalone ES module.
+# It unpacks into a temporary folder first, so a failed download keeps the library in place.
 vendor-charts:
-	rm -rf $(CHARTS_DIR) && mkdir -p $(CHARTS_DIR) && npm pack --silent --pack-destination $(CHARTS_DIR) lightweight-charts@$(LIGHTWEIGHT_CHARTS_VERSION) >/dev/null && tar -xzf $(CHARTS_DIR)/lightweight-charts-$(LIGHTWEIGHT_CHARTS_VERSION).tgz -C $(CHARTS_DIR) --strip-components=1 package/LICENSE package/dist/lightweight-charts.standalone.production.mjs && mv $(CHARTS_DIR)/dist/* $(CHARTS_DIR)/ && rmdir $(CHARTS_DIR)/dist && rm $(CHARTS_DIR)/*.tgz
+	tmp=$$(mktemp -d) && npm pack --silent --pack-destination $$tmp lightweight-charts@$(LIGHTWEIGHT_CHARTS_VERSION) >/dev/null && tar -xzf $$tmp/lightweight-charts-$(LIGHTWEIGHT_CHARTS_VERSION).tgz -C $$tmp --strip-components=1 package/LICENSE package/dist/lightweight-charts.standalone.production.mjs && rm -rf $(CHARTS_DIR) && mkdir -p $(CHARTS_DIR) && mv $$tmp/LICENSE $$tmp/dist/lightweight-charts.standalone.production.mjs $(CHARTS_DIR)/ && rm -rf $$tmp

@@ -308,6 +308,21 @@ def test_a_range_without_data_says_so_instead_of_a_blank_chart(browser, live_ser
     browser.screenshot("no-data")
 
 
+@pytest.mark.parametrize("given, completed", [
+    ("start_date=2024-01-01", {"start_date": "2024-01-01", "end_date": "2024-01-01"}),
+    ("end_date=2022-01-01", {"start_date": "2022-01-01", "end_date": "2022-01-01"}),
+])
+def test_one_date_outside_the_stored_days_completes_to_a_valid_range(browser, live_server, given,
+                                                                     completed):
+    browser.open(f"{live_server.url}/?symbol=IBM&{given}")
+    message = wait_settled(browser)["message"]
+    assert message.startswith(f"No prices are stored for IBM from {completed['start_date']} "
+                              f"to {completed['end_date']}.")
+    assert address(browser) == {"symbol": "IBM", **completed}
+    browser.driver.refresh()
+    assert wait_settled(browser)["message"] == message, "the completed address reloads as it was"
+
+
 def test_an_unknown_symbol_says_so(browser, live_server):
     browser.open(live_server.url + "/?symbol=ZZZZ")
     assert wait_settled(browser)["message"] == (

@@ -87,6 +87,17 @@ def test_a_venv_built_by_another_python_is_rebuilt(project):
     assert (project / ".venv" / ".installed").exists()
 
 
+def test_naming_another_python_rebuilds_a_finished_venv(project):
+    first, second = fake_python(project, "3.11"), fake_python(project, "3.12")
+    assert make(project, "install", f"PYTHON={first}").returncode == 0
+    again = make(project, "install", f"PYTHON={first}")
+    assert "Nothing to be done" in again.stdout, "the same Python keeps it"
+    result = make(project, "install", f"PYTHON={second}")
+    assert result.returncode == 0, result.stderr
+    assert f"make: rebuilding .venv: Python 3.11 built it, not {second} (3.12)" in result.stderr
+    assert (project / ".venv" / ".installed").read_text().strip() == "3.12"
+
+
 def test_a_half_built_venv_is_rebuilt_and_a_good_one_kept(project):
     python = fake_python(project, "3.11")
     (project / ".venv" / "bin").mkdir(parents=True)

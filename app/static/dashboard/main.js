@@ -32,16 +32,18 @@ function presetOf(range) {
   return entry ? matchingPreset(range, entry.first_date, entry.last_date) : null;
 }
 
-/** Complete what the address gave with the symbol's stored range (or the default preset). */
+/**
+ * Complete what the address gave with the symbol's stored range (or the default preset).
+ * A date filled in never falls on the wrong side of the given one: a range from after the
+ * stored days (or to before them) stays a valid range, and shows that nothing is stored there.
+ */
 function completeView(wanted, entry) {
   if (!wanted.start && !wanted.end) {
     return { symbol: entry.symbol, ...presetRange(DEFAULT_PRESET, entry.first_date, entry.last_date) };
   }
-  return {
-    symbol: entry.symbol,
-    start: wanted.start ?? entry.first_date,
-    end: wanted.end ?? entry.last_date,
-  };
+  const start = wanted.start ?? (wanted.end < entry.first_date ? wanted.end : entry.first_date);
+  const end = wanted.end ?? (start > entry.last_date ? start : entry.last_date);
+  return { symbol: entry.symbol, start, end };
 }
 
 async function loadSymbols() {
