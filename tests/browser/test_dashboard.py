@@ -327,6 +327,9 @@ def test_an_unknown_symbol_says_so(browser, live_server):
     browser.open(live_server.url + "/?symbol=ZZZZ")
     assert wait_settled(browser)["message"] == (
         "No prices are stored for ZZZZ. Pick one of the stored symbols.")
+    element(browser, "[data-preset='2W']").click()
+    browser.wait_for(lambda: wait_settled(browser)["message"] == "Pick a stored symbol first.",
+                     "a preset without a symbol to say so")
 
 
 @pytest.mark.parametrize("query, problem", [

@@ -168,9 +168,11 @@ function onSymbol(symbol) {
 
 function onPreset(name) {
   const entry = symbols.get(view.pickedSymbol());
-  if (entry) {
-    navigate({ symbol: entry.symbol, ...presetRange(name, entry.first_date, entry.last_date) });
+  if (!entry) {
+    view.showMessage('Pick a stored symbol first.');
+    return;
   }
+  navigate({ symbol: entry.symbol, ...presetRange(name, entry.first_date, entry.last_date) });
 }
 
 function onDates(start, end) {

@@ -80,9 +80,22 @@ export function renderFreshness(entry) {
   const badge = document.createElement('strong');
   badge.className = entry.stale ? 'badge badge-stale' : 'badge badge-fresh';
   badge.textContent = entry.stale ? 'Stale' : 'Fresh';
-  const text = ` ${entry.symbol}: ${plural(entry.trading_days, 'trading day')} stored, `
-    + `${entry.first_date} to ${entry.last_date}, ${lag(entry)}. ${lastFetch(entry)}`;
-  elements.freshness.replaceChildren(badge, text);
+  elements.freshness.replaceChildren(
+    badge,
+    ` ${entry.symbol}: ${plural(entry.trading_days, 'trading day')} stored, `,
+    unbroken(entry.first_date),
+    ' to ',
+    unbroken(entry.last_date),
+    `, ${lag(entry)}. ${lastFetch(entry)}`,
+  );
+}
+
+/** A date that a narrow screen never breaks at its hyphens. */
+function unbroken(text) {
+  const span = document.createElement('span');
+  span.className = 'unbroken';
+  span.textContent = text;
+  return span;
 }
 
 /** Show `view` ({symbol, start, end}) in the controls; `preset` is pressed. */
@@ -107,6 +120,7 @@ export function showMessage(text, retry = null) {
   elements.retry.hidden = retry === null;
   elements.message.hidden = false;
   elements.results.hidden = true;
+  document.title = PAGE_TITLE; // no view is shown, so the tab names none
   setStatus('');
 }
 
