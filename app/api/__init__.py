@@ -40,7 +40,7 @@ sends. Examples:
 
     curl 'http://127.0.0.1:5000/api/financial_data?symbol=IBM&fields=all&limit=3'
     curl 'http://127.0.0.1:5000/api/financial_data?symbol=IBM,AAPL&start_date=2023-03-01'
-    curl -o financial_data.csv 'http://127.0.0.1:5000/api/financial_data/export?symbol=IBM,AAPL&fields=all'
+    curl -o prices.csv 'http://127.0.0.1:5000/api/financial_data/export?symbol=IBM,AAPL&fields=all'
 """
 
 
