@@ -58,7 +58,9 @@ lock: $(INSTALLED)
 openapi: $(INSTALLED)
 	$(BIN)/flask --app app openapi
 
+# wrk drives the load; it comes from Debian's packages (run as root, or install it yourself).
 benchmark: $(INSTALLED)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python scripts/benchmark.py $(BENCHMARK_ARGS)
 
 # Refresh the vendored chart library from the npm registry: its licence and standalone ES module.

@@ -1,23 +1,32 @@
-"""Measure API throughput and latency under gunicorn on this machine; prints a table.
+"""Measure the API against the framework's ceiling under gunicorn, and the fetch job's ingest.
 
-Seeds a database with synthetic prices, starts gunicorn on a free loopback
-port, and drives each scenario from client threads with keep-alive
-connections for a fixed time. Usage (see README, "Performance")::
+Seeds (or reuses) a data set of SYMBOLS x YEARS of weekdays, starts the API and
+the ceiling app (``scripts/ceiling_app.py``, a bare Flask-RESTX app returning a
+fixed JSON body) under the same gunicorn settings (``conf/gunicorn.conf.py``),
+drives each scenario with wrk, alternating which server goes first in each
+repetition, and prints req/s, p50, p99 and the ratio to the ceiling measured
+in the same repetition. Then times ``get_raw_data.py --full --from-file`` on
+generated files, into an empty database and again with nothing changed.
+Usage (see README, "Performance")::
 
-    .venv/bin/python scripts/benchmark.py [--database-url URL] [--cache-redis-url URL]
+    make benchmark [BENCHMARK_ARGS="--database-url URL --cache-redis-url URL"]
 """
 import argparse
 import datetime
 import http.client
+import json
 import os
 import random
+import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,48 +34,110 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from flask_migrate import upgrade  # noqa: E402 (needs the project root on sys.path)
-from sqlalchemy import delete  # noqa: E402
+from sqlalchemy import create_engine, delete, func, insert, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
 from financial.models import FinancialData  # noqa: E402
-from lib.db import upsert_rows  # noqa: E402
 
-FIRST_DAY = datetime.date(2020, 1, 1)
+FIRST_DAY = datetime.date(2006, 1, 2)
+DEFAULT_SQLITE = PROJECT_ROOT / "data" / "streaming" / "benchmark.db"
+GUNICORN_CONFIG = str(PROJECT_ROOT / "conf" / "gunicorn.conf.py")
+SEED_CHUNK = 20_000
+# Far above what 16 connections on 2 cores can send, so the limiter is on but never refuses.
+BENCHMARK_RATE_LIMIT = "100000000 per minute"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", help="default: a fresh SQLite file in a temp folder")
-    parser.add_argument("--cache-redis-url", help="use RedisCache at this URL (default: "
-                                                  "SimpleCache)")
-    parser.add_argument("--symbols", type=int, default=50)
-    parser.add_argument("--days", type=int, default=1000, help="trading days per symbol")
-    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent client threads")
-    parser.add_argument("--seconds", type=float, default=8.0, help="duration of each scenario")
+    parser.add_argument("--database-url", help=f"default: SQLite at {DEFAULT_SQLITE}, "
+                                               "seeded once and reused")
+    parser.add_argument("--cache-redis-url", help="RedisCache at this URL (default SimpleCache)")
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--years", type=int, default=20, help="years of weekdays per symbol")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=5, help="gunicorn workers, both servers")
+    parser.add_argument("--ingest-files", type=int, default=100)
+    parser.add_argument("--ingest-days", type=int, default=785)
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true")
     return parser.parse_args()
 
 
-def seed(url: str, symbols: int, days: int) -> int:
-    """Fill the table with symbols x days rows of synthetic prices; return the row count."""
-    overrides = {"SQLALCHEMY_DATABASE_URI": url, "LOG_LEVEL": "WARNING"}
-    app = create_app("development", overrides=overrides)
-    rng = random.Random(7)
+def weekdays(count: int | None = None, years: int | None = None) -> list[datetime.date]:
+    """Return ``count`` weekdays, or those of ``years`` years, from FIRST_DAY on."""
+    end = FIRST_DAY + datetime.timedelta(days=365 * years) if years else None
+    days: list[datetime.date] = []
+    day = FIRST_DAY
+    while (count is None or len(days) < count) and (end is None or day < end):
+        if day.weekday() < 5:
+            days.append(day)
+        day += datetime.timedelta(days=1)
+    return days
+
+
+def symbol_name(number: int) -> str:
+    return f"SYM{number:03d}"
+
+
+# --- the data set -------------------------------------------------------------------------------
+
+def ensure_database(url: str) -> None:
+    """Create the MySQL database of ``url`` if it does not exist (SQLite creates its file)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+        return
+    server = create_engine(parsed.set(database=""))
+    with server.begin() as connection:
+        connection.execute(text(f"CREATE DATABASE IF NOT EXISTS {parsed.database}"))
+    server.dispose()
+
+
+def seed_prices(url: str, symbols: int, years: int) -> int:
+    """Fill financial_data with symbols x weekdays rows unless it already holds exactly them."""
+    ensure_database(url)
+    days = weekdays(years=years)
+    expected = symbols * len(days)
+    app = create_app("development", overrides={"SQLALCHEMY_DATABASE_URI": url,
+                                               "LOG_LEVEL": "WARNING"})
     with app.app_context():
         upgrade()
-        db.session.execute(delete(FinancialData))
-        for number in range(symbols):
-            rows = [{"symbol": f"SYM{number:03d}", "date": FIRST_DAY + datetime.timedelta(days=d),
-                     "open_price": Decimal(rng.randint(10000, 9999999)).scaleb(-4),
-                     "close_price": Decimal(rng.randint(10000, 9999999)).scaleb(-4),
-                     "volume": rng.randint(0, 10**9)} for d in range(days)]
-            upsert_rows(db.session(), FinancialData, rows, ("symbol", "date"))
-        db.session.commit()
+        session = db.session()
+        if session.scalar(select(func.count()).select_from(FinancialData)) == expected:
+            db.engine.dispose()
+            return expected
+        session.execute(delete(FinancialData))
+        started = time.perf_counter()
+        for chunk in _seed_rows(symbols, days):
+            session.execute(insert(FinancialData), chunk)
+        session.commit()
+        print(f"seeded {expected:,} rows in {time.perf_counter() - started:.0f} s", flush=True)
         db.engine.dispose()
-    return symbols * days
+    return expected
 
+
+def _seed_rows(symbols: int, days: list[datetime.date]) -> Iterator[list[dict]]:
+    rng = random.Random(7)
+    chunk: list[dict] = []
+    for number in range(symbols):
+        for day in days:
+            low = rng.randint(10_000, 9_000_000)
+            chunk.append({"symbol": symbol_name(number), "date": day,
+                          "open_price": Decimal(low + rng.randint(0, 5000)).scaleb(-4),
+                          "close_price": Decimal(low + rng.randint(0, 5000)).scaleb(-4),
+                          "volume": rng.randint(0, 10**9)})
+            if len(chunk) == SEED_CHUNK:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+# --- servers -------------------------------------------------------------------------------------
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -74,115 +145,278 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(args: argparse.Namespace, url: str, port: int, log_dir: str):
-    env = {**os.environ, "APP_ENV": "production", "DATABASE_URL": url, "LOG_DIR": log_dir,
-           "CACHE_TYPE": "RedisCache" if args.cache_redis_url else "SimpleCache",
-           "CACHE_REDIS_URL": args.cache_redis_url or ""}
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(args.workers),
-               "--threads", str(args.threads), "--bind", f"127.0.0.1:{port}",
-               "--log-level", "warning", "app:create_app()"]
-    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+def server_environment(args: argparse.Namespace, url: str, work_dir: str) -> dict[str, str]:
+    """The production settings the API runs with, request log and limiter included."""
+    return {**os.environ, "APP_ENV": "production", "DATABASE_URL": url, "LOG_DIR": work_dir,
+            "LOG_LEVEL": "INFO", "GUNICORN_WORKERS": str(args.workers),
+            "CACHE_TYPE": "RedisCache" if args.cache_redis_url else "SimpleCache",
+            "CACHE_REDIS_URL": args.cache_redis_url or "",
+            "RATE_LIMIT": BENCHMARK_RATE_LIMIT,
+            "RATELIMIT_STORAGE_URI": args.cache_redis_url or "memory://"}
+
+
+def start_server(app_spec: str, env: dict[str, str], ready_path: str) -> tuple:
+    """Start gunicorn with the project's config on a free port; return (process, port)."""
+    port = free_port()
+    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG, app_spec],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{app_spec} exited with status {process.returncode}")
         try:
-            if get(http.client.HTTPConnection("127.0.0.1", port, timeout=2), "/api/health") == 200:
-                return server
+            if get_status(port, ready_path) == 200:
+                return process, port
         except OSError:
             time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("gunicorn did not answer /api/health within 30 s")
+    process.terminate()
+    raise SystemExit(f"{app_spec} did not answer {ready_path} within 60 s")
 
 
-def get(connection: http.client.HTTPConnection, path: str) -> int:
-    connection.request("GET", path)
-    response = connection.getresponse()
-    response.read()
-    return response.status
-
-
-def drive(port: int, paths, clients: int, seconds: float) -> tuple[list[float], int]:
-    """Send requests from ``clients`` threads for ``seconds``; return latencies and errors."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop_at = time.monotonic() + seconds
-
-    def client(seed_value: int) -> None:
-        rng = random.Random(seed_value)
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        mine, failed = [], 0
-        while time.monotonic() < stop_at:
-            started = time.perf_counter()
-            try:
-                status = get(connection, paths(rng))
-            except OSError:
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                status = 0
-            mine.append(time.perf_counter() - started)
-            failed += status != 200
+def get_status(port: int, path: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
         connection.close()
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failed
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, errors[0]
 
 
-def scenarios(symbols: int, days: int) -> dict:
-    def day(offset: int) -> str:
-        return (FIRST_DAY + datetime.timedelta(days=offset)).isoformat()
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
-    def random_range(rng: random.Random) -> str:
-        start = rng.randrange(days - 30)
-        return (f"symbol=SYM{rng.randrange(symbols):03d}&start_date={day(start)}"
-                f"&end_date={day(start + rng.randrange(1, 30))}")
 
+# --- wrk -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def run_wrk(port: int, path: str, args: argparse.Namespace, script: Path | None = None,
+            seconds: int | None = None) -> WrkResult:
+    """Drive ``path`` with wrk (2 threads, keep-alive connections); parse its report."""
+    command = ["wrk", "-t2", f"-c{args.connections}", f"-d{seconds or args.seconds}s",
+               "--latency", f"http://127.0.0.1:{port}{path}"]
+    if script is not None:
+        command[1:1] = ["-s", str(script)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return parse_wrk(output)
+
+
+_DURATION = re.compile(r"([0-9.]+)(us|ms|s)\b")
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """Read requests/s, the 50% and 99% latencies and the error counts from wrk's report."""
+    rate_match = re.search(r"Requests/sec:\s+([0-9.]+)", output)
+    if rate_match is None:
+        raise SystemExit(f"wrk printed no rate:\n{output}")
+    rate = float(rate_match.group(1))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.MULTILINE))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                              r"timeout (\d+)", output)
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(value) for value in socket_errors.groups())
+    return WrkResult(rate, _milliseconds(percentiles["50"]), _milliseconds(percentiles["99"]),
+                     errors)
+
+
+def _milliseconds(text: str) -> float:
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise SystemExit(f"wrk printed an unknown duration {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def random_statistics_script(work_dir: Path, symbols: int, days: list[datetime.date]) -> Path:
+    """Write a wrk script asking 20-year statistics with a random symbol and last day."""
+    ends = ",".join(f'"{day.isoformat()}"' for day in days[-260:])
+    script = work_dir / "random_statistics.lua"
+    script.write_text(f"""
+local ends = {{{ends}}}
+math.randomseed(os.time())
+request = function()
+  local path = string.format("/api/statistics?symbol=SYM%03d&start_date={days[0]}&end_date=%s",
+                             math.random(0, {symbols - 1}), ends[math.random(1, #ends)])
+  return wrk.format("GET", path)
+end
+""")
+    return script
+
+
+# --- the HTTP scenarios ---------------------------------------------------------------------------
+
+def scenarios(args: argparse.Namespace, work_dir: Path) -> dict[str, tuple[str, Path | None]]:
+    """Name -> (path, wrk script or None) of each API scenario."""
+    days = weekdays(years=args.years)
+    first, last = days[0].isoformat(), days[-1].isoformat()
+    year_ago = days[-260].isoformat()
     return {
-        "health (database ping)": lambda rng: "/api/health",
-        "financial_data, same page (cache hit)":
-            lambda rng: f"/api/financial_data?symbol=SYM001&start_date={day(100)}&limit=100",
-        "financial_data, random pages (mostly misses)":
-            lambda rng: f"/api/financial_data?limit=20&page={rng.randrange(1, 2000)}",
-        "financial_data, symbol + 30-day range, misses":
-            lambda rng: f"/api/financial_data?{random_range(rng)}&limit=30",
-        "statistics, same query (cache hit)":
-            lambda rng: f"/api/statistics?symbol=SYM002&start_date={day(0)}&end_date={day(364)}",
-        "statistics, random ranges (mostly misses)":
-            lambda rng: f"/api/statistics?{random_range(rng)}",
+        "statistics, cache hit":
+            (f"/api/statistics?symbol=SYM001&start_date={first}&end_date={last}", None),
+        "financial_data, one symbol, cache hit":
+            (f"/api/financial_data?symbol=SYM002&start_date={year_ago}&limit=100", None),
+        "statistics, 20 years, uncached":
+            ("/", random_statistics_script(work_dir, args.symbols, days)),
     }
+
+
+def measure_http(args: argparse.Namespace, url: str, work_dir: Path) -> None:
+    env = server_environment(args, url, str(work_dir))
+    api, api_port = start_server("app:create_app()", env, "/api/health")
+    ceiling, ceiling_port = start_server("scripts.ceiling_app:create_app()", env, "/api/ceiling")
+    results: dict[str, list[tuple[WrkResult, float]]] = {}
+    try:
+        for name, (path, script) in scenarios(args, work_dir).items():
+            run_wrk(api_port, path, args, script, seconds=2)  # warm the workers and the cache
+            for repetition in range(args.repetitions):
+                results.setdefault(name, []).append(
+                    _one_repetition(args, repetition, (api_port, path, script), ceiling_port))
+        p50 = single_request_p50(api_port, args)
+    finally:
+        stop(api)
+        stop(ceiling)
+    print_http_table(args, url, results, p50)
+
+
+def _one_repetition(args, repetition: int, target: tuple, ceiling_port: int):
+    """Measure the scenario and the ceiling, the ceiling first in every other repetition."""
+    api_port, path, script = target
+    if repetition % 2:
+        ceiling = run_wrk(ceiling_port, "/api/ceiling", args)
+        result = run_wrk(api_port, path, args, script)
+    else:
+        result = run_wrk(api_port, path, args, script)
+        ceiling = run_wrk(ceiling_port, "/api/ceiling", args)
+    return result, result.requests_per_second / ceiling.requests_per_second
+
+
+def single_request_p50(port: int, args: argparse.Namespace, count: int = 300) -> float:
+    """p50 (ms) of uncached 20-year statistics, one request at a time on one connection."""
+    days = weekdays(years=args.years)
+    rng = random.Random(11)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    latencies = []
+    for _ in range(count):
+        path = (f"/api/statistics?symbol={symbol_name(rng.randrange(args.symbols))}"
+                f"&start_date={days[1].isoformat()}&end_date={rng.choice(days[-200:])}")
+        started = time.perf_counter()
+        connection.request("GET", path)
+        connection.getresponse().read()
+        latencies.append((time.perf_counter() - started) * 1000)
+    connection.close()
+    return statistics.median(latencies)
+
+
+def print_http_table(args, url: str, results: dict, single_p50: float) -> None:
+    backend = make_url(url).get_backend_name()
+    cache = "RedisCache" if args.cache_redis_url else "SimpleCache"
+    print(f"\nHTTP: {backend}, {cache}, gunicorn {args.workers} workers (conf/gunicorn.conf.py), "
+          f"wrk {args.connections} connections x {args.seconds} s, {args.repetitions} "
+          f"repetitions, {os.cpu_count()} CPUs shared by wrk and the servers")
+    print(f"{'scenario':40} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+          f"{'ratio':>6}  (median; ratios per repetition)")
+    for name, runs in results.items():
+        rates = [run.requests_per_second for run, _ in runs]
+        ratios = [ratio for _, ratio in runs]
+        print(f"{name:40} {statistics.median(rates):8.0f} "
+              f"{statistics.median(run.p50_ms for run, _ in runs):7.2f} "
+              f"{statistics.median(run.p99_ms for run, _ in runs):7.2f} "
+              f"{sum(run.errors for run, _ in runs):6d} {statistics.median(ratios):6.2f}  "
+              f"({', '.join(f'{ratio:.2f}' for ratio in ratios)})")
+    print(f"single request, statistics 20 years uncached: p50 {single_p50:.2f} ms")
+
+
+# --- ingest --------------------------------------------------------------------------------------
+
+def write_ingest_files(folder: Path, files: int, days: int) -> list[Path]:
+    """Write ``files`` saved TIME_SERIES_DAILY_ADJUSTED answers of ``days`` days each."""
+    rng = random.Random(3)
+    dates = weekdays(count=days)
+    paths = []
+    for number in range(files):
+        series = {}
+        for day in reversed(dates):
+            low = rng.randint(10_000, 9_000_000)
+            prices = sorted(low + rng.randint(0, 5000) for _ in range(4))
+            low_price, open_price, close_price, high_price = (
+                f"{Decimal(value).scaleb(-4):f}" for value in prices)
+            series[day.isoformat()] = {
+                "1. open": open_price, "2. high": high_price, "3. low": low_price,
+                "4. close": close_price, "5. adjusted close": close_price,
+                "6. volume": str(rng.randint(0, 10**9)), "7. dividend amount": "0.0000",
+                "8. split coefficient": "1.0"}
+        payload = {"Meta Data": {"1. Information": "Daily Time Series with Splits and "
+                                                   "Dividend Events",
+                                 "2. Symbol": f"ING{number:03d}"},
+                   "Time Series (Daily)": series}
+        path = folder / f"ING{number:03d}.json"
+        path.write_text(json.dumps(payload))
+        paths.append(path)
+    return paths
+
+
+def ingest_database(url: str, work_dir: Path) -> str:
+    """Return an empty database for the ingest runs, next to the benchmark's."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"sqlite:///{work_dir / 'ingest.db'}"
+    name = f"{parsed.database}_ingest"
+    server = create_engine(parsed.set(database=""))
+    with server.begin() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    server.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+def measure_ingest(args: argparse.Namespace, url: str, work_dir: Path) -> None:
+    files = write_ingest_files(work_dir, args.ingest_files, args.ingest_days)
+    rows = args.ingest_files * args.ingest_days
+    target = ingest_database(url, work_dir)
+    env = {**server_environment(args, target, str(work_dir)), "LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "get_raw_data.py", "--full"]
+    for path in files:
+        command += ["--from-file", str(path)]
+    print(f"\nIngest: get_raw_data.py --full --from-file x {args.ingest_files} files x "
+          f"{args.ingest_days} days = {rows:,} rows, on {make_url(url).get_backend_name()}, "
+          "one process, start-up included")
+    for label in ("into an empty table", "again, nothing changed"):
+        started = time.perf_counter()
+        subprocess.run(command, cwd=PROJECT_ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        print(f"{label:24} {seconds:6.2f} s  {rows / seconds:9,.0f} rows/s")
 
 
 def main() -> None:
     args = parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: `apt-get install wrk` (make benchmark does it)")
+    url = args.database_url or f"sqlite:///{DEFAULT_SQLITE}"
     with tempfile.TemporaryDirectory() as tmp:
-        url = args.database_url or f"sqlite:///{tmp}/bench.db"
-        rows = seed(url, args.symbols, args.days)
-        port = free_port()
-        server = start_gunicorn(args, url, port, tmp)
-        try:
-            backend = url.split(":", 1)[0]
-            cache_name = "RedisCache" if args.cache_redis_url else "SimpleCache"
-            print(f"{rows} rows on {backend}, {cache_name}, gunicorn {args.workers} workers x "
-                  f"{args.threads} threads, {args.clients} clients, {args.seconds:.0f} s each, "
-                  f"{os.cpu_count()} CPUs shared by server and clients")
-            print(f"{'scenario':48} {'requests':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-                  f"{'errors':>6}")
-            for name, paths in scenarios(args.symbols, args.days).items():
-                latencies, errors = drive(port, paths, args.clients, args.seconds)
-                latencies.sort()
-                p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-                print(f"{name:48} {len(latencies):9d} {len(latencies) / args.seconds:8.0f} "
-                      f"{statistics.median(latencies) * 1000:7.1f} {p99:7.1f} {errors:6d}")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        work_dir = Path(tmp)
+        if not args.skip_http:
+            rows = seed_prices(url, args.symbols, args.years)
+            print(f"data set: {rows:,} rows ({args.symbols} symbols x {args.years} years)")
+            measure_http(args, url, work_dir)
+        if not args.skip_ingest:
+            measure_ingest(args, url, work_dir)
 
 
 if __name__ == "__main__":
