@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 from flask import Flask
-from flask_migrate import upgrade
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import create_app
+from app import SCHEMA_REVISION, create_app, register_migrations
 from app.api.caching import clear_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
@@ -30,11 +30,14 @@ from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
-from lib.avantage_api import AlphaVantageClient, read_saved_response
-from lib.db import MigrationLockTimeout, describe_database_error, migration_lock
+from lib.alphavantage.payload import read_saved_response
+from lib.db import MigrationLockTimeout, describe_database_error, migration_lock, schema_revision
 from lib.locks import LockWaitStopped
 from lib.log_setup import configure_logging
 from lib.tickers import SYMBOL_RULE, normalize_symbol
+
+if TYPE_CHECKING:
+    from lib.avantage_api import AlphaVantageClient
 
 logger = logging.getLogger("get_raw_data")
 
@@ -240,8 +243,16 @@ def serve_schedule(app: Flask, plan: Plan, schedule: Schedule, stop: StopRequest
 
 
 def _schema_ready(app: Flask) -> bool:
-    """Apply pending migrations (one process at a time); say so once if the database fails."""
+    """Apply pending migrations (one process at a time); say so once if the database fails.
+
+    A schema already at SCHEMA_REVISION costs one query: Alembic is loaded
+    only when there is something to migrate.
+    """
     try:
+        if schema_revision(db.engine) == SCHEMA_REVISION:
+            return True
+        register_migrations(app)
+        from flask_migrate import upgrade
         with migration_lock(db.engine):
             upgrade()
     except (SQLAlchemyError, MigrationLockTimeout) as exc:
@@ -265,7 +276,7 @@ def _app(config: BaseConfig) -> Flask:
 
     An unusable DATABASE_URL raises StartupError (a ConfigError): a usage error.
     """
-    return create_app(config, overrides=config.job_overrides())
+    return create_app(config, overrides=config.job_overrides(), serving=False)
 
 
 def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:
@@ -344,7 +355,9 @@ def _symbols(option: str | None, configured: list[str]) -> list[str]:
     return names
 
 
-def _client(config: BaseConfig) -> AlphaVantageClient:
+def _client(config: BaseConfig) -> "AlphaVantageClient":
+    # Imported here: a run from saved files never loads the HTTP client (requests).
+    from lib.avantage_api import AlphaVantageClient
     try:
         return AlphaVantageClient(
             config.ALPHAVANTAGE_API_KEY or "",
@@ -360,7 +373,7 @@ def _client(config: BaseConfig) -> AlphaVantageClient:
         raise UsageError(f"ALPHAVANTAGE_FUNCTION: {exc}") from None
 
 
-def _api_jobs(client: AlphaVantageClient, symbols: list[str], full: bool) -> list[Job]:
+def _api_jobs(client: "AlphaVantageClient", symbols: list[str], full: bool) -> list[Job]:
     return [Job(symbol, partial(client.fetch_daily, symbol, full=full), True)
             for symbol in symbols]
 

@@ -2,29 +2,16 @@
 import click
 from flask import Flask, Response
 
-from app.api import register_api
 from app.api.caching import init_cached_answers
-from app.cli import register_commands
-from app.conditional import register_conditional_get
-from app.dashboard import register_dashboard
-from app.errors import register_error_handlers
-from app.extensions import cors, db, migrate
-from app.metrics import register_metrics
-from app.rate_limits import register_rate_limits
-from app.request_log import register_request_logging
-from app.security import register_security_headers, trust_proxy_hops
+from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
 from lib.db import DatabaseUrlError, check_database_url, configure_engine, engine_options
-from lib.log_setup import configure_logging, drop_terminal_styles
+from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
-# Headers a browser script on another (allowed) origin may read.
-EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-RateLimit-Limit",
-                   "X-RateLimit-Remaining", "X-RateLimit-Reset"]
-
-
-# The API only reads: a browser's preflight is told so.
-CORS_METHODS = ["GET", "HEAD", "OPTIONS"]
+# The newest revision in MIGRATIONS_DIR (a test keeps them equal), so that the
+# fetch job can tell an up-to-date schema without loading Alembic.
+SCHEMA_REVISION = "0004"
 
 
 class StartupError(ConfigError, click.ClickException):
@@ -46,10 +33,16 @@ class FinancialApp(Flask):
         return response
 
 
-def create_app(config: str | BaseConfig | None = None, overrides: dict | None = None) -> Flask:
+def create_app(config: str | BaseConfig | None = None, overrides: dict | None = None, *,
+               serving: bool = True) -> Flask:
     """Build the app for ``config`` (an APP_ENV name or a config object).
 
     ``overrides`` replaces individual settings; tests steer the app with it.
+    ``serving=False`` builds only the shell the fetch job needs: settings,
+    logging, the database and the cache, without the API, the dashboard,
+    their hooks, CORS, the CLI commands and migrations (``register_migrations``
+    adds those), and without importing them: the job's start-up time is part
+    of every run.
     Raises StartupError naming the setting when one cannot work at all (e.g.
     a malformed DATABASE_URL); a database that is merely down is no error here.
     """
@@ -60,26 +53,19 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
         app.config.update(overrides or {})
 
         configure_logging("api", app.config["LOG_DIR"], app.config["LOG_LEVEL"])
-        drop_terminal_styles("werkzeug")  # `flask run` colours its lines
-        trust_proxy_hops(app)
         register_extensions(app)
-        api = register_api(app)
-        register_dashboard(app)
-        # Logging first: its timer starts before any hook that may refuse a request.
-        register_request_logging(app)
-        register_error_handlers(app, api)
-        register_rate_limits(app)
-        register_metrics(app)
-        register_conditional_get(app)
-        register_security_headers(app)
-        register_commands(app)
+        if serving:
+            register_migrations(app)
+            # Imported here, not above: the fetch job's app leaves them out.
+            from app.serving import register_serving
+            register_serving(app)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     return app
 
 
 def register_extensions(app: Flask) -> None:
-    """Bind the database, migrations, cache and CORS to ``app``.
+    """Bind the database and the cache to ``app``.
 
     Raises ConfigError when DATABASE_URL cannot work at all.
     """
@@ -94,8 +80,14 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     with app.app_context():
         configure_engine(db.engine)
-    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
-
     init_cached_answers(app)
-    cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
-                  methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS)
+
+
+def register_migrations(app: Flask) -> None:
+    """Bind Flask-Migrate (``flask db``, ``flask_migrate.upgrade()``) to ``app``.
+
+    Alembic is imported only here: the fetch job needs it only when the
+    schema is behind.
+    """
+    from flask_migrate import Migrate
+    Migrate(app, db, directory=str(MIGRATIONS_DIR))

@@ -7,6 +7,7 @@ database holds (newest day per symbol, the last fetch run) is read at
 scrape time instead.
 """
 import datetime
+import functools
 import logging
 from collections.abc import Iterator
 
@@ -45,7 +46,19 @@ DATABASE_ERRORS_TOTAL = Counter("financial_database_errors_total",
 
 def record_cache(kind: str, hit: bool) -> None:
     """Count one lookup of a cached answer of ``kind`` (the caching seam calls it)."""
-    CACHE_LOOKUPS.labels(kind, "hit" if hit else "miss").inc()
+    _cache_lookups(kind, hit).inc()
+
+
+# A series is looked up once: labels() validates and locks on every call.
+# Their number is bounded: routes (not paths), methods, statuses, cache kinds.
+@functools.cache
+def _cache_lookups(kind: str, hit: bool) -> Counter:
+    return CACHE_LOOKUPS.labels(kind, "hit" if hit else "miss")
+
+
+@functools.cache
+def _request_series(endpoint: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    return REQUESTS.labels(endpoint, method, str(status)), LATENCY.labels(endpoint)
 
 
 def record_database_error() -> None:
@@ -62,8 +75,9 @@ def register_metrics(app: Flask) -> None:
         endpoint = request.url_rule.rule if request.url_rule else "none"
         if endpoint != METRICS_PATH:
             method = request.method if request.method in _METHODS else "other"
-            REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-            LATENCY.labels(endpoint).observe(request_seconds())
+            requests, latency = _request_series(endpoint, method, response.status_code)
+            requests.inc()
+            latency.observe(request_seconds())
         return response
 
     app.add_url_rule(METRICS_PATH, "metrics", _serve_metrics, methods=["GET"])

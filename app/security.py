@@ -32,8 +32,10 @@ def register_security_headers(app: Flask) -> None:
 
     @app.after_request
     def _add_security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}
+        headers.extend([(name, value) for name, value in SECURITY_HEADERS.items()
+                        if name.lower() not in present])
         return response
 
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pandas as pd
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -23,10 +22,13 @@ from financial.runs import (
     FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, Clock, RunRecorder, SymbolOutcome, iso_utc,
     record_refused_run, running_run, utc_now,
 )
-from lib.avantage_api import (
-    AlphaVantageError, DailySeries, DeadlineExceededError, InvalidApiKeyError, PremiumOnlyError,
+# The parts rather than the lib.avantage_api facade: a run from saved files
+# never loads the HTTP client (requests), and start-up time counts.
+from lib.alphavantage.errors import (
+    AlphaVantageError, DeadlineExceededError, InvalidApiKeyError, PremiumOnlyError,
     RateLimitError,
 )
+from lib.alphavantage.series import DailyBar, DailySeries
 from lib.locks import LockTimeout, database_lock
 
 logger = logging.getLogger(__name__)
@@ -180,12 +182,12 @@ class RunLoop:
         try:
             series = job.fetch()
             symbol = series.symbol
-            frame = recent_days(series, self.settings.window_days)
+            bars = recent_days(series, self.settings.window_days)
             if self.settings.dry_run:
-                self.outcome.records += to_records(frame)
-                self.note(f"{series.symbol}: {len(frame)} rows fetched (dry run, nothing stored)")
+                self.outcome.records += to_records(series.symbol, bars)
+                self.note(f"{series.symbol}: {len(bars)} rows fetched (dry run, nothing stored)")
             else:
-                self._store(series.symbol, frame)
+                self._store(series.symbol, bars)
         except AlphaVantageError as exc:
             # A saved file names its symbol only in its payload, which the error carries.
             self._fail(exc.symbol or job.label, exc.symbol or symbol, exc.message)
@@ -199,16 +201,16 @@ class RunLoop:
                                           "see the log file", exc=exc)
         return None
 
-    def _store(self, symbol: str, frame: pd.DataFrame) -> None:
+    def _store(self, symbol: str, bars: list[DailyBar]) -> None:
         """Store one symbol; its history row commits in the same transaction."""
-        newest = frame["date"].max() if len(frame) else None
+        newest = bars[-1].date if bars else None
 
         def record(result: StoreResult) -> None:
             if self.history is not None:
                 self.history.add(SymbolOutcome(symbol, OK, result.fetched, result.new,
                                                result.updated, newest))
 
-        result = store_symbol(self.session, symbol, frame, before_commit=record)
+        result = store_symbol(self.session, symbol, bars, before_commit=record)
         self.outcome.stored += 1
         self.outcome.rows_new += result.new
         self.outcome.rows_updated += result.updated

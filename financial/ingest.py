@@ -1,19 +1,20 @@
 """Turn fetched series into the table's rows: keep the recent window, upsert per symbol."""
 import datetime
+import itertools
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from financial.models import FinancialData
 from financial.records import RECORD_FIELDS, price_record
-from lib.avantage_api import DailySeries
-from lib.db import is_lock_conflict, upsert_rows
+from financial.stats import refresh_monthly_sums
+from lib.alphavantage.series import DailyBar, DailySeries
+from lib.db import RowCodec, is_lock_conflict, row_codec, upsert_encoded
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ VALUE_COLUMNS = ROW_COLUMNS[2:]
 # Only TIME_SERIES_DAILY_ADJUSTED carries these: a run without them (the free
 # TIME_SERIES_DAILY) must not erase what an earlier adjusted run stored.
 KEPT_WHEN_MISSING = ("adjusted_close_price", "dividend_amount", "split_coefficient")
+_KEPT_INDEXES = frozenset(VALUE_COLUMNS.index(name) for name in KEPT_WHEN_MISSING)
 
 
 @dataclass(frozen=True)
@@ -42,70 +44,88 @@ class StoreResult:
         return bool(self.new or self.updated)
 
 
-def recent_days(series: DailySeries, days: int | None = DEFAULT_WINDOW_DAYS) -> pd.DataFrame:
-    """Return the series as rows ordered by date, keeping only the last ``days`` days.
+def recent_days(series: DailySeries, days: int | None = DEFAULT_WINDOW_DAYS) -> list[DailyBar]:
+    """Return the series' bars oldest first, keeping only the last ``days`` days.
 
     The window is ``newest - days < date <= newest``, where ``newest`` is the
     newest day in the series, so a run on a weekend or holiday still keeps
     full weeks. ``days=None`` keeps everything. Prices stay ``Decimal``;
     the adjusted values of a TIME_SERIES_DAILY series are None.
     """
-    frame = pd.DataFrame([asdict(bar) for bar in series.bars], columns=ROW_COLUMNS[1:])
-    frame.insert(0, "symbol", series.symbol)
-    if days is not None and not frame.empty:
-        newest = frame["date"].max()
-        frame = frame[frame["date"] > newest - datetime.timedelta(days=days)]
-    return frame.sort_values("date", kind="stable").reset_index(drop=True)
+    bars = series.bars  # newest first
+    if days is not None and bars:
+        after = bars[0].date - datetime.timedelta(days=days)
+        bars = tuple(itertools.takewhile(lambda bar: bar.date > after, bars))
+    return list(reversed(bars))
 
 
-def to_records(frame: pd.DataFrame) -> list[dict]:
-    """Return the rows as the API's records with every field (``fields=all``)."""
-    return [price_record(row, RECORD_FIELDS) for row in frame[ROW_COLUMNS].to_dict("records")]
+def to_records(symbol: str, bars: Sequence[DailyBar]) -> list[dict]:
+    """Return the bars as the API's records with every field (``fields=all``)."""
+    return [price_record(dict(zip(ROW_COLUMNS, _row(symbol, bar))), RECORD_FIELDS)
+            for bar in bars]
 
 
-def store_prices(session: Session, symbol: str, frame: pd.DataFrame) -> StoreResult:
-    """Upsert the rows of ``symbol`` in ``frame``; only new or changed rows are written.
+def _row(symbol: str, bar: DailyBar) -> tuple:
+    """Return one bar as the table's row, values in ROW_COLUMNS order."""
+    return (symbol, bar.date, bar.open_price, bar.high_price, bar.low_price, bar.close_price,
+            bar.adjusted_close_price, bar.volume, bar.dividend_amount, bar.split_coefficient)
+
+
+def store_prices(session: Session, symbol: str, bars: Sequence[DailyBar]) -> StoreResult:
+    """Upsert the bars of ``symbol`` (oldest first); only new or changed rows are written.
 
     Runs in the caller's transaction (flushes, never commits) so one symbol
     is one transaction. Counting against the stored rows first keeps the
     summary exact on every backend; the upsert itself stays correct even if
     another run inserts the same rows in between. A missing adjusted value
     keeps the stored one, so a day that differs only by lacking them is not
-    counted as updated.
+    counted as updated. Rows are compared and written as the database
+    stores them (``lib.db.RowCodec``): a full history is tens of thousands.
     """
-    rows = [{**values, "symbol": symbol, "volume": int(values["volume"])}
-            for values in frame[ROW_COLUMNS[1:]].to_dict("records")]
-    if not rows:
+    if not bars:
         return StoreResult(symbol=symbol, fetched=0, new=0, updated=0)
-    stored = _stored_values(session, symbol, [row["date"] for row in rows])
-    new = [row for row in rows if row["date"] not in stored]
-    changed = [row for row in rows
-               if row["date"] in stored and stored[row["date"]] != _kept(row, stored[row["date"]])]
-    upsert_rows(session, FinancialData, new + changed, key_columns=("symbol", "date"),
-                keep_when_null=KEPT_WHEN_MISSING)
+    codec = row_codec(session, FinancialData, ROW_COLUMNS)
+    rows = codec.encode(_row(symbol, bar) for bar in bars)
+    stored = _stored_values(session, codec, symbol, bars[0].date, bars[-1].date)
+    new, changed, written_days = [], [], []
+    for bar, row in zip(bars, rows):
+        old = stored.get(row[1])
+        if old is None:
+            new.append(row)
+        elif old != row[2:] and old != _kept(row[2:], old):
+            changed.append(row)
+        else:
+            continue
+        written_days.append(bar.date)
+    upsert_encoded(session, codec, new + changed, key_columns=("symbol", "date"),
+                   keep_when_null=KEPT_WHEN_MISSING)
+    if written_days:
+        refresh_monthly_sums(session, symbol, min(written_days), max(written_days))
     return StoreResult(symbol=symbol, fetched=len(rows), new=len(new), updated=len(changed))
 
 
-def _kept(row: dict, stored: tuple) -> tuple:
-    """Return the values the upsert leaves in the table for ``row`` over ``stored``."""
-    return tuple(old if name in KEPT_WHEN_MISSING and row[name] is None else row[name]
-                 for name, old in zip(VALUE_COLUMNS, stored))
+def _kept(values: tuple, stored: tuple) -> tuple:
+    """Return the values the upsert leaves in the table for ``values`` over ``stored``."""
+    return tuple(old if index in _KEPT_INDEXES and new is None else new
+                 for index, (new, old) in enumerate(zip(values, stored)))
 
 
-def _stored_values(session: Session, symbol: str, dates: list[datetime.date]) -> dict:
-    """Return {date: (value columns...)} of the stored rows of ``symbol`` in the span."""
+def _stored_values(session: Session, codec: RowCodec, symbol: str, first: datetime.date,
+                   last: datetime.date) -> dict:
+    """Return {date: (value columns...)} of the stored rows of ``symbol``, as stored."""
+    stored = codec.stored.c
     result = session.execute(
-        select(FinancialData.date, *(getattr(FinancialData, name) for name in VALUE_COLUMNS))
-        .where(FinancialData.symbol == symbol,
-               FinancialData.date.between(min(dates), max(dates)))
-    )
-    return {day: tuple(values) for day, *values in result}
+        select(stored.date, *(stored[name] for name in VALUE_COLUMNS))
+        .where(stored.symbol == symbol,
+               stored.date.between(codec.encode_value("date", first),
+                                   codec.encode_value("date", last))))
+    return {day: tuple(values) for day, *values in result.all()}
 
 
 def store_symbol(
     session: Session,
     symbol: str,
-    frame: pd.DataFrame,
+    bars: Sequence[DailyBar],
     *,
     attempts: int = STORE_ATTEMPTS,
     pause: float = STORE_RETRY_PAUSE_SECONDS,
@@ -124,7 +144,7 @@ def store_symbol(
     attempt = 1
     while True:
         try:
-            result = store_prices(session, symbol, frame)
+            result = store_prices(session, symbol, bars)
             before_commit(result)
             session.commit()
             return result

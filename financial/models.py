@@ -54,6 +54,28 @@ class FinancialData(Base):
     split_coefficient: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 8))
 
 
+class MonthlyPriceSums(Base):
+    """The stored days of one symbol in one calendar month, added up.
+
+    Kept exactly equal to what ``financial_data`` holds for that month
+    (``financial.stats.refresh_monthly_sums``, which the fetch job calls as it
+    stores), so that statistics over a long range add up whole months here
+    and read single days only for the partial months at its ends. ``month``
+    is YYYYMM. Sums are exact: SQLite adds the scaled integers, MySQL decimals.
+    """
+
+    __tablename__ = "monthly_price_sums"
+
+    symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
+    month: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    days: Mapped[int] = mapped_column(Integer, nullable=False)
+    open_sum: Mapped[Decimal] = mapped_column(ScaledDecimal(22, 4), nullable=False)
+    close_sum: Mapped[Decimal] = mapped_column(ScaledDecimal(22, 4), nullable=False)
+    volume_sum: Mapped[int] = mapped_column(
+        BigInteger().with_variant(mysql.BIGINT(unsigned=True), "mysql", "mariadb"),
+        nullable=False)
+
+
 # The run history's vocabularies (contract section 6).
 TRIGGERS = ("manual", "schedule")
 RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted")

@@ -1,14 +1,14 @@
-"""Statistics over stored prices: exact averages from SQL sums."""
+"""Statistics over stored prices: exact averages from SQL sums, and the monthly sums behind them."""
+import calendar
 import datetime
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, delete, extract, func, insert, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
 from financial.errors import NoDataError
-from financial.models import FinancialData
-from financial.queries import price_filters
+from financial.models import FinancialData, MonthlyPriceSums
 
 PRICE_PLACES = Decimal("0.01")
 WHOLE = Decimal("1")
@@ -25,6 +25,29 @@ class PriceStatistics:
     average_daily_volume: int
 
 
+def _range_sums():
+    """Build the one statement behind every statistics query (compiled once, then cached).
+
+    The whole months of the range come from ``monthly_price_sums``; the days
+    of the partial months at either end from ``financial_data``. A range
+    without a whole month reads its days as the head and an empty tail.
+    """
+    sums, days = MonthlyPriceSums, FinancialData
+    months = select(sums.days, sums.open_sum, sums.close_sum, sums.volume_sum).where(
+        sums.symbol == bindparam("symbol"),
+        sums.month.between(bindparam("first_month"), bindparam("last_month")))
+    edges = select(func.count(), func.sum(days.open_price), func.sum(days.close_price),
+                   func.sum(days.volume)).where(
+        days.symbol == bindparam("symbol"),
+        or_(days.date.between(bindparam("head_start"), bindparam("head_end")),
+            days.date.between(bindparam("tail_start"), bindparam("tail_end"))))
+    parts = union_all(months, edges).subquery()
+    return select(*(func.sum(column) for column in parts.c))
+
+
+_RANGE_SUMS = _range_sums()
+
+
 def compute_statistics(
     session: Session, symbol: str, start_date: datetime.date, end_date: datetime.date
 ) -> PriceStatistics:
@@ -36,13 +59,7 @@ def compute_statistics(
     Raises NoDataError when no day in the range is stored.
     """
     days, open_sum, close_sum, volume_sum = session.execute(
-        select(
-            func.count(),
-            func.sum(FinancialData.open_price),
-            func.sum(FinancialData.close_price),
-            func.sum(FinancialData.volume),
-        ).where(*price_filters((symbol,), start_date, end_date))
-    ).one()
+        _RANGE_SUMS, {"symbol": symbol, **_split_range(start_date, end_date)}).one()
     if not days:
         raise NoDataError(
             f"no data for symbol {symbol} between {start_date.isoformat()} "
@@ -55,8 +72,67 @@ def compute_statistics(
     )
 
 
+def _split_range(start: datetime.date, end: datetime.date) -> dict:
+    """Split [start, end] into its whole months and the days before and after them."""
+    first = _month_index(start) + (start.day != 1)
+    last = _month_index(end) - (end != _last_day_of_month(end))
+    if first > last:  # no whole month: every day is read, as the head
+        return {"first_month": 1, "last_month": 0, "head_start": start, "head_end": end,
+                "tail_start": _EMPTY[0], "tail_end": _EMPTY[1]}
+    head = _EMPTY if start.day == 1 else (start, _last_day_of_month(start))
+    tail = _EMPTY if end == _last_day_of_month(end) else (end.replace(day=1), end)
+    return {"first_month": _month_number(first), "last_month": _month_number(last),
+            "head_start": head[0], "head_end": head[1], "tail_start": tail[0], "tail_end": tail[1]}
+
+
+# A date range no day falls in; month arithmetic below never leaves the date type's range.
+_EMPTY = (datetime.date.max, datetime.date.min)
+
+
+def _month_index(day: datetime.date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def _month_number(index: int) -> int:
+    """Return the YYYYMM of a month index, the key of ``monthly_price_sums``."""
+    return index // 12 * 100 + index % 12 + 1
+
+
+def _last_day_of_month(day: datetime.date) -> datetime.date:
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
 def _average(total, count: int, places: Decimal) -> Decimal:
     """Return total / count rounded half away from zero to ``places``."""
     with localcontext() as context:
         context.prec = AVERAGE_PRECISION
         return (Decimal(total) / count).quantize(places, rounding=ROUND_HALF_UP)
+
+
+def refresh_monthly_sums(session: Session, symbol: str | None = None,
+                         first_day: datetime.date | None = None,
+                         last_day: datetime.date | None = None) -> None:
+    """Recompute the monthly sums of the months from ``first_day``'s to ``last_day``'s.
+
+    For ``symbol`` only, or every symbol when None; every month when a day
+    is None. Whoever changes ``financial_data`` calls it for the span it
+    changed, in the same transaction (flushes, never commits).
+    """
+    sums, days = MonthlyPriceSums, FinancialData
+    month = extract("year", days.date) * 100 + extract("month", days.date)
+    kept, counted = [], []
+    if symbol is not None:
+        kept.append(sums.symbol == symbol)
+        counted.append(days.symbol == symbol)
+    if first_day is not None:
+        kept.append(sums.month >= _month_number(_month_index(first_day)))
+        counted.append(days.date >= first_day.replace(day=1))
+    if last_day is not None:
+        kept.append(sums.month <= _month_number(_month_index(last_day)))
+        counted.append(days.date <= _last_day_of_month(last_day))
+    session.execute(delete(sums).where(and_(true(), *kept)))
+    session.execute(insert(sums).from_select(
+        ["symbol", "month", "days", "open_sum", "close_sum", "volume_sum"],
+        select(days.symbol, month, func.count(), func.sum(days.open_price),
+               func.sum(days.close_price), func.sum(days.volume))
+        .where(and_(true(), *counted)).group_by(days.symbol, month)))

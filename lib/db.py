@@ -2,23 +2,26 @@
 
 Framework-free: callers pass URLs, engines and sessions in.
 """
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import datetime
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
+from typing import cast
 
-from alembic.script import ScriptDirectory
-
-from sqlalchemy import event, func, text
+from sqlalchemy import Table, event, func, text
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.exc import (
-    ArgumentError, InterfaceError, NoSuchModuleError, OperationalError, ProgrammingError,
+    ArgumentError, DBAPIError, InterfaceError, NoSuchModuleError, OperationalError,
+    ProgrammingError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session
-from sqlalchemy.types import BigInteger, Numeric, TypeDecorator
+from sqlalchemy.types import BigInteger, Date, Numeric, TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MYSQL_POOL_RECYCLE_SECONDS = 280
@@ -66,8 +69,11 @@ def engine_options(url: str, *, timeout: float, read_timeout: float | None = Non
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+    # Every connection is used through a Connection or Session, which ends its
+    # transaction as it returns the connection; the pool's own rollback on
+    # return would be a second round trip on every request.
     options: dict = {"pool_pre_ping": True, "pool_recycle": MYSQL_POOL_RECYCLE_SECONDS,
-                     "pool_timeout": timeout}
+                     "pool_timeout": timeout, "pool_reset_on_return": None}
     if parsed.get_driver_name() == "pymysql":
         answer_timeout = read_timeout or timeout
         options["connect_args"] = {"connect_timeout": timeout, "read_timeout": answer_timeout,
@@ -137,7 +143,11 @@ def configure_engine(engine: Engine) -> None:
     """Put SQLite connections in WAL mode with a busy timeout.
 
     WAL lets the fetch job write while API workers keep reading; the busy
-    timeout makes a second writer wait instead of failing at once.
+    timeout makes a second writer wait instead of failing at once. In WAL
+    mode, synchronous=NORMAL syncs the log at checkpoints instead of at every
+    commit (the fetch job commits once per symbol): a process that dies
+    loses nothing, and the file stays consistent even through a power loss,
+    which may only undo the last commits (the next run fetches them again).
     """
     if engine.dialect.name != "sqlite":
         return
@@ -146,6 +156,7 @@ def configure_engine(engine: Engine) -> None:
     def _set_sqlite_pragmas(dbapi_connection, _connection_record):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -176,10 +187,15 @@ class ScaledDecimal(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None or dialect.name != "sqlite":
             return value
-        scaled = Decimal(value).scaleb(self.scale)
-        if scaled != scaled.to_integral_value():
+        return self.to_units(value)
+
+    def to_units(self, value) -> int:
+        """Return ``value`` as an integer count of 10**-scale; ValueError if it has more places."""
+        scaled = (value if value.__class__ is Decimal else Decimal(value)).scaleb(self.scale)
+        units = int(scaled)
+        if units != scaled:
             raise ValueError(f"{value} has more than {self.scale} decimal places")
-        return int(scaled)
+        return units
 
     def process_result_value(self, value, dialect):
         if value is None:
@@ -200,38 +216,131 @@ def upsert_rows(
     """Insert ``rows`` into ``model``'s table, updating in place on a key conflict.
 
     Uses the dialect's native construct (``ON CONFLICT DO UPDATE`` on SQLite
-    and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB), in chunks,
-    inside the caller's transaction. Every non-key column of the rows is
-    updated, except that a null in a ``keep_when_null`` column keeps the
-    stored value (``COALESCE(new, stored)``).
+    and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB), inside the
+    caller's transaction. Every non-key column of the rows is updated, except
+    that a null in a ``keep_when_null`` column keeps the stored value
+    (``COALESCE(new, stored)``). Rows are dicts of Python values, all with
+    the same keys.
     """
-    keys, keep = set(key_columns), set(keep_when_null)
-    for start in range(0, len(rows), UPSERT_CHUNK_SIZE):
-        chunk = rows[start:start + UPSERT_CHUNK_SIZE]
-        session.execute(_upsert_statement(session, model, chunk, keys, keep))
+    if not rows:
+        return
+    codec = row_codec(session, model, rows[0])
+    upsert_encoded(session, codec, codec.encode(tuple(row[name] for name in codec.columns)
+                                                for row in rows), key_columns, keep_when_null)
 
 
-def _upsert_statement(session: Session, model: type[DeclarativeBase], chunk: Sequence[Mapping],
-                      keys: set[str], keep: set[str]):
-    dialect = session.get_bind().dialect.name
-    update_names = [name for name in chunk[0] if name not in keys]
-    stored = model.__table__.c
+class RowCodec:
+    """Writes rows of ``columns`` as the database stores them, for the driver's batch path.
+
+    Tens of thousands of rows at once are written with the DBAPI's own
+    ``executemany`` on an SQL text compiled once: SQLAlchemy's executemany
+    costs more per row in Python than the driver and the database together.
+    ``encode`` does what the column types would do to each value, the way
+    this project's types need it: a ScaledDecimal becomes its integer count
+    and a date its ISO text on SQLite; the MySQL driver takes both as they are.
+    """
+
+    def __init__(self, dialect: Dialect, table: Table, columns: tuple[str, ...]) -> None:
+        self.dialect = dialect
+        self.table = table
+        self.columns = columns
+        self._encoders = [_encoder(table.c[name].type, dialect) for name in columns]
+        self._encoded = [(index, encode) for index, encode in enumerate(self._encoders) if encode]
+        # The table again, without column types: what is read through it comes
+        # back as stored, to compare with encoded values.
+        self.stored = sa_table(table.name, *(sa_column(name) for name in table.c.keys()))
+
+    def encode(self, rows: Iterable[Sequence]) -> list[tuple]:
+        """Return ``rows`` (values in ``columns`` order) in the database's representation."""
+        if not self._encoded:
+            return [tuple(row) for row in rows]
+        encoded = []
+        for row in rows:
+            values = list(row)
+            for index, encode in self._encoded:
+                if values[index] is not None:
+                    values[index] = encode(values[index])
+            encoded.append(tuple(values))
+        return encoded
+
+    def encode_value(self, name: str, value):
+        """Return one value of column ``name`` in the database's representation."""
+        encode = self._encoders[self.columns.index(name)]
+        return value if encode is None or value is None else encode(value)
+
+
+def row_codec(session: Session, model: type[DeclarativeBase], columns: Iterable[str]) -> RowCodec:
+    """Return the codec of ``columns`` of ``model``'s table for the session's database.
+
+    Its ``columns`` are in the table's order, whatever the order given.
+    """
+    table = cast(Table, model.__table__)
+    wanted = set(columns)
+    ordered = tuple(name for name in table.c.keys() if name in wanted)
+    return _row_codec(session.get_bind().dialect, table, ordered)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_codec(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> RowCodec:
+    return RowCodec(dialect, table, columns)
+
+
+def _encoder(column_type, dialect) -> Callable | None:
+    if dialect.name != "sqlite":
+        return None
+    if isinstance(column_type, ScaledDecimal):
+        return column_type.to_units
+    if isinstance(column_type, Date):
+        return datetime.date.isoformat
+    return None
+
+
+def upsert_encoded(session: Session, codec: RowCodec, rows: Sequence[tuple],
+                   key_columns: Iterable[str], keep_when_null: Iterable[str] = ()) -> None:
+    """Upsert ``rows`` already in the database's representation (``RowCodec.encode``)."""
+    if not rows:
+        return
+    sql, positional = _upsert_sql(codec, frozenset(key_columns), frozenset(keep_when_null))
+    params = rows if positional else [dict(zip(codec.columns, row)) for row in rows]
+    connection = session.connection()
+    for start in range(0, len(params), UPSERT_CHUNK_SIZE):
+        connection.exec_driver_sql(sql, params[start:start + UPSERT_CHUNK_SIZE])
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(codec: RowCodec, keys: frozenset[str], keep: frozenset[str]) -> tuple[str, bool]:
+    """Compile the upsert of ``codec``'s columns once; return its SQL and if it is positional."""
+    dialect, table = codec.dialect, codec.table
+    update_names = [name for name in codec.columns if name not in keys]
 
     def updated(name: str, proposed):
-        return func.coalesce(proposed, stored[name]) if name in keep else proposed
+        return func.coalesce(proposed, table.c[name]) if name in keep else proposed
 
-    if dialect in ("mysql", "mariadb"):
-        stmt = mysql.insert(model).values(list(chunk))
-        return stmt.on_duplicate_key_update(
+    if dialect.name in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        stmt = stmt.on_duplicate_key_update(
             {name: updated(name, stmt.inserted[name]) for name in update_names})
-    dml = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
-    if dml is None:
-        raise NotImplementedError(f"no upsert for the {dialect} dialect")
-    stmt = dml.insert(model).values(list(chunk))
-    return stmt.on_conflict_do_update(
-        index_elements=sorted(keys),
-        set_={name: updated(name, stmt.excluded[name]) for name in update_names},
-    )
+    else:
+        dml = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect.name)
+        if dml is None:
+            raise NotImplementedError(f"no upsert for the {dialect.name} dialect")
+        stmt = dml.insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=sorted(keys),
+            set_={name: updated(name, stmt.excluded[name]) for name in update_names})
+    compiled = stmt.compile(dialect=dialect, column_keys=list(codec.columns))
+    if compiled.positiontup is not None and list(compiled.positiontup) != list(codec.columns):
+        raise NotImplementedError("the compiled upsert takes its parameters in another order")
+    return str(compiled), dialect.positional
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """Return the Alembic revision the database's schema is at; None if it has none (yet)."""
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:  # no such table, or no database: migrating will say which
+        return None
 
 
 def describe_database_error(exc: Exception) -> str:
@@ -265,12 +374,14 @@ def is_schema_error(exc: Exception) -> bool:
     return any(words in str(exc.orig) for words in _SQLITE_SCHEMA_ERRORS)
 
 
-@cache
+@functools.cache
 def migration_revisions(directory: str) -> tuple[frozenset[str], frozenset[str]]:
     """Return the head revisions and every revision of the Alembic scripts in ``directory``.
 
     Read once per process: the scripts do not change while it runs.
     """
+    # Imported here: the fetch job, which needs Alembic only to migrate, imports this module.
+    from alembic.script import ScriptDirectory
     scripts = ScriptDirectory(directory)
     return (frozenset(scripts.get_heads()),
             frozenset(script.revision for script in scripts.walk_revisions()))

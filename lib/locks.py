@@ -10,10 +10,10 @@ Framework-free: callers pass the engine and the waiting policy in.
 """
 import time
 from collections.abc import Callable, Iterator
+import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
-import portalocker
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -109,9 +109,8 @@ class _FileLock:
 
     def try_acquire(self) -> bool:
         try:
-            portalocker.lock(self.handle, portalocker.LockFlags.EXCLUSIVE
-                             | portalocker.LockFlags.NON_BLOCKING)
-        except portalocker.AlreadyLocked:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             return False
         self.held = True
         return True
@@ -119,7 +118,7 @@ class _FileLock:
     def close(self) -> None:
         try:
             if self.held:
-                portalocker.unlock(self.handle)
+                fcntl.flock(self.handle, fcntl.LOCK_UN)
         finally:
             self.handle.close()
 

@@ -16,17 +16,15 @@ import pytest
 from faker import Faker
 from flask import Flask
 from pytest_httpserver import HTTPServer
-from sqlalchemy import insert
 from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
 from financial.ingest import recent_days, store_symbol
-from financial.models import FinancialData
 from lib.avantage_api import read_saved_response
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES, FakeAlphaVantage, QuietHTTPServer
 from tests.helpers import (
     LARGE_ROWS, build_app, create_mysql_database, drop_mysql_database, emptied_app,
-    insert_synthetic_rows, load_sample, migrate_database, sqlite_url,
+    insert_prices, insert_synthetic_rows, load_sample, migrate_database, sqlite_url,
 )
 from tests.servers import PrivateRedis
 
@@ -241,7 +239,7 @@ def store_prices(app):
     """Insert records straight into the table (bypassing the fetch job)."""
     def _store(records: list[dict]) -> None:
         with app.app_context():
-            db.session.execute(insert(FinancialData), records)
+            insert_prices(db.session, records)
             db.session.commit()
     return _store
 
@@ -263,7 +261,7 @@ def recorded_prices(app) -> None:
         for name in RECORDED_ANSWERS:
             series = read_saved_response(ALPHAVANTAGE_FIXTURES / name)
             store_symbol(db.session(), series.symbol, recent_days(series, None))
-        db.session.execute(insert(FinancialData), [
+        insert_prices(db.session, [
             {"symbol": "MSFT", "date": datetime.date(2023, 3, 24), "open_price": Decimal("277.24"),
              "close_price": Decimal("280.57"), "volume": 28199180}])
         db.session.commit()

@@ -21,7 +21,8 @@ import get_raw_data
 from app import create_app
 from app.extensions import cache, db
 from conf.settings import PROJECT_ROOT
-from financial.models import FetchRun, FetchRunSymbol, FinancialData
+from financial.models import FetchRun, FetchRunSymbol, FinancialData, MonthlyPriceSums
+from financial.stats import refresh_monthly_sums
 
 # The API key the fetch job's tests configure; it must never show anywhere.
 KEY = "SECRETKEY123"
@@ -74,7 +75,7 @@ def drop_mysql_database(database_url: str) -> None:
 def emptied_app(application: Flask) -> Iterator[Flask]:
     """Yield ``application`` with empty tables and cache; clean up after the test."""
     with application.app_context():
-        for model in (FetchRunSymbol, FetchRun, FinancialData):
+        for model in (FetchRunSymbol, FetchRun, FinancialData, MonthlyPriceSums):
             db.session.execute(delete(model))
         db.session.commit()
         cache.clear()
@@ -171,7 +172,14 @@ def insert_synthetic_rows(session, count: int) -> None:
     """Insert and commit ``count`` rows of ``synthetic_rows``."""
     for chunk in synthetic_rows(count):
         session.execute(insert(FinancialData), chunk)
+    refresh_monthly_sums(session)
     session.commit()
+
+
+def insert_prices(session, records: list[dict]) -> None:
+    """Insert rows straight into financial_data, with the monthly sums the fetch job keeps."""
+    session.execute(insert(FinancialData), records)
+    refresh_monthly_sums(session)
 
 
 def every_listed_row(client, query: str) -> list[dict]:

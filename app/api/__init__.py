@@ -1,16 +1,15 @@
 """The HTTP layer: the RESTX ``Api`` on a blueprint at /api, one namespace per resource."""
+from typing import TYPE_CHECKING
+
 from flask import Blueprint, Flask
 
-from app.api.docs import DocumentedApi
-from app.api.fetch_runs import ns as fetch_runs_ns
-from app.api.financial_data import ns as financial_data_ns
-from app.api.health import ns as health_ns
-from app.api.statistics import ns as statistics_ns
-from app.api.symbols import ns as symbols_ns
 from app.routes import (
     API_PREFIX, DOCS_PATH, FETCH_RUNS_PATH, FINANCIAL_DATA_PATH, HEALTH_PATH, STATISTICS_PATH,
     SYMBOLS_PATH,
 )
+
+if TYPE_CHECKING:
+    from app.api.docs import DocumentedApi
 
 API_DESCRIPTION = """Daily stock prices fetched from AlphaVantage, with statistics, the
 freshness of each symbol and the history of the fetch runs.
@@ -44,12 +43,21 @@ sends. Examples:
 """
 
 
-def register_api(app: Flask) -> DocumentedApi:
+def register_api(app: Flask) -> "DocumentedApi":
     """Create the Api on a blueprint at /api and add every namespace.
 
     GET /api and /api/ both answer where the documentation is (RESTX's own
-    root is /api/ only, and a 404).
+    root is /api/ only, and a 404). RESTX and the namespaces are imported
+    here rather than with the package: the fetch job imports app.api.caching,
+    which must not bring them along.
     """
+    from app.api.docs import DocumentedApi
+    from app.api.fetch_runs import ns as fetch_runs_ns
+    from app.api.financial_data import ns as financial_data_ns
+    from app.api.health import ns as health_ns
+    from app.api.statistics import ns as statistics_ns
+    from app.api.symbols import ns as symbols_ns
+
     blueprint = Blueprint("api", __name__, url_prefix=API_PREFIX)
     api = DocumentedApi(
         blueprint,

@@ -1,8 +1,16 @@
 """Cached answers: the one place that decides how reads are cached, keyed and invalidated.
 
 Read endpoints ask ``cached_value`` for a value by a kind and the request's
-normalized parameters; the fetch job calls ``clear_cached_answers`` after it
-stores changes.
+normalized parameters, or ``cached_response`` for their whole 200; the fetch
+job calls ``clear_cached_answers`` after it stores changes.
+
+- A stored response answers a repeated request before the resource runs:
+  ``register_response_cache`` looks its bytes up by the path and the raw
+  query string (parameters in any order), so a hit costs no parsing,
+  validation or JSON encoding. It is stored only after the resource
+  validated that query in full and answered 200, so a query that is refused
+  never finds an entry. The entry holds the body, exactly as RESTX encoded
+  it, with its headers and ETag, so a hit answers byte for byte as the miss did.
 
 - Keys name the database (a digest of its URL without the password) and
   ``RESPONSE_FORMAT_VERSION``, so deployments sharing one Redis, or two
@@ -12,7 +20,9 @@ stores changes.
   new one. Old entries are never read again and expire on their TTL.
 - A hit costs one round trip: the generation and the entry under the last
   generation seen are read together (MGET); only a changed generation costs
-  a second read.
+  a second read. A miss stores the answer and its response in one more.
+  A per-process cache (SimpleCache) keeps its generation in the process:
+  nothing else reads it, and SimpleCache evicts never-expiring keys first.
 - A cache that fails never fails a request, nor slows every request down: after
   a failure the cache is left alone for CACHE_RETRY_WAIT seconds (a circuit
   breaker) and answers are computed uncached. The outage is logged once when
@@ -21,97 +31,47 @@ stores changes.
 import hashlib
 import logging
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g, request
+from flask_caching.backends import SimpleCache
 from sqlalchemy.engine import make_url
+from werkzeug.wrappers import Response
 
+from app.api.responses import cacheable
 from app.extensions import cache
 from app.metrics import record_cache
+from lib.circuit_breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
 
 Value = TypeVar("Value")
 
-# Bump whenever a cached body changes shape (a field added, renamed, reformatted),
-# so a new release never serves what an old one cached.
+# Bump whenever a cached body changes shape (a field added, renamed, reformatted)
+# or a query that was answered becomes refused, so a new release never serves
+# what an old one cached.
 RESPONSE_FORMAT_VERSION = 1
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 _STATE = "cached_answers"
-
-
-class CircuitBreaker:
-    """After a failure, refuse calls for ``retry_wait`` seconds, then let one trial through.
-
-    A successful trial closes it again; a failed one waits another period.
-    ``allows`` is a lock-free attribute read while closed, so the usual path
-    costs nothing; the lock only guards the changes of state. (pybreaker holds
-    its lock during the guarded call, which would serialize every cache round
-    trip of a threaded worker.)
-    """
-
-    def __init__(self, name: str, retry_wait: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.name = name
-        self.retry_wait = retry_wait
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._open_until: float | None = None
-        self._opened_at = 0.0
-        self._skipped = 0
-
-    @property
-    def is_closed(self) -> bool:
-        return self._open_until is None
-
-    def allows(self) -> bool:
-        """Tell whether to call now: closed, or open with a trial due. Counts refusals."""
-        if self._open_until is None:
-            return True
-        with self._lock:
-            if self._open_until is None:
-                return True
-            now = self._clock()
-            if now >= self._open_until:
-                # One trial per period: concurrent callers keep skipping meanwhile.
-                self._open_until = now + self.retry_wait
-                return True
-            self._skipped += 1
-            return False
-
-    def failed(self, exc: Exception) -> None:
-        """Record a failed call: open (and say so, once per outage) or stay open."""
-        with self._lock:
-            now = self._clock()
-            if self._open_until is None:
-                self._opened_at, self._skipped = now, 0
-                logger.warning("%s failed (%s: %s); answering without it, next try in %gs",
-                               self.name, exc.__class__.__name__, exc, self.retry_wait)
-            self._open_until = now + self.retry_wait
-
-    def succeeded(self) -> None:
-        """Record a successful call: close, and say so if it was open."""
-        if self._open_until is None:
-            return
-        with self._lock:
-            if self._open_until is None:
-                return
-            self._open_until = None
-            logger.warning("%s is back after %.0fs; %d answers were computed without it",
-                           self.name, self._clock() - self._opened_at, self._skipped)
+# The request's answer that the response cache stores with its 200 (_Storable).
+_STORABLE = "storable_response"
 
 
 @dataclass
 class _AnswerCache:
-    """One app's view of the cache: its namespace, breaker and last generation seen."""
+    """One app's view of the cache: its namespace, breaker and last generation seen.
+
+    ``response_kinds`` maps the routes whose responses were stored to the
+    kind of answer they give; only those routes are looked up before dispatch.
+    """
 
     namespace: str
     breaker: CircuitBreaker
+    is_local: bool
     generation: str = field(default="")
+    response_kinds: dict[str, str] = field(default_factory=dict)
 
     @property
     def generation_key(self) -> str:
@@ -131,9 +91,11 @@ def init_cached_answers(app: Flask) -> None:
             "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
         })
     cache.init_app(app)
+    is_local = isinstance(cache.cache, SimpleCache)
     app.extensions[_STATE] = _AnswerCache(
         namespace=database_digest(app.config["SQLALCHEMY_DATABASE_URI"]),
-        breaker=CircuitBreaker("the answer cache", app.config["CACHE_RETRY_WAIT"]),
+        breaker=CircuitBreaker("the answer cache", app.config["CACHE_RETRY_WAIT"], log=logger),
+        is_local=is_local, generation=_new_generation() if is_local else "",
     )
 
 
@@ -159,24 +121,126 @@ def cached_value(kind: str, params: tuple[Any, ...], compute: Callable[[], Value
     defaults filled in), so equal requests share one entry. Exceptions from
     ``compute`` propagate and nothing is stored: errors are never cached.
     """
+    looked_up = _look_up(kind, params)
+    if looked_up is None:
+        return compute()
+    if looked_up.value is None:
+        looked_up.value = compute()
+        _write(looked_up.generation, {looked_up.entry: looked_up.value})
+    return looked_up.value
+
+
+def cached_response(kind: str, params: tuple[Any, ...],
+                    compute: Callable[[], dict]) -> tuple[dict, int, dict]:
+    """Return the 200 of ``kind`` for ``params`` (as ``cached_value``) and let its bytes be kept.
+
+    Call it only once the request's whole query is validated: the response
+    is then stored for that query string and answers it before dispatch
+    (see ``register_response_cache``) until the cache is cleared. A value
+    computed here is stored with that response, in the same write.
+    """
+    looked_up = _look_up(kind, params)
+    if looked_up is None:
+        return cacheable(compute())
+    if looked_up.value is None:
+        looked_up.value = compute()
+        looked_up.is_new = True
+    setattr(g, _STORABLE, looked_up)
+    return cacheable(looked_up.value)
+
+
+@dataclass
+class _Storable:
+    """An entry looked up for a request: its kind, key, value (None: missed) and generation.
+
+    The generation is the one read before computing: an answer computed while
+    the fetch job changes the data is stored under the old generation, which
+    nobody reads once the job has cleared the cache.
+    """
+
+    kind: str
+    entry: str
+    generation: str
+    value: Any
+    is_new: bool = False
+
+
+def _look_up(kind: str, params: tuple[Any, ...]) -> _Storable | None:
+    """Read the entry of ``kind`` for ``params``; None when the cache is not to be used."""
     state: _AnswerCache = current_app.extensions[_STATE]
     if not state.breaker.allows():
-        return compute()
+        return None
     entry = cache_key(kind, params)
     try:
         generation, value = _read(state, entry)
     except Exception as exc:  # whatever the backend raises, answer uncached
         state.breaker.failed(exc)
-        return compute()
+        return None
     state.breaker.succeeded()
     record_cache(kind, hit=value is not None)
-    if value is None:
-        value = compute()
-        # Under the generation read before computing: if a fetch invalidated
-        # the cache meanwhile, this answer may predate it and must not be
-        # stored as current.
-        _write(state, state.entry_key(generation, entry), value)
-    return value
+    return _Storable(kind, entry, generation, value)
+
+
+def register_response_cache(app: Flask) -> None:
+    """Answer repeated reads from their stored responses, before the resource runs.
+
+    Register it after the hooks every request must pass first (the request's
+    timer and ID, the rate limit): Flask runs before_request hooks in order
+    until one answers. Its after_request hook, which stores a response, must
+    see the resource's 200 before the conditional GET may turn it into a 304:
+    registered later, it runs earlier. The hooks that add per-request headers
+    (request ID, rate limit, security, CORS) run for hits as for misses.
+    """
+    app.before_request(_answer_from_stored_response)
+    app.after_request(_store_response)
+
+
+def _answer_from_stored_response() -> Response | None:
+    """Return the stored response for this request, or None to dispatch it as usual."""
+    rule = request.url_rule
+    if rule is None or request.method not in ("GET", "HEAD"):
+        return None
+    state: _AnswerCache = current_app.extensions[_STATE]
+    kind = state.response_kinds.get(rule.rule)
+    # An open breaker is left to the resource's own lookup, which counts and retries.
+    if kind is None or not state.breaker.is_closed:
+        return None
+    try:
+        stored = _read(state, _response_entry())[1]
+    except Exception as exc:
+        state.breaker.failed(exc)
+        return None
+    if stored is None:
+        return None
+    record_cache(kind, hit=True)
+    body, headers = stored
+    return current_app.response_class(body, status=200, headers=headers)
+
+
+def _store_response(response: Response) -> Response:
+    """Keep the bytes and headers of a 200 that ``cached_response`` answered, with its ETag."""
+    storable: _Storable | None = g.pop(_STORABLE, None)
+    if storable is None or response.status_code != 200 or response.is_streamed:
+        return response
+    state: _AnswerCache = current_app.extensions[_STATE]
+    state.response_kinds[request.url_rule.rule] = storable.kind  # type: ignore[union-attr]
+    # The tag app.conditional would add, computed once here for every later hit.
+    response.add_etag()
+    entries = {_response_entry(): (response.get_data(), list(response.headers.items()))}
+    if storable.is_new:
+        entries[storable.entry] = storable.value
+    _write(storable.generation, entries)
+    return response
+
+
+def _response_entry() -> str:
+    """Return the entry of this request's response: its path and its parameters, sorted.
+
+    The order of parameters never changes an answer (a repeated one is
+    refused whatever its place), so sorting them only lets more requests share one entry.
+    """
+    query = request.environ.get("QUERY_STRING", "")
+    return f"response:{request.path}?{'&'.join(sorted(query.split('&')))}"
 
 
 def clear_cached_answers() -> bool:
@@ -187,6 +251,9 @@ def clear_cached_answers() -> bool:
     process does, and other workers' entries expire within CACHE_DEFAULT_TIMEOUT.
     """
     state: _AnswerCache = current_app.extensions[_STATE]
+    if state.is_local:
+        state.generation = _new_generation()
+        return True
     try:
         cache.set(state.generation_key, _new_generation(), timeout=0)
     except Exception as exc:  # the caller's data is safe; stale entries expire on their own
@@ -198,24 +265,26 @@ def clear_cached_answers() -> bool:
 
 
 def _read(state: _AnswerCache, entry: str) -> tuple[str, Any]:
-    """Return the current generation and the entry under it (or None).
-
-    One round trip while the generation holds; a changed one costs a second.
-    """
-    generation, value = cache.get_many(state.generation_key,
-                                       state.entry_key(state.generation, entry))
-    if generation is not None and generation == state.generation:
-        return generation, value
+    """Return the current generation and its entry (or None): one round trip while it holds."""
+    seen = state.generation
+    if state.is_local:
+        return seen, cache.get(state.entry_key(seen, entry))
+    generation, value = cache.get_many(state.generation_key, state.entry_key(seen, entry))
+    if generation is not None and generation == seen:
+        return seen, value
     generation = generation or _start_generation(state.generation_key)
     state.generation = generation
     return generation, cache.get(state.entry_key(generation, entry))
 
 
-def _write(state: _AnswerCache, key: str, value: Any) -> None:
+def _write(generation: str, entries: dict[str, Any]) -> None:
+    """Store ``entries`` (entry -> value) under ``generation``, in one round trip."""
+    state: _AnswerCache = current_app.extensions[_STATE]
     if not state.breaker.is_closed:
         return
     try:
-        cache.set(key, value)
+        cache.set_many({state.entry_key(generation, entry): value
+                        for entry, value in entries.items()})
     except Exception as exc:
         state.breaker.failed(exc)
 

@@ -5,14 +5,14 @@ from flask import Response, current_app, request
 from flask_restx import Resource, fields
 
 from app.api import examples
-from app.api.caching import cached_value
+from app.api.caching import cached_response, cached_value
 from app.api.docs import (
     ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
     pagination_model,
 )
 from app.api.export import ExportQuery, csv_response, export_tag
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
-from app.api.responses import cache_control, cacheable
+from app.api.responses import cache_control
 from app.api.serializers import pagination, price_row
 from app.envelope import envelope
 from app.extensions import db
@@ -94,7 +94,7 @@ class FinancialDataList(Resource):
         args = parser.parse(FINANCIAL_DATA_ARGS, location="query")
         params = (args.get("symbol"), args.get("start_date"), args.get("end_date"),
                   args["record_fields"], args["limit"], args["page"])
-        return cacheable(cached_value("price_page", params, lambda: price_page(*params)))
+        return cached_response("price_page", params, lambda: price_page(*params))
 
 
 @ns.route(EXPORT_PATH)

@@ -4,12 +4,11 @@ import datetime
 from flask_restx import Resource, fields
 
 from app.api import examples
-from app.api.caching import cached_value
+from app.api.caching import cached_response
 from app.api.docs import (
     NOT_MODIFIED, error_model, error_responses, info_model, json_example, namespace, ok_response,
 )
 from app.api.params import StatisticsArgs, parser, swagger_params
-from app.api.responses import cacheable
 from app.api.serializers import statistics_record
 from app.envelope import envelope, error_envelope
 from app.extensions import db
@@ -64,4 +63,4 @@ class Statistics(Resource):
         """
         args = parser.parse(STATISTICS_ARGS, location="query")
         params = (args["symbol"], args["start_date"], args["end_date"])
-        return cacheable(cached_value("statistics", params, lambda: statistics_body(*params)))
+        return cached_response("statistics", params, lambda: statistics_body(*params))

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cached_property
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ SERIES_KEY = "Time Series (Daily)"
 ERROR_KEYS = ("Error Message", "Information", "Note")
 _META_KEY = "Meta Data"
 _OPEN_KEY, _HIGH_KEY, _LOW_KEY, _CLOSE_KEY = "1. open", "2. high", "3. low", "4. close"
+_PRICE_KEYS = (_OPEN_KEY, _HIGH_KEY, _LOW_KEY, _CLOSE_KEY)
 _VOLUME_KEYS = {TIME_SERIES_DAILY: "5. volume", TIME_SERIES_DAILY_ADJUSTED: "6. volume"}
 _ADJUSTED_ONLY_KEYS = ("5. adjusted close", "6. volume")
 
@@ -49,6 +51,16 @@ class _Column:
     def sql_type(self) -> str:
         return f"DECIMAL(18,{self.places})"
 
+    @cached_property
+    def plain(self) -> re.Pattern:
+        """Match the usual values, which need no other check: few digits, few decimals."""
+        digits, places = self.integer_digits, self.accepted_places
+        return re.compile(rf"[0-9]{{1,{digits}}}(?:\.[0-9]{{1,{places}}})?")
+
+    @cached_property
+    def quantum(self) -> Decimal:
+        return Decimal(1).scaleb(-self.places)
+
 
 # Prices are stored as DECIMAL(18,4). Prices stay below 10**9 and volumes below
 # 10**14, far above any real stock, so that the sums behind statistics fit the
@@ -62,6 +74,7 @@ _RATIO = _Column(places=8, accepted_places=8, integer_digits=9, positive=True)
 _MAX_VOLUME = 10**14 - 1
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
+_PLAIN_VOLUME = re.compile(r"[0-9]{1,14}")
 
 # Order matters: the burst text also mentions "premium endpoints" and
 # "25 requests per day", so burst markers are tested first, premium next.
@@ -210,6 +223,48 @@ def _series_function(payload: Mapping[str, Any], series: Mapping[str, Any]) -> s
 
 
 def _parse_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
+    """Parse one day; values that are not plainly valid go through every check.
+
+    A full run reads tens of thousands of days, nearly all of them plain:
+    digits within the column's bounds, high and low around open and close.
+    Those take the short way here; anything else is parsed by
+    ``_checked_bar``, which says precisely what is wrong.
+    """
+    date = parse_iso_date(day)
+    if date is None or fields.__class__ is not dict:
+        return _checked_bar(symbol, day, fields, function)
+    get = fields.get
+    open_price, high, low, close = (_plain_decimal(get(key), _PRICE) for key in _PRICE_KEYS)
+    volume = get(_VOLUME_KEYS[function])
+    if (open_price is None or high is None or low is None or close is None
+            or not (low <= open_price <= high and low <= close <= high)
+            or volume.__class__ is not str or not _PLAIN_VOLUME.fullmatch(volume)):
+        return _checked_bar(symbol, day, fields, function)
+    if function != TIME_SERIES_DAILY_ADJUSTED:
+        return DailyBar(date=date, open_price=open_price, high_price=high, low_price=low,
+                        close_price=close, volume=int(volume))
+    adjusted = _plain_decimal(get("5. adjusted close"), _ADJUSTED_PRICE)
+    dividend = _plain_decimal(get("7. dividend amount"), _PRICE)
+    split = _plain_decimal(get("8. split coefficient"), _RATIO)
+    if adjusted is None or dividend is None or not split:  # a split of zero is refused
+        return _checked_bar(symbol, day, fields, function)
+    return DailyBar(date=date, open_price=open_price, high_price=high, low_price=low,
+                    close_price=close, adjusted_close_price=adjusted, volume=int(volume),
+                    dividend_amount=dividend, split_coefficient=split)
+
+
+def _plain_decimal(raw: Any, column: _Column) -> Decimal | None:
+    """Return a plainly valid value of ``column`` (rounded to its places), else None."""
+    if raw.__class__ is not str or not column.plain.fullmatch(raw):
+        return None
+    value = Decimal(raw)
+    if column.accepted_places > column.places and len(raw) - raw.find(".") - 1 > column.places:
+        return value.quantize(column.quantum, rounding=ROUND_HALF_UP)
+    return value
+
+
+def _checked_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
+    """Parse one day checking everything, and raise naming the first problem found."""
     date = _parse_date(symbol, day)
     where = f"{symbol} {day}"
     if not isinstance(fields, Mapping):

@@ -4,10 +4,12 @@ import re
 from decimal import Decimal
 
 import pytest
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
+from app import MIGRATIONS_DIR, SCHEMA_REVISION
 from app.extensions import db
 from financial.models import FinancialData
 from tests.helpers import build_app
@@ -124,3 +126,7 @@ def test_adding_the_new_columns_keeps_old_rows_and_can_be_undone(empty_database_
         finally:
             db.session.remove()
             db.engine.dispose()
+
+
+def test_the_schema_revision_names_the_newest_migration():
+    assert ScriptDirectory(str(MIGRATIONS_DIR)).get_heads() == [SCHEMA_REVISION]

@@ -3,17 +3,16 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert
 
 from financial.errors import NoDataError
-from financial.models import FinancialData
 from financial.stats import PriceStatistics, compute_statistics
+from tests.helpers import insert_prices
 
 D = datetime.date
 
 
 def store(db_session, symbol, rows):
-    db_session.execute(insert(FinancialData), [
+    insert_prices(db_session, [
         {"symbol": symbol, "date": day, "open_price": Decimal(open_price),
          "close_price": Decimal(close_price), "volume": volume}
         for day, open_price, close_price, volume in rows])

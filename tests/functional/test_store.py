@@ -1,33 +1,35 @@
 """store_prices, store_symbol and upsert_rows called directly on every database backend."""
+import dataclasses
 import datetime
 from decimal import Decimal
 
-import pandas as pd
 import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from financial.ingest import ROW_COLUMNS, VALUE_COLUMNS, StoreResult, store_prices, store_symbol
-from financial.models import FinancialData
+from financial.ingest import VALUE_COLUMNS, StoreResult, store_prices, store_symbol
+from financial.models import FinancialData, MonthlyPriceSums
+from financial.stats import refresh_monthly_sums
+from lib.avantage_api import DailyBar
 from lib.db import UPSERT_CHUNK_SIZE, upsert_rows
 
 D = datetime.date
 FIRST = D(2023, 1, 2)
 
 
-def frame_of(days: int, symbol: str = "IBM", open_price: str = "10.0000",
-             adjusted: bool = False) -> pd.DataFrame:
-    """A window frame as recent_days makes it: one row a day, ordered by date.
+def frame_of(days: int, open_price: str = "10.0000", adjusted: bool = False) -> list[DailyBar]:
+    """A window as recent_days makes it: one bar a day, oldest first.
 
-    ``adjusted`` fills the TIME_SERIES_DAILY_ADJUSTED-only columns, else they are None.
+    ``adjusted`` fills the TIME_SERIES_DAILY_ADJUSTED-only values, else they are None.
     """
     extra = (Decimal("11.1234"), Decimal("0.25"), Decimal("2.0")) if adjusted else (None,) * 3
-    return pd.DataFrame(
-        [(symbol, FIRST + datetime.timedelta(days=n), Decimal(open_price), Decimal("12"),
-          Decimal("9.5"), Decimal("11.5"), extra[0], n, extra[1], extra[2])
-         for n in range(days)], columns=ROW_COLUMNS)
+    return [DailyBar(date=FIRST + datetime.timedelta(days=n), open_price=Decimal(open_price),
+                     high_price=Decimal("12"), low_price=Decimal("9.5"),
+                     close_price=Decimal("11.5"), adjusted_close_price=extra[0], volume=n,
+                     dividend_amount=extra[1], split_coefficient=extra[2])
+            for n in range(days)]
 
 
 def stored_rows(session, symbol: str = "IBM") -> dict:
@@ -49,7 +51,7 @@ def test_store_prices_counts_new_and_changed_rows_exactly(db_session):
     assert store_prices(db_session, "IBM", frame_of(5)) == StoreResult("IBM", 5, 5, 0)
     assert store_prices(db_session, "IBM", frame_of(5)) == StoreResult("IBM", 5, 0, 0)
     changed = frame_of(7)
-    changed.loc[0, "open_price"] = Decimal("10.0001")
+    changed[0] = dataclasses.replace(changed[0], open_price=Decimal("10.0001"))
     assert store_prices(db_session, "IBM", changed) == StoreResult("IBM", 7, 2, 1)
     rows = stored(db_session)
     assert len(rows) == 7
@@ -138,8 +140,7 @@ def test_store_symbol_rolls_back_and_raises_other_errors(app):
     with app.app_context():
         store_symbol(db.session(), "IBM", frame_of(2))
         bad = frame_of(4)
-        bad["close_price"] = bad["close_price"].astype(object)
-        bad.loc[3, "close_price"] = None  # the column is NOT NULL
+        bad[3] = dataclasses.replace(bad[3], close_price=None)  # the column is NOT NULL
         sleeps = []
         with pytest.raises(IntegrityError):
             store_symbol(db.session(), "IBM", bad, sleep=sleeps.append)
@@ -210,3 +211,28 @@ def test_store_symbol_gives_up_after_its_attempts(impatient_session):
         holder.release()
     assert pauses == [0.01]
     assert stored(impatient_session) == {}
+
+
+def month_sums(session) -> list[tuple]:
+    return [tuple(row) for row in session.execute(
+        select(MonthlyPriceSums.symbol, MonthlyPriceSums.month, MonthlyPriceSums.days,
+               MonthlyPriceSums.open_sum, MonthlyPriceSums.close_sum, MonthlyPriceSums.volume_sum)
+        .order_by(MonthlyPriceSums.symbol, MonthlyPriceSums.month))]
+
+
+def test_storing_keeps_the_monthly_sums_equal_to_the_stored_days(db_session):
+    def window(first: datetime.date, days: int, open_price: str) -> list[DailyBar]:
+        return [dataclasses.replace(bar, date=first + datetime.timedelta(days=n))
+                for n, bar in enumerate(frame_of(days, open_price=open_price))]
+
+    runs = [window(D(2023, 1, 20), 30, "10.0000"),   # new days over two months
+            window(D(2023, 2, 10), 30, "10.0000"),   # some known, new ones into March
+            window(D(2023, 1, 25), 10, "10.5000"),   # changed days across a month's end
+            window(D(2022, 12, 28), 6, "9.0000")]    # older days before the first
+    for bars in runs:
+        store_prices(db_session, "IBM", bars)
+        kept = month_sums(db_session)
+        refresh_monthly_sums(db_session)
+        assert month_sums(db_session) == kept
+    assert [row[1:3] for row in kept] == [(202212, 4), (202301, 14), (202302, 28), (202303, 11)]
+    assert sum(row[2] for row in kept) == len(stored(db_session))

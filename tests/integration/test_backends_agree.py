@@ -4,10 +4,9 @@ import random
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert
 
 from app.extensions import db
-from financial.models import FinancialData
+from tests.helpers import insert_prices
 
 FIRST_DAY = datetime.date(2023, 1, 2)
 
@@ -56,7 +55,7 @@ def test_every_answer_is_the_same_on_both_backends(mysql_app, sqlite_app):
     rows = random_rows(seed=11)
     for application in (mysql_app, sqlite_app):
         with application.app_context():
-            db.session.execute(insert(FinancialData), rows)
+            insert_prices(db.session, rows)
             db.session.commit()
     mysql_client, sqlite_client = mysql_app.test_client(), sqlite_app.test_client()
     for url in requests_to_compare(seed=5):

@@ -9,6 +9,7 @@ from sqlalchemy import update
 from app.api.caching import cached_value, clear_cached_answers
 from app.extensions import cache, db
 from financial.models import FinancialData
+from financial.stats import refresh_monthly_sums
 from tests.helpers import build_app
 
 STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
@@ -24,6 +25,7 @@ def change_open_price(app, value: str) -> None:
     """Change stored data behind the cache's back, as another process would."""
     with app.app_context():
         db.session.execute(update(FinancialData).values(open_price=Decimal(value)))
+        refresh_monthly_sums(db.session)
         db.session.commit()
 
 

@@ -24,6 +24,8 @@ def test_every_200_get_carries_an_etag_and_a_match_gets_an_empty_304(sqlite_clie
     if path != "/metrics":  # every scrape differs (durations, counts)
         assert sqlite_client.get(path).headers["ETag"] == tag, "same body, same tag"
 
+    if path == "/metrics":
+        sqlite_client.get("/api/health")  # counted: the next scrape differs
     again = sqlite_client.get(path, headers={"If-None-Match": tag})
     if path == "/metrics":
         assert again.status_code == 200

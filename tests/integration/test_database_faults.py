@@ -11,16 +11,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, insert, inspect, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.models import FinancialData
 from lib.db import lock_name
 from scripts.prestart import EXIT_UNREACHABLE
 from tests.helpers import (
-    build_app, create_mysql_database, drop_mysql_database, isolated_environment, wait_for,
+    build_app, create_mysql_database, drop_mysql_database, insert_prices, isolated_environment,
+    wait_for,
 )
 from tests.servers import http_get, production_gunicorn, stalling_proxy
 
@@ -36,7 +36,7 @@ PASSWORD = "hunter2-do-not-log"
 
 def store_one_day(application) -> None:
     with application.app_context():
-        db.session.execute(insert(FinancialData), [{
+        insert_prices(db.session, [{
             "symbol": "IBM", "date": datetime.date(2023, 1, 3), "open_price": Decimal("10"),
             "close_price": Decimal("20"), "volume": 100}])
         db.session.commit()

@@ -22,14 +22,12 @@ from pathlib import Path
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
 from app.extensions import db
-from financial.models import FinancialData
 from tests.helpers import (
-    build_app, create_mysql_database, drop_mysql_database, free_port, migrate_database,
-    sqlite_url,
+    build_app, create_mysql_database, drop_mysql_database, free_port, insert_prices,
+    migrate_database, sqlite_url,
 )
 from tests.integration.test_deployment import ROOT, deploy_environment, image_command
 
@@ -108,7 +106,7 @@ def seeded_sqlite_url(tmp_path, make_price) -> str:
     migrate_database(url, tmp_path / "log")
     application = build_app(url, tmp_path / "log")
     with application.app_context():
-        db.session.execute(insert(FinancialData), [
+        insert_prices(db.session, [
             make_price(symbol="IBM", date=datetime.date(2023, 3, day)) for day in (23, 24)
         ])
         db.session.commit()

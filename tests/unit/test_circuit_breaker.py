@@ -1,9 +1,9 @@
-"""The cache's circuit breaker (app/api/caching.py), on a clock the test moves."""
+"""The circuit breaker of the answer cache and the rate limit, on a clock the test moves."""
 import logging
 
 import pytest
 
-from app.api.caching import CircuitBreaker
+from lib.circuit_breaker import CircuitBreaker
 
 
 class Clock:

@@ -36,41 +36,41 @@ def load(name: str) -> DailySeries:
 
 
 def test_window_is_the_fourteen_days_ending_at_the_newest_day():
-    frame = recent_days(series_of(*weekdays(D(2024, 5, 1), D(2024, 6, 18))))
-    assert list(frame["date"]) == weekdays(D(2024, 6, 5), D(2024, 6, 18))
-    assert len(frame) == 10
+    bars = recent_days(series_of(*weekdays(D(2024, 5, 1), D(2024, 6, 18))))
+    assert [bar.date for bar in bars] == weekdays(D(2024, 6, 5), D(2024, 6, 18))
+    assert len(bars) == 10
 
 
 def test_newest_day_on_a_friday_before_a_weekend_run_keeps_two_full_weeks():
     # Data ends Friday 2023-03-24; a run on Sunday still keeps 03-13..03-24.
-    frame = recent_days(series_of(*weekdays(D(2023, 2, 1), D(2023, 3, 24))))
-    assert frame["date"].iloc[0] == D(2023, 3, 13)
-    assert len(frame) == 10
+    bars = recent_days(series_of(*weekdays(D(2023, 2, 1), D(2023, 3, 24))))
+    assert bars[0].date == D(2023, 3, 13)
+    assert len(bars) == 10
 
 
 def test_a_holiday_inside_the_window_leaves_nine_days():
     memorial_day = D(2024, 5, 27)
     days = weekdays(D(2024, 5, 1), D(2024, 6, 4), holidays={memorial_day})
-    frame = recent_days(series_of(*days))
-    assert list(frame["date"]) == weekdays(D(2024, 5, 22), D(2024, 6, 4), {memorial_day})
-    assert len(frame) == 9
+    bars = recent_days(series_of(*days))
+    assert [bar.date for bar in bars] == weekdays(D(2024, 5, 22), D(2024, 6, 4), {memorial_day})
+    assert len(bars) == 9
 
 
 def test_window_bounds_are_exclusive_then_inclusive():
-    frame = recent_days(series_of(D(2024, 1, 1), D(2024, 1, 2), D(2024, 1, 15)))
-    assert list(frame["date"]) == [D(2024, 1, 2), D(2024, 1, 15)]
+    bars = recent_days(series_of(D(2024, 1, 1), D(2024, 1, 2), D(2024, 1, 15)))
+    assert [bar.date for bar in bars] == [D(2024, 1, 2), D(2024, 1, 15)]
 
 
 @pytest.mark.parametrize("days, expected", [(1, 1), (3, 2), (7, 5), (None, 100)])
 def test_days_changes_the_window_and_none_keeps_everything(days, expected):
-    frame = recent_days(load("IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"), days)
-    assert len(frame) == expected
-    assert frame["date"].iloc[-1] == D(2024, 6, 18)
+    bars = recent_days(load("IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"), days)
+    assert len(bars) == expected
+    assert bars[-1].date == D(2024, 6, 18)
 
 
 def test_records_are_exact_strings_oldest_first_with_the_raw_close():
-    frame = recent_days(load("IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"))
-    records = to_records(frame)
+    records = to_records("IBM", recent_days(
+        load("IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json")))
     assert len(records) == 10
     assert records[0]["date"] == "2023-03-13"
     assert records[-1] == {"symbol": "IBM", "date": "2023-03-24", "open_price": "123.36",
@@ -82,8 +82,8 @@ def test_records_are_exact_strings_oldest_first_with_the_raw_close():
 
 
 def test_dividend_day_keeps_the_raw_close_not_the_adjusted_one():
-    frame = recent_days(load("IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"), None)
-    by_date = {record["date"]: record for record in to_records(frame)}
+    bars = recent_days(load("IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"), None)
+    by_date = {record["date"]: record for record in to_records("IBM", bars)}
     raw = json.loads((ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24"
                       ".json").read_text())["Time Series (Daily)"]["2023-02-08"]
     assert raw["4. close"] != raw["5. adjusted close"]
@@ -92,7 +92,7 @@ def test_dividend_day_keeps_the_raw_close_not_the_adjusted_one():
 
 def test_four_decimal_prices_survive_unrounded():
     bars = (bar(D(2024, 1, 2), open_price="12.3456", close_price="2.1000"),)
-    record = to_records(recent_days(DailySeries("X", "TIME_SERIES_DAILY", bars)))[0]
+    record = to_records("X", recent_days(DailySeries("X", "TIME_SERIES_DAILY", bars)))[0]
     assert (record["open_price"], record["close_price"]) == ("12.3456", "2.10")
 
 
@@ -111,5 +111,6 @@ def test_four_decimal_prices_survive_unrounded():
       "volume": "3386442", "dividend_amount": None, "split_coefficient": None}),
 ])
 def test_records_carry_every_field_in_the_contract_order(name, day, record):
-    by_date = {r["date"]: r for r in to_records(recent_days(load(name), None))}
+    series = load(name)
+    by_date = {r["date"]: r for r in to_records(series.symbol, recent_days(series, None))}
     assert list(by_date[day].items()) == list(record.items())

@@ -1,0 +1,54 @@
+"""What an app that answers requests adds to the shell: the API, its hooks, CORS, commands."""
+from flask import Flask
+
+from app.api import register_api
+from app.api.caching import register_response_cache
+from app.cli import register_commands
+from app.conditional import register_conditional_get
+from app.dashboard import register_dashboard
+from app.errors import register_error_handlers
+from app.extensions import cors
+from app.metrics import register_metrics
+from app.rate_limits import register_rate_limits
+from app.request_log import register_request_logging
+from app.security import register_security_headers, trust_proxy_hops
+from lib.log_setup import drop_terminal_styles
+
+# Headers a browser script on another (allowed) origin may read.
+EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-RateLimit-Limit",
+                   "X-RateLimit-Remaining", "X-RateLimit-Reset"]
+# The API only reads: a browser's preflight is told so.
+CORS_METHODS = ["GET", "HEAD", "OPTIONS"]
+
+
+def register_serving(app: Flask) -> None:
+    """Add the API and everything around each request, in the order the hooks need.
+
+    Flask runs before_request hooks in order and after_request hooks in
+    reverse; each register_* function says where it must stand.
+    """
+    drop_terminal_styles("werkzeug")  # `flask run` colours its lines
+    trust_proxy_hops(app)
+    register_cors(app)
+    api = register_api(app)
+    register_dashboard(app)
+    # Logging first: its timer starts before any hook that may refuse a request.
+    register_request_logging(app)
+    register_error_handlers(app, api)
+    register_rate_limits(app)
+    register_metrics(app)
+    register_conditional_get(app)
+    register_security_headers(app)
+    register_response_cache(app)
+    register_commands(app)
+
+
+def register_cors(app: Flask) -> None:
+    """Let browser scripts on CORS_ORIGINS call the API and read EXPOSED_HEADERS.
+
+    With no origin allowed (production's default) CORS would add nothing:
+    then no hook at all.
+    """
+    if app.config["CORS_ORIGINS"]:
+        cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+                      methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS)

@@ -1,0 +1,71 @@
+"""A circuit breaker for a shared backend (Redis) whose failure must not fail or slow requests."""
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+
+class CircuitBreaker:
+    """After a failure, refuse calls for ``retry_wait`` seconds, then let one trial through.
+
+    A successful trial closes it again; a failed one waits another period.
+    ``allows`` is a lock-free attribute read while closed, so the usual path
+    costs nothing; the lock only guards the changes of state. (pybreaker holds
+    its lock during the guarded call, which would serialize every cache round
+    trip of a threaded worker.) The outage is logged once when it starts and
+    once when it ends, by ``log``: the logger of the module using the backend.
+    """
+
+    def __init__(self, name: str, retry_wait: float,
+                 clock: Callable[[], float] = time.monotonic,
+                 log: logging.Logger = logger) -> None:
+        self.name = name
+        self._log = log
+        self.retry_wait = retry_wait
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._open_until: float | None = None
+        self._opened_at = 0.0
+        self._skipped = 0
+
+    @property
+    def is_closed(self) -> bool:
+        return self._open_until is None
+
+    def allows(self) -> bool:
+        """Tell whether to call now: closed, or open with a trial due. Counts refusals."""
+        if self._open_until is None:
+            return True
+        with self._lock:
+            if self._open_until is None:
+                return True
+            now = self._clock()
+            if now >= self._open_until:
+                # One trial per period: concurrent callers keep skipping meanwhile.
+                self._open_until = now + self.retry_wait
+                return True
+            self._skipped += 1
+            return False
+
+    def failed(self, exc: Exception) -> None:
+        """Record a failed call: open (and say so, once per outage) or stay open."""
+        with self._lock:
+            now = self._clock()
+            if self._open_until is None:
+                self._opened_at, self._skipped = now, 0
+                self._log.warning("%s failed (%s: %s); answering without it, next try in %gs",
+                                  self.name, exc.__class__.__name__, exc, self.retry_wait)
+            self._open_until = now + self.retry_wait
+
+    def succeeded(self) -> None:
+        """Record a successful call: close, and say so if it was open."""
+        if self._open_until is None:
+            return
+        with self._lock:
+            if self._open_until is None:
+                return
+            self._open_until = None
+            self._log.warning("%s is back after %.0fs; %d answers were computed without it",
+                              self.name, self._clock() - self._opened_at, self._skipped)
