@@ -9,6 +9,7 @@ window's end again for the headers) and about 0.15 ms of Python besides.
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask, Response, current_app, g, request
@@ -55,13 +56,14 @@ class MemoryWindows:
     expiry timer, which starts a thread every 10 ms under load.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[int, float]] = {}
 
     def hit(self, key: str, seconds: int) -> tuple[int, float]:
         """Count one hit of ``key``; return the count and the end of its window."""
-        now = time.time()
+        now = self._clock()
         with self._lock:
             count, end = self._windows.get(key, (0, 0.0))
             if end <= now:

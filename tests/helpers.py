@@ -230,3 +230,11 @@ def masked(body):
     if isinstance(body, list):
         return [masked(item) for item in body]
     return body
+
+
+def data_commands(client) -> dict[str, int]:
+    """Calls per command since the last CONFIG RESETSTAT, leaving out connection bookkeeping."""
+    bookkeeping = ("cmdstat_info", "cmdstat_config", "cmdstat_client", "cmdstat_hello")
+    return {name.removeprefix("cmdstat_"): stats["calls"]
+            for name, stats in client.info("commandstats").items()
+            if not name.startswith(bookkeeping)}

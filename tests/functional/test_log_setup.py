@@ -32,6 +32,39 @@ def test_processes_sharing_one_file_lose_no_line_across_rollovers(tmp_path):
     assert written == sorted(f"writer {n} line {m:04d}" for n in range(4) for m in range(300))
 
 
+THREADED_WRITER = """
+import logging, sys, threading
+from lib.log_setup import configure_logging
+configure_logging("shared", sys.argv[1], max_bytes=20_000)
+log = logging.getLogger("writer")
+def write(thread):
+    for number in range(100):
+        log.info("writer %s.%s line %04d %s", sys.argv[2], thread, number, "x" * 40)
+threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+"""
+
+
+def test_threads_of_several_processes_lose_no_line_and_split_none(tmp_path):
+    writers = [subprocess.Popen([sys.executable, "-c", THREADED_WRITER, str(tmp_path), str(n)],
+                                cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True) for n in range(2)]
+    errors = [writer.communicate(timeout=60)[1] for writer in writers]
+    assert all(writer.returncode == 0 for writer in writers)
+    assert not any("Logging error" in text for text in errors), errors
+    files = sorted(tmp_path.glob("shared.log*"))
+    assert len(files) >= 3, "about 75 kB in 20 kB files must have rolled over"
+    lines = [line for path in files for line in path.read_text().splitlines()]
+    assert all(RECORD_START.match(line) and line.endswith("x" * 40) for line in lines), (
+        "every line is one whole record")
+    written = sorted(line.split("writer: ", 1)[1][:20] for line in lines)
+    assert written == sorted(f"writer {n}.{t} line {m:04d}"
+                             for n in range(2) for t in range(4) for m in range(100))
+
+
 def test_console_can_stay_one_line_while_the_file_keeps_the_traceback(tmp_path, capsys):
     log_file = configure_logging("one", str(tmp_path), console_level="WARNING",
                                  console_tracebacks=False)

@@ -1,6 +1,7 @@
 """compute_statistics called directly on every database backend."""
 import datetime
-from decimal import Decimal
+import random
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
 
@@ -54,3 +55,37 @@ def test_no_stored_day_raises_no_data_naming_symbol_and_range(db_session, symbol
         compute_statistics(db_session, symbol, start, end)
     assert raised.value.message == (
         f"no data for symbol {symbol} between {start.isoformat()} and {end.isoformat()}")
+
+
+def exact_statistics(rows, start, end) -> PriceStatistics:
+    """The averages computed the plain way, day by day, for comparison."""
+    days = [row for row in rows if start <= row[0] <= end]
+    count = len(days)
+    with localcontext() as context:
+        context.prec = 60
+
+        def mean(values, places):
+            return (sum(values, Decimal(0)) / count).quantize(places, rounding=ROUND_HALF_UP)
+
+        return PriceStatistics(mean([Decimal(row[1]) for row in days], Decimal("0.01")),
+                               mean([Decimal(row[2]) for row in days], Decimal("0.01")),
+                               int(mean([Decimal(row[3]) for row in days], Decimal("1"))))
+
+
+def test_any_range_adds_whole_months_and_edge_days_exactly(db_session):
+    rng = random.Random(14)
+    rows, day = [], D(2022, 11, 25)
+    while day <= D(2023, 4, 5):
+        if day.weekday() < 5:
+            rows.append((day, f"{rng.randint(1, 999999) / 10000:.4f}",
+                         f"{rng.randint(1, 999999) / 10000:.4f}", rng.randint(0, 10**9)))
+        day += datetime.timedelta(days=1)
+    store(db_session, "IBM", rows)
+    edges = [D(2022, 11, 25), D(2022, 11, 30), D(2022, 12, 1), D(2022, 12, 31), D(2023, 1, 1),
+             D(2023, 1, 2), D(2023, 1, 31), D(2023, 2, 1), D(2023, 2, 28), D(2023, 3, 1),
+             D(2023, 3, 15), D(2023, 3, 31), D(2023, 4, 5)]
+    for start in edges:
+        for end in edges:
+            if start <= end and any(start <= row[0] <= end for row in rows):
+                assert compute_statistics(db_session, "IBM", start, end) == exact_statistics(
+                    rows, start, end), (start, end)

@@ -17,7 +17,9 @@ from app.api.caching import RESPONSE_FORMAT_VERSION, clear_cached_answers, datab
 from app.extensions import cache, db
 from financial.models import FinancialData
 from financial.stats import refresh_monthly_sums
-from tests.helpers import build_app, insert_prices, migrate_database, sqlite_url, wait_for
+from tests.helpers import (
+    build_app, data_commands, insert_prices, migrate_database, sqlite_url, wait_for,
+)
 from tests.servers import stalling_proxy
 
 STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
@@ -59,14 +61,6 @@ def dispose(*applications) -> None:
     for application in applications:
         with application.app_context():
             db.engine.dispose()
-
-
-def data_commands(client: redis.Redis) -> dict[str, int]:
-    """Calls per command since the last CONFIG RESETSTAT, leaving out connection bookkeeping."""
-    bookkeeping = ("cmdstat_info", "cmdstat_config", "cmdstat_client", "cmdstat_hello")
-    return {name.removeprefix("cmdstat_"): stats["calls"]
-            for name, stats in client.info("commandstats").items()
-            if not name.startswith(bookkeeping)}
 
 
 @pytest.fixture

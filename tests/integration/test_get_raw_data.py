@@ -479,3 +479,27 @@ def test_premium_only_full_history_stops_the_run(app, capsys, job_env, fake_alph
     assert status == 1
     assert len(fake_alphavantage.requests) == 2, "AAPL must not spend a request"
     assert "AAPL: failed: not fetched: premium-only" in err
+
+
+START_UP_PROBE = """
+import sys
+import get_raw_data
+status = get_raw_data.main(sys.argv[1:])
+print(sorted(name for name in ("alembic", "flask_restx", "pandas", "requests", "webargs")
+             if name in sys.modules))
+sys.exit(status)
+"""
+
+
+def test_a_run_from_files_on_a_current_schema_loads_no_web_or_migration_code(
+        sqlite_app, tmp_path):
+    """Start-up time counts in every run: the job imports only what it uses."""
+    environment = isolated_environment(
+        APP_ENV="testing", DATABASE_URL=sqlite_app.config["SQLALCHEMY_DATABASE_URI"],
+        LOG_DIR=str(tmp_path), CACHE_TYPE="SimpleCache")
+    saved = str(ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json")
+    job = subprocess.run([sys.executable, "-c", START_UP_PROBE, "--from-file", saved],
+                         cwd=PROJECT_ROOT, env=environment, capture_output=True, text=True,
+                         timeout=60)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.splitlines()[-1] == "[]"

@@ -1,8 +1,9 @@
 """Per-client rate limit: 429 in the envelope with Retry-After, exemptions, the trusted proxy."""
 import pytest
+import redis
 
 from conf.settings import ConfigError
-from tests.helpers import build_app, free_port
+from tests.helpers import build_app, data_commands, free_port
 
 LIMIT = "3 per minute"
 OVER_LIMIT = ("too many requests: at most 3 per minute per client; "
@@ -139,3 +140,26 @@ def test_a_malformed_rate_limit_stops_the_start(sqlite_database_url, tmp_path, v
     with pytest.raises(ConfigError, match=f"RATE_LIMIT must be a limit such as '600 per "
                                           f"minute', got '{value}'"):
         build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=value)
+
+
+def test_workers_sharing_a_redis_count_one_budget_at_one_round_trip_a_request(
+        sqlite_database_url, tmp_path, private_redis):
+    workers = [build_app(sqlite_database_url, tmp_path / f"log-{n}", RATE_LIMIT=LIMIT,
+                         RATELIMIT_STORAGE_URI=private_redis.url) for n in range(2)]
+    clients = [worker.test_client() for worker in workers]
+    server = redis.Redis.from_url(private_redis.url)
+    try:
+        first = get_from(clients[0], "/api/financial_data")
+        server.config_resetstat()
+        answers = [get_from(clients[1], "/api/financial_data"),
+                   get_from(clients[0], "/api/financial_data"),
+                   get_from(clients[1], "/api/financial_data")]
+        assert [answer.status_code for answer in answers] == [200, 200, 429]
+        assert [answer.headers["X-RateLimit-Remaining"] for answer in [first, *answers]] == [
+            "2", "1", "0", "0"]
+        resets = {answer.headers["X-RateLimit-Reset"] for answer in [first, *answers]}
+        assert len(resets) == 1, "every worker reports the one window's end"
+        # One increment (a script) per request; the second worker asks the window's end once.
+        assert data_commands(server) == {"evalsha": 3, "incrby": 3, "ttl": 1}
+    finally:
+        server.close()

@@ -23,6 +23,7 @@ from lib.avantage_api import (
     classify_error_payload,
     parse_daily_series,
 )
+from lib.alphavantage import payload as payload_module
 from tests.fake_alphavantage import ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES
 
 IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
@@ -480,3 +481,23 @@ def test_exception_tree(exc_type: type) -> None:
     assert isinstance(error, AlphaVantageError)
     assert error.symbol == "IBM"
     assert str(error) == "message"
+
+
+@pytest.mark.parametrize("name", [IBM_ADJUSTED, AAPL_ADJUSTED, IBM_DAILY])
+def test_the_short_way_reads_every_recorded_day_as_the_full_checks_do(name):
+    payload = load(name)
+    function = payload_module._series_function(payload, payload["Time Series (Daily)"])
+    for day, fields in payload["Time Series (Daily)"].items():
+        assert (payload_module._parse_bar("IBM", day, fields, function)
+                == payload_module._checked_bar("IBM", day, fields, function))
+
+
+@pytest.mark.parametrize("raw, value", [
+    ("0000000123.45", Decimal("123.45")),      # too many digits for the short way, still valid
+    ("123.456789012345", Decimal("123.4568")),  # rounded half away from zero to 4 places
+    ("123.45675", Decimal("123.4568")),
+    ("123.45665", Decimal("123.4567")),
+])
+def test_values_off_the_short_way_are_read_as_before(raw, value):
+    series = parse_daily_series(minimal_adjusted(_5=raw))
+    assert series.bars[0].adjusted_close_price == value
