@@ -1,4 +1,7 @@
 """The application shell: ``create_app`` builds a configured Flask app."""
+from collections.abc import Callable
+from typing import Any
+
 import click
 from flask import Flask, Response
 
@@ -19,11 +22,26 @@ class StartupError(ConfigError, click.ClickException):
 
 
 class FinancialApp(Flask):
-    """Flask, answering OPTIONS with 204 No Content and the Allow header.
+    """Flask, answering OPTIONS with 204 No Content and the Allow header, and a little faster.
 
     Flask's own answer is a 200 with an empty text/html body; a 204 says
     plainly that there is no body, and CORS preflights get their headers too.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_functions: dict[Callable, Callable] = {}
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        """Return ``func`` as Flask would, asking inspect once per function.
+
+        Flask asks whether each hook and view is a coroutine on every call,
+        about ten times a request here; the answer never changes.
+        """
+        sync = self._sync_functions.get(func)
+        if sync is None:
+            sync = self._sync_functions[func] = super().ensure_sync(func)
+        return sync
 
     def make_default_options_response(self) -> Response:
         response = super().make_default_options_response()
