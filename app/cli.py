@@ -5,7 +5,10 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 
+from app.api.caching import clear_cached_answers
+from app.extensions import db
 from conf.settings import PROJECT_ROOT
+from financial.stats import refresh_monthly_sums
 
 SWAGGER_FILE = PROJECT_ROOT / "conf" / "api.swagger.json"
 
@@ -24,3 +27,12 @@ def register_commands(app: Flask) -> None:
         """Write the OpenAPI document served at /api/swagger.json to OUTPUT."""
         output.write_text(openapi_document(), encoding="utf-8")
         click.echo(f"wrote {output}")
+
+    @app.cli.command("refresh-sums")
+    def refresh_sums() -> None:
+        """Recompute monthly_price_sums from financial_data, after rows were changed by hand."""
+        session = db.session()
+        refresh_monthly_sums(session)
+        session.commit()
+        clear_cached_answers()
+        click.echo("monthly sums recomputed; cached answers cleared")

@@ -4,8 +4,11 @@ import random
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
+from sqlalchemy import update
 
+from app.extensions import db
 from financial.errors import NoDataError
+from financial.models import FinancialData
 from financial.stats import PriceStatistics, compute_statistics
 from tests.helpers import insert_prices
 
@@ -89,3 +92,22 @@ def test_any_range_adds_whole_months_and_edge_days_exactly(db_session):
             if start <= end and any(start <= row[0] <= end for row in rows):
                 assert compute_statistics(db_session, "IBM", start, end) == exact_statistics(
                     rows, start, end), (start, end)
+
+
+def open_average(session) -> Decimal:
+    return compute_statistics(session, "IBM", D(2023, 1, 1),
+                              D(2023, 1, 31)).average_daily_open_price
+
+
+def test_the_refresh_command_repairs_sums_after_a_change_by_hand(app):
+    with app.app_context():
+        store(db.session, "IBM", [(D(2023, 1, 2), "10.0000", "20.0000", 100)])
+        db.session.commit()
+        db.session.execute(update(FinancialData).values(open_price=Decimal("30")))
+        db.session.commit()
+        assert open_average(db.session) == Decimal("10.00"), "the sums still hold the old day"
+    result = app.test_cli_runner().invoke(args=["refresh-sums"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "monthly sums recomputed; cached answers cleared\n"
+    with app.app_context():
+        assert open_average(db.session) == Decimal("30.00")
