@@ -7,6 +7,7 @@ are masked (``lib.alphavantage.redaction``).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -39,6 +41,8 @@ _BACKOFF_MAX_SECONDS = 30.0
 # A failure this close to the deadline is the deadline's doing: socket
 # timeouts may fire a hair early, and a retry then would overrun it.
 _DEADLINE_SLACK_SECONDS = 0.05
+# The most bytes read from the socket at a time while the deadline is watched.
+_READ_CHUNK_BYTES = 64 * 1024
 
 
 class AlphaVantageClient:
@@ -212,26 +216,49 @@ class AlphaVantageClient:
 
     def _get_payload(self, symbol: str, outputsize: str) -> Any:
         """GET the query and decode the JSON body, mapping HTTP trouble to our exceptions."""
-        response = self._send(symbol, outputsize)
-        if not response.ok:
-            self._check_deadline(symbol, needed=_DEADLINE_SLACK_SECONDS)
-            retried = ""
-            if response.status_code in _RETRY_STATUSES:
-                retried = f" after {self._max_retries} retries"
-            raise AlphaVantageTransportError(
-                f"HTTP {response.status_code} from AlphaVantage for {symbol}{retried}", symbol
-            )
+        with self._send(symbol, outputsize) as response:
+            if not response.ok:
+                self._check_deadline(symbol, needed=_DEADLINE_SLACK_SECONDS)
+                retried = ""
+                if response.status_code in _RETRY_STATUSES:
+                    retried = f" after {self._max_retries} retries"
+                raise AlphaVantageTransportError(
+                    f"HTTP {response.status_code} from AlphaVantage for {symbol}{retried}", symbol
+                )
+            body = self._read_body(response, symbol)
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError:
             pass
         # Raised outside the except block so no decoder error is chained.
         content_type = response.headers.get("Content-Type", "no content type")
         raise MalformedResponseError(
             f"AlphaVantage answered {symbol} with a body that is not JSON "
-            f"({content_type}, {len(response.content)} bytes)",
+            f"({content_type}, {len(body)} bytes)",
             symbol,
         )
+
+    def _read_body(self, response: requests.Response, symbol: str) -> bytes:
+        """Read the body as it arrives, giving up at the deadline.
+
+        The read timeout bounds each wait for a byte, not the whole body: a
+        server that trickles a byte at a time would hold the job for ever.
+        """
+        chunks = []
+        failure = ""
+        try:
+            while chunk := response.raw.read1(_READ_CHUNK_BYTES, decode_content=True):
+                chunks.append(chunk)
+                if self._time_left() <= 0:
+                    break
+        except urllib3.exceptions.HTTPError as exc:
+            failure = _failure_name(exc)
+        self._check_deadline(symbol)
+        if not failure:
+            return b"".join(chunks)
+        # Raised outside the except block: urllib3's text may hold the URL.
+        raise AlphaVantageTransportError(
+            f"network failure for {symbol} while reading the answer ({failure})", symbol)
 
     def _send(self, symbol: str, outputsize: str) -> requests.Response:
         """Send the GET; a requests exception is replaced, not chained: its text holds the URL."""
@@ -244,7 +271,7 @@ class AlphaVantageClient:
         }
         try:
             return self._session.get(self._base_url, params=params,
-                                     timeout=self._attempt_timeout())
+                                     timeout=self._attempt_timeout(), stream=True)
         except requests.RequestException as exc:
             failure = _failure_name(exc)
         # Raised outside the except block so neither __cause__ nor __context__ carries the URL.
@@ -315,7 +342,7 @@ def _mount_prefix(base_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/"
 
 
-def _failure_name(exc: requests.RequestException) -> str:
+def _failure_name(exc: Exception) -> str:
     """Name the root cause (e.g. ReadTimeoutError) without its text, which holds the URL."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return type(reason if isinstance(reason, Exception) else exc).__name__

@@ -3,6 +3,8 @@ import time
 
 import pytest
 
+from werkzeug.wrappers import Request, Response
+
 from lib.avantage_api import AlphaVantageClient, DeadlineExceededError
 
 API_KEY = "SECRETKEY123"
@@ -38,6 +40,22 @@ def test_a_stalled_symbol_fails_at_its_deadline_without_more_retries(fake_alphav
                                     "the deadline per symbol")
     assert not caught.value.ends_the_run and caught.value.symbol == "IBM"
     assert len(fake_alphavantage.requests) == 1, "no retry once the deadline has passed"
+
+
+def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, make_client):
+    def trickle(_request: Request) -> Response:
+        def body():
+            for byte in b'{"Time Series (Daily)": {}}' * 10:
+                time.sleep(0.05)  # each byte well within the read timeout
+                yield bytes([byte])
+        return Response(body(), content_type="application/json")
+
+    fake_alphavantage.queue_handler(trickle)
+    client = make_client(symbol_deadline=0.5, max_retries=0)
+    # Read whole, the 13.5 s answer would fail as malformed JSON instead.
+    with pytest.raises(DeadlineExceededError) as caught:
+        client.fetch_daily("IBM")
+    assert caught.value.symbol == "IBM" and not caught.value.ends_the_run
 
 
 def test_each_symbol_gets_its_own_deadline(fake_alphavantage, make_client, stall):
