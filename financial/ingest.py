@@ -1,11 +1,11 @@
 """Turn fetched series into the table's rows: keep the recent window, upsert per symbol."""
 import datetime
-import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -49,14 +49,15 @@ def recent_days(series: DailySeries, days: int | None = DEFAULT_WINDOW_DAYS) -> 
 
     The window is ``newest - days < date <= newest``, where ``newest`` is the
     newest day in the series, so a run on a weekend or holiday still keeps
-    full weeks. ``days=None`` keeps everything. Prices stay ``Decimal``;
-    the adjusted values of a TIME_SERIES_DAILY series are None.
+    full weeks. ``days=None`` keeps everything. pandas selects and orders
+    the days by their dates alone: the bars themselves never enter a frame,
+    so prices stay ``Decimal`` and the adjusted values of a TIME_SERIES_DAILY
+    series stay None.
     """
-    bars = series.bars  # newest first
-    if days is not None and bars:
-        after = bars[0].date - datetime.timedelta(days=days)
-        bars = tuple(itertools.takewhile(lambda bar: bar.date > after, bars))
-    return list(reversed(bars))
+    dates = pd.Series([bar.date for bar in series.bars], dtype=object)
+    if days is not None and not dates.empty:
+        dates = dates[dates > dates.max() - datetime.timedelta(days=days)]
+    return [series.bars[position] for position in dates.sort_values(kind="stable").index]
 
 
 def to_records(symbol: str, bars: Sequence[DailyBar]) -> list[dict]:

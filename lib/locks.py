@@ -3,17 +3,18 @@
 MySQL/MariaDB use a named lock (GET_LOCK), held by a connection of its own:
 the server frees it when that connection closes, so a killed holder never
 leaves it taken. A SQLite file is locked through a lock file beside it
-(flock, freed by the kernel when the holder dies). An in-memory SQLite
+(portalocker: flock, or LockFileEx on Windows, freed by the system when the
+holder dies). An in-memory SQLite
 database belongs to one process and needs no lock.
 
 Framework-free: callers pass the engine and the waiting policy in.
 """
 import time
 from collections.abc import Callable, Iterator
-import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 
+import portalocker
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -101,7 +102,7 @@ class _NamedLock:
 
 
 class _FileLock:
-    """An exclusive flock on a lock file beside the SQLite database."""
+    """An exclusive lock on a lock file beside the SQLite database, on any OS."""
 
     def __init__(self, path: Path) -> None:
         self.handle = open(path, "a", encoding="utf-8")
@@ -109,8 +110,9 @@ class _FileLock:
 
     def try_acquire(self) -> bool:
         try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            portalocker.lock(self.handle, portalocker.LockFlags.EXCLUSIVE
+                             | portalocker.LockFlags.NON_BLOCKING)
+        except portalocker.AlreadyLocked:
             return False
         self.held = True
         return True
@@ -118,7 +120,7 @@ class _FileLock:
     def close(self) -> None:
         try:
             if self.held:
-                fcntl.flock(self.handle, fcntl.LOCK_UN)
+                portalocker.unlock(self.handle)
         finally:
             self.handle.close()
 
