@@ -169,7 +169,7 @@ class BaseConfig:
         self.FETCH_LOCK_TIMEOUT = env_float("FETCH_LOCK_TIMEOUT", 300.0)
         # Closed NYSE sessions a symbol may lag before /api/symbols calls it stale.
         self.STALE_AFTER_SESSIONS = env_int("STALE_AFTER_SESSIONS", 1)
-        # Requests one client may make (the limits library's syntax, e.g. "600 per minute")
+        # Requests one client may make (Flask-Limiter syntax, e.g. "600 per minute")
         # across the whole API; empty turns rate limiting off.
         self.RATE_LIMIT = env_str("RATE_LIMIT", "")
         # Where the counts live: memory:// is per process, redis://host:6379/1 is

@@ -1,4 +1,4 @@
-"""The circuit breaker of the answer cache and the rate limit, on a clock the test moves."""
+"""The answer cache's circuit breaker (lib/circuit_breaker.py), on a clock the test moves."""
 import logging
 
 import pytest
