@@ -107,9 +107,6 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
     root.setLevel(level)
-    # No format names the caller's file, line or function: spare every record
-    # the stack walk that finds them (the logging HOWTO's "Optimization").
-    logging._srcfile = None
     return log_path
 
 

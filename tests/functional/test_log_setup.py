@@ -135,6 +135,16 @@ def test_a_traceback_stays_multi_line_but_cannot_forge_a_record(tmp_path, capsys
     assert err.count("\n") == 1 and "Traceback" not in err and "\\n" in err
 
 
+def test_a_stack_asked_for_stays_in_the_file_indented(tmp_path):
+    log_file = configure_logging("stack", str(tmp_path))
+    logging.getLogger("t").info("where am I", stack_info=True)
+    lines = Path(log_file).read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith("INFO t: where am I")
+    assert lines[1] == CONTINUATION_INDENT + "Stack (most recent call last):"
+    assert any("in test_a_stack_asked_for_stays_in_the_file_indented" in line for line in lines)
+    assert_every_line_is_a_record_or_indented("\n".join(lines))
+
+
 def test_a_character_utf8_cannot_hold_leaves_a_mark_in_the_file(tmp_path):
     log_file = configure_logging("odd", str(tmp_path))
     logging.getLogger("t").info("skipped %s", "name\udcffd.json")  # an undecodable file name
