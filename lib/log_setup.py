@@ -4,11 +4,11 @@ Every line is written through ``SafeFormatter``, so text a client controls
 (a request path, a parameter, an exception message quoting either) can
 neither forge a log line nor send escape sequences to an operator's terminal.
 """
-import fcntl
 import logging
-import os
 import re
 from pathlib import Path
+
+from concurrent_log_handler import ConcurrentRotatingFileHandler
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_LOG_BYTES = 10 * 1024 * 1024
@@ -62,89 +62,6 @@ class SafeFormatter(logging.Formatter):
         return text
 
 
-class SharedFileHandler(logging.Handler):
-    """Append records to a file many processes share; rotate it at ``max_bytes``.
-
-    Every gunicorn worker (and every replica on a shared volume) writes the
-    same file. Each record is one write(2) on a descriptor opened with
-    O_APPEND, which lands whole at the end of the file whatever the other
-    processes and threads write, so writing takes no lock at all: a thread
-    holding a lock across a system call makes every other thread of a worker
-    that logs wait for it. Only rotating does: an flock on a lock file beside
-    the log, under which a process that finds the file already rotated by
-    another switches to the new one instead. (The standard
-    RotatingFileHandler rotates from every process and loses records;
-    concurrent-log-handler takes the lock for every record, which cost as
-    much as building the API's request log line.) A record written while
-    another process renames the file lands in the numbered backup, never lost.
-    """
-
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
-        super().__init__()
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        self._lock_path = path.with_name(f".{path.name}.lock")
-        self._fd = self._open()
-
-    def _open(self) -> int:
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        """Filter and emit ``record`` without the handler's lock (see the class docstring)."""
-        if not self.filter(record):
-            return False
-        self.emit(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
-            if os.fstat(self._fd).st_size >= self.max_bytes:
-                self._rotate()
-            while data:
-                data = data[os.write(self._fd, data):]
-        except Exception:
-            self.handleError(record)
-
-    def _rotate(self) -> None:
-        """Rename the file to ``<name>.1`` (shifting the backups), unless another process did.
-
-        The new file replaces the old one under the same descriptor number
-        (dup2), so a thread writing meanwhile writes to one or the other,
-        never to a closed descriptor.
-        """
-        with self.lock, open(self._lock_path, "a") as lock:  # type: ignore[union-attr]
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            if os.fstat(self._fd).st_size < self.max_bytes:
-                return  # another thread of this process rotated it
-            if self._is_current():
-                for number in range(self.backups - 1, 0, -1):
-                    older = self.path.with_name(f"{self.path.name}.{number}")
-                    if older.exists():
-                        older.replace(self.path.with_name(f"{self.path.name}.{number + 1}"))
-                self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-            fresh = self._open()
-            os.dup2(fresh, self._fd)
-            os.close(fresh)
-
-    def _is_current(self) -> bool:
-        """Tell whether the descriptor still names the file at ``path``."""
-        try:
-            named = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        opened = os.fstat(self._fd)
-        return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
-
-    def close(self) -> None:
-        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-        super().close()
-
-
 def configure_logging(program: str, log_dir: str, level: str = "INFO",
                       console_level: str | None = None, console_tracebacks: bool = True,
                       console_quiet: tuple[str, ...] = (),
@@ -158,9 +75,10 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     named in ``console_quiet`` (and their children) go to the file only.
 
     Every gunicorn worker (and every replica on a shared volume) writes the
-    same file: ``SharedFileHandler`` keeps each record whole across them and
-    rotates the file once. The two handlers share their formatter, so each
-    record is formatted once.
+    same file, so the file handler (concurrent-log-handler) takes a lock
+    file's lock around each write and rollover: the standard
+    RotatingFileHandler would rotate from every process and lose records.
+    The two handlers share their formatter, so each record is formatted once.
 
     Calling it again replaces the handlers it added before, so building
     several apps in one process (tests) does not duplicate lines.
@@ -179,15 +97,16 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     console.setFormatter(formatter if console_tracebacks else _OneLineFormatter(LOG_FORMAT))
     if console_quiet:
         console.addFilter(_ErrorsOnlyFrom(console_quiet))
-    log_file = SharedFileHandler(log_path, max_bytes, LOG_BACKUPS)
+    # A character UTF-8 cannot encode (a lone surrogate, as an undecodable file
+    # name gives) is written as "?"; the library's default drops it unseen.
+    log_file = ConcurrentRotatingFileHandler(
+        log_path, maxBytes=max_bytes, backupCount=LOG_BACKUPS, encoding="utf-8",
+        unicode_error_policy="replace")
     log_file.setFormatter(formatter)
     for handler in (console, log_file):
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
     root.setLevel(level)
-    # No format names the caller's file, line or function: spare every record
-    # the stack walk that finds them (the logging HOWTO's "Optimization").
-    logging._srcfile = None
     return log_path
 
 

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from conf.settings import PROJECT_ROOT
-from lib.log_setup import CONTINUATION_INDENT, configure_logging, drop_terminal_styles
+from lib.log_setup import (CONTINUATION_INDENT, LOG_BACKUPS, configure_logging,
+                           drop_terminal_styles)
 
 WRITER = """
 import logging, sys
@@ -62,6 +63,23 @@ def test_threads_of_several_processes_lose_no_line_and_split_none(tmp_path):
                              for n in range(2) for t in range(4) for m in range(100))
 
 
+def test_rotation_keeps_log_backups_files_of_max_bytes_and_the_newest_lines(tmp_path):
+    log_file = configure_logging("rot", str(tmp_path), max_bytes=2_000)
+    log = logging.getLogger("writer")
+    for number in range(300):  # about 26 kB: thirteen files' worth
+        log.info("line %04d %s", number, "x" * 40)
+    names = sorted(path.name for path in tmp_path.glob("rot.log*"))
+    assert names == ["rot.log", *(f"rot.log.{n}" for n in range(1, LOG_BACKUPS + 1))]
+    line_length = len(log_file.read_text().splitlines()[0]) + 1
+    for number in range(1, LOG_BACKUPS + 1):
+        size = (tmp_path / f"rot.log.{number}").stat().st_size
+        assert 2_000 <= size < 2_000 + line_length, "a file turns over once it reaches max_bytes"
+    newest_first = [log_file, *(tmp_path / f"rot.log.{n}" for n in range(1, LOG_BACKUPS + 1))]
+    kept = [line.split("writer: ", 1)[1][:9]
+            for path in reversed(newest_first) for line in path.read_text().splitlines()]
+    assert kept == [f"line {m:04d}" for m in range(300 - len(kept), 300)]
+
+
 def test_console_can_stay_one_line_while_the_file_keeps_the_traceback(tmp_path, capsys):
     log_file = configure_logging("one", str(tmp_path), console_level="WARNING",
                                  console_tracebacks=False)
@@ -115,6 +133,22 @@ def test_a_traceback_stays_multi_line_but_cannot_forge_a_record(tmp_path, capsys
     assert sum(bool(RECORD_START.match(line)) for line in lines) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "\\n" in err
+
+
+def test_a_stack_asked_for_stays_in_the_file_indented(tmp_path):
+    log_file = configure_logging("stack", str(tmp_path))
+    logging.getLogger("t").info("where am I", stack_info=True)
+    lines = Path(log_file).read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith("INFO t: where am I")
+    assert lines[1] == CONTINUATION_INDENT + "Stack (most recent call last):"
+    assert any("in test_a_stack_asked_for_stays_in_the_file_indented" in line for line in lines)
+    assert_every_line_is_a_record_or_indented("\n".join(lines))
+
+
+def test_a_character_utf8_cannot_hold_leaves_a_mark_in_the_file(tmp_path):
+    log_file = configure_logging("odd", str(tmp_path))
+    logging.getLogger("t").info("skipped %s", "name\udcffd.json")  # an undecodable file name
+    assert Path(log_file).read_text(encoding="utf-8").endswith("INFO t: skipped name?d.json\n")
 
 
 def test_terminal_styles_are_dropped_from_the_loggers_named(tmp_path, capsys):
