@@ -432,13 +432,19 @@ def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
 
 def test_production_trusts_exactly_nginx_and_shares_the_rate_limit_in_redis():
     compose = load_compose("docker-compose.prod.yml")
-    environment = compose["services"]["api"]["environment"]
-    proxies_in_front = [name for name, service in compose["services"].items()
+    services = compose["services"]
+    environment = services["api"]["environment"]
+    proxies_in_front = [name for name, service in services.items()
                         if str(service.get("image", "")).startswith("nginx:")]
     assert int(environment["TRUSTED_PROXY_HOPS"]) == len(proxies_in_front) == 1
     storage = urlsplit(environment["RATELIMIT_STORAGE_URI"])
-    assert (storage.scheme, storage.hostname) == ("redis", "redis")
-    assert storage.path != urlsplit(environment["CACHE_REDIS_URL"]).path, "apart from the cache"
+    cache = urlsplit(environment["CACHE_REDIS_URL"])
+    assert storage.scheme == "redis"
+    assert storage.hostname != cache.hostname, "the cache's Redis evicts keys when full"
+    counters = services[storage.hostname]
+    policy = counters["command"][counters["command"].index("--maxmemory-policy") + 1]
+    assert policy == "noeviction", "an evicted counter lets a client start over"
+    assert services["api"]["depends_on"][storage.hostname] == {"condition": "service_healthy"}
 
 
 # --- gunicorn settings ----------------------------------------------------------------
