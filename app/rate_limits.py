@@ -24,7 +24,8 @@ def register_rate_limits(app: Flask) -> None:
     One budget per client for the whole API, shared by every worker and
     replica through RATELIMIT_STORAGE_URI. Over it the client gets 429 in
     the JSON envelope (app/errors.py) with Retry-After; every counted
-    response carries X-RateLimit-Limit, -Remaining and -Reset. While the
+    response carries X-RateLimit-Limit, -Remaining and -Reset and
+    Retry-After (the seconds until the window ends). While the
     storage is unreachable each worker counts the same limit in memory, so
     the API keeps answering. Empty RATE_LIMIT: no limit, no hooks. A limiter
     per app, because Flask-Limiter keeps the limits and storage of its first
@@ -66,8 +67,19 @@ def register_rate_limits(app: Flask) -> None:
         limiter.init_app(app)
     except ConfigurationError:  # its message repeats the URI, which may hold a password
         raise ConfigError(_UNKNOWN_STORAGE) from None
-    # It logs each refusal at INFO; the request's own line already says 429.
-    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    limiter_log = logging.getLogger("flask-limiter")
+    if not any(isinstance(known, _DropRefusals) for known in limiter_log.filters):
+        limiter_log.addFilter(_DropRefusals())
+
+
+class _DropRefusals(logging.Filter):
+    """Drop Flask-Limiter's line per refused request: the request's own line says 429.
+
+    Its other lines stay: the storage going away (WARNING) and coming back (INFO).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("ratelimit "))
 
 
 def _set_storage_timeouts(app: Flask) -> None:

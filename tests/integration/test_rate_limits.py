@@ -42,6 +42,15 @@ def test_the_request_after_the_limit_gets_429_in_the_envelope(limited_app):
     assert other_endpoint.get_json() == {"data": {}, "info": {"error": OVER_LIMIT}}
 
 
+def test_a_refusal_is_logged_once_by_the_request_line(limited_app, tmp_path):
+    client = limited_app.test_client()
+    statuses = [get_from(client, "/api/financial_data").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    assert log.count(" GET /api/financial_data 429 ") == 1
+    assert "exceeded" not in log, "no second line from Flask-Limiter"
+
+
 def test_each_client_has_its_own_budget(limited_app):
     client = limited_app.test_client()
     for _ in range(3):
@@ -205,3 +214,4 @@ def test_a_stalled_storage_costs_seconds_then_the_limit_is_counted_in_memory(
                  "the count in Redis (one request so far) to be used again", 20)
     log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
     assert log.count("Rate limit storage unreachable") == 1, "one line for the outage"
+    assert log.count("Rate limit storage recovered") == 1, "one line for its end"
