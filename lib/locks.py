@@ -3,9 +3,9 @@
 MySQL/MariaDB use a named lock (GET_LOCK), held by a connection of its own:
 the server frees it when that connection closes, so a killed holder never
 leaves it taken. A SQLite file is locked through a lock file beside it
-(portalocker: flock, or LockFileEx on Windows, freed by the system when the
-holder dies). An in-memory SQLite
-database belongs to one process and needs no lock.
+(portalocker: flock, or msvcrt.locking on Windows; the system frees it when
+the holder dies). An in-memory SQLite database belongs to one process and
+needs no lock.
 
 Framework-free: callers pass the engine and the waiting policy in.
 """

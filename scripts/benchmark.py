@@ -40,6 +40,7 @@ from sqlalchemy import create_engine, delete, func, insert, select, text  # noqa
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import create_app  # noqa: E402
+from app.api.caching import DEFAULT_KEY_PREFIX  # noqa: E402
 from app.extensions import db  # noqa: E402
 from financial.models import FinancialData  # noqa: E402
 from financial.stats import refresh_monthly_sums  # noqa: E402
@@ -58,10 +59,11 @@ def parse_args() -> argparse.Namespace:
                                                "seeded once and reused")
     parser.add_argument("--cache-redis-url",
                         help="RedisCache at this URL (default SimpleCache); the benchmark "
-                             "empties its database first, so no answer of an earlier run hits")
+                             "first deletes the cache's keys there, so no answer of an earlier "
+                             "run hits")
     parser.add_argument("--ratelimit-storage-url", default="memory://",
                         help="where the rate limit counts (default memory://; production: a "
-                             "Redis database of its own, not the cache's)")
+                             "Redis of its own, not the cache's)")
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--years", type=int, default=20, help="years of weekdays per symbol")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
@@ -294,9 +296,20 @@ def scenarios(args: argparse.Namespace, work_dir: Path) -> dict[str, tuple[str, 
     }
 
 
+def forget_cached_answers(redis_url: str) -> None:
+    """Delete the API's cache keys: answers an earlier run stored would pass for uncached.
+
+    Only the cache's prefix, so rate-limit counts kept in the same database stay.
+    """
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{DEFAULT_KEY_PREFIX}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start:start + 1000])
+
+
 def measure_http(args: argparse.Namespace, url: str, work_dir: Path) -> None:
-    if args.cache_redis_url:  # answers an earlier run stored would pass for uncached ones
-        redis.Redis.from_url(args.cache_redis_url).flushdb()
+    if args.cache_redis_url:
+        forget_cached_answers(args.cache_redis_url)
     env = server_environment(args, url, str(work_dir))
     api, api_port = start_server("app:create_app()", env, "/api/health")
     ceiling, ceiling_port = start_server("scripts.ceiling_app:create_app()", env, "/api/ceiling")

@@ -53,6 +53,8 @@ Value = TypeVar("Value")
 # or a query that was answered becomes refused, so a new release never serves
 # what an old one cached.
 RESPONSE_FORMAT_VERSION = 1
+# Every key the cache writes starts with it, unless CACHE_KEY_PREFIX says otherwise.
+DEFAULT_KEY_PREFIX = "financial:"
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 _STATE = "cached_answers"
 # The request's answer that the response cache stores with its 200 (_Storable).
@@ -83,7 +85,7 @@ class _AnswerCache:
 
 def init_cached_answers(app: Flask) -> None:
     """Bind the cache to ``app`` with the project's defaults and set up its answer cache."""
-    app.config.setdefault("CACHE_KEY_PREFIX", "financial:")
+    app.config.setdefault("CACHE_KEY_PREFIX", DEFAULT_KEY_PREFIX)
     if app.config["CACHE_TYPE"] == "RedisCache":
         # A cache outage must fail fast; the breaker then keeps requests off it.
         app.config.setdefault("CACHE_OPTIONS", {
