@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dotenv import load_dotenv
 from flask import Flask
@@ -30,14 +29,11 @@ from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
-from lib.alphavantage.payload import read_saved_response
+from lib.avantage_api import AlphaVantageClient, read_saved_response
 from lib.db import MigrationLockTimeout, describe_database_error, migration_lock, schema_revision
 from lib.locks import LockWaitStopped
 from lib.log_setup import configure_logging
 from lib.tickers import SYMBOL_RULE, normalize_symbol
-
-if TYPE_CHECKING:
-    from lib.avantage_api import AlphaVantageClient
 
 logger = logging.getLogger("get_raw_data")
 
@@ -355,9 +351,7 @@ def _symbols(option: str | None, configured: list[str]) -> list[str]:
     return names
 
 
-def _client(config: BaseConfig) -> "AlphaVantageClient":
-    # Imported here: a run from saved files never loads the HTTP client (requests).
-    from lib.avantage_api import AlphaVantageClient
+def _client(config: BaseConfig) -> AlphaVantageClient:
     try:
         return AlphaVantageClient(
             config.ALPHAVANTAGE_API_KEY or "",

@@ -22,13 +22,10 @@ from financial.runs import (
     FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, Clock, RunRecorder, SymbolOutcome, iso_utc,
     record_refused_run, running_run, utc_now,
 )
-# The parts rather than the lib.avantage_api facade: a run from saved files
-# never loads the HTTP client (requests), and start-up time counts.
-from lib.alphavantage.errors import (
-    AlphaVantageError, DeadlineExceededError, InvalidApiKeyError, PremiumOnlyError,
-    RateLimitError,
+from lib.avantage_api import (
+    AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
+    PremiumOnlyError, RateLimitError,
 )
-from lib.alphavantage.series import DailyBar, DailySeries
 from lib.locks import LockTimeout, database_lock
 
 logger = logging.getLogger(__name__)

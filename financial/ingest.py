@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from financial.models import FinancialData
 from financial.records import RECORD_FIELDS, price_record
 from financial.stats import refresh_monthly_sums
-from lib.alphavantage.series import DailyBar, DailySeries
+from lib.avantage_api import DailyBar, DailySeries
 from lib.db import RowCodec, is_lock_conflict, row_codec, upsert_encoded
 
 logger = logging.getLogger(__name__)
