@@ -5,9 +5,11 @@ app (unknown URLs, wrong methods outside a resource, anything else).
 """
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_restx import Api
 from sqlalchemy.exc import ProgrammingError
 from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
@@ -23,6 +25,42 @@ from financial.errors import FinancialError
 from lib.db import DATABASE_ERRORS, describe_database_error, is_schema_error
 
 logger = logging.getLogger(__name__)
+
+# While the database is down, each worker says so at most once per this many seconds.
+DATABASE_LOG_INTERVAL_SECONDS = 30
+_OUTAGE_LOG = "database_outage_log"
+
+
+class OutageLog:
+    """Log a database outage once per interval, with the number of requests it refused.
+
+    Every request of an outage fails the same way; one line each would fill
+    and rotate the log within minutes under load and bury what came before.
+    The first failure is logged at once; later ones are counted and reported
+    in the next line, at most one per ``interval`` seconds.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_line_at = 0.0
+        self._refused = 0
+
+    def failed(self, description: str) -> None:
+        """Count one refused request; log ``description`` if a line is due."""
+        with self._lock:
+            self._refused += 1
+            now = self._clock()
+            if now < self._next_line_at:
+                return
+            refused, self._refused = self._refused, 0
+            self._next_line_at = now + self.interval
+        if refused == 1:
+            logger.error("database unavailable: %s", description)
+        else:
+            logger.error("database unavailable: %s (%d requests answered 503 since the last "
+                         "such line)", description, refused)
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> tuple:
@@ -59,7 +97,7 @@ def method_not_allowed_message(method: str, path: str, allowed: list[str]) -> st
 
 
 def handle_database_error(exc: Exception) -> tuple:
-    logger.error("database unavailable: %s", describe_database_error(exc))
+    current_app.extensions[_OUTAGE_LOG].failed(describe_database_error(exc))
     record_database_error()
     _rollback()
     return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
@@ -117,6 +155,7 @@ def register_error_handlers(app: Flask, api: Api) -> None:
     Server errors are left to the app: with PROPAGATE_EXCEPTIONS on, RESTX
     re-raises what it has no handler for, so each 5xx is logged once, here.
     """
+    app.extensions[_OUTAGE_LOG] = OutageLog(DATABASE_LOG_INTERVAL_SECONDS)
     for exc_type, handler in CLIENT_ERROR_HANDLERS:
         api.errorhandler(exc_type)(handler)
     for exc_type, handler in CLIENT_ERROR_HANDLERS + SERVER_ERROR_HANDLERS:

@@ -232,6 +232,15 @@ def test_unreachable_database_is_a_503_without_secrets(unreachable_app, path, sh
     assert "hunter2" not in response.get_data(as_text=True)
 
 
+def test_an_outage_is_one_log_line_not_one_per_request(unreachable_app, tmp_path):
+    client = unreachable_app.test_client()
+    statuses = [client.get("/api/financial_data").status_code for _ in range(4)]
+    assert statuses == [503] * 4
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    assert log.count("ERROR app.errors: database unavailable: OperationalError 2003") == 1
+    assert log.count(" GET /api/financial_data 503 ") == 4, "each request still has its line"
+
+
 def test_health_is_503_when_the_database_is_unreachable(unreachable_app):
     response = unreachable_app.test_client().get("/api/health")
     assert response.status_code == 503

@@ -1,0 +1,42 @@
+"""A database outage is logged once per interval, with the count of what it refused."""
+import logging
+
+from app.errors import OutageLog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def outage_lines(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "app.errors"]
+
+
+def test_the_first_failure_is_logged_and_the_rest_of_the_interval_counted(caplog):
+    clock = Clock()
+    outage = OutageLog(30, clock)
+    with caplog.at_level(logging.ERROR, logger="app.errors"):
+        for _ in range(5):
+            outage.failed("OperationalError 2003: cannot connect")
+            clock.now += 1
+        assert outage_lines(caplog) == [
+            "database unavailable: OperationalError 2003: cannot connect"]
+        clock.now += 30
+        outage.failed("OperationalError 2013: lost connection")
+    assert outage_lines(caplog)[1:] == [
+        "database unavailable: OperationalError 2013: lost connection "
+        "(5 requests answered 503 since the last such line)"]
+
+
+def test_a_new_outage_after_a_quiet_interval_is_logged_at_once(caplog):
+    clock = Clock()
+    outage = OutageLog(30, clock)
+    with caplog.at_level(logging.ERROR, logger="app.errors"):
+        outage.failed("first")
+        clock.now += 3600
+        outage.failed("second")
+    assert outage_lines(caplog) == ["database unavailable: first", "database unavailable: second"]
