@@ -32,17 +32,24 @@ _OUTAGE_LOG = "database_outage_log"
 
 
 class OutageLog:
-    """Log a database outage once per interval, with the number of requests it refused.
+    """Log a failure that repeats once per interval, with the number of requests it refused.
 
     Every request of an outage fails the same way; one line each would fill
     and rotate the log within minutes under load and bury what came before.
     The first failure is logged at once; later ones are counted and reported
-    in the next line, at most one per ``interval`` seconds.
+    in the next line, at most one per ``interval`` seconds. ``headline``
+    starts each line; ``refusals`` names what was counted.
     """
 
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic, *,
+                 headline: str = "database unavailable",
+                 refusals: str = "requests answered 503",
+                 log: logging.Logger = logger) -> None:
         self.interval = interval
         self._clock = clock
+        self._headline = headline
+        self._refusals = refusals
+        self._log = log
         self._lock = threading.Lock()
         self._next_line_at = 0.0
         self._refused = 0
@@ -57,10 +64,10 @@ class OutageLog:
             refused, self._refused = self._refused, 0
             self._next_line_at = now + self.interval
         if refused == 1:
-            logger.error("database unavailable: %s", description)
+            self._log.error("%s: %s", self._headline, description)
         else:
-            logger.error("database unavailable: %s (%d requests answered 503 since the last "
-                         "such line)", description, refused)
+            self._log.error("%s: %s (%d %s since the last such line)", self._headline,
+                            description, refused, self._refusals)
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> tuple:

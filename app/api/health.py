@@ -11,6 +11,7 @@ from app.api.docs import (
     json_example, namespace,
 )
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
+from app.errors import DATABASE_LOG_INTERVAL_SECONDS, OutageLog
 from app.extensions import db
 from app.metrics import record_database_error
 from app.routes import HEALTH_PATH
@@ -36,6 +37,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 UNAVAILABLE = {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}
 # The schema states in which the API cannot answer.
 UNUSABLE_SCHEMAS = ("missing", "behind")
+_FAILURE_LOG = "health_failure_log"
 
 
 def health_body(database: str, schema: str | None, error: str = "") -> dict:
@@ -62,6 +64,20 @@ def schema_message(state: str, versions: set[str]) -> str:
     return f"{problem}: run the migrations ({MIGRATE_COMMAND})"
 
 
+def failure_log() -> OutageLog:
+    """Return the app's log of failed checks, made on first use.
+
+    A load balancer polls every few seconds, outages included: it gets one
+    line per DATABASE_LOG_INTERVAL_SECONDS with the count, not one per poll.
+    """
+    log = current_app.extensions.get(_FAILURE_LOG)
+    if log is None:
+        log = current_app.extensions[_FAILURE_LOG] = OutageLog(
+            DATABASE_LOG_INTERVAL_SECONDS, headline="health check failed",
+            refusals="checks answered 503", log=logger)
+    return log
+
+
 @ns.route("")
 class Health(Resource):
     @ns.doc(id="get_health", responses={
@@ -83,12 +99,12 @@ class Health(Resource):
         try:
             versions = stored_revisions()
         except DATABASE_ERRORS as exc:
-            logger.error("health check failed: %s", describe_database_error(exc))
+            failure_log().failed(describe_database_error(exc))
             record_database_error()
             return health_body("unreachable", None, DATABASE_UNAVAILABLE), 503, UNAVAILABLE
         state = schema_state(versions, current_app.extensions["migrate"].directory)
         if state in UNUSABLE_SCHEMAS:
             message = schema_message(state, versions)
-            logger.error("health check failed: %s", message)
+            failure_log().failed(message)
             return health_body("ok", state, message), 503, UNAVAILABLE
         return health_body("ok", state), 200, NO_STORE

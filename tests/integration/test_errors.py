@@ -253,6 +253,14 @@ def test_health_is_503_when_the_database_is_unreachable(unreachable_app):
     assert "hunter2" not in log_file.read_text()
 
 
+def test_a_polled_failing_health_check_is_one_log_line_not_one_per_poll(unreachable_app):
+    client = unreachable_app.test_client()
+    assert [client.get("/api/health").status_code for _ in range(4)] == [503] * 4
+    log = (Path(unreachable_app.config["LOG_DIR"]) / "api.log").read_text(encoding="utf-8")
+    assert log.count("ERROR app.api.health: health check failed: OperationalError 2003") == 1
+    assert log.count(" GET /api/health 503 ") == 4, "each check still has its request line"
+
+
 def test_health_is_200_and_never_cached(client):
     response = client.get("/api/health")
     assert response.status_code == 200
@@ -274,8 +282,9 @@ def test_health_names_a_missing_schema_and_the_log_says_to_migrate(empty_databas
                                    "info": {"error": f"the database has no schema: {MIGRATE}"}}
     assert_error(client.get("/api/financial_data"), 503,
                  "the database is unavailable, please retry later", LIST_ERROR)
+    client.get("/api/health")
     log = (tmp_path / "log" / "api.log").read_text()
-    assert f"health check failed: the database has no schema: {MIGRATE}" in log
+    assert log.count(f"health check failed: the database has no schema: {MIGRATE}") == 1
     assert ("hint: the schema is missing or behind the migrations: run them (flask --app app db "
             "upgrade)") in log
     assert "Traceback" not in log

@@ -40,3 +40,16 @@ def test_a_new_outage_after_a_quiet_interval_is_logged_at_once(caplog):
         clock.now += 3600
         outage.failed("second")
     assert outage_lines(caplog) == ["database unavailable: first", "database unavailable: second"]
+
+
+def test_the_headline_and_what_was_counted_can_be_named(caplog):
+    clock = Clock()
+    outage = OutageLog(30, clock, headline="health check failed", refusals="checks answered 503")
+    with caplog.at_level(logging.ERROR, logger="app.errors"):
+        outage.failed("no schema")
+        outage.failed("no schema")
+        clock.now += 30
+        outage.failed("no schema")
+    assert outage_lines(caplog) == [
+        "health check failed: no schema",
+        "health check failed: no schema (2 checks answered 503 since the last such line)"]
