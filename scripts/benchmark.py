@@ -5,8 +5,10 @@ the ceiling app (``scripts/ceiling_app.py``, a bare Flask-RESTX app returning a
 fixed JSON body) under the same gunicorn settings (``conf/gunicorn.conf.py``),
 drives each scenario with wrk, alternating which server goes first in each
 repetition, and prints req/s, p50, p99 and the ratio to the ceiling measured
-in the same repetition. Then times ``get_raw_data.py --full --from-file`` on
-generated files, into an empty database and again with nothing changed.
+in the same repetition. The ceiling app behind the API's rate limit is measured
+the same way: as the API counts every request, its ratio bounds the API's.
+Then times ``get_raw_data.py --full --from-file`` on generated files, into an
+empty database and again with nothing changed.
 Usage (see README, "Performance")::
 
     make benchmark [BENCHMARK_ARGS="--database-url URL --cache-redis-url URL \
@@ -51,6 +53,8 @@ GUNICORN_CONFIG = str(PROJECT_ROOT / "conf" / "gunicorn.conf.py")
 SEED_CHUNK = 20_000
 # Far above what 16 connections on 2 cores can send, so the limiter is on but never refuses.
 BENCHMARK_RATE_LIMIT = "100000000 per minute"
+# The ceiling app behind the API's rate limit: the most any API answer can reach.
+LIMITER_BOUND = "bound: the ceiling + the API's rate limit"
 
 
 def parse_args() -> argparse.Namespace:
@@ -313,28 +317,33 @@ def measure_http(args: argparse.Namespace, url: str, work_dir: Path) -> None:
     env = server_environment(args, url, str(work_dir))
     api, api_port = start_server("app:create_app()", env, "/api/health")
     ceiling, ceiling_port = start_server("scripts.ceiling_app:create_app()", env, "/api/ceiling")
+    bound, bound_port = start_server("scripts.ceiling_app:create_rate_limited_app()", env,
+                                     "/api/ceiling")
+    targets = {name: (api_port, path, script)
+               for name, (path, script) in scenarios(args, work_dir).items()}
+    targets[LIMITER_BOUND] = (bound_port, "/api/ceiling", None)
     results: dict[str, list[tuple[WrkResult, float]]] = {}
     try:
-        for name, (path, script) in scenarios(args, work_dir).items():
-            run_wrk(api_port, path, args, script, seconds=2)  # warm the workers and the cache
+        for name, (port, path, script) in targets.items():
+            run_wrk(port, path, args, script, seconds=2)  # warm the workers and the cache
             for repetition in range(args.repetitions):
                 results.setdefault(name, []).append(
-                    _one_repetition(args, repetition, (api_port, path, script), ceiling_port))
+                    _one_repetition(args, repetition, (port, path, script), ceiling_port))
         p50 = single_request_p50(api_port, args)
     finally:
-        stop(api)
-        stop(ceiling)
+        for process in (api, ceiling, bound):
+            stop(process)
     print_http_table(args, url, results, p50)
 
 
 def _one_repetition(args, repetition: int, target: tuple, ceiling_port: int):
     """Measure the scenario and the ceiling, the ceiling first in every other repetition."""
-    api_port, path, script = target
+    port, path, script = target
     if repetition % 2:
         ceiling = run_wrk(ceiling_port, "/api/ceiling", args)
-        result = run_wrk(api_port, path, args, script)
+        result = run_wrk(port, path, args, script)
     else:
-        result = run_wrk(api_port, path, args, script)
+        result = run_wrk(port, path, args, script)
         ceiling = run_wrk(ceiling_port, "/api/ceiling", args)
     return result, result.requests_per_second / ceiling.requests_per_second
 
@@ -364,12 +373,12 @@ def print_http_table(args, url: str, results: dict, single_p50: float) -> None:
           f"workers x {os.environ.get('GUNICORN_THREADS', '4')} threads (conf/gunicorn.conf.py), "
           f"wrk {args.connections} connections x {args.seconds} s, {args.repetitions} "
           f"repetitions, {os.cpu_count()} CPUs shared by wrk and the servers")
-    print(f"{'scenario':40} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+    print(f"{'scenario':44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
           f"{'ratio':>6}  (median; ratios per repetition)")
     for name, runs in results.items():
         rates = [run.requests_per_second for run, _ in runs]
         ratios = [ratio for _, ratio in runs]
-        print(f"{name:40} {statistics.median(rates):8.0f} "
+        print(f"{name:44} {statistics.median(rates):8.0f} "
               f"{statistics.median(run.p50_ms for run, _ in runs):7.2f} "
               f"{statistics.median(run.p99_ms for run, _ in runs):7.2f} "
               f"{sum(run.errors for run, _ in runs):6d} {statistics.median(ratios):6.2f}  "

@@ -4,7 +4,13 @@
 (``gunicorn --config conf/gunicorn.conf.py 'scripts.ceiling_app:create_app()'``),
 so the API's throughput can be given as a share of what the framework and the
 server can do at all on the same machine, in the same run.
+
+``create_rate_limited_app()`` is the same app behind the API's own rate limit
+(``app/rate_limits.py``, Flask-Limiter): since the API counts every request,
+its ratio to the ceiling is the most any API answer can reach.
 """
+import os
+
 from flask import Blueprint, Flask
 from flask_restx import Api, Resource
 
@@ -25,4 +31,15 @@ def create_app() -> Flask:
             return BODY
 
     app.register_blueprint(blueprint)
+    return app
+
+
+def create_rate_limited_app() -> Flask:
+    """Build the ceiling app behind the API's rate limit (RATE_LIMIT, RATELIMIT_STORAGE_URI)."""
+    from app.rate_limits import register_rate_limits
+
+    app = create_app()
+    app.config.update(RATE_LIMIT=os.environ["RATE_LIMIT"],
+                      RATELIMIT_STORAGE_URI=os.environ.get("RATELIMIT_STORAGE_URI", "memory://"))
+    register_rate_limits(app)
     return app
