@@ -2,10 +2,10 @@
 
 MySQL/MariaDB use a named lock (GET_LOCK), held by a connection of its own:
 the server frees it when that connection closes, so a killed holder never
-leaves it taken. A SQLite file is locked through a lock file beside it
-(portalocker: flock, or msvcrt.locking on Windows; the system frees it when
-the holder dies). An in-memory SQLite database belongs to one process and
-needs no lock.
+leaves it taken, and it outlives the server's idle timeout, so a long run
+keeps it. A SQLite file is locked through a lock file beside it (portalocker:
+flock, or msvcrt.locking on Windows; the system frees it when the holder dies).
+An in-memory SQLite database belongs to one process and needs no lock.
 
 Framework-free: callers pass the engine and the waiting policy in.
 """
@@ -21,6 +21,10 @@ from sqlalchemy.engine import Engine
 from lib.db import lock_name
 
 POLL_SECONDS = 0.5
+# The lock's connection is idle while the work runs, for hours in a full fetch;
+# the server closes idle connections after wait_timeout (8 h by default, often
+# set lower), which would free the lock mid-run. The most MySQL and MariaDB allow.
+LOCK_CONNECTION_WAIT_TIMEOUT = 31_536_000
 
 
 class LockTimeout(Exception):
@@ -85,6 +89,7 @@ class _NamedLock:
         # Autocommit: the connection stays open for the whole block and must
         # not hold a transaction (and its snapshot) all that time.
         self.connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self.connection.execute(text(f"SET SESSION wait_timeout = {LOCK_CONNECTION_WAIT_TIMEOUT}"))
         self.name = name
         self.held = False
 
