@@ -42,24 +42,35 @@ class NullableNested(_Nullable, fields.Nested):
     """A nested object that may be null."""
 
 
-info_model = Model("Info", {
+def every_key_served(model_fields: dict[str, fields.Raw]) -> dict[str, fields.Raw]:
+    """Mark every field of a model as required: its responses always hold every key.
+
+    A schema-driven client can then rely on each key being there (null where
+    the field says it may be), not only on its type when present.
+    """
+    for field in model_fields.values():
+        field.required = True
+    return model_fields
+
+
+info_model = Model("Info", every_key_served({
     "error": fields.String(description='"" on success, else what is wrong'),
-})
-pagination_model = Model("Pagination", {
+}))
+pagination_model = Model("Pagination", every_key_served({
     "count": fields.Integer(description="Items matching the filters"),
     "page": fields.Integer(description="This page, from 1"),
     "limit": fields.Integer(description="Items per page"),
     "pages": fields.Integer(description="ceil(count / limit); 0 when count is 0"),
-})
-error_model = Model("Error", {
+}))
+error_model = Model("Error", every_key_served({
     "data": fields.Raw(description="{} on an error"),
     "info": fields.Nested(info_model),
-})
-list_error_model = Model("ListError", {
+}))
+list_error_model = Model("ListError", every_key_served({
     "data": fields.List(fields.Raw, description="[] on an error"),
     "pagination": NullableNested(pagination_model, description="null on an error"),
     "info": fields.Nested(info_model),
-})
+}))
 SHARED_MODELS = (info_model, pagination_model, error_model, list_error_model)
 
 ETAG_HEADER = {"ETag": "A tag of this answer (weak for the CSV export); send it in "

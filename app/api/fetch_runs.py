@@ -4,8 +4,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
-    pagination_model,
+    NOT_MODIFIED, NullableString, error_responses, every_key_served, info_model, namespace,
+    ok_response, pagination_model,
 )
 from app.api.params import FetchRunsArgs, parser, swagger_params
 from app.api.responses import cacheable
@@ -17,7 +17,7 @@ from financial.runs import count_runs, list_runs, symbols_of_runs
 
 ns = namespace("fetch_runs", "The fetch job's run history")
 
-run_symbol_model = ns.model("FetchRunSymbol", {
+run_symbol_model = ns.model("FetchRunSymbol", every_key_served({
     "symbol": fields.String(description="Ticker, upper case"),
     "status": fields.String(enum=["ok", "failed", "not_fetched"],
                             description="ok (stored), failed, or not_fetched (skipped after "
@@ -27,8 +27,8 @@ run_symbol_model = ns.model("FetchRunSymbol", {
     "rows_updated": fields.Integer(),
     "newest_date": NullableString(description="Newest day stored; null unless ok"),
     "error": NullableString(description="One-line reason; null unless it failed"),
-})
-run_model = ns.model("FetchRun", {
+}))
+run_model = ns.model("FetchRun", every_key_served({
     "id": fields.Integer(),
     "started_at": fields.String(description="UTC"),
     "finished_at": NullableString(description="UTC; null while running"),
@@ -43,12 +43,12 @@ run_model = ns.model("FetchRun", {
     "message": NullableString(description="One-line summary; null while running"),
     "symbols": fields.List(fields.Nested(run_symbol_model),
                            description="Outcome per symbol, ordered by symbol"),
-})
-runs_page_model = ns.model("FetchRunPage", {
+}))
+runs_page_model = ns.model("FetchRunPage", every_key_served({
     "data": fields.List(fields.Nested(run_model)),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
-})
+}))
 
 
 def fetch_runs_page(limit: int, page: int) -> dict:

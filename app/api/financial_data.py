@@ -7,8 +7,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_response, cached_value
 from app.api.docs import (
-    ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
-    pagination_model,
+    ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, every_key_served, info_model,
+    namespace, ok_response, pagination_model,
 )
 from app.api.export import ExportQuery, csv_response, export_tag
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
@@ -40,11 +40,11 @@ record_model = ns.model("PriceRecord", {
     "split_coefficient": NullableString(
         description=f"Exact ratio, trailing zeros dropped, >= 1 place; {ADJUSTED_ONLY}"),
 })
-page_model = ns.model("PricePage", {
+page_model = ns.model("PricePage", every_key_served({
     "data": fields.List(fields.Nested(record_model)),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
-})
+}))
 csv_model = fields.String(description="CSV, header row first, lines ending in CRLF")
 
 

@@ -7,8 +7,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from app.api.docs import (
-    ETAG_HEADER, NOT_MODIFIED, RETRY_AFTER_HEADER, NullableString, error_responses, info_model,
-    json_example, namespace,
+    ETAG_HEADER, NOT_MODIFIED, NullableString, RETRY_AFTER_HEADER, error_responses,
+    every_key_served, info_model, json_example, namespace,
 )
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.errors import DATABASE_LOG_INTERVAL_SECONDS, OutageLog
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 ns = namespace("health", "Liveness of the API, its database and the database's schema")
 
-health_model = ns.model("Health", {
+health_model = ns.model("Health", every_key_served({
     "status": fields.String(enum=["ok", "unavailable"]),
     "database": fields.String(enum=["ok", "unreachable"]),
     "schema": NullableString(
@@ -32,7 +32,7 @@ health_model = ns.model("Health", {
                     "not know (a newer release migrated it); missing or behind: run the "
                     f"migrations ({MIGRATE_COMMAND}); null when the database did not answer"),
     "info": fields.Nested(info_model),
-})
+}))
 NO_STORE = {"Cache-Control": "no-store"}
 UNAVAILABLE = {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}
 # The schema states in which the API cannot answer.

@@ -103,6 +103,14 @@ def test_nullable_values_are_marked():
             ("FetchRunSymbol", "error"), ("Health", "schema")} <= nullable
 
 
+def test_every_key_is_required_but_the_fields_a_client_picks():
+    """Responses always hold every key, except a price record's (``fields`` picks them)."""
+    for name, definition in DOCUMENT["definitions"].items():
+        required = set(definition.get("required", ()))
+        expected = set() if name == "PriceRecord" else set(definition["properties"])
+        assert required == expected, name
+
+
 def prefilled_query(operation: dict) -> str:
     """The query Swagger UI sends after "Try it out" and "Execute": examples, else defaults."""
     values = {}
@@ -203,7 +211,8 @@ def test_the_schema_check_can_fail():
     page = OPERATIONS["/financial_data"]["responses"]["200"]
     body = page["examples"]["application/json"]
     for broken in ({**body, "pagination": None}, {**body, "extra": 1},
-                   {**body, "data": [{**body["data"][0], "volume": 5}]}):
+                   {**body, "data": [{**body["data"][0], "volume": 5}]},
+                   {key: value for key, value in body.items() if key != "info"}):
         with pytest.raises(jsonschema.ValidationError):
             assert_matches_schema(broken, page["schema"])
     errors = OPERATIONS["/financial_data"]["responses"]["400"]
