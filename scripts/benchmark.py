@@ -76,6 +76,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=5, help="gunicorn workers, both servers")
     parser.add_argument("--ingest-files", type=int, default=100)
     parser.add_argument("--ingest-days", type=int, default=785)
+    parser.add_argument("--api-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the API's server only, over the production ones "
+                             "(repeatable), e.g. LOG_LEVEL=WARNING (no request log line) or "
+                             "RATE_LIMIT= (no limit), to see what each costs")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
     return parser.parse_args()
@@ -315,7 +319,8 @@ def measure_http(args: argparse.Namespace, url: str, work_dir: Path) -> None:
     if args.cache_redis_url:
         forget_cached_answers(args.cache_redis_url)
     env = server_environment(args, url, str(work_dir))
-    api, api_port = start_server("app:create_app()", env, "/api/health")
+    api_env = {**env, **dict(setting.partition("=")[::2] for setting in args.api_setting)}
+    api, api_port = start_server("app:create_app()", api_env, "/api/health")
     ceiling, ceiling_port = start_server("scripts.ceiling_app:create_app()", env, "/api/ceiling")
     bound, bound_port = start_server("scripts.ceiling_app:create_rate_limited_app()", env,
                                      "/api/ceiling")
@@ -369,8 +374,10 @@ def print_http_table(args, url: str, results: dict, single_p50: float) -> None:
     backend = make_url(url).get_backend_name()
     cache = "RedisCache" if args.cache_redis_url else "SimpleCache"
     limiter = make_url(args.ratelimit_storage_url).drivername
-    print(f"\nHTTP: {backend}, {cache}, rate limit counted in {limiter}, gunicorn {args.workers} "
-          f"workers x {os.environ.get('GUNICORN_THREADS', '4')} threads (conf/gunicorn.conf.py), "
+    changed = f", the API with {', '.join(args.api_setting)}" if args.api_setting else ""
+    print(f"\nHTTP: {backend}, {cache}, rate limit counted in {limiter}{changed}, gunicorn "
+          f"{args.workers} workers x {os.environ.get('GUNICORN_THREADS', '4')} threads "
+          f"(conf/gunicorn.conf.py), "
           f"wrk {args.connections} connections x {args.seconds} s, {args.repetitions} "
           f"repetitions, {os.cpu_count()} CPUs shared by wrk and the servers")
     print(f"{'scenario':44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
