@@ -29,6 +29,10 @@ _CONTROL_ESCAPES = {
 } | {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
+# Loggers that narrate their own set-up at INFO on every start (alembic lists
+# each plugin it loads): only their warnings and errors are kept.
+QUIET_AT_START = ("alembic.runtime.plugins",)
+
 # Select Graphic Rendition: the colour and weight codes of terminal output.
 _TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -107,6 +111,8 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
     root.setLevel(level)
+    for name in QUIET_AT_START:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return log_path
 
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from conf.settings import PROJECT_ROOT
-from lib.log_setup import (CONTINUATION_INDENT, LOG_BACKUPS, configure_logging,
+from lib.log_setup import (CONTINUATION_INDENT, LOG_BACKUPS, QUIET_AT_START, configure_logging,
                            drop_terminal_styles)
 
 WRITER = """
@@ -174,3 +174,15 @@ def test_console_quiet_loggers_keep_their_errors_on_the_console(tmp_path, capsys
     err = capsys.readouterr().err
     assert "retrying" not in err and "gave up" in err and "not a child" in err
     assert "retrying a long request line" in Path(log_file).read_text()
+
+
+def test_alembics_plugin_list_at_start_is_left_out_but_its_warnings_kept(tmp_path):
+    log_file = configure_logging("start", str(tmp_path))
+    assert "alembic.runtime.plugins" in QUIET_AT_START
+    plugins = logging.getLogger("alembic.runtime.plugins")
+    plugins.info("setup plugin alembic.autogenerate.schemas")
+    plugins.warning("a plugin failed to load")
+    logging.getLogger("alembic.runtime.migration").info("Running upgrade 0003 -> 0004")
+    text = Path(log_file).read_text()
+    assert "setup plugin" not in text
+    assert "a plugin failed to load" in text and "Running upgrade 0003 -> 0004" in text
