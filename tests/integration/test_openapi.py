@@ -46,6 +46,16 @@ def test_the_document_is_valid_swagger_2():
     assert errors == []
 
 
+def test_the_document_lists_only_errors_a_request_can_cause(sample_client):
+    assert set(DOCUMENT["responses"]) == {"FinancialError", "HTTPException"}
+    # No resource applies RESTX field masks, so X-Fields cannot cause a mask error.
+    path = "/api/statistics?symbol=IBM&start_date=2023-03-01&end_date=2023-03-31"
+    plain = sample_client.get(path)
+    assert plain.status_code == 200
+    with_mask = sample_client.get(path, headers={"X-Fields": "{data{symbol"})
+    assert (with_mask.status_code, with_mask.get_json()) == (200, plain.get_json())
+
+
 def test_document_lists_every_parameter_bound_and_status():
     listing = OPERATIONS["/financial_data"]
     params = {param["name"]: param for param in listing["parameters"]}
