@@ -9,6 +9,7 @@ An in-memory SQLite database belongs to one process and needs no lock.
 
 Framework-free: callers pass the engine and the waiting policy in.
 """
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +19,9 @@ import portalocker
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from lib.db import lock_name
+from lib.db import DATABASE_ERRORS, lock_name
 
+logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 # The lock's connection is idle while the work runs, for hours in a full fetch;
 # the server closes idle connections after wait_timeout (8 h by default, often
@@ -89,9 +91,14 @@ class _NamedLock:
         # Autocommit: the connection stays open for the whole block and must
         # not hold a transaction (and its snapshot) all that time.
         self.connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        self.connection.execute(text(f"SET SESSION wait_timeout = {LOCK_CONNECTION_WAIT_TIMEOUT}"))
         self.name = name
         self.held = False
+        try:
+            self.connection.execute(
+                text(f"SET SESSION wait_timeout = {LOCK_CONNECTION_WAIT_TIMEOUT}"))
+        except BaseException:
+            self._discard()
+            raise
 
     def try_acquire(self) -> bool:
         self.held = self.connection.execute(
@@ -102,8 +109,16 @@ class _NamedLock:
         try:
             if self.held:
                 self.connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": self.name})
+        except DATABASE_ERRORS as exc:  # the work is done; the server freed the lock with it
+            logger.warning("the %s lock's connection was lost before its release (%s)",
+                           self.name, exc.__class__.__name__)
         finally:
-            self.connection.close()
+            self._discard()
+
+    def _discard(self) -> None:
+        """Close the connection for good: its session's wait_timeout must not reach the pool."""
+        self.connection.invalidate()
+        self.connection.close()
 
 
 class _FileLock:

@@ -2,9 +2,11 @@
 import time
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from app.extensions import db
+from lib.db import lock_name
 from lib.locks import LockTimeout, LockWaitStopped, database_lock
 
 
@@ -91,18 +93,40 @@ def test_each_sqlite_database_has_its_own_lock(tmp_path):
     two.dispose()
 
 
-@pytest.mark.mysql
-def test_a_named_lock_outlives_the_servers_idle_timeout(mysql_database_url):
-    """A server that drops connections idle for 1 s must not free the lock of a long run."""
-    idle_dropping = create_engine(mysql_database_url,
-                                  connect_args={"init_command": "SET SESSION wait_timeout = 1"})
+@pytest.fixture
+def idle_dropping(mysql_database_url):
+    """An engine on a server that drops connections idle for 1 s, and another engine."""
+    dropping = create_engine(mysql_database_url,
+                             connect_args={"init_command": "SET SESSION wait_timeout = 1"})
     other = create_engine(mysql_database_url)
-    try:
-        with database_lock(idle_dropping, "fetch", 1):
-            time.sleep(2.5)  # the run's work, on other connections
-            with pytest.raises(LockTimeout):
-                with database_lock(other, "fetch", 0):
-                    pytest.fail("the lock was granted twice: the idle holder was dropped")
-    finally:
-        idle_dropping.dispose()
-        other.dispose()
+    yield dropping, other
+    dropping.dispose()
+    other.dispose()
+
+
+@pytest.mark.mysql
+def test_a_named_lock_outlives_the_servers_idle_timeout(idle_dropping):
+    dropping, other = idle_dropping
+    with database_lock(dropping, "fetch", 1):
+        # The one wait here: a dropped idle connection shows only after idling past it.
+        time.sleep(2.5)
+        with pytest.raises(LockTimeout):
+            with database_lock(other, "fetch", 0):
+                pytest.fail("the lock was granted twice: the idle holder was dropped")
+    with dropping.connect() as connection:
+        assert connection.scalar(text("SELECT @@SESSION.wait_timeout")) == 1, (
+            "the lock's long idle timeout must not come back from the pool")
+
+
+@pytest.mark.mysql
+def test_a_lock_whose_connection_was_lost_ends_its_block_quietly(idle_dropping, caplog):
+    """The server frees a lost connection's lock; the run's own outcome must not be masked."""
+    holder, other = idle_dropping
+    name = lock_name(make_url(str(holder.url)).database or "", "fetch")
+    with database_lock(holder, "fetch", 1):
+        with other.connect() as connection:
+            holder_id = connection.scalar(text("SELECT IS_USED_LOCK(:name)"), {"name": name})
+            connection.execute(text(f"KILL CONNECTION {int(holder_id)}"))
+    assert "lock's connection was lost before its release (OperationalError)" in caplog.text
+    with database_lock(other, "fetch", 0):
+        pass
