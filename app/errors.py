@@ -32,7 +32,7 @@ _OUTAGE_LOG = "database_outage_log"
 
 
 class OutageLog:
-    """Log a failure that repeats once per interval, with the number of requests it refused.
+    """Log a repeating failure at most once per interval, with how many requests it refused.
 
     Every request of an outage fails the same way; one line each would fill
     and rotate the log within minutes under load and bury what came before.

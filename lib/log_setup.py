@@ -30,8 +30,8 @@ _CONTROL_ESCAPES = {
 
 
 # Loggers that narrate their own set-up at INFO on every start (alembic lists
-# each plugin it loads): only their warnings and errors are kept.
-QUIET_AT_START = ("alembic.runtime.plugins",)
+# each plugin it loads): below DEBUG only their warnings and errors are kept.
+SETUP_CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 
 # Select Graphic Rendition: the colour and weight codes of terminal output.
 _TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
@@ -111,8 +111,9 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)
     root.setLevel(level)
-    for name in QUIET_AT_START:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    chatty_level = logging.WARNING if root.level > logging.DEBUG else logging.NOTSET
+    for name in SETUP_CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(chatty_level)
     return log_path
 
 

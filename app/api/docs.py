@@ -43,7 +43,7 @@ class NullableNested(_Nullable, fields.Nested):
     """A nested object that may be null."""
 
 
-def every_key_served(model_fields: dict[str, fields.Raw]) -> dict[str, fields.Raw]:
+def require_every_key(model_fields: dict[str, fields.Raw]) -> dict[str, fields.Raw]:
     """Mark every field of a model as required: its responses always hold every key.
 
     A schema-driven client can then rely on each key being there (null where
@@ -54,20 +54,20 @@ def every_key_served(model_fields: dict[str, fields.Raw]) -> dict[str, fields.Ra
     return model_fields
 
 
-info_model = Model("Info", every_key_served({
+info_model = Model("Info", require_every_key({
     "error": fields.String(description='"" on success, else what is wrong'),
 }))
-pagination_model = Model("Pagination", every_key_served({
+pagination_model = Model("Pagination", require_every_key({
     "count": fields.Integer(description="Items matching the filters"),
     "page": fields.Integer(description="This page, from 1"),
     "limit": fields.Integer(description="Items per page"),
     "pages": fields.Integer(description="ceil(count / limit); 0 when count is 0"),
 }))
-error_model = Model("Error", every_key_served({
+error_model = Model("Error", require_every_key({
     "data": fields.Raw(description="{} on an error"),
     "info": fields.Nested(info_model),
 }))
-list_error_model = Model("ListError", every_key_served({
+list_error_model = Model("ListError", require_every_key({
     "data": fields.List(fields.Raw, description="[] on an error"),
     "pagination": NullableNested(pagination_model, description="null on an error"),
     "info": fields.Nested(info_model),

@@ -4,7 +4,7 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableString, error_responses, every_key_served, info_model, namespace,
+    NOT_MODIFIED, NullableString, error_responses, require_every_key, info_model, namespace,
     ok_response, pagination_model,
 )
 from app.api.params import FetchRunsArgs, parser, swagger_params
@@ -17,7 +17,7 @@ from financial.runs import count_runs, list_runs, symbols_of_runs
 
 ns = namespace("fetch_runs", "The fetch job's run history")
 
-run_symbol_model = ns.model("FetchRunSymbol", every_key_served({
+run_symbol_model = ns.model("FetchRunSymbol", require_every_key({
     "symbol": fields.String(description="Ticker, upper case"),
     "status": fields.String(enum=["ok", "failed", "not_fetched"],
                             description="ok (stored), failed, or not_fetched (skipped after "
@@ -28,7 +28,7 @@ run_symbol_model = ns.model("FetchRunSymbol", every_key_served({
     "newest_date": NullableString(description="Newest day stored; null unless ok"),
     "error": NullableString(description="One-line reason; null unless it failed"),
 }))
-run_model = ns.model("FetchRun", every_key_served({
+run_model = ns.model("FetchRun", require_every_key({
     "id": fields.Integer(),
     "started_at": fields.String(description="UTC"),
     "finished_at": NullableString(description="UTC; null while running"),
@@ -44,7 +44,7 @@ run_model = ns.model("FetchRun", every_key_served({
     "symbols": fields.List(fields.Nested(run_symbol_model),
                            description="Outcome per symbol, ordered by symbol"),
 }))
-runs_page_model = ns.model("FetchRunPage", every_key_served({
+runs_page_model = ns.model("FetchRunPage", require_every_key({
     "data": fields.List(fields.Nested(run_model)),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),

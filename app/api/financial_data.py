@@ -7,7 +7,7 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_response, cached_value
 from app.api.docs import (
-    ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, every_key_served, info_model,
+    ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, require_every_key, info_model,
     namespace, ok_response, pagination_model,
 )
 from app.api.export import ExportQuery, csv_response, export_tag
@@ -40,7 +40,7 @@ record_model = ns.model("PriceRecord", {
     "split_coefficient": NullableString(
         description=f"Exact ratio, trailing zeros dropped, >= 1 place; {ADJUSTED_ONLY}"),
 })
-page_model = ns.model("PricePage", every_key_served({
+page_model = ns.model("PricePage", require_every_key({
     "data": fields.List(fields.Nested(record_model)),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),

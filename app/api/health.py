@@ -8,7 +8,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from app.api.docs import (
     ETAG_HEADER, NOT_MODIFIED, NullableString, RETRY_AFTER_HEADER, error_responses,
-    every_key_served, info_model, json_example, namespace,
+    require_every_key, info_model, json_example, namespace,
 )
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.errors import DATABASE_LOG_INTERVAL_SECONDS, OutageLog
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 ns = namespace("health", "Liveness of the API, its database and the database's schema")
 
-health_model = ns.model("Health", every_key_served({
+health_model = ns.model("Health", require_every_key({
     "status": fields.String(enum=["ok", "unavailable"]),
     "database": fields.String(enum=["ok", "unreachable"]),
     "schema": NullableString(
@@ -64,18 +64,17 @@ def schema_message(state: str, versions: set[str]) -> str:
     return f"{problem}: run the migrations ({MIGRATE_COMMAND})"
 
 
-def failure_log() -> OutageLog:
-    """Return the app's log of failed checks, made on first use.
+def log_failed_check(description: str) -> None:
+    """Log a failed check through the app's failure log, made on first use.
 
     A load balancer polls every few seconds, outages included: it gets one
     line per DATABASE_LOG_INTERVAL_SECONDS with the count, not one per poll.
     """
-    log = current_app.extensions.get(_FAILURE_LOG)
-    if log is None:
-        log = current_app.extensions[_FAILURE_LOG] = OutageLog(
-            DATABASE_LOG_INTERVAL_SECONDS, headline="health check failed",
-            refusals="checks answered 503", log=logger)
-    return log
+    # setdefault is atomic: two threads failing at once share the first log made.
+    failure_log = current_app.extensions.setdefault(_FAILURE_LOG, OutageLog(
+        DATABASE_LOG_INTERVAL_SECONDS, headline="health check failed",
+        refusals="checks answered 503", log=logger))
+    failure_log.failed(description)
 
 
 @ns.route("")
@@ -99,12 +98,12 @@ class Health(Resource):
         try:
             versions = stored_revisions()
         except DATABASE_ERRORS as exc:
-            failure_log().failed(describe_database_error(exc))
+            log_failed_check(describe_database_error(exc))
             record_database_error()
             return health_body("unreachable", None, DATABASE_UNAVAILABLE), 503, UNAVAILABLE
         state = schema_state(versions, current_app.extensions["migrate"].directory)
         if state in UNUSABLE_SCHEMAS:
             message = schema_message(state, versions)
-            failure_log().failed(message)
+            log_failed_check(message)
             return health_body("ok", state, message), 503, UNAVAILABLE
         return health_body("ok", state), 200, NO_STORE

@@ -6,7 +6,7 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_response
 from app.api.docs import (
-    NOT_MODIFIED, error_model, error_responses, every_key_served, info_model, json_example,
+    NOT_MODIFIED, error_model, error_responses, require_every_key, info_model, json_example,
     namespace, ok_response,
 )
 from app.api.params import StatisticsArgs, parser, swagger_params
@@ -19,7 +19,7 @@ from financial.stats import compute_statistics
 ns = namespace("statistics", "Averages over a date range")
 
 PRICE_MEAN = "Exact mean of the stored days, rounded half away from zero to 2 places"
-statistics_model = ns.model("Statistics", every_key_served({
+statistics_model = ns.model("Statistics", require_every_key({
     "start_date": fields.String(description="As asked, YYYY-MM-DD"),
     "end_date": fields.String(description="As asked, YYYY-MM-DD"),
     "symbol": fields.String(description="Ticker, upper case"),
@@ -28,7 +28,7 @@ statistics_model = ns.model("Statistics", every_key_served({
     "average_daily_volume": fields.Integer(
         description="Exact mean of the stored days, rounded half away from zero"),
 }))
-statistics_response_model = ns.model("StatisticsResponse", every_key_served({
+statistics_response_model = ns.model("StatisticsResponse", require_every_key({
     "data": fields.Nested(statistics_model),
     "info": fields.Nested(info_model),
 }))

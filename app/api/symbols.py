@@ -7,7 +7,7 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableString, error_responses, every_key_served, info_model, namespace,
+    NOT_MODIFIED, NullableString, error_responses, require_every_key, info_model, namespace,
     ok_response, pagination_model,
 )
 from app.api.params import SymbolsArgs, parser, swagger_params
@@ -20,7 +20,7 @@ from financial.freshness import count_symbols, list_symbols, nyse_sessions
 
 ns = namespace("symbols", "Stored symbols and the freshness of their data")
 
-symbol_model = ns.model("Symbol", every_key_served({
+symbol_model = ns.model("Symbol", require_every_key({
     "symbol": fields.String(description="Ticker, upper case"),
     "first_date": fields.String(description="Oldest stored day"),
     "last_date": fields.String(description="Newest stored day"),
@@ -36,7 +36,7 @@ symbol_model = ns.model("Symbol", every_key_served({
         enum=["ok", "failed", "not_fetched"],
         description="The symbol's outcome in that run; null if no run tried it"),
 }))
-symbols_page_model = ns.model("SymbolPage", every_key_served({
+symbols_page_model = ns.model("SymbolPage", require_every_key({
     "data": fields.List(fields.Nested(symbol_model)),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),

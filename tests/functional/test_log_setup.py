@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from conf.settings import PROJECT_ROOT
-from lib.log_setup import (CONTINUATION_INDENT, LOG_BACKUPS, QUIET_AT_START, configure_logging,
-                           drop_terminal_styles)
+from lib.log_setup import (CONTINUATION_INDENT, LOG_BACKUPS, SETUP_CHATTY_LOGGERS,
+                           configure_logging, drop_terminal_styles)
 
 WRITER = """
 import logging, sys
@@ -178,7 +178,7 @@ def test_console_quiet_loggers_keep_their_errors_on_the_console(tmp_path, capsys
 
 def test_alembics_plugin_list_at_start_is_left_out_but_its_warnings_kept(tmp_path):
     log_file = configure_logging("start", str(tmp_path))
-    assert "alembic.runtime.plugins" in QUIET_AT_START
+    assert "alembic.runtime.plugins" in SETUP_CHATTY_LOGGERS
     plugins = logging.getLogger("alembic.runtime.plugins")
     plugins.info("setup plugin alembic.autogenerate.schemas")
     plugins.warning("a plugin failed to load")
@@ -186,3 +186,10 @@ def test_alembics_plugin_list_at_start_is_left_out_but_its_warnings_kept(tmp_pat
     text = Path(log_file).read_text()
     assert "setup plugin" not in text
     assert "a plugin failed to load" in text and "Running upgrade 0003 -> 0004" in text
+
+
+def test_alembics_plugin_list_is_kept_when_debugging(tmp_path):
+    configure_logging("start", str(tmp_path), level="INFO")
+    log_file = configure_logging("start", str(tmp_path), level="DEBUG")
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate.schemas")
+    assert "setup plugin alembic.autogenerate.schemas" in Path(log_file).read_text()
