@@ -6,7 +6,8 @@ fixed JSON body) under the same gunicorn settings (``conf/gunicorn.conf.py``),
 drives each scenario with wrk, alternating which server goes first in each
 repetition, and prints req/s, p50, p99 and the ratio to the ceiling measured
 in the same repetition. The ceiling app behind the API's rate limit is measured
-the same way: as the API counts every request, its ratio bounds the API's.
+the same way: the API counts every request as that app does, so its ratio is
+what the rate limit alone leaves of the ceiling.
 Then times ``get_raw_data.py --full --from-file`` on generated files, into an
 empty database and again with nothing changed.
 Usage (see README, "Performance")::
@@ -53,7 +54,7 @@ GUNICORN_CONFIG = str(PROJECT_ROOT / "conf" / "gunicorn.conf.py")
 SEED_CHUNK = 20_000
 # Far above what 16 connections on 2 cores can send, so the limiter is on but never refuses.
 BENCHMARK_RATE_LIMIT = "100000000 per minute"
-# The ceiling app behind the API's rate limit: the most any API answer can reach.
+# The ceiling app behind the API's rate limit: what the limit alone leaves of the ceiling.
 LIMITER_BOUND = "bound: the ceiling + the API's rate limit"
 
 
@@ -77,12 +78,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ingest-files", type=int, default=100)
     parser.add_argument("--ingest-days", type=int, default=785)
     parser.add_argument("--api-setting", action="append", default=[], metavar="NAME=VALUE",
+                        type=api_setting,
                         help="a setting for the API's server only, over the production ones "
                              "(repeatable), e.g. LOG_LEVEL=WARNING (no request log line) or "
                              "RATE_LIMIT= (no limit), to see what each costs")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
     return parser.parse_args()
+
+
+def api_setting(text: str) -> str:
+    """Accept NAME=VALUE with an upper-case NAME, as the settings are named (VALUE may be empty)."""
+    name, equals, _ = text.partition("=")
+    if not equals or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, e.g. LOG_LEVEL=WARNING, "
+                                         f"got {text!r}")
+    return text
 
 
 def weekdays(count: int | None = None, years: int | None = None) -> list[datetime.date]:
@@ -322,7 +333,8 @@ def measure_http(args: argparse.Namespace, url: str, work_dir: Path) -> None:
     api_env = {**env, **dict(setting.partition("=")[::2] for setting in args.api_setting)}
     api, api_port = start_server("app:create_app()", api_env, "/api/health")
     ceiling, ceiling_port = start_server("scripts.ceiling_app:create_app()", env, "/api/ceiling")
-    bound, bound_port = start_server("scripts.ceiling_app:create_rate_limited_app()", env,
+    # The API's settings: with RATE_LIMIT= the bound has no limit either.
+    bound, bound_port = start_server("scripts.ceiling_app:create_rate_limited_app()", api_env,
                                      "/api/ceiling")
     targets = {name: (api_port, path, script)
                for name, (path, script) in scenarios(args, work_dir).items()}

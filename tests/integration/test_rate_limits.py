@@ -215,15 +215,3 @@ def test_a_stalled_storage_costs_seconds_then_the_limit_is_counted_in_memory(
     log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
     assert log.count("Rate limit storage unreachable") == 1, "one line for the outage"
     assert log.count("Rate limit storage recovered") == 1, "one line for its end"
-
-
-def test_the_benchmarks_bound_counts_every_request_as_the_api_does(monkeypatch):
-    """scripts/ceiling_app.py's rate-limited ceiling bounds the API only if it really counts."""
-    from scripts.ceiling_app import create_rate_limited_app
-
-    monkeypatch.setenv("RATE_LIMIT", LIMIT)
-    monkeypatch.setenv("RATELIMIT_STORAGE_URI", "memory://")
-    client = create_rate_limited_app().test_client()
-    answers = [get_from(client, "/api/ceiling") for _ in range(4)]
-    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
-    assert [answer.headers["X-RateLimit-Remaining"] for answer in answers[:3]] == ["2", "1", "0"]
