@@ -12,7 +12,7 @@ from app.metrics import register_metrics
 from app.rate_limits import register_rate_limits
 from app.request_log import register_request_logging
 from app.security import register_security_headers, trust_proxy_hops
-from lib.log_setup import drop_terminal_styles
+from lib.log_setup import drop_terminal_styles, split_fixed_messages
 
 # Headers a browser script on another (allowed) origin may read.
 EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-RateLimit-Limit",
@@ -28,6 +28,7 @@ def register_serving(app: Flask) -> None:
     reverse; each register_* function says where it must stand.
     """
     drop_terminal_styles("werkzeug")  # `flask run` colours its lines
+    split_fixed_messages("werkzeug")  # and writes its banner as one record
     trust_proxy_hops(app)
     register_cors(app)
     api = register_api(app)

@@ -140,6 +140,31 @@ class _DropTerminalStyles(logging.Filter):
         return True
 
 
+def split_fixed_messages(logger_name: str) -> None:
+    """Log each line of ``logger_name``'s multi-line fixed messages as a record; idempotent.
+
+    A fixed message (one without arguments) is the library's own text, never
+    a client's: werkzeug's start-up banner is one record of several lines,
+    which would otherwise read as one line with an escaped ``\n``. A message
+    with arguments stays one record, escaped as usual.
+    """
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(existing, _SplitFixedMessages) for existing in logger.filters):
+        logger.addFilter(_SplitFixedMessages())
+
+
+class _SplitFixedMessages(logging.Filter):
+    """Drop a multi-line fixed message, logging each of its lines in its place, in order."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args or not isinstance(record.msg, str) or "\n" not in record.msg:
+            return True
+        logger = logging.getLogger(record.name)
+        for line in record.msg.split("\n"):
+            logger.log(record.levelno, "%s", line)
+        return False
+
+
 class _ErrorsOnlyFrom(logging.Filter):
     """Let through only errors from the named loggers and their children; all else passes."""
 

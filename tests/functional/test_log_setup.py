@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conf.settings import PROJECT_ROOT
 from lib.log_setup import (CONTINUATION_INDENT, LOG_BACKUPS, SETUP_CHATTY_LOGGERS,
-                           configure_logging, drop_terminal_styles)
+                           configure_logging, drop_terminal_styles, split_fixed_messages)
 
 WRITER = """
 import logging, sys
@@ -193,3 +193,18 @@ def test_alembics_plugin_list_is_kept_when_debugging(tmp_path):
     log_file = configure_logging("start", str(tmp_path), level="DEBUG")
     logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate.schemas")
     assert "setup plugin alembic.autogenerate.schemas" in Path(log_file).read_text()
+
+
+def test_a_fixed_multi_line_message_becomes_one_record_per_line(tmp_path):
+    log_file = configure_logging("banner", str(tmp_path))
+    split_fixed_messages("banner.server")
+    split_fixed_messages("banner.server")
+    server = logging.getLogger("banner.server")
+    server.info("WARNING: This is a development server.\n * Running on http://127.0.0.1:5000")
+    server.info("client sent %s", "a\nforged line")
+    lines = Path(log_file).read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "INFO banner.server: WARNING: This is a development server.",
+        "INFO banner.server:  * Running on http://127.0.0.1:5000",
+        "INFO banner.server: client sent a\\nforged line",
+    ]
