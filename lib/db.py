@@ -4,6 +4,7 @@ Framework-free: callers pass URLs, engines and sessions in.
 """
 import datetime
 import functools
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -413,9 +414,21 @@ class MigrationLockTimeout(Exception):
     """Another process held the migration lock for too long."""
 
 
+# MySQL's longest lock name; a longer one ends in a digest of the whole name.
+MAX_LOCK_NAME = 64
+
+
 def lock_name(database: str, purpose: str = "migrate") -> str:
-    """Return the name of a MySQL named lock: one per database, as locks are server-wide."""
-    return f"financial-{purpose}:{database}"[:64]
+    """Return the name of a MySQL named lock: one per database, as locks are server-wide.
+
+    Database names may be 64 characters long: a name that does not fit keeps
+    its start and ends in a digest, so two long names never share a lock.
+    """
+    name = f"financial-{purpose}:{database}"
+    if len(name) <= MAX_LOCK_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    return f"{name[:MAX_LOCK_NAME - len(digest) - 1]}~{digest}"
 
 
 @contextmanager
