@@ -7,8 +7,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_response, cached_value
 from app.api.docs import (
-    ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, require_every_key, info_model,
-    namespace, ok_response, pagination_model,
+    ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
+    pagination_model, require_every_key,
 )
 from app.api.export import ExportQuery, csv_response, export_tag
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params

@@ -7,8 +7,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from app.api.docs import (
-    ETAG_HEADER, NOT_MODIFIED, NullableString, RETRY_AFTER_HEADER, error_responses,
-    require_every_key, info_model, json_example, namespace,
+    ETAG_HEADER, NOT_MODIFIED, RETRY_AFTER_HEADER, NullableString, error_responses, info_model,
+    json_example, namespace, require_every_key,
 )
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.errors import DATABASE_LOG_INTERVAL_SECONDS, OutageLog

@@ -6,8 +6,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_response
 from app.api.docs import (
-    NOT_MODIFIED, error_model, error_responses, require_every_key, info_model, json_example,
-    namespace, ok_response,
+    NOT_MODIFIED, error_model, error_responses, info_model, json_example, namespace, ok_response,
+    require_every_key,
 )
 from app.api.params import StatisticsArgs, parser, swagger_params
 from app.api.serializers import statistics_record

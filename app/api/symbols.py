@@ -7,8 +7,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableString, error_responses, require_every_key, info_model, namespace,
-    ok_response, pagination_model,
+    NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
+    pagination_model, require_every_key,
 )
 from app.api.params import SymbolsArgs, parser, swagger_params
 from app.api.responses import cacheable
