@@ -4,8 +4,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
-import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -50,13 +50,18 @@ def recent_days(series: DailySeries, days: int | None = DEFAULT_WINDOW_DAYS) -> 
     The window is ``newest - days < date <= newest``, where ``newest`` is the
     newest day in the series, so a run on a weekend or holiday still keeps
     full weeks. ``days=None`` keeps everything. pandas selects and orders
-    the days by their dates alone: the bars themselves never enter a frame,
-    so prices stay ``Decimal`` and the adjusted values of a TIME_SERIES_DAILY
-    series stay None.
+    the days of a window by their dates alone: the bars themselves never
+    enter a frame, so prices stay ``Decimal`` and the adjusted values of a
+    TIME_SERIES_DAILY series stay None.
     """
+    if days is None or not series.bars:
+        return sorted(series.bars, key=attrgetter("date"))
+    # Imported here: it takes a third of the job's start-up, which a full
+    # history (--full, the sample) does not need.
+    import pandas as pd
+
     dates = pd.Series([bar.date for bar in series.bars], dtype=object)
-    if days is not None and not dates.empty:
-        dates = dates[dates > dates.max() - datetime.timedelta(days=days)]
+    dates = dates[dates > dates.max() - datetime.timedelta(days=days)]
     return [series.bars[position] for position in dates.sort_values(kind="stable").index]
 
 

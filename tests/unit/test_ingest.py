@@ -66,6 +66,13 @@ def test_days_changes_the_window_and_none_keeps_everything(days, expected):
     bars = recent_days(load("IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"), days)
     assert len(bars) == expected
     assert bars[-1].date == D(2024, 6, 18)
+    dates = [bar.date for bar in bars]
+    assert dates == sorted(set(dates))
+
+
+@pytest.mark.parametrize("days", [14, None])
+def test_a_series_without_days_keeps_none(days):
+    assert recent_days(series_of(), days) == []
 
 
 def test_records_are_exact_strings_oldest_first_with_the_raw_close():
