@@ -26,10 +26,13 @@ class FinancialApp(Flask):
 
     Flask's own answer is a 200 with an empty text/html body; a 204 says
     plainly that there is no body, and CORS preflights get their headers too.
+    A path with doubled slashes is an unknown path (a JSON 404), not
+    Werkzeug's redirect to the merged path, whose body is HTML.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.url_map.merge_slashes = False
         self._sync_functions: dict[Callable, Callable] = {}
 
     def ensure_sync(self, func: Callable) -> Callable:

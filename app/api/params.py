@@ -307,11 +307,18 @@ def swagger_params(schema_class: type[Schema]) -> dict:
 
 
 def _list_param(field: fields.Field) -> dict:
-    """Describe a comma-separated parameter as a Swagger array in csv format."""
+    """Describe a comma-separated parameter as a Swagger array in csv format.
+
+    An empty value is refused, so at least one item. A ticker list counts
+    distinct tickers, which Swagger cannot say: its maxItems is stricter
+    than the API, never looser.
+    """
     items: dict[str, Any] = {"type": "string"}
-    param: dict[str, Any] = {"type": "array", "collectionFormat": "csv", "items": items}
+    param: dict[str, Any] = {"type": "array", "collectionFormat": "csv", "items": items,
+                             "minItems": 1}
     if isinstance(field, SymbolList):
         items["pattern"] = f"^{SYMBOL_PATTERN}$"
+        param["maxItems"] = MAX_SYMBOLS
     if isinstance(field, FieldList):
         items["enum"] = list(field.choices)
         param["default"] = list(field.load_default)

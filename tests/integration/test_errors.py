@@ -130,6 +130,16 @@ def test_unknown_path_is_a_json_404(sqlite_client):
                  "no endpoint at /elsewhere; the API is documented at /api/docs", OBJECT_ERROR)
 
 
+@pytest.mark.parametrize("path", ["/api//financial_data?symbol=IBM", "/api///statistics",
+                                  "/api/financial_data//export"])
+def test_a_path_with_doubled_slashes_is_a_json_404_not_a_redirect(sqlite_client, path):
+    response = sqlite_client.get(path)
+    route = path.partition("?")[0]
+    assert_error(response, 404, f"no endpoint at {route}; the API is documented at /api/docs",
+                 OBJECT_ERROR)
+    assert "Location" not in response.headers
+
+
 @pytest.mark.parametrize("path, shape", [
     ("/api/financial_data", LIST_ERROR), ("/api/financial_data/export", LIST_ERROR),
     ("/api/statistics", OBJECT_ERROR), ("/api/health", OBJECT_ERROR),

@@ -92,6 +92,27 @@ def test_document_lists_every_parameter_bound_and_status():
                 params["limit"]["maximum"]) == (default_limit, 1, 1000)
 
 
+LIST_PARAMS = [(path, param["name"]) for path in ("/financial_data", "/financial_data/export")
+               for param in OPERATIONS[path]["parameters"] if param["type"] == "array"]
+
+
+@pytest.mark.parametrize("path, name", LIST_PARAMS)
+def test_list_bounds_are_what_the_endpoint_accepts(sqlite_client, path, name):
+    """A list the document allows is answered; one below or above its bounds is refused."""
+    param = {param["name"]: param for param in OPERATIONS[path]["parameters"]}[name]
+    assert param["minItems"] == 1
+    base = {"symbol": "IBM", "fields": "date"}
+    assert sqlite_client.get(f"/api{path}?{urlencode({**base, name: ''})}").status_code == 400
+    if name != "symbol":
+        assert "maxItems" not in param  # any number of known fields, repeats included
+        return
+    tickers = [f"T{number}" for number in range(param["maxItems"] + 1)]
+    allowed = sqlite_client.get(f"/api{path}?{urlencode({name: ','.join(tickers[:-1])})}")
+    assert allowed.status_code == 200
+    refused = sqlite_client.get(f"/api{path}?{urlencode({name: ','.join(tickers)})}")
+    assert refused.status_code == 400
+
+
 def test_every_response_with_a_body_has_its_own_example_matching_its_schema():
     for path, operation in OPERATIONS.items():
         for status, response in operation["responses"].items():
