@@ -22,12 +22,15 @@ class StartupError(ConfigError, click.ClickException):
 
 
 class FinancialApp(Flask):
-    """Flask, answering OPTIONS with 204 No Content and the Allow header, and a little faster.
+    """Flask, answering OPTIONS with 204 and Allow, doubled slashes with 404, and a little faster.
 
-    Flask's own answer is a 200 with an empty text/html body; a 204 says
-    plainly that there is no body, and CORS preflights get their headers too.
-    A path with doubled slashes is an unknown path (a JSON 404), not
-    Werkzeug's redirect to the merged path, whose body is HTML.
+    Flask's own answer to OPTIONS is a 200 with an empty text/html body; a
+    204 says plainly that there is no body, and CORS preflights get their
+    headers too.
+
+    Slashes doubled between a route's segments (``/api//statistics``) make an
+    unknown path, a JSON 404, instead of Werkzeug's redirect to the merged
+    path, whose body is HTML (and which escaped RESTX's error handling on a POST).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

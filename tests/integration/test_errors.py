@@ -132,8 +132,9 @@ def test_unknown_path_is_a_json_404(sqlite_client):
 
 @pytest.mark.parametrize("path", ["/api//financial_data?symbol=IBM", "/api///statistics",
                                   "/api/financial_data//export"])
-def test_a_path_with_doubled_slashes_is_a_json_404_not_a_redirect(sqlite_client, path):
-    response = sqlite_client.get(path)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_path_with_doubled_slashes_is_a_json_404_not_a_redirect(sqlite_client, path, method):
+    response = sqlite_client.open(path, method=method)
     route = path.partition("?")[0]
     assert_error(response, 404, f"no endpoint at {route}; the API is documented at /api/docs",
                  OBJECT_ERROR)

@@ -71,7 +71,7 @@ def test_days_changes_the_window_and_none_keeps_everything(days, expected):
 
 
 @pytest.mark.parametrize("days", [14, None])
-def test_a_series_without_days_keeps_none(days):
+def test_an_empty_series_keeps_nothing(days):
     assert recent_days(series_of(), days) == []
 
 
