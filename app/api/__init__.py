@@ -29,8 +29,8 @@ Every successful read carries an `ETag` (the streamed CSV export a weak one);
 send it back in `If-None-Match` to get `304 Not Modified` with no body while
 the answer is unchanged. Every response carries `X-Request-ID` (yours, if it
 is 1-200 letters, digits, `.`, `_` or `-`). When the operator sets a rate
-limit, each client has one budget for the whole API (`/health` excepted);
-over it the answer is 429 with `Retry-After` seconds.
+limit, each client has one budget for the whole API (`/health` and OPTIONS
+excepted); over it the answer is 429 with `Retry-After` seconds.
 
 The examples are real: each 200 is what the bundled sample (`make run`
 without an API key: IBM and AAPL, 2022-10-31 to 2023-03-24) answers to the
@@ -54,6 +54,7 @@ def register_api(app: Flask) -> "DocumentedApi":
     from app.api.docs import DocumentedApi
     from app.api.fetch_runs import ns as fetch_runs_ns
     from app.api.financial_data import ns as financial_data_ns
+    from app.api.health import init_failure_log
     from app.api.health import ns as health_ns
     from app.api.statistics import ns as statistics_ns
     from app.api.symbols import ns as symbols_ns
@@ -71,6 +72,7 @@ def register_api(app: Flask) -> "DocumentedApi":
     api.add_namespace(symbols_ns, path=SYMBOLS_PATH)
     api.add_namespace(fetch_runs_ns, path=FETCH_RUNS_PATH)
     api.add_namespace(health_ns, path=HEALTH_PATH)
+    init_failure_log(app)
     blueprint.add_url_rule("", "index", api.render_root)
     app.register_blueprint(blueprint)
     return api

@@ -1,7 +1,7 @@
 """GET /api/health: tells load balancers and operators whether the database and its schema serve."""
 import logging
 
-from flask import current_app
+from flask import Flask, current_app
 from flask_restx import Resource, fields
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
@@ -64,17 +64,20 @@ def schema_message(state: str, versions: set[str]) -> str:
     return f"{problem}: run the migrations ({MIGRATE_COMMAND})"
 
 
-def log_failed_check(description: str) -> None:
-    """Log a failed check through the app's failure log, made on first use.
+def init_failure_log(app: Flask) -> None:
+    """Give ``app`` the log of failed checks, made once with the app.
 
     A load balancer polls every few seconds, outages included: it gets one
     line per DATABASE_LOG_INTERVAL_SECONDS with the count, not one per poll.
     """
-    # setdefault is atomic: two threads failing at once share the first log made.
-    failure_log = current_app.extensions.setdefault(_FAILURE_LOG, OutageLog(
+    app.extensions[_FAILURE_LOG] = OutageLog(
         DATABASE_LOG_INTERVAL_SECONDS, headline="health check failed",
-        refusals="checks answered 503", log=logger))
-    failure_log.failed(description)
+        refusals="checks answered 503", log=logger)
+
+
+def log_failed_check(description: str) -> None:
+    """Log a failed check through the app's failure log (``init_failure_log``)."""
+    current_app.extensions[_FAILURE_LOG].failed(description)
 
 
 @ns.route("")
