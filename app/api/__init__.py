@@ -27,7 +27,8 @@ schema gives 503 with `Retry-After`. `GET /api` lists the endpoints.
 
 Every successful read carries an `ETag` (the streamed CSV export a weak one);
 send it back in `If-None-Match` to get `304 Not Modified` with no body while
-the answer is unchanged. Every response carries `X-Request-ID` (yours, if it
+the answer is unchanged (`*` matches any; `If-Match` and the date conditions
+are ignored). Every response carries `X-Request-ID` (yours, if it
 is 1-200 letters, digits, `.`, `_` or `-`). When the operator sets a rate
 limit, each client has one budget for the whole API (`/health` and OPTIONS
 excepted); over it the answer is 429 with `Retry-After` seconds.

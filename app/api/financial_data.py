@@ -128,10 +128,19 @@ class FinancialDataExport(Resource):
         # The body is streamed, so its tag cannot hash it: a weak tag names the
         # query and the data version instead, and a match is answered unread.
         tag = export_tag(query, data_version(db.session()))
-        if request.if_none_match.contains_weak(tag):
-            not_modified = Response(status=304, headers=cache_control())
-            not_modified.set_etag(tag, weak=True)
-            return not_modified
+        if_none_match = request.if_none_match
+        if not if_none_match.star_tag and if_none_match.contains_weak(tag):
+            return _not_modified(tag)
         response = csv_response(db.engine, query, cache_control())
+        if if_none_match.star_tag:  # matches an export that exists: one within the row cap
+            response.close()
+            return _not_modified(tag)
         response.set_etag(tag, weak=True)
         return response
+
+
+def _not_modified(tag: str) -> Response:
+    """Return the export's 304 for its weak ``tag``."""
+    not_modified = Response(status=304, headers=cache_control())
+    not_modified.set_etag(tag, weak=True)
+    return not_modified

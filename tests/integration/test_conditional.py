@@ -57,6 +57,25 @@ def test_a_weak_or_listed_tag_matches_too(sqlite_client):
                               headers={"If-None-Match": tag}).status_code == 304
 
 
+def test_a_star_matches_any_answer(sqlite_client):
+    for path in ("/api/financial_data", "/api/health", LIST_URL):
+        response = sqlite_client.get(path, headers={"If-None-Match": "*"})
+        assert (response.status_code, response.data) == (304, b"")
+
+
+def test_preconditions_other_than_if_none_match_are_ignored(sqlite_client):
+    """The API changes nothing, so If-Match and If-Unmodified-Since guard nothing here."""
+    first = sqlite_client.get("/api/financial_data")
+    for headers in ({"If-Match": '"other"'}, {"If-Match": "*"},
+                    {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+                    {"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}):
+        again = sqlite_client.get("/api/financial_data", headers=headers)
+        assert (again.status_code, again.data) == (200, first.data), headers
+    both = sqlite_client.get("/api/financial_data", headers={
+        "If-None-Match": first.headers["ETag"], "If-Match": '"other"'})
+    assert (both.status_code, both.data) == (304, b"")
+
+
 def test_a_304_is_logged_as_a_304(sqlite_app):
     client = sqlite_app.test_client()
     tag = client.get("/api/health").headers["ETag"]

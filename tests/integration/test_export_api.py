@@ -95,6 +95,17 @@ def test_export_of_more_rows_than_allowed_is_refused_before_any_byte(
     assert client.get(f"{EXPORT}?symbol=IBM,MSFT").status_code == 200
 
 
+def test_a_star_gets_a_304_only_for_an_export_within_the_cap(app, client, recorded_prices):
+    star = {"If-None-Match": "*"}
+    app.config["EXPORT_MAX_ROWS"] = 300
+    over = client.get(f"{EXPORT}?fields=all", headers=star)
+    assert over.status_code == 400 and "ETag" not in over.headers
+    within = client.get(f"{EXPORT}?symbol=IBM", headers=star)
+    assert (within.status_code, within.data) == (304, b"")
+    assert within.headers["ETag"] == client.get(f"{EXPORT}?symbol=IBM").headers["ETag"]
+    assert checked_out_connections(app) == 0
+
+
 def test_head_sends_the_headers_and_releases_the_connection(app, client, recorded_prices):
     response = client.head(f"{EXPORT}?fields=all")
     assert response.status_code == 200
