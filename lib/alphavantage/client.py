@@ -27,7 +27,7 @@ from lib.alphavantage.payload import (
     ERROR_KEYS, SERIES_KEY, classify_error_payload, is_short_term_limit, parse_daily_series,
     show,
 )
-from lib.alphavantage.redaction import MASK, hide_from_urllib3_logs
+from lib.alphavantage.redaction import hide_from_urllib3_logs, mask_secret
 from lib.alphavantage.series import (
     FUNCTIONS, TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailySeries,
 )
@@ -284,7 +284,7 @@ class AlphaVantageClient:
         """Classify an error body after masking the key, in case AlphaVantage echoes it."""
         if not isinstance(payload, Mapping) or SERIES_KEY in payload:
             return None
-        masked = {key: str(payload[key]).replace(self._api_key, MASK)
+        masked = {key: mask_secret(str(payload[key]), self._api_key)
                   for key in ERROR_KEYS if key in payload}
         return classify_error_payload(masked, symbol)
 

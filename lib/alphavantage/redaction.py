@@ -1,6 +1,6 @@
 """Keep API keys out of urllib3's log records, which carry whole request URLs."""
 import logging
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 MASK = "[redacted]"
 
@@ -38,14 +38,31 @@ class _SecretMaskingFilter(logging.Filter):
 _SECRET_MASKING_FILTER = _SecretMaskingFilter()
 
 
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """Return ``secret`` as written and as a URL carries it, longest first.
+
+    requests encodes the key's query value like a form (``+`` for a space);
+    a server quoting the URL back may percent-encode it instead.
+    """
+    forms = {secret, quote_plus(secret), quote(secret, safe="")}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def mask_secret(text: str, secret: str) -> str:
+    """Return ``text`` with ``secret``, raw or URL-encoded, replaced by MASK."""
+    for form in secret_forms(secret):
+        text = text.replace(form, MASK)
+    return text
+
+
 def hide_from_urllib3_logs(secret: str) -> None:
-    """Register ``secret`` (raw and URL-encoded) and filter every urllib3 logger; idempotent.
+    """Register ``secret`` in its ``secret_forms`` and filter every urllib3 logger; idempotent.
 
     A logger's filter sees only records logged to that very logger, so each
     urllib3 module's logger gets it (connection, connectionpool, retry, ...).
     """
-    _SECRET_MASKING_FILTER.add(secret)
-    _SECRET_MASKING_FILTER.add(quote_plus(secret))
+    for form in secret_forms(secret):
+        _SECRET_MASKING_FILTER.add(form)
     names = [name for name in logging.root.manager.loggerDict
              if name == "urllib3" or name.startswith("urllib3.")]
     for name in names:

@@ -8,6 +8,7 @@ import threading
 import traceback
 from datetime import date
 from decimal import Decimal
+from urllib.parse import quote, quote_plus
 
 import pytest
 import requests
@@ -209,6 +210,22 @@ def test_key_echoed_by_alphavantage_is_redacted(fake_alphavantage, make_client, 
 
     assert "[redacted]" in str(caught.value)
     assert_key_hidden(caught.value, caplog)
+
+
+@pytest.mark.parametrize("quoting", [quote_plus, lambda key: quote(key, safe="")])
+def test_key_echoed_url_encoded_is_redacted(fake_alphavantage, quoting, caplog):
+    """AlphaVantage may quote the request's URL back: the key then reads as encoded."""
+    key = "AbC+d/e f%g"
+    fake_alphavantage.queue_error("invalid_key",
+                                  text=f"Invalid API call: /query?apikey={quoting(key)}")
+    client = AlphaVantageClient(key, base_url=fake_alphavantage.url, backoff_factor=0)
+    with pytest.raises(InvalidApiKeyError) as caught:
+        client.fetch_daily("IBM")
+    client.close()
+
+    assert "apikey=[redacted]" in str(caught.value)
+    for form in (key, quote_plus(key), quote(key, safe="")):
+        assert form not in str(caught.value) and form not in caplog.text
 
 
 def test_unknown_error_text_is_a_plain_alphavantage_error(fake_alphavantage, make_client, caplog):
