@@ -122,10 +122,15 @@ def _check_driver(parsed: URL) -> None:
         raise DatabaseUrlError(f"needs the driver module {exc.name!r}, which is not installed; "
                                "use e.g. mysql+pymysql://") from None
     try:
-        dialect().create_connect_args(parsed)
-    except (ArgumentError, TypeError, ValueError) as exc:
-        raise DatabaseUrlError(f"has a query option the driver cannot use "
-                               f"({exc.__class__.__name__})") from None
+        cargs, cparams = dialect().create_connect_args(parsed)
+        if dialect.driver == "pymysql":
+            # PyMySQL checks its options (names, charset, TLS files) when its
+            # connection is made, and connects only when asked to.
+            dialect.import_dbapi().connect(*cargs, **cparams, defer_connect=True)
+    except (ArgumentError, TypeError, ValueError, LookupError, AttributeError, OSError) as exc:
+        options = ", ".join(sorted(parsed.query)) or "none"
+        raise DatabaseUrlError(f"has a query option the driver cannot use (options: {options}; "
+                               f"{exc.__class__.__name__})") from None
 
 
 def _prepare_sqlite_folder(database: str | None) -> None:

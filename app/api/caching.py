@@ -43,6 +43,7 @@ from werkzeug.wrappers import Response
 from app.api.responses import cacheable
 from app.extensions import cache
 from app.metrics import record_cache
+from conf.settings import ConfigError
 from lib.circuit_breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
@@ -92,13 +93,28 @@ def init_cached_answers(app: Flask) -> None:
             "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
             "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
         })
-    cache.init_app(app)
+    _bind_cache(app)
     is_local = isinstance(cache.cache, SimpleCache)
     app.extensions[_STATE] = _AnswerCache(
         namespace=database_digest(app.config["SQLALCHEMY_DATABASE_URI"]),
         breaker=CircuitBreaker("the answer cache", app.config["CACHE_RETRY_WAIT"], log=logger),
         is_local=is_local, generation=_new_generation() if is_local else "",
     )
+
+
+def _bind_cache(app: Flask) -> None:
+    """Bind Flask-Caching to ``app``; raise ConfigError for a backend that cannot work at all.
+
+    The URL is not repeated: it may hold the Redis password.
+    """
+    try:
+        cache.init_app(app)
+    except ValueError:
+        raise ConfigError("CACHE_REDIS_URL is not a Redis URL; expected e.g. "
+                          "redis://host:6379/0") from None
+    except (ImportError, TypeError, RuntimeError):  # unknown name, not a class, module missing
+        raise ConfigError(f"CACHE_TYPE {app.config['CACHE_TYPE']!r} is no cache backend "
+                          "installed here; expected e.g. SimpleCache or RedisCache") from None
 
 
 def database_digest(url: str) -> str:

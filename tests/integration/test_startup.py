@@ -19,15 +19,34 @@ from tests.helpers import build_app, free_port
     ("mysql+pymysql://user:s3cret@127.0.0.1:3306",
      "DATABASE_URL names no database; put its name after the server"),
     ("mysql+pymysql://user:s3cret@host/db?connect_timeout=soon",
-     "DATABASE_URL has a query option the driver cannot use (ValueError)"),
+     "DATABASE_URL has a query option the driver cannot use (options: connect_timeout; "
+     "ValueError)"),
     ("sqlite:////tmp/financial.db?timeout=abc",
-     "DATABASE_URL has a query option the driver cannot use (ValueError)"),
+     "DATABASE_URL has a query option the driver cannot use (options: timeout; ValueError)"),
+    # What PyMySQL itself refuses: an unknown option, charset or TLS file, a bad timeout.
+    ("mysql+pymysql://user:s3cret@host/db?sslmode=require",
+     "DATABASE_URL has a query option the driver cannot use (options: sslmode; TypeError)"),
+    ("mysql+pymysql://user:s3cret@host/db?charset=nonsense",
+     "DATABASE_URL has a query option the driver cannot use (options: charset; "
+     "AttributeError)"),
+    ("mysql+pymysql://user:s3cret@host/db?ssl_ca=/no/such/ca.pem&charset=utf8mb4",
+     "DATABASE_URL has a query option the driver cannot use (options: charset, ssl_ca; "
+     "FileNotFoundError)"),
+    ("mysql+pymysql://user:s3cret@host/db?read_timeout=-1",
+     "DATABASE_URL has a query option the driver cannot use (options: read_timeout; "
+     "ValueError)"),
 ])
 def test_an_unusable_database_url_is_named_without_its_password(tmp_path, url, message):
     with pytest.raises(StartupError) as refused:
         build_app(url, tmp_path)
     assert str(refused.value).startswith(message)
     assert "s3cret" not in str(refused.value)
+
+
+def test_options_pymysql_takes_are_no_start_error(tmp_path):
+    url = (f"mysql+pymysql://api@127.0.0.1:{free_port()}/financial?charset=utf8mb4"
+           "&connect_timeout=3")
+    assert build_app(url, tmp_path).test_client().get("/api/health").status_code == 503
 
 
 def test_an_sqlite_folder_that_cannot_be_created_is_named(tmp_path):
@@ -48,6 +67,25 @@ def test_the_refusal_is_a_config_error_the_flask_cli_prints_as_one_line(tmp_path
         build_app("nope://", tmp_path)
     assert isinstance(refused.value, ConfigError)
     assert isinstance(refused.value, click.ClickException)
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"CACHE_TYPE": "NoSuchCache"}, "CACHE_TYPE 'NoSuchCache' is no cache backend installed "
+                                    "here; expected e.g. SimpleCache or RedisCache"),
+    ({"CACHE_TYPE": "MemcachedCache"}, "CACHE_TYPE 'MemcachedCache' is no cache backend "
+                                       "installed here"),
+    ({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": "cache.internal:6379"},
+     "CACHE_REDIS_URL is not a Redis URL; expected e.g. redis://host:6379/0"),
+    ({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": "redis://user:s3cret@cache:port/0"},
+     "CACHE_REDIS_URL is not a Redis URL"),
+])
+def test_an_unusable_cache_is_named_without_its_password(
+        sqlite_database_url, tmp_path, settings, message):
+    with pytest.raises(StartupError) as refused:
+        build_app(sqlite_database_url, tmp_path, **settings)
+    assert str(refused.value).startswith(message)
+    assert "s3cret" not in str(refused.value)
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 
