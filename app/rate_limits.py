@@ -1,12 +1,13 @@
 """Per-client rate limit (Flask-Limiter): RATE_LIMIT requests across the API, then 429."""
 import logging
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.errors import ConfigurationError
 
+from app.envelope import RETRY_AFTER_SECONDS
 from app.routes import API_PREFIX, HEALTH_PATH, METRICS_PATH
 from conf.settings import ConfigError
 
@@ -25,7 +26,7 @@ def register_rate_limits(app: Flask) -> None:
     replica through RATELIMIT_STORAGE_URI. Over it the client gets 429 in
     the JSON envelope (app/errors.py) with Retry-After; every counted
     response carries X-RateLimit-Limit, -Remaining and -Reset and
-    Retry-After (the seconds until the window ends). While the
+    Retry-After (the seconds until the window ends; a 503 keeps its own). While the
     storage is unreachable each worker counts the same limit in memory, so
     the API keeps answering. Empty RATE_LIMIT: no limit, no hooks. A limiter
     per app, because Flask-Limiter keeps the limits and storage of its first
@@ -63,6 +64,8 @@ def register_rate_limits(app: Flask) -> None:
         request_identifier=lambda: request.endpoint or "unmatched",
     )
     limiter.request_filter(_is_exempt)
+    # Registered before Flask-Limiter's own after_request hook, so it runs after it.
+    app.after_request(_keep_unavailable_retry_after)
     try:
         limiter.init_app(app)
     except ConfigurationError:  # its message repeats the URI, which may hold a password
@@ -80,6 +83,18 @@ class _DropRefusals(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (isinstance(record.msg, str) and record.msg.startswith("ratelimit "))
+
+
+def _keep_unavailable_retry_after(response: Response) -> Response:
+    """Let a 503 say when the database may be back, not when the rate-limit window ends.
+
+    Flask-Limiter replaces any Retry-After by the later of it and its
+    window's end: a client told to wait a minute for a database outage of
+    seconds would wait for nothing.
+    """
+    if response.status_code == 503:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response
 
 
 def _set_storage_timeouts(app: Flask) -> None:

@@ -3,6 +3,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from app.envelope import RETRY_AFTER_SECONDS
 from app.rate_limits import STORAGE_TIMEOUT_SECONDS
 from conf.settings import ConfigError
 from tests.helpers import build_app, free_port, wait_for
@@ -40,6 +41,15 @@ def test_the_request_after_the_limit_gets_429_in_the_envelope(limited_app):
     other_endpoint = get_from(client, STATS_URL)
     assert other_endpoint.status_code == 429, "one budget for the whole API"
     assert other_endpoint.get_json() == {"data": {}, "info": {"error": OVER_LIMIT}}
+
+
+def test_a_database_outage_says_its_own_retry_after_not_the_window(tmp_path):
+    application = build_app(f"mysql+pymysql://api@127.0.0.1:{free_port()}/financial",
+                            tmp_path / "log", RATE_LIMIT=LIMIT)
+    unavailable = get_from(application.test_client(), "/api/financial_data")
+    assert unavailable.status_code == 503
+    assert unavailable.headers["Retry-After"] == RETRY_AFTER_SECONDS
+    assert unavailable.headers["X-RateLimit-Remaining"] == "2", "counted like any request"
 
 
 def test_a_refusal_is_logged_once_by_the_request_line(limited_app, tmp_path):
