@@ -15,6 +15,7 @@ from flask import Flask, Response, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -23,7 +24,7 @@ from app.routes import METRICS_PATH
 from financial.models import RUN_STATUSES
 from financial.queries import newest_dates
 from financial.runs import latest_run
-from lib.db import DATABASE_ERRORS
+from lib.db import DATABASE_ERRORS, is_schema_error
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,10 @@ class _StoredDataCollector:
         session = db.session()
         try:
             families = [_newest_stored_dates(session), *_last_fetch_run(session)]
-        except DATABASE_ERRORS as exc:
+        except (*DATABASE_ERRORS, ProgrammingError) as exc:
+            # MySQL reports a missing table as a ProgrammingError, SQLite as an OperationalError.
+            if isinstance(exc, ProgrammingError) and not is_schema_error(exc):
+                raise
             logger.warning("metrics: database unavailable (%s)", exc.__class__.__name__)
             record_database_error()
             yield _database_up(0)

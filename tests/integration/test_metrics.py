@@ -131,3 +131,13 @@ def test_database_errors_are_counted_and_the_scrape_still_answers(app, tmp_path)
     # The two requests and the first scrape's own query.
     assert increase(before, after, "financial_database_errors_total") == 3
     assert value(after, "financial_database_up") == 0
+
+
+def test_a_database_without_its_schema_is_down_and_the_scrape_still_answers(
+        empty_database_url, tmp_path):
+    client = build_app(empty_database_url, tmp_path / "log").test_client()
+    assert client.get("/api/health").status_code == 503
+    before = scrape(client)
+    assert value(before, "financial_database_up") == 0
+    after = scrape(client)
+    assert increase(before, after, "financial_database_errors_total") == 1, "the first scrape"
