@@ -21,7 +21,7 @@ from dotenv import load_dotenv
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import SCHEMA_REVISION, create_app, register_migrations
+from app import MIGRATIONS_DIR, SCHEMA_REVISION, create_app, register_migrations
 from app.api.caching import clear_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
@@ -30,8 +30,8 @@ from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, read_saved_response
-from lib.db import MigrationLockTimeout, describe_database_error, migration_lock, schema_revision
-from lib.locks import LockWaitStopped
+from lib.db import NEWER_SCHEMA, describe_database_error, schema_revision, unknown_revision
+from lib.locks import LockWaitStopped, MigrationLockTimeout, migration_lock
 from lib.log_setup import configure_logging
 from lib.tickers import SYMBOL_RULE, normalize_symbol
 
@@ -242,10 +242,15 @@ def _schema_ready(app: Flask) -> bool:
     """Apply pending migrations (one process at a time); say so once if the database fails.
 
     A schema already at SCHEMA_REVISION costs one query: Alembic is loaded
-    only when there is something to migrate.
+    only when there is something to migrate. A schema a newer release
+    migrated is used as it is.
     """
     try:
         if schema_revision(db.engine) == SCHEMA_REVISION:
+            return True
+        newer = unknown_revision(db.engine, str(MIGRATIONS_DIR))
+        if newer is not None:
+            logger.warning(NEWER_SCHEMA, newer)
             return True
         register_migrations(app)
         from flask_migrate import upgrade

@@ -5,8 +5,7 @@ Framework-free: callers pass URLs, engines and sessions in.
 import datetime
 import functools
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import cast
@@ -27,7 +26,6 @@ from sqlalchemy.types import BigInteger, Date, Numeric, TypeDecorator
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MYSQL_POOL_RECYCLE_SECONDS = 280
 UPSERT_CHUNK_SIZE = 500
-MIGRATION_LOCK_TIMEOUT_SECONDS = 300
 # Errors that mean the database cannot be reached or used right now (retry later),
 # as opposed to a bad query.
 DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
@@ -38,6 +36,8 @@ _MYSQL_SCHEMA_ERRORS = (1146, 1054)
 _SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
 MIGRATE_COMMAND = "flask --app app db upgrade"
 SCHEMA_HINT = f"the schema is missing or behind the migrations: run them ({MIGRATE_COMMAND})"
+NEWER_SCHEMA = ("the database's schema is at revision %s, which this release does not know "
+                "(a newer release migrated it): using it as it is")
 _POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
 # What an operator should check for the MySQL client and server error codes
 # a deployment meets: wrong credentials, names, addresses, a stalled server.
@@ -349,6 +349,20 @@ def schema_revision(engine: Engine) -> str | None:
         return None
 
 
+def unknown_revision(engine: Engine, directory: str) -> str | None:
+    """Return the schema's revision when the migrations in ``directory`` do not know it.
+
+    A newer release migrated the database (a rolling upgrade, a rollback):
+    Alembic cannot upgrade from a revision it has no script for, so this
+    release must leave the schema alone and work on it as it is. None when
+    the schema is missing, current or behind.
+    """
+    revision = schema_revision(engine)
+    if revision is None or schema_state({revision}, directory) != "newer":
+        return None
+    return revision
+
+
 def describe_database_error(exc: Exception) -> str:
     """Name a database failure for the log: the error, the driver's code and message, a hint.
 
@@ -415,10 +429,6 @@ def is_lock_conflict(exc: OperationalError) -> bool:
     return code in _MYSQL_LOCK_ERRORS or "database is locked" in str(orig)
 
 
-class MigrationLockTimeout(Exception):
-    """Another process held the migration lock for too long."""
-
-
 # MySQL's longest lock name; a longer one ends in a digest of the whole name.
 MAX_LOCK_NAME = 64
 
@@ -434,30 +444,3 @@ def lock_name(database: str, purpose: str = "migrate") -> str:
         return name
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
     return f"{name[:MAX_LOCK_NAME - len(digest) - 1]}~{digest}"
-
-
-@contextmanager
-def migration_lock(engine: Engine) -> Iterator[None]:
-    """Hold a MySQL named lock for the block; elsewhere just run the block.
-
-    API replicas and fetch jobs may start together on a fresh database; the
-    lock makes them apply migrations one at a time. SQLite serializes DDL itself.
-
-    Raises MigrationLockTimeout when the lock is not granted in time.
-    """
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        yield
-        return
-    name = lock_name(engine.url.database or "")
-    with engine.connect() as connection:
-        granted = connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"),
-            {"name": name, "timeout": MIGRATION_LOCK_TIMEOUT_SECONDS},
-        ).scalar()
-        if granted != 1:
-            raise MigrationLockTimeout(f"migration lock {name!r} not granted "
-                                       f"within {MIGRATION_LOCK_TIMEOUT_SECONDS}s")
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})

@@ -23,6 +23,8 @@ from lib.db import DATABASE_ERRORS, lock_name
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
+MIGRATION_LOCK_TIMEOUT_SECONDS = 300
+MIGRATION_LOCK = "migrate"
 # The lock's connection is idle while the work runs, for hours in a full fetch;
 # the server closes idle connections after wait_timeout (8 h by default, often
 # set lower), which would free the lock mid-run. The most MySQL and MariaDB allow.
@@ -35,6 +37,44 @@ class LockTimeout(Exception):
 
 class LockWaitStopped(Exception):
     """The caller asked to stop while waiting for the lock."""
+
+
+class MigrationLockTimeout(Exception):
+    """Another process held the migration lock for too long."""
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold the database's migration lock for the block.
+
+    API replicas and fetch jobs may start together on a fresh database; the
+    lock makes them apply migrations one at a time. On MySQL/MariaDB the
+    server waits for the named lock; an SQLite file gets its lock file, as
+    its DDL statements commit one by one and two migrating processes would
+    interleave them.
+
+    Raises MigrationLockTimeout when the lock is not granted in time.
+    """
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        try:
+            with database_lock(engine, MIGRATION_LOCK, MIGRATION_LOCK_TIMEOUT_SECONDS):
+                yield
+        except LockTimeout as exc:
+            raise MigrationLockTimeout(str(exc)) from None
+        return
+    name = lock_name(engine.url.database or "", MIGRATION_LOCK)
+    with engine.connect() as connection:
+        granted = connection.execute(
+            text("SELECT GET_LOCK(:name, :timeout)"),
+            {"name": name, "timeout": MIGRATION_LOCK_TIMEOUT_SECONDS},
+        ).scalar()
+        if granted != 1:
+            raise MigrationLockTimeout(f"migration lock {name!r} not granted "
+                                       f"within {MIGRATION_LOCK_TIMEOUT_SECONDS}s")
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
 
 @contextmanager

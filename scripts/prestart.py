@@ -16,10 +16,11 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from app import create_app
+from app import MIGRATIONS_DIR, create_app
 from app.extensions import db
 from conf.settings import ConfigError, get_config
-from lib.db import DATABASE_ERRORS, MigrationLockTimeout, describe_database_error, migration_lock
+from lib.db import DATABASE_ERRORS, NEWER_SCHEMA, describe_database_error, unknown_revision
+from lib.locks import MigrationLockTimeout, migration_lock
 
 logger = logging.getLogger("prestart")
 
@@ -59,6 +60,10 @@ def prepare_database(engine: Engine, timeout: float) -> int:
         logger.error("database %s did not answer within %gs: %s", where, timeout,
                      describe_database_error(error))
         return EXIT_UNREACHABLE
+    newer = unknown_revision(engine, str(MIGRATIONS_DIR))
+    if newer is not None:
+        logger.warning(NEWER_SCHEMA, newer)
+        return EXIT_READY
     try:
         with migration_lock(engine):
             upgrade()

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
 
 import get_raw_data
 from app.extensions import db
@@ -20,7 +20,10 @@ from lib.avantage_api import parse_daily_series
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, IBM_DAILY,
 )
-from tests.helpers import KEY, build_app, history, isolated_environment, run_job, stored
+from scripts.prestart import EXIT_READY, prepare_database
+from tests.helpers import (
+    KEY, build_app, history, isolated_environment, migrate_database, run_job, stored,
+)
 from tests.servers import free_port
 
 
@@ -392,6 +395,43 @@ def test_brings_a_fresh_database_up_to_date_and_logs_to_log_dir(capsys, job_env,
     assert len(stored(fresh_app)) == 10
     with fresh_app.app_context():
         db.engine.dispose()
+
+
+def test_first_runs_at_once_on_a_new_sqlite_file_migrate_one_at_a_time(tmp_path):
+    """SQLite commits each DDL statement alone: two runs migrating together would interleave."""
+    fresh = f"sqlite:///{tmp_path / 'fresh' / 'financial.db'}"
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=fresh)
+    runs = [subprocess.Popen([sys.executable, "get_raw_data.py", "--from-file",
+                              str(ALPHAVANTAGE_FIXTURES / IBM)], cwd=PROJECT_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)]
+    results = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0, 0], results
+    fresh_app = build_app(fresh, tmp_path / "log")
+    assert len(stored(fresh_app)) == 10
+    assert len(history(fresh_app)[0]) == 4
+    with fresh_app.app_context():
+        db.engine.dispose()
+
+
+def test_a_schema_a_newer_release_migrated_is_used_as_it_is(capsys, job_env, monkeypatch,
+                                                            empty_database_url, tmp_path):
+    database = empty_database_url
+    migrate_database(database, tmp_path / "log")
+    engine = create_engine(database)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    monkeypatch.setenv("DATABASE_URL", database)
+    status, out, _ = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert (status, out) == (0, "IBM: 10 rows fetched, 10 new, 0 updated\n")
+    log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
+    assert ("the database's schema is at revision 0099, which this release does not know "
+            "(a newer release migrated it): using it as it is") in log
+    assert "Running upgrade" not in log
+    with build_app(database, tmp_path / "log").app_context():  # the container's start
+        assert prepare_database(engine, timeout=5) == EXIT_READY
+    engine.dispose()
 
 
 def _read_terminal(fd: int) -> str:
