@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import TypeVar, overload
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
 
@@ -89,9 +92,29 @@ def database_url() -> str:
     When DATABASE_PASSWORD_FILE is set (a Docker secret), its content becomes
     the password of a URL written without one.
     """
-    url = env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}")
+    url = anchored_sqlite_path(env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}"))
     password = read_secret_file("DATABASE_PASSWORD_FILE")
     return with_password(url, password) if password else url
+
+
+def anchored_sqlite_path(url: str) -> str:
+    """Return ``url`` with a relative SQLite file path taken from the project root.
+
+    SQLAlchemy reads such a path from the working directory, Flask-SQLAlchemy
+    from the app's instance folder: the API and the fetch job, started from
+    anywhere, must open the same file. Other URLs (and ones that do not
+    parse, which the start-up check names) are returned as they are.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return url
+    database = parsed.database
+    if (parsed.get_backend_name() != "sqlite" or not database or database == ":memory:"
+            or database.startswith("file:") or Path(database).is_absolute()):
+        return url
+    return parsed.set(database=str(PROJECT_ROOT / database)).render_as_string(
+        hide_password=False)
 
 
 def with_password(url: str, password: str) -> str:

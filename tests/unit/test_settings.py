@@ -3,7 +3,7 @@ import pytest
 
 from conf import settings
 from conf.settings import (
-    DEFAULT_SQLITE_PATH, ConfigError, DevelopmentConfig, ProductionConfig, get_config,
+    DEFAULT_SQLITE_PATH, PROJECT_ROOT, ConfigError, DevelopmentConfig, ProductionConfig, get_config,
     with_password,
 )
 
@@ -143,6 +143,22 @@ def test_database_password_file_fills_the_url(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(secret))
     url = get_config("development").SQLALCHEMY_DATABASE_URI
     assert url == "mysql+pymysql://api:p%40ss%2Fword@db:3306/financial"
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite:///data/mine.db", f"sqlite:///{PROJECT_ROOT}/data/mine.db"),
+    ("sqlite:///mine.db?timeout=3", f"sqlite:///{PROJECT_ROOT}/mine.db?timeout=3"),
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ("sqlite://", "sqlite://"),
+    ("sqlite:///:memory:", "sqlite:///:memory:"),
+    ("mysql+pymysql://api@db:3306/relative", "mysql+pymysql://api@db:3306/relative"),
+    ("not a url", "not a url"),
+])
+def test_a_relative_sqlite_path_is_taken_from_the_project_root(monkeypatch, tmp_path, url,
+                                                               expected):
+    monkeypatch.chdir(tmp_path)  # the working directory does not matter
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert get_config("development").SQLALCHEMY_DATABASE_URI == expected
 
 
 @pytest.mark.parametrize("url", [
