@@ -76,7 +76,7 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
         app.config.from_object(settings)
         app.config.update(overrides or {})
 
-        configure_logging("api", app.config["LOG_DIR"], app.config["LOG_LEVEL"])
+        _configure_logging(app)
         register_extensions(app)
         if serving:
             register_migrations(app)
@@ -86,6 +86,15 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     return app
+
+
+def _configure_logging(app: Flask) -> None:
+    """Log to LOG_DIR; raise ConfigError when the folder cannot be created or written."""
+    try:
+        configure_logging("api", app.config["LOG_DIR"], app.config["LOG_LEVEL"])
+    except OSError as exc:
+        raise ConfigError(f"LOG_DIR {app.config['LOG_DIR']} cannot hold the log files "
+                          f"({exc.strerror or exc.__class__.__name__})") from None
 
 
 def register_extensions(app: Flask) -> None:

@@ -13,6 +13,13 @@ from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Waits, intervals and counts for which a negative number means nothing.
+NON_NEGATIVE_SETTINGS = (
+    "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS", "ALPHAVANTAGE_RETRY_WAIT",
+    "ALPHAVANTAGE_RATE_LIMIT_RETRIES", "ALPHAVANTAGE_BACKOFF_FACTOR",
+    "ALPHAVANTAGE_REQUEST_INTERVAL",
+)
 
 
 class ConfigError(Exception):
@@ -156,8 +163,8 @@ class BaseConfig:
         # Seconds to wait after AlphaVantage's short-term limit, and how often to retry.
         self.ALPHAVANTAGE_RETRY_WAIT = env_float("ALPHAVANTAGE_RETRY_WAIT", 15.0)
         self.ALPHAVANTAGE_RATE_LIMIT_RETRIES = env_int("ALPHAVANTAGE_RATE_LIMIT_RETRIES", 3)
-        # Seconds before the first retry of a network failure or HTTP 429/5xx
-        # (then doubling, jittered, at most 3 retries).
+        # Backoff of the retries of a network failure or HTTP 429/5xx (at most 3):
+        # the first goes at once, the next after 2x and 4x this (jittered).
         self.ALPHAVANTAGE_BACKOFF_FACTOR = env_float("ALPHAVANTAGE_BACKOFF_FACTOR", 0.5)
         # Seconds between two requests of the fetch job (free keys allow about 1 a second).
         self.ALPHAVANTAGE_REQUEST_INTERVAL = env_float("ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
@@ -221,9 +228,17 @@ class BaseConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for settings this environment cannot run without."""
-        for name in ("FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS"):
+        for name in NON_NEGATIVE_SETTINGS:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.LOG_LEVEL not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                              f"got {self.LOG_LEVEL!r}")
+        base = urlsplit(self.ALPHAVANTAGE_BASE_URL)
+        if base.scheme not in ("http", "https") or not base.hostname:
+            # Not repeated: a proxy's address in it may carry a password.
+            raise ConfigError("ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL, e.g. "
+                              "https://www.alphavantage.co/query")
 
 
 class DevelopmentConfig(BaseConfig):

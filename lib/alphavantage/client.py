@@ -81,8 +81,9 @@ class AlphaVantageClient:
         """Fail fast on a missing key or an unsupported function, before any request.
 
         An injected session gets the retrying adapter mounted for ``base_url``'s
-        host only, so its other traffic is untouched. ``backoff_factor`` is the
-        first transport retry's pause in seconds (doubling, jittered, capped).
+        host only, so its other traffic is untouched. Transport retries follow
+        urllib3: the first goes at once, the next after 2x, 4x ``backoff_factor``
+        seconds (jittered, capped).
         """
         if not isinstance(api_key, str) or not api_key.strip():
             raise InvalidApiKeyError("no AlphaVantage API key given")

@@ -89,6 +89,14 @@ def test_an_unusable_cache_is_named_without_its_password(
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 
+def test_a_log_dir_that_cannot_be_created_is_named(sqlite_database_url, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(StartupError, match=f"^LOG_DIR {blocker}/log cannot hold the log files "
+                                           r"\(Not a directory\)$"):
+        build_app(sqlite_database_url, blocker / "log")
+
+
 def test_a_negative_proxy_count_is_refused(sqlite_database_url, tmp_path):
     with pytest.raises(StartupError, match="^TRUSTED_PROXY_HOPS must be 0 or more, got -1$"):
         build_app(sqlite_database_url, tmp_path, TRUSTED_PROXY_HOPS=-1)

@@ -169,7 +169,11 @@ def test_with_password_keeps_urls_that_need_none(url):
 
 
 @pytest.mark.parametrize("name, value", [("FETCH_LOCK_TIMEOUT", "-1"),
-                                         ("STALE_AFTER_SESSIONS", "-2")])
+                                         ("STALE_AFTER_SESSIONS", "-2"),
+                                         ("ALPHAVANTAGE_RETRY_WAIT", "-1"),
+                                         ("ALPHAVANTAGE_RATE_LIMIT_RETRIES", "-1"),
+                                         ("ALPHAVANTAGE_BACKOFF_FACTOR", "-0.5"),
+                                         ("ALPHAVANTAGE_REQUEST_INTERVAL", "-1")])
 def test_negative_waits_and_thresholds_are_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"{name} must be 0 or more"):
@@ -184,3 +188,26 @@ def test_fetch_settings_come_from_the_environment(monkeypatch):
     config = get_config("development")
     assert (config.FETCH_SCHEDULE, config.FETCH_TIMEZONE, config.FETCH_LOCK_TIMEOUT,
             config.STALE_AFTER_SESSIONS) == ("0 22 * * 1-5", "Europe/Zurich", 12.5, 3)
+
+
+@pytest.mark.parametrize("value", ["verbose", "WARN", "10"])
+def test_an_unknown_log_level_is_refused(monkeypatch, value):
+    monkeypatch.setenv("LOG_LEVEL", value)
+    with pytest.raises(ConfigError, match="^LOG_LEVEL must be one of DEBUG, INFO, WARNING, "
+                                          f"ERROR, CRITICAL, got '{value.upper()}'$"):
+        get_config("development")
+
+
+def test_the_log_level_is_read_in_any_case(monkeypatch):
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    assert get_config("development").LOG_LEVEL == "DEBUG"
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:5321/query", "ftp://example.com/query",
+                                   "https:///query", "http://user:s3cret@/query"])
+def test_an_alphavantage_url_that_is_no_http_url_is_refused(monkeypatch, value):
+    monkeypatch.setenv("ALPHAVANTAGE_BASE_URL", value)
+    with pytest.raises(ConfigError, match="^ALPHAVANTAGE_BASE_URL must be an http:// or "
+                                          "https:// URL") as refused:
+        get_config("development")
+    assert "s3cret" not in str(refused.value)
