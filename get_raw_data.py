@@ -292,7 +292,6 @@ def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:
     whole = args.full or (sample and args.days is None)
     settings = RunSettings(
         window_days=None if whole else args.days or DEFAULT_WINDOW_DAYS, dry_run=args.dry_run,
-        request_interval=config.ALPHAVANTAGE_REQUEST_INTERVAL,
         show_progress=schedule is None and sys.stderr.isatty(),
         lock_timeout=config.FETCH_LOCK_TIMEOUT,
     )
@@ -367,6 +366,7 @@ def _client(config: BaseConfig) -> AlphaVantageClient:
             rate_limit_retries=config.ALPHAVANTAGE_RATE_LIMIT_RETRIES,
             symbol_deadline=config.FETCH_SYMBOL_DEADLINE,
             run_deadline=config.FETCH_RUN_DEADLINE,
+            request_interval=config.ALPHAVANTAGE_REQUEST_INTERVAL,
         )
     except ValueError as exc:
         raise UsageError(f"ALPHAVANTAGE_FUNCTION: {exc}") from None

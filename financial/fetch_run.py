@@ -9,7 +9,6 @@ the exit status and the API's cache.
 """
 import datetime
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,14 +51,12 @@ class RunSettings:
     """What a run does with each series.
 
     ``window_days`` None keeps every day (``--full``); ``dry_run`` collects
-    records instead of storing; ``request_interval`` spaces API requests
-    (seconds); ``show_progress`` reports "[n/N] label ..." before each job;
+    records instead of storing; ``show_progress`` reports "[n/N] label ..." before each job;
     ``lock_timeout`` is how long (seconds) a run waits for the one in progress.
     """
 
     window_days: int | None
     dry_run: bool = False
-    request_interval: float = 0.0
     show_progress: bool = False
     lock_timeout: float = 300.0
 
@@ -134,8 +131,7 @@ class RunLoop:
                  report: Callable[[str], None], note: Callable[[str], None],
                  history: RunRecorder | None = None,
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_change: Callable[[], object] = lambda: None,
-                 sleep: Callable[[float], object] = time.sleep) -> None:
+                 on_change: Callable[[], object] = lambda: None) -> None:
         self.session = session
         self.settings = settings
         self.report = report
@@ -143,9 +139,7 @@ class RunLoop:
         self.history = history
         self.should_stop = should_stop
         self.on_change = on_change
-        self.sleep = sleep
         self.outcome = RunOutcome()
-        self._last_request: float | None = None
 
     def run(self, jobs: list[Job]) -> RunOutcome:
         """Process every job in order; return the outcome."""
@@ -161,17 +155,8 @@ class RunLoop:
                 continue
             if self.settings.show_progress and (len(jobs) > 1 or self.settings.window_days is None):
                 self.note(f"[{number}/{len(jobs)}] {job.label} ...")
-            if job.calls_api:
-                self._pace()
             stop_reason = self.outcome.ended_early = self._process(job)
         return self.outcome
-
-    def _pace(self) -> None:
-        """Keep API requests at least ``request_interval`` seconds apart."""
-        if self._last_request is not None:
-            wait = self._last_request + self.settings.request_interval - time.monotonic()
-            self.sleep(max(0.0, wait))
-        self._last_request = time.monotonic()
 
     def _process(self, job: Job) -> str | None:
         """Handle one job; return a reason to stop the run (spent quota, bad key) or None."""

@@ -76,6 +76,7 @@ class AlphaVantageClient:
         rate_limit_wait: float = 15.0,
         symbol_deadline: float | None = None,
         run_deadline: float | None = None,
+        request_interval: float = 0.0,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         """Fail fast on a missing key or an unsupported function, before any request.
@@ -83,7 +84,9 @@ class AlphaVantageClient:
         An injected session gets the retrying adapter mounted for ``base_url``'s
         host only, so its other traffic is untouched. Transport retries follow
         urllib3: the first goes at once, the next after 2x, 4x ``backoff_factor``
-        seconds (jittered, capped).
+        seconds (jittered, capped). ``request_interval`` spaces this client's
+        requests (seconds from one to the next, fallback and rate-limit retries
+        included): free keys get about one a second.
         """
         if not isinstance(api_key, str) or not api_key.strip():
             raise InvalidApiKeyError("no AlphaVantage API key given")
@@ -100,6 +103,8 @@ class AlphaVantageClient:
         self._rate_limit_retries = rate_limit_retries
         self._rate_limit_wait = rate_limit_wait
         self._sleep = sleep
+        self._request_interval = request_interval
+        self._last_request: float | None = None
         self._symbol_deadline = symbol_deadline
         self._run_deadline = run_deadline
         self._run_ends: float | None = None
@@ -215,8 +220,17 @@ class AlphaVantageClient:
         )
         self._function = TIME_SERIES_DAILY
 
+    def _pace(self) -> None:
+        """Keep this client's requests at least ``request_interval`` seconds apart."""
+        if self._last_request is not None:
+            wait = self._last_request + self._request_interval - time.monotonic()
+            if wait > 0:
+                self._sleep(wait)
+        self._last_request = time.monotonic()
+
     def _get_payload(self, symbol: str, outputsize: str) -> Any:
         """GET the query and decode the JSON body, mapping HTTP trouble to our exceptions."""
+        self._pace()
         with self._send(symbol, outputsize) as response:
             if not response.ok:
                 self._check_deadline(symbol, needed=_DEADLINE_SLACK_SECONDS)

@@ -261,6 +261,21 @@ def test_premium_adjusted_falls_back_once_for_the_whole_run(fake_alphavantage, m
     assert fallbacks[0].name == "lib.alphavantage.client"
 
 
+def test_requests_are_spaced_by_the_interval_the_fallback_included(fake_alphavantage,
+                                                                   make_client, sleeps):
+    fake_alphavantage.queue_error("premium_endpoint")
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    client = make_client(request_interval=30)
+
+    client.fetch_daily("IBM")
+    client.fetch_daily("AAPL")
+
+    assert len(fake_alphavantage.requests) == 3
+    assert len(sleeps.calls) == 2, "before the fallback and before the next symbol"
+    assert all(29 < wait <= 30 for wait in sleeps.calls), sleeps.calls
+
+
 def test_premium_full_output_on_daily_is_final(fake_alphavantage, make_client, caplog):
     fake_alphavantage.queue_error("premium_full_output")
 
