@@ -1,4 +1,5 @@
 """Flask CLI commands of the project (``flask --app app <command>``)."""
+import datetime
 import json
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from flask import Flask, current_app
 from app.api.caching import clear_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
+from financial.runs import delete_runs_before
 from financial.stats import refresh_monthly_sums
 
 SWAGGER_FILE = PROJECT_ROOT / "conf" / "api.swagger.json"
@@ -36,3 +38,19 @@ def register_commands(app: Flask) -> None:
         session.commit()
         clear_cached_answers()
         click.echo("monthly sums recomputed; cached answers cleared")
+
+    @app.cli.command("prune-runs")
+    @click.option("--before", "before", required=True, type=click.DateTime(["%Y-%m-%d"]),
+                  help="delete the runs that started before this day (YYYY-MM-DD, UTC)")
+    def prune_runs(before: datetime.datetime) -> None:
+        """Delete old fetch runs and their symbols' outcomes from the run history.
+
+        The newest run, the newest that changed rows and any run in progress
+        are kept, whatever their age.
+        """
+        session = db.session()
+        runs, outcomes = delete_runs_before(session, before)
+        session.commit()
+        clear_cached_answers()
+        click.echo(f"deleted {runs} runs started before {before:%Y-%m-%d} "
+                   f"and {outcomes} symbol outcomes; cached answers cleared")

@@ -9,8 +9,9 @@ import datetime
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, Delete, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
@@ -21,6 +22,8 @@ RUNNING, OK, PARTIAL, FAILED, INTERRUPTED = "running", "ok", "partial", "failed"
 NOT_FETCHED = "not_fetched"
 INTERRUPTED_MESSAGE = ("the run stopped before it finished (its process died or lost the "
                        "database); found by the next run")
+# Runs deleted per statement: the ids go into an IN list.
+DELETE_BATCH = 1000
 # How bad a symbol's outcome is, when one run meets a symbol twice (two saved files).
 _SEVERITY = {OK: 0, NOT_FETCHED: 1, FAILED: 2}
 
@@ -165,6 +168,36 @@ def data_version(session: Session) -> str:
         .where((FetchRun.rows_new > 0) | (FetchRun.rows_updated > 0))
         .order_by(FetchRun.id.desc()).limit(1)).first()
     return "none" if newest is None else ".".join(str(value) for value in newest)
+
+
+def delete_runs_before(session: Session, moment: datetime.datetime) -> tuple[int, int]:
+    """Delete the runs started before ``moment`` with their symbols; return how many of each.
+
+    Kept whatever their age: a run still running; the run with the highest
+    id, as SQLite numbers a new run after the highest one left and a reused
+    id would pass for the old run; and the newest run that changed rows,
+    which the export's data version (``data_version``) names. Runs in the
+    caller's transaction, in batches of DELETE_BATCH runs.
+    """
+    kept = {session.scalar(select(func.max(FetchRun.id))),
+            session.scalar(select(FetchRun.id)
+                           .where((FetchRun.rows_new > 0) | (FetchRun.rows_updated > 0))
+                           .order_by(FetchRun.id.desc()).limit(1))}
+    doomed = [run_id for run_id in session.scalars(
+        select(FetchRun.id).where(FetchRun.started_at < moment, FetchRun.status != RUNNING))
+        if run_id not in kept]
+    runs = outcomes = 0
+    for start in range(0, len(doomed), DELETE_BATCH):
+        batch = doomed[start:start + DELETE_BATCH]
+        outcomes += _deleted(session, delete(FetchRunSymbol)
+                             .where(FetchRunSymbol.run_id.in_(batch)))
+        runs += _deleted(session, delete(FetchRun).where(FetchRun.id.in_(batch)))
+    return runs, outcomes
+
+
+def _deleted(session: Session, statement: Delete) -> int:
+    """Run a DELETE; return how many rows it removed."""
+    return cast(CursorResult, session.execute(statement)).rowcount
 
 
 def count_runs(session: Session) -> int:

@@ -9,7 +9,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from financial.freshness import count_symbols, list_symbols
 from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
 from financial.runs import (
-    INTERRUPTED_MESSAGE, RunRecorder, SymbolOutcome, count_runs, latest_run, latest_run_start,
+    INTERRUPTED_MESSAGE, RunRecorder, SymbolOutcome, count_runs, data_version,
+    delete_runs_before, latest_run, latest_run_start,
     latest_symbol_outcomes, list_runs, record_refused_run, running_run, symbols_of_runs,
 )
 
@@ -131,6 +132,38 @@ def test_runs_are_listed_newest_first_with_their_symbols(db_session):
         ["IBM"], ["AAPL", "IBM"], []]
     assert latest_run(db_session).id == ids[2]
     assert latest_run_start(db_session) == START + datetime.timedelta(minutes=4)
+
+
+def test_old_runs_are_deleted_with_their_symbols_but_the_newest_ones_are_kept(db_session):
+    clock = Ticks()
+    ids = []
+    for new_rows in (3, 2, 0, 0):  # two runs that stored rows, then two that changed nothing
+        recorder = RunRecorder.open(db_session, "manual", clock)
+        recorder.add(SymbolOutcome("IBM", "ok", 5, new_rows, 0, datetime.date(2023, 3, 24)))
+        recorder.add(SymbolOutcome("AAPL", "failed", error="network failure for AAPL"))
+        recorder.finish("partial", "1 of 2 symbols stored")
+        ids.append(recorder.run_id)
+    db_session.commit()
+    version = data_version(db_session)
+
+    assert delete_runs_before(db_session, START) == (0, 0), "none started before the first"
+    assert delete_runs_before(db_session, START + datetime.timedelta(days=1)) == (2, 4)
+    db_session.commit()
+    # The newest run that stored rows (the export's data version) and the newest run stay.
+    assert [row[0] for row in runs_table(db_session)] == [ids[1], ids[3]]
+    assert {row[0] for row in symbols_table(db_session)} == {ids[1], ids[3]}
+    assert data_version(db_session) == version
+
+
+def test_the_prune_command_names_what_it_deleted_and_refuses_a_bad_day(app):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["prune-runs", "--before", "2000-01-01"])
+    assert result.exit_code == 0, result.output
+    assert result.output == ("deleted 0 runs started before 2000-01-01 and 0 symbol outcomes; "
+                             "cached answers cleared\n")
+    refused = runner.invoke(args=["prune-runs", "--before", "last year"])
+    assert refused.exit_code == 2
+    assert "Invalid value for '--before'" in refused.output
 
 
 def test_the_last_fetch_of_a_symbol_is_the_newest_run_that_tried_it(db_session):
