@@ -66,14 +66,30 @@ class Schedule:
 
     def next_after(self, moment: datetime.datetime) -> datetime.datetime:
         """Return the first scheduled time strictly after ``moment`` (aware, in the zone)."""
-        return croniter(self.expression, moment.astimezone(self.zone)).get_next(datetime.datetime)
+        times = croniter(self.expression, moment.astimezone(self.zone))
+        return _first_occurrence(lambda: times.get_next(datetime.datetime))
 
     def last_before(self, moment: datetime.datetime) -> datetime.datetime:
         """Return the last scheduled time strictly before ``moment`` (aware, in the zone)."""
-        return croniter(self.expression, moment.astimezone(self.zone)).get_prev(datetime.datetime)
+        times = croniter(self.expression, moment.astimezone(self.zone))
+        return _first_occurrence(lambda: times.get_prev(datetime.datetime))
 
     def describe(self) -> str:
         return f"{self.expression!r} in {self.zone.key}"
+
+
+def _first_occurrence(step: Callable[[], datetime.datetime]) -> datetime.datetime:
+    """Step through scheduled times, passing over a wall time the clock shows a second time.
+
+    When daylight saving ends, the clock goes back an hour and shows its
+    times again: a schedule of 01:30 would run twice that night. Like cron,
+    a wall time runs once, at its first occurrence.
+    """
+    while True:
+        moment = step()
+        first = moment.replace(tzinfo=None).replace(tzinfo=moment.tzinfo, fold=0)
+        if first.utcoffset() == moment.utcoffset():
+            return moment
 
 
 def missed_run(schedule: Schedule, now: datetime.datetime,

@@ -74,6 +74,29 @@ def test_runs_at_the_cron_times_in_new_york_across_a_weekend_and_daylight_saving
     assert [run.astimezone(UTC).hour for run in job.runs] == [23, 22, 22]
 
 
+def test_a_wall_time_the_clock_shows_twice_runs_once():
+    # Clocks go back on Sunday 2026-11-01 at 02:00 EDT: 01:30 happens at 05:30Z and 06:30Z.
+    saturday_run = new_york(2026, 10, 31, 1, 30, 4).astimezone(UTC).replace(tzinfo=None)
+    job = serve(new_york(2026, 10, 31, 12, 0), runs=2, history_start=saturday_run,
+                expression="30 1 * * *")
+    assert [run.astimezone(UTC) for run in job.runs] == [
+        datetime.datetime(2026, 11, 1, 5, 30, tzinfo=UTC),
+        datetime.datetime(2026, 11, 2, 6, 30, tzinfo=UTC)]
+    schedule = Schedule.parse("30 1 * * *", NEW_YORK)
+    after_both = datetime.datetime(2026, 11, 1, 7, 0, tzinfo=UTC)
+    assert schedule.last_before(after_both).astimezone(UTC) == job.runs[0].astimezone(UTC)
+    assert missed_run(schedule, after_both, job.runs[0].replace(tzinfo=None)) is None
+
+
+def test_a_frequent_schedule_skips_only_the_repeated_times():
+    schedule = Schedule.parse("*/30 * * * *", NEW_YORK)
+    moment, times = datetime.datetime(2026, 11, 1, 4, 50, tzinfo=UTC), []
+    for _ in range(4):
+        moment = schedule.next_after(moment)
+        times.append(moment.astimezone(UTC).strftime("%H:%M"))
+    assert times == ["05:00", "05:30", "07:00", "07:30"]
+
+
 def test_logs_the_next_run_time(caplog):
     caplog.set_level(logging.INFO, logger="financial.schedule")
     thursday_run = datetime.datetime(2026, 3, 5, 23, 31)
