@@ -15,12 +15,14 @@ from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.exc import (
     ArgumentError, DBAPIError, InterfaceError, NoSuchModuleError, OperationalError,
     ProgrammingError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import BigInteger, Date, Numeric, TypeDecorator
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -69,7 +71,13 @@ def engine_options(url: str, *, timeout: float, read_timeout: float | None = Non
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+        sqlite_options: dict = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
+        # A file gets a pool of connections, whose wait is bounded like MySQL's;
+        # an in-memory database one connection per thread, which takes no timeout.
+        dialect = cast(type[DefaultDialect], parsed.get_dialect())
+        if issubclass(dialect.get_pool_class(parsed), QueuePool):
+            sqlite_options["pool_timeout"] = timeout
+        return sqlite_options
     # Every connection is used through a Connection or Session, which ends its
     # transaction as it returns the connection; the pool's own rollback on
     # return would be a second round trip on every request.

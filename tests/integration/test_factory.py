@@ -1,13 +1,16 @@
 """The application factory: configuration, logging, CORS, request log lines."""
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 import app as app_package
 from app import create_app
 from app.extensions import db
 from conf.settings import ConfigError
+from lib.db import engine_options
 from tests.helpers import build_app
 
 
@@ -45,6 +48,29 @@ def test_mysql_engines_ping_recycle_and_bound_every_wait(tmp_path):
                        "pool_reset_on_return": None,
                        "connect_args": {"connect_timeout": 1.5, "read_timeout": 1.5,
                                         "write_timeout": 1.5}}
+
+
+def test_an_sqlite_file_answers_503_once_no_pooled_connection_frees_in_time(tmp_path):
+    application = build_app(f"sqlite:///{tmp_path}/pool.db", tmp_path / "log",
+                            DATABASE_TIMEOUT=0.5)
+    assert application.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_timeout"] == 0.5
+    held = []
+    with application.app_context(), pytest.raises(PoolTimeoutError):
+        for _ in range(100):  # every pooled connection taken: the next wait times out
+            held.append(db.engine.connect())
+    try:
+        started = time.monotonic()
+        response = application.test_client().get("/api/financial_data")
+        waited = time.monotonic() - started
+    finally:
+        for connection in held:
+            connection.close()
+    assert response.status_code == 503
+    assert waited < 5, "the request waited for the pool's own 30 s, not DATABASE_TIMEOUT"
+
+
+def test_an_in_memory_sqlite_database_takes_no_pool_timeout():
+    assert "pool_timeout" not in engine_options("sqlite://", timeout=2)
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
