@@ -6,7 +6,7 @@ import click
 from flask import Flask, Response
 
 from app.api.caching import init_cached_answers
-from app.extensions import db
+from app.extensions import EXPORT_BIND, EXPORT_READ_TIMEOUT_SECONDS, db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
 from lib.db import DatabaseUrlError, check_database_url, configure_engine, engine_options
 from lib.log_setup import configure_logging
@@ -110,9 +110,14 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(
         url, timeout=app.config["DATABASE_TIMEOUT"],
         read_timeout=app.config["DATABASE_READ_TIMEOUT"]))
+    export_options = engine_options(url, timeout=app.config["DATABASE_TIMEOUT"],
+                                    read_timeout=EXPORT_READ_TIMEOUT_SECONDS)
+    if export_options != app.config["SQLALCHEMY_ENGINE_OPTIONS"]:
+        app.config.setdefault("SQLALCHEMY_BINDS", {EXPORT_BIND: {"url": url, **export_options}})
     db.init_app(app)
     with app.app_context():
-        configure_engine(db.engine)
+        for engine in db.engines.values():
+            configure_engine(engine)
     init_cached_answers(app)
 
 

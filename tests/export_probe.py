@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 
-from app.extensions import db
+from app.extensions import EXPORT_BIND, db
 from tests.helpers import build_app
 
 EXPORT = "/api/financial_data/export"
@@ -74,8 +74,9 @@ def break_mid_stream(url: str, log_dir: str) -> dict:
     application = build_app(url, log_dir)
     client = application.test_client()
     with application.app_context():
+        engine = db.engines.get(EXPORT_BIND, db.engine)  # MySQL's export has its own
         checked_out: list = []
-        event.listen(db.engine, "checkout",
+        event.listen(engine, "checkout",
                      lambda dbapi_connection, *_: checked_out.append(dbapi_connection))
         response = client.get(f"{EXPORT}?fields=all")
         chunks = iter(response.response)
@@ -83,7 +84,7 @@ def break_mid_stream(url: str, log_dir: str) -> dict:
         # The request's session reads the data version first; the export's
         # own connection is the last one checked out.
         export_connection = checked_out[-1]
-        fail_query(db.engine, export_connection)
+        fail_query(engine, export_connection)
         error = None
         try:
             for chunk in chunks:
@@ -92,7 +93,7 @@ def break_mid_stream(url: str, log_dir: str) -> dict:
             error = exc.__class__.__name__
         response.close()
         db.session.remove()  # the request's own session, as its teardown would
-        still_checked_out = db.engine.pool.checkedout()
+        still_checked_out = sum(each.pool.checkedout() for each in db.engines.values())
         again = client.get(f"{EXPORT}?symbol=S000&end_date=2000-01-04").get_data()
     return {"status": response.status_code, "rows_received": received.count(b"\r\n") - 1,
             "error": error, "checked_out_after": still_checked_out,

@@ -83,7 +83,8 @@ def emptied_app(application: Flask) -> Iterator[Flask]:
     with application.app_context():
         cache.clear()
         db.session.remove()
-        db.engine.dispose()
+        for engine in db.engines.values():  # the export's bind too
+            engine.dispose()
 
 
 def documented_variables() -> list[str]:

@@ -15,7 +15,7 @@ from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control
 from app.api.serializers import pagination, price_row
 from app.envelope import envelope
-from app.extensions import db
+from app.extensions import EXPORT_BIND, db
 from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
 from financial.queries import count_prices, list_prices
 from financial.runs import data_version
@@ -131,7 +131,7 @@ class FinancialDataExport(Resource):
         if_none_match = request.if_none_match
         if not if_none_match.star_tag and if_none_match.contains_weak(tag):
             return _not_modified(tag)
-        response = csv_response(db.engine, query, cache_control())
+        response = csv_response(db.engines.get(EXPORT_BIND, db.engine), query, cache_control())
         if if_none_match.star_tag:  # matches an export that exists: one within the row cap
             response.close()
             return _not_modified(tag)

@@ -2,8 +2,12 @@
 import csv
 import io
 
-from app.extensions import db
-from tests.helpers import every_listed_row, insert_synthetic_rows
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from app.extensions import EXPORT_BIND, db
+from tests.helpers import build_app, every_listed_row, insert_synthetic_rows
 
 EXPORT = "/api/financial_data/export"
 ALL_FIELDS = ["symbol", "date", "open_price", "high_price", "low_price", "close_price",
@@ -15,8 +19,31 @@ def csv_rows(response) -> list[list[str]]:
 
 
 def checked_out_connections(app) -> int:
+    """Connections taken from the pools: the app's and, on MySQL, the export's."""
     with app.app_context():
-        return db.engine.pool.checkedout()
+        return sum(engine.pool.checkedout() for engine in db.engines.values())
+
+
+@pytest.mark.mysql
+def test_the_export_waits_longer_than_database_timeout_for_its_first_rows(
+        mysql_database_url, tmp_path):
+    """MySQL sorts every matching row before it sends one: a million take seconds."""
+    application = build_app(mysql_database_url, tmp_path / "log", DATABASE_TIMEOUT=0.5,
+                            DATABASE_READ_TIMEOUT=0.5)
+    slow_answer = text("SELECT SLEEP(1)")
+    with application.app_context():
+        export_engine = db.engines[EXPORT_BIND]
+        with export_engine.connect() as connection:
+            assert connection.execute(slow_answer).scalar() == 0
+        with pytest.raises(OperationalError), db.engine.connect() as connection:
+            connection.execute(slow_answer)
+    response = application.test_client().get(EXPORT)
+    assert response.status_code == 200
+    response.close()
+    with application.app_context():
+        assert export_engine.pool.checkedin() == 1, "the export read through its own engine"
+        for engine in db.engines.values():
+            engine.dispose()
 
 
 def test_export_is_a_csv_attachment_with_exact_values_and_empty_nulls(client, recorded_prices):
