@@ -6,6 +6,7 @@ Content-Security-Policy.
 """
 import calendar
 import datetime
+from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,7 +17,8 @@ from selenium.webdriver.common.keys import Keys
 
 from conf.settings import PROJECT_ROOT
 from tests.browser.harness import FailedRequest, csp_directives, publish_screenshot
-from tests.helpers import build_app
+from app.extensions import db
+from tests.helpers import build_app, insert_prices, migrate_database, sqlite_url
 
 README_SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard.png"
 MIN_COLOURED_PIXELS = 50
@@ -246,6 +248,55 @@ def test_back_returns_to_the_previous_view(browser, live_server):
     assert shown_stats(browser) == expected_stats(live_server, "AAPL", "2023-01-02", "2023-02-15")
 
 
+@pytest.fixture
+def long_server(serve, tmp_path):
+    """LONG: 3,000 days from 2000-01-01; SHORT: exactly the 14 days 2W shows."""
+    url = sqlite_url(tmp_path)
+    migrate_database(url, tmp_path / "log")
+    application = build_app(url, tmp_path / "log")
+
+    def days(symbol: str, first: datetime.date, count: int) -> list[dict]:
+        return [{"symbol": symbol, "date": first + datetime.timedelta(days=n),
+                 "open_price": Decimal("10.5"), "high_price": Decimal("12"),
+                 "low_price": Decimal("9"), "close_price": Decimal("11.25"), "volume": 1000 + n}
+                for n in range(count)]
+    with application.app_context():
+        insert_prices(db.session, days("LONG", datetime.date(2000, 1, 1), 3000)
+                      + days("SHORT", datetime.date(2023, 3, 11), 14))
+        db.session.commit()
+    return serve(application)
+
+
+def test_a_range_of_years_fits_a_phone_screen(browser, long_server):
+    browser.emulate_phone(width=375)
+    browser.open(long_server.url + "/?symbol=LONG")
+    wait_settled(browser)
+    element(browser, "[data-preset='All']").click()
+    wait_shown(browser, "LONG", "2000-01-01", "2008-03-18")
+    chart = element(browser, "#chart")
+    ActionChains(browser.driver).move_to_element_with_offset(
+        chart, -chart.size["width"] // 2 + 2, -chart.size["height"] // 4).perform()
+    # The chart's left edge is within the first days, not years into the range.
+    browser.wait_for(lambda: "2000-01-01" <= shown_readout(browser)["date"] <= "2000-03-01",
+                     "the readout of a day at the chart's left edge")
+    browser.screenshot("phone-long-range")
+
+
+def test_the_pressed_preset_stays_pressed_when_another_gives_the_same_days(
+        browser, long_server):
+    browser.open(long_server.url + "/?symbol=SHORT")
+    wait_settled(browser)
+    element(browser, "[data-preset='All']").click()
+    wait_shown(browser, "SHORT", "2023-03-11", "2023-03-24")
+    assert pressed_presets(browser) == ["All"], "2W gives the same days, but All was pressed"
+    select = element(browser, "#symbol")
+    select.find_element(By.CSS_SELECTOR, "option[value='LONG']").click()
+    wait_shown(browser, "LONG", "2000-01-01", "2008-03-18")
+    assert pressed_presets(browser) == ["All"]
+    assert browser.script("return document.getElementById('status').textContent") == (
+        "Showing LONG, 2000-01-01 to 2008-03-18: 3,000 trading days.")
+
+
 # --- the picker and freshness ------------------------------------------------------------
 
 def test_the_picker_lists_every_symbol_with_its_freshness(browser, mixed_server):
@@ -339,6 +390,8 @@ def test_an_unknown_symbol_says_so(browser, live_server):
      "end_date must be a date written YYYY-MM-DD, not “yesterday”"),
     ("symbol=IBM&start_date=2023-03-01&end_date=2023-02-01",
      "start_date 2023-03-01 is after end_date 2023-02-01"),
+    ("symbol=IBM&start_date=0000-01-01",
+     "start_date must be a date written YYYY-MM-DD, not “0000-01-01”"),
     ("symbol=%24%24%24", "symbol must be 1 to 16 letters, digits, '.' or '-', starting with a "
                          "letter or digit, not “$$$”"),
 ])
@@ -347,6 +400,7 @@ def test_a_bad_address_names_what_is_wrong(browser, live_server, query, problem)
     assert wait_settled(browser)["message"] == (
         f"This address cannot be shown: {problem}. Pick a symbol and a range instead.")
     assert not any("/api/financial_data" in url for url in browser.requested_urls())
+    assert element(browser, "#symbol").get_attribute("value") == "", "no symbol seems picked"
     if query.startswith("symbol=%24"):
         browser.screenshot("bad-address")
 
@@ -359,6 +413,10 @@ def test_an_api_error_is_shown_with_a_retry(browser, serve, tmp_path):
         "the database is unavailable, please retry later.")
     assert element(browser, "#retry").is_displayed()
     browser.screenshot("api-error")
+    browser.script("window.location.hash = 'chart'")  # what the skip link does
+    browser.driver.back()
+    assert wait_settled(browser)["message"].startswith("The API answered with an error (HTTP 503)")
+    assert element(browser, "#retry").is_displayed(), "the message keeps its Retry"
     problems = browser.take_problems()
     assert problems.failed_requests == [
         FailedRequest(f"{broken.url}/api/symbols?limit=1000&page=1", status=503)]

@@ -4,6 +4,7 @@
 import {
   CandlestickSeries, CrosshairMode, HistogramSeries, LineSeries, createChart,
 } from '../vendor/lightweight-charts/lightweight-charts.standalone.production.mjs';
+import { plural } from './view.js';
 
 // Exported for the browser tests, which look for these colours in the canvas.
 export const COLORS = {
@@ -16,6 +17,7 @@ export const COLORS = {
   grid: '#eef0f3',
 };
 const VOLUME_PANE_SHARE = 0.28;
+const MIN_BAR_SPACING = 0.001; // px: 100 years of days fit 30 px
 const KEY_STEPS = { ArrowLeft: -1, ArrowRight: 1 };
 
 function hasRange(row) {
@@ -51,7 +53,7 @@ function volumeBar(row) {
 /** Describe what the chart draws, for screen readers (and anyone reading the label). */
 function describe(rows, symbol) {
   const unknown = rows.filter((row) => !hasRange(row)).length;
-  const range = `${symbol}, ${rows[0].date} to ${rows[rows.length - 1].date}, ${rows.length} trading days`;
+  const range = `${symbol}, ${rows[0].date} to ${rows[rows.length - 1].date}, ${plural(rows.length, 'trading day')}`;
   if (unknown === 0) {
     return `Candlestick chart of ${range}, with daily volume below`;
   }
@@ -75,7 +77,9 @@ export class PriceChart {
       grid: { vertLines: { color: COLORS.grid }, horzLines: { color: COLORS.grid } },
       crosshair: { mode: CrosshairMode.Normal },
       localization: { locale: 'en-US' },
-      timeScale: { borderVisible: false },
+      // The library's least bar spacing (0.5 px) would fit only ~2 years of days on a
+      // phone: a range of decades must still fit the width, however thin its bars.
+      timeScale: { borderVisible: false, minBarSpacing: MIN_BAR_SPACING },
       rightPriceScale: { borderVisible: false },
     });
     this.candles = this.chart.addSeries(CandlestickSeries, {

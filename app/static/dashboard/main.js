@@ -2,7 +2,7 @@
 
 import { ApiError, OfflineError, createApi } from './api.js';
 import { PriceChart } from './chart.js';
-import { DEFAULT_PRESET, matchingPreset, presetRange } from './ranges.js';
+import { DEFAULT_PRESET, isIsoDate, matchingPreset, presetRange } from './ranges.js';
 import { UrlError, queryString, readUrlState } from './url-state.js';
 import * as view from './view.js';
 
@@ -14,6 +14,7 @@ let symbols = new Map(); // symbol -> its /api/symbols entry
 let shown = null; // the view on screen: {symbol, start, end}
 let chart = null;
 let generation = 0; // bumped per load, so a slow answer never overwrites a newer view
+let chosenPreset = null; // the preset last pressed: it wins over another giving the same days
 
 /** Explain a failed request in a sentence a reader can act on. */
 function explain(error) {
@@ -27,9 +28,19 @@ function explain(error) {
   throw error;
 }
 
+/** The preset that gives `range`: the one pressed last if it does (All and 2W can coincide). */
 function presetOf(range) {
   const entry = symbols.get(range.symbol);
-  return entry ? matchingPreset(range, entry.first_date, entry.last_date) : null;
+  if (!entry) {
+    return null;
+  }
+  if (chosenPreset) {
+    const chosen = presetRange(chosenPreset, entry.first_date, entry.last_date);
+    if (chosen.start === range.start && chosen.end === range.end) {
+      return chosenPreset;
+    }
+  }
+  return matchingPreset(range, entry.first_date, entry.last_date);
 }
 
 /**
@@ -77,6 +88,8 @@ async function showAddress() {
     }
     generation += 1;
     shown = null;
+    view.renderControls({}, null); // no symbol picked: picking any one shows it
+    view.renderFreshness(null);
     view.showMessage(`This address cannot be shown: ${error.message}. Pick a symbol and a range instead.`);
     return;
   }
@@ -147,7 +160,7 @@ function draw(range, rows, stats) {
   chart.show(rows, range.symbol);
   view.renderStats(stats, rows.length);
   view.setStatus(`Showing ${range.symbol}, ${range.start} to ${range.end}: `
-    + `${rows.length} trading days.`);
+    + `${view.plural(rows.length, 'trading day')}.`);
 }
 
 /** Go to a view: a new history entry, so Back returns to the previous one. */
@@ -172,6 +185,7 @@ function onPreset(name) {
     view.showMessage('Pick a stored symbol first.');
     return;
   }
+  chosenPreset = name;
   navigate({ symbol: entry.symbol, ...presetRange(name, entry.first_date, entry.last_date) });
 }
 
@@ -179,13 +193,23 @@ function onDates(start, end) {
   const entry = symbols.get(view.pickedSymbol());
   if (!entry) {
     view.showMessage('Pick a stored symbol first.');
+  } else if (!isIsoDate(start) || !isIsoDate(end)) {
+    view.showMessage('Write both dates as YYYY-MM-DD, from year 0001 to 9999.');
   } else if (start > end) {
     view.showMessage(`The start date ${start} is after the end date ${end}: swap them or pick a preset.`);
   } else {
+    chosenPreset = null;
     navigate({ symbol: entry.symbol, start, end });
   }
 }
 
 view.bindControls({ onSymbol, onPreset, onDates });
-window.addEventListener('popstate', () => showAddress());
+window.addEventListener('popstate', () => {
+  // Without stored symbols (none yet, or their loading failed) the page keeps its message
+  // and Retry; a change of the fragment alone (the skip link) changes no view.
+  const shownQuery = shown ? queryString(shown) : null;
+  if (symbols.size > 0 && window.location.search !== shownQuery) {
+    showAddress();
+  }
+});
 loadSymbols();

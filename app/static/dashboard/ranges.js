@@ -35,7 +35,7 @@ export function isIsoDate(text) {
     return false;
   }
   const [year, month, day] = match.slice(1).map(Number);
-  return toIso(toDate(year, month - 1, day)) === text;
+  return year >= 1 && toIso(toDate(year, month - 1, day)) === text; // the API's first year is 1
 }
 
 /** Return the day `days` after `iso` (before it when negative). */

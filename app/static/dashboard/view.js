@@ -29,7 +29,8 @@ export function groupDigits(text) {
   return String(text).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
 }
 
-function plural(count, word) {
+/** Write `count` and `word`, with an s unless the count is 1: "1 trading day", "2 trading days". */
+export function plural(count, word) {
   return `${groupDigits(count)} ${word}${count === 1 ? '' : 's'}`;
 }
 
