@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import TypeVar, overload
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
@@ -109,19 +107,17 @@ def anchored_sqlite_path(url: str) -> str:
 
     SQLAlchemy reads such a path from the working directory, Flask-SQLAlchemy
     from the app's instance folder: the API and the fetch job, started from
-    anywhere, must open the same file. Other URLs (and ones that do not
-    parse, which the start-up check names) are returned as they are.
+    anywhere, must open the same file. Other URLs (an absolute path, an
+    in-memory or ``file:`` database, another backend, a malformed URL, which
+    the start-up check names) are returned as they are.
     """
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+    parts = urlsplit(url)
+    database = parts.path[1:]  # sqlite:///relative has the path "/relative"
+    if (parts.scheme.split("+")[0] != "sqlite" or parts.netloc or not database
+            or database == ":memory:" or database.startswith(("/", "file:"))):
         return url
-    database = parsed.database
-    if (parsed.get_backend_name() != "sqlite" or not database or database == ":memory:"
-            or database.startswith("file:") or Path(database).is_absolute()):
-        return url
-    return parsed.set(database=str(PROJECT_ROOT / database)).render_as_string(
-        hide_password=False)
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}:///{PROJECT_ROOT / database}{query}"
 
 
 def with_password(url: str, password: str) -> str:
