@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TypeVar, overload
 from urllib.parse import quote, urlsplit, urlunsplit
 
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
