@@ -30,8 +30,8 @@ from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, read_saved_response
-from lib.db import NEWER_SCHEMA, describe_database_error, schema_revision, unknown_revision
-from lib.locks import LockWaitStopped, MigrationLockTimeout, migration_lock
+from lib.db import NEWER_SCHEMA, describe_database_error, schema_revision
+from lib.locks import LockWaitStopped, MigrationLockTimeout, migrate_unless_newer
 from lib.log_setup import configure_logging
 from lib.tickers import SYMBOL_RULE, normalize_symbol
 
@@ -248,19 +248,16 @@ def _schema_ready(app: Flask) -> bool:
     try:
         if schema_revision(db.engine) == SCHEMA_REVISION:
             return True
-        newer = unknown_revision(db.engine, str(MIGRATIONS_DIR))
-        if newer is not None:
-            logger.warning(NEWER_SCHEMA, newer)
-            return True
         register_migrations(app)
         from flask_migrate import upgrade
-        with migration_lock(db.engine):
-            upgrade()
+        newer = migrate_unless_newer(db.engine, str(MIGRATIONS_DIR), upgrade)
     except (SQLAlchemyError, MigrationLockTimeout) as exc:
         logger.error("bringing the schema up to date failed", exc_info=exc)
         print(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
               "nothing fetched", file=sys.stderr)
         return False
+    if newer is not None:
+        logger.warning(NEWER_SCHEMA, newer)
     return True
 
 

@@ -19,12 +19,13 @@ import portalocker
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from lib.db import DATABASE_ERRORS, lock_name
+from lib.db import DATABASE_ERRORS, lock_name, unknown_revision
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 MIGRATION_LOCK_TIMEOUT_SECONDS = 300
 MIGRATION_LOCK = "migrate"
+MIGRATION_WAIT = "another process is migrating the database; waiting up to %ds for it"
 # The lock's connection is idle while the work runs, for hours in a full fetch;
 # the server closes idle connections after wait_timeout (8 h by default, often
 # set lower), which would free the lock mid-run. The most MySQL and MariaDB allow.
@@ -45,36 +46,39 @@ class MigrationLockTimeout(Exception):
 
 @contextmanager
 def migration_lock(engine: Engine) -> Iterator[None]:
-    """Hold the database's migration lock for the block.
+    """Hold the database's migration lock for the block (``database_lock``'s ``migrate``).
 
     API replicas and fetch jobs may start together on a fresh database; the
-    lock makes them apply migrations one at a time. On MySQL/MariaDB the
-    server waits for the named lock; an SQLite file gets its lock file, as
-    its DDL statements commit one by one and two migrating processes would
-    interleave them.
+    lock makes them apply migrations one at a time, on SQLite too, whose DDL
+    statements commit one by one: two migrating processes would interleave.
 
     Raises MigrationLockTimeout when the lock is not granted in time.
     """
-    if engine.dialect.name not in ("mysql", "mariadb"):
-        try:
-            with database_lock(engine, MIGRATION_LOCK, MIGRATION_LOCK_TIMEOUT_SECONDS):
-                yield
-        except LockTimeout as exc:
-            raise MigrationLockTimeout(str(exc)) from None
-        return
-    name = lock_name(engine.url.database or "", MIGRATION_LOCK)
-    with engine.connect() as connection:
-        granted = connection.execute(
-            text("SELECT GET_LOCK(:name, :timeout)"),
-            {"name": name, "timeout": MIGRATION_LOCK_TIMEOUT_SECONDS},
-        ).scalar()
-        if granted != 1:
-            raise MigrationLockTimeout(f"migration lock {name!r} not granted "
-                                       f"within {MIGRATION_LOCK_TIMEOUT_SECONDS}s")
-        try:
+    try:
+        with database_lock(engine, MIGRATION_LOCK, MIGRATION_LOCK_TIMEOUT_SECONDS,
+                           on_wait=lambda: logger.info(MIGRATION_WAIT,
+                                                       MIGRATION_LOCK_TIMEOUT_SECONDS)):
             yield
-        finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+    except LockTimeout as exc:
+        raise MigrationLockTimeout(str(exc)) from None
+
+
+def migrate_unless_newer(engine: Engine, directory: str,
+                         upgrade: Callable[[], object]) -> str | None:
+    """Run ``upgrade`` under the migration lock unless a newer release migrated the database.
+
+    The schema is read under the lock: a release that found it behind may
+    have waited there while a newer one migrated it. Returns the revision of
+    such a newer schema, left as it is (``directory``'s scripts do not know
+    it), else None.
+
+    Raises MigrationLockTimeout when the lock is not granted in time.
+    """
+    with migration_lock(engine):
+        newer = unknown_revision(engine, directory)
+        if newer is None:
+            upgrade()
+    return newer
 
 
 @contextmanager

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 from app import MIGRATIONS_DIR, create_app
 from app.extensions import db
 from conf.settings import ConfigError, get_config
-from lib.db import DATABASE_ERRORS, NEWER_SCHEMA, describe_database_error, unknown_revision
-from lib.locks import MigrationLockTimeout, migration_lock
+from lib.db import DATABASE_ERRORS, NEWER_SCHEMA, describe_database_error
+from lib.locks import MigrationLockTimeout, migrate_unless_newer
 
 logger = logging.getLogger("prestart")
 
@@ -60,16 +60,13 @@ def prepare_database(engine: Engine, timeout: float) -> int:
         logger.error("database %s did not answer within %gs: %s", where, timeout,
                      describe_database_error(error))
         return EXIT_UNREACHABLE
-    newer = unknown_revision(engine, str(MIGRATIONS_DIR))
-    if newer is not None:
-        logger.warning(NEWER_SCHEMA, newer)
-        return EXIT_READY
     try:
-        with migration_lock(engine):
-            upgrade()
+        newer = migrate_unless_newer(engine, str(MIGRATIONS_DIR), upgrade)
     except MigrationLockTimeout as exc:
         logger.error("%s", exc)
         return EXIT_FAILED
+    if newer is not None:
+        logger.warning(NEWER_SCHEMA, newer)
     logger.info("database %s is ready and migrated", where)
     return EXIT_READY
 

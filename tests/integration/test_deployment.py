@@ -674,10 +674,11 @@ def test_concurrent_starts_migrate_one_at_a_time(fresh_mysql_database, tmp_path)
                 [sys.executable, "-m", "scripts.prestart", "--timeout", "10"], cwd=ROOT, env=env,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                wait_for(lambda: holder.execute(text(
-                    "SELECT COUNT(*) FROM information_schema.processlist "
-                    "WHERE info LIKE 'SELECT GET_LOCK(%%' AND id <> CONNECTION_ID()")).scalar(),
-                    "the second start to ask for the lock")
+                log = tmp_path / "api.log"
+                wait_for(lambda: log.exists() and "another process is migrating the database; "
+                         "waiting up to 300s for it" in log.read_text(),
+                         "the second start to wait for the lock")
+                assert process.poll() is None
                 assert not inspect(engine).has_table("financial_data")
                 holder.execute(text("SELECT RELEASE_LOCK(:name)"), lock)
                 assert process.wait(timeout=SERVER_START_SECONDS) == 0
