@@ -6,7 +6,7 @@ import click
 from flask import Flask, Response
 
 from app.api.caching import init_cached_answers
-from app.extensions import EXPORT_BIND, EXPORT_READ_TIMEOUT_SECONDS, db
+from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
 from lib.db import DatabaseUrlError, check_database_url, configure_engine, engine_options
 from lib.log_setup import configure_logging
@@ -77,7 +77,7 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
         app.config.update(overrides or {})
 
         _configure_logging(app)
-        register_extensions(app)
+        register_extensions(app, export_bind=serving)
         if serving:
             register_migrations(app)
             # Imported here, not above: the fetch job's app leaves them out.
@@ -97,8 +97,8 @@ def _configure_logging(app: Flask) -> None:
                           f"({exc.strerror or exc.__class__.__name__})") from None
 
 
-def register_extensions(app: Flask) -> None:
-    """Bind the database and the cache to ``app``.
+def register_extensions(app: Flask, *, export_bind: bool = True) -> None:
+    """Bind the database and the cache to ``app``; ``export_bind`` adds the CSV export's engine.
 
     Raises ConfigError when DATABASE_URL cannot work at all.
     """
@@ -110,15 +110,28 @@ def register_extensions(app: Flask) -> None:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(
         url, timeout=app.config["DATABASE_TIMEOUT"],
         read_timeout=app.config["DATABASE_READ_TIMEOUT"]))
-    export_options = engine_options(url, timeout=app.config["DATABASE_TIMEOUT"],
-                                    read_timeout=EXPORT_READ_TIMEOUT_SECONDS)
-    if export_options != app.config["SQLALCHEMY_ENGINE_OPTIONS"]:
-        app.config.setdefault("SQLALCHEMY_BINDS", {EXPORT_BIND: {"url": url, **export_options}})
+    if export_bind:
+        _add_export_bind(app, url)
     db.init_app(app)
     with app.app_context():
         for engine in db.engines.values():
             configure_engine(engine)
     init_cached_answers(app)
+
+
+def _add_export_bind(app: Flask, url: str) -> None:
+    """Give the CSV export an engine of its own where each answer has a read timeout (MySQL).
+
+    Its read timeout is EXPORT_READ_TIMEOUT (at least the API's own), for
+    the sort before the first row. It keeps one idle connection, so a
+    worker holds at most its threads' connections plus one.
+    """
+    from app.api.export import EXPORT_BIND  # the API's module: serving apps only
+    read_timeout = max(app.config["EXPORT_READ_TIMEOUT"], app.config["DATABASE_READ_TIMEOUT"])
+    options = engine_options(url, timeout=app.config["DATABASE_TIMEOUT"], read_timeout=read_timeout)
+    if "read_timeout" in options.get("connect_args", {}):
+        app.config.setdefault("SQLALCHEMY_BINDS",
+                              {EXPORT_BIND: {"url": url, **options, "pool_size": 1}})
 
 
 def register_migrations(app: Flask) -> None:

@@ -10,12 +10,5 @@ from financial.models import Base
 
 db = SQLAlchemy(model_class=Base)
 
-# The CSV export's engine (a Flask-SQLAlchemy bind) where the database has a read
-# timeout (MySQL): the server sorts every matching row, a million in seconds,
-# before it sends the first, longer than DATABASE_TIMEOUT allows one answer.
-# Bounded by gunicorn's worker timeout (conf/gunicorn.conf.py).
-EXPORT_BIND = "export"
-EXPORT_READ_TIMEOUT_SECONDS = 30.0
-
 cache = Cache()
 cors = CORS()

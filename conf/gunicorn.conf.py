@@ -29,8 +29,9 @@ def _usable_cpus() -> int:
 # uses (GUNICORN_BIND=127.0.0.1:8000), never one clients reach directly.
 bind = [_env("GUNICORN_BIND", f"0.0.0.0:{_env('PORT', '8000')}")]
 
-# Each worker holds its own SQLAlchemy pool: workers x threads x replicas
-# must stay below MySQL's max_connections (151 by default).
+# Each worker holds its own SQLAlchemy pools (one more connection for CSV
+# exports): workers x (threads + 1) x replicas must stay below MySQL's
+# max_connections (151 by default).
 workers = _env_int("GUNICORN_WORKERS", 2 * _usable_cpus() + 1)
 # Threaded workers, whatever the thread count: a connection that sends
 # nothing is parked in the worker's poller (after at most 5 s in a thread),

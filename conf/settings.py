@@ -212,6 +212,10 @@ class BaseConfig:
     PROPAGATE_EXCEPTIONS = True
     # Cache-Control max-age (seconds) on successful read responses.
     HTTP_CACHE_MAX_AGE = 60
+    # Seconds the CSV export waits for each answer on MySQL (at least the API's
+    # own): the server sorts every matching row before it sends the first, a
+    # million in seconds. Below nginx's proxy_read_timeout (30 s, conf/nginx.conf).
+    EXPORT_READ_TIMEOUT = 20.0
 
     def default_cors_origins(self) -> str:
         """Return the CORS origins used when CORS_ORIGINS is unset."""

@@ -23,7 +23,8 @@ from financial.ingest import recent_days, store_symbol
 from lib.avantage_api import read_saved_response
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES, FakeAlphaVantage, QuietHTTPServer
 from tests.helpers import (
-    LARGE_ROWS, build_app, create_mysql_database, drop_mysql_database, emptied_app,
+    LARGE_ROWS, build_app, create_mysql_database, dispose_engines, drop_mysql_database,
+    emptied_app,
     insert_prices, insert_synthetic_rows, load_sample, migrate_database, sqlite_url,
 )
 from tests.servers import PrivateRedis
@@ -152,8 +153,7 @@ def sample_app(sample_database_url, tmp_path) -> Iterator[Flask]:
     """A testing app on the sample database (read it, do not change it)."""
     application = build_app(sample_database_url, tmp_path / "log")
     yield application
-    with application.app_context():
-        db.engine.dispose()
+    dispose_engines(application)
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 
-from app.extensions import EXPORT_BIND, db
+from app.api.export import EXPORT_BIND
+from app.extensions import db
 from tests.helpers import build_app
 
 EXPORT = "/api/financial_data/export"

@@ -36,6 +36,13 @@ def build_app(database_url: str, log_dir, **overrides) -> Flask:
     return create_app("testing", overrides=settings)
 
 
+def dispose_engines(application: Flask) -> None:
+    """Close the pooled connections of every engine of ``application`` (the export's too)."""
+    with application.app_context():
+        for engine in db.engines.values():
+            engine.dispose()
+
+
 def migrate_database(database_url: str, log_dir) -> None:
     """Bring the schema of ``database_url`` up to date with the migrations."""
     application = build_app(database_url, log_dir)
@@ -83,8 +90,7 @@ def emptied_app(application: Flask) -> Iterator[Flask]:
     with application.app_context():
         cache.clear()
         db.session.remove()
-        for engine in db.engines.values():  # the export's bind too
-            engine.dispose()
+    dispose_engines(application)
 
 
 def documented_variables() -> list[str]:

@@ -32,6 +32,10 @@ BATCH_ROWS = 1000
 CHUNK_CHARS = 64 * 1024
 # Part of the export's tag: change it when the CSV's layout changes.
 EXPORT_FORMAT_VERSION = 1
+# The Flask-SQLAlchemy bind the export reads through where the database has a
+# read timeout (MySQL): the server sorts every matching row, a million in
+# seconds, before it sends the first (EXPORT_READ_TIMEOUT in conf/settings.py).
+EXPORT_BIND = "export"
 
 
 @dataclass(frozen=True)
@@ -104,14 +108,19 @@ def _release(connection: Connection, session: Session, result: Result | None) ->
         connection.close()
 
 
-def _open_rows(session: Session, query: ExportQuery) -> Result:
-    """Check the row cap, then run the query; return its unread result."""
+def check_row_cap(session: Session, query: ExportQuery) -> None:
+    """Raise InvalidParameterError when more rows than ``query.max_rows`` match."""
     count = count_prices(session, symbols=query.symbols, start_date=query.start_date,
                          end_date=query.end_date)
     if count > query.max_rows:
         raise InvalidParameterError(
             f"the export matches {count:,} rows, more than the {query.max_rows:,} it may "
             "stream; narrow the filters (symbol, start_date, end_date)")
+
+
+def _open_rows(session: Session, query: ExportQuery) -> Result:
+    """Check the row cap, then run the query; return its unread result."""
+    check_row_cap(session, query)
     return stream_prices(session, symbols=query.symbols, start_date=query.start_date,
                          end_date=query.end_date, fields=query.fields, batch_size=BATCH_ROWS)
 

@@ -10,12 +10,12 @@ from app.api.docs import (
     ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
     pagination_model, require_every_key,
 )
-from app.api.export import ExportQuery, csv_response, export_tag
+from app.api.export import EXPORT_BIND, ExportQuery, check_row_cap, csv_response, export_tag
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control
 from app.api.serializers import pagination, price_row
 from app.envelope import envelope
-from app.extensions import EXPORT_BIND, db
+from app.extensions import db
 from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
 from financial.queries import count_prices, list_prices
 from financial.runs import data_version
@@ -127,14 +127,16 @@ class FinancialDataExport(Resource):
                             max_rows=current_app.config["EXPORT_MAX_ROWS"])
         # The body is streamed, so its tag cannot hash it: a weak tag names the
         # query and the data version instead, and a match is answered unread.
-        tag = export_tag(query, data_version(db.session()))
+        session = db.session()
+        tag = export_tag(query, data_version(session))
         if_none_match = request.if_none_match
-        if not if_none_match.star_tag and if_none_match.contains_weak(tag):
-            return _not_modified(tag)
-        response = csv_response(db.engines.get(EXPORT_BIND, db.engine), query, cache_control())
         if if_none_match.star_tag:  # matches an export that exists: one within the row cap
-            response.close()
+            check_row_cap(session, query)
             return _not_modified(tag)
+        if if_none_match.contains_weak(tag):
+            return _not_modified(tag)
+        session.close()  # the export reads through a connection of its own
+        response = csv_response(db.engines.get(EXPORT_BIND, db.engine), query, cache_control())
         response.set_etag(tag, weak=True)
         return response
 

@@ -3,11 +3,12 @@ import csv
 import io
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
-from app.extensions import EXPORT_BIND, db
-from tests.helpers import build_app, every_listed_row, insert_synthetic_rows
+from app.api.export import EXPORT_BIND
+from app.extensions import db
+from tests.helpers import build_app, dispose_engines, every_listed_row, insert_synthetic_rows
 
 EXPORT = "/api/financial_data/export"
 ALL_FIELDS = ["symbol", "date", "open_price", "high_price", "low_price", "close_price",
@@ -37,13 +38,31 @@ def test_the_export_waits_longer_than_database_timeout_for_its_first_rows(
             assert connection.execute(slow_answer).scalar() == 0
         with pytest.raises(OperationalError), db.engine.connect() as connection:
             connection.execute(slow_answer)
+    checkouts: list = []
+    event.listen(export_engine, "checkout", lambda *_: checkouts.append(1))
     response = application.test_client().get(EXPORT)
     assert response.status_code == 200
     response.close()
-    with application.app_context():
-        assert export_engine.pool.checkedin() == 1, "the export read through its own engine"
+    assert checkouts == [1], "the export read through its own engine"
+    dispose_engines(application)
+
+
+def test_an_export_holds_one_connection_at_a_time(app, client, recorded_prices):
+    """The request's session gives its connection back before the export takes its own."""
+    held, most = [0], [0]
+
+    def taken(*_):
+        held[0] += 1
+        most[0] = max(most[0], held[0])
+
+    def given_back(*_):
+        held[0] -= 1
+    with app.app_context():
         for engine in db.engines.values():
-            engine.dispose()
+            event.listen(engine, "checkout", taken)
+            event.listen(engine, "checkin", given_back)
+    assert client.get(f"{EXPORT}?fields=all").status_code == 200
+    assert (held[0], most[0]) == (0, 1)
 
 
 def test_export_is_a_csv_attachment_with_exact_values_and_empty_nulls(client, recorded_prices):
@@ -126,7 +145,11 @@ def test_a_star_gets_a_304_only_for_an_export_within_the_cap(app, client, record
     star = {"If-None-Match": "*"}
     app.config["EXPORT_MAX_ROWS"] = 300
     over = client.get(f"{EXPORT}?fields=all", headers=star)
-    assert over.status_code == 400 and "ETag" not in over.headers
+    assert (over.status_code, over.get_json()) == (400, {
+        "data": [], "pagination": None,
+        "info": {"error": "the export matches 301 rows, more than the 300 it may stream; "
+                          "narrow the filters (symbol, start_date, end_date)"}})
+    assert "ETag" not in over.headers
     within = client.get(f"{EXPORT}?symbol=IBM", headers=star)
     assert (within.status_code, within.data) == (304, b"")
     assert within.headers["ETag"] == client.get(f"{EXPORT}?symbol=IBM").headers["ETag"]
