@@ -67,29 +67,33 @@ class Schedule:
     def next_after(self, moment: datetime.datetime) -> datetime.datetime:
         """Return the first scheduled time strictly after ``moment`` (aware, in the zone)."""
         times = croniter(self.expression, moment.astimezone(self.zone))
-        return _first_occurrence(lambda: times.get_next(datetime.datetime))
+        return self._once_per_wall_time(lambda: times.get_next(datetime.datetime))
 
     def last_before(self, moment: datetime.datetime) -> datetime.datetime:
         """Return the last scheduled time strictly before ``moment`` (aware, in the zone)."""
         times = croniter(self.expression, moment.astimezone(self.zone))
-        return _first_occurrence(lambda: times.get_prev(datetime.datetime))
+        return self._once_per_wall_time(lambda: times.get_prev(datetime.datetime))
+
+    def _once_per_wall_time(self, step: Callable[[], datetime.datetime]) -> datetime.datetime:
+        """Step through scheduled times, passing over a fixed time the clock shows again.
+
+        When daylight saving ends, the clock goes back an hour and shows its
+        times again: a schedule of 01:30 would run twice that night. As cron
+        does, a time of fixed minute and hour runs once, at its first
+        occurrence; a schedule whose minute or hour is a wildcard (``*/30``,
+        ``0 *``) runs at every time of the repeated hour, as the clock shows it.
+        """
+        minute, hour = self.expression.split()[:2]
+        while True:
+            moment = step()
+            if minute.startswith("*") or hour.startswith("*"):
+                return moment
+            first = moment.replace(tzinfo=None).replace(tzinfo=moment.tzinfo, fold=0)
+            if first.utcoffset() == moment.utcoffset():
+                return moment
 
     def describe(self) -> str:
         return f"{self.expression!r} in {self.zone.key}"
-
-
-def _first_occurrence(step: Callable[[], datetime.datetime]) -> datetime.datetime:
-    """Step through scheduled times, passing over a wall time the clock shows a second time.
-
-    When daylight saving ends, the clock goes back an hour and shows its
-    times again: a schedule of 01:30 would run twice that night. Like cron,
-    a wall time runs once, at its first occurrence.
-    """
-    while True:
-        moment = step()
-        first = moment.replace(tzinfo=None).replace(tzinfo=moment.tzinfo, fold=0)
-        if first.utcoffset() == moment.utcoffset():
-            return moment
 
 
 def missed_run(schedule: Schedule, now: datetime.datetime,

@@ -88,13 +88,20 @@ def test_a_wall_time_the_clock_shows_twice_runs_once():
     assert missed_run(schedule, after_both, job.runs[0].replace(tzinfo=None)) is None
 
 
-def test_a_frequent_schedule_skips_only_the_repeated_times():
-    schedule = Schedule.parse("*/30 * * * *", NEW_YORK)
+@pytest.mark.parametrize("expression, expected", [
+    ("*/30 * * * *", ["05:00", "05:30", "06:00", "06:30", "07:00"]),
+    ("15 * * * *", ["05:15", "06:15", "07:15", "08:15", "09:15"]),
+    ("15 1,3 * * *", ["05:15", "08:15", "1 06:15", "1 08:15"]),  # fixed: 01:15 once
+])
+def test_a_wildcard_schedule_runs_at_every_time_the_clock_shows(expression, expected):
+    """Cron's rule: only a fixed minute and hour run once in the repeated hour."""
+    schedule = Schedule.parse(expression, NEW_YORK)
     moment, times = datetime.datetime(2026, 11, 1, 4, 50, tzinfo=UTC), []
-    for _ in range(4):
+    for _ in expected:
         moment = schedule.next_after(moment)
-        times.append(moment.astimezone(UTC).strftime("%H:%M"))
-    assert times == ["05:00", "05:30", "07:00", "07:30"]
+        utc = moment.astimezone(UTC)
+        times.append(utc.strftime("%H:%M") if utc.day == 1 else f"{utc.day - 1} {utc:%H:%M}")
+    assert times == expected
 
 
 def test_logs_the_next_run_time(caplog):
