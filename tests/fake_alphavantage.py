@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class ReceivedRequest:
     params: dict[str, str]
     query_string: str
     headers: dict[str, str]
+    received_at: float  # time.monotonic() when it arrived
 
 
 class FakeAlphaVantage:
@@ -150,6 +152,7 @@ class FakeAlphaVantage:
             params=request.args.to_dict(),
             query_string=request.query_string.decode("latin-1"),
             headers=dict(request.headers),
+            received_at=time.monotonic(),
         )
         with self._lock:
             self.requests.append(received)

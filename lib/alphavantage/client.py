@@ -85,8 +85,8 @@ class AlphaVantageClient:
         host only, so its other traffic is untouched. Transport retries follow
         urllib3: the first goes at once, the next after 2x, 4x ``backoff_factor``
         seconds (jittered, capped). ``request_interval`` spaces this client's
-        requests (seconds from one to the next, fallback and rate-limit retries
-        included): free keys get about one a second.
+        requests (seconds from one to the next, transport retries, fallback and
+        rate-limit retries included): free keys get about one a second.
         """
         if not isinstance(api_key, str) or not api_key.strip():
             raise InvalidApiKeyError("no AlphaVantage API key given")
@@ -112,6 +112,7 @@ class AlphaVantageClient:
         self._owns_session = session is None
         self._session = requests.Session() if session is None else session
         self._retry = _transport_retry(max_retries, backoff_factor)
+        self._retry.least_pause = request_interval
         self._session.mount(_mount_prefix(base_url), HTTPAdapter(max_retries=self._retry))
 
     @property
@@ -223,7 +224,8 @@ class AlphaVantageClient:
     def _pace(self) -> None:
         """Keep this client's requests at least ``request_interval`` seconds apart."""
         if self._last_request is not None:
-            wait = self._last_request + self._request_interval - time.monotonic()
+            wait = min(self._last_request + self._request_interval - time.monotonic(),
+                       self._time_left())  # the deadline's check then says it passed
             if wait > 0:
                 self._sleep(wait)
         self._last_request = time.monotonic()
@@ -312,10 +314,14 @@ class _DeadlineRetry(Retry):
     """
 
     deadline: float | None = None
+    # The least pause before a retry: the client's request interval (urllib3
+    # sends its first retry at once, which a rate-limited server refuses again).
+    least_pause: float = 0.0
 
     def new(self, **kwargs: Any) -> _DeadlineRetry:
         retry = super().new(**kwargs)
         retry.deadline = self.deadline
+        retry.least_pause = self.least_pause
         return retry
 
     def is_exhausted(self) -> bool:
@@ -324,7 +330,7 @@ class _DeadlineRetry(Retry):
             and time.monotonic() >= self.deadline - _DEADLINE_SLACK_SECONDS)
 
     def get_backoff_time(self) -> float:
-        backoff = super().get_backoff_time()
+        backoff = max(super().get_backoff_time(), self.least_pause)
         if self.deadline is None:
             return backoff
         return max(0.0, min(backoff, self.deadline - time.monotonic()))

@@ -276,6 +276,18 @@ def test_requests_are_spaced_by_the_interval_the_fallback_included(fake_alphavan
     assert all(29 < wait <= 30 for wait in sleeps.calls), sleeps.calls
 
 
+def test_a_transport_retry_waits_the_interval_too(fake_alphavantage):
+    """urllib3 sends its first retry at once; a rate-limited server would refuse it again."""
+    fake_alphavantage.queue_response("busy", status=503)
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    client = AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, backoff_factor=0,
+                                request_interval=0.3)
+    client.fetch_daily("IBM")
+    client.close()
+    first, retry = fake_alphavantage.requests
+    assert retry.received_at - first.received_at >= 0.3
+
+
 def test_premium_full_output_on_daily_is_final(fake_alphavantage, make_client, caplog):
     fake_alphavantage.queue_error("premium_full_output")
 
