@@ -47,7 +47,9 @@ def test_a_database_outage_says_its_own_retry_after_not_the_window(tmp_path):
     application = build_app(f"mysql+pymysql://api@127.0.0.1:{free_port()}/financial",
                             tmp_path / "log", RATE_LIMIT=LIMIT)
     unavailable = get_from(application.test_client(), "/api/financial_data")
-    assert unavailable.status_code == 503
+    assert (unavailable.status_code, unavailable.get_json()) == (503, {
+        "data": [], "pagination": None,
+        "info": {"error": "the database is unavailable, please retry later"}})
     assert unavailable.headers["Retry-After"] == RETRY_AFTER_SECONDS
     assert unavailable.headers["X-RateLimit-Remaining"] == "2", "counted like any request"
 

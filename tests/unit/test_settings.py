@@ -154,9 +154,7 @@ def test_database_password_file_fills_the_url(monkeypatch, tmp_path):
     ("mysql+pymysql://api@db:3306/relative", "mysql+pymysql://api@db:3306/relative"),
     ("not a url", "not a url"),
 ])
-def test_a_relative_sqlite_path_is_taken_from_the_project_root(monkeypatch, tmp_path, url,
-                                                               expected):
-    monkeypatch.chdir(tmp_path)  # the working directory does not matter
+def test_a_relative_sqlite_path_is_taken_from_the_project_root(monkeypatch, url, expected):
     monkeypatch.setenv("DATABASE_URL", url)
     assert get_config("development").SQLALCHEMY_DATABASE_URI == expected
 
