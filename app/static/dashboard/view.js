@@ -129,15 +129,21 @@ export function setStatus(text) {
   elements.status.textContent = text;
 }
 
+/** Mark the results as being replaced; the messages and status around them stay live. */
 export function setBusy(busy) {
-  elements.root.setAttribute('aria-busy', String(busy));
+  elements.results.setAttribute('aria-busy', String(busy));
 }
 
 /** Show the results area (before drawing, so the chart can measure its size). */
 export function showResults(view) {
   retryAction = null;
+  // A keyboard user who pressed Retry would be left on a hidden button: go to the chart.
+  const focusWasInMessage = elements.message.contains(document.activeElement);
   elements.message.hidden = true;
   elements.results.hidden = false;
+  if (focusWasInMessage) {
+    elements.chart.focus();
+  }
   elements.chartTitle.textContent = `${view.symbol}, ${view.start} to ${view.end}`;
   document.title = `${view.symbol} ${view.start} to ${view.end} · ${PAGE_TITLE}`;
 }
