@@ -44,7 +44,11 @@ threads = _env_int("GUNICORN_THREADS", 4)
 # request line too long is refused by nginx in the API's envelope, never by
 # gunicorn's own HTML page.
 limit_request_line = 8190
-# nginx gives up after as long (proxy_read_timeout in conf/nginx.conf).
+# gunicorn's most header fields (its default is 100): nginx's 16 KB of headers
+# hold thousands of short ones, and nginx must refuse first, in the envelope.
+limit_request_fields = 32768
+# Threaded workers tell the arbiter they are alive whatever their threads do:
+# this bounds a stuck worker, not a request; nginx's proxy_read_timeout does.
 timeout = 30
 # Below compose's stop_grace_period, so in-flight requests finish before SIGKILL.
 graceful_timeout = 25

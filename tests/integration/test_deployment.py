@@ -390,6 +390,20 @@ def test_app_environment_is_known_and_documented(compose_file):
     assert interpolated - documented == set()
 
 
+# Settings the production services do not take from .env: the key comes as a
+# secret (ALPHAVANTAGE_API_KEY_FILE), the logs go to the image's own folder, and
+# AlphaVantage's address is the real one.
+NOT_PASSED_IN_PRODUCTION = {"ALPHAVANTAGE_API_KEY", "ALPHAVANTAGE_BASE_URL", "LOG_DIR"}
+
+
+def test_production_services_pass_every_other_setting():
+    """A setting in .env that compose does not pass would change nothing in production."""
+    compose = load_compose("docker-compose.prod.yml")
+    for name, service in app_services(compose).items():
+        missing = settings_env_names() - set(service["environment"]) - NOT_PASSED_IN_PRODUCTION
+        assert missing == set(), name
+
+
 def test_env_example_lists_every_variable_the_app_and_deployment_read():
     assert (settings_env_names() | deploy_env_names()) - env_example_names() == set()
 
@@ -415,12 +429,16 @@ def test_nginx_keeps_metrics_private_and_passes_request_ids():
 
 def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     nginx = (ROOT / "conf" / "nginx.conf").read_text(encoding="utf-8")
-    pages = dict(re.findall(r"^\s*error_page ([\d ]+) (@\w+);", nginx, re.MULTILINE))
-    assert {code for codes in pages for code in codes.split()} >= {
-        "400", "413", "414", "494", "502", "504"}
-    for name in pages.values():
-        block = re.search(rf"location {name} \{{(.*?)\n        \}}", nginx, re.DOTALL).group(1)
+    pages = re.findall(r"^\s*error_page ([\d ]+) =(\d+) (/__nginx_error/\d+);", nginx,
+                       re.MULTILINE)
+    assert {code for codes, _, _ in pages for code in codes.split()} >= {
+        "400", "405", "413", "414", "494", "501", "502", "504"}
+    for _, status, name in pages:
+        block = re.search(rf"location = {name} \{{(.*?)\n        \}}", nginx,
+                          re.DOTALL).group(1)
+        assert re.search(r"^\s*internal;", block, re.MULTILINE), name
         answer = re.search(r"return (\d+) '(.*)';", block)
+        assert answer.group(1) == status, name
         assert json.loads(answer.group(2))["info"]["error"], name
         for header in ("X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options",
                        "Content-Security-Policy", "X-Request-ID"):

@@ -1,0 +1,166 @@
+"""conf/nginx.conf run by a real nginx in front of gunicorn (conf/gunicorn.conf.py).
+
+The production compose runs nginx:1.30-alpine; here Debian's nginx runs a copy
+of the file changed only where this machine differs: the upstream's address
+(no Docker DNS, so no "resolve"), the port and the paths of the pid and logs.
+"""
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conf.settings import PROJECT_ROOT
+from tests.helpers import wait_for
+from tests.servers import free_port, production_gunicorn
+
+NGINX_CONF = PROJECT_ROOT / "conf" / "nginx.conf"
+SECURITY_HEADERS = ("X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options",
+                    "Content-Security-Policy")
+
+
+def local_config(upstream_port: int, port: int, folder: Path) -> str:
+    """Return conf/nginx.conf as it can run on this machine, and fail if it changed shape."""
+    text = NGINX_CONF.read_text(encoding="utf-8")
+    replacements = {
+        "server api:8000 resolve;": f"server 127.0.0.1:{upstream_port};",
+        "resolver 127.0.0.11 valid=10s ipv6=off;": "",
+        "listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;",
+        "pid /var/run/nginx.pid;": f"pid {folder}/nginx.pid;",
+        "error_log /var/log/nginx/error.log warn;": f"error_log {folder}/error.log warn;",
+        "access_log /var/log/nginx/access.log main;": f"access_log {folder}/access.log main;",
+    }
+    for old, new in replacements.items():
+        assert old in text, f"conf/nginx.conf no longer has {old!r}"
+        text = text.replace(old, new)
+    # Temporary files of a non-root nginx: in the test's folder.
+    temp_paths = "".join(f"    {name}_temp_path {folder}/{name};\n"
+                         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return text.replace("http {\n", "http {\n" + temp_paths, 1)
+
+
+@pytest.fixture(scope="module")
+def gunicorn_port(sqlite_database_url, tmp_path_factory) -> Iterator[int]:
+    with production_gunicorn(tmp_path_factory.mktemp("gunicorn"), APP_ENV="production",
+                             DATABASE_URL=sqlite_database_url, GUNICORN_WORKERS="1",
+                             TRUSTED_PROXY_HOPS="1") as port:
+        yield port
+
+
+def start_nginx(upstream_port: int, folder: Path) -> Iterator[int]:
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if nginx is None:
+        pytest.skip("nginx is not installed: apt-get install nginx (.ci/run installs it)")
+    port = free_port()
+    config = folder / "nginx.conf"
+    config.write_text(local_config(upstream_port, port, folder), encoding="utf-8")
+    checked = subprocess.run([nginx, "-t", "-c", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen([nginx, "-c", str(config), "-g", "daemon off;"],
+                               stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: _accepts(port), f"nginx on port {port}")
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def nginx_port(gunicorn_port, tmp_path_factory) -> Iterator[int]:
+    """nginx with the project's configuration in front of gunicorn."""
+    yield from start_nginx(gunicorn_port, tmp_path_factory.mktemp("nginx"))
+
+
+@pytest.fixture
+def nginx_without_api(tmp_path) -> Iterator[int]:
+    """nginx whose upstream port nobody listens on: the API is down."""
+    yield from start_nginx(free_port(), tmp_path)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (http.client refuses malformed ones); return the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+
+def assert_envelope(headers: dict[str, str], body: bytes) -> str:
+    """Check an answer is the API's JSON envelope with its headers; return its error."""
+    assert headers["Content-Type"] == "application/json"
+    for header in SECURITY_HEADERS:
+        assert header in headers, header
+    assert headers["X-Request-ID"]
+    return json.loads(body)["info"]["error"]
+
+
+def test_requests_pass_with_their_id_and_nginx_names_no_version(nginx_port):
+    status, headers, body = raw_request(
+        nginx_port, b"GET /api/health HTTP/1.1\r\nHost: example.com\r\n"
+                    b"X-Request-ID: trace-42\r\nConnection: close\r\n\r\n")
+    assert status == 200
+    assert json.loads(body)["status"] == "ok"
+    assert headers["X-Request-ID"] == "trace-42"
+    assert headers["Server"] == "nginx"
+
+
+@pytest.mark.parametrize("request_line, status", [
+    (b"GET /api/financial_data?symbol=" + b"A" * 5000 + b" HTTP/1.1", 414),
+    (b"G@T /api/health HTTP/1.1", 400),
+    (b"GET api/health HTTP/1.1", 400),
+    (b"TRACE /api/health HTTP/1.1", 405),
+], ids=["URL over 4 KB", "malformed method", "URI without its slash", "TRACE"])
+def test_what_nginx_refuses_itself_is_the_envelope(nginx_port, request_line, status):
+    answer = raw_request(nginx_port, request_line + b"\r\nHost: example.com\r\n"
+                                                    b"Connection: close\r\n\r\n")
+    assert answer[0] == status
+    assert assert_envelope(*answer[1:])
+
+
+def test_an_unsupported_transfer_encoding_is_the_envelope(nginx_port):
+    status, headers, body = raw_request(
+        nginx_port, b"POST /api/health HTTP/1.1\r\nHost: example.com\r\n"
+                    b"Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n")
+    assert status == 501
+    assert assert_envelope(headers, body)
+
+
+def test_many_headers_within_nginx_limits_reach_the_api(nginx_port):
+    """gunicorn would refuse more than 100 fields (its default) with an HTML page of its own."""
+    fields = b"".join(b"X-F%d: 1\r\n" % number for number in range(300))
+    status, headers, body = raw_request(
+        nginx_port, b"GET /api/health HTTP/1.1\r\nHost: example.com\r\n" + fields
+        + b"Connection: close\r\n\r\n")
+    assert status == 200, body
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_metrics_are_not_served_through_nginx(nginx_port):
+    status, headers, body = raw_request(
+        nginx_port, b"GET /metrics HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    assert status == 404
+    assert assert_envelope(headers, body).startswith("no endpoint at /metrics")
+
+
+def test_the_api_down_is_a_503_with_retry_after(nginx_without_api):
+    status, headers, body = raw_request(
+        nginx_without_api, b"GET /api/health HTTP/1.1\r\nHost: example.com\r\n"
+                           b"Connection: close\r\n\r\n")
+    assert status == 503
+    assert headers["Retry-After"] == "5"
+    assert assert_envelope(headers, body) == "the API is unavailable, please retry later"
