@@ -454,7 +454,8 @@ def test_production_trusts_exactly_nginx_and_shares_the_rate_limit_in_redis():
     environment = services["api"]["environment"]
     proxies_in_front = [name for name, service in services.items()
                         if str(service.get("image", "")).startswith("nginx:")]
-    assert int(environment["TRUSTED_PROXY_HOPS"]) == len(proxies_in_front) == 1
+    hops = re.fullmatch(r"\$\{PRODUCTION_PROXY_HOPS:-(\d+)\}", environment["TRUSTED_PROXY_HOPS"])
+    assert int(hops.group(1)) == len(proxies_in_front) == 1
     storage = urlsplit(environment["RATELIMIT_STORAGE_URI"])
     cache = urlsplit(environment["CACHE_REDIS_URL"])
     assert storage.scheme == "redis"

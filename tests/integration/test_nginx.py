@@ -10,7 +10,9 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -43,12 +45,26 @@ def local_config(upstream_port: int, port: int, folder: Path) -> str:
     return text.replace("http {\n", "http {\n" + temp_paths, 1)
 
 
+class Upstream(NamedTuple):
+    """gunicorn's port and the folder of its logs (the API's api.log)."""
+
+    port: int
+    log_dir: Path
+
+
+@contextmanager
+def gunicorn(database_url: str, log_dir: Path, hops: int) -> Iterator[Upstream]:
+    """gunicorn as production runs it, trusting ``hops`` proxies in front."""
+    with production_gunicorn(log_dir, APP_ENV="production", DATABASE_URL=database_url,
+                             GUNICORN_WORKERS="1", TRUSTED_PROXY_HOPS=str(hops)) as port:
+        yield Upstream(port, log_dir)
+
+
 @pytest.fixture(scope="module")
-def gunicorn_port(sqlite_database_url, tmp_path_factory) -> Iterator[int]:
-    with production_gunicorn(tmp_path_factory.mktemp("gunicorn"), APP_ENV="production",
-                             DATABASE_URL=sqlite_database_url, GUNICORN_WORKERS="1",
-                             TRUSTED_PROXY_HOPS="1") as port:
-        yield port
+def upstream(sqlite_database_url, tmp_path_factory) -> Iterator[Upstream]:
+    """gunicorn behind nginx alone (TRUSTED_PROXY_HOPS=1, as the production compose has it)."""
+    with gunicorn(sqlite_database_url, tmp_path_factory.mktemp("gunicorn"), hops=1) as server:
+        yield server
 
 
 def start_nginx(upstream_port: int, folder: Path) -> Iterator[int]:
@@ -72,9 +88,9 @@ def start_nginx(upstream_port: int, folder: Path) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def nginx_port(gunicorn_port, tmp_path_factory) -> Iterator[int]:
+def nginx_port(upstream, tmp_path_factory) -> Iterator[int]:
     """nginx with the project's configuration in front of gunicorn."""
-    yield from start_nginx(gunicorn_port, tmp_path_factory.mktemp("nginx"))
+    yield from start_nginx(upstream.port, tmp_path_factory.mktemp("nginx"))
 
 
 @pytest.fixture
@@ -164,3 +180,30 @@ def test_the_api_down_is_a_503_with_retry_after(nginx_without_api):
     assert status == 503
     assert headers["Retry-After"] == "5"
     assert assert_envelope(headers, body) == "the API is unavailable, please retry later"
+
+
+def logged_client(log_dir: Path, request_id: str) -> str:
+    """Return the client address the API logged for the request ``request_id``."""
+    line = next(line for line in (log_dir / "api.log").read_text().splitlines()
+                if f"request_id={request_id}" in line)
+    return line.split(" client=")[1].split()[0]
+
+
+def forwarded_request(request_id: str) -> bytes:
+    return (b"GET /api/health HTTP/1.1\r\nHost: example.com\r\n"
+            b"X-Forwarded-For: 198.51.100.7\r\nX-Request-ID: " + request_id.encode()
+            + b"\r\nConnection: close\r\n\r\n")
+
+
+def test_a_forwarded_for_a_client_writes_itself_counts_for_nothing(nginx_port, upstream):
+    raw_request(nginx_port, forwarded_request("spoofed-for"))
+    assert logged_client(upstream.log_dir, "spoofed-for") == "127.0.0.1"
+
+
+def test_behind_a_load_balancer_the_client_is_the_one_it_forwards(sqlite_database_url,
+                                                                  tmp_path):
+    """PRODUCTION_PROXY_HOPS=2: the balancer's X-Forwarded-For, then nginx's own entry."""
+    with gunicorn(sqlite_database_url, tmp_path / "gunicorn", hops=2) as server:
+        for port in start_nginx(server.port, tmp_path):
+            raw_request(port, forwarded_request("via-balancer"))
+    assert logged_client(server.log_dir, "via-balancer") == "198.51.100.7"
