@@ -9,6 +9,5 @@ from flask_sqlalchemy import SQLAlchemy
 from financial.models import Base
 
 db = SQLAlchemy(model_class=Base)
-
 cache = Cache()
 cors = CORS()

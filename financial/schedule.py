@@ -83,14 +83,13 @@ class Schedule:
         occurrence; a schedule whose minute or hour is a wildcard (``*/30``,
         ``0 *``) runs at every time of the repeated hour, as the clock shows it.
         """
+        moment = step()
         minute, hour = self.expression.split()[:2]
-        while True:
+        if minute.startswith("*") or hour.startswith("*"):
+            return moment
+        while moment.replace(fold=0).utcoffset() != moment.utcoffset():  # a second showing
             moment = step()
-            if minute.startswith("*") or hour.startswith("*"):
-                return moment
-            first = moment.replace(tzinfo=None).replace(tzinfo=moment.tzinfo, fold=0)
-            if first.utcoffset() == moment.utcoffset():
-                return moment
+        return moment
 
     def describe(self) -> str:
         return f"{self.expression!r} in {self.zone.key}"

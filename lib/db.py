@@ -441,7 +441,7 @@ def is_lock_conflict(exc: OperationalError) -> bool:
 MAX_LOCK_NAME = 64
 
 
-def lock_name(database: str, purpose: str = "migrate") -> str:
+def lock_name(database: str, purpose: str) -> str:
     """Return the name of a MySQL named lock: one per database, as locks are server-wide.
 
     Database names may be 64 characters long: a name that does not fit keeps

@@ -132,7 +132,6 @@ class FinancialDataExport(Resource):
         if_none_match = request.if_none_match
         if if_none_match.star_tag:  # matches an export that exists: one within the row cap
             check_row_cap(session, query)
-            return _not_modified(tag)
         if if_none_match.contains_weak(tag):
             return _not_modified(tag)
         session.close()  # the export reads through a connection of its own

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from lib.db import lock_name
+from lib.locks import MIGRATION_LOCK
 from scripts.prestart import EXIT_UNREACHABLE
 from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, insert_prices, isolated_environment,
@@ -158,7 +159,7 @@ def test_batch_programs_outwait_the_api_database_timeout(fresh_database_url, tmp
     url = make_url(fresh_database_url)
     env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path), DATABASE_URL=str(
         fresh_database_url), DATABASE_TIMEOUT=str(DATABASE_TIMEOUT))
-    lock = {"name": lock_name(url.database or "")}
+    lock = {"name": lock_name(url.database or "", MIGRATION_LOCK)}
     engine = create_engine(url)
     try:
         with engine.connect() as holder:

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from app.security import SECURITY_HEADERS
 from lib.db import lock_name
+from lib.locks import MIGRATION_LOCK
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -683,7 +684,7 @@ def test_concurrent_starts_migrate_one_at_a_time(fresh_mysql_database, tmp_path)
     url = fresh_mysql_database
     env = deploy_environment(APP_ENV="production", LOG_DIR=str(tmp_path),
                              DATABASE_URL=url.render_as_string(hide_password=False))
-    lock = {"name": lock_name(url.database)}
+    lock = {"name": lock_name(url.database, MIGRATION_LOCK)}
     engine = create_engine(url)
     try:
         with engine.connect() as holder:
