@@ -66,13 +66,19 @@ class Schedule:
 
     def next_after(self, moment: datetime.datetime) -> datetime.datetime:
         """Return the first scheduled time strictly after ``moment`` (aware, in the zone)."""
-        times = croniter(self.expression, moment.astimezone(self.zone))
+        times = self._times_from(moment)
         return self._once_per_wall_time(lambda: times.get_next(datetime.datetime))
 
     def last_before(self, moment: datetime.datetime) -> datetime.datetime:
         """Return the last scheduled time strictly before ``moment`` (aware, in the zone)."""
-        times = croniter(self.expression, moment.astimezone(self.zone))
+        times = self._times_from(moment)
         return self._once_per_wall_time(lambda: times.get_prev(datetime.datetime))
+
+    def _times_from(self, moment: datetime.datetime) -> croniter:
+        # Cron runs a day that matches either day field only when both are
+        # restricted, and a field starting with "*" (``*/2``) is not: then
+        # the day must match both. croniter applies that rule only when asked.
+        return croniter(self.expression, moment.astimezone(self.zone), implement_cron_bug=True)
 
     def _once_per_wall_time(self, step: Callable[[], datetime.datetime]) -> datetime.datetime:
         """Step through scheduled times, passing over a fixed time the clock shows again.

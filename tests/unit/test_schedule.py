@@ -12,6 +12,7 @@ from financial.schedule import Schedule, ScheduleError, Scheduler, missed_run, p
 
 NEW_YORK = ZoneInfo("America/New_York")
 UTC = datetime.UTC
+UTC_ZONE = ZoneInfo("UTC")
 WEEKDAYS_AFTER_CLOSE = "30 18 * * 1-5"
 
 
@@ -151,6 +152,24 @@ def test_a_stop_request_ends_the_wait_without_running():
 def test_missed_run_is_the_last_scheduled_time_with_no_run_started_since(last_start, missed):
     schedule = Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK)
     assert missed_run(schedule, new_york(2026, 3, 3, 9, 0), last_start) == missed
+
+
+@pytest.mark.parametrize("expression, expected", [
+    # Both day fields restricted: either one matching is enough (the 1st, the 15th, Mondays).
+    ("0 12 1,15 * 1", [(1, 1), (1, 5), (1, 12), (1, 15), (1, 19), (1, 26), (2, 1)]),
+    # A day field starting with "*" is not restricted: the day must match both,
+    # here an odd day of the month that is a Monday.
+    ("0 12 */2 * 1", [(1, 5), (1, 19), (2, 9), (2, 23), (3, 9), (3, 23), (4, 13)]),
+    # The 1st of the month, when a Sunday, Tuesday, Thursday or Saturday.
+    ("0 12 1 * */2", [(1, 1), (2, 1), (3, 1), (8, 1), (9, 1), (10, 1), (11, 1)]),
+])
+def test_the_day_fields_combine_as_in_cron(expression, expected):
+    schedule = Schedule.parse(expression, UTC_ZONE)
+    moment, days = datetime.datetime(2026, 1, 1, tzinfo=UTC), []
+    for _ in expected:
+        moment = schedule.next_after(moment)
+        days.append((moment.month, moment.day))
+    assert days == expected
 
 
 @pytest.mark.parametrize("expression, problem", [
