@@ -171,8 +171,8 @@ class BaseConfig:
         self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")
         self.CACHE_TYPE = env_str("CACHE_TYPE", "SimpleCache")
         self.CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
-        # SimpleCache lives in one process: after the fetch job clears the
-        # cache, other workers may serve statistics up to this many seconds old.
+        # SimpleCache lives in one process: the fetch job cannot clear the API's,
+        # so the API may serve answers up to this many seconds old after a run.
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
         if self.CACHE_DEFAULT_TIMEOUT < 1:  # 0 would mean "never expires" to Flask-Caching
             raise ConfigError(f"CACHE_DEFAULT_TIMEOUT must be 1 or more seconds, "
