@@ -116,7 +116,8 @@ def error_responses(path: str, *, paginated: bool, bad_request: str | None = Non
                                                           ALLOWED_METHODS))),
         "500": ("Unexpected error; the details are only in the server's log", model,
                 example(INTERNAL_ERROR)),
-        "503": ("The database is unreachable or did not answer in time", model,
+        "503": ("The database is unreachable, did not answer in time, or lacks its schema "
+                "(not migrated, or behind the migrations)", model,
                 {**example(DATABASE_UNAVAILABLE), "headers": RETRY_AFTER_HEADER}),
     }
     if bad_request:

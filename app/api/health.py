@@ -83,7 +83,8 @@ def log_failed_check(description: str) -> None:
 @ns.route("")
 class Health(Resource):
     @ns.doc(id="get_health", responses={
-        "200": ("The database answers and its schema is up to date", health_model,
+        "200": ("The database answers and its schema is current (or newer: a newer release "
+                "migrated it)", health_model,
                 {**json_example(health_body("ok", "current")), "headers": ETAG_HEADER}),
         "304": NOT_MODIFIED,
         **error_responses(HEALTH_PATH, paginated=False, rate_limited=False),

@@ -182,7 +182,7 @@ def _page() -> WholeNumber:
 class PriceQueryArgs(QueryArgs):
     """Filters and fields shared by GET /api/financial_data and its CSV export."""
 
-    # Optional filters show no example in Swagger UI, which would pre-fill it:
+    # The optional dates show no example in Swagger UI, which would pre-fill it:
     # "Try it out" then answers with data whatever days are stored.
     start_date = _start_date()
     end_date = _end_date()

@@ -78,7 +78,7 @@ class SymbolList(Resource):
         `sessions_behind` counts the NYSE sessions that have closed after the
         symbol's newest stored day, so a symbol fetched after Friday's close
         is 0 behind all weekend. The last fetch is the newest fetch run that
-        had the symbol on its list (see /api/fetch_runs).
+        tried the symbol (see /api/fetch_runs).
         """
         args = parser.parse(SYMBOLS_ARGS, location="query")
         now = current_time()
