@@ -9,8 +9,10 @@ from flask import Flask, current_app
 from app.api.caching import clear_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
+from financial.fetch_run import RUN_LOCK
 from financial.runs import delete_runs_before
 from financial.stats import refresh_monthly_sums
+from lib.locks import LockTimeout, database_lock
 
 SWAGGER_FILE = PROJECT_ROOT / "conf" / "api.swagger.json"
 
@@ -32,10 +34,23 @@ def register_commands(app: Flask) -> None:
 
     @app.cli.command("refresh-sums")
     def refresh_sums() -> None:
-        """Recompute monthly_price_sums from financial_data, after rows were changed by hand."""
-        session = db.session()
-        refresh_monthly_sums(session)
-        session.commit()
+        """Recompute monthly_price_sums from financial_data, after rows were changed by hand.
+
+        Waits for a fetch run in progress (up to FETCH_LOCK_TIMEOUT seconds) and
+        holds the run lock while it works: on MySQL the two writing the same
+        sums at once deadlock, and one of them fails.
+        """
+        timeout = current_app.config["FETCH_LOCK_TIMEOUT"]
+        try:
+            with database_lock(db.engine, RUN_LOCK, timeout, on_wait=lambda: click.echo(
+                    f"waiting up to {timeout:g}s for the fetch run in progress", err=True)):
+                session = db.session()
+                refresh_monthly_sums(session)
+                session.commit()
+        except LockTimeout:
+            raise click.ClickException(
+                f"a fetch run still held the run lock after {timeout:g}s (FETCH_LOCK_TIMEOUT); "
+                "nothing was changed: run it again once the run has finished") from None
         clear_cached_answers()
         click.echo("monthly sums recomputed; cached answers cleared")
 

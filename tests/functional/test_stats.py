@@ -4,12 +4,14 @@ import random
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import create_engine, update
 
 from app.extensions import db
 from financial.errors import NoDataError
+from financial.fetch_run import RUN_LOCK
 from financial.models import FinancialData
 from financial.stats import PriceStatistics, compute_statistics
+from lib.locks import database_lock
 from tests.helpers import insert_prices
 
 D = datetime.date
@@ -111,3 +113,25 @@ def test_the_refresh_command_repairs_sums_after_a_change_by_hand(app):
     assert result.output == "monthly sums recomputed; cached answers cleared\n"
     with app.app_context():
         assert open_average(db.session) == Decimal("30.00")
+
+
+def test_the_refresh_command_waits_for_a_fetch_run_and_gives_up_without_a_change(app):
+    with app.app_context():
+        store(db.session, "IBM", [(D(2023, 1, 2), "10.0000", "20.0000", 100)])
+        db.session.commit()
+        db.session.execute(update(FinancialData).values(open_price=Decimal("30")))
+        db.session.commit()
+        url = db.engine.url.render_as_string(hide_password=False)
+    app.config["FETCH_LOCK_TIMEOUT"] = 0
+    fetch_run = create_engine(url)
+    try:
+        with database_lock(fetch_run, RUN_LOCK, 1):
+            result = app.test_cli_runner().invoke(args=["refresh-sums"])
+    finally:
+        fetch_run.dispose()
+    assert result.exit_code == 1, result.output
+    assert "waiting up to 0s for the fetch run in progress" in result.output
+    assert "still held the run lock after 0s (FETCH_LOCK_TIMEOUT); nothing was changed" in (
+        result.output)
+    with app.app_context():
+        assert open_average(db.session) == Decimal("10.00"), "the sums were left as they were"
