@@ -3,7 +3,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask import Flask, Response
+from flask import Flask, Response, has_request_context
 
 from app.api.caching import init_cached_answers
 from app.extensions import db
@@ -115,7 +115,8 @@ def register_extensions(app: Flask, *, export_bind: bool = True) -> None:
     db.init_app(app)
     with app.app_context():
         for engine in db.engines.values():
-            configure_engine(engine)
+            # The API only reads: a request reads all its answer from one snapshot.
+            configure_engine(engine, reads_one_snapshot=has_request_context)
     init_cached_answers(app)
 
 

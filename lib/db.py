@@ -153,7 +153,7 @@ def _prepare_sqlite_folder(database: str | None) -> None:
                                f"({exc.strerror or exc.__class__.__name__})") from None
 
 
-def configure_engine(engine: Engine) -> None:
+def configure_engine(engine: Engine, *, reads_one_snapshot: Callable[[], bool]) -> None:
     """Put SQLite connections in WAL mode with a busy timeout.
 
     WAL lets the fetch job write while API workers keep reading; the busy
@@ -162,6 +162,9 @@ def configure_engine(engine: Engine) -> None:
     commit (the fetch job commits once per symbol): a process that dies
     loses nothing, and the file stays consistent even through a power loss,
     which may only undo the last commits (the next run fetches them again).
+
+    A transaction begun while ``reads_one_snapshot()`` is true opens at once,
+    so all its reads see one state of the database, as on MySQL.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -174,6 +177,15 @@ def configure_engine(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    # pysqlite opens a transaction only before a write: until then each read
+    # sees the database as of that statement, so a page and its count could
+    # straddle a commit of the fetch job. Writers keep pysqlite's way: a read
+    # transaction that later writes fails at once if another commit came first.
+    @event.listens_for(engine, "begin")
+    def _begin_reads_at_once(connection):
+        if reads_one_snapshot():
+            connection.exec_driver_sql("BEGIN")
 
 
 class ScaledDecimal(TypeDecorator):

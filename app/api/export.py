@@ -72,8 +72,8 @@ def _csv_chunks(engine: Engine, query: ExportQuery) -> Iterator[bytes]:
 
     The export has a connection of its own rather than the request's
     session, which is closed when the view returns, before the body is
-    sent. On MySQL the count and the rows come from one transaction, so the
-    CSV holds exactly the rows counted.
+    sent. The count and the rows come from one transaction (on SQLite too,
+    see ``lib.db.configure_engine``), so the CSV holds exactly the rows counted.
     """
     connection = engine.connect()
     session = Session(bind=connection)
