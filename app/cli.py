@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 
-from app.api.caching import clear_cached_answers
+from app.api.caching import clear_cached_answers, is_cache_shared
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.fetch_run import RUN_LOCK
@@ -51,8 +51,7 @@ def register_commands(app: Flask) -> None:
             raise click.ClickException(
                 f"a fetch run still held the run lock after {timeout:g}s (FETCH_LOCK_TIMEOUT); "
                 "nothing was changed: run it again once the run has finished") from None
-        clear_cached_answers()
-        click.echo("monthly sums recomputed; cached answers cleared")
+        click.echo("monthly sums recomputed" + _cleared_cached_answers())
 
     @app.cli.command("prune-runs")
     @click.option("--before", "before", required=True, type=click.DateTime(["%Y-%m-%d"]),
@@ -66,6 +65,23 @@ def register_commands(app: Flask) -> None:
         session = db.session()
         runs, outcomes = delete_runs_before(session, before)
         session.commit()
-        clear_cached_answers()
         click.echo(f"deleted {runs} runs started before {before:%Y-%m-%d} "
-                   f"and {outcomes} symbol outcomes; cached answers cleared")
+                   f"and {outcomes} symbol outcomes" + _cleared_cached_answers())
+
+
+def _cleared_cached_answers() -> str:
+    """Clear the API's cached answers; return "; cached answers cleared", or "" and say why not.
+
+    The data is committed either way, so the command still succeeds, as the
+    fetch job does; stderr says how old the API's answers may then be.
+    """
+    timeout = current_app.config["CACHE_DEFAULT_TIMEOUT"]
+    if not is_cache_shared():
+        click.echo(f"the API's cache is per process (CACHE_TYPE SimpleCache), out of this "
+                   f"command's reach: the API may serve answers up to {timeout}s old", err=True)
+        return ""
+    if not clear_cached_answers():
+        click.echo(f"could not clear the cached answers (see the log); the API may serve "
+                   f"answers up to {timeout}s old", err=True)
+        return ""
+    return "; cached answers cleared"

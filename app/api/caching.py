@@ -282,6 +282,16 @@ def clear_cached_answers() -> bool:
     return True
 
 
+def is_cache_shared() -> bool:
+    """Tell whether the cached answers live where every process sees them (Redis).
+
+    A per-process cache (SimpleCache) is out of reach of another process:
+    the fetch job's or a CLI command's clear changes only its own.
+    """
+    state: _AnswerCache = current_app.extensions[_STATE]
+    return not state.is_local
+
+
 def _read(state: _AnswerCache, entry: str) -> tuple[str, Any]:
     """Return the current generation and its entry (or None): one round trip while it holds."""
     seen = state.generation

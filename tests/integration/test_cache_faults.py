@@ -228,3 +228,27 @@ def test_a_redis_outage_logs_two_lines_whatever_the_traffic(app, private_redis, 
     assert 0 < skipped <= requests * 2, back
     assert "Traceback" not in log
     dispose(api)
+
+
+def test_the_commands_say_whether_their_clear_reached_the_api(private_api, private_redis,
+                                                              tmp_path):
+    api, client, _server = private_api
+    assert open_price_of(client) == 10.0
+    with api.app_context():  # a change by hand, which refresh-sums then repairs
+        db.session.execute(update(FinancialData).values(open_price=Decimal("30.00")))
+        db.session.commit()
+    # The command runs in a process of its own: an app of its own on the same Redis.
+    command = redis_cached_app(api.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "cli-log",
+                               private_redis.url).test_cli_runner()
+    refreshed = command.invoke(args=["refresh-sums"])
+    assert (refreshed.exit_code, refreshed.stdout, refreshed.stderr) == (
+        0, "monthly sums recomputed; cached answers cleared\n", "")
+    assert open_price_of(client) == 30.0
+
+    private_redis.kill()
+    pruned = command.invoke(args=["prune-runs", "--before", "2000-01-01"])
+    assert (pruned.exit_code, pruned.stdout, pruned.stderr) == (
+        0, "deleted 0 runs started before 2000-01-01 and 0 symbol outcomes\n",
+        f"could not clear the cached answers (see the log); the API may serve answers up to "
+        f"{api.config['CACHE_DEFAULT_TIMEOUT']}s old\n")
+    dispose(command.app)
