@@ -43,8 +43,8 @@ from sqlalchemy import create_engine, delete, func, insert, select, text  # noqa
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import create_app  # noqa: E402
-from app.api.caching import DEFAULT_KEY_PREFIX  # noqa: E402
 from app.extensions import db  # noqa: E402
+from conf.settings import DEFAULT_CACHE_KEY_PREFIX  # noqa: E402
 from financial.models import FinancialData  # noqa: E402
 from financial.stats import refresh_monthly_sums  # noqa: E402
 
@@ -321,7 +321,7 @@ def forget_cached_answers(redis_url: str) -> None:
     Only the cache's prefix, so rate-limit counts kept in the same database stay.
     """
     with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{DEFAULT_KEY_PREFIX}*", count=1000))
+        keys = list(client.scan_iter(match=f"{DEFAULT_CACHE_KEY_PREFIX}*", count=1000))
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start:start + 1000])
 

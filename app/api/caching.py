@@ -12,9 +12,9 @@ job calls ``clear_cached_answers`` after it stores changes.
   never finds an entry. The entry holds the body, exactly as RESTX encoded
   it, with its headers and ETag, so a hit answers byte for byte as the miss did.
 
-- Keys name the database (a digest of its URL without the password) and
-  ``RESPONSE_FORMAT_VERSION``, so deployments sharing one Redis, or two
-  releases, never read each other's entries.
+- Keys start with CACHE_KEY_PREFIX and name the database (a digest of its
+  URL without the password) and ``RESPONSE_FORMAT_VERSION``, so deployments
+  sharing one Redis, or two releases, never read each other's entries.
 - Invalidation costs one small write whatever the number of entries: every
   entry key holds the database's current *generation*, and clearing sets a
   new one. Old entries are never read again and expire on their TTL.
@@ -54,8 +54,6 @@ Value = TypeVar("Value")
 # or a query that was answered becomes refused, so a new release never serves
 # what an old one cached.
 RESPONSE_FORMAT_VERSION = 1
-# Every key the cache writes starts with it, unless CACHE_KEY_PREFIX says otherwise.
-DEFAULT_KEY_PREFIX = "financial:"
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 _STATE = "cached_answers"
 # The request's answer that the response cache stores with its 200 (_Storable).
@@ -86,7 +84,6 @@ class _AnswerCache:
 
 def init_cached_answers(app: Flask) -> None:
     """Bind the cache to ``app`` with the project's defaults and set up its answer cache."""
-    app.config.setdefault("CACHE_KEY_PREFIX", DEFAULT_KEY_PREFIX)
     if app.config["CACHE_TYPE"] == "RedisCache":
         # A cache outage must fail fast; the breaker then keeps requests off it.
         app.config.setdefault("CACHE_OPTIONS", {

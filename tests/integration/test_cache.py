@@ -79,6 +79,22 @@ def test_redis_is_shared_by_workers_and_cleared_for_all(redis_app, ibm_day, stor
 
 
 @pytest.mark.redis
+def test_deployments_with_their_own_key_prefix_share_no_entries(
+        redis_app, ibm_day, store_prices, tmp_path):
+    """Two deployments whose DATABASE_URLs read the same, on one Redis."""
+    store_prices([ibm_day])
+    other_site = build_app(redis_app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "b",
+                           CACHE_TYPE="RedisCache",
+                           CACHE_REDIS_URL=redis_app.config["CACHE_REDIS_URL"],
+                           CACHE_KEY_PREFIX=redis_app.config["CACHE_KEY_PREFIX"] + "site-b:")
+    assert open_price_of(redis_app.test_client()) == 10.0
+    change_open_price(redis_app, "13.00")
+    assert open_price_of(other_site.test_client()) == 13.0, "not the other site's entry"
+    with other_site.app_context():
+        db.engine.dispose()
+
+
+@pytest.mark.redis
 def test_redis_entries_expire_after_the_configured_timeout(database_url, tmp_path, redis_url,
                                                            ibm_day, store_prices):
     prefix = "test-ttl:"

@@ -10,7 +10,8 @@ from conf.settings import (
 ALL_VARIABLES = (
     "APP_ENV", "DATABASE_URL", "DATABASE_PASSWORD_FILE", "ALPHAVANTAGE_API_KEY",
     "ALPHAVANTAGE_API_KEY_FILE", "SYMBOLS", "CACHE_TYPE", "CACHE_REDIS_URL",
-    "CACHE_DEFAULT_TIMEOUT", "CORS_ORIGINS", "LOG_DIR", "LOG_LEVEL", "FETCH_SCHEDULE",
+    "CACHE_DEFAULT_TIMEOUT", "CACHE_KEY_PREFIX", "CORS_ORIGINS", "LOG_DIR", "LOG_LEVEL",
+    "FETCH_SCHEDULE",
     "FETCH_TIMEZONE", "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS", "DATABASE_TIMEOUT",
     "DATABASE_JOB_TIMEOUT", "CACHE_RETRY_WAIT", "FETCH_SYMBOL_DEADLINE", "FETCH_RUN_DEADLINE",
 )
@@ -45,6 +46,7 @@ def test_defaults_are_the_contracts():
     assert config.SYMBOLS == ["IBM", "AAPL"]
     assert config.CACHE_TYPE == "SimpleCache"
     assert config.CACHE_DEFAULT_TIMEOUT == 300
+    assert config.CACHE_KEY_PREFIX == "financial:"
     assert config.CORS_ORIGINS == ["*"]
     assert config.LOG_LEVEL == "INFO"
     assert config.ALPHAVANTAGE_API_KEY is None
@@ -57,11 +59,13 @@ def test_defaults_are_the_contracts():
 def test_values_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SYMBOLS", " msft, IBM ,,")
     monkeypatch.setenv("CACHE_DEFAULT_TIMEOUT", "42")
+    monkeypatch.setenv("CACHE_KEY_PREFIX", "site-b:")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     config = get_config("development")
     assert config.SYMBOLS == ["msft", "IBM"]
     assert config.CACHE_DEFAULT_TIMEOUT == 42
+    assert config.CACHE_KEY_PREFIX == "site-b:"
     assert config.CORS_ORIGINS == ["https://a.example", "https://b.example"]
     assert config.LOG_LEVEL == "DEBUG"
 
