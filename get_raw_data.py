@@ -41,6 +41,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_WINDOW_DAYS = 36_500
 SAMPLE_DIR = PROJECT_ROOT / "data" / "fixtures"
 SAMPLE_SPAN = "IBM and AAPL, 100 trading days from 2022-10-31 to 2023-03-24"
+STOPPED_WAITING = "stopped while waiting for the database; nothing fetched"
 SAMPLE_HINT = ("get_raw_data: to load the bundled sample data instead, run "
                ".venv/bin/python get_raw_data.py --sample")
 
@@ -113,21 +114,48 @@ class Plan:
     offer_sample: bool = False
 
 
+class Stopped(BaseException):
+    """A stop request ended a wait for the database before a run began: nothing to finish.
+
+    A BaseException, as KeyboardInterrupt is: no ``except Exception`` on the
+    way takes it for a failure of the database.
+    """
+
+
 class StopRequest:
-    """Set by the first SIGTERM or SIGINT: the job stops after the current symbol."""
+    """Set by the first SIGTERM or SIGINT: the job stops after the current symbol.
+
+    Inside ``interrupting()`` the signal also raises Stopped at once. A frozen
+    database holds each read for DATABASE_JOB_TIMEOUT (600 s), far past a
+    container's stop grace period; the reads before a run begins (its
+    schema check, the schedule's catch-up) write nothing, so ending them is safe.
+    """
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self.interrupts = False
 
     def is_set(self) -> bool:
         return self.signal_name is not None
+
+    @contextmanager
+    def interrupting(self) -> Iterator[None]:
+        """Run the block so that a stop request, even an earlier one, raises Stopped."""
+        self.interrupts = True
+        try:
+            if self.is_set():
+                raise Stopped()
+            yield
+        finally:
+            self.interrupts = False
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
     """Turn SIGTERM and SIGINT into a stop request for the block; a second one acts as usual.
 
-    The handler only sets a flag: logging from a signal handler could
+    The handler only sets a flag (and raises Stopped inside
+    ``StopRequest.interrupting``): logging from a signal handler could
     re-enter a handler's lock.
     """
     stop = StopRequest()
@@ -138,6 +166,8 @@ def stop_on_signals() -> Iterator[StopRequest]:
         stop.signal_name = signal.Signals(signum).name
         for restored, handler in previous.items():
             signal.signal(restored, handler)
+        if stop.interrupts:
+            raise Stopped()
 
     for signum in signals:
         signal.signal(signum, request_stop)
@@ -172,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals() as stop:
             if plan.schedule is None:
                 return run_once(app, plan, "manual", stop, report=print, note=_to_stderr)
-            serve_schedule(app, plan, plan.schedule, stop)
+            try:
+                serve_schedule(app, plan, plan.schedule, stop)
+            except Stopped:
+                logger.warning(STOPPED_WAITING)
             return EXIT_OK
     finally:
         # Close the pool's connections now, not whenever the app is collected:
@@ -204,7 +237,11 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         json.dump(outcome.records, sys.stdout, indent=2)
         print()
         return EXIT_FAILED if outcome.failures else EXIT_OK
-    if not _schema_ready(app):
+    try:
+        if not _schema_ready(app, stop):
+            return EXIT_FAILED
+    except Stopped:
+        logger.warning(STOPPED_WAITING)
         return EXIT_FAILED
     try:
         outcome = recorded_run(db.session(), db.engine, jobs, settings, trigger=trigger,
@@ -224,10 +261,10 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
 def serve_schedule(app: Flask, plan: Plan, schedule: Schedule, stop: StopRequest) -> None:
     """Run the job at each scheduled time until stopped; a failed run changes nothing."""
     with app.app_context():
-        _schema_ready(app)
+        _schema_ready(app, stop)
 
     def last_start():
-        with app.app_context():
+        with app.app_context(), stop.interrupting():
             return latest_run_start(db.session())
 
     Scheduler(
@@ -238,15 +275,18 @@ def serve_schedule(app: Flask, plan: Plan, schedule: Schedule, stop: StopRequest
     ).serve()
 
 
-def _schema_ready(app: Flask) -> bool:
+def _schema_ready(app: Flask, stop: StopRequest) -> bool:
     """Apply pending migrations (one process at a time); say so once if the database fails.
 
     A schema already at SCHEMA_REVISION costs one query: Alembic is loaded
     only when there is something to migrate. A schema a newer release
-    migrated is used as it is.
+    migrated is used as it is. A stop request ends the wait for that query
+    (raising Stopped), never a migration.
     """
     try:
-        if schema_revision(db.engine) == SCHEMA_REVISION:
+        with stop.interrupting():
+            revision = schema_revision(db.engine)
+        if revision == SCHEMA_REVISION:
             return True
         register_migrations(app)
         from flask_migrate import upgrade

@@ -361,11 +361,17 @@ def _upsert_sql(codec: RowCodec, keys: frozenset[str], keep: frozenset[str]) -> 
 
 
 def schema_revision(engine: Engine) -> str | None:
-    """Return the Alembic revision the database's schema is at; None if it has none (yet)."""
+    """Return the Alembic revision the database's schema is at; None if it has none (yet).
+
+    Raises the database's error when the connection broke or timed out: a
+    stalled server would only hold the migration's connection as long again.
+    """
     try:
         with engine.connect() as connection:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    except DBAPIError:  # no such table, or no database: migrating will say which
+    except DBAPIError as exc:  # no such table, or no database: migrating will say which
+        if exc.connection_invalidated:
+            raise
         return None
 
 

@@ -5,6 +5,7 @@ that stops forwarding (tests/servers.py); the server itself is never touched.
 """
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, insert_prices, isolated_environment,
     wait_for,
 )
-from tests.servers import http_get, production_gunicorn, stalling_proxy
+from tests.servers import StallingProxy, http_get, production_gunicorn, stalling_proxy
 
 DATABASE_TIMEOUT = 1
 # A request to a frozen database must answer well within this. It is generous
@@ -184,3 +185,68 @@ def test_batch_programs_outwait_the_api_database_timeout(fresh_database_url, tmp
         assert inspect(engine).has_table("financial_data")
     finally:
         engine.dispose()
+
+
+# The fetch job's wait for one answer (DATABASE_JOB_TIMEOUT) in the tests below:
+# far longer than they wait for the job to end.
+JOB_TIMEOUT = 300
+STOP_BOUND = 60
+
+
+def start_job_through(proxy: StallingProxy, database_url: str, tmp_path: Path,
+                      *argv: str, **settings: str) -> subprocess.Popen:
+    """Start the fetch job on ``database_url``'s database, reached through ``proxy``."""
+    url = make_url(database_url)
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    env = isolated_environment(**{"APP_ENV": "testing", "DATABASE_URL": proxied,
+                                  "LOG_DIR": str(tmp_path),
+                                  "DATABASE_JOB_TIMEOUT": str(JOB_TIMEOUT), **settings})
+    return subprocess.Popen([sys.executable, "get_raw_data.py", *argv], cwd=PROJECT_ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Wait for the job to end within ``timeout`` seconds (kill it otherwise); return its output."""
+    try:
+        return process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("argv, status", [
+    (["--from-file", str(FIXTURE)], 1),
+    (["--from-file", str(FIXTURE), "--schedule", "0 0 1 1 *"], 0),
+], ids=["one run", "schedule"])
+def test_sigterm_ends_the_wait_for_a_frozen_database(mysql_app, tmp_path, argv, status):
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxy.stall()
+        process = start_job_through(proxy, url.render_as_string(hide_password=False), tmp_path,
+                                    *argv)
+        wait_for(lambda: proxy.accepted > 0 or process.poll() is not None,
+                 "the job to connect to the database")
+        process.send_signal(signal.SIGTERM)
+        # Without the stop, the job would wait JOB_TIMEOUT for the frozen database.
+        out, err = finish(process, STOP_BOUND)
+    assert process.returncode == status, err
+    assert "stopped while waiting for the database; nothing fetched" in err
+    assert "SIGTERM received: stopped" in err and "Traceback" not in err
+    assert out == ""
+
+
+@pytest.mark.mysql
+def test_a_frozen_database_fails_the_job_after_one_wait(mysql_app, tmp_path):
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxy.stall()
+        process = start_job_through(proxy, url.render_as_string(hide_password=False), tmp_path,
+                                    "--from-file", str(FIXTURE), DATABASE_JOB_TIMEOUT="1")
+        out, err = finish(process, STOP_BOUND)
+        connections = proxy.accepted
+    assert (process.returncode, out) == (1, "")
+    assert ("get_raw_data: database unavailable (OperationalError 2013: Lost connection") in err
+    assert "nothing fetched" in err and "Traceback" not in err
+    assert connections == 1, "the schema check's timeout is not waited out again to migrate"
