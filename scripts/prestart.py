@@ -13,18 +13,21 @@ import sys
 import time
 
 from flask_migrate import upgrade
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from app import MIGRATIONS_DIR, create_app
 from app.extensions import db
 from conf.settings import ConfigError, get_config
-from lib.db import DATABASE_ERRORS, NEWER_SCHEMA, describe_database_error
+from lib.db import DATABASE_ERRORS, NEWER_SCHEMA, describe_database_error, engine_options
 from lib.locks import MigrationLockTimeout, migrate_unless_newer
 
 logger = logging.getLogger("prestart")
 
 RETRY_INTERVAL_SECONDS = 1.0
+# The longest one try waits to connect and for the answer; the wait as a whole
+# still ends with --timeout.
+TRY_TIMEOUT_SECONDS = 5.0
 EXIT_READY, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
@@ -77,8 +80,7 @@ def wait_for_database(engine: Engine, timeout: float) -> Exception | None:
     announced = False
     while True:
         try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            _try_database(engine, min(TRY_TIMEOUT_SECONDS, max(deadline - time.monotonic(), 0.1)))
             return None
         except DATABASE_ERRORS as exc:
             if time.monotonic() >= deadline:
@@ -88,6 +90,22 @@ def wait_for_database(engine: Engine, timeout: float) -> Exception | None:
                             describe_database_error(exc))
                 announced = True
         time.sleep(RETRY_INTERVAL_SECONDS)
+
+
+def _try_database(engine: Engine, timeout: float) -> None:
+    """Ask ``engine``'s database for one answer, waiting at most about ``timeout`` seconds.
+
+    The try has an engine of its own: ``engine`` waits DATABASE_JOB_TIMEOUT
+    (600 s) for each answer, as the migrations need, and a stalled server
+    would hold the first try that long, past the wait's own timeout.
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    probe = create_engine(engine.url, **engine_options(url, timeout=timeout))
+    try:
+        with probe.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    finally:
+        probe.dispose()
 
 
 if __name__ == "__main__":

@@ -250,3 +250,21 @@ def test_a_frozen_database_fails_the_job_after_one_wait(mysql_app, tmp_path):
     assert ("get_raw_data: database unavailable (OperationalError 2013: Lost connection") in err
     assert "nothing fetched" in err and "Traceback" not in err
     assert connections == 1, "the schema check's timeout is not waited out again to migrate"
+
+
+@pytest.mark.mysql
+def test_prestart_gives_up_on_a_frozen_database_within_its_timeout(mysql_app, tmp_path):
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxy.stall()
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        env = isolated_environment(APP_ENV="production", LOG_DIR=str(tmp_path),
+                                   DATABASE_URL=proxied, DATABASE_JOB_TIMEOUT=str(JOB_TIMEOUT))
+        process = subprocess.Popen([sys.executable, "-m", "scripts.prestart", "--timeout", "2"],
+                                   cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        # Each try used to wait JOB_TIMEOUT, the migrations' wait for an answer.
+        _, err = finish(process, STOP_BOUND)
+    assert process.returncode == EXIT_UNREACHABLE, err
+    assert "did not answer within 2s: OperationalError 2013: Lost connection" in err
+    assert "Traceback" not in err
