@@ -81,14 +81,21 @@ def read_api_key() -> str | None:
 
 
 def read_secret_file(name: str) -> str | None:
-    """Return the stripped content of the file the variable ``name`` points to."""
+    """Return the stripped content of the file the variable ``name`` points to.
+
+    A UTF-8 byte order mark (Windows editors write one) is dropped, as it
+    would otherwise become part of the secret.
+    """
     path = env_str(name)
     if not path:
         return None
     try:
-        return Path(path).read_text(encoding="utf-8").strip() or None
+        return Path(path).read_text(encoding="utf-8-sig").strip() or None
     except OSError as exc:
         raise ConfigError(f"{name} cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        # The decoder's text quotes a byte of the secret: name the file's problem only.
+        raise ConfigError(f"{name} is not UTF-8 text (save it as UTF-8)") from None
 
 
 def database_url() -> str:

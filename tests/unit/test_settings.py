@@ -140,6 +140,24 @@ def test_unreadable_secret_file_names_the_variable(monkeypatch, tmp_path):
         get_config("development")
 
 
+@pytest.mark.parametrize("name", ["ALPHAVANTAGE_API_KEY_FILE", "DATABASE_PASSWORD_FILE"])
+def test_a_secret_file_that_is_not_utf8_is_a_config_error_naming_the_variable(
+        monkeypatch, tmp_path, name):
+    secret = tmp_path / "secret"
+    secret.write_text("FILEKEY\n", encoding="utf-16")  # Windows Notepad's "Unicode"
+    monkeypatch.setenv(name, str(secret))
+    with pytest.raises(ConfigError, match=f"^{name} is not UTF-8 text") as raised:
+        get_config("development")
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_byte_order_mark_is_not_part_of_the_key(monkeypatch, tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("FILEKEY\r\n", encoding="utf-8-sig")
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY_FILE", str(secret))
+    assert get_config("development").ALPHAVANTAGE_API_KEY == "FILEKEY"
+
+
 def test_database_password_file_fills_the_url(monkeypatch, tmp_path):
     secret = tmp_path / "db_password"
     secret.write_text("p@ss/word\n")
