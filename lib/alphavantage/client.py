@@ -146,7 +146,17 @@ class AlphaVantageClient:
             raise InvalidSymbolError(f"invalid symbol {show(symbol)}: use {SYMBOL_RULE}")
         self._start_deadline()
         self._check_deadline(ticker)
-        outputsize = "full" if full else "compact"
+        try:
+            return self._fetch_series(ticker, "full" if full else "compact")
+        except AlphaVantageError as error:
+            # Messages quote what the answer holds (a day, a value, its
+            # Content-Type): an answer echoing the key must not carry it on.
+            error.message = mask_secret(error.message, self._api_key)
+            error.args = (error.message,)
+            raise
+
+    def _fetch_series(self, ticker: str, outputsize: str) -> DailySeries:
+        """Ask until an answer holds the series, waiting out short-term limits and falling back."""
         waits = 0
         while True:
             payload = self._get_payload(ticker, outputsize)

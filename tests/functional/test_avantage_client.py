@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -392,6 +393,28 @@ def test_json_without_series_is_malformed(fake_alphavantage, make_client, caplog
     with pytest.raises(MalformedResponseError, match="IBM: the response has no") as caught:
         make_client().fetch_daily("IBM")
 
+    assert_key_hidden(caught.value, caplog)
+
+
+DAY = {"1. open": "1.00", "2. high": "2.00", "3. low": "0.50", "4. close": "1.50",
+       "5. volume": "100"}
+
+
+@pytest.mark.parametrize("body, content_type", [
+    ({"Time Series (Daily)": {API_KEY: DAY}}, "application/json"),
+    ({"Time Series (Daily)": {"2023-03-24": {**DAY, "1. open": API_KEY}}}, "application/json"),
+    ("<html>Service Unavailable</html>", f"text/html; charset=utf-8; x={API_KEY}"),
+])
+def test_key_echoed_elsewhere_in_an_answer_is_redacted(fake_alphavantage, make_client, caplog,
+                                                       body, content_type):
+    """A proxy or gateway may echo the key anywhere; a message quoting the answer must not."""
+    fake_alphavantage.queue_response(body if isinstance(body, str) else json.dumps(body),
+                                     content_type=content_type)
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert "[redacted]" in str(caught.value) and "[redacted]" in caught.value.message
     assert_key_hidden(caught.value, caplog)
 
 
