@@ -71,6 +71,11 @@ def quoted_input(text: str) -> str:
     return f"{text[:QUOTED_INPUT_MAX - 3]}..."
 
 
+def _quoted_name(name: str) -> str:
+    """Return a parameter's name as a message names it; a name left empty (``?=1``) as ''."""
+    return quoted_input(name) if name else "''"
+
+
 def _refused(bad: list[str], singular: str, plural: str, shown: int = 5) -> dict[str, str]:
     """Return the ``bad`` and ``verb`` of a refusal message, quoting at most ``shown`` items."""
     quoted = ", ".join(repr(quoted_input(name)) for name in bad[:shown])
@@ -257,7 +262,7 @@ class QueryParser(FlaskParser):
         repeated = sorted({name for name in req.args if len(req.args.getlist(name)) > 1})
         if repeated:
             raise InvalidParameterError(
-                "; ".join(f"{quoted_input(name)}: is given more than once" for name in repeated))
+                "; ".join(f"{_quoted_name(name)}: is given more than once" for name in repeated))
         return super().load_querystring(req, schema)
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
@@ -273,7 +278,7 @@ def describe_errors(messages: dict) -> str:
         text = "; ".join(problems) if isinstance(problems, list) else str(problems)
         if text == "Unknown field.":
             text = "is not a known parameter"
-        parts.append(f"{quoted_input(name)}: {text}")
+        parts.append(f"{_quoted_name(name)}: {text}")
     return "; ".join(parts)
 
 

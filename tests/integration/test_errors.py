@@ -43,6 +43,8 @@ def assert_error(response, status, message, shape):
     ("page=0", "page: must be 1 or more"),
     ("page=-1", "page: must be 1 or more"),
     ("symbl=IBM", "symbl: is not a known parameter"),
+    ("=1", "'': is not a known parameter"),
+    ("=1&=2", "'': is given more than once"),
     ("limit=0&page=0", "limit: must be between 1 and 1000; page: must be 1 or more"),
     ("symbol=IBM%0A", f"symbol: 'IBM\\n' is not a ticker; each must be {RULE}"),
     ("start_date=2023-01-01%0A", "start_date: must be a date in YYYY-MM-DD format"),
