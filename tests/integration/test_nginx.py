@@ -148,6 +148,14 @@ def test_what_nginx_refuses_itself_is_the_envelope(nginx_port, request_line, sta
     assert assert_envelope(*answer[1:])
 
 
+def test_a_method_nginx_refuses_itself_names_the_allowed_ones(nginx_port):
+    status, headers, body = raw_request(
+        nginx_port, b"TRACE /api/health HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    assert status == 405
+    assert headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert assert_envelope(headers, body).endswith("the API answers GET, HEAD and OPTIONS")
+
+
 def test_an_unsupported_transfer_encoding_is_the_envelope(nginx_port):
     status, headers, body = raw_request(
         nginx_port, b"POST /api/health HTTP/1.1\r\nHost: example.com\r\n"
