@@ -5,8 +5,6 @@ app (unknown URLs, wrong methods outside a resource, anything else).
 """
 import functools
 import logging
-import threading
-import time
 from collections.abc import Callable
 
 from flask import Flask, Response, current_app, request
@@ -23,51 +21,11 @@ from app.metrics import record_database_error
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
 from lib.db import DATABASE_ERRORS, describe_database_error, is_schema_error
+from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
 
 logger = logging.getLogger(__name__)
 
-# While the database is down, each worker says so at most once per this many seconds.
-DATABASE_LOG_INTERVAL_SECONDS = 30
 _OUTAGE_LOG = "database_outage_log"
-
-
-class OutageLog:
-    """Log a repeating failure at most once per interval, with how many requests it refused.
-
-    Every request of an outage fails the same way; one line each would fill
-    and rotate the log within minutes under load and bury what came before.
-    The first failure is logged at once; later ones are counted and reported
-    in the next line, at most one per ``interval`` seconds. ``headline``
-    starts each line; ``refusals`` names what was counted.
-    """
-
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic, *,
-                 headline: str = "database unavailable",
-                 refusals: str = "requests answered 503",
-                 log: logging.Logger = logger) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._headline = headline
-        self._refusals = refusals
-        self._log = log
-        self._lock = threading.Lock()
-        self._next_line_at = 0.0
-        self._refused = 0
-
-    def failed(self, description: str) -> None:
-        """Count one refused request; log ``description`` if a line is due."""
-        with self._lock:
-            self._refused += 1
-            now = self._clock()
-            if now < self._next_line_at:
-                return
-            refused, self._refused = self._refused, 0
-            self._next_line_at = now + self.interval
-        if refused == 1:
-            self._log.error("%s: %s", self._headline, description)
-        else:
-            self._log.error("%s: %s (%d %s since the last such line)", self._headline,
-                            description, refused, self._refusals)
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> tuple:
@@ -162,7 +120,7 @@ def register_error_handlers(app: Flask, api: Api) -> None:
     Server errors are left to the app: with PROPAGATE_EXCEPTIONS on, RESTX
     re-raises what it has no handler for, so each 5xx is logged once, here.
     """
-    app.extensions[_OUTAGE_LOG] = OutageLog(DATABASE_LOG_INTERVAL_SECONDS)
+    app.extensions[_OUTAGE_LOG] = OutageLog(OUTAGE_LINE_INTERVAL_SECONDS, log=logger)
     for exc_type, handler in CLIENT_ERROR_HANDLERS:
         api.errorhandler(exc_type)(handler)
     for exc_type, handler in CLIENT_ERROR_HANDLERS + SERVER_ERROR_HANDLERS:

@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Iterator
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -24,7 +24,8 @@ from app.routes import METRICS_PATH
 from financial.models import RUN_STATUSES
 from financial.queries import newest_dates
 from financial.runs import latest_run
-from lib.db import DATABASE_ERRORS, is_schema_error
+from lib.db import DATABASE_ERRORS, describe_database_error, is_schema_error
+from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 # keeping a scrape's query and size bounded.
 MAX_SYMBOL_SERIES = 1000
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+_SCRAPE_FAILURES = "metrics_scrape_failures"
 
 REQUESTS = Counter("financial_http_requests_total",
                    "HTTP requests answered, by route, method and status",
@@ -68,7 +70,14 @@ def record_database_error() -> None:
 
 
 def register_metrics(app: Flask) -> None:
-    """Count every request but the scrapes themselves, and serve GET /metrics."""
+    """Count every request but the scrapes themselves, and serve GET /metrics.
+
+    A scraper polls through a database outage too: it gets one log line per
+    OUTAGE_LINE_INTERVAL_SECONDS with the count, not one per scrape.
+    """
+    app.extensions[_SCRAPE_FAILURES] = OutageLog(
+        OUTAGE_LINE_INTERVAL_SECONDS, headline="metrics: database unavailable",
+        refusals="scrapes without the stored data", log=logger)
 
     @app.after_request
     def _count_request(response: Response) -> Response:
@@ -113,7 +122,7 @@ class _StoredDataCollector:
             # MySQL reports a missing table as a ProgrammingError, SQLite as an OperationalError.
             if isinstance(exc, ProgrammingError) and not is_schema_error(exc):
                 raise
-            logger.warning("metrics: database unavailable (%s)", exc.__class__.__name__)
+            current_app.extensions[_SCRAPE_FAILURES].failed(describe_database_error(exc))
             record_database_error()
             yield _database_up(0)
             return

@@ -11,13 +11,13 @@ from app.api.docs import (
     json_example, namespace, require_every_key,
 )
 from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
-from app.errors import DATABASE_LOG_INTERVAL_SECONDS, OutageLog
 from app.extensions import db
 from app.metrics import record_database_error
 from app.routes import HEALTH_PATH
 from lib.db import (
     DATABASE_ERRORS, MIGRATE_COMMAND, describe_database_error, is_schema_error, schema_state,
 )
+from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ def init_failure_log(app: Flask) -> None:
     """Give ``app`` the log of failed checks, made once with the app.
 
     A load balancer polls every few seconds, outages included: it gets one
-    line per DATABASE_LOG_INTERVAL_SECONDS with the count, not one per poll.
+    line per OUTAGE_LINE_INTERVAL_SECONDS with the count, not one per poll.
     """
     app.extensions[_FAILURE_LOG] = OutageLog(
-        DATABASE_LOG_INTERVAL_SECONDS, headline="health check failed",
+        OUTAGE_LINE_INTERVAL_SECONDS, headline="health check failed",
         refusals="checks answered 503", log=logger)
 
 

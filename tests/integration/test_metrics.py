@@ -1,5 +1,6 @@
 """GET /metrics in one process: the series the contract lists, after known requests."""
 import datetime
+import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -131,6 +132,17 @@ def test_database_errors_are_counted_and_the_scrape_still_answers(app, tmp_path)
     # The two requests and the first scrape's own query.
     assert increase(before, after, "financial_database_errors_total") == 3
     assert value(after, "financial_database_up") == 0
+
+
+def test_an_outage_is_logged_once_per_interval_not_once_per_scrape(tmp_path, caplog):
+    (tmp_path / "broken.db").mkdir()
+    client = build_app(f"sqlite:///{tmp_path / 'broken.db'}", tmp_path / "log").test_client()
+    with caplog.at_level(logging.WARNING, logger="app.metrics"):
+        for _ in range(3):
+            assert value(scrape(client), "financial_database_up") == 0
+    lines = [record.getMessage() for record in caplog.records if record.name == "app.metrics"]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("metrics: database unavailable: OperationalError")
 
 
 def test_a_database_without_its_schema_is_down_and_the_scrape_still_answers(

@@ -1,7 +1,9 @@
-"""A database outage is logged once per interval, with the count of what it refused."""
+"""An outage is logged once per interval, with the count of what it refused."""
 import logging
 
-from app.errors import OutageLog
+from lib.outage_log import OutageLog
+
+LOG = logging.getLogger("tests.outage")
 
 
 class Clock:
@@ -13,13 +15,13 @@ class Clock:
 
 
 def outage_lines(caplog) -> list[str]:
-    return [record.getMessage() for record in caplog.records if record.name == "app.errors"]
+    return [record.getMessage() for record in caplog.records if record.name == LOG.name]
 
 
 def test_the_first_failure_is_logged_and_the_rest_of_the_interval_counted(caplog):
     clock = Clock()
-    outage = OutageLog(30, clock)
-    with caplog.at_level(logging.ERROR, logger="app.errors"):
+    outage = OutageLog(30, clock, log=LOG)
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
         for _ in range(5):
             outage.failed("OperationalError 2003: cannot connect")
             clock.now += 1
@@ -34,8 +36,8 @@ def test_the_first_failure_is_logged_and_the_rest_of_the_interval_counted(caplog
 
 def test_a_new_outage_after_a_quiet_interval_is_logged_at_once(caplog):
     clock = Clock()
-    outage = OutageLog(30, clock)
-    with caplog.at_level(logging.ERROR, logger="app.errors"):
+    outage = OutageLog(30, clock, log=LOG)
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
         outage.failed("first")
         clock.now += 3600
         outage.failed("second")
@@ -44,8 +46,9 @@ def test_a_new_outage_after_a_quiet_interval_is_logged_at_once(caplog):
 
 def test_the_headline_and_what_was_counted_can_be_named(caplog):
     clock = Clock()
-    outage = OutageLog(30, clock, headline="health check failed", refusals="checks answered 503")
-    with caplog.at_level(logging.ERROR, logger="app.errors"):
+    outage = OutageLog(30, clock, headline="health check failed", refusals="checks answered 503",
+                       log=LOG)
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
         outage.failed("no schema")
         outage.failed("no schema")
         clock.now += 30
