@@ -101,13 +101,18 @@ def open_average(session) -> Decimal:
                               D(2023, 1, 31)).average_daily_open_price
 
 
-def test_the_refresh_command_repairs_sums_after_a_change_by_hand(app):
+def change_an_open_price_by_hand(app) -> None:
+    """Store a day opening at 10, then make it 30 behind the sums' back."""
     with app.app_context():
         store(db.session, "IBM", [(D(2023, 1, 2), "10.0000", "20.0000", 100)])
         db.session.commit()
         db.session.execute(update(FinancialData).values(open_price=Decimal("30")))
         db.session.commit()
         assert open_average(db.session) == Decimal("10.00"), "the sums still hold the old day"
+
+
+def test_the_refresh_command_repairs_sums_after_a_change_by_hand(app):
+    change_an_open_price_by_hand(app)
     result = app.test_cli_runner().invoke(args=["refresh-sums"])
     assert result.exit_code == 0, result.output
     assert result.stdout == "monthly sums recomputed\n"
@@ -117,11 +122,8 @@ def test_the_refresh_command_repairs_sums_after_a_change_by_hand(app):
 
 
 def test_the_refresh_command_waits_for_a_fetch_run_and_gives_up_without_a_change(app):
+    change_an_open_price_by_hand(app)
     with app.app_context():
-        store(db.session, "IBM", [(D(2023, 1, 2), "10.0000", "20.0000", 100)])
-        db.session.commit()
-        db.session.execute(update(FinancialData).values(open_price=Decimal("30")))
-        db.session.commit()
         url = db.engine.url.render_as_string(hide_password=False)
     app.config["FETCH_LOCK_TIMEOUT"] = 0
     fetch_run = create_engine(url)
