@@ -27,7 +27,9 @@ from lib.alphavantage.payload import (
     ERROR_KEYS, SERIES_KEY, classify_error_payload, is_short_term_limit, parse_daily_series,
     show,
 )
-from lib.alphavantage.redaction import hide_from_urllib3_logs, mask_secret
+from lib.alphavantage.redaction import (
+    hide_from_urllib3_logs, mask_secret, mask_secret_in_body,
+)
 from lib.alphavantage.series import (
     FUNCTIONS, TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailySeries,
 )
@@ -252,7 +254,7 @@ class AlphaVantageClient:
                 raise AlphaVantageTransportError(
                     f"HTTP {response.status_code} from AlphaVantage for {symbol}{retried}", symbol
                 )
-            body = self._read_body(response, symbol)
+            body = mask_secret_in_body(self._read_body(response, symbol), self._api_key)
         try:
             return json.loads(body)
         except ValueError:

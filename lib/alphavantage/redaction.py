@@ -55,6 +55,17 @@ def mask_secret(text: str, secret: str) -> str:
     return text
 
 
+def mask_secret_in_body(body: bytes, secret: str) -> bytes:
+    """Return a UTF-8 ``body`` with ``secret``, raw or URL-encoded, replaced by MASK.
+
+    Masked before anything quotes the body: a message shortens what it
+    quotes, and half a key left by the cut would no longer be recognised.
+    """
+    for form in secret_forms(secret):
+        body = body.replace(form.encode("utf-8"), MASK.encode("utf-8"))
+    return body
+
+
 def hide_from_urllib3_logs(secret: str) -> None:
     """Register ``secret`` in its ``secret_forms`` and filter every urllib3 logger; idempotent.
 

@@ -418,6 +418,21 @@ def test_key_echoed_elsewhere_in_an_answer_is_redacted(fake_alphavantage, make_c
     assert_key_hidden(caught.value, caplog)
 
 
+def test_key_echoed_in_a_long_value_is_redacted_before_the_quote_is_cut(
+        fake_alphavantage, make_client, caplog):
+    """A quote is cut at 37 characters: half a key must not survive the cut."""
+    echo = f"upstream gateway echo: apikey={API_KEY}"
+    fake_alphavantage.queue_response(json.dumps(
+        {"Time Series (Daily)": {"2023-03-24": {**DAY, "1. open": echo}}}))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert "upstream gateway echo: apikey=[" in caught.value.message
+    assert API_KEY[:6] not in caught.value.message
+    assert_key_hidden(caught.value, caplog)
+
+
 @pytest.fixture
 def broken_header_server():
     """A raw socket server whose one answer has a header line with no name.
