@@ -28,7 +28,7 @@ def commit_before(app) -> Iterator[Callable[[str, list[dict]], None]]:
     """
     writer = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
     with app.app_context():
-        engine = db.engine
+        engines = list(db.engines.values())  # the export reads through a bind of its own
     pending: list[tuple[str, list[dict]]] = []
 
     def interleave(_conn, _cursor, statement, _params, _context, _executemany):
@@ -38,10 +38,13 @@ def commit_before(app) -> Iterator[Callable[[str, list[dict]], None]]:
                 insert_prices(session, records)
                 session.commit()
 
-    event.listen(engine, "before_cursor_execute", interleave)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", interleave)
     yield lambda marker, records: pending.append((marker, records))
-    event.remove(engine, "before_cursor_execute", interleave)
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", interleave)
     writer.dispose()
+    assert pending == [], "the other connection never committed: the test tested nothing"
 
 
 def test_a_page_and_its_count_come_from_one_state_of_the_table(app, store_prices,
