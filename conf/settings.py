@@ -17,7 +17,6 @@ NON_NEGATIVE_SETTINGS = (
     "ALPHAVANTAGE_RATE_LIMIT_RETRIES", "ALPHAVANTAGE_BACKOFF_FACTOR",
     "ALPHAVANTAGE_REQUEST_INTERVAL",
 )
-DEFAULT_CACHE_KEY_PREFIX = "financial:"
 
 
 class ConfigError(Exception):
@@ -182,7 +181,8 @@ class BaseConfig:
         # Every cache key starts with it. Keys also name the database by its
         # URL, so only deployments whose URLs read the same (a local
         # "localhost:3306/financial" each) need their own to share one Redis.
-        self.CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", DEFAULT_CACHE_KEY_PREFIX)
+        # The fetch job must use the API's, or its clear misses the API's answers.
+        self.CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "financial:")
         # SimpleCache lives in one process: the fetch job cannot clear the API's,
         # so the API may serve answers up to this many seconds old after a run.
         self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)

@@ -44,7 +44,6 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
-from conf.settings import DEFAULT_CACHE_KEY_PREFIX  # noqa: E402
 from financial.models import FinancialData  # noqa: E402
 from financial.stats import refresh_monthly_sums  # noqa: E402
 
@@ -52,6 +51,9 @@ FIRST_DAY = datetime.date(2006, 1, 2)
 DEFAULT_SQLITE = PROJECT_ROOT / "data" / "streaming" / "benchmark.db"
 GUNICORN_CONFIG = str(PROJECT_ROOT / "conf" / "gunicorn.conf.py")
 SEED_CHUNK = 20_000
+# The API's cache keys start with it, so only its own answers are forgotten between
+# runs, never those of a deployment sharing the Redis.
+CACHE_KEY_PREFIX = "benchmark:"
 # Far above what 16 connections on 2 cores can send, so the limiter is on but never refuses.
 BENCHMARK_RATE_LIMIT = "100000000 per minute"
 # The ceiling app behind the API's rate limit: what the limit alone leaves of the ceiling.
@@ -189,7 +191,7 @@ def server_environment(args: argparse.Namespace, url: str, work_dir: str) -> dic
     return {**os.environ, "APP_ENV": "production", "DATABASE_URL": url, "LOG_DIR": work_dir,
             "LOG_LEVEL": "INFO", "GUNICORN_WORKERS": str(args.workers),
             "CACHE_TYPE": "RedisCache" if args.cache_redis_url else "SimpleCache",
-            "CACHE_REDIS_URL": args.cache_redis_url or "",
+            "CACHE_REDIS_URL": args.cache_redis_url or "", "CACHE_KEY_PREFIX": CACHE_KEY_PREFIX,
             "RATE_LIMIT": BENCHMARK_RATE_LIMIT,
             "RATELIMIT_STORAGE_URI": args.ratelimit_storage_url}
 
@@ -321,7 +323,7 @@ def forget_cached_answers(redis_url: str) -> None:
     Only the cache's prefix, so rate-limit counts kept in the same database stay.
     """
     with redis.Redis.from_url(redis_url) as client:
-        keys = list(client.scan_iter(match=f"{DEFAULT_CACHE_KEY_PREFIX}*", count=1000))
+        keys = list(client.scan_iter(match=f"{CACHE_KEY_PREFIX}*", count=1000))
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start:start + 1000])
 
