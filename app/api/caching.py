@@ -263,7 +263,8 @@ def clear_cached_answers() -> bool:
 
     One small write (a new generation), whatever the number of entries. With
     Redis every worker sees it on its next read; with SimpleCache only this
-    process does, and other workers' entries expire within CACHE_DEFAULT_TIMEOUT.
+    process does: every other one (each API worker, when the fetch job clears)
+    keeps its entries until they expire, within CACHE_DEFAULT_TIMEOUT.
     """
     state: _AnswerCache = current_app.extensions[_STATE]
     if state.is_local:

@@ -34,7 +34,8 @@ symbol_model = ns.model("Symbol", require_every_key({
         description="UTC start of the newest fetch run that tried the symbol; null if none"),
     "last_fetch_status": NullableString(
         enum=["ok", "failed", "not_fetched"],
-        description="The symbol's outcome in that run; null if no run tried it"),
+        description="The symbol's outcome in that run (not_fetched: the run stopped before "
+                    "it); null if no run tried it"),
 }))
 symbols_page_model = ns.model("SymbolPage", require_every_key({
     "data": fields.List(fields.Nested(symbol_model)),
