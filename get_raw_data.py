@@ -133,7 +133,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
-        self.interrupts = False
+        self.is_interrupting = False
 
     def is_set(self) -> bool:
         return self.signal_name is not None
@@ -141,13 +141,13 @@ class StopRequest:
     @contextmanager
     def interrupting(self) -> Iterator[None]:
         """Run the block so that a stop request, even an earlier one, raises Stopped."""
-        self.interrupts = True
+        self.is_interrupting = True
         try:
             if self.is_set():
                 raise Stopped()
             yield
         finally:
-            self.interrupts = False
+            self.is_interrupting = False
 
 
 @contextmanager
@@ -166,7 +166,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
         stop.signal_name = signal.Signals(signum).name
         for restored, handler in previous.items():
             signal.signal(restored, handler)
-        if stop.interrupts:
+        if stop.is_interrupting:
             raise Stopped()
 
     for signum in signals:

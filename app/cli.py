@@ -51,7 +51,7 @@ def register_commands(app: Flask) -> None:
             raise click.ClickException(
                 f"a fetch run still held the run lock after {timeout:g}s (FETCH_LOCK_TIMEOUT); "
                 "nothing was changed: run it again once the run has finished") from None
-        click.echo("monthly sums recomputed" + _cleared_cached_answers())
+        click.echo("monthly sums recomputed" + _clear_cached_answers_and_say())
 
     @app.cli.command("prune-runs")
     @click.option("--before", "before", required=True, type=click.DateTime(["%Y-%m-%d"]),
@@ -66,10 +66,10 @@ def register_commands(app: Flask) -> None:
         runs, outcomes = delete_runs_before(session, before)
         session.commit()
         click.echo(f"deleted {runs} runs started before {before:%Y-%m-%d} "
-                   f"and {outcomes} symbol outcomes" + _cleared_cached_answers())
+                   f"and {outcomes} symbol outcomes" + _clear_cached_answers_and_say())
 
 
-def _cleared_cached_answers() -> str:
+def _clear_cached_answers_and_say() -> str:
     """Clear the API's cached answers; return "; cached answers cleared", or "" and say why not.
 
     The data is committed either way, so the command still succeeds, as the

@@ -120,7 +120,9 @@ def register_error_handlers(app: Flask, api: Api) -> None:
     Server errors are left to the app: with PROPAGATE_EXCEPTIONS on, RESTX
     re-raises what it has no handler for, so each 5xx is logged once, here.
     """
-    app.extensions[_OUTAGE_LOG] = OutageLog(OUTAGE_LINE_INTERVAL_SECONDS, log=logger)
+    app.extensions[_OUTAGE_LOG] = OutageLog(
+        OUTAGE_LINE_INTERVAL_SECONDS, headline="database unavailable",
+        refusals="requests answered 503", log=logger)
     for exc_type, handler in CLIENT_ERROR_HANDLERS:
         api.errorhandler(exc_type)(handler)
     for exc_type, handler in CLIENT_ERROR_HANDLERS + SERVER_ERROR_HANDLERS:

@@ -19,9 +19,7 @@ class OutageLog:
     """
 
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic, *,
-                 headline: str = "database unavailable",
-                 refusals: str = "requests answered 503",
-                 log: logging.Logger) -> None:
+                 headline: str, refusals: str, log: logging.Logger) -> None:
         self.interval = interval
         self._clock = clock
         self._headline = headline

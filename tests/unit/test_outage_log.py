@@ -6,6 +6,11 @@ from lib.outage_log import OutageLog
 LOG = logging.getLogger("tests.outage")
 
 
+def database_outage_log(clock) -> OutageLog:
+    return OutageLog(30, clock, headline="database unavailable",
+                     refusals="requests answered 503", log=LOG)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -20,7 +25,7 @@ def outage_lines(caplog) -> list[str]:
 
 def test_the_first_failure_is_logged_and_the_rest_of_the_interval_counted(caplog):
     clock = Clock()
-    outage = OutageLog(30, clock, log=LOG)
+    outage = database_outage_log(clock)
     with caplog.at_level(logging.ERROR, logger=LOG.name):
         for _ in range(5):
             outage.failed("OperationalError 2003: cannot connect")
@@ -36,7 +41,7 @@ def test_the_first_failure_is_logged_and_the_rest_of_the_interval_counted(caplog
 
 def test_a_new_outage_after_a_quiet_interval_is_logged_at_once(caplog):
     clock = Clock()
-    outage = OutageLog(30, clock, log=LOG)
+    outage = database_outage_log(clock)
     with caplog.at_level(logging.ERROR, logger=LOG.name):
         outage.failed("first")
         clock.now += 3600
