@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from financial.ingest import StoreResult, recent_days, store_symbol, to_records
@@ -25,12 +25,14 @@ from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
     PremiumOnlyError, RateLimitError,
 )
+from lib.db import DATABASE_ERRORS, is_lock_conflict
 from lib.locks import LockTimeout, database_lock
 
 logger = logging.getLogger(__name__)
 
 RUN_LOCK = "fetch"
 STOPPED_REASON = "the job was stopped"
+DATABASE_LOST_REASON = "the database stopped answering"
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,13 @@ class RunLoop:
     symbol's transaction always completes). With a ``history``, every
     outcome is recorded as it happens; ``on_change`` is called after each
     symbol whose rows changed.
+
+    A symbol that fails on the database, when its failure cannot be recorded
+    either, stops the run too: a frozen database would hold every later
+    symbol for DATABASE_JOB_TIMEOUT more than once, after spending a request
+    of the daily quota on it. The later symbols are then only logged; the run
+    stays ``running`` until the next run marks it interrupted. A database
+    back by the time the failure is recorded (a restart) lets the run go on.
     """
 
     def __init__(self, session: Session, settings: RunSettings, *,
@@ -140,6 +149,7 @@ class RunLoop:
         self.should_stop = should_stop
         self.on_change = on_change
         self.outcome = RunOutcome()
+        self.is_database_lost = False
 
     def run(self, jobs: list[Job]) -> RunOutcome:
         """Process every job in order; return the outcome."""
@@ -178,6 +188,8 @@ class RunLoop:
         except SQLAlchemyError as exc:
             self._fail(job.label, symbol, f"database error ({exc.__class__.__name__}); "
                                           "its rows are unchanged", exc=exc)
+            if self.is_database_lost:
+                return DATABASE_LOST_REASON
         except Exception as exc:  # one symbol's surprise must not sink the others
             self._fail(job.label, symbol, f"unexpected error ({exc.__class__.__name__}); "
                                           "see the log file", exc=exc)
@@ -213,6 +225,8 @@ class RunLoop:
         if symbol is None:
             self.outcome.unnamed_failures.append(f"{label}: {reason}")
             return
+        if self.is_database_lost:  # each try would wait for it again
+            return
         try:
             self.history.add(SymbolOutcome(symbol, status, error=reason))
             self.session.commit()
@@ -220,10 +234,17 @@ class RunLoop:
             self.session.rollback()
             logger.error("could not record %s in run %d (%s)", symbol, self.history.run_id,
                          error.__class__.__name__)
+            self.is_database_lost = _is_unusable(error)
 
     @staticmethod
     def _known_symbol(job: Job) -> str | None:
         return job.label if job.calls_api else None
+
+
+def _is_unusable(error: SQLAlchemyError) -> bool:
+    """Tell a database that cannot be reached or used from a lock a retry may pass."""
+    return isinstance(error, DATABASE_ERRORS) and not (
+        isinstance(error, OperationalError) and is_lock_conflict(error))
 
 
 def spoils_the_run(error: AlphaVantageError) -> bool:

@@ -3,7 +3,9 @@
 The frozen database is the shared MariaDB behind a proxy of the test's own
 that stops forwarding (tests/servers.py); the server itself is never touched.
 """
+import dataclasses
 import datetime
+import logging
 import os
 import signal
 import subprocess
@@ -15,10 +17,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from lib.db import lock_name
+from financial.fetch_run import DATABASE_LOST_REASON, Job, RunLoop, RunSettings
+from financial.runs import RunRecorder, utc_now
+from lib.avantage_api import DailySeries, read_saved_response
+from lib.db import engine_options, lock_name
 from lib.locks import MIGRATION_LOCK
 from scripts.prestart import EXIT_UNREACHABLE
 from tests.helpers import (
@@ -268,3 +274,52 @@ def test_prestart_gives_up_on_a_frozen_database_within_its_timeout(mysql_app, tm
     assert process.returncode == EXIT_UNREACHABLE, err
     assert "did not answer within 2s: OperationalError 2013: Lost connection" in err
     assert "Traceback" not in err
+
+
+class ResumeOnFailure(logging.Handler):
+    """Thaws the proxy once the run logs a symbol's database failure: a restart, not a freeze."""
+
+    def __init__(self, proxy: StallingProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "failed: database error" in record.getMessage():
+            self.proxy.resume()
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("restarted", [False, True], ids=["frozen", "restarted"])
+def test_a_database_lost_mid_run_ends_the_run_unless_it_is_back(mysql_app, restarted):
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    series, fetched = read_saved_response(FIXTURE), []
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+
+        def job(symbol: str, stall: bool = False) -> Job:
+            def fetch() -> DailySeries:
+                fetched.append(symbol)
+                if stall:
+                    proxy.stall()
+                return dataclasses.replace(series, symbol=symbol)
+            return Job(symbol, fetch, calls_api=True)
+
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
+        run_log, resume = logging.getLogger("financial.fetch_run"), ResumeOnFailure(proxy)
+        if restarted:
+            run_log.addHandler(resume)
+        try:
+            with Session(engine) as session:
+                loop = RunLoop(session, RunSettings(window_days=None), report=lambda _: None,
+                               note=lambda _: None,
+                               history=RunRecorder.open(session, "manual", utc_now))
+                outcome = loop.run([job("IBM"), job("AAPL", stall=True), job("MSFT")])
+        finally:
+            run_log.removeHandler(resume)
+            engine.dispose()
+    if restarted:
+        assert fetched == ["IBM", "AAPL", "MSFT"], "a database back in time lets the run go on"
+        assert (outcome.stored, outcome.ended_early) == (2, None)
+    else:
+        assert fetched == ["IBM", "AAPL"], "no request of the quota for a symbol it cannot store"
+        assert (outcome.stored, outcome.ended_early) == (1, DATABASE_LOST_REASON)
