@@ -30,7 +30,15 @@ NEW_COLUMNS = (
 
 
 def upgrade():
+    # MySQL commits each ALTER TABLE: a run killed before its end leaves some
+    # of the columns added (all null), with the revision still 0001. The
+    # rerun adds the others. (No database to look at when --sql prints the
+    # statements.)
+    present = set() if op.get_context().as_sql else {
+        column["name"] for column in sa.inspect(op.get_bind()).get_columns("financial_data")}
     for name, column_type in NEW_COLUMNS:
+        if name in present:
+            continue
         op.add_column("financial_data", sa.Column(name, column_type, nullable=True))
 
 

@@ -21,6 +21,14 @@ SYMBOL_STATUSES = "status IN ('ok', 'failed', 'not_fetched')"
 
 
 def upgrade():
+    # MySQL commits each DDL statement: a run killed before its end leaves
+    # some of the tables behind, empty (no release before this one writes
+    # them), with the revision still 0002. They are created again. (No
+    # database to look at when --sql prints the statements.)
+    tables = [] if op.get_context().as_sql else sa.inspect(op.get_bind()).get_table_names()
+    for table in ("fetch_run_symbols", "fetch_runs"):
+        if table in tables:
+            op.drop_table(table)
     op.create_table(
         "fetch_runs",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),

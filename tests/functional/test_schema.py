@@ -5,13 +5,13 @@ from decimal import Decimal
 
 import pytest
 from alembic.script import ScriptDirectory
-from flask_migrate import downgrade, upgrade
+from flask_migrate import downgrade, stamp, upgrade
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from app import MIGRATIONS_DIR, SCHEMA_REVISION
 from app.extensions import db
-from financial.models import FinancialData
+from financial.models import FinancialData, MonthlyPriceSums
 from tests.helpers import build_app
 
 PRICE = "DECIMAL(18, 4)"
@@ -123,6 +123,32 @@ def test_adding_the_new_columns_keeps_old_rows_and_can_be_undone(empty_database_
                 "symbol", "date"]
             assert [index["column_names"] for index in inspector.get_indexes(
                 "financial_data")] == [["date", "symbol"]]
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_a_migration_killed_after_its_first_statements_runs_again(empty_database_url, tmp_path):
+    """MySQL commits each DDL statement: a killed run leaves part of its work, one revision back."""
+    row = {"symbol": "IBM", "date": datetime.date(2023, 1, 31), "open_price": Decimal("141.1"),
+           "close_price": Decimal("12.3456"), "volume": 3458353}
+    application = build_app(empty_database_url, tmp_path / "log")
+    with application.app_context():
+        try:
+            upgrade(revision="0001")
+            db.session.execute(insert(FinancialData).values(
+                {key: row[key] for key in ("symbol", "date", "open_price", "close_price",
+                                           "volume")}))
+            db.session.commit()
+            for revision, before in (("0002", "0001"), ("0003", "0002"), ("0004", "0003")):
+                upgrade(revision=revision)
+                stamp(revision=before)  # what the kill leaves: the work done, the revision not
+                upgrade(revision=revision)
+            sums = db.session.execute(select(MonthlyPriceSums)).scalar_one()
+            assert (sums.month, sums.days, sums.open_sum, sums.volume_sum) == (
+                202301, 1, Decimal("141.1"), 3458353)
+            assert db.session.execute(select(FinancialData.open_price)).scalar_one() == Decimal(
+                "141.1")
         finally:
             db.session.remove()
             db.engine.dispose()
