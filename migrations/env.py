@@ -7,6 +7,10 @@ import logging
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+
+from lib.db import engine_options
 
 logger = logging.getLogger("alembic.env")
 
@@ -28,10 +32,34 @@ def run_migrations_online() -> None:
     """Apply migrations over a connection of the app's engine."""
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("compare_type", True)
-    with target_db.engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+    engine = migration_engine()
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, target_metadata=target_db.metadata,
+                              **conf_args)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        if engine is not target_db.engine:
+            engine.dispose()
+
+
+def migration_engine() -> Engine:
+    """Return the app's engine, or one whose answers may take DATABASE_JOB_TIMEOUT.
+
+    A data migration reads every stored day (0004 sums them): under the
+    API's DATABASE_READ_TIMEOUT, a few seconds, ``flask db upgrade`` on
+    MySQL would lose its connection midway. The fetch job and the
+    container's start already raise it (``job_overrides``). SQLite answers
+    take no timeout.
+    """
+    config = current_app.config
+    if (target_db.engine.dialect.name == "sqlite"
+            or config["DATABASE_READ_TIMEOUT"] >= config["DATABASE_JOB_TIMEOUT"]):
+        return target_db.engine
+    url = target_db.engine.url.render_as_string(hide_password=False)
+    return create_engine(url, **engine_options(url, timeout=config["DATABASE_TIMEOUT"],
+                                               read_timeout=config["DATABASE_JOB_TIMEOUT"]))
 
 
 if context.is_offline_mode():

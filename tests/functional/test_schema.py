@@ -1,12 +1,13 @@
 """The migrated schema is the contract's table on every backend."""
 import datetime
 import re
+import threading
 from decimal import Decimal
 
 import pytest
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, stamp, upgrade
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import create_engine, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app import MIGRATIONS_DIR, SCHEMA_REVISION
@@ -152,6 +153,33 @@ def test_a_migration_killed_after_its_first_statements_runs_again(empty_database
         finally:
             db.session.remove()
             db.engine.dispose()
+
+
+def test_a_data_migration_may_take_longer_than_the_apis_read_timeout(empty_database_url,
+                                                                     tmp_path):
+    """``flask db upgrade`` builds the API's app, whose answers time out after seconds."""
+    url = empty_database_url
+    if not url.startswith("mysql"):
+        pytest.skip("SQLite answers take no timeout")
+    application = build_app(url, tmp_path / "log", DATABASE_TIMEOUT=1.0, DATABASE_READ_TIMEOUT=1.0)
+    holder = create_engine(url)
+    with application.app_context(), holder.connect() as connection:
+        try:
+            upgrade(revision="0003")
+            # 0004 reads financial_data: it waits for the lock, longer than the read timeout.
+            connection.execute(text("LOCK TABLES financial_data WRITE"))
+            release = threading.Timer(3.0, connection.execute, [text("UNLOCK TABLES")])
+            release.start()
+            try:
+                upgrade()
+            finally:
+                release.join()
+            assert db.session.execute(text("SELECT version_num FROM alembic_version")).scalar() \
+                == SCHEMA_REVISION
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+            holder.dispose()
 
 
 def test_the_schema_revision_names_the_newest_migration():
