@@ -10,6 +10,7 @@ An in-memory SQLite database belongs to one process and needs no lock.
 Framework-free: callers pass the engine and the waiting policy in.
 """
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ MIGRATION_WAIT = "another process is migrating the database; waiting up to %ds f
 # the server closes idle connections after wait_timeout (8 h by default, often
 # set lower), which would free the lock mid-run. The most MySQL and MariaDB allow.
 LOCK_CONNECTION_WAIT_TIMEOUT = 31_536_000
+# The databases whose migration lock this thread holds (migration_lock is re-entrant).
+_migration_locks_held = threading.local()
 
 
 class LockTimeout(Exception):
@@ -51,9 +54,17 @@ def migration_lock(engine: Engine) -> Iterator[None]:
     API replicas and fetch jobs may start together on a fresh database; the
     lock makes them apply migrations one at a time, on SQLite too, whose DDL
     statements commit one by one: two migrating processes would interleave.
+    Re-entrant within a thread: migrations/env.py takes it for every upgrade
+    (``flask db upgrade`` too), also inside ``migrate_unless_newer``'s.
 
     Raises MigrationLockTimeout when the lock is not granted in time.
     """
+    held = _migration_locks_held.__dict__.setdefault("databases", set())
+    database = engine.url.render_as_string(hide_password=True)
+    if database in held:
+        yield
+        return
+    held.add(database)
     try:
         with database_lock(engine, MIGRATION_LOCK, MIGRATION_LOCK_TIMEOUT_SECONDS,
                            on_wait=lambda: logger.info(MIGRATION_WAIT,
@@ -61,6 +72,8 @@ def migration_lock(engine: Engine) -> Iterator[None]:
             yield
     except LockTimeout as exc:
         raise MigrationLockTimeout(str(exc)) from None
+    finally:
+        held.discard(database)
 
 
 def migrate_unless_newer(engine: Engine, directory: str,

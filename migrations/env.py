@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from lib.db import engine_options
+from lib.locks import migration_lock
 
 logger = logging.getLogger("alembic.env")
 
@@ -29,12 +30,13 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    """Apply migrations over a connection of the app's engine."""
+    """Apply migrations one process at a time (the migration lock, lib/locks.py)."""
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("compare_type", True)
     engine = migration_engine()
     try:
-        with engine.connect() as connection:
+        # Under the lock, Alembic reads the revision another process may have just moved on.
+        with migration_lock(engine), engine.connect() as connection:
             context.configure(connection=connection, target_metadata=target_db.metadata,
                               **conf_args)
             with context.begin_transaction():

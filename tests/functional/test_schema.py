@@ -13,6 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from app import MIGRATIONS_DIR, SCHEMA_REVISION
 from app.extensions import db
 from financial.models import FinancialData, MonthlyPriceSums
+from lib import locks
+from lib.locks import MigrationLockTimeout, migration_lock
 from tests.helpers import build_app
 
 PRICE = "DECIMAL(18, 4)"
@@ -180,6 +182,33 @@ def test_a_data_migration_may_take_longer_than_the_apis_read_timeout(empty_datab
             db.session.remove()
             db.engine.dispose()
             holder.dispose()
+
+
+def test_flask_db_upgrade_waits_for_the_migration_lock(empty_database_url, tmp_path,
+                                                       monkeypatch):
+    """An operator's ``flask db upgrade`` never migrates alongside a starting container."""
+    monkeypatch.setattr(locks, "MIGRATION_LOCK_TIMEOUT_SECONDS", 0.5)
+    application = build_app(empty_database_url, tmp_path / "log")
+    taken, done = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:  # another thread: the lock is re-entrant only within one
+        with application.app_context(), migration_lock(db.engine):
+            taken.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert taken.wait(10)
+        with application.app_context():
+            with pytest.raises(MigrationLockTimeout):
+                upgrade()
+            assert "financial_data" not in inspect(db.engine).get_table_names()
+    finally:
+        done.set()
+        holder.join()
+        with application.app_context():
+            db.engine.dispose()
 
 
 def test_the_schema_revision_names_the_newest_migration():
