@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from sqlalchemy.orm import Session
 
 from app.api.caching import clear_cached_answers, is_cache_shared
 from app.extensions import db
@@ -12,6 +13,7 @@ from conf.settings import PROJECT_ROOT
 from financial.fetch_run import RUN_LOCK
 from financial.runs import delete_runs_before
 from financial.stats import refresh_monthly_sums
+from lib.db import batch_engine
 from lib.locks import LockTimeout, database_lock
 
 SWAGGER_FILE = PROJECT_ROOT / "conf" / "api.swagger.json"
@@ -38,19 +40,26 @@ def register_commands(app: Flask) -> None:
 
         Waits for a fetch run in progress (up to FETCH_LOCK_TIMEOUT seconds) and
         holds the run lock while it works: on MySQL the two writing the same
-        sums at once deadlock, and one of them fails.
+        sums at once deadlock, and one of them fails. It reads every stored day:
+        each answer may take DATABASE_JOB_TIMEOUT, as in the fetch job.
         """
-        timeout = current_app.config["FETCH_LOCK_TIMEOUT"]
+        config = current_app.config
+        timeout = config["FETCH_LOCK_TIMEOUT"]
+        engine = batch_engine(db.engine, timeout=config["DATABASE_TIMEOUT"],
+                              read_timeout=config["DATABASE_JOB_TIMEOUT"])
         try:
-            with database_lock(db.engine, RUN_LOCK, timeout, on_wait=lambda: click.echo(
+            with database_lock(engine, RUN_LOCK, timeout, on_wait=lambda: click.echo(
                     f"waiting up to {timeout:g}s for the fetch run in progress", err=True)):
-                session = db.session()
-                refresh_monthly_sums(session)
-                session.commit()
+                with Session(engine) as session:
+                    refresh_monthly_sums(session)
+                    session.commit()
         except LockTimeout:
             raise click.ClickException(
                 f"a fetch run still held the run lock after {timeout:g}s (FETCH_LOCK_TIMEOUT); "
                 "nothing was changed: run it again once the run has finished") from None
+        finally:
+            if engine is not db.engine:
+                engine.dispose()
         click.echo("monthly sums recomputed" + _clear_cached_answers_and_say())
 
     @app.cli.command("prune-runs")

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import cast
 
-from sqlalchemy import Table, event, func, text
+from sqlalchemy import Table, create_engine, event, func, text
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -88,6 +88,21 @@ def engine_options(url: str, *, timeout: float, read_timeout: float | None = Non
         options["connect_args"] = {"connect_timeout": timeout, "read_timeout": answer_timeout,
                                    "write_timeout": answer_timeout}
     return options
+
+
+def batch_engine(engine: Engine, *, timeout: float, read_timeout: float) -> Engine:
+    """Return an engine to ``engine``'s database whose answers may take ``read_timeout``.
+
+    For a batch command run through the API's app (``flask db upgrade``,
+    ``flask refresh-sums``), whose answers time out after a few seconds: a
+    statement over every stored day takes longer on a big table. ``engine``
+    itself where answers take no timeout (SQLite); the caller disposes of
+    any other.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine
+    url = engine.url.render_as_string(hide_password=False)
+    return create_engine(url, **engine_options(url, timeout=timeout, read_timeout=read_timeout))
 
 
 class DatabaseUrlError(ValueError):

@@ -7,10 +7,9 @@ import logging
 
 from alembic import context
 from flask import current_app
-from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
-from lib.db import engine_options
+from lib.db import batch_engine
 from lib.locks import migration_lock
 
 logger = logging.getLogger("alembic.env")
@@ -52,16 +51,13 @@ def migration_engine() -> Engine:
     A data migration reads every stored day (0004 sums them): under the
     API's DATABASE_READ_TIMEOUT, a few seconds, ``flask db upgrade`` on
     MySQL would lose its connection midway. The fetch job and the
-    container's start already raise it (``job_overrides``). SQLite answers
-    take no timeout.
+    container's start already raise it (``job_overrides``).
     """
     config = current_app.config
-    if (target_db.engine.dialect.name == "sqlite"
-            or config["DATABASE_READ_TIMEOUT"] >= config["DATABASE_JOB_TIMEOUT"]):
+    if config["DATABASE_READ_TIMEOUT"] >= config["DATABASE_JOB_TIMEOUT"]:
         return target_db.engine
-    url = target_db.engine.url.render_as_string(hide_password=False)
-    return create_engine(url, **engine_options(url, timeout=config["DATABASE_TIMEOUT"],
-                                               read_timeout=config["DATABASE_JOB_TIMEOUT"]))
+    return batch_engine(target_db.engine, timeout=config["DATABASE_TIMEOUT"],
+                        read_timeout=config["DATABASE_JOB_TIMEOUT"])
 
 
 if context.is_offline_mode():
