@@ -5,12 +5,13 @@ which would disable the loggers the app configured before the migration ran.
 """
 import logging
 
+import click
 from alembic import context
 from flask import current_app
 from sqlalchemy.engine import Engine
 
 from lib.db import batch_engine
-from lib.locks import migration_lock
+from lib.locks import MigrationLockTimeout, migration_lock
 
 logger = logging.getLogger("alembic.env")
 
@@ -40,6 +41,11 @@ def run_migrations_online() -> None:
                               **conf_args)
             with context.begin_transaction():
                 context.run_migrations()
+    except MigrationLockTimeout as exc:
+        # Outermost only for `flask db ...`: the job and the container's start
+        # hold the lock already, and say it their own way.
+        raise click.ClickException(f"{exc}: another process is still migrating the database; "
+                                   "run it again once it has finished") from None
     finally:
         if engine is not target_db.engine:
             engine.dispose()
