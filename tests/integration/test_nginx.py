@@ -107,8 +107,12 @@ def _accepts(port: int) -> bool:
     return True
 
 
-def raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send bytes as they are (http.client refuses malformed ones); return the answer."""
+def raw_request(port: int, request_line: bytes,
+                headers: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """Send a request line and header lines as they are (http.client refuses malformed
+    ones), with Host and Connection: close; return the answer."""
+    request = (request_line + b"\r\nHost: example.com\r\n" + headers
+               + b"Connection: close\r\n\r\n")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(request)
         response = http.client.HTTPResponse(connection)
@@ -126,9 +130,8 @@ def assert_envelope(headers: dict[str, str], body: bytes) -> str:
 
 
 def test_requests_pass_with_their_id_and_nginx_names_no_version(nginx_port):
-    status, headers, body = raw_request(
-        nginx_port, b"GET /api/health HTTP/1.1\r\nHost: example.com\r\n"
-                    b"X-Request-ID: trace-42\r\nConnection: close\r\n\r\n")
+    status, headers, body = raw_request(nginx_port, b"GET /api/health HTTP/1.1",
+                                        b"X-Request-ID: trace-42\r\n")
     assert status == 200
     assert json.loads(body)["status"] == "ok"
     assert headers["X-Request-ID"] == "trace-42"
@@ -142,24 +145,21 @@ def test_requests_pass_with_their_id_and_nginx_names_no_version(nginx_port):
     (b"TRACE /api/health HTTP/1.1", 405),
 ], ids=["URL over 4 KB", "malformed method", "URI without its slash", "TRACE"])
 def test_what_nginx_refuses_itself_is_the_envelope(nginx_port, request_line, status):
-    answer = raw_request(nginx_port, request_line + b"\r\nHost: example.com\r\n"
-                                                    b"Connection: close\r\n\r\n")
+    answer = raw_request(nginx_port, request_line)
     assert answer[0] == status
     assert assert_envelope(*answer[1:])
 
 
 def test_a_method_nginx_refuses_itself_names_the_allowed_ones(nginx_port):
-    status, headers, body = raw_request(
-        nginx_port, b"TRACE /api/health HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    status, headers, body = raw_request(nginx_port, b"TRACE /api/health HTTP/1.1")
     assert status == 405
     assert headers["Allow"] == "GET, HEAD, OPTIONS"
     assert assert_envelope(headers, body).endswith("the API answers GET, HEAD and OPTIONS")
 
 
 def test_an_unsupported_transfer_encoding_is_the_envelope(nginx_port):
-    status, headers, body = raw_request(
-        nginx_port, b"POST /api/health HTTP/1.1\r\nHost: example.com\r\n"
-                    b"Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n")
+    status, headers, body = raw_request(nginx_port, b"POST /api/health HTTP/1.1",
+                                        b"Transfer-Encoding: gzip, chunked\r\n")
     assert status == 501
     assert assert_envelope(headers, body)
 
@@ -167,24 +167,19 @@ def test_an_unsupported_transfer_encoding_is_the_envelope(nginx_port):
 def test_many_headers_within_nginx_limits_reach_the_api(nginx_port):
     """gunicorn would refuse more than 100 fields (its default) with an HTML page of its own."""
     fields = b"".join(b"X-F%d: 1\r\n" % number for number in range(300))
-    status, headers, body = raw_request(
-        nginx_port, b"GET /api/health HTTP/1.1\r\nHost: example.com\r\n" + fields
-        + b"Connection: close\r\n\r\n")
+    status, headers, body = raw_request(nginx_port, b"GET /api/health HTTP/1.1", fields)
     assert status == 200, body
     assert headers["Content-Type"] == "application/json"
 
 
 def test_metrics_are_not_served_through_nginx(nginx_port):
-    status, headers, body = raw_request(
-        nginx_port, b"GET /metrics HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+    status, headers, body = raw_request(nginx_port, b"GET /metrics HTTP/1.1")
     assert status == 404
     assert assert_envelope(headers, body).startswith("no endpoint at /metrics")
 
 
 def test_the_api_down_is_a_503_with_retry_after(nginx_without_api):
-    status, headers, body = raw_request(
-        nginx_without_api, b"GET /api/health HTTP/1.1\r\nHost: example.com\r\n"
-                           b"Connection: close\r\n\r\n")
+    status, headers, body = raw_request(nginx_without_api, b"GET /api/health HTTP/1.1")
     assert status == 503
     assert headers["Retry-After"] == "5"
     assert assert_envelope(headers, body) == "the API is unavailable, please retry later"
@@ -197,14 +192,12 @@ def logged_client(log_dir: Path, request_id: str) -> str:
     return line.split(" client=")[1].split()[0]
 
 
-def forwarded_request(request_id: str) -> bytes:
-    return (b"GET /api/health HTTP/1.1\r\nHost: example.com\r\n"
-            b"X-Forwarded-For: 198.51.100.7\r\nX-Request-ID: " + request_id.encode()
-            + b"\r\nConnection: close\r\n\r\n")
+def forwarded_headers(request_id: str) -> bytes:
+    return b"X-Forwarded-For: 198.51.100.7\r\nX-Request-ID: " + request_id.encode() + b"\r\n"
 
 
 def test_a_forwarded_for_a_client_writes_itself_counts_for_nothing(nginx_port, upstream):
-    raw_request(nginx_port, forwarded_request("spoofed-for"))
+    raw_request(nginx_port, b"GET /api/health HTTP/1.1", forwarded_headers("spoofed-for"))
     assert logged_client(upstream.log_dir, "spoofed-for") == "127.0.0.1"
 
 
@@ -213,5 +206,5 @@ def test_behind_a_load_balancer_the_client_is_the_one_it_forwards(sqlite_databas
     """PRODUCTION_PROXY_HOPS=2: the balancer's X-Forwarded-For, then nginx's own entry."""
     with gunicorn(sqlite_database_url, tmp_path / "gunicorn", hops=2) as server:
         for port in start_nginx(server.port, tmp_path):
-            raw_request(port, forwarded_request("via-balancer"))
+            raw_request(port, b"GET /api/health HTTP/1.1", forwarded_headers("via-balancer"))
     assert logged_client(server.log_dir, "via-balancer") == "198.51.100.7"
