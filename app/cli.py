@@ -45,21 +45,20 @@ def register_commands(app: Flask) -> None:
         """
         config = current_app.config
         timeout = config["FETCH_LOCK_TIMEOUT"]
-        engine = batch_engine(db.engine, timeout=config["DATABASE_TIMEOUT"],
-                              read_timeout=config["DATABASE_JOB_TIMEOUT"])
         try:
-            with database_lock(engine, RUN_LOCK, timeout, on_wait=lambda: click.echo(
-                    f"waiting up to {timeout:g}s for the fetch run in progress", err=True)):
-                with Session(engine) as session:
-                    refresh_monthly_sums(session)
-                    session.commit()
+            with (
+                batch_engine(db.engine, timeout=config["DATABASE_TIMEOUT"],
+                             read_timeout=config["DATABASE_JOB_TIMEOUT"]) as engine,
+                database_lock(engine, RUN_LOCK, timeout, on_wait=lambda: click.echo(
+                    f"waiting up to {timeout:g}s for the fetch run in progress", err=True)),
+                Session(engine) as session,
+            ):
+                refresh_monthly_sums(session)
+                session.commit()
         except LockTimeout:
             raise click.ClickException(
                 f"a fetch run still held the run lock after {timeout:g}s (FETCH_LOCK_TIMEOUT); "
                 "nothing was changed: run it again once the run has finished") from None
-        finally:
-            if engine is not db.engine:
-                engine.dispose()
         click.echo("monthly sums recomputed" + _clear_cached_answers_and_say())
 
     @app.cli.command("prune-runs")

@@ -5,7 +5,8 @@ Framework-free: callers pass URLs, engines and sessions in.
 import datetime
 import functools
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import cast
@@ -90,19 +91,25 @@ def engine_options(url: str, *, timeout: float, read_timeout: float | None = Non
     return options
 
 
-def batch_engine(engine: Engine, *, timeout: float, read_timeout: float) -> Engine:
-    """Return an engine to ``engine``'s database whose answers may take ``read_timeout``.
+@contextmanager
+def batch_engine(engine: Engine, *, timeout: float, read_timeout: float) -> Iterator[Engine]:
+    """Yield an engine to ``engine``'s database whose answers may take ``read_timeout``.
 
     For a batch command run through the API's app (``flask db upgrade``,
     ``flask refresh-sums``), whose answers time out after a few seconds: a
     statement over every stored day takes longer on a big table. ``engine``
-    itself where answers take no timeout (SQLite); the caller disposes of
-    any other.
+    itself where answers take no timeout (SQLite); any other is disposed of
+    at the end.
     """
     if engine.dialect.name == "sqlite":
-        return engine
+        yield engine
+        return
     url = engine.url.render_as_string(hide_password=False)
-    return create_engine(url, **engine_options(url, timeout=timeout, read_timeout=read_timeout))
+    batch = create_engine(url, **engine_options(url, timeout=timeout, read_timeout=read_timeout))
+    try:
+        yield batch
+    finally:
+        batch.dispose()
 
 
 class DatabaseUrlError(ValueError):

@@ -4,6 +4,7 @@ Unlike the generated template it does not call ``logging.config.fileConfig``,
 which would disable the loggers the app configured before the migration ran.
 """
 import logging
+from contextlib import AbstractContextManager, nullcontext
 
 import click
 from alembic import context
@@ -33,10 +34,13 @@ def run_migrations_online() -> None:
     """Apply migrations one process at a time (the migration lock, lib/locks.py)."""
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("compare_type", True)
-    engine = migration_engine()
     try:
         # Under the lock, Alembic reads the revision another process may have just moved on.
-        with migration_lock(engine), engine.connect() as connection:
+        with (
+            migration_engine() as engine,
+            migration_lock(engine),
+            engine.connect() as connection,
+        ):
             context.configure(connection=connection, target_metadata=target_db.metadata,
                               **conf_args)
             with context.begin_transaction():
@@ -46,13 +50,10 @@ def run_migrations_online() -> None:
         # hold the lock already, and say it their own way.
         raise click.ClickException(f"{exc}: another process is still migrating the database; "
                                    "run it again once it has finished") from None
-    finally:
-        if engine is not target_db.engine:
-            engine.dispose()
 
 
-def migration_engine() -> Engine:
-    """Return the app's engine, or one whose answers may take DATABASE_JOB_TIMEOUT.
+def migration_engine() -> AbstractContextManager[Engine]:
+    """Give the app's engine, or one whose answers may take DATABASE_JOB_TIMEOUT.
 
     A data migration reads every stored day (0004 sums them): under the
     API's DATABASE_READ_TIMEOUT, a few seconds, ``flask db upgrade`` on
@@ -61,7 +62,7 @@ def migration_engine() -> Engine:
     """
     config = current_app.config
     if config["DATABASE_READ_TIMEOUT"] >= config["DATABASE_JOB_TIMEOUT"]:
-        return target_db.engine
+        return nullcontext(target_db.engine)
     return batch_engine(target_db.engine, timeout=config["DATABASE_TIMEOUT"],
                         read_timeout=config["DATABASE_JOB_TIMEOUT"])
 
