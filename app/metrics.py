@@ -23,7 +23,7 @@ from app.request_log import request_seconds
 from app.routes import METRICS_PATH
 from financial.models import RUN_STATUSES
 from financial.queries import newest_dates
-from financial.runs import latest_run
+from financial.runs import last_run
 from lib.db import DATABASE_ERRORS, describe_database_error, is_schema_error
 from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
 
@@ -145,22 +145,23 @@ def _newest_stored_dates(session: Session) -> Metric:
 
 
 def _last_fetch_run(session: Session) -> list[Metric]:
-    """Describe the newest fetch run: when it started and ended, and its status (none yet: [])."""
-    run = latest_run(session)
+    """Describe the last fetch run (``last_run``): its start, end and status (none yet: [])."""
+    run = last_run(session)
     if run is None:
         return []
     status = GaugeMetricFamily("financial_last_fetch_run_status",
-                               "1 for the newest fetch run's status, 0 for the other statuses",
+                               "1 for the last fetch run's status (the run in progress, else the "
+                               "one that ended last), 0 for the other statuses",
                                labels=["status"])
     for name in RUN_STATUSES:
         status.add_metric([name], float(name == run.status))
     started = GaugeMetricFamily("financial_last_fetch_run_started_seconds",
-                                "When the newest fetch run started, as a Unix time",
+                                "When the last fetch run started, as a Unix time",
                                 value=_unix_time(run.started_at))
     families: list[Metric] = [status, started]
     if run.finished_at is not None:
         families.append(GaugeMetricFamily("financial_last_fetch_run_finished_seconds",
-                                          "When the newest fetch run ended, as a Unix time",
+                                          "When the last fetch run ended, as a Unix time",
                                           value=_unix_time(run.finished_at)))
     return families
 

@@ -2,7 +2,7 @@
 
 Tables ``fetch_runs`` and ``fetch_run_symbols`` (contract section 6). Times
 are naive UTC in whole seconds, so SQLite and MySQL store them alike.
-Readers (``latest_run``, ``list_runs``, ``latest_symbol_outcomes``) are
+Readers (``last_run``, ``list_runs``, ``latest_symbol_outcomes``) are
 plain functions over a session, usable by the API, metrics and scripts.
 """
 import datetime
@@ -146,9 +146,18 @@ def running_run(session: Session) -> FetchRun | None:
                            .limit(1)).first()
 
 
-def latest_run(session: Session) -> FetchRun | None:
-    """Return the newest run of any status, or None when nothing ran yet."""
-    return session.scalars(_newest_first(select(FetchRun)).limit(1)).first()
+def last_run(session: Session) -> FetchRun | None:
+    """Return the run in progress, else the run that ended last; None when nothing ran yet.
+
+    Not the newest by start: a run that gives up waiting for the lock
+    starts before the run it waited for ends, and would otherwise stand
+    for the last run, ``failed``, long after that run succeeded.
+    """
+    return session.scalars(
+        select(FetchRun)
+        .order_by(FetchRun.finished_at.is_(None).desc(), FetchRun.finished_at.desc(),
+                  FetchRun.id.desc())
+        .limit(1)).first()
 
 
 def latest_run_start(session: Session) -> datetime.datetime | None:
