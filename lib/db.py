@@ -4,7 +4,6 @@ Framework-free: callers pass URLs, engines and sessions in.
 """
 import datetime
 import functools
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -475,20 +474,3 @@ def is_lock_conflict(exc: OperationalError) -> bool:
     orig = exc.orig
     code = orig.args[0] if orig is not None and orig.args else None
     return code in _MYSQL_LOCK_ERRORS or "database is locked" in str(orig)
-
-
-# MySQL's longest lock name; a longer one ends in a digest of the whole name.
-MAX_LOCK_NAME = 64
-
-
-def lock_name(database: str, purpose: str) -> str:
-    """Return the name of a MySQL named lock: one per database, as locks are server-wide.
-
-    Database names may be 64 characters long: a name that does not fit keeps
-    its start and ends in a digest, so two long names never share a lock.
-    """
-    name = f"financial-{purpose}:{database}"
-    if len(name) <= MAX_LOCK_NAME:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
-    return f"{name[:MAX_LOCK_NAME - len(digest) - 1]}~{digest}"

@@ -9,6 +9,7 @@ An in-memory SQLite database belongs to one process and needs no lock.
 
 Framework-free: callers pass the engine and the waiting policy in.
 """
+import hashlib
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ import portalocker
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from lib.db import DATABASE_ERRORS, lock_name, unknown_revision
+from lib.db import DATABASE_ERRORS, unknown_revision
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
@@ -31,6 +32,8 @@ MIGRATION_WAIT = "another process is migrating the database; waiting up to %ds f
 # the server closes idle connections after wait_timeout (8 h by default, often
 # set lower), which would free the lock mid-run. The most MySQL and MariaDB allow.
 LOCK_CONNECTION_WAIT_TIMEOUT = 31_536_000
+# MySQL's longest lock name; a longer one ends in a digest of the whole name.
+MAX_LOCK_NAME = 64
 # The databases whose migration lock this thread holds (migration_lock is re-entrant).
 _migration_locks_held = threading.local()
 
@@ -129,6 +132,19 @@ def database_lock(
         yield
     finally:
         lock.close()
+
+
+def lock_name(database: str, purpose: str) -> str:
+    """Return the name of a MySQL named lock: one per database, as locks are server-wide.
+
+    Database names may be 64 characters long: a name that does not fit keeps
+    its start and ends in a digest, so two long names never share a lock.
+    """
+    name = f"financial-{purpose}:{database}"
+    if len(name) <= MAX_LOCK_NAME:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    return f"{name[:MAX_LOCK_NAME - len(digest) - 1]}~{digest}"
 
 
 class _NoLock:

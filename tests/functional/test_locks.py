@@ -6,8 +6,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.extensions import db
-from lib.db import lock_name
-from lib.locks import LockTimeout, LockWaitStopped, database_lock
+from lib.locks import LockTimeout, LockWaitStopped, database_lock, lock_name
 
 
 class FakeTime:

@@ -24,8 +24,8 @@ from conf.settings import PROJECT_ROOT
 from financial.fetch_run import DATABASE_LOST_REASON, Job, RunLoop, RunSettings
 from financial.runs import RunRecorder, utc_now
 from lib.avantage_api import DailySeries, read_saved_response
-from lib.db import engine_options, lock_name
-from lib.locks import MIGRATION_LOCK
+from lib.db import engine_options
+from lib.locks import MIGRATION_LOCK, lock_name
 from scripts.prestart import EXIT_UNREACHABLE
 from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, insert_prices, isolated_environment,

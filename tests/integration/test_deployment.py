@@ -29,8 +29,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from app.security import SECURITY_HEADERS
-from lib.db import lock_name
-from lib.locks import MIGRATION_LOCK
+from lib.locks import MIGRATION_LOCK, lock_name
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -1,5 +1,5 @@
-"""Pure helpers of lib/db.py: the names of MySQL named locks."""
-from lib.db import MAX_LOCK_NAME, lock_name
+"""Pure helpers of lib/locks.py: the names of MySQL named locks."""
+from lib.locks import MAX_LOCK_NAME, lock_name
 
 
 def test_a_lock_is_named_after_its_purpose_and_database():
