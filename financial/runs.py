@@ -9,9 +9,9 @@ import datetime
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, delete, func, select, update
+from sqlalchemy import CursorResult, Delete, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
@@ -172,11 +172,15 @@ def data_version(session: Session) -> str:
     in the same transaction as each symbol's rows, so the mark moves with
     every change the fetch job makes. Rows edited by hand do not move it.
     """
-    newest = session.execute(
-        select(FetchRun.id, FetchRun.rows_new, FetchRun.rows_updated)
-        .where((FetchRun.rows_new > 0) | (FetchRun.rows_updated > 0))
-        .order_by(FetchRun.id.desc()).limit(1)).first()
+    newest = session.execute(_newest_changing_run(
+        FetchRun.id, FetchRun.rows_new, FetchRun.rows_updated)).first()
     return "none" if newest is None else ".".join(str(value) for value in newest)
+
+
+def _newest_changing_run(*columns: Any) -> Select:
+    """Select ``columns`` of the newest run that changed rows (``data_version`` names it)."""
+    return (select(*columns).where((FetchRun.rows_new > 0) | (FetchRun.rows_updated > 0))
+            .order_by(FetchRun.id.desc()).limit(1))
 
 
 def delete_runs_before(session: Session, moment: datetime.datetime) -> tuple[int, int]:
@@ -189,9 +193,7 @@ def delete_runs_before(session: Session, moment: datetime.datetime) -> tuple[int
     caller's transaction, in batches of DELETE_BATCH runs.
     """
     kept = {session.scalar(select(func.max(FetchRun.id))),
-            session.scalar(select(FetchRun.id)
-                           .where((FetchRun.rows_new > 0) | (FetchRun.rows_updated > 0))
-                           .order_by(FetchRun.id.desc()).limit(1))}
+            session.scalar(_newest_changing_run(FetchRun.id))}
     doomed = [run_id for run_id in session.scalars(
         select(FetchRun.id).where(FetchRun.started_at < moment, FetchRun.status != RUNNING))
         if run_id not in kept]
