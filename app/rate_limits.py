@@ -10,6 +10,7 @@ from limits.errors import ConfigurationError
 from app.envelope import RETRY_AFTER_SECONDS
 from app.routes import API_PREFIX, HEALTH_PATH, METRICS_PATH
 from conf.settings import ConfigError
+from lib.log_setup import add_filter_once
 
 # Load balancers and the operator's scraper poll these; they are never limited.
 EXEMPT_ROUTES = frozenset({API_PREFIX + HEALTH_PATH, METRICS_PATH})
@@ -70,9 +71,7 @@ def register_rate_limits(app: Flask) -> None:
         limiter.init_app(app)
     except ConfigurationError:  # its message repeats the URI, which may hold a password
         raise ConfigError(_UNKNOWN_STORAGE) from None
-    limiter_log = logging.getLogger("flask-limiter")
-    if not any(isinstance(known, _DropRefusals) for known in limiter_log.filters):
-        limiter_log.addFilter(_DropRefusals())
+    add_filter_once("flask-limiter", _DropRefusals)
 
 
 class _DropRefusals(logging.Filter):

@@ -6,6 +6,8 @@ import time
 
 from flask import Flask, Response, g, request
 
+from lib.log_setup import add_filter_once
+
 request_logger = logging.getLogger("app.requests")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -49,7 +51,7 @@ def register_request_logging(app: Flask) -> None:
     Register it before anything that may refuse a request in a
     before_request hook (the rate limit), so its timer runs for those too.
     """
-    _silence_dev_server_request_lines()
+    add_filter_once("werkzeug", _DropDevServerRequestLines)
 
     @app.before_request
     def _start_request() -> None:
@@ -71,9 +73,3 @@ class _DropDevServerRequestLines(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (isinstance(record.msg, str) and record.msg.endswith(_DEV_SERVER_REQUEST_LINE))
-
-
-def _silence_dev_server_request_lines() -> None:
-    werkzeug_logger = logging.getLogger("werkzeug")
-    if not any(isinstance(f, _DropDevServerRequestLines) for f in werkzeug_logger.filters):
-        werkzeug_logger.addFilter(_DropDevServerRequestLines())

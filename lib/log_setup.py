@@ -117,15 +117,24 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     return log_path
 
 
+def add_filter_once(logger_name: str, filter_class: type[logging.Filter]) -> None:
+    """Give ``logger_name`` a ``filter_class()`` unless it has one already.
+
+    Each app the factory builds registers its filters again (tests build
+    many in one process); one of each is enough.
+    """
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(existing, filter_class) for existing in logger.filters):
+        logger.addFilter(filter_class())
+
+
 def drop_terminal_styles(logger_name: str) -> None:
     """Remove the colour codes ``logger_name`` puts in its records; idempotent.
 
     werkzeug's development server colours its own lines for a terminal;
     in a log file, escaped, they would read ``\x1b[33m``.
     """
-    logger = logging.getLogger(logger_name)
-    if not any(isinstance(existing, _DropTerminalStyles) for existing in logger.filters):
-        logger.addFilter(_DropTerminalStyles())
+    add_filter_once(logger_name, _DropTerminalStyles)
 
 
 class _DropTerminalStyles(logging.Filter):
@@ -148,9 +157,7 @@ def split_fixed_messages(logger_name: str) -> None:
     which would otherwise read as one line with an escaped ``\n``. A message
     with arguments stays one record, escaped as usual.
     """
-    logger = logging.getLogger(logger_name)
-    if not any(isinstance(existing, _SplitFixedMessages) for existing in logger.filters):
-        logger.addFilter(_SplitFixedMessages())
+    add_filter_once(logger_name, _SplitFixedMessages)
 
 
 class _SplitFixedMessages(logging.Filter):
