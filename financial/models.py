@@ -71,9 +71,7 @@ class MonthlyPriceSums(Base):
     days: Mapped[int] = mapped_column(Integer, nullable=False)
     open_sum: Mapped[Decimal] = mapped_column(ScaledDecimal(22, 4), nullable=False)
     close_sum: Mapped[Decimal] = mapped_column(ScaledDecimal(22, 4), nullable=False)
-    volume_sum: Mapped[int] = mapped_column(
-        BigInteger().with_variant(mysql.BIGINT(unsigned=True), "mysql", "mariadb"),
-        nullable=False)
+    volume_sum: Mapped[int] = mapped_column(VOLUME_TYPE, nullable=False)
 
 
 # The run history's vocabularies (contract section 6).
