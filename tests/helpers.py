@@ -245,3 +245,20 @@ def data_commands(client) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): stats["calls"]
             for name, stats in client.info("commandstats").items()
             if not name.startswith(bookkeeping)}
+
+
+# The error envelope's body besides "info": a list endpoint's, any other endpoint's.
+LIST_ERROR = {"data": [], "pagination": None}
+OBJECT_ERROR = {"data": {}}
+# What an error body must never show: internals that belong in the log.
+LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy", "/work/", ".py", "financial_data WHERE")
+
+
+def assert_error(response, status, message, shape):
+    """Assert an uncacheable JSON error of ``shape`` saying ``message``, leaking nothing."""
+    assert response.status_code == status
+    assert response.content_type == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.get_json() == {**shape, "info": {"error": message}}
+    text = response.get_data(as_text=True)
+    assert not any(marker in text for marker in LEAK_MARKERS), text

@@ -7,22 +7,12 @@ from flask_migrate import upgrade
 from sqlalchemy import text
 
 from app.extensions import db
-from tests.helpers import build_app, migrate_database
+from tests.helpers import (
+    LIST_ERROR, OBJECT_ERROR, assert_error, build_app, migrate_database,
+)
 
-LIST_ERROR = {"data": [], "pagination": None}
 RULE = "1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
 BAD_SYMBOL = f"symbol: must be {RULE}"
-OBJECT_ERROR = {"data": {}}
-LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy", "/work/", ".py", "financial_data WHERE")
-
-
-def assert_error(response, status, message, shape):
-    assert response.status_code == status
-    assert response.content_type == "application/json"
-    assert response.headers["Cache-Control"] == "no-store"
-    assert response.get_json() == {**shape, "info": {"error": message}}
-    text = response.get_data(as_text=True)
-    assert not any(marker in text for marker in LEAK_MARKERS), text
 
 
 @pytest.mark.parametrize("query, message", [

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lib.log_setup import CONTINUATION_INDENT
-from tests.integration.test_errors import LIST_ERROR, OBJECT_ERROR, assert_error
+from tests.helpers import LIST_ERROR, OBJECT_ERROR, assert_error
 
 RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
 
