@@ -18,13 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from conf.settings import PROJECT_ROOT
-from tests.helpers import isolated_environment, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.helpers import free_port, isolated_environment, wait_for
 
 
 class _Link:

@@ -22,9 +22,8 @@ from tests.fake_alphavantage import (
 )
 from scripts.prestart import EXIT_READY, prepare_database
 from tests.helpers import (
-    KEY, build_app, history, isolated_environment, migrate_database, run_job, stored,
+    KEY, build_app, free_port, history, isolated_environment, migrate_database, run_job, stored,
 )
-from tests.servers import free_port
 
 
 def test_stores_two_weeks_of_each_symbol_exactly(app, capsys, job_env, fake_alphavantage):

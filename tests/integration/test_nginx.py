@@ -17,8 +17,8 @@ from typing import NamedTuple
 import pytest
 
 from conf.settings import PROJECT_ROOT
-from tests.helpers import wait_for
-from tests.servers import free_port, production_gunicorn
+from tests.helpers import free_port, wait_for
+from tests.servers import production_gunicorn
 
 NGINX_CONF = PROJECT_ROOT / "conf" / "nginx.conf"
 SECURITY_HEADERS = ("X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options",
