@@ -181,7 +181,8 @@ def test_daily_quota_fails_at_once(fake_alphavantage, make_client, sleeps, caplo
     assert_key_hidden(caught.value, caplog)
 
 
-def test_invalid_symbol(fake_alphavantage, make_client, caplog):
+def test_unknown_symbol_raises_invalid_symbol_after_one_request(
+        fake_alphavantage, make_client, caplog):
     fake_alphavantage.queue_error("invalid_symbol")
 
     with pytest.raises(InvalidSymbolError, match="invalid symbol NOPE") as caught:
@@ -193,7 +194,8 @@ def test_invalid_symbol(fake_alphavantage, make_client, caplog):
 
 
 @pytest.mark.parametrize("case", ["invalid_key", "demo_key"])
-def test_bad_key(fake_alphavantage, make_client, caplog, case):
+def test_rejected_or_demo_key_raises_invalid_api_key_without_retry(
+        fake_alphavantage, make_client, caplog, case):
     fake_alphavantage.queue_error(case)
 
     with pytest.raises(InvalidApiKeyError) as caught:
@@ -338,7 +340,8 @@ def test_server_errors_exhaust_retries(fake_alphavantage, make_client, caplog):
 
 
 @pytest.mark.parametrize("max_retries", [0, 1])
-def test_read_timeout(fake_alphavantage, make_client, caplog, max_retries):
+def test_read_timeout_is_a_transport_error_after_the_retries(
+        fake_alphavantage, make_client, caplog, max_retries):
     release = threading.Event()
 
     def stall(_request: Request) -> Response:
@@ -360,7 +363,7 @@ def test_read_timeout(fake_alphavantage, make_client, caplog, max_retries):
     assert_key_hidden(caught.value, caplog)
 
 
-def test_connection_refused(make_client, caplog):
+def test_refused_connection_is_a_transport_error_without_the_url(make_client, caplog):
     with socket.socket() as probe:  # an ephemeral port nobody listens on once closed
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -377,7 +380,8 @@ def test_connection_refused(make_client, caplog):
     [("<html><body>Service Unavailable</body></html>", "text/html"), ("", "application/json"),
      ("{not json", "application/json")],
 )
-def test_non_json_body(fake_alphavantage, make_client, caplog, body, content_type):
+def test_non_json_body_is_malformed_after_one_request(
+        fake_alphavantage, make_client, caplog, body, content_type):
     fake_alphavantage.queue_response(body, content_type=content_type)
 
     with pytest.raises(MalformedResponseError, match="not JSON") as caught:

@@ -76,7 +76,7 @@ def test_date_range_is_inclusive_and_symbol_case_insensitive(client, twenty_rows
     assert body["pagination"]["count"] == 3
 
 
-def test_one_sided_ranges(client, twenty_rows):
+def test_a_one_sided_date_range_bounds_only_that_side(client, twenty_rows):
     start = client.get("/api/financial_data?start_date=2023-01-10&limit=100").get_json()
     assert {row["date"] for row in start["data"]} == {"2023-01-10", "2023-01-11"}
     end = client.get("/api/financial_data?end_date=2023-01-02&limit=100").get_json()

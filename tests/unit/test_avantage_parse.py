@@ -191,7 +191,7 @@ def test_price_formats_parse_exactly(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("raw", ["0", "99999999999999", "000123"])
-def test_volume_limits_accepted(raw: str) -> None:
+def test_volumes_from_zero_to_the_column_maximum_are_accepted(raw: str) -> None:
     assert parse_daily_series(with_field("5. volume", raw)).bars[0].volume == int(raw)
 
 
@@ -402,7 +402,7 @@ def test_one_bad_day_rejects_the_whole_series() -> None:
         (["not", "an", "object"], "payload: the response is not a JSON object"),
     ],
 )
-def test_malformed_series(payload: Any, message: str) -> None:
+def test_malformed_series_is_refused_naming_the_fault(payload: Any, message: str) -> None:
     with pytest.raises(MalformedResponseError, match=message):
         parse_daily_series(payload)
 
@@ -475,7 +475,7 @@ def test_error_message_wins_over_information() -> None:
     [RateLimitError, InvalidSymbolError, InvalidApiKeyError, PremiumOnlyError,
      MalformedResponseError, AlphaVantageTransportError],
 )
-def test_exception_tree(exc_type: type) -> None:
+def test_every_client_error_is_an_alphavantage_error_with_its_symbol(exc_type: type) -> None:
     error = exc_type("message", "IBM")
 
     assert isinstance(error, AlphaVantageError)
