@@ -270,8 +270,7 @@ def _checked_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
     if not isinstance(fields, Mapping):
         raise MalformedResponseError(f"{where}: the day's entry is not a JSON object", symbol)
     open_price, high, low, close = (
-        _parse_decimal(symbol, where, fields, key, _PRICE)
-        for key in (_OPEN_KEY, _HIGH_KEY, _LOW_KEY, _CLOSE_KEY))
+        _parse_decimal(symbol, where, fields, key, _PRICE) for key in _PRICE_KEYS)
     _check_high_low(symbol, where, open_price, high, low, close)
     volume_key = _VOLUME_KEYS[function]
     volume = _parse_volume(symbol, where, volume_key, _field(symbol, where, fields, volume_key))
@@ -328,7 +327,7 @@ def _parse_decimal(symbol: str, where: str, fields: Mapping[str, Any], key: str,
     if value is None or problem:
         raise MalformedResponseError(f"{where}: {key!r} is {show(raw)}, {problem}", symbol)
     if int(value.as_tuple().exponent) < -column.places:
-        return value.quantize(Decimal(1).scaleb(-column.places), rounding=ROUND_HALF_UP)
+        return value.quantize(column.quantum, rounding=ROUND_HALF_UP)
     return value
 
 
