@@ -53,7 +53,8 @@ class RunSettings:
     """What a run does with each series.
 
     ``window_days`` None keeps every day (``--full``); ``dry_run`` collects
-    records instead of storing; ``show_progress`` reports "[n/N] label ..." before each job;
+    records instead of storing; ``show_progress`` notes "[n/N] label ..." before
+    each job when there are several jobs or whole histories are kept;
     ``lock_timeout`` is how long (seconds) a run waits for the one in progress.
     """
 
