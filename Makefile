@@ -18,8 +18,11 @@ endif
 # The dashboard's chart library, vendored (no CDN): bump the version, then run `make vendor-charts`.
 LIGHTWEIGHT_CHARTS_VERSION := 5.2.1
 CHARTS_DIR := app/static/vendor/lightweight-charts
+# axe-core, the accessibility checker the browser tests inject (never served): `make vendor-axe`.
+AXE_CORE_VERSION := 4.14.1
+AXE_DIR := tests/browser/vendor/axe-core
 
-.PHONY: install run test openapi benchmark lock vendor-charts
+.PHONY: install run test openapi benchmark lock vendor-charts vendor-axe
 
 # The lock files pin every package, dependencies included, with their hashes;
 # pip refuses anything else. requirements*.txt are the lists people edit.
@@ -67,3 +70,7 @@ benchmark: $(INSTALLED)
 # It unpacks into a temporary folder first, so a failed download keeps the library in place.
 vendor-charts:
 	tmp=$$(mktemp -d) && npm pack --silent --pack-destination $$tmp lightweight-charts@$(LIGHTWEIGHT_CHARTS_VERSION) >/dev/null && tar -xzf $$tmp/lightweight-charts-$(LIGHTWEIGHT_CHARTS_VERSION).tgz -C $$tmp --strip-components=1 package/LICENSE package/dist/lightweight-charts.standalone.production.mjs && rm -rf $(CHARTS_DIR) && mkdir -p $(CHARTS_DIR) && mv $$tmp/LICENSE $$tmp/dist/lightweight-charts.standalone.production.mjs $(CHARTS_DIR)/ && rm -rf $$tmp
+
+# Refresh the vendored axe-core the same way: its minified script and its licences.
+vendor-axe:
+	tmp=$$(mktemp -d) && npm pack --silent --pack-destination $$tmp axe-core@$(AXE_CORE_VERSION) >/dev/null && tar -xzf $$tmp/axe-core-$(AXE_CORE_VERSION).tgz -C $$tmp --strip-components=1 package/LICENSE package/LICENSE-3RD-PARTY.txt package/axe.min.js && rm -rf $(AXE_DIR) && mkdir -p $(AXE_DIR) && mv $$tmp/LICENSE $$tmp/LICENSE-3RD-PARTY.txt $$tmp/axe.min.js $(AXE_DIR)/ && rm -rf $$tmp

@@ -29,6 +29,16 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from conf.settings import PROJECT_ROOT
 
 ARTIFACTS_DIR = PROJECT_ROOT / "test-artifacts" / "browser"
+# axe-core, vendored for the tests only (``make vendor-axe``, AXE_CORE_VERSION in the Makefile).
+AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+# Runs axe on the page; answers "impact rule: element" for each element that violates a rule.
+RUN_AXE = """
+const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ['violations'] }).then(
+  (results) => done(results.violations.flatMap((rule) => rule.nodes.map(
+    (node) => `${rule.impact} ${rule.id}: ${node.target.join(' ')}`))),
+  (error) => done([`axe failed: ${error}`]));
+"""
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser")
 CHROMEDRIVER = "chromedriver"
 INSTALL_HINT = "apt-get install chromium chromium-driver (.ci/run installs them when missing)"
@@ -182,6 +192,17 @@ class Browser:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
             time.sleep(POLL_SECONDS)
+
+    def accessibility_violations(self) -> list[str]:
+        """Return what axe-core finds wrong in the page as it is now, one line per element.
+
+        The script is injected from the tests' own copy, through the driver,
+        which the page's Content-Security-Policy does not govern: nothing is
+        served, fetched or added to the page for it.
+        """
+        if not self.script("return typeof axe === 'object'"):
+            self.script(AXE_SCRIPT.read_text(encoding="utf-8"))
+        return self.async_script(RUN_AXE)
 
     def emulate_phone(self, width: int = 375, height: int = 740) -> None:
         """Make the viewport a phone's: ``width`` CSS pixels, touch, mobile layout."""
