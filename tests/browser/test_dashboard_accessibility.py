@@ -7,10 +7,37 @@ whatever its impact, fails the test with one line per element.
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.browser.test_dashboard import element, wait_settled
+from selenium.webdriver.common.keys import Keys
+
+from tests.browser.test_dashboard import (
+    element, price_rows, press, shown_readout, tab_to, wait_settled, wait_shown,
+)
 from tests.helpers import build_app
 
 NARROWEST_WIDTH = 320  # CSS px: WCAG's reflow width, a 1280 px screen zoomed to 400%
+
+
+def accessible(browser, css: str) -> dict:
+    """Return what Chromium tells a screen reader of an element: its role, name and value text.
+
+    The value text is the element's aria-valuetext: Debian's Chromium leaves the
+    DevTools protocol's ``valuetext`` empty, even for its own date fields.
+    """
+    found = browser.driver.execute_cdp_cmd("Runtime.evaluate", {
+        "expression": f"document.querySelector({css!r})"})
+    node = browser.driver.execute_cdp_cmd("Accessibility.getPartialAXTree", {
+        "objectId": found["result"]["objectId"], "fetchRelatives": False})["nodes"][0]
+    return {"role": node["role"]["value"], "name": node["name"]["value"],
+            "valuetext": browser.script(
+                "return document.querySelector(arguments[0]).getAttribute('aria-valuetext')", css)}
+
+
+def spoken_day(row: dict) -> str:
+    """A day of the API as the chart's value should read it."""
+    unknown = "unknown"
+    return (f"{row['date']}: open {row['open_price']}, high {row['high_price'] or unknown}, "
+            f"low {row['low_price'] or unknown}, close {row['close_price']}, "
+            f"volume {int(row['volume']):,}")
 
 
 @contextmanager
@@ -35,6 +62,24 @@ def test_the_chart_view_and_a_message_pass_axe(browser, live_server):
     browser.open(live_server.url + "/?symbol=IBM&start_date=2020-01-01&end_date=2020-01-31")
     assert wait_settled(browser)["message"]
     assert browser.accessibility_violations() == []
+
+
+def test_a_screen_reader_moves_through_the_days_of_the_chart(browser, live_server):
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2023-03-01&end_date=2023-03-24")
+    wait_shown(browser, "IBM", "2023-03-01", "2023-03-24")
+    rows = price_rows(live_server, "IBM", "2023-03-01", "2023-03-24")
+    tab_to(browser, "chart", limit=25)
+    # A slider, not an image: screen readers pass its arrow keys on instead of
+    # reading the page with them, and say its value, the day, at each key.
+    chart = accessible(browser, "#chart")
+    assert chart["role"] == "slider"
+    assert chart["name"].startswith("Candlestick chart of IBM, 2023-03-01 to 2023-03-24")
+    assert chart["valuetext"] == spoken_day(rows[-1])
+    for keys, index in ((Keys.HOME, 0), (Keys.ARROW_UP, 1), (Keys.ARROW_RIGHT, 2),
+                        (Keys.ARROW_DOWN, 1), (Keys.ARROW_LEFT, 0), (Keys.END, -1)):
+        press(browser, keys)
+        assert accessible(browser, "#chart")["valuetext"] == spoken_day(rows[index]), keys
+        assert shown_readout(browser)["date"] == rows[index]["date"]
 
 
 def test_the_results_being_replaced_stay_readable_and_say_so(browser, live_server):

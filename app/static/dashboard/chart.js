@@ -4,7 +4,7 @@
 import {
   CandlestickSeries, CrosshairMode, HistogramSeries, LineSeries, createChart,
 } from '../vendor/lightweight-charts/lightweight-charts.standalone.production.mjs';
-import { plural } from './view.js';
+import { groupDigits, plural } from './view.js';
 
 // Exported for the browser tests, which look for these colours in the canvas.
 export const COLORS = {
@@ -18,7 +18,7 @@ export const COLORS = {
 };
 const VOLUME_PANE_SHARE = 0.28;
 const MIN_BAR_SPACING = 0.001; // px: 100 years of days fit 30 px
-const KEY_STEPS = { ArrowLeft: -1, ArrowRight: 1 };
+const KEY_STEPS = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1 }; // a slider's keys
 
 function hasRange(row) {
   return row.high_price != null && row.low_price != null; // null or absent: unknown
@@ -48,6 +48,13 @@ function volumeBar(row) {
     value: Number(row.volume),
     color: rising ? COLORS.upVolume : COLORS.downVolume,
   };
+}
+
+/** Say one day's prices, as the chart's value: the readout's numbers with their names. */
+function spokenDay(row) {
+  const price = (value) => value ?? 'unknown';
+  return `${row.date}: open ${row.open_price}, high ${price(row.high_price)}, `
+    + `low ${price(row.low_price)}, close ${row.close_price}, volume ${groupDigits(row.volume)}`;
 }
 
 /** Describe what the chart draws, for screen readers (and anyone reading the label). */
@@ -119,7 +126,20 @@ export class PriceChart {
     this.volume.setData(rows.map(volumeBar));
     this.chart.timeScale().fitContent();
     this.container.setAttribute('aria-label', describe(rows, symbol));
-    this.onDay(this.rows[this.focused]);
+    this.container.setAttribute('aria-valuemax', String(rows.length));
+    this.choose(this.focused);
+  }
+
+  /**
+   * Make the day at `index` the chart's value. The chart is a slider to screen readers
+   * (an image would leave its arrow keys to them): they say the value text at each key.
+   */
+  choose(index) {
+    this.focused = index;
+    const row = this.rows[index];
+    this.container.setAttribute('aria-valuenow', String(index + 1));
+    this.container.setAttribute('aria-valuetext', spokenDay(row));
+    this.onDay(row);
   }
 
   /** Return the row at a logical index of the time scale, or the last focused row. */
@@ -139,10 +159,9 @@ export class PriceChart {
       return;
     }
     event.preventDefault();
-    this.focused = index;
     const row = this.rows[index];
     const series = hasRange(row) ? this.candles : this.line;
     this.chart.setCrosshairPosition(Number(row.close_price), row.date, series);
-    this.onDay(row);
+    this.choose(index);
   }
 }
