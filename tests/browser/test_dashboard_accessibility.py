@@ -102,6 +102,14 @@ def test_the_narrowest_screen_passes_axe(browser, live_server):
     assert browser.accessibility_violations() == []
 
 
+def test_a_message_quoting_a_long_address_fits_the_narrowest_screen(browser, live_server):
+    browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
+    browser.open(f"{live_server.url}/?symbol={'X' * 60}")
+    assert "X" * 60 in wait_settled(browser)["message"]
+    assert browser.script("return document.documentElement.scrollWidth") <= NARROWEST_WIDTH, (
+        "the page scrolls sideways")
+
+
 def test_an_api_error_passes_axe(browser, serve, tmp_path):
     broken = serve(build_app("mysql+pymysql://api@127.0.0.1:1/financial", tmp_path / "log"))
     browser.open(broken.url + "/")
