@@ -12,7 +12,7 @@ from selenium.webdriver.common.keys import Keys
 from tests.browser.test_dashboard import (
     element, price_rows, press, shown_readout, tab_to, wait_settled, wait_shown,
 )
-from tests.helpers import build_app
+from tests.helpers import build_app, migrate_database, sqlite_url
 
 NARROWEST_WIDTH = 320  # CSS px: WCAG's reflow width, a 1280 px screen zoomed to 400%
 
@@ -80,6 +80,35 @@ def test_a_screen_reader_moves_through_the_days_of_the_chart(browser, live_serve
         press(browser, keys)
         assert accessible(browser, "#chart")["valuetext"] == spoken_day(rows[index]), keys
         assert shown_readout(browser)["date"] == rows[index]["date"]
+
+
+def test_retry_that_ends_in_a_message_without_retry_leaves_the_focus_on_the_message(
+        browser, serve, tmp_path):
+    url = sqlite_url(tmp_path)  # no schema yet: the API answers 503
+    server = serve(build_app(url, tmp_path / "log"))
+    browser.open(server.url + "/")
+    assert "HTTP 503" in wait_settled(browser)["message"]
+    migrate_database(url, tmp_path / "log")  # up, and empty
+    tab_to(browser, "retry", limit=25)
+    press(browser, Keys.ENTER)
+    browser.wait_for(
+        lambda: wait_settled(browser)["message"].startswith("No prices are stored yet"),
+        "the message that nothing is stored")
+    assert not element(browser, "#retry").is_displayed()
+    assert browser.script("return document.activeElement.id") == "message", (
+        "the focus is not lost with the hidden Retry button")
+    assert [request.status for request in browser.take_problems().failed_requests] == [503]
+
+
+def test_a_message_replacing_the_focused_chart_takes_the_focus(browser, live_server):
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2020-01-01&end_date=2020-01-31")
+    assert wait_settled(browser)["message"]
+    element(browser, "[data-preset='2W']").click()
+    assert wait_settled(browser)["title"]
+    tab_to(browser, "chart", limit=25)
+    browser.driver.back()  # Alt+Left
+    assert wait_settled(browser)["message"].startswith("No prices are stored for IBM")
+    assert browser.script("return document.activeElement.id") == "message"
 
 
 def test_the_results_being_replaced_stay_readable_and_say_so(browser, live_server):

@@ -116,11 +116,18 @@ export function pickedSymbol() {
 
 /** Show a message instead of the results; `retry` adds a Retry button that calls it. */
 export function showMessage(text, retry = null) {
+  const focused = document.activeElement;
   retryAction = retry;
   elements.messageText.textContent = text;
   elements.retry.hidden = retry === null;
   elements.message.hidden = false;
   elements.results.hidden = true;
+  // The Retry button or the chart, now hidden, would drop a keyboard user's focus
+  // on the page itself: the message takes it, and a screen reader reads it.
+  const focusMayHide = focused === elements.retry || elements.results.contains(focused);
+  if (focusMayHide && !focused.checkVisibility()) {
+    elements.message.focus();
+  }
   document.title = PAGE_TITLE; // no view is shown, so the tab names none
   setStatus('');
 }
