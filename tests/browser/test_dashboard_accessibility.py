@@ -124,6 +124,30 @@ def test_the_results_being_replaced_stay_readable_and_say_so(browser, live_serve
     assert wait_settled(browser)["title"]
 
 
+PRESET_LOOKS = """
+return Object.fromEntries([...document.querySelectorAll('[data-preset]')].map((button) => {
+  const style = getComputedStyle(button);
+  return [button.dataset.preset,
+          [style.backgroundColor, style.color, style.borderColor, style.borderWidth].join(' ')];
+}));
+"""
+
+
+def test_the_pressed_preset_stands_out_in_forced_colours(browser, live_server):
+    # Windows' contrast themes replace the page's colours with the user's own.
+    browser.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "forced-colors", "value": "active"}]})
+    try:
+        browser.open(live_server.url + "/?symbol=IBM")
+        wait_settled(browser)
+        assert browser.script("return matchMedia('(forced-colors: active)').matches")
+        looks = browser.script(PRESET_LOOKS)
+        assert looks["3M"] not in {looks[name] for name in ("2W", "1M", "1Y", "All")}, looks
+        assert browser.accessibility_violations() == []
+    finally:
+        browser.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
 def test_the_narrowest_screen_passes_axe(browser, live_server):
     browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
     browser.open(live_server.url + "/?symbol=AAPL")
