@@ -155,6 +155,26 @@ def test_the_narrowest_screen_passes_axe(browser, live_server):
     assert browser.accessibility_violations() == []
 
 
+# The date fields' widths on the page, and the width one takes when nothing narrows it.
+DATE_FIELD_WIDTHS = """
+const fields = ['start_date', 'end_date'].map((id) => document.getElementById(id));
+const probe = fields[0].parentElement.cloneNode(true);
+probe.style.position = 'absolute';
+document.body.append(probe);
+const natural = probe.querySelector('input').offsetWidth;
+probe.remove();
+return { natural, shown: fields.map((field) => field.offsetWidth) };
+"""
+
+
+def test_the_dates_are_whole_on_the_narrowest_screen(browser, live_server):
+    browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
+    browser.open(live_server.url + "/?symbol=IBM")
+    assert wait_settled(browser)["title"]
+    widths = browser.script(DATE_FIELD_WIDTHS)
+    assert min(widths["shown"]) >= widths["natural"], f"a date is cut off: {widths}"
+
+
 def test_a_message_quoting_a_long_address_fits_the_narrowest_screen(browser, live_server):
     browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
     browser.open(f"{live_server.url}/?symbol={'X' * 60}")
