@@ -148,6 +148,33 @@ def test_the_pressed_preset_stands_out_in_forced_colours(browser, live_server):
         browser.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
 
+# Each field's border, the page's background around it and its own inside it.
+FIELD_EDGES = """
+const page = getComputedStyle(document.body).backgroundColor;
+return [...document.querySelectorAll('select, input')].map((field) => {
+  const style = getComputedStyle(field);
+  return [field.id, style.borderTopColor, page, style.backgroundColor];
+});
+"""
+
+
+def contrast(*colours: str) -> float:
+    """The WCAG contrast ratio of two opaque CSS rgb() colours."""
+    def luminance(colour: str) -> float:
+        channels = [int(part) / 255 for part in colour[colour.index("(") + 1:-1].split(",")[:3]]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    light, dark = sorted(map(luminance, colours), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_edges_of_the_fields_have_3_to_1_contrast(browser, live_server):
+    browser.open(live_server.url + "/?symbol=IBM")
+    wait_settled(browser)
+    for field, border, around, inside in browser.script(FIELD_EDGES):
+        assert contrast(border, around) >= 3 and contrast(border, inside) >= 3, field
+
+
 def test_the_narrowest_screen_passes_axe(browser, live_server):
     browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
     browser.open(live_server.url + "/?symbol=AAPL")
