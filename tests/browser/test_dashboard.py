@@ -6,6 +6,7 @@ Content-Security-Policy.
 """
 import calendar
 import datetime
+import re
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -420,6 +421,17 @@ def test_an_api_error_is_shown_with_a_retry(browser, serve, tmp_path):
     assert problems.failed_requests == [
         FailedRequest(f"{broken.url}/api/symbols?limit=1000&page=1", status=503)]
     assert len(problems.console_errors) == 1 and "503" in problems.console_errors[0]
+
+
+def test_too_many_requests_says_when_to_retry(browser, serve, recorded_database_url, tmp_path):
+    # The page and the symbols are let through; their prices are over the limit.
+    server = serve(build_app(recorded_database_url, tmp_path / "log", RATE_LIMIT="2 per minute"))
+    browser.open(server.url + "/?symbol=IBM")
+    message = wait_settled(browser)["message"]
+    assert re.fullmatch(r"The API answered with an error \(HTTP 429\): too many requests\. "
+                        r"Retry in [1-6]?\d seconds?\.", message), message
+    assert element(browser, "#retry").is_displayed()
+    assert [request.status for request in browser.take_problems().failed_requests] == [429]
 
 
 def test_an_unreachable_api_is_shown_and_retry_recovers(browser, serve, recorded_database_url,

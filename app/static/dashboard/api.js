@@ -3,12 +3,21 @@
 const TIMEOUT_SECONDS = 20;
 const PAGE_LIMIT = 1000; // the API's largest page
 
-/** The API answered with an error status; `message` is its info.error. */
+/**
+ * The API answered with an error status; `message` is its info.error, `retryAfter`
+ * the seconds its Retry-After header asks to wait (null without one in seconds).
+ */
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, retryAfter = null) {
     super(message);
     this.status = status;
+    this.retryAfter = retryAfter;
   }
+}
+
+function retryAfterSeconds(response) {
+  const value = response.headers.get('Retry-After');
+  return /^\d+$/.test(value ?? '') ? Number(value) : null;
 }
 
 /** The API could not be reached, or did not answer in time. */
@@ -32,7 +41,7 @@ export function createApi(prefix) {
     const body = await response.json().catch(() => null);
     if (!response.ok || body === null) {
       const reason = body?.info?.error || response.statusText || 'the answer is not JSON';
-      throw new ApiError(response.status, reason);
+      throw new ApiError(response.status, reason, retryAfterSeconds(response));
     }
     return body;
   }

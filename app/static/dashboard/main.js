@@ -22,6 +22,11 @@ function explain(error) {
     return `The API cannot be reached: ${error.message}. `
       + 'Check your connection and that the server is running, then retry.';
   }
+  if (error instanceof ApiError && error.status === 429 && error.retryAfter !== null) {
+    // The API's own text points at its Retry-After header, which a reader never sees.
+    return 'The API answered with an error (HTTP 429): too many requests. '
+      + `Retry in ${view.plural(error.retryAfter, 'second')}.`;
+  }
   if (error instanceof ApiError) {
     return `The API answered with an error (HTTP ${error.status}): ${error.message}.`;
   }
