@@ -6,6 +6,7 @@ neither forge a log line nor send escape sequences to an operator's terminal.
 """
 import logging
 import re
+import sys
 from pathlib import Path
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
@@ -103,7 +104,7 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
         console.addFilter(_ErrorsOnlyFrom(console_quiet))
     # A character UTF-8 cannot encode (a lone surrogate, as an undecodable file
     # name gives) is written as "?"; the library's default drops it unseen.
-    log_file = ConcurrentRotatingFileHandler(
+    log_file = _LogFile(
         log_path, maxBytes=max_bytes, backupCount=LOG_BACKUPS, encoding="utf-8",
         unicode_error_policy="replace")
     log_file.setFormatter(formatter)
@@ -126,6 +127,58 @@ def add_filter_once(logger_name: str, filter_class: type[logging.Filter]) -> Non
     logger = logging.getLogger(logger_name)
     if not any(isinstance(existing, filter_class) for existing in logger.filters):
         logger.addFilter(filter_class())
+
+
+class _LogFile(ConcurrentRotatingFileHandler):
+    """The shared log file, saying once, not per record, that it cannot be written.
+
+    A full or read-only disk, or a deleted LOG_DIR, fails every write: the
+    library's handler then prints a traceback of some forty lines to stderr
+    per record, per request under load, into the container's log (often on
+    the same full disk). Instead stderr gets one line when the file fails and
+    the file (and stderr) one when it is written again, with the number of
+    records that failed meanwhile. The records themselves still reach stderr
+    at its level; the request is never failed for its log line.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._failed_records = 0
+        self._failed_now = False
+        self._telling_failure = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._telling_failure:  # the line saying the file failed: for stderr only
+            return
+        self._failed_now = False
+        super().emit(record)  # calls handleError instead of raising
+        if self._failed_records and not self._failed_now:
+            failed, self._failed_records = self._failed_records, 0
+            _log_file_logger.warning("the log file %s is written again; %d records could not "
+                                     "be written to it meanwhile", self.baseFilename, failed)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed_now = True
+        self._failed_records += 1
+        if self._failed_records > 1:
+            return
+        self._telling_failure = True
+        try:
+            _log_file_logger.error("cannot write the log file %s (%s); until it can be written "
+                                   "again its records go to stderr only, at stderr's level",
+                                   self.baseFilename, _describe_os_error(sys.exc_info()[1]))
+        finally:
+            self._telling_failure = False
+
+
+# Not a child of any program's logger: its lines go to the root's handlers only.
+_log_file_logger = logging.getLogger("lib.log_setup")
+
+
+def _describe_os_error(error: BaseException | None) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return error.__class__.__name__ if error is not None else "unknown error"
 
 
 def drop_terminal_styles(logger_name: str) -> None:
