@@ -31,7 +31,7 @@ from financial.runs import OK, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, read_saved_response
 from lib.db import NEWER_SCHEMA, describe_database_error, schema_revision
-from lib.locks import LockWaitStopped, MigrationLockTimeout, migrate_unless_newer
+from lib.locks import LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer
 from lib.log_setup import configure_logging
 from lib.tickers import SYMBOL_RULE, normalize_symbol
 
@@ -250,6 +250,10 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
     except LockWaitStopped:
         logger.warning("stopped while waiting for the run in progress; nothing fetched")
         return EXIT_FAILED
+    except LockFileError as exc:  # a read-only disk: the run cannot even be recorded
+        logger.error("the run could not start: %s", exc)
+        print(f"get_raw_data: {exc}; nothing fetched", file=sys.stderr)
+        return EXIT_FAILED
     except SQLAlchemyError as exc:
         logger.error("the run could not be recorded", exc_info=exc)
         print(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
@@ -295,6 +299,10 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
         logger.error("bringing the schema up to date failed", exc_info=exc)
         print(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
               "nothing fetched", file=sys.stderr)
+        return False
+    except LockFileError as exc:
+        logger.error("bringing the schema up to date failed: %s", exc)
+        print(f"get_raw_data: {exc}; nothing fetched", file=sys.stderr)
         return False
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)

@@ -14,7 +14,7 @@ from financial.fetch_run import RUN_LOCK
 from financial.runs import delete_runs_before
 from financial.stats import refresh_monthly_sums
 from lib.db import batch_engine
-from lib.locks import LockTimeout, database_lock
+from lib.locks import LockFileError, LockTimeout, database_lock
 
 SWAGGER_FILE = PROJECT_ROOT / "conf" / "api.swagger.json"
 
@@ -59,6 +59,8 @@ def register_commands(app: Flask) -> None:
             raise click.ClickException(
                 f"a fetch run still held the run lock after {timeout:g}s (FETCH_LOCK_TIMEOUT); "
                 "nothing was changed: run it again once the run has finished") from None
+        except LockFileError as exc:
+            raise click.ClickException(f"{exc}; nothing was changed") from None
         click.echo("monthly sums recomputed" + _clear_cached_answers_and_say())
 
     @app.cli.command("prune-runs")

@@ -50,6 +50,14 @@ class MigrationLockTimeout(Exception):
     """Another process held the migration lock for too long."""
 
 
+class LockFileError(Exception):
+    """The SQLite database's lock file cannot be opened: its folder is read-only or full.
+
+    Nothing can be written to that database then either; the message names
+    the file and the system's reason, for a one-line error.
+    """
+
+
 @contextmanager
 def migration_lock(engine: Engine) -> Iterator[None]:
     """Hold the database's migration lock for the block (``database_lock``'s ``migrate``).
@@ -60,7 +68,8 @@ def migration_lock(engine: Engine) -> Iterator[None]:
     Re-entrant within a thread: migrations/env.py takes it for every upgrade
     (``flask db upgrade`` too), also inside ``migrate_unless_newer``'s.
 
-    Raises MigrationLockTimeout when the lock is not granted in time.
+    Raises MigrationLockTimeout when the lock is not granted in time,
+    LockFileError when a SQLite database's lock file cannot be opened.
     """
     held = _migration_locks_held.__dict__.setdefault("databases", set())
     database = engine.url.render_as_string(hide_password=True)
@@ -88,7 +97,8 @@ def migrate_unless_newer(engine: Engine, directory: str,
     such a newer schema, left as it is (``directory``'s scripts do not know
     it), else None.
 
-    Raises MigrationLockTimeout when the lock is not granted in time.
+    Raises MigrationLockTimeout when the lock is not granted in time,
+    LockFileError when a SQLite database's lock file cannot be opened.
     """
     with migration_lock(engine):
         newer = unknown_revision(engine, directory)
@@ -116,7 +126,8 @@ def database_lock(
     the wait.
 
     Raises LockTimeout when the lock stays taken, LockWaitStopped when
-    ``should_stop()`` turns true while waiting.
+    ``should_stop()`` turns true while waiting, LockFileError when a SQLite
+    database's lock file cannot be opened.
     """
     lock = _lock_for(engine, purpose)
     try:
@@ -198,7 +209,11 @@ class _FileLock:
     """An exclusive lock on a lock file beside the SQLite database, on any OS."""
 
     def __init__(self, path: Path) -> None:
-        self.handle = open(path, "a", encoding="utf-8")
+        try:
+            self.handle = open(path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise LockFileError(f"the lock file {path} cannot be opened "
+                                f"({exc.strerror or exc.__class__.__name__})") from None
         self.held = False
 
     def try_acquire(self) -> bool:

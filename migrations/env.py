@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 
 from lib.db import batch_engine
-from lib.locks import MigrationLockTimeout, migration_lock
+from lib.locks import LockFileError, MigrationLockTimeout, migration_lock
 
 logger = logging.getLogger("alembic.env")
 
@@ -50,6 +50,8 @@ def run_migrations_online() -> None:
         # hold the lock already, and say it their own way.
         raise click.ClickException(f"{exc}: another process is still migrating the database; "
                                    "run it again once it has finished") from None
+    except LockFileError as exc:
+        raise click.ClickException(f"{exc}; nothing was migrated") from None
 
 
 def migration_engine() -> AbstractContextManager[Engine]:

@@ -20,7 +20,7 @@ from app import MIGRATIONS_DIR, create_app
 from app.extensions import db
 from conf.settings import ConfigError, get_config
 from lib.db import DATABASE_ERRORS, NEWER_SCHEMA, describe_database_error, engine_options
-from lib.locks import MigrationLockTimeout, migrate_unless_newer
+from lib.locks import LockFileError, MigrationLockTimeout, migrate_unless_newer
 
 logger = logging.getLogger("prestart")
 
@@ -67,6 +67,9 @@ def prepare_database(engine: Engine, timeout: float) -> int:
         newer = migrate_unless_newer(engine, str(MIGRATIONS_DIR), upgrade)
     except MigrationLockTimeout as exc:
         logger.error("%s", exc)
+        return EXIT_FAILED
+    except LockFileError as exc:
+        logger.error("%s; nothing was migrated", exc)
         return EXIT_FAILED
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)

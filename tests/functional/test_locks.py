@@ -6,7 +6,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.extensions import db
-from lib.locks import LockTimeout, LockWaitStopped, database_lock, lock_name
+from lib.locks import LockFileError, LockTimeout, LockWaitStopped, database_lock, lock_name
 
 
 class FakeTime:
@@ -90,6 +90,18 @@ def test_each_sqlite_database_has_its_own_lock(tmp_path):
     assert (tmp_path / "one.db.fetch-lock").exists()
     one.dispose()
     two.dispose()
+
+
+def test_a_lock_file_that_cannot_be_opened_is_one_clear_error(tmp_path):
+    """A read-only or full disk refuses the file; a folder in its place refuses it alike."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'one.db'}")
+    (tmp_path / "one.db.fetch-lock").mkdir()
+    with pytest.raises(LockFileError) as raised:
+        with database_lock(engine, "fetch", 1):
+            pytest.fail("granted without its file")
+    assert str(raised.value) == (f"the lock file {tmp_path / 'one.db.fetch-lock'} cannot be "
+                                 "opened (Is a directory)")
+    engine.dispose()
 
 
 @pytest.fixture

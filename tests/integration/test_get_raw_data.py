@@ -20,9 +20,10 @@ from lib.avantage_api import parse_daily_series
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, IBM_DAILY,
 )
-from scripts.prestart import EXIT_READY, prepare_database
+from scripts.prestart import EXIT_FAILED, EXIT_READY, prepare_database
 from tests.helpers import (
-    KEY, build_app, free_port, history, isolated_environment, migrate_database, run_job, stored,
+    KEY, build_app, free_port, history, isolated_environment, migrate_database, run_job,
+    sqlite_url, stored,
 )
 
 
@@ -474,6 +475,47 @@ def test_unreachable_database_is_one_line_on_stderr_and_a_traceback_in_the_log(
     assert "Traceback" not in err and "hunter2" not in err
     log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
     assert "Traceback" in log and "hunter2" not in log
+
+
+@pytest.mark.parametrize("lock, migrated", [("fetch", True), ("migrate", False)])
+def test_a_lock_file_that_cannot_be_opened_is_one_line_and_nothing_written(
+        capsys, job_env, monkeypatch, tmp_path, lock, migrated):
+    """A read-only disk: the job stops cleanly before it writes, and says which file."""
+    database = sqlite_url(tmp_path)
+    if migrated:
+        migrate_database(database, tmp_path / "log")
+    blocked = tmp_path / f"financial.db.{lock}-lock"
+    blocked.mkdir()  # refused like a file on a read-only disk, even to root
+    monkeypatch.setenv("DATABASE_URL", database)
+    status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert (status, out) == (1, "")
+    assert (f"get_raw_data: the lock file {blocked} cannot be opened (Is a directory); "
+            "nothing fetched\n") in err
+    assert "Traceback" not in err
+    if migrated:
+        application = build_app(database, tmp_path / "log")
+        assert history(application)[0] == {}, "no run recorded, none half-written"
+        with application.app_context():
+            db.engine.dispose()
+
+
+def test_the_container_start_and_the_cli_say_in_one_line_a_lock_file_cannot_be_opened(
+        tmp_path):
+    database = sqlite_url(tmp_path)
+    blocked = tmp_path / "financial.db.migrate-lock"
+    blocked.mkdir()
+    said = f"the lock file {blocked} cannot be opened (Is a directory); nothing was migrated"
+    application = build_app(database, tmp_path / "log")
+    with application.app_context():
+        assert prepare_database(db.engine, timeout=5) == EXIT_FAILED
+        db.engine.dispose()
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=database, FLASK_SKIP_DOTENV="1")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (1, f"Error: {said}")
+    assert "Traceback" not in result.stderr
 
 
 def test_a_saved_error_answer_is_reported_as_that_error(app, capsys, job_env, tmp_path):
