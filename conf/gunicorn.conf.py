@@ -115,8 +115,22 @@ def _share_metrics_between_workers():
     # of an earlier run is added; not a setting, as a blank value copied
     # from .env would put `flask run` in that mode with no folder.
     global _metrics_folder
-    _metrics_folder = tempfile.mkdtemp(prefix="api-metrics-")
+    _metrics_folder = _memory_backed_folder("api-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_folder
+
+
+def _memory_backed_folder(prefix):
+    # The metric files are mapped into the workers' memory: on a full disk,
+    # writing a page of one kills the worker with SIGBUS, and each worker
+    # that replaces it, so a full disk would stop the API. /dev/shm is
+    # memory, out of reach of what fills the disk (logs, data); the system's
+    # temporary folder only where there is none.
+    if os.path.isdir("/dev/shm"):
+        try:
+            return tempfile.mkdtemp(prefix=prefix, dir="/dev/shm")
+        except OSError:
+            pass
+    return tempfile.mkdtemp(prefix=prefix)
 
 
 def child_exit(server, worker):

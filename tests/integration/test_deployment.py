@@ -502,6 +502,19 @@ def test_gunicorn_settings_follow_the_environment(gunicorn_env):
     assert runpy.run_path(str(GUNICORN_CONF))["bind"] == ["127.0.0.1:9001"]
 
 
+def test_gunicorn_keeps_the_workers_metrics_in_memory_not_on_the_disk(gunicorn_env):
+    """A full disk under the metric files, which workers map into memory, kills them (SIGBUS)."""
+    gunicorn_env.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # restored once the test ends
+    settings = runpy.run_path(str(GUNICORN_CONF))
+    settings["_share_metrics_between_workers"]()
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    try:
+        assert folder.parent == Path("/dev/shm") and folder.is_dir()
+    finally:
+        settings["on_exit"](None)
+    assert not folder.exists(), "removed when gunicorn stops"
+
+
 def test_gunicorn_config_names_only_real_settings(gunicorn_env):
     known = {setting.name for setting in KNOWN_SETTINGS}
     settings = runpy.run_path(str(GUNICORN_CONF))
