@@ -25,7 +25,7 @@ from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
     PremiumOnlyError, RateLimitError,
 )
-from lib.db import DATABASE_ERRORS, is_lock_conflict
+from lib.db import DATABASE_ERRORS, DISK_FULL, is_disk_full, is_lock_conflict
 from lib.locks import LockTimeout, database_lock
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ class RunLoop:
         self.on_change = on_change
         self.outcome = RunOutcome()
         self.is_database_lost = False
+        self.database_lost_reason = DATABASE_LOST_REASON
 
     def run(self, jobs: list[Job]) -> RunOutcome:
         """Process every job in order; return the outcome."""
@@ -187,10 +188,10 @@ class RunLoop:
             if job.calls_api and spoils_the_run(exc):
                 return exc.message
         except SQLAlchemyError as exc:
-            self._fail(job.label, symbol, f"database error ({exc.__class__.__name__}); "
+            self._fail(job.label, symbol, f"database error ({_name_error(exc)}); "
                                           "its rows are unchanged", exc=exc)
             if self.is_database_lost:
-                return DATABASE_LOST_REASON
+                return self.database_lost_reason
         except Exception as exc:  # one symbol's surprise must not sink the others
             self._fail(job.label, symbol, f"unexpected error ({exc.__class__.__name__}); "
                                           "see the log file", exc=exc)
@@ -236,10 +237,21 @@ class RunLoop:
             logger.error("could not record %s in run %d (%s)", symbol, self.history.run_id,
                          error.__class__.__name__)
             self.is_database_lost = _is_unusable(error)
+            if is_disk_full(error):
+                self.database_lost_reason = DISK_FULL
 
     @staticmethod
     def _known_symbol(job: Job) -> str | None:
         return job.label if job.calls_api else None
+
+
+def _name_error(error: SQLAlchemyError) -> str:
+    """Name a database error for the history, which the API serves: its class, and a full disk.
+
+    Not the driver's message, which may name the database user and host.
+    """
+    name = error.__class__.__name__
+    return f"{name}: {DISK_FULL}" if is_disk_full(error) else name
 
 
 def _is_unusable(error: SQLAlchemyError) -> bool:

@@ -4,6 +4,7 @@ Framework-free: callers pass URLs, engines and sessions in.
 """
 import datetime
 import functools
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -32,6 +33,8 @@ UPSERT_CHUNK_SIZE = 500
 # as opposed to a bad query.
 DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
 _MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
+_MYSQL_DISK_FULL_ERRORS = (1021, 1114)  # disk full, table full
+DISK_FULL = "the database's disk is full"
 # A schema the code does not match: MySQL's "no such table" and "unknown column",
 # and SQLite's words for them.
 _MYSQL_SCHEMA_ERRORS = (1146, 1054)
@@ -474,3 +477,17 @@ def is_lock_conflict(exc: OperationalError) -> bool:
     orig = exc.orig
     code = orig.args[0] if orig is not None and orig.args else None
     return code in _MYSQL_LOCK_ERRORS or "database is locked" in str(orig)
+
+
+def is_disk_full(exc: Exception) -> bool:
+    """Tell a write refused for want of room (SQLite's SQLITE_FULL, MySQL's disk or table full).
+
+    Such a database answers at once: naming it sends an operator to the disk,
+    not to a server that "stopped answering".
+    """
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return bool(orig.args) and orig.args[0] in _MYSQL_DISK_FULL_ERRORS

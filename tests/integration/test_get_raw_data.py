@@ -1,15 +1,18 @@
 """get_raw_data.main end to end: fake AlphaVantage over a socket, real databases."""
+import contextlib
 import datetime
 import json
 import os
 import pty
 import subprocess
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.engine import Engine
 
 import get_raw_data
 from app.extensions import db
@@ -516,6 +519,61 @@ def test_the_container_start_and_the_cli_say_in_one_line_a_lock_file_cannot_be_o
                             timeout=60)
     assert (result.returncode, result.stderr.splitlines()[-1]) == (1, f"Error: {said}")
     assert "Traceback" not in result.stderr
+
+
+@contextlib.contextmanager
+def _full_disk(database: str) -> Iterator[None]:
+    """Make the database refuse to grow, as on a full disk: SQLITE_FULL, or MySQL's error 1114."""
+    engine = create_engine(database)
+    if engine.dialect.name == "sqlite":
+        def no_growth(dbapi_connection, _record):
+            pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+            dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+        event.listen(Engine, "connect", no_growth)
+        try:
+            yield
+        finally:
+            event.remove(Engine, "connect", no_growth)
+    else:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "CREATE TRIGGER disk_full BEFORE INSERT ON financial_data FOR EACH ROW "
+                "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1114, "
+                "MESSAGE_TEXT = 'The table ''financial_data'' is full'"))
+        try:
+            yield
+        finally:
+            with engine.begin() as connection:
+                connection.execute(text("DROP TRIGGER disk_full"))
+    engine.dispose()
+
+
+def test_a_full_disk_is_named_as_such_and_leaves_no_row(
+        capsys, monkeypatch, empty_database_url, tmp_path):
+    """Not "the database stopped answering": a full disk answers at once (the log may be on it)."""
+    database = empty_database_url
+    migrate_database(database, tmp_path / "log")
+    days = [datetime.date(2000, 1, 3) + datetime.timedelta(days=n) for n in range(700)]
+    saved = tmp_path / "ibm.json"
+    saved.write_text(json.dumps(synthetic_payload("IBM", days)), encoding="utf-8")
+    job_env = {"APP_ENV": "testing", "DATABASE_URL": database, "CACHE_TYPE": "SimpleCache",
+               "LOG_DIR": str(tmp_path / "joblog")}
+    for name, value in isolated_environment(**job_env).items():
+        monkeypatch.setenv(name, value)
+    with _full_disk(database):
+        status, out, err = run_job(capsys, job_env, "--from-file", str(saved), "--full")
+    reason = ("database error (OperationalError: the database's disk is full); "
+              "its rows are unchanged")
+    assert (status, out) == (1, "")
+    assert f"ibm.json: failed: {reason}" in err and "Traceback" not in err
+    application = build_app(database, tmp_path / "log")
+    runs, outcomes = history(application)
+    assert [(run.status, bool(run.finished_at)) for run in runs.values()] == [("failed", True)]
+    assert outcomes[min(runs)]["IBM"].error == reason
+    assert stored(application) == {}
+    with application.app_context():
+        db.engine.dispose()
 
 
 def test_a_saved_error_answer_is_reported_as_that_error(app, capsys, job_env, tmp_path):
