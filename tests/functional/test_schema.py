@@ -9,7 +9,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, stamp, upgrade
 from sqlalchemy import create_engine, insert, inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import MIGRATIONS_DIR, SCHEMA_REVISION
 from app.extensions import db
@@ -153,6 +153,35 @@ def test_a_migration_killed_after_its_first_statements_runs_again(empty_database
                 202301, 1, Decimal("141.1"), 3458353)
             assert db.session.execute(select(FinancialData.open_price)).scalar_one() == Decimal(
                 "141.1")
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_a_first_migration_stopped_after_its_table_runs_again_but_keeps_a_filled_one(
+        empty_database_url, tmp_path):
+    """Stopped after its CREATE TABLE (killed, a full disk refusing the index), 0001 left an
+    empty table and no revision, and every later start failed: "table already exists"."""
+    row = {"symbol": "IBM", "date": datetime.date(2023, 1, 31), "open_price": 1411000,
+           "close_price": 123456, "volume": 3458353}
+    application = build_app(empty_database_url, tmp_path / "log")
+    with application.app_context():
+        try:
+            upgrade(revision="0001")
+            stamp(revision="base")  # what the stop leaves: the table, no revision
+            upgrade()
+            assert inspect(db.engine).has_table("monthly_price_sums")
+            downgrade(revision="base")
+            upgrade(revision="0001")
+            db.session.execute(text(
+                "INSERT INTO financial_data (symbol, date, open_price, close_price, volume) "
+                "VALUES (:symbol, :date, :open_price, :close_price, :volume)"), row)
+            db.session.commit()
+            stamp(revision="base")  # a table of someone else's, with rows: not dropped
+            with pytest.raises(DBAPIError, match="already exists"):
+                upgrade()
+            db.session.rollback()
+            assert db.session.execute(text("SELECT COUNT(*) FROM financial_data")).scalar() == 1
         finally:
             db.session.remove()
             db.engine.dispose()
