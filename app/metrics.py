@@ -9,7 +9,7 @@ scrape time instead.
 import datetime
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, current_app, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, values
@@ -46,10 +46,28 @@ CACHE_LOOKUPS = Counter("financial_cache_lookups_total",
 DATABASE_ERRORS_TOTAL = Counter("financial_database_errors_total",
                                 "Times the database could not be reached or used")
 
+# Under gunicorn each worker keeps its counts in files of PROMETHEUS_MULTIPROC_DIR.
+# A folder deleted (a cleaner of temporary files) or unwritable fails every count
+# a worker started since then makes: said once per interval, never failing the request.
+_COUNTS_LOST = OutageLog(OUTAGE_LINE_INTERVAL_SECONDS, headline="metrics: cannot count",
+                         refusals="counts lost", log=logger)
+_FOLDER_GONE = OutageLog(OUTAGE_LINE_INTERVAL_SECONDS, headline="metrics: cannot answer",
+                         refusals="scrapes answered 503", log=logger)
+METRICS_FOLDER_GONE = ("the workers' metrics folder (PROMETHEUS_MULTIPROC_DIR) is missing: "
+                       "restart the API to make it again")
+
 
 def record_cache(kind: str, hit: bool) -> None:
     """Count one lookup of a cached answer of ``kind`` (the caching seam calls it)."""
-    _cache_lookups(kind, hit).inc()
+    _count(lambda: _cache_lookups(kind, hit).inc())
+
+
+def _count(increment: Callable[[], None]) -> None:
+    """Run ``increment``; a count that cannot be stored is lost, and said, but fails nothing."""
+    try:
+        increment()
+    except (OSError, ValueError, RuntimeError) as exc:  # prometheus_client's files
+        _COUNTS_LOST.failed(f"{exc.__class__.__name__}: {exc}")
 
 
 # A series is looked up once: labels() validates and locks on every call.
@@ -66,7 +84,7 @@ def _request_series(endpoint: str, method: str, status: int) -> tuple[Counter, H
 
 def record_database_error() -> None:
     """Count one failure to reach or use the database."""
-    DATABASE_ERRORS_TOTAL.inc()
+    _count(DATABASE_ERRORS_TOTAL.inc)
 
 
 def register_metrics(app: Flask) -> None:
@@ -85,19 +103,33 @@ def register_metrics(app: Flask) -> None:
         endpoint = request.url_rule.rule if request.url_rule else "none"
         if endpoint != METRICS_PATH:
             method = request.method if request.method in _METHODS else "other"
-            requests, latency = _request_series(endpoint, method, response.status_code)
-            requests.inc()
-            latency.observe(request_seconds())
+            _count(lambda: _count_one(endpoint, method, response.status_code))
         return response
 
     app.add_url_rule(METRICS_PATH, "metrics", _serve_metrics, methods=["GET"])
 
 
+def _count_one(endpoint: str, method: str, status: int) -> None:
+    requests, latency = _request_series(endpoint, method, status)
+    requests.inc()
+    latency.observe(request_seconds())
+
+
 def _serve_metrics() -> Response:
-    """Answer a scrape in the format the scraper asks for (Prometheus text or OpenMetrics)."""
+    """Answer a scrape in the format the scraper asks for (Prometheus text or OpenMetrics).
+
+    Without the workers' metrics folder there is nothing to add up: a 503,
+    which the scraper records as a failed scrape (``up`` 0).
+    """
     registry = CollectorRegistry()
     if _is_multiprocess():
-        multiprocess.MultiProcessCollector(registry)
+        try:
+            multiprocess.MultiProcessCollector(registry)
+        except ValueError:  # its only one: no such folder
+            _FOLDER_GONE.failed(METRICS_FOLDER_GONE)
+            return Response(METRICS_FOLDER_GONE + "\n", status=503,
+                            content_type="text/plain; charset=utf-8",
+                            headers={"Cache-Control": "no-store"})
     else:
         registry.register(REGISTRY)
     registry.register(_StoredDataCollector())

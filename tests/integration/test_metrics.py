@@ -1,11 +1,15 @@
 """GET /metrics in one process: the series the contract lists, after known requests."""
 import datetime
 import logging
+import subprocess
+import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
 import get_raw_data
 from app.extensions import db
+from app.metrics import METRICS_FOLDER_GONE
+from conf.settings import PROJECT_ROOT
 from financial.models import FetchRun
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import build_app, isolated_environment
@@ -153,3 +157,41 @@ def test_a_database_without_its_schema_is_down_and_the_scrape_still_answers(
     assert value(before, "financial_database_up") == 0
     after = scrape(client)
     assert increase(before, after, "financial_database_errors_total") == 1, "the first scrape"
+
+
+# gunicorn's master imports the app, its metrics folder is deleted (a cleaner of
+# temporary files), then a worker starts: prometheus_client's multiprocess mode
+# with no folder to keep that worker's counts in.
+WORKER_WITHOUT_ITS_FOLDER = """
+import os, shutil, sys, traceback
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[2]
+os.makedirs(sys.argv[2])
+from tests.helpers import build_app
+shutil.rmtree(sys.argv[2])
+worker = os.fork()
+if worker:
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(worker, 0)[1]))
+try:
+    client = build_app(sys.argv[1], sys.argv[3]).test_client()
+    for path in ("/api/health", "/api/financial_data?symbol=IBM", "/api/nope", "/metrics"):
+        response = client.get(path)
+        print(path, response.status_code, response.get_data(as_text=True).strip(), flush=True)
+except BaseException:
+    traceback.print_exc()
+    os._exit(1)
+os._exit(0)
+"""
+
+
+def test_a_worker_without_its_metrics_folder_answers_and_says_so_once(database_url, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER_WITHOUT_ITS_FOLDER, database_url,
+         str(tmp_path / "deleted"), str(tmp_path / "log")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    answers = result.stdout.splitlines()
+    assert [line.split(" ", 2)[1] for line in answers] == ["200", "200", "404", "503"], answers
+    assert answers[3] == f"/metrics 503 {METRICS_FOLDER_GONE}"
+    lost = [line for line in result.stderr.splitlines() if "metrics: cannot count" in line]
+    assert len(lost) == 1 and "No such file or directory" in lost[0], result.stderr
+    assert "Traceback" not in result.stderr
