@@ -30,9 +30,10 @@ from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, read_saved_response
-from lib.db import NEWER_SCHEMA, describe_database_error, schema_revision
+from lib.db_errors import describe_database_error
 from lib.locks import LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer
 from lib.log_setup import configure_logging
+from lib.schema import NEWER_SCHEMA, schema_revision
 from lib.tickers import SYMBOL_RULE, normalize_symbol
 
 logger = logging.getLogger("get_raw_data")

@@ -20,7 +20,7 @@ from app.extensions import db
 from app.metrics import record_database_error
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
-from lib.db import DATABASE_ERRORS, describe_database_error, is_schema_error
+from lib.db_errors import DATABASE_ERRORS, describe_database_error, is_schema_error
 from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from app.routes import METRICS_PATH
 from financial.models import RUN_STATUSES
 from financial.queries import newest_dates
 from financial.runs import last_run
-from lib.db import DATABASE_ERRORS, describe_database_error, is_schema_error
+from lib.db_errors import DATABASE_ERRORS, describe_database_error, is_schema_error
 from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
     PremiumOnlyError, RateLimitError,
 )
-from lib.db import DATABASE_ERRORS, DISK_FULL, is_disk_full, is_lock_conflict
+from lib.db_errors import DATABASE_ERRORS, DISK_FULL, is_disk_full, is_lock_conflict
 from lib.locks import LockTimeout, database_lock
 
 logger = logging.getLogger(__name__)

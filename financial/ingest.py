@@ -14,7 +14,8 @@ from financial.models import FinancialData
 from financial.records import RECORD_FIELDS, price_record
 from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar, DailySeries
-from lib.db import RowCodec, is_lock_conflict, row_codec, upsert_encoded
+from lib.db_errors import is_lock_conflict
+from lib.storage import RowCodec, row_codec, upsert_encoded
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def store_prices(session: Session, symbol: str, bars: Sequence[DailyBar]) -> Sto
     another run inserts the same rows in between. A missing adjusted value
     keeps the stored one, so a day that differs only by lacking them is not
     counted as updated. Rows are compared and written as the database
-    stores them (``lib.db.RowCodec``): a full history is tens of thousands.
+    stores them (``lib.storage.RowCodec``): a full history is tens of thousands.
     """
     if not bars:
         return StoreResult(symbol=symbol, fetched=0, new=0, updated=0)

@@ -8,7 +8,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from lib.db import ScaledDecimal
+from lib.storage import ScaledDecimal
 
 # Stable constraint names, so migrations read the same on every database.
 NAMING_CONVENTION = {

@@ -21,7 +21,8 @@ import portalocker
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from lib.db import DATABASE_ERRORS, unknown_revision
+from lib.db_errors import DATABASE_ERRORS
+from lib.schema import unknown_revision
 
 logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5

@@ -19,8 +19,10 @@ from sqlalchemy.engine import Engine
 from app import MIGRATIONS_DIR, create_app
 from app.extensions import db
 from conf.settings import ConfigError, get_config
-from lib.db import DATABASE_ERRORS, NEWER_SCHEMA, describe_database_error, engine_options
+from lib.db import engine_options
+from lib.db_errors import DATABASE_ERRORS, describe_database_error
 from lib.locks import LockFileError, MigrationLockTimeout, migrate_unless_newer
+from lib.schema import NEWER_SCHEMA
 
 logger = logging.getLogger("prestart")
 

@@ -14,10 +14,9 @@ from app.envelope import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS
 from app.extensions import db
 from app.metrics import record_database_error
 from app.routes import HEALTH_PATH
-from lib.db import (
-    DATABASE_ERRORS, MIGRATE_COMMAND, describe_database_error, is_schema_error, schema_state,
-)
+from lib.db_errors import DATABASE_ERRORS, describe_database_error, is_schema_error
 from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
+from lib.schema import MIGRATE_COMMAND, schema_state
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 # Prices are DECIMAL(18,4); SQLite has no exact decimal, so there they are
-# integers counting 1/10000 units (see lib.db.ScaledDecimal).
+# integers counting 1/10000 units (see lib.storage.ScaledDecimal).
 PRICE = sa.Numeric(18, 4).with_variant(sa.BigInteger(), "sqlite")
 VOLUME = sa.BigInteger().with_variant(mysql.BIGINT(unsigned=True), "mysql", "mariadb")
 

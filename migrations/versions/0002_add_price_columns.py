@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 # On SQLite exact decimals are integers counting 10**-scale units (see
-# lib.db.ScaledDecimal): 1/10000 for prices, 10**-8 for the split coefficient,
+# lib.storage.ScaledDecimal): 1/10000 for prices, 10**-8 for the split coefficient,
 # whose DECIMAL(18,8) maximum (10**18 - 1 units) fits a 64-bit integer.
 PRICE = sa.Numeric(18, 4).with_variant(sa.BigInteger(), "sqlite")
 RATIO = sa.Numeric(18, 8).with_variant(sa.BigInteger(), "sqlite")

@@ -15,7 +15,7 @@ depends_on = None
 
 # Written out rather than imported from the models, so this revision stays
 # what it was when the models change. Sums of prices are DECIMAL(22,4); on
-# SQLite, integers counting 1/10000 units (see lib.db.ScaledDecimal).
+# SQLite, integers counting 1/10000 units (see lib.storage.ScaledDecimal).
 PRICE_SUM = sa.Numeric(22, 4).with_variant(sa.BigInteger(), "sqlite")
 VOLUME_SUM = sa.BigInteger().with_variant(mysql.BIGINT(unsigned=True), "mysql", "mariadb")
 PRICES = sa.table("financial_data", sa.column("symbol"), sa.column("date", sa.Date()),

@@ -13,7 +13,7 @@ from financial.ingest import VALUE_COLUMNS, StoreResult, store_prices, store_sym
 from financial.models import FinancialData, MonthlyPriceSums
 from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar
-from lib.db import UPSERT_CHUNK_SIZE, upsert_rows
+from lib.storage import UPSERT_CHUNK_SIZE, upsert_rows
 
 D = datetime.date
 FIRST = D(2023, 1, 2)

@@ -1,0 +1,92 @@
+"""Database failures told apart and described for the log, never with the URL.
+
+Framework-free: callers pass the exceptions in.
+"""
+import sqlite3
+
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from lib.schema import MIGRATE_COMMAND
+
+# Errors that mean the database cannot be reached or used right now (retry later),
+# as opposed to a bad query.
+DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+_MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
+_MYSQL_DISK_FULL_ERRORS = (1021, 1114)  # disk full, table full
+DISK_FULL = "the database's disk is full"
+# A schema the code does not match: MySQL's "no such table" and "unknown column",
+# and SQLite's words for them.
+_MYSQL_SCHEMA_ERRORS = (1146, 1054)
+_SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
+SCHEMA_HINT = f"the schema is missing or behind the migrations: run them ({MIGRATE_COMMAND})"
+_POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
+# What an operator should check for the MySQL client and server error codes
+# a deployment meets: wrong credentials, names, addresses, a stalled server.
+_DRIVER_HINTS = {
+    1040: "the server has too many connections: fewer workers x threads, or raise "
+          "max_connections",
+    1044: "the user may not use this database: check its grants",
+    1045: "authentication failed: check the user name and the password "
+          "(DATABASE_PASSWORD_FILE)",
+    1049: "unknown database: create it, or fix its name in DATABASE_URL",
+    2002: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
+    2003: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
+    2005: "unknown host: check the host name in DATABASE_URL",
+    2006: "the server closed the connection: it restarted or dropped idle connections",
+    2013: "the connection broke or the server did not answer in time (DATABASE_TIMEOUT; "
+          "DATABASE_JOB_TIMEOUT in the fetch job): it is stalled, overloaded or unreachable",
+    **dict.fromkeys(_MYSQL_SCHEMA_ERRORS, SCHEMA_HINT),
+}
+
+
+def describe_database_error(exc: Exception) -> str:
+    """Name a database failure for the log: the error, the driver's code and message, a hint.
+
+    Never the URL: SQLAlchemy's own text carries the statement and its
+    parameters, and a URL may carry the password. The driver's message
+    names the user and host at most.
+    """
+    if isinstance(exc, PoolTimeoutError):
+        return f"{exc.__class__.__name__}: {_POOL_EXHAUSTED}"
+    name = exc.__class__.__name__
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return name
+    args: tuple = orig.args
+    if not (len(args) > 1 and isinstance(args[0], int)):
+        return f"{name}: {orig}" + (f"; hint: {SCHEMA_HINT}" if is_schema_error(exc) else "")
+    code, message = args[0], args[1]
+    hint = _DRIVER_HINTS.get(code)
+    return f"{name} {code}: {message}" + (f"; hint: {hint}" if hint else "")
+
+
+def is_schema_error(exc: Exception) -> bool:
+    """Tell a missing table or column (the migrations were not run) from other failures."""
+    if not isinstance(exc, (OperationalError, ProgrammingError)) or exc.orig is None:
+        return False
+    args = exc.orig.args
+    if args and args[0] in _MYSQL_SCHEMA_ERRORS:
+        return True
+    return any(words in str(exc.orig) for words in _SQLITE_SCHEMA_ERRORS)
+
+
+def is_lock_conflict(exc: OperationalError) -> bool:
+    """Tell a deadlock or lock timeout, which a retried transaction may pass, from other errors."""
+    orig = exc.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    return code in _MYSQL_LOCK_ERRORS or "database is locked" in str(orig)
+
+
+def is_disk_full(exc: Exception) -> bool:
+    """Tell a write refused for want of room (SQLite's SQLITE_FULL, MySQL's disk or table full).
+
+    Such a database answers at once: naming it sends an operator to the disk,
+    not to a server that "stopped answering".
+    """
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return True
+    return bool(orig.args) and orig.args[0] in _MYSQL_DISK_FULL_ERRORS

@@ -1,0 +1,70 @@
+"""The database schema's Alembic state: its revision, compared with the migration scripts.
+
+Framework-free: callers pass engines and the migrations' directory in.
+"""
+import functools
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+MIGRATE_COMMAND = "flask --app app db upgrade"
+NEWER_SCHEMA = ("the database's schema is at revision %s, which this release does not know "
+                "(a newer release migrated it): using it as it is")
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """Return the Alembic revision the database's schema is at; None if it has none (yet).
+
+    Raises the database's error when the connection broke or timed out: a
+    stalled server would only hold the migration's connection as long again.
+    """
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError as exc:  # no such table, or no database: migrating will say which
+        if exc.connection_invalidated:
+            raise
+        return None
+
+
+def unknown_revision(engine: Engine, directory: str) -> str | None:
+    """Return the schema's revision when the migrations in ``directory`` do not know it.
+
+    A newer release migrated the database (a rolling upgrade, a rollback):
+    Alembic cannot upgrade from a revision it has no script for, so this
+    release must leave the schema alone and work on it as it is. None when
+    the schema is missing, current or behind.
+    """
+    revision = schema_revision(engine)
+    if revision is None or schema_state({revision}, directory) != "newer":
+        return None
+    return revision
+
+
+@functools.cache
+def migration_revisions(directory: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Return the head revisions and every revision of the Alembic scripts in ``directory``.
+
+    Read once per process: the scripts do not change while it runs.
+    """
+    # Imported here: the fetch job, which needs Alembic only to migrate, imports this module.
+    from alembic.script import ScriptDirectory
+    scripts = ScriptDirectory(directory)
+    return (frozenset(scripts.get_heads()),
+            frozenset(script.revision for script in scripts.walk_revisions()))
+
+
+def schema_state(versions: set[str], directory: str) -> str:
+    """Compare the database's Alembic ``versions`` with the scripts in ``directory``.
+
+    Returns "current" (at the heads), "missing" (never migrated), "behind"
+    (older revisions: run the migrations) or "newer" (revisions these
+    scripts do not know, e.g. a newer release migrated the database).
+    """
+    heads, known = migration_revisions(directory)
+    if not versions:
+        return "missing"
+    if versions == heads:
+        return "current"
+    return "behind" if versions <= known else "newer"

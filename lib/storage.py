@@ -1,0 +1,191 @@
+"""How rows are stored and written: an exact decimal column type, the row codec, upserts.
+
+Framework-free: callers pass sessions and models in.
+"""
+import datetime
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import cast
+
+from sqlalchemy import Table, func
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.types import BigInteger, Date, Numeric, TypeDecorator
+
+UPSERT_CHUNK_SIZE = 500
+
+
+class ScaledDecimal(TypeDecorator):
+    """An exact DECIMAL(precision, scale) that stays exact on SQLite too.
+
+    SQLite has no decimal type: NUMERIC columns hold binary floats and SUM
+    adds floats. There the value is stored as an integer count of
+    10**-scale units, so storage and SUM are exact; other databases use
+    a native DECIMAL. Python always sees ``Decimal``.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int = 18, scale: int = 4) -> None:
+        super().__init__(precision=precision, scale=scale, asdecimal=True)
+        self.precision = precision
+        self.scale = scale
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value, dialect):
+        if value is None or dialect.name != "sqlite":
+            return value
+        return self.to_units(value)
+
+    def to_units(self, value) -> int:
+        """Return ``value`` as an integer count of 10**-scale; ValueError if it has more places."""
+        scaled = (value if value.__class__ is Decimal else Decimal(value)).scaleb(self.scale)
+        units = int(scaled)
+        if units != scaled:
+            raise ValueError(f"{value} has more than {self.scale} decimal places")
+        return units
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            # int() refuses what is not an integer (a damaged row) with a ValueError.
+            return Decimal(value if type(value) is int else int(value)).scaleb(-self.scale)
+        return Decimal(value)
+
+
+def upsert_rows(
+    session: Session,
+    model: type[DeclarativeBase],
+    rows: Sequence[Mapping],
+    key_columns: Iterable[str],
+    keep_when_null: Iterable[str] = (),
+) -> None:
+    """Insert ``rows`` into ``model``'s table, updating in place on a key conflict.
+
+    Uses the dialect's native construct (``ON CONFLICT DO UPDATE`` on SQLite
+    and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB), inside the
+    caller's transaction. Every non-key column of the rows is updated, except
+    that a null in a ``keep_when_null`` column keeps the stored value
+    (``COALESCE(new, stored)``). Rows are dicts of Python values, all with
+    the same keys.
+    """
+    if not rows:
+        return
+    codec = row_codec(session, model, rows[0])
+    upsert_encoded(session, codec, codec.encode(tuple(row[name] for name in codec.columns)
+                                                for row in rows), key_columns, keep_when_null)
+
+
+class RowCodec:
+    """Writes rows of ``columns`` as the database stores them, for the driver's batch path.
+
+    Tens of thousands of rows at once are written with the DBAPI's own
+    ``executemany`` on an SQL text compiled once: SQLAlchemy's executemany
+    costs more per row in Python than the driver and the database together.
+    ``encode`` does what the column types would do to each value, the way
+    this project's types need it: a ScaledDecimal becomes its integer count
+    and a date its ISO text on SQLite; the MySQL driver takes both as they are.
+    """
+
+    def __init__(self, dialect: Dialect, table: Table, columns: tuple[str, ...]) -> None:
+        self.dialect = dialect
+        self.table = table
+        self.columns = columns
+        self._encoders = [_encoder(table.c[name].type, dialect) for name in columns]
+        self._encoded = [(index, encode) for index, encode in enumerate(self._encoders) if encode]
+        # The table again, without column types: what is read through it comes
+        # back as stored, to compare with encoded values.
+        self.stored = sa_table(table.name, *(sa_column(name) for name in table.c.keys()))
+
+    def encode(self, rows: Iterable[Sequence]) -> list[tuple]:
+        """Return ``rows`` (values in ``columns`` order) in the database's representation."""
+        if not self._encoded:
+            return [tuple(row) for row in rows]
+        encoded = []
+        for row in rows:
+            values = list(row)
+            for index, encode in self._encoded:
+                if values[index] is not None:
+                    values[index] = encode(values[index])
+            encoded.append(tuple(values))
+        return encoded
+
+    def encode_value(self, name: str, value):
+        """Return one value of column ``name`` in the database's representation."""
+        encode = self._encoders[self.columns.index(name)]
+        return value if encode is None or value is None else encode(value)
+
+
+def row_codec(session: Session, model: type[DeclarativeBase], columns: Iterable[str]) -> RowCodec:
+    """Return the codec of ``columns`` of ``model``'s table for the session's database.
+
+    Its ``columns`` are in the table's order, whatever the order given.
+    """
+    table = cast(Table, model.__table__)
+    wanted = set(columns)
+    ordered = tuple(name for name in table.c.keys() if name in wanted)
+    return _row_codec(session.get_bind().dialect, table, ordered)
+
+
+@functools.lru_cache(maxsize=64)
+def _row_codec(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> RowCodec:
+    return RowCodec(dialect, table, columns)
+
+
+def _encoder(column_type, dialect) -> Callable | None:
+    if dialect.name != "sqlite":
+        return None
+    if isinstance(column_type, ScaledDecimal):
+        return column_type.to_units
+    if isinstance(column_type, Date):
+        return datetime.date.isoformat
+    return None
+
+
+def upsert_encoded(session: Session, codec: RowCodec, rows: Sequence[tuple],
+                   key_columns: Iterable[str], keep_when_null: Iterable[str] = ()) -> None:
+    """Upsert ``rows`` already in the database's representation (``RowCodec.encode``)."""
+    if not rows:
+        return
+    sql, positional = _upsert_sql(codec, frozenset(key_columns), frozenset(keep_when_null))
+    params = rows if positional else [dict(zip(codec.columns, row)) for row in rows]
+    connection = session.connection()
+    for start in range(0, len(params), UPSERT_CHUNK_SIZE):
+        connection.exec_driver_sql(sql, params[start:start + UPSERT_CHUNK_SIZE])
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(codec: RowCodec, keys: frozenset[str], keep: frozenset[str]) -> tuple[str, bool]:
+    """Compile the upsert of ``codec``'s columns once; return its SQL and if it is positional."""
+    dialect, table = codec.dialect, codec.table
+    update_names = [name for name in codec.columns if name not in keys]
+
+    def updated(name: str, proposed):
+        return func.coalesce(proposed, table.c[name]) if name in keep else proposed
+
+    if dialect.name in ("mysql", "mariadb"):
+        stmt = mysql.insert(table)
+        stmt = stmt.on_duplicate_key_update(
+            {name: updated(name, stmt.inserted[name]) for name in update_names})
+    else:
+        dml = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect.name)
+        if dml is None:
+            raise NotImplementedError(f"no upsert for the {dialect.name} dialect")
+        stmt = dml.insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=sorted(keys),
+            set_={name: updated(name, stmt.excluded[name]) for name in update_names})
+    compiled = stmt.compile(dialect=dialect, column_keys=list(codec.columns))
+    if compiled.positiontup is not None and list(compiled.positiontup) != list(codec.columns):
+        raise NotImplementedError("the compiled upsert takes its parameters in another order")
+    return str(compiled), dialect.positional
