@@ -4,7 +4,7 @@ Framework-free: callers pass sessions and models in.
 """
 import datetime
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import cast
 
@@ -61,29 +61,6 @@ class ScaledDecimal(TypeDecorator):
             # int() refuses what is not an integer (a damaged row) with a ValueError.
             return Decimal(value if type(value) is int else int(value)).scaleb(-self.scale)
         return Decimal(value)
-
-
-def upsert_rows(
-    session: Session,
-    model: type[DeclarativeBase],
-    rows: Sequence[Mapping],
-    key_columns: Iterable[str],
-    keep_when_null: Iterable[str] = (),
-) -> None:
-    """Insert ``rows`` into ``model``'s table, updating in place on a key conflict.
-
-    Uses the dialect's native construct (``ON CONFLICT DO UPDATE`` on SQLite
-    and PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB), inside the
-    caller's transaction. Every non-key column of the rows is updated, except
-    that a null in a ``keep_when_null`` column keeps the stored value
-    (``COALESCE(new, stored)``). Rows are dicts of Python values, all with
-    the same keys.
-    """
-    if not rows:
-        return
-    codec = row_codec(session, model, rows[0])
-    upsert_encoded(session, codec, codec.encode(tuple(row[name] for name in codec.columns)
-                                                for row in rows), key_columns, keep_when_null)
 
 
 class RowCodec:
@@ -154,7 +131,15 @@ def _encoder(column_type, dialect) -> Callable | None:
 
 def upsert_encoded(session: Session, codec: RowCodec, rows: Sequence[tuple],
                    key_columns: Iterable[str], keep_when_null: Iterable[str] = ()) -> None:
-    """Upsert ``rows`` already in the database's representation (``RowCodec.encode``)."""
+    """Upsert ``rows`` already in the database's representation (``RowCodec.encode``).
+
+    Inserts into the codec's table, updating in place on a key conflict, with
+    the dialect's native construct (``ON CONFLICT DO UPDATE`` on SQLite and
+    PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB), inside the
+    caller's transaction. Every non-key column of the codec is updated, except
+    that a null in a ``keep_when_null`` column keeps the stored value
+    (``COALESCE(new, stored)``).
+    """
     if not rows:
         return
     sql, positional = _upsert_sql(codec, frozenset(key_columns), frozenset(keep_when_null))

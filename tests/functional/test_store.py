@@ -1,4 +1,4 @@
-"""store_prices, store_symbol and upsert_rows called directly on every database backend."""
+"""store_prices, store_symbol and their upsert called directly on every database backend."""
 import dataclasses
 import datetime
 from decimal import Decimal
@@ -13,7 +13,7 @@ from financial.ingest import VALUE_COLUMNS, StoreResult, store_prices, store_sym
 from financial.models import FinancialData, MonthlyPriceSums
 from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar
-from lib.storage import UPSERT_CHUNK_SIZE, upsert_rows
+from lib.storage import UPSERT_CHUNK_SIZE, row_codec, upsert_encoded
 
 D = datetime.date
 FIRST = D(2023, 1, 2)
@@ -95,14 +95,20 @@ def test_days_stored_without_high_and_low_get_them_from_the_next_run(db_session)
     assert stored_rows(db_session)[FIRST][1:3] == (Decimal("12"), Decimal("9.5"))
 
 
-def test_upsert_rows_keeps_stored_values_where_told_to_keep_them_over_null(db_session):
+def upsert(session, rows: list[dict], keep_when_null: tuple[str, ...] = ()) -> None:
+    """Upsert ``rows`` (dicts with the same keys) by (symbol, date) as store_prices does."""
+    codec = row_codec(session, FinancialData, rows[0])
+    encoded = codec.encode(tuple(row[name] for name in codec.columns) for row in rows)
+    upsert_encoded(session, codec, encoded, key_columns=("symbol", "date"),
+                   keep_when_null=keep_when_null)
+
+
+def test_upsert_keeps_stored_values_where_told_to_keep_them_over_null(db_session):
     row = {"symbol": "X", "date": FIRST, "open_price": Decimal("1"), "close_price": Decimal("2"),
            "volume": 3, "dividend_amount": Decimal("0.5"), "split_coefficient": Decimal("4")}
-    upsert_rows(db_session, FinancialData, [row], key_columns=("symbol", "date"))
-    upsert_rows(db_session, FinancialData,
-                [{**row, "close_price": Decimal("2.5"), "dividend_amount": None,
-                  "split_coefficient": None}],
-                key_columns=("symbol", "date"), keep_when_null=("dividend_amount",))
+    upsert(db_session, [row])
+    upsert(db_session, [{**row, "close_price": Decimal("2.5"), "dividend_amount": None,
+                         "split_coefficient": None}], keep_when_null=("dividend_amount",))
     stored = db_session.execute(select(FinancialData)).scalar_one()
     assert (stored.close_price, stored.dividend_amount, stored.split_coefficient) == (
         Decimal("2.5"), Decimal("0.5"), None)
@@ -113,15 +119,13 @@ def test_store_prices_of_an_empty_frame_writes_nothing(db_session):
     assert stored(db_session) == {}
 
 
-def test_upsert_rows_inserts_then_updates_in_place_across_chunks(db_session):
+def test_upsert_inserts_then_updates_in_place_across_chunks(db_session):
     count = UPSERT_CHUNK_SIZE + 3
     rows = [{"symbol": "X", "date": FIRST + datetime.timedelta(days=n),
              "open_price": Decimal("1.0000"), "close_price": Decimal("2.0000"), "volume": n}
             for n in range(count)]
-    upsert_rows(db_session, FinancialData, rows, key_columns=("symbol", "date"))
-    upsert_rows(db_session, FinancialData,
-                [{**row, "close_price": Decimal("3.0001")} for row in rows[-2:]],
-                key_columns=("symbol", "date"))
+    upsert(db_session, rows)
+    upsert(db_session, [{**row, "close_price": Decimal("3.0001")} for row in rows[-2:]])
     result = stored(db_session, "X")
     assert len(result) == count
     assert result[FIRST] == (Decimal("1.0000"), Decimal("2.0000"), 0)
