@@ -9,10 +9,8 @@ fetches at the times of a cron expression until SIGTERM or SIGINT (exit 0).
 import argparse
 import json
 import logging
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -34,6 +32,7 @@ from lib.db_errors import describe_database_error
 from lib.locks import LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer
 from lib.log_setup import configure_logging
 from lib.schema import NEWER_SCHEMA, schema_revision
+from lib.stop_signals import StopRequest, Stopped, stop_on_signals
 from lib.tickers import SYMBOL_RULE, normalize_symbol
 
 logger = logging.getLogger("get_raw_data")
@@ -115,72 +114,6 @@ class Plan:
     offer_sample: bool = False
 
 
-class Stopped(BaseException):
-    """A stop request ended a wait for the database before a run began: nothing to finish.
-
-    A BaseException, as KeyboardInterrupt is: no ``except Exception`` on the
-    way takes it for a failure of the database.
-    """
-
-
-class StopRequest:
-    """Set by the first SIGTERM or SIGINT: the job stops after the current symbol.
-
-    Inside ``interrupting()`` the signal also raises Stopped at once. A frozen
-    database holds each read for DATABASE_JOB_TIMEOUT (600 s), far past a
-    container's stop grace period; the reads before a run begins (its
-    schema check, the schedule's catch-up) write nothing, so ending them is safe.
-    """
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-        self.is_interrupting = False
-
-    def is_set(self) -> bool:
-        return self.signal_name is not None
-
-    @contextmanager
-    def interrupting(self) -> Iterator[None]:
-        """Run the block so that a stop request, even an earlier one, raises Stopped."""
-        self.is_interrupting = True
-        try:
-            if self.is_set():
-                raise Stopped()
-            yield
-        finally:
-            self.is_interrupting = False
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
-    """Turn SIGTERM and SIGINT into a stop request for the block; a second one acts as usual.
-
-    The handler only sets a flag (and raises Stopped inside
-    ``StopRequest.interrupting``): logging from a signal handler could
-    re-enter a handler's lock.
-    """
-    stop = StopRequest()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    previous = {signum: signal.getsignal(signum) for signum in signals}
-
-    def request_stop(signum, _frame):
-        stop.signal_name = signal.Signals(signum).name
-        for restored, handler in previous.items():
-            signal.signal(restored, handler)
-        if stop.is_interrupting:
-            raise Stopped()
-
-    for signum in signals:
-        signal.signal(signum, request_stop)
-    try:
-        yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if stop.is_set():
-            logger.warning("%s received: stopped", stop.signal_name)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the fetch job (once, or on a schedule); return the exit status."""
     args = parse_args(argv)
@@ -200,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                       console_level="INFO" if plan.schedule else "WARNING",
                       console_tracebacks=False, console_quiet=("urllib3",))
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals(logger) as stop:
             if plan.schedule is None:
                 return run_once(app, plan, "manual", stop, report=print, note=_to_stderr)
             try:

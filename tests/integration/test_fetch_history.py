@@ -15,7 +15,6 @@ import threading
 import pytest
 from werkzeug.wrappers import Request, Response
 
-import get_raw_data
 from conf.settings import PROJECT_ROOT
 from financial.models import FetchRun, FetchRunSymbol
 from financial.runs import INTERRUPTED_MESSAGE, one_line
@@ -329,14 +328,3 @@ def test_every_run_clears_the_cached_history_for_every_worker(
         assert len(runs) == expected_runs, "a run that changed no row also clears the cache"
         assert worker.get("/api/symbols").get_json()["data"][0]["last_fetched_at"] == (
             runs[0]["started_at"])
-
-
-def test_the_first_signal_asks_to_stop_and_the_second_acts_as_usual():
-    before = signal.getsignal(signal.SIGINT)
-    with get_raw_data.stop_on_signals() as stop:
-        assert not stop.is_set()
-        os.kill(os.getpid(), signal.SIGINT)
-        assert (stop.is_set(), stop.signal_name) == (True, "SIGINT")
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before

@@ -1,0 +1,76 @@
+"""Stop requests from SIGTERM and SIGINT, for a long-running job that must stop cleanly.
+
+The first signal asks the job to stop after its current unit of work; where
+it only waits (``StopRequest.interrupting``) the wait ends at once.
+"""
+import logging
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Stopped(BaseException):
+    """A stop request ended a wait (``StopRequest.interrupting``): nothing to finish.
+
+    A BaseException, as KeyboardInterrupt is: no ``except Exception`` on the
+    way takes it for a failure of what was awaited (e.g. the database).
+    """
+
+
+class StopRequest:
+    """Set by the first SIGTERM or SIGINT: the job stops after its current unit of work.
+
+    Inside ``interrupting()`` the signal also raises Stopped at once: for
+    waits that write nothing, so ending them is safe, and that a frozen
+    server could hold far past a container's stop grace period (the fetch
+    job's reads before a run wait up to DATABASE_JOB_TIMEOUT, 600 s).
+    """
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self.is_interrupting = False
+
+    def is_set(self) -> bool:
+        return self.signal_name is not None
+
+    @contextmanager
+    def interrupting(self) -> Iterator[None]:
+        """Run the block so that a stop request, even an earlier one, raises Stopped."""
+        self.is_interrupting = True
+        try:
+            if self.is_set():
+                raise Stopped()
+            yield
+        finally:
+            self.is_interrupting = False
+
+
+@contextmanager
+def stop_on_signals(log: logging.Logger) -> Iterator[StopRequest]:
+    """Turn SIGTERM and SIGINT into a stop request for the block; a second one acts as usual.
+
+    The handler only sets a flag (and raises Stopped inside
+    ``StopRequest.interrupting``): logging from a signal handler could
+    re-enter a handler's lock. The stop is logged to ``log`` (the program's
+    logger) as the block ends.
+    """
+    stop = StopRequest()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+
+    def request_stop(signum, _frame):
+        stop.signal_name = signal.Signals(signum).name
+        for restored, handler in previous.items():
+            signal.signal(restored, handler)
+        if stop.is_interrupting:
+            raise Stopped()
+
+    for signum in signals:
+        signal.signal(signum, request_stop)
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if stop.is_set():
+            log.warning("%s received: stopped", stop.signal_name)
