@@ -190,8 +190,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         return EXIT_FAILED
     except SQLAlchemyError as exc:
         logger.error("the run could not be recorded", exc_info=exc)
-        print(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
-              "the run could not be recorded", file=sys.stderr)
+        _database_unavailable(exc, "the run could not be recorded")
         return EXIT_FAILED
     return EXIT_OK if outcome.status == OK else EXIT_FAILED
 
@@ -231,8 +230,7 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
         newer = migrate_unless_newer(db.engine, str(MIGRATIONS_DIR), upgrade)
     except (SQLAlchemyError, MigrationLockTimeout) as exc:
         logger.error("bringing the schema up to date failed", exc_info=exc)
-        print(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
-              "nothing fetched", file=sys.stderr)
+        _database_unavailable(exc, "nothing fetched")
         return False
     except LockFileError as exc:
         logger.error("bringing the schema up to date failed: %s", exc)
@@ -241,6 +239,12 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)
     return True
+
+
+def _database_unavailable(exc: Exception, consequence: str) -> None:
+    """Say on stderr, in one line, that the database failed, how, and what it cost."""
+    _to_stderr(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
+               f"{consequence}")
 
 
 def _to_stderr(line: str) -> None:
