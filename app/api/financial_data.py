@@ -13,8 +13,7 @@ from app.api.docs import (
 from app.api.export import EXPORT_BIND, ExportQuery, check_row_cap, csv_response, export_tag
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control
-from app.api.serializers import pagination, price_row
-from app.envelope import envelope
+from app.api.serializers import page_envelope, price_row
 from app.extensions import db
 from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
 from financial.queries import count_prices, list_prices
@@ -53,19 +52,16 @@ def price_page(symbols: tuple[str, ...] | None, start_date: datetime.date | None
                page: int) -> dict:
     """Return the response body of one page.
 
-    The count is cached per filter, shared by every page of it. A page past
-    the last one is answered from the count alone, so an absurd page number
-    never reaches the database.
+    The count is cached per filter, shared by every page of it.
     """
     count = cached_value("count", (symbols, start_date, end_date), lambda: count_prices(
         db.session(), symbols=symbols, start_date=start_date, end_date=end_date))
-    offset = (page - 1) * limit
-    rows = []
-    if offset < count:
-        rows = list_prices(db.session(), symbols=symbols, start_date=start_date,
-                           end_date=end_date, fields=record_fields, limit=limit, offset=offset)
-    return envelope([price_row(row, record_fields) for row in rows],
-                    pagination=pagination(count, page, limit))
+    return page_envelope(
+        count, page, limit,
+        lambda offset: list_prices(db.session(), symbols=symbols, start_date=start_date,
+                                   end_date=end_date, fields=record_fields, limit=limit,
+                                   offset=offset),
+        lambda row: price_row(row, record_fields))
 
 
 # Built once: a schema is reusable and building one per request costs time.

@@ -1,9 +1,11 @@
 """Turn service results into JSON-ready values: exact strings and rounded numbers."""
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from sqlalchemy import Row
 
+from app.envelope import envelope
 from financial.freshness import SymbolFreshness
 from financial.models import FetchRun, FetchRunSymbol
 from financial.records import price_record
@@ -19,6 +21,22 @@ def price_row(row: Row, fields: Sequence[str]) -> dict:
 def pagination(count: int, page: int, limit: int) -> dict:
     """Return the pagination block; ``pages`` is ceil(count / limit)."""
     return {"count": count, "page": page, "limit": limit, "pages": -(-count // limit)}
+
+
+Item = TypeVar("Item")
+
+
+def page_envelope(count: int, page: int, limit: int, fetch: Callable[[int], Iterable[Item]],
+                  record: Callable[[Item], dict]) -> dict:
+    """Return the body of one page of ``count`` items: ``record`` of each, and the pagination.
+
+    ``fetch(offset)`` reads the page's items. A page past the last one is
+    answered from the count alone, so an absurd page number never reaches
+    the database.
+    """
+    offset = (page - 1) * limit
+    items = fetch(offset) if offset < count else ()
+    return envelope([record(item) for item in items], pagination=pagination(count, page, limit))
 
 
 def statistics_record(stats: PriceStatistics, symbol: str, start_date: datetime.date,

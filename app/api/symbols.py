@@ -12,8 +12,7 @@ from app.api.docs import (
 )
 from app.api.params import SymbolsArgs, parser, swagger_params
 from app.api.responses import cacheable
-from app.api.serializers import pagination, symbol_record
-from app.envelope import envelope
+from app.api.serializers import page_envelope, symbol_record
 from app.extensions import db
 from app.routes import SYMBOLS_PATH
 from financial.freshness import count_symbols, list_symbols, nyse_sessions
@@ -51,14 +50,11 @@ def current_time() -> datetime.datetime:
 
 def symbols_page(limit: int, page: int, now: datetime.datetime, stale_after: int) -> dict:
     """Return the response body of one page of symbols, judged at ``now``."""
-    count = count_symbols(db.session())
-    offset = (page - 1) * limit
-    entries = []
-    if offset < count:
-        entries = list_symbols(db.session(), limit=limit, offset=offset, now=now,
-                               stale_after=stale_after)
-    return envelope([symbol_record(entry) for entry in entries],
-                    pagination=pagination(count, page, limit))
+    return page_envelope(
+        count_symbols(db.session()), page, limit,
+        lambda offset: list_symbols(db.session(), limit=limit, offset=offset, now=now,
+                                    stale_after=stale_after),
+        symbol_record)
 
 
 # Built once: a schema is reusable and building one per request costs time.

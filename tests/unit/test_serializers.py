@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.api.serializers import pagination, price_row, statistics_record
+from app.api.serializers import page_envelope, pagination, price_row, statistics_record
 from financial.records import (
     DEFAULT_FIELDS, RECORD_FIELDS, format_price, format_ratio, price_record,
 )
@@ -26,6 +26,22 @@ def test_format_price_is_exact_with_at_least_two_decimals(stored, shown):
 def test_pages_is_the_ceiling_of_count_over_limit(count, limit, pages):
     assert pagination(count, 2, limit) == {"count": count, "page": 2, "limit": limit,
                                            "pages": pages}
+
+
+def test_a_page_envelope_records_the_items_read_at_its_offset():
+    body = page_envelope(7, 2, 3, lambda offset: range(offset, offset + 3), lambda n: {"n": n})
+    assert body == {"data": [{"n": 3}, {"n": 4}, {"n": 5}],
+                    "pagination": {"count": 7, "page": 2, "limit": 3, "pages": 3},
+                    "info": {"error": ""}}
+
+
+def test_a_page_past_the_last_is_answered_without_reading():
+    def fetch(offset):
+        raise AssertionError(f"read at offset {offset}")
+
+    assert page_envelope(6, 3, 3, fetch, dict) == {
+        "data": [], "pagination": {"count": 6, "page": 3, "limit": 3, "pages": 2},
+        "info": {"error": ""}}
 
 
 @pytest.mark.parametrize("stored, shown", [
