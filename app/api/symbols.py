@@ -16,6 +16,7 @@ from app.api.serializers import page_envelope, symbol_record
 from app.extensions import db
 from app.routes import SYMBOLS_PATH
 from financial.freshness import count_symbols, list_symbols, nyse_sessions
+from financial.schedule import utc_clock
 
 ns = namespace("symbols", "Stored symbols and the freshness of their data")
 
@@ -41,11 +42,6 @@ symbols_page_model = ns.model("SymbolPage", require_every_key({
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
 }))
-
-
-def current_time() -> datetime.datetime:
-    """Return the time freshness is judged at (aware, UTC)."""
-    return datetime.datetime.now(datetime.UTC)
 
 
 def symbols_page(limit: int, page: int, now: datetime.datetime, stale_after: int) -> dict:
@@ -78,7 +74,7 @@ class SymbolList(Resource):
         tried the symbol (see /api/fetch_runs).
         """
         args = parser.parse(SYMBOLS_ARGS, location="query")
-        now = current_time()
+        now = utc_clock()
         stale_after = current_app.config["STALE_AFTER_SESSIONS"]
         # The answer changes when a session closes, so the newest closed session
         # is part of the key: a cached page never outlives the close it was judged at.

@@ -29,7 +29,7 @@ def judged_at(monkeypatch):
     """Set the time /api/symbols judges freshness at (New York wall time)."""
     def _set(*args) -> None:
         moment = datetime.datetime(*args, tzinfo=NEW_YORK)
-        monkeypatch.setattr(symbols_api, "current_time", lambda: moment)
+        monkeypatch.setattr(symbols_api, "utc_clock", lambda: moment)
     return _set
 
 
