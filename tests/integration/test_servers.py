@@ -29,7 +29,7 @@ from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, free_port, insert_prices,
     migrate_database, sqlite_url,
 )
-from tests.integration.test_deployment import ROOT, deploy_environment, image_command
+from tests.deployment import ROOT, deploy_environment, image_command
 
 START_SECONDS = 30
 TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
