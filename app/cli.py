@@ -1,10 +1,13 @@
 """Flask CLI commands of the project (``flask --app app <command>``)."""
 import datetime
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
 from app.api.caching import clear_cached_answers, is_cache_shared
@@ -14,6 +17,7 @@ from financial.fetch_run import RUN_LOCK
 from financial.runs import delete_runs_before
 from financial.stats import refresh_monthly_sums
 from lib.db import batch_engine
+from lib.db_errors import DATABASE_ERRORS, describe_database_error
 from lib.locks import LockFileError, LockTimeout, database_lock
 
 SWAGGER_FILE = PROJECT_ROOT / "conf" / "api.swagger.json"
@@ -47,6 +51,7 @@ def register_commands(app: Flask) -> None:
         timeout = config["FETCH_LOCK_TIMEOUT"]
         try:
             with (
+                _database_failure_in_one_line(),
                 batch_engine(db.engine, timeout=config["DATABASE_TIMEOUT"],
                              read_timeout=config["DATABASE_JOB_TIMEOUT"]) as engine,
                 database_lock(engine, RUN_LOCK, timeout, on_wait=lambda: click.echo(
@@ -72,11 +77,27 @@ def register_commands(app: Flask) -> None:
         The newest run, the newest that changed rows and any run in progress
         are kept, whatever their age.
         """
-        session = db.session()
-        runs, outcomes = delete_runs_before(session, before)
-        session.commit()
+        with _database_failure_in_one_line():
+            session = db.session()
+            runs, outcomes = delete_runs_before(session, before)
+            session.commit()
         click.echo(f"deleted {runs} runs started before {before:%Y-%m-%d} "
                    f"and {outcomes} symbol outcomes" + _clear_cached_answers_and_say())
+
+
+@contextmanager
+def _database_failure_in_one_line() -> Iterator[None]:
+    """Stop a command on a database failure with one line naming it, as the fetch job does.
+
+    Nothing is committed then. The line says what failed and hints at the
+    cause (e.g. the migrations not run), never the URL; a traceback would
+    bury that under library frames.
+    """
+    try:
+        yield
+    except (*DATABASE_ERRORS, ProgrammingError) as exc:
+        raise click.ClickException(f"database error: {describe_database_error(exc)}; "
+                                   "nothing was changed") from None
 
 
 def _clear_cached_answers_and_say() -> str:

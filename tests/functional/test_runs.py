@@ -13,6 +13,7 @@ from financial.runs import (
     delete_runs_before, last_run, latest_run_start,
     latest_symbol_outcomes, list_runs, record_refused_run, running_run, symbols_of_runs,
 )
+from tests.helpers import build_app, dispose_engines
 
 START = datetime.datetime(2023, 3, 24, 22, 30)
 
@@ -178,6 +179,22 @@ def test_the_prune_command_names_what_it_deleted_and_refuses_a_bad_day(app):
     refused = runner.invoke(args=["prune-runs", "--before", "last year"])
     assert refused.exit_code == 2
     assert "Invalid value for '--before'" in refused.output
+
+
+@pytest.mark.parametrize("args, table", [(["prune-runs", "--before", "2000-01-01"], "fetch_runs"),
+                                         (["refresh-sums"], "monthly_price_sums")])
+def test_the_commands_name_a_database_failure_in_one_line(empty_database_url, tmp_path, args,
+                                                          table):
+    unmigrated = build_app(empty_database_url, tmp_path / "log")
+    result = unmigrated.test_cli_runner().invoke(args=args)
+    dispose_engines(unmigrated)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    message = result.stderr
+    assert message.startswith("Error: database error: ") and message.count("\n") == 1
+    assert table in message
+    assert message.endswith("hint: the schema is missing or behind the migrations: run them "
+                            "(flask --app app db upgrade); nothing was changed\n")
 
 
 def test_the_last_fetch_of_a_symbol_is_the_newest_run_that_tried_it(db_session):
