@@ -89,7 +89,11 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
 
 
 def _configure_logging(app: Flask) -> None:
-    """Log to LOG_DIR; raise ConfigError when the folder cannot be created or written."""
+    """Log to LOG_DIR; raise ConfigError when the folder cannot be created.
+
+    A log file that cannot be written later (a full or read-only disk) does
+    not stop the app: lib.log_setup says so once and keeps logging to stderr.
+    """
     try:
         configure_logging("api", app.config["LOG_DIR"], app.config["LOG_LEVEL"])
     except OSError as exc:

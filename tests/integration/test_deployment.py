@@ -12,7 +12,6 @@ import re
 import runpy
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from tests.deployment import (
     DOCKERFILE, ENV_EXAMPLE, ROOT, deploy_environment, dockerfile_stages, env_example_names,
     healthcheck_command, image_command, instruction,
 )
+from tests.helpers import free_port
 
 GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"
 COMPOSE_FILES = ("docker-compose.prod.yml", "docker-compose.dev.yml")
@@ -463,12 +463,6 @@ def test_gunicorn_config_names_only_real_settings(gunicorn_env):
 
 
 # --- 4.: the entrypoint and gunicorn, run as the image runs them ---------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def http_get(port: int, path: str) -> tuple[int, str, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
