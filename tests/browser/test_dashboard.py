@@ -413,7 +413,7 @@ def test_an_api_error_is_shown_with_a_retry(browser, serve, tmp_path):
         "the database is unavailable, please retry later.")
     assert element(browser, "#retry").is_displayed()
     browser.screenshot("api-error")
-    browser.script("window.location.hash = 'chart'")  # what the skip link does
+    browser.script("window.location.hash = 'message'")  # what the skip link does
     browser.driver.back()
     assert wait_settled(browser)["message"].startswith("The API answered with an error (HTTP 503)")
     assert element(browser, "#retry").is_displayed(), "the message keeps its Retry"

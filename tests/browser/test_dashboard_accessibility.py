@@ -7,6 +7,7 @@ whatever its impact, fails the test with one line per element.
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser.test_dashboard import (
@@ -109,6 +110,20 @@ def test_a_message_replacing_the_focused_chart_takes_the_focus(browser, live_ser
     browser.driver.back()  # Alt+Left
     assert wait_settled(browser)["message"].startswith("No prices are stored for IBM")
     assert browser.script("return document.activeElement.id") == "message"
+
+
+@pytest.mark.parametrize("query, target, text", [
+    ("symbol=IBM", "chart", "Skip to the chart"),
+    ("symbol=IBM&start_date=2020-01-01&end_date=2020-01-31", "message", "Skip to the message"),
+])
+def test_the_skip_link_leads_past_the_controls_to_what_is_shown(browser, live_server, query,
+                                                                target, text):
+    browser.open(f"{live_server.url}/?{query}")
+    wait_settled(browser)
+    tab_to(browser, "skip-link", limit=1)  # the first stop on the page
+    assert element(browser, "#skip-link").text == text
+    press(browser, Keys.ENTER)
+    assert browser.script("return document.activeElement.id") == target
 
 
 def test_the_results_being_replaced_stay_readable_and_say_so(browser, live_server):

@@ -3,6 +3,7 @@
 const byId = (id) => document.getElementById(id);
 
 export const elements = {
+  skipLink: byId('skip-link'),
   root: byId('dashboard'),
   form: byId('controls'),
   symbol: byId('symbol'),
@@ -130,6 +131,17 @@ export function showMessage(text, retry = null) {
   }
   document.title = PAGE_TITLE; // no view is shown, so the tab names none
   setStatus('');
+  skipTo(elements.message, 'Skip to the message');
+}
+
+/**
+ * Point the skip link at `target`, what the page shows below the controls. A link to
+ * the hidden chart would lead nowhere: the message stands in its place, and so in the link's.
+ */
+function skipTo(target, text) {
+  elements.skipLink.setAttribute('href', `#${target.id}`);
+  elements.skipLink.textContent = text;
+  elements.skipLink.hidden = false;
 }
 
 export function setStatus(text) {
@@ -153,6 +165,7 @@ export function showResults(view) {
   }
   elements.chartTitle.textContent = `${view.symbol}, ${view.start} to ${view.end}`;
   document.title = `${view.symbol} ${view.start} to ${view.end} · ${PAGE_TITLE}`;
+  skipTo(elements.chart, 'Skip to the chart');
 }
 
 /** Show the statistics from /api/statistics and the number of trading days. */
