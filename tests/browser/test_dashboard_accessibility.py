@@ -11,7 +11,7 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser.test_dashboard import (
-    element, price_rows, press, shown_readout, tab_to, wait_settled, wait_shown,
+    element, price_rows, press, shown_readout, symbol_entries, tab_to, wait_settled, wait_shown,
 )
 from tests.helpers import build_app, migrate_database, sqlite_url
 
@@ -215,6 +215,37 @@ def test_the_dates_are_whole_on_the_narrowest_screen(browser, live_server):
     assert wait_settled(browser)["title"]
     widths = browser.script(DATE_FIELD_WIDTHS)
     assert min(widths["shown"]) >= widths["natural"], f"a date is cut off: {widths}"
+
+
+# The picked symbol's width in the closed picker, and the width it needs to be whole.
+PICKED_SYMBOL_WIDTHS = """
+const select = document.getElementById('symbol');
+const probe = select.cloneNode(false);
+probe.append(new Option(select.selectedOptions[0].text));
+Object.assign(probe.style, { position: 'absolute', width: 'auto', minWidth: '0',
+                             maxWidth: 'none' });
+document.body.append(probe);
+const natural = probe.offsetWidth;
+probe.remove();
+return { natural, shown: select.offsetWidth };
+"""
+
+
+def test_the_picked_symbol_is_whole_on_the_narrowest_screen(browser, mixed_server):
+    entry = symbol_entries(mixed_server)["IBM"]
+    assert entry["stale"]
+    browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
+    browser.open(mixed_server.url + "/?symbol=IBM")
+    assert wait_settled(browser)["title"]
+    widths = browser.script(PICKED_SYMBOL_WIDTHS)
+    assert widths["shown"] >= widths["natural"], f"the picked symbol is cut off: {widths}"
+    picked = browser.script("return document.getElementById('symbol').selectedOptions[0].text")
+    assert picked == f"IBM · {entry['last_date']} · stale", "the freshness stays"
+
+    browser.driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})  # turned wide
+    browser.wait_for(lambda: "last day" in browser.script(
+        "return document.getElementById('symbol').selectedOptions[0].text"),
+        "the full option text on a wide screen")
 
 
 def test_a_message_quoting_a_long_address_fits_the_narrowest_screen(browser, live_server):

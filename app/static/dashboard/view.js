@@ -41,9 +41,21 @@ function lag(entry) {
     : `${plural(entry.sessions_behind, 'session')} behind`;
 }
 
+// Narrower than this, the closed picker cuts "IBM · last day 2023-03-24 · stale" short:
+// its options drop the words "last day", and keep the day and the stale mark.
+const narrowScreen = window.matchMedia('(max-width: 25rem)');
+let pickerEntries = []; // the picker's /api/symbols entries, in the order of its options
+
 function optionText(entry) {
-  return `${entry.symbol} · last day ${entry.last_date}${entry.stale ? ' · stale' : ''}`;
+  const lastDay = narrowScreen.matches ? entry.last_date : `last day ${entry.last_date}`;
+  return `${entry.symbol} · ${lastDay}${entry.stale ? ' · stale' : ''}`;
 }
+
+narrowScreen.addEventListener('change', () => {
+  pickerEntries.forEach((entry, index) => {
+    elements.symbol.options[index].text = optionText(entry);
+  });
+});
 
 function lastFetch(entry) {
   if (!entry.last_fetched_at) {
@@ -68,6 +80,7 @@ export function bindControls({ onSymbol, onPreset, onDates }) {
 
 /** Fill the picker with every stored symbol and its freshness; `emptyText` when there is none. */
 export function renderPicker(entries, emptyText = 'No symbols stored') {
+  pickerEntries = entries;
   const options = entries.map((entry) => new Option(optionText(entry), entry.symbol));
   elements.symbol.replaceChildren(...(options.length ? options : [new Option(emptyText, '')]));
   elements.symbol.disabled = entries.length === 0;
