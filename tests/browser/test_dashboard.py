@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from flask import Flask, request
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -456,6 +457,77 @@ def test_an_unreachable_api_is_shown_and_retry_recovers(browser, serve, recorded
     assert shown_stats(browser) == expected_stats(server, *view.values())
     assert browser.script("return document.activeElement.id") == "chart", (
         "the focus moves on from the hidden Retry button")
+
+
+# --- when the page cannot start ---------------------------------------------------------
+
+def failing_app(database_url: str, log_dir, path: str, answer) -> Flask:
+    """The app, answering ``answer`` (a Flask response value) for the file at ``path``."""
+    app = build_app(database_url, log_dir)
+
+    @app.before_request
+    def _answer_for_path():
+        return answer if request.path == path else None
+
+    return app
+
+
+def broken_file(name: str, before: str = "", after: str = "") -> tuple[str, int, dict]:
+    """The dashboard's module ``name`` with code added ``before`` and ``after`` its own."""
+    source = (PROJECT_ROOT / "app" / "static" / "dashboard" / name).read_text(encoding="utf-8")
+    return f"{before}\n{source}\n{after}", 200, {"Content-Type": "text/javascript"}
+
+
+FAILURE = "throw new Error('broken on purpose');"
+
+
+def wait_start_failure(browser) -> str:
+    """Wait until the page says it could not start; return what it says."""
+    return browser.wait_for(lambda: browser.script(
+        "return !document.getElementById('message').hidden"
+        " && document.getElementById('message-text').textContent"), "the start-up failure")
+
+
+@pytest.mark.parametrize("path, answer, cause", [
+    ("/static/dashboard/view.js", ("", 404), "TypeError: Failed to fetch dynamically imported"),
+    ("/static/dashboard/api.js", broken_file("api.js", before=FAILURE),
+     "Error: broken on purpose"),
+    # A bug in the first view: its chart is drawn, its statistics fail.
+    ("/static/dashboard/view.js",
+     broken_file("view.js", after=f"renderStats = () => {{{FAILURE}}};"),
+     "Error: broken on purpose"),
+], ids=["missing", "failing-at-start", "failing-first-view"])
+def test_a_script_that_cannot_load_or_run_is_shown(browser, serve, recorded_database_url,
+                                                   tmp_path, path, answer, cause):
+    server = serve(failing_app(recorded_database_url, tmp_path / "log", path, answer))
+    browser.open(server.url + "/?symbol=IBM")
+    message = wait_start_failure(browser)
+    assert message.startswith("The dashboard could not start: its scripts failed to load or to "
+                              f"run ({cause}"), message
+    assert message.endswith("Reload the page to try again. The prices can also be read from "
+                            "the JSON API.")
+    assert element(browser, "#message-text a").get_attribute("href") == server.url + "/api/docs"
+    for hidden in ("controls", "skip-link", "retry", "results"):
+        assert not element(browser, f"#{hidden}").is_displayed(), hidden
+    assert browser.accessibility_violations() == []
+    problems = browser.take_problems()
+    assert any("could not start" in line for line in problems.console_errors)
+    assert [request.status for request in problems.failed_requests] == (
+        [404] if answer[1] == 404 else [])
+
+
+def test_without_javascript_the_page_says_it_needs_it(browser, live_server):
+    browser.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.open(live_server.url + "/?symbol=IBM")
+        notice = element(browser, "noscript .message")
+        assert notice.text == ("The dashboard needs JavaScript, which is off in this browser. "
+                               "The prices can also be read from the JSON API.")
+        assert element(browser, "noscript a").get_attribute("href") == (
+            live_server.url + "/api/docs")
+        assert not element(browser, "#controls").is_displayed()
+    finally:
+        browser.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
 
 
 # --- keyboard, small screens, CSP ------------------------------------------------------------

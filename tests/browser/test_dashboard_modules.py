@@ -7,7 +7,7 @@ import pytest
 
 from lib.tickers import SYMBOL_PATTERN, SYMBOL_RULE
 
-# {"anchored": source} stands for a RegExp matching the whole of a string, as main.js builds it.
+# {"anchored": source} stands for a RegExp matching a whole string, as dashboard.js builds it.
 CALL_EACH = """
 const [module, name, cases, done] = arguments;
 const revive = (arg) => (arg?.anchored === undefined ? arg : new RegExp(`^(?:${arg.anchored})$`));

@@ -11,7 +11,9 @@ from conf.settings import PROJECT_ROOT
 from lib.tickers import SYMBOL_PATTERN, SYMBOL_RULE
 
 VENDOR_DIR = PROJECT_ROOT / "app" / "static" / "vendor" / "lightweight-charts"
-JS_IMPORT = re.compile(r"""^import\b[^'"]*?from\s+['"]([^'"]+)['"]""", re.MULTILINE)
+# A static import's module, or a dynamic import's of a fixed name: import('./x.js').
+JS_IMPORT = re.compile(r"""^import\b[^'"]*?from\s+['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]""",
+                       re.MULTILINE)
 JS_TYPES = ("text/javascript", "application/javascript")
 
 
@@ -78,11 +80,13 @@ def test_every_file_the_page_loads_is_served_by_the_app(sqlite_client):
             served.add(url)
             if url.endswith((".js", ".mjs")):
                 assert response.mimetype in JS_TYPES, (url, response.mimetype)
-                imports = JS_IMPORT.findall(response.get_data(as_text=True))
+                imports = [static or dynamic for static, dynamic
+                           in JS_IMPORT.findall(response.get_data(as_text=True))]
                 assert all(name.startswith(".") for name in imports), f"{url} imports {imports}"
                 pending += [normpath(f"{dirname(url)}/{name}") for name in imports]
     assert "/static/vendor/lightweight-charts/lightweight-charts.standalone.production.mjs" \
         in served
+    assert "/static/dashboard/dashboard.js" in served, "main.js's import of it is followed"
 
 
 def test_the_page_gets_the_api_prefix_and_the_symbol_rule_from_the_app(sqlite_client):

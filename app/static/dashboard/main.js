@@ -1,220 +1,26 @@
-// The dashboard: reads the view from the address, loads it from the API, draws it.
+// The page's entry: starts the dashboard, or says on the page that it could not start.
+// It imports nothing, so a script that is missing or fails as the page starts (or a bug
+// in its first view) ends in that sentence, not in "Loading symbols…" for ever.
 
-import { ApiError, OfflineError, createApi } from './api.js';
-import { PriceChart } from './chart.js';
-import { DEFAULT_PRESET, isIsoDate, matchingPreset, presetRange } from './ranges.js';
-import { UrlError, queryString, readUrlState } from './url-state.js';
-import * as view from './view.js';
+const byId = (id) => document.getElementById(id);
 
-const { dataset } = view.elements.root;
-const api = createApi(dataset.apiPrefix);
-const symbolPattern = new RegExp(`^(?:${dataset.symbolPattern})$`);
-
-let symbols = new Map(); // symbol -> its /api/symbols entry
-let shown = null; // the view on screen: {symbol, start, end}
-let chart = null;
-let generation = 0; // bumped per load, so a slow answer never overwrites a newer view
-let chosenPreset = null; // the preset last pressed: it wins over another giving the same days
-
-/** Explain a failed request in a sentence a reader can act on. */
-function explain(error) {
-  if (error instanceof OfflineError) {
-    return `The API cannot be reached: ${error.message}. `
-      + 'Check your connection and that the server is running, then retry.';
+/** Replace the controls and any view with a message saying why the page did not start. */
+function showStartFailure(error) {
+  console.error('The dashboard could not start:', error);
+  const docs = document.createElement('a');
+  docs.href = `${byId('dashboard').dataset.apiPrefix}/docs`;
+  docs.textContent = 'the JSON API';
+  byId('message-text').replaceChildren(
+    `The dashboard could not start: its scripts failed to load or to run (${error}). `
+      + 'Reload the page to try again. The prices can also be read from ',
+    docs,
+    '.',
+  );
+  for (const id of ['skip-link', 'controls', 'freshness', 'results', 'retry']) {
+    byId(id).hidden = true;
   }
-  if (error instanceof ApiError && error.status === 429 && error.retryAfter !== null) {
-    // The API's own text points at its Retry-After header, which a reader never sees.
-    return 'The API answered with an error (HTTP 429): too many requests. '
-      + `Retry in ${view.plural(error.retryAfter, 'second')}.`;
-  }
-  if (error instanceof ApiError) {
-    return `The API answered with an error (HTTP ${error.status}): ${error.message}.`;
-  }
-  throw error;
+  byId('status').textContent = '';
+  byId('message').hidden = false;
 }
 
-/** The preset that gives `range`: the one pressed last if it does (All and 2W can coincide). */
-function presetOf(range) {
-  const entry = symbols.get(range.symbol);
-  if (!entry) {
-    return null;
-  }
-  if (chosenPreset) {
-    const chosen = presetRange(chosenPreset, entry.first_date, entry.last_date);
-    if (chosen.start === range.start && chosen.end === range.end) {
-      return chosenPreset;
-    }
-  }
-  return matchingPreset(range, entry.first_date, entry.last_date);
-}
-
-/**
- * Complete what the address gave with the symbol's stored range (or the default preset).
- * A date filled in never falls on the wrong side of the given one: a range from after the
- * stored days (or to before them) stays a valid range, and shows that nothing is stored there.
- */
-function completeView(wanted, entry) {
-  if (!wanted.start && !wanted.end) {
-    return { symbol: entry.symbol, ...presetRange(DEFAULT_PRESET, entry.first_date, entry.last_date) };
-  }
-  const start = wanted.start ?? (wanted.end < entry.first_date ? wanted.end : entry.first_date);
-  const end = wanted.end ?? (start > entry.last_date ? start : entry.last_date);
-  return { symbol: entry.symbol, start, end };
-}
-
-async function loadSymbols() {
-  generation += 1;
-  view.setStatus('Loading the stored symbols…');
-  let entries;
-  try {
-    entries = await api.symbols();
-  } catch (error) {
-    view.renderPicker([], 'Symbols could not be loaded');
-    view.showMessage(explain(error), loadSymbols);
-    return;
-  }
-  symbols = new Map(entries.map((entry) => [entry.symbol, entry]));
-  view.renderPicker(entries);
-  if (entries.length === 0) {
-    view.showMessage('No prices are stored yet. Run the fetch job (python get_raw_data.py) to load some.');
-    return;
-  }
-  await showAddress();
-}
-
-/** Show the view the address asks for; a bad address gets a message saying what is wrong. */
-async function showAddress() {
-  let wanted;
-  try {
-    wanted = readUrlState(window.location.search, symbolPattern, dataset.symbolRule);
-  } catch (error) {
-    if (!(error instanceof UrlError)) {
-      throw error;
-    }
-    generation += 1;
-    shown = null;
-    view.renderControls({}, null); // no symbol picked: picking any one shows it
-    view.renderFreshness(null);
-    view.showMessage(`This address cannot be shown: ${error.message}. Pick a symbol and a range instead.`);
-    return;
-  }
-  const entry = symbols.get(wanted.symbol ?? symbols.keys().next().value);
-  if (!entry) {
-    generation += 1;
-    shown = null;
-    view.renderControls({ start: wanted.start, end: wanted.end }, null);
-    view.renderFreshness(null);
-    view.showMessage(`No prices are stored for ${wanted.symbol}. Pick one of the stored symbols.`);
-    return;
-  }
-  const complete = completeView(wanted, entry);
-  if (window.location.search !== queryString(complete)) {
-    window.history.replaceState(null, '', queryString(complete)); // the canonical, shareable form
-  }
-  await load(complete);
-}
-
-/** Load and draw a view: its prices, page by page, and its statistics. */
-async function load(range) {
-  generation += 1;
-  const mine = generation;
-  shown = range;
-  const entry = symbols.get(range.symbol);
-  view.renderControls(range, presetOf(range));
-  view.renderFreshness(entry);
-  if (range.start > range.end) {
-    view.showMessage(noDataText(range, entry));
-    return;
-  }
-  view.setBusy(true);
-  view.setStatus(`Loading ${range.symbol}, ${range.start} to ${range.end}…`);
-  try {
-    const firstPage = await api.firstPricePage(range);
-    if (mine !== generation) {
-      return;
-    }
-    if (firstPage.pagination.count === 0) {
-      view.showMessage(noDataText(range, entry));
-      return;
-    }
-    const [rows, stats] = await Promise.all([api.allPrices(range, firstPage), api.statistics(range)]);
-    if (mine !== generation) {
-      return;
-    }
-    draw(range, rows, stats);
-  } catch (error) {
-    if (mine === generation) {
-      view.showMessage(explain(error), () => load(range));
-    }
-  } finally {
-    if (mine === generation) {
-      view.setBusy(false);
-    }
-  }
-}
-
-function noDataText(range, entry) {
-  return `No prices are stored for ${range.symbol} from ${range.start} to ${range.end}. `
-    + `${range.symbol} has prices from ${entry.first_date} to ${entry.last_date}: `
-    + 'pick a range within those days.';
-}
-
-function draw(range, rows, stats) {
-  view.showResults(range);
-  chart ??= new PriceChart(view.elements.chart, view.renderReadout);
-  chart.show(rows, range.symbol);
-  view.renderStats(stats, rows.length);
-  view.setStatus(`Showing ${range.symbol}, ${range.start} to ${range.end}: `
-    + `${view.plural(rows.length, 'trading day')}.`);
-}
-
-/** Go to a view: a new history entry, so Back returns to the previous one. */
-function navigate(range) {
-  window.history.pushState(null, '', queryString(range));
-  load(range);
-}
-
-function onSymbol(symbol) {
-  const entry = symbols.get(symbol);
-  // A preset follows the new symbol's stored days; explicit dates stay as they are.
-  const preset = shown ? presetOf(shown) : DEFAULT_PRESET;
-  const range = preset
-    ? presetRange(preset, entry.first_date, entry.last_date)
-    : { start: shown.start, end: shown.end };
-  navigate({ symbol, ...range });
-}
-
-function onPreset(name) {
-  const entry = symbols.get(view.pickedSymbol());
-  if (!entry) {
-    view.showMessage('Pick a stored symbol first.');
-    return;
-  }
-  chosenPreset = name;
-  navigate({ symbol: entry.symbol, ...presetRange(name, entry.first_date, entry.last_date) });
-}
-
-function onDates(start, end) {
-  const entry = symbols.get(view.pickedSymbol());
-  if (!entry) {
-    view.showMessage('Pick a stored symbol first.');
-  } else if (!isIsoDate(start) || !isIsoDate(end)) {
-    view.showMessage('Write both dates as YYYY-MM-DD, from year 0001 to 9999.');
-  } else if (start > end) {
-    view.showMessage(`The start date ${start} is after the end date ${end}: swap them or pick a preset.`);
-  } else {
-    chosenPreset = null;
-    navigate({ symbol: entry.symbol, start, end });
-  }
-}
-
-view.bindControls({ onSymbol, onPreset, onDates });
-window.addEventListener('popstate', () => {
-  // Without stored symbols (none yet, or their loading failed) the page keeps its message
-  // and Retry; a change of the fragment alone (the skip link) changes no view.
-  const shownQuery = shown ? queryString(shown) : null;
-  if (symbols.size > 0 && window.location.search !== shownQuery) {
-    showAddress();
-  }
-});
-loadSymbols();
+import('./dashboard.js').then(({ start }) => start()).catch(showStartFailure);
