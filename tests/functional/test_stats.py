@@ -36,6 +36,17 @@ def test_averages_only_the_symbol_in_the_inclusive_range(db_session):
     assert stats == PriceStatistics(Decimal("20.00"), Decimal("30.00"), 200)
 
 
+def test_whole_months_of_several_symbols_keep_their_own_sums(db_session):
+    # Whole months come from monthly_price_sums, refreshed here for every symbol at once.
+    store(db_session, "IBM", [(D(2023, 1, 2), "10.0000", "20.0000", 100),
+                              (D(2023, 1, 3), "20.0000", "30.0000", 300)])
+    store(db_session, "AAPL", [(D(2023, 1, 3), "500.0000", "600.0000", 5)])
+    assert compute_statistics(db_session, "IBM", D(2023, 1, 1), D(2023, 1, 31)) == (
+        PriceStatistics(Decimal("15.00"), Decimal("25.00"), 200))
+    assert compute_statistics(db_session, "AAPL", D(2022, 12, 1), D(2023, 2, 28)) == (
+        PriceStatistics(Decimal("500.00"), Decimal("600.00"), 5))
+
+
 def test_rounds_the_exact_mean_half_away_from_zero(db_session):
     # open 0.0025 -> 0.00; close exactly 2.125 -> 2.13; volume exactly 2.5 -> 3.
     store(db_session, "IBM", [(D(2023, 1, 2), "0.0050", "2.1240", 2),
