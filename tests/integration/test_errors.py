@@ -49,6 +49,8 @@ BAD_SYMBOL = f"symbol: must be {RULE}"
     ("limit=5&limit=6&page=1&page=1",
      "limit: is given more than once; page: is given more than once"),
     ("start_date=%FF", "start_date: must be a date in YYYY-MM-DD format"),
+    ("n" * 40 + "=1", "n" * 40 + ": is not a known parameter"),
+    ("n" * 41 + "=1", "n" * 37 + "...: is not a known parameter"),
 ])
 def test_financial_data_rejects_bad_parameters(sqlite_client, query, message):
     assert_error(sqlite_client.get(f"/api/financial_data?{query}"), 400, message, LIST_ERROR)
@@ -86,6 +88,8 @@ MANY_SYMBOLS = ",".join(f"S{n}" for n in range(101))
     (f"symbol={MANY_SYMBOLS}", "symbol: takes at most 100 distinct tickers, got 101"),
     ("symbol=" + ",".join(f"B%20{n}" for n in range(8)),
      f"symbol: 'B 0', 'B 1', 'B 2', 'B 3', 'B 4' and 3 more are not tickers; each must be {RULE}"),
+    ("symbol=" + ",".join(f"B%20{n}" for n in range(5)),
+     f"symbol: 'B 0', 'B 1', 'B 2', 'B 3', 'B 4' are not tickers; each must be {RULE}"),
     ("symbol=IBM&fields=all&fields=volume", "fields: is given more than once"),
 ])
 @pytest.mark.parametrize("path", ["/api/financial_data", "/api/financial_data/export"])
