@@ -78,6 +78,9 @@ def test_symbols_lists_each_stored_symbol_with_its_freshness(client, make_price,
 def test_symbols_are_paginated_by_symbol(client, make_price, store_prices, judged_at):
     store_prices([make_price(symbol=symbol, date=FRIDAY) for symbol in ("C", "A", "B")])
     judged_at(2023, 3, 24, 17, 0)
+    first = client.get("/api/symbols?limit=2").get_json()
+    assert [entry["symbol"] for entry in first["data"]] == ["A", "B"]
+    assert first["pagination"] == {"count": 3, "page": 1, "limit": 2, "pages": 2}
     body = client.get("/api/symbols?limit=2&page=2").get_json()
     assert [entry["symbol"] for entry in body["data"]] == ["C"]
     assert body["pagination"] == {"count": 3, "page": 2, "limit": 2, "pages": 2}
