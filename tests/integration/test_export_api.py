@@ -1,5 +1,6 @@
 """GET /api/financial_data/export through the test client, on every database backend."""
 import csv
+import datetime
 import io
 
 import pytest
@@ -117,6 +118,11 @@ def test_export_streams_the_rows_in_several_chunks(app, client):
     lines = b"".join(chunks).split(b"\r\n")
     assert len(lines) == 5002 and lines[-1] == b""
     assert lines[1] == b"S000,2000-01-03,100.1234,110.50,90.25,105.0001,104.9876,123456789,0.00,1.0"
+    # Every row whole, whichever chunk it ends up in (the synthetic rows, in date, symbol order).
+    assert lines[1:-1] == [
+        f"S{n % 100:03d},{datetime.date(2000, 1, 3) + datetime.timedelta(days=n // 100)},"
+        f"100.1234,110.50,90.25,105.0001,104.9876,{123456789 + n},0.00,1.0".encode()
+        for n in range(5000)]
     assert checked_out_connections(app) == 0
 
 
