@@ -109,7 +109,32 @@ def test_logs_the_next_run_time(caplog):
     caplog.set_level(logging.INFO, logger="financial.schedule")
     thursday_run = datetime.datetime(2026, 3, 5, 23, 31)
     serve(new_york(2026, 3, 6, 12, 0), runs=1, history_start=thursday_run)
-    assert "next run at 2026-03-06T18:30:00-05:00" in caplog.messages
+    assert caplog.messages == [
+        "scheduler started: '30 18 * * 1-5' in America/New_York",
+        "next run at 2026-03-06T18:30:00-05:00",
+        "scheduled run of 2026-03-06T18:30:00-05:00",
+        "scheduler stopped",
+    ]
+
+
+def test_an_unreadable_history_is_caught_up_anyway(caplog):
+    """Running once too many is the safer guess than missing a run."""
+    caplog.set_level(logging.INFO, logger="financial.schedule")
+    clock = FakeClock(new_york(2026, 3, 3, 9, 0))
+    job = FakeJob(clock)
+
+    def unreadable_history() -> datetime.datetime | None:
+        raise OSError("the database is unreachable")
+
+    Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), job, unreadable_history,
+              should_stop=lambda: len(job.runs) >= 1, clock=clock, sleep=clock.sleep).serve()
+    assert job.runs == [new_york(2026, 3, 3, 9, 0)]
+    assert caplog.messages == [
+        "scheduler started: '30 18 * * 1-5' in America/New_York",
+        "could not read the run history (OSError); catching up anyway",
+        "catch-up run: no run since 2026-03-02T18:30:00-05:00",
+        "scheduler stopped",
+    ]
 
 
 def test_a_missed_run_is_caught_up_once_at_start():
@@ -134,13 +159,15 @@ def test_a_failing_run_does_not_stop_the_schedule(caplog):
     assert "AlphaVantage is down" in caplog.text
 
 
-def test_a_stop_request_ends_the_wait_without_running():
+def test_a_stop_request_ends_the_wait_without_running(caplog):
+    caplog.set_level(logging.INFO, logger="financial.schedule")
     clock = FakeClock(new_york(2026, 3, 6, 12, 0))
     ran = []
     Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), lambda: ran.append(clock()),
               lambda: datetime.datetime(2026, 3, 5, 23, 31),
               should_stop=lambda: clock.naps >= 10, clock=clock, sleep=clock.sleep).serve()
     assert ran == [] and clock.now == new_york(2026, 3, 6, 12, 0, 10)
+    assert caplog.messages[-1] == "scheduler stopped"
 
 
 @pytest.mark.parametrize("last_start, missed", [
