@@ -133,6 +133,13 @@ def test_upsert_inserts_then_updates_in_place_across_chunks(db_session):
         Decimal("2.0000"), Decimal("3.0001"), Decimal("3.0001")]
 
 
+def test_a_symbol_stored_on_the_days_of_another_is_new(db_session):
+    assert store_prices(db_session, "IBM", frame_of(3)) == StoreResult("IBM", 3, 3, 0)
+    assert store_prices(db_session, "AAPL", frame_of(3)) == StoreResult("AAPL", 3, 3, 0)
+    assert stored(db_session, "AAPL") == stored(db_session, "IBM")
+    assert len(stored(db_session, "AAPL")) == 3
+
+
 def test_store_symbol_commits_one_transaction(app):
     with app.app_context():
         assert store_symbol(db.session(), "IBM", frame_of(3)) == StoreResult("IBM", 3, 3, 0)
@@ -204,16 +211,20 @@ def test_store_symbol_retries_a_lock_conflict_then_stores(impatient_session):
     assert len(stored(impatient_session)) == 3
 
 
-def test_store_symbol_gives_up_after_its_attempts(impatient_session):
+def test_store_symbol_gives_up_after_its_attempts(impatient_session, caplog):
     holder = RowLockHolder(impatient_session.get_bind().engine)
     pauses = []
     try:
         with pytest.raises(OperationalError):
-            store_symbol(impatient_session, "IBM", frame_of(3), attempts=2, pause=0.01,
+            store_symbol(impatient_session, "IBM", frame_of(3), attempts=3, pause=0.01,
                          sleep=pauses.append)
     finally:
         holder.release()
-    assert pauses == [0.01]
+    assert pauses == [0.01, 0.02], "a growing pause between attempts"
+    assert [record.getMessage() for record in caplog.records
+            if record.name == "financial.ingest"] == [
+        "storing IBM hit OperationalError; retrying (1 of 2)",
+        "storing IBM hit OperationalError; retrying (2 of 2)"]
     assert stored(impatient_session) == {}
 
 
