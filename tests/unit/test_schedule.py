@@ -92,6 +92,7 @@ def test_a_wall_time_the_clock_shows_twice_runs_once():
 @pytest.mark.parametrize("expression, expected", [
     ("*/30 * * * *", ["05:00", "05:30", "06:00", "06:30", "07:00"]),
     ("15 * * * *", ["05:15", "06:15", "07:15", "08:15", "09:15"]),
+    ("*/30 1 * * *", ["05:00", "05:30", "06:00", "06:30", "1 06:00"]),
     ("15 1,3 * * *", ["05:15", "08:15", "1 06:15", "1 08:15"]),  # fixed: 01:15 once
 ])
 def test_a_wildcard_schedule_runs_at_every_time_the_clock_shows(expression, expected):
@@ -199,10 +200,13 @@ def test_the_day_fields_combine_as_in_cron(expression, expected):
     assert days == expected
 
 
+FIVE_FIELDS = "must have 5 fields: minute hour day-of-month month day-of-week$"
+
+
 @pytest.mark.parametrize("expression, problem", [
-    ("30 18 * *", "must have 5 fields"),
-    ("0 30 18 * * 1-5", "must have 5 fields"),
-    ("@daily", "must have 5 fields"),
+    ("30 18 * *", FIVE_FIELDS),
+    ("0 30 18 * * 1-5", FIVE_FIELDS),
+    ("@daily", FIVE_FIELDS),
     ("61 18 * * *", "cannot be used"),
     ("30 18 * * mon-xyz", "cannot be used"),
     ("0 0 30 2 *", "cannot be used"),
