@@ -7,6 +7,7 @@ import sys
 from prometheus_client.parser import text_string_to_metric_families
 
 import get_raw_data
+from app import metrics
 from app.extensions import db
 from app.metrics import METRICS_FOLDER_GONE
 from conf.settings import PROJECT_ROOT
@@ -83,6 +84,16 @@ def test_the_newest_stored_day_of_each_symbol_is_read_at_scrape_time(app, store_
               if name == "financial_newest_stored_date_seconds"}
     assert newest == {"IBM": 1679616000.0, "BRK.B": 1709164800.0}  # midnight UTC of each day
     assert value(samples, "financial_database_up") == 1
+
+
+def test_the_newest_day_series_stop_at_the_first_symbols_by_name(
+        app, store_prices, make_price, monkeypatch):
+    monkeypatch.setattr(metrics, "MAX_SYMBOL_SERIES", 2)
+    store_prices([make_price(symbol=symbol, date=datetime.date(2023, 3, 24))
+                  for symbol in ("MSFT", "AAPL", "IBM")])
+    names = [dict(labels)["symbol"] for name, labels in scrape(app.test_client())
+             if name == "financial_newest_stored_date_seconds"]
+    assert sorted(names) == ["AAPL", "IBM"]
 
 
 def last_run_series(samples: dict) -> dict:
