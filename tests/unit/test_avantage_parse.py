@@ -351,6 +351,29 @@ def test_malformed_values_are_explained(payload: dict[str, Any], message: str) -
         parse_daily_series(payload)
 
 
+# Quoted, "x" * 38 is 40 characters, the longest a message shows whole.
+@pytest.mark.parametrize(("payload", "problem"), [
+    (with_field("1. open", "abc"), "'1. open' is 'abc', not a number"),
+    (with_field("1. open", "NaN"), "'1. open' is 'NaN', not a number (NaN)"),
+    (with_field("1. open", "Infinity"), "'1. open' is 'Infinity', infinite"),
+    (with_field("4. close", "-1.25"), "'4. close' is '-1.25', negative"),
+    (with_field("1. open", "1E+2"), "'1. open' is '1E+2', not a plain decimal number"),
+    (with_field("1. open", "1000000000"),
+     "'1. open' is '1000000000', 1,000,000,000 or more, beyond any real value"),
+    (with_field("1. open", 123.36), "'1. open' is 123.36, not a string"),
+    (with_field("5. volume", "-1"), "'5. volume' is '-1', not a non-negative integer"),
+    (with_field("5. volume", "100000000000000"),
+     "'5. volume' is '100000000000000', beyond any real volume (max 99,999,999,999,999)"),
+    (with_field("1. open", "x" * 38), f"'1. open' is '{'x' * 38}', not a number"),
+    (with_field("1. open", "x" * 39), f"'1. open' is '{'x' * 36}..., not a number"),
+])
+def test_each_bad_value_is_named_with_its_problem(payload: dict[str, Any], problem: str) -> None:
+    with pytest.raises(MalformedResponseError) as caught:
+        parse_daily_series(payload)
+
+    assert str(caught.value) == f"IBM 2023-03-24: {problem}"
+
+
 def test_a_day_whose_high_or_low_equals_its_open_or_close_is_valid() -> None:
     payload = minimal_daily({"1. open": "10", "2. high": "10.0", "3. low": "10.0000",
                              "4. close": "10", "5. volume": "1"})
@@ -378,6 +401,7 @@ def test_bad_date_key_is_named(day: str) -> None:
 
     assert str(caught.value).startswith("IBM: day ")
     assert repr(day) in str(caught.value)
+    assert caught.value.symbol == "IBM"
 
 
 def test_one_bad_day_rejects_the_whole_series() -> None:
@@ -501,3 +525,21 @@ def test_the_short_way_reads_every_recorded_day_as_the_full_checks_do(name):
 def test_values_off_the_short_way_are_read_as_before(raw, value):
     series = parse_daily_series(minimal_adjusted(_5=raw))
     assert series.bars[0].adjusted_close_price == value
+
+
+def fully_checked(**changes: str) -> DailyBar:
+    """Parse a one-day adjusted payload whose open has leading zeros, off the short way."""
+    return parse_daily_series(minimal_adjusted(**{"_1": "0000000137.95", **changes})).bars[0]
+
+
+def test_the_full_checks_round_half_away_from_zero_and_read_volumes_as_the_short_way():
+    assert fully_checked(_5="123.45665").adjusted_close_price == Decimal("123.4567")
+    assert fully_checked(_5="123.45664999").adjusted_close_price == Decimal("123.4566")
+    assert fully_checked(_6="0").volume == 0
+    assert fully_checked(_6="99999999999999").volume == 99999999999999
+    assert fully_checked(_6="000000000000000123").volume == 123
+
+
+def test_the_full_checks_accept_a_day_whose_high_equals_its_low():
+    bar = fully_checked(_1="0000000010", _2="10", _3="10.00", _4="10")
+    assert (bar.open_price, bar.high_price, bar.low_price, bar.close_price) == (Decimal(10),) * 4
