@@ -43,6 +43,8 @@ def test_the_streamed_export_carries_a_weak_tag_and_a_match_gets_an_empty_304(sq
     assert sqlite_client.get(EXPORT_URL + "&fields=all").headers["ETag"] != tag
     again = sqlite_client.get(EXPORT_URL, headers={"If-None-Match": tag})
     assert (again.status_code, again.data, again.headers["ETag"]) == (304, b"", tag)
+    assert again.headers["Cache-Control"] == first.headers["Cache-Control"]
+    assert again.headers["Cache-Control"].startswith("public, max-age=")
     assert "X-Request-ID" in again.headers and "Content-Security-Policy" in again.headers
 
 
