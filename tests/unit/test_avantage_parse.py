@@ -22,6 +22,7 @@ from lib.avantage_api import (
     RateLimitError,
     classify_error_payload,
     parse_daily_series,
+    read_saved_response,
 )
 from lib.alphavantage import payload as payload_module
 from tests.fake_alphavantage import ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES
@@ -543,3 +544,27 @@ def test_the_full_checks_round_half_away_from_zero_and_read_volumes_as_the_short
 def test_the_full_checks_accept_a_day_whose_high_equals_its_low():
     bar = fully_checked(_1="0000000010", _2="10", _3="10.00", _4="10")
     assert (bar.open_price, bar.high_price, bar.low_price, bar.close_price) == (Decimal(10),) * 4
+
+
+def test_a_saved_file_that_is_not_json_is_named(tmp_path) -> None:
+    saved = tmp_path / "broken.json"
+    saved.write_text("{not json")
+
+    with pytest.raises(AlphaVantageError) as caught:
+        read_saved_response(saved)
+
+    assert str(caught.value) == "broken.json: cannot read a JSON response (JSONDecodeError)"
+    assert caught.value.symbol is None
+
+
+def test_a_saved_error_answer_raises_as_that_error_naming_the_file(tmp_path) -> None:
+    key, text = ALPHAVANTAGE_ERROR_BODIES["daily_quota"]
+    saved = tmp_path / "quota.json"
+    saved.write_text(json.dumps({key: text}))
+
+    with pytest.raises(RateLimitError) as caught:
+        read_saved_response(saved)
+
+    assert str(caught.value) == (
+        f"the AlphaVantage daily quota is spent; quota.json not fetched, try tomorrow: {text}")
+    assert caught.value.is_daily_quota and caught.value.symbol is None
