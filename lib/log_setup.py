@@ -158,6 +158,10 @@ class _LogFile(ConcurrentRotatingFileHandler):
                                      "be written to it meanwhile", self.baseFilename, failed)
 
     def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):  # a record that cannot be formatted: a bug, not the disk
+            super().handleError(record)
+            return
         self._failed_now = True
         self._failed_records += 1
         if self._failed_records > 1:
@@ -166,19 +170,13 @@ class _LogFile(ConcurrentRotatingFileHandler):
         try:
             _log_file_logger.error("cannot write the log file %s (%s); until it can be written "
                                    "again its records go to stderr only, at stderr's level",
-                                   self.baseFilename, _describe_os_error(sys.exc_info()[1]))
+                                   self.baseFilename, error.strerror or error.__class__.__name__)
         finally:
             self._telling_failure = False
 
 
 # Not a child of any program's logger: its lines go to the root's handlers only.
 _log_file_logger = logging.getLogger("lib.log_setup")
-
-
-def _describe_os_error(error: BaseException | None) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return error.__class__.__name__ if error is not None else "unknown error"
 
 
 def drop_terminal_styles(logger_name: str) -> None:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conf.settings import PROJECT_ROOT
 from lib.log_setup import (CONTINUATION_INDENT, LOG_BACKUPS, SETUP_CHATTY_LOGGERS,
                            configure_logging, drop_terminal_styles, split_fixed_messages)
@@ -210,6 +212,7 @@ def test_a_fixed_multi_line_message_becomes_one_record_per_line(tmp_path):
     ]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
 def test_a_log_file_that_cannot_be_written_says_so_once_and_again_once_it_can(tmp_path, capsys):
     # /dev/full fails every write with ENOSPC, as a full disk does.
     (tmp_path / "full.log").symlink_to("/dev/full")
@@ -232,3 +235,18 @@ def test_a_log_file_that_cannot_be_written_says_so_once_and_again_once_it_can(tm
     assert "INFO t: after" in text and back in text and back in capsys.readouterr().err
     log.info("later")
     assert log_file.read_text().count("written again") == 1, "said once, not per record"
+
+
+def test_a_record_that_cannot_be_formatted_is_a_logging_error_not_a_disk_fault(tmp_path):
+    # In a process of its own: pytest's capturing handler would raise the error itself.
+    script = ("import logging, sys\n"
+              "from lib.log_setup import configure_logging\n"
+              "configure_logging('bug', sys.argv[1])\n"
+              "logging.getLogger('t').info('count %d', 'not a number')\n"
+              "logging.getLogger('t').info('fine')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, check=True)
+    assert "--- Logging error ---" in done.stderr and "TypeError" in done.stderr
+    assert "cannot write the log file" not in done.stderr
+    text = (tmp_path / "bug.log").read_text()
+    assert "INFO t: fine" in text and "written again" not in text
