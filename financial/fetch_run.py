@@ -292,7 +292,9 @@ def recorded_run(
     ends (the API's cached answers are then stale). ``note`` gets the run's line.
 
     Raises LockWaitStopped when ``should_stop()`` turns true while waiting
-    (nothing is recorded), SQLAlchemyError when the history cannot be written.
+    (nothing is recorded), LockFileError when SQLite's lock file cannot be
+    opened (nothing is recorded), SQLAlchemyError when the history cannot be
+    written.
     """
     waiting_since = clock()
     try:

@@ -2,10 +2,12 @@
 import datetime
 import random
 import threading
+from pathlib import Path
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
 from sqlalchemy import create_engine, text, update
+from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from financial.errors import NoDataError
@@ -13,7 +15,7 @@ from financial.fetch_run import RUN_LOCK
 from financial.models import FinancialData
 from financial.stats import PriceStatistics, compute_statistics
 from lib.locks import database_lock
-from tests.helpers import insert_prices
+from tests.helpers import build_app, dispose_engines, insert_prices, sqlite_url
 
 D = datetime.date
 
@@ -157,6 +159,18 @@ def test_the_refresh_command_may_take_longer_than_the_apis_read_timeout(app):
     assert result.exit_code == 0, result.output
     with app.app_context():
         assert open_average(db.session) == Decimal("30.00")
+
+
+def test_the_refresh_command_says_in_one_line_that_its_lock_file_cannot_be_opened(tmp_path):
+    database = sqlite_url(tmp_path)
+    blocked = Path(f"{make_url(database).database}.{RUN_LOCK}-lock")
+    blocked.mkdir()  # open() refuses a folder, even to root, as a read-only disk refuses a file
+    application = build_app(database, tmp_path / "log")
+    result = application.test_cli_runner().invoke(args=["refresh-sums"])
+    dispose_engines(application)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (f"Error: the lock file {blocked} cannot be opened (Is a directory); "
+                             "nothing was changed\n")
 
 
 def test_the_refresh_command_waits_for_a_fetch_run_and_gives_up_without_a_change(app):
