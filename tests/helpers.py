@@ -251,7 +251,8 @@ def data_commands(client) -> dict[str, int]:
 LIST_ERROR = {"data": [], "pagination": None}
 OBJECT_ERROR = {"data": {}}
 # What an error body must never show: internals that belong in the log.
-LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy", "/work/", ".py", "financial_data WHERE")
+LEAK_MARKERS = ("Traceback", "SELECT", "sqlalchemy", str(PROJECT_ROOT), ".py",
+                "financial_data WHERE")
 
 
 def assert_error(response, status, message, shape):

@@ -4,6 +4,8 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-11-28
 """
+import logging
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
@@ -12,6 +14,8 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+logger = logging.getLogger("alembic.env")
 
 # Prices are DECIMAL(18,4); SQLite has no exact decimal, so there they are
 # integers counting 1/10000 units (see lib.storage.ScaledDecimal).
@@ -29,6 +33,8 @@ def upgrade():
     # touched (creating it fails, as it always did). (No database to look at
     # when --sql prints the statements.)
     if not op.get_context().as_sql and _is_an_empty_leftover():
+        logger.warning("financial_data is an empty table left by an unfinished first "
+                       "migration: creating it again")
         op.drop_table("financial_data")
     op.create_table(
         "financial_data",

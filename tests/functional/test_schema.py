@@ -1,5 +1,6 @@
 """The migrated schema is the contract's table on every backend."""
 import datetime
+import logging
 import re
 import threading
 from decimal import Decimal
@@ -159,7 +160,7 @@ def test_a_migration_killed_after_its_first_statements_runs_again(empty_database
 
 
 def test_a_first_migration_stopped_after_its_table_runs_again_but_keeps_a_filled_one(
-        empty_database_url, tmp_path):
+        empty_database_url, tmp_path, caplog):
     """Stopped after its CREATE TABLE (killed, a full disk refusing the index), 0001 left an
     empty table and no revision, and every later start failed: "table already exists"."""
     row = {"symbol": "IBM", "date": datetime.date(2023, 1, 31), "open_price": 1411000,
@@ -171,6 +172,8 @@ def test_a_first_migration_stopped_after_its_table_runs_again_but_keeps_a_filled
             stamp(revision="base")  # what the stop leaves: the table, no revision
             upgrade()
             assert inspect(db.engine).has_table("monthly_price_sums")
+            assert ("alembic.env", logging.WARNING, "financial_data is an empty table left by "
+                    "an unfinished first migration: creating it again") in caplog.record_tuples
             downgrade(revision="base")
             upgrade(revision="0001")
             db.session.execute(text(

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from importlib import import_module
@@ -447,8 +448,10 @@ def test_gunicorn_keeps_the_workers_metrics_in_memory_not_on_the_disk(gunicorn_e
     settings = runpy.run_path(str(GUNICORN_CONF))
     settings["_share_metrics_between_workers"]()
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    # Where there is no /dev/shm (macOS), the system's temporary folder.
+    memory = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     try:
-        assert folder.parent == Path("/dev/shm") and folder.is_dir()
+        assert folder.parent == memory and folder.is_dir()
     finally:
         settings["on_exit"](None)
     assert not folder.exists(), "removed when gunicorn stops"
