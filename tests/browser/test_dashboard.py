@@ -18,24 +18,16 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from conf.settings import PROJECT_ROOT
+from tests.browser.dashboard_page import (
+    api, element, press, price_rows, shown_readout, symbol_entries, tab_to, wait_settled,
+    wait_shown,
+)
 from tests.browser.harness import FailedRequest, csp_directives, publish_screenshot
 from app.extensions import db
 from tests.helpers import build_app, insert_prices, migrate_database, sqlite_url
 
 README_SCREENSHOT = PROJECT_ROOT / "docs" / "dashboard.png"
 MIN_COLOURED_PIXELS = 50
-
-SETTLED_STATE = """
-const message = document.getElementById('message');
-const results = document.getElementById('results');
-if (results.getAttribute('aria-busy') === 'true' || (message.hidden && results.hidden)) {
-  return null;
-}
-return {
-  message: message.hidden ? null : document.getElementById('message-text').textContent,
-  title: results.hidden ? null : document.getElementById('chart-title').textContent,
-};
-"""
 
 # Counts the chart's pixels drawn exactly in the up, down and line colours.
 CHART_PIXELS = """
@@ -62,22 +54,6 @@ import('/static/dashboard/chart.js').then(({ COLORS }) => {
 
 # --- helpers ---------------------------------------------------------------------------
 
-def api(server, path: str, **params) -> dict:
-    response = requests.get(f"{server.url}/api/{path}", params=params, timeout=10)
-    return response.json()
-
-
-def symbol_entries(server) -> dict[str, dict]:
-    return {entry["symbol"]: entry for entry in api(server, "symbols", limit=1000)["data"]}
-
-
-def price_rows(server, symbol: str, start: str, end: str) -> list[dict]:
-    body = api(server, "financial_data", symbol=symbol, start_date=start, end_date=end,
-               fields="all", limit=1000)
-    assert body["pagination"]["pages"] <= 1, "the recorded data fits one page"
-    return body["data"]
-
-
 def expected_stats(server, symbol: str, start: str, end: str) -> dict[str, str]:
     """The statistics as the page should show them, from the API's own answers."""
     stats = api(server, "statistics", symbol=symbol, start_date=start, end_date=end)["data"]
@@ -100,18 +76,6 @@ def month_range_start(last: str, months: int) -> str:
     return (datetime.date(year, month_index + 1, clamped) + datetime.timedelta(days=1)).isoformat()
 
 
-def wait_settled(browser) -> dict:
-    """Wait until the page shows results or a message; return the chart title or the message."""
-    return browser.wait_for(lambda: browser.script(SETTLED_STATE), "the dashboard to settle")
-
-
-def wait_shown(browser, symbol: str, start: str, end: str) -> None:
-    """Wait until the page shows the chart of exactly this view."""
-    title = f"{symbol}, {start} to {end}"
-    browser.wait_for(lambda: (browser.script(SETTLED_STATE) or {}).get("title") == title,
-                     f"the chart of {title}")
-
-
 def address(browser) -> dict[str, str]:
     query = parse_qs(urlsplit(browser.driver.current_url).query)
     return {name: values[0] for name, values in query.items()}
@@ -120,11 +84,6 @@ def address(browser) -> dict[str, str]:
 def shown_stats(browser) -> dict[str, str]:
     return {cell.get_attribute("data-stat"): cell.text
             for cell in browser.driver.find_elements(By.CSS_SELECTOR, "#stats [data-stat]")}
-
-
-def shown_readout(browser) -> dict[str, str]:
-    return {cell.get_attribute("data-field"): cell.text
-            for cell in browser.driver.find_elements(By.CSS_SELECTOR, "#readout [data-field]")}
 
 
 def readout_of(row: dict) -> dict[str, str]:
@@ -143,10 +102,6 @@ def chart_pixels(browser) -> dict[str, int]:
 def pressed_presets(browser) -> list[str]:
     return [button.text for button in browser.driver.find_elements(
         By.CSS_SELECTOR, "[data-preset][aria-pressed='true']")]
-
-
-def element(browser, css: str):
-    return browser.driver.find_element(By.CSS_SELECTOR, css)
 
 
 # --- the main view ---------------------------------------------------------------------
@@ -531,19 +486,6 @@ def test_without_javascript_the_page_says_it_needs_it(browser, live_server):
 
 
 # --- keyboard, small screens, CSP ------------------------------------------------------------
-
-def press(browser, *keys: str) -> None:
-    ActionChains(browser.driver).send_keys(*keys).perform()
-
-
-def tab_to(browser, element_id: str, limit: int = 15) -> None:
-    """Press Tab until the element has the focus, failing after ``limit`` presses."""
-    for _ in range(limit):
-        press(browser, Keys.TAB)
-        if browser.script("return document.activeElement.id") == element_id:
-            return
-    raise AssertionError(f"#{element_id} is not reachable with Tab")
-
 
 def test_the_keyboard_alone_picks_a_symbol_a_range_and_a_day(browser, live_server):
     symbols = sorted(symbol_entries(live_server))

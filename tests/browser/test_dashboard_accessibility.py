@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser.test_dashboard import (
+from tests.browser.dashboard_page import (
     element, price_rows, press, shown_readout, symbol_entries, tab_to, wait_settled, wait_shown,
 )
 from tests.helpers import build_app, migrate_database, sqlite_url
