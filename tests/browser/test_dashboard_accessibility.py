@@ -16,6 +16,7 @@ from tests.browser.dashboard_page import (
 from tests.helpers import build_app, migrate_database, sqlite_url
 
 NARROWEST_WIDTH = 320  # CSS px: WCAG's reflow width, a 1280 px screen zoomed to 400%
+PAGE_TITLE = "Stock prices · Financial data"
 
 
 def accessible(browser, css: str) -> dict:
@@ -110,6 +111,72 @@ def test_a_message_replacing_the_focused_chart_takes_the_focus(browser, live_ser
     browser.driver.back()  # Alt+Left
     assert wait_settled(browser)["message"].startswith("No prices are stored for IBM")
     assert browser.script("return document.activeElement.id") == "message"
+
+
+@contextmanager
+def without_check_visibility(browser) -> Iterator[None]:
+    """Open pages in the block as a browser without ``Element.checkVisibility()`` would.
+
+    Safari before 17.4 (and Chrome 105, Firefox 106) has no such method: it is
+    deleted in each new page before the page's own scripts run.
+    """
+    added = browser.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {
+        "source": "delete Element.prototype.checkVisibility;"})
+    try:
+        yield
+    finally:
+        browser.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {
+            "identifier": added["identifier"]})
+
+
+def shown_around_the_message(browser) -> dict:
+    """The focus, the tab's title, the status and the skip link, which a message updates."""
+    return browser.script("""return {
+        focus: document.activeElement.id, title: document.title,
+        status: document.getElementById('status').textContent,
+        skip: document.getElementById('skip-link').textContent,
+        checkVisibility: typeof Element.prototype.checkVisibility };""")
+
+
+def test_a_message_over_the_focused_chart_needs_no_check_visibility(browser, live_server):
+    with without_check_visibility(browser):
+        browser.open(live_server.url + "/?symbol=IBM&start_date=2020-01-01&end_date=2020-01-31")
+        assert wait_settled(browser)["message"]
+        element(browser, "[data-preset='2W']").click()
+        assert wait_settled(browser)["title"]
+        tab_to(browser, "chart", limit=25)
+        browser.driver.back()
+        assert wait_settled(browser)["message"].startswith("No prices are stored for IBM")
+        assert shown_around_the_message(browser) == {
+            "focus": "message", "title": PAGE_TITLE, "status": "",
+            "skip": "Skip to the message", "checkVisibility": "undefined"}
+
+
+# Counts the messages the page writes from now on, the same text again too.
+COUNT_MESSAGES = """
+window.messagesShown = 0;
+new MutationObserver(() => { window.messagesShown += 1; }).observe(
+  document.getElementById('message-text'), { childList: true });
+"""
+
+
+def test_retry_failing_again_needs_no_check_visibility(browser, serve, tmp_path):
+    broken = serve(build_app("mysql+pymysql://api@127.0.0.1:1/financial", tmp_path / "log"))
+    with without_check_visibility(browser):
+        browser.open(broken.url + "/")
+        assert "HTTP 503" in wait_settled(browser)["message"]
+        browser.script(COUNT_MESSAGES)
+        tab_to(browser, "retry", limit=25)
+        press(browser, Keys.ENTER)
+        browser.wait_for(lambda: browser.script("return window.messagesShown"),
+                         "the message of the second HTTP 503")
+        # The message keeps its Retry, and the Retry button its focus.
+        assert shown_around_the_message(browser) == {
+            "focus": "retry", "title": PAGE_TITLE, "status": "",
+            "skip": "Skip to the message", "checkVisibility": "undefined"}
+    problems = browser.take_problems()
+    assert [request.status for request in problems.failed_requests] == [503, 503]
+    assert len(problems.console_errors) == 2, problems.console_errors  # one for each 503
 
 
 @pytest.mark.parametrize("query, target, text", [

@@ -137,9 +137,11 @@ export function showMessage(text, retry = null) {
   elements.message.hidden = false;
   elements.results.hidden = true;
   // The Retry button or the chart, now hidden, would drop a keyboard user's focus
-  // on the page itself: the message takes it, and a screen reader reads it.
-  const focusMayHide = focused === elements.retry || elements.results.contains(focused);
-  if (focusMayHide && !focused.checkVisibility()) {
+  // on the page itself: the message takes it, and a screen reader reads it. What is
+  // hidden is known here; Element.checkVisibility() is missing before Safari 17.4.
+  const focusHidden = (focused === elements.retry && retry === null)
+    || elements.results.contains(focused);
+  if (focusHidden) {
     elements.message.focus();
   }
   document.title = PAGE_TITLE; // no view is shown, so the tab names none
