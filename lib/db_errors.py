@@ -2,6 +2,7 @@
 
 Framework-free: callers pass the exceptions in.
 """
+import re
 import sqlite3
 
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
@@ -14,6 +15,12 @@ from lib.schema import MIGRATE_COMMAND
 DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
 _MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
 _MYSQL_DISK_FULL_ERRORS = (1021, 1114)  # disk full, table full
+# Errors that mean a full disk only when the OS error behind them is ENOSPC (28):
+# a storage engine's error (1030), a file the server writes (1026) or a temporary
+# file (3, the server's own "Errcode"). MariaDB writes `errno: 28 "No space left
+# on device"`, MySQL `errno: 28 - No space left on device`.
+_MYSQL_OS_ERRORS = (3, 1026, 1030)
+_ENOSPC = re.compile(r"\b(?:error|errno|errcode):? 28\b", re.IGNORECASE)
 DISK_FULL = "the database's disk is full"
 # A schema the code does not match: MySQL's "no such table" and "unknown column",
 # and SQLite's words for them.
@@ -79,7 +86,10 @@ def is_lock_conflict(exc: OperationalError) -> bool:
 
 
 def is_disk_full(exc: Exception) -> bool:
-    """Tell a write refused for want of room (SQLite's SQLITE_FULL, MySQL's disk or table full).
+    """Tell a write refused for want of room: SQLite's SQLITE_FULL, MySQL's disk or table full.
+
+    MySQL also reports a full disk as an OS error 28 (ENOSPC) behind a storage
+    engine's or a file's error; the same codes carry other OS errors too.
 
     Such a database answers at once: naming it sends an operator to the disk,
     not to a server that "stopped answering".
@@ -89,4 +99,8 @@ def is_disk_full(exc: Exception) -> bool:
         return False
     if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
         return True
-    return bool(orig.args) and orig.args[0] in _MYSQL_DISK_FULL_ERRORS
+    code = orig.args[0] if orig.args else None
+    if code in _MYSQL_DISK_FULL_ERRORS:
+        return True
+    return code in _MYSQL_OS_ERRORS and bool(
+        _ENOSPC.search(" ".join(map(str, orig.args[1:]))))

@@ -1,0 +1,49 @@
+"""lib/db_errors.py: a full disk told apart from other errors the server reports."""
+import struct
+
+import pymysql
+import pytest
+from sqlalchemy.exc import DBAPIError
+
+from lib.db_errors import is_disk_full
+
+NO_SPACE = '28 "No space left on device"'
+
+
+def server_error(code: int, message: str) -> DBAPIError:
+    """The error as the code gets it: PyMySQL's, read from the packet, wrapped by SQLAlchemy."""
+    packet = b"\xff" + struct.pack("<H", code) + b"#HY000" + message.encode()
+    try:
+        pymysql.err.raise_mysql_exception(packet)
+    except pymysql.err.Error as orig:
+        return DBAPIError.instance("INSERT INTO financial_data", {}, orig, pymysql.err.Error)
+    raise AssertionError("PyMySQL raised nothing")
+
+
+@pytest.mark.parametrize("code, message", [
+    (1021, f"Disk full (./financial/financial_data.ibd); waiting for someone to free some "
+           f"space... (errno: {NO_SPACE})"),
+    (1114, "The table 'financial_data' is full"),
+    (1030, f"Got error {NO_SPACE} from storage engine InnoDB"),
+    (1030, "Got error 28 - 'No space left on device' from storage engine"),  # MySQL's words
+    (1026, f"Error writing file './financial/fetch_runs.MYD' (errno: {NO_SPACE})"),
+    (1026, "Error writing file './financial/fetch_runs.MYD' (errno: 28 - No space left on "
+           "device)"),
+    (3, f"Error writing file '/tmp/MYfd=61' (Errcode: {NO_SPACE})"),
+    (3, "Error writing file '/tmp/MYfd=61' (OS errno 28 - No space left on device)"),
+], ids=["1021", "1114", "1030", "1030-mysql", "1026", "1026-mysql", "3", "3-mysql"])
+def test_mysql_names_a_full_disk_by_its_code_or_by_errno_28(code, message):
+    assert is_disk_full(server_error(code, message))
+
+
+@pytest.mark.parametrize("code, message", [
+    (1030, 'Got error 122 "Disk quota exceeded" from storage engine InnoDB'),
+    (1030, 'Got error 128 "Too many active concurrent transactions" from storage engine '
+           'InnoDB'),
+    (1026, "Error writing file './financial/fetch_runs.MYD' (errno: 5 \"Input/output error\")"),
+    (3, "Error writing file '/tmp/MYfd=61' (Errcode: 9 \"Bad file descriptor\")"),
+    (1205, "Lock wait timeout exceeded; try restarting transaction"),
+    (1062, "Duplicate entry 'IBM-2023-03-24' for key 'PRIMARY'; error 28"),
+], ids=["1030-quota", "1030-128", "1026-eio", "3-ebadf", "lock", "errno-28-of-another-code"])
+def test_the_same_codes_with_another_os_error_are_not_a_full_disk(code, message):
+    assert not is_disk_full(server_error(code, message))
