@@ -522,31 +522,44 @@ def test_the_container_start_and_the_cli_say_in_one_line_a_lock_file_cannot_be_o
 
 
 @contextlib.contextmanager
-def _full_disk(database: str) -> Iterator[None]:
-    """Make the database refuse to grow, as on a full disk: SQLITE_FULL, or MySQL's error 1114."""
+def _full_disk(database: str, *, history_too: bool = False) -> Iterator[None]:
+    """Make the database refuse to grow, as on a full disk: SQLITE_FULL, or MySQL's error 1114.
+
+    The run's own row still fits (SQLite has room left in its page). With
+    ``history_too`` a symbol's row in the run history does not fit either.
+    """
     engine = create_engine(database)
-    if engine.dialect.name == "sqlite":
+    sqlite = engine.dialect.name == "sqlite"
+    refused = [] if sqlite else ["financial_data"]  # SQLite: by its page limit alone
+    if history_too:
+        refused.append("fetch_run_symbols")
+    with engine.begin() as connection:
+        for table in refused:
+            connection.execute(text(_NO_ROOM_SQLITE if sqlite else _NO_ROOM_MYSQL.format(table)))
+    if sqlite:
         def no_growth(dbapi_connection, _record):
             pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
             dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
 
         event.listen(Engine, "connect", no_growth)
-        try:
-            yield
-        finally:
+    try:
+        yield
+    finally:
+        if sqlite:
             event.remove(Engine, "connect", no_growth)
-    else:
         with engine.begin() as connection:
-            connection.execute(text(
-                "CREATE TRIGGER disk_full BEFORE INSERT ON financial_data FOR EACH ROW "
-                "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1114, "
-                "MESSAGE_TEXT = 'The table ''financial_data'' is full'"))
-        try:
-            yield
-        finally:
-            with engine.begin() as connection:
-                connection.execute(text("DROP TRIGGER disk_full"))
-    engine.dispose()
+            for table in refused:
+                connection.execute(text(f"DROP TRIGGER no_room_{table}"))
+        engine.dispose()
+
+
+_NO_ROOM_MYSQL = ("CREATE TRIGGER no_room_{0} BEFORE INSERT ON {0} FOR EACH ROW "
+                  "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1114, "
+                  "MESSAGE_TEXT = 'The table ''{0}'' is full'")
+# A symbol's history row that grows past the room SQLite's page limit leaves: SQLITE_FULL.
+_NO_ROOM_SQLITE = ("CREATE TRIGGER no_room_fetch_run_symbols AFTER INSERT ON fetch_run_symbols "
+                   "BEGIN UPDATE fetch_run_symbols SET error = hex(zeroblob(500000)) "
+                   "WHERE run_id = NEW.run_id AND symbol = NEW.symbol; END")
 
 
 def test_a_full_disk_is_named_as_such_and_leaves_no_row(
@@ -571,6 +584,41 @@ def test_a_full_disk_is_named_as_such_and_leaves_no_row(
     runs, outcomes = history(application)
     assert [(run.status, bool(run.finished_at)) for run in runs.values()] == [("failed", True)]
     assert outcomes[min(runs)]["IBM"].error == reason
+    assert stored(application) == {}
+    with application.app_context():
+        db.engine.dispose()
+
+
+def test_a_full_disk_that_refuses_the_failure_too_ends_the_run_naming_it(
+        capsys, monkeypatch, empty_database_url, tmp_path, fake_alphavantage):
+    """No request of the quota for symbols that cannot be stored, nor "stopped answering"."""
+    database = empty_database_url
+    migrate_database(database, tmp_path / "log")
+    days = [datetime.date(2000, 1, 3) + datetime.timedelta(days=n) for n in range(700)]
+    fake_alphavantage.queue_json(synthetic_payload("IBM", days))
+    job_env = {"APP_ENV": "testing", "DATABASE_URL": database, "CACHE_TYPE": "SimpleCache",
+               "LOG_DIR": str(tmp_path / "joblog"), "ALPHAVANTAGE_API_KEY": KEY,
+               "ALPHAVANTAGE_BASE_URL": fake_alphavantage.url,
+               "ALPHAVANTAGE_REQUEST_INTERVAL": "0"}
+    for name, value in isolated_environment(**job_env).items():
+        monkeypatch.setenv(name, value)
+    with _full_disk(database, history_too=True):
+        status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL,MSFT", "--full")
+    assert (status, out) == (1, "")
+    assert [r.params["symbol"] for r in fake_alphavantage.requests] == ["IBM"]
+    assert ("IBM: failed: database error (OperationalError: the database's disk is full); "
+            "its rows are unchanged") in err
+    for symbol in ("AAPL", "MSFT"):
+        assert f"{symbol}: failed: not fetched: the database's disk is full" in err
+    assert "stopped answering" not in err and "Traceback" not in err
+    application = build_app(database, tmp_path / "log")
+    runs, outcomes = history(application)
+    (run,) = runs.values()
+    assert (run.status, bool(run.finished_at)) == ("failed", True)
+    assert run.message == ("0 of 3 symbols stored, 0 new rows, 0 updated; "
+                           "ended early: the database's disk is full")
+    assert f"run {run.id} failed: {run.message}" in err
+    assert outcomes[run.id] == {}, "no symbol's row half-written"
     assert stored(application) == {}
     with application.app_context():
         db.engine.dispose()
