@@ -236,7 +236,9 @@ class RunLoop:
             self.session.rollback()
             logger.error("could not record %s in run %d (%s)", symbol, self.history.run_id,
                          error.__class__.__name__)
-            self.is_database_lost = _is_unusable(error)
+            # A full disk may come as an error outside DATABASE_ERRORS (MySQL's
+            # error 3 is PyMySQL's InternalError): it stops the run all the same.
+            self.is_database_lost = _is_unusable(error) or is_disk_full(error)
             if is_disk_full(error):
                 self.database_lost_reason = DISK_FULL
 

@@ -522,11 +522,13 @@ def test_the_container_start_and_the_cli_say_in_one_line_a_lock_file_cannot_be_o
 
 
 @contextlib.contextmanager
-def _full_disk(database: str, *, history_too: bool = False) -> Iterator[None]:
+def _full_disk(database: str, *, history_too: bool = False,
+               mysql_errno: int = 1114) -> Iterator[None]:
     """Make the database refuse to grow, as on a full disk: SQLITE_FULL, or MySQL's error 1114.
 
     The run's own row still fits (SQLite has room left in its page). With
     ``history_too`` a symbol's row in the run history does not fit either.
+    ``mysql_errno`` 3 is the error of a full disk under MySQL's temporary files.
     """
     engine = create_engine(database)
     sqlite = engine.dialect.name == "sqlite"
@@ -535,7 +537,8 @@ def _full_disk(database: str, *, history_too: bool = False) -> Iterator[None]:
         refused.append("fetch_run_symbols")
     with engine.begin() as connection:
         for table in refused:
-            connection.execute(text(_NO_ROOM_SQLITE if sqlite else _NO_ROOM_MYSQL.format(table)))
+            connection.execute(text(_NO_ROOM_SQLITE if sqlite else _NO_ROOM_MYSQL.format(
+                table=table, errno=mysql_errno, message=_NO_ROOM_MESSAGES[mysql_errno])))
     if sqlite:
         def no_growth(dbapi_connection, _record):
             pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
@@ -553,9 +556,12 @@ def _full_disk(database: str, *, history_too: bool = False) -> Iterator[None]:
         engine.dispose()
 
 
-_NO_ROOM_MYSQL = ("CREATE TRIGGER no_room_{0} BEFORE INSERT ON {0} FOR EACH ROW "
-                  "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1114, "
-                  "MESSAGE_TEXT = 'The table ''{0}'' is full'")
+_NO_ROOM_MYSQL = ("CREATE TRIGGER no_room_{table} BEFORE INSERT ON {table} FOR EACH ROW "
+                  "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = '{message}'")
+_NO_ROOM_MESSAGES = {
+    1114: "The table ''{table}'' is full",
+    3: "Error writing file ''/tmp/MYfd=42'' (Errcode: 28 \"No space left on device\")",
+}
 # A symbol's history row that grows past the room SQLite's page limit leaves: SQLITE_FULL.
 _NO_ROOM_SQLITE = ("CREATE TRIGGER no_room_fetch_run_symbols AFTER INSERT ON fetch_run_symbols "
                    "BEGIN UPDATE fetch_run_symbols SET error = hex(zeroblob(500000)) "
@@ -589,8 +595,15 @@ def test_a_full_disk_is_named_as_such_and_leaves_no_row(
         db.engine.dispose()
 
 
+@pytest.mark.parametrize("empty_database_url, mysql_errno, error_class", [
+    ("sqlite", None, "OperationalError"),
+    pytest.param("mysql", 1114, "OperationalError", marks=pytest.mark.mysql),
+    # PyMySQL raises InternalError for codes below 1000.
+    pytest.param("mysql", 3, "InternalError", marks=pytest.mark.mysql),
+], indirect=["empty_database_url"])
 def test_a_full_disk_that_refuses_the_failure_too_ends_the_run_naming_it(
-        capsys, monkeypatch, empty_database_url, tmp_path, fake_alphavantage):
+        capsys, monkeypatch, empty_database_url, tmp_path, fake_alphavantage, mysql_errno,
+        error_class):
     """No request of the quota for symbols that cannot be stored, nor "stopped answering"."""
     database = empty_database_url
     migrate_database(database, tmp_path / "log")
@@ -602,11 +615,11 @@ def test_a_full_disk_that_refuses_the_failure_too_ends_the_run_naming_it(
                "ALPHAVANTAGE_REQUEST_INTERVAL": "0"}
     for name, value in isolated_environment(**job_env).items():
         monkeypatch.setenv(name, value)
-    with _full_disk(database, history_too=True):
+    with _full_disk(database, history_too=True, mysql_errno=mysql_errno or 1114):
         status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL,MSFT", "--full")
     assert (status, out) == (1, "")
     assert [r.params["symbol"] for r in fake_alphavantage.requests] == ["IBM"]
-    assert ("IBM: failed: database error (OperationalError: the database's disk is full); "
+    assert (f"IBM: failed: database error ({error_class}: the database's disk is full); "
             "its rows are unchanged") in err
     for symbol in ("AAPL", "MSFT"):
         assert f"{symbol}: failed: not fetched: the database's disk is full" in err
