@@ -12,6 +12,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 
 from lib.db import batch_engine
+from lib.db_errors import DATABASE_ERRORS, describe_database_error
 from lib.locks import LockFileError, MigrationLockTimeout, migration_lock
 
 logger = logging.getLogger("alembic.env")
@@ -52,6 +53,13 @@ def run_migrations_online() -> None:
                                    "run it again once it has finished") from None
     except LockFileError as exc:
         raise click.ClickException(f"{exc}; nothing was migrated") from None
+    except DATABASE_ERRORS as exc:
+        if click.get_current_context(silent=True) is None:
+            raise  # the job and the container's start say it in their own line
+        # Every migration runs again from where it stopped, so a rerun is safe.
+        raise click.ClickException(
+            f"database error: {describe_database_error(exc)}; the migration stopped: "
+            "run it again once the database can be used") from None
 
 
 def migration_engine() -> AbstractContextManager[Engine]:

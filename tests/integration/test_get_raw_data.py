@@ -521,6 +521,19 @@ def test_the_container_start_and_the_cli_say_in_one_line_a_lock_file_cannot_be_o
     assert "Traceback" not in result.stderr
 
 
+def test_flask_db_upgrade_names_a_database_it_cannot_use_in_one_line(tmp_path):
+    (tmp_path / "financial.db").mkdir()  # SQLite cannot open a folder
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=sqlite_url(tmp_path), FLASK_SKIP_DOTENV="1")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        1, "Error: database error: OperationalError: unable to open database file; the "
+           "migration stopped: run it again once the database can be used")
+    assert "Traceback" not in result.stderr
+
+
 @contextlib.contextmanager
 def _full_disk(database: str, *, history_too: bool = False,
                mysql_errno: int = 1114) -> Iterator[None]:
