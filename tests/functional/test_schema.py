@@ -9,7 +9,7 @@ import click
 import pytest
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, stamp, upgrade
-from sqlalchemy import create_engine, insert, inspect, select, text
+from sqlalchemy import Date, bindparam, create_engine, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app import MIGRATIONS_DIR, SCHEMA_REVISION
@@ -176,9 +176,11 @@ def test_a_first_migration_stopped_after_its_table_runs_again_but_keeps_a_filled
                     "an unfinished first migration: creating it again") in caplog.record_tuples
             downgrade(revision="base")
             upgrade(revision="0001")
+            # Typed, so SQLAlchemy renders the date: Python 3.12 deprecates sqlite3's own adapter.
             db.session.execute(text(
                 "INSERT INTO financial_data (symbol, date, open_price, close_price, volume) "
-                "VALUES (:symbol, :date, :open_price, :close_price, :volume)"), row)
+                "VALUES (:symbol, :date, :open_price, :close_price, :volume)"
+            ).bindparams(bindparam("date", type_=Date)), row)
             db.session.commit()
             stamp(revision="base")  # a table of someone else's, with rows: not dropped
             with pytest.raises(DBAPIError, match="already exists"):

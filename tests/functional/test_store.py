@@ -4,7 +4,7 @@ import datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import Date, bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -168,9 +168,10 @@ class RowLockHolder:
             self.connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             self.connection.begin()
+        # Typed, so SQLAlchemy renders the date: Python 3.12 deprecates sqlite3's own adapter.
         self.connection.execute(text(
             "INSERT INTO financial_data (symbol, date, open_price, close_price, volume) "
-            "VALUES ('IBM', :day, 1, 1, 1)"), {"day": FIRST})
+            "VALUES ('IBM', :day, 1, 1, 1)").bindparams(bindparam("day", FIRST, type_=Date)))
         self.released = False
 
     def release(self, _seconds: float = 0) -> None:
