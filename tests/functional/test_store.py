@@ -164,7 +164,16 @@ class RowLockHolder:
 
     def __init__(self, engine) -> None:
         self.connection = engine.connect()
-        if engine.dialect.name == "sqlite":
+        self.released = False
+        try:
+            self._lock(engine.dialect.name)
+        except BaseException:
+            # Else the failed test's traceback keeps the lock, and every later test waits on it.
+            self.release()
+            raise
+
+    def _lock(self, dialect: str) -> None:
+        if dialect == "sqlite":
             self.connection.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             self.connection.begin()
@@ -172,7 +181,6 @@ class RowLockHolder:
         self.connection.execute(text(
             "INSERT INTO financial_data (symbol, date, open_price, close_price, volume) "
             "VALUES ('IBM', :day, 1, 1, 1)").bindparams(bindparam("day", FIRST, type_=Date)))
-        self.released = False
 
     def release(self, _seconds: float = 0) -> None:
         if not self.released:
