@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = _plan(args, config)
         app = _app(config)
     except (ConfigError, UsageError) as exc:
-        print(f"get_raw_data: {exc}", file=sys.stderr)
+        _to_stderr(f"get_raw_data: {exc}")
         return EXIT_USAGE
 
     # On a schedule the log is the output (docker logs): INFO goes to stderr too.
@@ -186,7 +186,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         return EXIT_FAILED
     except LockFileError as exc:  # a read-only disk: the run cannot even be recorded
         logger.error("the run could not start: %s", exc)
-        print(f"get_raw_data: {exc}; nothing fetched", file=sys.stderr)
+        _to_stderr(f"get_raw_data: {exc}; nothing fetched")
         return EXIT_FAILED
     except SQLAlchemyError as exc:
         logger.error("the run could not be recorded", exc_info=exc)
@@ -234,7 +234,7 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
         return False
     except LockFileError as exc:
         logger.error("bringing the schema up to date failed: %s", exc)
-        print(f"get_raw_data: {exc}; nothing fetched", file=sys.stderr)
+        _to_stderr(f"get_raw_data: {exc}; nothing fetched")
         return False
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)
@@ -312,9 +312,8 @@ def _input_files(args: argparse.Namespace, config: BaseConfig, sample: bool) -> 
     """Return the saved responses to load, or [] to call the API."""
     files = sorted(SAMPLE_DIR.glob("*.json")) if sample else list(args.from_file)
     if sample and not args.sample:
-        print(f"get_raw_data: no ALPHAVANTAGE_API_KEY set; loading the bundled sample data "
-              f"({SAMPLE_SPAN}) from {SAMPLE_DIR.relative_to(PROJECT_ROOT)}/ instead",
-              file=sys.stderr)
+        _to_stderr(f"get_raw_data: no ALPHAVANTAGE_API_KEY set; loading the bundled sample "
+                   f"data ({SAMPLE_SPAN}) from {SAMPLE_DIR.relative_to(PROJECT_ROOT)}/ instead")
     if files and args.symbols is not None:
         raise UsageError("--symbols cannot be combined with --from-file or --sample: "
                          "the files name their symbols")

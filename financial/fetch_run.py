@@ -238,8 +238,9 @@ class RunLoop:
                          error.__class__.__name__)
             # A full disk may come as an error outside DATABASE_ERRORS (MySQL's
             # error 3 is PyMySQL's InternalError): it stops the run all the same.
-            self.is_database_lost = _is_unusable(error) or is_disk_full(error)
-            if is_disk_full(error):
+            disk_full = is_disk_full(error)
+            self.is_database_lost = disk_full or _is_unusable(error)
+            if disk_full:
                 self.database_lost_reason = DISK_FULL
 
     @staticmethod
