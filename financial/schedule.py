@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 # The longest single sleep: a stop request or a clock change is noticed within it.
 NAP_SECONDS = 1.0
+# As in cron: the clock set back by more than this is a wrong clock put right,
+# and the schedule follows it; set back by less, a time already run is not run again.
+CLOCK_CORRECTION = datetime.timedelta(hours=3)
 
 
 class ScheduleError(ValueError):
@@ -134,15 +137,29 @@ class Scheduler:
         self.sleep = sleep
 
     def serve(self) -> None:
-        """Catch up a missed run, then run at each scheduled time; return once stopped."""
+        """Catch up a missed run, then run at each scheduled time; return once stopped.
+
+        Times are the wall clock's. Set forward past scheduled times (a machine
+        waking from sleep), it runs once for them all; set back, see
+        CLOCK_CORRECTION.
+        """
         logger.info("scheduler started: %s", self.schedule.describe())
         self._catch_up()
+        done = self.clock()  # the scheduled times up to here are run or skipped
         while not self.should_stop():
-            due = self.schedule.next_after(self.clock())
+            due = self.schedule.next_after(done)
             logger.info("next run at %s", due.isoformat())
-            if not self._sleep_until(due):
+            woke = self._sleep_until(due, done)
+            if woke is None:
                 break
+            if woke < due:
+                logger.warning("the clock went back to %s; the schedule follows it",
+                               woke.astimezone(self.schedule.zone).isoformat())
+                done = woke
+                continue
             self._run("scheduled run of %s", due)
+            # A clock set back during the run must not bring ``due`` round again.
+            done = max(self.clock(), due)
         logger.info("scheduler stopped")
 
     def _catch_up(self) -> None:
@@ -162,11 +179,18 @@ class Scheduler:
         except Exception:  # one failed run must not end the schedule
             logger.exception("the run failed; the schedule goes on")
 
-    def _sleep_until(self, due: datetime.datetime) -> bool:
-        """Sleep in short naps until ``due``; return False if asked to stop first."""
+    def _sleep_until(self, due: datetime.datetime,
+                     since: datetime.datetime) -> datetime.datetime | None:
+        """Sleep in short naps until ``due``; return the time woken, None if asked to stop first.
+
+        Wakes before ``due`` when the clock goes back more than CLOCK_CORRECTION
+        from ``since`` or from the last nap.
+        """
+        last = since
         while not self.should_stop():
-            remaining = (due - self.clock()).total_seconds()
-            if remaining <= 0:
-                return True
-            self.sleep(min(remaining, NAP_SECONDS))
-        return False
+            now = self.clock()
+            if now >= due or now < last - CLOCK_CORRECTION:
+                return now
+            last = now
+            self.sleep(min((due - now).total_seconds(), NAP_SECONDS))
+        return None

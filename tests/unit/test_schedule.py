@@ -34,6 +34,14 @@ class FakeClock:
         assert seconds > 0
         self.naps += 1
         self.now += datetime.timedelta(seconds=seconds)
+        if self.step is not None and self.now >= self.step[0]:
+            self.now, self.step = self.step[1], None
+
+    step: tuple[datetime.datetime, datetime.datetime] | None = None
+
+    def set_at(self, moment: datetime.datetime, shows: datetime.datetime) -> None:
+        """Once the clock reaches ``moment`` during a nap, make it show ``shows`` (a step)."""
+        self.step = (moment.astimezone(UTC), shows.astimezone(UTC))
 
 
 class FakeJob:
@@ -55,10 +63,10 @@ class FakeJob:
 
 
 def serve(start, *, runs: int, history_start=None, failures=0,
-          expression=WEEKDAYS_AFTER_CLOSE) -> FakeJob:
+          expression=WEEKDAYS_AFTER_CLOSE, clock=None, job=None) -> FakeJob:
     """Run the scheduler from ``start`` until the job ran ``runs`` times."""
-    clock = FakeClock(start)
-    job = FakeJob(clock, failures)
+    clock = clock or FakeClock(start)
+    job = job or FakeJob(clock, failures)
     Scheduler(Schedule.parse(expression, NEW_YORK), job,
               lambda: job.last_start() or history_start,
               should_stop=lambda: len(job.runs) >= runs, clock=clock, sleep=clock.sleep).serve()
@@ -169,6 +177,62 @@ def test_a_stop_request_ends_the_wait_without_running(caplog):
               should_stop=lambda: clock.naps >= 10, clock=clock, sleep=clock.sleep).serve()
     assert ran == [] and clock.now == new_york(2026, 3, 6, 12, 0, 10)
     assert caplog.messages[-1] == "scheduler stopped"
+
+
+THURSDAY_RUN = datetime.datetime(2026, 3, 5, 23, 31)
+
+
+class SettingBackJob(FakeJob):
+    """A run during which the clock is set back by ``by``: it ends before it started."""
+
+    def __init__(self, clock: FakeClock, by: datetime.timedelta) -> None:
+        super().__init__(clock)
+        self.by = by
+
+    def __call__(self) -> None:
+        super().__call__()
+        if len(self.runs) == 1:
+            self.clock.now += datetime.timedelta(minutes=1) - self.by
+
+
+def test_a_clock_set_back_during_a_run_does_not_run_that_time_again():
+    clock = FakeClock(new_york(2026, 3, 6, 12, 0))
+    job = SettingBackJob(clock, datetime.timedelta(minutes=10))
+    serve(None, runs=2, history_start=THURSDAY_RUN, clock=clock, job=job)
+    assert job.runs == [new_york(2026, 3, 6, 18, 30), new_york(2026, 3, 9, 18, 30)]
+
+
+def test_a_clock_set_far_back_during_a_run_is_followed():
+    """A step back of more than CLOCK_CORRECTION is a wrong clock put right."""
+    clock = FakeClock(new_york(2026, 3, 6, 12, 0))
+    job = SettingBackJob(clock, datetime.timedelta(days=1))
+    serve(None, runs=2, history_start=THURSDAY_RUN, clock=clock, job=job)
+    assert job.runs == [new_york(2026, 3, 6, 18, 30), new_york(2026, 3, 6, 18, 30)]
+
+
+def test_a_clock_put_right_while_waiting_keeps_the_schedule_of_the_right_time(caplog):
+    """A clock two days ahead, set right: the next run is the right day's, not in three days."""
+    clock = FakeClock(new_york(2026, 3, 5, 12, 0))
+    clock.set_at(new_york(2026, 3, 5, 19, 0), shows=new_york(2026, 3, 3, 19, 0))
+    job = serve(None, runs=3, history_start=datetime.datetime(2026, 3, 4, 23, 31), clock=clock)
+    assert job.runs == [new_york(2026, 3, 5, 18, 30), new_york(2026, 3, 4, 18, 30),
+                        new_york(2026, 3, 5, 18, 30)]
+    assert "the clock went back to 2026-03-03T19:00:00-05:00; the schedule follows it" in caplog.text
+
+
+def test_a_clock_set_back_an_hour_while_waiting_still_runs_at_the_time_of_day():
+    clock = FakeClock(new_york(2026, 3, 6, 12, 0))
+    clock.set_at(new_york(2026, 3, 6, 14, 0), shows=new_york(2026, 3, 6, 13, 0))
+    job = serve(None, runs=1, history_start=THURSDAY_RUN, clock=clock)
+    assert job.runs == [new_york(2026, 3, 6, 18, 30)]
+
+
+def test_a_clock_jumping_days_ahead_runs_once_for_the_times_it_skipped():
+    """A machine waking from sleep on Thursday: one run, not Monday's to Wednesday's each."""
+    clock = FakeClock(new_york(2026, 3, 2, 12, 0))
+    clock.set_at(new_york(2026, 3, 2, 13, 0), shows=new_york(2026, 3, 5, 9, 0))
+    job = serve(None, runs=2, history_start=datetime.datetime(2026, 2, 27, 23, 31), clock=clock)
+    assert job.runs == [new_york(2026, 3, 5, 9, 0), new_york(2026, 3, 5, 18, 30)]
 
 
 @pytest.mark.parametrize("last_start, missed", [
