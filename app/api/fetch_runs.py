@@ -31,7 +31,8 @@ run_symbol_model = ns.model("FetchRunSymbol", require_every_key({
 run_model = ns.model("FetchRun", require_every_key({
     "id": fields.Integer(),
     "started_at": fields.String(description="UTC"),
-    "finished_at": NullableString(description="UTC; null while running"),
+    "finished_at": NullableString(description="UTC; null while running; never before "
+                                              "started_at, even if the clock was set back"),
     "trigger": fields.String(enum=["manual", "schedule"],
                              description="manual (by hand, cron) or schedule (--schedule)"),
     "status": fields.String(

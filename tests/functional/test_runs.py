@@ -113,6 +113,29 @@ def test_a_refused_run_is_recorded_failed_without_symbols(db_session):
     assert running_run(db_session).id == holder.run_id
 
 
+class SetBack(Ticks):
+    """A clock set back ten minutes after its first reading (an NTP step during a run)."""
+
+    def __call__(self) -> datetime.datetime:
+        now = super().__call__()
+        if now == START:
+            self.next -= datetime.timedelta(minutes=11)
+        return now
+
+
+def test_a_run_never_ends_before_it_started_when_the_clock_goes_back(db_session):
+    finished = RunRecorder.open(db_session, "schedule", SetBack()).finish("ok", "done")
+    # It began waiting at 22:40, and gave up when the clock, set back, showed 22:30.
+    waited_from = START + datetime.timedelta(minutes=10)
+    refused = record_refused_run(db_session, "manual", waited_from, "gave up", Ticks())
+    clock = SetBack()
+    dead = RunRecorder.open(db_session, "manual", clock)
+    RunRecorder.open(db_session, "schedule", clock)
+    assert [run[:3] for run in runs_table(db_session)[:3]] == [
+        (finished.id, START, START), (refused.id, waited_from, waited_from),
+        (dead.run_id, START, START)]
+
+
 def test_the_last_run_is_the_one_in_progress_then_the_one_that_ended_last(db_session):
     clock = Ticks()
     assert last_run(db_session) is None
