@@ -144,8 +144,10 @@ class Scheduler:
         CLOCK_CORRECTION.
         """
         logger.info("scheduler started: %s", self.schedule.describe())
-        self._catch_up()
-        done = self.clock()  # the scheduled times up to here are run or skipped
+        missed = self._catch_up()
+        # The scheduled times up to here are run or skipped; a clock set back
+        # during the catch-up must not bring the missed time round again.
+        done = self.clock() if missed is None else max(self.clock(), missed)
         while not self.should_stop():
             due = self.schedule.next_after(done)
             logger.info("next run at %s", due.isoformat())
@@ -162,15 +164,18 @@ class Scheduler:
             done = max(self.clock(), due)
         logger.info("scheduler stopped")
 
-    def _catch_up(self) -> None:
+    def _catch_up(self) -> datetime.datetime | None:
+        """Run once if the last scheduled time had no run; return that time if it ran."""
         try:
             missed = missed_run(self.schedule, self.clock(), self.last_start())
         except Exception as exc:  # the history is unreadable: running is the safer guess
             logger.warning("could not read the run history (%s); catching up anyway",
                            exc.__class__.__name__)
             missed = self.schedule.last_before(self.clock())
-        if missed is not None and not self.should_stop():
-            self._run("catch-up run: no run since %s", missed)
+        if missed is None or self.should_stop():
+            return None
+        self._run("catch-up run: no run since %s", missed)
+        return missed
 
     def _run(self, what: str, due: datetime.datetime) -> None:
         logger.info(what, due.isoformat())

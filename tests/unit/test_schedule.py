@@ -201,6 +201,13 @@ def test_a_clock_set_back_during_a_run_does_not_run_that_time_again():
     assert job.runs == [new_york(2026, 3, 6, 18, 30), new_york(2026, 3, 9, 18, 30)]
 
 
+def test_a_clock_set_back_during_a_catch_up_run_does_not_run_that_time_again():
+    clock = FakeClock(new_york(2026, 3, 3, 19, 0))
+    job = SettingBackJob(clock, datetime.timedelta(hours=1))
+    serve(None, runs=2, history_start=datetime.datetime(2026, 3, 2, 15, 0), clock=clock, job=job)
+    assert job.runs == [new_york(2026, 3, 3, 19, 0), new_york(2026, 3, 4, 18, 30)]
+
+
 def test_a_clock_set_far_back_during_a_run_is_followed():
     """A step back of more than CLOCK_CORRECTION is a wrong clock put right."""
     clock = FakeClock(new_york(2026, 3, 6, 12, 0))
