@@ -1,5 +1,5 @@
 """What an app that answers requests adds to the shell: the API, its hooks, CORS, commands."""
-from flask import Flask
+from flask import Flask, Response, request
 
 from app.api import register_api
 from app.api.caching import register_response_cache
@@ -9,6 +9,7 @@ from app.dashboard import register_dashboard
 from app.errors import register_error_handlers
 from app.extensions import cors
 from app.metrics import register_metrics
+from app.routes import API_PREFIX
 from app.rate_limits import register_rate_limits
 from app.request_log import register_request_logging
 from app.security import register_security_headers, trust_proxy_hops
@@ -49,7 +50,24 @@ def register_cors(app: Flask) -> None:
 
     With no origin allowed (production's default) CORS would add nothing:
     then no hook at all.
+
+    Unless every origin is allowed (``*``), whether an answer carries
+    Access-Control-Allow-Origin depends on the request's Origin, so every
+    API answer says ``Vary: Origin``. Flask-CORS says so only when an origin
+    matched and more than one could: a shared cache would otherwise keep the
+    answer to one origin (or to none) and hand it to an allowed one, whose
+    browser then refuses it (the Fetch standard's advice, section 3.2.5).
     """
-    if app.config["CORS_ORIGINS"]:
-        cors.init_app(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
-                      methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS)
+    origins = app.config["CORS_ORIGINS"]
+    if not origins:
+        return
+    if "*" not in origins:  # registered first, so it runs after Flask-CORS's own hook
+        app.after_request(_vary_by_origin)
+    cors.init_app(app, resources={r"/api/*": {"origins": origins}},
+                  methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS)
+
+
+def _vary_by_origin(response: Response) -> Response:
+    if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+        response.vary.add("Origin")
+    return response

@@ -101,6 +101,21 @@ def test_cors_allows_only_the_configured_origins(sqlite_database_url, tmp_path):
     assert "Access-Control-Allow-Origin" not in denied.headers
 
 
+@pytest.mark.parametrize("origins", [["https://good.example"],
+                                     ["https://good.example", "https://other.example"]])
+def test_every_api_answer_varies_by_origin_when_only_some_origins_are_allowed(
+        sqlite_database_url, tmp_path, origins):
+    """A shared cache must not hand the answer to one origin (or none) to another."""
+    application = build_app(sqlite_database_url, tmp_path, CORS_ORIGINS=origins)
+    client = application.test_client()
+    tag = client.get("/api/financial_data").headers["ETag"]
+    for headers in ({}, {"Origin": "https://evil.example"}, {"Origin": "https://good.example"},
+                    {"Origin": "https://good.example", "If-None-Match": tag}):
+        for path in ("/api/financial_data", "/api/nothing"):
+            response = client.get(path, headers=headers)
+            assert response.headers.getlist("Vary") == ["Origin"], (path, headers)
+
+
 def test_cors_defaults_to_any_origin_in_development(sqlite_client):
     response = sqlite_client.get("/api/health", headers={"Origin": "https://any.example"})
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")
