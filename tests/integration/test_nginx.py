@@ -4,6 +4,7 @@ The production compose runs nginx:1.30-alpine; here Debian's nginx runs a copy
 of the file changed only where this machine differs: the upstream's address
 (no Docker DNS, so no "resolve"), the port and the paths of the pid and logs.
 """
+import gzip
 import http.client
 import json
 import shutil
@@ -16,8 +17,9 @@ from typing import NamedTuple
 
 import pytest
 
+from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, insert_synthetic_rows, wait_for
 from tests.servers import production_gunicorn
 
 NGINX_CONF = PROJECT_ROOT / "conf" / "nginx.conf"
@@ -208,3 +210,26 @@ def test_behind_a_load_balancer_the_client_is_the_one_it_forwards(sqlite_databas
         for port in start_nginx(server.port, tmp_path):
             raw_request(port, b"GET /api/health HTTP/1.1", forwarded_headers("via-balancer"))
     assert logged_client(server.log_dir, "via-balancer") == "198.51.100.7"
+
+
+VENDORED_CHART = "/static/vendor/lightweight-charts/lightweight-charts.standalone.production.mjs"
+
+
+@pytest.mark.parametrize("path", [
+    "/api/swagger.json",  # application/json, as every API answer
+    VENDORED_CHART,  # text/javascript, as Flask names every script
+    "/api/financial_data/export",  # text/csv, the largest answers
+])
+def test_large_answers_are_gzipped_and_say_they_vary_by_accept_encoding(
+        nginx_port, sqlite_app, path):
+    """A shared cache keeps the gzipped and the plain answer apart only by Vary."""
+    with sqlite_app.app_context():
+        insert_synthetic_rows(db.session, 300)
+    status, plain_headers, plain = raw_request(nginx_port, f"GET {path} HTTP/1.1".encode())
+    status, headers, body = raw_request(nginx_port, f"GET {path} HTTP/1.1".encode(),
+                                        b"Accept-Encoding: gzip\r\n")
+    assert status == 200
+    assert headers.get("Content-Encoding") == "gzip"
+    assert gzip.decompress(body) == plain
+    for answer in (headers, plain_headers):
+        assert "Accept-Encoding" in answer.get("Vary", ""), path
