@@ -17,9 +17,12 @@ freshness of each symbol and the history of the fetch runs.
 Every JSON response is an envelope: `data`, `pagination` (list endpoints only)
 and `info.error`, an empty string on success and a message naming the
 offending parameter on failure; the CSV export answers its errors with the
-same envelope. Unknown or repeated query parameters are rejected with 400.
+same envelope. The `Accept` header is not consulted: the export answers CSV,
+every other endpoint JSON. Unknown or repeated query parameters are rejected
+with 400.
 Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are exact decimal
-strings. Any path outside these endpoints answers 404; a method other than
+strings. Any path outside these endpoints (one with a trailing slash too)
+answers 404, never a redirect; a method other than
 GET, HEAD or OPTIONS answers 405 naming the allowed ones; OPTIONS answers
 204 with `Allow`. A Host header that is no valid host name answers 400. A
 database that is down, does not answer within a few seconds or lacks its
