@@ -4,6 +4,9 @@ A module of its own, not a test module: a test module imported by another one
 would be imported twice by pytest (the test folders are no packages), once
 under each name, with its module-level state twice.
 """
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import requests
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -70,3 +73,17 @@ def tab_to(browser, element_id: str, limit: int = 15) -> None:
         if browser.script("return document.activeElement.id") == element_id:
             return
     raise AssertionError(f"#{element_id} is not reachable with Tab")
+
+
+@contextmanager
+def requests_held(browser, url_pattern: str) -> Iterator[None]:
+    """Hold the page's requests to URLs matching ``url_pattern`` until the block ends.
+
+    The page stays in its loading state for as long as the test needs, with no
+    timing involved; leaving the block lets the held requests go on.
+    """
+    browser.driver.execute_cdp_cmd("Fetch.enable", {"patterns": [{"urlPattern": url_pattern}]})
+    try:
+        yield
+    finally:
+        browser.driver.execute_cdp_cmd("Fetch.disable", {})

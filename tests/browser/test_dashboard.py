@@ -19,8 +19,8 @@ from selenium.webdriver.common.keys import Keys
 
 from conf.settings import PROJECT_ROOT
 from tests.browser.dashboard_page import (
-    api, element, press, price_rows, shown_readout, symbol_entries, tab_to, wait_settled,
-    wait_shown,
+    api, element, press, price_rows, requests_held, shown_readout, symbol_entries, tab_to,
+    wait_settled, wait_shown,
 )
 from tests.browser.harness import FailedRequest, csp_directives, publish_screenshot
 from app.extensions import db
@@ -461,6 +461,8 @@ def test_a_script_that_cannot_load_or_run_is_shown(browser, serve, recorded_data
                               f"run ({cause}"), message
     assert message.endswith("Reload the page to try again. The prices can also be read from "
                             "the JSON API.")
+    # The browser blames dashboard.js for the module it imports: the message names no file.
+    assert "/static/" not in message and ".js" not in message, message
     assert element(browser, "#message-text a").get_attribute("href") == server.url + "/api/docs"
     for hidden in ("controls", "skip-link", "retry", "results"):
         assert not element(browser, f"#{hidden}").is_displayed(), hidden
@@ -469,6 +471,53 @@ def test_a_script_that_cannot_load_or_run_is_shown(browser, serve, recorded_data
     assert any("could not start" in line for line in problems.console_errors)
     assert [request.status for request in problems.failed_requests] == (
         [404] if answer[1] == 404 else [])
+
+
+NOT_STARTED_TEXT = ("The dashboard has not started: its scripts have not loaded. On a slow "
+                    "connection, wait a moment; otherwise reload the page. The prices can also "
+                    "be read from the JSON API.")
+# Skips the stylesheet's delays: its delayed animations end now (no test waits for them).
+END_DELAYS = "document.getAnimations().forEach((animation) => animation.finish());"
+
+
+def not_started_shown(browser) -> bool:
+    return element(browser, ".not-started").is_displayed()
+
+
+@pytest.mark.parametrize("blocked", [False, True], ids=["missing", "blocked"])
+def test_a_main_script_that_cannot_load_is_shown(browser, serve, recorded_database_url, tmp_path,
+                                                 blocked):
+    main_js = "/static/dashboard/main.js"
+    if blocked:  # as an extension or a proxy blocks it
+        server = serve(build_app(recorded_database_url, tmp_path / "log"))
+        browser.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [f"*{main_js}"]})
+    else:
+        server = serve(failing_app(recorded_database_url, tmp_path / "log", main_js, ("", 404)))
+    try:
+        browser.open(server.url + "/?symbol=IBM")
+    finally:
+        browser.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    assert not not_started_shown(browser), "not at once: a slow network may still bring it"
+    browser.script(END_DELAYS)
+    notice = element(browser, ".not-started")
+    assert notice.is_displayed() and notice.text == NOT_STARTED_TEXT
+    assert element(browser, ".not-started a").get_attribute("href") == server.url + "/api/docs"
+    assert not element(browser, "#controls").is_displayed(), "the controls do nothing"
+    assert browser.accessibility_violations() == []
+    problems = browser.take_problems()
+    assert [(request.url, request.status, request.error) for request in problems.failed_requests
+            ] == [(server.url + main_js, None if blocked else 404,
+                   "inspector" if blocked else None)]
+
+
+def test_slow_scripts_start_the_page_when_they_come(browser, live_server):
+    # main.js has run; the modules it loads are held, as on a slow network.
+    with requests_held(browser, "*/static/dashboard/dashboard.js"):
+        browser.open(live_server.url + "/?symbol=IBM")
+        browser.script(END_DELAYS)
+        assert not_started_shown(browser), "a long wait says what is missing"
+    assert wait_settled(browser)["title"]
+    assert not not_started_shown(browser) and element(browser, "#controls").is_displayed()
 
 
 def test_without_javascript_the_page_says_it_needs_it(browser, live_server):
@@ -481,6 +530,8 @@ def test_without_javascript_the_page_says_it_needs_it(browser, live_server):
         assert element(browser, "noscript a").get_attribute("href") == (
             live_server.url + "/api/docs")
         assert not element(browser, "#controls").is_displayed()
+        browser.script(END_DELAYS)
+        assert not not_started_shown(browser), "the <noscript> message says it all"
     finally:
         browser.driver.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
 

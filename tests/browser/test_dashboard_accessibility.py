@@ -11,7 +11,8 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser.dashboard_page import (
-    element, price_rows, press, shown_readout, symbol_entries, tab_to, wait_settled, wait_shown,
+    element, price_rows, press, requests_held, shown_readout, symbol_entries, tab_to,
+    wait_settled, wait_shown,
 )
 from tests.helpers import build_app, migrate_database, sqlite_url
 
@@ -40,20 +41,6 @@ def spoken_day(row: dict) -> str:
     return (f"{row['date']}: open {row['open_price']}, high {row['high_price'] or unknown}, "
             f"low {row['low_price'] or unknown}, close {row['close_price']}, "
             f"volume {int(row['volume']):,}")
-
-
-@contextmanager
-def requests_held(browser, url_pattern: str) -> Iterator[None]:
-    """Hold the page's requests to URLs matching ``url_pattern`` until the block ends.
-
-    The page stays in its loading state for as long as the test needs, with no
-    timing involved; leaving the block lets the held requests go on.
-    """
-    browser.driver.execute_cdp_cmd("Fetch.enable", {"patterns": [{"urlPattern": url_pattern}]})
-    try:
-        yield
-    finally:
-        browser.driver.execute_cdp_cmd("Fetch.disable", {})
 
 
 def test_the_chart_view_and_a_message_pass_axe(browser, live_server):
