@@ -4,8 +4,10 @@ axe-core (vendored in ``tests/browser/vendor/``) checks each state the page
 can be in against WCAG 2.1 A and AA and its best practices: any violation,
 whatever its impact, fails the test with one line per element.
 """
+import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 
 import pytest
 from selenium.webdriver.common.keys import Keys
@@ -14,9 +16,11 @@ from tests.browser.dashboard_page import (
     element, price_rows, press, requests_held, shown_readout, symbol_entries, tab_to,
     wait_settled, wait_shown,
 )
-from tests.helpers import build_app, migrate_database, sqlite_url
+from app.extensions import db
+from tests.helpers import build_app, insert_prices, migrate_database, sqlite_url
 
 NARROWEST_WIDTH = 320  # CSS px: WCAG's reflow width, a 1280 px screen zoomed to 400%
+LONGEST_SYMBOL = "W" * 16  # the contract's longest (VARCHAR(16)), of its widest letter
 PAGE_TITLE = "Stock prices · Financial data"
 
 
@@ -300,6 +304,33 @@ def test_the_picked_symbol_is_whole_on_the_narrowest_screen(browser, mixed_serve
     browser.wait_for(lambda: "last day" in browser.script(
         "return document.getElementById('symbol').selectedOptions[0].text"),
         "the full option text on a wide screen")
+
+
+@pytest.fixture
+def longest_symbol_server(serve, tmp_path):
+    """LONGEST_SYMBOL with one stored day, and nothing else."""
+    url = sqlite_url(tmp_path)
+    migrate_database(url, tmp_path / "log")
+    application = build_app(url, tmp_path / "log")
+    with application.app_context():
+        insert_prices(db.session, [{
+            "symbol": LONGEST_SYMBOL, "date": datetime.date(2023, 3, 24),
+            "open_price": Decimal("10.5"), "high_price": Decimal("12"), "low_price": Decimal("9"),
+            "close_price": Decimal("11.25"), "volume": 1000}])
+        db.session.commit()
+    return serve(application)
+
+
+def test_the_longest_symbol_is_whole_on_the_narrowest_screen(browser, longest_symbol_server):
+    browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
+    browser.open(f"{longest_symbol_server.url}/?symbol={LONGEST_SYMBOL}")
+    assert wait_settled(browser)["title"]
+    widths = browser.script(PICKED_SYMBOL_WIDTHS)
+    assert widths["shown"] >= widths["natural"], f"the picked symbol is cut off: {widths}"
+    assert browser.script(
+        "return document.getElementById('symbol').selectedOptions[0].text") == LONGEST_SYMBOL
+    assert browser.script("return document.documentElement.scrollWidth") <= NARROWEST_WIDTH, (
+        "the page scrolls sideways")
 
 
 def test_a_message_quoting_a_long_address_fits_the_narrowest_screen(browser, live_server):

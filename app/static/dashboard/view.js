@@ -41,21 +41,41 @@ function lag(entry) {
     : `${plural(entry.sessions_behind, 'session')} behind`;
 }
 
-// Narrower than this, the closed picker cuts "IBM · last day 2023-03-24 · stale" short:
-// its options drop the words "last day", and keep the day and the stale mark.
-const narrowScreen = window.matchMedia('(max-width: 25rem)');
-let pickerEntries = []; // the picker's /api/symbols entries, in the order of its options
-
-function optionText(entry) {
-  const lastDay = narrowScreen.matches ? entry.last_date : `last day ${entry.last_date}`;
-  return `${entry.symbol} · ${lastDay}${entry.stale ? ' · stale' : ''}`;
+// The closed picker shows the picked option whole: each option reads the longest of its
+// forms that fits the widest the picker can be (the line below the controls says the rest).
+function optionForms(entry) {
+  const stale = entry.stale ? ' · stale' : '';
+  return [
+    `${entry.symbol} · last day ${entry.last_date}${stale}`,
+    `${entry.symbol} · ${entry.last_date}${stale}`,
+    `${entry.symbol}${stale}`,
+    entry.symbol,
+  ];
 }
 
-narrowScreen.addEventListener('change', () => {
+let pickerEntries = []; // the picker's /api/symbols entries, in the order of its options
+const textWidth = document.createElement('canvas').getContext('2d');
+
+/** Give each option the longest form that fits; again whenever the controls' width changes. */
+function fitOptions() {
+  const room = elements.form.clientWidth; // the picker's widest (it is at most its row)
+  if (!room || pickerEntries.length === 0) {
+    return;
+  }
+  const style = getComputedStyle(elements.symbol);
+  textWidth.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+  const probe = Object.assign(document.createElement('select'), { className: 'picker-probe' });
+  document.body.append(probe);
+  const frame = probe.offsetWidth; // an empty picker: its border, padding and arrow
+  probe.remove();
+  const fits = (text) => frame + Math.ceil(textWidth.measureText(text).width) <= room;
   pickerEntries.forEach((entry, index) => {
-    elements.symbol.options[index].text = optionText(entry);
+    const forms = optionForms(entry);
+    elements.symbol.options[index].text = forms.find(fits) ?? forms.at(-1);
   });
-});
+}
+
+new ResizeObserver(fitOptions).observe(elements.form);
 
 function lastFetch(entry) {
   if (!entry.last_fetched_at) {
@@ -81,9 +101,10 @@ export function bindControls({ onSymbol, onPreset, onDates }) {
 /** Fill the picker with every stored symbol and its freshness; `emptyText` when there is none. */
 export function renderPicker(entries, emptyText = 'No symbols stored') {
   pickerEntries = entries;
-  const options = entries.map((entry) => new Option(optionText(entry), entry.symbol));
+  const options = entries.map((entry) => new Option(optionForms(entry)[0], entry.symbol));
   elements.symbol.replaceChildren(...(options.length ? options : [new Option(emptyText, '')]));
   elements.symbol.disabled = entries.length === 0;
+  fitOptions();
 }
 
 /** Say how fresh `entry` (an /api/symbols entry) is; a stale one is marked. */
