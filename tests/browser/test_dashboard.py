@@ -193,15 +193,19 @@ def test_a_shared_address_restores_the_view_after_a_reload(browser, live_server)
         assert shown_stats(browser) == expected_stats(live_server, *view.values())
 
 
-def test_back_returns_to_the_previous_view(browser, live_server):
+def test_back_returns_to_the_previous_view_and_forward_comes_back(browser, live_server):
+    entry = symbol_entries(live_server)["AAPL"]
     browser.open(live_server.url + "/?symbol=AAPL&start_date=2023-01-02&end_date=2023-02-15")
     wait_shown(browser, "AAPL", "2023-01-02", "2023-02-15")
-    element(browser, "[data-preset='All']").click()
-    wait_settled(browser)
-    assert address(browser)["start_date"] != "2023-01-02"
+    for _ in range(2):  # pressed twice, it is still one step back
+        element(browser, "[data-preset='All']").click()
+        wait_shown(browser, "AAPL", entry["first_date"], entry["last_date"])
     browser.driver.back()
     wait_shown(browser, "AAPL", "2023-01-02", "2023-02-15")
     assert shown_stats(browser) == expected_stats(live_server, "AAPL", "2023-01-02", "2023-02-15")
+    browser.driver.forward()
+    wait_shown(browser, "AAPL", entry["first_date"], entry["last_date"])
+    assert pressed_presets(browser) == ["All"]
 
 
 @pytest.fixture

@@ -169,9 +169,11 @@ function draw(range, rows, stats) {
     + `${view.plural(rows.length, 'trading day')}.`);
 }
 
-/** Go to a view: a new history entry, so Back returns to the previous one. */
+/** Go to a view: a new history entry, so Back returns to the previous one (not the same one). */
 function navigate(range) {
-  window.history.pushState(null, '', queryString(range));
+  if (window.location.search !== queryString(range)) {
+    window.history.pushState(null, '', queryString(range));
+  }
   load(range);
 }
 
