@@ -377,6 +377,9 @@ def test_an_api_error_is_shown_with_a_retry(browser, serve, tmp_path):
     browser.driver.back()
     assert wait_settled(browser)["message"].startswith("The API answered with an error (HTTP 503)")
     assert element(browser, "#retry").is_displayed(), "the message keeps its Retry"
+    element(browser, "[data-preset='2W']").click()  # no symbol to pick: the reason stays
+    assert wait_settled(browser)["message"].startswith("The API answered with an error (HTTP 503)")
+    assert element(browser, "#retry").is_displayed(), "Retry stays"
     problems = browser.take_problems()
     assert problems.failed_requests == [
         FailedRequest(f"{broken.url}/api/symbols?limit=1000&page=1", status=503)]

@@ -16,6 +16,7 @@ let shown = null; // the view on screen: {symbol, start, end}
 let chart = null;
 let generation = 0; // bumped per load, so a slow answer never overwrites a newer view
 let chosenPreset = null; // the preset last pressed: it wins over another giving the same days
+let noSymbols = null; // with no symbol to pick, why: [message, retry] for view.showMessage
 
 /** Explain a failed request in a sentence a reader can act on. */
 function explain(error) {
@@ -71,15 +72,18 @@ async function loadSymbols() {
     entries = await api.symbols();
   } catch (error) {
     view.renderPicker([], 'Symbols could not be loaded');
-    view.showMessage(explain(error), loadSymbols);
+    noSymbols = [explain(error), loadSymbols];
+    view.showMessage(...noSymbols);
     return;
   }
   symbols = new Map(entries.map((entry) => [entry.symbol, entry]));
   view.renderPicker(entries);
   if (entries.length === 0) {
-    view.showMessage('No prices are stored yet. Run the fetch job (python get_raw_data.py) to load some.');
+    noSymbols = ['No prices are stored yet. Run the fetch job (python get_raw_data.py) to load some.'];
+    view.showMessage(...noSymbols);
     return;
   }
+  noSymbols = null;
   await showAddress();
 }
 
@@ -177,6 +181,11 @@ function navigate(range) {
   load(range);
 }
 
+/** A range was asked for with no symbol picked: say to pick one, or why there is none to pick. */
+function askForSymbol() {
+  view.showMessage(...(noSymbols ?? ['Pick a stored symbol first.']));
+}
+
 function onSymbol(symbol) {
   const entry = symbols.get(symbol);
   // A preset follows the new symbol's stored days; explicit dates stay as they are.
@@ -190,7 +199,7 @@ function onSymbol(symbol) {
 function onPreset(name) {
   const entry = symbols.get(view.pickedSymbol());
   if (!entry) {
-    view.showMessage('Pick a stored symbol first.');
+    askForSymbol();
     return;
   }
   chosenPreset = name;
@@ -200,7 +209,7 @@ function onPreset(name) {
 function onDates(start, end) {
   const entry = symbols.get(view.pickedSymbol());
   if (!entry) {
-    view.showMessage('Pick a stored symbol first.');
+    askForSymbol();
   } else if (!isIsoDate(start) || !isIsoDate(end)) {
     view.showMessage('Write both dates as YYYY-MM-DD, from year 0001 to 9999.');
   } else if (start > end) {
