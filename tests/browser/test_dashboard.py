@@ -421,6 +421,27 @@ def test_an_unreachable_api_is_shown_and_retry_recovers(browser, serve, recorded
         "the focus moves on from the hidden Retry button")
 
 
+# The status line's text when it is shown to the eye too, else null.
+SHOWN_STATUS = """
+const status = document.getElementById('status');
+const rect = status.getBoundingClientRect();
+return rect.width > 1 && rect.height > 1 ? status.textContent : null;
+"""
+
+
+def test_a_slow_first_view_shows_that_it_is_loading(browser, live_server):
+    with requests_held(browser, "*/api/financial_data*"):
+        browser.open(live_server.url + "/?symbol=IBM")
+        browser.wait_for(lambda: browser.script(
+            "return document.getElementById('status').textContent.startsWith('Loading IBM')"),
+            "the view to be loading")
+        assert (browser.script(SHOWN_STATUS) or "").startswith("Loading IBM, "), (
+            "nothing shows that the view is loading")
+        browser.screenshot("slow-first-view")
+    assert wait_settled(browser)["title"]
+    assert browser.script(SHOWN_STATUS) is None, "the chart says it all"
+
+
 # --- when the page cannot start ---------------------------------------------------------
 
 def failing_app(database_url: str, log_dir, path: str, answer) -> Flask:

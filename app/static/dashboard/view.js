@@ -167,6 +167,7 @@ export function showMessage(text, retry = null) {
   }
   document.title = PAGE_TITLE; // no view is shown, so the tab names none
   setStatus('');
+  setBusy(false); // the message is what is shown now, not a view loading
   skipTo(elements.message, 'Skip to the message');
 }
 
@@ -184,9 +185,14 @@ export function setStatus(text) {
   elements.status.textContent = text;
 }
 
-/** Mark the results as being replaced; the messages and status around them stay live. */
+/**
+ * Mark the results as being replaced; the messages and status around them stay live.
+ * With no results on screen (the first view, or a message), the status is the only sign
+ * of loading: it is shown to the eye too, until the view or a message replaces it.
+ */
 export function setBusy(busy) {
   elements.results.setAttribute('aria-busy', String(busy));
+  elements.status.classList.toggle('visually-hidden', !(busy && elements.results.hidden));
 }
 
 /** Show the results area (before drawing, so the chart can measure its size). */
