@@ -10,8 +10,22 @@ set -eu
 # From the script's own place, so a checkout outside /app works the same way.
 cd "$(dirname "$0")/.."
 
+# A stop during the wait (SIGTERM from `docker stop`, SIGINT) ends prestart
+# and the start: the shell waits for prestart in the background because it
+# runs a trap only between commands, and as PID 1 it ignores a signal it has
+# no trap for; killed alone, it would leave prestart running.
+stopping=""
+python -m scripts.prestart --timeout "${DB_WAIT_TIMEOUT:-60}" &
+prestart=$!
+trap 'stopping=1; kill -TERM "$prestart" 2>/dev/null || true' TERM INT
 status=0
-python -m scripts.prestart --timeout "${DB_WAIT_TIMEOUT:-60}" || status=$?
+wait "$prestart" || status=$?
+if [ -n "$stopping" ]; then
+  wait "$prestart" 2>/dev/null || true
+  echo "entrypoint: stopped while preparing the database" >&2
+  exit 143
+fi
+trap - TERM INT
 if [ "$status" -eq 3 ]; then
   echo "entrypoint: starting without the database; migrating once it answers" >&2
   # A week: far longer than any outage worth waiting out unattended.

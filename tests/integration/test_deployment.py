@@ -517,6 +517,47 @@ def test_entrypoint_serves_while_the_database_does_not_answer(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def group_is_gone(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# As PID 1 of a container: a PID namespace of its own (`docker stop` signals its PID 1).
+AS_PID_1 = ["unshare", "--pid", "--fork", "--kill-child"]
+
+
+@pytest.mark.parametrize(("launcher", "signum"), [
+    ([], signal.SIGTERM), ([], signal.SIGINT), (AS_PID_1, signal.SIGTERM),
+], ids=["sigterm", "sigint", "sigterm-as-pid-1"])
+def test_a_stop_while_the_entrypoint_waits_for_the_database_ends_the_start(
+        tmp_path, launcher, signum):
+    env = deploy_environment(
+        APP_ENV="production", LOG_DIR=str(tmp_path), DB_WAIT_TIMEOUT="300",
+        DATABASE_URL=f"mysql+pymysql://nobody@127.0.0.1:{free_port()}/nowhere")
+    command = launcher + image_command()[:1] + ["python", "-c", "print('served')"]
+    stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=err,
+                                   start_new_session=True)
+    try:
+        wait_for(lambda: "waiting up to 300s for the database" in stderr.read_text(),
+                 "prestart to wait for the database")
+        # The entrypoint's shell itself, as `docker stop` signals it: not its group.
+        shell = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text()
+                    .split()[0]) if launcher else process.pid
+        os.kill(shell, signum)
+        assert process.wait(timeout=SERVER_START_SECONDS) != 0
+        wait_for(lambda: group_is_gone(process.pid), "prestart to end")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "served" not in stdout.read_text()
+    assert "entrypoint: stopped while preparing the database" in stderr.read_text()
+
+
 @pytest.fixture
 def fresh_mysql_database():
     """URL of a new, empty MySQL database, dropped afterwards."""
