@@ -77,8 +77,8 @@ if os.path.isdir("/dev/shm"):
 control_socket_disable = True
 
 
-# The folder where workers share their metrics (created by on_starting).
-_metrics_folder = None
+# The name of the folder where workers share their metrics (made by on_starting).
+_METRICS_FOLDER_PREFIX = "api-metrics-"
 
 
 def on_starting(server):
@@ -114,9 +114,7 @@ def _share_metrics_between_workers():
     # imported: so before the app is). A fresh folder per start, so no count
     # of an earlier run is added; not a setting, as a blank value copied
     # from .env would put `flask run` in that mode with no folder.
-    global _metrics_folder
-    _metrics_folder = _memory_backed_folder("api-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_folder
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _memory_backed_folder(_METRICS_FOLDER_PREFIX)
 
 
 def _memory_backed_folder(prefix):
@@ -140,5 +138,11 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _metrics_folder:
-        shutil.rmtree(_metrics_folder, ignore_errors=True)
+    """Remove the metrics folder on_starting made.
+
+    Its path is read from the environment, not kept in this file: a reload
+    (SIGHUP) runs this file again, and its new globals never saw on_starting.
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if os.path.basename(folder).startswith(_METRICS_FOLDER_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)

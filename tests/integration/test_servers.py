@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -165,6 +166,33 @@ def test_metrics_add_up_over_every_worker(start_server, seeded_sqlite_url):
     assert lookups["hit"] + lookups["miss"] >= 4
     assert samples[("financial_newest_stored_date_seconds", (("symbol", "IBM"),))] == 1679616000
     assert samples[("financial_database_up", ())] == 1
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in
+            Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_a_reload_keeps_the_metrics_and_the_stop_after_it_removes_their_folder(
+        start_server, seeded_sqlite_url):
+    server = start_server({"DATABASE_URL": seeded_sqlite_url}, command=image_command()[1:])
+    server.wait_until("/api/health", 200)
+    workers = children(server.process.pid)
+    # Where the workers count: the folder holding their files.
+    memory = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    folder, = {path.parent for worker in workers
+               for path in memory.glob(f"api-metrics-*/*_{worker}.db")}
+    health = ("financial_http_requests_total",
+              (("endpoint", "/api/health"), ("method", "GET"), ("status", "200")))
+    before = scrape(server)[health]
+
+    server.process.send_signal(signal.SIGHUP)  # new workers, the same master
+    assert booted_workers(server, at_least=2 * len(workers)) == 2 * len(workers)
+    assert scrape(server)[health] >= before
+
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=START_SECONDS) == 0, server.output()
+    assert not folder.exists()
 
 
 def test_each_request_is_logged_once_with_its_id(start_server, seeded_sqlite_url):
