@@ -2,6 +2,7 @@
 from flask import Flask, Response, request
 
 from app.api import register_api
+from app.api.export import ROW_COUNT_HEADER
 from app.api.caching import register_response_cache
 from app.cli import register_commands
 from app.conditional import register_conditional_get
@@ -17,7 +18,7 @@ from lib.log_setup import drop_terminal_styles, split_fixed_messages
 
 # Headers a browser script on another (allowed) origin may read.
 EXPOSED_HEADERS = ["ETag", "Retry-After", "X-Request-ID", "X-RateLimit-Limit",
-                   "X-RateLimit-Remaining", "X-RateLimit-Reset"]
+                   "X-RateLimit-Remaining", "X-RateLimit-Reset", ROW_COUNT_HEADER]
 # The API only reads: a browser's preflight is told so.
 CORS_METHODS = ["GET", "HEAD", "OPTIONS"]
 

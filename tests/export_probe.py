@@ -6,13 +6,14 @@ with the test process:
 
     python -m tests.export_probe memory URL LOG_DIR QUERY...
         Export a tiny query to warm up, then each QUERY, reading each body chunk
-        by chunk as a client would; per QUERY: bytes and rows received and the
-        most the resident set size (RSS) grew above its size before that export,
-        sampled after every chunk (KiB). Linux only (/proc).
+        by chunk as a client would; per QUERY: bytes and rows received, the rows
+        announced (X-Row-Count) and the most the resident set size (RSS) grew
+        above its size before that export, sampled after every chunk (KiB).
+        Linux only (/proc).
     python -m tests.export_probe break URL LOG_DIR
         Start an export of every row, read its first chunk, make the database
         fail the query (interrupt it on SQLite, KILL it on MariaDB), read on;
-        report the rows received, the error raised, the connections still
+        report the rows received and announced, the error raised, the connections still
         checked out, and whether a second export then works.
 """
 import json
@@ -49,6 +50,7 @@ def export(client, query: str) -> dict:
         peak = max(peak, rss_kib())
     response.close()
     return {"query": query, "bytes": size, "rows": lines - 1,
+            "rows_announced": int(response.headers["X-Row-Count"]),
             "rss_before_kib": before, "rss_growth_kib": peak - before}
 
 
@@ -97,6 +99,7 @@ def break_mid_stream(url: str, log_dir: str) -> dict:
         still_checked_out = sum(each.pool.checkedout() for each in db.engines.values())
         again = client.get(f"{EXPORT}?symbol=S000&end_date=2000-01-04").get_data()
     return {"status": response.status_code, "rows_received": received.count(b"\r\n") - 1,
+            "rows_announced": int(response.headers["X-Row-Count"]),
             "error": error, "checked_out_after": still_checked_out,
             "next_export": again.decode()}
 

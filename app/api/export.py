@@ -3,8 +3,10 @@
 Everything that can fail for a reason the client should read (the row cap,
 an unreachable database, the query itself) happens before the first byte,
 so it is still answered with the JSON envelope. Once rows flow the status
-is sent: a failure then can only cut the body short, which the client sees
-as an incomplete chunked response, and the log says what happened.
+is sent: a failure then (or a server stopping) can only cut the body short,
+which the client sees as an incomplete chunked response, and the log says
+what happened. An HTTP/1.0 client gets no chunks, and the body is cut at a
+row's end: the row count sent ahead (ROW_COUNT_HEADER) is how it can tell.
 """
 import csv
 import datetime
@@ -14,6 +16,7 @@ import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from flask import Response
 from sqlalchemy import Connection, Engine, Result, Row
@@ -27,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 CONTENT_DISPOSITION = 'attachment; filename="financial_data.csv"'
+# The number of rows the body holds (the header row aside), counted with them.
+ROW_COUNT_HEADER = "X-Row-Count"
 # Rows fetched from the cursor at a time, and the size of the chunks sent.
 BATCH_ROWS = 1000
 CHUNK_CHARS = 64 * 1024
@@ -61,27 +66,29 @@ def csv_response(engine: Engine, query: ExportQuery, headers: dict[str, str]) ->
     Raises InvalidParameterError when more rows than ``query.max_rows`` match,
     and the database's errors when it cannot count or run the query.
     """
-    body = _csv_chunks(engine, query)
-    next(body)  # counts, runs the query and reads its first rows while an error can be JSON
-    return Response(body, content_type=CSV_CONTENT_TYPE,
-                    headers={"Content-Disposition": CONTENT_DISPOSITION, **headers})
+    chunks = _csv_chunks(engine, query)
+    rows = next(chunks)  # counts, runs the query, reads its first rows while an error can be JSON
+    return Response(cast(Iterator[bytes], chunks), content_type=CSV_CONTENT_TYPE,
+                    headers={"Content-Disposition": CONTENT_DISPOSITION,
+                             ROW_COUNT_HEADER: str(rows), **headers})
 
 
-def _csv_chunks(engine: Engine, query: ExportQuery) -> Iterator[bytes]:
-    """Yield b"" once the first rows are read, then the CSV in chunks; release the connection.
+def _csv_chunks(engine: Engine, query: ExportQuery) -> Iterator[int | bytes]:
+    """Yield the row count once the first rows are read, then the CSV in chunks.
 
     The export has a connection of its own rather than the request's
     session, which is closed when the view returns, before the body is
-    sent. The count and the rows come from one transaction (on SQLite too,
-    see ``lib.db.configure_engine``), so the CSV holds exactly the rows counted.
+    sent; it is given back as the body ends, cut short or not. The count
+    and the rows come from one transaction (on SQLite too, see
+    ``lib.db.configure_engine``), so the CSV holds exactly the rows counted.
     """
     connection = engine.connect()
     session = Session(bind=connection)
     result: Result | None = None
     try:
-        result = _open_rows(session, query)
+        rows, result = _open_rows(session, query)
         first_rows = result.fetchmany(BATCH_ROWS)
-        yield b""
+        yield rows
         yield from _encoded(itertools.chain(first_rows, result), query.fields)
     finally:
         _release(connection, session, result)
@@ -108,21 +115,23 @@ def _release(connection: Connection, session: Session, result: Result | None) ->
         connection.close()
 
 
-def check_row_cap(session: Session, query: ExportQuery) -> None:
-    """Raise InvalidParameterError when more rows than ``query.max_rows`` match."""
+def check_row_cap(session: Session, query: ExportQuery) -> int:
+    """Return how many rows match; raise InvalidParameterError when more than ``query.max_rows``."""
     count = count_prices(session, symbols=query.symbols, start_date=query.start_date,
                          end_date=query.end_date)
     if count > query.max_rows:
         raise InvalidParameterError(
             f"the export matches {count:,} rows, more than the {query.max_rows:,} it may "
             "stream; narrow the filters (symbol, start_date, end_date)")
+    return count
 
 
-def _open_rows(session: Session, query: ExportQuery) -> Result:
-    """Check the row cap, then run the query; return its unread result."""
-    check_row_cap(session, query)
-    return stream_prices(session, symbols=query.symbols, start_date=query.start_date,
-                         end_date=query.end_date, fields=query.fields, batch_size=BATCH_ROWS)
+def _open_rows(session: Session, query: ExportQuery) -> tuple[int, Result]:
+    """Check the row cap, then run the query; return the row count and the unread result."""
+    count = check_row_cap(session, query)
+    return count, stream_prices(session, symbols=query.symbols, start_date=query.start_date,
+                                end_date=query.end_date, fields=query.fields,
+                                batch_size=BATCH_ROWS)
 
 
 def _encoded(rows: Iterable[Row], fields: Sequence[str]) -> Iterator[bytes]:

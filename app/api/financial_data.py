@@ -10,7 +10,9 @@ from app.api.docs import (
     ETAG_HEADER, NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
     pagination_model, require_every_key,
 )
-from app.api.export import EXPORT_BIND, ExportQuery, check_row_cap, csv_response, export_tag
+from app.api.export import (
+    EXPORT_BIND, ROW_COUNT_HEADER, ExportQuery, check_row_cap, csv_response, export_tag,
+)
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control
 from app.api.serializers import page_envelope, price_row
@@ -98,7 +100,11 @@ class FinancialDataExport(Resource):
     @ns.doc(id="export_financial_data", params=swagger_params(ExportArgs), responses={
         "200": ("Every matching row as CSV (text/csv; charset=utf-8), header row first, as "
                 "an attachment (financial_data.csv)", csv_model,
-                {"examples": {"text/csv": examples.PRICE_CSV}, "headers": ETAG_HEADER}),
+                {"examples": {"text/csv": examples.PRICE_CSV}, "headers": {
+                    **ETAG_HEADER, ROW_COUNT_HEADER: {
+                        "type": "integer",
+                        "description": "The rows the body holds, its header row aside: a body "
+                                       "with fewer was cut short"}}}),
         "304": NOT_MODIFIED,
         **error_responses(
             FINANCIAL_DATA_PATH + EXPORT_PATH, paginated=True,

@@ -73,6 +73,7 @@ def test_export_is_a_csv_attachment_with_exact_values_and_empty_nulls(client, re
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert response.headers["Content-Disposition"] == 'attachment; filename="financial_data.csv"'
+    assert response.headers["X-Row-Count"] == "3"
     assert response.get_data() == (
         b"symbol,date,open_price,high_price,low_price,close_price,adjusted_close_price,volume,"
         b"dividend_amount,split_coefficient\r\n"

@@ -29,6 +29,7 @@ def probe(*args: str) -> dict | list:
 def test_memory_stays_flat_however_many_rows_are_exported(large_database_url, tmp_path):
     small, large = probe("memory", large_database_url, str(tmp_path), SMALL_QUERY, "fields=all")
     assert (small["rows"], large["rows"]) == (20_100, ROWS)
+    assert (small["rows_announced"], large["rows_announced"]) == (20_100, ROWS)
     assert large["bytes"] > 9 * small["bytes"]
     # Streamed, ten times the rows take no more memory than the first 20,100
     # (about 5 MB of first-use allocations); read into memory first they took
@@ -43,6 +44,8 @@ def test_a_database_failure_mid_stream_cuts_the_body_short_logs_and_frees_the_co
     assert outcome["status"] == 200
     assert outcome["error"] == "OperationalError", "the body ends with an error, not quietly"
     assert 0 < outcome["rows_received"] < ROWS
+    # Without chunks (HTTP/1.0) the body ends at a row's end: the count tells it was cut.
+    assert outcome["rows_announced"] == ROWS
     assert outcome["checked_out_after"] == 0
     assert outcome["next_export"] == ("symbol,date,open_price,close_price,volume\r\n"
                                       "S000,2000-01-03,100.1234,105.0001,123456789\r\n"
