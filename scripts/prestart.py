@@ -1,7 +1,8 @@
 """Prepare the database before the API serves: wait until it answers, then migrate.
 
 The container entrypoint runs ``python -m scripts.prestart``. A setting that
-cannot work stops it with one clear line (status 2). The wait is bounded: a
+cannot work stops it with one clear line (status 2), as does a migration that
+fails (status 1). The wait is bounded: a
 database that does not answer in time is status 3, on which the entrypoint
 starts the API anyway (it answers 503 until the database is back). API
 replicas may start together; on MySQL a named lock makes them apply
@@ -15,6 +16,7 @@ import time
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import MIGRATIONS_DIR, create_app
 from app.extensions import db
@@ -72,6 +74,9 @@ def prepare_database(engine: Engine, timeout: float) -> int:
         return EXIT_FAILED
     except LockFileError as exc:
         logger.error("%s; nothing was migrated", exc)
+        return EXIT_FAILED
+    except SQLAlchemyError as exc:  # a migration failed, or the database went away meanwhile
+        logger.error("migrating database %s failed: %s", where, describe_database_error(exc))
         return EXIT_FAILED
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)

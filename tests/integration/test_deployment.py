@@ -12,6 +12,7 @@ import re
 import runpy
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -515,6 +516,19 @@ def test_entrypoint_serves_while_the_database_does_not_answer(tmp_path):
     assert "did not answer within 1s: OperationalError" in result.stderr
     assert "starting without the database; migrating once it answers" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_failed_migration_stops_the_entrypoint_with_one_line(tmp_path):
+    database = tmp_path / "financial.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        # A table of that name holding rows, and no revision: the first migration fails.
+        connection.execute("CREATE TABLE financial_data (x INTEGER)")
+        connection.execute("INSERT INTO financial_data VALUES (1)")
+    result = run_entrypoint(tmp_path, DATABASE_URL=f"sqlite:///{database}")
+    assert result.returncode == 1, result.stderr
+    assert (f"ERROR prestart: migrating database sqlite:///{database} failed: "
+            "OperationalError: table financial_data already exists") in result.stderr
+    assert "served" not in result.stdout and "Traceback" not in result.stderr
 
 
 def group_is_gone(group: int) -> bool:
