@@ -8,6 +8,7 @@ import datetime
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from sqlalchemy.engine import make_url
 from app.extensions import db
 from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, free_port, insert_prices,
-    migrate_database, sqlite_url,
+    insert_synthetic_rows, migrate_database, sqlite_url,
 )
 from tests.deployment import ROOT, deploy_environment, image_command
 
@@ -193,6 +194,44 @@ def test_a_reload_keeps_the_metrics_and_the_stop_after_it_removes_their_folder(
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=START_SECONDS) == 0, server.output()
     assert not folder.exists()
+
+
+# More CSV than the socket buffers between gunicorn and a client that stops
+# reading hold (4 MB at most on Linux by default): about 10 MB with every field.
+STALLED_EXPORT_ROWS = 100_000
+
+
+def test_a_stop_mid_export_leaves_a_body_an_http_1_0_client_can_tell_is_cut(
+        start_server, tmp_path):
+    url = sqlite_url(tmp_path)
+    migrate_database(url, tmp_path / "log")
+    application = build_app(url, tmp_path / "log")
+    with application.app_context():
+        insert_synthetic_rows(db.session, STALLED_EXPORT_ROWS)
+        db.engine.dispose()
+    server = start_server({"DATABASE_URL": url,
+                           "GUNICORN_CMD_ARGS": "--graceful-timeout 1"},
+                          command=image_command()[1:])
+    server.wait_until("/api/health", 200)
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.settimeout(START_SECONDS)
+        client.connect(("127.0.0.1", server.port))
+        # HTTP/1.0: no chunks, so the end of the connection is the end of the body.
+        client.sendall(b"GET /api/financial_data/export?fields=all HTTP/1.0\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += client.recv(4096)
+        server.process.send_signal(signal.SIGTERM)  # the export waits on the client
+        while chunk := client.recv(65536):
+            received += chunk
+    assert server.process.wait(timeout=START_SECONDS) == 0, server.output()
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200 ") and b"Transfer-Encoding" not in head
+    announced = re.search(rb"\r\nX-Row-Count: (\d+)\r\n", head)
+    assert announced, head
+    assert int(announced.group(1)) == STALLED_EXPORT_ROWS
+    assert body.count(b"\r\n") - 1 < STALLED_EXPORT_ROWS, "cut short by the stop"
 
 
 def test_each_request_is_logged_once_with_its_id(start_server, seeded_sqlite_url):
