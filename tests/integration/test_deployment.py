@@ -80,7 +80,12 @@ def deploy_env_names() -> set[str]:
         names |= set(re.findall(r"(?:_env|_env_int|environ\.get)\(\s*[\"']([A-Z][A-Z0-9_]*)",
                                 source))
         names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", source))
-    return names
+    return names - SET_BY_THE_DEPLOYMENT
+
+
+# Read where they are set, never by an operator: gunicorn.conf.py tells its
+# workers (and its own exit, after a reload) where the metrics folder is.
+SET_BY_THE_DEPLOYMENT = {"PROMETHEUS_MULTIPROC_DIR"}
 
 
 def dockerignore_patterns() -> list[str]:
