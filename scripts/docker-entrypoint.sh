@@ -20,12 +20,12 @@ prestart=$!
 trap 'stopping=1; kill -TERM "$prestart" 2>/dev/null || true' TERM INT
 status=0
 wait "$prestart" || status=$?
+trap - TERM INT
 if [ -n "$stopping" ]; then
   wait "$prestart" 2>/dev/null || true
   echo "entrypoint: stopped while preparing the database" >&2
   exit 143
 fi
-trap - TERM INT
 if [ "$status" -eq 3 ]; then
   echo "entrypoint: starting without the database; migrating once it answers" >&2
   # A week: far longer than any outage worth waiting out unattended.
