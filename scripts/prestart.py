@@ -64,7 +64,7 @@ def prepare_database(engine: Engine, timeout: float) -> int:
     where = engine.url.render_as_string(hide_password=True)
     error = wait_for_database(engine, timeout)
     if error is not None:
-        logger.error("database %s did not answer within %gs: %s", where, timeout,
+        logger.error("database %s was not ready within %gs: %s", where, timeout,
                      describe_database_error(error))
         return EXIT_UNREACHABLE
     try:

@@ -272,7 +272,7 @@ def test_prestart_gives_up_on_a_frozen_database_within_its_timeout(mysql_app, tm
         # Each try used to wait JOB_TIMEOUT, the migrations' wait for an answer.
         _, err = finish(process, STOP_BOUND)
     assert process.returncode == EXIT_UNREACHABLE, err
-    assert "did not answer within 2s: OperationalError 2013: Lost connection" in err
+    assert "was not ready within 2s: OperationalError 2013: Lost connection" in err
     assert "Traceback" not in err
 
 

@@ -518,7 +518,7 @@ def test_entrypoint_serves_while_the_database_does_not_answer(tmp_path):
     result = run_entrypoint(
         tmp_path, DATABASE_URL=f"mysql+pymysql://nobody@127.0.0.1:{free_port()}/nowhere")
     assert (result.returncode, result.stdout.strip()) == (0, "served"), result.stderr
-    assert "did not answer within 1s: OperationalError" in result.stderr
+    assert "was not ready within 1s: OperationalError" in result.stderr
     assert "starting without the database; migrating once it answers" in result.stderr
     assert "Traceback" not in result.stderr
 
