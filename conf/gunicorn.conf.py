@@ -4,6 +4,7 @@ Gunicorn loads this file itself (``gunicorn --config conf/gunicorn.conf.py``);
 the application's own settings stay in conf/settings.py. A blank variable
 counts as unset, so an empty line copied from .env.example keeps the default.
 """
+import atexit
 import os
 import shutil
 import tempfile
@@ -77,10 +78,6 @@ if os.path.isdir("/dev/shm"):
 control_socket_disable = True
 
 
-# The name of the folder where workers share their metrics (made by on_starting).
-_METRICS_FOLDER_PREFIX = "api-metrics-"
-
-
 def on_starting(server):
     """Give the workers a metrics folder, then check that the app can be built.
 
@@ -96,7 +93,6 @@ def on_starting(server):
     try:
         import_app(server.app.app_uri)
     except ConfigError as exc:
-        on_exit(server)  # gunicorn stops without calling it
         raise RuntimeError(str(exc)) from None
     _build_the_exchange_calendar()
 
@@ -114,7 +110,18 @@ def _share_metrics_between_workers():
     # imported: so before the app is). A fresh folder per start, so no count
     # of an earlier run is added; not a setting, as a blank value copied
     # from .env would put `flask run` in that mode with no folder.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _memory_backed_folder(_METRICS_FOLDER_PREFIX)
+    folder = _memory_backed_folder("api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    # Removed however the master exits: stopped, unable to start (its port
+    # taken, a bad setting) or stopped after a HUP, which runs this file
+    # again, so a hook or a global of it would have forgotten the folder.
+    # Workers inherit the registration; only the master that made it removes it.
+    atexit.register(_remove_folder, folder, os.getpid())
+
+
+def _remove_folder(folder, owner):
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _memory_backed_folder(prefix):
@@ -135,14 +142,3 @@ def child_exit(server, worker):
     """Drop the live gauges of a worker that exited; its counters still count."""
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    """Remove the metrics folder on_starting made.
-
-    Its path is read from the environment, not kept in this file: a reload
-    (SIGHUP) runs this file again, and its new globals never saw on_starting.
-    """
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-    if os.path.basename(folder).startswith(_METRICS_FOLDER_PREFIX):
-        shutil.rmtree(folder, ignore_errors=True)

@@ -459,8 +459,8 @@ def test_gunicorn_keeps_the_workers_metrics_in_memory_not_on_the_disk(gunicorn_e
     try:
         assert folder.parent == memory and folder.is_dir()
     finally:
-        settings["on_exit"](None)
-    assert not folder.exists(), "removed when gunicorn stops"
+        settings["_remove_folder"](folder, os.getpid())
+    assert not folder.exists()
 
 
 def test_gunicorn_config_names_only_real_settings(gunicorn_env):

@@ -282,6 +282,24 @@ def test_an_unusable_database_url_stops_gunicorn_with_one_line(start_server, tmp
                 "created (Not a directory)")
     assert output.count(expected) == 1, output
     assert "Traceback" not in output and "Booting worker" not in output
+    assert metrics_folders_of(server.process.pid) == []
+
+
+def metrics_folders_of(master: int) -> list[Path]:
+    """The metrics folders of the gunicorn whose master is ``master``: it counts there too."""
+    memory = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return [folder for folder in memory.glob("api-metrics-*")
+            if any(folder.glob(f"*_{master}.db"))]
+
+
+def test_a_gunicorn_that_cannot_listen_leaves_no_metrics_folder(start_server, tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        server = start_server({"DATABASE_URL": sqlite_url(tmp_path)},
+                              command=image_command()[1:] + ["--bind", bind])
+        assert server.process.wait(timeout=START_SECONDS) == 1
+    assert "Address already in use" in server.output()
+    assert metrics_folders_of(server.process.pid) == []
 
 
 def test_an_unusable_database_url_stops_the_flask_cli_with_one_line(tmp_path):
