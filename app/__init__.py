@@ -1,5 +1,6 @@
 """The application shell: ``create_app`` builds a configured Flask app."""
 from collections.abc import Callable
+from inspect import iscoroutinefunction
 from typing import Any
 
 import click
@@ -36,18 +37,22 @@ class FinancialApp(Flask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.url_map.merge_slashes = False
-        self._sync_functions: dict[Callable, Callable] = {}
+        self._coroutine_functions: dict[Callable, bool] = {}
 
     def ensure_sync(self, func: Callable) -> Callable:
         """Return ``func`` as Flask would, asking inspect once per function.
 
         Flask asks whether each hook and view is a coroutine on every call,
-        about ten times a request here; the answer never changes.
+        about ten times a request here; the answer never changes. It is kept
+        per plain function: every RESTX resource is a new instance per
+        request, whose bound ``dispatch_request`` as a key would keep each
+        request's resource for as long as the worker lives.
         """
-        sync = self._sync_functions.get(func)
-        if sync is None:
-            sync = self._sync_functions[func] = super().ensure_sync(func)
-        return sync
+        function = getattr(func, "__func__", func)
+        is_coroutine = self._coroutine_functions.get(function)
+        if is_coroutine is None:
+            is_coroutine = self._coroutine_functions[function] = iscoroutinefunction(function)
+        return super().ensure_sync(func) if is_coroutine else func
 
     def make_default_options_response(self) -> Response:
         response = super().make_default_options_response()

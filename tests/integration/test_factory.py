@@ -1,8 +1,10 @@
 """The application factory: configuration, logging, CORS, request log lines."""
+import gc
 import time
 from pathlib import Path
 
 import pytest
+from flask_restx import Resource
 from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -127,3 +129,18 @@ def test_a_cors_preflight_is_told_the_api_only_reads(sqlite_client):
     assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Methods"] == "GET, HEAD, OPTIONS"
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")
+
+
+def live_resources() -> int:
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, Resource))
+
+
+def test_requests_leave_no_resource_behind(sqlite_client):
+    """Flask-RESTX builds a resource per request; a long-running worker must not keep them."""
+    sqlite_client.get("/api/symbols")
+    before = live_resources()
+    for limit in range(1, 41):  # a query string each: none is answered from the cache
+        assert sqlite_client.get(f"/api/symbols?limit={limit}").status_code == 200
+        assert sqlite_client.get(f"/api/financial_data?limit=0&page={limit}").status_code == 400
+    assert live_resources() == before
