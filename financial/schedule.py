@@ -189,9 +189,10 @@ class Scheduler:
         """Sleep in short naps until ``due``; return the time woken, None if asked to stop first.
 
         Wakes before ``due`` when the clock goes back more than CLOCK_CORRECTION
-        from ``since`` or from the last nap.
+        from ``since`` or from the last nap. Measured in UTC: ``since`` may be a
+        scheduled time, and the wall clock's hours skip or repeat with daylight saving.
         """
-        last = since
+        last = since.astimezone(datetime.UTC)
         while not self.should_stop():
             now = self.clock()
             if now >= due or now < last - CLOCK_CORRECTION:

@@ -208,6 +208,15 @@ def test_a_clock_set_back_during_a_catch_up_run_does_not_run_that_time_again():
     assert job.runs == [new_york(2026, 3, 3, 19, 0), new_york(2026, 3, 4, 18, 30)]
 
 
+def test_a_clock_set_back_less_than_the_correction_on_a_daylight_saving_day_is_not_followed():
+    """3 hours are measured in real time, not on the wall clock that skipped 02:00-03:00."""
+    clock = FakeClock(new_york(2026, 3, 8, 3, 0))  # 03:00 EDT, a minute after 01:59 EST
+    job = SettingBackJob(clock, datetime.timedelta(hours=2, minutes=31))  # to 00:00 EST
+    serve(None, runs=2, history_start=datetime.datetime(2026, 3, 8, 6, 30), clock=clock,
+          job=job, expression="30 * * * *")
+    assert job.runs == [new_york(2026, 3, 8, 3, 30), new_york(2026, 3, 8, 4, 30)]
+
+
 def test_a_clock_set_far_back_during_a_run_is_followed():
     """A step back of more than CLOCK_CORRECTION is a wrong clock put right."""
     clock = FakeClock(new_york(2026, 3, 6, 12, 0))
