@@ -233,3 +233,12 @@ def test_large_answers_are_gzipped_and_say_they_vary_by_accept_encoding(
     assert gzip.decompress(body) == plain
     for answer in (headers, plain_headers):
         assert "Accept-Encoding" in answer.get("Vary", ""), path
+
+
+def test_answers_through_a_proxy_in_front_are_gzipped_too(nginx_port):
+    """A load balancer or CDN in front of nginx adds Via; nginx by default gzips none of those."""
+    status, headers, body = raw_request(nginx_port, b"GET /api/swagger.json HTTP/1.1",
+                                        b"Accept-Encoding: gzip\r\nVia: 1.1 balancer\r\n")
+    assert status == 200
+    assert headers.get("Content-Encoding") == "gzip"
+    assert json.loads(gzip.decompress(body))["info"]["title"] == "Financial data API"
