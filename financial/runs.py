@@ -35,7 +35,7 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
 
 
-def not_before(now: datetime.datetime, start: datetime.datetime) -> datetime.datetime:
+def end_time(now: datetime.datetime, start: datetime.datetime) -> datetime.datetime:
     """Return when a run that started at ``start`` ends at ``now``.
 
     A clock set back during the run (an NTP step) would end it before it
@@ -76,9 +76,9 @@ def mark_interrupted(session: Session, now: datetime.datetime) -> list[int]:
     """
     ids = list(session.scalars(select(FetchRun.id).where(FetchRun.status == RUNNING)))
     if ids:
-        not_before_start = case((FetchRun.started_at > now, FetchRun.started_at), else_=now)
+        ends = case((FetchRun.started_at > now, FetchRun.started_at), else_=now)
         session.execute(update(FetchRun).where(FetchRun.id.in_(ids)).values(
-            status=INTERRUPTED, finished_at=not_before_start, message=INTERRUPTED_MESSAGE))
+            status=INTERRUPTED, finished_at=ends, message=INTERRUPTED_MESSAGE))
         logger.warning("marked run(s) %s interrupted: left running by a process that died",
                        ", ".join(map(str, ids)))
     return ids
@@ -133,7 +133,7 @@ class RunRecorder:
     def finish(self, status: str, message: str) -> FetchRun:
         """Close the run with its final status and one-line message; commit."""
         self.run.status = status
-        self.run.finished_at = not_before(self.clock(), self.run.started_at)
+        self.run.finished_at = end_time(self.clock(), self.run.started_at)
         self.run.message = one_line(message)
         self.session.commit()
         return self.run
@@ -142,7 +142,7 @@ class RunRecorder:
 def record_refused_run(session: Session, trigger: str, started_at: datetime.datetime,
                        message: str, clock: Clock = utc_now) -> FetchRun:
     """Record a run that never got to work (e.g. it waited too long for another); commit."""
-    run = FetchRun(started_at=started_at, finished_at=not_before(clock(), started_at),
+    run = FetchRun(started_at=started_at, finished_at=end_time(clock(), started_at),
                    trigger=trigger, status=FAILED, rows_new=0, rows_updated=0,
                    message=one_line(message))
     session.add(run)
