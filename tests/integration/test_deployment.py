@@ -295,6 +295,14 @@ def test_a_scheduler_runs_the_fetch_job_from_the_api_image(compose_file):
     assert scheduler["healthcheck"] == {"disable": True}, "it serves no HTTP to probe"
 
 
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_every_app_container_runs_under_an_init(compose_file):
+    """The entrypoint's shell as PID 1 would drop a signal it has no trap for yet."""
+    services = app_services(load_compose(compose_file))
+    assert services and all(service.get("init") is True for service in services.values()), (
+        sorted(name for name, service in services.items() if service.get("init") is not True))
+
+
 def test_the_production_scheduler_restarts_and_gets_the_key_as_a_secret():
     scheduler = load_compose("docker-compose.prod.yml")["services"]["scheduler"]
     assert scheduler["restart"] == "unless-stopped"
