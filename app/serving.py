@@ -2,17 +2,17 @@
 from flask import Flask, Response, request
 
 from app.api import register_api
-from app.api.export import ROW_COUNT_HEADER
 from app.api.caching import register_response_cache
+from app.api.export import ROW_COUNT_HEADER
 from app.cli import register_commands
 from app.conditional import register_conditional_get
 from app.dashboard import register_dashboard
 from app.errors import register_error_handlers
 from app.extensions import cors
 from app.metrics import register_metrics
-from app.routes import API_PREFIX
 from app.rate_limits import register_rate_limits
 from app.request_log import register_request_logging
+from app.routes import API_PREFIX
 from app.security import register_security_headers, trust_proxy_hops
 from lib.log_setup import drop_terminal_styles, split_fixed_messages
 
