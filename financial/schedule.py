@@ -2,7 +2,7 @@
 
 croniter reads the expression; this module only decides when to wake up,
 catches up a missed run on start, and keeps going when one run fails.
-The clock and the sleep are injected, so tests drive time themselves.
+The clocks (wall and elapsed) and the sleep are injected, so tests drive time themselves.
 """
 import datetime
 import logging
@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 NAP_SECONDS = 1.0
 # As in cron: the clock set back by more than this is a wrong clock put right,
 # and the schedule follows it; set back by less, a time already run is not run again.
+# A step is the wall clock's move less the real time that passed (time.monotonic).
 CLOCK_CORRECTION = datetime.timedelta(hours=3)
 
 
@@ -128,13 +129,17 @@ class Scheduler:
                  last_start: Callable[[], datetime.datetime | None], *,
                  should_stop: Callable[[], bool],
                  clock: Callable[[], datetime.datetime] = utc_clock,
+                 elapsed: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], object] = time.sleep) -> None:
         self.schedule = schedule
         self.run_job = run_job
         self.last_start = last_start
         self.should_stop = should_stop
         self.clock = clock
+        self.elapsed = elapsed
         self.sleep = sleep
+        # The wall clock and the elapsed seconds when last read, to tell a step of the clock.
+        self._last_reading: tuple[datetime.datetime, float] | None = None
 
     def serve(self) -> None:
         """Catch up a missed run, then run at each scheduled time; return once stopped.
@@ -144,14 +149,16 @@ class Scheduler:
         CLOCK_CORRECTION.
         """
         logger.info("scheduler started: %s", self.schedule.describe())
+        self._read_clock()  # a step from here on, the catch-up run included, is seen
         missed = self._catch_up()
-        # The scheduled times up to here are run or skipped; a clock set back
-        # during the catch-up must not bring the missed time round again.
+        # The scheduled times up to here are run or skipped; a clock set back a
+        # little during the catch-up must not bring the missed time round again
+        # (set back further, the first nap sees the step and the schedule follows it).
         done = self.clock() if missed is None else max(self.clock(), missed)
         while not self.should_stop():
             due = self.schedule.next_after(done)
             logger.info("next run at %s", due.isoformat())
-            woke = self._sleep_until(due, done)
+            woke = self._sleep_until(due)
             if woke is None:
                 break
             if woke < due:
@@ -160,7 +167,7 @@ class Scheduler:
                 done = woke
                 continue
             self._run("scheduled run of %s", due)
-            # A clock set back during the run must not bring ``due`` round again.
+            # Nor a clock set back a little during the run bring ``due`` round again.
             done = max(self.clock(), due)
         logger.info("scheduler stopped")
 
@@ -184,19 +191,26 @@ class Scheduler:
         except Exception:  # one failed run must not end the schedule
             logger.exception("the run failed; the schedule goes on")
 
-    def _sleep_until(self, due: datetime.datetime,
-                     since: datetime.datetime) -> datetime.datetime | None:
+    def _sleep_until(self, due: datetime.datetime) -> datetime.datetime | None:
         """Sleep in short naps until ``due``; return the time woken, None if asked to stop first.
 
-        Wakes before ``due`` when the clock goes back more than CLOCK_CORRECTION
-        from ``since`` or from the last nap. Measured in UTC: ``since`` may be a
-        scheduled time, and the wall clock's hours skip or repeat with daylight saving.
+        Wakes before ``due`` when the clock went back more than CLOCK_CORRECTION
+        since it was last read: during a nap, or during the run before.
         """
-        last = since.astimezone(datetime.UTC)
         while not self.should_stop():
-            now = self.clock()
-            if now >= due or now < last - CLOCK_CORRECTION:
+            now, step = self._read_clock()
+            if now >= due or step < -CLOCK_CORRECTION:
                 return now
-            last = now
             self.sleep(min((due - now).total_seconds(), NAP_SECONDS))
         return None
+
+    def _read_clock(self) -> tuple[datetime.datetime, datetime.timedelta]:
+        """Return the wall clock's time and how far it was stepped since the last reading.
+
+        The step is the wall clock's move less the real time that passed, so
+        neither a long run nor daylight saving (the clock is read in UTC) counts.
+        """
+        now, elapsed = self.clock().astimezone(datetime.UTC), self.elapsed()
+        last_now, last_elapsed = self._last_reading or (now, elapsed)
+        self._last_reading = now, elapsed
+        return now, (now - last_now) - datetime.timedelta(seconds=elapsed - last_elapsed)

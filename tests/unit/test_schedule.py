@@ -21,22 +21,33 @@ def new_york(*args) -> datetime.datetime:
 
 
 class FakeClock:
-    """A clock that moves only when the code under test sleeps."""
+    """A wall clock, and the real seconds elapsed, that move only when the test says so.
+
+    The code under test moves both by sleeping; a step moves the wall clock alone.
+    """
 
     def __init__(self, start: datetime.datetime) -> None:
         self.now = start.astimezone(UTC)
+        self.elapsed = 0.0
         self.naps = 0
         self.step: tuple[datetime.datetime, datetime.datetime] | None = None
 
     def __call__(self) -> datetime.datetime:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.elapsed
+
     def sleep(self, seconds: float) -> None:
         assert seconds > 0
         self.naps += 1
-        self.now += datetime.timedelta(seconds=seconds)
+        self.pass_time(datetime.timedelta(seconds=seconds))
         if self.step is not None and self.now >= self.step[0]:
             self.now, self.step = self.step[1], None
+
+    def pass_time(self, duration: datetime.timedelta) -> None:
+        self.now += duration
+        self.elapsed += duration.total_seconds()
 
     def set_at(self, moment: datetime.datetime, shows: datetime.datetime) -> None:
         """Once the clock reaches ``moment`` during a nap, make it show ``shows`` (a step)."""
@@ -68,7 +79,8 @@ def serve(start, *, runs: int, history_start=None, failures=0,
     job = job or FakeJob(clock, failures)
     Scheduler(Schedule.parse(expression, NEW_YORK), job,
               lambda: job.last_start() or history_start,
-              should_stop=lambda: len(job.runs) >= runs, clock=clock, sleep=clock.sleep).serve()
+              should_stop=lambda: len(job.runs) >= runs, clock=clock, elapsed=clock.monotonic,
+              sleep=clock.sleep).serve()
     return job
 
 
@@ -135,7 +147,8 @@ def test_an_unreadable_history_is_caught_up_anyway(caplog):
         raise OSError("the database is unreachable")
 
     Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), job, unreadable_history,
-              should_stop=lambda: len(job.runs) >= 1, clock=clock, sleep=clock.sleep).serve()
+              should_stop=lambda: len(job.runs) >= 1, clock=clock, elapsed=clock.monotonic,
+              sleep=clock.sleep).serve()
     assert job.runs == [new_york(2026, 3, 3, 9, 0)]
     assert caplog.messages == [
         "scheduler started: '30 18 * * 1-5' in America/New_York",
@@ -173,7 +186,8 @@ def test_a_stop_request_ends_the_wait_without_running(caplog):
     ran = []
     Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), lambda: ran.append(clock()),
               lambda: datetime.datetime(2026, 3, 5, 23, 31),
-              should_stop=lambda: clock.naps >= 10, clock=clock, sleep=clock.sleep).serve()
+              should_stop=lambda: clock.naps >= 10, clock=clock, elapsed=clock.monotonic,
+              sleep=clock.sleep).serve()
     assert ran == [] and clock.now == new_york(2026, 3, 6, 12, 0, 10)
     assert caplog.messages[-1] == "scheduler stopped"
 
@@ -182,16 +196,19 @@ THURSDAY_RUN = datetime.datetime(2026, 3, 5, 23, 31)
 
 
 class SettingBackJob(FakeJob):
-    """A run during which the clock is set back by ``by``: it ends before it started."""
+    """A first run that lasts ``lasts``, during which the clock is set back by ``by``."""
 
-    def __init__(self, clock: FakeClock, by: datetime.timedelta) -> None:
+    def __init__(self, clock: FakeClock, by: datetime.timedelta,
+                 lasts: datetime.timedelta = datetime.timedelta(minutes=1)) -> None:
         super().__init__(clock)
         self.by = by
+        self.lasts = lasts
 
     def __call__(self) -> None:
         super().__call__()
         if len(self.runs) == 1:
-            self.clock.now += datetime.timedelta(minutes=1) - self.by
+            self.clock.pass_time(self.lasts)
+            self.clock.now -= self.by
 
 
 def test_a_clock_set_back_during_a_run_does_not_run_that_time_again():
@@ -223,6 +240,30 @@ def test_a_clock_set_far_back_during_a_run_is_followed():
     job = SettingBackJob(clock, datetime.timedelta(days=1))
     serve(None, runs=2, history_start=THURSDAY_RUN, clock=clock, job=job)
     assert job.runs == [new_york(2026, 3, 6, 18, 30), new_york(2026, 3, 6, 18, 30)]
+
+
+def test_a_clock_set_back_more_than_the_correction_during_a_long_run_is_followed(caplog):
+    """The step is measured in real time: the run's own hour does not count against it.
+
+    The clock was 3.5 hours fast: Friday's 18:30 run really ran at 15:00, before
+    the close. Set right, it shows 16:00 after the run, and 18:30 runs again.
+    """
+    clock = FakeClock(new_york(2026, 3, 6, 12, 0))
+    job = SettingBackJob(clock, datetime.timedelta(hours=3, minutes=30),
+                         lasts=datetime.timedelta(hours=1))
+    serve(None, runs=2, history_start=THURSDAY_RUN, clock=clock, job=job)
+    assert job.runs == [new_york(2026, 3, 6, 18, 30), new_york(2026, 3, 6, 18, 30)]
+    assert ("the clock went back to 2026-03-06T16:00:00-05:00; the schedule follows it"
+            in caplog.messages)
+
+
+def test_a_clock_set_back_more_than_the_correction_during_a_catch_up_run_is_followed():
+    """Tuesday's catch-up at 19:00 really ran at 15:30: 18:30 is still to come."""
+    clock = FakeClock(new_york(2026, 3, 3, 19, 0))
+    job = SettingBackJob(clock, datetime.timedelta(hours=3, minutes=30),
+                         lasts=datetime.timedelta(hours=1))
+    serve(None, runs=2, history_start=datetime.datetime(2026, 3, 2, 15, 0), clock=clock, job=job)
+    assert job.runs == [new_york(2026, 3, 3, 19, 0), new_york(2026, 3, 3, 18, 30)]
 
 
 def test_a_clock_put_right_while_waiting_keeps_the_schedule_of_the_right_time(caplog):
