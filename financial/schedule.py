@@ -167,7 +167,8 @@ class Scheduler:
                 done = woke
                 continue
             self._run("scheduled run of %s", due)
-            # Nor a clock set back a little during the run bring ``due`` round again.
+            # A clock set back a little during the run must not bring ``due`` round
+            # again; set back further, the next nap sees the step.
             done = max(self.clock(), due)
         logger.info("scheduler stopped")
 
