@@ -28,13 +28,12 @@ from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from tests.helpers import (
-    build_app, create_mysql_database, drop_mysql_database, free_port, insert_prices,
+    build_app, free_port, insert_prices,
     insert_synthetic_rows, migrate_database, sqlite_url,
 )
 from tests.deployment import ROOT, deploy_environment, image_command
 
 START_SECONDS = 30
-TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
 
 
 @dataclass
@@ -375,20 +374,10 @@ class SwitchableProxy:
             sink.shutdown(socket.SHUT_WR)
 
 
-@pytest.fixture
-def empty_mysql_database() -> Iterator[str]:
-    if not TEST_MYSQL_URL:
-        pytest.skip("TEST_MYSQL_URL is not set")
-    url = create_mysql_database(TEST_MYSQL_URL)
-    try:
-        yield url
-    finally:
-        drop_mysql_database(url)
-
-
-@pytest.mark.mysql
-def test_the_api_answers_503_while_the_database_is_down(start_server, empty_mysql_database):
-    database = make_url(empty_mysql_database)
+@pytest.mark.parametrize("empty_database_url", [pytest.param("mysql", marks=pytest.mark.mysql)],
+                         indirect=True)
+def test_the_api_answers_503_while_the_database_is_down(start_server, empty_database_url):
+    database = make_url(empty_database_url)
     proxy = SwitchableProxy((database.host or "127.0.0.1", database.port or 3306))
     through_proxy = database.set(host="127.0.0.1", port=proxy.port)
     # The image's entrypoint: the database does not answer at start.
