@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, delete, insert, select, text
+from sqlalchemy import create_engine, delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
@@ -138,6 +138,24 @@ def stored(app, symbol=None):
             query = query.where(FinancialData.symbol == symbol)
         rows = db.session.scalars(query).all()
         return {(r.symbol, r.date): (r.open_price, r.close_price, int(r.volume)) for r in rows}
+
+
+STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
+
+
+def change_open_price(application: Flask, value: str) -> None:
+    """Change every stored open price behind the cache's back, as the fetch job would."""
+    with application.app_context():
+        db.session.execute(update(FinancialData).values(open_price=Decimal(value)))
+        refresh_monthly_sums(db.session)
+        db.session.commit()
+
+
+def open_price_of(client, url: str = STATS_URL) -> float:
+    """Return the average open price the statistics at ``url`` answer (with a 200)."""
+    response = client.get(url)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]["average_daily_open_price"]
 
 
 def wait_for(condition, what: str, timeout: float = 60.0) -> None:

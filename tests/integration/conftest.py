@@ -1,4 +1,7 @@
-"""Fixtures of the end-to-end tests of the fetch job."""
+"""Fixtures of the integration tests: the fetch job's environment, a stored day for the cache's."""
+import datetime
+from decimal import Decimal
+
 import pytest
 
 from tests.helpers import KEY, isolated_environment
@@ -17,3 +20,10 @@ def job_env(monkeypatch, app, tmp_path, fake_alphavantage):
     for name, value in isolated_environment(**values).items():
         monkeypatch.setenv(name, value)
     return values
+
+
+@pytest.fixture
+def ibm_day(make_price) -> dict:
+    """One IBM day in January 2023 (``STATS_URL``'s range): open 10.00, close 20.00."""
+    return make_price(symbol="IBM", date=datetime.date(2023, 1, 3),
+                      open_price=Decimal("10.00"), close_price=Decimal("20.00"), volume=100)

@@ -1,36 +1,10 @@
 """Cached answers: hits, invalidation shared through Redis, TTL, outage tolerance."""
-import datetime
-from decimal import Decimal
-
 import pytest
 import redis
-from sqlalchemy import update
 
 from app.api.caching import cached_value, clear_cached_answers
 from app.extensions import cache, db
-from financial.models import FinancialData
-from financial.stats import refresh_monthly_sums
-from tests.helpers import build_app
-
-STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
-
-
-@pytest.fixture
-def ibm_day(make_price):
-    return make_price(symbol="IBM", date=datetime.date(2023, 1, 3),
-                      open_price=Decimal("10.00"), close_price=Decimal("20.00"), volume=100)
-
-
-def change_open_price(app, value: str) -> None:
-    """Change stored data behind the cache's back, as another process would."""
-    with app.app_context():
-        db.session.execute(update(FinancialData).values(open_price=Decimal(value)))
-        refresh_monthly_sums(db.session)
-        db.session.commit()
-
-
-def open_price_of(client) -> float:
-    return client.get(STATS_URL).get_json()["data"]["average_daily_open_price"]
+from tests.helpers import STATS_URL, build_app, change_open_price, open_price_of
 
 
 def test_statistics_are_served_from_the_cache_until_it_is_cleared(app, ibm_day, store_prices):

@@ -4,7 +4,6 @@ A Redis that stalls or dies is one of the test's own (``private_redis``),
 alone or behind a proxy that stops forwarding; the shared Redis is never
 frozen or stopped.
 """
-import datetime
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -16,40 +15,19 @@ from sqlalchemy import update
 from app.api.caching import RESPONSE_FORMAT_VERSION, clear_cached_answers, database_digest
 from app.extensions import cache, db
 from financial.models import FinancialData
-from financial.stats import refresh_monthly_sums
 from tests.helpers import (
-    build_app, data_commands, insert_prices, migrate_database, sqlite_url, wait_for,
+    STATS_URL, build_app, change_open_price, data_commands, insert_prices, migrate_database,
+    open_price_of, sqlite_url, wait_for,
 )
 from tests.servers import stalling_proxy
 
-STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
 STATS_ENTRY = "statistics:IBM|2023-01-01|2023-01-31"
 CACHE_LINE = "app.api.caching:"
-
-
-@pytest.fixture
-def ibm_day(make_price):
-    return make_price(symbol="IBM", date=datetime.date(2023, 1, 3),
-                      open_price=Decimal("10.00"), close_price=Decimal("20.00"), volume=100)
 
 
 def redis_cached_app(database_url: str, log_dir: Path, redis_url: str, **overrides):
     return build_app(database_url, log_dir, CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url,
                      **overrides)
-
-
-def set_open_price(application, value: str) -> None:
-    """Change stored data behind the cache's back, as the fetch job would."""
-    with application.app_context():
-        db.session.execute(update(FinancialData).values(open_price=Decimal(value)))
-        refresh_monthly_sums(db.session)
-        db.session.commit()
-
-
-def open_price_of(client, url: str = STATS_URL) -> float:
-    response = client.get(url)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["data"]["average_daily_open_price"]
 
 
 def cache_log_lines(application) -> list[str]:
@@ -87,7 +65,7 @@ def test_invalidation_is_one_small_write_whatever_the_number_of_entries(private_
         costs.append(data_commands(server))
     assert costs == [{"set": 1}, {"set": 1}]
     assert server.dbsize() > 5000, "nothing was deleted: stale entries expire on their own"
-    set_open_price(api, "11.00")
+    change_open_price(api, "11.00")
     assert open_price_of(client) == 11.0, "yet the cached answer is gone"
 
 
@@ -95,7 +73,7 @@ def test_a_hit_costs_one_round_trip(private_api):
     api, client, server = private_api
     assert open_price_of(client) == 10.0
     server.config_resetstat()
-    set_open_price(api, "11.00")
+    change_open_price(api, "11.00")
     assert [open_price_of(client) for _ in range(3)] == [10.0] * 3
     assert data_commands(server) == {"mget": 3}
 
@@ -131,8 +109,8 @@ def test_no_cache_entry_crosses_databases(app, redis_url, shared_prefix, tmp_pat
         assert open_price_of(here.test_client()) == 10.0
         assert open_price_of(there.test_client()) == 99.0
         assert open_price_of(here.test_client()) == 10.0
-        set_open_price(here, "11.00")
-        set_open_price(there, "98.00")
+        change_open_price(here, "11.00")
+        change_open_price(there, "98.00")
         with there.app_context():
             assert clear_cached_answers() is True
         assert open_price_of(there.test_client()) == 98.0
@@ -179,11 +157,11 @@ def test_a_stalled_redis_is_left_alone_then_used_again(app, private_redis, tmp_p
         client = api.test_client()
         assert open_price_of(client) == 10.0
         proxy.stall()
-        set_open_price(api, "11.00")
+        change_open_price(api, "11.00")
         assert open_price_of(client) == 11.0, "the first request waits out one socket timeout"
         asked = proxy.received
         for value in ("12.00", "13.00", "14.00"):
-            set_open_price(api, value)
+            change_open_price(api, value)
             assert open_price_of(client) == float(value)
             assert client.get("/api/financial_data?symbol=IBM").status_code == 200
         assert proxy.received == asked, "no request asked the stalled cache again"
