@@ -66,7 +66,9 @@ def _count(increment: Callable[[], None]) -> None:
     """Run ``increment``; a count that cannot be stored is lost, and said, but fails nothing."""
     try:
         increment()
-    except (OSError, ValueError, RuntimeError) as exc:  # prometheus_client's files
+    # prometheus_client's files: OSError for the folder or the disk; RuntimeError or
+    # UnicodeDecodeError for a damaged file. Any other ValueError is a mistake in the count.
+    except (OSError, RuntimeError, UnicodeDecodeError) as exc:
         _COUNTS_LOST.failed(f"{exc.__class__.__name__}: {exc}")
 
 

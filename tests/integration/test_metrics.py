@@ -1,9 +1,13 @@
 """GET /metrics in one process: the series the contract lists, after known requests."""
 import datetime
 import logging
+import math
+import struct
 import subprocess
 import sys
 
+import pytest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 import get_raw_data
@@ -206,3 +210,31 @@ def test_a_worker_without_its_metrics_folder_answers_and_says_so_once(database_u
     lost = [line for line in result.stderr.splitlines() if "metrics: cannot count" in line]
     assert len(lost) == 1 and "No such file or directory" in lost[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def counts_file(path, entry: bytes) -> str:
+    """Write a worker's counts file holding one ``entry`` (length, key, value); return its name."""
+    used = 8 + len(entry) + 16
+    path.write_bytes(struct.pack("ii", used, 0) + entry + bytes(16) + bytes(1 << 16))
+    return str(path)
+
+
+# prometheus_client leaves the damaged file open when it gives up on it.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("entry", [
+    struct.pack("i", 1 << 20),  # a key said to run past the file's used part: RuntimeError
+    struct.pack("i", 2) + b"\xff\xfe  ",  # a key that is not UTF-8: UnicodeDecodeError
+], ids=["overlong key", "key not utf-8"])
+def test_a_corrupt_counts_file_loses_the_count_and_says_so(tmp_path, caplog, monkeypatch, entry):
+    """A worker reopening a damaged file (a reused pid, a torn write) loses the count, said."""
+    name = counts_file(tmp_path / "counter_1.db", entry)
+    monkeypatch.setattr(metrics._COUNTS_LOST, "_clock", lambda: math.inf)  # past the last line
+    with caplog.at_level(logging.ERROR, logger="app.metrics"):
+        metrics._count(lambda: MmapedDict(name))
+    assert "metrics: cannot count" in caplog.text
+
+
+def test_a_mistake_in_counting_is_raised_not_taken_for_a_lost_count(caplog):
+    with pytest.raises(ValueError, match="label"):
+        metrics._count(lambda: metrics.REQUESTS.labels("one of three labels"))
+    assert "metrics: cannot count" not in caplog.text
