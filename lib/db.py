@@ -15,6 +15,11 @@ from sqlalchemy.pool import QueuePool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MYSQL_POOL_RECYCLE_SECONDS = 280
+# A request's reads (a page and its count, an export, its row cap and
+# X-Row-Count) must see one state of the database: MySQL's default, pinned
+# here against a server configured for READ COMMITTED. A connection set to
+# another level for a while (the lock's AUTOCOMMIT) gets it back on return.
+SERVER_ISOLATION_LEVEL = "REPEATABLE READ"
 
 
 def engine_options(url: str, *, timeout: float, read_timeout: float | None = None) -> dict:
@@ -24,7 +29,8 @@ def engine_options(url: str, *, timeout: float, read_timeout: float | None = Non
     and recycles connections before the server would close them. A server
     that stops answering must not hang a request: connecting, each answer
     (``read_timeout``, default ``timeout``) and waiting for a pooled
-    connection are bounded, and PyMySQL waits forever without them.
+    connection are bounded, and PyMySQL waits forever without them. The
+    isolation level is pinned (SERVER_ISOLATION_LEVEL), whatever the server's.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -39,7 +45,8 @@ def engine_options(url: str, *, timeout: float, read_timeout: float | None = Non
     # transaction as it returns the connection; the pool's own rollback on
     # return would be a second round trip on every request.
     options: dict = {"pool_pre_ping": True, "pool_recycle": MYSQL_POOL_RECYCLE_SECONDS,
-                     "pool_timeout": timeout, "pool_reset_on_return": None}
+                     "pool_timeout": timeout, "pool_reset_on_return": None,
+                     "isolation_level": SERVER_ISOLATION_LEVEL}
     if parsed.get_driver_name() == "pymysql":
         answer_timeout = read_timeout or timeout
         options["connect_args"] = {"connect_timeout": timeout, "read_timeout": answer_timeout,

@@ -47,7 +47,7 @@ def test_mysql_engines_ping_recycle_and_bound_every_wait(tmp_path):
                             DATABASE_TIMEOUT=1.5, DATABASE_READ_TIMEOUT=1.5)
     options = application.config["SQLALCHEMY_ENGINE_OPTIONS"]
     assert options == {"pool_pre_ping": True, "pool_recycle": 280, "pool_timeout": 1.5,
-                       "pool_reset_on_return": None,
+                       "pool_reset_on_return": None, "isolation_level": "REPEATABLE READ",
                        "connect_args": {"connect_timeout": 1.5, "read_timeout": 1.5,
                                         "write_timeout": 1.5}}
 

@@ -5,12 +5,28 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from app.extensions import db
 from tests.helpers import insert_prices
 
 D = datetime.date
+# A MySQL/MariaDB server may be configured so (transaction_isolation): each
+# statement would then see the latest commits, and a page its own count.
+READ_COMMITTED = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+
+
+@pytest.fixture(scope="session", params=[
+    "sqlite", pytest.param("mysql", marks=pytest.mark.mysql),
+    pytest.param("mysql-read-committed", marks=pytest.mark.mysql)])
+def database_url(request) -> str:
+    """Each backend, and a MariaDB/MySQL server whose sessions start in READ COMMITTED."""
+    if request.param != "mysql-read-committed":
+        return request.getfixturevalue(f"{request.param}_database_url")
+    url = make_url(request.getfixturevalue("mysql_database_url"))
+    return url.update_query_dict({"init_command": READ_COMMITTED}).render_as_string(
+        hide_password=False)
 
 
 def ibm_day(day: int) -> dict:
