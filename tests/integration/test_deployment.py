@@ -544,6 +544,22 @@ def test_a_failed_migration_stops_the_entrypoint_with_one_line(tmp_path):
     assert "served" not in result.stdout and "Traceback" not in result.stderr
 
 
+def test_a_migration_history_alembic_refuses_stops_the_entrypoint_with_one_line(tmp_path):
+    database = tmp_path / "financial.db"
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        # A known revision beside one these scripts lack: Alembic cannot plan an upgrade.
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        connection.executemany("INSERT INTO alembic_version VALUES (?)",
+                               [("0001",), ("ffff_unknown",)])
+    result = run_entrypoint(tmp_path, DATABASE_URL=f"sqlite:///{database}")
+    assert result.returncode == 1, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert (f"ERROR prestart: migrating database sqlite:///{database} failed: "
+            "Can't locate revision identified by 'ffff_unknown'") in error
+    assert "alembic_version" in error and "release that last migrated it" in error
+    assert "served" not in result.stdout and "Traceback" not in result.stderr
+
+
 def group_is_gone(group: int) -> bool:
     try:
         os.killpg(group, 0)
