@@ -60,7 +60,9 @@ RUN mkdir -p data/log data/streaming \
 COPY --from=lint /tmp/lint.passed /tmp/lint.passed
 USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+# The check waits up to 2 x DATABASE_TIMEOUT + 2 s (6 s by default) for /api/health,
+# whose 503 on a frozen database takes up to 2 x DATABASE_TIMEOUT: within --timeout.
+HEALTHCHECK --interval=10s --timeout=8s --start-period=60s --retries=3 \
     CMD ["python", "/app/scripts/healthcheck.py"]
 ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
 CMD ["gunicorn", "--config", "conf/gunicorn.conf.py", "app:create_app()"]

@@ -7,7 +7,23 @@ import http.client
 import os
 import sys
 
-TIMEOUT_SECONDS = 4
+# /api/health answers 503 on a frozen database after up to two of the app's
+# DATABASE_TIMEOUT (a pooled connection's ping, then a fresh connection): the
+# check waits that long plus a margin, so Docker records the 503, not a timeout.
+# The image's HEALTHCHECK --timeout allows for it at DATABASE_TIMEOUT's default.
+DATABASE_TIMEOUT_DEFAULT = 2.0
+MARGIN_SECONDS = 2.0
+
+
+def timeout_seconds() -> float:
+    """Return how long to wait for /api/health: twice DATABASE_TIMEOUT, plus a margin."""
+    try:
+        database_timeout = float(os.environ.get("DATABASE_TIMEOUT", "").strip())
+    except ValueError:  # blank, or a value the app itself refuses
+        database_timeout = DATABASE_TIMEOUT_DEFAULT
+    if not database_timeout > 0:
+        database_timeout = DATABASE_TIMEOUT_DEFAULT
+    return 2 * database_timeout + MARGIN_SECONDS
 
 
 def health_port() -> int:
@@ -19,7 +35,7 @@ def health_port() -> int:
 
 
 def main() -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", health_port(), timeout=TIMEOUT_SECONDS)
+    connection = http.client.HTTPConnection("127.0.0.1", health_port(), timeout=timeout_seconds())
     try:
         connection.request("GET", "/api/health")
         status = connection.getresponse().status

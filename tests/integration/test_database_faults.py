@@ -27,6 +27,7 @@ from lib.avantage_api import DailySeries, read_saved_response
 from lib.db import engine_options
 from lib.locks import MIGRATION_LOCK, lock_name
 from scripts.prestart import EXIT_UNREACHABLE
+from tests.deployment import healthcheck_command
 from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, insert_prices, isolated_environment,
     wait_for,
@@ -83,6 +84,22 @@ def test_a_frozen_database_answers_503_fast_then_recovers(mysql_app, tmp_path):
         log = (log_dir / "api.log").read_text()
         assert "health check failed: OperationalError 2013: Lost connection" in log
         assert "hint: the connection broke or the server did not answer in time" in log
+
+
+@pytest.mark.mysql
+def test_the_image_health_check_reports_the_503_of_a_frozen_database(mysql_app, tmp_path):
+    """Docker's check waits out the API's own bound (default DATABASE_TIMEOUT), not less."""
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        with production_gunicorn(tmp_path / "log", APP_ENV="production", DATABASE_URL=proxied,
+                                 GUNICORN_WORKERS="1", CACHE_TYPE="SimpleCache") as port:
+            assert http_get(port, "/api/health")[0] == 200  # a pooled connection to ping
+            proxy.stall()
+            health = subprocess.run(healthcheck_command(), capture_output=True, text=True,
+                                    env=isolated_environment(GUNICORN_BIND=f"127.0.0.1:{port}"),
+                                    timeout=60)
+    assert (health.returncode, health.stderr) == (1, "unhealthy: /api/health answered 503\n")
 
 
 @pytest.fixture

@@ -269,6 +269,15 @@ def test_image_command_and_healthcheck_point_at_real_files():
     assert Path(healthcheck_command()[-1]).is_file()
 
 
+def test_docker_waits_longer_for_the_health_check_than_it_waits_for_the_api(monkeypatch):
+    options = dict(re.findall(r"--([a-z-]+)=(\d+)s", instruction(
+        dockerfile_stages()["final"], "HEALTHCHECK").split(" CMD ", 1)[0]))
+    monkeypatch.delenv("DATABASE_TIMEOUT", raising=False)
+    patience = runpy.run_path(healthcheck_command()[-1])["timeout_seconds"]()
+    # A second for Python to start; a check ends before the next begins.
+    assert patience + 1 <= int(options["timeout"]) <= int(options["interval"])
+
+
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES)
 def test_compose_files_reference_what_exists(compose_file):
     compose = load_compose(compose_file)
