@@ -14,6 +14,9 @@ from lib.schema import MIGRATE_COMMAND
 # as opposed to a bad query.
 DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
 _MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
+# Refusals waiting does not change: no grant on the database, a wrong user or
+# password, no such database.
+_MYSQL_REFUSAL_ERRORS = (1044, 1045, 1049)
 _MYSQL_DISK_FULL_ERRORS = (1021, 1114)  # disk full, table full
 # Errors that mean a full disk only when the OS error behind them is ENOSPC (28):
 # a storage engine's error (1030), a file the server writes (1026) or a temporary
@@ -83,6 +86,17 @@ def is_lock_conflict(exc: OperationalError) -> bool:
     orig = exc.orig
     code = orig.args[0] if orig is not None and orig.args else None
     return code in _MYSQL_LOCK_ERRORS or "database is locked" in str(orig)
+
+
+def is_definite_refusal(exc: Exception) -> bool:
+    """Tell a server that answered and refused our settings from one that is down or busy.
+
+    Only a change of the settings (or of the server's users and databases)
+    ends it: a program should say so and stop, not wait it out as an outage.
+    """
+    orig = getattr(exc, "orig", None)
+    return (isinstance(exc, OperationalError) and orig is not None and bool(orig.args)
+            and orig.args[0] in _MYSQL_REFUSAL_ERRORS)
 
 
 def is_disk_full(exc: Exception) -> bool:

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Container entrypoint: wait for the database and apply migrations, then exec
 # the command (gunicorn by default) so it runs as PID 1 and receives signals.
-# A setting that cannot work stops here. A database that does not answer in
-# time (prestart's status 3) does not: the command starts anyway (the API
+# A setting that cannot work stops here, as does a database that refuses it
+# (wrong password, unknown database: prestart's status 2). A database that does
+# not answer in time (prestart's status 3) does not: the command starts anyway (the API
 # answers 503 until the database is back) while prestart keeps waiting in the
 # background and migrates as soon as it answers.
 set -eu

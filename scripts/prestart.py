@@ -1,8 +1,9 @@
 """Prepare the database before the API serves: wait until it answers, then migrate.
 
 The container entrypoint runs ``python -m scripts.prestart``. A setting that
-cannot work stops it with one clear line (status 2), as does a migration that
-fails (status 1). The wait is bounded: a
+cannot work stops it with one clear line (status 2), a database that refuses
+the settings (wrong user or password, no such database) too, at once, and a
+migration that fails with status 1. The wait is bounded: a
 database that does not answer in time is status 3, on which the entrypoint
 starts the API anyway (it answers 503 until the database is back). API
 replicas may start together; on MySQL a named lock makes them apply
@@ -24,7 +25,7 @@ from app import MIGRATIONS_DIR, create_app
 from app.extensions import db
 from conf.settings import ConfigError, get_config
 from lib.db import engine_options
-from lib.db_errors import DATABASE_ERRORS, describe_database_error
+from lib.db_errors import DATABASE_ERRORS, describe_database_error, is_definite_refusal
 from lib.locks import LockFileError, MigrationLockTimeout, migrate_unless_newer
 from lib.schema import NEWER_SCHEMA
 
@@ -70,6 +71,10 @@ def prepare_database(engine: Engine, timeout: float) -> int:
     """Wait for ``engine``'s database, then apply pending migrations; return the exit status."""
     where = engine.url.render_as_string(hide_password=True)
     error = wait_for_database(engine, timeout)
+    if error is not None and is_definite_refusal(error):
+        logger.error("database %s refused this configuration: %s", where,
+                     describe_database_error(error))
+        return EXIT_CONFIG
     if error is not None:
         logger.error("database %s was not ready within %gs: %s", where, timeout,
                      describe_database_error(error))
@@ -105,7 +110,10 @@ def upgrade_to_head() -> None:
 
 
 def wait_for_database(engine: Engine, timeout: float) -> Exception | None:
-    """Poll the database until it answers or ``timeout`` seconds pass; return the last error."""
+    """Poll the database until it answers or ``timeout`` seconds pass; return the last error.
+
+    A refusal waiting cannot change (``is_definite_refusal``) ends the wait at once.
+    """
     deadline = time.monotonic() + timeout
     announced = False
     while True:
@@ -113,7 +121,7 @@ def wait_for_database(engine: Engine, timeout: float) -> Exception | None:
             _try_database(engine, min(TRY_TIMEOUT_SECONDS, max(deadline - time.monotonic(), 0.1)))
             return None
         except DATABASE_ERRORS as exc:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or is_definite_refusal(exc):
                 return exc
             if not announced:
                 logger.info("waiting up to %gs for the database: %s", timeout,

@@ -26,7 +26,7 @@ from financial.runs import RunRecorder, utc_now
 from lib.avantage_api import DailySeries, read_saved_response
 from lib.db import engine_options
 from lib.locks import MIGRATION_LOCK, lock_name
-from scripts.prestart import EXIT_UNREACHABLE
+from scripts.prestart import EXIT_CONFIG, EXIT_UNREACHABLE
 from tests.deployment import healthcheck_command
 from tests.helpers import (
     build_app, create_mysql_database, drop_mysql_database, insert_prices, isolated_environment,
@@ -146,15 +146,25 @@ def test_a_refused_connection_is_logged_with_code_and_hint(tmp_path):
 
 
 @pytest.mark.mysql
-def test_prestart_names_the_code_and_hint_of_a_wrong_password(mysql_server_url, tmp_path):
-    url = mysql_server_url.set(username="no_such_user_ft", password=PASSWORD, database="x")
+@pytest.mark.parametrize("change, expected", [
+    ({"password": PASSWORD}, "OperationalError 1045: Access denied for user 'root'@"),
+    ({"database": "no_such_database_ft"},
+     "OperationalError 1049: Unknown database 'no_such_database_ft'"),
+], ids=["wrong password", "unknown database"])
+def test_prestart_stops_at_once_on_a_refusal_waiting_cannot_change(
+        mysql_server_url, tmp_path, change, expected):
+    """Not waited out like an outage: one line, and a status the restart policy shows."""
+    url = mysql_server_url.set(**{"database": "financial", **change})
     env = isolated_environment(APP_ENV="production", LOG_DIR=str(tmp_path),
                                DATABASE_URL=url.render_as_string(hide_password=False))
-    result = subprocess.run([sys.executable, "-m", "scripts.prestart", "--timeout", "1"],
+    # Waiting out the whole --timeout would outlast the run's own timeout.
+    result = subprocess.run([sys.executable, "-m", "scripts.prestart", "--timeout", "600"],
                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == EXIT_UNREACHABLE
-    assert "OperationalError 1045: Access denied for user 'no_such_user_ft'@" in result.stderr
-    assert "hint: authentication failed" in result.stderr
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert "ERROR prestart: database mysql+pymysql://root" in error
+    assert f"refused this configuration: {expected}" in error and "; hint: " in error
+    assert "waiting up to" not in result.stderr
     output = result.stdout + result.stderr + (tmp_path / "api.log").read_text()
     assert PASSWORD not in output and "Traceback" not in output
 
