@@ -19,7 +19,8 @@ from dotenv import load_dotenv
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import MIGRATIONS_DIR, SCHEMA_REVISION, create_app, register_migrations
+from app import (MIGRATIONS_DIR, SCHEMA_REVISION, MigrationHistoryError, create_app,
+                 register_migrations, upgrade_to_head)
 from app.api.caching import clear_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
@@ -226,8 +227,7 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
         if revision == SCHEMA_REVISION:
             return True
         register_migrations(app)
-        from flask_migrate import upgrade
-        newer = migrate_unless_newer(db.engine, str(MIGRATIONS_DIR), upgrade)
+        newer = migrate_unless_newer(db.engine, str(MIGRATIONS_DIR), upgrade_to_head)
     except (SQLAlchemyError, MigrationLockTimeout) as exc:
         logger.error("bringing the schema up to date failed", exc_info=exc)
         _database_unavailable(exc, "nothing fetched")
@@ -235,6 +235,10 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
     except LockFileError as exc:
         logger.error("bringing the schema up to date failed: %s", exc)
         _to_stderr(f"get_raw_data: {exc}; nothing fetched")
+        return False
+    except MigrationHistoryError as exc:
+        logger.error("bringing the schema up to date failed: %s", exc)
+        _to_stderr(f"get_raw_data: bringing the schema up to date failed: {exc}; nothing fetched")
         return False
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)

@@ -18,6 +18,19 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 SCHEMA_REVISION = "0004"
 
 
+class MigrationHistoryError(Exception):
+    """Alembic refuses the revisions the database records (table alembic_version).
+
+    A row no migration script here knows, beside one it does: no upgrade can
+    be planned. The message says what to do.
+    """
+
+    def __init__(self, refusal: str) -> None:
+        super().__init__(f"{refusal}; hint: the database's migration history (table "
+                         "alembic_version) does not fit this release's migrations: start "
+                         "the release that last migrated it, or repair that table")
+
+
 class StartupError(ConfigError, click.ClickException):
     """A setting the app cannot run with; the Flask CLI prints it as one line, no traceback."""
 
@@ -152,3 +165,19 @@ def register_migrations(app: Flask) -> None:
     """
     from flask_migrate import Migrate
     Migrate(app, db, directory=str(MIGRATIONS_DIR))
+
+
+def upgrade_to_head() -> None:
+    """Apply the pending migrations of the current app (``register_migrations`` first).
+
+    Alembic itself, not Flask-Migrate's ``upgrade()``, which logs Alembic's
+    refusal as a bare "Error: ..." and exits: it is raised as
+    MigrationHistoryError, for the caller to say in its own line.
+    """
+    from alembic import command
+    from alembic.util import CommandError
+    from flask import current_app
+    try:
+        command.upgrade(current_app.extensions["migrate"].migrate.get_config(), "head")
+    except CommandError as exc:
+        raise MigrationHistoryError(str(exc)) from exc

@@ -14,14 +14,11 @@ import logging
 import sys
 import time
 
-from alembic import command
-from alembic.util import CommandError
-from flask import current_app
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import MIGRATIONS_DIR, create_app
+from app import MIGRATIONS_DIR, MigrationHistoryError, create_app, upgrade_to_head
 from app.extensions import db
 from conf.settings import ConfigError, get_config
 from lib.db import engine_options
@@ -36,11 +33,6 @@ RETRY_INTERVAL_SECONDS = 1.0
 # still ends with --timeout.
 TRY_TIMEOUT_SECONDS = 5.0
 EXIT_READY, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
-# Alembic refuses the revisions the database records (a row of alembic_version
-# no script here knows, beside one it does): what to do about it.
-HISTORY_HINT = ("the database's migration history (table alembic_version) does not fit this "
-                "release's migrations: start the release that last migrated it, or repair "
-                "that table")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,23 +82,13 @@ def prepare_database(engine: Engine, timeout: float) -> int:
     except SQLAlchemyError as exc:  # a migration failed, or the database went away meanwhile
         logger.error("migrating database %s failed: %s", where, describe_database_error(exc))
         return EXIT_FAILED
-    except CommandError as exc:
-        logger.error("migrating database %s failed: %s; hint: %s", where, exc, HISTORY_HINT)
+    except MigrationHistoryError as exc:
+        logger.error("migrating database %s failed: %s", where, exc)
         return EXIT_FAILED
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)
     logger.info("database %s is ready and migrated", where)
     return EXIT_READY
-
-
-def upgrade_to_head() -> None:
-    """Apply the pending migrations of the current app.
-
-    Alembic itself, not Flask-Migrate's ``upgrade()``, which logs Alembic's
-    refusal as a bare "Error: ..." and exits: prestart names it in its own line.
-    """
-    config = current_app.extensions["migrate"].migrate.get_config()
-    command.upgrade(config, "head")
 
 
 def wait_for_database(engine: Engine, timeout: float) -> Exception | None:

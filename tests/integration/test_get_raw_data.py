@@ -437,6 +437,25 @@ def test_a_schema_a_newer_release_migrated_is_used_as_it_is(capsys, job_env, mon
     engine.dispose()
 
 
+def test_a_migration_history_alembic_refuses_stops_the_job_with_one_line(
+        capsys, job_env, monkeypatch, empty_database_url):
+    engine = create_engine(empty_database_url)
+    with engine.begin() as connection:
+        # A known revision beside one these scripts lack: Alembic cannot plan an upgrade.
+        connection.execute(text("CREATE TABLE alembic_version "
+                                "(version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        connection.execute(text("INSERT INTO alembic_version VALUES ('0001'), ('ffff_unknown')"))
+    engine.dispose()
+    monkeypatch.setenv("DATABASE_URL", empty_database_url)
+    status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert (status, out) == (1, "")
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == ("get_raw_data: bringing the schema up to date failed: Can't locate revision "
+                   "identified by 'ffff_unknown'; hint: the database's migration history "
+                   "(table alembic_version) does not fit this release's migrations: start the "
+                   "release that last migrated it, or repair that table; nothing fetched")
+
+
 def _read_terminal(fd: int) -> str:
     chunks = []
     while True:
