@@ -267,6 +267,37 @@ return { natural, shown: fields.map((field) => field.offsetWidth) };
 """
 
 
+# Each date in the chart's title, with the number of lines its characters are shown on.
+TITLE_DATE_LINES = """
+const title = document.getElementById('chart-title');
+const walker = document.createTreeWalker(title, NodeFilter.SHOW_TEXT);
+const texts = []; // [text node, its offset in the title's text]
+let text = '';
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  texts.push([node, text.length]);
+  text += node.textContent;
+}
+const at = (offset, isEnd) => {
+  const [node, start] = texts.findLast(([, from]) => (isEnd ? from < offset : from <= offset));
+  return [node, offset - start];
+};
+return [...text.matchAll(/\\d{4}-\\d{2}-\\d{2}/g)].map((match) => {
+  const range = document.createRange();
+  range.setStart(...at(match.index, false));
+  range.setEnd(...at(match.index + match[0].length, true));
+  const lines = new Set([...range.getClientRects()].map((rect) => Math.round(rect.bottom)));
+  return [match[0], lines.size];
+});
+"""
+
+
+def test_the_dates_of_the_chart_title_are_whole_on_the_narrowest_screen(browser, live_server):
+    browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2023-03-01&end_date=2023-03-24")
+    wait_shown(browser, "IBM", "2023-03-01", "2023-03-24")
+    assert browser.script(TITLE_DATE_LINES) == [["2023-03-01", 1], ["2023-03-24", 1]]
+
+
 def test_the_dates_are_whole_on_the_narrowest_screen(browser, live_server):
     browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
     browser.open(live_server.url + "/?symbol=IBM")

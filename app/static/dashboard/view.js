@@ -205,7 +205,8 @@ export function showResults(view) {
   if (focusWasInMessage) {
     elements.chart.focus();
   }
-  elements.chartTitle.textContent = `${view.symbol}, ${view.start} to ${view.end}`;
+  elements.chartTitle.replaceChildren(
+    `${view.symbol}, `, unbroken(view.start), ' to ', unbroken(view.end));
   document.title = `${view.symbol} ${view.start} to ${view.end} · ${PAGE_TITLE}`;
   skipTo(elements.chart, 'Skip to the chart');
 }
