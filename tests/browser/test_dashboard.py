@@ -23,6 +23,7 @@ from tests.browser.dashboard_page import (
     wait_settled, wait_shown,
 )
 from tests.browser.harness import FailedRequest, csp_directives, publish_screenshot
+from app.api.caching import clear_cached_answers
 from app.extensions import db
 from tests.helpers import build_app, insert_prices, migrate_database, sqlite_url
 
@@ -395,6 +396,27 @@ def test_too_many_requests_says_when_to_retry(browser, serve, recorded_database_
                         r"Retry in [1-6]?\d seconds?\.", message), message
     assert element(browser, "#retry").is_displayed()
     assert [request.status for request in browser.take_problems().failed_requests] == [429]
+
+
+def test_an_empty_database_says_so_and_retry_shows_the_first_prices(browser, serve, tmp_path):
+    url = sqlite_url(tmp_path)
+    migrate_database(url, tmp_path / "log")
+    server = serve(build_app(url, tmp_path / "log"))
+    browser.open(server.url + "/")
+    assert wait_settled(browser)["message"] == (
+        "No prices are stored yet. Run the fetch job (python get_raw_data.py) to load some, "
+        "then retry.")
+    assert element(browser, "#retry").is_displayed()
+    assert browser.accessibility_violations() == []
+    with server.app.app_context():  # the fetch job's first run
+        insert_prices(db.session, [{
+            "symbol": "IBM", "date": datetime.date(2023, 3, 24), "open_price": Decimal("10.5"),
+            "high_price": Decimal("12"), "low_price": Decimal("9"),
+            "close_price": Decimal("11.25"), "volume": 1000}])
+        db.session.commit()
+        clear_cached_answers()
+    element(browser, "#retry").click()
+    wait_shown(browser, "IBM", month_range_start("2023-03-24", 3), "2023-03-24")
 
 
 def test_an_unreachable_api_is_shown_and_retry_recovers(browser, serve, recorded_database_url,

@@ -79,14 +79,20 @@ def test_retry_that_ends_in_a_message_without_retry_leaves_the_focus_on_the_mess
         browser, serve, tmp_path):
     url = sqlite_url(tmp_path)  # no schema yet: the API answers 503
     server = serve(build_app(url, tmp_path / "log"))
-    browser.open(server.url + "/")
+    browser.open(server.url + "/?symbol=ZZZZ")
     assert "HTTP 503" in wait_settled(browser)["message"]
-    migrate_database(url, tmp_path / "log")  # up, and empty
+    migrate_database(url, tmp_path / "log")  # up, with a symbol, but not that one
+    with server.app.app_context():
+        insert_prices(db.session, [{
+            "symbol": "IBM", "date": datetime.date(2023, 3, 24), "open_price": Decimal("10.5"),
+            "high_price": Decimal("12"), "low_price": Decimal("9"),
+            "close_price": Decimal("11.25"), "volume": 1000}])
+        db.session.commit()
     tab_to(browser, "retry", limit=25)
     press(browser, Keys.ENTER)
     browser.wait_for(
-        lambda: wait_settled(browser)["message"].startswith("No prices are stored yet"),
-        "the message that nothing is stored")
+        lambda: wait_settled(browser)["message"].startswith("No prices are stored for ZZZZ"),
+        "the message that the symbol is not stored")
     assert not element(browser, "#retry").is_displayed()
     assert browser.script("return document.activeElement.id") == "message", (
         "the focus is not lost with the hidden Retry button")

@@ -25,12 +25,14 @@ export class OfflineError extends Error {}
 
 /** Return a client of the API mounted at `prefix` (e.g. "/api"). */
 export function createApi(prefix) {
-  async function getJson(path, params) {
+  /** GET `path`'s JSON body; `revalidate` asks the server even if the browser's copy is fresh. */
+  async function getJson(path, params, revalidate = false) {
     const url = `${prefix}${path}?${new URLSearchParams(params)}`;
     let response;
     try {
       response = await fetch(url, {
         headers: { Accept: 'application/json' },
+        cache: revalidate ? 'no-cache' : 'default',
         signal: AbortSignal.timeout(TIMEOUT_SECONDS * 1000),
       });
     } catch (error) {
@@ -47,11 +49,11 @@ export function createApi(prefix) {
   }
 
   /** Return the rows of every page of `path`, given its first page. */
-  async function allRows(path, params, firstPage) {
+  async function allRows(path, params, firstPage, revalidate = false) {
     const { pages } = firstPage.pagination;
     const rest = [];
     for (let page = 2; page <= pages; page += 1) {
-      rest.push(getJson(path, { ...params, limit: PAGE_LIMIT, page }));
+      rest.push(getJson(path, { ...params, limit: PAGE_LIMIT, page }, revalidate));
     }
     const bodies = await Promise.all(rest);
     return firstPage.data.concat(...bodies.map((body) => body.data));
@@ -62,10 +64,13 @@ export function createApi(prefix) {
   }
 
   return {
-    /** Every stored symbol with its freshness, ordered by symbol. */
-    async symbols() {
-      const first = await getJson('/symbols', { limit: PAGE_LIMIT, page: 1 });
-      return allRows('/symbols', {}, first);
+    /**
+     * Every stored symbol with its freshness, ordered by symbol. With `revalidate` (a retry),
+     * not the browser's copy of an earlier answer, which may be fresh for HTTP_CACHE_MAX_AGE.
+     */
+    async symbols(revalidate = false) {
+      const first = await getJson('/symbols', { limit: PAGE_LIMIT, page: 1 }, revalidate);
+      return allRows('/symbols', {}, first, revalidate);
     },
 
     /** The first page of a view's prices, every field; its pagination holds the count. */

@@ -64,22 +64,25 @@ function completeView(wanted, entry) {
   return { symbol: entry.symbol, start, end };
 }
 
-async function loadSymbols() {
+/** Load the stored symbols, then show the address's view; `again` on a retry. */
+async function loadSymbols(again = false) {
   generation += 1;
   view.setStatus('Loading the stored symbols…');
+  const retry = () => loadSymbols(true);
   let entries;
   try {
-    entries = await api.symbols();
+    entries = await api.symbols(again); // a retry asks the API, not the browser's cached answer
   } catch (error) {
     view.renderPicker([], 'Symbols could not be loaded');
-    noSymbols = [explain(error), loadSymbols];
+    noSymbols = [explain(error), retry];
     view.showMessage(...noSymbols);
     return;
   }
   symbols = new Map(entries.map((entry) => [entry.symbol, entry]));
   view.renderPicker(entries);
   if (entries.length === 0) {
-    noSymbols = ['No prices are stored yet. Run the fetch job (python get_raw_data.py) to load some.'];
+    noSymbols = ['No prices are stored yet. Run the fetch job (python get_raw_data.py) to load '
+      + 'some, then retry.', retry];
     view.showMessage(...noSymbols);
     return;
   }
