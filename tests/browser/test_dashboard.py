@@ -6,6 +6,7 @@ Content-Security-Policy.
 """
 import calendar
 import datetime
+import itertools
 import re
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
@@ -419,6 +420,67 @@ def test_an_empty_database_says_so_and_retry_shows_the_first_prices(browser, ser
     wait_shown(browser, "IBM", month_range_start("2023-03-24", 3), "2023-03-24")
 
 
+TOO_MANY = "The API answered with an error (HTTP 429): too many requests."
+# Records each text the message shows, from the start of the page.
+MESSAGE_LOG = """
+window.messagesShown = [];
+new MutationObserver(() => {
+  const message = document.getElementById('message');
+  const text = message && !message.hidden && document.getElementById('message-text').textContent;
+  if (text && text !== window.messagesShown.at(-1)) {
+    window.messagesShown.push(text);
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+"""
+
+
+def refusing_prices_once(database_url: str, log_dir, retry_after: int) -> Flask:
+    """The app, whose first request for prices is over the rate limit for ``retry_after`` s."""
+    refused = ({"info": {"error": "too many requests"}}, 429, {"Retry-After": str(retry_after)})
+    return failing_app(database_url, log_dir, "/api/financial_data", refused, times=1)
+
+
+def test_the_wait_after_too_many_requests_counts_down(browser, serve, recorded_database_url,
+                                                      tmp_path):
+    server = serve(refusing_prices_once(recorded_database_url, tmp_path / "log", retry_after=2))
+    log = browser.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                         {"source": MESSAGE_LOG})
+    try:
+        browser.open(server.url + "/?symbol=IBM")
+        browser.wait_for(lambda: browser.script("return window.messagesShown.length") == 3,
+                         "the count to reach zero")
+    finally:
+        browser.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", log)
+    assert browser.script("return window.messagesShown") == [
+        f"{TOO_MANY} Retry in 2 seconds.", f"{TOO_MANY} Retry in 1 second.",
+        f"{TOO_MANY} You can retry now."]
+    assert element(browser, "#retry").is_displayed()
+    assert browser.accessibility_violations() == []
+    assert sum("/api/financial_data" in url for url in browser.requested_urls()) == 1, (
+        "the page does not retry by itself")
+    element(browser, "#retry").click()
+    view = address(browser)
+    wait_shown(browser, "IBM", view["start_date"], view["end_date"])
+    assert [request.status for request in browser.take_problems().failed_requests] == [429]
+
+
+def test_another_view_stops_the_count_of_the_last_one(browser, serve, recorded_database_url,
+                                                      tmp_path):
+    server = serve(refusing_prices_once(recorded_database_url, tmp_path / "log", retry_after=2))
+    browser.open(server.url + "/?symbol=IBM")
+    assert wait_settled(browser)["message"].startswith(f"{TOO_MANY} Retry in ")
+    with requests_held(browser, "*/api/financial_data*"):
+        element(browser, "[data-preset='2W']").click()
+        # Timers run in the order they fall due: the count would have reached zero by now.
+        browser.async_script("setTimeout(arguments[arguments.length - 1], 2000)")
+        message = browser.script("return document.getElementById('message-text').textContent")
+        assert re.fullmatch(rf"{re.escape(TOO_MANY)} Retry in [12] seconds?\.", message), (
+            "the count of the last view went on")
+    view = address(browser)
+    wait_shown(browser, "IBM", view["start_date"], view["end_date"])
+    assert [request.status for request in browser.take_problems().failed_requests] == [429]
+
+
 def test_an_unreachable_api_is_shown_and_retry_recovers(browser, serve, recorded_database_url,
                                                         tmp_path):
     server = serve(build_app(recorded_database_url, tmp_path / "log"))
@@ -466,13 +528,19 @@ def test_a_slow_first_view_shows_that_it_is_loading(browser, live_server):
 
 # --- when the page cannot start ---------------------------------------------------------
 
-def failing_app(database_url: str, log_dir, path: str, answer) -> Flask:
-    """The app, answering ``answer`` (a Flask response value) for the file at ``path``."""
+def failing_app(database_url: str, log_dir, path: str, answer, times: int | None = None) -> Flask:
+    """The app, answering ``answer`` (a Flask response value) for the file at ``path``.
+
+    With ``times``, only its first ``times`` requests get that answer.
+    """
     app = build_app(database_url, log_dir)
+    answered = itertools.count()
 
     @app.before_request
     def _answer_for_path():
-        return answer if request.path == path else None
+        if request.path == path and (times is None or next(answered) < times):
+            return answer
+        return None
 
     return app
 

@@ -16,21 +16,24 @@ let shown = null; // the view on screen: {symbol, start, end}
 let chart = null;
 let generation = 0; // bumped per load, so a slow answer never overwrites a newer view
 let chosenPreset = null; // the preset last pressed: it wins over another giving the same days
-let noSymbols = null; // with no symbol to pick, why: [message, retry] for view.showMessage
+let noSymbols = null; // with no symbol to pick, why: the arguments of view.showMessage
 
-/** Explain a failed request in a sentence a reader can act on. */
-function explain(error) {
+/**
+ * Explain a failed request in a sentence a reader can act on, with Retry calling `retry`:
+ * the arguments of view.showMessage. Over the rate limit, the message counts down the wait.
+ */
+function failure(error, retry) {
   if (error instanceof OfflineError) {
-    return `The API cannot be reached: ${error.message}. `
-      + 'Check your connection and that the server is running, then retry.';
+    return [`The API cannot be reached: ${error.message}. `
+      + 'Check your connection and that the server is running, then retry.', retry];
   }
   if (error instanceof ApiError && error.status === 429 && error.retryAfter !== null) {
     // The API's own text points at its Retry-After header, which a reader never sees.
-    return 'The API answered with an error (HTTP 429): too many requests. '
-      + `Retry in ${view.plural(error.retryAfter, 'second')}.`;
+    return ['The API answered with an error (HTTP 429): too many requests.', retry,
+      performance.now() + error.retryAfter * 1000];
   }
   if (error instanceof ApiError) {
-    return `The API answered with an error (HTTP ${error.status}): ${error.message}.`;
+    return [`The API answered with an error (HTTP ${error.status}): ${error.message}.`, retry];
   }
   throw error;
 }
@@ -67,6 +70,7 @@ function completeView(wanted, entry) {
 /** Load the stored symbols, then show the address's view; `again` on a retry. */
 async function loadSymbols(again = false) {
   generation += 1;
+  view.stopCountdown();
   view.setStatus('Loading the stored symbols…');
   const retry = () => loadSymbols(true);
   let entries;
@@ -74,7 +78,7 @@ async function loadSymbols(again = false) {
     entries = await api.symbols(again); // a retry asks the API, not the browser's cached answer
   } catch (error) {
     view.renderPicker([], 'Symbols could not be loaded');
-    noSymbols = [explain(error), retry];
+    noSymbols = failure(error, retry);
     view.showMessage(...noSymbols);
     return;
   }
@@ -125,6 +129,7 @@ async function showAddress() {
 /** Load and draw a view: its prices, page by page, and its statistics. */
 async function load(range) {
   generation += 1;
+  view.stopCountdown(); // a wait counted for the previous view must not go on over this one
   const mine = generation;
   shown = range;
   const entry = symbols.get(range.symbol);
@@ -152,7 +157,7 @@ async function load(range) {
     draw(range, rows, stats);
   } catch (error) {
     if (mine === generation) {
-      view.showMessage(explain(error), () => load(range));
+      view.showMessage(...failure(error, () => load(range)));
     }
   } finally {
     if (mine === generation) {

@@ -24,6 +24,7 @@ export const elements = {
 
 const PAGE_TITLE = document.title;
 let retryAction = null;
+let countdown = null; // the one timer that counts down a message's wait before a retry
 
 /** Write an integer string with thousands separators, exactly (no float on the way). */
 export function groupDigits(text) {
@@ -149,11 +150,19 @@ export function pickedSymbol() {
   return elements.symbol.value;
 }
 
-/** Show a message instead of the results; `retry` adds a Retry button that calls it. */
-export function showMessage(text, retry = null) {
+/**
+ * Show a message instead of the results; `retry` adds a Retry button that calls it.
+ * With `retryAt` (a performance.now() time), the message ends counting down the seconds
+ * to it, then says that a retry can go now; it never retries by itself.
+ */
+export function showMessage(text, retry = null, retryAt = null) {
   const focused = document.activeElement;
+  stopCountdown();
   retryAction = retry;
   elements.messageText.textContent = text;
+  if (retryAt !== null) {
+    countDown(retryAt);
+  }
   elements.retry.hidden = retry === null;
   elements.message.hidden = false;
   elements.results.hidden = true;
@@ -169,6 +178,31 @@ export function showMessage(text, retry = null) {
   setStatus('');
   setBusy(false); // the message is what is shown now, not a view loading
   skipTo(elements.message, 'Skip to the message');
+}
+
+/**
+ * End the message with the seconds left until `retryAt`, updated each second. The count is
+ * a timer (its implicit aria-live is off): a screen reader reads the alert once, not again
+ * at every second.
+ */
+function countDown(retryAt) {
+  const count = document.createElement('span');
+  count.setAttribute('role', 'timer');
+  elements.messageText.append(' ', count);
+  const tick = () => {
+    const left = Math.max(0, retryAt - performance.now());
+    const seconds = Math.ceil(left / 1000);
+    count.textContent = seconds > 0 ? `Retry in ${plural(seconds, 'second')}.` : 'You can retry now.';
+    // The next tick falls when the count changes, from the time left (timers run late).
+    countdown = seconds > 0 ? setTimeout(tick, left - (seconds - 1) * 1000) : null;
+  };
+  tick();
+}
+
+/** Stop the count of a message's wait: a new view or message makes it stale. */
+export function stopCountdown() {
+  clearTimeout(countdown);
+  countdown = null;
 }
 
 /**
@@ -197,6 +231,7 @@ export function setBusy(busy) {
 
 /** Show the results area (before drawing, so the chart can measure its size). */
 export function showResults(view) {
+  stopCountdown();
   retryAction = null;
   // A keyboard user who pressed Retry would be left on a hidden button: go to the chart.
   const focusWasInMessage = elements.message.contains(document.activeElement);
