@@ -28,7 +28,7 @@ GET, HEAD or OPTIONS answers 405 naming the allowed ones; OPTIONS answers
 database that is down, does not answer within a few seconds or lacks its
 schema gives 503 with `Retry-After`. `GET /api` lists the endpoints.
 
-Every successful read carries an `ETag` (the streamed CSV export a weak one);
+Every successful read carries a weak `ETag` (`W/"..."`);
 send it back in `If-None-Match` to get `304 Not Modified` with no body while
 the answer is unchanged (`*` matches any; `If-Match` and the date conditions
 are ignored). Every response carries `X-Request-ID` (yours, if it

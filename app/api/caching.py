@@ -240,7 +240,7 @@ def _store_response(response: Response) -> Response:
     state: _AnswerCache = current_app.extensions[_STATE]
     state.response_kinds[request.url_rule.rule] = storable.kind  # type: ignore[union-attr]
     # The tag app.conditional would add, computed once here for every later hit.
-    response.add_etag()
+    response.add_etag(weak=True)
     entries = {_response_entry(): (response.get_data(), list(response.headers.items()))}
     if storable.is_new:
         entries[storable.entry] = storable.value

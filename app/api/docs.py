@@ -74,8 +74,8 @@ list_error_model = Model("ListError", require_every_key({
 }))
 SHARED_MODELS = (info_model, pagination_model, error_model, list_error_model)
 
-ETAG_HEADER = {"ETag": "A tag of this answer (weak for the CSV export); send it in "
-                       "If-None-Match to get a 304 while it is unchanged"}
+ETAG_HEADER = {"ETag": "A weak tag of this answer (W/\"...\"); send it in If-None-Match "
+                       "to get a 304 while it is unchanged"}
 RETRY_AFTER_HEADER = {"Retry-After": {"type": "integer",
                                       "description": "Seconds to wait before retrying"}}
 RATE_LIMIT_HEADERS = {

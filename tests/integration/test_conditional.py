@@ -16,11 +16,12 @@ IBM = ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24
 
 @pytest.mark.parametrize("path", ["/api/financial_data", "/api/health", "/api/swagger.json",
                                   "/api/docs", "/metrics"])
-def test_every_200_get_carries_an_etag_and_a_match_gets_an_empty_304(sqlite_client, path):
+def test_every_200_get_carries_a_weak_etag_and_a_match_gets_an_empty_304(sqlite_client, path):
+    """Weak: nginx gzips answers, a change of bytes the tag must not claim to rule out."""
     first = sqlite_client.get(path)
     assert first.status_code == 200
     tag = first.headers["ETag"]
-    assert tag.startswith('"') and tag.endswith('"')
+    assert tag.startswith('W/"') and tag.endswith('"')
     if path != "/metrics":  # every scrape differs (durations, counts)
         assert sqlite_client.get(path).headers["ETag"] == tag, "same body, same tag"
 
@@ -50,13 +51,35 @@ def test_the_streamed_export_carries_a_weak_tag_and_a_match_gets_an_empty_304(sq
 
 def test_a_weak_or_listed_tag_matches_too(sqlite_client):
     tag = sqlite_client.get("/api/financial_data").headers["ETag"]
-    for header in (f"W/{tag}", f'"other", {tag}'):
+    for header in (tag.removeprefix("W/"), f'"other", {tag}'):
         assert sqlite_client.get("/api/financial_data",
                                  headers={"If-None-Match": header}).status_code == 304
     assert sqlite_client.get("/api/financial_data",
                              headers={"If-None-Match": '"other"'}).status_code == 200
     assert sqlite_client.head("/api/financial_data",
                               headers={"If-None-Match": tag}).status_code == 304
+
+
+def test_static_files_get_weak_tags_too(sqlite_client):
+    """Flask tags a file strongly; nginx gzips scripts and styles as it does JSON."""
+    path = "/static/dashboard/dashboard.js"
+    with sqlite_client.get(path) as first:
+        tag = first.headers["ETag"]
+    assert tag.startswith('W/"')
+    with sqlite_client.get(path, headers={"If-None-Match": tag}) as again:
+        assert (again.status_code, again.headers["ETag"]) == (304, tag)
+
+
+@pytest.mark.parametrize("path", ["/api/financial_data", EXPORT_URL, "/api/docs",
+                                  "/static/dashboard/dashboard.js", "/api/nothing"])
+def test_every_answer_varies_by_accept_encoding_its_304_too(sqlite_client, path):
+    """nginx may gzip any answer, and says so only on those it may: never on a 304."""
+    with sqlite_client.get(path) as first:
+        assert "Accept-Encoding" in first.vary
+    if first.status_code == 200:
+        with sqlite_client.get(path, headers={"If-None-Match": first.headers["ETag"]}) as again:
+            assert again.status_code == 304
+            assert "Accept-Encoding" in again.vary
 
 
 def test_a_star_matches_any_answer(sqlite_client):

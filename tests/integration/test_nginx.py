@@ -242,3 +242,30 @@ def test_answers_through_a_proxy_in_front_are_gzipped_too(nginx_port):
     assert status == 200
     assert headers.get("Content-Encoding") == "gzip"
     assert json.loads(gzip.decompress(body))["info"]["title"] == "Financial data API"
+
+
+@pytest.mark.parametrize("path", [
+    "/api/swagger.json",  # tagged by app/conditional.py
+    VENDORED_CHART,  # a static file, tagged and answered by Flask itself
+    "/api/financial_data/export",  # streamed, tagged by the query
+])
+def test_a_304_through_nginx_carries_the_gzipped_answers_tag_and_vary(
+        nginx_port, sqlite_app, path):
+    """RFC 9110 15.4.5: a 304 sends the ETag and Vary the 200 would have sent.
+
+    nginx weakens the tag of an answer it gzips, and adds Vary only to those;
+    the 304 comes from the app, past gzip, with the app's headers alone.
+    """
+    with sqlite_app.app_context():
+        insert_synthetic_rows(db.session, 300)
+    gzip_accepted = b"Accept-Encoding: gzip\r\n"
+    status, headers, _ = raw_request(nginx_port, f"GET {path} HTTP/1.1".encode(), gzip_accepted)
+    assert (status, headers.get("Content-Encoding")) == (200, "gzip")
+    tag = headers["ETag"]
+    for accepted in (gzip_accepted, b""):
+        status, again, body = raw_request(nginx_port, f"GET {path} HTTP/1.1".encode(),
+                                          accepted + f"If-None-Match: {tag}\r\n".encode())
+        assert (status, body) == (304, b"")
+        assert again["ETag"] == tag
+        assert again.get("Vary") == headers["Vary"]
+        assert again.get("Cache-Control") == headers.get("Cache-Control")
