@@ -40,8 +40,8 @@ def register_serving(app: Flask) -> None:
     register_error_handlers(app, api)
     register_rate_limits(app)
     register_metrics(app)
-    register_conditional_get(app)
     register_security_headers(app)
+    register_conditional_get(app)
     register_response_cache(app)
     register_commands(app)
 

@@ -30,8 +30,9 @@ schema gives 503 with `Retry-After`. `GET /api` lists the endpoints.
 
 Every successful read carries a weak `ETag` (`W/"..."`);
 send it back in `If-None-Match` to get `304 Not Modified` with no body while
-the answer is unchanged (`*` matches any; `If-Match` and the date conditions
-are ignored). Every response carries `X-Request-ID` (yours, if it
+the answer is unchanged (`*` matches any). `If-Match` compares strongly, which
+no weak tag passes: anything but `*` answers 412. The date conditions are
+ignored. Every response carries `X-Request-ID` (yours, if it
 is 1-200 letters, digits, `.`, `_` or `-`). When the operator sets a rate
 limit, each client has one budget for the whole API (`/health` and OPTIONS
 excepted); over it the answer is 429 with `Retry-After` seconds.

@@ -15,6 +15,7 @@ from flask_restx.swagger import Swagger
 from app.envelope import (
     DATABASE_UNAVAILABLE, INTERNAL_ERROR, envelope, error_envelope, json_response,
 )
+from app.conditional import PRECONDITION_FAILED
 from app.errors import method_not_allowed_message
 from app.rate_limits import rate_limit_message
 from app.routes import API_PREFIX
@@ -114,6 +115,8 @@ def error_responses(path: str, *, paginated: bool, bad_request: str | None = Non
         "405": ("Method not allowed: only " + ", ".join(ALLOWED_METHODS) + " (header Allow)",
                 model, example(method_not_allowed_message("DELETE", API_PREFIX + path,
                                                           ALLOWED_METHODS))),
+        "412": ("Precondition Failed: If-Match holds no *; every ETag is weak and If-Match "
+                "compares strongly, so no tag matches", model, example(PRECONDITION_FAILED)),
         "500": ("Unexpected error; the details are only in the server's log", model,
                 example(INTERNAL_ERROR)),
         "503": ("The database is unreachable, did not answer in time, or lacks its schema "

@@ -3,6 +3,7 @@ import datetime
 
 from flask import Response, current_app, request
 from flask_restx import Resource, fields
+from werkzeug.exceptions import PreconditionFailed
 
 from app.api import examples
 from app.api.caching import cached_response, cached_value
@@ -16,6 +17,7 @@ from app.api.export import (
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control
 from app.api.serializers import page_envelope, price_row
+from app.conditional import PRECONDITION_FAILED, if_match_fails
 from app.extensions import db
 from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
 from financial.queries import count_prices, list_prices
@@ -132,8 +134,11 @@ class FinancialDataExport(Resource):
         session = db.session()
         tag = export_tag(query, data_version(session))
         if_none_match = request.if_none_match
-        if if_none_match.star_tag:  # matches an export that exists: one within the row cap
+        # A precondition holds only for an export that exists: one within the row cap.
+        if if_none_match.star_tag or request.if_match:
             check_row_cap(session, query)
+        if if_match_fails():
+            raise PreconditionFailed(PRECONDITION_FAILED)
         if if_none_match.contains_weak(tag):
             return _not_modified(tag)
         session.close()  # the export reads through a connection of its own

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 import get_raw_data
+from app.conditional import PRECONDITION_FAILED
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import isolated_environment
 
@@ -88,17 +89,55 @@ def test_a_star_matches_any_answer(sqlite_client):
         assert (response.status_code, response.data) == (304, b"")
 
 
-def test_preconditions_other_than_if_none_match_are_ignored(sqlite_client):
-    """The API changes nothing, so If-Match and If-Unmodified-Since guard nothing here."""
+def precondition_failed(paginated: bool) -> dict:
+    return {"data": [], "pagination": None, "info": {"error": PRECONDITION_FAILED}} if paginated \
+        else {"data": {}, "info": {"error": PRECONDITION_FAILED}}
+
+
+@pytest.mark.parametrize("path, paginated", [("/api/financial_data", True), (LIST_URL, True),
+                                             ("/api/health", False), ("/api/docs", False)])
+def test_if_match_passes_only_with_a_star_and_is_a_412_otherwise(
+        sqlite_client, path, paginated):
+    """RFC 9110 13.1.1: If-Match compares strongly, which no weak tag passes."""
+    first = sqlite_client.get(path)
+    assert sqlite_client.get(path, headers={"If-Match": "*"}).data == first.data
+    for header in ('"other"', first.headers["ETag"], first.headers["ETag"].removeprefix("W/")):
+        for method in (sqlite_client.get, sqlite_client.head):
+            failed = method(path, headers={"If-Match": header})
+            assert failed.status_code == 412, (header, method)
+            assert "ETag" not in failed.headers
+            assert failed.headers["Cache-Control"] == "no-store"
+            assert "Content-Security-Policy" in failed.headers
+        assert failed.get_data() == b""
+        assert sqlite_client.get(path, headers={"If-Match": header}).get_json() == (
+            precondition_failed(paginated))
+
+
+def test_if_match_is_evaluated_before_if_none_match(sqlite_client):
+    """RFC 9110 13.2.2: a failed If-Match is a 412 even when If-None-Match would be a 304."""
+    tag = sqlite_client.get("/api/financial_data").headers["ETag"]
+    both = sqlite_client.get("/api/financial_data",
+                             headers={"If-None-Match": tag, "If-Match": '"other"'})
+    assert both.status_code == 412
+    star = sqlite_client.get("/api/financial_data",
+                             headers={"If-None-Match": tag, "If-Match": "*"})
+    assert (star.status_code, star.data) == (304, b"")
+
+
+def test_errors_ignore_if_match(sqlite_client):
+    """RFC 9110 13.2.1: preconditions only apply to what would be a 2xx."""
+    for path, status in (("/api/financial_data?limit=0", 400), ("/api/nothing", 404),
+                         (STATS_URL, 404)):
+        assert sqlite_client.get(path, headers={"If-Match": '"other"'}).status_code == status
+
+
+def test_date_preconditions_are_ignored(sqlite_client):
+    """No answer has a Last-Modified, so there is no date to compare (RFC 9110 13.1.3, 13.1.4)."""
     first = sqlite_client.get("/api/financial_data")
-    for headers in ({"If-Match": '"other"'}, {"If-Match": "*"},
-                    {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+    for headers in ({"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
                     {"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}):
         again = sqlite_client.get("/api/financial_data", headers=headers)
         assert (again.status_code, again.data) == (200, first.data), headers
-    both = sqlite_client.get("/api/financial_data", headers={
-        "If-None-Match": first.headers["ETag"], "If-Match": '"other"'})
-    assert (both.status_code, both.data) == (304, b"")
 
 
 def test_a_304_is_logged_as_a_304(sqlite_app):

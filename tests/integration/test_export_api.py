@@ -9,6 +9,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
 from app.api.export import EXPORT_BIND
+from app.conditional import PRECONDITION_FAILED
 from app.extensions import db
 from tests.helpers import build_app, dispose_engines, every_listed_row, insert_synthetic_rows
 
@@ -165,6 +166,24 @@ def test_a_star_gets_a_304_only_for_an_export_within_the_cap(app, client, record
     within = client.get(f"{EXPORT}?symbol=IBM", headers=star)
     assert (within.status_code, within.data) == (304, b"")
     assert within.headers["ETag"] == client.get(f"{EXPORT}?symbol=IBM").headers["ETag"]
+    assert checked_out_connections(app) == 0
+
+
+def test_if_match_passes_only_with_a_star_for_an_export_within_the_cap(
+        app, client, recorded_prices):
+    """RFC 9110: If-Match compares strongly (no weak tag passes) and only what would be a 2xx."""
+    tag = client.get(f"{EXPORT}?symbol=IBM").headers["ETag"]
+    for header in ('"other"', tag):
+        failed = client.get(f"{EXPORT}?symbol=IBM", headers={"If-Match": header})
+        assert (failed.status_code, failed.get_json()) == (412, {
+            "data": [], "pagination": None, "info": {"error": PRECONDITION_FAILED}})
+    star = client.get(f"{EXPORT}?symbol=IBM", headers={"If-Match": "*"})
+    assert (star.status_code, star.headers["ETag"]) == (200, tag)
+    assert star.get_data().startswith(b"symbol,date,")
+    app.config["EXPORT_MAX_ROWS"] = 300
+    for header in ('"other"', "*"):
+        over = client.get(f"{EXPORT}?fields=all", headers={"If-Match": header})
+        assert over.status_code == 400
     assert checked_out_connections(app) == 0
 
 

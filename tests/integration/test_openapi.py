@@ -80,11 +80,11 @@ def test_document_lists_every_parameter_bound_and_status():
     assert all(param["required"] for param in statistics["parameters"])
     assert {param["name"]: param.get("pattern") for param in statistics["parameters"]}[
         "symbol"] == "^[A-Za-z0-9][A-Za-z0-9.\\-]{0,15}$"
-    lists = {"200", "304", "400", "405", "429", "500", "503"}
+    lists = {"200", "304", "400", "405", "412", "429", "500", "503"}
     assert {path: set(operation["responses"]) for path, operation in OPERATIONS.items()} == {
         "/financial_data": lists, "/symbols": lists, "/fetch_runs": lists,
         "/financial_data/export": lists, "/statistics": lists | {"404"},
-        "/health": {"200", "304", "405", "500", "503"}}
+        "/health": {"200", "304", "405", "412", "500", "503"}}
     for path, default_limit in (("/symbols", 100), ("/fetch_runs", 20)):
         params = {param["name"]: param for param in OPERATIONS[path]["parameters"]}
         assert set(params) == {"limit", "page"}
@@ -191,7 +191,8 @@ def failing_app(sqlite_database_url, tmp_path):
 
 
 def test_every_documented_error_is_what_its_endpoint_sends(sqlite_client, failing_app,
-                                                           sqlite_database_url, tmp_path):
+                                                           sample_client, sqlite_database_url,
+                                                           tmp_path):
     limited = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=EXAMPLE_RATE_LIMIT)
     limited_client = limited.test_client()
     while limited_client.get("/api/nothing").status_code != 429:
@@ -200,6 +201,8 @@ def test_every_documented_error_is_what_its_endpoint_sends(sqlite_client, failin
         "400": lambda path: sqlite_client.get(f"/api{path}?{BAD_QUERIES[path]}"),
         "404": lambda path: sqlite_client.get(f"/api{path}?{NOT_FOUND_QUERIES[path]}"),
         "405": lambda path: sqlite_client.delete(f"/api{path}"),
+        "412": lambda path: sample_client.get(f"/api{path}?{prefilled_query(OPERATIONS[path])}",
+                                              headers={"If-Match": '"any"'}),
         "429": lambda path: limited_client.get(f"/api{path}"),
         "500": lambda path: failing_app.test_client().get(f"/api{path}"),
         "503": lambda path: build_app(UNREACHABLE_DATABASE, tmp_path / "log").test_client().get(
@@ -215,7 +218,7 @@ def test_every_documented_error_is_what_its_endpoint_sends(sqlite_client, failin
         assert response.get_json() == documented["examples"]["application/json"], (path, status)
         assert_matches_schema(response.get_json(), documented["schema"])
         checked.append((path, status))
-    assert len(checked) == 6 * 4 + 4 + 1, "every error of every operation, 404 of statistics"
+    assert len(checked) == 6 * 5 + 4 + 1, "every error of every operation, 404 of statistics"
 
 
 def assert_matches_schema(body, schema: dict) -> None:
