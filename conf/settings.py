@@ -224,6 +224,10 @@ class BaseConfig:
     PROPAGATE_EXCEPTIONS = True
     # Cache-Control max-age (seconds) on successful read responses.
     HTTP_CACHE_MAX_AGE = 60
+    # Seconds a browser may reuse a CORS preflight's answer (Access-Control-Max-Age):
+    # Chromium's ceiling. It only says which methods and headers are allowed, which
+    # change with a release; every answer is still checked against CORS_ORIGINS.
+    CORS_MAX_AGE = 7200
     # Seconds the CSV export waits for each answer on MySQL (at least the API's
     # own): the server sorts every matching row before it sends the first, a
     # million in seconds. Below nginx's proxy_read_timeout (30 s, conf/nginx.conf).

@@ -132,6 +132,17 @@ def test_a_cors_preflight_is_told_the_api_only_reads(sqlite_client):
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")
 
 
+def test_a_cors_preflight_may_be_reused_for_two_hours(sqlite_database_url, tmp_path):
+    """Without Access-Control-Max-Age a browser repeats the preflight before every request."""
+    application = build_app(sqlite_database_url, tmp_path, CORS_ORIGINS=["https://good.example"])
+    response = application.test_client().options("/api/financial_data", headers={
+        "Origin": "https://good.example", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "if-none-match"})
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Max-Age"] == "7200"
+    assert response.headers["Access-Control-Allow-Headers"] == "if-none-match"
+
+
 def live_resources() -> int:
     gc.collect()
     return sum(1 for thing in gc.get_objects() if isinstance(thing, Resource))
