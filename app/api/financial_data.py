@@ -12,7 +12,8 @@ from app.api.docs import (
     pagination_model, require_every_key,
 )
 from app.api.export import (
-    EXPORT_BIND, ROW_COUNT_HEADER, ExportQuery, check_row_cap, csv_response, export_tag,
+    EXPORT_BIND, ROW_COUNT_HEADER, ExportQuery, check_row_cap, csv_head_response, csv_response,
+    export_tag,
 )
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control
@@ -123,7 +124,8 @@ class FinancialDataExport(Resource):
         CRLF (RFC 4180). Up to `EXPORT_MAX_ROWS` rows (default 1,000,000) are
         streamed; more matching rows are a 400 asking to narrow the filters.
         Errors are JSON envelopes, sent before any CSV. A database failure
-        during the transfer ends the response early, incomplete.
+        during the transfer ends the response early, incomplete. HEAD answers
+        the same headers, `X-Row-Count` included, from a count alone.
         """
         args = parser.parse(EXPORT_ARGS, location="query")
         query = ExportQuery(symbols=args.get("symbol"), start_date=args.get("start_date"),
@@ -141,8 +143,12 @@ class FinancialDataExport(Resource):
             raise PreconditionFailed(PRECONDITION_FAILED)
         if if_none_match.contains_weak(tag):
             return _not_modified(tag)
-        session.close()  # the export reads through a connection of its own
-        response = csv_response(db.engines.get(EXPORT_BIND, db.engine), query, cache_control())
+        if request.method == "HEAD":
+            response = csv_head_response(session, query, cache_control())
+        else:
+            session.close()  # the export reads through a connection of its own
+            response = csv_response(db.engines.get(EXPORT_BIND, db.engine), query,
+                                    cache_control())
         response.set_etag(tag, weak=True)
         return response
 

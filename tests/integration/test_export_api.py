@@ -187,13 +187,33 @@ def test_if_match_passes_only_with_a_star_for_an_export_within_the_cap(
     assert checked_out_connections(app) == 0
 
 
-def test_head_sends_the_headers_and_releases_the_connection(app, client, recorded_prices):
+def test_head_sends_the_headers_of_get_without_querying_the_rows(app, client, recorded_prices):
+    """The count alone: the rows query would sort every matching row for nothing."""
+    get = client.get(f"{EXPORT}?fields=all")
+    get.close()
+    statements = []
+
+    def executed(_connection, _cursor, statement, *_):
+        statements.append(statement)
+    with app.app_context():
+        for engine in db.engines.values():
+            event.listen(engine, "before_cursor_execute", executed)
     response = client.head(f"{EXPORT}?fields=all")
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
-    assert response.get_data() == b""
+    assert (response.status_code, response.get_data()) == (200, b"")
+    for header in ("Content-Type", "Content-Disposition", "X-Row-Count", "ETag",
+                   "Cache-Control"):
+        assert response.headers[header] == get.headers[header], header
+    assert "Content-Length" not in response.headers, "the GET streams, without one"
+    assert any("count(" in statement for statement in statements)
+    assert not [statement for statement in statements if "ORDER BY financial_data" in statement]
     response.close()
     assert checked_out_connections(app) == 0
+
+
+def test_head_of_an_export_over_the_cap_is_the_400(app, client, recorded_prices):
+    app.config["EXPORT_MAX_ROWS"] = 300
+    response = client.head(f"{EXPORT}?fields=all")
+    assert (response.status_code, response.headers["Content-Type"]) == (400, "application/json")
 
 
 def test_a_client_that_stops_reading_frees_the_connection_and_is_logged(app, client, caplog):
