@@ -61,6 +61,7 @@ def register_api(app: Flask) -> "DocumentedApi":
     from app.api.financial_data import ns as financial_data_ns
     from app.api.health import init_failure_log
     from app.api.health import ns as health_ns
+    from app.api.responses import revalidate_unless_told
     from app.api.statistics import ns as statistics_ns
     from app.api.symbols import ns as symbols_ns
 
@@ -79,5 +80,6 @@ def register_api(app: Flask) -> "DocumentedApi":
     api.add_namespace(health_ns, path=HEALTH_PATH)
     init_failure_log(app)
     blueprint.add_url_rule("", "index", api.render_root)
+    blueprint.after_request(revalidate_unless_told)
     app.register_blueprint(blueprint)
     return api

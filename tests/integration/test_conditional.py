@@ -61,6 +61,21 @@ def test_a_weak_or_listed_tag_matches_too(sqlite_client):
                               headers={"If-None-Match": tag}).status_code == 304
 
 
+@pytest.mark.parametrize("path, cache_control", [
+    ("/api", "no-cache"), ("/api/", "no-cache"), ("/api/swagger.json", "no-cache"),
+    ("/api/docs", "no-cache"), ("/swaggerui/swagger-ui.css", "no-cache"),
+    ("/api/financial_data", "public, max-age=60"), (EXPORT_URL, "public, max-age=60"),
+    ("/api/health", "no-store"), ("/api/nothing", "no-store"),
+])
+def test_every_get_under_api_says_how_it_may_be_cached(sqlite_client, path, cache_control):
+    """The index and the docs change with a release: revalidated each time, a cheap 304."""
+    with sqlite_client.get(path) as first:
+        assert first.headers["Cache-Control"] == cache_control
+    if first.status_code == 200:
+        with sqlite_client.get(path, headers={"If-None-Match": first.headers["ETag"]}) as again:
+            assert (again.status_code, again.headers["Cache-Control"]) == (304, cache_control)
+
+
 def test_static_files_get_weak_tags_too(sqlite_client):
     """Flask tags a file strongly; nginx gzips scripts and styles as it does JSON."""
     path = "/static/dashboard/dashboard.js"
