@@ -450,10 +450,11 @@ def test_a_migration_history_alembic_refuses_stops_the_job_with_one_line(
     status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
     assert (status, out) == (1, "")
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == ("get_raw_data: bringing the schema up to date failed: Can't locate revision "
-                   "identified by 'ffff_unknown'; hint: the database's migration history "
-                   "(table alembic_version) does not fit this release's migrations: start the "
-                   "release that last migrated it, or repair that table; nothing fetched")
+    assert err.splitlines()[-1] == (
+        "get_raw_data: bringing the schema up to date failed: Can't locate revision identified "
+        "by 'ffff_unknown'; hint: the database's migration history (table alembic_version) "
+        "does not fit this release's migrations: start the release that last migrated it, "
+        "or repair that table; nothing fetched")
 
 
 def _read_terminal(fd: int) -> str:
