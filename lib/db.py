@@ -2,6 +2,7 @@
 
 Framework-free: callers pass URLs and engines in.
 """
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,8 @@ MYSQL_POOL_RECYCLE_SECONDS = 280
 # here against a server configured for READ COMMITTED. A connection set to
 # another level for a while (the lock's AUTOCOMMIT) gets it back on return.
 SERVER_ISOLATION_LEVEL = "REPEATABLE READ"
+# The statements before which pysqlite opens a transaction (compared in ASCII).
+_SQLITE_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.ASCII)
 
 
 def engine_options(url: str, *, timeout: float, read_timeout: float | None = None) -> dict:
@@ -171,3 +174,15 @@ def configure_engine(engine: Engine, *, reads_one_snapshot: Callable[[], bool]) 
     def _begin_reads_at_once(connection):
         if reads_one_snapshot():
             connection.exec_driver_sql("BEGIN")
+
+    # pysqlite spots a write by comparing its first word with the C library's
+    # tolower(): under a Turkish or Azerbaijani locale (LANG=tr_TR.UTF-8) "I"
+    # is not "i" there, so on Python 3.11 and 3.12 every INSERT committed on
+    # its own, and a symbol that failed half-way kept the rows written before.
+    # Open the transaction here as pysqlite means to (Python 3.13 does).
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin_before_writes(_connection, cursor, statement, *_):
+        dbapi_connection = cursor.connection
+        if (dbapi_connection.isolation_level is not None and not dbapi_connection.in_transaction
+                and _SQLITE_WRITE.match(statement)):
+            dbapi_connection.execute(f"BEGIN {dbapi_connection.isolation_level}")

@@ -7,7 +7,9 @@ on the database (validation, 404/405, OpenAPI, CORS) take ``sqlite_app`` or
 every backend.
 """
 import datetime
+import locale
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -287,3 +289,30 @@ def fake_alphavantage(fake_alphavantage_server: HTTPServer) -> Iterator[FakeAlph
     server.clear_all_handlers()
     server.check()
     assert not fake.unexpected, f"requests with no queued response: {fake.unexpected}"
+
+
+@pytest.fixture(scope="session")
+def turkish_locale_path(tmp_path_factory) -> str:
+    """A LOCPATH folder holding tr_TR.UTF-8, built with localedef (few machines install it)."""
+    folder = tmp_path_factory.mktemp("locales")
+    try:
+        subprocess.run(["localedef", "-i", "tr_TR", "-f", "UTF-8", str(folder / "tr_TR.UTF-8")],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no localedef, or it cannot build tr_TR.UTF-8")
+    return str(folder)
+
+
+@pytest.fixture
+def turkish_locale(request, monkeypatch) -> Iterator[None]:
+    """The C library's character handling of LANG=tr_TR.UTF-8 (no lower case of "I" is "i")."""
+    previous = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "tr_TR.UTF-8")
+    except locale.Error:
+        monkeypatch.setenv("LOCPATH", request.getfixturevalue("turkish_locale_path"))
+        locale.setlocale(locale.LC_CTYPE, "tr_TR.UTF-8")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)

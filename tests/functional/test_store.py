@@ -159,6 +159,19 @@ def test_store_symbol_rolls_back_and_raises_other_errors(app):
         assert len(stored(db.session())) == 2
 
 
+def test_a_symbol_failing_past_its_first_chunk_keeps_its_rows_under_a_turkish_locale(
+        app, turkish_locale):
+    """pysqlite (Python 3.11, 3.12) did not see "INSERT" as a write there, so never began one."""
+    with app.app_context():
+        store_symbol(db.session(), "IBM", frame_of(2))
+        bad = frame_of(UPSERT_CHUNK_SIZE + 10)
+        bad[-1] = dataclasses.replace(bad[-1], close_price=None)  # the column is NOT NULL
+        with pytest.raises(IntegrityError):
+            store_symbol(db.session(), "IBM", bad)
+        db.session.remove()
+        assert len(stored(db.session())) == 2
+
+
 class RowLockHolder:
     """A second connection holding a write lock on the row (IBM, FIRST) until released."""
 
