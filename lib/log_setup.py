@@ -7,6 +7,7 @@ neither forge a log line nor send escape sequences to an operator's terminal.
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
@@ -53,6 +54,15 @@ class SafeFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escape_controls(super().formatMessage(record))
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """The machine's local time with its offset from UTC (``2026-11-29 10:15:02,113+0000``).
+
+        Recorded run times are UTC; the offset lets a reader match the two,
+        and tells the hour a daylight-saving change repeats.
+        """
+        return super().formatTime(record, datefmt) + time.strftime(
+            "%z", self.converter(record.created))
 
     def format(self, record: logging.LogRecord) -> str:
         formatted = record.__dict__.get(_FORMATTED)

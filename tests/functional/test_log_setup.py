@@ -1,8 +1,11 @@
 """Logging set up by lib/log_setup.py: files in LOG_DIR, safe across processes."""
+import datetime
 import logging
 import re
 import subprocess
 import sys
+import time
+import zoneinfo
 from pathlib import Path
 
 import pytest
@@ -96,7 +99,7 @@ def test_console_can_stay_one_line_while_the_file_keeps_the_traceback(tmp_path, 
     assert "Traceback" in text and "RuntimeError: boom" in text and "file only" in text
 
 
-RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} [A-Z]+ [\w.]+: ")
 FORGED = "\r\n2026-01-01 00:00:00,000 CRITICAL app.errors: FORGED"
 
 
@@ -250,3 +253,24 @@ def test_a_record_that_cannot_be_formatted_is_a_logging_error_not_a_disk_fault(t
     assert "cannot write the log file" not in done.stderr
     text = (tmp_path / "bug.log").read_text()
     assert "INFO t: fine" in text and "written again" not in text
+
+
+@pytest.mark.parametrize("zone, offset", [("UTC", "+0000"), ("Asia/Kolkata", "+0530"),
+                                          ("America/Los_Angeles", "-0800")])
+def test_a_line_says_its_local_time_with_the_offset_from_utc(tmp_path, monkeypatch, zone, offset):
+    """A run's recorded times are UTC: the offset lets a reader match the log to them."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        log_file = configure_logging("zone", str(tmp_path))
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello", None, None)
+        record.created = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC).timestamp()
+        record.msecs = 0
+        logging.getLogger().handle(record)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    local = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC).astimezone(
+        zoneinfo.ZoneInfo(zone))
+    assert Path(log_file).read_text().startswith(
+        f"{local:%Y-%m-%d %H:%M:%S},000{offset} INFO t: hello\n")

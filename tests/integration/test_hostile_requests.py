@@ -7,7 +7,7 @@ import pytest
 from lib.log_setup import CONTINUATION_INDENT
 from tests.helpers import LIST_ERROR, OBJECT_ERROR, assert_error
 
-RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} [A-Z]+ [\w.]+: ")
 
 
 def log_text(application) -> str:
