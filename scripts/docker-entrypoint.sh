@@ -5,7 +5,7 @@
 # (wrong password, unknown database: prestart's status 2). A database that does
 # not answer in time (prestart's status 3) does not: the command starts anyway (the API
 # answers 503 until the database is back) while prestart keeps waiting in the
-# background and migrates as soon as it answers.
+# background and migrates as soon as it answers; a refusal then stops the command.
 set -eu
 
 # From the script's own place, so a checkout outside /app works the same way.
@@ -29,8 +29,19 @@ if [ -n "$stopping" ]; then
 fi
 if [ "$status" -eq 3 ]; then
   echo "entrypoint: starting without the database; migrating once it answers" >&2
-  # A week: far longer than any outage worth waiting out unattended.
-  python -m scripts.prestart --timeout 604800 &
+  # A week: far longer than any outage worth waiting out unattended. A database
+  # that answers at last but refuses the settings (status 2) stops the command,
+  # which the exec below puts in this shell's place ($$): the container stops
+  # as it would have at the start, and its next start reports the refusal.
+  command_pid=$$
+  (
+    late=0
+    python -m scripts.prestart --timeout 604800 || late=$?
+    if [ "$late" -eq 2 ]; then
+      echo "entrypoint: the database refused the configuration; stopping" >&2
+      kill -TERM "$command_pid" 2>/dev/null || true
+    fi
+  ) &
 elif [ "$status" -ne 0 ]; then
   exit "$status"
 fi

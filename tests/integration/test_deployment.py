@@ -36,6 +36,7 @@ from tests.deployment import (
     healthcheck_command, image_command, instruction,
 )
 from tests.helpers import free_port
+from tests.servers import stalling_proxy
 
 GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"
 COMPOSE_FILES = ("docker-compose.prod.yml", "docker-compose.dev.yml")
@@ -538,6 +539,45 @@ def test_entrypoint_serves_while_the_database_does_not_answer(tmp_path):
     assert "was not ready within 1s: OperationalError" in result.stderr
     assert "starting without the database; migrating once it answers" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.mysql
+def test_a_refusal_after_starting_without_the_database_stops_the_command(tmp_path):
+    """Once it answers, a database refusing the settings stops the container as at the start.
+
+    Not an API left answering 503 for good, with nobody waiting to migrate once fixed.
+    """
+    if not TEST_MYSQL_URL:
+        pytest.skip("TEST_MYSQL_URL is not set")
+    server = make_url(TEST_MYSQL_URL)
+    with stalling_proxy(server.port or 3306, server.host or "127.0.0.1") as proxy:
+        proxy.stall()  # no answer: the entrypoint starts the command without the database
+        url = server.set(host="127.0.0.1", port=proxy.port, password="not-the-password-ft",
+                         database="financial")
+        env = deploy_environment(APP_ENV="production", LOG_DIR=str(tmp_path), DB_WAIT_TIMEOUT="1",
+                                 DATABASE_URL=url.render_as_string(hide_password=False))
+        serving = "import time; print('served', flush=True); time.sleep(300)"
+        command = image_command()[:1] + ["python", "-c", serving]
+        stdout, stderr = tmp_path / "stdout.log", tmp_path / "stderr.log"
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=err,
+                                       start_new_session=True)
+        try:
+            wait_for(lambda: "served" in stdout.read_text(), "the command to start")
+            proxy.resume()  # the database answers now, and refuses the password
+            try:
+                returncode = process.wait(timeout=SERVER_START_SECONDS)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the command kept running:\n{stderr.read_text()}")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert returncode != 0
+    log = stderr.read_text()
+    assert "refused this configuration: OperationalError 1045" in log
+    assert "entrypoint: the database refused the configuration; stopping" in log
+    assert "not-the-password-ft" not in log and "Traceback" not in log
 
 
 def test_a_failed_migration_stops_the_entrypoint_with_one_line(tmp_path):
