@@ -98,3 +98,44 @@ def test_every_other_curl_answers_with_data(sample_client):
             assert len(response.get_data(as_text=True).splitlines()) > 1, path
         checked += 1
     assert checked >= 3, "no curl found: did the pattern break?"
+
+
+def headings(markdown: str) -> list[tuple[int, str]]:
+    """Return (level, text) of each heading outside fenced code blocks (shell comments aside)."""
+    inside = {line for block in fenced_blocks(markdown)
+              for line in range(block.first_line, block.last_line + 1)}
+    found = []
+    for number, line in enumerate(markdown.splitlines()):
+        match = re.match(r"(#{1,6}) (.+)", line)
+        if match and number not in inside:
+            found.append((len(match.group(1)), match.group(2).strip()))
+    return found
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """Return the anchors GitHub gives the headings.
+
+    Lower case, punctuation dropped, spaces made hyphens; a repeated one gets "-1", "-2"...
+    """
+    anchors: set[str] = set()
+    for _, text in headings(markdown):
+        slug = re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+        anchor, repeat = slug, 0
+        while anchor in anchors:
+            repeat += 1
+            anchor = f"{slug}-{repeat}"
+        anchors.add(anchor)
+    return anchors
+
+
+def test_every_link_within_the_readme_leads_to_a_heading():
+    links = re.findall(r"\]\(#([^)\s]+)\)", README)
+    assert len(links) >= 10, "the table of contents is gone"
+    assert sorted(set(links) - github_anchors(README)) == []
+
+
+def test_the_table_of_contents_links_every_main_section():
+    contents = README.split("\n## ", 1)[0]
+    main_sections = "\n".join(f"## {text}" for level, text in headings(README) if level == 2)
+    linked = set(re.findall(r"\]\(#([^)\s]+)\)", contents))
+    assert sorted(github_anchors(main_sections) - linked) == []
