@@ -49,6 +49,21 @@ def test_migrated_table_has_exactly_the_contract_columns(db_session):
     assert {name for name, column in columns.items() if not column["nullable"]} == NOT_NULL
 
 
+HISTORY_COLUMNS = {
+    "fetch_runs": ["id", "started_at", "finished_at", "trigger", "status", "rows_new",
+                   "rows_updated", "message"],
+    "fetch_run_symbols": ["run_id", "symbol", "status", "rows_fetched", "rows_new",
+                          "rows_updated", "newest_date", "error"],
+}
+
+
+@pytest.mark.parametrize("table", sorted(HISTORY_COLUMNS))
+def test_migrated_history_tables_have_the_contract_columns(db_session, table):
+    """Operators read the run history with SQL too: its column names are part of the contract."""
+    columns = inspect(db_session.get_bind()).get_columns(table)
+    assert [column["name"] for column in columns] == HISTORY_COLUMNS[table]
+
+
 def test_symbol_and_date_form_the_primary_key_and_date_symbol_is_indexed(db_session):
     inspector = inspect(db_session.get_bind())
     assert inspector.get_pk_constraint("financial_data")["constrained_columns"] == [
