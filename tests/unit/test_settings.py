@@ -14,6 +14,8 @@ ALL_VARIABLES = (
     "FETCH_SCHEDULE",
     "FETCH_TIMEZONE", "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS", "DATABASE_TIMEOUT",
     "DATABASE_JOB_TIMEOUT", "CACHE_RETRY_WAIT", "FETCH_SYMBOL_DEADLINE", "FETCH_RUN_DEADLINE",
+    "ALPHAVANTAGE_BASE_URL", "ALPHAVANTAGE_FUNCTION", "EXPORT_MAX_ROWS", "RATE_LIMIT",
+    "RATELIMIT_STORAGE_URI",
 )
 
 
@@ -54,6 +56,11 @@ def test_defaults_are_the_contracts():
     assert config.FETCH_SCHEDULE == "30 18 * * 1-5"
     assert config.FETCH_TIMEZONE == "America/New_York"
     assert (config.FETCH_LOCK_TIMEOUT, config.STALE_AFTER_SESSIONS) == (300, 1)
+    assert config.ALPHAVANTAGE_FUNCTION == "TIME_SERIES_DAILY_ADJUSTED"
+    assert config.CACHE_REDIS_URL is None
+    assert config.LOG_DIR == str(PROJECT_ROOT / "data" / "log")
+    assert config.EXPORT_MAX_ROWS == 1_000_000
+    assert (config.RATE_LIMIT, config.RATELIMIT_STORAGE_URI) == ("", "memory://")
 
 
 def test_values_come_from_the_environment(monkeypatch):
@@ -62,12 +69,14 @@ def test_values_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("CACHE_KEY_PREFIX", "site-b:")
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
     monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("EXPORT_MAX_ROWS", "250")
     config = get_config("development")
     assert config.SYMBOLS == ["msft", "IBM"]
     assert config.CACHE_DEFAULT_TIMEOUT == 42
     assert config.CACHE_KEY_PREFIX == "site-b:"
     assert config.CORS_ORIGINS == ["https://a.example", "https://b.example"]
     assert config.LOG_LEVEL == "DEBUG"
+    assert config.EXPORT_MAX_ROWS == 250
 
 
 def test_malformed_integer_names_the_variable(monkeypatch):
