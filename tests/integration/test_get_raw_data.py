@@ -131,6 +131,21 @@ def test_short_term_limit_is_waited_out(app, capsys, job_env, fake_alphavantage)
     assert out == "IBM: 10 rows fetched, 10 new, 0 updated\n"
 
 
+def test_a_short_term_limit_that_persists_fails_that_symbol_alone_after_bounded_retries(
+        app, capsys, job_env, fake_alphavantage):
+    for _ in range(4):  # the first answer and its 3 retries (ALPHAVANTAGE_RATE_LIMIT_RETRIES)
+        fake_alphavantage.queue_error("burst_limit")
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+    assert status == 1
+    assert [r.params["symbol"] for r in fake_alphavantage.requests] == ["IBM"] * 4 + ["AAPL"]
+    failures = [line for line in err.splitlines() if ": failed: " in line]
+    assert len(failures) == 1 and failures[0].endswith(
+        "IBM: failed: AlphaVantage short-term rate limit for IBM persisted after 3 waits")
+    assert out == "AAPL: 10 rows fetched, 10 new, 0 updated\n"
+    assert {symbol for symbol, _ in stored(app)} == {"AAPL"}
+
+
 def test_spent_daily_quota_stops_the_run_without_more_requests(
         app, capsys, job_env, fake_alphavantage):
     fake_alphavantage.queue_error("daily_quota")
@@ -194,6 +209,29 @@ def test_dry_run_prints_records_and_writes_nothing(app, capsys, job_env, fake_al
     assert all(list(record) == list(RECORD_FIELDS) for record in records)
     assert "IBM: 1 rows fetched (dry run, nothing stored)" in err
     assert stored(app) == {}
+
+
+def test_a_dry_run_with_a_failed_symbol_still_prints_one_json_array_of_the_others(
+        app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_error("invalid_symbol")
+    status, out, err = run_job(capsys, job_env, "--dry-run", "--days", "1",
+                               "--symbols", "IBM,NOPE")
+    assert status == 1
+    assert [(record["symbol"], record["date"]) for record in json.loads(out)] == [
+        ("IBM", "2023-03-24")]
+    assert "NOPE: failed: invalid symbol NOPE" in err
+    assert stored(app) == {}
+
+
+def test_help_names_every_option_of_the_contract_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as exited:
+        get_raw_data.main(["--help"])
+    assert exited.value.code == 0
+    usage = capsys.readouterr().out
+    for option in ("--symbols", "--days", "--full", "--from-file", "--dry-run", "--schedule",
+                   "--help"):
+        assert option in usage, option
 
 
 def test_from_file_needs_no_key(app, capsys, job_env, monkeypatch):
