@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Engine
 
 import get_raw_data
@@ -222,6 +222,23 @@ def test_a_dry_run_with_a_failed_symbol_still_prints_one_json_array_of_the_other
         ("IBM", "2023-03-24")]
     assert "NOPE: failed: invalid symbol NOPE" in err
     assert stored(app) == {}
+
+
+def test_a_dry_run_on_a_database_without_the_schema_leaves_it_without(
+        capsys, monkeypatch, empty_database_url, tmp_path):
+    """Writes nothing: not even the migrations a stored run would apply first."""
+    for name, value in isolated_environment(
+            APP_ENV="testing", DATABASE_URL=empty_database_url,
+            LOG_DIR=str(tmp_path / "log")).items():
+        monkeypatch.setenv(name, value)
+    status, out, _ = run_job(capsys, {"LOG_DIR": str(tmp_path / "log")}, "--dry-run",
+                             "--days", "1", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert (status, [record["date"] for record in json.loads(out)]) == (0, ["2023-03-24"])
+    engine = create_engine(empty_database_url)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
 
 
 def test_help_names_every_option_of_the_contract_and_exits_0(capsys):
