@@ -1,13 +1,21 @@
 """Gunicorn settings for the API, tuned from the environment.
 
 Gunicorn loads this file itself (``gunicorn --config conf/gunicorn.conf.py``);
-the application's own settings stay in conf/settings.py. A blank variable
-counts as unset, so an empty line copied from .env.example keeps the default.
+the application's own settings stay in conf/settings.py. Both read the
+environment and the checkout's .env. A blank variable counts as unset, so
+an empty line copied from .env.example keeps the default.
 """
 import atexit
 import os
 import shutil
 import tempfile
+
+from dotenv import load_dotenv
+
+# The checkout's .env, as flask and get_raw_data.py read it, under the
+# environment, which wins. The image holds no .env (.dockerignore): in a
+# container the environment compose passes is everything.
+load_dotenv(os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), ".env"))
 
 
 def _env(name: str, default: str) -> str:

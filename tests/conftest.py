@@ -33,6 +33,10 @@ from tests.servers import PrivateRedis
 
 TEST_MYSQL_URL = os.environ.get("TEST_MYSQL_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+# flask, the fetch job and gunicorn read the checkout's .env (python-dotenv);
+# a developer's own (a key, a rate limit, a database) must steer no test, nor
+# any program a test starts, which inherit this. A test of .env clears it.
+os.environ["PYTHON_DOTENV_DISABLED"] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,6 +167,23 @@ def test_metrics_add_up_over_every_worker(start_server, seeded_sqlite_url):
     assert lookups["hit"] + lookups["miss"] >= 4
     assert samples[("financial_newest_stored_date_seconds", (("symbol", "IBM"),))] == 1679616000
     assert samples[("financial_database_up", ())] == 1
+
+
+def test_gunicorn_reads_the_checkouts_env_file_under_the_environment(
+        start_server, seeded_sqlite_url, tmp_path):
+    """Outside a container, .env holds the settings for gunicorn as for flask and the job."""
+    checkout = tmp_path / "checkout"
+    (checkout / "conf").mkdir(parents=True)
+    config = shutil.copy(ROOT / "conf" / "gunicorn.conf.py", checkout / "conf")
+    (checkout / ".env").write_text(f"DATABASE_URL={seeded_sqlite_url}\n"
+                                   f"LOG_DIR={tmp_path / 'env-file-log'}\n")
+    server = start_server({"PYTHON_DOTENV_DISABLED": ""},
+                          command=["gunicorn", "--config", str(config), "app:create_app()"])
+    server.wait_until("/api/health", 200)
+    status, _, body = server.get("/api/financial_data?symbol=IBM")
+    assert status == 200 and json.loads(body)["pagination"]["count"] == 2, "the .env's database"
+    assert (tmp_path / "log" / "api.log").exists(), "the environment's LOG_DIR wins"
+    assert not (tmp_path / "env-file-log").exists()
 
 
 def children(pid: int) -> list[int]:
