@@ -3,6 +3,7 @@ import datetime
 
 from flask import Response, current_app, request
 from flask_restx import Resource, fields
+from sqlalchemy import Engine
 from werkzeug.exceptions import PreconditionFailed
 
 from app.api import examples
@@ -12,7 +13,7 @@ from app.api.docs import (
     pagination_model, require_every_key,
 )
 from app.api.export import (
-    EXPORT_BIND, ROW_COUNT_HEADER, ExportQuery, check_row_cap, csv_head_response, csv_response,
+    EXPORT_BIND, ROW_COUNT_HEADER, ExportQuery, count_rows, csv_head_response, csv_response,
     export_tag,
 )
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
@@ -135,22 +136,36 @@ class FinancialDataExport(Resource):
         # query and the data version instead, and a match is answered unread.
         session = db.session()
         tag = export_tag(query, data_version(session))
-        if_none_match = request.if_none_match
-        # A precondition holds only for an export that exists: one within the row cap.
-        if if_none_match.star_tag or request.if_match:
-            check_row_cap(session, query)
-        if if_match_fails():
-            raise PreconditionFailed(PRECONDITION_FAILED)
-        if if_none_match.contains_weak(tag):
-            return _not_modified(tag)
+        session.close()  # the export counts and reads through a connection of its own
+        engine = db.engines.get(EXPORT_BIND, db.engine)
+        not_modified = _precondition_answer(engine, query, tag)
+        if not_modified:
+            return not_modified
         if request.method == "HEAD":
-            response = csv_head_response(session, query, cache_control())
+            response = csv_head_response(engine, query, cache_control())
         else:
-            session.close()  # the export reads through a connection of its own
-            response = csv_response(db.engines.get(EXPORT_BIND, db.engine), query,
-                                    cache_control())
+            response = csv_response(engine, query, cache_control())
         response.set_etag(tag, weak=True)
         return response
+
+
+def _precondition_answer(engine: Engine, query: ExportQuery, tag: str) -> Response | None:
+    """Return the 304 the preconditions call for, or None to export; raise their 412.
+
+    Raises InvalidParameterError, as the export would, when a precondition
+    that asks whether the export exists (any If-Match, ``If-None-Match: *``)
+    decides the answer: only an export within the row cap exists. An
+    answer that goes on to the export is left to count its rows, once.
+    """
+    if_none_match = request.if_none_match
+    precondition_fails = if_match_fails()
+    if not (precondition_fails or if_none_match.contains_weak(tag)):
+        return None
+    if request.if_match or if_none_match.star_tag:
+        count_rows(engine, query)
+    if precondition_fails:
+        raise PreconditionFailed(PRECONDITION_FAILED)
+    return _not_modified(tag)
 
 
 def _not_modified(tag: str) -> Response:

@@ -210,6 +210,39 @@ def test_head_sends_the_headers_of_get_without_querying_the_rows(app, client, re
     assert checked_out_connections(app) == 0
 
 
+def test_every_answer_counts_the_rows_once_through_the_engine_of_the_export(
+        app, client, recorded_prices):
+    """On MySQL the request's session waits DATABASE_READ_TIMEOUT; the export's engine longer.
+
+    A count of a large table that only the export's engine waits for must
+    not turn a HEAD or a precondition into a 503 where the GET succeeds.
+    """
+    counted_on: list[bool] = []
+    with app.app_context():
+        export_engine = db.engines.get(EXPORT_BIND, db.engine)  # SQLite's export has none
+
+        def executed(connection, _cursor, statement, *_):
+            if "count(" in statement:
+                counted_on.append(connection.engine is export_engine)
+        for engine in db.engines.values():
+            event.listen(engine, "before_cursor_execute", executed)
+    tag = client.head(f"{EXPORT}?symbol=IBM").headers["ETag"]
+    for method, headers, status in [
+            ("HEAD", {}, 200), ("GET", {}, 200), ("GET", {"If-Match": "*"}, 200),
+            ("HEAD", {"If-Match": "*"}, 200), ("GET", {"If-None-Match": "*"}, 304),
+            ("HEAD", {"If-Match": '"other"'}, 412),
+            ("GET", {"If-Match": "*", "If-None-Match": tag}, 304)]:
+        counted_on.clear()
+        response = client.open(f"{EXPORT}?symbol=IBM", method=method, headers=headers)
+        assert response.status_code == status, (method, headers)
+        response.close()
+        assert counted_on == [True], (method, headers)
+    counted_on.clear()
+    assert client.get(f"{EXPORT}?symbol=IBM", headers={"If-None-Match": tag}).status_code == 304
+    assert counted_on == [], "a tag alone needs no count"
+    assert checked_out_connections(app) == 0
+
+
 def test_head_of_an_export_over_the_cap_is_the_400(app, client, recorded_prices):
     app.config["EXPORT_MAX_ROWS"] = 300
     response = client.head(f"{EXPORT}?fields=all")
