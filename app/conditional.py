@@ -22,15 +22,18 @@ def register_conditional_get(app: Flask) -> None:
     may gzip, never to a 304. Register it after the hooks that log and
     count requests and add headers: Flask runs after_request hooks in
     reverse, so they then see (and complete) the 304 or the 412. Streamed
-    responses and files (which Flask tags and answers conditionally itself)
-    are otherwise left alone.
+    responses (the export answers its preconditions itself) are otherwise
+    left alone.
 
-    If-Match and If-None-Match are evaluated in RFC 9110's order (13.2.2).
+    If-Match and If-None-Match are evaluated in RFC 9110's order (13.2.2),
+    alike on every path: the API, the dashboard page, /metrics and files.
     If-Match compares strongly, so no weak tag matches it: only ``*``
-    passes, and anything else is a 412. If-None-Match compares weakly, so
-    ``*`` matches any answer. No answer has a Last-Modified, so
-    If-Modified-Since and If-Unmodified-Since are ignored (RFC 9110 13.1.3
-    and 13.1.4). Errors ignore every precondition (13.2.1).
+    passes, and anything else is a 412 in the envelope, as every error of
+    the app is. If-None-Match compares weakly, so ``*`` matches any answer.
+    Only files have a Last-Modified (Flask's, which answers
+    If-Modified-Since); other answers ignore If-Modified-Since and
+    If-Unmodified-Since (RFC 9110 13.1.3 and 13.1.4). Errors ignore every
+    precondition (13.2.1).
     """
 
     @app.after_request
@@ -45,10 +48,12 @@ def _evaluate_preconditions(response: Response) -> Response:
     tag, is_weak = response.get_etag()
     if tag and not is_weak:  # a file's, which Flask tags strongly
         response.set_etag(tag, weak=True)
-    if response.status_code != 200 or response.is_streamed or response.direct_passthrough:
+    if response.direct_passthrough:
+        return _evaluate_file_preconditions(response, tag)
+    if response.status_code != 200 or response.is_streamed:
         return response
     if if_match_fails():
-        return json_response(*error_response(412, PRECONDITION_FAILED))
+        return _precondition_failed()
     if not tag:
         response.add_etag(weak=True)
         tag = response.get_etag()[0]
@@ -56,6 +61,27 @@ def _evaluate_preconditions(response: Response) -> Response:
             request.if_none_match.contains_weak(tag)):
         response.status_code = 304  # werkzeug sends a 304 without its body
     return response
+
+
+def _evaluate_file_preconditions(response: Response, tag: str | None) -> Response:
+    """Correct werkzeug's If-Match on a file it answered conditionally itself.
+
+    It compares with the strong tag this module then weakens (so the tag a
+    client holds failed while the bare one passed), fails even ``*``, and
+    sends its 412 with the whole file.
+    """
+    if response.status_code not in (200, 206, 304, 412):  # a 416: no precondition applies
+        return response
+    if if_match_fails():
+        response.close()  # the file it holds open
+        return _precondition_failed()
+    if response.status_code == 412:  # If-Match: *, which werkzeug fails
+        response.status_code = 304 if tag and request.if_none_match.contains_weak(tag) else 200
+    return response
+
+
+def _precondition_failed() -> Response:
+    return json_response(*error_response(412, PRECONDITION_FAILED))
 
 
 def if_match_fails() -> bool:

@@ -12,6 +12,7 @@ from tests.helpers import isolated_environment
 LIST_URL = "/api/financial_data?symbol=IBM&limit=3"
 STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-03-01&end_date=2023-03-31"
 EXPORT_URL = "/api/financial_data/export?symbol=IBM"
+STATIC_FILE = "/static/dashboard/dashboard.js"
 IBM = ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
 
 
@@ -109,14 +110,18 @@ def precondition_failed(paginated: bool) -> dict:
         else {"data": {}, "info": {"error": PRECONDITION_FAILED}}
 
 
-@pytest.mark.parametrize("path, paginated", [("/api/financial_data", True), (LIST_URL, True),
-                                             ("/api/health", False), ("/api/docs", False)])
+@pytest.mark.parametrize("path, paginated", [
+    ("/api/financial_data", True), (LIST_URL, True), ("/api/health", False),
+    ("/api/docs", False), ("/", False), (STATIC_FILE, False), ("/swaggerui/swagger-ui.css", False),
+])
 def test_if_match_passes_only_with_a_star_and_is_a_412_otherwise(
         sqlite_client, path, paginated):
-    """RFC 9110 13.1.1: If-Match compares strongly, which no weak tag passes."""
-    first = sqlite_client.get(path)
-    assert sqlite_client.get(path, headers={"If-Match": "*"}).data == first.data
-    for header in ('"other"', first.headers["ETag"], first.headers["ETag"].removeprefix("W/")):
+    """RFC 9110 13.1.1: If-Match compares strongly, which no weak tag passes: a file's neither."""
+    with sqlite_client.get(path) as first:
+        tag = first.headers["ETag"]
+        with sqlite_client.get(path, headers={"If-Match": "*"}) as star:
+            assert (star.status_code, star.data) == (200, first.data)
+    for header in ('"other"', tag, tag.removeprefix("W/")):
         for method in (sqlite_client.get, sqlite_client.head):
             failed = method(path, headers={"If-Match": header})
             assert failed.status_code == 412, (header, method)
@@ -128,15 +133,41 @@ def test_if_match_passes_only_with_a_star_and_is_a_412_otherwise(
             precondition_failed(paginated))
 
 
-def test_if_match_is_evaluated_before_if_none_match(sqlite_client):
+@pytest.mark.parametrize("path", ["/api/financial_data", STATIC_FILE])
+def test_if_match_is_evaluated_before_if_none_match(sqlite_client, path):
     """RFC 9110 13.2.2: a failed If-Match is a 412 even when If-None-Match would be a 304."""
-    tag = sqlite_client.get("/api/financial_data").headers["ETag"]
-    both = sqlite_client.get("/api/financial_data",
-                             headers={"If-None-Match": tag, "If-Match": '"other"'})
-    assert both.status_code == 412
-    star = sqlite_client.get("/api/financial_data",
-                             headers={"If-None-Match": tag, "If-Match": "*"})
-    assert (star.status_code, star.data) == (304, b"")
+    with sqlite_client.get(path) as first:
+        tag = first.headers["ETag"]
+    with sqlite_client.get(path, headers={"If-None-Match": tag, "If-Match": '"other"'}) as both:
+        assert both.status_code == 412
+    with sqlite_client.get(path, headers={"If-None-Match": tag, "If-Match": "*"}) as star:
+        assert (star.status_code, star.data) == (304, b"")
+
+
+def test_metrics_answer_if_match_like_every_path(sqlite_client):
+    assert sqlite_client.get("/metrics", headers={"If-Match": "*"}).status_code == 200
+    failed = sqlite_client.get("/metrics", headers={"If-Match": '"other"'})
+    assert (failed.status_code, failed.get_json()) == (412, precondition_failed(False))
+
+
+def test_if_match_is_evaluated_before_a_range(sqlite_client):
+    """RFC 9110 13.2.2: a part of a file is sent only once If-Match passes."""
+    with sqlite_client.get(STATIC_FILE, headers={"Range": "bytes=0-3", "If-Match": '"other"'}
+                           ) as failed:
+        assert (failed.status_code, failed.get_json()) == (412, precondition_failed(False))
+    with sqlite_client.get(STATIC_FILE, headers={"Range": "bytes=0-3", "If-Match": "*"}
+                           ) as star:
+        assert (star.status_code, len(star.data)) == (206, 4)
+
+
+def test_files_alone_answer_if_modified_since(sqlite_client):
+    """Flask sends a file's Last-Modified; no other answer has one to compare with."""
+    with sqlite_client.get(STATIC_FILE) as first:
+        last_modified = first.headers["Last-Modified"]
+    with sqlite_client.get(STATIC_FILE, headers={"If-Modified-Since": last_modified}) as again:
+        assert (again.status_code, again.data) == (304, b"")
+    for path in ("/", "/api/docs", "/api/health"):
+        assert "Last-Modified" not in sqlite_client.get(path).headers, path
 
 
 def test_errors_ignore_if_match(sqlite_client):
