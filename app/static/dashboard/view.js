@@ -24,7 +24,7 @@ export const elements = {
 
 const PAGE_TITLE = document.title;
 let retryAction = null;
-let countdown = null; // the one timer that counts down a message's wait before a retry
+let countdown = null; // the one count of a message's wait before a retry: its nodes and timer
 
 /** Write an integer string with thousands separators, exactly (no float on the way). */
 export function groupDigits(text) {
@@ -188,21 +188,30 @@ export function showMessage(text, retry = null, retryAt = null) {
 function countDown(retryAt) {
   const count = document.createElement('span');
   count.setAttribute('role', 'timer');
-  elements.messageText.append(' ', count);
+  const space = document.createTextNode(' ');
+  elements.messageText.append(space, count);
+  const mine = { nodes: [space, count], timer: null };
+  countdown = mine;
   const tick = () => {
     const left = Math.max(0, retryAt - performance.now());
     const seconds = Math.ceil(left / 1000);
     count.textContent = seconds > 0 ? `Retry in ${plural(seconds, 'second')}.` : 'You can retry now.';
     // The next tick falls when the count changes, from the time left (timers run late).
-    countdown = seconds > 0 ? setTimeout(tick, left - (seconds - 1) * 1000) : null;
+    mine.timer = seconds > 0 ? setTimeout(tick, left - (seconds - 1) * 1000) : null;
   };
   tick();
 }
 
-/** Stop the count of a message's wait: a new view or message makes it stale. */
+/**
+ * Stop the count of a message's wait and take it off the message: a new view or message
+ * makes it stale, and a count left standing would read as frozen while the next view loads.
+ */
 export function stopCountdown() {
-  clearTimeout(countdown);
-  countdown = null;
+  if (countdown) {
+    clearTimeout(countdown.timer);
+    countdown.nodes.forEach((node) => node.remove());
+    countdown = null;
+  }
 }
 
 /**
