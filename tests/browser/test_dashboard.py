@@ -483,6 +483,20 @@ def test_another_view_stops_the_count_of_the_last_one(browser, serve, recorded_d
     assert [request.status for request in browser.take_problems().failed_requests] == [429]
 
 
+def test_retry_on_the_last_views_message_shows_the_view_the_address_holds(
+        browser, serve, recorded_database_url, tmp_path):
+    server = serve(refusing_prices_once(recorded_database_url, tmp_path / "log", retry_after=2))
+    browser.open(server.url + "/?symbol=IBM")
+    assert wait_settled(browser)["message"].startswith(f"{TOO_MANY} Retry in ")
+    with requests_held(browser, "*/api/financial_data*"):
+        element(browser, "[data-preset='2W']").click()
+        view = address(browser)
+        element(browser, "#retry").click()  # the 429's Retry, still shown while 2W loads
+    wait_shown(browser, "IBM", view["start_date"], view["end_date"])
+    assert address(browser) == view, "Retry went back to the view before"
+    assert [request.status for request in browser.take_problems().failed_requests] == [429]
+
+
 def test_an_unreachable_api_is_shown_and_retry_recovers(browser, serve, recorded_database_url,
                                                         tmp_path):
     server = serve(build_app(recorded_database_url, tmp_path / "log"))

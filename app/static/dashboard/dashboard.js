@@ -157,7 +157,9 @@ async function load(range) {
     draw(range, rows, stats);
   } catch (error) {
     if (mine === generation) {
-      view.showMessage(...failure(error, () => load(range)));
+      // Retry shows the address's view: a message left on screen while another view
+      // loads must not bring back the view it was about.
+      view.showMessage(...failure(error, showAddress));
     }
   } finally {
     if (mine === generation) {
