@@ -13,6 +13,7 @@ from pathlib import Path
 
 from flask import Flask
 from flask_migrate import upgrade
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
@@ -292,3 +293,13 @@ def assert_error(response, status, message, shape):
     assert response.get_json() == {**shape, "info": {"error": message}}
     text = response.get_data(as_text=True)
     assert not any(marker in text for marker in LEAK_MARKERS), text
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    """Return {(sample name, sorted labels): value} of one scrape of /metrics."""
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True))
+            for sample in family.samples}

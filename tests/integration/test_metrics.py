@@ -8,7 +8,6 @@ import sys
 
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.parser import text_string_to_metric_families
 
 import get_raw_data
 from app import metrics
@@ -17,19 +16,9 @@ from app.metrics import METRICS_FOLDER_GONE
 from conf.settings import PROJECT_ROOT
 from financial.models import FetchRun
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
-from tests.helpers import build_app, isolated_environment
+from tests.helpers import build_app, isolated_environment, scrape
 
 STATS_URL = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
-
-
-def scrape(client) -> dict[tuple[str, tuple], float]:
-    """Return {(sample name, sorted labels): value} of one scrape of /metrics."""
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    assert response.content_type.startswith("text/plain")
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.get_data(as_text=True))
-            for sample in family.samples}
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
