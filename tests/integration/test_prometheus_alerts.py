@@ -169,6 +169,12 @@ def test_a_last_run_that_did_not_end_ok_is_told(
                   at("23h", alert("FinancialFetchRunFailed", status=status, **JOB)))
 
 
+def test_a_database_without_any_run_is_told_after_36_hours(promtool, tmp_path, sqlite_app):
+    samples = scrape(sqlite_app.test_client())  # nothing stored, no run recorded
+    assert_alerts(promtool, tmp_path, input_series([samples], minutes=2 * 24 * 60),
+                  at("35h"), at("37h", alert("FinancialNoFetchRunRecorded", **JOB)))
+
+
 def traffic(client, paths: list[str], minutes: int) -> list[dict]:
     """Request ``paths`` then scrape, once a minute for ``minutes``."""
     scrapes = []
