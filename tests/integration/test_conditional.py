@@ -166,6 +166,9 @@ def test_files_alone_answer_if_modified_since(sqlite_client):
         last_modified = first.headers["Last-Modified"]
     with sqlite_client.get(STATIC_FILE, headers={"If-Modified-Since": last_modified}) as again:
         assert (again.status_code, again.data) == (304, b"")
+    with sqlite_client.get(STATIC_FILE, headers={"If-Modified-Since": last_modified,
+                                                 "If-Match": "*"}) as star:
+        assert (star.status_code, star.data) == (304, b""), "RFC 9110 13.2.2: * passes, then"
     for path in ("/", "/api/docs", "/api/health"):
         assert "Last-Modified" not in sqlite_client.get(path).headers, path
 
