@@ -51,7 +51,7 @@ def _vary_by_accept_encoding(response: Response) -> None:
     vary = response.headers.get("Vary")
     if vary is None:
         response.headers.add("Vary", "Accept-Encoding")
-    elif vary.strip() != "*" and "accept-encoding" not in vary.lower():
+    elif not {name.strip().lower() for name in vary.split(",")} & {"*", "accept-encoding"}:
         response.headers["Vary"] = f"{vary}, Accept-Encoding"
 
 

@@ -3,9 +3,10 @@ import json
 from pathlib import Path
 
 import pytest
+from werkzeug.wrappers import Response
 
 import get_raw_data
-from app.conditional import PRECONDITION_FAILED
+from app.conditional import PRECONDITION_FAILED, _vary_by_accept_encoding
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import isolated_environment
 
@@ -97,6 +98,17 @@ def test_every_answer_varies_by_accept_encoding_its_304_too(sqlite_client, path)
         with sqlite_client.get(path, headers={"If-None-Match": first.headers["ETag"]}) as again:
             assert again.status_code == 304
             assert "Accept-Encoding" in again.vary
+
+
+@pytest.mark.parametrize("vary, expected", [
+    (None, "Accept-Encoding"), ("Origin", "Origin, Accept-Encoding"),
+    ("Origin, accept-encoding", "Origin, accept-encoding"), ("*", "*"),
+    ("X-Accept-Encoding-Hint", "X-Accept-Encoding-Hint, Accept-Encoding"),
+])
+def test_accept_encoding_joins_the_vary_an_answer_has_once(vary, expected):
+    response = Response(headers={} if vary is None else {"Vary": vary})
+    _vary_by_accept_encoding(response)
+    assert response.headers.getlist("Vary") == [expected]
 
 
 def test_a_star_matches_any_answer(sqlite_client):
