@@ -9,6 +9,7 @@ scrape time instead.
 import datetime
 import functools
 import logging
+import struct
 from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, current_app, request
@@ -66,9 +67,10 @@ def _count(increment: Callable[[], None]) -> None:
     """Run ``increment``; a count that cannot be stored is lost, and said, but fails nothing."""
     try:
         increment()
-    # prometheus_client's files: OSError for the folder or the disk; RuntimeError or
-    # UnicodeDecodeError for a damaged file. Any other ValueError is a mistake in the count.
-    except (OSError, RuntimeError, UnicodeDecodeError) as exc:
+    # prometheus_client's files: OSError for the folder or the disk; RuntimeError,
+    # UnicodeDecodeError or struct.error (cut short) for a damaged file. Any other
+    # ValueError is a mistake in the count.
+    except (OSError, RuntimeError, UnicodeDecodeError, struct.error) as exc:
         _COUNTS_LOST.failed(f"{exc.__class__.__name__}: {exc}")
 
 

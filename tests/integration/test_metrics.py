@@ -223,6 +223,17 @@ def test_a_corrupt_counts_file_loses_the_count_and_says_so(tmp_path, caplog, mon
     assert "metrics: cannot count" in caplog.text
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_counts_file_cut_short_loses_the_count_and_says_so(tmp_path, caplog, monkeypatch):
+    """A file shorter than its own header (a torn write): struct.error, not a failed request."""
+    path = tmp_path / "counter_1.db"
+    path.write_bytes(struct.pack("ii", 1 << 16, 0)[:6])
+    monkeypatch.setattr(metrics._COUNTS_LOST, "_clock", lambda: math.inf)  # past the last line
+    with caplog.at_level(logging.ERROR, logger="app.metrics"):
+        metrics._count(lambda: MmapedDict(str(path)))
+    assert "metrics: cannot count: error: unpack_from requires" in caplog.text
+
+
 def test_a_mistake_in_counting_is_raised_not_taken_for_a_lost_count(caplog):
     with pytest.raises(ValueError, match="label"):
         metrics._count(lambda: metrics.REQUESTS.labels("one of three labels"))
