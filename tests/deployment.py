@@ -71,6 +71,12 @@ def healthcheck_command() -> list[str]:
     return in_checkout(json.loads(options_and_command.split(" CMD ", 1)[1]))
 
 
+def settings_env_names() -> set[str]:
+    """Every variable conf/settings.py reads: the settings of the API and the fetch job."""
+    source = (ROOT / "conf" / "settings.py").read_text(encoding="utf-8")
+    return set(re.findall(r"\b(?:env_[a-z]+|read_secret_file)\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+
+
 def env_example_names() -> set[str]:
     return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(encoding="utf-8"),
                           flags=re.MULTILINE))

@@ -33,7 +33,7 @@ from app.security import SECURITY_HEADERS
 from lib.locks import MIGRATION_LOCK, lock_name
 from tests.deployment import (
     DOCKERFILE, ENV_EXAMPLE, ROOT, deploy_environment, dockerfile_stages, env_example_names,
-    healthcheck_command, image_command, instruction,
+    healthcheck_command, image_command, instruction, settings_env_names,
 )
 from tests.helpers import free_port
 from tests.servers import stalling_proxy
@@ -67,11 +67,6 @@ def app_services(compose: dict) -> dict[str, dict]:
     """Return the services built from this project's Dockerfile."""
     return {name: service for name, service in compose["services"].items()
             if isinstance(service.get("build"), dict) and service["build"]["context"] == "."}
-
-
-def settings_env_names() -> set[str]:
-    source = (ROOT / "conf" / "settings.py").read_text(encoding="utf-8")
-    return set(re.findall(r"\b(?:env_[a-z]+|read_secret_file)\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
 
 
 def deploy_env_names() -> set[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from conf.settings import PROJECT_ROOT
+from tests.deployment import settings_env_names
 from tests.helpers import masked
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
@@ -139,3 +140,11 @@ def test_the_table_of_contents_links_every_main_section():
     main_sections = "\n".join(f"## {text}" for level, text in headings(README) if level == 2)
     linked = set(re.findall(r"\]\(#([^)\s]+)\)", contents))
     assert sorted(github_anchors(main_sections) - linked) == []
+
+
+def test_the_configuration_table_lists_every_setting():
+    section = README.split("\n## Configuration\n", 1)[1].split("\n#", 1)[0]
+    first_cells = re.findall(r"^\| ([^|]+) \|", section, flags=re.MULTILINE)
+    listed = {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cell)}
+    assert len(listed) >= 20, "the configuration table is gone"
+    assert sorted(settings_env_names() - listed) == []
