@@ -14,10 +14,24 @@ from sqlalchemy.engine import Engine
 from lib.db import batch_engine
 from lib.db_errors import DATABASE_ERRORS, describe_database_error
 from lib.locks import LockFileError, MigrationLockTimeout, migration_lock
+from lib.storage import ScaledDecimal
 
 logger = logging.getLogger("alembic.env")
 
 target_db = current_app.extensions["migrate"].db
+
+
+def render_item(type_: str, obj: object, _autogen_context: object) -> str | bool:
+    """Write a ScaledDecimal out as the types it stores, as migration 0002 does.
+
+    A migration keeps the types of its day, so it never imports the app's
+    code; autogenerate would otherwise write ``lib.storage.ScaledDecimal``
+    without importing it, and the new migration would fail on its first run.
+    """
+    if type_ == "type" and isinstance(obj, ScaledDecimal):
+        return (f"sa.Numeric({obj.precision}, {obj.scale})"
+                '.with_variant(sa.BigInteger(), "sqlite")')
+    return False  # Alembic's own rendering
 
 
 def run_migrations_offline() -> None:
@@ -35,6 +49,7 @@ def run_migrations_online() -> None:
     """Apply migrations one process at a time (the migration lock, lib/locks.py)."""
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("compare_type", True)
+    conf_args.setdefault("render_item", render_item)
     try:
         # Under the lock, Alembic reads the revision another process may have just moved on.
         with (
