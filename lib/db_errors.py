@@ -71,21 +71,24 @@ def describe_database_error(exc: Exception) -> str:
     return f"{name} {code}: {message}" + (f"; hint: {hint}" if hint else "")
 
 
+def _driver_code(exc: Exception) -> object:
+    """Return the driver's error code behind ``exc`` (MySQL's number), None if it has none."""
+    orig = getattr(exc, "orig", None)
+    return orig.args[0] if orig is not None and orig.args else None
+
+
 def is_schema_error(exc: Exception) -> bool:
     """Tell a missing table or column (the migrations were not run) from other failures."""
     if not isinstance(exc, (OperationalError, ProgrammingError)) or exc.orig is None:
         return False
-    args = exc.orig.args
-    if args and args[0] in _MYSQL_SCHEMA_ERRORS:
+    if _driver_code(exc) in _MYSQL_SCHEMA_ERRORS:
         return True
     return any(words in str(exc.orig) for words in _SQLITE_SCHEMA_ERRORS)
 
 
 def is_lock_conflict(exc: OperationalError) -> bool:
     """Tell a deadlock or lock timeout, which a retried transaction may pass, from other errors."""
-    orig = exc.orig
-    code = orig.args[0] if orig is not None and orig.args else None
-    return code in _MYSQL_LOCK_ERRORS or "database is locked" in str(orig)
+    return _driver_code(exc) in _MYSQL_LOCK_ERRORS or "database is locked" in str(exc.orig)
 
 
 def is_definite_refusal(exc: Exception) -> bool:
@@ -94,9 +97,7 @@ def is_definite_refusal(exc: Exception) -> bool:
     Only a change of the settings (or of the server's users and databases)
     ends it: a program should say so and stop, not wait it out as an outage.
     """
-    orig = getattr(exc, "orig", None)
-    return (isinstance(exc, OperationalError) and orig is not None and bool(orig.args)
-            and orig.args[0] in _MYSQL_REFUSAL_ERRORS)
+    return isinstance(exc, OperationalError) and _driver_code(exc) in _MYSQL_REFUSAL_ERRORS
 
 
 def is_disk_full(exc: Exception) -> bool:
@@ -113,7 +114,7 @@ def is_disk_full(exc: Exception) -> bool:
         return False
     if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
         return True
-    code = orig.args[0] if orig.args else None
+    code = _driver_code(exc)
     if code in _MYSQL_DISK_FULL_ERRORS:
         return True
     return code in _MYSQL_OS_ERRORS and bool(
