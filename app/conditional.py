@@ -41,18 +41,21 @@ def register_conditional_get(app: Flask) -> None:
     def _make_conditional(response: Response) -> Response:
         if request.method in ("GET", "HEAD"):
             response = _evaluate_preconditions(response)
-        _vary_by_accept_encoding(response)
+        add_vary(response, "Accept-Encoding")
         return response
 
 
-def _vary_by_accept_encoding(response: Response) -> None:
-    # What response.vary.add() does, without building and writing back a
-    # header set on every answer (a cache hit's largest cost here).
+def add_vary(response: Response, header: str) -> None:
+    """Name ``header`` in the answer's Vary, once: what ``response.vary.add()`` does.
+
+    It reads and writes the header itself rather than building and writing
+    back a parsed header set on every answer (a cache hit's largest cost here).
+    """
     vary = response.headers.get("Vary")
     if vary is None:
-        response.headers.add("Vary", "Accept-Encoding")
-    elif not {name.strip().lower() for name in vary.split(",")} & {"*", "accept-encoding"}:
-        response.headers["Vary"] = f"{vary}, Accept-Encoding"
+        response.headers.add("Vary", header)
+    elif not {name.strip().lower() for name in vary.split(",")} & {"*", header.lower()}:
+        response.headers["Vary"] = f"{vary}, {header}"
 
 
 def _evaluate_preconditions(response: Response) -> Response:

@@ -5,7 +5,7 @@ from app.api import register_api
 from app.api.caching import register_response_cache
 from app.api.export import ROW_COUNT_HEADER
 from app.cli import register_commands
-from app.conditional import register_conditional_get
+from app.conditional import add_vary, register_conditional_get
 from app.dashboard import register_dashboard
 from app.errors import register_error_handlers
 from app.extensions import cors
@@ -73,5 +73,5 @@ def register_cors(app: Flask) -> None:
 
 def _vary_by_origin(response: Response) -> Response:
     if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
-        response.vary.add("Origin")
+        add_vary(response, "Origin")
     return response

@@ -6,7 +6,7 @@ import pytest
 from werkzeug.wrappers import Response
 
 import get_raw_data
-from app.conditional import PRECONDITION_FAILED, _vary_by_accept_encoding
+from app.conditional import PRECONDITION_FAILED, add_vary
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import isolated_environment
 
@@ -107,7 +107,7 @@ def test_every_answer_varies_by_accept_encoding_its_304_too(sqlite_client, path)
 ])
 def test_accept_encoding_joins_the_vary_an_answer_has_once(vary, expected):
     response = Response(headers={} if vary is None else {"Vary": vary})
-    _vary_by_accept_encoding(response)
+    add_vary(response, "Accept-Encoding")
     assert response.headers.getlist("Vary") == [expected]
 
 
