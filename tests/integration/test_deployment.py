@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from app.security import SECURITY_HEADERS
+from conf.settings import get_config
 from lib.locks import MIGRATION_LOCK, lock_name
 from tests.deployment import (
     DOCKERFILE, ENV_EXAMPLE, ROOT, deploy_environment, dockerfile_stages, env_example_names,
@@ -269,7 +270,10 @@ def test_docker_waits_longer_for_the_health_check_than_it_waits_for_the_api(monk
     options = dict(re.findall(r"--([a-z-]+)=(\d+)s", instruction(
         dockerfile_stages()["final"], "HEALTHCHECK").split(" CMD ", 1)[0]))
     monkeypatch.delenv("DATABASE_TIMEOUT", raising=False)
-    patience = runpy.run_path(healthcheck_command()[-1])["timeout_seconds"]()
+    healthcheck = runpy.run_path(healthcheck_command()[-1])
+    # It imports nothing of the app's: its default must be the app's own.
+    assert healthcheck["DATABASE_TIMEOUT_DEFAULT"] == get_config().DATABASE_TIMEOUT
+    patience = healthcheck["timeout_seconds"]()
     # A second for Python to start; a check ends before the next begins.
     assert patience + 1 <= int(options["timeout"]) <= int(options["interval"])
 
