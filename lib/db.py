@@ -3,6 +3,7 @@
 Framework-free: callers pass URLs and engines in.
 """
 import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,7 +180,11 @@ def configure_engine(engine: Engine, *, reads_one_snapshot: Callable[[], bool]) 
     # tolower(): under a Turkish or Azerbaijani locale (LANG=tr_TR.UTF-8) "I"
     # is not "i" there, so on Python 3.11 and 3.12 every INSERT committed on
     # its own, and a symbol that failed half-way kept the rows written before.
-    # Open the transaction here as pysqlite means to (Python 3.13 does).
+    # Open the transaction here as pysqlite means to; Python 3.13 does itself,
+    # and no statement pays for the check there.
+    if sys.version_info >= (3, 13):
+        return
+
     @event.listens_for(engine, "before_cursor_execute")
     def _begin_before_writes(_connection, cursor, statement, *_):
         dbapi_connection = cursor.connection
