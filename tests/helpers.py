@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from html.parser import HTMLParser
 from pathlib import Path
 
 from flask import Flask
@@ -303,3 +304,63 @@ def scrape(client) -> dict[tuple[str, tuple], float]:
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in text_string_to_metric_families(response.get_data(as_text=True))
             for sample in family.samples}
+
+
+class PageParser(HTMLParser):
+    """Collect what a CSP without 'unsafe-inline' would refuse, and the files a page loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inline: list[str] = []
+        self.loads: list[str] = []
+        self.main_attributes: dict[str, str | None] = {}
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        self.inline += [f"<{tag} {name}>" for name in attributes
+                        if name == "style" or name.startswith("on")]
+        if tag == "style":
+            self.inline.append("<style>")
+        if tag == "script":
+            self._in_script = True
+            if not attributes.get("src"):
+                self.inline.append("<script> without src")
+            else:
+                self.loads.append(attributes["src"])
+        if tag == "link":
+            self.loads.append(attributes["href"])
+        if tag == "main":
+            self.main_attributes = attributes
+
+    def handle_endtag(self, tag):
+        self._in_script = self._in_script and tag != "script"
+
+    def handle_data(self, data):
+        if self._in_script and data.strip():
+            self.inline.append("script content")
+
+
+def parse_page(response: TestResponse) -> PageParser:
+    """Parse the HTML page ``response`` carries."""
+    parser = PageParser()
+    parser.feed(response.get_data(as_text=True))
+    return parser
+
+
+class ManualClock:
+    """Stand in for ``time.monotonic`` (call it) and ``time.sleep``: time moves when told to.
+
+    A test moves ``now`` itself; ``sleep`` moves it too, and counts the naps.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += seconds

@@ -7,19 +7,7 @@ from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from lib.locks import LockFileError, LockTimeout, LockWaitStopped, database_lock, lock_name
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps += 1
-        self.now += seconds
+from tests.helpers import ManualClock
 
 
 @pytest.fixture
@@ -34,11 +22,11 @@ def engines(app):
 
 def test_a_second_holder_waits_then_times_out(engines):
     first, second = engines
-    fake, waits = FakeTime(), []
+    fake, waits = ManualClock(start=0.0), []
     with database_lock(first, "fetch", 1):
         with pytest.raises(LockTimeout, match="not granted within 3s"):
             with database_lock(second, "fetch", 3, on_wait=lambda: waits.append(fake.now),
-                               clock=fake.clock, sleep=fake.sleep):
+                               clock=fake, sleep=fake.sleep):
                 pytest.fail("the lock was granted twice")
     assert waits == [0.0], "told once, when the wait began"
     assert fake.now >= 3 and fake.sleeps >= 6
@@ -65,11 +53,11 @@ def test_a_lock_is_freed_when_its_block_raises(engines):
 
 def test_a_stop_request_ends_the_wait(engines):
     first, second = engines
-    fake = FakeTime()
+    fake = ManualClock(start=0.0)
     with database_lock(first, "fetch", 1):
         with pytest.raises(LockWaitStopped):
             with database_lock(second, "fetch", 300, should_stop=lambda: fake.sleeps >= 2,
-                               clock=fake.clock, sleep=fake.sleep):
+                               clock=fake, sleep=fake.sleep):
                 pytest.fail("the lock was granted twice")
     assert fake.now < 300
 

@@ -3,12 +3,12 @@
 What the page does in a browser is tested in tests/browser/.
 """
 import re
-from html.parser import HTMLParser
 from posixpath import dirname, normpath
 
 from app.routes import API_PREFIX
 from conf.settings import PROJECT_ROOT
 from lib.tickers import SYMBOL_PATTERN, SYMBOL_RULE
+from tests.helpers import parse_page
 
 VENDOR_DIR = PROJECT_ROOT / "app" / "static" / "vendor" / "lightweight-charts"
 # A static import's module, or a dynamic import's of a fixed name: import('./x.js').
@@ -17,59 +17,18 @@ JS_IMPORT = re.compile(r"""^import\b[^'"]*?from\s+['"]([^'"]+)['"]|\bimport\(\s*
 JS_TYPES = ("text/javascript", "application/javascript")
 
 
-class PageParser(HTMLParser):
-    """Collect what a CSP without 'unsafe-inline' would refuse, and the files a page loads."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inline: list[str] = []
-        self.loads: list[str] = []
-        self.main_attributes: dict[str, str | None] = {}
-        self._in_script = False
-
-    def handle_starttag(self, tag, attrs):
-        attributes = dict(attrs)
-        self.inline += [f"<{tag} {name}>" for name in attributes
-                        if name == "style" or name.startswith("on")]
-        if tag == "style":
-            self.inline.append("<style>")
-        if tag == "script":
-            self._in_script = True
-            if not attributes.get("src"):
-                self.inline.append("<script> without src")
-            else:
-                self.loads.append(attributes["src"])
-        if tag == "link":
-            self.loads.append(attributes["href"])
-        if tag == "main":
-            self.main_attributes = attributes
-
-    def handle_endtag(self, tag):
-        self._in_script = self._in_script and tag != "script"
-
-    def handle_data(self, data):
-        if self._in_script and data.strip():
-            self.inline.append("script content")
-
-
-def parse(response) -> PageParser:
-    parser = PageParser()
-    parser.feed(response.get_data(as_text=True))
-    return parser
-
-
 def test_the_dashboard_is_html_with_nothing_inline(sqlite_client):
     response = sqlite_client.get("/")
     assert response.status_code == 200
     assert response.mimetype == "text/html"
     assert response.headers["Cache-Control"] == "no-cache"
-    page = parse(response)
+    page = parse_page(response)
     assert page.inline == []
     assert page.loads and all(url.startswith("/static/") for url in page.loads), page.loads
 
 
 def test_every_file_the_page_loads_is_served_by_the_app(sqlite_client):
-    pending = list(parse(sqlite_client.get("/")).loads)
+    pending = list(parse_page(sqlite_client.get("/")).loads)
     served = set()
     while pending:
         url = pending.pop()
@@ -90,7 +49,7 @@ def test_every_file_the_page_loads_is_served_by_the_app(sqlite_client):
 
 
 def test_the_page_gets_the_api_prefix_and_the_symbol_rule_from_the_app(sqlite_client):
-    attributes = parse(sqlite_client.get("/")).main_attributes
+    attributes = parse_page(sqlite_client.get("/")).main_attributes
     assert attributes["data-api-prefix"] == API_PREFIX
     assert attributes["data-symbol-pattern"] == SYMBOL_PATTERN
     assert attributes["data-symbol-rule"] == SYMBOL_RULE

@@ -4,13 +4,12 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
-from html.parser import HTMLParser
 
 import pytest
 from werkzeug.serving import make_server
 
 from app.security import CONTENT_SECURITY_POLICY
-from tests.helpers import build_app
+from tests.helpers import build_app, parse_page
 
 EXPECTED_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -60,33 +59,8 @@ def test_conditional_and_database_error_responses_carry_them_too(sqlite_client, 
     assert_security_headers(response)
 
 
-class _InlineCode(HTMLParser):
-    """Collect what a strict CSP would block: inline scripts, style elements and attributes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag, attrs):
-        names = {name for name, _ in attrs}
-        if tag == "script":
-            self._in_script = "src" not in names
-        if tag == "style" or "style" in names or any(name.startswith("on") for name in names):
-            self.found.append(tag)
-
-    def handle_endtag(self, tag):
-        self._in_script = self._in_script and tag != "script"
-
-    def handle_data(self, data):
-        if self._in_script and data.strip():
-            self.found.append("inline script")
-
-
 def test_the_docs_page_has_no_inline_code(sqlite_client):
-    parser = _InlineCode()
-    parser.feed(sqlite_client.get("/api/docs").get_data(as_text=True))
-    assert parser.found == []
+    assert parse_page(sqlite_client.get("/api/docs")).inline == []
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 import logging
 
 from lib.outage_log import OutageLog
+from tests.helpers import ManualClock
 
 LOG = logging.getLogger("tests.outage")
 
@@ -11,20 +12,12 @@ def database_outage_log(clock) -> OutageLog:
                      refusals="requests answered 503", log=LOG)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def outage_lines(caplog) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == LOG.name]
 
 
 def test_the_first_failure_is_logged_and_the_rest_of_the_interval_counted(caplog):
-    clock = Clock()
+    clock = ManualClock()
     outage = database_outage_log(clock)
     with caplog.at_level(logging.ERROR, logger=LOG.name):
         for _ in range(5):
@@ -40,7 +33,7 @@ def test_the_first_failure_is_logged_and_the_rest_of_the_interval_counted(caplog
 
 
 def test_a_new_outage_after_a_quiet_interval_is_logged_at_once(caplog):
-    clock = Clock()
+    clock = ManualClock()
     outage = database_outage_log(clock)
     with caplog.at_level(logging.ERROR, logger=LOG.name):
         outage.failed("first")
@@ -50,7 +43,7 @@ def test_a_new_outage_after_a_quiet_interval_is_logged_at_once(caplog):
 
 
 def test_the_headline_and_what_was_counted_can_be_named(caplog):
-    clock = Clock()
+    clock = ManualClock()
     outage = OutageLog(30, clock, headline="health check failed", refusals="checks answered 503",
                        log=LOG)
     with caplog.at_level(logging.ERROR, logger=LOG.name):
