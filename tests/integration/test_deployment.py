@@ -147,10 +147,55 @@ def test_hosted_ci_runs_the_readme_test_command_and_a_compose_smoke_test():
     workflow = YAML(typ="safe").load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
     test_job, image_job = workflow["jobs"]["test"], workflow["jobs"]["image"]
     assert {"mariadb", "redis"} <= set(test_job["services"])
-    assert any(step.get("run") == "make test" for step in test_job["steps"])
     commands = " ".join(step.get("run", "") for step in image_job["steps"])
     for expected in ("$COMPOSE build", "up --detach --wait", "/api/health", "/api/financial_data"):
         assert expected in commands
+
+
+def test_hosted_ci_fails_on_a_skipped_test_with_the_check_ci_run_uses():
+    workflow = YAML(typ="safe").load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    hosted = [step["run"].splitlines() for step in workflow["jobs"]["test"]["steps"]
+              if "make test" in step.get("run", "")]
+    assert hosted == [['make test PYTEST_ARGS="--junitxml=$RUNNER_TEMP/junit.xml"',
+                       'python3 .ci/check-no-skips.py "$RUNNER_TEMP/junit.xml"']]
+    ci_run = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert ci_run[-3:] == ['make test PYTEST_ARGS="--junitxml=$report"', "",
+                           'python3 .ci/check-no-skips.py "$report"']
+
+
+# A JUnit report (pytest --junitxml) where one test of each kind CI insists on ran.
+JUNIT_REPORT = """<testsuites><testsuite>
+<testcase classname="tests.functional.test_store" name="test_upsert[mysql]"/>
+<testcase classname="tests.integration.test_cache" name="test_shared[redis]"/>
+<testcase classname="tests.browser.test_dashboard" name="test_chart"/>
+{extra}</testsuite></testsuites>"""
+SKIPPED_CASE = ('<testcase classname="tests.unit.test_x" name="test_y">'
+                '<skipped message="no nginx"/></testcase>')
+
+
+def check_no_skips(tmp_path, report: str) -> subprocess.CompletedProcess:
+    (tmp_path / "junit.xml").write_text(report)
+    return subprocess.run([sys.executable, ".ci/check-no-skips.py", str(tmp_path / "junit.xml")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_the_ci_skip_check_passes_a_run_where_every_test_ran(tmp_path):
+    result = check_no_skips(tmp_path, JUNIT_REPORT.format(extra=""))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "ci: 1 MariaDB-backed, 1 Redis-backed and 1 browser tests ran\n"
+
+
+def test_the_ci_skip_check_fails_naming_a_skipped_test(tmp_path):
+    result = check_no_skips(tmp_path, JUNIT_REPORT.format(extra=SKIPPED_CASE))
+    assert result.returncode == 1
+    assert result.stderr == ("ci: every test must run here; skipped:\n"
+                             "  tests.unit.test_x::test_y: no nginx\n")
+
+
+def test_the_ci_skip_check_fails_when_no_mariadb_test_ran(tmp_path):
+    result = check_no_skips(tmp_path, JUNIT_REPORT.format(extra="").replace("[mysql]", "[sqlite]"))
+    assert result.returncode == 1
+    assert result.stderr == "ci: the MariaDB-backed, Redis-backed or browser tests did not run\n"
 
 
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES)
