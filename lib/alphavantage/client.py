@@ -257,7 +257,7 @@ class AlphaVantageClient:
             body = mask_secret_in_body(self._read_body(response, symbol), self._api_key)
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
             pass
         # Raised outside the except block so no decoder error is chained.
         content_type = response.headers.get("Content-Type", "no content type")

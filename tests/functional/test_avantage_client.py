@@ -378,7 +378,8 @@ def test_refused_connection_is_a_transport_error_without_the_url(make_client, ca
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [("<html><body>Service Unavailable</body></html>", "text/html"), ("", "application/json"),
-     ("{not json", "application/json")],
+     ("{not json", "application/json"),
+     ("[" * 100_000, "application/json")],  # nested deeper than the decoder goes
 )
 def test_non_json_body_is_malformed_after_one_request(
         fake_alphavantage, make_client, caplog, body, content_type):
