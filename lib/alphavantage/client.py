@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,11 +24,10 @@ from lib.alphavantage.errors import (
     InvalidSymbolError, MalformedResponseError, PremiumOnlyError, RateLimitError,
 )
 from lib.alphavantage.payload import (
-    ERROR_KEYS, SERIES_KEY, classify_error_payload, is_short_term_limit, parse_daily_series,
-    show,
+    classify_error_payload, is_short_term_limit, parse_daily_series, show,
 )
 from lib.alphavantage.redaction import (
-    hide_from_urllib3_logs, mask_secret, mask_secret_in_body,
+    hide_from_urllib3_logs, mask_secret, mask_secret_in_payload,
 )
 from lib.alphavantage.series import (
     FUNCTIONS, TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailySeries,
@@ -162,7 +161,7 @@ class AlphaVantageClient:
         waits = 0
         while True:
             payload = self._get_payload(ticker, outputsize)
-            error = self._error_in(payload, ticker)
+            error = classify_error_payload(payload, ticker)
             if error is None:
                 return parse_daily_series(payload, ticker)
             if is_short_term_limit(error):
@@ -254,9 +253,10 @@ class AlphaVantageClient:
                 raise AlphaVantageTransportError(
                     f"HTTP {response.status_code} from AlphaVantage for {symbol}{retried}", symbol
                 )
-            body = mask_secret_in_body(self._read_body(response, symbol), self._api_key)
+            body = self._read_body(response, symbol)
         try:
-            return json.loads(body)
+            # Masked once decoded: a message may quote any string of it, cut short.
+            return mask_secret_in_payload(json.loads(body), self._api_key)
         except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
             pass
         # Raised outside the except block so no decoder error is chained.
@@ -308,14 +308,6 @@ class AlphaVantageClient:
         raise AlphaVantageTransportError(
             f"network failure for {symbol} after {self._max_retries} retries ({failure})", symbol
         )
-
-    def _error_in(self, payload: Any, symbol: str) -> AlphaVantageError | None:
-        """Classify an error body after masking the key, in case AlphaVantage echoes it."""
-        if not isinstance(payload, Mapping) or SERIES_KEY in payload:
-            return None
-        masked = {key: mask_secret(str(payload[key]), self._api_key)
-                  for key in ERROR_KEYS if key in payload}
-        return classify_error_payload(masked, symbol)
 
 
 class _DeadlineRetry(Retry):

@@ -1,5 +1,6 @@
-"""Keep API keys out of urllib3's log records, which carry whole request URLs."""
+"""Keep API keys out of messages quoting an answer, and out of urllib3's URL-bearing log records."""
 import logging
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "[redacted]"
@@ -55,15 +56,29 @@ def mask_secret(text: str, secret: str) -> str:
     return text
 
 
-def mask_secret_in_body(body: bytes, secret: str) -> bytes:
-    """Return a UTF-8 ``body`` with ``secret``, raw or URL-encoded, replaced by MASK.
+def mask_secret_in_payload(payload: Any, secret: str) -> Any:
+    """Return decoded JSON with ``secret``, raw or URL-encoded, masked in every string and key.
 
-    Masked before anything quotes the body: a message shortens what it
-    quotes, and half a key left by the cut would no longer be recognised.
+    Masked after decoding, not in the body's bytes: JSON may write any
+    character escaped (``\\u0053``) and the body may be UTF-16, so its bytes
+    need not hold the key as written. Masked before anything quotes a value:
+    a message shortens what it quotes, and half a key left by the cut would
+    no longer be recognised.
     """
-    for form in secret_forms(secret):
-        body = body.replace(form.encode("utf-8"), MASK.encode("utf-8"))
-    return body
+    forms = secret_forms(secret)
+
+    def masked(value: Any) -> Any:
+        if isinstance(value, str):
+            for form in forms:
+                value = value.replace(form, MASK)
+            return value
+        if isinstance(value, dict):
+            return {masked(key): masked(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [masked(item) for item in value]
+        return value
+
+    return masked(payload)
 
 
 def hide_from_urllib3_logs(secret: str) -> None:

@@ -438,6 +438,47 @@ def test_key_echoed_in_a_long_value_is_redacted_before_the_quote_is_cut(
     assert_key_hidden(caught.value, caplog)
 
 
+def escaped(text: str) -> str:
+    """Write ``text`` as a JSON encoder may, each character a \\u escape."""
+    return "".join(f"\\u{ord(char):04x}" for char in text)
+
+
+ECHO = "upstream gateway echo: apikey="  # quoted, the key then straddles the cut at 37
+
+
+@pytest.mark.parametrize("body", [
+    '{"Time Series (Daily)": {"2023-03-24": {"1. open": "%s%s"}}}' % (ECHO, escaped(API_KEY)),
+    '{"Time Series (Daily)": {"%s%s": {}}}' % (ECHO, escaped(API_KEY)),
+    json.dumps({"Time Series (Daily)": {"2023-03-24": {**DAY, "1. open": ECHO + API_KEY}}},
+               ).encode("utf-16"),
+], ids=["escaped value", "escaped day", "utf-16 body"])
+def test_key_echoed_in_other_bytes_is_redacted_before_the_quote_is_cut(
+        fake_alphavantage, make_client, caplog, body):
+    """JSON decodes escapes and UTF-16 alike, so the key is masked in what was decoded."""
+    fake_alphavantage.queue_response(body)
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert f"{ECHO}[" in caught.value.message
+    assert API_KEY[:6] not in caught.value.message
+    assert_key_hidden(caught.value, caplog)
+
+
+def test_key_that_json_and_quotes_escape_is_redacted(fake_alphavantage, caplog):
+    """A quote or backslash in the key is escaped in the body and again in a quoted value."""
+    key = 'Ab"C\\d/e f%g'
+    fake_alphavantage.queue_json({"Time Series (Daily)": {"2023-03-24": {**DAY, "1. open": key}}})
+    client = AlphaVantageClient(key, base_url=fake_alphavantage.url, backoff_factor=0)
+    with pytest.raises(MalformedResponseError) as caught:
+        client.fetch_daily("IBM")
+    client.close()
+
+    assert "'1. open' is '[redacted]'" in caught.value.message
+    for form in (key, repr(key)[1:-1], json.dumps(key)[1:-1]):
+        assert form not in caught.value.message and form not in caplog.text
+
+
 @pytest.fixture
 def broken_header_server():
     """A raw socket server whose one answer has a header line with no name.
