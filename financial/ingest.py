@@ -1,12 +1,17 @@
-"""Turn fetched series into the table's rows: keep the recent window, upsert per symbol."""
+"""Turn fetched series into the table's rows: keep the recent window, upsert per symbol.
+
+Also deletes a symbol's rows: whatever writes ``financial_data`` keeps the
+monthly sums derived from it in step, in the same transaction.
+"""
 import datetime
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -109,6 +114,17 @@ def store_prices(session: Session, symbol: str, bars: Sequence[DailyBar]) -> Sto
     if written_days:
         refresh_monthly_sums(session, symbol, min(written_days), max(written_days))
     return StoreResult(symbol=symbol, fetched=len(rows), new=len(new), updated=len(changed))
+
+
+def delete_prices(session: Session, symbol: str) -> int:
+    """Delete every stored day of ``symbol`` and its monthly sums; return the days deleted.
+
+    Runs in the caller's transaction (flushes, never commits), so the prices
+    and their sums go together or not at all. The run history is left alone.
+    """
+    result = session.execute(delete(FinancialData).where(FinancialData.symbol == symbol))
+    refresh_monthly_sums(session, symbol)
+    return cast(CursorResult, result).rowcount
 
 
 def _kept(values: tuple, stored: tuple) -> tuple:
