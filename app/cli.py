@@ -83,7 +83,7 @@ def register_commands(app: Flask) -> None:
         run history (fetch_runs, /api/fetch_runs) is kept. One transaction
         per symbol, under the fetch job's run lock. Exit status 1 when a
         symbol had no stored prices (the others are still deleted), when
-        nothing was confirmed, or on a database failure.
+        nothing was confirmed, or on a database failure; 2 for a malformed symbol.
         """
         stored = _stored_days(symbols)
         for symbol in symbols:
@@ -129,9 +129,10 @@ def _warn_if_still_fetched(symbols: list[str]) -> None:
     configured = {name.strip().upper() for name in current_app.config["SYMBOLS"]}
     fetched = [symbol for symbol in symbols if symbol in configured]
     if fetched:
-        click.echo(f"{', '.join(fetched)} still in SYMBOLS: the next fetch run stores "
-                   "them again; take them out of SYMBOLS first (restart a running "
-                   "scheduler, which reads it at its start)", err=True)
+        them = "it" if len(fetched) == 1 else "them"
+        click.echo(f"still in SYMBOLS: {', '.join(fetched)}; the next fetch run stores {them} "
+                   f"again: take {them} out of SYMBOLS first (and restart a running "
+                   "scheduler, which reads SYMBOLS at its start)", err=True)
 
 
 def _delete_prices(symbols: list[str]) -> None:

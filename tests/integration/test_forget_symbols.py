@@ -74,9 +74,9 @@ def test_the_command_asks_first_and_a_no_changes_nothing(two_symbols):
     assert declined.exit_code == 1
     assert declined.stdout == ("Delete the stored prices of IBM (2 days), AAPL (1 days)? Their "
                                "run history is kept. [y/N]: n\n")
-    assert declined.stderr == ("AAPL still in SYMBOLS: the next fetch run stores them again; "
-                               "take them out of SYMBOLS first (restart a running scheduler, "
-                               "which reads it at its start)\nAborted!\n")
+    assert declined.stderr == ("still in SYMBOLS: AAPL; the next fetch run stores it again: "
+                               "take it out of SYMBOLS first (and restart a running scheduler, "
+                               "which reads SYMBOLS at its start)\nAborted!\n")
     assert symbols_of(app, FinancialData) == ["AAPL", "IBM", "IBM"]
     confirmed = runner.invoke(args=["forget-symbols", "IBM"], input="y\n")
     assert confirmed.exit_code == 0, confirmed.output
