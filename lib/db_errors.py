@@ -31,15 +31,22 @@ _MYSQL_SCHEMA_ERRORS = (1146, 1054)
 _SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
 SCHEMA_HINT = f"the schema is missing or behind the migrations: run them ({MIGRATE_COMMAND})"
 _POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
+# The API's workers may open more connections than the server or the user allows
+# (the warning gunicorn logs at start says how many).
+_TOO_MANY_CONNECTIONS = ("too many connections: lower GUNICORN_WORKERS or GUNICORN_THREADS, "
+                         "or raise {limit}")
 # What an operator should check for the MySQL client and server error codes
 # a deployment meets: wrong credentials, names, addresses, a stalled server.
 _DRIVER_HINTS = {
-    1040: "the server has too many connections: fewer workers x threads, or raise "
-          "max_connections",
+    1040: _TOO_MANY_CONNECTIONS.format(limit="max_connections"),
     1044: "the user may not use this database: check its grants",
     1045: "authentication failed: check the user name and the password "
           "(DATABASE_PASSWORD_FILE)",
     1049: "unknown database: create it, or fix its name in DATABASE_URL",
+    1203: _TOO_MANY_CONNECTIONS.format(limit="max_user_connections"),
+    # A per-account limit: MAX_USER_CONNECTIONS, or a count per hour the message names.
+    1226: "the user reached a resource limit of its account; for max_user_connections: "
+          "lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise the limit",
     2002: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
     2003: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
     2005: "unknown host: check the host name in DATABASE_URL",

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -134,6 +135,50 @@ def stalling_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator
         yield proxy
     finally:
         proxy.close()
+
+
+class RefusingMySQL:
+    """A server on 127.0.0.1 that refuses every connection with one MySQL error, as a full one does.
+
+    MariaDB and MySQL at ``max_connections`` answer a new connection with an
+    error packet instead of the handshake ("Too many connections", 1040), the
+    client's protocol not yet known, so without an SQL state.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        payload = b"\xff" + struct.pack("<H", code) + message.encode()
+        self._packet = struct.pack("<I", len(payload))[:3] + b"\x00" + payload
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self.refused = 0
+        self._closed = False
+        threading.Thread(target=self._refuse_loop, daemon=True).start()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _refuse_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with client:
+                client.sendall(self._packet)
+            self.refused += 1
+
+
+@contextmanager
+def refusing_mysql(code: int, message: str) -> Iterator[RefusingMySQL]:
+    server = RefusingMySQL(code, message)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 class PrivateRedis:

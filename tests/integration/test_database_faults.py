@@ -29,10 +29,12 @@ from lib.locks import MIGRATION_LOCK, lock_name
 from scripts.prestart import EXIT_CONFIG, EXIT_UNREACHABLE
 from tests.deployment import healthcheck_command
 from tests.helpers import (
-    build_app, create_mysql_database, drop_mysql_database, insert_prices, isolated_environment,
-    wait_for,
+    build_app, create_mysql_database, dispose_engines, drop_mysql_database, insert_prices,
+    isolated_environment, wait_for,
 )
-from tests.servers import StallingProxy, http_get, production_gunicorn, stalling_proxy
+from tests.servers import (
+    StallingProxy, http_get, production_gunicorn, refusing_mysql, stalling_proxy,
+)
 
 DATABASE_TIMEOUT = 1
 # A request to a frozen database must answer well within this. It is generous
@@ -143,6 +145,51 @@ def test_a_refused_connection_is_logged_with_code_and_hint(tmp_path):
             "'127.0.0.1'") in log
     assert "hint: cannot connect: check the host and port in DATABASE_URL" in log
     assert "database unavailable" not in log and PASSWORD not in log
+
+
+TOO_MANY = "too many connections: lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise"
+
+
+def _answers_503_as_an_outage(application) -> None:
+    """Ask the list, the statistics and the export: each a 503 to retry, in its envelope."""
+    client = application.test_client()
+    for path, data in (("/api/financial_data?limit=7", []), (STATS, {}),
+                       ("/api/financial_data/export?symbol=IBM", [])):
+        response = client.get(path)
+        assert (response.status_code, response.headers["Retry-After"]) == (503, "5"), path
+        assert (response.json["info"], response.json["data"]) == ({"error": UNAVAILABLE}, data)
+    dispose_engines(application)
+
+
+def test_a_server_at_max_connections_answers_503_logged_once_per_interval(tmp_path):
+    """MariaDB/MySQL refusing a connection for want of room (1040): an outage, not a 500."""
+    with refusing_mysql(1040, "Too many connections") as server:
+        url = f"mysql+pymysql://api:{PASSWORD}@127.0.0.1:{server.port}/financial"
+        _answers_503_as_an_outage(build_app(url, tmp_path / "log"))
+        assert server.refused >= 3
+    log = (tmp_path / "log" / "api.log").read_text()
+    [line] = [line for line in log.splitlines() if "database unavailable" in line]
+    assert line.endswith("ERROR app.errors: database unavailable: OperationalError 1040: Too "
+                         f"many connections; hint: {TOO_MANY} max_connections")
+    assert PASSWORD not in log and "Traceback" not in log
+
+
+@pytest.mark.mysql
+def test_a_user_out_of_connections_answers_503_logged_once_per_interval(limited_user_url,
+                                                                        tmp_path):
+    """An account's MAX_USER_CONNECTIONS reached (1226) is the same outage as 1040."""
+    url = limited_user_url(1)
+    holder = create_engine(url)
+    try:
+        with holder.connect():  # the user's only connection
+            _answers_503_as_an_outage(build_app(url, tmp_path / "log"))
+    finally:
+        holder.dispose()
+    log = (tmp_path / "log" / "api.log").read_text()
+    [line] = [line for line in log.splitlines() if "database unavailable" in line]
+    assert "database unavailable: OperationalError 1226: User " in line
+    assert "has exceeded the 'max_user_connections' resource (current value: 1); hint: " in line
+    assert make_url(url).password not in log and "Traceback" not in log
 
 
 @pytest.mark.mysql

@@ -1,11 +1,11 @@
-"""lib/db_errors.py: a full disk told apart from other errors the server reports."""
+"""lib/db_errors.py: a full disk told apart from other errors the server reports, and hints."""
 import struct
 
 import pymysql
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from lib.db_errors import is_disk_full
+from lib.db_errors import describe_database_error, is_disk_full
 
 NO_SPACE = '28 "No space left on device"'
 
@@ -47,3 +47,21 @@ def test_mysql_names_a_full_disk_by_its_code_or_by_errno_28(code, message):
 ], ids=["1030-quota", "1030-128", "1026-eio", "3-ebadf", "lock", "errno-28-of-another-code"])
 def test_the_same_codes_with_another_os_error_are_not_a_full_disk(code, message):
     assert not is_disk_full(server_error(code, message))
+
+
+@pytest.mark.parametrize("code, message, limit", [
+    (1040, "Too many connections", "max_connections"),
+    (1203, "User budget already has more than 'max_user_connections' active connections",
+     "max_user_connections"),
+])
+def test_too_many_connections_names_the_settings_to_change(code, message, limit):
+    assert describe_database_error(server_error(code, message)) == (
+        f"OperationalError {code}: {message}; hint: too many connections: lower "
+        f"GUNICORN_WORKERS or GUNICORN_THREADS, or raise {limit}")
+
+
+def test_an_account_limit_names_the_settings_to_change():
+    message = "User 'budget' has exceeded the 'max_user_connections' resource (current value: 3)"
+    description = describe_database_error(server_error(1226, message))
+    assert description.startswith(f"OperationalError 1226: {message}; hint: ")
+    assert "lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise the limit" in description
