@@ -38,9 +38,9 @@ def _usable_cpus() -> int:
 # uses (GUNICORN_BIND=127.0.0.1:8000), never one clients reach directly.
 bind = [_env("GUNICORN_BIND", f"0.0.0.0:{_env('PORT', '8000')}")]
 
-# Each worker holds its own SQLAlchemy pools (one more connection for CSV
-# exports): workers x (threads + 1) x replicas must stay below MySQL's
-# max_connections (151 by default).
+# Each worker holds its own SQLAlchemy pools, up to two connections per
+# thread on MySQL (a request's and a CSV export's): on_starting warns when
+# the workers may open more than the server allows (its max_connections).
 workers = _env_int("GUNICORN_WORKERS", 2 * _usable_cpus() + 1)
 # Threaded workers, whatever the thread count: a connection that sends
 # nothing is parked in the worker's poller (after at most 5 s in a thread),
@@ -99,10 +99,22 @@ def on_starting(server):
 
     from conf.settings import ConfigError
     try:
-        import_app(server.app.app_uri)
+        app = import_app(server.app.app_uri)
     except ConfigError as exc:
         raise RuntimeError(str(exc)) from None
+    _check_connection_budget(server, app)
     _build_the_exchange_calendar()
+
+
+def _check_connection_budget(server, app):
+    # Once, in the master, with the counts gunicorn will use (its command
+    # line may override this file's): workers that may open more database
+    # connections than the server allows answer 503 under load instead.
+    from app.api.export import EXPORT_BIND
+    from lib.connection_budget import ConnectionPlan, warn_if_over_budget
+    exports = EXPORT_BIND in app.config.get("SQLALCHEMY_BINDS", {})
+    warn_if_over_budget(app.config["SQLALCHEMY_DATABASE_URI"],
+                        ConnectionPlan(server.cfg.workers, server.cfg.threads, exports))
 
 
 def _build_the_exchange_calendar():

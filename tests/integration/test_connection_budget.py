@@ -1,0 +1,98 @@
+"""The connection budget gunicorn checks at start, against the real server (MariaDB/MySQL).
+
+The server's max_connections is never lowered (other tests share the
+server): an account of the test's own with MAX_USER_CONNECTIONS stands in.
+"""
+import logging
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from lib.connection_budget import (
+    CHECK_TIMEOUT_SECONDS, ConnectionLimit, ConnectionPlan, read_connection_limit,
+    warn_if_over_budget,
+)
+from tests.servers import production_gunicorn, stalling_proxy
+
+BUDGET_LOGGER = "lib.connection_budget"
+# A check that gives up must not hold up gunicorn's start for longer than
+# its own timeout; the rest is slack for a loaded machine.
+CHECK_BOUND = CHECK_TIMEOUT_SECONDS + 2
+
+
+@pytest.mark.mysql
+def test_gunicorn_warns_at_start_when_its_workers_may_open_more_than_allowed(
+        limited_user_url, tmp_path):
+    url = limited_user_url(5)
+    log_dir = tmp_path / "log"
+    with production_gunicorn(log_dir, APP_ENV="production", DATABASE_URL=url,
+                             GUNICORN_WORKERS="2", GUNICORN_THREADS="2",
+                             CACHE_TYPE="SimpleCache"):
+        pass
+    output = (log_dir / "gunicorn.out").read_text(errors="replace")
+    [warning] = [line for line in output.splitlines() if "connection budget" in line]
+    assert f" WARNING {BUDGET_LOGGER}: connection budget: 2 workers x 4 (2 threads, each with " \
+           "a request and a CSV export connection) + 2 for the fetch job = 10 database " \
+           "connections may be open at once, more than the 5 the server allows " \
+           "(max_user_connections); " in warning
+    assert "lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise max_user_connections" in warning
+    assert make_url(url).password not in output + (log_dir / "api.log").read_text()
+
+
+@pytest.mark.mysql
+def test_the_limit_read_is_the_user_own_where_tighter_else_the_server(limited_user_url,
+                                                                      mysql_database_url):
+    assert read_connection_limit(limited_user_url(5)) == ConnectionLimit(5, "max_user_connections")
+    server = create_engine(mysql_database_url)
+    try:
+        with server.connect() as connection:
+            max_connections = connection.execute(text("SELECT @@GLOBAL.max_connections")).scalar()
+    finally:
+        server.dispose()
+    assert read_connection_limit(mysql_database_url) == ConnectionLimit(
+        max_connections, "max_connections")
+
+
+@pytest.mark.mysql
+def test_a_plan_within_the_limit_logs_nothing(limited_user_url, caplog):
+    caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
+    warn_if_over_budget(limited_user_url(10), ConnectionPlan(workers=2, threads=2, exports=True))
+    assert caplog.records == []
+
+
+def test_sqlite_has_no_connection_limit_to_check(sqlite_database_url, caplog):
+    caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
+    assert read_connection_limit(sqlite_database_url) is None
+    warn_if_over_budget(sqlite_database_url, ConnectionPlan(workers=1000, threads=100,
+                                                            exports=False))
+    assert caplog.records == []
+
+
+def test_an_unreachable_database_is_left_unchecked_at_once(caplog):
+    caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
+    started = time.monotonic()
+    warn_if_over_budget("mysql+pymysql://api:secret@127.0.0.1:1/financial",
+                        ConnectionPlan(workers=1000, threads=100, exports=True))
+    assert time.monotonic() - started < CHECK_BOUND
+    [record] = caplog.records
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith(
+        "connection budget not checked: OperationalError 2003: Can't connect to MySQL server")
+    assert "secret" not in record.getMessage()
+
+
+@pytest.mark.mysql
+def test_a_frozen_database_holds_the_check_no_longer_than_its_timeout(mysql_database_url, caplog):
+    caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
+    url = make_url(mysql_database_url)
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxy.stall()
+        started = time.monotonic()
+        warn_if_over_budget(url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+            hide_password=False), ConnectionPlan(workers=1000, threads=100, exports=True))
+        elapsed = time.monotonic() - started
+    assert elapsed < CHECK_BOUND
+    [record] = caplog.records
+    assert record.getMessage().startswith("connection budget not checked: OperationalError 2013")
