@@ -146,8 +146,9 @@ def _add_export_bind(app: Flask, url: str) -> None:
     """Give the CSV export an engine of its own where each answer has a read timeout (MySQL).
 
     Its read timeout is EXPORT_READ_TIMEOUT (at least the API's own), for
-    the sort before the first row. It keeps one idle connection, so a
-    worker holds at most its threads' connections plus one.
+    the sort before the first row. It keeps one idle connection, but a
+    thread that streams an export holds one of it besides the one the
+    request pool keeps open for it: lib.connection_budget counts both.
     """
     from app.api.export import EXPORT_BIND  # the API's module: serving apps only
     read_timeout = max(app.config["EXPORT_READ_TIMEOUT"], app.config["DATABASE_READ_TIMEOUT"])
