@@ -5,9 +5,14 @@ from werkzeug.wrappers import Response
 
 from app.envelope import json_response
 from app.errors import error_response
+from app.routes import is_api_path
 
 PRECONDITION_FAILED = ("If-Match matches no current answer: every ETag of this API is weak "
                        "and If-Match compares strongly, so only * matches")
+# The same outside the API: the dashboard, its scripts and styles, Swagger UI's, /metrics.
+PRECONDITION_FAILED_OUTSIDE_API = ("If-Match matches no current answer: every ETag of this "
+                                   "server is weak and If-Match compares strongly, so only * "
+                                   "matches")
 
 
 def register_conditional_get(app: Flask) -> None:
@@ -102,7 +107,11 @@ def _file_modified_without_if_match(response: Response, tag: str | None) -> bool
 
 
 def _precondition_failed() -> Response:
-    return json_response(*error_response(412, PRECONDITION_FAILED))
+    return json_response(*error_response(412, _precondition_failed_message()))
+
+
+def _precondition_failed_message() -> str:
+    return PRECONDITION_FAILED if is_api_path(request.path) else PRECONDITION_FAILED_OUTSIDE_API
 
 
 def if_match_fails() -> bool:

@@ -17,3 +17,8 @@ METRICS_PATH = "/metrics"
 PAGINATED_PATHS = frozenset(
     API_PREFIX + path for path in (FINANCIAL_DATA_PATH, FINANCIAL_DATA_PATH + EXPORT_PATH,
                                    SYMBOLS_PATH, FETCH_RUNS_PATH))
+
+
+def is_api_path(path: str) -> bool:
+    """Tell whether ``path`` is the API's (API_PREFIX or under it), not the dashboard's."""
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")

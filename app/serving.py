@@ -12,7 +12,7 @@ from app.extensions import cors
 from app.metrics import register_metrics
 from app.rate_limits import register_rate_limits
 from app.request_log import register_request_logging
-from app.routes import API_PREFIX
+from app.routes import is_api_path
 from app.security import register_security_headers, trust_proxy_hops
 from lib.log_setup import drop_terminal_styles, split_fixed_messages
 
@@ -72,6 +72,6 @@ def register_cors(app: Flask) -> None:
 
 
 def _vary_by_origin(response: Response) -> Response:
-    if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+    if is_api_path(request.path):
         add_vary(response, "Origin")
     return response

@@ -6,7 +6,9 @@ import pytest
 from werkzeug.wrappers import Response
 
 import get_raw_data
-from app.conditional import PRECONDITION_FAILED, add_vary
+from app.conditional import (
+    PRECONDITION_FAILED, PRECONDITION_FAILED_OUTSIDE_API, add_vary,
+)
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import isolated_environment
 
@@ -117,18 +119,27 @@ def test_a_star_matches_any_answer(sqlite_client):
         assert (response.status_code, response.data) == (304, b"")
 
 
-def precondition_failed(paginated: bool) -> dict:
-    return {"data": [], "pagination": None, "info": {"error": PRECONDITION_FAILED}} if paginated \
-        else {"data": {}, "info": {"error": PRECONDITION_FAILED}}
+def precondition_failed(paginated: bool, message: str = PRECONDITION_FAILED) -> dict:
+    return {"data": [], "pagination": None, "info": {"error": message}} if paginated \
+        else {"data": {}, "info": {"error": message}}
 
 
-@pytest.mark.parametrize("path, paginated", [
-    ("/api/financial_data", True), (LIST_URL, True), ("/api/health", False),
-    ("/api/docs", False), ("/", False), (STATIC_FILE, False), ("/swaggerui/swagger-ui.css", False),
+OUTSIDE_API = PRECONDITION_FAILED_OUTSIDE_API
+
+
+@pytest.mark.parametrize("path, paginated, message", [
+    ("/api/financial_data", True, PRECONDITION_FAILED), (LIST_URL, True, PRECONDITION_FAILED),
+    ("/api/health", False, PRECONDITION_FAILED), ("/api/docs", False, PRECONDITION_FAILED),
+    ("/", False, OUTSIDE_API), (STATIC_FILE, False, OUTSIDE_API),
+    ("/swaggerui/swagger-ui.css", False, OUTSIDE_API),
 ])
 def test_if_match_passes_only_with_a_star_and_is_a_412_otherwise(
-        sqlite_client, path, paginated):
-    """RFC 9110 13.1.1: If-Match compares strongly, which no weak tag passes: a file's neither."""
+        sqlite_client, path, paginated, message):
+    """RFC 9110 13.1.1: If-Match compares strongly, which no weak tag passes: a file's neither.
+
+    The message speaks of the API on its paths only: the dashboard and the
+    files are the server's.
+    """
     with sqlite_client.get(path) as first:
         tag = first.headers["ETag"]
         with sqlite_client.get(path, headers={"If-Match": "*"}) as star:
@@ -142,7 +153,7 @@ def test_if_match_passes_only_with_a_star_and_is_a_412_otherwise(
             assert "Content-Security-Policy" in failed.headers
         assert failed.get_data() == b""
         assert sqlite_client.get(path, headers={"If-Match": header}).get_json() == (
-            precondition_failed(paginated))
+            precondition_failed(paginated, message))
 
 
 @pytest.mark.parametrize("path", ["/api/financial_data", STATIC_FILE])
@@ -159,14 +170,15 @@ def test_if_match_is_evaluated_before_if_none_match(sqlite_client, path):
 def test_metrics_answer_if_match_like_every_path(sqlite_client):
     assert sqlite_client.get("/metrics", headers={"If-Match": "*"}).status_code == 200
     failed = sqlite_client.get("/metrics", headers={"If-Match": '"other"'})
-    assert (failed.status_code, failed.get_json()) == (412, precondition_failed(False))
+    assert (failed.status_code, failed.get_json()) == (412, precondition_failed(False, OUTSIDE_API))
 
 
 def test_if_match_is_evaluated_before_a_range(sqlite_client):
     """RFC 9110 13.2.2: a part of a file is sent only once If-Match passes."""
     with sqlite_client.get(STATIC_FILE, headers={"Range": "bytes=0-3", "If-Match": '"other"'}
                            ) as failed:
-        assert (failed.status_code, failed.get_json()) == (412, precondition_failed(False))
+        assert (failed.status_code, failed.get_json()) == (
+            412, precondition_failed(False, OUTSIDE_API))
     with sqlite_client.get(STATIC_FILE, headers={"Range": "bytes=0-3", "If-Match": "*"}
                            ) as star:
         assert (star.status_code, len(star.data)) == (206, 4)
