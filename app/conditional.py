@@ -13,6 +13,8 @@ PRECONDITION_FAILED = ("If-Match matches no current answer: every ETag of this A
 PRECONDITION_FAILED_OUTSIDE_API = ("If-Match matches no current answer: every ETag of this "
                                    "server is weak and If-Match compares strongly, so only * "
                                    "matches")
+FILE_CHANGED = ("If-Unmodified-Since is earlier than the file's Last-Modified: "
+                "the file has changed since")
 
 
 def register_conditional_get(app: Flask) -> None:
@@ -36,10 +38,9 @@ def register_conditional_get(app: Flask) -> None:
     If-Match compares strongly, so no weak tag matches it: only ``*``
     passes, and anything else is a 412 in the envelope, as every error of
     the app is. If-None-Match compares weakly, so ``*`` matches any answer.
-    Only files have a Last-Modified (Flask's, which answers
-    If-Modified-Since); other answers ignore If-Modified-Since and
-    If-Unmodified-Since (RFC 9110 13.1.3 and 13.1.4). Errors ignore every
-    precondition (13.2.1).
+    Only files have a Last-Modified (Flask's), so only they answer
+    If-Unmodified-Since and If-Modified-Since; other answers ignore both
+    (RFC 9110 13.1.3 and 13.1.4). Errors ignore every precondition (13.2.1).
     """
 
     @app.after_request
@@ -83,20 +84,36 @@ def _evaluate_preconditions(response: Response) -> Response:
 
 
 def _evaluate_file_preconditions(response: Response, tag: str | None) -> Response:
-    """Correct werkzeug's If-Match on a file it answered conditionally itself.
+    """Answer a file's preconditions in RFC 9110's order (13.2.2), which werkzeug does not keep.
 
-    It compares with the strong tag this module then weakens (so the tag a
-    client holds failed while the bare one passed), fails even ``*``, and
-    sends its 412 with the whole file.
+    werkzeug answered the request itself, Range first: a part (206) where a
+    precondition calls for a 304 or a 412. It ignores If-Unmodified-Since,
+    compares If-Match with the strong tag this module then weakens (so the
+    tag a client holds failed while the bare one passed), fails even ``*``,
+    and sends its 412 with the whole file. Its part stands only once every
+    precondition passed.
     """
     if response.status_code not in (200, 206, 304, 412):  # a 416: no precondition applies
         return response
-    if if_match_fails():
+    failure = _failed_file_precondition(response)
+    if failure:
         response.close()  # the file it holds open
-        return _precondition_failed()
-    if response.status_code == 412:  # If-Match: *, which werkzeug fails
-        response.status_code = 200 if _file_modified_without_if_match(response, tag) else 304
+        return json_response(*error_response(412, failure))
+    if not _file_modified_without_if_match(response, tag):
+        response.status_code = 304  # werkzeug sends it without the part's body and Content-Range
+    elif response.status_code != 206:  # werkzeug's 412 to If-Match: *
+        response.status_code = 200
     return response
+
+
+def _failed_file_precondition(response: Response) -> str | None:
+    """Return why If-Match, or without it If-Unmodified-Since, fails on the file, or None."""
+    if "HTTP_IF_MATCH" in request.environ:
+        return _precondition_failed_message() if if_match_fails() else None
+    unmodified_since, last_modified = request.if_unmodified_since, response.last_modified
+    if unmodified_since and last_modified and last_modified > unmodified_since:
+        return FILE_CHANGED
+    return None
 
 
 def _file_modified_without_if_match(response: Response, tag: str | None) -> bool:

@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 import get_raw_data
 from app.conditional import (
-    PRECONDITION_FAILED, PRECONDITION_FAILED_OUTSIDE_API, add_vary,
+    FILE_CHANGED, PRECONDITION_FAILED, PRECONDITION_FAILED_OUTSIDE_API, add_vary,
 )
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import isolated_environment
@@ -182,6 +182,38 @@ def test_if_match_is_evaluated_before_a_range(sqlite_client):
     with sqlite_client.get(STATIC_FILE, headers={"Range": "bytes=0-3", "If-Match": "*"}
                            ) as star:
         assert (star.status_code, len(star.data)) == (206, 4)
+
+
+def test_a_file_changed_since_if_unmodified_since_is_a_412(sqlite_client):
+    """RFC 9110 13.1.4 and 13.2.2: without If-Match, If-Unmodified-Since decides, before a Range."""
+    with sqlite_client.get(STATIC_FILE) as first:
+        last_modified, body = first.headers["Last-Modified"], first.data
+    earlier = "Mon, 01 Jan 2001 00:00:00 GMT"
+    for headers in ({"If-Unmodified-Since": earlier},
+                    {"If-Unmodified-Since": earlier, "Range": "bytes=0-3"}):
+        with sqlite_client.get(STATIC_FILE, headers=headers) as failed:
+            assert (failed.status_code, failed.get_json()) == (
+                412, precondition_failed(False, FILE_CHANGED)), headers
+            assert failed.headers["Cache-Control"] == "no-store"
+    for headers in ({"If-Unmodified-Since": last_modified},
+                    {"If-Unmodified-Since": "yesterday"},  # no HTTP-date: ignored
+                    {"If-Unmodified-Since": earlier, "If-Match": "*"}):  # If-Match decides
+        with sqlite_client.get(STATIC_FILE, headers=headers) as passed:
+            assert (passed.status_code, passed.data) == (200, body), headers
+
+
+def test_a_file_the_client_has_is_a_304_even_when_it_asks_for_a_part(sqlite_client):
+    """RFC 9110 13.2.2: If-None-Match and If-Modified-Since come before a Range."""
+    with sqlite_client.get(STATIC_FILE) as first:
+        last_modified, tag = first.headers["Last-Modified"], first.headers["ETag"]
+    for validator in ({"If-Modified-Since": last_modified}, {"If-None-Match": tag}):
+        with sqlite_client.get(STATIC_FILE, headers={"Range": "bytes=0-3", **validator}) as again:
+            assert (again.status_code, again.data) == (304, b""), validator
+            assert again.headers["ETag"] == tag
+            assert "Content-Range" not in again.headers
+    with sqlite_client.get(STATIC_FILE, headers={
+            "Range": "bytes=0-3", "If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}) as part:
+        assert (part.status_code, len(part.data)) == (206, 4)
 
 
 def test_files_alone_answer_if_modified_since(sqlite_client):
