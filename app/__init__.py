@@ -4,7 +4,7 @@ from inspect import iscoroutinefunction
 from typing import Any
 
 import click
-from flask import Flask, Response, has_request_context
+from flask import Flask, Response, has_request_context, request
 
 from app.api.caching import init_cached_answers
 from app.extensions import db
@@ -40,7 +40,9 @@ class FinancialApp(Flask):
 
     Flask's own answer to OPTIONS is a 200 with an empty text/html body; a
     204 says plainly that there is no body, and CORS preflights get their
-    headers too.
+    headers too. Flask answers it without asking the view, so a file that
+    is not there (``/static/<path>``) got the 204 too: there, the view is
+    asked first, and a missing file is the 404 of every unknown path.
 
     Slashes doubled between a route's segments (``/api//statistics``) make an
     unknown path, a JSON 404, instead of Werkzeug's redirect to the merged
@@ -68,6 +70,8 @@ class FinancialApp(Flask):
         return super().ensure_sync(func) if is_coroutine else func
 
     def make_default_options_response(self) -> Response:
+        if request.view_args:  # only the file routes take a value from the path
+            self.ensure_sync(self.view_functions[request.endpoint])(**request.view_args).close()
         response = super().make_default_options_response()
         response.status_code = 204
         del response.headers["Content-Type"]

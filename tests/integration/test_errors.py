@@ -153,12 +153,23 @@ def test_wrong_method_is_a_json_405_naming_it_and_the_allowed_ones(sqlite_client
 
 @pytest.mark.parametrize("path", ["/api/financial_data", "/api/financial_data/export",
                                   "/api/statistics", "/api/health", "/api/symbols",
-                                  "/api/fetch_runs", "/api/docs", "/api", "/metrics", "/"])
+                                  "/api/fetch_runs", "/api/docs", "/api", "/metrics", "/",
+                                  "/static/dashboard/dashboard.js", "/swaggerui/swagger-ui.css"])
 def test_options_is_an_empty_204_with_allow(sqlite_client, path):
     response = sqlite_client.options(path)
     assert (response.status_code, response.data) == (204, b"")
     assert "Content-Type" not in response.headers
     assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+@pytest.mark.parametrize("path", ["/static/dashboard/nothing.js", "/static/dashboard",
+                                  "/swaggerui/nothing.css", "/api/nothing", "/nothing"])
+def test_options_on_a_missing_file_is_a_json_404_as_on_any_unknown_path(sqlite_client, path):
+    """Flask answers OPTIONS without the view, which alone knows that the file is missing."""
+    response = sqlite_client.options(path)
+    assert_error(response, 404, f"no endpoint at {path}; the API is documented at /api/docs",
+                 OBJECT_ERROR)
+    assert response.get_data(as_text=True) == sqlite_client.get(path).get_data(as_text=True)
 
 
 def test_every_json_body_is_written_alike(sqlite_client):
