@@ -5,6 +5,7 @@ app (unknown URLs, wrong methods outside a resource, anything else).
 """
 import functools
 import logging
+import re
 from collections.abc import Callable
 
 from flask import Flask, Response, current_app, request
@@ -26,6 +27,11 @@ from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
 logger = logging.getLogger(__name__)
 
 _OUTAGE_LOG = "database_outage_log"
+# RFC 9110 7.2: Host is uri-host [":" port] (RFC 3986 3.2.2, 3.2.3): an IPv6
+# literal in brackets, or a name of letters, digits, "-._~", "!$&'()*+,;="
+# and %-escapes (so "_" passes, as nginx lets it), then digits after a colon.
+_HOST_FIELD = re.compile(r"(\[[0-9A-Fa-f:.]+\]|([-\w.~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(:[0-9]*)?",
+                         re.ASCII)
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> tuple:
@@ -83,13 +89,17 @@ def handle_unexpected_error(exc: Exception) -> tuple:
 
 
 def reject_bad_host() -> Response | None:
-    """Answer a Host header that is no valid host name (``a..b``, a label over 63 characters).
+    """Answer a Host header that is no valid host name (``a..b``, ``ex ample``) with a 400.
 
-    Routing fails on such a header before any view runs, and RESTX's error
-    handling routes the request again and fails again; answering here, before
-    dispatch, keeps it one clean 400.
+    Routing fails on a name IDNA cannot encode (``a..b``, a label over 63
+    characters) before any view runs, and RESTX's error handling routes the
+    request again and fails again; answering here, before dispatch, keeps it
+    one clean 400. Characters no host holds (a space, ``/``, ``@``) routing
+    lets through; RFC 9112 3.2 asks for a 400 there too.
     """
-    if isinstance(request.routing_exception, BadHost):
+    host = request.headers.get("Host")
+    if isinstance(request.routing_exception, BadHost) or (
+            host is not None and not _HOST_FIELD.fullmatch(host)):
         return json_response(*error_response(400, BAD_HOST))
     return None
 
