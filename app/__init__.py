@@ -70,7 +70,7 @@ class FinancialApp(Flask):
         return super().ensure_sync(func) if is_coroutine else func
 
     def make_default_options_response(self) -> Response:
-        if request.view_args:  # only the file routes take a value from the path
+        if request.view_args and request.endpoint:  # only file routes take a path value
             self.ensure_sync(self.view_functions[request.endpoint])(**request.view_args).close()
         response = super().make_default_options_response()
         response.status_code = 204
