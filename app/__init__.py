@@ -4,7 +4,9 @@ from inspect import iscoroutinefunction
 from typing import Any
 
 import click
-from flask import Flask, Response, has_request_context, request
+from flask import Flask, Request, Response, has_request_context, request
+from flask.ctx import RequestContext
+from werkzeug.exceptions import NotFound
 
 from app.api.caching import init_cached_answers
 from app.extensions import db
@@ -35,6 +37,34 @@ class StartupError(ConfigError, click.ClickException):
     """A setting the app cannot run with; the Flask CLI prints it as one line, no traceback."""
 
 
+class ExactPathRequest(Request):
+    """A request whose ``path`` keeps the slashes doubled at its start (``//api/health``).
+
+    Werkzeug merges them into one, so the path an answer, a log line or a
+    404's message names would not be the one the client sent.
+    """
+
+    def __init__(self, environ: dict, *args: Any, **kwargs: Any) -> None:
+        super().__init__(environ, *args, **kwargs)
+        path_info = environ.get("PATH_INFO") or ""
+        doubled = len(path_info) - len(path_info.lstrip("/")) - 1
+        if doubled > 0:
+            self.path = "/" * doubled + self.path
+
+
+class ExactPathRequestContext(RequestContext):
+    """Route a path with slashes doubled at its start (``//api/health``) nowhere.
+
+    Werkzeug's routing merges them whatever ``merge_slashes`` says.
+    """
+
+    def match_request(self) -> None:
+        if self.request.path.startswith("//"):
+            self.request.routing_exception = NotFound()
+        else:
+            super().match_request()
+
+
 class FinancialApp(Flask):
     """Flask, answering OPTIONS with 204 and Allow, doubled slashes with 404, and a little faster.
 
@@ -47,7 +77,11 @@ class FinancialApp(Flask):
     Slashes doubled between a route's segments (``/api//statistics``) make an
     unknown path, a JSON 404, instead of Werkzeug's redirect to the merged
     path, whose body is HTML (and which escaped RESTX's error handling on a POST).
+    So do slashes doubled at the start (``//api/health``), which Werkzeug's
+    routing merges whatever ``merge_slashes`` says.
     """
+
+    request_class = ExactPathRequest
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -68,6 +102,9 @@ class FinancialApp(Flask):
         if is_coroutine is None:
             is_coroutine = self._coroutine_functions[function] = iscoroutinefunction(function)
         return super().ensure_sync(func) if is_coroutine else func
+
+    def request_context(self, environ: dict) -> RequestContext:
+        return ExactPathRequestContext(self, environ)
 
     def make_default_options_response(self) -> Response:
         if request.view_args and request.endpoint:  # only file routes take a path value

@@ -180,6 +180,15 @@ def test_metrics_are_not_served_through_nginx(nginx_port):
     assert assert_envelope(headers, body).startswith("no endpoint at /metrics")
 
 
+def test_a_path_starting_with_doubled_slashes_reaches_the_api_as_sent_and_is_a_404(nginx_port):
+    """nginx merges slashes to pick a location but passes the URI on as sent (proxy_pass names
+    no URI), so the API, which routes //api/health nowhere, answers it."""
+    status, headers, body = raw_request(nginx_port, b"GET //api/health HTTP/1.1")
+    assert status == 404
+    assert assert_envelope(headers, body) == (
+        "no endpoint at //api/health; the API is documented at /api/docs")
+
+
 def test_the_api_down_is_a_503_with_retry_after(nginx_without_api):
     status, headers, body = raw_request(nginx_without_api, b"GET /api/health HTTP/1.1")
     assert status == 503
