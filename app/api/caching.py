@@ -2,7 +2,8 @@
 
 Read endpoints ask ``cached_value`` for a value by a kind and the request's
 normalized parameters, or ``cached_response`` for their whole 200; the fetch
-job calls ``clear_cached_answers`` after it stores changes.
+job calls ``clear_cached_answers`` after it stores changes, and
+``clear_run_history_answers`` after it records a symbol that changed no rows.
 
 - A stored response answers a repeated request before the resource runs:
   ``register_response_cache`` looks its bytes up by the path and the raw
@@ -18,8 +19,11 @@ job calls ``clear_cached_answers`` after it stores changes.
 - Invalidation costs one small write whatever the number of entries: every
   entry key holds the database's current *generation*, and clearing sets a
   new one. Old entries are never read again and expire on their TTL.
-- A hit costs one round trip: the generation and the entry under the last
-  generation seen are read together (MGET); only a changed generation costs
+  Answers read from the run history (``RUN_HISTORY_KINDS``) also hold the
+  history's own generation, so a symbol recorded without changing rows makes
+  them stale and leaves every price answer cached.
+- A hit costs one round trip: the generations and the entry under the last
+  generations seen are read together (MGET); only a changed generation costs
   a second read. A miss stores the answer and its response in one more.
   A per-process cache (SimpleCache) keeps its generation in the process:
   nothing else reads it, and SimpleCache evicts never-expiring keys first.
@@ -56,27 +60,42 @@ Value = TypeVar("Value")
 RESPONSE_FORMAT_VERSION = 1
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 _STATE = "cached_answers"
+# Kinds whose answers read fetch_runs / fetch_run_symbols: a run records a
+# symbol's outcome (a failure, no change) without touching any price.
+RUN_HISTORY_KINDS = frozenset({"fetch_runs", "symbols"})
 # The request's answer that the response cache stores with its 200 (_Storable).
 _STORABLE = "storable_response"
 
 
 @dataclass
 class _AnswerCache:
-    """One app's view of the cache: its namespace, breaker and last generation seen.
+    """One app's view of the cache: its namespace, breaker and last generations seen.
 
-    ``response_kinds`` maps the routes whose responses were stored to the
-    kind of answer they give; only those routes are looked up before dispatch.
+    ``generations`` maps each generation's key to the value last seen ("":
+    none yet; with SimpleCache, the current one). ``response_kinds`` maps the
+    routes whose responses were stored to the kind of answer they give; only
+    those routes are looked up before dispatch.
     """
 
     namespace: str
     breaker: CircuitBreaker
     is_local: bool
-    generation: str = field(default="")
+    generations: dict[str, str] = field(default_factory=dict)
     response_kinds: dict[str, str] = field(default_factory=dict)
 
     @property
     def generation_key(self) -> str:
         return f"{self.namespace}:generation"
+
+    @property
+    def history_generation_key(self) -> str:
+        return f"{self.namespace}:history-generation"
+
+    def generation_keys(self, kind: str) -> tuple[str, ...]:
+        """Return the keys of the generations that answers of ``kind`` depend on."""
+        if kind in RUN_HISTORY_KINDS:
+            return self.generation_key, self.history_generation_key
+        return (self.generation_key,)
 
     def entry_key(self, generation: str, entry: str) -> str:
         return f"{self.namespace}:v{RESPONSE_FORMAT_VERSION}:{generation}:{entry}"
@@ -92,11 +111,14 @@ def init_cached_answers(app: Flask) -> None:
         })
     _bind_cache(app)
     is_local = isinstance(cache.cache, SimpleCache)
-    app.extensions[_STATE] = _AnswerCache(
+    state = _AnswerCache(
         namespace=database_digest(app.config["SQLALCHEMY_DATABASE_URI"]),
         breaker=CircuitBreaker("the answer cache", app.config["CACHE_RETRY_WAIT"], log=logger),
-        is_local=is_local, generation=_new_generation() if is_local else "",
+        is_local=is_local,
     )
+    for key in (state.generation_key, state.history_generation_key):
+        state.generations[key] = _new_generation() if is_local else ""
+    app.extensions[_STATE] = state
 
 
 def _bind_cache(app: Flask) -> None:
@@ -168,9 +190,10 @@ def cached_response(kind: str, params: tuple[Any, ...],
 class _Storable:
     """An entry looked up for a request: its kind, key, value (None: missed) and generation.
 
-    The generation is the one read before computing: an answer computed while
-    the fetch job changes the data is stored under the old generation, which
-    nobody reads once the job has cleared the cache.
+    The generation (those of its kind, joined) is the one read before
+    computing: an answer computed while the fetch job changes the data is
+    stored under the old generation, which nobody reads once the job has
+    cleared the cache.
     """
 
     kind: str
@@ -187,7 +210,7 @@ def _look_up(kind: str, params: tuple[Any, ...]) -> _Storable | None:
         return None
     entry = cache_key(kind, params)
     try:
-        generation, value = _read(state, entry)
+        generation, value = _read(state, entry, state.generation_keys(kind))
     except Exception as exc:  # whatever the backend raises, answer uncached
         state.breaker.failed(exc)
         return None
@@ -221,7 +244,7 @@ def _answer_from_stored_response() -> Response | None:
     if kind is None or not state.breaker.is_closed:
         return None
     try:
-        stored = _read(state, _response_entry())[1]
+        stored = _read(state, _response_entry(), state.generation_keys(kind))[1]
     except Exception as exc:
         state.breaker.failed(exc)
         return None
@@ -267,11 +290,26 @@ def clear_cached_answers() -> bool:
     keeps its entries until they expire, within CACHE_DEFAULT_TIMEOUT.
     """
     state: _AnswerCache = current_app.extensions[_STATE]
+    return _renew(state, state.generation_key)
+
+
+def clear_run_history_answers() -> bool:
+    """Make the cached answers read from the run history stale; False if the cache failed.
+
+    As ``clear_cached_answers``, for ``RUN_HISTORY_KINDS`` only: a symbol
+    recorded without changing rows changes no other answer.
+    """
+    state: _AnswerCache = current_app.extensions[_STATE]
+    return _renew(state, state.history_generation_key)
+
+
+def _renew(state: _AnswerCache, key: str) -> bool:
+    """Set a new generation under ``key``; False (and a warning) if the cache failed."""
     if state.is_local:
-        state.generation = _new_generation()
+        state.generations[key] = _new_generation()
         return True
     try:
-        cache.set(state.generation_key, _new_generation(), timeout=0)
+        cache.set(key, _new_generation(), timeout=0)
     except Exception as exc:  # the caller's data is safe; stale entries expire on their own
         logger.warning("could not invalidate the cached answers (%s: %s); the API may serve "
                        "answers up to CACHE_DEFAULT_TIMEOUT (%ss) old", exc.__class__.__name__,
@@ -290,16 +328,21 @@ def is_cache_shared() -> bool:
     return not state.is_local
 
 
-def _read(state: _AnswerCache, entry: str) -> tuple[str, Any]:
-    """Return the current generation and its entry (or None): one round trip while it holds."""
-    seen = state.generation
+def _read(state: _AnswerCache, entry: str, keys: tuple[str, ...]) -> tuple[str, Any]:
+    """Return the current generation of ``keys`` (joined) and its entry (or None).
+
+    One round trip while the generations seen last hold.
+    """
+    seen = [state.generations[key] for key in keys]
+    generation = ".".join(seen)
     if state.is_local:
-        return seen, cache.get(state.entry_key(seen, entry))
-    generation, value = cache.get_many(state.generation_key, state.entry_key(seen, entry))
-    if generation is not None and generation == seen:
-        return seen, value
-    generation = generation or _start_generation(state.generation_key)
-    state.generation = generation
+        return generation, cache.get(state.entry_key(generation, entry))
+    *current, value = cache.get_many(*keys, state.entry_key(generation, entry))
+    if current == seen:
+        return generation, value
+    for key, generation in zip(keys, current):
+        state.generations[key] = generation or _start_generation(key)
+    generation = ".".join(state.generations[key] for key in keys)
     return generation, cache.get(state.entry_key(generation, entry))
 
 

@@ -2,8 +2,9 @@
 import pytest
 import redis
 
-from app.api.caching import cached_value, clear_cached_answers
+from app.api.caching import cached_value, clear_cached_answers, clear_run_history_answers
 from app.extensions import cache, db
+from financial.runs import FAILED, RunRecorder, SymbolOutcome
 from tests.helpers import STATS_URL, build_app, change_open_price, open_price_of
 
 
@@ -101,6 +102,37 @@ def test_a_cache_outage_degrades_to_uncached_answers(database_url, tmp_path, ibm
     assert caplog.text.count("the answer cache failed (ConnectionError: ") == 1
     with app.app_context():
         db.engine.dispose()
+
+
+def _history_clear_keeps_price_answers(application, ibm_day, store_prices) -> None:
+    """A symbol recorded without changing rows: the history's answers are fresh, prices kept."""
+    store_prices([ibm_day])
+    client = application.test_client()
+    assert open_price_of(client) == 10.0
+    assert client.get("/api/fetch_runs").get_json()["data"] == []
+    assert client.get("/api/symbols").get_json()["data"][0]["last_fetch_status"] is None
+    change_open_price(application, "11.00")
+    with application.app_context():
+        RunRecorder.open(db.session, "manual").add(SymbolOutcome("IBM", FAILED, error="no"))
+        db.session.commit()
+        assert clear_run_history_answers() is True
+    [run] = client.get("/api/fetch_runs").get_json()["data"]
+    assert [(entry["symbol"], entry["status"]) for entry in run["symbols"]] == [("IBM", "failed")]
+    assert client.get("/api/symbols").get_json()["data"][0]["last_fetch_status"] == "failed"
+    assert open_price_of(client) == 10.0, "a price answer outlives a clear of the history's"
+    with application.app_context():
+        assert clear_cached_answers() is True
+    assert open_price_of(client) == 11.0
+
+
+def test_clearing_the_run_history_answers_keeps_price_answers(app, ibm_day, store_prices):
+    _history_clear_keeps_price_answers(app, ibm_day, store_prices)
+
+
+@pytest.mark.redis
+def test_clearing_the_shared_run_history_answers_keeps_price_answers(
+        redis_app, ibm_day, store_prices):
+    _history_clear_keeps_price_answers(redis_app, ibm_day, store_prices)
 
 
 def _answer_computed_across_a_fetch(application) -> tuple[str, str]:
