@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import (MIGRATIONS_DIR, SCHEMA_REVISION, MigrationHistoryError, create_app,
                  register_migrations, upgrade_to_head)
-from app.api.caching import clear_cached_answers
+from app.api.caching import clear_cached_answers, clear_run_history_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
 from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
@@ -181,7 +181,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
     try:
         outcome = recorded_run(db.session(), db.engine, jobs, settings, trigger=trigger,
                                report=report, note=note, on_change=clear_cached_answers,
-                               should_stop=stop.is_set)
+                               on_record=clear_run_history_answers, should_stop=stop.is_set)
     except LockWaitStopped:
         logger.warning("stopped while waiting for the run in progress; nothing fetched")
         return EXIT_FAILED

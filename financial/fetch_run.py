@@ -127,7 +127,8 @@ class RunLoop:
     ``should_stop()`` turning true (checked between jobs, so the current
     symbol's transaction always completes). With a ``history``, every
     outcome is recorded as it happens; ``on_change`` is called after each
-    symbol whose rows changed.
+    symbol whose rows changed, ``on_record`` after each other outcome
+    recorded (a failure, a skip, no change: only the history changed).
 
     A symbol that fails on the database, when its failure cannot be recorded
     either, stops the run too: a frozen database would hold every later
@@ -141,7 +142,8 @@ class RunLoop:
                  report: Callable[[str], None], note: Callable[[str], None],
                  history: RunRecorder | None = None,
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_change: Callable[[], object] = lambda: None) -> None:
+                 on_change: Callable[[], object] = lambda: None,
+                 on_record: Callable[[], object] = lambda: None) -> None:
         self.session = session
         self.settings = settings
         self.report = report
@@ -149,6 +151,7 @@ class RunLoop:
         self.history = history
         self.should_stop = should_stop
         self.on_change = on_change
+        self.on_record = on_record
         self.outcome = RunOutcome()
         self.is_database_lost = False
         self.database_lost_reason = DATABASE_LOST_REASON
@@ -212,6 +215,8 @@ class RunLoop:
         self.outcome.rows_updated += result.updated
         if result.changed:
             self.on_change()
+        else:
+            self.on_record()
         line = (f"{result.symbol}: {result.fetched} rows fetched, {result.new} new, "
                 f"{result.updated} updated")
         logger.info("%s", line)
@@ -242,6 +247,8 @@ class RunLoop:
             self.is_database_lost = disk_full or _is_unusable(error)
             if disk_full:
                 self.database_lost_reason = DISK_FULL
+        else:
+            self.on_record()
 
     @staticmethod
     def _known_symbol(job: Job) -> str | None:
@@ -284,6 +291,7 @@ def recorded_run(
     report: Callable[[str], None],
     note: Callable[[str], None],
     on_change: Callable[[], object],
+    on_record: Callable[[], object],
     should_stop: Callable[[], bool] = lambda: False,
     clock: Clock = utc_now,
 ) -> RunOutcome:
@@ -292,7 +300,9 @@ def recorded_run(
     The run waits up to ``settings.lock_timeout`` seconds for the database's
     run lock; then it is recorded as failed, naming the run it waited for.
     ``on_change`` is called when the run starts, stores changed rows and
-    ends (the API's cached answers are then stale). ``note`` gets the run's line.
+    ends (the API's cached answers are then stale); ``on_record`` when it
+    records a symbol's outcome that changed no rows (only the answers read
+    from the run history are then stale). ``note`` gets the run's line.
 
     Raises LockWaitStopped when ``should_stop()`` turns true while waiting
     (nothing is recorded), LockFileError when SQLite's lock file cannot be
@@ -305,8 +315,8 @@ def recorded_run(
                            on_wait=lambda: _announce_wait(session, settings.lock_timeout),
                            should_stop=should_stop):
             outcome = _run_with_history(session, jobs, settings, trigger=trigger, report=report,
-                                        note=note, on_change=on_change, should_stop=should_stop,
-                                        clock=clock)
+                                        note=note, on_change=on_change, on_record=on_record,
+                                        should_stop=should_stop, clock=clock)
     except LockTimeout:
         outcome = _refused(session, settings, trigger, waiting_since, clock)
         on_change()
@@ -317,13 +327,14 @@ def recorded_run(
 
 def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, *, trigger: str,
                       report: Callable[[str], None], note: Callable[[str], None],
-                      on_change: Callable[[], object], should_stop: Callable[[], bool],
-                      clock: Clock) -> RunOutcome:
+                      on_change: Callable[[], object], on_record: Callable[[], object],
+                      should_stop: Callable[[], bool], clock: Clock) -> RunOutcome:
     recorder = RunRecorder.open(session, trigger, clock)
     on_change()
     try:
         outcome = RunLoop(session, settings, report=report, note=note, history=recorder,
-                          should_stop=should_stop, on_change=on_change).run(jobs)
+                          should_stop=should_stop, on_change=on_change,
+                          on_record=on_record).run(jobs)
         run = recorder.finish(outcome.run_status(), outcome.summary())
     finally:
         on_change()

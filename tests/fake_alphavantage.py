@@ -90,6 +90,12 @@ ALPHAVANTAGE_ERROR_BODIES: dict[str, tuple[str, str]] = {
 Handler = Callable[[Request], Response]
 
 
+def error_body(case: str, *, text: str | None = None) -> str:
+    """Return the JSON body of one of ``ALPHAVANTAGE_ERROR_BODIES``, optionally with other text."""
+    key, default_text = ALPHAVANTAGE_ERROR_BODIES[case]
+    return json.dumps({key: default_text if text is None else text})
+
+
 @dataclass(frozen=True)
 class ReceivedRequest:
     """What the fake saw of one request, copied while it was being served."""
@@ -141,8 +147,7 @@ class FakeAlphaVantage:
 
     def queue_error(self, case: str, *, text: str | None = None) -> None:
         """Queue one of ``ALPHAVANTAGE_ERROR_BODIES`` (HTTP 200), optionally with other text."""
-        key, default_text = ALPHAVANTAGE_ERROR_BODIES[case]
-        self.queue_json({key: default_text if text is None else text})
+        self.queue_response(error_body(case, text=text))
 
     def dispatch(self, request: Request) -> Response:
         """Serve one request; runs on the server's thread."""

@@ -18,7 +18,9 @@ from werkzeug.wrappers import Request, Response
 from conf.settings import PROJECT_ROOT
 from financial.models import FetchRun, FetchRunSymbol
 from financial.runs import INTERRUPTED_MESSAGE, one_line
-from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM
+from tests.fake_alphavantage import (
+    AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, error_body,
+)
 from tests.helpers import history, run_job, stored, wait_for
 
 SUMMARY = re.compile(r"(?P<symbol>\S+): (?P<fetched>\d+) rows fetched, (?P<new>\d+) new, "
@@ -143,8 +145,8 @@ def test_a_dry_run_is_not_recorded(app, capsys, job_env, fake_alphavantage):
 class HeldAnswer:
     """A queued answer that holds its request until the test releases it."""
 
-    def __init__(self, fixture: str) -> None:
-        self.body = (ALPHAVANTAGE_FIXTURES / fixture).read_bytes()
+    def __init__(self, body: bytes | str) -> None:
+        self.body = body
         self.released = threading.Event()
 
     def __call__(self, _request: Request) -> Response:
@@ -157,8 +159,10 @@ def held():
     """Make held answers; release them all at the end so no server thread stays blocked."""
     answers = []
 
-    def _hold(fixture: str) -> HeldAnswer:
-        answers.append(HeldAnswer(fixture))
+    def _hold(fixture: str | None = None, *, error: str | None = None) -> HeldAnswer:
+        """Hold a recorded payload, or one of ALPHAVANTAGE_ERROR_BODIES."""
+        body = error_body(error) if error else (ALPHAVANTAGE_FIXTURES / fixture).read_bytes()
+        answers.append(HeldAnswer(body))
         return answers[-1]
 
     yield _hold
@@ -328,3 +332,45 @@ def test_every_run_clears_the_cached_history_for_every_worker(
         assert len(runs) == expected_runs, "a run that changed no row also clears the cache"
         assert worker.get("/api/symbols").get_json()["data"][0]["last_fetched_at"] == (
             runs[0]["started_at"])
+
+
+@pytest.mark.redis
+def test_each_recorded_symbol_refreshes_the_cached_history_while_the_run_goes_on(
+        redis_app, capsys, job_env, fake_alphavantage, held, start_job, monkeypatch):
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
+    worker = redis_app.test_client()
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_fixture(AAPL)
+    assert run_job(capsys, job_env, "--symbols", "IBM,AAPL")[0] == 0
+    # IBM fails, AAPL comes back unchanged; NOPE's answer keeps the run going meanwhile.
+    answers = [held(error="invalid_symbol"), held(AAPL), held(error="invalid_symbol")]
+    for answer in answers:
+        fake_alphavantage.queue_handler(answer)
+    job, stderr = start_job("--symbols", "IBM,AAPL,NOPE")
+
+    def read_while_held(requests: int) -> tuple[dict, dict]:
+        """Wait for the run's request number ``requests``; return its run and the symbols."""
+        wait_for(lambda: len(fake_alphavantage.requests) == requests,
+                 f"the run's request {requests}")
+        run = worker.get("/api/fetch_runs").get_json()["data"][0]
+        symbols = worker.get("/api/symbols").get_json()["data"]
+        return run, {entry["symbol"]: entry for entry in symbols}
+
+    run, symbols = read_while_held(3)
+    assert (run["status"], run["symbols"]) == ("running", [])
+    assert symbols["IBM"]["last_fetch_status"] == "ok"
+    answers[0].released.set()
+    run, symbols = read_while_held(4)
+    assert [(entry["symbol"], entry["status"]) for entry in run["symbols"]] == [("IBM", "failed")]
+    assert (symbols["IBM"]["last_fetch_status"], symbols["IBM"]["last_fetched_at"]) == (
+        "failed", run["started_at"])
+    answers[1].released.set()
+    run, symbols = read_while_held(5)
+    assert [(entry["symbol"], entry["status"], entry["rows_new"], entry["rows_updated"])
+            for entry in run["symbols"]] == [("AAPL", "ok", 0, 0), ("IBM", "failed", 0, 0)]
+    assert symbols["AAPL"]["last_fetched_at"] == run["started_at"]
+    answers[2].released.set()
+    assert finish(job)[0] == 1, stderr.read_text()
+    run = worker.get("/api/fetch_runs").get_json()["data"][0]
+    assert (run["status"], len(run["symbols"])) == ("partial", 3)
