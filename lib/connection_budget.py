@@ -64,12 +64,12 @@ def connection_limit(max_connections: int, max_user_connections: int) -> Connect
 
 
 def read_connection_limit(url: str) -> ConnectionLimit | None:
-    """Ask the server of ``url`` for its connection limit; None for SQLite, which has none.
+    """Ask the MySQL or MariaDB server of ``url`` for its connection limit; None for SQLite.
 
     Waits at most about CHECK_TIMEOUT_SECONDS to connect and for the answer.
     Raises lib.db_errors.DATABASE_ERRORS when the server cannot answer.
     """
-    if make_url(url).get_backend_name() != "mysql":
+    if make_url(url).get_backend_name() not in ("mysql", "mariadb"):
         return None
     engine = create_engine(url, **engine_options(url, timeout=CHECK_TIMEOUT_SECONDS))
     try:

@@ -45,6 +45,10 @@ def test_gunicorn_warns_at_start_when_its_workers_may_open_more_than_allowed(
 def test_the_limit_read_is_the_user_own_where_tighter_else_the_server(limited_user_url,
                                                                       mysql_database_url):
     assert read_connection_limit(limited_user_url(5)) == ConnectionLimit(5, "max_user_connections")
+    # The app takes a mariadb:// URL as well (lib.storage, lib.locks): it is checked alike.
+    mariadb = make_url(limited_user_url(5)).set(drivername="mariadb+pymysql")
+    assert read_connection_limit(mariadb.render_as_string(hide_password=False)) == (
+        ConnectionLimit(5, "max_user_connections"))
     server = create_engine(mysql_database_url)
     try:
         with server.connect() as connection:
