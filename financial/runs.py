@@ -14,7 +14,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Delete, Select, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
+from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol, MonthlyPriceSums
 
 logger = logging.getLogger(__name__)
 
@@ -177,15 +177,19 @@ def latest_run_start(session: Session) -> datetime.datetime | None:
 
 
 def data_version(session: Session) -> str:
-    """Return a mark that changes whenever a fetch run stores changed rows.
+    """Return a mark that changes whenever a fetch run stores changed rows, or rows are deleted.
 
     The newest run that changed rows, with its counts: a run adds to them
     in the same transaction as each symbol's rows, so the mark moves with
-    every change the fetch job makes. Rows edited by hand do not move it.
+    every change the fetch job makes. And the number of stored days, read
+    from the monthly sums (a small table kept in step with every write), so
+    ``forget-symbols`` moves it too. Rows edited by hand do not move it.
     """
     newest = session.execute(_newest_changing_run(
         FetchRun.id, FetchRun.rows_new, FetchRun.rows_updated)).first()
-    return "none" if newest is None else ".".join(str(value) for value in newest)
+    days = session.scalar(select(func.coalesce(func.sum(MonthlyPriceSums.days), 0)))
+    run = "none" if newest is None else ".".join(str(value) for value in newest)
+    return f"{run}:{days}"
 
 
 def _newest_changing_run(*columns: Any) -> Select:

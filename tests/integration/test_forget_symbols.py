@@ -15,6 +15,7 @@ from tests.helpers import build_app, dispose_engines, scrape
 D = datetime.date
 IBM_STATS = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-03-31"
 NEWEST_DAY = "financial_newest_stored_date_seconds"
+EXPORT = "/api/financial_data/export"
 
 
 @pytest.fixture
@@ -65,6 +66,21 @@ def test_a_forgotten_symbol_leaves_the_api_and_the_metrics_but_not_the_history(t
     assert client.get(IBM_STATS).status_code == 404
     history = client.get("/api/fetch_runs").get_json()["data"][0]["symbols"]
     assert [outcome["symbol"] for outcome in history] == ["AAPL", "IBM"]
+
+
+def test_a_forgotten_symbol_changes_the_export_tag(two_symbols):
+    """A client holding the export gets the new one, not a 304 for rows no longer stored."""
+    app = two_symbols
+    client = app.test_client()
+    tag = client.get(EXPORT).headers["ETag"]
+    assert client.get(EXPORT, headers={"If-None-Match": tag}).status_code == 304
+    result = app.test_cli_runner().invoke(args=["forget-symbols", "IBM", "--yes"])
+    assert result.exit_code == 0, result.output
+    changed = client.get(EXPORT, headers={"If-None-Match": tag})
+    assert changed.status_code == 200
+    assert changed.headers["ETag"] != tag
+    rows = changed.get_data(as_text=True).splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["AAPL"]
 
 
 def test_the_command_asks_first_and_a_no_changes_nothing(two_symbols):
