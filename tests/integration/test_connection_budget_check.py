@@ -62,8 +62,14 @@ def test_the_limit_read_is_the_user_own_where_tighter_else_the_server(limited_us
 @pytest.mark.mysql
 def test_a_plan_within_the_limit_logs_nothing(limited_user_url, caplog):
     caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
-    warn_if_over_budget(limited_user_url(10), ConnectionPlan(workers=2, threads=2, exports=True))
+    url = limited_user_url(10)
+    warn_if_over_budget(url, ConnectionPlan(workers=2, threads=2, exports=True))  # 10
     assert caplog.records == []
+    # The limit was read, not passed over: one connection more is warned of.
+    warn_if_over_budget(url, ConnectionPlan(workers=9, threads=1, exports=False))  # 11
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "= 11 database connections" in record.getMessage()
 
 
 def test_sqlite_has_no_connection_limit_to_check(sqlite_database_url, caplog):
