@@ -41,7 +41,33 @@ class _Link:
             sock.close()
 
 
-class StallingProxy:
+class _LocalServer:
+    """A listener on a free port of 127.0.0.1 whose thread hands each connection to ``_serve``."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+
+    def _start(self) -> None:
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._serve(client)
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class StallingProxy(_LocalServer):
     """A TCP proxy on 127.0.0.1 that forwards to ``target_port`` until told to stall.
 
     ``stall()`` freezes the server behind it as SIGSTOP would: connections, old
@@ -52,17 +78,14 @@ class StallingProxy:
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        super().__init__()
         self._target = (target_host, target_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._links: list[_Link] = []
         self._stalled = False
-        self._closed = False
         self.received = 0
         self.accepted = 0
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        self._start()
 
     def stall(self) -> None:
         with self._lock:
@@ -86,18 +109,8 @@ class StallingProxy:
             link.close()
         self._listener.close()
 
-    def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            client.settimeout(None)
-            self._open(client)
-
-    def _open(self, client: socket.socket) -> None:
+    def _serve(self, client: socket.socket) -> None:
+        client.settimeout(None)
         with self._lock:
             self.accepted += 1
             stalled = self._stalled
@@ -137,7 +150,7 @@ def stalling_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator
         proxy.close()
 
 
-class RefusingMySQL:
+class RefusingMySQL(_LocalServer):
     """A server on 127.0.0.1 that refuses every connection with one MySQL error, as a full one does.
 
     MariaDB and MySQL at ``max_connections`` answer a new connection with an
@@ -146,30 +159,20 @@ class RefusingMySQL:
     """
 
     def __init__(self, code: int, message: str) -> None:
+        super().__init__()
         payload = b"\xff" + struct.pack("<H", code) + message.encode()
         self._packet = struct.pack("<I", len(payload))[:3] + b"\x00" + payload
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
         self.refused = 0
-        self._closed = False
-        threading.Thread(target=self._refuse_loop, daemon=True).start()
+        self._start()
 
     def close(self) -> None:
         self._closed = True
         self._listener.close()
 
-    def _refuse_loop(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with client:
-                client.sendall(self._packet)
-            self.refused += 1
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            client.sendall(self._packet)
+        self.refused += 1
 
 
 @contextmanager
