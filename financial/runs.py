@@ -7,7 +7,7 @@ plain functions over a session, usable by the API, metrics and scripts.
 """
 import datetime
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -176,18 +176,23 @@ def latest_run_start(session: Session) -> datetime.datetime | None:
     return session.scalar(select(func.max(FetchRun.started_at)))
 
 
-def data_version(session: Session) -> str:
+def data_version(session: Session, symbols: Sequence[str] | None = None) -> str:
     """Return a mark that changes whenever a fetch run stores changed rows, or rows are deleted.
 
     The newest run that changed rows, with its counts: a run adds to them
     in the same transaction as each symbol's rows, so the mark moves with
-    every change the fetch job makes. And the number of stored days, read
-    from the monthly sums (a small table kept in step with every write), so
-    ``forget-symbols`` moves it too. Rows edited by hand do not move it.
+    every change the fetch job makes. And the number of stored days of
+    ``symbols`` (None: all), read from the monthly sums, which are kept in
+    step with every write, so ``forget-symbols`` moves it too; a few
+    hundred rows per symbol, read by primary key. Rows edited by hand do
+    not move it.
     """
     newest = session.execute(_newest_changing_run(
         FetchRun.id, FetchRun.rows_new, FetchRun.rows_updated)).first()
-    days = session.scalar(select(func.coalesce(func.sum(MonthlyPriceSums.days), 0)))
+    stored_days = select(func.coalesce(func.sum(MonthlyPriceSums.days), 0))
+    if symbols is not None:
+        stored_days = stored_days.where(MonthlyPriceSums.symbol.in_(symbols))
+    days = session.scalar(stored_days)
     run = "none" if newest is None else ".".join(str(value) for value in newest)
     return f"{run}:{days}"
 

@@ -135,7 +135,7 @@ class FinancialDataExport(Resource):
         # The body is streamed, so its tag cannot hash it: a weak tag names the
         # query and the data version instead, and a match is answered unread.
         session = db.session()
-        tag = export_tag(query, data_version(session))
+        tag = export_tag(query, data_version(session, query.symbols))
         session.close()  # the export counts and reads through a connection of its own
         engine = db.engines.get(EXPORT_BIND, db.engine)
         not_modified = _precondition_answer(engine, query, tag)

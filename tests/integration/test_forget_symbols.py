@@ -68,19 +68,31 @@ def test_a_forgotten_symbol_leaves_the_api_and_the_metrics_but_not_the_history(t
     assert [outcome["symbol"] for outcome in history] == ["AAPL", "IBM"]
 
 
-def test_a_forgotten_symbol_changes_the_export_tag(two_symbols):
+@pytest.mark.parametrize("query, left", [("", ["AAPL"]), ("?symbol=IBM", [])])
+def test_a_forgotten_symbol_changes_the_export_tag(two_symbols, query, left):
     """A client holding the export gets the new one, not a 304 for rows no longer stored."""
     app = two_symbols
     client = app.test_client()
-    tag = client.get(EXPORT).headers["ETag"]
-    assert client.get(EXPORT, headers={"If-None-Match": tag}).status_code == 304
+    tag = client.get(EXPORT + query).headers["ETag"]
+    assert client.get(EXPORT + query, headers={"If-None-Match": tag}).status_code == 304
     result = app.test_cli_runner().invoke(args=["forget-symbols", "IBM", "--yes"])
     assert result.exit_code == 0, result.output
-    changed = client.get(EXPORT, headers={"If-None-Match": tag})
+    changed = client.get(EXPORT + query, headers={"If-None-Match": tag})
     assert changed.status_code == 200
     assert changed.headers["ETag"] != tag
     rows = changed.get_data(as_text=True).splitlines()[1:]
-    assert [row.split(",")[0] for row in rows] == ["AAPL"]
+    assert sorted({row.split(",")[0] for row in rows}) == left
+
+
+def test_another_symbol_forgotten_keeps_a_filtered_export_tag(two_symbols):
+    """Only the exported symbols' stored days name the data: AAPL's export is still current."""
+    app = two_symbols
+    client = app.test_client()
+    tag = client.get(EXPORT + "?symbol=AAPL").headers["ETag"]
+    result = app.test_cli_runner().invoke(args=["forget-symbols", "IBM", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert client.get(EXPORT + "?symbol=AAPL",
+                      headers={"If-None-Match": tag}).status_code == 304
 
 
 def test_the_command_asks_first_and_a_no_changes_nothing(two_symbols):
