@@ -6,6 +6,9 @@ from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
+OPENED = "{name} failed ({error}); answering without it, next try in {wait:g}s"
+CLOSED = "{name} is back after {outage:.0f}s; {skipped} answers were computed without it"
+
 
 class CircuitBreaker:
     """After a failure, refuse calls for ``retry_wait`` seconds, then let one trial through.
@@ -15,14 +18,19 @@ class CircuitBreaker:
     costs nothing; the lock only guards the changes of state. (pybreaker holds
     its lock during the guarded call, which would serialize every cache round
     trip of a threaded worker.) The outage is logged once when it starts and
-    once when it ends, by ``log``: the logger of the module using the backend.
+    once when it ends, by ``log``: the logger of the module using the backend,
+    in the words of ``opened`` and ``closed``, which may name ``name``,
+    ``error``, ``wait`` (seconds), ``outage`` (seconds) and ``skipped`` (calls refused).
     """
 
     def __init__(self, name: str, retry_wait: float,
                  clock: Callable[[], float] = time.monotonic,
-                 log: logging.Logger = logger) -> None:
+                 log: logging.Logger = logger, *,
+                 opened: str = OPENED, closed: str = CLOSED) -> None:
         self.name = name
         self._log = log
+        self._opened = opened
+        self._closed = closed
         self.retry_wait = retry_wait
         self._clock = clock
         self._lock = threading.Lock()
@@ -55,8 +63,9 @@ class CircuitBreaker:
             now = self._clock()
             if self._open_until is None:
                 self._opened_at, self._skipped = now, 0
-                self._log.warning("%s failed (%s: %s); answering without it, next try in %gs",
-                                  self.name, exc.__class__.__name__, exc, self.retry_wait)
+                self._log.warning("%s", self._opened.format(
+                    name=self.name, error=f"{exc.__class__.__name__}: {exc}",
+                    wait=self.retry_wait))
             self._open_until = now + self.retry_wait
 
     def succeeded(self) -> None:
@@ -67,5 +76,5 @@ class CircuitBreaker:
             if self._open_until is None:
                 return
             self._open_until = None
-            self._log.warning("%s is back after %.0fs; %d answers were computed without it",
-                              self.name, self._clock() - self._opened_at, self._skipped)
+            self._log.warning("%s", self._closed.format(
+                name=self.name, outage=self._clock() - self._opened_at, skipped=self._skipped))

@@ -75,3 +75,16 @@ def test_a_new_outage_counts_its_skips_from_zero(breaker, clock, caplog):
     breaker.succeeded()
     assert warnings_of(caplog)[-1] == (
         "the thing is back after 30s; 0 answers were computed without it")
+
+
+def test_its_lines_may_be_worded_for_what_the_caller_does_meanwhile(clock, caplog):
+    breaker = CircuitBreaker("the thing", retry_wait=30, clock=clock,
+                             opened="could not reach it ({error}); trying in {wait:g}s",
+                             closed="reached again after {outage:.0f}s, {skipped} put off")
+    breaker.failed(ConnectionError("refused {0}"))
+    breaker.allows()
+    clock.now += 31
+    assert breaker.allows()
+    breaker.succeeded()
+    assert warnings_of(caplog) == ["could not reach it (ConnectionError: refused {0}); trying "
+                                   "in 30s", "reached again after 31s, 1 put off"]
