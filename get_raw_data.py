@@ -181,7 +181,9 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
     try:
         outcome = recorded_run(db.session(), db.engine, jobs, settings, trigger=trigger,
                                report=report, note=note, on_change=clear_cached_answers,
-                               on_record=clear_run_history_answers, should_stop=stop.is_set)
+                               on_record=clear_run_history_answers,
+                               on_end=partial(clear_cached_answers, final=True),
+                               should_stop=stop.is_set)
     except LockWaitStopped:
         logger.warning("stopped while waiting for the run in progress; nothing fetched")
         return EXIT_FAILED

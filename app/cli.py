@@ -211,7 +211,7 @@ def _clear_cached_answers_and_say() -> str:
         click.echo(f"the API's cache is per process (CACHE_TYPE SimpleCache), out of this "
                    f"command's reach: the API may serve answers up to {timeout}s old", err=True)
         return ""
-    if not clear_cached_answers():
+    if not clear_cached_answers(final=True):
         click.echo(f"could not clear the cached answers (see the log); the API may serve "
                    f"answers up to {timeout}s old", err=True)
         return ""

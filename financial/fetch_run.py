@@ -292,6 +292,7 @@ def recorded_run(
     note: Callable[[str], None],
     on_change: Callable[[], object],
     on_record: Callable[[], object],
+    on_end: Callable[[], object],
     should_stop: Callable[[], bool] = lambda: False,
     clock: Clock = utc_now,
 ) -> RunOutcome:
@@ -299,10 +300,11 @@ def recorded_run(
 
     The run waits up to ``settings.lock_timeout`` seconds for the database's
     run lock; then it is recorded as failed, naming the run it waited for.
-    ``on_change`` is called when the run starts, stores changed rows and
-    ends (the API's cached answers are then stale); ``on_record`` when it
-    records a symbol's outcome that changed no rows (only the answers read
-    from the run history are then stale). ``note`` gets the run's line.
+    ``on_change`` is called when the run starts and stores changed rows (the
+    API's cached answers are then stale), ``on_end`` when it ends (as
+    ``on_change``: the last chance to make a clear put off); ``on_record``
+    when it records a symbol's outcome that changed no rows (only the answers
+    read from the run history are then stale). ``note`` gets the run's line.
 
     Raises LockWaitStopped when ``should_stop()`` turns true while waiting
     (nothing is recorded), LockFileError when SQLite's lock file cannot be
@@ -316,10 +318,10 @@ def recorded_run(
                            should_stop=should_stop):
             outcome = _run_with_history(session, jobs, settings, trigger=trigger, report=report,
                                         note=note, on_change=on_change, on_record=on_record,
-                                        should_stop=should_stop, clock=clock)
+                                        on_end=on_end, should_stop=should_stop, clock=clock)
     except LockTimeout:
         outcome = _refused(session, settings, trigger, waiting_since, clock)
-        on_change()
+        on_end()
     logger.info("%s", outcome.line())
     note(outcome.line())
     return outcome
@@ -328,7 +330,8 @@ def recorded_run(
 def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, *, trigger: str,
                       report: Callable[[str], None], note: Callable[[str], None],
                       on_change: Callable[[], object], on_record: Callable[[], object],
-                      should_stop: Callable[[], bool], clock: Clock) -> RunOutcome:
+                      on_end: Callable[[], object], should_stop: Callable[[], bool],
+                      clock: Clock) -> RunOutcome:
     recorder = RunRecorder.open(session, trigger, clock)
     on_change()
     try:
@@ -337,7 +340,7 @@ def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, 
                           on_record=on_record).run(jobs)
         run = recorder.finish(outcome.run_status(), outcome.summary())
     finally:
-        on_change()
+        on_end()
     outcome.run_id, outcome.status, outcome.message = run.id, run.status, run.message
     return outcome
 

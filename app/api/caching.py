@@ -31,6 +31,10 @@ job calls ``clear_cached_answers`` after it stores changes, and
   a failure the cache is left alone for CACHE_RETRY_WAIT seconds (a circuit
   breaker) and answers are computed uncached. The outage is logged once when
   it starts and once when the cache is back, never per request.
+- Nor does a cache that fails hold the fetch job for a timeout per symbol:
+  clears have a breaker of their own, and a clear it refuses is put off, not
+  lost. The next clear that tries makes it, and the last one of a run or
+  command (``final``) always tries.
 """
 import hashlib
 import logging
@@ -74,13 +78,16 @@ class _AnswerCache:
     ``generations`` maps each generation's key to the value last seen ("":
     none yet; with SimpleCache, the current one). ``response_kinds`` maps the
     routes whose responses were stored to the kind of answer they give; only
-    those routes are looked up before dispatch.
+    those routes are looked up before dispatch. ``put_off`` holds the
+    generation keys whose clear failed or was refused, to renew on the next try.
     """
 
     namespace: str
     breaker: CircuitBreaker
+    clear_breaker: CircuitBreaker
     is_local: bool
     generations: dict[str, str] = field(default_factory=dict)
+    put_off: set[str] = field(default_factory=set)
     response_kinds: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -111,9 +118,17 @@ def init_cached_answers(app: Flask) -> None:
         })
     _bind_cache(app)
     is_local = isinstance(cache.cache, SimpleCache)
+    retry_wait = app.config["CACHE_RETRY_WAIT"]
     state = _AnswerCache(
         namespace=database_digest(app.config["SQLALCHEMY_DATABASE_URI"]),
-        breaker=CircuitBreaker("the answer cache", app.config["CACHE_RETRY_WAIT"], log=logger),
+        breaker=CircuitBreaker("the answer cache", retry_wait, log=logger),
+        clear_breaker=CircuitBreaker(
+            "clearing the cached answers", retry_wait, log=logger,
+            opened="could not invalidate the cached answers ({error}); the API may serve "
+                   f"answers up to CACHE_DEFAULT_TIMEOUT ({app.config['CACHE_DEFAULT_TIMEOUT']}s) "
+                   "old",
+            closed="the cached answers are invalidated again after {outage:.0f}s, with the "
+                   "{skipped} clears put off meanwhile"),
         is_local=is_local,
     )
     for key in (state.generation_key, state.history_generation_key):
@@ -281,40 +296,51 @@ def _response_entry() -> str:
     return f"response:{request.path}?{'&'.join(sorted(query.split('&')))}"
 
 
-def clear_cached_answers() -> bool:
-    """Make every cached answer of this database stale at once; False if the cache failed.
+def clear_cached_answers(*, final: bool = False) -> bool:
+    """Make every cached answer of this database stale at once; False if not done.
 
     One small write (a new generation), whatever the number of entries. With
     Redis every worker sees it on its next read; with SimpleCache only this
     process does: every other one (each API worker, when the fetch job clears)
     keeps its entries until they expire, within CACHE_DEFAULT_TIMEOUT.
+    A cache that failed is left alone for CACHE_RETRY_WAIT seconds, as reads
+    leave it; ``final`` (the last clear of a run or command) tries anyway.
     """
     state: _AnswerCache = current_app.extensions[_STATE]
-    return _renew(state, state.generation_key)
+    return _renew(state, state.generation_key, final)
 
 
 def clear_run_history_answers() -> bool:
-    """Make the cached answers read from the run history stale; False if the cache failed.
+    """Make the cached answers read from the run history stale; False if not done.
 
     As ``clear_cached_answers``, for ``RUN_HISTORY_KINDS`` only: a symbol
     recorded without changing rows changes no other answer.
     """
     state: _AnswerCache = current_app.extensions[_STATE]
-    return _renew(state, state.history_generation_key)
+    return _renew(state, state.history_generation_key, False)
 
 
-def _renew(state: _AnswerCache, key: str) -> bool:
-    """Set a new generation under ``key``; False (and a warning) if the cache failed."""
+def _renew(state: _AnswerCache, key: str, final: bool) -> bool:
+    """Set a new generation under ``key`` and those put off; False if failed or put off.
+
+    The all-answers generation alone covers the run history's too. The
+    breaker logs the outage (a warning) once when it starts and once when it ends.
+    """
     if state.is_local:
         state.generations[key] = _new_generation()
         return True
+    state.put_off.add(key)
+    if not (final or state.clear_breaker.allows()):
+        return False
+    if state.generation_key in state.put_off:
+        key = state.generation_key
     try:
         cache.set(key, _new_generation(), timeout=0)
     except Exception as exc:  # the caller's data is safe; stale entries expire on their own
-        logger.warning("could not invalidate the cached answers (%s: %s); the API may serve "
-                       "answers up to CACHE_DEFAULT_TIMEOUT (%ss) old", exc.__class__.__name__,
-                       exc, current_app.config["CACHE_DEFAULT_TIMEOUT"])
+        state.clear_breaker.failed(exc)
         return False
+    state.put_off.clear()
+    state.clear_breaker.succeeded()
     return True
 
 

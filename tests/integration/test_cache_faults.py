@@ -2,22 +2,29 @@
 
 A Redis that stalls or dies is one of the test's own (``private_redis``),
 alone or behind a proxy that stops forwarding; the shared Redis is never
-frozen or stopped.
+frozen or stopped, only the proxy in front of it.
 """
+import json
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 from sqlalchemy import update
+from werkzeug.wrappers import Response
 
-from app.api.caching import RESPONSE_FORMAT_VERSION, clear_cached_answers, database_digest
+from app.api.caching import (
+    RESPONSE_FORMAT_VERSION, clear_cached_answers, clear_run_history_answers, database_digest,
+)
 from app.extensions import cache, db
 from financial.models import FinancialData
+from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_FIXTURES, IBM
 from tests.helpers import (
     STATS_URL, build_app, change_open_price, data_commands, insert_prices, migrate_database,
-    open_price_of, sqlite_url, wait_for,
+    open_price_of, run_job, sqlite_url, stored, wait_for,
 )
 from tests.servers import stalling_proxy
 
@@ -229,4 +236,105 @@ def test_the_commands_say_whether_their_clear_reached_the_api(private_api, priva
         0, "deleted 0 runs started before 2000-01-01 and 0 symbol outcomes\n",
         f"could not clear the cached answers (see the log); the API may serve answers up to "
         f"{api.config['CACHE_DEFAULT_TIMEOUT']}s old\n")
+    # A command's clear is its last: it tries even while the cache is left alone.
+    private_redis.start()
+    refreshed = command.invoke(args=["refresh-sums"])
+    assert (refreshed.exit_code, refreshed.stdout, refreshed.stderr) == (
+        0, "monthly sums recomputed; cached answers cleared\n", "")
     dispose(command.app)
+
+
+def saved_responses(folder: Path, symbols: list[str]) -> list[str]:
+    """``--from-file`` arguments: the recorded IBM answer saved once per symbol, named as it."""
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    arguments = []
+    for symbol in symbols:
+        payload["Meta Data"]["2. Symbol"] = symbol
+        path = folder / f"{symbol}.json"
+        path.write_text(json.dumps(payload))
+        arguments += ["--from-file", str(path)]
+    return arguments
+
+
+def behind(proxy, redis_url: str) -> str:
+    """``redis_url`` (its database too) reached through ``proxy``."""
+    return urlsplit(redis_url)._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+
+
+@pytest.mark.redis
+def test_a_frozen_cache_costs_the_fetch_job_two_waits_and_one_warning_not_one_per_symbol(
+        app, redis_url, job_env, capsys, monkeypatch, tmp_path):
+    symbols = [f"S{number}" for number in range(10)]
+    files = saved_responses(tmp_path, symbols)
+    with stalling_proxy(urlsplit(redis_url).port or 6379) as proxy:
+        monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+        monkeypatch.setenv("CACHE_REDIS_URL", behind(proxy, redis_url))
+        proxy.stall()
+        for changed in (True, False):  # each symbol stores new rows, then none
+            started = time.monotonic()
+            status, out, err = run_job(capsys, job_env, *files)
+            elapsed = time.monotonic() - started
+            assert (status, len(out.splitlines())) == (0, len(symbols)), err
+            assert ("10 new" in out) is changed
+            warnings = [line for line in err.splitlines() if "cached answers" in line]
+            assert len(warnings) == 1, err
+            assert "could not invalidate the cached answers (TimeoutError: " in warnings[0]
+            assert "the API may serve answers up to CACHE_DEFAULT_TIMEOUT (300s) old" in err
+            # The first clear and the last wait out the socket timeout (1 s) each;
+            # the 10 between leave the cache alone. Each used to wait: 12 s.
+            assert elapsed < 5, f"{elapsed:.1f}s"
+    assert len(stored(app)) == 10 * len(symbols)
+
+
+@pytest.mark.redis
+def test_clears_put_off_while_the_cache_was_frozen_are_made_by_the_runs_last(
+        redis_app, redis_url, job_env, capsys, monkeypatch, fake_alphavantage):
+    worker = redis_app.test_client()
+    url = "/api/statistics?symbol=IBM&start_date=2023-03-24&end_date=2023-03-24"
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    with stalling_proxy(urlsplit(redis_url).port or 6379) as proxy:
+        monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+        monkeypatch.setenv("CACHE_REDIS_URL", behind(proxy, redis_url))
+        fake_alphavantage.queue_json(payload)
+        assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
+        assert worker.get(url).get_json()["data"]["average_daily_open_price"] == 123.36
+
+        proxy.stall()  # the run's first clear fails, and opens the breaker for 30 s
+
+        def thaw_then_answer(_request):
+            proxy.resume()
+            return Response((ALPHAVANTAGE_FIXTURES / AAPL).read_bytes(),
+                            content_type="application/json")
+
+        fake_alphavantage.queue_handler(thaw_then_answer)
+        payload["Time Series (Daily)"]["2023-03-24"]["1. open"] = "124.00"
+        fake_alphavantage.queue_json(payload)
+        status, out, err = run_job(capsys, job_env, "--symbols", "AAPL,IBM")
+    assert (status, out) == (0, "AAPL: 10 rows fetched, 10 new, 0 updated\n"
+                                "IBM: 10 rows fetched, 0 new, 1 updated\n")
+    assert worker.get(url).get_json()["data"]["average_daily_open_price"] == 124.0
+    gone, back = [line for line in err.splitlines() if "cached answers" in line]
+    assert "could not invalidate the cached answers (TimeoutError: " in gone
+    assert "the cached answers are invalidated again after " in back
+    assert "with the 2 clears put off meanwhile" in back
+
+
+@pytest.mark.redis
+def test_a_clear_put_off_is_made_by_the_next_that_tries(redis_app, redis_url, ibm_day,
+                                                        store_prices, tmp_path):
+    store_prices([ibm_day])
+    worker = redis_app.test_client()
+    assert open_price_of(worker) == 10.0
+    change_open_price(redis_app, "11.00")
+    with stalling_proxy(urlsplit(redis_url).port or 6379) as proxy:
+        job = redis_cached_app(redis_app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "job",
+                               behind(proxy, redis_url), CACHE_RETRY_WAIT=0)
+        proxy.stall()
+        with job.app_context():
+            assert clear_cached_answers() is False
+            proxy.resume()
+            # Only the run history's answers are stale now, but the clear put
+            # off made every answer stale: this one makes it.
+            assert clear_run_history_answers() is True
+        dispose(job)
+    assert open_price_of(worker) == 11.0
