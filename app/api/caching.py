@@ -366,9 +366,12 @@ def _read(state: _AnswerCache, entry: str, keys: tuple[str, ...]) -> tuple[str, 
     *current, value = cache.get_many(*keys, state.entry_key(generation, entry))
     if current == seen:
         return generation, value
-    for key, generation in zip(keys, current):
-        state.generations[key] = generation or _start_generation(key)
-    generation = ".".join(state.generations[key] for key in keys)
+    # Joined from this read: another thread may store in state.generations
+    # meanwhile what it read before a clear.
+    current = [found or _start_generation(key) for key, found in zip(keys, current)]
+    for key, found in zip(keys, current):
+        state.generations[key] = found
+    generation = ".".join(current)
     return generation, cache.get(state.entry_key(generation, entry))
 
 

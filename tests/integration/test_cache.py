@@ -154,3 +154,26 @@ def test_an_answer_computed_before_a_fetch_is_not_stored_as_current(app):
 @pytest.mark.redis
 def test_an_answer_computed_before_a_fetch_is_not_shared_as_current(redis_app):
     assert _answer_computed_across_a_fetch(redis_app) == ("OLD DATA", "NEW DATA")
+
+
+@pytest.mark.redis
+def test_an_answer_is_read_under_the_generations_its_own_request_read(redis_app):
+    """A worker's other thread, storing the generations it read before a clear, changes nothing.
+
+    Threads share the generations last seen; each stores those its read
+    found, and one that read before a clear may store them last.
+    """
+    state = redis_app.extensions["cached_answers"]
+    with redis_app.test_request_context():
+        assert cached_value("symbols", (1,), lambda: "before the clear") == "before the clear"
+        before = dict(state.generations)
+        assert clear_cached_answers() is True
+
+        class OtherThreadStoresLast(dict):
+            def __setitem__(self, key: str, value: str) -> None:
+                super().__setitem__(key, value)
+                if key == state.history_generation_key:
+                    super().__setitem__(state.generation_key, before[state.generation_key])
+
+        state.generations = OtherThreadStoresLast(before)
+        assert cached_value("symbols", (1,), lambda: "after the clear") == "after the clear"
