@@ -71,8 +71,9 @@ class FinancialApp(Flask):
     Flask's own answer to OPTIONS is a 200 with an empty text/html body; a
     204 says plainly that there is no body, and CORS preflights get their
     headers too. Flask answers it without asking the view, so a file that
-    is not there (``/static/<path>``) got the 204 too: there, the view is
-    asked first, and a missing file is the 404 of every unknown path.
+    is not there (``/static/<path>``) got the 204 too: a file's view (an
+    endpoint named ``static``) is asked first, and a missing file is the 404
+    of every unknown path. No other view runs for OPTIONS.
 
     Slashes doubled between a route's segments (``/api//statistics``) make an
     unknown path, a JSON 404, instead of Werkzeug's redirect to the merged
@@ -107,8 +108,9 @@ class FinancialApp(Flask):
         return ExactPathRequestContext(self, environ)
 
     def make_default_options_response(self) -> Response:
-        if request.view_args and request.endpoint:  # only file routes take a path value
-            self.ensure_sync(self.view_functions[request.endpoint])(**request.view_args).close()
+        endpoint = request.endpoint or ""
+        if endpoint.rpartition(".")[2] == "static" and request.view_args:  # a file's view
+            self.ensure_sync(self.view_functions[endpoint])(**request.view_args).close()
         response = super().make_default_options_response()
         response.status_code = 204
         del response.headers["Content-Type"]

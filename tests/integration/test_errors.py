@@ -188,6 +188,21 @@ def test_options_on_a_missing_file_is_a_json_404_as_on_any_unknown_path(sqlite_c
     assert response.get_data(as_text=True) == sqlite_client.get(path).get_data(as_text=True)
 
 
+def test_options_asks_no_view_but_a_files(tmp_path):
+    """Only a file's view knows whether its path exists; any other view would run for nothing."""
+    application = build_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "log")
+    asked = []
+
+    @application.get("/things/<name>")
+    def thing(name: str) -> dict:
+        asked.append(name)
+        return {"name": name}
+
+    response = application.test_client().options("/things/a")
+    assert (response.status_code, response.data, asked) == (204, b"", [])
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
 def test_every_json_body_is_written_alike(sqlite_client):
     """Errors Flask answers outside RESTX (unknown paths) look like RESTX's answers."""
     not_found = sqlite_client.get("/api/nothing").get_data(as_text=True)
