@@ -4,7 +4,7 @@ from inspect import iscoroutinefunction
 from typing import Any
 
 import click
-from flask import Flask, Request, Response, has_request_context, request
+from flask import Flask, Response, has_request_context, request
 from flask.ctx import RequestContext
 from werkzeug.exceptions import NotFound
 
@@ -37,29 +37,19 @@ class StartupError(ConfigError, click.ClickException):
     """A setting the app cannot run with; the Flask CLI prints it as one line, no traceback."""
 
 
-class ExactPathRequest(Request):
-    """A request whose ``path`` keeps the slashes doubled at its start (``//api/health``).
-
-    Werkzeug merges them into one, so the path an answer, a log line or a
-    404's message names would not be the one the client sent.
-    """
-
-    def __init__(self, environ: dict, *args: Any, **kwargs: Any) -> None:
-        super().__init__(environ, *args, **kwargs)
-        path_info = environ.get("PATH_INFO") or ""
-        doubled = len(path_info) - len(path_info.lstrip("/")) - 1
-        if doubled > 0:
-            self.path = "/" * doubled + self.path
-
-
 class ExactPathRequestContext(RequestContext):
-    """Route a path with slashes doubled at its start (``//api/health``) nowhere.
+    """Route a path with slashes doubled at its start (``//api/health``) nowhere, named as sent.
 
-    Werkzeug's routing merges them whatever ``merge_slashes`` says.
+    Werkzeug's routing merges them whatever ``merge_slashes`` says, and its
+    request's ``path`` keeps one: the 404's message and the log line would
+    name a path the client did not send.
     """
 
     def match_request(self) -> None:
-        if self.request.path.startswith("//"):
+        path_info = self.request.environ.get("PATH_INFO") or ""
+        if path_info.startswith("//"):
+            doubled = len(path_info) - len(path_info.lstrip("/")) - 1
+            self.request.path = "/" * doubled + self.request.path
             self.request.routing_exception = NotFound()
         else:
             super().match_request()
@@ -81,8 +71,6 @@ class FinancialApp(Flask):
     So do slashes doubled at the start (``//api/health``), which Werkzeug's
     routing merges whatever ``merge_slashes`` says.
     """
-
-    request_class = ExactPathRequest
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
