@@ -182,7 +182,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         outcome = recorded_run(db.session(), db.engine, jobs, settings, trigger=trigger,
                                report=report, note=note, on_change=clear_cached_answers,
                                on_record=clear_run_history_answers,
-                               on_end=partial(clear_cached_answers, final=True),
+                               on_end=partial(clear_run_history_answers, final=True),
                                should_stop=stop.is_set)
     except LockWaitStopped:
         logger.warning("stopped while waiting for the run in progress; nothing fetched")

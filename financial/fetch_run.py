@@ -300,11 +300,12 @@ def recorded_run(
 
     The run waits up to ``settings.lock_timeout`` seconds for the database's
     run lock; then it is recorded as failed, naming the run it waited for.
-    ``on_change`` is called when the run starts and stores changed rows (the
-    API's cached answers are then stale), ``on_end`` when it ends (as
-    ``on_change``: the last chance to make a clear put off); ``on_record``
-    when it records a symbol's outcome that changed no rows (only the answers
-    read from the run history are then stale). ``note`` gets the run's line.
+    ``on_change`` is called after the run stores changed rows (the API's
+    cached answers are then stale); ``on_record`` when it starts and when it
+    records a symbol's outcome that changed no rows (only the answers read
+    from the run history are then stale); ``on_end`` when it ends (as
+    ``on_record``, and the last chance to make a clear put off). ``note``
+    gets the run's line.
 
     Raises LockWaitStopped when ``should_stop()`` turns true while waiting
     (nothing is recorded), LockFileError when SQLite's lock file cannot be
@@ -333,7 +334,7 @@ def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, 
                       on_end: Callable[[], object], should_stop: Callable[[], bool],
                       clock: Clock) -> RunOutcome:
     recorder = RunRecorder.open(session, trigger, clock)
-    on_change()
+    on_record()
     try:
         outcome = RunLoop(session, settings, report=report, note=note, history=recorder,
                           should_stop=should_stop, on_change=on_change,

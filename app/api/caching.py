@@ -310,14 +310,15 @@ def clear_cached_answers(*, final: bool = False) -> bool:
     return _renew(state, state.generation_key, final)
 
 
-def clear_run_history_answers() -> bool:
+def clear_run_history_answers(*, final: bool = False) -> bool:
     """Make the cached answers read from the run history stale; False if not done.
 
-    As ``clear_cached_answers``, for ``RUN_HISTORY_KINDS`` only: a symbol
-    recorded without changing rows changes no other answer.
+    As ``clear_cached_answers``, for ``RUN_HISTORY_KINDS`` only: a run that
+    starts, ends or records a symbol without changing rows changes no other
+    answer. A full clear put off before is made instead.
     """
     state: _AnswerCache = current_app.extensions[_STATE]
-    return _renew(state, state.history_generation_key, False)
+    return _renew(state, state.history_generation_key, final)
 
 
 def _renew(state: _AnswerCache, key: str, final: bool) -> bool:

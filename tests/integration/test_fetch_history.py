@@ -335,6 +335,32 @@ def test_every_run_clears_the_cached_history_for_every_worker(
 
 
 @pytest.mark.redis
+def test_a_run_that_changes_nothing_keeps_the_cached_prices(
+        redis_app, capsys, job_env, fake_alphavantage, store_prices, make_price, monkeypatch):
+    """Only the run history's answers are cleared; one that changes rows clears them all."""
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
+    worker = redis_app.test_client()
+
+    def listed_symbols() -> set[str]:
+        data = worker.get("/api/financial_data?limit=1000").get_json()["data"]
+        return {row["symbol"] for row in data}
+
+    fake_alphavantage.queue_fixture(IBM)
+    assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
+    assert listed_symbols() == {"IBM"}
+    # Stored by hand, so only a cleared cache shows it.
+    store_prices([make_price(symbol="MSFT", date=datetime.date(2023, 3, 24))])
+    fake_alphavantage.queue_fixture(IBM)
+    assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
+    assert len(worker.get("/api/fetch_runs").get_json()["data"]) == 2
+    assert listed_symbols() == {"IBM"}
+    fake_alphavantage.queue_fixture(AAPL)
+    assert run_job(capsys, job_env, "--symbols", "AAPL")[0] == 0
+    assert listed_symbols() == {"AAPL", "IBM", "MSFT"}
+
+
+@pytest.mark.redis
 def test_each_recorded_symbol_refreshes_the_cached_history_while_the_run_goes_on(
         redis_app, capsys, job_env, fake_alphavantage, held, start_job, monkeypatch):
     monkeypatch.setenv("CACHE_TYPE", "RedisCache")
