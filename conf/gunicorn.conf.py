@@ -109,12 +109,15 @@ def on_starting(server):
 def _check_connection_budget(server, app):
     # Once, in the master, with the counts gunicorn will use (its command
     # line may override this file's): workers that may open more database
-    # connections than the server allows answer 503 under load instead.
+    # connections than the server allows answer 503 under load instead. An
+    # app without a database (the benchmark's ceiling apps) has none to check.
+    url = app.config.get("SQLALCHEMY_DATABASE_URI")
+    if url is None:
+        return
     from app.api.export import EXPORT_BIND
     from lib.connection_budget import ConnectionPlan, warn_if_over_budget
     exports = EXPORT_BIND in app.config.get("SQLALCHEMY_BINDS", {})
-    warn_if_over_budget(app.config["SQLALCHEMY_DATABASE_URI"],
-                        ConnectionPlan(server.cfg.workers, server.cfg.threads, exports))
+    warn_if_over_budget(url, ConnectionPlan(server.cfg.workers, server.cfg.threads, exports))
 
 
 def _build_the_exchange_calendar():

@@ -219,23 +219,24 @@ class PrivateRedis:
 
 
 @contextmanager
-def production_gunicorn(log_dir: Path, **settings: str) -> Iterator[int]:
+def production_gunicorn(log_dir: Path, app_spec: str = "app:create_app()",
+                        ready_path: str = "/api/health", **settings: str) -> Iterator[int]:
     """Run gunicorn with conf/gunicorn.conf.py (as the image does) on a free port; yield it.
 
     ``settings`` are environment variables (DATABASE_URL, GUNICORN_WORKERS...).
-    Waits until the server accepts connections; output goes to ``log_dir``.
+    Waits until the server answers ``ready_path``; output goes to ``log_dir``.
     """
     port = free_port()
     env = isolated_environment(LOG_DIR=str(log_dir), GUNICORN_BIND=f"127.0.0.1:{port}",
                                **settings)
     log_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "gunicorn", "--config",
-               str(PROJECT_ROOT / "conf" / "gunicorn.conf.py"), "app:create_app()"]
+               str(PROJECT_ROOT / "conf" / "gunicorn.conf.py"), app_spec]
     with open(log_dir / "gunicorn.out", "wb") as output:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=output,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: _accepts(process, port, log_dir), f"gunicorn on port {port}")
+        wait_for(lambda: _accepts(process, port, log_dir, ready_path), f"gunicorn on port {port}")
         yield port
     finally:
         if process.poll() is None:
@@ -247,12 +248,12 @@ def production_gunicorn(log_dir: Path, **settings: str) -> Iterator[int]:
                 process.wait(timeout=10)
 
 
-def _accepts(process: subprocess.Popen, port: int, log_dir: Path) -> bool:
+def _accepts(process: subprocess.Popen, port: int, log_dir: Path, ready_path: str) -> bool:
     if process.poll() is not None:
         output = (log_dir / "gunicorn.out").read_text(errors="replace")
         raise AssertionError(f"gunicorn exited with {process.returncode}:\n{output}")
     try:
-        status, _, _ = http_get(port, "/api/health", timeout=5)
+        status, _, _ = http_get(port, ready_path, timeout=5)
     except (OSError, http.client.HTTPException):
         return False
     return status in (200, 503)
