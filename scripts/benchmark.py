@@ -16,6 +16,7 @@ Usage (see README, "Performance")::
                                     --ratelimit-storage-url URL"]
 """
 import argparse
+import contextlib
 import datetime
 import http.client
 import json
@@ -333,25 +334,28 @@ def measure_http(args: argparse.Namespace, url: str, work_dir: Path) -> None:
         forget_cached_answers(args.cache_redis_url)
     env = server_environment(args, url, str(work_dir))
     api_env = {**env, **dict(setting.partition("=")[::2] for setting in args.api_setting)}
-    api, api_port = start_server("app:create_app()", api_env, "/api/health")
-    ceiling, ceiling_port = start_server("scripts.ceiling_app:create_app()", env, "/api/ceiling")
-    # The API's settings: with RATE_LIMIT= the bound has no limit either.
-    bound, bound_port = start_server("scripts.ceiling_app:create_rate_limited_app()", api_env,
-                                     "/api/ceiling")
-    targets = {name: (api_port, path, script)
-               for name, (path, script) in scenarios(args, work_dir).items()}
-    targets[LIMITER_BOUND] = (bound_port, "/api/ceiling", None)
     results: dict[str, list[tuple[WrkResult, float]]] = {}
-    try:
+    # Every server started is stopped, also when a later one fails to start.
+    with contextlib.ExitStack() as servers:
+        def started(app_spec: str, server_env: dict[str, str], ready_path: str) -> int:
+            process, port = start_server(app_spec, server_env, ready_path)
+            servers.callback(stop, process)
+            return port
+
+        api_port = started("app:create_app()", api_env, "/api/health")
+        ceiling_port = started("scripts.ceiling_app:create_app()", env, "/api/ceiling")
+        # The API's settings: with RATE_LIMIT= the bound has no limit either.
+        bound_port = started("scripts.ceiling_app:create_rate_limited_app()", api_env,
+                             "/api/ceiling")
+        targets = {name: (api_port, path, script)
+                   for name, (path, script) in scenarios(args, work_dir).items()}
+        targets[LIMITER_BOUND] = (bound_port, "/api/ceiling", None)
         for name, (port, path, script) in targets.items():
             run_wrk(port, path, args, script, seconds=2)  # warm the workers and the cache
             for repetition in range(args.repetitions):
                 results.setdefault(name, []).append(
                     _one_repetition(args, repetition, (port, path, script), ceiling_port))
         p50 = single_request_p50(api_port, args)
-    finally:
-        for process in (api, ceiling, bound):
-            stop(process)
     print_http_table(args, url, results, p50)
 
 
