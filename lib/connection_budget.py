@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from lib.db import engine_options
-from lib.db_errors import DATABASE_ERRORS, describe_database_error
+from lib.db_errors import describe_database_error
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +19,7 @@ JOB_CONNECTIONS = 2
 # The check is best-effort: a database that is down or frozen must not hold
 # up the start for longer than this.
 CHECK_TIMEOUT_SECONDS = 1.0
+LIMIT_QUERY = "SELECT @@GLOBAL.max_connections, @@SESSION.max_user_connections"
 
 
 @dataclass(frozen=True)
@@ -67,15 +69,14 @@ def read_connection_limit(url: str) -> ConnectionLimit | None:
     """Ask the MySQL or MariaDB server of ``url`` for its connection limit; None for SQLite.
 
     Waits at most about CHECK_TIMEOUT_SECONDS to connect and for the answer.
-    Raises lib.db_errors.DATABASE_ERRORS when the server cannot answer.
+    Raises SQLAlchemyError when the server cannot or will not answer.
     """
     if make_url(url).get_backend_name() not in ("mysql", "mariadb"):
         return None
     engine = create_engine(url, **engine_options(url, timeout=CHECK_TIMEOUT_SECONDS))
     try:
         with engine.connect() as connection:
-            row = connection.execute(text(
-                "SELECT @@GLOBAL.max_connections, @@SESSION.max_user_connections")).one()
+            row = connection.execute(text(LIMIT_QUERY)).one()
     finally:
         engine.dispose()
     return connection_limit(int(row[0]), int(row[1]))
@@ -99,13 +100,14 @@ def budget_warning(plan: ConnectionPlan, limit: ConnectionLimit) -> str | None:
 def warn_if_over_budget(url: str, plan: ConnectionPlan) -> None:
     """Log one warning when ``plan`` may open more connections than ``url``'s server allows.
 
-    Best-effort: a database that does not answer within CHECK_TIMEOUT_SECONDS
-    is left unchecked (one INFO line), as the API starts and answers 503
-    until it is back whatever its settings.
+    Best-effort: a database that does not answer within CHECK_TIMEOUT_SECONDS,
+    or refuses the question (a MySQL-speaking proxy may), is left unchecked
+    (one INFO line), as the API starts and answers 503 until it is back
+    whatever its settings.
     """
     try:
         limit = read_connection_limit(url)
-    except DATABASE_ERRORS as exc:
+    except SQLAlchemyError as exc:
         logger.info("connection budget not checked: %s", describe_database_error(exc))
         return
     warning = budget_warning(plan, limit) if limit is not None else None

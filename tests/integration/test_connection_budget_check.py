@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from lib import connection_budget
 from lib.connection_budget import (
     CHECK_TIMEOUT_SECONDS, ConnectionLimit, ConnectionPlan, read_connection_limit,
     warn_if_over_budget,
@@ -91,6 +92,21 @@ def test_an_unreachable_database_is_left_unchecked_at_once(caplog):
     assert record.getMessage().startswith(
         "connection budget not checked: OperationalError 2003: Can't connect to MySQL server")
     assert "secret" not in record.getMessage()
+
+
+@pytest.mark.mysql
+def test_a_server_refusing_the_question_is_left_unchecked(mysql_database_url, caplog,
+                                                          monkeypatch):
+    """A MySQL-speaking proxy may not know the variables: the start goes on, unchecked."""
+    # A statement the server cannot parse: a ProgrammingError, not an outage.
+    monkeypatch.setattr(connection_budget, "LIMIT_QUERY", "SELECT @@GLOBAL.max_connections FROM")
+    caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
+    warn_if_over_budget(mysql_database_url, ConnectionPlan(workers=1000, threads=100,
+                                                           exports=True))
+    [record] = caplog.records
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith("connection budget not checked: ")
+    assert "ProgrammingError 1064" in record.getMessage()
 
 
 @pytest.mark.mysql
