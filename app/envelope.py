@@ -41,4 +41,5 @@ def json_response(body: dict[str, Any], status: int, headers: dict | None = None
 DATABASE_UNAVAILABLE = "the database is unavailable, please retry later"
 INTERNAL_ERROR = "internal server error"
 BAD_HOST = "the Host header is not a valid host name"
+MISSING_HOST = "the Host header is missing: an HTTP/1.1 request must send one"
 RETRY_AFTER_SECONDS = "5"

@@ -14,8 +14,8 @@ from sqlalchemy.exc import ProgrammingError
 from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
 
 from app.envelope import (
-    BAD_HOST, DATABASE_UNAVAILABLE, INTERNAL_ERROR, RETRY_AFTER_SECONDS, error_envelope,
-    json_response,
+    BAD_HOST, DATABASE_UNAVAILABLE, INTERNAL_ERROR, MISSING_HOST, RETRY_AFTER_SECONDS,
+    error_envelope, json_response,
 )
 from app.extensions import db
 from app.metrics import record_database_error
@@ -95,9 +95,13 @@ def reject_bad_host() -> Response | None:
     characters) before any view runs, and RESTX's error handling routes the
     request again and fails again; answering here, before dispatch, keeps it
     one clean 400. Characters no host holds (a space, ``/``, ``@``) routing
-    lets through; RFC 9112 3.2 asks for a 400 there too.
+    lets through; RFC 9112 3.2 asks for a 400 there too, and for an HTTP/1.1
+    request without a Host header, which gunicorn and ``flask run`` pass on
+    (an empty Host is valid, and HTTP/1.0 may omit it).
     """
     host = request.headers.get("Host")
+    if host is None and request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1":
+        return json_response(*error_response(400, MISSING_HOST))
     if isinstance(request.routing_exception, BadHost) or (
             host is not None and not _HOST_FIELD.fullmatch(host)):
         return json_response(*error_response(400, BAD_HOST))

@@ -3,8 +3,11 @@ import re
 from pathlib import Path
 
 import pytest
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
 from lib.log_setup import CONTINUATION_INDENT
+from app.envelope import MISSING_HOST
 from tests.helpers import LIST_ERROR, OBJECT_ERROR, assert_error
 
 RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} [A-Z]+ [\w.]+: ")
@@ -58,3 +61,30 @@ def test_a_good_host_header_still_works(sqlite_client, host):
     """RFC 3986's host: "_" (a container's name may hold one) and an empty Host pass."""
     response = sqlite_client.get("/api/health", headers={"Host": host})
     assert response.status_code == 200
+
+
+def get_without_host(client, path: str, protocol: str):
+    """GET ``path`` with no Host header at all, as gunicorn and `flask run` pass such a request.
+
+    The test client always sends one (``localhost``); this environ is the
+    client's, less HTTP_HOST, over ``protocol`` (SERVER_PROTOCOL).
+    """
+    environ = EnvironBuilder(path, environ_overrides={"SERVER_PROTOCOL": protocol}).get_environ()
+    del environ["HTTP_HOST"]
+    return client.open(Request(environ))
+
+
+@pytest.mark.parametrize("path, shape", [
+    ("/api/health", OBJECT_ERROR), ("/api/financial_data", LIST_ERROR), ("/", OBJECT_ERROR),
+    ("/static/dashboard/dashboard.js", OBJECT_ERROR), ("/api/nothing", OBJECT_ERROR),
+])
+def test_an_http_1_1_request_without_a_host_header_is_a_json_400(sqlite_client, path, shape):
+    """RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request lacking Host."""
+    with get_without_host(sqlite_client, path, "HTTP/1.1") as response:
+        assert_error(response, 400, MISSING_HOST, shape)
+
+
+@pytest.mark.parametrize("path", ["/api/health", "/", "/static/dashboard/dashboard.js"])
+def test_an_http_1_0_request_may_leave_out_the_host_header(sqlite_client, path):
+    with get_without_host(sqlite_client, path, "HTTP/1.0") as response:
+        assert response.status_code == 200

@@ -345,6 +345,32 @@ def test_the_development_server_logs_each_request_once(start_server, seeded_sqli
     assert f"Running on http://127.0.0.1:{server.port}" in server.output(), "its banner stays"
 
 
+def raw_status(port: int, request: bytes) -> bytes:
+    """Send ``request`` as written and return the answer's status line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(request)
+        received = b""
+        while b"\r\n" not in received and (chunk := client.recv(4096)):
+            received += chunk
+    return received.partition(b"\r\n")[0]
+
+
+@pytest.mark.parametrize("command", [None, ["flask", "--app", "app", "run", "--port", "{port}"]],
+                         ids=["gunicorn", "flask-run"])
+def test_an_http_1_1_request_without_a_host_header_is_a_400_on_each_server(
+        start_server, seeded_sqlite_url, command):
+    """RFC 9112 3.2: each server passes it on without HTTP_HOST; the app refuses it."""
+    server = start_server({"DATABASE_URL": seeded_sqlite_url, "FLASK_SKIP_DOTENV": "1"},
+                          command=command)
+    server.wait_until("/api/health", 200)
+    close = b"Connection: close\r\n"
+    assert raw_status(server.port, b"GET /api/health HTTP/1.1\r\n" + close + b"\r\n"
+                      ).startswith(b"HTTP/1.1 400 ")
+    for request in (b"GET /api/health HTTP/1.1\r\nHost:\r\n" + close + b"\r\n",
+                    b"GET /api/health HTTP/1.0\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"):
+        assert raw_status(server.port, request).endswith(b" 200 OK"), request
+
+
 class SwitchableProxy:
     """A TCP proxy to ``target`` on a port of its own: while off, connections are refused."""
 
