@@ -43,12 +43,29 @@ def register_conditional_get(app: Flask) -> None:
     (RFC 9110 13.1.3 and 13.1.4). Errors ignore every precondition (13.2.1).
     """
 
+    app.before_request(ignore_range_that_if_range_rules_out)
+
     @app.after_request
     def _make_conditional(response: Response) -> Response:
         if request.method in ("GET", "HEAD"):
             response = _evaluate_preconditions(response)
         add_vary(response, "Accept-Encoding")
         return response
+
+
+def ignore_range_that_if_range_rules_out() -> None:
+    """Drop the Range of a request whose If-Range holds a tag, so the whole file is sent.
+
+    If-Range compares tags strongly (RFC 9110 13.1.5) and every tag of this
+    server is weak, so no tag matches and the answer is the whole file (a
+    200), never the part werkzeug sent, as it compares the tag without its
+    ``W/``. A date (the file's Last-Modified) can match: werkzeug answers it.
+    werkzeug reads Range from the request's environ as it answers with the
+    file, so it is removed there, before the view.
+    """
+    environ = request.environ
+    if "HTTP_RANGE" in environ and "HTTP_IF_RANGE" in environ and request.if_range.date is None:
+        del environ["HTTP_RANGE"]
 
 
 def add_vary(response: Response, header: str) -> None:

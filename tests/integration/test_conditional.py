@@ -216,6 +216,28 @@ def test_a_file_the_client_has_is_a_304_even_when_it_asks_for_a_part(sqlite_clie
         assert (part.status_code, len(part.data)) == (206, 4)
 
 
+@pytest.mark.parametrize("path", [STATIC_FILE, "/swaggerui/swagger-ui.css"])
+def test_if_range_with_a_tag_gets_the_whole_file_and_with_its_date_the_part(sqlite_client, path):
+    """RFC 9110 13.1.5: If-Range compares tags strongly, which no weak tag passes; a date may."""
+    with sqlite_client.get(path) as first:
+        tag, last_modified, body = first.headers["ETag"], first.headers["Last-Modified"], first.data
+    for if_range in (tag, tag.removeprefix("W/"), '"other"'):
+        with sqlite_client.get(path, headers={"Range": "bytes=0-3", "If-Range": if_range}
+                               ) as whole:
+            assert (whole.status_code, whole.data) == (200, body), if_range
+            assert whole.headers["ETag"] == tag and "Content-Range" not in whole.headers
+    with sqlite_client.get(path, headers={"Range": "bytes=0-3", "If-Range": last_modified}
+                           ) as part:
+        assert (part.status_code, part.data) == (206, body[:4])
+        assert part.headers["Content-Range"] == f"bytes 0-3/{len(body)}"
+    with sqlite_client.get(path, headers={
+            "Range": "bytes=0-3", "If-Range": "Mon, 01 Jan 2001 00:00:00 GMT"}) as changed:
+        assert (changed.status_code, changed.data) == (200, body)
+    with sqlite_client.get(path, headers={"Range": "bytes=0-3", "If-Range": tag,
+                                          "If-None-Match": tag}) as unchanged:
+        assert (unchanged.status_code, unchanged.data) == (304, b""), "13.2.2: before If-Range"
+
+
 def test_files_alone_answer_if_modified_since(sqlite_client):
     """Flask sends a file's Last-Modified; no other answer has one to compare with."""
     with sqlite_client.get(STATIC_FILE) as first:
