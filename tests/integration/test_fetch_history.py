@@ -346,18 +346,42 @@ def test_a_run_that_changes_nothing_keeps_the_cached_prices(
         data = worker.get("/api/financial_data?limit=1000").get_json()["data"]
         return {row["symbol"] for row in data}
 
+    def listed_runs() -> int:
+        return len(worker.get("/api/fetch_runs").get_json()["data"])
+
     fake_alphavantage.queue_fixture(IBM)
     assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
-    assert listed_symbols() == {"IBM"}
+    assert (listed_symbols(), listed_runs()) == ({"IBM"}, 1)
     # Stored by hand, so only a cleared cache shows it.
     store_prices([make_price(symbol="MSFT", date=datetime.date(2023, 3, 24))])
     fake_alphavantage.queue_fixture(IBM)
     assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
-    assert len(worker.get("/api/fetch_runs").get_json()["data"]) == 2
+    assert listed_runs() == 2
     assert listed_symbols() == {"IBM"}
     fake_alphavantage.queue_fixture(AAPL)
     assert run_job(capsys, job_env, "--symbols", "AAPL")[0] == 0
     assert listed_symbols() == {"AAPL", "IBM", "MSFT"}
+
+
+@pytest.mark.redis
+def test_a_run_refused_at_the_lock_refreshes_the_cached_history(
+        redis_app, capsys, job_env, fake_alphavantage, held, start_job, monkeypatch):
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
+    worker = redis_app.test_client()
+    answer = held(IBM)
+    fake_alphavantage.queue_handler(answer)
+    running, _ = start_job("--symbols", "IBM")
+    wait_for(lambda: len(fake_alphavantage.requests) == 1, "the first run to ask for IBM")
+    assert [run["status"] for run in worker.get("/api/fetch_runs").get_json()["data"]] == [
+        "running"]
+
+    monkeypatch.setenv("FETCH_LOCK_TIMEOUT", "0")
+    assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 1
+    assert [run["status"] for run in worker.get("/api/fetch_runs").get_json()["data"]] == [
+        "failed", "running"]
+    answer.released.set()
+    assert finish(running)[0] == 0
 
 
 @pytest.mark.redis
@@ -369,6 +393,8 @@ def test_each_recorded_symbol_refreshes_the_cached_history_while_the_run_goes_on
     fake_alphavantage.queue_fixture(IBM)
     fake_alphavantage.queue_fixture(AAPL)
     assert run_job(capsys, job_env, "--symbols", "IBM,AAPL")[0] == 0
+    # Cached before the next run starts, so only its start's clear shows it running.
+    assert len(worker.get("/api/fetch_runs").get_json()["data"]) == 1
     # IBM fails, AAPL comes back unchanged; NOPE's answer keeps the run going meanwhile.
     answers = [held(error="invalid_symbol"), held(AAPL), held(error="invalid_symbol")]
     for answer in answers:
