@@ -3,7 +3,8 @@
 Read endpoints ask ``cached_value`` for a value by a kind and the request's
 normalized parameters, or ``cached_response`` for their whole 200; the fetch
 job calls ``clear_cached_answers`` after it stores changes, and
-``clear_run_history_answers`` after it records a symbol that changed no rows.
+``clear_run_history_answers`` when a run starts or ends and after it records
+a symbol that changed no rows.
 
 - A stored response answers a repeated request before the resource runs:
   ``register_response_cache`` looks its bytes up by the path and the raw
