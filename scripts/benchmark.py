@@ -201,20 +201,25 @@ def start_server(app_spec: str, env: dict[str, str], ready_path: str) -> tuple:
     """Start gunicorn with the project's config on a free port; return (process, port)."""
     port = free_port()
     env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    # Its output (a log line per request) would cost the measurement: a server
+    # that does not start is named with the command that shows why.
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", GUNICORN_CONFIG, app_spec],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    see_why = (f"; to see why, run: .venv/bin/python -m gunicorn --config {GUNICORN_CONFIG} "
+               f"'{app_spec}'")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{app_spec} exited with status {process.returncode}")
+            raise SystemExit(f"{app_spec} exited with status {process.returncode}{see_why}")
         try:
             if get_status(port, ready_path) == 200:
                 return process, port
-        except OSError:
-            time.sleep(0.2)
-    process.terminate()
-    raise SystemExit(f"{app_spec} did not answer {ready_path} within 60 s")
+        except (OSError, http.client.HTTPException):
+            pass  # not listening yet
+        time.sleep(0.2)
+    stop(process)
+    raise SystemExit(f"{app_spec} did not answer {ready_path} within 60 s{see_why}")
 
 
 def get_status(port: int, path: str) -> int:
