@@ -110,6 +110,9 @@ def warn_if_over_budget(url: str, plan: ConnectionPlan) -> None:
     except SQLAlchemyError as exc:
         logger.info("connection budget not checked: %s", describe_database_error(exc))
         return
+    except (TypeError, ValueError):  # an answer that is no number (NULL, text)
+        logger.info("connection budget not checked: the server's limits are not numbers")
+        return
     warning = budget_warning(plan, limit) if limit is not None else None
     if warning:
         logger.warning("%s", warning)

@@ -110,6 +110,18 @@ def test_a_server_refusing_the_question_is_left_unchecked(mysql_database_url, ca
 
 
 @pytest.mark.mysql
+@pytest.mark.parametrize("answer", ["NULL, NULL", "'many', 0"])
+def test_a_server_answering_no_number_is_left_unchecked(mysql_database_url, caplog,
+                                                        monkeypatch, answer):
+    monkeypatch.setattr(connection_budget, "LIMIT_QUERY", f"SELECT {answer}")
+    caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
+    warn_if_over_budget(mysql_database_url, ConnectionPlan(workers=1000, threads=100,
+                                                           exports=True))
+    assert [(record.levelno, record.getMessage()) for record in caplog.records] == [
+        (logging.INFO, "connection budget not checked: the server's limits are not numbers")]
+
+
+@pytest.mark.mysql
 def test_a_frozen_database_holds_the_check_no_longer_than_its_timeout(mysql_database_url, caplog):
     caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
     url = make_url(mysql_database_url)
