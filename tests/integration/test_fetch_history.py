@@ -171,6 +171,17 @@ def held():
 
 
 @pytest.fixture
+def shared_cache_worker(redis_app, job_env, monkeypatch):
+    """Give the fetch job redis_app's Redis cache; return a client of that API worker.
+
+    After ``job_env``, whose per-process cache it replaces.
+    """
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
+    return redis_app.test_client()
+
+
+@pytest.fixture
 def start_job(tmp_path, job_env):
     """Start get_raw_data.py as a process; yield a starter; kill leftovers at the end."""
     processes = []
@@ -321,10 +332,8 @@ def test_a_bad_schedule_exits_2_with_a_clear_message(
 
 @pytest.mark.redis
 def test_every_run_clears_the_cached_history_for_every_worker(
-        redis_app, capsys, job_env, fake_alphavantage, monkeypatch):
-    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
-    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
-    worker = redis_app.test_client()
+        shared_cache_worker, capsys, job_env, fake_alphavantage):
+    worker = shared_cache_worker
     for expected_runs in (1, 2):
         fake_alphavantage.queue_fixture(IBM)
         assert run_job(capsys, job_env, "--symbols", "IBM")[0] == 0
@@ -336,11 +345,9 @@ def test_every_run_clears_the_cached_history_for_every_worker(
 
 @pytest.mark.redis
 def test_a_run_that_changes_nothing_keeps_the_cached_prices(
-        redis_app, capsys, job_env, fake_alphavantage, store_prices, make_price, monkeypatch):
+        shared_cache_worker, capsys, job_env, fake_alphavantage, store_prices, make_price):
     """Only the run history's answers are cleared; one that changes rows clears them all."""
-    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
-    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
-    worker = redis_app.test_client()
+    worker = shared_cache_worker
 
     def listed_symbols() -> set[str]:
         data = worker.get("/api/financial_data?limit=1000").get_json()["data"]
@@ -365,10 +372,8 @@ def test_a_run_that_changes_nothing_keeps_the_cached_prices(
 
 @pytest.mark.redis
 def test_a_run_refused_at_the_lock_refreshes_the_cached_history(
-        redis_app, capsys, job_env, fake_alphavantage, held, start_job, monkeypatch):
-    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
-    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
-    worker = redis_app.test_client()
+        shared_cache_worker, capsys, job_env, fake_alphavantage, held, start_job, monkeypatch):
+    worker = shared_cache_worker
     answer = held(IBM)
     fake_alphavantage.queue_handler(answer)
     running, _ = start_job("--symbols", "IBM")
@@ -386,10 +391,8 @@ def test_a_run_refused_at_the_lock_refreshes_the_cached_history(
 
 @pytest.mark.redis
 def test_each_recorded_symbol_refreshes_the_cached_history_while_the_run_goes_on(
-        redis_app, capsys, job_env, fake_alphavantage, held, start_job, monkeypatch):
-    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
-    monkeypatch.setenv("CACHE_REDIS_URL", redis_app.config["CACHE_REDIS_URL"])
-    worker = redis_app.test_client()
+        shared_cache_worker, capsys, job_env, fake_alphavantage, held, start_job):
+    worker = shared_cache_worker
     fake_alphavantage.queue_fixture(IBM)
     fake_alphavantage.queue_fixture(AAPL)
     assert run_job(capsys, job_env, "--symbols", "IBM,AAPL")[0] == 0
