@@ -34,7 +34,7 @@ from lib.locks import LockFileError, LockWaitStopped, MigrationLockTimeout, migr
 from lib.log_setup import configure_logging
 from lib.schema import NEWER_SCHEMA, schema_revision
 from lib.stop_signals import StopRequest, Stopped, stop_on_signals
-from lib.tickers import SYMBOL_RULE, normalize_symbol
+from lib.tickers import SYMBOL_RULE, distinct_tickers
 
 logger = logging.getLogger("get_raw_data")
 
@@ -334,9 +334,7 @@ def _input_files(args: argparse.Namespace, config: BaseConfig, sample: bool) -> 
 
 def _symbols(option: str | None, configured: list[str]) -> list[str]:
     """Return the distinct tickers of ``--symbols`` (or SYMBOLS), upper-cased, in order."""
-    names = [name.strip() for name in (option.split(",") if option is not None else configured)]
-    names = list(dict.fromkeys(name.upper() for name in names if name))
-    bad = [name for name in names if normalize_symbol(name) is None]
+    names, bad = distinct_tickers(option.split(",") if option is not None else configured)
     if bad or not names:
         raise UsageError(f"invalid symbol(s) {', '.join(bad) or '(none given)'}: use "
                          f"{SYMBOL_RULE}, comma-separated")

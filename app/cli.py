@@ -21,7 +21,7 @@ from financial.stats import refresh_monthly_sums
 from lib.db import batch_engine
 from lib.db_errors import DATABASE_ERRORS, describe_database_error
 from lib.locks import LockFileError, LockTimeout, database_lock
-from lib.tickers import SYMBOL_RULE, normalize_symbol
+from lib.tickers import SYMBOL_RULE, distinct_tickers
 
 SWAGGER_FILE = PROJECT_ROOT / "conf" / "api.swagger.json"
 
@@ -107,11 +107,10 @@ def _tickers(_context: click.Context, _param: click.Parameter,
 
     The fetch job's rule (lib.tickers); a malformed one is a usage error (exit status 2).
     """
-    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
-    bad = [name for name in names if normalize_symbol(name) is None]
+    names, bad = distinct_tickers(name for value in values for name in value.split(","))
     if bad or not names:
         raise click.BadParameter(f"{', '.join(bad) or '(none given)'}: use {SYMBOL_RULE}")
-    return list(dict.fromkeys(name.upper() for name in names))
+    return names
 
 
 def _stored_days(symbols: list[str]) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """What counts as a stock symbol, for the API, the fetch job and saved files alike."""
 import re
+from collections.abc import Iterable
 
 # A ticker such as IBM, BRK.B or TSCO.LON.
 SYMBOL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9.\-]{0,15}"
@@ -18,3 +19,12 @@ def normalize_symbol(text: object) -> str | None:
     """Return ``text`` stripped and upper-cased if it is a ticker, else None."""
     cleaned = text.strip().upper() if isinstance(text, str) else ""
     return cleaned if is_valid_symbol(cleaned) else None
+
+
+def distinct_tickers(names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Return the distinct names, stripped and upper-cased, in order, and those that are no ticker.
+
+    Blank names are skipped, so ``IBM,,AAPL`` and a trailing comma name two tickers.
+    """
+    cleaned = list(dict.fromkeys(name.strip().upper() for name in names if name.strip()))
+    return cleaned, [name for name in cleaned if not is_valid_symbol(name)]

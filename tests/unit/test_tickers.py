@@ -1,7 +1,7 @@
 """The one rule for stock symbols (lib/tickers.py)."""
 import pytest
 
-from lib.tickers import is_valid_symbol
+from lib.tickers import distinct_tickers, is_valid_symbol
 
 
 @pytest.mark.parametrize("text", ["IBM", "BRK.B", "brk-b", "TSCO.LON", "A", "X" * 16, "7203.T"])
@@ -13,3 +13,13 @@ def test_tickers_are_accepted(text):
                                   "\u0661\u0662", "IBM;", "IBM/X"])
 def test_anything_else_is_refused(text):
     assert not is_valid_symbol(text)
+
+
+def test_distinct_tickers_are_stripped_upper_cased_once_in_order_and_blanks_skipped():
+    assert distinct_tickers([" ibm", "AAPL", "", "IBM ", " ", "brk.b"]) == (
+        ["IBM", "AAPL", "BRK.B"], [])
+
+
+def test_distinct_tickers_name_the_names_that_are_no_ticker_upper_cased():
+    assert distinct_tickers(["ibm", "bad symbol", "-x", "bad symbol"]) == (
+        ["IBM", "BAD SYMBOL", "-X"], ["BAD SYMBOL", "-X"])
