@@ -51,7 +51,11 @@ def secret_forms(secret: str) -> tuple[str, ...]:
 
 def mask_secret(text: str, secret: str) -> str:
     """Return ``text`` with ``secret``, raw or URL-encoded, replaced by MASK."""
-    for form in secret_forms(secret):
+    return _masked(text, secret_forms(secret))
+
+
+def _masked(text: str, forms: tuple[str, ...]) -> str:
+    for form in forms:
         text = text.replace(form, MASK)
     return text
 
@@ -69,9 +73,7 @@ def mask_secret_in_payload(payload: Any, secret: str) -> Any:
 
     def masked(value: Any) -> Any:
         if isinstance(value, str):
-            for form in forms:
-                value = value.replace(form, MASK)
-            return value
+            return _masked(value, forms)
         if isinstance(value, dict):
             return {masked(key): masked(item) for key, item in value.items()}
         if isinstance(value, list):
