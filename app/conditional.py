@@ -7,12 +7,11 @@ from app.envelope import json_response
 from app.errors import error_response
 from app.routes import is_api_path
 
-PRECONDITION_FAILED = ("If-Match matches no current answer: every ETag of this API is weak "
-                       "and If-Match compares strongly, so only * matches")
-# The same outside the API: the dashboard, its scripts and styles, Swagger UI's, /metrics.
-PRECONDITION_FAILED_OUTSIDE_API = ("If-Match matches no current answer: every ETag of this "
-                                   "server is weak and If-Match compares strongly, so only * "
-                                   "matches")
+_IF_MATCH_FAILED = ("If-Match matches no current answer: every ETag of this {} is weak "
+                    "and If-Match compares strongly, so only * matches")
+PRECONDITION_FAILED = _IF_MATCH_FAILED.format("API")
+# Outside the API: the dashboard, its scripts and styles, Swagger UI's, /metrics.
+PRECONDITION_FAILED_OUTSIDE_API = _IF_MATCH_FAILED.format("server")
 FILE_CHANGED = ("If-Unmodified-Since is earlier than the file's Last-Modified: "
                 "the file has changed since")
 
