@@ -37,7 +37,7 @@ def register_commands(app: Flask) -> None:
     @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
                   default=SWAGGER_FILE, show_default=True)
     def export_openapi(output: Path) -> None:
-        """Write the OpenAPI document served at /api/swagger.json to OUTPUT."""
+        """Write the OpenAPI document served at /api/swagger.json to the --output file."""
         output.write_text(openapi_document(), encoding="utf-8")
         click.echo(f"wrote {output}")
 
