@@ -9,10 +9,10 @@ from app.api.docs import (
 )
 from app.api.params import FetchRunsArgs, parser, swagger_params
 from app.api.responses import cacheable
-from app.api.serializers import fetch_run_record, pagination
-from app.envelope import envelope
+from app.api.serializers import fetch_run_record, page_envelope
 from app.extensions import db
 from app.routes import FETCH_RUNS_PATH
+from financial.models import FetchRun, FetchRunSymbol
 from financial.runs import count_runs, list_runs, symbols_of_runs
 
 ns = namespace("fetch_runs", "The fetch job's run history")
@@ -54,12 +54,13 @@ runs_page_model = ns.model("FetchRunPage", require_every_key({
 
 def fetch_runs_page(limit: int, page: int) -> dict:
     """Return the response body of one page of runs, newest first."""
-    count = count_runs(db.session())
-    offset = (page - 1) * limit
-    runs = list_runs(db.session(), limit=limit, offset=offset) if offset < count else []
-    outcomes = symbols_of_runs(db.session(), [run.id for run in runs])
-    return envelope([fetch_run_record(run, outcomes[run.id]) for run in runs],
-                    pagination=pagination(count, page, limit))
+    def runs_with_outcomes(offset: int) -> list[tuple[FetchRun, list[FetchRunSymbol]]]:
+        runs = list_runs(db.session(), limit=limit, offset=offset)
+        outcomes = symbols_of_runs(db.session(), [run.id for run in runs])
+        return [(run, outcomes[run.id]) for run in runs]
+
+    return page_envelope(count_runs(db.session()), page, limit, runs_with_outcomes,
+                         lambda item: fetch_run_record(*item))
 
 
 # Built once: a schema is reusable and building one per request costs time.

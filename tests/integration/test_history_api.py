@@ -150,6 +150,9 @@ def test_fetch_runs_are_paginated_newest_first(app, client, two_runs):
     assert body["pagination"] == {"count": 4, "page": 2, "limit": 3, "pages": 2}
     first_page = client.get("/api/fetch_runs?limit=3").get_json()["data"]
     assert [run["id"] for run in first_page] == list(reversed(two_runs))
+    past = client.get("/api/fetch_runs?limit=3&page=3").get_json()
+    assert past == {"data": [], "pagination": {"count": 4, "page": 3, "limit": 3, "pages": 2},
+                    "info": {"error": ""}}
 
 
 @pytest.mark.parametrize("path", ["/api/symbols", "/api/fetch_runs"])
