@@ -281,7 +281,7 @@ def test_a_frozen_cache_costs_the_fetch_job_two_waits_and_one_warning_not_one_pe
             assert "could not invalidate the cached answers (TimeoutError: " in warnings[0]
             assert "the API may serve answers up to CACHE_DEFAULT_TIMEOUT (300s) old" in err
             # The first clear and the last wait out the socket timeout (1 s) each;
-            # the 10 between leave the cache alone. Each used to wait: 12 s.
+            # the 10 between leave the cache alone, where a wait each would take 12 s.
             assert elapsed < 5, f"{elapsed:.1f}s"
     assert len(stored(app)) == 10 * len(symbols)
 

@@ -343,7 +343,7 @@ def test_prestart_gives_up_on_a_frozen_database_within_its_timeout(mysql_app, tm
         process = subprocess.Popen([sys.executable, "-m", "scripts.prestart", "--timeout", "2"],
                                    cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-        # Each try used to wait JOB_TIMEOUT, the migrations' wait for an answer.
+        # --timeout bounds every try: none may wait JOB_TIMEOUT, the migrations' wait for an answer.
         _, err = finish(process, STOP_BOUND)
     assert process.returncode == EXIT_UNREACHABLE, err
     assert "was not ready within 2s: OperationalError 2013: Lost connection" in err
