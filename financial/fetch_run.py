@@ -122,10 +122,12 @@ class RunLoop:
 
     ``report`` receives the one-line summary of each stored symbol (the
     job's output); ``note`` receives lines for the operator: progress and
-    dry-run summaries. A spent quota or a rejected key stops the run: every
-    later job is reported as not fetched, without a request; so does
-    ``should_stop()`` turning true (checked between jobs, so the current
-    symbol's transaction always completes). With a ``history``, every
+    dry-run summaries. A refusal every later request would meet too (a spent
+    quota, a rejected key, a premium-only function) or the run's deadline
+    passed stops the run (``spoils_the_run``): every later job is reported
+    as not fetched, without a request; so does ``should_stop()`` turning
+    true (checked between jobs, so the current symbol's transaction always
+    completes). With a ``history``, every
     outcome is recorded as it happens; ``on_change`` is called after each
     symbol whose rows changed, ``on_record`` after each other outcome
     recorded (a failure, a skip, no change: only the history changed).
@@ -174,7 +176,7 @@ class RunLoop:
         return self.outcome
 
     def _process(self, job: Job) -> str | None:
-        """Handle one job; return a reason to stop the run (spent quota, bad key) or None."""
+        """Handle one job; return why the run must stop, or None to go on."""
         symbol = self._known_symbol(job)
         try:
             series = job.fetch()
