@@ -21,6 +21,8 @@ SYMBOLS_DEFAULT_LIMIT = 100
 FETCH_RUNS_DEFAULT_LIMIT = 20
 MAX_SYMBOLS = 100
 ALL_FIELDS = "all"
+# The most refused values a message quotes; it counts the rest.
+_REFUSED_SHOWN = 5
 # ASCII digits only: \d would also take other scripts' digits.
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
@@ -76,11 +78,11 @@ def _quoted_name(name: str) -> str:
     return quoted_input(name) if name else "''"
 
 
-def _refused(bad: list[str], singular: str, plural: str, shown: int = 5) -> dict[str, str]:
-    """Return the ``bad`` and ``verb`` of a refusal message, quoting at most ``shown`` items."""
-    quoted = ", ".join(repr(quoted_input(name)) for name in bad[:shown])
-    if len(bad) > shown:
-        quoted += f" and {len(bad) - shown} more"
+def _refused(bad: list[str], singular: str, plural: str) -> dict[str, str]:
+    """Return the ``bad`` and ``verb`` of a refusal message, quoting the first _REFUSED_SHOWN."""
+    quoted = ", ".join(repr(quoted_input(name)) for name in bad[:_REFUSED_SHOWN])
+    if len(bad) > _REFUSED_SHOWN:
+        quoted += f" and {len(bad) - _REFUSED_SHOWN} more"
     return {"bad": quoted, "verb": singular if len(bad) == 1 else plural}
 
 
