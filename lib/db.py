@@ -178,8 +178,8 @@ def configure_engine(engine: Engine, *, reads_one_snapshot: Callable[[], bool]) 
 
     # pysqlite spots a write by comparing its first word with the C library's
     # tolower(): under a Turkish or Azerbaijani locale (LANG=tr_TR.UTF-8) "I"
-    # is not "i" there, so on Python 3.11 and 3.12 every INSERT committed on
-    # its own, and a symbol that failed half-way kept the rows written before.
+    # is not "i" there, so on Python 3.11 and 3.12 every INSERT would commit on
+    # its own, and a symbol that failed half-way would keep the rows written before.
     # Open the transaction here as pysqlite means to; Python 3.13 does itself,
     # and no statement pays for the check there.
     if sys.version_info >= (3, 13):

@@ -1,1 +1,1 @@
-"""Deployment helpers run inside the container (entrypoint, health check)."""
+"""Programs beside the app: the container's start-up and health check, the benchmark."""
