@@ -33,6 +33,7 @@ def openapi_document() -> str:
 
 
 def register_commands(app: Flask) -> None:
+    """Add the commands openapi, refresh-sums, prune-runs and forget-symbols to ``flask``."""
     @app.cli.command("openapi")
     @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
                   default=SWAGGER_FILE, show_default=True)

@@ -68,6 +68,7 @@ def method_not_allowed_message(method: str, path: str, allowed: list[str]) -> st
 
 
 def handle_database_error(exc: Exception) -> tuple:
+    """Answer 503 with Retry-After; roll back, count the error, log the outage once per interval."""
     current_app.extensions[_OUTAGE_LOG].failed(describe_database_error(exc))
     record_database_error()
     _rollback()
@@ -82,6 +83,7 @@ def handle_programming_error(exc: ProgrammingError) -> tuple:
 
 
 def handle_unexpected_error(exc: Exception) -> tuple:
+    """Answer 500 with a generic message; the traceback goes to the log, the session rolls back."""
     logger.error("unhandled %s on %s %s", exc.__class__.__name__, request.method, request.path,
                  exc_info=exc)
     _rollback()
