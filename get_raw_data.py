@@ -9,8 +9,10 @@ fetches at the times of a cron expression until SIGTERM or SIGINT (exit 0).
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -136,13 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with stop_on_signals(logger) as stop:
             if plan.schedule is None:
-                return run_once(app, plan, "manual", stop, report=print, note=_to_stderr)
+                return run_once(app, plan, "manual", stop, report=_to_stdout, note=_to_stderr)
             try:
                 serve_schedule(app, plan, plan.schedule, stop)
             except Stopped:
                 logger.warning(STOPPED_WAITING)
             return EXIT_OK
     finally:
+        with _reader_may_leave():  # the output held back in stdout's buffer
+            sys.stdout.flush()
         # Close the pool's connections now, not whenever the app is collected:
         # a caller that runs main() repeatedly (the tests) would pile them up.
         with app.app_context():
@@ -169,8 +173,9 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
     """Bring the schema up to date, run the jobs as a recorded run (or a dry run)."""
     if settings.dry_run:
         outcome = RunLoop(db.session(), settings, report=report, note=note).run(jobs)
-        json.dump(outcome.records, sys.stdout, indent=2)
-        print()
+        with _reader_may_leave():
+            json.dump(outcome.records, sys.stdout, indent=2)
+            print()
         return EXIT_FAILED if outcome.failures else EXIT_OK
     try:
         if not _schema_ready(app, stop):
@@ -255,6 +260,28 @@ def _database_unavailable(exc: Exception, consequence: str) -> None:
 
 def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def _to_stdout(line: str) -> None:
+    """Print a line of the job's output (a stored symbol's summary)."""
+    with _reader_may_leave():
+        print(line)
+
+
+@contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Let the reader of stdout go away (``get_raw_data.py | head -1``) without harm.
+
+    Its BrokenPipeError would otherwise fail a symbol already stored, or end
+    the job in a traceback. The job's work goes on; the rest of its output,
+    and Python's last flush at exit, go to the null device.
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _discard(_line: str) -> None:

@@ -542,6 +542,42 @@ def test_progress_is_shown_on_a_terminal_only(app, tmp_path):
     assert "[1/2]" not in out
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""])  # as in the image (Dockerfile), and not
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_reader_that_went_away_ends_the_output_not_the_run(app, tmp_path, unbuffered, dry_run):
+    """``get_raw_data.py | head -1``: stored symbols stay stored and recorded ok, no traceback.
+
+    The output is small: a buffered stdout fails only in Python's last flush at exit.
+    """
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+                               PYTHONUNBUFFERED=unbuffered)
+    reader, writer = os.pipe()
+    os.close(reader)  # every write to stdout fails: EPIPE
+    try:
+        run = subprocess.run(
+            [sys.executable, "get_raw_data.py", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
+             "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL), "--days", "3",
+             *(["--dry-run"] * dry_run)],
+            cwd=PROJECT_ROOT, env=env, stdout=writer, stderr=subprocess.PIPE, text=True,
+            timeout=120)
+    finally:
+        os.close(writer)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr
+    assert "failed" not in run.stderr
+    if dry_run:
+        assert stored(app) == {}
+        return
+    runs, symbols = history(app)
+    (run_id,) = runs
+    assert run.stderr.splitlines()[-1] == (
+        f"run {run_id} ok: 2 of 2 files stored, 6 new rows, 0 updated")
+    assert {symbol: row.status for symbol, row in symbols[run_id].items()} == {
+        "IBM": "ok", "AAPL": "ok"}
+    assert len(stored(app)) == 6
+
+
 def test_unreachable_database_is_one_line_on_stderr_and_a_traceback_in_the_log(
         capsys, job_env, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api:hunter2@127.0.0.1:1/financial")
