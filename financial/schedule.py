@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from croniter.croniter import CroniterError
+from croniter.croniter import CroniterBadDateError, CroniterError
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,9 @@ class Schedule:
         schedule = cls(expression, zone)
         try:
             schedule.next_after(utc_clock())
+        except CroniterBadDateError:  # croniter says "failed to find next date"
+            raise ScheduleError(f"the cron expression {expression!r} cannot be used: it never "
+                                "matches a date") from None
         except (CroniterError, ValueError) as exc:
             raise ScheduleError(f"the cron expression {expression!r} cannot be used: "
                                 f"{exc}") from None

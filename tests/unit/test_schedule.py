@@ -330,7 +330,8 @@ FIVE_FIELDS = "must have 5 fields: minute hour day-of-month month day-of-week$"
     ("@daily", FIVE_FIELDS),
     ("61 18 * * *", "cannot be used"),
     ("30 18 * * mon-xyz", "cannot be used"),
-    ("0 0 30 2 *", "cannot be used"),
+    ("0 0 30 2 *", "cannot be used: it never matches a date$"),
+    ("0 0 31 4 *", "cannot be used: it never matches a date$"),
 ])
 def test_a_bad_cron_expression_is_refused_with_a_reason(expression, problem):
     with pytest.raises(ScheduleError, match=problem):
