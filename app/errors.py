@@ -19,6 +19,7 @@ from app.envelope import (
 )
 from app.extensions import db
 from app.metrics import record_database_error
+from app.request_log import request_id
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
 from lib.db_errors import DATABASE_ERRORS, describe_database_error, is_schema_error
@@ -83,9 +84,12 @@ def handle_programming_error(exc: ProgrammingError) -> tuple:
 
 
 def handle_unexpected_error(exc: Exception) -> tuple:
-    """Answer 500 with a generic message; the traceback goes to the log, the session rolls back."""
-    logger.error("unhandled %s on %s %s", exc.__class__.__name__, request.method, request.path,
-                 exc_info=exc)
+    """Answer 500 with a generic message; the traceback goes to the log, the session rolls back.
+
+    The log line names the request's ID, which the client got and may quote.
+    """
+    logger.error("unhandled %s on %s %s request_id=%s", exc.__class__.__name__, request.method,
+                 request.path, request_id(), exc_info=exc)
     _rollback()
     return error_response(500, INTERNAL_ERROR)
 

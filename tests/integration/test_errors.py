@@ -247,9 +247,10 @@ def test_unexpected_error_is_a_generic_500_logged_with_details(own_sqlite_app, c
     _execute(own_sqlite_app, "INSERT INTO financial_data "
                              "(symbol, date, open_price, close_price, volume) VALUES "
                              "('IBM', '2023-01-03', 'garbage /work/x.py', 1, 1)")
-    response = own_sqlite_app.test_client().get(path)
+    response = own_sqlite_app.test_client().get(path, headers={"X-Request-ID": "req-500"})
     assert_error(response, 500, "internal server error", LIST_ERROR)
-    assert caplog.text.count(f"unhandled ValueError on GET {path}") == 1
+    # The ID the client can quote finds the details, not only the request's own line.
+    assert caplog.text.count(f"unhandled ValueError on GET {path} request_id=req-500") == 1
     assert "Traceback" in caplog.text
 
 
