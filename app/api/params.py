@@ -23,8 +23,15 @@ MAX_SYMBOLS = 100
 ALL_FIELDS = "all"
 # The most refused values a message quotes; it counts the rest.
 _REFUSED_SHOWN = 5
+# The highest page number: any page past the last is answered alike, and a
+# bound keeps the number echoed in "pagination" a 32-bit integer, which every
+# client's JSON parser reads exactly.
+MAX_PAGE = 2**31 - 1
 # ASCII digits only: \d would also take other scripts' digits.
-_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+_DIGITS = re.compile(r"-?[0-9]+")
+# No leading zero either: "05" and "5" would be two stored answers to one
+# question (app/api/caching.py keys responses by the query as written).
+_WHOLE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)")
 
 
 class IsoDate(fields.Date):
@@ -125,13 +132,16 @@ class FieldList(fields.String):
 
 
 class WholeNumber(fields.Integer):
-    """An integer in plain ASCII digits: no '+', spaces, underscores or other scripts."""
+    """An integer as JSON writes it, in ASCII digits: no '+', spaces, underscores or leading 0."""
 
-    default_error_messages = {"invalid": "must be an integer"}
+    default_error_messages = {"invalid": "must be an integer",
+                              "leading_zero": "must be written without leading zeros"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not _WHOLE_NUMBER.fullmatch(value):
+        if not isinstance(value, str) or not _DIGITS.fullmatch(value):
             raise self.make_error("invalid")
+        if not _WHOLE_NUMBER.fullmatch(value):
+            raise self.make_error("leading_zero")
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -181,8 +191,10 @@ def _limit(default: int, what: str) -> WholeNumber:
 def _page() -> WholeNumber:
     return WholeNumber(
         load_default=1,
-        validate=validate.Range(min=1, error="must be 1 or more"),
-        metadata={"description": "Page number, 1 or more; past the last page data is []"},
+        validate=[validate.Range(min=1, error="must be 1 or more"),
+                  validate.Range(max=MAX_PAGE, error=f"must be at most {MAX_PAGE}")],
+        metadata={"description": f"Page number, 1 to {MAX_PAGE}; past the last page data "
+                                 "is []"},
     )
 
 
