@@ -74,6 +74,11 @@ loglevel = _env("LOG_LEVEL", "info").lower()
 # Whose X-Forwarded-* headers to trust. The compose files set "*": only nginx
 # can reach the unpublished API port there.
 forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# And of those, only X-Forwarded-Proto, which nginx sets (replacing the
+# client's). gunicorn's default also reads X-Forwarded-Ssl and
+# X-Forwarded-Protocol, which nginx passes on as the client wrote them: one
+# contradicting nginx's got gunicorn's own HTML 400 instead of the answer.
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
 
 # The heartbeat file is touched constantly; on a container's overlay
 # filesystem that can stall workers, /dev/shm is memory-backed.

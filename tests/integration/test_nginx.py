@@ -145,11 +145,27 @@ def test_requests_pass_with_their_id_and_nginx_names_no_version(nginx_port):
     (b"G@T /api/health HTTP/1.1", 400),
     (b"GET api/health HTTP/1.1", 400),
     (b"TRACE /api/health HTTP/1.1", 405),
-], ids=["URL over 4 KB", "malformed method", "URI without its slash", "TRACE"])
+    (b"GET /api/financial_data?symbol=\xc3\x89 HTTP/1.1", 400),
+    (b"GET /api/he\xffalth HTTP/1.1", 400),
+    (b"GET /api/health HTTP/2.0", 505),
+    (b"GET /__nginx_error/400 HTTP/1.1", 404),
+], ids=["URL over 4 KB", "malformed method", "URI without its slash", "TRACE",
+        "raw UTF-8 in the query", "raw byte in the path", "HTTP/2.0 in plain text",
+        "an error page's internal URI"])
 def test_what_nginx_refuses_itself_is_the_envelope(nginx_port, request_line, status):
     answer = raw_request(nginx_port, request_line)
     assert answer[0] == status
     assert assert_envelope(*answer[1:])
+
+
+@pytest.mark.parametrize("header", [b"X-Forwarded-Ssl: on", b"X-Forwarded-Protocol: ssl"])
+def test_a_scheme_header_a_client_writes_itself_counts_for_nothing(nginx_port, header):
+    """gunicorn believes only X-Forwarded-Proto, which nginx sets: the others, passed on as
+    sent, contradicted it, and gunicorn answered its own HTML 400."""
+    status, headers, body = raw_request(nginx_port, b"GET /api/health HTTP/1.1",
+                                        header + b"\r\n")
+    assert status == 200
+    assert json.loads(body)["status"] == "ok"
 
 
 def test_a_method_nginx_refuses_itself_names_the_allowed_ones(nginx_port):
