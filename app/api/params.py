@@ -28,10 +28,7 @@ _REFUSED_SHOWN = 5
 # client's JSON parser reads exactly.
 MAX_PAGE = 2**31 - 1
 # ASCII digits only: \d would also take other scripts' digits.
-_DIGITS = re.compile(r"-?[0-9]+")
-# No leading zero either: "05" and "5" would be two stored answers to one
-# question (app/api/caching.py keys responses by the query as written).
-_WHOLE_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
 
 class IsoDate(fields.Date):
@@ -132,16 +129,13 @@ class FieldList(fields.String):
 
 
 class WholeNumber(fields.Integer):
-    """An integer as JSON writes it, in ASCII digits: no '+', spaces, underscores or leading 0."""
+    """An integer in plain ASCII digits: no '+', spaces, underscores or other scripts."""
 
-    default_error_messages = {"invalid": "must be an integer",
-                              "leading_zero": "must be written without leading zeros"}
+    default_error_messages = {"invalid": "must be an integer"}
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or not _DIGITS.fullmatch(value):
+        if not isinstance(value, str) or not _WHOLE_NUMBER.fullmatch(value):
             raise self.make_error("invalid")
-        if not _WHOLE_NUMBER.fullmatch(value):
-            raise self.make_error("leading_zero")
         return super()._deserialize(value, attr, data, **kwargs)
 
 

@@ -55,6 +55,8 @@ def test_pages_together_hold_every_row_once_in_order(client, twenty_rows):
 def test_last_page_is_partial_and_past_the_end_is_empty(client, twenty_rows):
     last = client.get("/api/financial_data?limit=3&page=7").get_json()
     assert len(last["data"]) == 2
+    # A leading zero is the same number, as most APIs read it.
+    assert client.get("/api/financial_data?limit=03&page=007").get_json() == last
     past = client.get("/api/financial_data?limit=3&page=8")
     assert past.status_code == 200
     assert past.get_json() == {"data": [], "info": {"error": ""},
