@@ -168,7 +168,7 @@ class AlphaVantageClient:
                 if waits >= self._rate_limit_retries:
                     raise RateLimitError(
                         f"AlphaVantage short-term rate limit for {ticker} persisted "
-                        f"after {waits} waits",
+                        f"after {waits} wait{'' if waits == 1 else 's'}",
                         ticker,
                     )
                 waits += 1

@@ -169,6 +169,14 @@ def test_burst_limit_exhausted_raises_after_bounded_retries(fake_alphavantage, m
     assert_key_hidden(caught.value, caplog)
 
 
+def test_burst_limit_after_one_wait_says_one_wait(fake_alphavantage, make_client, sleeps):
+    for _ in range(2):
+        fake_alphavantage.queue_error("burst_limit")
+
+    with pytest.raises(RateLimitError, match="persisted after 1 wait$"):
+        make_client(rate_limit_retries=1).fetch_daily("IBM")
+
+
 def test_daily_quota_fails_at_once(fake_alphavantage, make_client, sleeps, caplog):
     fake_alphavantage.queue_error("daily_quota")
 
