@@ -22,6 +22,7 @@ from flask import Response
 from sqlalchemy import Connection, Engine, Result, Row
 from sqlalchemy.orm import Session
 
+from app.request_log import request_id
 from financial.errors import InvalidParameterError
 from financial.queries import count_prices, stream_prices
 from financial.records import record_values
@@ -66,7 +67,7 @@ def csv_response(engine: Engine, query: ExportQuery, headers: dict[str, str]) ->
     Raises InvalidParameterError when more rows than ``query.max_rows`` match,
     and the database's errors when it cannot count or run the query.
     """
-    chunks = _csv_chunks(engine, query)
+    chunks = _csv_chunks(engine, query, request_id())
     rows = cast(int, next(chunks))  # counts, runs the query, reads the first rows: errors are JSON
     return Response(cast(Iterator[bytes], chunks), content_type=CSV_CONTENT_TYPE,
                     headers=_csv_headers(rows, headers))
@@ -101,7 +102,7 @@ def _csv_headers(rows: int, headers: dict[str, str]) -> dict[str, str]:
     return {"Content-Disposition": CONTENT_DISPOSITION, ROW_COUNT_HEADER: str(rows), **headers}
 
 
-def _csv_chunks(engine: Engine, query: ExportQuery) -> Iterator[int | bytes]:
+def _csv_chunks(engine: Engine, query: ExportQuery, request: str) -> Iterator[int | bytes]:
     """Yield the row count once the first rows are read, then the CSV in chunks.
 
     The export has a connection of its own rather than the request's
@@ -109,6 +110,8 @@ def _csv_chunks(engine: Engine, query: ExportQuery) -> Iterator[int | bytes]:
     sent; it is given back as the body ends, cut short or not. The count
     and the rows come from one transaction (on SQLite too, see
     ``lib.db.configure_engine``), so the CSV holds exactly the rows counted.
+    ``request`` is the request's ID, for the log: the body is sent after
+    the request's context is gone.
     """
     connection = engine.connect()
     session = Session(bind=connection)
@@ -117,7 +120,7 @@ def _csv_chunks(engine: Engine, query: ExportQuery) -> Iterator[int | bytes]:
         rows, result = _open_rows(session, query)
         first_rows = result.fetchmany(BATCH_ROWS)
         yield rows
-        yield from _encoded(itertools.chain(first_rows, result), query.fields)
+        yield from _encoded(itertools.chain(first_rows, result), query.fields, request)
     finally:
         _release(connection, session, result)
 
@@ -162,10 +165,11 @@ def _open_rows(session: Session, query: ExportQuery) -> tuple[int, Result]:
                                 batch_size=BATCH_ROWS)
 
 
-def _encoded(rows: Iterable[Row], fields: Sequence[str]) -> Iterator[bytes]:
+def _encoded(rows: Iterable[Row], fields: Sequence[str], request: str) -> Iterator[bytes]:
     """Yield the header and rows (columns in ``fields`` order) as UTF-8 CSV chunks.
 
-    Logs a failure, or a client that stopped reading, with the rows written so far.
+    Logs a failure, or a client that stopped reading, with the rows written
+    so far and the request's ID (``request``).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer)  # RFC 4180: CRLF line ends, quotes only where needed
@@ -181,9 +185,10 @@ def _encoded(rows: Iterable[Row], fields: Sequence[str]) -> Iterator[bytes]:
                 buffer.truncate()
         yield buffer.getvalue().encode()
     except GeneratorExit:
-        logger.info("CSV export stopped after %d rows: the client stopped reading", sent)
+        logger.info("CSV export stopped after %d rows: the client stopped reading "
+                    "request_id=%s", sent, request)
         raise
     except Exception as exc:
-        logger.error("CSV export failed after %d rows (%s); the response was cut short",
-                     sent, exc.__class__.__name__, exc_info=exc)
+        logger.error("CSV export failed after %d rows (%s); the response was cut short "
+                     "request_id=%s", sent, exc.__class__.__name__, request, exc_info=exc)
         raise

@@ -259,7 +259,8 @@ def test_a_client_that_stops_reading_frees_the_connection_and_is_logged(app, cli
     response.close()
     assert checked_out_connections(app) == 0
     sent = first.count(b"\r\n") - 1  # the rows of the one chunk read, not its header
-    assert f"CSV export stopped after {sent} rows: the client stopped reading" in caplog.messages
+    assert (f"CSV export stopped after {sent} rows: the client stopped reading "
+            f"request_id={response.headers['X-Request-ID']}") in caplog.messages
     assert client.get(f"{EXPORT}?symbol=S001&start_date=2000-01-03&end_date=2000-01-03"
                       ).get_data().count(b"\r\n") == 2, "the pool's connections still work"
 

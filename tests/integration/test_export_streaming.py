@@ -53,4 +53,5 @@ def test_a_database_failure_mid_stream_cuts_the_body_short_logs_and_frees_the_co
     log = (tmp_path / "api.log").read_text()
     # One ERROR line, followed by the traceback behind it.
     assert re.search(r" ERROR app\.api\.export: CSV export failed after [0-9]+ rows "
-                     r"\(OperationalError\); the response was cut short\n\s+Traceback ", log), log
+                     r"\(OperationalError\); the response was cut short request_id=[0-9a-f]{32}\n"
+                     r"\s+Traceback ", log), log
