@@ -209,8 +209,17 @@ class Browser:
         self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
             "width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
 
-    def screenshot(self, name: str) -> Path:
-        """Save the viewport as ``<artifacts>/<name>.png`` and return the path."""
+    def screenshot(self, name: str, whole_page: bool = False) -> Path:
+        """Save the viewport as ``<artifacts>/<name>.png`` and return the path.
+
+        With ``whole_page``, the viewport first grows (at the same width) to the page's
+        height, so the image holds the page from top to bottom.
+        """
+        if whole_page:
+            width, height = self.script("const page = document.documentElement;"
+                                        "return [page.clientWidth, page.scrollHeight];")
+            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         path = self.artifacts_dir / f"{name}.png"
         self.driver.save_screenshot(str(path))

@@ -129,7 +129,7 @@ def test_dashboard_draws_candles_volume_and_the_statistics_of_the_range(browser,
     assert label == (f"Candlestick chart of {first_symbol}, {rows[0]['date']} to "
                      f"{rows[-1]['date']}, {len(rows)} trading days, with daily volume below")
 
-    screenshot = browser.screenshot("dashboard")
+    screenshot = browser.screenshot("dashboard", whole_page=True)
     publish_screenshot(screenshot, README_SCREENSHOT)
 
 
@@ -306,6 +306,35 @@ def test_a_range_partly_without_high_and_low_mixes_candles_and_a_line(browser, m
     label = element(browser, "#chart").get_attribute("aria-label")
     assert "closing-price line for the" in label
     browser.screenshot("line-and-candles")
+
+
+# Where each name of the readout stands, how tall the readout is, and where each value ends
+# against its cell's right edge (0: right-aligned).
+READOUT_LAYOUT = """
+const readout = document.getElementById('readout');
+const cells = [...readout.children];
+return {
+  height: readout.getBoundingClientRect().height,
+  names: cells.map((cell) => { const box = cell.querySelector('dt').getBoundingClientRect();
+                               return [box.left, box.top]; }),
+  valueGaps: cells.map((cell) => cell.getBoundingClientRect().right
+                                 - cell.querySelector('dd').getBoundingClientRect().right),
+};
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_the_readout_stands_still_from_day_to_day(browser, mixed_server, width):
+    """Values of other widths ("unknown" beside "142.81") move no name and no line below."""
+    browser.emulate_phone(width=width)
+    open_every_day(browser, mixed_server, "IBM")
+    element(browser, "#chart").send_keys(Keys.HOME)
+    browser.wait_for(lambda: shown_readout(browser)["high_price"] == "unknown", "an older day")
+    older = browser.script(READOUT_LAYOUT)
+    element(browser, "#chart").send_keys(Keys.END)
+    browser.wait_for(lambda: shown_readout(browser)["high_price"] != "unknown", "the last day")
+    assert browser.script(READOUT_LAYOUT) == older
+    assert older["valueGaps"] == [0] * 6, "the values are right-aligned, as in the statistics"
 
 
 # --- messages ------------------------------------------------------------------------------
