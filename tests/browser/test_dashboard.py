@@ -308,6 +308,46 @@ def test_a_range_partly_without_high_and_low_mixes_candles_and_a_line(browser, m
     browser.screenshot("line-and-candles")
 
 
+# Counts the labels of the price pane's scale: bands of rows holding dark (text) pixels.
+# The last price's label is white on colour, so it is not counted.
+PRICE_SCALE_LABELS = """
+let labels = 0;
+for (const canvas of document.querySelectorAll('#chart tr:first-child td:last-child canvas')) {
+  const { width, height } = canvas;
+  const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+  let inLabel = false;
+  for (let y = 0; y < height; y += 1) {
+    let dark = false;
+    for (let i = y * width * 4; i < (y + 1) * width * 4 && !dark; i += 4) {
+      dark = data[i + 3] > 200 && Math.max(data[i], data[i + 1], data[i + 2]) < 110;
+    }
+    labels += dark && !inLabel ? 1 : 0;
+    inLabel = dark;
+  }
+}
+return labels;
+"""
+
+
+def test_the_price_scale_of_prices_under_a_cent_tells_them_apart(browser, serve, tmp_path):
+    """With 2 decimals, every price from 0.0231 to 0.0289 is 0.02 or 0.03: one label, "0.03"."""
+    url = sqlite_url(tmp_path)
+    migrate_database(url, tmp_path / "log")
+    application = build_app(url, tmp_path / "log")
+    first = datetime.date(2023, 1, 2)
+    with application.app_context():
+        insert_prices(db.session, [
+            {"symbol": "CENT", "date": first + datetime.timedelta(days=n),
+             "open_price": Decimal(f"0.02{30 + 2 * n}"), "high_price": Decimal(f"0.02{31 + 2 * n}"),
+             "low_price": Decimal(f"0.02{30 + 2 * n}"), "close_price": Decimal(f"0.02{31 + 2 * n}"),
+             "volume": 1000} for n in range(30)])
+        db.session.commit()
+    server = serve(application)
+    browser.open(server.url + "/?symbol=CENT")
+    wait_settled(browser)
+    assert browser.script(PRICE_SCALE_LABELS) >= 4
+
+
 # Where each name of the readout stands, how tall the readout is, and where each value ends
 # against its cell's right edge (0: right-aligned).
 READOUT_LAYOUT = """

@@ -19,6 +19,9 @@ export const COLORS = {
 const VOLUME_PANE_SHARE = 0.28;
 const MIN_BAR_SPACING = 0.001; // px: 100 years of days fit 30 px
 const KEY_STEPS = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1 }; // a slider's keys
+const PRICE_FIELDS = ['open_price', 'high_price', 'low_price', 'close_price'];
+const MIN_PRICE_DECIMALS = 2;
+const SIGNIFICANT_DIGITS = 3; // of the lowest price, on the price scale and its labels
 
 function hasRange(row) {
   return row.high_price != null && row.low_price != null; // null or absent: unknown
@@ -48,6 +51,24 @@ function volumeBar(row) {
     value: Number(row.volume),
     color: rising ? COLORS.upVolume : COLORS.downVolume,
   };
+}
+
+/**
+ * The price scale's format for `rows`: enough decimals for 3 significant digits of the lowest
+ * price (a price of 0.0258 reads 0.0258, not 0.03), never more than the API wrote, at least 2.
+ */
+function priceFormat(rows) {
+  let written = MIN_PRICE_DECIMALS;
+  let lowest = Infinity;
+  for (const row of rows) {
+    for (const text of PRICE_FIELDS.map((field) => row[field]).filter((value) => value != null)) {
+      written = Math.max(written, (text.split('.')[1] ?? '').length);
+      lowest = Math.min(lowest, Number(text));
+    }
+  }
+  const needed = lowest > 0 ? SIGNIFICANT_DIGITS - 1 - Math.floor(Math.log10(lowest)) : written;
+  const precision = Math.max(MIN_PRICE_DECIMALS, Math.min(written, needed));
+  return { type: 'price', precision, minMove: 10 ** -precision };
 }
 
 /** Say one day's prices, as the chart's value: the readout's numbers with their names. */
@@ -121,6 +142,9 @@ export class PriceChart {
   show(rows, symbol) {
     this.rows = rows;
     this.focused = rows.length - 1;
+    const priceScale = { priceFormat: priceFormat(rows) };
+    this.candles.applyOptions(priceScale);
+    this.line.applyOptions(priceScale);
     this.candles.setData(rows.map(candle));
     this.line.setData(rows.map(linePoint));
     this.volume.setData(rows.map(volumeBar));
