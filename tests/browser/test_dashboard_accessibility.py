@@ -273,11 +273,11 @@ return { natural, shown: fields.map((field) => field.offsetWidth) };
 """
 
 
-# Each date in the chart's title, with the number of lines its characters are shown on.
-TITLE_DATE_LINES = """
-const title = document.getElementById('chart-title');
-const walker = document.createTreeWalker(title, NodeFilter.SHOW_TEXT);
-const texts = []; // [text node, its offset in the title's text]
+# Each date in an element (its id the argument), with the number of lines its characters are on.
+DATE_LINES = """
+const walker = document.createTreeWalker(document.getElementById(arguments[0]),
+                                         NodeFilter.SHOW_TEXT);
+const texts = []; // [text node, its offset in the element's text]
 let text = '';
 for (let node = walker.nextNode(); node; node = walker.nextNode()) {
   texts.push([node, text.length]);
@@ -301,7 +301,15 @@ def test_the_dates_of_the_chart_title_are_whole_on_the_narrowest_screen(browser,
     browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
     browser.open(live_server.url + "/?symbol=IBM&start_date=2023-03-01&end_date=2023-03-24")
     wait_shown(browser, "IBM", "2023-03-01", "2023-03-24")
-    assert browser.script(TITLE_DATE_LINES) == [["2023-03-01", 1], ["2023-03-24", 1]]
+    assert browser.script(DATE_LINES, "chart-title") == [["2023-03-01", 1], ["2023-03-24", 1]]
+
+
+def test_the_dates_of_a_message_are_whole_on_a_phone(browser, live_server):
+    browser.emulate_phone(width=390)
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2024-01-01")
+    assert wait_settled(browser)["message"].startswith("No prices are stored for IBM")
+    dates = ["2024-01-01", "2024-01-01", "2022-10-31", "2023-03-24"]
+    assert browser.script(DATE_LINES, "message-text") == [[date, 1] for date in dates]
 
 
 def test_the_dates_are_whole_on_the_narrowest_screen(browser, live_server):

@@ -127,6 +127,11 @@ export function renderFreshness(entry) {
   );
 }
 
+/** `text` as nodes, each date in it (YYYY-MM-DD) one that a narrow screen never breaks. */
+function withUnbrokenDates(text) {
+  return text.split(/(\d{4}-\d{2}-\d{2})/).map((part, index) => (index % 2 ? unbroken(part) : part));
+}
+
 /** A date that a narrow screen never breaks at its hyphens. */
 function unbroken(text) {
   const span = document.createElement('span');
@@ -159,7 +164,7 @@ export function showMessage(text, retry = null, retryAt = null) {
   const focused = document.activeElement;
   stopCountdown();
   retryAction = retry;
-  elements.messageText.textContent = text;
+  elements.messageText.replaceChildren(...withUnbrokenDates(text));
   if (retryAt !== null) {
     countDown(retryAt);
   }
