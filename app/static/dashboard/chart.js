@@ -68,7 +68,9 @@ function priceFormat(rows) {
   }
   const needed = lowest > 0 ? SIGNIFICANT_DIGITS - 1 - Math.floor(Math.log10(lowest)) : written;
   const precision = Math.max(MIN_PRICE_DECIMALS, Math.min(written, needed));
-  return { type: 'price', precision, minMove: 10 ** -precision };
+  // JavaScript's ** is approximate: an engine may make 10 ** -4 0.00009999999999999999
+  // (Node 20's does), and the library then labels 0.0258 "0.9994". 1 / 10 ** n is exact.
+  return { type: 'price', precision, minMove: 1 / 10 ** precision };
 }
 
 /** Say one day's prices, as the chart's value: the readout's numbers with their names. */
