@@ -329,8 +329,8 @@ return labels;
 """
 
 
-def test_the_price_scale_of_prices_under_a_cent_tells_them_apart(browser, serve, tmp_path):
-    """With 2 decimals, every price from 0.0231 to 0.0289 is 0.02 or 0.03: one label, "0.03"."""
+def serve_prices_under_a_cent(serve, tmp_path) -> str:
+    """Serve CENT, 30 days priced from 0.0230 to 0.0289 (the last close); return the page's URL."""
     url = sqlite_url(tmp_path)
     migrate_database(url, tmp_path / "log")
     application = build_app(url, tmp_path / "log")
@@ -342,10 +342,42 @@ def test_the_price_scale_of_prices_under_a_cent_tells_them_apart(browser, serve,
              "low_price": Decimal(f"0.02{30 + 2 * n}"), "close_price": Decimal(f"0.02{31 + 2 * n}"),
              "volume": 1000} for n in range(30)])
         db.session.commit()
-    server = serve(application)
-    browser.open(server.url + "/?symbol=CENT")
+    return serve(application).url + "/?symbol=CENT"
+
+
+def test_the_price_scale_of_prices_under_a_cent_tells_them_apart(browser, serve, tmp_path):
+    """With 2 decimals, every price from 0.0231 to 0.0289 is 0.02 or 0.03: one label, "0.03"."""
+    browser.open(serve_prices_under_a_cent(serve, tmp_path))
     wait_settled(browser)
     assert browser.script(PRICE_SCALE_LABELS) >= 4
+
+
+# Keeps each text the page draws on a canvas (the scales' labels) in window.drawnTexts.
+RECORD_DRAWN_TEXTS = """
+window.drawnTexts = [];
+const fillText = CanvasRenderingContext2D.prototype.fillText;
+CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
+  window.drawnTexts.push(String(text));
+  return fillText.call(this, text, ...rest);
+};
+"""
+
+
+def test_the_price_scale_labels_of_prices_under_a_cent_read_as_the_prices(browser, serve,
+                                                                          tmp_path):
+    """4 decimals: the last close reads 0.0289 on the scale, and every label lies in the range."""
+    url = serve_prices_under_a_cent(serve, tmp_path)
+    recorder = browser.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                              {"source": RECORD_DRAWN_TEXTS})
+    try:
+        browser.open(url)
+        wait_settled(browser)
+        drawn = browser.script("return window.drawnTexts")
+    finally:
+        browser.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", recorder)
+    prices = {text for text in drawn if re.fullmatch(r"[0-9]+\.[0-9]+", text)}
+    assert "0.0289" in prices, prices
+    assert all(re.fullmatch(r"0\.0[23][0-9]{2}", price) for price in prices), prices
 
 
 # Where each name of the readout stands, how tall the readout is, and where each value ends
