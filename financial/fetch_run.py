@@ -127,10 +127,10 @@ class RunLoop:
     passed stops the run (``spoils_the_run``): every later job is reported
     as not fetched, without a request; so does ``should_stop()`` turning
     true (checked between jobs, so the current symbol's transaction always
-    completes). With a ``history``, every
-    outcome is recorded as it happens; ``on_change`` is called after each
-    symbol whose rows changed, ``on_record`` after each other outcome
-    recorded (a failure, a skip, no change: only the history changed).
+    completes). With a ``history``, every outcome is recorded as it
+    happens; ``on_change`` is called after each symbol whose rows changed,
+    ``on_record`` after each other outcome recorded (a failure, a skip, no
+    change: only the history changed).
 
     A symbol that fails on the database, when its failure cannot be recorded
     either, stops the run too: a frozen database would hold every later

@@ -102,7 +102,7 @@ def _csv_headers(rows: int, headers: dict[str, str]) -> dict[str, str]:
     return {"Content-Disposition": CONTENT_DISPOSITION, ROW_COUNT_HEADER: str(rows), **headers}
 
 
-def _csv_chunks(engine: Engine, query: ExportQuery, request: str) -> Iterator[int | bytes]:
+def _csv_chunks(engine: Engine, query: ExportQuery, log_id: str) -> Iterator[int | bytes]:
     """Yield the row count once the first rows are read, then the CSV in chunks.
 
     The export has a connection of its own rather than the request's
@@ -110,7 +110,7 @@ def _csv_chunks(engine: Engine, query: ExportQuery, request: str) -> Iterator[in
     sent; it is given back as the body ends, cut short or not. The count
     and the rows come from one transaction (on SQLite too, see
     ``lib.db.configure_engine``), so the CSV holds exactly the rows counted.
-    ``request`` is the request's ID, for the log: the body is sent after
+    ``log_id`` is the request's ID, for the log: the body is sent after
     the request's context is gone.
     """
     connection = engine.connect()
@@ -120,7 +120,7 @@ def _csv_chunks(engine: Engine, query: ExportQuery, request: str) -> Iterator[in
         rows, result = _open_rows(session, query)
         first_rows = result.fetchmany(BATCH_ROWS)
         yield rows
-        yield from _encoded(itertools.chain(first_rows, result), query.fields, request)
+        yield from _encoded(itertools.chain(first_rows, result), query.fields, log_id)
     finally:
         _release(connection, session, result)
 
@@ -165,11 +165,11 @@ def _open_rows(session: Session, query: ExportQuery) -> tuple[int, Result]:
                                 batch_size=BATCH_ROWS)
 
 
-def _encoded(rows: Iterable[Row], fields: Sequence[str], request: str) -> Iterator[bytes]:
+def _encoded(rows: Iterable[Row], fields: Sequence[str], log_id: str) -> Iterator[bytes]:
     """Yield the header and rows (columns in ``fields`` order) as UTF-8 CSV chunks.
 
     Logs a failure, or a client that stopped reading, with the rows written
-    so far and the request's ID (``request``).
+    so far and the request's ID (``log_id``).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer)  # RFC 4180: CRLF line ends, quotes only where needed
@@ -186,9 +186,9 @@ def _encoded(rows: Iterable[Row], fields: Sequence[str], request: str) -> Iterat
         yield buffer.getvalue().encode()
     except GeneratorExit:
         logger.info("CSV export stopped after %d rows: the client stopped reading "
-                    "request_id=%s", sent, request)
+                    "request_id=%s", sent, log_id)
         raise
     except Exception as exc:
         logger.error("CSV export failed after %d rows (%s); the response was cut short "
-                     "request_id=%s", sent, exc.__class__.__name__, request, exc_info=exc)
+                     "request_id=%s", sent, exc.__class__.__name__, log_id, exc_info=exc)
         raise
