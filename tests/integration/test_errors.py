@@ -140,6 +140,21 @@ def test_a_path_with_doubled_slashes_is_a_json_404_not_a_redirect(sqlite_client,
     assert "Location" not in response.headers
 
 
+@pytest.mark.parametrize("path", ["/static/dashboard/dashboard.js/",
+                                  "/static/dashboard//dashboard.js", "/swaggerui/swagger-ui.css/"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+def test_a_file_path_with_a_trailing_or_doubled_slash_is_a_json_404(sqlite_client, path, method):
+    """Files are served as routes are: only at their exact path (the file's view merged them)."""
+    with sqlite_client.get(path.rstrip("/").replace("//", "/")) as exact:
+        assert exact.status_code == 200
+    response = sqlite_client.open(path, method=method)
+    response.close()
+    assert response.status_code == 404
+    if method == "GET":
+        assert_error(response, 404, f"no endpoint at {path}; the API is documented at /api/docs",
+                     OBJECT_ERROR)
+
+
 @pytest.mark.parametrize("path", ["//api/health", "///api/financial_data", "//",
                                   "//static/dashboard/dashboard.js", "//metrics"])
 @pytest.mark.parametrize("method", ["GET", "POST", "OPTIONS"])
