@@ -2,7 +2,8 @@
 
 The app serves the bundled sample that `make run` loads. On every operation,
 "Try it out" then "Execute", with nothing but what the page fills in
-(examples, else defaults), must answer 200 with data.
+(examples, else defaults), must answer 200 with data; the CSV export is
+offered as a file to download, not shown as text.
 """
 import json
 
@@ -41,12 +42,23 @@ def execute(browser, operation: WebElement) -> dict:
         By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status"), "the answer")
     path = operation.find_element(By.CSS_SELECTOR, ".opblock-summary-path").get_attribute(
         "data-path")
-    answer = browser.script(
-        "return window.ui.specSelectors.responseFor(arguments[0], 'get').toJS()", path)
+    answer = browser.async_script(RECEIVED, path)
+    downloads = [link.get_attribute("download") for link in operation.find_elements(
+        By.CSS_SELECTOR, ".live-responses-table a[download]")]
     return {"path": path, "extensions": extensions, "shown": shown[0].text,
-            "status": answer["status"],
-            "content_type": answer["headers"]["content-type"], "text": answer["text"],
+            "status": answer["status"], "downloads": downloads,
+            "content_type": answer["content_type"], "text": answer["text"],
             "url": operation.find_element(By.CSS_SELECTOR, ".request-url pre").text}
+
+
+# The answer Swagger UI holds for a GET: its body is text, or a Blob when offered as a file.
+RECEIVED = """
+const [path, done] = arguments;
+const answer = window.ui.specSelectors.responseFor(path, 'get');
+const body = answer.get('text');
+Promise.resolve(body instanceof Blob ? body.text() : body).then((text) => done({
+  status: answer.get('status'), content_type: answer.getIn(['headers', 'content-type']), text}));
+"""
 
 
 @pytest.mark.parametrize("sample_database_url", ["sqlite"], indirect=True)
@@ -68,6 +80,9 @@ def test_try_it_out_answers_every_operation_with_data(browser, serve, sample_dat
         assert (answer["shown"], answer["status"]) == ("200", 200), answer
         assert rows_of(answer["text"], answer["content_type"]), answer
     shown = {answer["path"]: answer["extensions"] for answer in answers}
+    downloads = {answer["path"]: answer["downloads"] for answer in answers}
+    assert downloads == {path: ["financial_data.csv"] if path.endswith("/export") else []
+                         for path in paths}
     assert shown["/financial_data"]["limit"] == ["minimum: 1", "maximum: 1000"]
     assert shown["/statistics"]["symbol"] == ["pattern: ^[A-Za-z0-9][A-Za-z0-9.\\-]{0,15}$"]
     browser.screenshot("swagger-ui-try-it-out")
