@@ -19,7 +19,7 @@ and `info.error`, an empty string on success and a message naming the
 offending parameter on failure; the CSV export answers its errors with the
 same envelope. The `Accept` header is not consulted: the export answers CSV,
 every other endpoint JSON. Unknown or repeated query parameters are rejected
-with 400.
+with 400 (`/health`, which takes none, ignores any).
 Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are exact decimal
 strings. Any path outside these endpoints (one with a trailing slash too)
 answers 404, never a redirect; a method other than

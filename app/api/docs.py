@@ -4,6 +4,7 @@ Every documented response carries its own example (``examples`` in the
 Swagger 2.0 response object), which Swagger UI shows instead of one built
 from field examples: an error shows a message that endpoint really sends.
 """
+import re
 from functools import cached_property
 from typing import Any
 
@@ -44,6 +45,14 @@ class NullableNested(_Nullable, fields.Nested):
     """A nested object that may be null."""
 
 
+class NullableDate(_Nullable, fields.Date):
+    """A date (YYYY-MM-DD) that may be null."""
+
+
+class NullableDateTime(_Nullable, fields.DateTime):
+    """A UTC time (YYYY-MM-DDTHH:MM:SSZ) that may be null."""
+
+
 def require_every_key(model_fields: dict[str, fields.Raw]) -> dict[str, fields.Raw]:
     """Mark every field of a model as required: its responses always hold every key.
 
@@ -77,6 +86,8 @@ SHARED_MODELS = (info_model, pagination_model, error_model, list_error_model)
 
 ETAG_HEADER = {"ETag": "A weak tag of this answer (W/\"...\"); send it in If-None-Match "
                        "to get a 304 while it is unchanged"}
+ALLOW_HEADER = {"Allow": {"type": "string",
+                          "description": "The methods allowed: " + ", ".join(ALLOWED_METHODS)}}
 RETRY_AFTER_HEADER = {"Retry-After": {"type": "integer",
                                       "description": "Seconds to wait before retrying"}}
 RATE_LIMIT_HEADERS = {
@@ -113,8 +124,9 @@ def error_responses(path: str, *, paginated: bool, bad_request: str | None = Non
 
     responses = {
         "405": ("Method not allowed: only " + ", ".join(ALLOWED_METHODS) + " (header Allow)",
-                model, example(method_not_allowed_message("DELETE", API_PREFIX + path,
-                                                          ALLOWED_METHODS))),
+                model, {**example(method_not_allowed_message("DELETE", API_PREFIX + path,
+                                                             ALLOWED_METHODS)),
+                        "headers": ALLOW_HEADER}),
         "412": ("Precondition Failed: If-Match holds no *; every ETag is weak and If-Match "
                 "compares strongly, so no tag matches", model, example(PRECONDITION_FAILED)),
         "500": ("Unexpected error; the details are only in the server's log", model,
@@ -142,8 +154,51 @@ def namespace(name: str, description: str) -> Namespace:
     return ns
 
 
+def unwrap(text: str) -> str:
+    """Join the lines of each paragraph of ``text`` into one line.
+
+    Swagger UI renders a description's every line break as a break, so text
+    wrapped for the source would show as ragged, narrow lines. Paragraphs
+    stay apart, and an indented block (code) keeps its lines.
+    """
+    paragraphs = []
+    for paragraph in re.split(r"\n\s*\n", text.strip()):
+        lines = paragraph.split("\n")
+        if all(line.startswith("    ") for line in lines):
+            paragraphs.append(paragraph)
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _unwrap_descriptions(node: Any) -> None:
+    """Unwrap every ``description`` and ``summary`` text of a document, in place."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("description", "summary") and isinstance(value, str):
+                node[key] = unwrap(value)
+            else:
+                _unwrap_descriptions(value)
+    elif isinstance(node, list):
+        for item in node:
+            _unwrap_descriptions(item)
+
+
 class _SwaggerWithExamples(Swagger):
-    """RESTX's document builder, keeping each response's ``examples``, which it drops."""
+    """RESTX's document builder, keeping each response's ``examples``, which it drops.
+
+    It also leaves out RESTX's top-level ``responses``, one per exception
+    handler and named after its exception class: no operation refers to them,
+    each lists its own errors with their envelope and a true example.
+    """
+
+    def as_dict(self) -> dict:
+        document = super().as_dict()
+        _unwrap_descriptions(document)
+        return document
+
+    def register_errors(self) -> dict:
+        return {}
 
     def responses_for(self, doc: dict, method: str) -> dict:
         responses = super().responses_for(doc, method)

@@ -4,8 +4,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
-    pagination_model, require_every_key,
+    NOT_MODIFIED, NullableDate, NullableDateTime, NullableString, error_responses, info_model,
+    namespace, ok_response, pagination_model, require_every_key,
 )
 from app.api.params import FetchRunsArgs, parser, swagger_params
 from app.api.responses import cacheable
@@ -23,30 +23,33 @@ run_symbol_model = ns.model("FetchRunSymbol", require_every_key({
                             description="ok (stored), failed, or not_fetched (skipped after "
                                         "a spent quota, a rejected key or a stop)"),
     "rows_fetched": fields.Integer(description="Days in the kept window"),
-    "rows_new": fields.Integer(),
-    "rows_updated": fields.Integer(),
-    "newest_date": NullableString(description="Newest day stored; null unless ok"),
+    "rows_new": fields.Integer(description="New days stored"),
+    "rows_updated": fields.Integer(description="Stored days whose values changed"),
+    "newest_date": NullableDate(description="Newest day stored, YYYY-MM-DD; null unless ok"),
     "error": NullableString(description="One-line reason; null unless it failed"),
 }))
 run_model = ns.model("FetchRun", require_every_key({
-    "id": fields.Integer(),
-    "started_at": fields.String(description="UTC"),
-    "finished_at": NullableString(description="UTC; null while running; never before "
-                                              "started_at, even if the clock was set back"),
+    "id": fields.Integer(description="The run's number, increasing from 1"),
+    "started_at": fields.DateTime(description="When it started, UTC (YYYY-MM-DDTHH:MM:SSZ)"),
+    "finished_at": NullableDateTime(description="When it ended, UTC; null while running; never "
+                                                "before started_at, even if the clock was set "
+                                                "back"),
     "trigger": fields.String(enum=["manual", "schedule"],
                              description="manual (by hand, cron) or schedule (--schedule)"),
     "status": fields.String(
         enum=["running", "ok", "partial", "failed", "interrupted"],
         description="running; ok (every symbol stored); partial (some failed); failed (none "
                     "stored); interrupted (the process died or was stopped before the end)"),
-    "rows_new": fields.Integer(),
-    "rows_updated": fields.Integer(),
+    "rows_new": fields.Integer(description="New days stored, all symbols together"),
+    "rows_updated": fields.Integer(description="Stored days whose values changed, all symbols "
+                                               "together"),
     "message": NullableString(description="One-line summary; null while running"),
     "symbols": fields.List(fields.Nested(run_symbol_model),
                            description="Outcome per symbol, ordered by symbol"),
 }))
 runs_page_model = ns.model("FetchRunPage", require_every_key({
-    "data": fields.List(fields.Nested(run_model)),
+    "data": fields.List(fields.Nested(run_model),
+                        description="This page's runs, newest first; [] past the last page"),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
 }))

@@ -31,7 +31,7 @@ PRICE_TEXT = "Exact decimal, >= 2 places"
 ADJUSTED_ONLY = "null unless fetched with TIME_SERIES_DAILY_ADJUSTED"
 record_model = ns.model("PriceRecord", {
     "symbol": fields.String(description="Ticker, upper case"),
-    "date": fields.String(description="Trading day, YYYY-MM-DD"),
+    "date": fields.Date(description="Trading day, YYYY-MM-DD"),
     "open_price": fields.String(description=PRICE_TEXT),
     "high_price": NullableString(description=f"{PRICE_TEXT}; null for days stored before "
                                              "it was kept"),
@@ -46,7 +46,8 @@ record_model = ns.model("PriceRecord", {
         description=f"Exact ratio, trailing zeros dropped, >= 1 place; {ADJUSTED_ONLY}"),
 })
 page_model = ns.model("PricePage", require_every_key({
-    "data": fields.List(fields.Nested(record_model)),
+    "data": fields.List(fields.Nested(record_model),
+                        description="This page's rows, by date then symbol; [] past the last page"),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
 }))

@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 ns = namespace("health", "Liveness of the API, its database and the database's schema")
 
 health_model = ns.model("Health", require_every_key({
-    "status": fields.String(enum=["ok", "unavailable"]),
-    "database": fields.String(enum=["ok", "unreachable"]),
+    "status": fields.String(enum=["ok", "unavailable"],
+                            description="ok: the API can answer; unavailable: it cannot, "
+                                        "info.error says why"),
+    "database": fields.String(enum=["ok", "unreachable"],
+                              description="Whether the database answered the check"),
     "schema": NullableString(
         enum=["current", "newer", "missing", "behind"],
         description="current: the migrations' newest revision; newer: one this release does "

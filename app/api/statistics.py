@@ -20,8 +20,8 @@ ns = namespace("statistics", "Averages over a date range")
 
 PRICE_MEAN = "Exact mean of the stored days, rounded half away from zero to 2 places"
 statistics_model = ns.model("Statistics", require_every_key({
-    "start_date": fields.String(description="As asked, YYYY-MM-DD"),
-    "end_date": fields.String(description="As asked, YYYY-MM-DD"),
+    "start_date": fields.Date(description="As asked, YYYY-MM-DD"),
+    "end_date": fields.Date(description="As asked, YYYY-MM-DD"),
     "symbol": fields.String(description="Ticker, upper case"),
     "average_daily_open_price": fields.Float(description=PRICE_MEAN),
     "average_daily_close_price": fields.Float(description=PRICE_MEAN),

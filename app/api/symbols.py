@@ -7,8 +7,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableString, error_responses, info_model, namespace, ok_response,
-    pagination_model, require_every_key,
+    NOT_MODIFIED, NullableDateTime, NullableString, error_responses, info_model, namespace,
+    ok_response, pagination_model, require_every_key,
 )
 from app.api.params import SymbolsArgs, parser, swagger_params
 from app.api.responses import cacheable
@@ -22,23 +22,25 @@ ns = namespace("symbols", "Stored symbols and the freshness of their data")
 
 symbol_model = ns.model("Symbol", require_every_key({
     "symbol": fields.String(description="Ticker, upper case"),
-    "first_date": fields.String(description="Oldest stored day"),
-    "last_date": fields.String(description="Newest stored day"),
-    "trading_days": fields.Integer(description="Stored days"),
+    "first_date": fields.Date(description="Oldest stored day, YYYY-MM-DD"),
+    "last_date": fields.Date(description="Newest stored day, YYYY-MM-DD"),
+    "trading_days": fields.Integer(description="Stored days, first_date to last_date"),
     "sessions_behind": fields.Integer(
         description="NYSE sessions closed after last_date (a session closes at 16:00 New "
                     "York time, 13:00 on half days; weekends and NYSE holidays are no "
                     "sessions)"),
     "stale": fields.Boolean(description="sessions_behind > STALE_AFTER_SESSIONS (default 1)"),
-    "last_fetched_at": NullableString(
-        description="UTC start of the newest fetch run that tried the symbol; null if none"),
+    "last_fetched_at": NullableDateTime(
+        description="UTC start (YYYY-MM-DDTHH:MM:SSZ) of the newest fetch run that tried the "
+                    "symbol; null if none"),
     "last_fetch_status": NullableString(
         enum=["ok", "failed", "not_fetched"],
         description="The symbol's outcome in that run (not_fetched: the run stopped before "
                     "it); null if no run tried it"),
 }))
 symbols_page_model = ns.model("SymbolPage", require_every_key({
-    "data": fields.List(fields.Nested(symbol_model)),
+    "data": fields.List(fields.Nested(symbol_model),
+                        description="This page's symbols, by symbol; [] past the last page"),
     "pagination": fields.Nested(pagination_model),
     "info": fields.Nested(info_model),
 }))
