@@ -15,8 +15,12 @@ from lib.schema import MIGRATE_COMMAND
 DATABASE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
 _MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
 # Refusals waiting does not change: no grant on the database, a wrong user or
-# password, no such database.
-_MYSQL_REFUSAL_ERRORS = (1044, 1045, 1049)
+# password, no such database. MariaDB answers 1698 rather than 1045 to some user
+# names it does not know (`financial` among them) and to an account that logs in
+# through another plugin (unix_socket, e.g. Debian's root@localhost).
+_MYSQL_REFUSAL_ERRORS = (1044, 1045, 1049, 1698)
+_AUTHENTICATION_FAILED = ("authentication failed: check the user name and the password "
+                          "(DATABASE_PASSWORD_FILE)")
 _MYSQL_DISK_FULL_ERRORS = (1021, 1114)  # disk full, table full
 # Errors that mean a full disk only when the OS error behind them is ENOSPC (28):
 # a storage engine's error (1030), a file the server writes (1026) or a temporary
@@ -40,13 +44,13 @@ _TOO_MANY_CONNECTIONS = ("too many connections: lower GUNICORN_WORKERS or GUNICO
 _DRIVER_HINTS = {
     1040: _TOO_MANY_CONNECTIONS.format(limit="max_connections"),
     1044: "the user may not use this database: check its grants",
-    1045: "authentication failed: check the user name and the password "
-          "(DATABASE_PASSWORD_FILE)",
+    1045: _AUTHENTICATION_FAILED,
     1049: "unknown database: create it, or fix its name in DATABASE_URL",
     1203: _TOO_MANY_CONNECTIONS.format(limit="max_user_connections"),
     # A per-account limit: MAX_USER_CONNECTIONS, or a count per hour the message names.
     1226: "the user reached a resource limit of its account; for max_user_connections: "
           "lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise the limit",
+    1698: _AUTHENTICATION_FAILED,
     2002: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
     2003: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
     2005: "unknown host: check the host name in DATABASE_URL",

@@ -216,6 +216,40 @@ def test_prestart_stops_at_once_on_a_refusal_waiting_cannot_change(
     assert PASSWORD not in output and "Traceback" not in output
 
 
+# MariaDB's other "access denied" (1698): its answer to a user name it does not
+# know, for some names (`financial`, the compose file's user, among them), and to
+# an account that logs in through another plugin (unix_socket). No password named.
+ACCESS_DENIED_1698 = "Access denied for user 'financial'@'127.0.0.1'"
+AUTHENTICATION_HINT = "hint: authentication failed: check the user name and the password"
+
+
+def test_mariadbs_other_access_denied_is_logged_with_the_authentication_hint(tmp_path):
+    with refusing_mysql(1698, ACCESS_DENIED_1698) as server:
+        log = _health_log_of(
+            f"mysql+pymysql://financial:{PASSWORD}@127.0.0.1:{server.port}/financial", tmp_path)
+    assert (f"health check failed: OperationalError 1698: {ACCESS_DENIED_1698}; "
+            f"{AUTHENTICATION_HINT}") in log
+    assert PASSWORD not in log
+
+
+def test_prestart_stops_at_once_on_mariadbs_other_access_denied(tmp_path):
+    """A wrong user name on MariaDB is a refusal like 1045, not an outage to wait out."""
+    with refusing_mysql(1698, ACCESS_DENIED_1698) as server:
+        url = f"mysql+pymysql://financial:{PASSWORD}@127.0.0.1:{server.port}/financial"
+        env = isolated_environment(APP_ENV="production", LOG_DIR=str(tmp_path), DATABASE_URL=url)
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "scripts.prestart", "--timeout", "15"],
+                                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                                timeout=60)
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert time.monotonic() - started < 15
+    [error] = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert (f"refused this configuration: OperationalError 1698: {ACCESS_DENIED_1698}; "
+            f"{AUTHENTICATION_HINT}") in error
+    assert "waiting up to" not in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+
+
 @pytest.fixture
 def fresh_database_url(mysql_server_url):
     """URL of a new, empty MariaDB/MySQL database, dropped afterwards."""
