@@ -40,7 +40,7 @@ class NyseSessions:
 
 
 def nyse_sessions() -> NyseSessions:
-    """Return the NYSE calendar from 1990 to a year ahead, built once a year per process.
+    """Return the NYSE calendar from 1990 to the end of next year, built once a year per process.
 
     Building it takes a few tenths of a second; a process that lives past
     New Year rebuilds it then, so the calendar always reaches a year ahead.
@@ -49,11 +49,14 @@ def nyse_sessions() -> NyseSessions:
 
 
 @lru_cache(maxsize=1)
-def _build(_year: int) -> NyseSessions:
+def _build(year: int) -> NyseSessions:
     # Imported here, so only a process that serves freshness pays for it.
     import exchange_calendars
 
-    calendar = exchange_calendars.get_calendar("XNYS", start=CALENDAR_START)
+    # The end is named: left out, it is a year after exchange_calendars was imported,
+    # and the same calendar is handed back, so a rebuild would reach no further.
+    calendar = exchange_calendars.get_calendar("XNYS", start=CALENDAR_START,
+                                               end=f"{year + 1}-12-31")
     return NyseSessions([session.date() for session in calendar.sessions],
                         list(calendar.closes.dt.tz_convert(None).dt.to_pydatetime()))
 

@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from financial import freshness
 from financial.freshness import nyse_sessions
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -77,3 +78,11 @@ def test_the_calendar_is_built_once_and_reaches_a_year_ahead():
     assert nyse_sessions() is sessions
     a_year_ahead = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=360)
     assert sessions.last_closed(a_year_ahead) > a_year_ahead.date() - datetime.timedelta(days=7)
+
+
+def test_the_calendar_built_in_a_later_year_reaches_the_end_of_the_year_after():
+    """A process living past New Year builds the calendar again, reaching a year further."""
+    year = datetime.date.today().year + 3
+    sessions = freshness._build(year)
+    new_years_eve = datetime.datetime(year + 1, 12, 31, 23, 0, tzinfo=datetime.UTC)
+    assert sessions.last_closed(new_years_eve) > datetime.date(year + 1, 12, 24)
