@@ -29,14 +29,15 @@ from decimal import Decimal
 import pytest
 from flask import Flask
 from selenium import webdriver
-from sqlalchemy import create_engine, insert, select, update
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.orm import Session
 
 from tests.browser.harness import (
     ARTIFACTS_DIR, INSTALL_HINT, Browser, LiveServer, find_chromium, start_chromium,
 )
 from financial.models import FinancialData
 from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_FIXTURES, IBM
-from tests.helpers import build_app, load_recorded_responses, sqlite_url
+from tests.helpers import build_app, insert_prices, load_recorded_responses, sqlite_url
 
 RECORDED_RESPONSES = (ALPHAVANTAGE_FIXTURES / IBM, ALPHAVANTAGE_FIXTURES / AAPL)
 _REPORTS = pytest.StashKey[dict]()
@@ -113,10 +114,13 @@ def mixed_database_url(tmp_path_factory) -> str:
                                .where(ibm, FinancialData.date < days[len(days) // 2]))
             connection.execute(update(FinancialData).values(unknown_range)
                                .where(FinancialData.symbol == "AAPL"))
-            connection.execute(insert(FinancialData).values(
-                symbol="NEW", date=datetime.date.today(), open_price=Decimal("10.5"),
-                high_price=Decimal("11"), low_price=Decimal("10"), close_price=Decimal("10.75"),
-                volume=1000))
+        # With its monthly sums, as the fetch job stores a day: without them, the statistics
+        # of a range ending on the last day of a month (today, once a month) find no day.
+        with Session(engine) as session, session.begin():
+            insert_prices(session, [{
+                "symbol": "NEW", "date": datetime.date.today(), "open_price": Decimal("10.5"),
+                "high_price": Decimal("11"), "low_price": Decimal("10"),
+                "close_price": Decimal("10.75"), "volume": 1000}])
     finally:
         engine.dispose()
     return url
