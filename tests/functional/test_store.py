@@ -273,3 +273,12 @@ def test_storing_keeps_the_monthly_sums_equal_to_the_stored_days(db_session):
         assert month_sums(db_session) == kept
     assert [row[1:3] for row in kept] == [(202212, 4), (202301, 14), (202302, 28), (202303, 11)]
     assert sum(row[2] for row in kept) == len(stored(db_session))
+
+
+def test_storing_one_symbol_keeps_the_monthly_sums_of_another(db_session):
+    store_prices(db_session, "AAPL", frame_of(10, open_price="20.0000"))
+    aapl = [row for row in month_sums(db_session) if row[0] == "AAPL"]
+    store_prices(db_session, "IBM", frame_of(10))
+    assert [row for row in month_sums(db_session) if row[0] == "AAPL"] == aapl
+    assert [row[:3] for row in month_sums(db_session)] == [("AAPL", 202301, 10),
+                                                           ("IBM", 202301, 10)]
