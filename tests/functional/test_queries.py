@@ -102,6 +102,16 @@ def test_list_prices_of_several_symbols_keeps_date_then_symbol_order(db_session,
                           ("IBM", D(2023, 1, 11))]
 
 
+def test_list_prices_of_several_symbols_without_dates_pages_in_date_then_symbol_order(
+        db_session, stored_rows):
+    # No date to filter on: the page's keys are still cut from date, then symbol order,
+    # not from whichever index picks the symbols.
+    expected = [(symbol, day) for day in DAYS for symbol in ("AAPL", "IBM")]
+    pages = [keys(page(db_session, symbols=("AAPL", "IBM"), limit=3, offset=offset))
+             for offset in range(0, 20, 3)]
+    assert [key for rows in pages for key in rows] == expected
+
+
 def test_list_prices_past_the_end_is_empty(db_session, stored_rows):
     assert page(db_session, limit=5, offset=30) == []
 
