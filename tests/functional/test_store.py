@@ -58,6 +58,13 @@ def test_store_prices_counts_new_and_changed_rows_exactly(db_session):
     assert rows[FIRST] == (Decimal("10.0001"), Decimal("11.5"), 0)
 
 
+def test_a_store_changed_something_when_it_added_or_updated_a_row(db_session):
+    assert store_prices(db_session, "IBM", frame_of(2)).changed, "new rows only"
+    assert not store_prices(db_session, "IBM", frame_of(2)).changed, "nothing new or updated"
+    updated = [dataclasses.replace(bar, open_price=Decimal("10.0001")) for bar in frame_of(2)]
+    assert store_prices(db_session, "IBM", updated).changed, "updated rows only"
+
+
 def test_a_later_run_without_adjusted_values_keeps_them_and_counts_nothing(db_session):
     assert store_prices(db_session, "IBM", frame_of(3, adjusted=True)) == StoreResult(
         "IBM", 3, 3, 0)
