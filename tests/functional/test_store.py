@@ -166,6 +166,20 @@ def test_store_symbol_rolls_back_and_raises_other_errors(app):
         assert len(stored(db.session())) == 2
 
 
+def test_store_symbol_hands_its_result_to_before_commit_whose_failure_rolls_it_back(app):
+    def refuse(_result):
+        raise RuntimeError("the run history refused the row")
+
+    with app.app_context():
+        seen = []
+        store_symbol(db.session(), "IBM", frame_of(2), before_commit=seen.append)
+        assert seen == [StoreResult("IBM", 2, 2, 0)]
+        with pytest.raises(RuntimeError):
+            store_symbol(db.session(), "AAPL", frame_of(3), before_commit=refuse)
+        db.session.remove()
+        assert (len(stored(db.session())), len(stored(db.session(), "AAPL"))) == (2, 0)
+
+
 def test_a_symbol_failing_past_its_first_chunk_keeps_its_rows_under_a_turkish_locale(
         app, turkish_locale):
     """pysqlite (Python 3.11, 3.12) did not see "INSERT" as a write there, so never began one."""
