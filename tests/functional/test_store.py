@@ -261,6 +261,7 @@ def test_store_symbol_gives_up_after_its_attempts(impatient_session, caplog):
         with pytest.raises(OperationalError):
             store_symbol(impatient_session, "IBM", frame_of(3), attempts=3, pause=0.01,
                          sleep=pauses.append)
+        assert not impatient_session.in_transaction(), "the last attempt is rolled back too"
     finally:
         holder.release()
     assert pauses == [0.01, 0.02], "a growing pause between attempts"
