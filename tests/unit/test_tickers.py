@@ -1,7 +1,7 @@
 """The one rule for stock symbols (lib/tickers.py)."""
 import pytest
 
-from lib.tickers import distinct_tickers, is_valid_symbol
+from lib.tickers import distinct_tickers, is_valid_symbol, normalize_symbol
 
 
 @pytest.mark.parametrize("text", ["IBM", "BRK.B", "brk-b", "TSCO.LON", "A", "X" * 16, "7203.T"])
@@ -23,3 +23,12 @@ def test_distinct_tickers_are_stripped_upper_cased_once_in_order_and_blanks_skip
 def test_distinct_tickers_name_the_names_that_are_no_ticker_upper_cased():
     assert distinct_tickers(["ibm", "bad symbol", "-x", "bad symbol"]) == (
         ["IBM", "BAD SYMBOL", "-X"], ["BAD SYMBOL", "-X"])
+
+
+@pytest.mark.parametrize("text, normalized", [
+    (" brk.b\n", "BRK.B"), ("ibm", "IBM"), ("IBM", "IBM"),
+    ("bad symbol", None), (" ", None), ("", None), (None, None), (42, None),
+])
+def test_normalize_symbol_strips_and_upper_cases_a_ticker_and_refuses_the_rest(text,
+                                                                               normalized):
+    assert normalize_symbol(text) == normalized
