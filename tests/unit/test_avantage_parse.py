@@ -25,6 +25,7 @@ from lib.avantage_api import (
     read_saved_response,
 )
 from lib.alphavantage import payload as payload_module
+from lib.alphavantage.payload import is_short_term_limit
 from tests.fake_alphavantage import ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES
 
 IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
@@ -346,6 +347,13 @@ def test_malformed_day_names_symbol_and_day(payload: dict[str, Any]) -> None:
     (minimal_adjusted(_8="0.0"), "IBM 2023-03-24: '8. split coefficient' is '0.0', zero"),
     (minimal_adjusted(_7="1.65001"),
      r"'7. dividend amount' is '1.65001', more than 4 decimal places \(column is DECIMAL"),
+    (with_field("1. open", "123.36001"),
+     r"'1. open' is '123.36001', more than 4 decimal places \(column is DECIMAL\(18,4\)\)"),
+    (minimal_adjusted(_8="0.333333333"),
+     r"'8. split coefficient' is '0.333333333', more than 8 decimal places "
+     r"\(column is DECIMAL\(18,8\)\)"),
+    (minimal_adjusted(_5="1000000000"),
+     "'5. adjusted close' is '1000000000', 1,000,000,000 or more, beyond any real value"),
 ])
 def test_malformed_values_are_explained(payload: dict[str, Any], message: str) -> None:
     with pytest.raises(MalformedResponseError, match=message):
@@ -528,6 +536,18 @@ def test_values_off_the_short_way_are_read_as_before(raw, value):
     assert series.bars[0].adjusted_close_price == value
 
 
+@pytest.mark.parametrize("changes, field, value", [
+    ({"_8": "0.33333333"}, "split_coefficient", Decimal("0.33333333")),
+    ({"_8": "999999999.99999999"}, "split_coefficient", Decimal("999999999.99999999")),
+    ({"_8": "100000000"}, "split_coefficient", Decimal("100000000")),
+    ({"_5": "999999999.9999"}, "adjusted_close_price",
+     Decimal("999999999.9999")),
+    ({"_5": "100000000.5"}, "adjusted_close_price", Decimal("100000000.5")),
+])
+def test_values_just_inside_their_columns_are_kept_exactly(changes, field, value):
+    assert getattr(parse_daily_series(minimal_adjusted(**changes)).bars[0], field) == value
+
+
 def fully_checked(**changes: str) -> DailyBar:
     """Parse a one-day adjusted payload whose open has leading zeros, off the short way."""
     return parse_daily_series(minimal_adjusted(**{"_1": "0000000137.95", **changes})).bars[0]
@@ -568,3 +588,20 @@ def test_a_saved_error_answer_raises_as_that_error_naming_the_file(tmp_path) -> 
     assert str(caught.value) == (
         f"the AlphaVantage daily quota is spent; quota.json not fetched, try tomorrow: {text}")
     assert caught.value.is_daily_quota and caught.value.symbol is None
+
+
+def test_a_saved_series_is_read_as_its_payload_is_parsed(tmp_path) -> None:
+    saved = tmp_path / "ibm.json"
+    saved.write_text(json.dumps(load(IBM_DAILY)))
+
+    assert read_saved_response(saved) == parse_daily_series(load(IBM_DAILY))
+
+
+@pytest.mark.parametrize(("error", "short_term"), [
+    (RateLimitError("burst", "IBM"), True),
+    (RateLimitError("quota", "IBM", is_daily_quota=True), False),
+    (InvalidApiKeyError("key", "IBM"), False),
+    (AlphaVantageError("other", "IBM"), False),
+])
+def test_only_a_burst_or_per_minute_limit_is_short_term(error, short_term) -> None:
+    assert is_short_term_limit(error) is short_term
