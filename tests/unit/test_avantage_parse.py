@@ -400,6 +400,13 @@ def test_adjusted_payload_needs_six_volume() -> None:
         parse_daily_series(payload)
 
 
+def test_the_meta_description_names_the_adjusted_layout_even_without_its_fields() -> None:
+    payload = minimal_adjusted(_5=None, _6=None)
+
+    with pytest.raises(MalformedResponseError, match="IBM 2023-03-24: field '6. volume' is"):
+        parse_daily_series(payload)
+
+
 @pytest.mark.parametrize(
     "day", ["2023-13-01", "2023-02-30", "2023-3-24", "20230324", "yesterday", "2023-03-24T00:00",
             "2023-W12-5", ""],
