@@ -284,6 +284,7 @@ PER_DAY_CASES = {
                                      "4. close": "10", "5. volume": "1"}),
     "high below the close": with_field("2. high", "125.28"),
     "high below the open": with_field("2. high", "123.35"),
+    "high below the open alone": with_field("1. open", "125.41"),
     "low above the open": with_field("3. low", "123.37"),
     "low above the close": minimal_daily({"1. open": "124", "2. high": "125.4",
                                           "3. low": "123.01", "4. close": "123",
