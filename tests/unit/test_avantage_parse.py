@@ -346,6 +346,7 @@ def test_malformed_day_names_symbol_and_day(payload: dict[str, Any]) -> None:
     (with_field("3. low", "123.37"),
      r"IBM 2023-03-24: '3. low' 123.37 is above the open or close \(123.36\)"),
     (minimal_adjusted(_8="0.0"), "IBM 2023-03-24: '8. split coefficient' is '0.0', zero"),
+    (minimal_daily(fields=["123.36"]), "IBM 2023-03-24: the day's entry is not a JSON object"),
     (minimal_adjusted(_7="1.65001"),
      r"'7. dividend amount' is '1.65001', more than 4 decimal places \(column is DECIMAL"),
     (with_field("1. open", "123.36001"),
