@@ -29,6 +29,17 @@ def test_averages_over_the_inclusive_range(client, make_price, store_prices):
     }
 
 
+def test_a_range_of_one_day_starts_and_ends_on_it(client, make_price, store_prices):
+    store_prices(prices(make_price, "IBM", [(D(2023, 1, 2), "10.00", "20.00", 100),
+                                            (D(2023, 1, 3), "20.00", "30.00", 200)]))
+    response = client.get(URL.format(symbol="IBM", start="2023-01-03", end="2023-01-03"))
+    assert response.status_code == 200
+    assert response.get_json()["data"] == {
+        "start_date": "2023-01-03", "end_date": "2023-01-03", "symbol": "IBM",
+        "average_daily_open_price": 20.0, "average_daily_close_price": 30.0,
+        "average_daily_volume": 200}
+
+
 def test_rounds_half_away_from_zero_from_the_exact_mean(client, make_price, store_prices):
     store_prices(prices(make_price, "IBM", [
         (D(2023, 1, 2), "0.0050", "2.1240", 1),
