@@ -336,6 +336,15 @@ def test_server_error_then_success_is_retried_by_urllib3(fake_alphavantage, make
     assert API_KEY not in caplog.text
 
 
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_each_transient_http_status_is_retried(fake_alphavantage, make_client, status):
+    fake_alphavantage.queue_response("busy", status=status, content_type="text/plain")
+    fake_alphavantage.queue_fixture(IBM_ADJUSTED)
+
+    assert make_client(max_retries=1).fetch_daily("IBM").bars[0].volume == 3812644
+    assert len(fake_alphavantage.requests) == 2
+
+
 def test_server_errors_exhaust_retries(fake_alphavantage, make_client, caplog):
     for _ in range(3):
         fake_alphavantage.queue_response("busy", status=503, content_type="text/plain")
