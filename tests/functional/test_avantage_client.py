@@ -115,6 +115,15 @@ def test_success_sends_exact_query_with_key_as_param(fake_alphavantage, make_cli
     assert API_KEY not in caplog.text
 
 
+def test_the_key_is_sent_without_the_whitespace_around_it(fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    with AlphaVantageClient(f" {API_KEY}\n", base_url=fake_alphavantage.url) as client:
+        client.fetch_daily("IBM")
+
+    [request] = fake_alphavantage.requests
+    assert request.params["apikey"] == API_KEY
+
+
 def test_full_asks_for_full_output(fake_alphavantage, make_client):
     fake_alphavantage.queue_fixture(IBM_DAILY)
 
