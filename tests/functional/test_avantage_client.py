@@ -147,6 +147,26 @@ def test_injected_session_is_used(fake_alphavantage, make_client):
     session.close()
 
 
+class CountingSession(requests.Session):
+    """A caller's session that counts how often it is closed."""
+
+    closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+        super().close()
+
+
+def test_closing_the_client_leaves_an_injected_session_open(fake_alphavantage):
+    session = CountingSession()
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, session=session) as client:
+        client.fetch_daily("IBM")
+
+    assert session.closes == 0, "the caller's session is the caller's to close"
+    session.close()
+
+
 # --- AlphaVantage's in-body errors -------------------------------------------------------------
 
 def test_minute_note_is_waited_out_then_succeeds(fake_alphavantage, make_client, sleeps, caplog):
