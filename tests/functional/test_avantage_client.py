@@ -316,6 +316,17 @@ def test_requests_are_spaced_by_the_interval_the_fallback_included(fake_alphavan
     assert all(29 < wait <= 30 for wait in sleeps.calls), sleeps.calls
 
 
+def test_an_interval_under_a_second_is_waited_too(fake_alphavantage, make_client, sleeps):
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+    client = make_client(request_interval=0.99)
+
+    client.fetch_daily("IBM")
+    client.fetch_daily("AAPL")
+
+    assert len(sleeps.calls) == 1 and 0 < sleeps.calls[0] <= 0.99, sleeps.calls
+
+
 def test_a_transport_retry_waits_the_interval_too(fake_alphavantage):
     """urllib3 sends its first retry at once; a rate-limited server would refuse it again."""
     fake_alphavantage.queue_response("busy", status=503)
