@@ -376,6 +376,16 @@ def test_server_error_then_success_is_retried_by_urllib3(fake_alphavantage, make
     assert API_KEY not in caplog.text
 
 
+def test_a_status_that_is_not_transient_fails_at_once(fake_alphavantage, make_client):
+    fake_alphavantage.queue_response("no such page", status=404, content_type="text/plain")
+
+    with pytest.raises(AlphaVantageTransportError) as caught:
+        make_client(max_retries=2).fetch_daily("IBM")
+
+    assert str(caught.value) == "HTTP 404 from AlphaVantage for IBM"
+    assert len(fake_alphavantage.requests) == 1
+
+
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_each_transient_http_status_is_retried(fake_alphavantage, make_client, status):
     fake_alphavantage.queue_response("busy", status=status, content_type="text/plain")
