@@ -24,8 +24,10 @@ ALL_FIELDS = "all"
 # The most refused values a message quotes; it counts the rest.
 _REFUSED_SHOWN = 5
 # ASCII digits only: \d would also take other scripts' digits. The groups are
-# the sign and the digits after any leading zeros.
-_WHOLE_NUMBER = re.compile(r"(-?)0*([0-9]+)")
+# the sign and the digits after any leading zeros. The digits start with a
+# non-zero (or are one 0), so the zeros are matched in one pass: "0*[0-9]+"
+# would try every split of a long run of them, quadratic in its length.
+_WHOLE_NUMBER = re.compile(r"(-?)0*([1-9][0-9]*|0)")
 # Python converts at most this many digits between text and int (its guard
 # against slow conversions): a page past the last is any number up to it.
 MOST_DIGITS = 4300

@@ -1,5 +1,6 @@
 """Every row of the contract's error table answers with the JSON envelope."""
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,16 @@ BAD_SYMBOL = f"symbol: must be {RULE}"
 ])
 def test_financial_data_rejects_bad_parameters(sqlite_client, query, message):
     assert_error(sqlite_client.get(f"/api/financial_data?{query}"), 400, message, LIST_ERROR)
+
+
+def test_a_number_of_many_leading_zeros_is_refused_in_linear_time(sqlite_client):
+    """Stripping leading zeros must not try every split of them (a quadratic match):
+    this takes seconds that way, a few milliseconds in one pass."""
+    started = time.perf_counter()
+    response = sqlite_client.get("/api/financial_data?page=" + "0" * 50_000 + "x")
+    elapsed = time.perf_counter() - started
+    assert_error(response, 400, "page: must be an integer", LIST_ERROR)
+    assert elapsed < 1
 
 
 @pytest.mark.parametrize("query, message", [
