@@ -43,8 +43,9 @@ class ExactPathRequestContext(RequestContext):
     Werkzeug's routing merges them whatever ``merge_slashes`` says, and its
     request's ``path`` keeps one: the 404's message and the log line would
     name a path the client did not send. A file's path with a trailing or
-    doubled slash (``/static/dashboard/main.js/``) goes nowhere either: the
-    file's view would serve the file, where every route is a 404.
+    doubled slash (``/static/dashboard/main.js/``) or a dot segment
+    (``/static/./dashboard/main.js``) goes nowhere either: the file's view
+    would serve the file, where every route is a 404.
     """
 
     def match_request(self) -> None:
@@ -55,8 +56,8 @@ class ExactPathRequestContext(RequestContext):
             self.request.routing_exception = NotFound()
         else:
             super().match_request()
-            filename = (self.request.view_args or {}).get("filename", "")
-            if filename.endswith("/") or "//" in filename:
+            filename = (self.request.view_args or {}).get("filename")
+            if filename and {"", ".", ".."} & set(filename.split("/")):
                 self.request.routing_exception = NotFound()
 
 

@@ -166,6 +166,19 @@ def test_a_file_path_with_a_trailing_or_doubled_slash_is_a_json_404(sqlite_clien
                      OBJECT_ERROR)
 
 
+@pytest.mark.parametrize("path", ["/static/dashboard/./dashboard.js",
+                                  "/static/./dashboard/dashboard.js",
+                                  "/static/dashboard/%2E/dashboard.js",
+                                  "/static/dashboard/../dashboard/dashboard.js",
+                                  "/swaggerui/./swagger-ui.css"])
+def test_a_file_path_with_a_dot_segment_is_a_json_404(sqlite_client, path):
+    """As /api/./health is: a file is served at its exact path only."""
+    response = sqlite_client.get(path)
+    response.close()
+    assert_error(response, 404, f"no endpoint at {path.replace('%2E', '.')}; the API is "
+                 "documented at /api/docs", OBJECT_ERROR)
+
+
 @pytest.mark.parametrize("path", ["//api/health", "///api/financial_data", "//",
                                   "//static/dashboard/dashboard.js", "//metrics"])
 @pytest.mark.parametrize("method", ["GET", "POST", "OPTIONS"])
