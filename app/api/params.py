@@ -193,7 +193,8 @@ def _page() -> WholeNumber:
     return WholeNumber(
         load_default=1,
         validate=validate.Range(min=1, error="must be 1 or more"),
-        metadata={"description": "Page number, 1 or more; past the last page data is []"},
+        metadata={"description": f"Page number, 1 or more (at most {MOST_DIGITS} digits); past "
+                                 "the last page data is []"},
     )
 
 
