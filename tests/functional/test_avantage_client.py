@@ -27,6 +27,7 @@ from lib.avantage_api import (
     PremiumOnlyError,
     RateLimitError,
 )
+from lib.alphavantage.redaction import hide_from_urllib3_logs, mask_secret, mask_secret_in_payload
 
 API_KEY = "SECRETKEY123"
 IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
@@ -578,3 +579,54 @@ def test_key_is_masked_in_urllib3_header_warnings(broken_header_server, caplog):
     assert "Failed to parse headers" in caplog.text
     assert "apikey=[redacted]" in caplog.text
     assert_key_hidden(raised.value, caplog)
+
+
+# --- the masking itself ------------------------------------------------------------------------
+
+def test_every_occurrence_and_form_of_the_key_is_masked():
+    key = "AbC+d/e f%g"
+    text = f"{key} {quote_plus(key)} {quote(key, safe='')} {key}"
+
+    assert mask_secret(text, key) == " ".join(["[redacted]"] * 4)
+
+
+def test_a_form_that_another_form_contains_is_masked_after_it():
+    """``x%`` is the start of its encoded form ``x%25``: the longer one is masked first."""
+    assert mask_secret("apikey=x%25&apikey=x%", "x%") == "apikey=[redacted]&apikey=[redacted]"
+
+
+def test_the_key_is_masked_in_lists_and_in_every_form_in_a_payload():
+    key = "AbC+d/e f%g"
+    payload = {"Note": [key, {quote_plus(key): quote(key, safe="")}], "n": 1}
+
+    assert mask_secret_in_payload(payload, key) == {
+        "Note": ["[redacted]", {"[redacted]": "[redacted]"}], "n": 1}
+
+
+def test_urllib3_records_name_every_occurrence_of_the_key_masked():
+    hide_from_urllib3_logs(API_KEY)
+    record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, __file__, 1,
+                               "GET /query?apikey=%s&again=%s", (API_KEY, API_KEY), None)
+
+    assert logging.getLogger("urllib3.connectionpool").filter(record)
+    assert record.getMessage() == "GET /query?apikey=[redacted]&again=[redacted]"
+
+
+@pytest.mark.parametrize("msg, args", [("%d", ("x",)), ("%z", (1,))],
+                         ids=["TypeError", "ValueError"])
+def test_an_urllib3_record_that_cannot_be_formatted_is_passed_on(msg, args):
+    hide_from_urllib3_logs(API_KEY)
+    record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, __file__, 1, msg, args,
+                               None)
+
+    assert logging.getLogger("urllib3.connectionpool").filter(record)
+    assert (record.msg, record.args) == (msg, args)
+
+
+def test_an_empty_secret_leaves_urllib3_records_alone():
+    hide_from_urllib3_logs("")
+    record = logging.LogRecord("urllib3.connectionpool", logging.DEBUG, __file__, 1,
+                               "Starting new HTTP connection (%d)", (1,), None)
+
+    assert logging.getLogger("urllib3.connectionpool").filter(record)
+    assert record.getMessage() == "Starting new HTTP connection (1)"
