@@ -164,8 +164,9 @@ class _LogFile(ConcurrentRotatingFileHandler):
         super().emit(record)  # calls handleError instead of raising
         if self._failed_records and not self._failed_now:
             failed, self._failed_records = self._failed_records, 0
-            _log_file_logger.warning("the log file %s is written again; %d records could not "
-                                     "be written to it meanwhile", self.baseFilename, failed)
+            _log_file_logger.warning("the log file %s is written again; %d record%s could not "
+                                     "be written to it meanwhile", self.baseFilename, failed,
+                                     "" if failed == 1 else "s")
 
     def handleError(self, record: logging.LogRecord) -> None:
         error = sys.exc_info()[1]

@@ -216,25 +216,29 @@ def test_a_fixed_multi_line_message_becomes_one_record_per_line(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
-def test_a_log_file_that_cannot_be_written_says_so_once_and_again_once_it_can(tmp_path, capsys):
+@pytest.mark.parametrize("missed, records", [(50, "50 records"), (1, "1 record")])
+def test_a_log_file_that_cannot_be_written_says_so_once_and_again_once_it_can(tmp_path, capsys,
+                                                                              missed, records):
     # /dev/full fails every write with ENOSPC, as a full disk does.
     (tmp_path / "full.log").symlink_to("/dev/full")
     log_file = configure_logging("full", str(tmp_path))
     log = logging.getLogger("t")
-    for number in range(50):
+    for number in range(missed):
         log.info("request %02d", number)
     err = capsys.readouterr().err
     assert "Logging error" not in err and "Traceback" not in err, "no traceback per record"
     assert err.count("cannot write the log file") == 1
     said = f"ERROR lib.log_setup: cannot write the log file {log_file} (No space left on device)"
     assert said in err
-    assert all(f"INFO t: request {number:02d}" in err for number in range(50)), "stderr keeps all"
+    assert all(f"INFO t: request {number:02d}" in err for number in range(missed)), \
+        "stderr keeps all"
     assert_every_line_is_a_record_or_indented(err)
 
     log_file.unlink()  # the disk has room again
     log.info("after")
     text = log_file.read_text()
-    back = f"WARNING lib.log_setup: the log file {log_file} is written again; 50 records"
+    back = (f"WARNING lib.log_setup: the log file {log_file} is written again; {records} "
+            "could not be written to it meanwhile")
     assert "INFO t: after" in text and back in text and back in capsys.readouterr().err
     log.info("later")
     assert log_file.read_text().count("written again") == 1, "said once, not per record"
