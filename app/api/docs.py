@@ -10,7 +10,6 @@ from typing import Any
 
 from flask import Response, url_for
 from flask_restx import Api, Model, Namespace, fields
-from flask_restx.mask import MaskError, ParseError
 from flask_restx.swagger import Swagger
 
 from app.envelope import (
@@ -212,14 +211,6 @@ class _SwaggerWithExamples(Swagger):
 
 class DocumentedApi(Api):
     """The Api: its document carries every response's example, and /api points to it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # RESTX's handlers of field-mask errors (the X-Fields header of
-        # marshal_with); no resource marshals, so the document would list
-        # errors that no request can cause.
-        self.error_handlers.pop(MaskError, None)
-        self.error_handlers.pop(ParseError, None)
 
     @cached_property
     def __schema__(self) -> dict:
