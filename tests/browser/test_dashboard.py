@@ -8,6 +8,8 @@ import calendar
 import datetime
 import itertools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
@@ -363,21 +365,49 @@ CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
 """
 
 
+@contextmanager
+def drawn_texts_recorded(browser) -> Iterator[None]:
+    """Record the canvas texts of pages opened in the block; ``drawn_texts`` reads them."""
+    recorder = browser.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                              {"source": RECORD_DRAWN_TEXTS})
+    try:
+        yield
+    finally:
+        browser.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", recorder)
+
+
+def drawn_texts(browser) -> list[str]:
+    return browser.script("return window.drawnTexts")
+
+
 def test_the_price_scale_labels_of_prices_under_a_cent_read_as_the_prices(browser, serve,
                                                                           tmp_path):
     """4 decimals: the last close reads 0.0289 on the scale, and every label lies in the range."""
     url = serve_prices_under_a_cent(serve, tmp_path)
-    recorder = browser.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
-                                              {"source": RECORD_DRAWN_TEXTS})
-    try:
+    with drawn_texts_recorded(browser):
         browser.open(url)
         wait_settled(browser)
-        drawn = browser.script("return window.drawnTexts")
-    finally:
-        browser.driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", recorder)
+        drawn = drawn_texts(browser)
     prices = {text for text in drawn if re.fullmatch(r"[0-9]+\.[0-9]+", text)}
     assert "0.0289" in prices, prices
     assert all(re.fullmatch(r"0\.0[23][0-9]{2}", price) for price in prices), prices
+
+
+def test_the_crosshair_label_writes_the_day_as_the_readout_does(browser, live_server):
+    """The time under the pointer reads 2023-01-04, not 04 Jan '23; the axis keeps short ticks."""
+    with drawn_texts_recorded(browser):
+        browser.open(live_server.url + "/?symbol=IBM&start_date=2022-12-01&end_date=2023-01-31")
+        wait_shown(browser, "IBM", "2022-12-01", "2023-01-31")
+        ticks = drawn_texts(browser)
+        chart = element(browser, "#chart")
+        ActionChains(browser.driver).move_to_element_with_offset(
+            chart, 0, -chart.size["height"] // 4).perform()
+        # The crosshair draws two labels: the price (a number) and the time.
+        time_labels = browser.wait_for(lambda: {
+            text for text in drawn_texts(browser)[len(ticks):]
+            if not re.fullmatch(r"[0-9.,]+", text)}, "the crosshair's time label")
+    assert time_labels == {shown_readout(browser)["date"]}
+    assert "Dec" in ticks and not [text for text in ticks if re.search("[0-9]{4}-", text)], ticks
 
 
 # Where each name of the readout stands, how tall the readout is, and where each value ends

@@ -106,7 +106,9 @@ export class PriceChart {
       layout: { attributionLogo: false, textColor: COLORS.text, fontSize: 12 },
       grid: { vertLines: { color: COLORS.grid }, horzLines: { color: COLORS.grid } },
       crosshair: { mode: CrosshairMode.Normal },
-      localization: { locale: 'en-US' },
+      // The crosshair's time label writes the day as the readout does; the axis keeps its short
+      // ticks (Dec, 8, 15, 2023), which a 10-character date would space far apart.
+      localization: { locale: 'en-US', dateFormat: 'yyyy-MM-dd' },
       // The library's least bar spacing (0.5 px) would fit only ~2 years of days on a
       // phone: a range of decades must still fit the width, however thin its bars.
       timeScale: { borderVisible: false, minBarSpacing: MIN_BAR_SPACING },
