@@ -246,6 +246,48 @@ def test_a_range_of_years_fits_a_phone_screen(browser, long_server):
     browser.screenshot("phone-long-range")
 
 
+# The widths of the candles in the price pane: runs of pixel columns holding at least two
+# pixels of the up or down colour (the last price's dotted line adds at most one a column).
+CANDLE_WIDTHS = """
+const done = arguments[arguments.length - 1];
+import('/static/dashboard/chart.js').then(({ COLORS }) => {
+  const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const colours = [rgb(COLORS.up), rgb(COLORS.down)];
+  const canvas = document.querySelector('#chart tr:first-child td:nth-child(2) canvas');
+  const { width, height } = canvas;
+  const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+  const widths = [];
+  let run = 0;
+  for (let x = 0; x <= width; x += 1) {
+    let coloured = 0;
+    for (let y = 0; y < height && x < width; y += 1) {
+      const i = (y * width + x) * 4;
+      coloured += colours.some(([r, g, b]) => data[i] === r && data[i + 1] === g
+                                              && data[i + 2] === b && data[i + 3] === 255);
+    }
+    if (coloured > 1) {
+      run += 1;
+    } else if (run) {
+      widths.push(run);
+      run = 0;
+    }
+  }
+  done(widths);
+}, (error) => done(String(error)));
+"""
+MAX_CANDLE_WIDTH = 40  # px: about a 1M range's candles on a desktop
+
+
+@pytest.mark.parametrize("start", ["2023-03-24", "2023-03-23", "2023-03-20"])
+def test_a_few_days_are_drawn_as_candles_of_a_normal_width(browser, live_server, start):
+    """One, two or five days: each its own candle, none spread over the chart's width."""
+    browser.open(f"{live_server.url}/?symbol=IBM&start_date={start}&end_date=2023-03-24")
+    wait_shown(browser, "IBM", start, "2023-03-24")
+    days = len(price_rows(live_server, "IBM", start, "2023-03-24"))
+    widths = browser.async_script(CANDLE_WIDTHS)
+    assert len(widths) == days and 10 <= min(widths) and max(widths) <= MAX_CANDLE_WIDTH, widths
+
+
 def test_the_pressed_preset_stays_pressed_when_another_gives_the_same_days(
         browser, long_server):
     browser.open(long_server.url + "/?symbol=SHORT")

@@ -18,6 +18,9 @@ export const COLORS = {
 };
 const VOLUME_PANE_SHARE = 0.28;
 const MIN_BAR_SPACING = 0.001; // px: 100 years of days fit 30 px
+// px: about what a month of days gets on a desktop. Fewer days keep this width, drawn from the
+// right edge, instead of the library's half the chart (one day would be a candle 300 px wide).
+const MAX_BAR_SPACING = 40;
 const KEY_STEPS = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1 }; // a slider's keys
 const PRICE_FIELDS = ['open_price', 'high_price', 'low_price', 'close_price'];
 const MIN_PRICE_DECIMALS = 2;
@@ -111,7 +114,9 @@ export class PriceChart {
       localization: { locale: 'en-US', dateFormat: 'yyyy-MM-dd' },
       // The library's least bar spacing (0.5 px) would fit only ~2 years of days on a
       // phone: a range of decades must still fit the width, however thin its bars.
-      timeScale: { borderVisible: false, minBarSpacing: MIN_BAR_SPACING },
+      timeScale: {
+        borderVisible: false, minBarSpacing: MIN_BAR_SPACING, maxBarSpacing: MAX_BAR_SPACING,
+      },
       rightPriceScale: { borderVisible: false },
     });
     this.candles = this.chart.addSeries(CandlestickSeries, {
