@@ -22,7 +22,7 @@ CHARTS_DIR := app/static/vendor/lightweight-charts
 AXE_CORE_VERSION := 4.14.1
 AXE_DIR := tests/browser/vendor/axe-core
 
-.PHONY: install run test openapi benchmark lock vendor-charts vendor-axe
+.PHONY: install run test screenshot openapi benchmark lock vendor-charts vendor-axe
 
 # The lock files pin every package, dependencies included, with their hashes;
 # pip refuses anything else. requirements*.txt are the lists people edit.
@@ -49,6 +49,12 @@ test: $(INSTALLED)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# After a change to the dashboard's look: retake the README's screenshot, docs/dashboard.png
+# (a plain test run leaves it alone); it is rewritten only if the page visibly changed.
+screenshot: $(INSTALLED)
+	UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/browser/test_dashboard.py \
+		-k test_dashboard_draws_candles_volume_and_the_statistics_of_the_range
 
 # After editing requirements.txt or requirements-dev.txt: regenerate both lock files.
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \

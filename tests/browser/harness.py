@@ -10,6 +10,7 @@ fixtures in ``tests/browser/conftest.py`` build both.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -29,6 +30,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from conf.settings import PROJECT_ROOT
 
 ARTIFACTS_DIR = PROJECT_ROOT / "test-artifacts" / "browser"
+UPDATE_SCREENSHOTS = "UPDATE_SCREENSHOTS"  # =1: publish_screenshot rewrites committed pictures
 # axe-core, vendored for the tests only (``make vendor-axe``, AXE_CORE_VERSION in the Makefile).
 AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 # Runs axe on the page; answers "impact rule: element" for each element that violates a rule.
@@ -266,11 +268,15 @@ class Browser:
 
 
 def publish_screenshot(source: Path, target: Path, tolerance: float = 0.005) -> bool:
-    """Copy ``source`` to ``target`` unless they differ in at most ``tolerance`` of their pixels.
+    """Copy ``source`` to ``target`` if asked to and over ``tolerance`` of their pixels differ.
 
-    The committed screenshot (e.g. the README's) then changes with the page,
-    not with a digit of a date that moved on. Returns whether it was copied.
+    Asked means ``UPDATE_SCREENSHOTS=1`` (``make screenshot``): a plain test run
+    leaves the committed screenshot (e.g. the README's) alone, so the checkout
+    stays clean. Even when asked, it changes with the page, not with a digit of
+    a date that moved on. Returns whether it was copied.
     """
+    if os.environ.get(UPDATE_SCREENSHOTS) != "1":
+        return False
     if target.is_file():
         with Image.open(source) as new, Image.open(target) as old:
             if new.size == old.size:

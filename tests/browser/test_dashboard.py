@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from flask import Flask, request
+from PIL import Image
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -25,7 +26,9 @@ from tests.browser.dashboard_page import (
     api, element, press, price_rows, requests_held, shown_readout, symbol_entries, tab_to,
     wait_settled, wait_shown,
 )
-from tests.browser.harness import FailedRequest, csp_directives, publish_screenshot
+from tests.browser.harness import (
+    UPDATE_SCREENSHOTS, FailedRequest, csp_directives, publish_screenshot,
+)
 from app.api.caching import clear_cached_answers
 from app.extensions import db
 from tests.helpers import build_app, insert_prices, migrate_database, sqlite_url
@@ -133,6 +136,20 @@ def test_dashboard_draws_candles_volume_and_the_statistics_of_the_range(browser,
 
     screenshot = browser.screenshot("dashboard", whole_page=True)
     publish_screenshot(screenshot, README_SCREENSHOT)
+
+
+def test_the_readme_screenshot_is_rewritten_only_when_asked(tmp_path, monkeypatch):
+    """A plain test run leaves docs/dashboard.png alone; UPDATE_SCREENSHOTS=1 rewrites it."""
+    taken, committed = tmp_path / "taken.png", tmp_path / "committed.png"
+    Image.new("RGB", (40, 30), "white").save(taken)
+    Image.new("RGB", (40, 30), "black").save(committed)
+    before = committed.read_bytes()
+    monkeypatch.delenv(UPDATE_SCREENSHOTS, raising=False)
+    assert not publish_screenshot(taken, committed)
+    assert committed.read_bytes() == before
+    monkeypatch.setenv(UPDATE_SCREENSHOTS, "1")
+    assert publish_screenshot(taken, committed)
+    assert committed.read_bytes() == taken.read_bytes()
 
 
 def test_every_file_and_answer_comes_from_the_app_itself(browser, live_server):
