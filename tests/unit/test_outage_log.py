@@ -1,4 +1,4 @@
-"""An outage is logged once per interval, with the count of what it refused."""
+"""An outage is logged once per interval and cause, with the count of what it refused."""
 import logging
 
 from lib.outage_log import OutageLog
@@ -54,3 +54,38 @@ def test_the_headline_and_what_was_counted_can_be_named(caplog):
     assert outage_lines(caplog) == [
         "health check failed: no schema",
         "health check failed: no schema (2 checks answered 503 since the last such line)"]
+
+
+def test_a_new_cause_is_logged_at_once_with_the_count_and_starts_a_new_interval(caplog):
+    clock = ManualClock()
+    outage = database_outage_log(clock)
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
+        for _ in range(3):
+            outage.failed("OperationalError 2013: lost connection")
+            clock.now += 5
+        outage.failed("OperationalError 2003: cannot connect")
+        assert outage_lines(caplog) == [
+            "database unavailable: OperationalError 2013: lost connection",
+            "database unavailable: OperationalError 2003: cannot connect "
+            "(3 requests answered 503 since the last such line)"]
+        clock.now += 29
+        outage.failed("OperationalError 2003: cannot connect")
+        assert len(outage_lines(caplog)) == 2
+        clock.now += 1
+        outage.failed("OperationalError 2003: cannot connect")
+    assert outage_lines(caplog)[2:] == [
+        "database unavailable: OperationalError 2003: cannot connect "
+        "(2 requests answered 503 since the last such line)"]
+
+
+def test_causes_that_alternate_get_a_line_each_per_interval(caplog):
+    clock = ManualClock()
+    outage = database_outage_log(clock)
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
+        for _ in range(10):
+            outage.failed("OperationalError 2013: lost connection")
+            outage.failed("TimeoutError: no pooled connection became free in time")
+            clock.now += 1
+    assert outage_lines(caplog) == [
+        "database unavailable: OperationalError 2013: lost connection",
+        "database unavailable: TimeoutError: no pooled connection became free in time"]
