@@ -18,7 +18,7 @@ from app.envelope import (
     error_envelope, json_response,
 )
 from app.extensions import db
-from app.metrics import record_database_error
+from app.metrics import had_database_error, record_database_error
 from app.request_log import request_id
 from app.routes import PAGINATED_PATHS
 from financial.errors import FinancialError
@@ -140,14 +140,47 @@ def register_error_handlers(app: Flask, api: Api) -> None:
     Server errors are left to the app: with PROPAGATE_EXCEPTIONS on, RESTX
     re-raises what it has no handler for, so each 5xx is logged once, here.
     """
-    app.extensions[_OUTAGE_LOG] = OutageLog(
+    outage = app.extensions[_OUTAGE_LOG] = OutageLog(
         OUTAGE_LINE_INTERVAL_SECONDS, headline="database unavailable",
-        refusals="requests answered 503", log=logger)
+        refusals="requests answered 503", log=logger, back="database is back")
     for exc_type, handler in CLIENT_ERROR_HANDLERS:
         api.errorhandler(exc_type)(handler)
     for exc_type, handler in CLIENT_ERROR_HANDLERS + SERVER_ERROR_HANDLERS:
         app.register_error_handler(exc_type, _as_json_response(handler))
     app.before_request(reject_bad_host)
+    app.after_request(_ending_outage_on_success(outage))
+
+
+def _ending_outage_on_success(outage: OutageLog) -> Callable[[Response], Response]:
+    """Return the hook that ends a logged outage with the first request the database served.
+
+    The success an outage refused is a request answered after reading the
+    database, so that is what is observed. A connection checked out of the
+    pool is no such proof: pinging succeeds while every query fails (the
+    schema missing, a server too slow for DATABASE_TIMEOUT), and back and
+    outage lines would alternate with the requests. Nor is a request
+    answered without a database error: cached answers, the docs and 429s are
+    answered while the database is down. While nothing failed the hook costs
+    one attribute read, no lock and no clock; the session is looked at only
+    while the outage lasts.
+    """
+    def end_outage_on_success(response: Response) -> Response:
+        if outage.is_failing and _read_the_database(response):
+            outage.succeeded()
+        return response
+    return end_outage_on_success
+
+
+def _read_the_database(response: Response) -> bool:
+    """Tell whether this request read the database and was answered without it failing.
+
+    Its session holds a transaction from its first query to the request's
+    end (the API only reads, and the error handler rolls back); a failure
+    answered otherwise (a metrics scrape answers 200 without the stored data)
+    marks the request (``record_database_error``).
+    """
+    return (response.status_code < 500 and not had_database_error()
+            and db.session.registry.has() and db.session().in_transaction())
 
 
 def _as_json_response(handler: Callable[..., tuple]) -> Callable[..., Response]:

@@ -12,7 +12,7 @@ import logging
 import struct
 from collections.abc import Callable, Iterator
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 MAX_SYMBOL_SERIES = 1000
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 _SCRAPE_FAILURES = "metrics_scrape_failures"
+_DATABASE_FAILED = "database_failed"
 
 REQUESTS = Counter("financial_http_requests_total",
                    "HTTP requests answered, by route, method and status",
@@ -87,8 +88,14 @@ def _request_series(endpoint: str, method: str, status: int) -> tuple[Counter, H
 
 
 def record_database_error() -> None:
-    """Count one failure to reach or use the database."""
+    """Count one failure to reach or use the database, and mark the current request with it."""
+    setattr(g, _DATABASE_FAILED, True)
     _count(DATABASE_ERRORS_TOTAL.inc)
+
+
+def had_database_error() -> bool:
+    """Tell whether the current request recorded a database failure (``record_database_error``)."""
+    return g.get(_DATABASE_FAILED, False)
 
 
 def register_metrics(app: Flask) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from scripts.prestart import EXIT_CONFIG, EXIT_UNREACHABLE
 from tests.deployment import healthcheck_command
 from tests.helpers import (
     build_app, create_mysql_database, dispose_engines, drop_mysql_database, insert_prices,
-    isolated_environment, wait_for,
+    isolated_environment, migrate_database, sqlite_url, wait_for,
 )
 from tests.servers import (
     StallingProxy, http_get, production_gunicorn, refusing_mysql, stalling_proxy,
@@ -86,6 +87,56 @@ def test_a_frozen_database_answers_503_fast_then_recovers(mysql_app, tmp_path):
         log = (log_dir / "api.log").read_text()
         assert "health check failed: OperationalError 2013: Lost connection" in log
         assert "hint: the connection broke or the server did not answer in time" in log
+
+
+@pytest.mark.mysql
+def test_the_log_says_when_the_database_is_back(mysql_app, tmp_path):
+    """The outage's line, then one line when a request reads the database again.
+
+    A cached answer served meanwhile is no sign of the database: it ends nothing.
+    """
+    store_one_day(mysql_app)
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        application = build_app(proxied, tmp_path / "log", DATABASE_TIMEOUT=DATABASE_TIMEOUT,
+                                DATABASE_READ_TIMEOUT=DATABASE_TIMEOUT)
+        client = application.test_client()
+        assert client.get(STATS).status_code == 200
+        proxy.stall()
+        assert client.get("/api/financial_data?limit=7").status_code == 503
+        assert client.get(STATS).status_code == 200, "a cached answer"
+        assert client.get("/api/financial_data?limit=7").status_code == 503
+        proxy.resume()
+        assert client.get("/api/financial_data?limit=7").status_code == 200
+        dispose_engines(application)
+    log = (tmp_path / "log" / "api.log").read_text()
+    outage, back = [line.partition(" app.errors: ")[2] for line in log.splitlines()
+                    if " app.errors: " in line]
+    assert outage.startswith("database unavailable: OperationalError 2013: Lost connection")
+    assert re.fullmatch(r"database is back after \d+s; requests answered 503 since the last "
+                        r"'database unavailable' line: 1", back), back
+
+
+def test_only_a_request_served_by_the_database_says_it_is_back(tmp_path):
+    """A scrape (200) or a health check (503) answered without the schema ends no outage."""
+    url = sqlite_url(tmp_path)
+    application = build_app(url, tmp_path / "log")
+    client = application.test_client()
+    assert client.get("/api/financial_data?limit=7").status_code == 503
+    assert client.get("/metrics").status_code == 200
+    assert client.get("/api/health").status_code == 503
+    assert client.get("/api/financial_data?limit=7").status_code == 503
+    migrate_database(url, tmp_path / "log")  # the log goes on in the same file
+    assert client.get("/api/financial_data?limit=7").status_code == 200
+    dispose_engines(application)
+    log = (tmp_path / "log" / "api.log").read_text()
+    assert [line.partition(" app.errors: ")[2] for line in log.splitlines()
+            if " app.errors: " in line] == [
+        "database unavailable: OperationalError: no such table: financial_data; hint: the "
+        "schema is missing or behind the migrations: run them (flask --app app db upgrade)",
+        "database is back after 0s; requests answered 503 since the last 'database "
+        "unavailable' line: 1"]
 
 
 @pytest.mark.mysql

@@ -1,4 +1,4 @@
-"""An outage is logged once per interval and cause, with the count of what it refused."""
+"""An outage is logged once per interval and cause, with what it refused, and so is its end."""
 import logging
 
 from lib.outage_log import OutageLog
@@ -9,7 +9,7 @@ LOG = logging.getLogger("tests.outage")
 
 def database_outage_log(clock) -> OutageLog:
     return OutageLog(30, clock, headline="database unavailable",
-                     refusals="requests answered 503", log=LOG)
+                     refusals="requests answered 503", log=LOG, back="database is back")
 
 
 def outage_lines(caplog) -> list[str]:
@@ -89,3 +89,64 @@ def test_causes_that_alternate_get_a_line_each_per_interval(caplog):
     assert outage_lines(caplog) == [
         "database unavailable: OperationalError 2013: lost connection",
         "database unavailable: TimeoutError: no pooled connection became free in time"]
+
+
+def test_the_first_success_after_a_logged_outage_says_the_database_is_back(caplog):
+    clock = ManualClock()
+    outage = database_outage_log(clock)
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        outage.failed("OperationalError 2003: cannot connect")
+        for _ in range(4):
+            clock.now += 10
+            outage.failed("OperationalError 2003: cannot connect")
+        clock.now += 2
+        outage.succeeded()
+        outage.succeeded()
+    assert outage_lines(caplog) == [
+        "database unavailable: OperationalError 2003: cannot connect",
+        "database unavailable: OperationalError 2003: cannot connect "
+        "(3 requests answered 503 since the last such line)",
+        "database is back after 42s; requests answered 503 since the last "
+        "'database unavailable' line: 1"]
+    assert caplog.records[-1].levelno == logging.WARNING
+
+
+def test_a_success_reads_no_clock_while_nothing_failed(caplog):
+    reads = []
+    outage = database_outage_log(lambda: reads.append(1) or 0.0)
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        for _ in range(100):
+            outage.succeeded()
+    assert (reads, outage_lines(caplog), outage.is_failing) == ([], [], False)
+
+
+def test_a_failure_soon_after_the_back_line_waits_for_the_interval(caplog):
+    """A database that fails every other request gets two lines per interval, not per request."""
+    clock = ManualClock()
+    outage = database_outage_log(clock)
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        for _ in range(30):
+            outage.failed("OperationalError 2013: lost connection")
+            outage.succeeded()
+            clock.now += 1
+        outage.failed("OperationalError 2013: lost connection")
+        clock.now += 10
+        outage.succeeded()
+    assert outage_lines(caplog) == [
+        "database unavailable: OperationalError 2013: lost connection",
+        "database is back after 0s; requests answered 503 since the last "
+        "'database unavailable' line: 0",
+        "database unavailable: OperationalError 2013: lost connection "
+        "(30 requests answered 503 since the last such line)",
+        "database is back after 10s; requests answered 503 since the last "
+        "'database unavailable' line: 0"]
+
+
+def test_without_words_for_it_a_success_logs_nothing(caplog):
+    clock = ManualClock()
+    outage = OutageLog(30, clock, headline="metrics: cannot count", refusals="counts lost",
+                       log=LOG)
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        outage.failed("OSError: gone")
+        outage.succeeded()
+    assert outage_lines(caplog) == ["metrics: cannot count: OSError: gone"]
