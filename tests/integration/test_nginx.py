@@ -156,6 +156,17 @@ def test_what_nginx_refuses_itself_is_the_envelope(nginx_port, request_line, sta
     answer = raw_request(nginx_port, request_line)
     assert answer[0] == status
     assert assert_envelope(*answer[1:])
+    # The error pages share one location: a header of another page's must not leak in.
+    assert ("Allow" in answer[1]) == (status == 405)
+    assert "Retry-After" not in answer[1]
+    assert answer[1]["Cache-Control"] == "no-store"
+
+
+def test_a_body_over_the_limit_is_the_envelope(nginx_port):
+    status, headers, body = raw_request(nginx_port, b"POST /api/health HTTP/1.1",
+                                        b"Content-Length: 2000000\r\n")
+    assert status == 413
+    assert assert_envelope(headers, body) == "the request body is too large"
 
 
 @pytest.mark.parametrize("header", [b"X-Forwarded-Ssl: on", b"X-Forwarded-Protocol: ssl"])
@@ -193,7 +204,7 @@ def test_many_headers_within_nginx_limits_reach_the_api(nginx_port):
 def test_metrics_are_not_served_through_nginx(nginx_port):
     status, headers, body = raw_request(nginx_port, b"GET /metrics HTTP/1.1")
     assert status == 404
-    assert assert_envelope(headers, body).startswith("no endpoint at /metrics")
+    assert assert_envelope(headers, body).startswith("no endpoint at this path")
 
 
 def test_a_path_starting_with_doubled_slashes_reaches_the_api_as_sent_and_is_a_404(nginx_port):
@@ -209,6 +220,7 @@ def test_the_api_down_is_a_503_with_retry_after(nginx_without_api):
     status, headers, body = raw_request(nginx_without_api, b"GET /api/health HTTP/1.1")
     assert status == 503
     assert headers["Retry-After"] == "5"
+    assert "Allow" not in headers
     assert assert_envelope(headers, body) == "the API is unavailable, please retry later"
 
 
