@@ -25,7 +25,9 @@ from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
     PremiumOnlyError, RateLimitError,
 )
-from lib.db_errors import DATABASE_ERRORS, DISK_FULL, is_disk_full, is_lock_conflict
+from lib.db_errors import (
+    DATABASE_ERRORS, DISK_FULL, is_disk_full, is_lock_conflict, name_database_error,
+)
 from lib.locks import LockTimeout, database_lock
 
 logger = logging.getLogger(__name__)
@@ -193,8 +195,9 @@ class RunLoop:
             if job.calls_api and spoils_the_run(exc):
                 return exc.message
         except SQLAlchemyError as exc:
-            self._fail(job.label, symbol, f"database error ({_name_error(exc)}); "
-                                          "its rows are unchanged", exc=exc)
+            self._fail(job.label, symbol,
+                       f"database error ({name_database_error(exc)}); its rows are unchanged",
+                       exc=exc)
             if self.is_database_lost:
                 return self.database_lost_reason
         except Exception as exc:  # one symbol's surprise must not sink the others
@@ -255,15 +258,6 @@ class RunLoop:
     @staticmethod
     def _known_symbol(job: Job) -> str | None:
         return job.label if job.calls_api else None
-
-
-def _name_error(error: SQLAlchemyError) -> str:
-    """Name a database error for the history, which the API serves: its class, and a full disk.
-
-    Not the driver's message, which may name the database user and host.
-    """
-    name = error.__class__.__name__
-    return f"{name}: {DISK_FULL}" if is_disk_full(error) else name
 
 
 def _is_unusable(error: SQLAlchemyError) -> bool:

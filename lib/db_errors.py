@@ -1,4 +1,4 @@
-"""Database failures told apart and described for the log, never with the URL.
+"""Database failures told apart, described for the log (never with the URL) and named for anyone.
 
 Framework-free: callers pass the exceptions in.
 """
@@ -19,8 +19,6 @@ _MYSQL_LOCK_ERRORS = (1205, 1213)  # lock wait timeout, deadlock
 # names it does not know (`financial` among them) and to an account that logs in
 # through another plugin (unix_socket, e.g. Debian's root@localhost).
 _MYSQL_REFUSAL_ERRORS = (1044, 1045, 1049, 1698)
-_AUTHENTICATION_FAILED = ("authentication failed: check the user name and the password "
-                          "(DATABASE_PASSWORD_FILE)")
 _MYSQL_DISK_FULL_ERRORS = (1021, 1114)  # disk full, table full
 # Errors that mean a full disk only when the OS error behind them is ENOSPC (28):
 # a storage engine's error (1030), a file the server writes (1026) or a temporary
@@ -33,31 +31,39 @@ DISK_FULL = "the database's disk is full"
 # and SQLite's words for them.
 _MYSQL_SCHEMA_ERRORS = (1146, 1054)
 _SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
-SCHEMA_HINT = f"the schema is missing or behind the migrations: run them ({MIGRATE_COMMAND})"
+_MISSING_SCHEMA = ("the schema is missing or behind the migrations",
+                   f"run them ({MIGRATE_COMMAND})")
+SCHEMA_HINT = ": ".join(_MISSING_SCHEMA)
 _POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
 # The API's workers may open more connections than the server or the user allows
 # (the warning gunicorn logs at start says how many).
-_TOO_MANY_CONNECTIONS = ("too many connections: lower GUNICORN_WORKERS or GUNICORN_THREADS, "
-                         "or raise {limit}")
-# What an operator should check for the MySQL client and server error codes
-# a deployment meets: wrong credentials, names, addresses, a stalled server.
-_DRIVER_HINTS = {
-    1040: _TOO_MANY_CONNECTIONS.format(limit="max_connections"),
-    1044: "the user may not use this database: check its grants",
+_TOO_MANY_CONNECTIONS = "too many connections"
+_FEWER_CONNECTIONS = "lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise {limit}"
+_AUTHENTICATION_FAILED = ("authentication failed",
+                          "check the user name and the password (DATABASE_PASSWORD_FILE)")
+_CANNOT_CONNECT = ("cannot connect",
+                   "check the host and port in DATABASE_URL and that the server runs")
+# The MySQL client and server error codes a deployment meets (wrong credentials,
+# names, addresses, a stalled server): the cause in our own words, which name
+# no user, host or statement, and what an operator should check.
+_DRIVER_CAUSES = {
+    1040: (_TOO_MANY_CONNECTIONS, _FEWER_CONNECTIONS.format(limit="max_connections")),
+    1044: ("the user may not use this database", "check its grants"),
     1045: _AUTHENTICATION_FAILED,
-    1049: "unknown database: create it, or fix its name in DATABASE_URL",
-    1203: _TOO_MANY_CONNECTIONS.format(limit="max_user_connections"),
+    1049: ("unknown database", "create it, or fix its name in DATABASE_URL"),
+    1203: (_TOO_MANY_CONNECTIONS, _FEWER_CONNECTIONS.format(limit="max_user_connections")),
     # A per-account limit: MAX_USER_CONNECTIONS, or a count per hour the message names.
-    1226: "the user reached a resource limit of its account; for max_user_connections: "
-          "lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise the limit",
+    1226: ("the user reached a resource limit of its account",
+           "for max_user_connections, " + _FEWER_CONNECTIONS.format(limit="the limit")),
     1698: _AUTHENTICATION_FAILED,
-    2002: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
-    2003: "cannot connect: check the host and port in DATABASE_URL and that the server runs",
-    2005: "unknown host: check the host name in DATABASE_URL",
-    2006: "the server closed the connection: it restarted or dropped idle connections",
-    2013: "the connection broke or the server did not answer in time (DATABASE_TIMEOUT; "
-          "DATABASE_JOB_TIMEOUT in the fetch job): it is stalled, overloaded or unreachable",
-    **dict.fromkeys(_MYSQL_SCHEMA_ERRORS, SCHEMA_HINT),
+    2002: _CANNOT_CONNECT,
+    2003: _CANNOT_CONNECT,
+    2005: ("unknown host", "check the host name in DATABASE_URL"),
+    2006: ("the server closed the connection", "it restarted or dropped idle connections"),
+    2013: ("the connection broke or the server did not answer in time",
+           "it is stalled, overloaded or unreachable (DATABASE_TIMEOUT; DATABASE_JOB_TIMEOUT "
+           "in the fetch job)"),
+    **dict.fromkeys(_MYSQL_SCHEMA_ERRORS, _MISSING_SCHEMA),
 }
 
 
@@ -78,8 +84,34 @@ def describe_database_error(exc: Exception) -> str:
     if not (len(args) > 1 and isinstance(args[0], int)):
         return f"{name}: {orig}" + (f"; hint: {SCHEMA_HINT}" if is_schema_error(exc) else "")
     code, message = args[0], args[1]
-    hint = _DRIVER_HINTS.get(code)
-    return f"{name} {code}: {message}" + (f"; hint: {hint}" if hint else "")
+    hint = _DRIVER_CAUSES.get(code)
+    return f"{name} {code}: {message}" + (f"; hint: {': '.join(hint)}" if hint else "")
+
+
+def name_database_error(exc: Exception) -> str:
+    """Name a database failure for anyone to read: its class, MySQL's code, the cause.
+
+    The cause in our own words only (a full disk, a missing schema, a known
+    code), never the driver's message, which may name the database user and
+    host, nor SQLAlchemy's, which holds the statement: the fetch job's run
+    history, which the API serves, records it.
+    """
+    code = _driver_code(exc)
+    name = exc.__class__.__name__
+    if isinstance(code, int):  # MySQL's; SQLite's first argument is its message
+        name = f"{name} {code}"
+    cause = _cause(exc)
+    return f"{name}: {cause}" if cause else name
+
+
+def _cause(exc: Exception) -> str | None:
+    """Return the cause of a database failure in our own words, None if it is not known."""
+    if is_disk_full(exc):
+        return DISK_FULL
+    if is_schema_error(exc):
+        return _MISSING_SCHEMA[0]
+    code = _driver_code(exc)
+    return _DRIVER_CAUSES[code][0] if isinstance(code, int) and code in _DRIVER_CAUSES else None
 
 
 def _driver_code(exc: Exception) -> object:

@@ -482,3 +482,38 @@ def test_a_database_lost_mid_run_ends_the_run_unless_it_is_back(mysql_app, resta
     else:
         assert fetched == ["IBM", "AAPL"], "no request of the quota for a symbol it cannot store"
         assert (outcome.stored, outcome.ended_early) == (1, DATABASE_LOST_REASON)
+
+
+@pytest.mark.mysql
+def test_a_symbol_the_database_failed_is_recorded_with_the_code_and_its_cause(mysql_app):
+    """The history, which /api/fetch_runs serves, names MySQL's code and our words for it.
+
+    Not the driver's message (`Lost connection to server at '127.0.0.1:...'`):
+    it may name the database's user and host.
+    """
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    series = read_saved_response(FIXTURE)
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+
+        def fetch() -> DailySeries:
+            proxy.stall()  # the store times out; the failure is recorded once it resumes
+            return series
+
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
+        run_log, resume = logging.getLogger("financial.fetch_run"), ResumeOnFailure(proxy)
+        run_log.addHandler(resume)
+        try:
+            with Session(engine) as session:
+                RunLoop(session, RunSettings(window_days=None), report=lambda _: None,
+                        note=lambda _: None, history=RunRecorder.open(session, "manual", utc_now),
+                        ).run([Job("IBM", fetch, calls_api=True)])
+        finally:
+            run_log.removeHandler(resume)
+            engine.dispose()
+    response = mysql_app.test_client().get("/api/fetch_runs")
+    [run] = response.json["data"]
+    assert [(outcome["symbol"], outcome["error"]) for outcome in run["symbols"]] == [(
+        "IBM", "database error (OperationalError 2013: the connection broke or the server did "
+               "not answer in time); its rows are unchanged")]
+    assert "Lost connection" not in response.get_data(as_text=True)

@@ -1,11 +1,11 @@
-"""lib/db_errors.py: a full disk told apart from other errors the server reports, and hints."""
+"""lib/db_errors.py: a full disk told apart from other errors the server reports, hints, names."""
 import struct
 
 import pymysql
 import pytest
 from sqlalchemy.exc import DBAPIError
 
-from lib.db_errors import describe_database_error, is_disk_full
+from lib.db_errors import describe_database_error, is_disk_full, name_database_error
 
 NO_SPACE = '28 "No space left on device"'
 
@@ -65,3 +65,19 @@ def test_an_account_limit_names_the_settings_to_change():
     description = describe_database_error(server_error(1226, message))
     assert description.startswith(f"OperationalError 1226: {message}; hint: ")
     assert "lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise the limit" in description
+
+
+@pytest.mark.parametrize("code, message, name", [
+    (1045, "Access denied for user 'api'@'10.0.0.5' (using password: YES)",
+     "OperationalError 1045: authentication failed"),
+    (1114, "The table 'financial_data' is full",
+     "OperationalError 1114: the database's disk is full"),
+    (3, f"Error writing file '/tmp/MYfd=61' (Errcode: {NO_SPACE})",
+     "InternalError 3: the database's disk is full"),
+    (1146, "Table 'financial.fetch_runs' doesn't exist",
+     "ProgrammingError 1146: the schema is missing or behind the migrations"),
+    (1062, "Duplicate entry 'IBM-2023-03-24' for key 'PRIMARY'", "IntegrityError 1062"),
+], ids=["access denied", "table full", "errno 28", "no table", "unknown cause"])
+def test_a_name_for_anyone_holds_the_code_and_our_words_never_the_drivers(code, message, name):
+    """The run history, which the API serves, names failures so: no user, host or statement."""
+    assert name_database_error(server_error(code, message)) == name
