@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from dotenv import load_dotenv
 from flask import Flask
@@ -30,7 +31,7 @@ from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
-from lib.avantage_api import AlphaVantageClient, read_saved_response
+from lib.avantage_api import AlphaVantageClient, InvalidApiKeyError, read_saved_response
 from lib.db_errors import describe_database_error
 from lib.locks import LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer
 from lib.log_setup import configure_logging
@@ -50,7 +51,14 @@ SAMPLE_HINT = ("get_raw_data: to load the bundled sample data instead, run "
 
 
 class UsageError(Exception):
-    """The command line or configuration cannot work; exit status 2."""
+    """The command line or configuration cannot work; exit status 2.
+
+    ``problems`` holds every one found, so that one try tells the operator all.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -125,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         config = get_config()
         plan = _plan(args, config)
         app = _app(config)
-    except (ConfigError, UsageError) as exc:
+    except UsageError as exc:
+        for problem in exc.problems:
+            _to_stderr(f"get_raw_data: {problem}")
+        return EXIT_USAGE
+    except ConfigError as exc:
         _to_stderr(f"get_raw_data: {exc}")
         return EXIT_USAGE
 
@@ -297,13 +309,19 @@ def _app(config: BaseConfig) -> Flask:
 
 
 def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:
-    """Check the command line and settings once, before any run."""
-    sample = _loads_sample(args, config)
-    files = _input_files(args, config, sample)
-    symbols = [] if files else _symbols(args.symbols, config.SYMBOLS)
-    if not files:
-        _client(config).close()  # a bad key or function is a usage error now, not at 18:30
-    schedule = _schedule(args, config)
+    """Check the command line and settings once, before any run.
+
+    Raises UsageError naming every problem found, not only the first.
+    """
+    problems: list[str] = []
+    sample = _loads_sample(args, config, problems)
+    files = _input_files(args, config, sample, problems)
+    symbols = [] if files else _symbols(args.symbols, config.SYMBOLS, problems)
+    if not files:  # a bad function is a usage error now, not at 18:30
+        problems += _client_problems(config)
+    schedule = _schedule(args, config, problems)
+    if problems:
+        raise UsageError(*problems)
     # The sample is small and fixed: all of it, unless --days says otherwise.
     whole = args.full or (sample and args.days is None)
     settings = RunSettings(
@@ -315,57 +333,75 @@ def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:
                 offer_sample=args.sample_if_no_key and not files)
 
 
-def _schedule(args: argparse.Namespace, config: BaseConfig) -> Schedule | None:
-    """Return the schedule of ``--schedule [CRON]``, or None to run once."""
+def _schedule(args: argparse.Namespace, config: BaseConfig,
+              problems: list[str]) -> Schedule | None:
+    """Return the schedule of ``--schedule [CRON]``, or None to run once; note its problems."""
     if args.schedule is None:
         return None
     if args.dry_run:
-        raise UsageError("--schedule cannot be combined with --dry-run")
+        problems.append("--schedule cannot be combined with --dry-run")
     source = "--schedule" if args.schedule else "FETCH_SCHEDULE"
     try:
         zone = parse_zone(config.FETCH_TIMEZONE)
     except ScheduleError as exc:
-        raise UsageError(f"FETCH_TIMEZONE: {exc}") from None
+        problems.append(f"FETCH_TIMEZONE: {exc}")
+        zone = ZoneInfo("UTC")  # the expression is checked all the same
     try:
         return Schedule.parse(args.schedule or config.FETCH_SCHEDULE, zone)
     except ScheduleError as exc:
-        raise UsageError(f"{source}: {exc}") from None
+        problems.append(f"{source}: {exc}")
+        return None
 
 
-def _loads_sample(args: argparse.Namespace, config: BaseConfig) -> bool:
+def _loads_sample(args: argparse.Namespace, config: BaseConfig, problems: list[str]) -> bool:
     """Tell whether to load the bundled sample: --sample, or --sample-if-no-key without a key."""
     if args.from_file:
         if args.sample:
-            raise UsageError("--sample cannot be combined with --from-file")
+            problems.append("--sample cannot be combined with --from-file")
         return False
     return args.sample or (args.sample_if_no_key and not config.ALPHAVANTAGE_API_KEY)
 
 
-def _input_files(args: argparse.Namespace, config: BaseConfig, sample: bool) -> list[Path]:
-    """Return the saved responses to load, or [] to call the API."""
+def _input_files(args: argparse.Namespace, config: BaseConfig, sample: bool,
+                 problems: list[str]) -> list[Path]:
+    """Return the saved responses to load, or [] to call the API; note their problems."""
     files = sorted(SAMPLE_DIR.glob("*.json")) if sample else list(args.from_file)
     if sample and not args.sample:
         _to_stderr(f"get_raw_data: no ALPHAVANTAGE_API_KEY set; loading the bundled sample "
                    f"data ({SAMPLE_SPAN}) from {SAMPLE_DIR.relative_to(PROJECT_ROOT)}/ instead")
     if files and args.symbols is not None:
-        raise UsageError("--symbols cannot be combined with --from-file or --sample: "
-                         "the files name their symbols")
+        problems.append("--symbols cannot be combined with --from-file or --sample: "
+                        "the files name their symbols")
     missing = [str(path) for path in files if not path.is_file()]
     if missing:
-        raise UsageError(f"no such file: {', '.join(missing)}")
+        problems.append(f"no such file: {', '.join(missing)}")
     if not files and not config.ALPHAVANTAGE_API_KEY:
-        raise UsageError("no API key: set ALPHAVANTAGE_API_KEY (or ALPHAVANTAGE_API_KEY_FILE), "
-                         "or load saved responses with --from-file (or the sample with --sample)")
+        problems.append("no API key: set ALPHAVANTAGE_API_KEY (or ALPHAVANTAGE_API_KEY_FILE), "
+                        "or load saved responses with --from-file (or the sample with --sample)")
     return files
 
 
-def _symbols(option: str | None, configured: list[str]) -> list[str]:
+def _symbols(option: str | None, configured: list[str], problems: list[str]) -> list[str]:
     """Return the distinct tickers of ``--symbols`` (or SYMBOLS), upper-cased, in order."""
     names, bad = distinct_tickers(option.split(",") if option is not None else configured)
     if bad or not names:
-        raise UsageError(f"invalid symbol(s) {', '.join(bad) or '(none given)'}: use "
-                         f"{SYMBOL_RULE}, comma-separated")
+        problems.append(f"invalid symbol(s) {', '.join(bad) or '(none given)'}: use "
+                        f"{SYMBOL_RULE}, comma-separated")
     return names
+
+
+def _client_problems(config: BaseConfig) -> list[str]:
+    """Return the problems of the client's settings (a bad function).
+
+    Not a missing key: ``_input_files`` names it, with the ways to do without one.
+    """
+    try:
+        _client(config).close()
+    except UsageError as exc:
+        return list(exc.problems)
+    except InvalidApiKeyError:
+        pass
+    return []
 
 
 def _client(config: BaseConfig) -> AlphaVantageClient:

@@ -80,7 +80,7 @@ class AlphaVantageClient:
         request_interval: float = 0.0,
         sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
-        """Fail fast on a missing key or an unsupported function, before any request.
+        """Fail fast on an unsupported function or a missing key, before any request.
 
         An injected session gets the retrying adapter mounted for ``base_url``'s
         host only, so its other traffic is untouched. Transport retries follow
@@ -89,12 +89,12 @@ class AlphaVantageClient:
         requests (seconds from one to the next, transport retries, fallback and
         rate-limit retries included): free keys get about one a second.
         """
-        if not isinstance(api_key, str) or not api_key.strip():
-            raise InvalidApiKeyError("no AlphaVantage API key given")
-        if function not in FUNCTIONS:
+        if function not in FUNCTIONS:  # first: a caller short of a key may still check it
             raise ValueError(
                 f"unsupported AlphaVantage function {function!r}; use one of {sorted(FUNCTIONS)}"
             )
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise InvalidApiKeyError("no AlphaVantage API key given")
         self._api_key = api_key.strip()
         hide_from_urllib3_logs(self._api_key)
         self._base_url = base_url

@@ -318,6 +318,37 @@ def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch
     assert message in err and out == ""
 
 
+NO_KEY = "get_raw_data: no API key: set ALPHAVANTAGE_API_KEY"
+BAD_CRON = "get_raw_data: --schedule: the cron expression '61 18 * * *' cannot be used"
+
+
+@pytest.mark.parametrize("argv, env, expected", [
+    (["--schedule", "61 18 * * *"], {}, [NO_KEY, BAD_CRON]),
+    (["--symbols", "IBM,BAD SYMBOL", "--schedule", "61 18 * * *", "--dry-run"],
+     {"FETCH_TIMEZONE": "Mars/Olympus", "ALPHAVANTAGE_FUNCTION": "TIME_SERIES_WEEKLY"},
+     [NO_KEY, "get_raw_data: invalid symbol(s) BAD SYMBOL",
+      "get_raw_data: ALPHAVANTAGE_FUNCTION: unsupported",
+      "get_raw_data: --schedule cannot be combined with --dry-run",
+      "get_raw_data: FETCH_TIMEZONE: unknown time zone 'Mars/Olympus'", BAD_CRON]),
+    (["--sample", "--from-file", "x.json", "--symbols", "IBM"], {},
+     ["get_raw_data: --sample cannot be combined with --from-file",
+      "get_raw_data: --symbols cannot be combined with --from-file or --sample",
+      "get_raw_data: no such file: x.json"]),
+], ids=["key and schedule", "all settings", "inputs"])
+def test_every_usage_and_configuration_problem_is_named_in_one_go(
+        capsys, job_env, monkeypatch, argv, env, expected):
+    """One try tells the operator all that is wrong: no fix-one-and-retry round per problem."""
+    monkeypatch.setenv("ALPHAVANTAGE_API_KEY", "")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run_job(capsys, job_env, *argv)
+    assert (status, out) == (2, "")
+    lines = err.splitlines()
+    assert len(lines) == len(expected), err
+    for line, start in zip(lines, expected):
+        assert line.startswith(start), err
+
+
 @pytest.mark.parametrize("argv", [["--days", "0"], ["--days", "36501"], ["--days", "9" * 30],
                                   ["--days", "3", "--full"], ["--bogus"]])
 def test_bad_options_exit_2(capsys, job_env, argv):
