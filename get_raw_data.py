@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = get_config()
         plan = _plan(args, config)
-        app = _app(config)
+        app = _app(config, dry_run=plan.settings.dry_run)
     except UsageError as exc:
         for problem in exc.problems:
             _to_stderr(f"get_raw_data: {problem}")
@@ -300,12 +300,13 @@ def _discard(_line: str) -> None:
     """Drop a line the log already holds (on a schedule, the log is the output)."""
 
 
-def _app(config: BaseConfig) -> Flask:
-    """Build the app with the job's database timeouts.
+def _app(config: BaseConfig, *, dry_run: bool) -> Flask:
+    """Build the app with the job's database timeouts; a dry run's creates no SQLite folder.
 
     An unusable DATABASE_URL raises StartupError (a ConfigError): a usage error.
     """
-    return create_app(config, overrides=config.job_overrides(), serving=False)
+    return create_app(config, overrides=config.job_overrides(), serving=False,
+                      writes=not dry_run)
 
 
 def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:

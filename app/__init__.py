@@ -113,7 +113,7 @@ class FinancialApp(Flask):
 
 
 def create_app(config: str | BaseConfig | None = None, overrides: dict | None = None, *,
-               serving: bool = True) -> Flask:
+               serving: bool = True, writes: bool = True) -> Flask:
     """Build the app for ``config`` (an APP_ENV name or a config object).
 
     ``overrides`` replaces individual settings; tests steer the app with it.
@@ -121,7 +121,8 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
     logging, the database and the cache, without the API, the dashboard,
     their hooks, CORS, the CLI commands and migrations (``register_migrations``
     adds those), and without importing them: the job's start-up time is part
-    of every run.
+    of every run. ``writes=False`` (the fetch job's dry run, which opens no
+    database) does not create the SQLite file's folder.
     Raises StartupError naming the setting when one cannot work at all (e.g.
     a malformed DATABASE_URL); a database that is merely down is no error here.
     """
@@ -132,7 +133,7 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
         app.config.update(overrides or {})
 
         _configure_logging(app)
-        register_extensions(app, export_bind=serving)
+        register_extensions(app, export_bind=serving, create_folder=writes)
         if serving:
             register_migrations(app)
             # Imported here, not above: the fetch job's app leaves them out.
@@ -156,14 +157,16 @@ def _configure_logging(app: Flask) -> None:
                           f"({exc.strerror or exc.__class__.__name__})") from None
 
 
-def register_extensions(app: Flask, *, export_bind: bool = True) -> None:
+def register_extensions(app: Flask, *, export_bind: bool = True,
+                        create_folder: bool = True) -> None:
     """Bind the database and the cache to ``app``; ``export_bind`` adds the CSV export's engine.
 
-    Raises ConfigError when DATABASE_URL cannot work at all.
+    ``create_folder`` creates the SQLite file's folder. Raises ConfigError
+    when DATABASE_URL cannot work at all.
     """
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     try:
-        check_database_url(url)
+        check_database_url(url, create_folder=create_folder)
     except DatabaseUrlError as exc:
         raise ConfigError(f"DATABASE_URL {exc}") from None
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(

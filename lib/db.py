@@ -87,13 +87,15 @@ class DatabaseUrlError(ValueError):
     """
 
 
-def check_database_url(url: str) -> None:
+def check_database_url(url: str, *, create_folder: bool = True) -> None:
     """Check that ``url`` can work at all and create the folder of an SQLite file.
 
     A server that is down is not checked here: that is a 503 until it is back.
     Raises DatabaseUrlError for a malformed URL, an unknown dialect or driver,
     a driver that is not installed, a server URL naming no database, a query
     option the driver refuses, or an SQLite folder that cannot be created.
+    ``create_folder=False`` leaves the folder alone, for a program that will
+    not open the database (the fetch job's dry run writes nothing).
     """
     try:
         parsed = make_url(url)
@@ -102,7 +104,8 @@ def check_database_url(url: str) -> None:
                                ":3306/db or sqlite:///path/file.db") from None
     _check_driver(parsed)
     if parsed.get_backend_name() == "sqlite":
-        _prepare_sqlite_folder(parsed.database)
+        if create_folder:
+            _prepare_sqlite_folder(parsed.database)
     elif not parsed.database:
         raise DatabaseUrlError("names no database; put its name after the server, e.g. "
                                "mysql+pymysql://user@host:3306/financial")

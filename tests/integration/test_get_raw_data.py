@@ -241,6 +241,26 @@ def test_a_dry_run_on_a_database_without_the_schema_leaves_it_without(
         engine.dispose()
 
 
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry run", "stored run"])
+def test_only_a_stored_run_creates_the_folder_of_the_sqlite_file(
+        capsys, monkeypatch, tmp_path, dry_run):
+    """A dry run writes nothing: not even an empty folder where the database would go."""
+    folder, log_dir = tmp_path / "no" / "such" / "folder", tmp_path / "log"
+    for name, value in isolated_environment(
+            APP_ENV="testing", DATABASE_URL=f"sqlite:///{folder / 'financial.db'}",
+            LOG_DIR=str(log_dir)).items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run_job(capsys, {"LOG_DIR": str(log_dir)}, *(["--dry-run"] * dry_run),
+                               "--days", "1", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    assert status == 0, err
+    if dry_run:
+        assert [record["date"] for record in json.loads(out)] == ["2023-03-24"]
+        assert [path.name for path in tmp_path.iterdir()] == ["log"]
+    else:
+        assert out == "IBM: 1 rows fetched, 1 new, 0 updated\n"
+        assert (folder / "financial.db").is_file()
+
+
 def test_help_names_every_option_of_the_contract_and_exits_0(capsys):
     with pytest.raises(SystemExit) as exited:
         get_raw_data.main(["--help"])
