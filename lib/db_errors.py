@@ -35,6 +35,8 @@ _MISSING_SCHEMA = ("the schema is missing or behind the migrations",
                    f"run them ({MIGRATE_COMMAND})")
 SCHEMA_HINT = ": ".join(_MISSING_SCHEMA)
 _POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
+# A deadlock, a lock wait timed out, SQLite's "database is locked": once retries ran out.
+_LOCK_CONFLICT = "another transaction held the rows too long (a lock wait or a deadlock)"
 # The API's workers may open more connections than the server or the user allows
 # (the warning gunicorn logs at start says how many).
 _TOO_MANY_CONNECTIONS = "too many connections"
@@ -106,10 +108,14 @@ def name_database_error(exc: Exception) -> str:
 
 def _cause(exc: Exception) -> str | None:
     """Return the cause of a database failure in our own words, None if it is not known."""
+    if isinstance(exc, PoolTimeoutError):
+        return _POOL_EXHAUSTED
     if is_disk_full(exc):
         return DISK_FULL
     if is_schema_error(exc):
         return _MISSING_SCHEMA[0]
+    if isinstance(exc, OperationalError) and is_lock_conflict(exc):
+        return _LOCK_CONFLICT
     code = _driver_code(exc)
     return _DRIVER_CAUSES[code][0] if isinstance(code, int) and code in _DRIVER_CAUSES else None
 

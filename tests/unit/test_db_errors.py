@@ -1,9 +1,11 @@
 """lib/db_errors.py: a full disk told apart from other errors the server reports, hints, names."""
+import sqlite3
 import struct
 
 import pymysql
 import pytest
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from lib.db_errors import describe_database_error, is_disk_full, name_database_error
 
@@ -76,8 +78,25 @@ def test_an_account_limit_names_the_settings_to_change():
      "InternalError 3: the database's disk is full"),
     (1146, "Table 'financial.fetch_runs' doesn't exist",
      "ProgrammingError 1146: the schema is missing or behind the migrations"),
+    (1213, "Deadlock found when trying to get lock; try restarting transaction",
+     "OperationalError 1213: another transaction held the rows too long (a lock wait or a "
+     "deadlock)"),
+    (1205, "Lock wait timeout exceeded; try restarting transaction",
+     "OperationalError 1205: another transaction held the rows too long (a lock wait or a "
+     "deadlock)"),
     (1062, "Duplicate entry 'IBM-2023-03-24' for key 'PRIMARY'", "IntegrityError 1062"),
-], ids=["access denied", "table full", "errno 28", "no table", "unknown cause"])
+], ids=["access denied", "table full", "errno 28", "no table", "deadlock", "lock wait",
+        "unknown cause"])
 def test_a_name_for_anyone_holds_the_code_and_our_words_never_the_drivers(code, message, name):
     """The run history, which the API serves, names failures so: no user, host or statement."""
     assert name_database_error(server_error(code, message)) == name
+
+
+def test_a_name_for_anyone_tells_a_lock_on_sqlite_and_a_full_pool():
+    locked = OperationalError("INSERT INTO financial_data", {},
+                              sqlite3.OperationalError("database is locked"))
+    assert name_database_error(locked) == (
+        "OperationalError: another transaction held the rows too long (a lock wait or a deadlock)")
+    full_pool = PoolTimeoutError("QueuePool limit of size 5 overflow 0 reached")
+    assert name_database_error(full_pool) == (
+        "TimeoutError: no pooled connection became free in time; every connection is busy")
