@@ -6,6 +6,7 @@ from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.errors import ConfigurationError
+from limits.storage import Storage
 
 from app.envelope import RETRY_AFTER_SECONDS
 from app.routes import API_PREFIX, HEALTH_PATH, METRICS_PATH
@@ -16,6 +17,8 @@ from lib.log_setup import add_filter_once
 EXEMPT_ROUTES = frozenset({API_PREFIX + HEALTH_PATH, METRICS_PATH})
 # A Redis outage must not stall requests: give up on it quickly, then count in memory.
 STORAGE_TIMEOUT_SECONDS = 1
+# The count the storage's health check makes: a write, as every request's is.
+_PROBE_KEY = "rate-limit-storage-probe"
 _UNKNOWN_STORAGE = ("RATELIMIT_STORAGE_URI names an unknown storage; expected e.g. "
                     "memory:// or redis://host:6379/1")
 
@@ -71,6 +74,7 @@ def register_rate_limits(app: Flask) -> None:
         limiter.init_app(app)
     except ConfigurationError:  # its message repeats the URI, which may hold a password
         raise ConfigError(_UNKNOWN_STORAGE) from None
+    _check_by_counting(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
 
 
@@ -94,6 +98,26 @@ def _keep_unavailable_retry_after(response: Response) -> Response:
     if response.status_code == 503:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
     return response
+
+
+def _check_by_counting(storage: Storage) -> None:
+    """Let the storage count as healthy when it takes a count, not when it answers a PING.
+
+    While counting in memory, Flask-Limiter asks the storage's ``check``
+    whether to use it again. A Redis out of memory that never evicts
+    (``noeviction``, as ratelimit-redis) answers PING but refuses every count:
+    each check would log the storage back and the next request gone again,
+    two lines a second per worker. A count of the check's own fails as the
+    requests' would, so the storage stays left alone until it has room.
+    """
+    def check() -> bool:
+        try:
+            storage.incr(_PROBE_KEY, 1)
+        except Exception:  # whatever the storage raises, it cannot count now
+            return False
+        return True
+
+    storage.check = check  # type: ignore[method-assign]
 
 
 def _set_storage_timeouts(app: Flask) -> None:

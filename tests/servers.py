@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
+
 from conf.settings import PROJECT_ROOT
 from tests.helpers import free_port, isolated_environment, wait_for
 
@@ -207,6 +209,21 @@ class PrivateRedis:
             self.process.send_signal(signal.SIGCONT)
             self.process.kill()
             self.process.wait(timeout=10)
+
+    def fill(self) -> None:
+        """Leave it no room, as a full Redis that never evicts: every write is refused (OOM)."""
+        self._set_maxmemory("1")
+
+    def make_room(self) -> None:
+        self._set_maxmemory("0")  # no limit
+
+    def _set_maxmemory(self, size: str) -> None:
+        client = redis.Redis(port=self.port)
+        try:
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", size)
+        finally:
+            client.close()
 
     def _answers(self) -> bool:
         assert self.process is not None and self.process.poll() is None, "redis-server exited"

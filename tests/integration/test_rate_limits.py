@@ -1,4 +1,5 @@
 """Per-client rate limit: 429 in the envelope, exemptions, the proxy, shared and failing storage."""
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -224,6 +225,29 @@ def test_a_stalled_storage_costs_seconds_then_the_limit_is_counted_in_memory(
         proxy.resume()
         wait_for(lambda: get_from(client, "/api/financial_data").status_code == 200,
                  "the count in Redis (one request so far) to be used again", 20)
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    assert log.count("Rate limit storage unreachable") == 1, "one line for the outage"
+    assert log.count("Rate limit storage recovered") == 1, "one line for its end"
+
+
+def test_a_full_storage_is_counted_in_memory_and_logged_once_not_per_request(
+        sqlite_database_url, tmp_path, private_redis):
+    """A Redis out of memory that never evicts answers PING but refuses every count."""
+    application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                            RATELIMIT_STORAGE_URI=private_redis.url)
+    client = application.test_client()
+    assert get_from(client, "/api/financial_data").headers["X-RateLimit-Remaining"] == "2"
+    private_redis.fill()
+    answers = []
+    for path in ["/api/financial_data", "/api/financial_data", "/api/symbols", STATS_URL]:
+        answers.append(get_from(client, path))
+        time.sleep(0.7)  # past the limiter's first waits (1 s, 2 s) before it tries the storage
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429], (
+        "a new count in memory, one budget for the whole API")
+
+    private_redis.make_room()
+    wait_for(lambda: get_from(client, "/api/financial_data").status_code == 200,
+             "the count in Redis (one request so far) to be used again", 20)
     log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
     assert log.count("Rate limit storage unreachable") == 1, "one line for the outage"
     assert log.count("Rate limit storage recovered") == 1, "one line for its end"
