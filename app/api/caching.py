@@ -32,6 +32,9 @@ a symbol that changed no rows.
   a failure the cache is left alone for CACHE_RETRY_WAIT seconds (a circuit
   breaker) and answers are computed uncached. The outage is logged once when
   it starts and once when the cache is back, never per request.
+- A cache that refuses writes but answers reads (a Redis out of memory that
+  never evicts) keeps serving the answers it holds: only storing is left alone
+  for CACHE_RETRY_WAIT seconds, by a breaker of its own, logged the same way.
 - Nor does a cache that fails hold the fetch job for a timeout per symbol:
   clears have a breaker of their own, and a clear it refuses is put off, not
   lost. The next clear that tries makes it, and the last one of a run or
@@ -46,6 +49,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
 from flask_caching.backends import SimpleCache
+from redis.exceptions import ResponseError
 from sqlalchemy.engine import make_url
 from werkzeug.wrappers import Response
 
@@ -70,12 +74,16 @@ _STATE = "cached_answers"
 RUN_HISTORY_KINDS = frozenset({"fetch_runs", "symbols"})
 # The request's answer that the response cache stores with its 200 (_Storable).
 _STORABLE = "storable_response"
+# Redis answered a write with an error (out of memory with noeviction, a read-only
+# replica, writes stopped after a failed save): its reads still work.
+_REFUSED_WRITES = (ResponseError,)
 
 
 @dataclass
 class _AnswerCache:
     """One app's view of the cache: its namespace, breaker and last generations seen.
 
+    ``store_breaker`` leaves only writes alone, after one was refused.
     ``generations`` maps each generation's key to the value last seen ("":
     none yet; with SimpleCache, the current one). ``response_kinds`` maps the
     routes whose responses were stored to the kind of answer they give; only
@@ -85,6 +93,7 @@ class _AnswerCache:
 
     namespace: str
     breaker: CircuitBreaker
+    store_breaker: CircuitBreaker
     clear_breaker: CircuitBreaker
     is_local: bool
     generations: dict[str, str] = field(default_factory=dict)
@@ -123,6 +132,12 @@ def init_cached_answers(app: Flask) -> None:
     state = _AnswerCache(
         namespace=database_digest(app.config["SQLALCHEMY_DATABASE_URI"]),
         breaker=CircuitBreaker("the answer cache", retry_wait, log=logger),
+        store_breaker=CircuitBreaker(
+            "storing answers", retry_wait, log=logger,
+            opened="the answer cache refused to store an answer ({error}); the answers it "
+                   "holds are served, new ones not stored, next try in {wait:g}s",
+            closed="the answer cache stores answers again after {outage:.0f}s; {skipped} "
+                   "answers were not stored meanwhile"),
         clear_breaker=CircuitBreaker(
             "clearing the cached answers", retry_wait, log=logger,
             opened="could not invalidate the cached answers ({error}); the API may serve "
@@ -378,15 +393,24 @@ def _read(state: _AnswerCache, entry: str, keys: tuple[str, ...]) -> tuple[str, 
 
 
 def _write(generation: str, entries: dict[str, Any]) -> None:
-    """Store ``entries`` (entry -> value) under ``generation``, in one round trip."""
+    """Store ``entries`` (entry -> value) under ``generation``, in one round trip.
+
+    A write refused by a cache that still answers leaves reads alone: its
+    hits are served while it is full.
+    """
     state: _AnswerCache = current_app.extensions[_STATE]
-    if not state.breaker.is_closed:
+    if not (state.breaker.is_closed and state.store_breaker.allows()):
         return
     try:
         cache.set_many({state.entry_key(generation, entry): value
                         for entry, value in entries.items()})
+    except _REFUSED_WRITES as exc:
+        state.store_breaker.failed(exc)
+        return
     except Exception as exc:
         state.breaker.failed(exc)
+        return
+    state.store_breaker.succeeded()
 
 
 def _start_generation(key: str) -> str:

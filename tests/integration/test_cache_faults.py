@@ -215,6 +215,34 @@ def test_a_redis_outage_logs_two_lines_whatever_the_traffic(app, private_redis, 
     dispose(api)
 
 
+def test_a_full_redis_still_serves_the_answers_it_holds_and_says_so_once(
+        app, private_redis, tmp_path, ibm_day, store_prices):
+    """Out of memory with noeviction, Redis refuses every write (OOM) and answers every read."""
+    store_prices([ibm_day])
+    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
+                           private_redis.url, CACHE_RETRY_WAIT=0.05)
+    client = api.test_client()
+    assert open_price_of(client) == 10.0
+    private_redis.fill()
+    change_open_price(api, "11.00")
+    for _ in range(20):
+        # A miss: computed, and its write refused.
+        assert client.get("/api/financial_data?symbol=IBM").status_code == 200
+        assert open_price_of(client) == 10.0, "the hit is still served"
+        time.sleep(0.01)
+    private_redis.make_room()
+    wait_for(lambda: client.get("/api/financial_data?symbol=IBM").status_code == 200
+             and len(cache_log_lines(api)) == 2, "answers to be stored again", 20)
+    full, stored_again = cache_log_lines(api)
+    assert ("WARNING app.api.caching: the answer cache refused to store an answer "
+            "(OutOfMemoryError: ") in full
+    assert "; the answers it holds are served, new ones not stored, next try in 0.05s" in full
+    assert "WARNING app.api.caching: the answer cache stores answers again after " in stored_again
+    log = (Path(api.config["LOG_DIR"]) / "api.log").read_text(encoding="utf-8")
+    assert "Traceback" not in log
+    dispose(api)
+
+
 def test_the_commands_say_whether_their_clear_reached_the_api(private_api, private_redis,
                                                               tmp_path):
     api, client, _server = private_api
