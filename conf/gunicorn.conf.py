@@ -7,6 +7,7 @@ an empty line copied from .env.example keeps the default.
 """
 import atexit
 import os
+import resource
 import shutil
 import tempfile
 
@@ -49,6 +50,27 @@ workers = _env_int("GUNICORN_WORKERS", 2 * _usable_cpus() + 1)
 # clients directly: nginx buffers whole requests (see the README).
 worker_class = "gthread"
 threads = _env_int("GUNICORN_THREADS", 4)
+# Connections a worker holds at once (clients', keep-alive ones included), each
+# a file descriptor, as are the worker's own: its log and metrics files, pipes,
+# a poller per thread, the database's and Redis's connections. gunicorn's
+# accept() meeting the open files limit (EMFILE) kills the worker with every
+# request it serves, and the next one under the same burst: a worker that
+# stops accepting first leaves the rest waiting in the listen backlog.
+_DESCRIPTORS_PER_WORKER = 24
+_DESCRIPTORS_PER_THREAD = 8
+_GUNICORN_WORKER_CONNECTIONS = 1000  # gunicorn's default
+_FEW_CONNECTIONS = 100
+
+
+def _connections_within_open_files() -> int:
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return _GUNICORN_WORKER_CONNECTIONS
+    room = limit - _DESCRIPTORS_PER_WORKER - _DESCRIPTORS_PER_THREAD * threads
+    return max(threads, min(_GUNICORN_WORKER_CONNECTIONS, room))
+
+
+worker_connections = _connections_within_open_files()
 # Above nginx's 4 KB (large_client_header_buffers in conf/nginx.conf), so a
 # request line too long is refused by nginx in the API's envelope, never by
 # gunicorn's own HTML page.
@@ -108,6 +130,7 @@ def on_starting(server):
     except ConfigError as exc:
         raise RuntimeError(str(exc)) from None
     _check_connection_budget(server, app)
+    _check_open_files(server)
     _build_the_exchange_calendar()
 
 
@@ -123,6 +146,17 @@ def _check_connection_budget(server, app):
     from lib.connection_budget import ConnectionPlan, warn_if_over_budget
     exports = EXPORT_BIND in app.config.get("SQLALCHEMY_BINDS", {})
     warn_if_over_budget(url, ConnectionPlan(server.cfg.workers, server.cfg.threads, exports))
+
+
+def _check_open_files(server):
+    # A limit that leaves a worker room for few connections makes clients
+    # wait in the backlog while the host idles: say so once, at start.
+    if server.cfg.worker_connections < _FEW_CONNECTIONS:
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        server.log.warning(
+            "the open files limit (%d) leaves each worker room for %d connections at once; "
+            "the others wait: raise it (ulimit -n; in compose, ulimits: nofile)",
+            limit, server.cfg.worker_connections)
 
 
 def _build_the_exchange_calendar():

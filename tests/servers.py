@@ -7,6 +7,7 @@ proxy in front of them, or a Redis server of its own.
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -237,10 +239,12 @@ class PrivateRedis:
 
 @contextmanager
 def production_gunicorn(log_dir: Path, app_spec: str = "app:create_app()",
-                        ready_path: str = "/api/health", **settings: str) -> Iterator[int]:
+                        ready_path: str = "/api/health", open_files: int | None = None,
+                        **settings: str) -> Iterator[int]:
     """Run gunicorn with conf/gunicorn.conf.py (as the image does) on a free port; yield it.
 
-    ``settings`` are environment variables (DATABASE_URL, GUNICORN_WORKERS...).
+    ``settings`` are environment variables (DATABASE_URL, GUNICORN_WORKERS...);
+    ``open_files`` its limit of open files (``ulimit -n``).
     Waits until the server answers ``ready_path``; output goes to ``log_dir``.
     """
     port = free_port()
@@ -251,7 +255,10 @@ def production_gunicorn(log_dir: Path, app_spec: str = "app:create_app()",
                str(PROJECT_ROOT / "conf" / "gunicorn.conf.py"), app_spec]
     with open(log_dir / "gunicorn.out", "wb") as output:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=None if open_files is None else partial(
+                                       resource.setrlimit, resource.RLIMIT_NOFILE,
+                                       (open_files, open_files)))
     try:
         wait_for(lambda: _accepts(process, port, log_dir, ready_path), f"gunicorn on port {port}")
         yield port
