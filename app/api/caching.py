@@ -35,6 +35,7 @@ a symbol that changed no rows.
 - A cache that refuses writes but answers reads (a Redis out of memory that
   never evicts) keeps serving the answers it holds: only storing is left alone
   for CACHE_RETRY_WAIT seconds, by a breaker of its own, logged the same way.
+  Its clears delete the generation, which it still allows.
 - Nor does a cache that fails hold the fetch job for a timeout per symbol:
   clears have a breaker of their own, and a clear it refuses is put off, not
   lost. The next clear that tries makes it, and the last one of a run or
@@ -352,13 +353,27 @@ def _renew(state: _AnswerCache, key: str, final: bool) -> bool:
     if state.generation_key in state.put_off:
         key = state.generation_key
     try:
-        cache.set(key, _new_generation(), timeout=0)
+        _set_generation(key)
     except Exception as exc:  # the caller's data is safe; stale entries expire on their own
         state.clear_breaker.failed(exc)
         return False
     state.put_off.clear()
     state.clear_breaker.succeeded()
     return True
+
+
+def _set_generation(key: str) -> None:
+    """Set a new generation under ``key``; raise what the cache raises if it cannot.
+
+    A Redis out of memory that never evicts refuses the new generation but
+    still deletes the old one: no entry stored under it is read again, and
+    the next reader starts a new generation once there is room (until then
+    answers are computed).
+    """
+    try:
+        cache.set(key, _new_generation(), timeout=0)
+    except _REFUSED_WRITES:
+        cache.delete(key)
 
 
 def is_cache_shared() -> bool:

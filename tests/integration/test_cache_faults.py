@@ -243,6 +243,28 @@ def test_a_full_redis_still_serves_the_answers_it_holds_and_says_so_once(
     dispose(api)
 
 
+def test_a_full_redis_still_takes_a_clear(app, private_redis, tmp_path, ibm_day, store_prices):
+    """It refuses a new generation but deletes the old one: no answer held is served again."""
+    store_prices([ibm_day])
+    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
+                           private_redis.url, CACHE_RETRY_WAIT=0.05)
+    client = api.test_client()
+    assert open_price_of(client) == 10.0
+    private_redis.fill()
+    change_open_price(api, "11.00")
+    assert open_price_of(client) == 10.0, "held, and served while nothing changed"
+    with api.app_context():
+        assert clear_cached_answers() is True
+    assert [open_price_of(client) for _ in range(3)] == [11.0] * 3, "computed, not stored"
+    private_redis.make_room()
+    change_open_price(api, "12.00")
+    wait_for(lambda: open_price_of(client) == 12.0 and len(cache_log_lines(api)) == 2,
+             "the cache to be back", 20)
+    change_open_price(api, "13.00")
+    assert open_price_of(client) == 12.0, "stored again, under a new generation"
+    dispose(api)
+
+
 def test_the_commands_say_whether_their_clear_reached_the_api(private_api, private_redis,
                                                               tmp_path):
     api, client, _server = private_api
