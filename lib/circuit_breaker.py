@@ -7,7 +7,7 @@ from collections.abc import Callable
 logger = logging.getLogger(__name__)
 
 OPENED = "{name} failed ({error}); answering without it, next try in {wait:g}s"
-CLOSED = "{name} is back after {outage:.0f}s; {skipped} answers were computed without it"
+CLOSED = "{name} is back after {outage:.0f}s; answers computed without it: {skipped}"
 
 
 class CircuitBreaker:

@@ -137,15 +137,15 @@ def init_cached_answers(app: Flask) -> None:
             "storing answers", retry_wait, log=logger,
             opened="the answer cache refused to store an answer ({error}); the answers it "
                    "holds are served, new ones not stored, next try in {wait:g}s",
-            closed="the answer cache stores answers again after {outage:.0f}s; {skipped} "
-                   "answers were not stored meanwhile"),
+            closed="the answer cache stores answers again after {outage:.0f}s; answers not "
+                   "stored meanwhile: {skipped}"),
         clear_breaker=CircuitBreaker(
             "clearing the cached answers", retry_wait, log=logger,
             opened="could not invalidate the cached answers ({error}); the API may serve "
                    f"answers up to CACHE_DEFAULT_TIMEOUT ({app.config['CACHE_DEFAULT_TIMEOUT']}s) "
                    "old",
-            closed="the cached answers are invalidated again after {outage:.0f}s, with the "
-                   "{skipped} clears put off meanwhile"),
+            closed="the cached answers are invalidated again after {outage:.0f}s; clears put "
+                   "off meanwhile: {skipped}"),
         is_local=is_local,
     )
     for key in (state.generation_key, state.history_generation_key):

@@ -48,7 +48,7 @@ def test_a_successful_trial_closes_it_and_reports_what_was_skipped(breaker, cloc
     breaker.succeeded()
     assert breaker.is_closed and breaker.allows()
     assert warnings_of(caplog)[1:] == [
-        "the thing is back after 45s; 4 answers were computed without it"]
+        "the thing is back after 45s; answers computed without it: 4"]
 
 
 def test_a_failed_trial_waits_another_period_without_a_new_warning(breaker, clock, caplog):
@@ -74,7 +74,7 @@ def test_a_new_outage_counts_its_skips_from_zero(breaker, clock, caplog):
     breaker.allows()
     breaker.succeeded()
     assert warnings_of(caplog)[-1] == (
-        "the thing is back after 30s; 0 answers were computed without it")
+        "the thing is back after 30s; answers computed without it: 0")
 
 
 def test_its_lines_may_be_worded_for_what_the_caller_does_meanwhile(clock, caplog):
