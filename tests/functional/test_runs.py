@@ -170,6 +170,17 @@ def test_runs_are_listed_newest_first_with_their_symbols(db_session):
     assert latest_run_start(db_session) == START + datetime.timedelta(minutes=4)
 
 
+def test_runs_started_in_the_same_second_are_listed_by_id_newest_first(db_session):
+    # Times are whole seconds, so runs tie. MariaDB sorts these rows by a filesort,
+    # which leaves ties in no set order: without the id a page could repeat or skip runs.
+    starts = [START + datetime.timedelta(seconds=n % 3) for n in range(12)]
+    ids = [record_refused_run(db_session, "manual", start, "gave up").id for start in starts]
+    expected = [run_id for _, run_id in sorted(zip(starts, ids), reverse=True)]
+    assert [run.id for run in list_runs(db_session, limit=100, offset=0)] == expected
+    assert [run.id for offset in range(12)
+            for run in list_runs(db_session, limit=1, offset=offset)] == expected
+
+
 def test_old_runs_are_deleted_with_their_symbols_but_the_newest_ones_are_kept(db_session):
     clock = Ticks()
     ids = []

@@ -155,6 +155,17 @@ def test_fetch_runs_are_paginated_newest_first(app, client, two_runs):
                     "info": {"error": ""}}
 
 
+def test_fetch_runs_started_in_the_same_second_page_by_id_newest_first(app, client):
+    # Whole-second times tie; pages must neither repeat nor skip the tied runs.
+    starts = [START + datetime.timedelta(seconds=n % 3) for n in range(12)]
+    with app.app_context():
+        ids = [record_refused_run(db.session, "manual", start, "gave up").id for start in starts]
+    expected = [run_id for _, run_id in sorted(zip(starts, ids), reverse=True)]
+    pages = [client.get(f"/api/fetch_runs?limit=5&page={page}").get_json()["data"]
+             for page in (1, 2, 3)]
+    assert [run["id"] for data in pages for run in data] == expected
+
+
 @pytest.mark.parametrize("path", ["/api/symbols", "/api/fetch_runs"])
 @pytest.mark.parametrize("query, message", [
     ("limit=0", "limit: must be between 1 and 1000"),
