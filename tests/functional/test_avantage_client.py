@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 import threading
+import time
 import traceback
 from datetime import date
 from decimal import Decimal
@@ -36,12 +37,14 @@ FALLBACK_TEXT = "falls back to TIME_SERIES_DAILY"
 
 
 class SleepRecorder:
-    """Stands in for time.sleep: records the waits, never sleeps."""
+    """Stands in for time.sleep: records the waits and when each was asked, never sleeps."""
 
     def __init__(self) -> None:
         self.calls: list[float] = []
+        self.asked_at: list[float] = []  # time.monotonic(), the clock the client spaces by
 
     def __call__(self, seconds: float) -> None:
+        self.asked_at.append(time.monotonic())
         self.calls.append(seconds)
 
 
@@ -309,23 +312,39 @@ def test_requests_are_spaced_by_the_interval_the_fallback_included(fake_alphavan
     fake_alphavantage.queue_fixture(IBM_DAILY)
     client = make_client(request_interval=30)
 
+    started = time.monotonic()
     client.fetch_daily("IBM")
     client.fetch_daily("AAPL")
 
     assert len(fake_alphavantage.requests) == 3
     assert len(sleeps.calls) == 2, "before the fallback and before the next symbol"
-    assert all(29 < wait <= 30 for wait in sleeps.calls), sleeps.calls
+    # Each wait ends 30 s after the request before it went out, however long the
+    # requests took: the first went after ``started``, the second after the first wait.
+    went_out = [started, sleeps.asked_at[0]]
+    assert all(0 < wait <= 30 and asked + wait >= before + 30 - 1e-6
+               for wait, asked, before in zip(sleeps.calls, sleeps.asked_at, went_out)), (
+        sleeps.calls, sleeps.asked_at, went_out)
 
 
 def test_an_interval_under_a_second_is_waited_too(fake_alphavantage, make_client, sleeps):
     fake_alphavantage.queue_fixture(IBM_DAILY)
     fake_alphavantage.queue_fixture(IBM_DAILY)
-    client = make_client(request_interval=0.99)
 
+    def sleep(seconds: float) -> None:
+        sleeps(seconds)
+        time.sleep(seconds)
+
+    client = make_client(request_interval=0.99, sleep=sleep)
+
+    started = time.monotonic()
     client.fetch_daily("IBM")
     client.fetch_daily("AAPL")
 
-    assert len(sleeps.calls) == 1 and 0 < sleeps.calls[0] <= 0.99, sleeps.calls
+    # Really waited, so however long the first fetch took, the second request
+    # reached the server no sooner than 0.99 s after the first went out.
+    first, second = fake_alphavantage.requests
+    assert second.received_at - started >= 0.99, (first.received_at - started, sleeps.calls)
+    assert all(0 < wait <= 0.99 for wait in sleeps.calls), sleeps.calls
 
 
 def test_a_transport_retry_waits_the_interval_too(fake_alphavantage):
