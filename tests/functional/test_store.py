@@ -1,6 +1,7 @@
 """store_prices, store_symbol and their upsert called directly on every database backend."""
 import dataclasses
 import datetime
+import re
 from decimal import Decimal
 
 import pytest
@@ -9,6 +10,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
+from conf.settings import PROJECT_ROOT
 from financial.ingest import VALUE_COLUMNS, StoreResult, store_prices, store_symbol
 from financial.models import FinancialData, MonthlyPriceSums
 from financial.stats import refresh_monthly_sums
@@ -269,6 +271,25 @@ def test_store_symbol_gives_up_after_its_attempts(impatient_session, caplog):
             if record.name == "financial.ingest"] == [
         "storing IBM hit OperationalError; retrying (1 of 2)",
         "storing IBM hit OperationalError; retrying (2 of 2)"]
+    assert stored(impatient_session) == {}
+
+
+def test_a_lock_conflict_is_tried_as_often_and_as_far_apart_as_the_readme_says(
+        impatient_session):
+    """The fetch job stores with store_symbol's defaults; here the conflict outlasts them all."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    documented = re.search(r"lock conflict with a concurrent run\s+is retried: (\d+) attempts "
+                           r"in all, ([\d.]+) s and then ([\d.]+) s apart", readme)
+    assert documented, "the README no longer says how a lock conflict is retried"
+    holder = RowLockHolder(impatient_session.get_bind().engine)
+    pauses: list[float] = []
+    try:
+        with pytest.raises(OperationalError):
+            store_symbol(impatient_session, "IBM", frame_of(3), sleep=pauses.append)
+    finally:
+        holder.release()
+    assert (len(pauses) + 1, pauses) == (
+        int(documented[1]), [float(documented[2]), float(documented[3])])
     assert stored(impatient_session) == {}
 
 
