@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Engine
 
@@ -175,6 +177,27 @@ def test_network_failure_is_one_line_naming_the_symbol(app, capsys, job_env, mon
     assert lines[1].endswith(" failed: 0 of 1 symbols stored, 0 new rows, 0 updated")
     log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
     assert log.count("WARNING urllib3.connectionpool: Retrying") == 3, "the file keeps them"
+
+
+def test_requests_wait_as_long_as_the_readme_says(
+        app, capsys, job_env, fake_alphavantage, monkeypatch):
+    """The job leaves the client's timeouts at their defaults; its deadlines are far here."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    documented = re.search(r"each request waits up to ([\d.]+) s to connect and up to "
+                           r"([\d.]+) s\s+at a time for the answer", readme)
+    assert documented, "the README no longer says how long a request waits"
+    timeouts = []
+    send = requests.Session.request
+
+    def noting_timeout(session, method, url, **kwargs):
+        timeouts.append(kwargs.get("timeout"))
+        return send(session, method, url, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", noting_timeout)
+    fake_alphavantage.queue_fixture(IBM)
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 0, err
+    assert timeouts == [(float(documented[1]), float(documented[2]))]
 
 
 def test_malformed_payload_fails_that_symbol(app, capsys, job_env, fake_alphavantage):
