@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conf.settings import PROJECT_ROOT
+from conf.settings import PROJECT_ROOT, get_config
 from tests.deployment import settings_env_names
 from tests.helpers import masked
 
@@ -149,3 +149,20 @@ def test_the_configuration_table_lists_every_setting():
     listed = {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cell)}
     assert len(listed) >= 20, "the configuration table is gone"
     assert sorted(settings_env_names() - listed) == []
+
+
+def test_the_configuration_table_gives_the_numeric_defaults_the_settings_have(monkeypatch):
+    """A number in the table is what a setting left unset is (e.g. the fetch job's retries)."""
+    for name in settings_env_names():
+        monkeypatch.delenv(name, raising=False)
+    config = get_config("development")
+    section = README.split("\n## Configuration\n", 1)[1].split("\n#", 1)[0]
+    documented = {}
+    for names, defaults in re.findall(r"^\| ([^|]+) \| ([^|]+) \|", section, flags=re.MULTILINE):
+        names, defaults = re.findall(r"`([A-Z][A-Z0-9_]*)`", names), defaults.split(",")
+        if len(names) == len(defaults) and all(re.fullmatch(r" ?\d+(\.\d+)? ?", value)
+                                               for value in defaults):
+            documented.update(zip(names, map(float, defaults)))
+    assert {"ALPHAVANTAGE_RETRY_WAIT", "ALPHAVANTAGE_RATE_LIMIT_RETRIES",
+            "ALPHAVANTAGE_REQUEST_INTERVAL", "ALPHAVANTAGE_BACKOFF_FACTOR"} <= set(documented)
+    assert {name: getattr(config, name) for name in documented} == documented
