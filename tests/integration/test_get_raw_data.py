@@ -179,6 +179,23 @@ def test_network_failure_is_one_line_naming_the_symbol(app, capsys, job_env, mon
     assert log.count("WARNING urllib3.connectionpool: Retrying") == 3, "the file keeps them"
 
 
+def test_a_failing_alphavantage_is_asked_as_often_as_the_readme_says(
+        app, capsys, job_env, fake_alphavantage):
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    documented = re.search(r"HTTP\s+5xx\): each symbol is retried (\d+) times", readme)
+    assert documented, "the README no longer says how often a failing request is retried"
+    retries = int(documented[1])
+    for _ in range(retries + 1):
+        fake_alphavantage.queue_response("down", status=500)
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+    assert status == 1
+    assert [r.params["symbol"] for r in fake_alphavantage.requests] == (
+        ["IBM"] * (retries + 1) + ["AAPL"])
+    assert f"IBM: failed: HTTP 500 from AlphaVantage for IBM after {retries} retries" in err
+    assert out == "AAPL: 10 rows fetched, 10 new, 0 updated\n"
+
+
 def test_requests_wait_as_long_as_the_readme_says(
         app, capsys, job_env, fake_alphavantage, monkeypatch):
     """The job leaves the client's timeouts at their defaults; its deadlines are far here."""
