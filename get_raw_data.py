@@ -133,12 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         config = get_config()
         plan = _plan(args, config)
         app = _app(config, dry_run=plan.settings.dry_run)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         for problem in exc.problems:
             _to_stderr(f"get_raw_data: {problem}")
-        return EXIT_USAGE
-    except ConfigError as exc:
-        _to_stderr(f"get_raw_data: {exc}")
         return EXIT_USAGE
 
     # On a schedule the log is the output (docker logs): INFO goes to stderr too.

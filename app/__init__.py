@@ -140,7 +140,7 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
             from app.serving import register_serving
             register_serving(app)
     except ConfigError as exc:
-        raise StartupError(str(exc)) from None
+        raise StartupError(*exc.problems) from None
     return app
 
 

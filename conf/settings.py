@@ -4,6 +4,8 @@ Only this module reads ``os.environ``. Values are read when ``get_config()``
 builds the object, not at import, so entrypoints can load ``.env`` first.
 """
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar, overload
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -18,12 +20,45 @@ NON_NEGATIVE_SETTINGS = (
     "ALPHAVANTAGE_REQUEST_INTERVAL",
 )
 
+_T = TypeVar("_T")
+_Number = TypeVar("_Number", int, float)
+
 
 class ConfigError(Exception):
-    """A setting is missing or malformed; the message names the variable."""
+    """Settings are missing or malformed; each of ``problems`` names its variable.
+
+    The message joins them, for a caller that prints one line.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
-_Number = TypeVar("_Number", int, float)
+class Problems:
+    """The settings' problems, noted in the order they are read.
+
+    A read that fails is noted and gives its default (valid, so no later check
+    names the setting again): one start-up names every problem, not the first.
+    """
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def read(self, reader: Callable[[str, _T], _T], name: str, default: _T) -> _T:
+        """Return ``reader(name, default)``, or ``default`` once its problem is noted."""
+        return self.call(partial(reader, name, default), default)
+
+    def call(self, reader: Callable[[], _T], placeholder: _T) -> _T:
+        """Return ``reader()``, or ``placeholder`` once its problem is noted."""
+        try:
+            return reader()
+        except ConfigError as exc:
+            self.found.extend(exc.problems)
+            return placeholder
+
+    def note(self, problem: str) -> None:
+        self.found.append(problem)
 
 
 @overload
@@ -144,18 +179,21 @@ class BaseConfig:
     TESTING = False
 
     def __init__(self) -> None:
-        self.SQLALCHEMY_DATABASE_URI = database_url()
+        # What cannot be read is noted here; get_config() raises them all.
+        self.problems = problems = Problems()
+        read = problems.read
+        self.SQLALCHEMY_DATABASE_URI = problems.call(database_url, "")
         # Seconds the API waits for the database: to connect, for each answer and
         # for a free pooled connection. Past it a request answers 503 at once.
-        self.DATABASE_TIMEOUT = env_seconds("DATABASE_TIMEOUT", 2.0)
+        self.DATABASE_TIMEOUT = read(env_seconds, "DATABASE_TIMEOUT", 2.0)
         # Seconds the fetch job and the start-up migration wait for one answer:
         # they wait on locks (the migration lock, up to 300 s) and run long
         # statements, which the API's short timeout would cut off.
-        self.DATABASE_JOB_TIMEOUT = env_seconds("DATABASE_JOB_TIMEOUT", 600.0)
+        self.DATABASE_JOB_TIMEOUT = read(env_seconds, "DATABASE_JOB_TIMEOUT", 600.0)
         # The read/write timeout the engine gets: the API's own; the job and
         # scripts/prestart.py raise it to DATABASE_JOB_TIMEOUT (job_overrides).
         self.DATABASE_READ_TIMEOUT = self.DATABASE_TIMEOUT
-        self.ALPHAVANTAGE_API_KEY = read_api_key()
+        self.ALPHAVANTAGE_API_KEY = problems.call(read_api_key, None)
         self.ALPHAVANTAGE_BASE_URL = env_str(
             "ALPHAVANTAGE_BASE_URL", "https://www.alphavantage.co/query"
         )
@@ -163,18 +201,18 @@ class BaseConfig:
             "ALPHAVANTAGE_FUNCTION", "TIME_SERIES_DAILY_ADJUSTED"
         )
         # Seconds to wait after AlphaVantage's short-term limit, and how often to retry.
-        self.ALPHAVANTAGE_RETRY_WAIT = env_float("ALPHAVANTAGE_RETRY_WAIT", 15.0)
-        self.ALPHAVANTAGE_RATE_LIMIT_RETRIES = env_int("ALPHAVANTAGE_RATE_LIMIT_RETRIES", 3)
+        self.ALPHAVANTAGE_RETRY_WAIT = read(env_float, "ALPHAVANTAGE_RETRY_WAIT", 15.0)
+        self.ALPHAVANTAGE_RATE_LIMIT_RETRIES = read(env_int, "ALPHAVANTAGE_RATE_LIMIT_RETRIES", 3)
         # Backoff of the retries of a network failure or HTTP 429/5xx (at most 3):
         # the first goes at once, the next after 2x and 4x this (jittered).
-        self.ALPHAVANTAGE_BACKOFF_FACTOR = env_float("ALPHAVANTAGE_BACKOFF_FACTOR", 0.5)
+        self.ALPHAVANTAGE_BACKOFF_FACTOR = read(env_float, "ALPHAVANTAGE_BACKOFF_FACTOR", 0.5)
         # Seconds between two requests of the fetch job (free keys allow about 1 a second).
-        self.ALPHAVANTAGE_REQUEST_INTERVAL = env_float("ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
+        self.ALPHAVANTAGE_REQUEST_INTERVAL = read(env_float, "ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
         # Seconds the fetch job spends at most on one symbol (requests, retries and
         # rate-limit waits together), and on the whole run: a stalled AlphaVantage
         # costs that much, then the symbol (or the rest of the run) is reported failed.
-        self.FETCH_SYMBOL_DEADLINE = env_seconds("FETCH_SYMBOL_DEADLINE", 90.0)
-        self.FETCH_RUN_DEADLINE = env_seconds("FETCH_RUN_DEADLINE", 3600.0)
+        self.FETCH_SYMBOL_DEADLINE = read(env_seconds, "FETCH_SYMBOL_DEADLINE", 90.0)
+        self.FETCH_RUN_DEADLINE = read(env_seconds, "FETCH_RUN_DEADLINE", 3600.0)
         self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")
         self.CACHE_TYPE = env_str("CACHE_TYPE", "SimpleCache")
         self.CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
@@ -185,27 +223,27 @@ class BaseConfig:
         self.CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "financial:")
         # SimpleCache lives in one process: the fetch job cannot clear the API's,
         # so the API may serve answers up to this many seconds old after a run.
-        self.CACHE_DEFAULT_TIMEOUT = env_int("CACHE_DEFAULT_TIMEOUT", 300)
+        self.CACHE_DEFAULT_TIMEOUT = read(env_int, "CACHE_DEFAULT_TIMEOUT", 300)
         if self.CACHE_DEFAULT_TIMEOUT < 1:  # 0 would mean "never expires" to Flask-Caching
-            raise ConfigError(f"CACHE_DEFAULT_TIMEOUT must be 1 or more seconds, "
-                              f"got {self.CACHE_DEFAULT_TIMEOUT}")
+            problems.note(f"CACHE_DEFAULT_TIMEOUT must be 1 or more seconds, "
+                          f"got {self.CACHE_DEFAULT_TIMEOUT}")
         # After a cache failure, seconds the API answers without the cache
         # before trying it again (a circuit breaker per worker).
-        self.CACHE_RETRY_WAIT = env_seconds("CACHE_RETRY_WAIT", 30.0)
+        self.CACHE_RETRY_WAIT = read(env_seconds, "CACHE_RETRY_WAIT", 30.0)
         self.CORS_ORIGINS = env_list("CORS_ORIGINS", self.default_cors_origins())
         # The most rows one CSV export streams; more matching rows are a 400.
-        self.EXPORT_MAX_ROWS = env_int("EXPORT_MAX_ROWS", 1_000_000)
+        self.EXPORT_MAX_ROWS = read(env_int, "EXPORT_MAX_ROWS", 1_000_000)
         if self.EXPORT_MAX_ROWS < 1:
-            raise ConfigError(f"EXPORT_MAX_ROWS must be 1 or more, got {self.EXPORT_MAX_ROWS}")
+            problems.note(f"EXPORT_MAX_ROWS must be 1 or more, got {self.EXPORT_MAX_ROWS}")
         self.LOG_DIR = env_str("LOG_DIR", str(PROJECT_ROOT / "data" / "log"))
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
         # When `get_raw_data.py --schedule` runs the job: 5-field cron in a time zone.
         self.FETCH_SCHEDULE = env_str("FETCH_SCHEDULE", "30 18 * * 1-5")
         self.FETCH_TIMEZONE = env_str("FETCH_TIMEZONE", "America/New_York")
         # Seconds a fetch run waits for the one in progress before it fails.
-        self.FETCH_LOCK_TIMEOUT = env_float("FETCH_LOCK_TIMEOUT", 300.0)
+        self.FETCH_LOCK_TIMEOUT = read(env_float, "FETCH_LOCK_TIMEOUT", 300.0)
         # Closed NYSE sessions a symbol may lag before /api/symbols calls it stale.
-        self.STALE_AFTER_SESSIONS = env_int("STALE_AFTER_SESSIONS", 1)
+        self.STALE_AFTER_SESSIONS = read(env_int, "STALE_AFTER_SESSIONS", 1)
         # Requests one client may make (Flask-Limiter syntax, e.g. "600 per minute")
         # across the whole API; empty turns rate limiting off.
         self.RATE_LIMIT = env_str("RATE_LIMIT", "")
@@ -214,7 +252,7 @@ class BaseConfig:
         self.RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI", "memory://")
         # Reverse proxies in front of the app whose X-Forwarded-* headers are
         # trusted (1 behind the compose file's nginx); 0 trusts none.
-        self.TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
+        self.TRUSTED_PROXY_HOPS = read(env_int, "TRUSTED_PROXY_HOPS", 0)
 
     SQLALCHEMY_TRACK_MODIFICATIONS = False
     RESTX_ERROR_404_HELP = False
@@ -242,18 +280,18 @@ class BaseConfig:
         return {"DATABASE_READ_TIMEOUT": self.DATABASE_JOB_TIMEOUT}
 
     def validate(self) -> None:
-        """Raise ConfigError for settings this environment cannot run without."""
+        """Note the problems of settings this environment cannot run without."""
         for name in NON_NEGATIVE_SETTINGS:
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
+                self.problems.note(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.LOG_LEVEL not in LOG_LEVELS:
-            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
-                              f"got {self.LOG_LEVEL!r}")
+            self.problems.note(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                               f"got {self.LOG_LEVEL!r}")
         base = urlsplit(self.ALPHAVANTAGE_BASE_URL)
         if base.scheme not in ("http", "https") or not base.hostname:
             # Not repeated: a proxy's address in it may carry a password.
-            raise ConfigError("ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL, e.g. "
-                              "https://www.alphavantage.co/query")
+            self.problems.note("ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL, "
+                               "e.g. https://www.alphavantage.co/query")
 
 
 class DevelopmentConfig(BaseConfig):
@@ -280,9 +318,9 @@ class ProductionConfig(BaseConfig):
     def validate(self) -> None:
         super().validate()
         if env_str("DATABASE_URL") is None:
-            raise ConfigError("DATABASE_URL must be set in production")
+            self.problems.note("DATABASE_URL must be set in production")
         if self.CACHE_TYPE == "RedisCache" and not self.CACHE_REDIS_URL:
-            raise ConfigError("CACHE_REDIS_URL must be set when CACHE_TYPE is RedisCache")
+            self.problems.note("CACHE_REDIS_URL must be set when CACHE_TYPE is RedisCache")
 
 
 CONFIGS = {
@@ -291,7 +329,10 @@ CONFIGS = {
 
 
 def get_config(env_name: str | None = None) -> BaseConfig:
-    """Build the config object for ``env_name`` (default: APP_ENV or development)."""
+    """Build the config object for ``env_name`` (default: APP_ENV or development).
+
+    Raises ConfigError naming every malformed or missing setting, in the order read.
+    """
     name = env_name or env_str("APP_ENV", "development")
     try:
         config_class = CONFIGS[name]
@@ -301,4 +342,6 @@ def get_config(env_name: str | None = None) -> BaseConfig:
         ) from None
     config = config_class()
     config.validate()
+    if config.problems.found:
+        raise ConfigError(*config.problems.found) from None
     return config

@@ -74,7 +74,7 @@ def healthcheck_command() -> list[str]:
 def settings_env_names() -> set[str]:
     """Every variable conf/settings.py reads: the settings of the API and the fetch job."""
     source = (ROOT / "conf" / "settings.py").read_text(encoding="utf-8")
-    return set(re.findall(r"\b(?:env_[a-z]+|read_secret_file)\(\s*\"([A-Z][A-Z0-9_]*)\"", source))
+    return set(re.findall(r"\b(?:env_[a-z]+|read_secret_file)[(,]\s*\"([A-Z][A-Z0-9_]*)\"", source))
 
 
 def env_example_names() -> set[str]:

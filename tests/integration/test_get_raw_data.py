@@ -394,7 +394,11 @@ BAD_CRON = "get_raw_data: --schedule: the cron expression '61 18 * * *' cannot b
      ["get_raw_data: --sample cannot be combined with --from-file",
       "get_raw_data: --symbols cannot be combined with --from-file or --sample",
       "get_raw_data: no such file: x.json"]),
-], ids=["key and schedule", "all settings", "inputs"])
+    ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon", "EXPORT_MAX_ROWS": "0", "LOG_LEVEL": "loud"},
+     ["get_raw_data: ALPHAVANTAGE_RETRY_WAIT must be a number, got 'soon'",
+      "get_raw_data: EXPORT_MAX_ROWS must be 1 or more, got 0",
+      "get_raw_data: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'"]),
+], ids=["key and schedule", "all settings", "inputs", "malformed settings"])
 def test_every_usage_and_configuration_problem_is_named_in_one_go(
         capsys, job_env, monkeypatch, argv, env, expected):
     """One try tells the operator all that is wrong: no fix-one-and-retry round per problem."""

@@ -149,6 +149,26 @@ def test_unreadable_secret_file_names_the_variable(monkeypatch, tmp_path):
         get_config("development")
 
 
+def test_every_bad_setting_is_named_in_one_go_in_the_order_read(monkeypatch, tmp_path):
+    """One start-up tells the operator all that is wrong, each setting once."""
+    for name, value in {"DATABASE_TIMEOUT": "0", "ALPHAVANTAGE_API_KEY_FILE": str(tmp_path / "no"),
+                        "ALPHAVANTAGE_RETRY_WAIT": "soon", "STALE_AFTER_SESSIONS": "many",
+                        "EXPORT_MAX_ROWS": "0", "LOG_LEVEL": "loud"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        get_config("production")
+    assert refused.value.problems == (
+        "DATABASE_TIMEOUT must be a positive number of seconds, got 0",
+        "ALPHAVANTAGE_API_KEY_FILE cannot be read (No such file or directory)",
+        "ALPHAVANTAGE_RETRY_WAIT must be a number, got 'soon'",
+        "EXPORT_MAX_ROWS must be 1 or more, got 0",
+        "STALE_AFTER_SESSIONS must be an integer, got 'many'",
+        "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'",
+        "DATABASE_URL must be set in production",
+    )
+    assert str(refused.value) == "; ".join(refused.value.problems)
+
+
 @pytest.mark.parametrize("name", ["ALPHAVANTAGE_API_KEY_FILE", "DATABASE_PASSWORD_FILE"])
 def test_a_secret_file_that_is_not_utf8_is_a_config_error_naming_the_variable(
         monkeypatch, tmp_path, name):
