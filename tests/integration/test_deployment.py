@@ -357,6 +357,17 @@ def test_every_app_container_runs_under_an_init(compose_file):
         sorted(name for name, service in services.items() if service.get("init") is not True))
 
 
+def test_every_production_container_keeps_a_bounded_log():
+    """Docker's json-file driver never rotates by default: request lines would fill the disk."""
+    services = load_compose("docker-compose.prod.yml")["services"]
+    unbounded = sorted(
+        name for name, service in services.items()
+        if service.get("logging", {}).get("driver") != "json-file"
+        or not re.fullmatch(r"[1-9][0-9]*[kmg]", service["logging"]["options"].get("max-size", ""))
+        or not service["logging"]["options"].get("max-file", "").isdigit())
+    assert not unbounded, f"no rotated log: {unbounded}"
+
+
 def test_the_production_scheduler_restarts_and_gets_the_key_as_a_secret():
     scheduler = load_compose("docker-compose.prod.yml")["services"]["scheduler"]
     assert scheduler["restart"] == "unless-stopped"
