@@ -216,16 +216,23 @@ def test_a_redis_outage_logs_two_lines_whatever_the_traffic(app, private_redis, 
     dispose(api)
 
 
-def test_a_full_redis_still_serves_the_answers_it_holds_and_says_so_once(
-        app, private_redis, tmp_path, ibm_day, store_prices):
-    """Out of memory with noeviction, Redis refuses every write (OOM) and answers every read."""
-    store_prices([ibm_day])
+def answer_then_fill(app, private_redis, tmp_path):
+    """An API on ``private_redis`` that cached IBM's open price (10.00), then Redis filled up
+    and the price changed to 11.00; return the API and its client."""
     api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
                            private_redis.url, CACHE_RETRY_WAIT=0.05)
     client = api.test_client()
     assert open_price_of(client) == 10.0
     private_redis.fill()
     change_open_price(api, "11.00")
+    return api, client
+
+
+def test_a_full_redis_still_serves_the_answers_it_holds_and_says_so_once(
+        app, private_redis, tmp_path, ibm_day, store_prices):
+    """Out of memory with noeviction, Redis refuses every write (OOM) and answers every read."""
+    store_prices([ibm_day])
+    api, client = answer_then_fill(app, private_redis, tmp_path)
     for _ in range(20):
         # A miss: computed, and its write refused.
         assert client.get("/api/financial_data?symbol=IBM").status_code == 200
@@ -248,12 +255,7 @@ def test_a_full_redis_still_serves_the_answers_it_holds_and_says_so_once(
 def test_a_full_redis_still_takes_a_clear(app, private_redis, tmp_path, ibm_day, store_prices):
     """It refuses a new generation but deletes the old one: no answer held is served again."""
     store_prices([ibm_day])
-    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
-                           private_redis.url, CACHE_RETRY_WAIT=0.05)
-    client = api.test_client()
-    assert open_price_of(client) == 10.0
-    private_redis.fill()
-    change_open_price(api, "11.00")
+    api, client = answer_then_fill(app, private_redis, tmp_path)
     assert open_price_of(client) == 10.0, "held, and served while nothing changed"
     with api.app_context():
         assert clear_cached_answers() is True
