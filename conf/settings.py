@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TypeVar, overload
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
@@ -152,7 +152,9 @@ def anchored_sqlite_path(url: str) -> str:
     in-memory or ``file:`` database, another backend, a malformed URL, which
     the start-up check names) are returned as they are.
     """
-    parts = urlsplit(url)
+    parts = _split_or_none(url)
+    if parts is None:
+        return url
     database = parts.path[1:]  # sqlite:///relative has the path "/relative"
     if (parts.scheme.split("+")[0] != "sqlite" or parts.netloc or not database
             or database == ":memory:" or database.startswith(("/", "file:"))):
@@ -162,13 +164,24 @@ def anchored_sqlite_path(url: str) -> str:
 
 
 def with_password(url: str, password: str) -> str:
-    """Return ``url`` with ``password`` set for its user (URL-quoted)."""
-    parts = urlsplit(url)
-    if parts.username is None or parts.password is not None:
+    """Return ``url`` with ``password`` set for its user (URL-quoted).
+
+    A malformed URL is returned as it is, for the start-up check to name.
+    """
+    parts = _split_or_none(url)
+    if parts is None or parts.username is None or parts.password is not None:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     netloc = f"{parts.username}:{quote(password, safe='')}@{host}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _split_or_none(url: str) -> SplitResult | None:
+    """Return ``url``'s parts, None when urlsplit refuses it (a "[" that opens no IPv6 address)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 class BaseConfig:
@@ -287,8 +300,8 @@ class BaseConfig:
         if self.LOG_LEVEL not in LOG_LEVELS:
             self.problems.note(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                                f"got {self.LOG_LEVEL!r}")
-        base = urlsplit(self.ALPHAVANTAGE_BASE_URL)
-        if base.scheme not in ("http", "https") or not base.hostname:
+        base = _split_or_none(self.ALPHAVANTAGE_BASE_URL)
+        if base is None or base.scheme not in ("http", "https") or not base.hostname:
             # Not repeated: a proxy's address in it may carry a password.
             self.problems.note("ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL, "
                                "e.g. https://www.alphavantage.co/query")

@@ -368,6 +368,10 @@ def test_a_key_that_cannot_fetch_says_how_to_load_the_sample(app, capsys, job_en
     ([], {"DATABASE_URL": "mysql+pymysql://u:pw@h:abc/db"}, "DATABASE_URL is not a database URL"),
     ([], {"DATABASE_URL": "mysql://u:pw@h/db"},
      "DATABASE_URL needs the driver module 'MySQLdb', which is not installed"),
+    # A "[" that opens no IPv6 address: urllib refuses the URL outright.
+    ([], {"DATABASE_URL": "mysql+pymysql://u:pw@[::1/db"}, "DATABASE_URL is not a database URL"),
+    ([], {"ALPHAVANTAGE_BASE_URL": "http://[::1/query"},
+     "ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL"),
 ])
 def test_usage_and_configuration_errors_exit_2(app, capsys, job_env, monkeypatch, argv, env,
                                                message):

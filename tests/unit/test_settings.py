@@ -196,6 +196,15 @@ def test_database_password_file_fills_the_url(monkeypatch, tmp_path):
     assert url == "mysql+pymysql://api:p%40ss%2Fword@db:3306/financial"
 
 
+def test_a_url_urllib_refuses_is_left_for_the_start_up_check_to_name(monkeypatch, tmp_path):
+    secret = tmp_path / "db_password"
+    secret.write_text("s3cret\n")
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api@[::1/financial")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(secret))
+    url = get_config("development").SQLALCHEMY_DATABASE_URI
+    assert url == "mysql+pymysql://api@[::1/financial"
+
+
 @pytest.mark.parametrize("url, expected", [
     ("sqlite:///data/mine.db", f"sqlite:///{PROJECT_ROOT}/data/mine.db"),
     ("sqlite:///mine.db?timeout=3", f"sqlite:///{PROJECT_ROOT}/mine.db?timeout=3"),
@@ -253,7 +262,8 @@ def test_the_log_level_is_read_in_any_case(monkeypatch):
 
 
 @pytest.mark.parametrize("value", ["127.0.0.1:5321/query", "ftp://example.com/query",
-                                   "https:///query", "http://user:s3cret@/query"])
+                                   "https:///query", "http://user:s3cret@/query",
+                                   "http://user:s3cret@[::1/query"])
 def test_an_alphavantage_url_that_is_no_http_url_is_refused(monkeypatch, value):
     monkeypatch.setenv("ALPHAVANTAGE_BASE_URL", value)
     with pytest.raises(ConfigError, match="^ALPHAVANTAGE_BASE_URL must be an http:// or "
