@@ -184,6 +184,19 @@ def _split_or_none(url: str) -> SplitResult | None:
         return None
 
 
+def _has_usable_port(parts: SplitResult) -> bool:
+    """Tell whether the URL's port, if any, is a number 0-65535.
+
+    requests refuses any other only when the fetch job sends its first
+    request, as a network failure retried three times per symbol.
+    """
+    try:
+        parts.port
+    except ValueError:
+        return False
+    return True
+
+
 class BaseConfig:
     """Settings shared by every environment."""
 
@@ -301,7 +314,8 @@ class BaseConfig:
             self.problems.note(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                                f"got {self.LOG_LEVEL!r}")
         base = _split_or_none(self.ALPHAVANTAGE_BASE_URL)
-        if base is None or base.scheme not in ("http", "https") or not base.hostname:
+        if (base is None or base.scheme not in ("http", "https") or not base.hostname
+                or not _has_usable_port(base)):
             # Not repeated: a proxy's address in it may carry a password.
             self.problems.note("ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL, "
                                "e.g. https://www.alphavantage.co/query")

@@ -263,7 +263,9 @@ def test_the_log_level_is_read_in_any_case(monkeypatch):
 
 @pytest.mark.parametrize("value", ["127.0.0.1:5321/query", "ftp://example.com/query",
                                    "https:///query", "http://user:s3cret@/query",
-                                   "http://user:s3cret@[::1/query"])
+                                   "http://user:s3cret@[::1/query",
+                                   "http://user:s3cret@127.0.0.1:abc/query",
+                                   "http://127.0.0.1:99999/query"])
 def test_an_alphavantage_url_that_is_no_http_url_is_refused(monkeypatch, value):
     monkeypatch.setenv("ALPHAVANTAGE_BASE_URL", value)
     with pytest.raises(ConfigError, match="^ALPHAVANTAGE_BASE_URL must be an http:// or "
