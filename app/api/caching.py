@@ -400,7 +400,7 @@ def _read(state: _AnswerCache, entry: str, keys: tuple[str, ...]) -> tuple[str, 
         return generation, value
     # Joined from this read: another thread may store in state.generations
     # meanwhile what it read before a clear.
-    current = [found or _start_generation(key) for key, found in zip(keys, current)]
+    current = [found or _start_generation(state, key) for key, found in zip(keys, current)]
     for key, found in zip(keys, current):
         state.generations[key] = found
     generation = ".".join(current)
@@ -428,15 +428,21 @@ def _write(generation: str, entries: dict[str, Any]) -> None:
     state.store_breaker.succeeded()
 
 
-def _start_generation(key: str) -> str:
-    """Create the generation when there is none (first use, or evicted).
+def _start_generation(state: _AnswerCache, key: str) -> str:
+    """Create the generation when there is none (first use, evicted, or cleared when full).
 
     A random one rather than a counter from zero, so that entries stored
-    under an evicted generation can never come back.
+    under an evicted generation can never come back. A cache that refuses
+    the write (full) gets one kept nowhere: this lookup misses and its answer
+    is not stored, while the answers under the other generations are still
+    read; the next lookup tries again.
     """
     generation = _new_generation()
-    if not cache.add(key, generation, timeout=0):
-        generation = cache.get(key) or generation
+    try:
+        if not cache.add(key, generation, timeout=0):
+            generation = cache.get(key) or generation
+    except _REFUSED_WRITES as exc:
+        state.store_breaker.failed(exc)
     return generation
 
 

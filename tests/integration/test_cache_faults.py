@@ -252,6 +252,21 @@ def test_a_full_redis_still_serves_the_answers_it_holds_and_says_so_once(
     dispose(api)
 
 
+def test_a_full_redis_still_serves_the_prices_after_the_run_history_is_cleared(
+        app, private_redis, tmp_path, ibm_day, store_prices):
+    """A run's clear deletes the history's generation, which a full Redis refuses to start
+    again: the history's answers are computed, the prices' held answers still served."""
+    store_prices([ibm_day])
+    api, client = answer_then_fill(app, private_redis, tmp_path)
+    with api.app_context():
+        assert clear_run_history_answers() is True
+    for _ in range(3):
+        assert client.get("/api/fetch_runs").status_code == 200
+        assert open_price_of(client) == 10.0, "held, and served while nothing changed"
+    assert not [line for line in cache_log_lines(api) if "the answer cache failed" in line]
+    dispose(api)
+
+
 def test_a_full_redis_still_takes_a_clear(app, private_redis, tmp_path, ibm_day, store_prices):
     """It refuses a new generation but deletes the old one: no answer held is served again."""
     store_prices([ibm_day])
