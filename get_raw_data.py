@@ -50,15 +50,11 @@ SAMPLE_HINT = ("get_raw_data: to load the bundled sample data instead, run "
                ".venv/bin/python get_raw_data.py --sample")
 
 
-class UsageError(Exception):
-    """The command line or configuration cannot work; exit status 2.
+class UsageError(ConfigError):
+    """The command line or the job's settings cannot work; exit status 2, as a bad setting.
 
     ``problems`` holds every one found, so that one try tells the operator all.
     """
-
-    def __init__(self, *problems: str) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -133,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         config = get_config()
         plan = _plan(args, config)
         app = _app(config, dry_run=plan.settings.dry_run)
-    except (UsageError, ConfigError) as exc:
+    except ConfigError as exc:  # a UsageError too
         for problem in exc.problems:
             _to_stderr(f"get_raw_data: {problem}")
         return EXIT_USAGE

@@ -187,22 +187,18 @@ def test_a_byte_order_mark_is_not_part_of_the_key(monkeypatch, tmp_path):
     assert get_config("development").ALPHAVANTAGE_API_KEY == "FILEKEY"
 
 
-def test_database_password_file_fills_the_url(monkeypatch, tmp_path):
+@pytest.mark.parametrize("url, expected", [
+    ("mysql+pymysql://api@db:3306/financial",
+     "mysql+pymysql://api:p%40ss%2Fword@db:3306/financial"),
+    # One urllib refuses is left as it is, for the start-up check to name.
+    ("mysql+pymysql://api@[::1/financial", "mysql+pymysql://api@[::1/financial"),
+], ids=["filled", "malformed"])
+def test_database_password_file_fills_the_url(monkeypatch, tmp_path, url, expected):
     secret = tmp_path / "db_password"
     secret.write_text("p@ss/word\n")
-    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api@db:3306/financial")
+    monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(secret))
-    url = get_config("development").SQLALCHEMY_DATABASE_URI
-    assert url == "mysql+pymysql://api:p%40ss%2Fword@db:3306/financial"
-
-
-def test_a_url_urllib_refuses_is_left_for_the_start_up_check_to_name(monkeypatch, tmp_path):
-    secret = tmp_path / "db_password"
-    secret.write_text("s3cret\n")
-    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api@[::1/financial")
-    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(secret))
-    url = get_config("development").SQLALCHEMY_DATABASE_URI
-    assert url == "mysql+pymysql://api@[::1/financial"
+    assert get_config("development").SQLALCHEMY_DATABASE_URI == expected
 
 
 @pytest.mark.parametrize("url, expected", [
