@@ -420,7 +420,7 @@ def _write(generation: str, entries: dict[str, Any]) -> None:
         cache.set_many({state.entry_key(generation, entry): value
                         for entry, value in entries.items()})
     except _REFUSED_WRITES as exc:
-        state.store_breaker.failed(exc)
+        state.store_breaker.failed(_without_command(exc))
         return
     except Exception as exc:
         state.breaker.failed(exc)
@@ -442,8 +442,14 @@ def _start_generation(state: _AnswerCache, key: str) -> str:
         if not cache.add(key, generation, timeout=0):
             generation = cache.get(key) or generation
     except _REFUSED_WRITES as exc:
-        state.store_breaker.failed(exc)
+        state.store_breaker.failed(_without_command(exc))
     return generation
+
+
+def _without_command(exc: ResponseError) -> ResponseError:
+    """Return ``exc`` with Redis's reply only: redis-py's note of the failed command quotes
+    a cache key, which the log line has no use for."""
+    return type(exc)(str(exc).rpartition(" caused error: ")[2])
 
 
 def _new_generation() -> str:

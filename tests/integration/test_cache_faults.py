@@ -245,6 +245,7 @@ def test_a_full_redis_still_serves_the_answers_it_holds_and_says_so_once(
     assert ("WARNING app.api.caching: the answer cache refused to store an answer "
             "(OutOfMemoryError: ") in full
     assert "; the answers it holds are served, new ones not stored, next try in 0.05s" in full
+    assert "Command #" not in full and "financial_data:" not in full, "no cache key quoted"
     assert "WARNING app.api.caching: the answer cache stores answers again after " in stored_again
     assert re.search(r"; answers not stored meanwhile: \d+$", stored_again)
     log = (Path(api.config["LOG_DIR"]) / "api.log").read_text(encoding="utf-8")
