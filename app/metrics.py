@@ -102,11 +102,13 @@ def register_metrics(app: Flask) -> None:
     """Count every request but the scrapes themselves, and serve GET /metrics.
 
     A scraper polls through a database outage too: it gets one log line per
-    OUTAGE_LINE_INTERVAL_SECONDS with the count, not one per scrape.
+    OUTAGE_LINE_INTERVAL_SECONDS with the count, not one per scrape, and one
+    line when a scrape reads the database again.
     """
     app.extensions[_SCRAPE_FAILURES] = OutageLog(
         OUTAGE_LINE_INTERVAL_SECONDS, headline="metrics: database unavailable",
-        refusals="scrapes without the stored data", log=logger)
+        refusals="scrapes without the stored data", log=logger,
+        back="metrics: database is back")
 
     @app.after_request
     def _count_request(response: Response) -> Response:
@@ -169,6 +171,7 @@ class _StoredDataCollector:
             record_database_error()
             yield _database_up(0)
             return
+        current_app.extensions[_SCRAPE_FAILURES].succeeded()
         yield _database_up(1)
         yield from families
 

@@ -70,11 +70,12 @@ def init_failure_log(app: Flask) -> None:
     """Give ``app`` the log of failed checks, made once with the app.
 
     A load balancer polls every few seconds, outages included: it gets one
-    line per OUTAGE_LINE_INTERVAL_SECONDS with the count, not one per poll.
+    line per OUTAGE_LINE_INTERVAL_SECONDS with the count, not one per poll,
+    and one line when a check passes again.
     """
     app.extensions[_FAILURE_LOG] = OutageLog(
         OUTAGE_LINE_INTERVAL_SECONDS, headline="health check failed",
-        refusals="checks answered 503", log=logger)
+        refusals="checks answered 503", log=logger, back="health check passes again")
 
 
 def log_failed_check(description: str) -> None:
@@ -112,4 +113,5 @@ class Health(Resource):
             message = schema_message(state, versions)
             log_failed_check(message)
             return health_body("ok", state, message), 503, UNAVAILABLE
+        current_app.extensions[_FAILURE_LOG].succeeded()
         return health_body("ok", state), 200, NO_STORE

@@ -1,5 +1,6 @@
 """Every row of the contract's error table answers with the JSON envelope."""
 import json
+import re
 import time
 from pathlib import Path
 
@@ -393,6 +394,23 @@ def test_health_names_a_missing_schema_and_the_log_says_to_migrate(empty_databas
     assert ("hint: the schema is missing or behind the migrations: run them (flask --app app db "
             "upgrade)") in log
     assert "Traceback" not in log
+    with application.app_context():
+        db.engine.dispose()
+
+
+def test_a_health_check_that_passes_again_says_so_once(empty_database_url, tmp_path):
+    application = build_app(empty_database_url, tmp_path / "log")
+    client = application.test_client()
+    assert [client.get("/api/health").status_code for _ in range(3)] == [503] * 3
+    with application.app_context():
+        upgrade()
+    assert [client.get("/api/health").status_code for _ in range(2)] == [200] * 2
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    back = [line for line in log.splitlines() if "health check passes again" in line]
+    assert len(back) == 1, back
+    assert re.search(r"WARNING app\.api\.health: health check passes again after \d+s; "
+                     r"checks answered 503 since the last 'health check failed' line: 2$",
+                     back[0]), back[0]
     with application.app_context():
         db.engine.dispose()
 

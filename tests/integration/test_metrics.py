@@ -2,11 +2,13 @@
 import datetime
 import logging
 import math
+import re
 import struct
 import subprocess
 import sys
 
 import pytest
+from flask_migrate import upgrade
 from prometheus_client.mmap_dict import MmapedDict
 
 import get_raw_data
@@ -151,6 +153,24 @@ def test_an_outage_is_logged_once_per_interval_not_once_per_scrape(tmp_path, cap
     lines = [record.getMessage() for record in caplog.records if record.name == "app.metrics"]
     assert len(lines) == 1, lines
     assert lines[0].startswith("metrics: database unavailable: OperationalError")
+
+
+def test_a_scrape_that_reads_the_database_again_says_so_once(
+        empty_database_url, tmp_path, caplog):
+    application = build_app(empty_database_url, tmp_path / "log")
+    client = application.test_client()
+    with caplog.at_level(logging.WARNING, logger="app.metrics"):
+        assert [value(scrape(client), "financial_database_up") for _ in range(2)] == [0, 0]
+        with application.app_context():
+            upgrade()
+        assert [value(scrape(client), "financial_database_up") for _ in range(2)] == [1, 1]
+    lines = [record.getMessage() for record in caplog.records if record.name == "app.metrics"]
+    assert len(lines) == 2, lines
+    assert re.fullmatch(r"metrics: database is back after \d+s; scrapes without the stored "
+                        r"data since the last 'metrics: database unavailable' line: 1",
+                        lines[1]), lines[1]
+    with application.app_context():
+        db.engine.dispose()
 
 
 def test_a_database_without_its_schema_is_down_and_the_scrape_still_answers(
