@@ -67,7 +67,7 @@ Value = TypeVar("Value")
 # Bump whenever a cached body changes shape (a field added, renamed, reformatted)
 # or a query that was answered becomes refused, so a new release never serves
 # what an old one cached.
-RESPONSE_FORMAT_VERSION = 2
+RESPONSE_FORMAT_VERSION = 3
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 _STATE = "cached_answers"
 # Kinds whose answers read fetch_runs / fetch_run_symbols: a run records a

@@ -29,8 +29,11 @@ _REFUSED_SHOWN = 5
 # would try every split of a long run of them, quadratic in its length.
 _WHOLE_NUMBER = re.compile(r"(-?)0*([1-9][0-9]*|0)")
 # Python converts at most this many digits between text and int (its guard
-# against slow conversions): a page past the last is any number up to it.
+# against slow conversions): longer numbers are refused before converting.
 MOST_DIGITS = 4300
+# The largest integer every JSON reader keeps exactly (I-JSON, RFC 7493: a
+# JavaScript number), so the page echoed in an answer reads back as sent.
+MAX_PAGE = 2**53 - 1
 
 
 class IsoDate(fields.Date):
@@ -192,9 +195,9 @@ def _limit(default: int, what: str) -> WholeNumber:
 def _page() -> WholeNumber:
     return WholeNumber(
         load_default=1,
-        validate=validate.Range(min=1, error="must be 1 or more"),
-        metadata={"description": f"Page number, 1 or more (at most {MOST_DIGITS} digits); past "
-                                 "the last page data is []"},
+        validate=validate.Range(1, MAX_PAGE, error=f"must be between 1 and {MAX_PAGE}"),
+        metadata={"description": f"Page number, 1 to {MAX_PAGE} (the largest integer JSON "
+                                 "readers keep exactly); past the last page data is []"},
     )
 
 

@@ -10,7 +10,7 @@ from app.api.docs import (
     NOT_MODIFIED, NullableDateTime, NullableString, error_responses, info_model, namespace,
     ok_response, pagination_model, require_every_key,
 )
-from app.api.params import SymbolsArgs, parser, swagger_params
+from app.api.params import MAX_PAGE, SymbolsArgs, parser, swagger_params
 from app.api.responses import cacheable
 from app.api.serializers import page_envelope, symbol_record
 from app.extensions import db
@@ -65,7 +65,8 @@ class SymbolList(Resource):
         **ok_response("One page of stored symbols, ordered by symbol", symbols_page_model,
                       examples.SYMBOLS_PAGE),
         "304": NOT_MODIFIED,
-        **error_responses(SYMBOLS_PATH, paginated=True, bad_request="page: must be 1 or more"),
+        **error_responses(SYMBOLS_PATH, paginated=True,
+                          bad_request=f"page: must be between 1 and {MAX_PAGE}"),
     })
     def get(self):
         """List the stored symbols with their span and freshness, ordered by symbol.

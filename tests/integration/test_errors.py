@@ -8,6 +8,7 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
 
+from app.api.params import MAX_PAGE
 from app.extensions import db
 from tests.helpers import (
     LIST_ERROR, OBJECT_ERROR, assert_error, build_app, migrate_database,
@@ -32,12 +33,15 @@ BAD_SYMBOL = f"symbol: must be {RULE}"
     ("limit=1001", "limit: must be between 1 and 1000"),
     ("limit=ten", "limit: must be an integer"),
     ("limit=2.5", "limit: must be an integer"),
-    ("page=0", "page: must be 1 or more"),
-    ("page=-1", "page: must be 1 or more"),
+    ("page=0", f"page: must be between 1 and {MAX_PAGE}"),
+    ("page=-1", f"page: must be between 1 and {MAX_PAGE}"),
+    # Past the largest integer JSON readers keep exactly: echoed, it would read back wrong.
+    ("page=9007199254740992", f"page: must be between 1 and {MAX_PAGE}"),
     ("symbl=IBM", "symbl: is not a known parameter"),
     ("=1", "'': is not a known parameter"),
     ("=1&=2", "'': is given more than once"),
-    ("limit=0&page=0", "limit: must be between 1 and 1000; page: must be 1 or more"),
+    ("limit=0&page=0",
+     f"limit: must be between 1 and 1000; page: must be between 1 and {MAX_PAGE}"),
     ("symbol=IBM%0A", f"symbol: 'IBM\\n' is not a ticker; each must be {RULE}"),
     ("start_date=2023-01-01%0A", "start_date: must be a date in YYYY-MM-DD format"),
     ("start_date=%D9%A2%D9%A0%D9%A2%D9%A3-01-01",
@@ -49,6 +53,7 @@ BAD_SYMBOL = f"symbol: must be {RULE}"
     ("page=1e3", "page: must be an integer"),
     # Past the 4,300 digits Python converts: still a number, refused as too long.
     ("page=" + "9" * 4301, "page: must have at most 4300 digits"),
+    ("page=" + "9" * 4300, f"page: must be between 1 and {MAX_PAGE}"),
     ("limit=-" + "9" * 5000, "limit: must have at most 4300 digits"),
     ("symbol=IBM&symbol=AAPL", "symbol: is given more than once"),
     ("limit=5&limit=6&page=1&page=1",

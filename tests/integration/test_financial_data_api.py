@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import insert
 
+from app.api.params import MAX_PAGE
 from app.extensions import db
 from financial.models import FinancialData
 from tests.helpers import every_listed_row
@@ -62,11 +63,10 @@ def test_last_page_is_partial_and_past_the_end_is_empty(client, twenty_rows):
     assert past.status_code == 200
     assert past.get_json() == {"data": [], "info": {"error": ""},
                                "pagination": {"count": 20, "page": 8, "limit": 3, "pages": 7}}
-    # Any page past the last (contract: page >= 1), up to the digits Python converts.
-    highest = int("9" * 4300)
-    assert client.get(f"/api/financial_data?limit=1000&page={highest}").get_json() == {
+    # Any page past the last (contract: page >= 1), up to the largest JSON keeps exactly.
+    assert client.get(f"/api/financial_data?limit=1000&page={MAX_PAGE}").get_json() == {
         "data": [], "info": {"error": ""},
-        "pagination": {"count": 20, "page": highest, "limit": 1000, "pages": 1}}
+        "pagination": {"count": 20, "page": MAX_PAGE, "limit": 1000, "pages": 1}}
 
 
 def test_empty_table_has_zero_pages(client):
