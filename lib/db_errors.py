@@ -35,6 +35,10 @@ _MISSING_SCHEMA = ("the schema is missing or behind the migrations",
                    f"run them ({MIGRATE_COMMAND})")
 SCHEMA_HINT = ": ".join(_MISSING_SCHEMA)
 _POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
+# SQLite's SQLITE_CANTOPEN: a missing or unwritable folder, or no file descriptor left.
+_SQLITE_CANNOT_OPEN = ("the SQLite file cannot be opened",
+                       "check that DATABASE_URL names a file in a folder this user may write, "
+                       "and the open files limit (ulimit -n)")
 # A deadlock, a lock wait timed out, SQLite's "database is locked": once retries ran out.
 _LOCK_CONFLICT = "another transaction held the rows too long (a lock wait or a deadlock)"
 # The API's workers may open more connections than the server or the user allows
@@ -83,11 +87,14 @@ def describe_database_error(exc: Exception) -> str:
     if orig is None:
         return name
     args: tuple = orig.args
-    if not (len(args) > 1 and isinstance(args[0], int)):
-        return f"{name}: {orig}" + (f"; hint: {SCHEMA_HINT}" if is_schema_error(exc) else "")
-    code, message = args[0], args[1]
-    hint = _DRIVER_CAUSES.get(code)
-    return f"{name} {code}: {message}" + (f"; hint: {': '.join(hint)}" if hint else "")
+    hint: tuple[str, str] | None
+    if len(args) > 1 and isinstance(args[0], int):
+        name, text, hint = f"{name} {args[0]}", args[1], _DRIVER_CAUSES.get(args[0])
+    else:  # SQLite's: its message alone
+        text = str(orig)
+        hint = (_MISSING_SCHEMA if is_schema_error(exc)
+                else _SQLITE_CANNOT_OPEN if _is_sqlite_cannot_open(exc) else None)
+    return f"{name}: {text}" + (f"; hint: {': '.join(hint)}" if hint else "")
 
 
 def name_database_error(exc: Exception) -> str:
@@ -116,6 +123,8 @@ def _cause(exc: Exception) -> str | None:
         return _MISSING_SCHEMA[0]
     if isinstance(exc, OperationalError) and is_lock_conflict(exc):
         return _LOCK_CONFLICT
+    if _is_sqlite_cannot_open(exc):
+        return _SQLITE_CANNOT_OPEN[0]
     code = _driver_code(exc)
     return _DRIVER_CAUSES[code][0] if isinstance(code, int) and code in _DRIVER_CAUSES else None
 
@@ -124,6 +133,11 @@ def _driver_code(exc: Exception) -> object:
     """Return the driver's error code behind ``exc`` (MySQL's number), None if it has none."""
     orig = getattr(exc, "orig", None)
     return orig.args[0] if orig is not None and orig.args else None
+
+
+def _is_sqlite_cannot_open(exc: Exception) -> bool:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN
 
 
 def is_schema_error(exc: Exception) -> bool:

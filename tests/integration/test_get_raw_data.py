@@ -739,8 +739,10 @@ def test_flask_db_upgrade_names_a_database_it_cannot_use_in_one_line(tmp_path):
                             cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
                             timeout=60)
     assert (result.returncode, result.stderr.splitlines()[-1]) == (
-        1, "Error: database error: OperationalError: unable to open database file; the "
-           "migration stopped: run it again once the database can be used")
+        1, "Error: database error: OperationalError: unable to open database file; hint: the "
+           "SQLite file cannot be opened: check that DATABASE_URL names a file in a folder this "
+           "user may write, and the open files limit (ulimit -n); the migration stopped: run "
+           "it again once the database can be used")
     assert "Traceback" not in result.stderr
 
 

@@ -4,6 +4,7 @@ import struct
 
 import pymysql
 import pytest
+from sqlalchemy import create_engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -90,6 +91,20 @@ def test_an_account_limit_names_the_settings_to_change():
 def test_a_name_for_anyone_holds_the_code_and_our_words_never_the_drivers(code, message, name):
     """The run history, which the API serves, names failures so: no user, host or statement."""
     assert name_database_error(server_error(code, message)) == name
+
+
+def test_a_sqlite_file_that_cannot_be_opened_names_its_folder_and_the_open_files_limit(
+        tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'financial.db'}")
+    with pytest.raises(OperationalError) as failure:
+        engine.connect()
+    engine.dispose()
+    assert describe_database_error(failure.value) == (
+        "OperationalError: unable to open database file; hint: the SQLite file cannot be "
+        "opened: check that DATABASE_URL names a file in a folder this user may write, and "
+        "the open files limit (ulimit -n)")
+    assert name_database_error(failure.value) == (
+        "OperationalError: the SQLite file cannot be opened")
 
 
 def test_a_name_for_anyone_tells_a_lock_on_sqlite_and_a_full_pool():
