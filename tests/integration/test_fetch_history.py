@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from werkzeug.wrappers import Request, Response
@@ -21,7 +22,7 @@ from financial.runs import INTERRUPTED_MESSAGE, one_line
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, error_body,
 )
-from tests.helpers import history, run_job, stored, wait_for
+from tests.helpers import history, run_job, scrape, stored, wait_for
 
 SUMMARY = re.compile(r"(?P<symbol>\S+): (?P<fetched>\d+) rows fetched, (?P<new>\d+) new, "
                      r"(?P<updated>\d+) updated")
@@ -79,6 +80,41 @@ def test_a_stored_run_prints_what_its_rows_hold(app, capsys, job_env, fake_alpha
     assert status == 0
     assert assert_history_matches_output(app, out, err).message == (
         "1 of 1 symbols stored, 0 new rows, 0 updated")
+
+
+@pytest.fixture
+def far_from_utc():
+    """Run the test in Tokyo's time zone (UTC+9, all year), so local times are hours off UTC."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_a_run_is_timed_in_utc_whatever_the_machine_s_time_zone(
+        app, capsys, job_env, fake_alphavantage, far_from_utc):
+    fake_alphavantage.queue_fixture(IBM)
+    before = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
+    after = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    assert status == 0, err
+    [run] = history(app)[0].values()
+    assert before <= run.started_at <= run.finished_at <= after
+
+    client = app.test_client()
+    [listed] = client.get("/api/fetch_runs").get_json()["data"]
+    assert (listed["started_at"], listed["finished_at"]) == (
+        f"{run.started_at.isoformat()}Z", f"{run.finished_at.isoformat()}Z")
+    samples = scrape(client)
+    assert samples[("financial_last_fetch_run_started_seconds", ())] == (
+        run.started_at.replace(tzinfo=datetime.UTC).timestamp())
+    assert samples[("financial_newest_stored_date_seconds", (("symbol", "IBM"),))] == (
+        1679616000)  # 2023-03-24, midnight UTC
 
 
 def test_a_partial_run_records_the_failed_symbol_and_its_reason(
