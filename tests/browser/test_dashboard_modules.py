@@ -21,15 +21,22 @@ import(module).then((exports) => done(cases.map((args) => {
 """
 
 
-@pytest.fixture
-def call_each(browser, live_server):
-    """Return ``f(module, name, cases)``: the function's result for each list of arguments."""
+# The viewer's time zone never moves a day: at Kiritimati (UTC+14) local midnight is the
+# day before in UTC; at Los Angeles (UTC-8 or -7) UTC midnight is the day before there.
+@pytest.fixture(params=["UTC", "Pacific/Kiritimati", "America/Los_Angeles"])
+def call_each(browser, live_server, request):
+    """Return ``f(module, name, cases)``: the function's result for each list of arguments.
+
+    The browser runs in each time zone of the parameters in turn.
+    """
+    browser.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": request.param})
     browser.open(live_server.url + "/")
 
     def _call_each(module: str, name: str, cases: list[list]) -> list:
         return browser.async_script(CALL_EACH, f"/static/dashboard/{module}", name, cases)
 
-    return _call_each
+    yield _call_each
+    browser.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
 
 
 def test_only_real_calendar_days_are_dates(call_each):
