@@ -18,6 +18,7 @@ import requests
 from flask import Flask, request
 from PIL import Image
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -106,6 +107,13 @@ def chart_pixels(browser) -> dict[str, int]:
     return counts
 
 
+def point_at(browser, x: float, y: float) -> None:
+    """Move the pointer to (x, y) of the viewport."""
+    pointer = ActionBuilder(browser.driver)
+    pointer.pointer_action.move_to_location(round(x), round(y))
+    pointer.perform()
+
+
 def pressed_presets(browser) -> list[str]:
     return [button.text for button in browser.driver.find_elements(
         By.CSS_SELECTOR, "[data-preset][aria-pressed='true']")]
@@ -161,16 +169,20 @@ def test_every_file_and_answer_comes_from_the_app_itself(browser, live_server):
     assert [url for url in requested if not url.startswith(live_server.url + "/")] == []
 
 
-def test_pointing_at_a_day_shows_its_prices(browser, live_server):
-    browser.open(live_server.url + "/?symbol=IBM&start_date=2023-03-01&end_date=2023-03-24")
-    wait_shown(browser, "IBM", "2023-03-01", "2023-03-24")
-    rows = price_rows(live_server, "IBM", "2023-03-01", "2023-03-24")
-    chart = element(browser, "#chart")
-    # The price pane spans the chart's width less the price scale; its left edge is the first day.
-    ActionChains(browser.driver).move_to_element_with_offset(
-        chart, -chart.size["width"] // 2 + 8, -chart.size["height"] // 4).perform()
+def test_pointing_at_a_day_shows_its_prices_and_the_space_before_the_first_none(browser,
+                                                                                live_server):
+    """Five days are drawn from the right edge: the empty space left of them is no day."""
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2023-03-20&end_date=2023-03-24")
+    wait_shown(browser, "IBM", "2023-03-20", "2023-03-24")
+    rows = price_rows(live_server, "IBM", "2023-03-20", "2023-03-24")
+    first = browser.async_script(CANDLES)[0]
+    point_at(browser, first["x"], first["y"])
     browser.wait_for(lambda: shown_readout(browser) == readout_of(rows[0]),
                      "the readout of the first day")
+    chart = element(browser, "#chart").rect
+    point_at(browser, chart["x"] + 8, first["y"])
+    browser.wait_for(lambda: shown_readout(browser) == readout_of(rows[-1]),
+                     "the readout of the chosen day (the last), as off the chart")
 
 
 def test_a_preset_changes_the_address_and_the_numbers(browser, live_server):
@@ -265,15 +277,17 @@ def test_a_range_of_years_fits_a_phone_screen(browser, long_server):
 
 # The widths of the candles in the price pane: runs of pixel columns holding at least two
 # pixels of the up or down colour (the last price's dotted line adds at most one a column).
-CANDLE_WIDTHS = """
+# The candles of the price pane, left to right: each one's width and centre in the viewport.
+CANDLES = """
 const done = arguments[arguments.length - 1];
 import('/static/dashboard/chart.js').then(({ COLORS }) => {
   const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
   const colours = [rgb(COLORS.up), rgb(COLORS.down)];
   const canvas = document.querySelector('#chart tr:first-child td:nth-child(2) canvas');
   const { width, height } = canvas;
+  const box = canvas.getBoundingClientRect();
   const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
-  const widths = [];
+  const candles = [];
   let run = 0;
   for (let x = 0; x <= width; x += 1) {
     let coloured = 0;
@@ -285,11 +299,12 @@ import('/static/dashboard/chart.js').then(({ COLORS }) => {
     if (coloured > 1) {
       run += 1;
     } else if (run) {
-      widths.push(run);
+      const centre = (x - run / 2) * box.width / width;
+      candles.push({ width: run, x: box.left + centre, y: box.top + box.height / 2 });
       run = 0;
     }
   }
-  done(widths);
+  done(candles);
 }, (error) => done(String(error)));
 """
 MAX_CANDLE_WIDTH = 40  # px: about a 1M range's candles on a desktop
@@ -301,7 +316,7 @@ def test_a_few_days_are_drawn_as_candles_of_a_normal_width(browser, live_server,
     browser.open(f"{live_server.url}/?symbol=IBM&start_date={start}&end_date=2023-03-24")
     wait_shown(browser, "IBM", start, "2023-03-24")
     days = len(price_rows(live_server, "IBM", start, "2023-03-24"))
-    widths = browser.async_script(CANDLE_WIDTHS)
+    widths = [candle["width"] for candle in browser.async_script(CANDLES)]
     assert len(widths) == days and 10 <= min(widths) and max(widths) <= MAX_CANDLE_WIDTH, widths
 
 

@@ -175,10 +175,14 @@ export class PriceChart {
     this.onDay(row);
   }
 
-  /** Return the row at a logical index of the time scale, or the last focused row. */
+  /**
+   * Return the row at a logical index of the time scale. Off the days (the pointer gone, or on
+   * the empty space left of a short range's first day) it is the focused row, as ever: the
+   * nearest day would pass for the one pointed at.
+   */
   rowAt(logical) {
-    const index = Number.isInteger(logical) ? logical : this.focused;
-    return this.rows[Math.min(Math.max(index, 0), this.rows.length - 1)];
+    const onDay = Number.isInteger(logical) && logical >= 0 && logical < this.rows.length;
+    return this.rows[onDay ? logical : this.focused];
   }
 
   onKey(event) {
