@@ -320,6 +320,31 @@ def test_a_few_days_are_drawn_as_candles_of_a_normal_width(browser, live_server,
     assert len(widths) == days and 10 <= min(widths) and max(widths) <= MAX_CANDLE_WIDTH, widths
 
 
+# For each pane's price scale, its dark (text) pixels on its top and bottom rows: a label cut
+# at the pane's edge, where the other pane or the time axis begins.
+SCALE_EDGE_PIXELS = """
+const rows = [...document.querySelectorAll('#chart tr')].slice(0, -1);  // not the time axis
+return rows.map((row) => row.cells[2]?.querySelector('canvas')).filter((canvas) => canvas?.height)
+  .map((canvas) => [0, canvas.height - 1].map((y) => {
+    const data = canvas.getContext('2d').getImageData(0, y, canvas.width, 1).data;
+    let dark = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      dark += data[i + 3] > 0 && Math.max(data[i], data[i + 1], data[i + 2]) < 160;
+    }
+    return dark;
+  }));
+"""
+
+
+@pytest.mark.parametrize("symbol, start", [("AAPL", "2023-03-24"), ("IBM", "2023-03-20")])
+def test_no_price_label_is_cut_where_the_panes_meet(browser, live_server, symbol, start):
+    """One or five days: a label at a pane's edge is left out, not drawn cut in half."""
+    browser.open(f"{live_server.url}/?symbol={symbol}&start_date={start}&end_date=2023-03-24")
+    wait_shown(browser, symbol, start, "2023-03-24")
+    edges = browser.script(SCALE_EDGE_PIXELS)
+    assert edges == [[0, 0], [0, 0]], edges
+
+
 def test_the_pressed_preset_stays_pressed_when_another_gives_the_same_days(
         browser, long_server):
     browser.open(long_server.url + "/?symbol=SHORT")

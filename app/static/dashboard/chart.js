@@ -117,7 +117,9 @@ export class PriceChart {
       timeScale: {
         borderVisible: false, minBarSpacing: MIN_BAR_SPACING, maxBarSpacing: MAX_BAR_SPACING,
       },
-      rightPriceScale: { borderVisible: false },
+      // A label that would straddle a pane's edge (the lowest price, where the volume pane
+      // begins, on a view of a few days) is left out rather than drawn cut in half.
+      rightPriceScale: { borderVisible: false, entireTextOnly: true },
     });
     this.candles = this.chart.addSeries(CandlestickSeries, {
       upColor: COLORS.up,
