@@ -275,9 +275,9 @@ def test_a_range_of_years_fits_a_phone_screen(browser, long_server):
     browser.screenshot("phone-long-range")
 
 
-# The widths of the candles in the price pane: runs of pixel columns holding at least two
-# pixels of the up or down colour (the last price's dotted line adds at most one a column).
 # The candles of the price pane, left to right: each one's width and centre in the viewport.
+# A candle is a run of pixel columns holding at least two pixels of the up or down colour
+# (the last price's dotted line adds at most one a column).
 CANDLES = """
 const done = arguments[arguments.length - 1];
 import('/static/dashboard/chart.js').then(({ COLORS }) => {
