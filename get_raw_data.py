@@ -26,7 +26,7 @@ from app import (MIGRATIONS_DIR, SCHEMA_REVISION, MigrationHistoryError, create_
                  register_migrations, upgrade_to_head)
 from app.api.caching import clear_cached_answers, clear_run_history_answers
 from app.extensions import db
-from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
+from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, read_config
 from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, latest_run_start
@@ -126,9 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load_dotenv(PROJECT_ROOT / ".env")
     try:
-        config = get_config()
+        config = read_config()
+        # Built first: it names every setting that cannot work, the config's own too.
+        app = _app(config, dry_run=args.dry_run)
         plan = _plan(args, config)
-        app = _app(config, dry_run=plan.settings.dry_run)
     except ConfigError as exc:  # a UsageError too
         for problem in exc.problems:
             _to_stderr(f"get_raw_data: {problem}")
@@ -296,7 +297,9 @@ def _discard(_line: str) -> None:
 def _app(config: BaseConfig, *, dry_run: bool) -> Flask:
     """Build the app with the job's database timeouts; a dry run's creates no SQLite folder.
 
-    An unusable DATABASE_URL raises StartupError (a ConfigError): a usage error.
+    Raises StartupError (a ConfigError: a usage error) naming every problem
+    of ``config`` and every setting building the app refuses (e.g. an
+    unusable DATABASE_URL).
     """
     return create_app(config, overrides=config.job_overrides(), serving=False,
                       writes=not dry_run)

@@ -1,5 +1,7 @@
 """The application shell: ``create_app`` builds a configured Flask app."""
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from inspect import iscoroutinefunction
 from typing import Any
 
@@ -8,10 +10,11 @@ from flask import Flask, Response, has_request_context, request
 from flask.ctx import RequestContext
 from werkzeug.exceptions import NotFound
 
-from app.api.caching import init_cached_answers
+from app.api.caching import bind_cache, init_cached_answers
 from app.extensions import db
-from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, get_config
-from lib.db import DatabaseUrlError, check_database_url, configure_engine, engine_options
+from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, Problems, read_config
+from lib.db import (DatabaseUrlError, check_database_url, configure_engine, create_sqlite_folder,
+                    engine_options)
 from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -123,16 +126,17 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
     adds those), and without importing them: the job's start-up time is part
     of every run. ``writes=False`` (the fetch job's dry run, which opens no
     database) does not create the SQLite file's folder.
-    Raises StartupError naming the setting when one cannot work at all (e.g.
-    a malformed DATABASE_URL); a database that is merely down is no error here.
+    Raises StartupError naming every setting that cannot work at all (e.g.
+    a malformed DATABASE_URL), those of ``config`` first; a database that is
+    merely down is no error here.
     """
     try:
-        settings = config if isinstance(config, BaseConfig) else get_config(config)
+        settings = config if isinstance(config, BaseConfig) else read_config(config)
         app = FinancialApp(__name__)
         app.config.from_object(settings)
         app.config.update(overrides or {})
 
-        _configure_logging(app)
+        _check_settings(app, settings.problems.found, serving=serving)
         register_extensions(app, export_bind=serving, create_folder=writes)
         if serving:
             register_migrations(app)
@@ -142,6 +146,29 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
     except ConfigError as exc:
         raise StartupError(*exc.problems) from None
     return app
+
+
+def _check_settings(app: Flask, found: list[str], *, serving: bool) -> None:
+    """Raise ConfigError naming the problems ``found`` so far and those building ``app`` meets.
+
+    Each check runs whatever the others found, so one start-up names them
+    all. Logging to LOG_DIR is set up and the cache bound here: that is
+    their check. Left to the build, and so named only once these pass: an
+    SQLite folder that cannot be created, and a rate-limit storage scheme
+    the limiter does not know (it finds out as it loads the storage).
+    """
+    problems = Problems()
+    problems.found.extend(found)
+    problems.call(partial(_configure_logging, app), None)
+    problems.call(partial(_check_database_url, app.config["SQLALCHEMY_DATABASE_URI"]), None)
+    problems.call(partial(bind_cache, app), None)
+    if serving:  # settings only the API reads; the fetch job does not import their modules
+        from app.rate_limits import check_rate_limit
+        from app.security import check_proxy_hops
+        problems.call(partial(check_proxy_hops, app.config), None)
+        problems.call(partial(check_rate_limit, app.config), None)
+    if problems.found:
+        raise ConfigError(*problems.found)
 
 
 def _configure_logging(app: Flask) -> None:
@@ -159,16 +186,16 @@ def _configure_logging(app: Flask) -> None:
 
 def register_extensions(app: Flask, *, export_bind: bool = True,
                         create_folder: bool = True) -> None:
-    """Bind the database and the cache to ``app``; ``export_bind`` adds the CSV export's engine.
+    """Bind the database to ``app`` and set up its cached answers.
 
-    ``create_folder`` creates the SQLite file's folder. Raises ConfigError
-    when DATABASE_URL cannot work at all.
+    ``export_bind`` adds the CSV export's engine. ``_check_settings`` has
+    checked the URL and bound the cache. ``create_folder`` creates the SQLite
+    file's folder, raising ConfigError when it cannot.
     """
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    try:
-        check_database_url(url, create_folder=create_folder)
-    except DatabaseUrlError as exc:
-        raise ConfigError(f"DATABASE_URL {exc}") from None
+    if create_folder:
+        with _naming_database_url():
+            create_sqlite_folder(url)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(
         url, timeout=app.config["DATABASE_TIMEOUT"],
         read_timeout=app.config["DATABASE_READ_TIMEOUT"]))
@@ -180,6 +207,21 @@ def register_extensions(app: Flask, *, export_bind: bool = True,
             # The API only reads: a request reads all its answer from one snapshot.
             configure_engine(engine, reads_one_snapshot=has_request_context)
     init_cached_answers(app)
+
+
+def _check_database_url(url: str) -> None:
+    """Raise ConfigError when DATABASE_URL cannot work at all (lib.db.check_database_url)."""
+    with _naming_database_url():
+        check_database_url(url)
+
+
+@contextmanager
+def _naming_database_url() -> Iterator[None]:
+    """Raise lib.db's DatabaseUrlError as the ConfigError naming DATABASE_URL."""
+    try:
+        yield
+    except DatabaseUrlError as exc:
+        raise ConfigError(f"DATABASE_URL {exc}") from None
 
 
 def _add_export_bind(app: Flask, url: str) -> None:

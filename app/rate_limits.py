@@ -1,5 +1,6 @@
 """Per-client rate limit (Flask-Limiter): RATE_LIMIT requests across the API, then 429."""
 import logging
+from collections.abc import Mapping
 
 from flask import Flask, Response, request
 from flask_limiter import ApplicationLimit, Limiter
@@ -46,13 +47,7 @@ def register_rate_limits(app: Flask) -> None:
     rate_limit = app.config["RATE_LIMIT"]
     if not rate_limit:
         return
-    try:
-        parse_many(rate_limit)
-    except ValueError:
-        raise ConfigError(f"RATE_LIMIT must be a limit such as '600 per minute', "
-                          f"got {rate_limit!r}") from None
-    if app.config["RATELIMIT_STORAGE_URI"].startswith("async+"):  # asyncio storages, unusable here
-        raise ConfigError(_UNKNOWN_STORAGE)
+    check_rate_limit(app.config)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     _set_storage_timeouts(app)
     message = rate_limit_message(rate_limit)
@@ -76,6 +71,27 @@ def register_rate_limits(app: Flask) -> None:
         raise ConfigError(_UNKNOWN_STORAGE) from None
     _check_by_counting(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
+
+
+def check_rate_limit(config: Mapping) -> None:
+    """Raise ConfigError naming RATE_LIMIT's problems (none when it is empty).
+
+    Its syntax, and a storage no WSGI app can use; a storage scheme nobody
+    knows shows only as the limiter loads it (``register_rate_limits``).
+    """
+    rate_limit = config["RATE_LIMIT"]
+    if not rate_limit:
+        return
+    problems = []
+    try:
+        parse_many(rate_limit)
+    except ValueError:
+        problems.append(f"RATE_LIMIT must be a limit such as '600 per minute', "
+                        f"got {rate_limit!r}")
+    if config["RATELIMIT_STORAGE_URI"].startswith("async+"):  # asyncio storages, unusable here
+        problems.append(_UNKNOWN_STORAGE)
+    if problems:
+        raise ConfigError(*problems)
 
 
 class _DropRefusals(logging.Filter):

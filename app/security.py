@@ -1,4 +1,6 @@
 """Security headers on every response, and whose forwarded client address to trust."""
+from collections.abc import Mapping
+
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -39,16 +41,22 @@ def register_security_headers(app: Flask) -> None:
         return response
 
 
+def check_proxy_hops(config: Mapping) -> None:
+    """Raise ConfigError when TRUSTED_PROXY_HOPS is negative."""
+    hops = config["TRUSTED_PROXY_HOPS"]
+    if hops < 0:
+        raise ConfigError(f"TRUSTED_PROXY_HOPS must be 0 or more, got {hops}")
+
+
 def trust_proxy_hops(app: Flask) -> None:
     """Take the client's address, scheme and host from TRUSTED_PROXY_HOPS proxies' headers.
 
     Each trusted proxy appends to X-Forwarded-For, so exactly that many
     entries from the right are believed; a client cannot spoof its address
-    (and so its rate limit) by sending the header itself. 0 trusts none.
+    (and so its rate limit) by sending the header itself. 0 trusts none;
+    create_app has refused a negative count (``check_proxy_hops``).
     """
     hops = app.config["TRUSTED_PROXY_HOPS"]
-    if hops < 0:
-        raise ConfigError(f"TRUSTED_PROXY_HOPS must be 0 or more, got {hops}")
     if hops:
         proxied = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
         app.wsgi_app = proxied  # type: ignore[method-assign]

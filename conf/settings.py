@@ -132,14 +132,16 @@ def read_secret_file(name: str) -> str | None:
         raise ConfigError(f"{name} is not UTF-8 text (save it as UTF-8)") from None
 
 
-def database_url() -> str:
+def database_url(problems: Problems) -> str:
     """Return DATABASE_URL, defaulting to the SQLite file in data/streaming/.
 
     When DATABASE_PASSWORD_FILE is set (a Docker secret), its content becomes
-    the password of a URL written without one.
+    the password of a URL written without one. A file that cannot be read is
+    noted in ``problems`` and the URL kept as written, so that the app's own
+    check of the URL does not name DATABASE_URL for the file's fault.
     """
     url = anchored_sqlite_path(env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}"))
-    password = read_secret_file("DATABASE_PASSWORD_FILE")
+    password = problems.call(partial(read_secret_file, "DATABASE_PASSWORD_FILE"), None)
     return with_password(url, password) if password else url
 
 
@@ -205,10 +207,10 @@ class BaseConfig:
     TESTING = False
 
     def __init__(self) -> None:
-        # What cannot be read is noted here; get_config() raises them all.
+        # What cannot be read is noted here; get_config() or create_app() raises them all.
         self.problems = problems = Problems()
         read = problems.read
-        self.SQLALCHEMY_DATABASE_URI = problems.call(database_url, "")
+        self.SQLALCHEMY_DATABASE_URI = database_url(problems)
         # Seconds the API waits for the database: to connect, for each answer and
         # for a free pooled connection. Past it a request answers 503 at once.
         self.DATABASE_TIMEOUT = read(env_seconds, "DATABASE_TIMEOUT", 2.0)
@@ -313,6 +315,7 @@ class BaseConfig:
         if self.LOG_LEVEL not in LOG_LEVELS:
             self.problems.note(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                                f"got {self.LOG_LEVEL!r}")
+            self.LOG_LEVEL = "INFO"  # create_app sets up logging to check LOG_DIR all the same
         base = _split_or_none(self.ALPHAVANTAGE_BASE_URL)
         if (base is None or base.scheme not in ("http", "https") or not base.hostname
                 or not _has_usable_port(base)):
@@ -360,15 +363,23 @@ def get_config(env_name: str | None = None) -> BaseConfig:
 
     Raises ConfigError naming every malformed or missing setting, in the order read.
     """
-    name = env_name or env_str("APP_ENV", "development")
-    try:
-        config_class = CONFIGS[name]
-    except KeyError:
-        raise ConfigError(
-            f"APP_ENV must be one of {', '.join(sorted(CONFIGS))}, got {name!r}"
-        ) from None
-    config = config_class()
-    config.validate()
+    config = read_config(env_name)
     if config.problems.found:
         raise ConfigError(*config.problems.found) from None
+    return config
+
+
+def read_config(env_name: str | None = None) -> BaseConfig:
+    """Build the config object for ``env_name``, noting its problems in ``config.problems``.
+
+    For create_app, which adds the problems of the settings only building the
+    app can check, and names them all at once. An unknown APP_ENV is noted
+    first and gives development's settings, whose problems are noted too.
+    """
+    name = env_name or env_str("APP_ENV", "development")
+    config = CONFIGS.get(name, DevelopmentConfig)()
+    if name not in CONFIGS:
+        config.problems.found.insert(
+            0, f"APP_ENV must be one of {', '.join(sorted(CONFIGS))}, got {name!r}")
+    config.validate()
     return config

@@ -87,15 +87,13 @@ class DatabaseUrlError(ValueError):
     """
 
 
-def check_database_url(url: str, *, create_folder: bool = True) -> None:
-    """Check that ``url`` can work at all and create the folder of an SQLite file.
+def check_database_url(url: str) -> None:
+    """Check that ``url`` can work at all; create nothing.
 
     A server that is down is not checked here: that is a 503 until it is back.
     Raises DatabaseUrlError for a malformed URL, an unknown dialect or driver,
-    a driver that is not installed, a server URL naming no database, a query
-    option the driver refuses, or an SQLite folder that cannot be created.
-    ``create_folder=False`` leaves the folder alone, for a program that will
-    not open the database (the fetch job's dry run writes nothing).
+    a driver that is not installed, a server URL naming no database, or a
+    query option the driver refuses.
     """
     try:
         parsed = make_url(url)
@@ -103,10 +101,7 @@ def check_database_url(url: str, *, create_folder: bool = True) -> None:
         raise DatabaseUrlError("is not a database URL; expected e.g. mysql+pymysql://user@host"
                                ":3306/db or sqlite:///path/file.db") from None
     _check_driver(parsed)
-    if parsed.get_backend_name() == "sqlite":
-        if create_folder:
-            _prepare_sqlite_folder(parsed.database)
-    elif not parsed.database:
+    if parsed.get_backend_name() != "sqlite" and not parsed.database:
         raise DatabaseUrlError("names no database; put its name after the server, e.g. "
                                "mysql+pymysql://user@host:3306/financial")
 
@@ -133,9 +128,15 @@ def _check_driver(parsed: URL) -> None:
                                f"{exc.__class__.__name__})") from None
 
 
-def _prepare_sqlite_folder(database: str | None) -> None:
-    """Create the folder of an SQLite file (not of an in-memory database)."""
-    if database in (None, "", ":memory:"):
+def create_sqlite_folder(url: str) -> None:
+    """Create the folder of the SQLite file ``url`` names, a URL check_database_url passed.
+
+    Nothing for an in-memory database or another backend. Raises
+    DatabaseUrlError when the folder cannot be created.
+    """
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
         return
     folder = Path(database).parent
     try:

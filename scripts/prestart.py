@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import MIGRATIONS_DIR, MigrationHistoryError, create_app, upgrade_to_head
 from app.extensions import db
-from conf.settings import ConfigError, get_config
+from conf.settings import ConfigError, read_config
 from lib.db import engine_options
 from lib.db_errors import DATABASE_ERRORS, describe_database_error, is_definite_refusal
 from lib.locks import LockFileError, MigrationLockTimeout, migrate_unless_newer
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     """Wait for the database and migrate it; return the process exit status."""
     args = parse_args(argv)
     try:
-        config = get_config()
+        config = read_config()  # its problems are named with the app's, below
         # Migrations wait on a lock and may rewrite big tables: the job's timeouts.
         app = create_app(config, overrides=config.job_overrides())
     except ConfigError as exc:

@@ -119,15 +119,30 @@ class _AnswerCache:
         return f"{self.namespace}:v{RESPONSE_FORMAT_VERSION}:{generation}:{entry}"
 
 
-def init_cached_answers(app: Flask) -> None:
-    """Bind the cache to ``app`` with the project's defaults and set up its answer cache."""
+def bind_cache(app: Flask) -> None:
+    """Bind the cache to ``app`` with the project's defaults; connect to nothing yet.
+
+    Raises ConfigError for a backend that cannot work at all; the URL is not
+    repeated: it may hold the Redis password.
+    """
     if app.config["CACHE_TYPE"] == "RedisCache":
         # A cache outage must fail fast; the breaker then keeps requests off it.
         app.config.setdefault("CACHE_OPTIONS", {
             "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
             "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
         })
-    _bind_cache(app)
+    try:
+        cache.init_app(app)
+    except ValueError:
+        raise ConfigError("CACHE_REDIS_URL is not a Redis URL; expected e.g. "
+                          "redis://host:6379/0") from None
+    except (ImportError, TypeError, RuntimeError):  # unknown name, not a class, module missing
+        raise ConfigError(f"CACHE_TYPE {app.config['CACHE_TYPE']!r} is no cache backend "
+                          "installed here; expected e.g. SimpleCache or RedisCache") from None
+
+
+def init_cached_answers(app: Flask) -> None:
+    """Set up the answer cache of ``app``, whose cache ``bind_cache`` has bound."""
     is_local = isinstance(cache.cache, SimpleCache)
     retry_wait = app.config["CACHE_RETRY_WAIT"]
     state = _AnswerCache(
@@ -151,21 +166,6 @@ def init_cached_answers(app: Flask) -> None:
     for key in (state.generation_key, state.history_generation_key):
         state.generations[key] = _new_generation() if is_local else ""
     app.extensions[_STATE] = state
-
-
-def _bind_cache(app: Flask) -> None:
-    """Bind Flask-Caching to ``app``; raise ConfigError for a backend that cannot work at all.
-
-    The URL is not repeated: it may hold the Redis password.
-    """
-    try:
-        cache.init_app(app)
-    except ValueError:
-        raise ConfigError("CACHE_REDIS_URL is not a Redis URL; expected e.g. "
-                          "redis://host:6379/0") from None
-    except (ImportError, TypeError, RuntimeError):  # unknown name, not a class, module missing
-        raise ConfigError(f"CACHE_TYPE {app.config['CACHE_TYPE']!r} is no cache backend "
-                          "installed here; expected e.g. SimpleCache or RedisCache") from None
 
 
 def database_digest(url: str) -> str:

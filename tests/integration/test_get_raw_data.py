@@ -417,6 +417,31 @@ def test_every_usage_and_configuration_problem_is_named_in_one_go(
         assert line.startswith(start), err
 
 
+def test_every_setting_building_the_app_refuses_is_named_with_the_others(
+        capsys, job_env, monkeypatch, tmp_path):
+    """The settings the app checks are named with the malformed ones, in one try.
+
+    Not RATE_LIMIT: the job has no rate limit.
+    """
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    for name, value in {"APP_ENV": "staging", "ALPHAVANTAGE_RETRY_WAIT": "soon",
+                        "LOG_DIR": str(blocker / "log"),
+                        "DATABASE_URL": "oracle+nosuch://user:s3cret@host/db",
+                        "CACHE_TYPE": "NoSuchCache", "RATE_LIMIT": "lots"}.items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert (status, out) == (2, "")
+    assert err.splitlines() == [
+        "get_raw_data: APP_ENV must be one of development, production, testing, got 'staging'",
+        "get_raw_data: ALPHAVANTAGE_RETRY_WAIT must be a number, got 'soon'",
+        f"get_raw_data: LOG_DIR {blocker}/log cannot hold the log files (Not a directory)",
+        "get_raw_data: DATABASE_URL names an unknown database driver 'oracle+nosuch'",
+        "get_raw_data: CACHE_TYPE 'NoSuchCache' is no cache backend installed here; "
+        "expected e.g. SimpleCache or RedisCache",
+    ]
+
+
 @pytest.mark.parametrize("argv", [["--days", "0"], ["--days", "36501"], ["--days", "9" * 30],
                                   ["--days", "3", "--full"], ["--bogus"]])
 def test_bad_options_exit_2(capsys, job_env, argv):

@@ -333,6 +333,20 @@ def test_an_unusable_database_url_stops_the_flask_cli_with_one_line(tmp_path):
                              "'mysql+nodriver'\n")
 
 
+def test_every_unusable_setting_stops_the_flask_cli_in_one_line(tmp_path):
+    env = deploy_environment(APP_ENV="staging", LOG_DIR=str(tmp_path), FLASK_SKIP_DOTENV="1",
+                             DATABASE_URL="mysql+nodriver://user:s3cret@db/financial",
+                             RATE_LIMIT="lots", TRUSTED_PROXY_HOPS="-1")
+    result = subprocess.run(["flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: APP_ENV must be one of development, production, testing, got 'staging'; "
+        "DATABASE_URL names an unknown database driver 'mysql+nodriver'; "
+        "TRUSTED_PROXY_HOPS must be 0 or more, got -1; "
+        "RATE_LIMIT must be a limit such as '600 per minute', got 'lots'\n")
+
+
 def test_the_development_server_logs_each_request_once(start_server, seeded_sqlite_url):
     server = start_server({"DATABASE_URL": seeded_sqlite_url, "FLASK_SKIP_DOTENV": "1"},
                           command=["flask", "--app", "app", "run", "--port", "{port}"])

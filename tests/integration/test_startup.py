@@ -1,10 +1,14 @@
 """create_app refuses a setting that cannot work, naming it; a database that is down is none."""
+import subprocess
+import sys
+
 import click
 import pytest
 
-from app import StartupError
-from conf.settings import ConfigError
-from tests.helpers import build_app, free_port
+from app import StartupError, create_app
+from conf.settings import PROJECT_ROOT, ConfigError
+from scripts.prestart import EXIT_CONFIG
+from tests.helpers import build_app, free_port, isolated_environment
 
 
 @pytest.mark.parametrize(("url", "message"), [
@@ -107,3 +111,79 @@ def test_a_database_that_is_down_is_no_start_error(tmp_path):
     response = application.test_client().get("/api/financial_data")
     assert response.status_code == 503
     assert response.get_json()["info"]["error"] == "the database is unavailable, please retry later"
+
+
+def test_every_setting_building_the_app_refuses_is_named_in_one_start(tmp_path):
+    """One try tells the operator all: no restart per mistake."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(StartupError) as refused:
+        build_app("oracle+nosuch://user:s3cret@host/db", blocker / "log",
+                  CACHE_TYPE="NoSuchCache", TRUSTED_PROXY_HOPS=-1, RATE_LIMIT="lots",
+                  RATELIMIT_STORAGE_URI="async+memory://")
+    assert refused.value.problems == (
+        f"LOG_DIR {blocker}/log cannot hold the log files (Not a directory)",
+        "DATABASE_URL names an unknown database driver 'oracle+nosuch'",
+        "CACHE_TYPE 'NoSuchCache' is no cache backend installed here; expected e.g. "
+        "SimpleCache or RedisCache",
+        "TRUSTED_PROXY_HOPS must be 0 or more, got -1",
+        "RATE_LIMIT must be a limit such as '600 per minute', got 'lots'",
+        "RATELIMIT_STORAGE_URI names an unknown storage; expected e.g. memory:// or "
+        "redis://host:6379/1",
+    )
+    assert str(refused.value) == "; ".join(refused.value.problems)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_the_settings_problems_come_first_an_unknown_app_env_among_them(monkeypatch, tmp_path):
+    for name, value in {"APP_ENV": "staging", "DATABASE_TIMEOUT": "soon",
+                        "DATABASE_URL": "mysql+nodriver://user:s3cret@db/financial",
+                        "LOG_DIR": str(tmp_path), "CACHE_TYPE": "SimpleCache",
+                        "RATE_LIMIT": "5 per fortnight", "TRUSTED_PROXY_HOPS": "-2"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(StartupError) as refused:
+        create_app()
+    assert refused.value.problems == (
+        "APP_ENV must be one of development, production, testing, got 'staging'",
+        "DATABASE_TIMEOUT must be a number, got 'soon'",
+        "DATABASE_URL names an unknown database driver 'mysql+nodriver'",
+        "TRUSTED_PROXY_HOPS must be 0 or more, got -2",
+        "RATE_LIMIT must be a limit such as '600 per minute', got '5 per fortnight'",
+    )
+
+
+def test_a_secret_file_that_cannot_be_read_is_not_blamed_on_database_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api@127.0.0.1:1/financial")
+    monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(StartupError) as refused:
+        create_app("testing", overrides={"LOG_DIR": str(tmp_path), "CACHE_TYPE": "SimpleCache",
+                                         "TRUSTED_PROXY_HOPS": -1})
+    assert refused.value.problems == (
+        "DATABASE_PASSWORD_FILE cannot be read (No such file or directory)",
+        "TRUSTED_PROXY_HOPS must be 0 or more, got -1",
+    )
+
+
+def test_an_unknown_log_level_does_not_stop_the_other_checks(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    with pytest.raises(StartupError) as refused:
+        build_app("nope://", tmp_path)
+    assert refused.value.problems == (
+        "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'",
+        "DATABASE_URL names an unknown database driver 'nope'",
+    )
+
+
+def test_prestart_names_the_settings_and_what_building_the_app_refuses_in_one_line(tmp_path):
+    env = isolated_environment(APP_ENV="staging", LOG_DIR=str(tmp_path), DATABASE_TIMEOUT="0",
+                               DATABASE_URL="oracle+nosuch://user:s3cret@host/db",
+                               RATE_LIMIT="lots")
+    result = subprocess.run([sys.executable, "-m", "scripts.prestart"], cwd=PROJECT_ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr == (
+        "prestart: configuration error: "
+        "APP_ENV must be one of development, production, testing, got 'staging'; "
+        "DATABASE_TIMEOUT must be a positive number of seconds, got 0; "
+        "DATABASE_URL names an unknown database driver 'oracle+nosuch'; "
+        "RATE_LIMIT must be a limit such as '600 per minute', got 'lots'\n")
