@@ -154,8 +154,8 @@ def _check_settings(app: Flask, found: list[str], *, serving: bool) -> None:
     Each check runs whatever the others found, so one start-up names them
     all. Logging to LOG_DIR is set up and the cache bound here: that is
     their check. Left to the build, and so named only once these pass: an
-    SQLite folder that cannot be created, and a rate-limit storage scheme
-    the limiter does not know (it finds out as it loads the storage).
+    SQLite folder that cannot be created, and a rate-limit storage URL the
+    limiter cannot load (it finds out as it loads the storage).
     """
     problems = Problems()
     problems.found.extend(found)

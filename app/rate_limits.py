@@ -42,7 +42,7 @@ def register_rate_limits(app: Flask) -> None:
     answers it.
 
     Raises ConfigError when RATE_LIMIT is not in Flask-Limiter's syntax or
-    RATELIMIT_STORAGE_URI names no storage it knows.
+    RATELIMIT_STORAGE_URI names no storage it knows, or one that refuses it.
     """
     rate_limit = app.config["RATE_LIMIT"]
     if not rate_limit:
@@ -69,6 +69,9 @@ def register_rate_limits(app: Flask) -> None:
         limiter.init_app(app)
     except ConfigurationError:  # its message repeats the URI, which may hold a password
         raise ConfigError(_UNKNOWN_STORAGE) from None
+    except ValueError:  # redis-py refusing the URL, e.g. a port that is no number
+        raise ConfigError("RATELIMIT_STORAGE_URI is not a URL its storage can use; "
+                          "expected e.g. redis://host:6379/1") from None
     _check_by_counting(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
 
@@ -76,8 +79,9 @@ def register_rate_limits(app: Flask) -> None:
 def check_rate_limit(config: Mapping) -> None:
     """Raise ConfigError naming RATE_LIMIT's problems (none when it is empty).
 
-    Its syntax, and a storage no WSGI app can use; a storage scheme nobody
-    knows shows only as the limiter loads it (``register_rate_limits``).
+    Its syntax, and a storage no WSGI app can use; an unknown storage scheme
+    or a URL the storage refuses shows only as the limiter loads it
+    (``register_rate_limits``).
     """
     rate_limit = config["RATE_LIMIT"]
     if not rate_limit:

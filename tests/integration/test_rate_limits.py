@@ -170,6 +170,16 @@ def test_an_unknown_storage_stops_the_start(sqlite_database_url, tmp_path, uri):
                   RATELIMIT_STORAGE_URI=uri)
 
 
+def test_a_storage_url_its_storage_refuses_stops_the_start_in_one_line(
+        sqlite_database_url, tmp_path):
+    """redis-py refuses a port that is no number: named, not a traceback."""
+    with pytest.raises(ConfigError, match="^RATELIMIT_STORAGE_URI is not a URL its storage "
+                                          "can use; expected e.g. redis://host:6379/1$") as refused:
+        build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                  RATELIMIT_STORAGE_URI="redis://user:s3cret@cache:port/1")
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
 @pytest.mark.parametrize("value", ["lots", "5 per fortnight", "per minute"])
 def test_a_malformed_rate_limit_stops_the_start(sqlite_database_url, tmp_path, value):
     with pytest.raises(ConfigError, match=f"RATE_LIMIT must be a limit such as '600 per "
