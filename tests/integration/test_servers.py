@@ -306,6 +306,20 @@ def test_an_unusable_database_url_stops_gunicorn_with_one_line(start_server, tmp
     assert metrics_folders_of(server.process.pid) == []
 
 
+def test_every_unusable_setting_stops_gunicorn_in_one_line(start_server):
+    server = start_server({"DATABASE_URL": "mysql+nodriver://user:s3cret@db/financial",
+                           "DATABASE_TIMEOUT": "0", "RATE_LIMIT": "lots",
+                           "TRUSTED_PROXY_HOPS": "-1"})
+    assert server.process.wait(timeout=START_SECONDS) != 0
+    output = server.output()
+    expected = ("Error: DATABASE_TIMEOUT must be a positive number of seconds, got 0; "
+                "DATABASE_URL names an unknown database driver 'mysql+nodriver'; "
+                "TRUSTED_PROXY_HOPS must be 0 or more, got -1; "
+                "RATE_LIMIT must be a limit such as '600 per minute', got 'lots'\n")
+    assert output.count(expected) == 1, output
+    assert "Traceback" not in output and "Booting worker" not in output and "s3cret" not in output
+
+
 def metrics_folders_of(master: int) -> list[Path]:
     """The metrics folders of the gunicorn whose master is ``master``: it counts there too."""
     memory = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
