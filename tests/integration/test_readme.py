@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from ruamel.yaml import YAML
 
 from conf.settings import PROJECT_ROOT, get_config
 from tests.deployment import settings_env_names
@@ -166,3 +167,20 @@ def test_the_configuration_table_gives_the_numeric_defaults_the_settings_have(mo
     assert {"ALPHAVANTAGE_RETRY_WAIT", "ALPHAVANTAGE_RATE_LIMIT_RETRIES",
             "ALPHAVANTAGE_REQUEST_INTERVAL", "ALPHAVANTAGE_BACKOFF_FACTOR"} <= set(documented)
     assert {name: getattr(config, name) for name in documented} == documented
+
+
+def test_the_production_status_line_names_every_service_up_starts():
+    """The `ps` comment of the production steps: which services turn healthy, which only run."""
+    compose = YAML(typ="safe", pure=True).load((PROJECT_ROOT / "docker-compose.prod.yml")
+                                               .read_text(encoding="utf-8"))
+    started = {name: service for name, service in compose["services"].items()
+               if not service.get("profiles")}
+    # The app services get the image's HEALTHCHECK unless they turn it off.
+    image = {name for name, service in started.items() if "build" in service}
+    healthy = {name for name, service in started.items()
+               if service.get("healthcheck", {}).get("disable") is not True
+               and ("healthcheck" in service or name in image)}
+    comment = re.search(r"docker-compose\.prod\.yml ps +# (.+): healthy; (.+): running", README)
+    assert comment, "the production steps' ps line is gone"
+    documented = [set(re.split(r", ", group)) for group in comment.groups()]
+    assert documented == [healthy, set(started) - healthy]
