@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from ruamel.yaml import YAML
 
+from app import SCHEMA_REVISION
 from conf.settings import PROJECT_ROOT, get_config
 from tests.deployment import settings_env_names
 from tests.helpers import masked
@@ -184,3 +185,15 @@ def test_the_production_status_line_names_every_service_up_starts():
     assert comment, "the production steps' ps line is gone"
     documented = [set(re.split(r", ", group)) for group in comment.groups()]
     assert documented == [healthy, set(started) - healthy]
+
+
+def test_a_new_migration_is_numbered_after_the_newest():
+    """Without --rev-id Alembic names a revision at random, not 0001 onwards as the others."""
+    following = f"{int(SCHEMA_REVISION) + 1:04d}"
+    commands = re.findall(r"db migrate[^\n`]*", README)
+    assert len(commands) >= 2, "the migration commands are gone"
+    assert [re.findall(r"--rev-id (\S+)", command) for command in commands] == (
+        [[following]] * len(commands))
+    named = re.findall(r"versions/(\d+)_\*\.py|`SCHEMA_REVISION`\s+in\s+`app/__init__\.py`"
+                       r"\s+to\s+`\"(\d+)\"`", README)
+    assert sorted(number for pair in named for number in pair if number) == [following] * 2
