@@ -9,6 +9,7 @@ every backend.
 import datetime
 import locale
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -196,6 +197,8 @@ def redis_app(database_url, tmp_path, redis_url):
 @pytest.fixture
 def private_redis(tmp_path) -> Iterator[PrivateRedis]:
     """A redis-server of this test's own on a free port, free to be killed or paused."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed: apt-get install redis-server")
     server = PrivateRedis(tmp_path)
     server.start()
     try:
