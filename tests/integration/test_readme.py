@@ -170,10 +170,21 @@ def test_the_configuration_table_gives_the_numeric_defaults_the_settings_have(mo
     assert {name: getattr(config, name) for name in documented} == documented
 
 
+PRODUCTION_COMPOSE = (PROJECT_ROOT / "docker-compose.prod.yml").read_text(encoding="utf-8")
+
+
+def test_the_production_steps_name_every_variable_compose_takes_from_env():
+    step = README.split("2. Optionally, set in `.env`", 1)[1].split("\n3. ", 1)[0]
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", step))
+    named |= {f"ALPHAVANTAGE{suffix}" for suffix in re.findall(r"`(_[A-Z][A-Z0-9_]+)`", step)}
+    taken = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", PRODUCTION_COMPOSE))
+    assert len(taken) >= 20, "compose reads no .env: did the pattern break?"
+    assert sorted(taken - named) == []
+
+
 def test_the_production_status_line_names_every_service_up_starts():
     """The `ps` comment of the production steps: which services turn healthy, which only run."""
-    compose = YAML(typ="safe", pure=True).load((PROJECT_ROOT / "docker-compose.prod.yml")
-                                               .read_text(encoding="utf-8"))
+    compose = YAML(typ="safe", pure=True).load(PRODUCTION_COMPOSE)
     started = {name: service for name, service in compose["services"].items()
                if not service.get("profiles")}
     # The app services get the image's HEALTHCHECK unless they turn it off.
