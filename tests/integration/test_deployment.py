@@ -225,6 +225,7 @@ def test_dockerfile_copies_only_what_exists_in_the_build_context():
     "data/log/api.log", "data/log/get_raw_data.log", ".git/HEAD", "app/__pycache__/x.pyc",
     "test-artifacts/browser/dashboard.png", ".env.production", ".envrc", "deploy/.env",
     "deploy/.env.local", "old-copy/secrets/alphavantage_api_key.txt", ".schemathesis/default",
+    "financial.sql", "financial-backup.db",
 ])
 def test_dockerignore_keeps_secrets_and_local_state_out(path):
     assert is_dockerignored(path)
