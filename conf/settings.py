@@ -263,7 +263,9 @@ class BaseConfig:
         self.EXPORT_MAX_ROWS = read(env_int, "EXPORT_MAX_ROWS", 1_000_000)
         if self.EXPORT_MAX_ROWS < 1:
             problems.note(f"EXPORT_MAX_ROWS must be 1 or more, got {self.EXPORT_MAX_ROWS}")
-        self.LOG_DIR = env_str("LOG_DIR", str(PROJECT_ROOT / "data" / "log"))
+        # A relative folder is taken from the project root, as a relative SQLite
+        # path is: the API and the fetch job, started from anywhere, share it.
+        self.LOG_DIR = str(PROJECT_ROOT / env_str("LOG_DIR", "data/log"))
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
         # When `get_raw_data.py --schedule` runs the job: 5-field cron in a time zone.
         self.FETCH_SCHEDULE = env_str("FETCH_SCHEDULE", "30 18 * * 1-5")

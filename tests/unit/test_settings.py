@@ -215,6 +215,16 @@ def test_a_relative_sqlite_path_is_taken_from_the_project_root(monkeypatch, url,
     assert get_config("development").SQLALCHEMY_DATABASE_URI == expected
 
 
+@pytest.mark.parametrize("value, expected", [
+    ("logs", f"{PROJECT_ROOT}/logs"), ("/var/log/financial", "/var/log/financial"),
+])
+def test_a_relative_log_dir_is_taken_from_the_project_root(monkeypatch, tmp_path, value,
+                                                           expected):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOG_DIR", value)
+    assert get_config("development").LOG_DIR == expected
+
+
 @pytest.mark.parametrize("url", [
     "mysql+pymysql://api:given@db/financial", "sqlite:////tmp/x.db",
 ])
