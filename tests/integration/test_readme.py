@@ -3,7 +3,8 @@
 Every JSON (or CSV) block right after a block holding one `curl` of
 http://127.0.0.1:5000 is that request's documented answer; every other such
 `curl`, in the README or in the OpenAPI description, must answer with data.
-The table of contents links every main section; the configuration table lists every setting.
+The table of contents links every main section; the configuration table lists every setting;
+the production steps and the migration commands fit the compose file and the migrations.
 """
 import json
 import re
