@@ -53,6 +53,26 @@ def wait_shown(browser, symbol: str, start: str, end: str) -> None:
                      f"the chart of {title}")
 
 
+def type_dates(browser, start: str, end: str) -> None:
+    """Type both dates, as the browser's date fields take them in en-US (mmddyyyy); press Enter."""
+    tab_to(browser, "start_date")
+    press(browser, start)
+    tab_to(browser, "end_date")
+    press(browser, end, Keys.ENTER)
+
+
+def refusal(browser) -> str | None:
+    """The sentence under the controls refusing what they asked for, or None when none is shown."""
+    return browser.script("const refusal = document.getElementById('refusal');"
+                          "return refusal && !refusal.hidden ? refusal.textContent : null;")
+
+
+def invalid_controls(browser) -> list[str]:
+    """The ids of the controls marked as holding what was refused."""
+    return browser.script("return [...document.querySelectorAll('#controls [aria-invalid=true]')]"
+                          ".map((node) => node.id);")
+
+
 def shown_readout(browser) -> dict[str, str]:
     return {cell.get_attribute("data-field"): cell.text
             for cell in browser.driver.find_elements(By.CSS_SELECTOR, "#readout [data-field]")}

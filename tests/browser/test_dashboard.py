@@ -24,8 +24,8 @@ from selenium.webdriver.common.keys import Keys
 
 from conf.settings import PROJECT_ROOT
 from tests.browser.dashboard_page import (
-    api, element, press, price_rows, requests_held, shown_readout, symbol_entries, tab_to,
-    wait_settled, wait_shown,
+    api, element, invalid_controls, press, price_rows, refusal, requests_held, shown_readout,
+    symbol_entries, tab_to, type_dates, wait_settled, wait_shown,
 )
 from tests.browser.harness import (
     UPDATE_SCREENSHOTS, FailedRequest, csp_directives, publish_screenshot,
@@ -956,15 +956,52 @@ return {
 def test_typed_dates_show_that_range(browser, live_server):
     browser.open(live_server.url + "/?symbol=IBM")
     wait_settled(browser)
-    tab_to(browser, "start_date")
-    press(browser, "02012023")  # the browser's date field, in the en-US order mm/dd/yyyy
-    tab_to(browser, "end_date")
-    press(browser, "02282023", Keys.ENTER)
+    type_dates(browser, "02012023", "02282023")
     wait_shown(browser, "IBM", "2023-02-01", "2023-02-28")
     assert address(browser) == {"symbol": "IBM", "start_date": "2023-02-01",
                                 "end_date": "2023-02-28"}
     assert pressed_presets(browser) == []
     assert shown_stats(browser) == expected_stats(live_server, "IBM", "2023-02-01", "2023-02-28")
+
+
+@pytest.mark.parametrize("query", ["symbol=IBM",
+                                   "symbol=IBM&start_date=2020-01-01&end_date=2020-01-31"],
+                         ids=["chart", "no-data-message"])
+def test_typed_dates_in_reverse_are_refused_beside_the_fields_and_the_view_stays(
+        browser, live_server, query):
+    """The refused range is not applied: what the page shows, its address and preset stay."""
+    browser.open(f"{live_server.url}/?{query}")
+    shown = wait_settled(browser)
+    before = {"address": address(browser), "presets": pressed_presets(browser)}
+    type_dates(browser, "02282023", "02012023")
+    assert refusal(browser) == ("The start date 2023-02-28 is after the end date 2023-02-01: "
+                                "swap them or pick a preset.")
+    assert invalid_controls(browser) == ["start_date", "end_date"]
+    assert wait_settled(browser) == shown
+    assert {"address": address(browser), "presets": pressed_presets(browser)} == before
+    assert browser.script("return document.activeElement.id") == "end_date", "the focus stays"
+
+    element(browser, "[data-preset='2W']").click()  # any view shown ends the refusal
+    last = symbol_entries(live_server)["IBM"]["last_date"]
+    two_weeks = (datetime.date.fromisoformat(last) - datetime.timedelta(days=13)).isoformat()
+    wait_shown(browser, "IBM", two_weeks, last)
+    assert refusal(browser) is None and invalid_controls(browser) == []
+    assert element(browser, "#start_date").get_attribute("value") == two_weeks
+
+
+def test_a_typed_date_that_is_no_day_is_refused_beside_its_field(browser, live_server):
+    """A browser without date fields takes any text: 2023-02-30 is refused, the view stays."""
+    browser.open(live_server.url + "/?symbol=IBM")
+    shown = wait_settled(browser)
+    before = address(browser)
+    browser.script("document.getElementById('start_date').type = 'text'")
+    start = element(browser, "#start_date")
+    start.clear()
+    start.send_keys("2023-02-30", Keys.ENTER)
+    assert refusal(browser) == "Write both dates as YYYY-MM-DD, from year 0001 to 9999."
+    assert invalid_controls(browser) == ["start_date"]
+    assert wait_settled(browser) == shown
+    assert address(browser) == before and pressed_presets(browser) == ["3M"]
 
 
 def test_the_page_fits_a_phone_screen(browser, live_server):

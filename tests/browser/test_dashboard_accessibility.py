@@ -13,8 +13,8 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 
 from tests.browser.dashboard_page import (
-    element, price_rows, press, requests_held, shown_readout, symbol_entries, tab_to,
-    wait_settled, wait_shown,
+    element, price_rows, press, refusal, requests_held, shown_readout, symbol_entries, tab_to,
+    type_dates, wait_settled, wait_shown,
 )
 from app.extensions import db
 from tests.helpers import build_app, insert_prices, migrate_database, sqlite_url
@@ -25,7 +25,9 @@ PAGE_TITLE = "Stock prices · Financial data"
 
 
 def accessible(browser, css: str) -> dict:
-    """Return what Chromium tells a screen reader of an element: its role, name and value text.
+    """Return what Chromium tells a screen reader of an element.
+
+    That is its role, name, description, whether it is invalid, and its value text.
 
     The value text is the element's aria-valuetext: Debian's Chromium leaves the
     DevTools protocol's ``valuetext`` empty, even for its own date fields.
@@ -34,7 +36,10 @@ def accessible(browser, css: str) -> dict:
         "expression": f"document.querySelector({css!r})"})
     node = browser.driver.execute_cdp_cmd("Accessibility.getPartialAXTree", {
         "objectId": found["result"]["objectId"], "fetchRelatives": False})["nodes"][0]
+    properties = {item["name"]: item["value"].get("value") for item in node.get("properties", [])}
     return {"role": node["role"]["value"], "name": node["name"]["value"],
+            "description": node.get("description", {}).get("value", ""),
+            "invalid": properties.get("invalid", "false"),
             "valuetext": browser.script(
                 "return document.querySelector(arguments[0]).getAttribute('aria-valuetext')", css)}
 
@@ -73,6 +78,19 @@ def test_a_screen_reader_moves_through_the_days_of_the_chart(browser, live_serve
         press(browser, keys)
         assert accessible(browser, "#chart")["valuetext"] == spoken_day(rows[index]), keys
         assert shown_readout(browser)["date"] == rows[index]["date"]
+
+
+def test_a_refused_range_is_an_alert_that_describes_the_fields_at_fault(browser, live_server):
+    browser.open(live_server.url + "/?symbol=IBM")
+    assert wait_settled(browser)["title"]
+    type_dates(browser, "02282023", "02012023")
+    assert accessible(browser, "#refusal")["role"] == "alert"
+    for css in ("#start_date", "#end_date"):
+        field = accessible(browser, css)
+        assert (field["description"], field["invalid"]) == (refusal(browser), "true"), css
+    assert accessible(browser, "#symbol")["invalid"] == "false"
+    assert browser.accessibility_violations() == []
+    browser.screenshot("refused-dates")
 
 
 def test_retry_that_ends_in_a_message_without_retry_leaves_the_focus_on_the_message(

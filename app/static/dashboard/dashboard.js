@@ -218,12 +218,15 @@ function onPreset(name) {
 
 function onDates(start, end) {
   const entry = symbols.get(view.pickedSymbol());
+  const notDates = Object.entries({ start, end })
+    .filter(([, text]) => !isIsoDate(text)).map(([field]) => field);
   if (!entry) {
     askForSymbol();
-  } else if (!isIsoDate(start) || !isIsoDate(end)) {
-    view.showMessage('Write both dates as YYYY-MM-DD, from year 0001 to 9999.');
+  } else if (notDates.length > 0) {
+    view.refuse('Write both dates as YYYY-MM-DD, from year 0001 to 9999.', ...notDates);
   } else if (start > end) {
-    view.showMessage(`The start date ${start} is after the end date ${end}: swap them or pick a preset.`);
+    view.refuse(`The start date ${start} is after the end date ${end}: swap them or pick a preset.`,
+      'start', 'end');
   } else {
     chosenPreset = null;
     navigate({ symbol: entry.symbol, start, end });

@@ -10,6 +10,7 @@ export const elements = {
   start: byId('start_date'),
   end: byId('end_date'),
   presets: [...document.querySelectorAll('[data-preset]')],
+  refusal: byId('refusal'),
   freshness: byId('freshness'),
   message: byId('message'),
   messageText: byId('message-text'),
@@ -140,13 +141,36 @@ function unbroken(text) {
   return span;
 }
 
-/** Show `view` ({symbol, start, end}) in the controls; `preset` is pressed. */
+/** Show `view` ({symbol, start, end}) in the controls; `preset` is pressed, no refusal stands. */
 export function renderControls(view, preset) {
   elements.symbol.value = view.symbol ?? '';
   elements.start.value = view.start ?? '';
   elements.end.value = view.end ?? '';
   for (const button of elements.presets) {
     button.setAttribute('aria-pressed', String(button.dataset.preset === preset));
+  }
+  showRefusal('', []);
+}
+
+/**
+ * Say under the controls why what they ask for is refused; `fields` ('symbol', 'start',
+ * 'end') are marked invalid. The view, the address and the pressed preset stay as they
+ * were: the page never shows a range it did not apply. The focus stays where the user is.
+ */
+export function refuse(text, ...fields) {
+  showRefusal(text, fields);
+}
+
+function showRefusal(text, fields) {
+  // Emptied, not only hidden: the fields' description reads a hidden element's text too.
+  elements.refusal.replaceChildren(...withUnbrokenDates(text));
+  elements.refusal.hidden = text === '';
+  for (const name of ['symbol', 'start', 'end']) {
+    if (fields.includes(name)) {
+      elements[name].setAttribute('aria-invalid', 'true');
+    } else {
+      elements[name].removeAttribute('aria-invalid');
+    }
   }
 }
 
