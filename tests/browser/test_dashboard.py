@@ -568,11 +568,19 @@ def test_one_date_outside_the_stored_days_completes_to_a_valid_range(browser, li
 
 def test_an_unknown_symbol_says_so(browser, live_server):
     browser.open(live_server.url + "/?symbol=ZZZZ")
-    assert wait_settled(browser)["message"] == (
-        "No prices are stored for ZZZZ. Pick one of the stored symbols.")
+    message = "No prices are stored for ZZZZ. Pick one of the stored symbols."
+    assert wait_settled(browser)["message"] == message
+    assert_a_preset_asks_for_a_symbol(browser, message)
+    assert address(browser) == {"symbol": "ZZZZ"}
+
+
+def assert_a_preset_asks_for_a_symbol(browser, message: str) -> None:
+    """With no symbol picked, a preset is refused under the controls; ``message`` stays."""
     element(browser, "[data-preset='2W']").click()
-    browser.wait_for(lambda: wait_settled(browser)["message"] == "Pick a stored symbol first.",
-                     "a preset without a symbol to say so")
+    assert refusal(browser) == "Pick a stored symbol first."
+    assert invalid_controls(browser) == ["symbol"]
+    assert wait_settled(browser)["message"] == message, "the message about the address stays"
+    assert pressed_presets(browser) == []
 
 
 @pytest.mark.parametrize("query, problem", [
@@ -589,10 +597,12 @@ def test_an_unknown_symbol_says_so(browser, live_server):
 ])
 def test_a_bad_address_names_what_is_wrong(browser, live_server, query, problem):
     browser.open(f"{live_server.url}/?{query}")
-    assert wait_settled(browser)["message"] == (
-        f"This address cannot be shown: {problem}. Pick a symbol and a range instead.")
+    message = f"This address cannot be shown: {problem}. Pick a symbol and a range instead."
+    assert wait_settled(browser)["message"] == message
     assert not any("/api/financial_data" in url for url in browser.requested_urls())
     assert element(browser, "#symbol").get_attribute("value") == "", "no symbol seems picked"
+    assert_a_preset_asks_for_a_symbol(browser, message)
+    assert urlsplit(browser.driver.current_url).query == query
     if query.startswith("symbol=%24"):
         browser.screenshot("bad-address")
 

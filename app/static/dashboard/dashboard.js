@@ -191,9 +191,13 @@ function navigate(range) {
   load(range);
 }
 
-/** A range was asked for with no symbol picked: say to pick one, or why there is none to pick. */
+/** A range was asked for with no symbol picked: refuse it, or say why there is none to pick. */
 function askForSymbol() {
-  view.showMessage(...(noSymbols ?? ['Pick a stored symbol first.']));
+  if (noSymbols) {
+    view.showMessage(...noSymbols);
+  } else {
+    view.refuse('Pick a stored symbol first.', 'symbol');
+  }
 }
 
 function onSymbol(symbol) {
