@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import socket
@@ -27,8 +28,10 @@ from lib.avantage_api import (
     MalformedResponseError,
     PremiumOnlyError,
     RateLimitError,
+    parse_daily_series,
 )
 from lib.alphavantage.redaction import hide_from_urllib3_logs, mask_secret, mask_secret_in_payload
+from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 
 API_KEY = "SECRETKEY123"
 IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
@@ -567,27 +570,49 @@ def test_key_that_json_and_quotes_escape_is_redacted(fake_alphavantage, caplog):
 
 
 @pytest.fixture
-def broken_header_server():
+def raw_server():
+    """Start servers that each answer one request with the given bytes, then close.
+
+    For answers werkzeug will not send: a header line with no name, no
+    Content-Type, a body cut short. With ``hold`` the connection stays open
+    until the test ends, so an answer missing bytes stalls instead.
+    """
+    release = threading.Event()
+    started: list[tuple[socket.socket, threading.Thread]] = []
+
+    def start(answer: bytes, *, hold: bool = False) -> str:
+        server = socket.create_server(("127.0.0.1", 0))
+
+        def answer_once() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(answer)
+                if hold:
+                    release.wait(10)
+
+        thread = threading.Thread(target=answer_once, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        return f"http://127.0.0.1:{server.getsockname()[1]}/query"
+
+    yield start
+    release.set()
+    for server, thread in started:
+        thread.join(timeout=5)
+        server.close()
+
+
+@pytest.fixture
+def broken_header_server(raw_server):
     """A raw socket server whose one answer has a header line with no name.
 
     urllib3 then logs a WARNING naming the full request URL (key included)
     from ``urllib3.connection``, a logger the client must filter as well.
     """
-    server = socket.create_server(("127.0.0.1", 0))
     body = b'{"Error Message": "Invalid API call. Please retry."}'
-
-    def answer_once() -> None:
-        connection, _ = server.accept()
-        with connection:
-            connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n: odd\r\n"
-                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-
-    thread = threading.Thread(target=answer_once, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/query"
-    thread.join(timeout=5)
-    server.close()
+    return raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n: odd\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
 def test_key_is_masked_in_urllib3_header_warnings(broken_header_server, caplog):
@@ -598,6 +623,67 @@ def test_key_is_masked_in_urllib3_header_warnings(broken_header_server, caplog):
     assert "Failed to parse headers" in caplog.text
     assert "apikey=[redacted]" in caplog.text
     assert_key_hidden(raised.value, caplog)
+
+
+# --- reading the answer ------------------------------------------------------------------------
+
+def test_an_answer_that_is_not_json_is_named_by_its_type_and_size(fake_alphavantage, make_client):
+    body = "<html><body>Service Unavailable</body></html>"
+    fake_alphavantage.queue_response(body, content_type="text/html")
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert caught.value.message == ("AlphaVantage answered IBM with a body that is not JSON "
+                                    f"(text/html, {len(body)} bytes)")
+    assert caught.value.symbol == "IBM"
+
+
+def test_an_answer_without_a_content_type_says_so(raw_server, make_client):
+    url = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client(base_url=url, max_retries=0).fetch_daily("IBM")
+
+    assert caught.value.message == ("AlphaVantage answered IBM with a body that is not JSON "
+                                    "(no content type, 5 bytes)")
+
+
+def test_a_gzip_answer_is_decoded(fake_alphavantage, make_client):
+    """requests asks for gzip; AlphaVantage, or a proxy before it, may send it."""
+    fixture = ALPHAVANTAGE_FIXTURES / IBM_DAILY
+    fake_alphavantage.queue_handler(lambda _request: Response(
+        gzip.compress(fixture.read_bytes()), content_type="application/json",
+        headers={"Content-Encoding": "gzip"}))
+
+    series = make_client(function=TIME_SERIES_DAILY).fetch_daily("IBM")
+
+    assert series == parse_daily_series(json.loads(fixture.read_bytes()), "IBM")
+    assert "gzip" in fake_alphavantage.requests[0].headers["Accept-Encoding"]
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+
+
+@pytest.mark.parametrize(("answer", "hold", "failure"), [
+    (HEAD + b'Content-Length: 1000\r\n\r\n{"Time Series (Daily)": ', False, "ProtocolError"),
+    (HEAD + b'Content-Length: 1000\r\n\r\n{"Time Series (Daily)": ', True, "ReadTimeoutError"),
+    (HEAD + b"Content-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnot gzip", False,
+     "DecodeError"),
+], ids=["closed midway", "stalled midway", "broken gzip"])
+def test_a_failure_while_reading_the_answer_is_a_transport_error_naming_it(
+        raw_server, make_client, caplog, answer, hold, failure):
+    """The body is read after urllib3's retries are done: its failures are named here."""
+    url = raw_server(answer, hold=hold)
+
+    with pytest.raises(AlphaVantageTransportError) as caught:
+        make_client(base_url=url, max_retries=0, timeout=(1, 0.2)).fetch_daily("IBM")
+
+    assert caught.value.message == (
+        f"network failure for IBM while reading the answer ({failure})")
+    assert caught.value.symbol == "IBM"
+    assert caught.value.__context__ is None
+    assert_key_hidden(caught.value, caplog)
 
 
 # --- the masking itself ------------------------------------------------------------------------
