@@ -285,6 +285,42 @@ def test_unknown_error_text_is_a_plain_alphavantage_error(fake_alphavantage, mak
     assert_key_hidden(caught.value, caplog)
 
 
+@pytest.mark.parametrize("text", [
+    "Our standard API rate limit is 1 request per second.",
+    "Please consider spreading out your free API requests more sparingly.",
+    "Our standard API call frequency is 5 calls per minute.",
+], ids=["per second", "sparingly", "per minute"])
+def test_each_short_term_wording_alone_is_waited_out(fake_alphavantage, make_client, sleeps,
+                                                     text):
+    fake_alphavantage.queue_error("burst_limit", text=text)
+    fake_alphavantage.queue_fixture(IBM_DAILY)
+
+    make_client(function=TIME_SERIES_DAILY).fetch_daily("IBM")
+
+    assert sleeps.calls == [7.5]
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("Error Message", "The API key given is invalid.", InvalidApiKeyError),
+    ("Information", "The apikey parameter is invalid or missing.", InvalidApiKeyError),
+    ("Information", "This key is for demo purposes only.", InvalidApiKeyError),
+    # Premium is told before the quota: refusing a premium endpoint may name the free quota.
+    ("Information", "This is a premium endpoint; a free key has 25 requests per day.",
+     PremiumOnlyError),
+    ("Note", {"detail": "a notice that is no string"}, AlphaVantageError),
+], ids=["error names the api key", "notice names the apikey", "demo", "premium naming the quota",
+        "not a string"])
+def test_each_wording_is_told_apart_after_one_request(fake_alphavantage, make_client, key, value,
+                                                      expected):
+    fake_alphavantage.queue_json({key: value})
+
+    with pytest.raises(AlphaVantageError) as caught:
+        make_client(function=TIME_SERIES_DAILY).fetch_daily("IBM")
+
+    assert type(caught.value) is expected
+    assert len(fake_alphavantage.requests) == 1
+
+
 # --- premium fallback --------------------------------------------------------------------------
 
 def test_premium_adjusted_falls_back_once_for_the_whole_run(fake_alphavantage, make_client, caplog):
