@@ -1,4 +1,5 @@
 """AlphaVantageClient's deadlines per symbol and per run, against the real local fake server."""
+import threading
 import time
 
 import pytest
@@ -52,10 +53,46 @@ def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, mak
 
     fake_alphavantage.queue_handler(trickle)
     client = make_client(symbol_deadline=0.5, max_retries=0)
+    started = time.monotonic()
     # Read whole, the 13.5 s answer would fail as malformed JSON instead.
     with pytest.raises(DeadlineExceededError) as caught:
         client.fetch_daily("IBM")
     assert caught.value.symbol == "IBM" and not caught.value.ends_the_run
+    # The reading stops at the deadline, not when the answer ends or a second later.
+    assert time.monotonic() - started < 1.4
+
+
+def test_an_answer_that_stalls_midway_fails_at_the_deadline(fake_alphavantage, make_client):
+    """Its read times out as the deadline passes: that is the deadline's failure."""
+    release = threading.Event()
+
+    def stall_midway(_request: Request) -> Response:
+        def body():
+            yield b'{"Time Series (Daily)": '
+            release.wait(10)
+        return Response(body(), content_type="application/json")
+
+    fake_alphavantage.queue_handler(stall_midway)
+    client = make_client(symbol_deadline=0.5, max_retries=0)
+    try:
+        with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
+            client.fetch_daily("IBM")
+    finally:
+        release.set()
+
+
+def test_server_errors_until_the_deadline_are_the_deadlines_failure(fake_alphavantage,
+                                                                    make_client):
+    """A 5xx that comes back once the deadline stopped the retries is reported as the deadline."""
+    def slow_error(_request: Request) -> Response:
+        time.sleep(0.3)
+        return Response("busy", status=503)
+
+    for _ in range(2):  # the second answer comes after the deadline, whatever the first did
+        fake_alphavantage.queue_handler(slow_error)
+    client = make_client(symbol_deadline=0.5, max_retries=3)
+    with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
+        client.fetch_daily("IBM")
 
 
 def test_each_symbol_gets_its_own_deadline(fake_alphavantage, make_client, stall):
