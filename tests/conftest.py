@@ -12,13 +12,16 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from faker import Faker
 from flask import Flask
 from pytest_httpserver import HTTPServer
+from urllib3.util import retry as urllib3_retry
 from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
@@ -218,6 +221,18 @@ def stall() -> Iterator[Callable[[Request], Response]]:
 
     yield handler
     release.set()
+
+
+@pytest.fixture
+def backoffs(monkeypatch) -> list[float]:
+    """Record the backoffs urllib3's retries sleep between attempts, instead of sleeping them.
+
+    Only urllib3's retry module sees the stand-in clock; the client's own
+    waits go through its injected ``sleep``.
+    """
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3_retry, "time", SimpleNamespace(sleep=slept.append, time=time.time))
+    return slept
 
 
 @pytest.fixture

@@ -722,6 +722,59 @@ def test_a_failure_while_reading_the_answer_is_a_transport_error_naming_it(
     assert_key_hidden(caught.value, caplog)
 
 
+# --- the client's own defaults ------------------------------------------------------------------
+# The fetch job passes its settings to the client; these pin a client built without them.
+
+def test_a_default_client_waits_out_a_short_term_limit_3_times_15_s_each(
+        fake_alphavantage, sleeps):
+    for _ in range(4):
+        fake_alphavantage.queue_error("burst_limit")
+
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, sleep=sleeps) as client:
+        with pytest.raises(RateLimitError, match="persisted after 3 waits$"):
+            client.fetch_daily("IBM")
+
+    assert sleeps.calls == [15.0, 15.0, 15.0]
+    assert len(fake_alphavantage.requests) == 4
+
+
+def test_a_default_client_does_not_space_its_requests(fake_alphavantage, sleeps):
+    fake_alphavantage.queue_fixture(IBM_ADJUSTED)
+    fake_alphavantage.queue_fixture(IBM_ADJUSTED)
+
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, sleep=sleeps) as client:
+        client.fetch_daily("IBM")
+        client.fetch_daily("IBM")
+
+    assert sleeps.calls == []
+
+
+def test_a_default_client_retries_3_times_the_first_at_once_then_after_1_and_2_s_jittered(
+        fake_alphavantage, backoffs):
+    for _ in range(4):
+        fake_alphavantage.queue_response("busy", status=503)
+
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url) as client:
+        with pytest.raises(AlphaVantageTransportError, match="after 3 retries$"):
+            client.fetch_daily("IBM")
+
+    assert len(fake_alphavantage.requests) == 4
+    second, third = backoffs  # urllib3 sleeps no backoff of 0 s
+    assert 1.0 < second < 1.5 and 2.0 < third < 2.5, backoffs
+
+
+def test_a_backoff_growing_past_30_s_is_cut_to_30_s(fake_alphavantage, backoffs):
+    """``_BACKOFF_MAX_SECONDS``: 20 s doubled is 40 s, then 80 s, jitter added."""
+    for _ in range(4):
+        fake_alphavantage.queue_response("busy", status=503)
+
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, backoff_factor=20) as client:
+        with pytest.raises(AlphaVantageTransportError):
+            client.fetch_daily("IBM")
+
+    assert backoffs == [30.0, 30.0]
+
+
 # --- the masking itself ------------------------------------------------------------------------
 
 def test_every_occurrence_and_form_of_the_key_is_masked():
