@@ -196,6 +196,26 @@ def test_a_failing_alphavantage_is_asked_as_often_as_the_readme_says(
     assert out == "AAPL: 10 rows fetched, 10 new, 0 updated\n"
 
 
+def test_retries_wait_as_long_as_the_readme_says(app, capsys, job_env, fake_alphavantage,
+                                                 monkeypatch, backoffs):
+    """With its default interval and backoff factor, the job's first retry waits the interval."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    assert re.search(r"the first after `ALPHAVANTAGE_REQUEST_INTERVAL`, the next after 2x and 4x "
+                     r"this many seconds \(jittered, at most 30 s, never under the interval\)",
+                     readme), "the README no longer says how long a retry waits"
+    monkeypatch.delenv("ALPHAVANTAGE_REQUEST_INTERVAL")
+    monkeypatch.delenv("ALPHAVANTAGE_BACKOFF_FACTOR")
+    for _ in range(4):
+        fake_alphavantage.queue_response("down", status=500)
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 1, err
+    interval, backoff_factor = 1.0, 0.5  # the settings' defaults, documented in the README
+    first, second, third = backoffs
+    assert first == interval
+    assert 2 * backoff_factor < second < 3 * backoff_factor
+    assert 4 * backoff_factor < third < 5 * backoff_factor
+
+
 def test_requests_wait_as_long_as_the_readme_says(
         app, capsys, job_env, fake_alphavantage, monkeypatch):
     """The job leaves the client's timeouts at their defaults; its deadlines are far here."""
