@@ -44,6 +44,10 @@ _BACKOFF_MAX_SECONDS = 30.0
 _DEADLINE_SLACK_SECONDS = 0.05
 # The most bytes read from the socket at a time while the deadline is watched.
 _READ_CHUNK_BYTES = 64 * 1024
+# The most bytes of an answer kept, decoded. A symbol's whole daily history (outputsize=full,
+# 25 years) is about 1.5 MB: far past it the answer is no price series, or a compressed
+# body that would fill the memory as it is decoded.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 class AlphaVantageClient:
@@ -274,10 +278,17 @@ class AlphaVantageClient:
         server that trickles a byte at a time would hold the job for ever.
         """
         chunks = []
+        size = 0
         failure = ""
         try:
             while chunk := response.raw.read1(_READ_CHUNK_BYTES, decode_content=True):
                 chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise MalformedResponseError(
+                        f"AlphaVantage answered {symbol} with more than "
+                        f"{MAX_ANSWER_BYTES // 2**20} MiB, far more than any price series",
+                        symbol)
                 if self._time_left() <= 0:
                     break
         except urllib3.exceptions.HTTPError as exc:

@@ -30,6 +30,7 @@ from lib.avantage_api import (
     RateLimitError,
     parse_daily_series,
 )
+from lib.alphavantage.client import MAX_ANSWER_BYTES
 from lib.alphavantage.redaction import hide_from_urllib3_logs, mask_secret, mask_secret_in_payload
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 
@@ -696,6 +697,21 @@ def test_a_gzip_answer_is_decoded(fake_alphavantage, make_client):
 
     assert series == parse_daily_series(json.loads(fixture.read_bytes()), "IBM")
     assert "gzip" in fake_alphavantage.requests[0].headers["Accept-Encoding"]
+
+
+def test_an_answer_past_its_size_limit_is_refused_before_it_fills_the_memory(
+        fake_alphavantage, make_client):
+    """A small compressed body can decode to gigabytes: reading stops at the limit."""
+    bomb = gzip.compress(b" " * (MAX_ANSWER_BYTES + 1), compresslevel=1)
+    fake_alphavantage.queue_handler(lambda _request: Response(
+        bomb, content_type="application/json", headers={"Content-Encoding": "gzip"}))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client(function=TIME_SERIES_DAILY).fetch_daily("IBM")
+
+    assert caught.value.message == ("AlphaVantage answered IBM with more than 64 MiB, far more "
+                                    "than any price series")
+    assert len(bomb) < MAX_ANSWER_BYTES // 100
 
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
