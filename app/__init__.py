@@ -14,7 +14,7 @@ from app.api.caching import bind_cache, init_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, Problems, read_config
 from lib.db import (DatabaseUrlError, check_database_url, configure_engine, create_sqlite_folder,
-                    engine_options)
+                    engine_options, limit_statement_time)
 from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -206,6 +206,8 @@ def register_extensions(app: Flask, *, export_bind: bool = True,
         for engine in db.engines.values():
             # The API only reads: a request reads all its answer from one snapshot.
             configure_engine(engine, reads_one_snapshot=has_request_context)
+        # A statement runs on the server no longer than its answer is waited for.
+        limit_statement_time(db.engine, app.config["DATABASE_READ_TIMEOUT"])
     init_cached_answers(app)
 
 
@@ -228,7 +230,9 @@ def _add_export_bind(app: Flask, url: str) -> None:
     """Give the CSV export an engine of its own where each answer has a read timeout (MySQL).
 
     Its read timeout is EXPORT_READ_TIMEOUT (at least the API's own), for
-    the sort before the first row. It keeps one idle connection, but a
+    the sort before the first row. Its statements have no time limit on the
+    server (``limit_statement_time``): the rows stream for as long as the
+    client reads them. It keeps one idle connection, but a
     thread that streams an export holds one of it besides the one the
     request pool keeps open for it: lib.connection_budget counts both.
     """

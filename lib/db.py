@@ -2,6 +2,7 @@
 
 Framework-free: callers pass URLs and engines in.
 """
+import math
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -144,6 +145,30 @@ def create_sqlite_folder(url: str) -> None:
     except OSError as exc:
         raise DatabaseUrlError(f"points into the folder {folder}, which cannot be created "
                                f"({exc.strerror or exc.__class__.__name__})") from None
+
+
+def limit_statement_time(engine: Engine, seconds: float) -> None:
+    """Have a MySQL or MariaDB server end each statement after ``seconds``, as the client does.
+
+    PyMySQL's read timeout only stops the client waiting: the server runs the
+    statement on to its end (a sort of every matching row may take minutes) on
+    a connection the pool has dropped. Each request answered 503 so would leave
+    the server that work and a connection, and a client repeating it would pile
+    them up. MariaDB's ``max_statement_time`` (every statement) and MySQL's
+    ``max_execution_time`` (SELECTs) end it on the server at the same time.
+    PyMySQL only: the one driver given a read timeout (``engine_options``).
+    """
+    if engine.dialect.name != "mysql" or engine.dialect.driver != "pymysql":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _limit_statement_time(dbapi_connection, _connection_record):
+        cursor = dbapi_connection.cursor()
+        if "mariadb" in dbapi_connection.get_server_info().lower():
+            cursor.execute(f"SET SESSION max_statement_time = {seconds:f}")
+        else:
+            cursor.execute(f"SET SESSION max_execution_time = {max(1, math.ceil(seconds * 1000))}")
+        cursor.close()
 
 
 def configure_engine(engine: Engine, *, reads_one_snapshot: Callable[[], bool]) -> None:

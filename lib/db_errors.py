@@ -69,6 +69,11 @@ _DRIVER_CAUSES = {
     2013: ("the connection broke or the server did not answer in time",
            "it is stalled, overloaded or unreachable (DATABASE_TIMEOUT; DATABASE_JOB_TIMEOUT "
            "in the fetch job)"),
+    # MariaDB's and MySQL's: the statement outran the time limit lib.db.limit_statement_time sets.
+    **dict.fromkeys((1969, 3024), (
+        "the statement ran longer than its answer is waited for, so the server ended it",
+        "a request that reads this much takes too long (DATABASE_TIMEOUT; DATABASE_JOB_TIMEOUT "
+        "in the fetch job)")),
     **dict.fromkeys(_MYSQL_SCHEMA_ERRORS, _MISSING_SCHEMA),
 }
 

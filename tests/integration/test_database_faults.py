@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
@@ -517,3 +518,39 @@ def test_a_symbol_the_database_failed_is_recorded_with_the_code_and_its_cause(my
         "IBM", "database error (OperationalError 2013: the connection broke or the server did "
                "not answer in time); its rows are unchanged")]
     assert "Lost connection" not in response.get_data(as_text=True)
+
+
+def running_statements(engine, marker: str) -> list:
+    """Return the ids of the server's threads running a statement that holds ``marker``."""
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT id FROM information_schema.processlist WHERE info LIKE :marker "
+            "AND info NOT LIKE '%processlist%'"), {"marker": f"%{marker}%"}).scalars().all()
+
+
+@pytest.mark.mysql
+def test_the_server_ends_a_statement_the_api_no_longer_waits_for(mysql_database_url, tmp_path):
+    """A read the API gave up on (its 503) does not run on: the server ends it as well.
+
+    PyMySQL's read timeout only stops the client. Without a limit on the
+    server, a statement such as a sort of every matching row runs to its
+    end, on a connection of its own, for each request answered 503.
+    BENCHMARK stands for such a statement: it would run for hours.
+    """
+    application = build_app(mysql_database_url, tmp_path / "log", DATABASE_TIMEOUT=DATABASE_TIMEOUT,
+                            DATABASE_READ_TIMEOUT=DATABASE_TIMEOUT)
+    marker = f"statement_time_probe_{os.getpid()}"
+    monitor = create_engine(mysql_database_url)
+    try:
+        with application.app_context():
+            with pytest.raises(OperationalError):
+                db.session.execute(text(f"SELECT BENCHMARK(100000000000, MD5('{marker}'))"))
+            db.session.rollback()
+        wait_for(lambda: not running_statements(monitor, marker),
+                 "the server to end the statement", timeout=ANSWER_BOUND)
+    finally:
+        with monitor.connect() as connection:
+            for thread in running_statements(monitor, marker):
+                connection.execute(text(f"KILL QUERY {int(thread)}"))
+        monitor.dispose()
+        dispose_engines(application)
