@@ -263,6 +263,12 @@ class BaseConfig:
         self.EXPORT_MAX_ROWS = read(env_int, "EXPORT_MAX_ROWS", 1_000_000)
         if self.EXPORT_MAX_ROWS < 1:
             problems.note(f"EXPORT_MAX_ROWS must be 1 or more, got {self.EXPORT_MAX_ROWS}")
+        # CSV exports one API process (a gunicorn worker) streams at once; one more
+        # is a 503. Each holds a thread while it streams: fewer than GUNICORN_THREADS
+        # leaves the other requests threads of their own.
+        self.EXPORT_CONCURRENCY = read(env_int, "EXPORT_CONCURRENCY", 2)
+        if self.EXPORT_CONCURRENCY < 1:
+            problems.note(f"EXPORT_CONCURRENCY must be 1 or more, got {self.EXPORT_CONCURRENCY}")
         # A relative folder is taken from the project root, as a relative SQLite
         # path is: the API and the fetch job, started from anywhere, share it.
         self.LOG_DIR = str(PROJECT_ROOT / env_str("LOG_DIR", "data/log"))

@@ -26,7 +26,8 @@ answers 404, never a redirect; a method other than
 GET, HEAD or OPTIONS answers 405 naming the allowed ones; OPTIONS answers
 204 with `Allow`. A Host header that is no valid host name answers 400. A
 database that is down, does not answer within a few seconds or lacks its
-schema gives 503 with `Retry-After`. `GET /api` lists the endpoints.
+schema gives 503 with `Retry-After`, as does an export while the server
+streams as many as it may at once. `GET /api` lists the endpoints.
 
 Every successful read carries a weak `ETag` (`W/"..."`);
 send it back in `If-None-Match` to get `304 Not Modified` with no body while
@@ -57,6 +58,7 @@ def register_api(app: Flask) -> "DocumentedApi":
     which must not bring them along.
     """
     from app.api.docs import DocumentedApi
+    from app.api.export import init_export_slots
     from app.api.fetch_runs import ns as fetch_runs_ns
     from app.api.financial_data import ns as financial_data_ns
     from app.api.health import init_failure_log
@@ -79,6 +81,7 @@ def register_api(app: Flask) -> "DocumentedApi":
     api.add_namespace(fetch_runs_ns, path=FETCH_RUNS_PATH)
     api.add_namespace(health_ns, path=HEALTH_PATH)
     init_failure_log(app)
+    init_export_slots(app)
     blueprint.add_url_rule("", "index", api.render_root)
     blueprint.after_request(revalidate_unless_told)
     app.register_blueprint(blueprint)

@@ -109,10 +109,11 @@ def ok_response(description: str, model: Model, example: dict) -> dict[str, tupl
 
 
 def error_responses(path: str, *, paginated: bool, bad_request: str | None = None,
-                    rate_limited: bool = True) -> dict[str, tuple]:
+                    rate_limited: bool = True, also_unavailable: str = "") -> dict[str, tuple]:
     """Return the error responses of the GET at ``path`` (below /api), each with a true example.
 
     ``bad_request``: a real 400 message of that endpoint (None: no 400).
+    ``also_unavailable`` ends the 503's description with the endpoint's other causes.
     Each 4xx and 5xx is an envelope: a list endpoint's holds ``"data": []``
     and ``"pagination": null``, any other's ``"data": {}``.
     """
@@ -131,7 +132,7 @@ def error_responses(path: str, *, paginated: bool, bad_request: str | None = Non
         "500": ("Unexpected error; the details are only in the server's log", model,
                 example(INTERNAL_ERROR)),
         "503": ("The database is unreachable, did not answer in time, or lacks its schema "
-                "(not migrated, or behind the migrations)", model,
+                "(not migrated, or behind the migrations)" + also_unavailable, model,
                 {**example(DATABASE_UNAVAILABLE), "headers": RETRY_AFTER_HEADER}),
     }
     if bad_request:

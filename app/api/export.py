@@ -14,14 +14,17 @@ import hashlib
 import io
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from flask import Response
+from flask import Flask, Response, current_app
 from sqlalchemy import Connection, Engine, Result, Row
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import ServiceUnavailable
 
+from app.envelope import RETRY_AFTER_SECONDS
 from app.request_log import request_id
 from financial.errors import InvalidParameterError
 from financial.queries import count_prices, stream_prices
@@ -42,6 +45,10 @@ EXPORT_FORMAT_VERSION = 1
 # read timeout (MySQL): the server sorts every matching row, a million in
 # seconds, before it sends the first (EXPORT_READ_TIMEOUT in conf/settings.py).
 EXPORT_BIND = "export"
+# The app's semaphore of EXPORT_CONCURRENCY slots: exports this process streams at once.
+_EXPORT_SLOTS = "export_slots"
+EXPORTS_BUSY = ("this server is streaming as many CSV exports as it may at once; retry after "
+                "the number of seconds in the Retry-After header")
 
 
 @dataclass(frozen=True)
@@ -61,13 +68,35 @@ def export_tag(query: ExportQuery, data_version: str) -> str:
     return hashlib.sha256(identity).hexdigest()[:32]
 
 
+def init_export_slots(app: Flask) -> None:
+    """Give ``app`` its EXPORT_CONCURRENCY export slots (``csv_response`` takes one per export)."""
+    app.extensions[_EXPORT_SLOTS] = threading.BoundedSemaphore(app.config["EXPORT_CONCURRENCY"])
+
+
+def _take_export_slot() -> Callable[[], None]:
+    """Take a free export slot of this process and return its release; raise when none is free.
+
+    An export holds a thread of the worker for as long as it streams (a
+    million rows: 10 s and more), where other requests take milliseconds: a
+    few clients' exports, well within any rate limit, would take every
+    thread and leave every other request waiting. One more export is
+    refused at once (ServiceUnavailable, with Retry-After), not queued.
+    """
+    slots: threading.BoundedSemaphore = current_app.extensions[_EXPORT_SLOTS]
+    if not slots.acquire(blocking=False):
+        raise ServiceUnavailable(EXPORTS_BUSY, retry_after=int(RETRY_AFTER_SECONDS))
+    return slots.release
+
+
 def csv_response(engine: Engine, query: ExportQuery, headers: dict[str, str]) -> Response:
     """Return a 200 streaming the CSV of ``query``, or raise before any byte is sent.
 
-    Raises InvalidParameterError when more rows than ``query.max_rows`` match,
-    and the database's errors when it cannot count or run the query.
+    The export holds one of the process's export slots until its body ends.
+    Raises ServiceUnavailable when none is free, InvalidParameterError when
+    more rows than ``query.max_rows`` match, and the database's errors when
+    it cannot count or run the query.
     """
-    chunks = _csv_chunks(engine, query, request_id())
+    chunks = _csv_chunks(engine, query, request_id(), _take_export_slot())
     rows = cast(int, next(chunks))  # counts, runs the query, reads the first rows: errors are JSON
     return Response(cast(Iterator[bytes], chunks), content_type=CSV_CONTENT_TYPE,
                     headers=_csv_headers(rows, headers))
@@ -102,7 +131,8 @@ def _csv_headers(rows: int, headers: dict[str, str]) -> dict[str, str]:
     return {"Content-Disposition": CONTENT_DISPOSITION, ROW_COUNT_HEADER: str(rows), **headers}
 
 
-def _csv_chunks(engine: Engine, query: ExportQuery, log_id: str) -> Iterator[int | bytes]:
+def _csv_chunks(engine: Engine, query: ExportQuery, log_id: str,
+                release_slot: Callable[[], None]) -> Iterator[int | bytes]:
     """Yield the row count once the first rows are read, then the CSV in chunks.
 
     The export has a connection of its own rather than the request's
@@ -111,18 +141,22 @@ def _csv_chunks(engine: Engine, query: ExportQuery, log_id: str) -> Iterator[int
     and the rows come from one transaction (on SQLite too, see
     ``lib.db.configure_engine``), so the CSV holds exactly the rows counted.
     ``log_id`` is the request's ID, for the log: the body is sent after
-    the request's context is gone.
+    the request's context is gone. ``release_slot`` is called as the body
+    ends, however it ends.
     """
-    connection = engine.connect()
-    session = Session(bind=connection)
-    result: Result | None = None
     try:
-        rows, result = _open_rows(session, query)
-        first_rows = result.fetchmany(BATCH_ROWS)
-        yield rows
-        yield from _encoded(itertools.chain(first_rows, result), query.fields, log_id)
+        connection = engine.connect()
+        session = Session(bind=connection)
+        result: Result | None = None
+        try:
+            rows, result = _open_rows(session, query)
+            first_rows = result.fetchmany(BATCH_ROWS)
+            yield rows
+            yield from _encoded(itertools.chain(first_rows, result), query.fields, log_id)
+        finally:
+            _release(connection, session, result)
     finally:
-        _release(connection, session, result)
+        release_slot()
 
 
 def _release(connection: Connection, session: Session, result: Result | None) -> None:

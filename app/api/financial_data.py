@@ -114,7 +114,9 @@ class FinancialDataExport(Resource):
         **error_responses(
             FINANCIAL_DATA_PATH + EXPORT_PATH, paginated=True,
             bad_request="limit: is not accepted: the export has no pages, it streams every "
-                        "matching row"),
+                        "matching row",
+            also_unavailable="; or the server is streaming as many exports as it may at once "
+                             "(EXPORT_CONCURRENCY per process)"),
     })
     @ns.produces(["text/csv", "application/json"])
     def get(self):

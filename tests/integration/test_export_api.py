@@ -8,10 +8,12 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
-from app.api.export import EXPORT_BIND
+from app.api.export import EXPORT_BIND, EXPORTS_BUSY
 from app.conditional import PRECONDITION_FAILED
 from app.extensions import db
-from tests.helpers import build_app, dispose_engines, every_listed_row, insert_synthetic_rows
+from tests.helpers import (
+    LIST_ERROR, assert_error, build_app, dispose_engines, every_listed_row, insert_synthetic_rows,
+)
 
 EXPORT = "/api/financial_data/export"
 ALL_FIELDS = ["symbol", "date", "open_price", "high_price", "low_price", "close_price",
@@ -268,3 +270,23 @@ def test_a_client_that_stops_reading_frees_the_connection_and_is_logged(app, cli
 def test_successful_exports_may_be_cached_by_clients(sqlite_client):
     response = sqlite_client.get(EXPORT)
     assert response.headers["Cache-Control"] == "public, max-age=60"
+
+
+def test_exports_past_export_concurrency_are_refused_at_once(app, client, recorded_prices):
+    """An export holds a worker's thread for as long as it streams (a million rows: seconds to
+    a minute): a few clients' exports would take every thread and leave the rest waiting."""
+    slots = app.config["EXPORT_CONCURRENCY"]
+    streaming = [client.get(f"{EXPORT}?fields=all") for _ in range(slots)]
+    try:
+        assert [response.status_code for response in streaming] == [200] * slots
+        refused = client.get(EXPORT)
+        assert_error(refused, 503, EXPORTS_BUSY, LIST_ERROR)
+        assert refused.headers["Retry-After"] == "5"
+        assert client.get("/api/financial_data?symbol=IBM").status_code == 200
+        assert client.head(EXPORT).status_code == 200, "HEAD only counts: it streams nothing"
+        streaming.pop().close()
+        assert len(csv_rows(client.get(f"{EXPORT}?symbol=IBM"))) > 1, "a freed slot is taken"
+    finally:
+        for response in streaming:
+            response.close()
+    assert checked_out_connections(app) == 0

@@ -14,8 +14,8 @@ ALL_VARIABLES = (
     "FETCH_SCHEDULE",
     "FETCH_TIMEZONE", "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS", "DATABASE_TIMEOUT",
     "DATABASE_JOB_TIMEOUT", "CACHE_RETRY_WAIT", "FETCH_SYMBOL_DEADLINE", "FETCH_RUN_DEADLINE",
-    "ALPHAVANTAGE_BASE_URL", "ALPHAVANTAGE_FUNCTION", "EXPORT_MAX_ROWS", "RATE_LIMIT",
-    "RATELIMIT_STORAGE_URI",
+    "ALPHAVANTAGE_BASE_URL", "ALPHAVANTAGE_FUNCTION", "EXPORT_MAX_ROWS", "EXPORT_CONCURRENCY",
+    "RATE_LIMIT", "RATELIMIT_STORAGE_URI",
 )
 
 
@@ -59,7 +59,7 @@ def test_defaults_are_the_contracts():
     assert config.ALPHAVANTAGE_FUNCTION == "TIME_SERIES_DAILY_ADJUSTED"
     assert config.CACHE_REDIS_URL is None
     assert config.LOG_DIR == str(PROJECT_ROOT / "data" / "log")
-    assert config.EXPORT_MAX_ROWS == 1_000_000
+    assert (config.EXPORT_MAX_ROWS, config.EXPORT_CONCURRENCY) == (1_000_000, 2)
     assert (config.RATE_LIMIT, config.RATELIMIT_STORAGE_URI) == ("", "memory://")
 
 
@@ -70,13 +70,14 @@ def test_values_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example,https://b.example")
     monkeypatch.setenv("LOG_LEVEL", "debug")
     monkeypatch.setenv("EXPORT_MAX_ROWS", "250")
+    monkeypatch.setenv("EXPORT_CONCURRENCY", "3")
     config = get_config("development")
     assert config.SYMBOLS == ["msft", "IBM"]
     assert config.CACHE_DEFAULT_TIMEOUT == 42
     assert config.CACHE_KEY_PREFIX == "site-b:"
     assert config.CORS_ORIGINS == ["https://a.example", "https://b.example"]
     assert config.LOG_LEVEL == "DEBUG"
-    assert config.EXPORT_MAX_ROWS == 250
+    assert (config.EXPORT_MAX_ROWS, config.EXPORT_CONCURRENCY) == (250, 3)
 
 
 def test_malformed_integer_names_the_variable(monkeypatch):
@@ -153,7 +154,8 @@ def test_every_bad_setting_is_named_in_one_go_in_the_order_read(monkeypatch, tmp
     """One start-up tells the operator all that is wrong, each setting once."""
     for name, value in {"DATABASE_TIMEOUT": "0", "ALPHAVANTAGE_API_KEY_FILE": str(tmp_path / "no"),
                         "ALPHAVANTAGE_RETRY_WAIT": "soon", "STALE_AFTER_SESSIONS": "many",
-                        "EXPORT_MAX_ROWS": "0", "LOG_LEVEL": "loud"}.items():
+                        "EXPORT_MAX_ROWS": "0", "EXPORT_CONCURRENCY": "0",
+                        "LOG_LEVEL": "loud"}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as refused:
         get_config("production")
@@ -162,6 +164,7 @@ def test_every_bad_setting_is_named_in_one_go_in_the_order_read(monkeypatch, tmp
         "ALPHAVANTAGE_API_KEY_FILE cannot be read (No such file or directory)",
         "ALPHAVANTAGE_RETRY_WAIT must be a number, got 'soon'",
         "EXPORT_MAX_ROWS must be 1 or more, got 0",
+        "EXPORT_CONCURRENCY must be 1 or more, got 0",
         "STALE_AFTER_SESSIONS must be an integer, got 'many'",
         "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'",
         "DATABASE_URL must be set in production",
