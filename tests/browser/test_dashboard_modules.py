@@ -88,6 +88,12 @@ def test_the_address_is_read_or_refused_naming_the_parameter(call_each):
         "?symbol=": f"{refused} “”",
         "?symbol=ABCDEFGHIJKLMNOPQ": f"{refused} “ABCDEFGHIJKLMNOPQ”",
         "?symbol=IB%20M": f"{refused} “IB M”",
+        # A link's own text is cut as the API cuts what it quotes: 40 characters at most.
+        f"?symbol={'A' * 40}": f"{refused} “{'A' * 40}”",
+        "?symbol=”.%20Prices%20are%20delayed:%20call%20555-0100%20to%20trade.%20“":
+            f"{refused} “”. Prices are delayed: call 555-0100 ...”",
+        f"?end_date={'9' * 41}":
+            f"UrlError: end_date must be a date written YYYY-MM-DD, not “{'9' * 37}...”",
         "?start_date=2023-02-29":
             "UrlError: start_date must be a date written YYYY-MM-DD, not “2023-02-29”",
         "?start_date=2023-02-02&end_date=2023-02-01":

@@ -6,6 +6,15 @@ import { isIsoDate } from './ranges.js';
 export class UrlError extends Error {}
 
 const DATE_PARAMETERS = [['start_date', 'start'], ['end_date', 'end']];
+// A value of the address quoted in a message is cut to this many characters, as the API
+// cuts what it quotes (QUOTED_INPUT_MAX): a link cannot write its own text into the page.
+const QUOTED_MAX = 40;
+
+/** Return `text` in quotes, cut to QUOTED_MAX characters. */
+function quoted(text) {
+  const shown = text.length <= QUOTED_MAX ? text : `${text.slice(0, QUOTED_MAX - 3)}...`;
+  return `“${shown}”`;
+}
 
 /**
  * Read {symbol?, start?, end?} from `search`; throw UrlError on a bad value.
@@ -19,7 +28,7 @@ export function readUrlState(search, symbolPattern, symbolRule) {
   if (params.has('symbol')) {
     const symbol = params.get('symbol').trim().toUpperCase();
     if (!symbolPattern.test(symbol)) {
-      throw new UrlError(`symbol must be ${symbolRule}, not “${params.get('symbol')}”`);
+      throw new UrlError(`symbol must be ${symbolRule}, not ${quoted(params.get('symbol'))}`);
     }
     state.symbol = symbol;
   }
@@ -27,7 +36,7 @@ export function readUrlState(search, symbolPattern, symbolRule) {
     if (params.has(name)) {
       const value = params.get(name).trim();
       if (!isIsoDate(value)) {
-        throw new UrlError(`${name} must be a date written YYYY-MM-DD, not “${params.get(name)}”`);
+        throw new UrlError(`${name} must be a date written YYYY-MM-DD, not ${quoted(params.get(name))}`);
       }
       state[key] = value;
     }
