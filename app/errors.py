@@ -11,9 +11,7 @@ from collections.abc import Callable
 from flask import Flask, Response, current_app, request
 from flask_restx import Api
 from sqlalchemy.exc import ProgrammingError
-from werkzeug.exceptions import (
-    BadHost, HTTPException, MethodNotAllowed, NotFound, ServiceUnavailable,
-)
+from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
 
 from app.envelope import (
     BAD_HOST, DATABASE_UNAVAILABLE, INTERNAL_ERROR, MISSING_HOST, RETRY_AFTER_SECONDS,
@@ -59,8 +57,6 @@ def handle_http_exception(exc: HTTPException) -> tuple:
         allowed = sorted(exc.valid_methods or ())
         headers["Allow"] = ", ".join(allowed)
         message = method_not_allowed_message(request.method, request.path, allowed)
-    if isinstance(exc, ServiceUnavailable) and exc.retry_after is not None:
-        headers["Retry-After"] = str(exc.retry_after)
     return error_response(exc.code or 500, message, headers)
 
 

@@ -22,9 +22,7 @@ from typing import cast
 from flask import Flask, Response, current_app
 from sqlalchemy import Connection, Engine, Result, Row
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import ServiceUnavailable
 
-from app.envelope import RETRY_AFTER_SECONDS
 from app.request_log import request_id
 from financial.errors import InvalidParameterError
 from financial.queries import count_prices, stream_prices
@@ -73,30 +71,29 @@ def init_export_slots(app: Flask) -> None:
     app.extensions[_EXPORT_SLOTS] = threading.BoundedSemaphore(app.config["EXPORT_CONCURRENCY"])
 
 
-def _take_export_slot() -> Callable[[], None]:
-    """Take a free export slot of this process and return its release; raise when none is free.
+def take_export_slot() -> Callable[[], None] | None:
+    """Take a free export slot of this process and return its release; None when none is free.
 
     An export holds a thread of the worker for as long as it streams (a
     million rows: 10 s and more), where other requests take milliseconds: a
     few clients' exports, well within any rate limit, would take every
-    thread and leave every other request waiting. One more export is
-    refused at once (ServiceUnavailable, with Retry-After), not queued.
+    thread and leave every other request waiting. One more export is to be
+    refused at once (EXPORTS_BUSY), not queued.
     """
     slots: threading.BoundedSemaphore = current_app.extensions[_EXPORT_SLOTS]
-    if not slots.acquire(blocking=False):
-        raise ServiceUnavailable(EXPORTS_BUSY, retry_after=int(RETRY_AFTER_SECONDS))
-    return slots.release
+    return slots.release if slots.acquire(blocking=False) else None
 
 
-def csv_response(engine: Engine, query: ExportQuery, headers: dict[str, str]) -> Response:
+def csv_response(engine: Engine, query: ExportQuery, headers: dict[str, str],
+                 release_slot: Callable[[], None]) -> Response:
     """Return a 200 streaming the CSV of ``query``, or raise before any byte is sent.
 
-    The export holds one of the process's export slots until its body ends.
-    Raises ServiceUnavailable when none is free, InvalidParameterError when
-    more rows than ``query.max_rows`` match, and the database's errors when
-    it cannot count or run the query.
+    ``release_slot`` (``take_export_slot``'s) is called once the body ends,
+    or as this raises. Raises InvalidParameterError when more rows than
+    ``query.max_rows`` match, and the database's errors when it cannot count
+    or run the query.
     """
-    chunks = _csv_chunks(engine, query, request_id(), _take_export_slot())
+    chunks = _csv_chunks(engine, query, request_id(), release_slot)
     rows = cast(int, next(chunks))  # counts, runs the query, reads the first rows: errors are JSON
     return Response(cast(Iterator[bytes], chunks), content_type=CSV_CONTENT_TYPE,
                     headers=_csv_headers(rows, headers))

@@ -13,13 +13,15 @@ from app.api.docs import (
     pagination_model, require_every_key,
 )
 from app.api.export import (
-    EXPORT_BIND, ROW_COUNT_HEADER, ExportQuery, count_rows, csv_head_response, csv_response,
-    export_tag,
+    EXPORT_BIND, EXPORTS_BUSY, ROW_COUNT_HEADER, ExportQuery, count_rows, csv_head_response,
+    csv_response, export_tag, take_export_slot,
 )
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control
 from app.api.serializers import page_envelope, price_row
 from app.conditional import PRECONDITION_FAILED, if_match_fails
+from app.envelope import RETRY_AFTER_SECONDS, json_response
+from app.errors import error_response
 from app.extensions import db
 from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
 from financial.queries import count_prices, list_prices
@@ -147,7 +149,11 @@ class FinancialDataExport(Resource):
         if request.method == "HEAD":
             response = csv_head_response(engine, query, cache_control())
         else:
-            response = csv_response(engine, query, cache_control())
+            release_slot = take_export_slot()
+            if release_slot is None:  # answered, not raised: RESTX logs a raised 5xx's traceback
+                return json_response(*error_response(
+                    503, EXPORTS_BUSY, {"Retry-After": RETRY_AFTER_SECONDS}))
+            response = csv_response(engine, query, cache_control(), release_slot)
         response.set_etag(tag, weak=True)
         return response
 

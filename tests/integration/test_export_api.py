@@ -272,7 +272,8 @@ def test_successful_exports_may_be_cached_by_clients(sqlite_client):
     assert response.headers["Cache-Control"] == "public, max-age=60"
 
 
-def test_exports_past_export_concurrency_are_refused_at_once(app, client, recorded_prices):
+def test_exports_past_export_concurrency_are_refused_at_once(app, client, recorded_prices,
+                                                             caplog):
     """An export holds a worker's thread for as long as it streams (a million rows: seconds to
     a minute): a few clients' exports would take every thread and leave the rest waiting."""
     slots = app.config["EXPORT_CONCURRENCY"]
@@ -282,6 +283,8 @@ def test_exports_past_export_concurrency_are_refused_at_once(app, client, record
         refused = client.get(EXPORT)
         assert_error(refused, 503, EXPORTS_BUSY, LIST_ERROR)
         assert refused.headers["Retry-After"] == "5"
+        assert not [record for record in caplog.records if record.levelno >= logging.WARNING], (
+            "a refusal is no error of the server: the request's line says 503")
         assert client.get("/api/financial_data?symbol=IBM").status_code == 200
         assert client.head(EXPORT).status_code == 200, "HEAD only counts: it streams nothing"
         streaming.pop().close()
