@@ -7,6 +7,7 @@ recorded in fetch_runs / fetch_run_symbols. ``--schedule`` keeps running and
 fetches at the times of a cron expression until SIGTERM or SIGINT (exit 0).
 """
 import argparse
+import datetime
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, read_config
 from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
 from financial.ingest import DEFAULT_WINDOW_DAYS
-from financial.runs import OK, latest_run_start
+from financial.runs import OK, SCHEDULE, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, InvalidApiKeyError, read_saved_response
 from lib.db_errors import describe_database_error
@@ -160,29 +161,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_once(app: Flask, plan: Plan, trigger: str, stop: StopRequest, *,
-             report: Callable[[str], None], note: Callable[[str], None]) -> int:
+             report: Callable[[str], None], note: Callable[[str], None],
+             scheduled_for: datetime.datetime | None = None) -> int:
     """Run the job once, in an app context of its own; return the exit status."""
     with app.app_context():
         if plan.files:
             return run(app, plan.settings, _file_jobs(plan.files), trigger=trigger, stop=stop,
-                       report=report, note=note)
+                       report=report, note=note, scheduled_for=scheduled_for)
         with _client(plan.config) as client:
             status = run(app, plan.settings, _api_jobs(client, plan.symbols, plan.full),
-                         trigger=trigger, stop=stop, report=report, note=note)
+                         trigger=trigger, stop=stop, report=report, note=note,
+                         scheduled_for=scheduled_for)
     if status != EXIT_OK and plan.offer_sample:
         note(SAMPLE_HINT)
     return status
 
 
 def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
-        stop: StopRequest, report: Callable[[str], None], note: Callable[[str], None]) -> int:
-    """Bring the schema up to date, run the jobs as a recorded run (or a dry run)."""
+        stop: StopRequest, report: Callable[[str], None], note: Callable[[str], None],
+        scheduled_for: datetime.datetime | None = None) -> int:
+    """Bring the schema up to date, run the jobs as a recorded run (or a dry run).
+
+    A run ``scheduled_for`` a time another scheduler's run already did is skipped.
+    """
     if settings.dry_run:
-        outcome = RunLoop(db.session(), settings, report=report, note=note).run(jobs)
+        dry = RunLoop(db.session(), settings, report=report, note=note).run(jobs)
         with _reader_may_leave():
-            json.dump(outcome.records, sys.stdout, indent=2)
+            json.dump(dry.records, sys.stdout, indent=2)
             print()
-        return EXIT_FAILED if outcome.failures else EXIT_OK
+        return EXIT_FAILED if dry.failures else EXIT_OK
     try:
         if not _schema_ready(app, stop):
             return EXIT_FAILED
@@ -194,7 +201,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
                                report=report, note=note, on_change=clear_cached_answers,
                                on_record=clear_run_history_answers,
                                on_end=partial(clear_run_history_answers, final=True),
-                               should_stop=stop.is_set)
+                               should_stop=stop.is_set, scheduled_for=scheduled_for)
     except LockWaitStopped:
         logger.warning("stopped while waiting for the run in progress; nothing fetched")
         return EXIT_FAILED
@@ -206,6 +213,8 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         logger.error("the run could not be recorded", exc_info=exc)
         _database_unavailable(exc, "the run could not be recorded")
         return EXIT_FAILED
+    if outcome is None:  # skipped: another scheduler's run did it
+        return EXIT_OK
     return EXIT_OK if outcome.status == OK else EXIT_FAILED
 
 
@@ -220,7 +229,8 @@ def serve_schedule(app: Flask, plan: Plan, schedule: Schedule, stop: StopRequest
 
     Scheduler(
         schedule,
-        run_job=lambda: run_once(app, plan, "schedule", stop, report=_discard, note=_discard),
+        run_job=lambda due: run_once(app, plan, SCHEDULE, stop, report=_discard, note=_discard,
+                                     scheduled_for=due),
         last_start=last_start,
         should_stop=stop.is_set,
     ).serve()

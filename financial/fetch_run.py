@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from financial.ingest import StoreResult, recent_days, store_symbol, to_records
 from financial.runs import (
     FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, Clock, RunRecorder, SymbolOutcome, iso_utc,
-    record_refused_run, running_run, utc_now,
+    record_refused_run, running_run, scheduled_run_since, utc_now,
 )
 from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
@@ -291,11 +291,15 @@ def recorded_run(
     on_end: Callable[[], object],
     should_stop: Callable[[], bool] = lambda: False,
     clock: Clock = utc_now,
-) -> RunOutcome:
+    scheduled_for: datetime.datetime | None = None,
+) -> RunOutcome | None:
     """Run the jobs as one recorded run, once the run in progress (if any) has finished.
 
     The run waits up to ``settings.lock_timeout`` seconds for the database's
     run lock; then it is recorded as failed, naming the run it waited for.
+    A run ``scheduled_for`` a time that, once it holds the lock, finds that
+    time done by another scheduler's run (ended ok) is skipped: nothing is
+    fetched or recorded, and None is returned.
     ``on_change`` is called after the run stores changed rows (the API's
     cached answers are then stale); ``on_record`` when it starts and when it
     records a symbol's outcome that changed no rows (only the answers read
@@ -313,6 +317,8 @@ def recorded_run(
         with database_lock(engine, RUN_LOCK, settings.lock_timeout,
                            on_wait=lambda: _announce_wait(session, settings.lock_timeout),
                            should_stop=should_stop):
+            if scheduled_for is not None and _done_by_another(session, scheduled_for):
+                return None
             outcome = _run_with_history(session, jobs, settings, trigger=trigger, report=report,
                                         note=note, on_change=on_change, on_record=on_record,
                                         on_end=on_end, should_stop=should_stop, clock=clock)
@@ -322,6 +328,18 @@ def recorded_run(
     logger.info("%s", outcome.line())
     note(outcome.line())
     return outcome
+
+
+def _done_by_another(session: Session, scheduled_for: datetime.datetime) -> bool:
+    """Tell (and log) whether another scheduler's run already did the time ``scheduled_for``."""
+    try:
+        done = scheduled_run_since(session, scheduled_for)
+        if done is not None:
+            logger.info("skipped: run %d (started %s) already ran the scheduled time; nothing "
+                        "fetched", done.id, iso_utc(done.started_at))
+        return done is not None
+    finally:
+        session.rollback()  # ends the read, as _holder does
 
 
 def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, *, trigger: str,

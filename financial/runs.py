@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 RUNNING, OK, PARTIAL, FAILED, INTERRUPTED = "running", "ok", "partial", "failed", "interrupted"
 NOT_FETCHED = "not_fetched"
+SCHEDULE = "schedule"  # the trigger of the runs of get_raw_data.py --schedule
 INTERRUPTED_MESSAGE = ("the run stopped before it finished (its process died or lost the "
                        "database); found by the next run")
 # Runs deleted per statement: the ids go into an IN list.
@@ -169,6 +170,19 @@ def last_run(session: Session) -> FetchRun | None:
         .order_by(FetchRun.finished_at.is_(None).desc(), FetchRun.finished_at.desc(),
                   FetchRun.id.desc())
         .limit(1)).first()
+
+
+def scheduled_run_since(session: Session, moment: datetime.datetime) -> FetchRun | None:
+    """Return a scheduled run that started at or after ``moment`` and ended ok, if any.
+
+    Two schedulers on one database fire at the same times: the one that waited
+    for the other's run finds that run here and leaves the time to it.
+    """
+    since = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    return session.scalars(
+        select(FetchRun).where(FetchRun.trigger == SCHEDULE, FetchRun.status == OK,
+                               FetchRun.started_at >= since)
+        .order_by(FetchRun.id.desc()).limit(1)).first()
 
 
 def latest_run_start(session: Session) -> datetime.datetime | None:

@@ -123,12 +123,13 @@ def missed_run(schedule: Schedule, now: datetime.datetime,
 class Scheduler:
     """Runs the job at each scheduled time until asked to stop.
 
-    ``run_job`` runs and records one job; its failure (an exception or a
+    ``run_job`` runs and records one job, given the scheduled time it is for
+    (another scheduler may have done it); its failure (an exception or a
     failed run) is logged and the schedule goes on. ``last_start`` reads
     the newest run's start, for the catch-up on start.
     """
 
-    def __init__(self, schedule: Schedule, run_job: Callable[[], object],
+    def __init__(self, schedule: Schedule, run_job: Callable[[datetime.datetime], object],
                  last_start: Callable[[], datetime.datetime | None], *,
                  should_stop: Callable[[], bool],
                  clock: Callable[[], datetime.datetime] = utc_clock,
@@ -191,7 +192,7 @@ class Scheduler:
     def _run(self, what: str, due: datetime.datetime) -> None:
         logger.info(what, due.isoformat())
         try:
-            self.run_job()
+            self.run_job(due)
         except Exception:  # one failed run must not end the schedule
             logger.exception("the run failed; the schedule goes on")
 

@@ -11,7 +11,8 @@ from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
 from financial.runs import (
     INTERRUPTED_MESSAGE, RunRecorder, SymbolOutcome, count_runs, data_version,
     delete_runs_before, last_run, latest_run_start,
-    latest_symbol_outcomes, list_runs, record_refused_run, running_run, symbols_of_runs,
+    latest_symbol_outcomes, list_runs, record_refused_run, running_run, scheduled_run_since,
+    symbols_of_runs,
 )
 from tests.helpers import build_app, dispose_engines
 
@@ -147,6 +148,24 @@ def test_the_last_run_is_the_one_in_progress_then_the_one_that_ended_last(db_ses
     assert last_run(db_session).id == holder.run_id
     later = record_refused_run(db_session, "manual", clock(), "gave up", clock)
     assert last_run(db_session).id == later.id != refused.id
+
+
+def test_a_scheduled_time_is_done_only_by_a_scheduled_run_since_it_that_ended_ok(db_session):
+    """Another scheduler retries a time whose run died, failed in part, or was by hand."""
+    due = START.replace(tzinfo=datetime.UTC).astimezone(ZoneInfo("America/New_York"))
+    db_session.add_all([
+        FetchRun(started_at=START - datetime.timedelta(seconds=1), trigger="schedule",
+                 status="ok", rows_new=0, rows_updated=0),
+        *(FetchRun(started_at=START, trigger=trigger, status=status, rows_new=0,
+                   rows_updated=0)
+          for trigger, status in [("manual", "ok"), ("schedule", "interrupted"),
+                                  ("schedule", "partial"), ("schedule", "failed")])])
+    db_session.commit()
+    assert scheduled_run_since(db_session, due) is None
+    done = FetchRun(started_at=START, trigger="schedule", status="ok", rows_new=0, rows_updated=0)
+    db_session.add(done)
+    db_session.commit()
+    assert scheduled_run_since(db_session, due) is done
 
 
 def test_runs_are_listed_newest_first_with_their_symbols(db_session):

@@ -16,9 +16,12 @@ import time
 import pytest
 from werkzeug.wrappers import Request, Response
 
+from app.extensions import db
 from conf.settings import PROJECT_ROOT
+from financial.fetch_run import RUN_LOCK
 from financial.models import FetchRun, FetchRunSymbol
-from financial.runs import INTERRUPTED_MESSAGE, one_line
+from financial.runs import INTERRUPTED_MESSAGE, iso_utc, one_line
+from lib.locks import database_lock
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, error_body,
 )
@@ -346,6 +349,34 @@ def test_the_scheduler_catches_up_then_stops_cleanly_on_sigterm(app, job_env, fa
     assert {symbol: (row.status, row.error) for symbol, row in symbols[run.id].items()} == {
         "IBM": ("ok", None), "AAPL": ("not_fetched", "not fetched: the job was stopped")}
     assert len(stored(app)) == 10 and len(fake_alphavantage.requests) == 1
+
+
+def test_two_schedulers_at_the_same_time_fetch_once(app, job_env, fake_alphavantage, start_job):
+    """A replica's scheduler that waited for another's run of the same time leaves it done."""
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_fixture(AAPL)
+    with app.app_context(), database_lock(db.engine, RUN_LOCK, 1):
+        # Both find the yearly time missed on an empty history and wait for the lock held here.
+        started = [start_job("--schedule", "0 0 1 1 *", "--symbols", "IBM,AAPL")
+                   for _ in range(2)]
+        for _, stderr in started:
+            wait_for(lambda stderr=stderr: "waiting up to 300s" in stderr.read_text(),
+                     "both schedulers to wait for the run lock")
+    wait_for(lambda: any("skipped: run" in stderr.read_text() for _, stderr in started),
+             "the second scheduler to find the time done")
+    for scheduler, _ in started:
+        scheduler.send_signal(signal.SIGTERM)
+    logs = [stderr.read_text() for _, stderr in started]
+    assert [finish(scheduler)[0] for scheduler, _ in started] == [0, 0], logs
+
+    runs, symbols = history(app)
+    [run] = runs.values()
+    assert (run.trigger, run.status, run.rows_new) == ("schedule", "ok", 20)
+    assert set(symbols[run.id]) == {"IBM", "AAPL"} and len(stored(app)) == 20
+    assert len(fake_alphavantage.requests) == 2
+    [skipped] = [log for log in logs if "skipped: run" in log]
+    assert (f"skipped: run {run.id} (started {iso_utc(run.started_at)}) already ran the "
+            "scheduled time; nothing fetched") in skipped
 
 
 @pytest.mark.parametrize("argv, env, message", [

@@ -55,14 +55,16 @@ class FakeClock:
 
 
 class FakeJob:
-    """Records when it ran (as the history would) and fails when told to."""
+    """Records when it ran (as the history would) and for which time, and fails when told to."""
 
     def __init__(self, clock: FakeClock, failures: int = 0) -> None:
         self.clock = clock
         self.failures = failures
         self.runs: list[datetime.datetime] = []
+        self.scheduled_for: list[datetime.datetime] = []
 
-    def __call__(self) -> None:
+    def __call__(self, due: datetime.datetime) -> None:
+        self.scheduled_for.append(due)
         self.runs.append(self.clock())
         if len(self.runs) <= self.failures:
             raise RuntimeError("AlphaVantage is down")
@@ -164,6 +166,10 @@ def test_a_missed_run_is_caught_up_once_at_start():
     job = serve(new_york(2026, 3, 3, 9, 0), runs=3, history_start=monday_morning)
     assert job.runs == [new_york(2026, 3, 3, 9, 0), new_york(2026, 3, 3, 18, 30),
                         new_york(2026, 3, 4, 18, 30)]
+    # Each run is for a scheduled time: the catch-up for the one it missed, Monday's 18:30,
+    # so a second scheduler's run for the same time is told it was done.
+    assert job.scheduled_for == [new_york(2026, 3, 2, 18, 30), new_york(2026, 3, 3, 18, 30),
+                                 new_york(2026, 3, 4, 18, 30)]
 
 
 def test_an_empty_history_is_caught_up():
@@ -184,7 +190,7 @@ def test_a_stop_request_ends_the_wait_without_running(caplog):
     caplog.set_level(logging.INFO, logger="financial.schedule")
     clock = FakeClock(new_york(2026, 3, 6, 12, 0))
     ran = []
-    Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), lambda: ran.append(clock()),
+    Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), lambda _due: ran.append(clock()),
               lambda: datetime.datetime(2026, 3, 5, 23, 31),
               should_stop=lambda: clock.naps >= 10, clock=clock, elapsed=clock.monotonic,
               sleep=clock.sleep).serve()
@@ -204,8 +210,8 @@ class SettingBackJob(FakeJob):
         self.by = by
         self.lasts = lasts
 
-    def __call__(self) -> None:
-        super().__call__()
+    def __call__(self, due: datetime.datetime) -> None:
+        super().__call__(due)
         if len(self.runs) == 1:
             self.clock.pass_time(self.lasts)
             self.clock.now -= self.by
