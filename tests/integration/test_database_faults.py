@@ -3,6 +3,7 @@
 The frozen database is the shared MariaDB behind a proxy of the test's own
 that stops forwarding (tests/servers.py); the server itself is never touched.
 """
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -543,7 +544,9 @@ def test_the_server_ends_a_statement_the_api_no_longer_waits_for(mysql_database_
     monitor = create_engine(mysql_database_url)
     try:
         with application.app_context():
-            with pytest.raises(OperationalError):
+            # Both give up after DATABASE_TIMEOUT: the client's read timeout raises, while
+            # BENCHMARK ended by the server's limit answers 0 (MariaDB), whichever is first.
+            with contextlib.suppress(OperationalError):
                 db.session.execute(text(f"SELECT BENCHMARK(100000000000, MD5('{marker}'))"))
             db.session.rollback()
         wait_for(lambda: not running_statements(monitor, marker),
