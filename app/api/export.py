@@ -67,7 +67,7 @@ def export_tag(query: ExportQuery, data_version: str) -> str:
 
 
 def init_export_slots(app: Flask) -> None:
-    """Give ``app`` its EXPORT_CONCURRENCY export slots (``csv_response`` takes one per export)."""
+    """Give ``app`` its EXPORT_CONCURRENCY export slots (``take_export_slot`` takes one)."""
     app.extensions[_EXPORT_SLOTS] = threading.BoundedSemaphore(app.config["EXPORT_CONCURRENCY"])
 
 
