@@ -144,8 +144,7 @@ def _check_connection_budget(server, app):
         return
     from app.api.export import EXPORT_BIND
     from lib.connection_budget import ConnectionPlan, warn_if_over_budget
-    has_export_pool = EXPORT_BIND in app.config.get("SQLALCHEMY_BINDS", {})
-    exports = app.config["EXPORT_CONCURRENCY"] if has_export_pool else 0
+    exports = EXPORT_BIND in app.config.get("SQLALCHEMY_BINDS", {})
     warn_if_over_budget(url, ConnectionPlan(server.cfg.workers, server.cfg.threads, exports))
 
 

@@ -29,22 +29,17 @@ class ConnectionPlan:
     Each request thread holds one connection of the request pool, which keeps
     it open when the request ends. With a CSV export pool (MySQL), a thread
     that streams an export holds one more of that pool, while the request
-    pool keeps the one it returned: ``exports`` is the most a worker streams
-    at once (EXPORT_CONCURRENCY; 0 without an export pool), and the export
-    pool keeps one of them idle after.
+    pool keeps the one it returned: a worker whose threads all export at
+    once holds twice its threads (it keeps one export connection idle after).
     """
 
     workers: int
     threads: int
-    exports: int
-
-    @property
-    def exporting_threads(self) -> int:
-        return min(self.threads, self.exports)
+    exports: bool
 
     @property
     def per_worker(self) -> int:
-        return self.threads + self.exporting_threads
+        return self.threads * (2 if self.exports else 1)
 
     @property
     def total(self) -> int:
@@ -91,14 +86,14 @@ def budget_warning(plan: ConnectionPlan, limit: ConnectionLimit) -> str | None:
     """Return the line to log when ``plan`` may open more connections than ``limit``; else None."""
     if plan.total <= limit.value:
         return None
-    per_worker = (f"{plan.per_worker} ({plan.threads} threads with a request connection, "
-                  f"{plan.exporting_threads} of them with a CSV export one)"
-                  if plan.exporting_threads else f"{plan.per_worker} (one per thread)")
+    per_worker = (f"{plan.per_worker} ({plan.threads} threads, each with a request and "
+                  f"a CSV export connection)" if plan.exports
+                  else f"{plan.per_worker} (one per thread)")
     return (f"connection budget: {plan.workers} workers x {per_worker} + {JOB_CONNECTIONS} "
             f"for the fetch job = {plan.total} database connections may be open at once, "
             f"more than the {limit.value} the server allows ({limit.variable}); under load "
             f"requests will answer 503 and the fetch job may be refused: lower "
-            f"GUNICORN_WORKERS, GUNICORN_THREADS or EXPORT_CONCURRENCY, or raise {limit.variable} "
+            f"GUNICORN_WORKERS or GUNICORN_THREADS, or raise {limit.variable} "
             f"(each more API replica adds {plan.workers * plan.per_worker})")
 
 

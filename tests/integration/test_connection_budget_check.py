@@ -29,17 +29,16 @@ def test_gunicorn_warns_at_start_when_its_workers_may_open_more_than_allowed(
     url = limited_user_url(5)
     log_dir = tmp_path / "log"
     with production_gunicorn(log_dir, APP_ENV="production", DATABASE_URL=url,
-                             GUNICORN_WORKERS="2", GUNICORN_THREADS="2", EXPORT_CONCURRENCY="1",
+                             GUNICORN_WORKERS="2", GUNICORN_THREADS="2",
                              CACHE_TYPE="SimpleCache"):
         pass
     output = (log_dir / "gunicorn.out").read_text(errors="replace")
     [warning] = [line for line in output.splitlines() if "connection budget" in line]
-    assert f" WARNING {BUDGET_LOGGER}: connection budget: 2 workers x 3 (2 threads with a " \
-           "request connection, 1 of them with a CSV export one) + 2 for the fetch job = 8 " \
-           "database connections may be open at once, more than the 5 the server allows " \
+    assert f" WARNING {BUDGET_LOGGER}: connection budget: 2 workers x 4 (2 threads, each with " \
+           "a request and a CSV export connection) + 2 for the fetch job = 10 database " \
+           "connections may be open at once, more than the 5 the server allows " \
            "(max_user_connections); " in warning
-    assert ("lower GUNICORN_WORKERS, GUNICORN_THREADS or EXPORT_CONCURRENCY, or raise "
-            "max_user_connections") in warning
+    assert "lower GUNICORN_WORKERS or GUNICORN_THREADS, or raise max_user_connections" in warning
     assert make_url(url).password not in output + (log_dir / "api.log").read_text()
 
 
@@ -65,10 +64,10 @@ def test_the_limit_read_is_the_user_own_where_tighter_else_the_server(limited_us
 def test_a_plan_within_the_limit_logs_nothing(limited_user_url, caplog):
     caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
     url = limited_user_url(10)
-    warn_if_over_budget(url, ConnectionPlan(workers=2, threads=2, exports=2))  # 10
+    warn_if_over_budget(url, ConnectionPlan(workers=2, threads=2, exports=True))  # 10
     assert caplog.records == []
     # The limit was read, not passed over: one connection more is warned of.
-    warn_if_over_budget(url, ConnectionPlan(workers=9, threads=1, exports=0))  # 11
+    warn_if_over_budget(url, ConnectionPlan(workers=9, threads=1, exports=False))  # 11
     [record] = caplog.records
     assert record.levelno == logging.WARNING
     assert "= 11 database connections" in record.getMessage()
@@ -78,7 +77,7 @@ def test_sqlite_has_no_connection_limit_to_check(sqlite_database_url, caplog):
     caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
     assert read_connection_limit(sqlite_database_url) is None
     warn_if_over_budget(sqlite_database_url, ConnectionPlan(workers=1000, threads=100,
-                                                            exports=0))
+                                                            exports=False))
     assert caplog.records == []
 
 
@@ -86,7 +85,7 @@ def test_an_unreachable_database_is_left_unchecked_at_once(caplog):
     caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
     started = time.monotonic()
     warn_if_over_budget("mysql+pymysql://api:secret@127.0.0.1:1/financial",
-                        ConnectionPlan(workers=1000, threads=100, exports=2))
+                        ConnectionPlan(workers=1000, threads=100, exports=True))
     assert time.monotonic() - started < CHECK_BOUND
     [record] = caplog.records
     assert record.levelno == logging.INFO
@@ -103,7 +102,7 @@ def test_a_server_refusing_the_question_is_left_unchecked(mysql_database_url, ca
     monkeypatch.setattr(connection_budget, "LIMIT_QUERY", "SELECT @@GLOBAL.max_connections FROM")
     caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
     warn_if_over_budget(mysql_database_url, ConnectionPlan(workers=1000, threads=100,
-                                                           exports=2))
+                                                           exports=True))
     [record] = caplog.records
     assert record.levelno == logging.INFO
     assert record.getMessage().startswith("connection budget not checked: ")
@@ -117,7 +116,7 @@ def test_a_server_answering_no_number_is_left_unchecked(mysql_database_url, capl
     monkeypatch.setattr(connection_budget, "LIMIT_QUERY", f"SELECT {answer}")
     caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
     warn_if_over_budget(mysql_database_url, ConnectionPlan(workers=1000, threads=100,
-                                                           exports=2))
+                                                           exports=True))
     assert [(record.levelno, record.getMessage()) for record in caplog.records] == [
         (logging.INFO, "connection budget not checked: the server's limits are not numbers")]
 
@@ -130,7 +129,7 @@ def test_a_frozen_database_holds_the_check_no_longer_than_its_timeout(mysql_data
         proxy.stall()
         started = time.monotonic()
         warn_if_over_budget(url.set(host="127.0.0.1", port=proxy.port).render_as_string(
-            hide_password=False), ConnectionPlan(workers=1000, threads=100, exports=2))
+            hide_password=False), ConnectionPlan(workers=1000, threads=100, exports=True))
         elapsed = time.monotonic() - started
     assert elapsed < CHECK_BOUND
     [record] = caplog.records
