@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from financial.ingest import StoreResult, recent_days, store_symbol, to_records
 from financial.runs import (
-    FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, Clock, RunRecorder, SymbolOutcome, iso_utc,
-    record_refused_run, running_run, scheduled_run_since, utc_now,
+    FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, RUNNING, Clock, RunRecorder, SymbolOutcome,
+    iso_utc, record_refused_run, running_run, scheduled_run_since, utc_now,
 )
 from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
@@ -298,8 +298,9 @@ def recorded_run(
     The run waits up to ``settings.lock_timeout`` seconds for the database's
     run lock; then it is recorded as failed, naming the run it waited for.
     A run ``scheduled_for`` a time that, once it holds the lock, finds that
-    time done by another scheduler's run (ended ok) is skipped: nothing is
-    fetched or recorded, and None is returned.
+    time done by another scheduler's run (ended ok), or that gives up waiting
+    for another scheduler's run of that time, is skipped: nothing is fetched
+    or recorded, and None is returned.
     ``on_change`` is called after the run stores changed rows (the API's
     cached answers are then stale); ``on_record`` when it starts and when it
     records a symbol's outcome that changed no rows (only the answers read
@@ -317,12 +318,14 @@ def recorded_run(
         with database_lock(engine, RUN_LOCK, settings.lock_timeout,
                            on_wait=lambda: _announce_wait(session, settings.lock_timeout),
                            should_stop=should_stop):
-            if scheduled_for is not None and _done_by_another(session, scheduled_for):
+            if scheduled_for is not None and _taken_by_another(session, scheduled_for, OK):
                 return None
             outcome = _run_with_history(session, jobs, settings, trigger=trigger, report=report,
                                         note=note, on_change=on_change, on_record=on_record,
                                         on_end=on_end, should_stop=should_stop, clock=clock)
     except LockTimeout:
+        if scheduled_for is not None and _taken_by_another(session, scheduled_for, RUNNING):
+            return None
         outcome = _refused(session, settings, trigger, waiting_since, clock)
         on_end()
     logger.info("%s", outcome.line())
@@ -330,14 +333,17 @@ def recorded_run(
     return outcome
 
 
-def _done_by_another(session: Session, scheduled_for: datetime.datetime) -> bool:
-    """Tell (and log) whether another scheduler's run already did the time ``scheduled_for``."""
+def _taken_by_another(session: Session, scheduled_for: datetime.datetime, status: str) -> bool:
+    """Tell (and log) whether another scheduler's run did (``OK``) or is doing (``RUNNING``,
+    past FETCH_LOCK_TIMEOUT) the time ``scheduled_for``: a failed run of our own would only
+    stand in the history and the alerts for a time that run does."""
     try:
-        done = scheduled_run_since(session, scheduled_for)
-        if done is not None:
-            logger.info("skipped: run %d (started %s) already ran the scheduled time; nothing "
-                        "fetched", done.id, iso_utc(done.started_at))
-        return done is not None
+        run = scheduled_run_since(session, scheduled_for, status)
+        if run is not None:
+            did = "already ran" if status == OK else "is still running"
+            logger.info("skipped: run %d (started %s) %s the scheduled time; nothing fetched",
+                        run.id, iso_utc(run.started_at), did)
+        return run is not None
     finally:
         session.rollback()  # ends the read, as _holder does
 

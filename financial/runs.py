@@ -172,15 +172,17 @@ def last_run(session: Session) -> FetchRun | None:
         .limit(1)).first()
 
 
-def scheduled_run_since(session: Session, moment: datetime.datetime) -> FetchRun | None:
-    """Return a scheduled run that started at or after ``moment`` and ended ok, if any.
+def scheduled_run_since(session: Session, moment: datetime.datetime,
+                        status: str = OK) -> FetchRun | None:
+    """Return a scheduled run that started at or after ``moment`` with ``status``, if any.
 
     Two schedulers on one database fire at the same times: the one that waited
-    for the other's run finds that run here and leaves the time to it.
+    for the other's run finds that run here (ended ok, or still running when
+    the wait ran out) and leaves the time to it.
     """
     since = moment.astimezone(datetime.UTC).replace(tzinfo=None)
     return session.scalars(
-        select(FetchRun).where(FetchRun.trigger == SCHEDULE, FetchRun.status == OK,
+        select(FetchRun).where(FetchRun.trigger == SCHEDULE, FetchRun.status == status,
                                FetchRun.started_at >= since)
         .order_by(FetchRun.id.desc()).limit(1)).first()
 

@@ -5,6 +5,7 @@ fake AlphaVantage, whose answers can be held back until the test releases them.
 """
 import datetime
 import json
+import logging
 import os
 import re
 import signal
@@ -14,13 +15,14 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import create_engine
 from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.fetch_run import RUN_LOCK
+from financial.fetch_run import RUN_LOCK, RunSettings, recorded_run
 from financial.models import FetchRun, FetchRunSymbol
-from financial.runs import INTERRUPTED_MESSAGE, iso_utc, one_line
+from financial.runs import INTERRUPTED_MESSAGE, iso_utc, one_line, utc_now
 from lib.locks import database_lock
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, error_body,
@@ -377,6 +379,36 @@ def test_two_schedulers_at_the_same_time_fetch_once(app, job_env, fake_alphavant
     [skipped] = [log for log in logs if "skipped: run" in log]
     assert (f"skipped: run {run.id} (started {iso_utc(run.started_at)}) already ran the "
             "scheduled time; nothing fetched") in skipped
+
+
+def test_a_scheduled_run_that_waited_past_the_lock_timeout_leaves_the_time_to_the_run_doing_it(
+        app, caplog):
+    """Another scheduler's run of the same time outlasts FETCH_LOCK_TIMEOUT: no failed run
+    of ours stands in the history for a time that run does; one by hand is still refused."""
+    due = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    holder = create_engine(app.config["SQLALCHEMY_DATABASE_URI"],
+                           **app.config["SQLALCHEMY_ENGINE_OPTIONS"])
+    caplog.set_level(logging.INFO, logger="financial.fetch_run")
+    with app.app_context(), database_lock(holder, RUN_LOCK, 1):
+        other = FetchRun(started_at=utc_now(), trigger="schedule", status="running")
+        db.session.add(other)
+        db.session.commit()
+        other_id, other_started = other.id, iso_utc(other.started_at)
+        outcomes = [recorded_run(
+            db.session(), db.engine, [], RunSettings(window_days=14, lock_timeout=0.2),
+            trigger=trigger, report=_ignore, note=_ignore, on_change=_ignore,
+            on_record=_ignore, on_end=_ignore, scheduled_for=scheduled_for)
+            for trigger, scheduled_for in (("schedule", due), ("manual", None))]
+    holder.dispose()
+    assert outcomes[0] is None
+    assert (f"skipped: run {other_id} (started {other_started}) is still running the "
+            "scheduled time; nothing fetched") in caplog.messages
+    runs, _ = history(app)
+    assert [run.status for run in runs.values()] == ["running", "failed"]
+
+
+def _ignore(*_args: object) -> None:
+    """A callback with nothing to do."""
 
 
 @pytest.mark.parametrize("argv, env, message", [
