@@ -78,6 +78,22 @@ def test_a_new_cause_is_logged_at_once_with_the_count_and_starts_a_new_interval(
         "(2 requests answered 503 since the last such line)"]
 
 
+def test_a_cause_of_an_interval_before_is_logged_at_once_when_it_comes_back(caplog):
+    """Only the causes logged in the current interval are counted instead of logged."""
+    clock = ManualClock()
+    outage = database_outage_log(clock)
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
+        outage.failed("OperationalError 2013: lost connection")
+        clock.now += 40
+        outage.failed("OperationalError 2003: cannot connect")
+        clock.now += 5
+        outage.failed("OperationalError 2013: lost connection")
+    assert outage_lines(caplog) == [
+        "database unavailable: OperationalError 2013: lost connection",
+        "database unavailable: OperationalError 2003: cannot connect",
+        "database unavailable: OperationalError 2013: lost connection"]
+
+
 def test_causes_that_alternate_get_a_line_each_per_interval(caplog):
     clock = ManualClock()
     outage = database_outage_log(clock)
@@ -109,6 +125,22 @@ def test_the_first_success_after_a_logged_outage_says_the_database_is_back(caplo
         "database is back after 42s; requests answered 503 since the last "
         "'database unavailable' line: 1"]
     assert caplog.records[-1].levelno == logging.WARNING
+
+
+def test_the_refusals_the_back_line_counted_are_not_counted_again(caplog):
+    clock = ManualClock()
+    outage = database_outage_log(clock)
+    with caplog.at_level(logging.INFO, logger=LOG.name):
+        outage.failed("OperationalError 2003: cannot connect")
+        clock.now += 1
+        outage.failed("OperationalError 2003: cannot connect")
+        outage.succeeded()
+        clock.now += 60
+        outage.failed("OperationalError 2003: cannot connect")
+    assert outage_lines(caplog)[1:] == [
+        "database is back after 1s; requests answered 503 since the last "
+        "'database unavailable' line: 1",
+        "database unavailable: OperationalError 2003: cannot connect"]
 
 
 def test_a_success_reads_no_clock_while_nothing_failed(caplog):
