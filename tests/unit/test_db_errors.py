@@ -4,11 +4,13 @@ import struct
 
 import pymysql
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from lib.db_errors import describe_database_error, is_disk_full, name_database_error
+from lib.db_errors import (
+    describe_database_error, is_disk_full, is_schema_error, name_database_error,
+)
 
 NO_SPACE = '28 "No space left on device"'
 
@@ -47,7 +49,9 @@ def test_mysql_names_a_full_disk_by_its_code_or_by_errno_28(code, message):
     (3, "Error writing file '/tmp/MYfd=61' (Errcode: 9 \"Bad file descriptor\")"),
     (1205, "Lock wait timeout exceeded; try restarting transaction"),
     (1062, "Duplicate entry 'IBM-2023-03-24' for key 'PRIMARY'; error 28"),
-], ids=["1030-quota", "1030-128", "1026-eio", "3-ebadf", "lock", "errno-28-of-another-code"])
+    (1030, 'Got error 280 "Unknown error 280" from storage engine InnoDB'),
+], ids=["1030-quota", "1030-128", "1026-eio", "3-ebadf", "lock", "errno-28-of-another-code",
+        "errno-280"])
 def test_the_same_codes_with_another_os_error_are_not_a_full_disk(code, message):
     assert not is_disk_full(server_error(code, message))
 
@@ -85,9 +89,11 @@ def test_an_account_limit_names_the_settings_to_change():
     (1205, "Lock wait timeout exceeded; try restarting transaction",
      "OperationalError 1205: another transaction held the rows too long (a lock wait or a "
      "deadlock)"),
+    (2013, "Lost connection to server during query",
+     "OperationalError 2013: the connection broke or the server did not answer in time"),
     (1062, "Duplicate entry 'IBM-2023-03-24' for key 'PRIMARY'", "IntegrityError 1062"),
 ], ids=["access denied", "table full", "errno 28", "no table", "deadlock", "lock wait",
-        "unknown cause"])
+        "lost connection", "unknown cause"])
 def test_a_name_for_anyone_holds_the_code_and_our_words_never_the_drivers(code, message, name):
     """The run history, which the API serves, names failures so: no user, host or statement."""
     assert name_database_error(server_error(code, message)) == name
@@ -115,3 +121,38 @@ def test_a_name_for_anyone_tells_a_lock_on_sqlite_and_a_full_pool():
     full_pool = PoolTimeoutError("QueuePool limit of size 5 overflow 0 reached")
     assert name_database_error(full_pool) == (
         "TimeoutError: no pooled connection became free in time; every connection is busy")
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT * FROM financial_data",
+    "SELECT volume FROM fetch_runs",
+    "INSERT INTO fetch_runs (volume) VALUES (1)",
+], ids=["no table", "no column", "no column named"])
+def test_a_sqlite_schema_behind_the_code_is_named_so_for_anyone(tmp_path, statement):
+    engine = create_engine(f"sqlite:///{tmp_path / 'financial.db'}")
+    with engine.connect() as connection:
+        connection.execute(text("CREATE TABLE fetch_runs (id INTEGER PRIMARY KEY)"))
+        with pytest.raises(OperationalError) as failure:
+            connection.execute(text(statement))
+    engine.dispose()
+    assert name_database_error(failure.value) == (
+        "OperationalError: the schema is missing or behind the migrations")
+    assert describe_database_error(failure.value).endswith(
+        "; hint: the schema is missing or behind the migrations: run them "
+        "(flask --app app db upgrade)")
+
+
+def test_a_full_pool_is_described_as_such_and_is_no_schema_error(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'financial.db'}", pool_size=1,
+                           max_overflow=0, pool_timeout=0.01)
+    with engine.connect(), pytest.raises(PoolTimeoutError) as failure:
+        engine.connect()
+    engine.dispose()
+    assert not is_schema_error(failure.value), "a pool's error has no driver error behind it"
+    assert describe_database_error(failure.value) == (
+        "TimeoutError: no pooled connection became free in time; every connection is busy")
+
+
+def test_a_driver_error_without_arguments_is_named_by_its_class():
+    bare = OperationalError("SELECT 1", {}, sqlite3.OperationalError())
+    assert name_database_error(bare) == "OperationalError"
