@@ -192,6 +192,22 @@ def test_a_rejected_connection_is_logged_with_code_and_hint(mysql_server_url, tm
     assert PASSWORD not in log
 
 
+def test_a_404_read_from_the_database_says_it_is_back(tmp_path):
+    """No data for the query: the database answered, as for a 200."""
+    url = sqlite_url(tmp_path)
+    application = build_app(url, tmp_path / "log")
+    client = application.test_client()
+    assert client.get("/api/financial_data?limit=7").status_code == 503
+    migrate_database(url, tmp_path / "log")
+    assert client.get(STATS).status_code == 404
+    dispose_engines(application)
+    log = (tmp_path / "log" / "api.log").read_text()
+    assert [line.partition(" app.errors: ")[2] for line in log.splitlines()
+            if " app.errors: " in line][1:] == [
+        "database is back after 0s; requests answered 503 since the last 'database "
+        "unavailable' line: 0"]
+
+
 def test_a_refused_connection_is_logged_with_code_and_hint(tmp_path):
     log = _health_log_of(f"mysql+pymysql://api:{PASSWORD}@127.0.0.1:1/financial", tmp_path)
     assert ("health check failed: OperationalError 2003: Can't connect to MySQL server on "
