@@ -18,7 +18,8 @@ from sqlalchemy import update
 from werkzeug.wrappers import Response
 
 from app.api.caching import (
-    RESPONSE_FORMAT_VERSION, clear_cached_answers, clear_run_history_answers, database_digest,
+    RESPONSE_FORMAT_VERSION, cached_value, clear_cached_answers, clear_run_history_answers,
+    database_digest,
 )
 from app.extensions import cache, db
 from financial.models import FinancialData
@@ -266,6 +267,38 @@ def test_a_full_redis_still_serves_the_prices_after_the_run_history_is_cleared(
         assert open_price_of(client) == 10.0, "held, and served while nothing changed"
     assert not [line for line in cache_log_lines(api) if "the answer cache failed" in line]
     dispose(api)
+
+
+def test_after_a_refused_write_nothing_is_stored_until_the_wait_is_over(
+        app, private_redis, tmp_path, ibm_day, store_prices):
+    """Storing is left alone for CACHE_RETRY_WAIT, even once the cache has room again."""
+    store_prices([ibm_day])
+    api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
+                           private_redis.url, CACHE_RETRY_WAIT=600)
+    client = api.test_client()
+    private_redis.fill()
+    assert open_price_of(client) == 10.0, "computed, its write refused"
+    private_redis.make_room()
+    assert open_price_of(client) == 10.0, "computed, and not stored: the wait is not over"
+    change_open_price(api, "11.00")
+    assert open_price_of(client) == 11.0
+    dispose(api)
+
+
+def test_a_cache_lost_between_a_read_and_its_write_is_left_alone(private_api, private_redis):
+    """A write that fails otherwise than by a refusal is an outage of the cache, not a full one."""
+    api, client, _server = private_api
+
+    def compute_then_lose_the_cache() -> str:
+        private_redis.kill()
+        return "computed"
+
+    with api.app_context():
+        assert cached_value("test", ("IBM",), compute_then_lose_the_cache) == "computed"
+    [gone] = cache_log_lines(api)
+    assert "WARNING app.api.caching: the answer cache failed (ConnectionError: " in gone
+    assert open_price_of(client) == 10.0, "answered uncached"
+    assert cache_log_lines(api) == [gone], "the cache left alone: no second line"
 
 
 def test_a_full_redis_still_takes_a_clear(app, private_redis, tmp_path, ibm_day, store_prices):
