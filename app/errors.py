@@ -8,7 +8,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_restx import Api
 from sqlalchemy.exc import ProgrammingError
 from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
@@ -28,6 +28,8 @@ from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
 logger = logging.getLogger(__name__)
 
 _OUTAGE_LOG = "database_outage_log"
+# Set on a request that read the database, then closed its session (note_database_read).
+_READ_THE_DATABASE = "read_the_database"
 # RFC 9110 7.2: Host is uri-host [":" port] (RFC 3986 3.2.2, 3.2.3): an IPv6
 # literal in brackets, or a name of letters, digits, "-._~", "!$&'()*+,;="
 # and %-escapes (so "_" passes, as nginx lets it), then digits after a colon.
@@ -175,12 +177,23 @@ def _read_the_database(response: Response) -> bool:
     """Tell whether this request read the database and was answered without it failing.
 
     Its session holds a transaction from its first query to the request's
-    end (the API only reads, and the error handler rolls back); a failure
+    end (the API only reads, and the error handler rolls back), unless it
+    closed it early and said so (``note_database_read``); a failure
     answered otherwise (a metrics scrape answers 200 without the stored data)
     marks the request (``record_database_error``).
     """
     return (response.status_code < 500 and not had_database_error()
-            and db.session.registry.has() and db.session().in_transaction())
+            and (g.get(_READ_THE_DATABASE, False)
+                 or db.session.registry.has() and db.session().in_transaction()))
+
+
+def note_database_read() -> None:
+    """Mark this request as read from the database, for a resource that closes its session.
+
+    The export reads its data version, then closes the session to stream
+    through a connection of its own: no transaction is left to show it.
+    """
+    setattr(g, _READ_THE_DATABASE, True)
 
 
 def _as_json_response(handler: Callable[..., tuple]) -> Callable[..., Response]:

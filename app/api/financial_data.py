@@ -21,7 +21,7 @@ from app.api.responses import cache_control
 from app.api.serializers import page_envelope, price_row
 from app.conditional import PRECONDITION_FAILED, if_match_fails
 from app.envelope import RETRY_AFTER_SECONDS, json_response
-from app.errors import error_response
+from app.errors import error_response, note_database_read
 from app.extensions import db
 from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
 from financial.queries import count_prices, list_prices
@@ -141,6 +141,7 @@ class FinancialDataExport(Resource):
         # query and the data version instead, and a match is answered unread.
         session = db.session()
         tag = export_tag(query, data_version(session, query.symbols))
+        note_database_read()  # a logged outage ends here, with no transaction left to show it
         session.close()  # the export counts and reads through a connection of its own
         engine = db.engines.get(EXPORT_BIND, db.engine)
         not_modified = _precondition_answer(engine, query, tag)
