@@ -439,5 +439,9 @@ def test_a_clear_put_off_is_made_by_the_next_that_tries(redis_app, redis_url, ib
             # Only the run history's answers are stale now, but the clear put
             # off made every answer stale: this one makes it.
             assert clear_run_history_answers() is True
+            assert open_price_of(worker) == 11.0
+            change_open_price(redis_app, "12.00")
+            # Made, it is not made again: the run history's clears keep the prices.
+            assert clear_run_history_answers() is True
+            assert open_price_of(worker) == 11.0
         dispose(job)
-    assert open_price_of(worker) == 11.0
