@@ -194,6 +194,26 @@ def test_a_stalled_redis_is_left_alone_then_used_again(app, private_redis, tmp_p
         dispose(api, retrying)
 
 
+def test_a_cache_that_failed_while_an_answer_was_computed_is_not_written_to(
+        app, private_redis, tmp_path):
+    """As a page whose count's lookup timed out: its own write would wait once more."""
+    with stalling_proxy(private_redis.port) as proxy:
+        api = redis_cached_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "log",
+                               f"redis://127.0.0.1:{proxy.port}/0")
+        asked = []
+
+        def count_then_page() -> int:
+            proxy.stall()
+            count = cached_value("count", ("IBM",), lambda: 1)  # times out: computed
+            asked.append(proxy.received)
+            return count + 1
+
+        with api.app_context():
+            assert cached_value("price_page", ("IBM",), count_then_page) == 2
+        assert proxy.received == asked[0], "no write asked the stalled cache"
+        dispose(api)
+
+
 def test_a_redis_outage_logs_two_lines_whatever_the_traffic(app, private_redis, tmp_path,
                                                             ibm_day, store_prices):
     store_prices([ibm_day])
