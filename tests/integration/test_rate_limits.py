@@ -240,6 +240,15 @@ def test_a_stalled_storage_costs_seconds_then_the_limit_is_counted_in_memory(
     assert log.count("Rate limit storage recovered") == 1, "one line for its end"
 
 
+def test_a_stalled_tls_storage_costs_seconds_too(sqlite_database_url, tmp_path):
+    """rediss:// gets the same timeouts: a server that never answers the handshake."""
+    with stalling_proxy(free_port()) as proxy:
+        proxy.stall()
+        application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                                RATELIMIT_STORAGE_URI=f"rediss://127.0.0.1:{proxy.port}/0")
+        assert get_in_time(application.test_client(), "/api/financial_data").status_code == 200
+
+
 def test_a_full_storage_is_counted_in_memory_and_logged_once_not_per_request(
         sqlite_database_url, tmp_path, private_redis):
     """A Redis out of memory that never evicts answers PING but refuses every count."""
