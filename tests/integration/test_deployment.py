@@ -379,6 +379,21 @@ def test_the_production_scheduler_restarts_and_gets_the_key_as_a_secret():
     assert "ALPHAVANTAGE_API_KEY" not in scheduler["environment"]
 
 
+def test_only_the_fetch_job_containers_get_the_key():
+    """The API never uses the key: a container of it that is broken into must not hold it."""
+    services = app_services(load_compose("docker-compose.prod.yml"))
+    holding = {name for name, service in services.items()
+               if "alphavantage_api_key" in service.get("secrets", [])
+               or any(variable.startswith("ALPHAVANTAGE_API_KEY")
+                      for variable in service.get("environment", {}))}
+    assert holding == {"scheduler", "fetcher"}
+    assert services["api"]["secrets"] == ["db_password"]
+    for name in ("scheduler", "fetcher"):
+        job, api = services[name]["environment"], services["api"]["environment"]
+        assert {key: value for key, value in job.items()
+                if key != "ALPHAVANTAGE_API_KEY_FILE"} == api, f"{name}: the API's settings"
+
+
 def test_secrets_are_git_ignored_files_named_in_env_example():
     compose = load_compose("docker-compose.prod.yml")
     gitignore = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
@@ -421,7 +436,10 @@ def test_production_services_pass_every_other_setting():
     """A setting in .env that compose does not pass would change nothing in production."""
     compose = load_compose("docker-compose.prod.yml")
     for name, service in app_services(compose).items():
-        missing = settings_env_names() - set(service["environment"]) - NOT_PASSED_IN_PRODUCTION
+        # The API is given no key: it never calls AlphaVantage.
+        not_its_own = {"ALPHAVANTAGE_API_KEY_FILE"} if name == "api" else set()
+        missing = (settings_env_names() - set(service["environment"]) - NOT_PASSED_IN_PRODUCTION
+                   - not_its_own)
         assert missing == set(), name
 
 
