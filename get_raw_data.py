@@ -182,7 +182,8 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         scheduled_for: datetime.datetime | None = None) -> int:
     """Bring the schema up to date, run the jobs as a recorded run (or a dry run).
 
-    A run ``scheduled_for`` a time another scheduler's run already did is skipped.
+    A run ``scheduled_for`` a time another scheduler's run did, or still does once the
+    wait for the lock ran out, is skipped (``recorded_run``).
     """
     if settings.dry_run:
         dry = RunLoop(db.session(), settings, report=report, note=note).run(jobs)

@@ -33,7 +33,6 @@ _MYSQL_SCHEMA_ERRORS = (1146, 1054)
 _SQLITE_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
 _MISSING_SCHEMA = ("the schema is missing or behind the migrations",
                    f"run them ({MIGRATE_COMMAND})")
-SCHEMA_HINT = ": ".join(_MISSING_SCHEMA)
 _POOL_EXHAUSTED = "no pooled connection became free in time; every connection is busy"
 # SQLite's SQLITE_CANTOPEN: a missing or unwritable folder, or no file descriptor left.
 _SQLITE_CANNOT_OPEN = ("the SQLite file cannot be opened",

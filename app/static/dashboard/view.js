@@ -149,19 +149,16 @@ export function renderControls(view, preset) {
   for (const button of elements.presets) {
     button.setAttribute('aria-pressed', String(button.dataset.preset === preset));
   }
-  showRefusal('', []);
+  refuse('');
 }
 
 /**
  * Say under the controls why what they ask for is refused; `fields` ('symbol', 'start',
  * 'end') are marked invalid. The view, the address and the pressed preset stay as they
  * were: the page never shows a range it did not apply. The focus stays where the user is.
+ * An empty `text` takes the refusal away.
  */
 export function refuse(text, ...fields) {
-  showRefusal(text, fields);
-}
-
-function showRefusal(text, fields) {
   // Emptied, not only hidden: the fields' description reads a hidden element's text too.
   elements.refusal.replaceChildren(...withUnbrokenDates(text));
   elements.refusal.hidden = text === '';
