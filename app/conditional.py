@@ -1,7 +1,10 @@
 """Conditional GET: weak ETags, 304 when the client has that body, 412 on a failed If-Match."""
+from typing import Any
+
+import flask
 from flask import Flask, request
-from werkzeug.http import is_resource_modified
-from werkzeug.wrappers import Response
+from werkzeug.http import is_resource_modified, parse_if_range_header
+from werkzeug.wrappers import Request, Response
 
 from app.envelope import json_response
 from app.errors import error_response
@@ -14,6 +17,31 @@ PRECONDITION_FAILED = _IF_MATCH_FAILED.format("API")
 PRECONDITION_FAILED_OUTSIDE_API = _IF_MATCH_FAILED.format("server")
 FILE_CHANGED = ("If-Unmodified-Since is earlier than the file's Last-Modified: "
                 "the file has changed since")
+
+
+class IfRangeResponse(flask.Response):
+    """Flask's response, sending a file's part only when If-Range matches exactly (RFC 9110 13.1.5).
+
+    werkzeug sends the part for a date later than the file's Last-Modified
+    too, and for a tag without its ``W/``. If-Range compares tags strongly
+    and every tag of this server is weak, so no tag matches; a date matches
+    only when it is the file's Last-Modified (a file changes only with a
+    release, never twice in a second). Otherwise the Range is ignored and
+    the whole file is sent (a 200). Flask serves files through the app's
+    response class, which asks this as it answers with a file.
+    """
+
+    def make_conditional(self, request_or_environ: dict[str, Any] | Request,
+                         accept_ranges: bool | str = False,
+                         complete_length: int | None = None) -> "IfRangeResponse":
+        environ = (request_or_environ.environ if isinstance(request_or_environ, Request)
+                   else request_or_environ)
+        if "HTTP_RANGE" in environ and "HTTP_IF_RANGE" in environ:
+            if_range = parse_if_range_header(environ["HTTP_IF_RANGE"])
+            if if_range.date is None or if_range.date != self.last_modified:
+                environ = {key: value for key, value in environ.items() if key != "HTTP_RANGE"}
+        super().make_conditional(environ, accept_ranges, complete_length)
+        return self
 
 
 def register_conditional_get(app: Flask) -> None:
@@ -40,9 +68,9 @@ def register_conditional_get(app: Flask) -> None:
     Only files have a Last-Modified (Flask's), so only they answer
     If-Unmodified-Since and If-Modified-Since; other answers ignore both
     (RFC 9110 13.1.3 and 13.1.4). Errors ignore every precondition (13.2.1).
+    If-Range is answered by the app's response class (IfRangeResponse).
     """
-
-    app.before_request(ignore_range_that_if_range_rules_out)
+    app.response_class = IfRangeResponse
 
     @app.after_request
     def _make_conditional(response: Response) -> Response:
@@ -50,21 +78,6 @@ def register_conditional_get(app: Flask) -> None:
             response = _evaluate_preconditions(response)
         add_vary(response, "Accept-Encoding")
         return response
-
-
-def ignore_range_that_if_range_rules_out() -> None:
-    """Drop the Range of a request whose If-Range holds a tag, so the whole file is sent.
-
-    If-Range compares tags strongly (RFC 9110 13.1.5) and every tag of this
-    server is weak, so no tag matches and the answer is the whole file (a
-    200), never the part werkzeug sent, as it compares the tag without its
-    ``W/``. A date (the file's Last-Modified) can match: werkzeug answers it.
-    werkzeug reads Range from the request's environ as it answers with the
-    file, so it is removed there, before the view.
-    """
-    environ = request.environ
-    if "HTTP_RANGE" in environ and "HTTP_IF_RANGE" in environ and request.if_range.date is None:
-        del environ["HTTP_RANGE"]
 
 
 def add_vary(response: Response, header: str) -> None:

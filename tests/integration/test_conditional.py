@@ -1,8 +1,10 @@
 """Conditional GET: an ETag on every 200 GET, 304 on a match, a new tag when the data changes."""
+import datetime
 import json
 from pathlib import Path
 
 import pytest
+from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
 import get_raw_data
@@ -236,6 +238,20 @@ def test_if_range_with_a_tag_gets_the_whole_file_and_with_its_date_the_part(sqli
     with sqlite_client.get(path, headers={"Range": "bytes=0-3", "If-Range": tag,
                                           "If-None-Match": tag}) as unchanged:
         assert (unchanged.status_code, unchanged.data) == (304, b""), "13.2.2: before If-Range"
+
+
+@pytest.mark.parametrize("path", [STATIC_FILE, "/swaggerui/swagger-ui.css"])
+def test_if_range_with_a_date_but_the_files_own_gets_the_whole_file(sqlite_client, path):
+    """RFC 9110 13.1.5: a date matches only if it is exactly the file's Last-Modified."""
+    with sqlite_client.get(path) as first:
+        last_modified, body = first.last_modified, first.data
+    later = http_date(last_modified + datetime.timedelta(seconds=1))
+    with sqlite_client.get(path, headers={"Range": "bytes=0-3", "If-Range": later}) as whole:
+        assert (whole.status_code, whole.data) == (200, body)
+        assert "Content-Range" not in whole.headers
+    with sqlite_client.get(path, headers={"Range": "bytes=0-3",
+                                          "If-Range": http_date(last_modified)}) as part:
+        assert (part.status_code, part.data) == (206, body[:4])
 
 
 def test_files_alone_answer_if_modified_since(sqlite_client):
