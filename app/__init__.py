@@ -14,7 +14,7 @@ from app.api.caching import bind_cache, init_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, Problems, read_config
 from lib.db import (DatabaseUrlError, check_database_url, configure_engine, create_sqlite_folder,
-                    engine_options, limit_statement_time)
+                    end_timed_out_statements, engine_options, limit_statement_time)
 from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -208,6 +208,9 @@ def register_extensions(app: Flask, *, export_bind: bool = True,
             configure_engine(engine, reads_one_snapshot=has_request_context)
         # A statement runs on the server no longer than its answer is waited for.
         limit_statement_time(db.engine, app.config["DATABASE_READ_TIMEOUT"])
+        for bind, engine in db.engines.items():
+            if bind is not None:  # the export's, whose statements have no time limit
+                end_timed_out_statements(engine, killer=db.engine)
     init_cached_answers(app)
 
 
@@ -232,7 +235,8 @@ def _add_export_bind(app: Flask, url: str) -> None:
     Its read timeout is EXPORT_READ_TIMEOUT (at least the API's own), for
     the sort before the first row. Its statements have no time limit on the
     server (``limit_statement_time``): the rows stream for as long as the
-    client reads them. It keeps one idle connection, but a
+    client reads them. One it stops waiting for is ended on the server all
+    the same (``end_timed_out_statements``). It keeps one idle connection, but a
     thread that streams an export holds one of it besides the one the
     request pool keeps open for it: lib.connection_budget counts both.
     """

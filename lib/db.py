@@ -2,6 +2,7 @@
 
 Framework-free: callers pass URLs and engines in.
 """
+import logging
 import math
 import re
 import sys
@@ -13,8 +14,10 @@ from typing import cast
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.engine.default import DefaultDialect
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 MYSQL_POOL_RECYCLE_SECONDS = 280
@@ -169,6 +172,35 @@ def limit_statement_time(engine: Engine, seconds: float) -> None:
         else:
             cursor.execute(f"SET SESSION max_execution_time = {max(1, math.ceil(seconds * 1000))}")
         cursor.close()
+
+
+def end_timed_out_statements(engine: Engine, *, killer: Engine) -> None:
+    """Have a MySQL or MariaDB server end a statement ``engine``'s client stopped waiting for.
+
+    For an engine whose statements have no time limit on the server (the CSV
+    export's: its rows stream for as long as the client reads them), where
+    ``limit_statement_time`` cannot be used. PyMySQL's read timeout drops
+    the connection, and the server runs the statement (a sort of every
+    matching row) on to its end: ``KILL QUERY`` from a connection of
+    ``killer`` ends it. That waits as long as ``killer``'s timeouts allow,
+    when the server does not answer at all. PyMySQL only, like the read timeout.
+    """
+    if engine.dialect.name != "mysql" or engine.dialect.driver != "pymysql":
+        return
+
+    @event.listens_for(engine, "handle_error")
+    def _end_timed_out_statement(context):
+        # PyMySQL raises its "Lost connection" from the socket's TimeoutError.
+        if context.connection is None or not isinstance(
+                context.original_exception.__context__, TimeoutError):
+            return  # no statement (connecting, a ping), or the connection itself broke
+        thread = context.connection.connection.dbapi_connection.thread_id()
+        try:
+            with killer.connect() as connection:
+                connection.exec_driver_sql(f"KILL QUERY {int(thread)}")
+        except SQLAlchemyError as exc:
+            logger.warning("a statement the client stopped waiting for could not be ended on "
+                           "the server (%s); it runs on to its end", exc.__class__.__name__)
 
 
 def configure_engine(engine: Engine, *, reads_one_snapshot: Callable[[], bool]) -> None:

@@ -17,11 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app.api.export import EXPORT_BIND
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.fetch_run import DATABASE_LOST_REASON, Job, RunLoop, RunSettings
@@ -45,6 +46,7 @@ DATABASE_TIMEOUT = 1
 # is how long requests hung without database timeouts.
 ANSWER_BOUND = 10 * DATABASE_TIMEOUT
 UNAVAILABLE = "the database is unavailable, please retry later"
+EXPORT = "/api/financial_data/export"
 STATS = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
 PASSWORD = "hunter2-do-not-log"
 
@@ -579,3 +581,94 @@ def test_the_server_ends_a_statement_the_api_no_longer_waits_for(mysql_database_
                 connection.execute(text(f"KILL QUERY {int(thread)}"))
         monitor.dispose()
         dispose_engines(application)
+
+
+def statement_of(engine, thread: int) -> str | None:
+    """Return the statement the server's thread ``thread`` runs, or None (idle or gone)."""
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT info FROM information_schema.processlist WHERE id = :thread"),
+            {"thread": thread}).scalar()
+
+
+def slow_counts(_connection, _cursor, statement: str, parameters, *_) -> tuple:
+    """Make each count a statement that runs on the server for hours, as a huge sort may.
+
+    BENCHMARK, not SLEEP: MariaDB ends a SLEEP within seconds of the client
+    leaving, but runs a sort, or BENCHMARK, on to its end.
+    """
+    if statement.startswith("SELECT count(*)"):
+        statement = (f"SELECT slow.* FROM ({statement}) AS slow "
+                     "WHERE BENCHMARK(100000000000, MD5('slow')) = 0")
+    return statement, parameters
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_server_ends_the_statement_of_an_export_that_gave_up_before_its_first_row(
+        mysql_database_url, tmp_path, method):
+    """An export answered 503 before its first row leaves no statement running on the server.
+
+    Its engine has no statement limit (its rows stream for as long as the
+    client reads), and PyMySQL's read timeout only stops the client: a
+    count or sort of millions of rows, each request's own, ran on to its
+    end. BENCHMARK stands for one.
+    """
+    application = build_app(mysql_database_url, tmp_path / "log", DATABASE_TIMEOUT=DATABASE_TIMEOUT,
+                            DATABASE_READ_TIMEOUT=DATABASE_TIMEOUT,
+                            EXPORT_READ_TIMEOUT=DATABASE_TIMEOUT)
+    threads: list[int] = []
+    with application.app_context():
+        export_engine = db.engines[EXPORT_BIND]
+    event.listen(export_engine, "checkout",
+                 lambda dbapi_connection, *_: threads.append(dbapi_connection.thread_id()))
+    event.listen(export_engine, "before_cursor_execute", slow_counts, retval=True)
+    monitor = create_engine(mysql_database_url)
+    try:
+        response = application.test_client().open(f"{EXPORT}?symbol=IBM", method=method)
+        assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+        if method == "GET":
+            assert response.get_json() == {"data": [], "pagination": None,
+                                           "info": {"error": UNAVAILABLE}}
+        [thread] = threads
+        wait_for(lambda: statement_of(monitor, thread) is None,
+                 "the server to end the export's statement", timeout=ANSWER_BOUND)
+        event.remove(export_engine, "before_cursor_execute", slow_counts)
+        again = application.test_client().get(f"{EXPORT}?symbol=IBM")
+        assert (again.status_code, again.get_data()) == (
+            200, b"symbol,date,open_price,close_price,volume\r\n")
+    finally:
+        with monitor.connect() as connection:
+            for thread in threads:
+                if statement_of(monitor, thread) is not None:
+                    connection.execute(text(f"KILL QUERY {int(thread)}"))
+        monitor.dispose()
+        dispose_engines(application)
+
+
+@pytest.mark.mysql
+def test_an_export_that_gave_up_on_a_frozen_database_still_answers_503_in_time(
+        mysql_database_url, tmp_path):
+    """Ending the statement waits no longer than the API does: the 503 comes all the same."""
+    url = make_url(mysql_database_url)
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        application = build_app(proxied, tmp_path / "log", DATABASE_TIMEOUT=DATABASE_TIMEOUT,
+                                DATABASE_READ_TIMEOUT=DATABASE_TIMEOUT,
+                                EXPORT_READ_TIMEOUT=DATABASE_TIMEOUT)
+        with application.app_context():
+            export_engine = db.engines[EXPORT_BIND]
+        # Frozen once the request has read the data version, as the export counts its rows.
+        event.listen(export_engine, "before_cursor_execute", lambda *_: proxy.stall())
+        try:
+            started = time.monotonic()
+            response = application.test_client().get(f"{EXPORT}?symbol=IBM")
+            assert (response.status_code, response.get_json()) == (
+                503, {"data": [], "pagination": None, "info": {"error": UNAVAILABLE}})
+            assert time.monotonic() - started < ANSWER_BOUND
+        finally:
+            proxy.resume()
+            dispose_engines(application)
+    log = (tmp_path / "log" / "api.log").read_text()
+    assert ("WARNING lib.db: a statement the client stopped waiting for could not be ended on "
+            "the server (OperationalError); it runs on to its end") in log
