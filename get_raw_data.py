@@ -30,7 +30,7 @@ from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, read_config
 from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
 from financial.ingest import DEFAULT_WINDOW_DAYS
-from financial.runs import OK, SCHEDULE, latest_run_start
+from financial.runs import OK, SCHEDULE, cut_short_run_since, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, InvalidApiKeyError, read_saved_response
 from lib.db_errors import describe_database_error
@@ -91,7 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep running and fetch at each time of the 5-field cron "
                              "expression CRON (default: FETCH_SCHEDULE, '30 18 * * 1-5') in "
                              "FETCH_TIMEZONE (America/New_York); runs at once if the last "
-                             "scheduled run was missed; SIGTERM or SIGINT stops it (exit 0)")
+                             "scheduled run was missed, or was cut short (then only for the "
+                             "symbols it did not reach); SIGTERM or SIGINT stops it (exit 0)")
     return parser.parse_args(argv)
 
 
@@ -162,16 +163,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_once(app: Flask, plan: Plan, trigger: str, stop: StopRequest, *,
              report: Callable[[str], None], note: Callable[[str], None],
-             scheduled_for: datetime.datetime | None = None) -> int:
+             scheduled_for: datetime.datetime | None = None, catch_up: bool = False) -> int:
     """Run the job once, in an app context of its own; return the exit status."""
     with app.app_context():
         if plan.files:
             return run(app, plan.settings, _file_jobs(plan.files), trigger=trigger, stop=stop,
-                       report=report, note=note, scheduled_for=scheduled_for)
+                       report=report, note=note, scheduled_for=scheduled_for,
+                       catch_up=catch_up)
         with _client(plan.config) as client:
             status = run(app, plan.settings, _api_jobs(client, plan.symbols, plan.full),
                          trigger=trigger, stop=stop, report=report, note=note,
-                         scheduled_for=scheduled_for)
+                         scheduled_for=scheduled_for, catch_up=catch_up)
     if status != EXIT_OK and plan.offer_sample:
         note(SAMPLE_HINT)
     return status
@@ -179,11 +181,12 @@ def run_once(app: Flask, plan: Plan, trigger: str, stop: StopRequest, *,
 
 def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         stop: StopRequest, report: Callable[[str], None], note: Callable[[str], None],
-        scheduled_for: datetime.datetime | None = None) -> int:
+        scheduled_for: datetime.datetime | None = None, catch_up: bool = False) -> int:
     """Bring the schema up to date, run the jobs as a recorded run (or a dry run).
 
     A run ``scheduled_for`` a time another scheduler's run did, or still does once the
-    wait for the lock ran out, is skipped (``recorded_run``).
+    wait for the lock ran out, is skipped (``recorded_run``); so is a ``catch_up``
+    with nothing left to fetch.
     """
     if settings.dry_run:
         dry = RunLoop(db.session(), settings, report=report, note=note).run(jobs)
@@ -202,7 +205,8 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
                                report=report, note=note, on_change=clear_cached_answers,
                                on_record=clear_run_history_answers,
                                on_end=partial(clear_run_history_answers, final=True),
-                               should_stop=stop.is_set, scheduled_for=scheduled_for)
+                               should_stop=stop.is_set, scheduled_for=scheduled_for,
+                               catch_up=catch_up)
     except LockWaitStopped:
         logger.warning("stopped while waiting for the run in progress; nothing fetched")
         return EXIT_FAILED
@@ -214,7 +218,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         logger.error("the run could not be recorded", exc_info=exc)
         _database_unavailable(exc, "the run could not be recorded")
         return EXIT_FAILED
-    if outcome is None:  # skipped: another scheduler's run did it
+    if outcome is None:  # skipped: another scheduler's run, or the runs since, did it
         return EXIT_OK
     return EXIT_OK if outcome.status == OK else EXIT_FAILED
 
@@ -228,11 +232,17 @@ def serve_schedule(app: Flask, plan: Plan, schedule: Schedule, stop: StopRequest
         with app.app_context(), stop.interrupting():
             return latest_run_start(db.session())
 
+    def cut_short(due: datetime.datetime) -> bool:
+        with app.app_context(), stop.interrupting():
+            return cut_short_run_since(db.session(), due) is not None
+
     Scheduler(
         schedule,
-        run_job=lambda due: run_once(app, plan, SCHEDULE, stop, report=_discard, note=_discard,
-                                     scheduled_for=due),
+        run_job=lambda due, catch_up: run_once(app, plan, SCHEDULE, stop, report=_discard,
+                                               note=_discard, scheduled_for=due,
+                                               catch_up=catch_up),
         last_start=last_start,
+        cut_short=cut_short,
         should_stop=stop.is_set,
     ).serve()
 

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from financial.ingest import StoreResult, recent_days, store_symbol, to_records
 from financial.runs import (
     FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, RUNNING, Clock, RunRecorder, SymbolOutcome,
-    iso_utc, record_refused_run, running_run, scheduled_run_since, utc_now,
+    iso_utc, mark_interrupted, record_refused_run, running_run, scheduled_run_since,
+    symbols_tried_since, utc_now,
 )
 from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
@@ -74,6 +75,8 @@ class RunOutcome:
     before naming their symbol (the history has no symbol row for them).
     ``ended_early`` is why no later job called the API (a spent quota, a
     rejected key, the run's deadline), if one did not.
+    ``caught_up`` says what a catch-up left out (symbols runs since its
+    scheduled time stored or tried), if it left out any.
     ``run_id``, ``status`` and ``message`` are set once the run is recorded.
     """
 
@@ -87,6 +90,7 @@ class RunOutcome:
     records: list[dict] = field(default_factory=list)
     unnamed_failures: list[str] = field(default_factory=list)
     ended_early: str | None = None
+    caught_up: str | None = None
     run_id: int | None = None
     status: str | None = None
     message: str | None = None
@@ -112,7 +116,8 @@ class RunOutcome:
         if self.stopped:
             text = f"stopped before the end: {text}"
         ended_early = [f"ended early: {self.ended_early}"] if self.ended_early else []
-        return "; ".join([text, *ended_early, *self.unnamed_failures])
+        caught_up = [self.caught_up] if self.caught_up else []
+        return "; ".join([text, *caught_up, *ended_early, *self.unnamed_failures])
 
     def line(self) -> str:
         """Return the line the job prints about the recorded run."""
@@ -292,6 +297,7 @@ def recorded_run(
     should_stop: Callable[[], bool] = lambda: False,
     clock: Clock = utc_now,
     scheduled_for: datetime.datetime | None = None,
+    catch_up: bool = False,
 ) -> RunOutcome | None:
     """Run the jobs as one recorded run, once the run in progress (if any) has finished.
 
@@ -300,7 +306,10 @@ def recorded_run(
     A run ``scheduled_for`` a time that, once it holds the lock, finds that
     time done by another scheduler's run (ended ok), or that gives up waiting
     for another scheduler's run of that time, is skipped: nothing is fetched
-    or recorded, and None is returned.
+    or recorded, and None is returned. A ``catch_up`` run (the scheduler's on
+    start) leaves out the symbols runs since that time stored or tried, so a
+    run cut short is finished without spending requests twice; with none
+    left, it is skipped too.
     ``on_change`` is called after the run stores changed rows (the API's
     cached answers are then stale); ``on_record`` when it starts and when it
     records a symbol's outcome that changed no rows (only the answers read
@@ -320,9 +329,16 @@ def recorded_run(
                            should_stop=should_stop):
             if scheduled_for is not None and _taken_by_another(session, scheduled_for, OK):
                 return None
+            caught_up = None
+            if catch_up and scheduled_for is not None:
+                jobs, caught_up = _left_to_catch_up(session, jobs, scheduled_for)
+                if not jobs:
+                    _close_dead_runs(session, clock, on_end)
+                    return None
             outcome = _run_with_history(session, jobs, settings, trigger=trigger, report=report,
                                         note=note, on_change=on_change, on_record=on_record,
-                                        on_end=on_end, should_stop=should_stop, clock=clock)
+                                        on_end=on_end, should_stop=should_stop, clock=clock,
+                                        caught_up=caught_up)
     except LockTimeout:
         if scheduled_for is not None and _taken_by_another(session, scheduled_for, RUNNING):
             return None
@@ -348,17 +364,50 @@ def _taken_by_another(session: Session, scheduled_for: datetime.datetime, status
         session.rollback()  # ends the read, as _holder does
 
 
+def _left_to_catch_up(session: Session, jobs: list[Job],
+                      scheduled_for: datetime.datetime) -> tuple[list[Job], str | None]:
+    """Return the jobs a catch-up of ``scheduled_for`` still has to do, and what it leaves out.
+
+    Out: API jobs whose symbol a run since that time stored or failed
+    (``symbols_tried_since``). Saved files are all loaded again: they cost
+    no request, and name their symbol only once read.
+    """
+    tried = symbols_tried_since(session, scheduled_for)
+    session.rollback()  # ends the read, as _holder does
+    left = [job for job in jobs if not (job.calls_api and job.label in tried)]
+    done = sorted({job.label for job in jobs} - {job.label for job in left})
+    if not done:
+        return left, None
+    since = iso_utc(scheduled_for.astimezone(datetime.UTC).replace(tzinfo=None))
+    logger.info("catch-up of the scheduled time %s: not fetched again, stored or tried since: "
+                "%s", since, ", ".join(done))
+    what = "1 symbol" if len(done) == 1 else f"{len(done)} symbols"
+    return left, (f"catch-up of the scheduled time {since}: {what} stored or tried since "
+                  "then not fetched again")
+
+
+def _close_dead_runs(session: Session, clock: Clock, on_end: Callable[[], object]) -> None:
+    """Mark the runs left running interrupted, as a run would: a catch-up with nothing left."""
+    logger.info("catch-up: nothing left to fetch; every symbol was stored or tried since "
+                "the scheduled time")
+    closed = mark_interrupted(session, clock())
+    session.commit()
+    if closed:
+        on_end()
+
+
 def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, *, trigger: str,
                       report: Callable[[str], None], note: Callable[[str], None],
                       on_change: Callable[[], object], on_record: Callable[[], object],
                       on_end: Callable[[], object], should_stop: Callable[[], bool],
-                      clock: Clock) -> RunOutcome:
+                      clock: Clock, caught_up: str | None = None) -> RunOutcome:
     recorder = RunRecorder.open(session, trigger, clock)
     on_record()
     try:
         outcome = RunLoop(session, settings, report=report, note=note, history=recorder,
                           should_stop=should_stop, on_change=on_change,
                           on_record=on_record).run(jobs)
+        outcome.caught_up = caught_up
         run = recorder.finish(outcome.run_status(), outcome.summary())
     finally:
         on_end()

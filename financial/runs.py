@@ -180,11 +180,40 @@ def scheduled_run_since(session: Session, moment: datetime.datetime,
     for the other's run finds that run here (ended ok, or still running when
     the wait ran out) and leaves the time to it.
     """
+    return session.scalars(_scheduled_since(moment).where(FetchRun.status == status)).first()
+
+
+def cut_short_run_since(session: Session, moment: datetime.datetime) -> FetchRun | None:
+    """Return the newest scheduled run that started at or after ``moment``, if it was cut short.
+
+    Cut short: ``interrupted``, or still ``running`` (its process is gone
+    unless another scheduler's run is still at it). The scheduler catches up
+    on start for the symbols such a run did not reach.
+    """
+    run = session.scalars(_scheduled_since(moment)).first()
+    return run if run is not None and run.status in (RUNNING, INTERRUPTED) else None
+
+
+def _scheduled_since(moment: datetime.datetime) -> Select:
+    """Select the scheduled runs that started at or after ``moment``, newest recorded first."""
     since = moment.astimezone(datetime.UTC).replace(tzinfo=None)
-    return session.scalars(
-        select(FetchRun).where(FetchRun.trigger == SCHEDULE, FetchRun.status == status,
-                               FetchRun.started_at >= since)
-        .order_by(FetchRun.id.desc()).limit(1)).first()
+    return (select(FetchRun).where(FetchRun.trigger == SCHEDULE, FetchRun.started_at >= since)
+            .order_by(FetchRun.id.desc()).limit(1))
+
+
+def symbols_tried_since(session: Session, moment: datetime.datetime) -> set[str]:
+    """Return the symbols that a run (any trigger) started at or after ``moment`` stored or failed.
+
+    A catch-up leaves them out: a stored symbol needs no second request, and
+    a failed one spent its request already, as in a ``partial`` run, whose
+    failures wait for the next scheduled time too. Symbols ``not_fetched``
+    were never asked for.
+    """
+    since = moment.astimezone(datetime.UTC).replace(tzinfo=None)
+    return set(session.scalars(
+        select(FetchRunSymbol.symbol).distinct()
+        .join(FetchRun, FetchRun.id == FetchRunSymbol.run_id)
+        .where(FetchRun.started_at >= since, FetchRunSymbol.status != NOT_FETCHED)))
 
 
 def latest_run_start(session: Session) -> datetime.datetime | None:

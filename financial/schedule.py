@@ -1,7 +1,7 @@
 """When the fetch job runs by itself: a 5-field cron expression in a time zone, and its loop.
 
 croniter reads the expression; this module only decides when to wake up,
-catches up a missed run on start, and keeps going when one run fails.
+catches up a missed or cut-short run on start, and keeps going when one run fails.
 The clocks (wall and elapsed) and the sleep are injected, so tests drive time themselves.
 """
 import datetime
@@ -124,13 +124,18 @@ class Scheduler:
     """Runs the job at each scheduled time until asked to stop.
 
     ``run_job`` runs and records one job, given the scheduled time it is for
-    (another scheduler may have done it); its failure (an exception or a
-    failed run) is logged and the schedule goes on. ``last_start`` reads
-    the newest run's start, for the catch-up on start.
+    (another scheduler may have done it) and whether it is the catch-up on
+    start (which fetches only what no run since that time did); its failure
+    (an exception or a failed run) is logged and the schedule goes on.
+    ``last_start`` reads the newest run's start, and ``cut_short`` tells
+    whether the newest scheduled run since a time was cut short: the two
+    reasons for the catch-up on start.
     """
 
-    def __init__(self, schedule: Schedule, run_job: Callable[[datetime.datetime], object],
-                 last_start: Callable[[], datetime.datetime | None], *,
+    def __init__(self, schedule: Schedule,
+                 run_job: Callable[[datetime.datetime, bool], object],
+                 last_start: Callable[[], datetime.datetime | None],
+                 cut_short: Callable[[datetime.datetime], bool], *,
                  should_stop: Callable[[], bool],
                  clock: Callable[[], datetime.datetime] = utc_clock,
                  elapsed: Callable[[], float] = time.monotonic,
@@ -138,6 +143,7 @@ class Scheduler:
         self.schedule = schedule
         self.run_job = run_job
         self.last_start = last_start
+        self.cut_short = cut_short
         self.should_stop = should_stop
         self.clock = clock
         self.elapsed = elapsed
@@ -177,22 +183,31 @@ class Scheduler:
         logger.info("scheduler stopped")
 
     def _catch_up(self) -> datetime.datetime | None:
-        """Run once if the last scheduled time had no run; return that time if it ran."""
+        """Run once if the last scheduled time had no run, or its run was cut short.
+
+        Return that time if it ran.
+        """
+        what = "catch-up run: no run since %s"
         try:
-            missed = missed_run(self.schedule, self.clock(), self.last_start())
+            now = self.clock()
+            missed = missed_run(self.schedule, now, self.last_start())
+            due = self.schedule.last_before(now)
+            if missed is None and self.cut_short(due):
+                what = "catch-up run: the run of %s was cut short; fetching what it did not"
+                missed = due
         except Exception as exc:  # the history is unreadable: running is the safer guess
             logger.warning("could not read the run history (%s); catching up anyway",
                            exc.__class__.__name__)
             missed = self.schedule.last_before(self.clock())
         if missed is None or self.should_stop():
             return None
-        self._run("catch-up run: no run since %s", missed)
+        self._run(what, missed, catch_up=True)
         return missed
 
-    def _run(self, what: str, due: datetime.datetime) -> None:
+    def _run(self, what: str, due: datetime.datetime, *, catch_up: bool = False) -> None:
         logger.info(what, due.isoformat())
         try:
-            self.run_job(due)
+            self.run_job(due, catch_up)
         except Exception:  # one failed run must not end the schedule
             logger.exception("the run failed; the schedule goes on")
 

@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from financial.freshness import count_symbols, list_symbols
 from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
 from financial.runs import (
-    INTERRUPTED_MESSAGE, RunRecorder, SymbolOutcome, count_runs, data_version,
-    delete_runs_before, last_run, latest_run_start,
+    INTERRUPTED_MESSAGE, RunRecorder, SymbolOutcome, count_runs, cut_short_run_since,
+    data_version, delete_runs_before, last_run, latest_run_start,
     latest_symbol_outcomes, list_runs, record_refused_run, running_run, scheduled_run_since,
-    symbols_of_runs,
+    symbols_of_runs, symbols_tried_since,
 )
 from tests.helpers import build_app, dispose_engines
 
@@ -166,6 +166,45 @@ def test_a_scheduled_time_is_done_only_by_a_scheduled_run_since_it_that_ended_ok
     db_session.add(done)
     db_session.commit()
     assert scheduled_run_since(db_session, due) is done
+
+
+@pytest.mark.parametrize("status", ["interrupted", "running"])
+def test_a_scheduled_time_is_cut_short_when_its_newest_scheduled_run_was(db_session, status):
+    """A run of an earlier time, or by hand, does not count; a later ending one settles it."""
+    due = START.replace(tzinfo=datetime.UTC).astimezone(ZoneInfo("America/New_York"))
+    db_session.add_all([
+        FetchRun(started_at=START - datetime.timedelta(seconds=1), trigger="schedule",
+                 status="interrupted", rows_new=0, rows_updated=0),
+        FetchRun(started_at=START, trigger="manual", status="interrupted", rows_new=0,
+                 rows_updated=0)])
+    db_session.commit()
+    assert cut_short_run_since(db_session, due) is None
+    cut = FetchRun(started_at=START, trigger="schedule", status=status, rows_new=0,
+                   rows_updated=0)
+    db_session.add(cut)
+    db_session.commit()
+    assert cut_short_run_since(db_session, due) is cut
+    db_session.add(FetchRun(started_at=START, trigger="schedule", status="partial", rows_new=0,
+                            rows_updated=0))
+    db_session.commit()
+    assert cut_short_run_since(db_session, due) is None
+
+
+def test_the_symbols_tried_since_a_time_are_those_stored_or_failed_by_any_run_since(db_session):
+    clock = Ticks(START - datetime.timedelta(minutes=1))
+    outcomes = {"manual": [("MSFT", "ok")],  # started before the time: does not count
+                "schedule": [("IBM", "ok"), ("AAPL", "failed"), ("TSLA", "not_fetched")]}
+    for trigger, symbols in outcomes.items():
+        recorder = RunRecorder.open(db_session, trigger, clock)
+        for symbol, status in symbols:
+            recorder.add(SymbolOutcome(symbol, status))
+        recorder.finish("interrupted", "stopped")
+    due = START.replace(tzinfo=datetime.UTC)
+    assert symbols_tried_since(db_session, due) == {"IBM", "AAPL"}
+    recorder = RunRecorder.open(db_session, "manual", clock)
+    recorder.add(SymbolOutcome("TSLA", "ok"))
+    recorder.finish("ok", "done")
+    assert symbols_tried_since(db_session, due) == {"IBM", "AAPL", "TSLA"}
 
 
 def test_runs_are_listed_newest_first_with_their_symbols(db_session):

@@ -20,9 +20,10 @@ from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.fetch_run import RUN_LOCK, RunSettings, recorded_run
+from financial.fetch_run import RUN_LOCK, Job, RunSettings, recorded_run
 from financial.models import FetchRun, FetchRunSymbol
 from financial.runs import INTERRUPTED_MESSAGE, iso_utc, one_line, utc_now
+from lib.avantage_api import DailySeries
 from lib.locks import database_lock
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, error_body,
@@ -379,6 +380,123 @@ def test_two_schedulers_at_the_same_time_fetch_once(app, job_env, fake_alphavant
     [skipped] = [log for log in logs if "skipped: run" in log]
     assert (f"skipped: run {run.id} (started {iso_utc(run.started_at)}) already ran the "
             "scheduled time; nothing fetched") in skipped
+
+
+YEARLY = "0 0 1 1 *"  # on an empty history its last time was missed: the first start catches up
+
+
+def asked(fake_alphavantage) -> dict[str, int]:
+    """Return how many requests the fake server got for each symbol."""
+    counts: dict[str, int] = {}
+    for request in fake_alphavantage.requests:
+        counts[request.params["symbol"]] = counts.get(request.params["symbol"], 0) + 1
+    return counts
+
+
+def serve_until_waiting(start_job, *argv: str) -> str:
+    """Start the scheduler, let it catch up (or not) and wait for its next time; return its log."""
+    scheduler, stderr = start_job("--schedule", YEARLY, *argv)
+    wait_for(lambda: "next run at" in stderr.read_text(), "the scheduler to wait")
+    scheduler.send_signal(signal.SIGTERM)
+    status, _ = finish(scheduler)
+    log = stderr.read_text()
+    assert status == 0 and "Traceback" not in log, log
+    return log
+
+
+def test_a_scheduler_started_after_its_run_was_stopped_fetches_only_what_that_run_did_not(
+        app, job_env, fake_alphavantage, held, start_job):
+    """IBM failed and AAPL was stored before the stop: the catch-up asks for MSFT alone."""
+    fake_alphavantage.queue_error("invalid_symbol")
+    answer = held(AAPL)
+    fake_alphavantage.queue_handler(answer)
+    scheduler, _ = start_job("--schedule", YEARLY, "--symbols", "IBM,AAPL,MSFT")
+    wait_for(lambda: len(fake_alphavantage.requests) == 2, "the catch-up run to ask for AAPL")
+    scheduler.send_signal(signal.SIGTERM)
+    answer.released.set()
+    assert finish(scheduler)[0] == 0
+    [stopped] = history(app)[0].values()
+    assert stopped.status == "interrupted"
+
+    fake_alphavantage.queue_fixture(IBM)  # answered for MSFT: the client keeps the asked symbol
+    log = serve_until_waiting(start_job, "--symbols", "IBM,AAPL,MSFT")
+    assert asked(fake_alphavantage) == {"IBM": 1, "AAPL": 1, "MSFT": 1}
+    assert "was cut short; fetching what it did not" in log
+    runs, symbols = history(app)
+    resumed = runs[max(runs)]
+    assert len(runs) == 2 and runs[stopped.id].status == "interrupted"
+    assert (resumed.trigger, resumed.status) == ("schedule", "ok")
+    assert {symbol: row.status for symbol, row in symbols[resumed.id].items()} == {"MSFT": "ok"}
+    assert re.fullmatch(r"1 of 1 symbols stored, 10 new rows, 0 updated; catch-up of the "
+                        r"scheduled time \S+Z: 2 symbols stored or tried since then not "
+                        r"fetched again", resumed.message)
+    assert {symbol for symbol, _ in stored(app)} == {"AAPL", "MSFT"}
+
+
+def test_a_scheduler_started_after_its_run_was_killed_fetches_the_rest_each_time(
+        app, job_env, fake_alphavantage, held, start_job):
+    """Killed in AAPL, then its catch-up killed in MSFT: each start resumes what is missing."""
+    symbols_option = ("--symbols", "IBM,AAPL,MSFT")
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_handler(held(AAPL))
+    fake_alphavantage.queue_fixture(AAPL)
+    fake_alphavantage.queue_handler(held(IBM))
+    for requests in (2, 4):
+        killed, _ = start_job("--schedule", YEARLY, *symbols_option)
+        wait_for(lambda requests=requests: len(fake_alphavantage.requests) == requests,
+                 "the run to ask for the symbol it is killed in")
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=PROCESS_SECONDS)
+        runs, symbols = history(app)
+        assert runs[max(runs)].status == "running"
+
+    fake_alphavantage.queue_fixture(IBM)
+    log = serve_until_waiting(start_job, *symbols_option)
+    assert asked(fake_alphavantage) == {"IBM": 1, "AAPL": 2, "MSFT": 2}
+    assert "was cut short; fetching what it did not" in log
+    runs, symbols = history(app)
+    assert [(run.trigger, run.status) for run in runs.values()] == [
+        ("schedule", "interrupted"), ("schedule", "interrupted"), ("schedule", "ok")]
+    assert [sorted(symbols[run_id]) for run_id in runs] == [["IBM"], ["AAPL"], ["MSFT"]]
+    assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL", "MSFT"}
+
+
+def test_a_scheduler_started_after_its_run_ended_leaves_the_time_done(
+        app, job_env, fake_alphavantage, start_job):
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_fixture(AAPL)
+    assert "catch-up run: no run since" in serve_until_waiting(start_job)
+    log = serve_until_waiting(start_job)
+    assert "catch-up" not in log
+    assert asked(fake_alphavantage) == {"IBM": 1, "AAPL": 1}
+    runs, _ = history(app)
+    assert [(run.trigger, run.status) for run in runs.values()] == [("schedule", "ok")]
+
+
+def test_a_catch_up_with_nothing_left_closes_the_dead_run_and_records_nothing(app, caplog):
+    """Killed after its last symbol committed: every symbol is stored, only the close is lost."""
+    due = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(hours=1)
+    with app.app_context():
+        dead = FetchRun(started_at=utc_now(), trigger="schedule", status="running")
+        db.session.add(dead)
+        db.session.flush()
+        db.session.add(FetchRunSymbol(run_id=dead.id, symbol="IBM", status="ok",
+                                      rows_fetched=10, rows_new=10, rows_updated=0))
+        db.session.commit()
+        ended = []
+        outcome = recorded_run(
+            db.session(), db.engine, [Job("IBM", _must_not_fetch, True)],
+            RunSettings(window_days=14), trigger="schedule", report=_ignore, note=_ignore,
+            on_change=_ignore, on_record=_ignore, on_end=lambda: ended.append(True),
+            scheduled_for=due, catch_up=True)
+    assert outcome is None and ended == [True]
+    runs, _ = history(app)
+    assert [(run.status, run.message) for run in runs.values()] == [
+        ("interrupted", INTERRUPTED_MESSAGE)]
+
+
+def _must_not_fetch() -> DailySeries:
+    raise AssertionError("a symbol stored since the scheduled time was fetched again")
 
 
 def test_a_scheduled_run_that_waited_past_the_lock_timeout_leaves_the_time_to_the_run_doing_it(

@@ -55,16 +55,19 @@ class FakeClock:
 
 
 class FakeJob:
-    """Records when it ran (as the history would) and for which time, and fails when told to."""
+    """Records when it ran (as the history would), for which time and whether as the catch-up,
+    and fails when told to."""
 
     def __init__(self, clock: FakeClock, failures: int = 0) -> None:
         self.clock = clock
         self.failures = failures
         self.runs: list[datetime.datetime] = []
         self.scheduled_for: list[datetime.datetime] = []
+        self.catch_ups: list[bool] = []
 
-    def __call__(self, due: datetime.datetime) -> None:
+    def __call__(self, due: datetime.datetime, catch_up: bool) -> None:
         self.scheduled_for.append(due)
+        self.catch_ups.append(catch_up)
         self.runs.append(self.clock())
         if len(self.runs) <= self.failures:
             raise RuntimeError("AlphaVantage is down")
@@ -74,13 +77,18 @@ class FakeJob:
         return self.runs[-1].replace(tzinfo=None) if self.runs else None
 
 
+def never_cut_short(_due: datetime.datetime) -> bool:
+    return False
+
+
 def serve(start, *, runs: int, history_start=None, failures=0,
-          expression=WEEKDAYS_AFTER_CLOSE, clock=None, job=None) -> FakeJob:
+          expression=WEEKDAYS_AFTER_CLOSE, clock=None, job=None,
+          cut_short=never_cut_short) -> FakeJob:
     """Run the scheduler from ``start`` until the job ran ``runs`` times."""
     clock = clock or FakeClock(start)
     job = job or FakeJob(clock, failures)
     Scheduler(Schedule.parse(expression, NEW_YORK), job,
-              lambda: job.last_start() or history_start,
+              lambda: job.last_start() or history_start, cut_short,
               should_stop=lambda: len(job.runs) >= runs, clock=clock, elapsed=clock.monotonic,
               sleep=clock.sleep).serve()
     return job
@@ -149,8 +157,8 @@ def test_an_unreadable_history_is_caught_up_anyway(caplog):
         raise OSError("the database is unreachable")
 
     Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), job, unreadable_history,
-              should_stop=lambda: len(job.runs) >= 1, clock=clock, elapsed=clock.monotonic,
-              sleep=clock.sleep).serve()
+              never_cut_short, should_stop=lambda: len(job.runs) >= 1, clock=clock,
+              elapsed=clock.monotonic, sleep=clock.sleep).serve()
     assert job.runs == [new_york(2026, 3, 3, 9, 0)]
     assert caplog.messages == [
         "scheduler started: '30 18 * * 1-5' in America/New_York",
@@ -170,6 +178,44 @@ def test_a_missed_run_is_caught_up_once_at_start():
     # so a second scheduler's run for the same time is told it was done.
     assert job.scheduled_for == [new_york(2026, 3, 2, 18, 30), new_york(2026, 3, 3, 18, 30),
                                  new_york(2026, 3, 4, 18, 30)]
+    assert job.catch_ups == [True, False, False]
+
+
+def test_a_run_cut_short_since_the_last_scheduled_time_is_caught_up_once_at_start(caplog):
+    """Monday's 18:30 run started but was stopped or killed: Tuesday 09:00 it is finished."""
+    caplog.set_level(logging.INFO, logger="financial.schedule")
+    asked = []
+
+    def cut_short(due: datetime.datetime) -> bool:
+        asked.append(due)
+        return True
+
+    monday_run = datetime.datetime(2026, 3, 2, 23, 30, 4)
+    job = serve(new_york(2026, 3, 3, 9, 0), runs=2, history_start=monday_run,
+                cut_short=cut_short)
+    assert asked == [new_york(2026, 3, 2, 18, 30)]
+    assert job.runs == [new_york(2026, 3, 3, 9, 0), new_york(2026, 3, 3, 18, 30)]
+    assert job.scheduled_for == [new_york(2026, 3, 2, 18, 30), new_york(2026, 3, 3, 18, 30)]
+    assert job.catch_ups == [True, False]
+    assert ("catch-up run: the run of 2026-03-02T18:30:00-05:00 was cut short; fetching what "
+            "it did not") in caplog.messages
+
+
+def test_a_run_that_ended_since_the_last_scheduled_time_leaves_nothing_to_catch_up():
+    monday_run = datetime.datetime(2026, 3, 2, 23, 30, 4)
+    job = serve(new_york(2026, 3, 3, 9, 0), runs=1, history_start=monday_run)
+    assert (job.runs, job.catch_ups) == ([new_york(2026, 3, 3, 18, 30)], [False])
+
+
+def test_a_cut_short_run_that_cannot_be_read_is_caught_up_anyway(caplog):
+    def unreadable(_due: datetime.datetime) -> bool:
+        raise OSError("the database is unreachable")
+
+    monday_run = datetime.datetime(2026, 3, 2, 23, 30, 4)
+    job = serve(new_york(2026, 3, 3, 9, 0), runs=1, history_start=monday_run,
+                cut_short=unreadable)
+    assert (job.runs, job.catch_ups) == ([new_york(2026, 3, 3, 9, 0)], [True])
+    assert "could not read the run history (OSError); catching up anyway" in caplog.messages
 
 
 def test_an_empty_history_is_caught_up():
@@ -190,8 +236,9 @@ def test_a_stop_request_ends_the_wait_without_running(caplog):
     caplog.set_level(logging.INFO, logger="financial.schedule")
     clock = FakeClock(new_york(2026, 3, 6, 12, 0))
     ran = []
-    Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), lambda _due: ran.append(clock()),
-              lambda: datetime.datetime(2026, 3, 5, 23, 31),
+    Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK),
+              lambda _due, _catch_up: ran.append(clock()),
+              lambda: datetime.datetime(2026, 3, 5, 23, 31), never_cut_short,
               should_stop=lambda: clock.naps >= 10, clock=clock, elapsed=clock.monotonic,
               sleep=clock.sleep).serve()
     assert ran == [] and clock.now == new_york(2026, 3, 6, 12, 0, 10)
@@ -210,8 +257,8 @@ class SettingBackJob(FakeJob):
         self.by = by
         self.lasts = lasts
 
-    def __call__(self, due: datetime.datetime) -> None:
-        super().__call__(due)
+    def __call__(self, due: datetime.datetime, catch_up: bool) -> None:
+        super().__call__(due, catch_up)
         if len(self.runs) == 1:
             self.clock.pass_time(self.lasts)
             self.clock.now -= self.by
