@@ -35,7 +35,8 @@ run_model = ns.model("FetchRun", require_every_key({
                                                 "before started_at, even if the clock was set "
                                                 "back"),
     "trigger": fields.String(enum=["manual", "schedule"],
-                             description="manual (by hand, cron) or schedule (--schedule)"),
+                             description="manual (by hand, cron) or schedule (--schedule, "
+                                         "its catch-up on start included)"),
     "status": fields.String(
         enum=["running", "ok", "partial", "failed", "interrupted"],
         description="running; ok (every symbol stored); partial (some failed); failed (none "
