@@ -27,6 +27,7 @@ _MYSQL_DISK_FULL_ERRORS = (1021, 1114)  # disk full, table full
 _MYSQL_OS_ERRORS = (3, 1026, 1030)
 _ENOSPC = re.compile(r"\b(?:error|errno|errcode):? 28\b", re.IGNORECASE)
 DISK_FULL = "the database's disk is full"
+_DISK_FULL_HINT = (DISK_FULL, "free space on it, or raise its quota")
 # A schema the code does not match: MySQL's "no such table" and "unknown column",
 # and SQLite's words for them.
 _MYSQL_SCHEMA_ERRORS = (1146, 1054)
@@ -38,6 +39,14 @@ _POOL_EXHAUSTED = "no pooled connection became free in time; every connection is
 _SQLITE_CANNOT_OPEN = ("the SQLite file cannot be opened",
                        "check that DATABASE_URL names a file in a folder this user may write, "
                        "and the open files limit (ulimit -n)")
+# SQLite's SQLITE_IOERR_SHMSIZE: a WAL database is read through its -shm file,
+# which the first connection to the database grows: on a full disk a process
+# that opens the database (an API restarted, the fetch job) cannot even read.
+_SQLITE_SHM_CANNOT_GROW = ("SQLite cannot grow the -shm file beside the database file",
+                           "its disk is probably full: free space on it")
+_SQLITE_HINTS: dict[int | None, tuple[str, str]] = {
+    sqlite3.SQLITE_CANTOPEN: _SQLITE_CANNOT_OPEN,
+    sqlite3.SQLITE_IOERR_SHMSIZE: _SQLITE_SHM_CANNOT_GROW}
 # A deadlock, a lock wait timed out, SQLite's "database is locked": once retries ran out.
 _LOCK_CONFLICT = "another transaction held the rows too long (a lock wait or a deadlock)"
 # The API's workers may open more connections than the server or the user allows
@@ -93,12 +102,23 @@ def describe_database_error(exc: Exception) -> str:
     args: tuple = orig.args
     hint: tuple[str, str] | None
     if len(args) > 1 and isinstance(args[0], int):
-        name, text, hint = f"{name} {args[0]}", args[1], _DRIVER_CAUSES.get(args[0])
+        name, text = f"{name} {args[0]}", args[1]
     else:  # SQLite's: its message alone
         text = str(orig)
-        hint = (_MISSING_SCHEMA if is_schema_error(exc)
-                else _SQLITE_CANNOT_OPEN if _is_sqlite_cannot_open(exc) else None)
+    hint = _hint(exc)
     return f"{name}: {text}" + (f"; hint: {': '.join(hint)}" if hint else "")
+
+
+def _hint(exc: Exception) -> tuple[str, str] | None:
+    """Return the cause of a database failure and what to check, None if it is not known."""
+    if is_disk_full(exc):
+        return _DISK_FULL_HINT
+    code = _driver_code(exc)
+    if isinstance(code, int):
+        return _DRIVER_CAUSES.get(code)
+    if is_schema_error(exc):
+        return _MISSING_SCHEMA
+    return _SQLITE_HINTS.get(_sqlite_code(exc))
 
 
 def name_database_error(exc: Exception) -> str:
@@ -127,8 +147,9 @@ def _cause(exc: Exception) -> str | None:
         return _MISSING_SCHEMA[0]
     if isinstance(exc, OperationalError) and is_lock_conflict(exc):
         return _LOCK_CONFLICT
-    if _is_sqlite_cannot_open(exc):
-        return _SQLITE_CANNOT_OPEN[0]
+    sqlite_hint = _SQLITE_HINTS.get(_sqlite_code(exc))
+    if sqlite_hint is not None:
+        return sqlite_hint[0]
     code = _driver_code(exc)
     return _DRIVER_CAUSES[code][0] if isinstance(code, int) and code in _DRIVER_CAUSES else None
 
@@ -139,9 +160,9 @@ def _driver_code(exc: Exception) -> object:
     return orig.args[0] if orig is not None and orig.args else None
 
 
-def _is_sqlite_cannot_open(exc: Exception) -> bool:
-    orig = getattr(exc, "orig", None)
-    return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN
+def _sqlite_code(exc: Exception) -> int | None:
+    """Return SQLite's (extended) result code behind ``exc``, None if it has none."""
+    return getattr(getattr(exc, "orig", None), "sqlite_errorcode", None)
 
 
 def is_schema_error(exc: Exception) -> bool:
@@ -179,7 +200,7 @@ def is_disk_full(exc: Exception) -> bool:
     orig = getattr(exc, "orig", None)
     if orig is None:
         return False
-    if getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+    if _sqlite_code(exc) == sqlite3.SQLITE_FULL:
         return True
     code = _driver_code(exc)
     if code in _MYSQL_DISK_FULL_ERRORS:

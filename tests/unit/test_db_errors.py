@@ -1,6 +1,9 @@
 """lib/db_errors.py: a full disk told apart from other errors the server reports, hints, names."""
+import json
 import sqlite3
 import struct
+import subprocess
+import sys
 
 import pymysql
 import pytest
@@ -8,6 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from conf.settings import PROJECT_ROOT
 from lib.db_errors import (
     describe_database_error, is_disk_full, is_schema_error, name_database_error,
 )
@@ -156,3 +160,60 @@ def test_a_full_pool_is_described_as_such_and_is_no_schema_error(tmp_path):
 def test_a_driver_error_without_arguments_is_named_by_its_class():
     bare = OperationalError("SELECT 1", {}, sqlite3.OperationalError())
     assert name_database_error(bare) == "OperationalError"
+
+
+_DISK_FULL_HINT = "hint: the database's disk is full: free space on it, or raise its quota"
+
+
+def test_a_full_sqlite_disk_is_described_with_what_to_do(tmp_path):
+    """SQLite's page limit makes it report SQLITE_FULL as a full disk does."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'financial.db'}")
+    with engine.connect() as connection:
+        connection.execute(text("CREATE TABLE prices (note TEXT)"))
+        pages = connection.execute(text("PRAGMA page_count")).scalar_one()
+        connection.execute(text(f"PRAGMA max_page_count = {pages}"))
+        with pytest.raises(OperationalError) as failure:
+            connection.execute(text("INSERT INTO prices VALUES (hex(zeroblob(100000)))"))
+    engine.dispose()
+    assert describe_database_error(failure.value) == (
+        f"OperationalError: database or disk is full; {_DISK_FULL_HINT}")
+
+
+def test_a_full_mysql_disk_is_described_with_what_to_do():
+    message = f"Got error {NO_SPACE} from storage engine InnoDB"
+    assert describe_database_error(server_error(1030, message)) == (
+        f"OperationalError 1030: {message}; {_DISK_FULL_HINT}")
+
+
+# Opens the database with a file size limit below its -shm file's 32 KiB, so
+# SQLite cannot grow that file, as on a full disk (no root, no mount needed).
+_READ_UNDER_A_FILE_SIZE_LIMIT = """
+import json, resource, signal, sys
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+from lib.db_errors import describe_database_error, name_database_error
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (16384, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    with create_engine(sys.argv[1]).connect() as connection:
+        connection.execute(text("SELECT count(*) FROM prices"))
+except OperationalError as exc:
+    print(json.dumps([describe_database_error(exc), name_database_error(exc)]))
+"""
+
+
+def test_a_sqlite_file_whose_shm_file_cannot_grow_names_a_full_disk(tmp_path):
+    """A process that opens a WAL database on a full disk cannot read it: not "disk I/O error"."""
+    url = f"sqlite:///{tmp_path / 'financial.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("PRAGMA journal_mode = WAL"))
+        connection.execute(text("CREATE TABLE prices (note TEXT)"))
+    engine.dispose()  # the last connection closed removes the -shm file
+    result = subprocess.run([sys.executable, "-c", _READ_UNDER_A_FILE_SIZE_LIMIT, url],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == [
+        "OperationalError: disk I/O error; hint: SQLite cannot grow the -shm file beside the "
+        "database file: its disk is probably full: free space on it",
+        "OperationalError: SQLite cannot grow the -shm file beside the database file"]
