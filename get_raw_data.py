@@ -28,7 +28,7 @@ from app import (MIGRATIONS_DIR, SCHEMA_REVISION, MigrationHistoryError, create_
 from app.api.caching import clear_cached_answers, clear_run_history_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, read_config
-from financial.fetch_run import Job, RunLoop, RunSettings, recorded_run
+from financial.fetch_run import Job, RunEndNotRecorded, RunLoop, RunSettings, recorded_run
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, SCHEDULE, cut_short_run_since, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
@@ -214,9 +214,8 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         logger.error("the run could not start: %s", exc)
         _to_stderr(f"get_raw_data: {exc}; nothing fetched")
         return EXIT_FAILED
-    except SQLAlchemyError as exc:
-        logger.error("the run could not be recorded", exc_info=exc)
-        _database_unavailable(exc, "the run could not be recorded")
+    except (SQLAlchemyError, RunEndNotRecorded) as exc:
+        _history_failed(exc)
         return EXIT_FAILED
     if outcome is None:  # skipped: another scheduler's run, or the runs since, did it
         return EXIT_OK
@@ -277,6 +276,18 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)
     return True
+
+
+def _history_failed(exc: SQLAlchemyError | RunEndNotRecorded) -> None:
+    """Say that the run, or only its end, could not be recorded (a full disk, a lost database)."""
+    if isinstance(exc, RunEndNotRecorded):
+        logger.error("%s; its end could not be recorded", exc.line(), exc_info=exc.cause)
+        _to_stderr(f"get_raw_data: {exc.line()}; its end could not be recorded "
+                   f"({describe_database_error(exc.cause)}), so it reads 'running' until the "
+                   "next run marks it interrupted")
+        return
+    logger.error("the run could not be recorded", exc_info=exc)
+    _database_unavailable(exc, "the run could not be recorded")
 
 
 def _database_unavailable(exc: Exception, consequence: str) -> None:

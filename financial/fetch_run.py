@@ -38,6 +38,24 @@ STOPPED_REASON = "the job was stopped"
 DATABASE_LOST_REASON = "the database stopped answering"
 
 
+class RunEndNotRecorded(Exception):
+    """A run was recorded and did its work, but its end could not be written (a full disk).
+
+    It reads ``running`` in the history until the next run marks it
+    interrupted; ``outcome`` says what it did (its rows stand as recorded).
+    """
+
+    def __init__(self, run_id: int, outcome: "RunOutcome", cause: SQLAlchemyError) -> None:
+        super().__init__(f"the end of run {run_id} could not be recorded")
+        self.run_id = run_id
+        self.outcome = outcome
+        self.cause = cause
+
+    def line(self) -> str:
+        """Return the line the job prints about the run, with its status as it would be."""
+        return f"run {self.run_id} {self.outcome.run_status()}: {self.outcome.summary()}"
+
+
 @dataclass(frozen=True)
 class Job:
     """One unit of work: a label for messages and how to get its series.
@@ -319,8 +337,8 @@ def recorded_run(
 
     Raises LockWaitStopped when ``should_stop()`` turns true while waiting
     (nothing is recorded), LockFileError when SQLite's lock file cannot be
-    opened (nothing is recorded), SQLAlchemyError when the history cannot be
-    written.
+    opened (nothing is recorded), RunEndNotRecorded when the run's end cannot
+    be written, SQLAlchemyError when the run cannot be recorded at all.
     """
     waiting_since = clock()
     try:
@@ -408,7 +426,11 @@ def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, 
                           should_stop=should_stop, on_change=on_change,
                           on_record=on_record).run(jobs)
         outcome.caught_up = caught_up
-        run = recorder.finish(outcome.run_status(), outcome.summary())
+        try:
+            run = recorder.finish(outcome.run_status(), outcome.summary())
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise RunEndNotRecorded(recorder.run_id, outcome, exc) from exc
     finally:
         on_end()
     outcome.run_id, outcome.status, outcome.message = run.id, run.status, run.message

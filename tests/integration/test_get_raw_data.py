@@ -792,12 +792,13 @@ def test_flask_db_upgrade_names_a_database_it_cannot_use_in_one_line(tmp_path):
 
 
 @contextlib.contextmanager
-def _full_disk(database: str, *, history_too: bool = False,
+def _full_disk(database: str, *, history_too: bool = False, run_end_too: bool = False,
                mysql_errno: int = 1114) -> Iterator[None]:
     """Make the database refuse to grow, as on a full disk: SQLITE_FULL, or MySQL's error 1114.
 
     The run's own row still fits (SQLite has room left in its page). With
-    ``history_too`` a symbol's row in the run history does not fit either.
+    ``history_too`` a symbol's row in the run history does not fit either,
+    with ``run_end_too`` nor does the run's end (its status and message).
     ``mysql_errno`` 3 is the error of a full disk under MySQL's temporary files.
     """
     engine = create_engine(database)
@@ -805,10 +806,13 @@ def _full_disk(database: str, *, history_too: bool = False,
     refused = [] if sqlite else ["financial_data"]  # SQLite: by its page limit alone
     if history_too:
         refused.append("fetch_run_symbols")
+    if run_end_too:
+        refused.append("fetch_runs")
     with engine.begin() as connection:
         for table in refused:
-            connection.execute(text(_NO_ROOM_SQLITE if sqlite else _NO_ROOM_MYSQL.format(
-                table=table, errno=mysql_errno, message=_NO_ROOM_MESSAGES[mysql_errno])))
+            statement = (_NO_ROOM_SQLITE[table] if sqlite else _NO_ROOM_MYSQL[table].format(
+                table=table, errno=mysql_errno, message=_NO_ROOM_MESSAGES[mysql_errno]))
+            connection.execute(text(statement))
     if sqlite:
         def no_growth(dbapi_connection, _record):
             pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
@@ -826,16 +830,31 @@ def _full_disk(database: str, *, history_too: bool = False,
         engine.dispose()
 
 
-_NO_ROOM_MYSQL = ("CREATE TRIGGER no_room_{table} BEFORE INSERT ON {table} FOR EACH ROW "
-                  "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = '{message}'")
+_REFUSE_MYSQL = "SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = {errno}, MESSAGE_TEXT = '{message}'"
+_NO_ROOM_MYSQL = {
+    "financial_data": ("CREATE TRIGGER no_room_{table} BEFORE INSERT ON {table} FOR EACH ROW "
+                       + _REFUSE_MYSQL),
+    "fetch_runs": ("CREATE TRIGGER no_room_{table} BEFORE UPDATE ON {table} FOR EACH ROW "
+                   "BEGIN IF NEW.finished_at IS NOT NULL THEN " + _REFUSE_MYSQL
+                   + "; END IF; END"),
+}
+_NO_ROOM_MYSQL["fetch_run_symbols"] = _NO_ROOM_MYSQL["financial_data"]
 _NO_ROOM_MESSAGES = {
     1114: "The table ''{table}'' is full",
     3: "Error writing file ''/tmp/MYfd=42'' (Errcode: 28 \"No space left on device\")",
 }
-# A symbol's history row that grows past the room SQLite's page limit leaves: SQLITE_FULL.
-_NO_ROOM_SQLITE = ("CREATE TRIGGER no_room_fetch_run_symbols AFTER INSERT ON fetch_run_symbols "
-                   "BEGIN UPDATE fetch_run_symbols SET error = hex(zeroblob(500000)) "
-                   "WHERE run_id = NEW.run_id AND symbol = NEW.symbol; END")
+# A symbol's history row, or the run's end, that grows past the room SQLite's
+# page limit leaves: SQLITE_FULL.
+_NO_ROOM_SQLITE = {
+    "fetch_run_symbols": (
+        "CREATE TRIGGER no_room_fetch_run_symbols AFTER INSERT ON fetch_run_symbols "
+        "BEGIN UPDATE fetch_run_symbols SET error = hex(zeroblob(500000)) "
+        "WHERE run_id = NEW.run_id AND symbol = NEW.symbol; END"),
+    "fetch_runs": (
+        "CREATE TRIGGER no_room_fetch_runs AFTER UPDATE OF finished_at ON fetch_runs "
+        "WHEN NEW.finished_at IS NOT NULL "
+        "BEGIN UPDATE fetch_runs SET message = hex(zeroblob(500000)) WHERE id = NEW.id; END"),
+}
 
 
 def test_a_full_disk_is_named_as_such_and_leaves_no_row(
@@ -904,6 +923,40 @@ def test_a_full_disk_that_refuses_the_failure_too_ends_the_run_naming_it(
     assert f"run {run.id} failed: {run.message}" in err
     assert outcomes[run.id] == {}, "no symbol's row half-written"
     assert stored(application) == {}
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("empty_database_url", [
+    "sqlite", pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+def test_a_run_whose_end_a_full_disk_refuses_names_the_run_it_leaves_running(
+        capsys, monkeypatch, empty_database_url, tmp_path):
+    """Not "the run could not be recorded": it was, with what it stored, and stays running."""
+    database = empty_database_url
+    migrate_database(database, tmp_path / "log")
+    days = [datetime.date(2000, 1, 3) + datetime.timedelta(days=n) for n in range(700)]
+    saved = tmp_path / "ibm.json"
+    saved.write_text(json.dumps(synthetic_payload("IBM", days)), encoding="utf-8")
+    job_env = {"APP_ENV": "testing", "DATABASE_URL": database, "CACHE_TYPE": "SimpleCache",
+               "LOG_DIR": str(tmp_path / "joblog")}
+    for name, value in isolated_environment(**job_env).items():
+        monkeypatch.setenv(name, value)
+    with _full_disk(database, history_too=True, run_end_too=True):
+        status, out, err = run_job(capsys, job_env, "--from-file", str(saved), "--full")
+    application = build_app(database, tmp_path / "log")
+    runs, outcomes = history(application)
+    (run,) = runs.values()
+    assert (status, out, run.status, run.finished_at, outcomes[run.id]) == (
+        1, "", "running", None, {})
+    assert stored(application) == {}
+    last_line = err.splitlines()[-1]
+    assert last_line.startswith(f"get_raw_data: run {run.id} failed: 0 of 1 files stored, 0 new "
+                                "rows, 0 updated; ended early: the database's disk is full; its "
+                                "end could not be recorded (")
+    assert last_line.endswith("; hint: the database's disk is full: free space on it, or raise "
+                              "its quota), so it reads 'running' until the next run marks it "
+                              "interrupted")
+    assert "the run could not be recorded" not in err and "Traceback" not in err
     with application.app_context():
         db.engine.dispose()
 
