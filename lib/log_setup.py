@@ -4,11 +4,14 @@ Every line is written through ``SafeFormatter``, so text a client controls
 (a request path, a parameter, an exception message quoting either) can
 neither forge a log line nor send escape sequences to an operator's terminal.
 """
+import io
 import logging
+import os
 import re
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from concurrent_log_handler import ConcurrentRotatingFileHandler
 
@@ -168,11 +171,27 @@ class _LogFile(ConcurrentRotatingFileHandler):
                                      "be written to it meanwhile", self.baseFilename, failed,
                                      "" if failed == 1 else "s")
 
+    def do_write(self, msg: str) -> None:
+        # Called with the file locked. A record the disk cut short ends
+        # without a line break: the next record starts a line of its own.
+        if self._failed_records and not self._ends_a_line():
+            msg = "\n" + msg
+        super().do_write(msg)
+
+    def _ends_a_line(self) -> bool:
+        try:
+            with open(self.baseFilename, "rb") as file:
+                file.seek(-1, os.SEEK_END)  # OSError in an empty file
+                return file.read(1) == b"\n"
+        except OSError:
+            return True
+
     def handleError(self, record: logging.LogRecord) -> None:
         error = sys.exc_info()[1]
         if not isinstance(error, OSError):  # a record that cannot be formatted: a bug, not the disk
             super().handleError(record)
             return
+        self._drop_stream()
         self._failed_now = True
         self._failed_records += 1
         if self._failed_records > 1:
@@ -184,6 +203,17 @@ class _LogFile(ConcurrentRotatingFileHandler):
                                    self.baseFilename, error.strerror or error.__class__.__name__)
         finally:
             self._telling_failure = False
+
+    def _drop_stream(self) -> None:
+        """Close the file, dropping what its buffer still holds of the records that failed.
+
+        Kept, it would reach the file with the next write that finds room,
+        long after, out of order, though counted as missed. Closing the raw
+        file first makes the buffer's own close (and its finalizer) skip the flush.
+        """
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            cast(io.BufferedWriter, stream.buffer).raw.close()
 
 
 # Not a child of any program's logger: its lines go to the root's handlers only.

@@ -278,3 +278,39 @@ def test_a_line_says_its_local_time_with_the_offset_from_utc(tmp_path, monkeypat
         zoneinfo.ZoneInfo(zone))
     assert Path(log_file).read_text().startswith(
         f"{local:%Y-%m-%d %H:%M:%S},000{offset} INFO t: hello\n")
+
+
+# A file size limit fails a write past it (EFBIG) as a full disk does (ENOSPC),
+# and, unlike a full disk, needs no root and can be lifted again at once.
+FILLING = """
+import logging, os, resource, signal, sys
+from lib.log_setup import configure_logging
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the write past the limit kills the process
+log_file = configure_logging("filled", sys.argv[1], console_level="ERROR")
+log = logging.getLogger("t")
+log.info("before")
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(log_file) + 20, hard))
+for number in range(3):
+    log.info("while full %d", number)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+log.info("after")
+"""
+
+
+def test_records_a_full_disk_refused_never_reach_the_file_later(tmp_path):
+    """The file's buffer kept them: written once there was room, late, and counted missed."""
+    done = subprocess.run([sys.executable, "-c", FILLING, str(tmp_path)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    log_file = tmp_path / "filled.log"
+    assert (done.returncode, "Traceback" in done.stderr) == (0, False)
+    assert "cannot write the log file" in done.stderr
+    lines = log_file.read_text().splitlines()
+    assert not [line for line in lines if "while full" in line]
+    record = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} [A-Z]+ [\w.]+: (.*)")
+    messages = [match[1] for match in map(record.fullmatch, lines) if match]
+    assert messages == [
+        "before", "after", f"the log file {log_file} is written again; 3 records could not be "
+                           "written to it meanwhile"]
+    assert len(lines) == 4, "only the record cut by the full disk is not a line of its own"
+    assert lines[2].endswith(": after")
