@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import build_app
+from tests.helpers import build_app, dispose_engines
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -70,3 +70,24 @@ def test_errors_carry_the_request_id_and_log_one_line(sqlite_database_url, tmp_p
         assert len(new_lines) == 1, new_lines
         assert new_lines[0].endswith(f"request_id={request_id}")
         assert f"INFO app.requests: {method} {path} {status} " in new_lines[0]
+
+
+def test_requests_are_answered_when_the_log_file_cannot_be_written(
+        sample_database_url, tmp_path, capsys):
+    """A full disk under LOG_DIR: each answer as usual, one line saying so, no traceback."""
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    (log_dir / "api.log").symlink_to("/dev/full")  # fails every write with ENOSPC
+    application = build_app(sample_database_url, log_dir)
+    client = application.test_client()
+    try:
+        answers = [client.get(url) for url in (
+            "/api/financial_data?symbol=IBM&limit=1", "/api/health", "/api/nothing",
+            "/api/statistics?symbol=IBM&start_date=2023-03-20&end_date=2023-03-24")]
+    finally:
+        dispose_engines(application)
+    assert [answer.status_code for answer in answers] == [200, 200, 404, 200]
+    assert answers[0].get_json()["data"][0]["date"] == "2022-10-31"
+    err = capsys.readouterr().err
+    assert err.count("cannot write the log file") == 1 and "Traceback" not in err
+    assert err.count("INFO app.requests: GET ") == len(answers), "stderr keeps every line"
