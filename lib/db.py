@@ -159,6 +159,8 @@ def limit_statement_time(engine: Engine, seconds: float) -> None:
     the server that work and a connection, and a client repeating it would pile
     them up. MariaDB's ``max_statement_time`` (every statement) and MySQL's
     ``max_execution_time`` (SELECTs) end it on the server at the same time.
+    A limit under their unit (MariaDB's microsecond, MySQL's millisecond) is
+    set to one unit: written as 0 it would mean no limit at all.
     PyMySQL only: the one driver given a read timeout (``engine_options``).
     """
     if engine.dialect.name != "mysql" or engine.dialect.driver != "pymysql":
@@ -168,7 +170,7 @@ def limit_statement_time(engine: Engine, seconds: float) -> None:
     def _limit_statement_time(dbapi_connection, _connection_record):
         cursor = dbapi_connection.cursor()
         if "mariadb" in dbapi_connection.get_server_info().lower():
-            cursor.execute(f"SET SESSION max_statement_time = {seconds:f}")
+            cursor.execute(f"SET SESSION max_statement_time = {max(seconds, 1e-6):f}")
         else:
             cursor.execute(f"SET SESSION max_execution_time = {max(1, math.ceil(seconds * 1000))}")
         cursor.close()

@@ -28,7 +28,7 @@ from conf.settings import PROJECT_ROOT
 from financial.fetch_run import DATABASE_LOST_REASON, Job, RunLoop, RunSettings
 from financial.runs import RunRecorder, utc_now
 from lib.avantage_api import DailySeries, read_saved_response
-from lib.db import engine_options
+from lib.db import engine_options, limit_statement_time
 from lib.locks import MIGRATION_LOCK, lock_name
 from scripts.prestart import EXIT_CONFIG, EXIT_UNREACHABLE
 from tests.deployment import healthcheck_command
@@ -673,3 +673,23 @@ def test_an_export_that_gave_up_on_a_frozen_database_still_answers_503_in_time(
     log = (tmp_path / "log" / "api.log").read_text()
     assert ("WARNING lib.db: a statement the client stopped waiting for could not be ended on "
             "the server (OperationalError); it runs on to its end") in log
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("seconds", [1e-7, 4.9e-7])
+def test_a_statement_limit_under_a_microsecond_still_limits(mysql_database_url, seconds):
+    """MariaDB takes max_statement_time in microseconds, and 0 for no limit at all.
+
+    A limit that rounds to 0 there is set to a microsecond, as MySQL's
+    max_execution_time is to a millisecond.
+    """
+    engine = create_engine(mysql_database_url)
+    limit_statement_time(engine, seconds)
+    try:
+        with engine.connect() as connection:
+            if "mariadb" in connection.connection.dbapi_connection.get_server_info().lower():
+                assert connection.scalar(text("SELECT @@max_statement_time")) == 0.000001
+            else:
+                assert connection.scalar(text("SELECT @@max_execution_time")) == 1
+    finally:
+        engine.dispose()
