@@ -114,9 +114,19 @@ def read_api_key() -> str | None:
     return env_str("ALPHAVANTAGE_API_KEY") or read_secret_file("ALPHAVANTAGE_API_KEY_FILE")
 
 
+def project_path(path: str) -> Path:
+    """Return ``path``, a relative one taken from the project root, not the working directory.
+
+    The API and the fetch job, started from anywhere, must find the same
+    files: the log folder, an SQLite file, a secret file.
+    """
+    return PROJECT_ROOT / path
+
+
 def read_secret_file(name: str) -> str | None:
     """Return the stripped content of the file the variable ``name`` points to.
 
+    A relative path is taken from the project root (``project_path``).
     A UTF-8 byte order mark (Windows editors write one) is dropped, as it
     would otherwise become part of the secret.
     """
@@ -124,7 +134,7 @@ def read_secret_file(name: str) -> str | None:
     if not path:
         return None
     try:
-        return Path(path).read_text(encoding="utf-8-sig").strip() or None
+        return project_path(path).read_text(encoding="utf-8-sig").strip() or None
     except OSError as exc:
         raise ConfigError(f"{name} cannot be read ({exc.strerror})") from None
     except UnicodeDecodeError:
@@ -149,8 +159,7 @@ def anchored_sqlite_path(url: str) -> str:
     """Return ``url`` with a relative SQLite file path taken from the project root.
 
     SQLAlchemy reads such a path from the working directory, Flask-SQLAlchemy
-    from the app's instance folder: the API and the fetch job, started from
-    anywhere, must open the same file. Other URLs (an absolute path, an
+    from the app's instance folder (``project_path``). Other URLs (an absolute path, an
     in-memory or ``file:`` database, another backend, a malformed URL, which
     the start-up check names) are returned as they are.
     """
@@ -162,7 +171,7 @@ def anchored_sqlite_path(url: str) -> str:
             or database == ":memory:" or database.startswith(("/", "file:"))):
         return url
     query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}:///{PROJECT_ROOT / database}{query}"
+    return f"{parts.scheme}:///{project_path(database)}{query}"
 
 
 def with_password(url: str, password: str) -> str:
@@ -269,9 +278,8 @@ class BaseConfig:
         self.EXPORT_CONCURRENCY = read(env_int, "EXPORT_CONCURRENCY", 2)
         if self.EXPORT_CONCURRENCY < 1:
             problems.note(f"EXPORT_CONCURRENCY must be 1 or more, got {self.EXPORT_CONCURRENCY}")
-        # A relative folder is taken from the project root, as a relative SQLite
-        # path is: the API and the fetch job, started from anywhere, share it.
-        self.LOG_DIR = str(PROJECT_ROOT / env_str("LOG_DIR", "data/log"))
+        # A relative folder is taken from the project root (project_path).
+        self.LOG_DIR = str(project_path(env_str("LOG_DIR", "data/log")))
         self.LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
         # When `get_raw_data.py --schedule` runs the job: 5-field cron in a time zone.
         self.FETCH_SCHEDULE = env_str("FETCH_SCHEDULE", "30 18 * * 1-5")

@@ -1,5 +1,8 @@
 """Config selection and environment parsing (conf/settings.py)."""
+import os
+
 import pytest
+from sqlalchemy.engine import make_url
 
 from conf import settings
 from conf.settings import (
@@ -226,6 +229,21 @@ def test_a_relative_log_dir_is_taken_from_the_project_root(monkeypatch, tmp_path
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LOG_DIR", value)
     assert get_config("development").LOG_DIR == expected
+
+
+@pytest.mark.parametrize("name, read", [
+    ("ALPHAVANTAGE_API_KEY_FILE", lambda config: config.ALPHAVANTAGE_API_KEY),
+    ("DATABASE_PASSWORD_FILE", lambda config: make_url(config.SQLALCHEMY_DATABASE_URI).password),
+])
+def test_a_relative_secret_file_is_taken_from_the_project_root(monkeypatch, tmp_path, name, read):
+    """As LOG_DIR and the SQLite file are: the API and the fetch job, started from anywhere."""
+    secret = tmp_path / "secrets" / "secret"
+    secret.parent.mkdir()
+    secret.write_text("FROMFILE\n")
+    monkeypatch.chdir(secret.parent)  # the path read from here would name no file
+    monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api@db:3306/financial")
+    monkeypatch.setenv(name, os.path.relpath(secret, PROJECT_ROOT))
+    assert read(get_config("development")) == "FROMFILE"
 
 
 @pytest.mark.parametrize("url", [
