@@ -127,15 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     """Run the fetch job (once, or on a schedule); return the exit status."""
     args = parse_args(argv)
     load_dotenv(PROJECT_ROOT / ".env")
+    config = read_config()
     try:
-        config = read_config()
-        # Built first: it names every setting that cannot work, the config's own too.
+        plan: Plan | None = _plan(args, config)
+    except UsageError as exc:  # named with the settings' problems, as the app is built
+        plan = None
+        config.problems.found.extend(exc.problems)
+    try:
+        # Names every setting that cannot work and every problem noted so far,
+        # before it creates anything (LOG_DIR, the SQLite folder).
         app = _app(config, dry_run=args.dry_run)
-        plan = _plan(args, config)
-    except ConfigError as exc:  # a UsageError too
+    except ConfigError as exc:
         for problem in exc.problems:
             _to_stderr(f"get_raw_data: {problem}")
         return EXIT_USAGE
+    assert plan is not None, "a plan with problems stops the app's build"
 
     # On a schedule the log is the output (docker logs): INFO goes to stderr too.
     # urllib3 warns of each retry with the whole request line; the failure's

@@ -3,6 +3,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from inspect import iscoroutinefunction
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,8 +14,10 @@ from werkzeug.exceptions import NotFound
 from app.api.caching import bind_cache, init_cached_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, Problems, read_config
-from lib.db import (DatabaseUrlError, check_database_url, configure_engine, create_sqlite_folder,
-                    end_timed_out_statements, engine_options, limit_statement_time)
+from lib.db import (DatabaseUrlError, check_database_url, check_sqlite_folder, configure_engine,
+                    create_sqlite_folder, end_timed_out_statements, engine_options,
+                    limit_statement_time)
+from lib.folders import folder_problem
 from lib.log_setup import configure_logging
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -127,8 +130,9 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
     of every run. ``writes=False`` (the fetch job's dry run, which opens no
     database) does not create the SQLite file's folder.
     Raises StartupError naming every setting that cannot work at all (e.g.
-    a malformed DATABASE_URL), those of ``config`` first; a database that is
-    merely down is no error here.
+    a malformed DATABASE_URL), those of ``config`` first, having created
+    nothing (no LOG_DIR, no SQLite folder); a database that is merely down
+    is no error here.
     """
     try:
         settings = config if isinstance(config, BaseConfig) else read_config(config)
@@ -136,7 +140,8 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
         app.config.from_object(settings)
         app.config.update(overrides or {})
 
-        _check_settings(app, settings.problems.found, serving=serving)
+        _check_settings(app, settings.problems.found, serving=serving, writes=writes)
+        _configure_logging(app)
         register_extensions(app, export_bind=serving, create_folder=writes)
         if serving:
             register_migrations(app)
@@ -148,19 +153,19 @@ def create_app(config: str | BaseConfig | None = None, overrides: dict | None = 
     return app
 
 
-def _check_settings(app: Flask, found: list[str], *, serving: bool) -> None:
+def _check_settings(app: Flask, found: list[str], *, serving: bool, writes: bool) -> None:
     """Raise ConfigError naming the problems ``found`` so far and those building ``app`` meets.
 
     Each check runs whatever the others found, so one start-up names them
-    all. Logging to LOG_DIR is set up and the cache bound here: that is
-    their check. Left to the build, and so named only once these pass: an
-    SQLite folder that cannot be created, and a rate-limit storage URL the
-    limiter cannot load (it finds out as it loads the storage).
+    all. None creates a file or folder: a start refused leaves none behind.
+    The cache is bound here: that is its check. ``writes``: the SQLite
+    file's folder is to be created.
     """
     problems = Problems()
     problems.found.extend(found)
-    problems.call(partial(_configure_logging, app), None)
-    problems.call(partial(_check_database_url, app.config["SQLALCHEMY_DATABASE_URI"]), None)
+    problems.call(partial(_check_log_dir, app.config["LOG_DIR"]), None)
+    problems.call(partial(_check_database_url, app.config["SQLALCHEMY_DATABASE_URI"],
+                          writes=writes), None)
     problems.call(partial(bind_cache, app), None)
     if serving:  # settings only the API reads; the fetch job does not import their modules
         from app.rate_limits import check_rate_limit
@@ -171,8 +176,15 @@ def _check_settings(app: Flask, found: list[str], *, serving: bool) -> None:
         raise ConfigError(*problems.found)
 
 
+def _check_log_dir(log_dir: str) -> None:
+    """Raise ConfigError when LOG_DIR cannot be created or written; create nothing."""
+    problem = folder_problem(Path(log_dir), writable=True)
+    if problem:
+        raise ConfigError(_log_dir_refusal(log_dir, problem))
+
+
 def _configure_logging(app: Flask) -> None:
-    """Log to LOG_DIR; raise ConfigError when the folder cannot be created.
+    """Log to LOG_DIR; raise ConfigError when it still cannot hold the log files.
 
     A log file that cannot be written later (a full or read-only disk) does
     not stop the app: lib.log_setup says so once and keeps logging to stderr.
@@ -180,8 +192,12 @@ def _configure_logging(app: Flask) -> None:
     try:
         configure_logging("api", app.config["LOG_DIR"], app.config["LOG_LEVEL"])
     except OSError as exc:
-        raise ConfigError(f"LOG_DIR {app.config['LOG_DIR']} cannot hold the log files "
-                          f"({exc.strerror or exc.__class__.__name__})") from None
+        raise ConfigError(_log_dir_refusal(
+            app.config["LOG_DIR"], exc.strerror or exc.__class__.__name__)) from None
+
+
+def _log_dir_refusal(log_dir: str, reason: str) -> str:
+    return f"LOG_DIR {log_dir} cannot hold the log files ({reason})"
 
 
 def register_extensions(app: Flask, *, export_bind: bool = True,
@@ -214,10 +230,15 @@ def register_extensions(app: Flask, *, export_bind: bool = True,
     init_cached_answers(app)
 
 
-def _check_database_url(url: str) -> None:
-    """Raise ConfigError when DATABASE_URL cannot work at all (lib.db.check_database_url)."""
+def _check_database_url(url: str, *, writes: bool) -> None:
+    """Raise ConfigError when DATABASE_URL cannot work at all (lib.db.check_database_url).
+
+    ``writes``: also when its SQLite file's folder cannot be created.
+    """
     with _naming_database_url():
         check_database_url(url)
+        if writes:
+            check_sqlite_folder(url)
 
 
 @contextmanager

@@ -17,6 +17,8 @@ from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
+from lib.folders import folder_problem
+
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -132,22 +134,47 @@ def _check_driver(parsed: URL) -> None:
                                f"{exc.__class__.__name__})") from None
 
 
+def check_sqlite_folder(url: str) -> None:
+    """Check that the folder of the SQLite file ``url`` names can be created; create nothing.
+
+    ``url`` is one check_database_url passed. Raises DatabaseUrlError as
+    create_sqlite_folder would.
+    """
+    folder = _sqlite_folder(url)
+    if folder is None:
+        return
+    problem = folder_problem(folder, writable=False)
+    if problem:
+        raise DatabaseUrlError(_folder_refusal(folder, problem))
+
+
 def create_sqlite_folder(url: str) -> None:
     """Create the folder of the SQLite file ``url`` names, a URL check_database_url passed.
 
     Nothing for an in-memory database or another backend. Raises
     DatabaseUrlError when the folder cannot be created.
     """
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+    folder = _sqlite_folder(url)
+    if folder is None:
         return
-    folder = Path(database).parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatabaseUrlError(f"points into the folder {folder}, which cannot be created "
-                               f"({exc.strerror or exc.__class__.__name__})") from None
+        raise DatabaseUrlError(_folder_refusal(
+            folder, exc.strerror or exc.__class__.__name__)) from None
+
+
+def _sqlite_folder(url: str) -> Path | None:
+    """Return the folder of the SQLite file ``url`` names; None for memory or another backend."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    return Path(database).parent
+
+
+def _folder_refusal(folder: Path, reason: str) -> str:
+    return f"points into the folder {folder}, which cannot be created ({reason})"
 
 
 def limit_statement_time(engine: Engine, seconds: float) -> None:

@@ -321,6 +321,30 @@ def test_only_a_stored_run_creates_the_folder_of_the_sqlite_file(
         assert (folder / "financial.db").is_file()
 
 
+@pytest.mark.parametrize("argv, env, problems", [
+    ([], {}, ["no API key: set ALPHAVANTAGE_API_KEY"]),
+    (["--schedule", "61 18 * * *"], {"ALPHAVANTAGE_API_KEY": KEY, "CACHE_TYPE": "NoSuchCache"},
+     ["--schedule: the cron expression '61 18 * * *' cannot be used",
+      "CACHE_TYPE 'NoSuchCache' is no cache backend installed here"]),
+    (["--dry-run", "--from-file", "x.json"], {"ALPHAVANTAGE_RETRY_WAIT": "soon"},
+     ["ALPHAVANTAGE_RETRY_WAIT must be a number", "no such file: x.json"]),
+], ids=["no key", "bad cron and cache", "dry run"])
+def test_a_usage_error_creates_no_folder(capsys, monkeypatch, tmp_path, argv, env, problems):
+    """Neither LOG_DIR nor the SQLite file's folder: the next try, fixed, creates them."""
+    log_dir, folder = tmp_path / "log", tmp_path / "data" / "streaming"
+    for name, value in isolated_environment(**{
+            "APP_ENV": "testing", "DATABASE_URL": f"sqlite:///{folder / 'financial.db'}",
+            "LOG_DIR": str(log_dir), "CACHE_TYPE": "SimpleCache", **env}).items():
+        monkeypatch.setenv(name, value)
+    status, out, err = run_job(capsys, {"LOG_DIR": str(log_dir)}, *argv)
+    assert (status, out) == (2, "")
+    lines = err.splitlines()
+    assert len(lines) == len(problems), err
+    for line, start in zip(lines, problems):
+        assert line.startswith(f"get_raw_data: {start}"), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_names_every_option_of_the_contract_and_exits_0(capsys):
     with pytest.raises(SystemExit) as exited:
         get_raw_data.main(["--help"])
@@ -421,8 +445,15 @@ BAD_CRON = "get_raw_data: --schedule: the cron expression '61 18 * * *' cannot b
     ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon", "EXPORT_MAX_ROWS": "0", "LOG_LEVEL": "loud"},
      ["get_raw_data: ALPHAVANTAGE_RETRY_WAIT must be a number, got 'soon'",
       "get_raw_data: EXPORT_MAX_ROWS must be 1 or more, got 0",
-      "get_raw_data: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'"]),
-], ids=["key and schedule", "all settings", "inputs", "malformed settings"])
+      "get_raw_data: LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'",
+      NO_KEY]),
+    (["--symbols", "IBM,BAD SYMBOL"], {"DATABASE_URL": "oracle+nosuch://u@h/db",
+                                       "ALPHAVANTAGE_RETRY_WAIT": "soon"},
+     ["get_raw_data: ALPHAVANTAGE_RETRY_WAIT must be a number, got 'soon'", NO_KEY,
+      "get_raw_data: invalid symbol(s) BAD SYMBOL",
+      "get_raw_data: DATABASE_URL names an unknown database driver 'oracle+nosuch'"]),
+], ids=["key and schedule", "all settings", "inputs", "malformed settings",
+        "settings and command line"])
 def test_every_usage_and_configuration_problem_is_named_in_one_go(
         capsys, job_env, monkeypatch, argv, env, expected):
     """One try tells the operator all that is wrong: no fix-one-and-retry round per problem."""

@@ -61,6 +61,23 @@ def test_an_sqlite_folder_that_cannot_be_created_is_named(tmp_path):
         build_app(f"sqlite:///{blocker}/sub/financial.db", tmp_path)
 
 
+def test_an_sqlite_folder_that_cannot_be_created_is_named_with_the_others(tmp_path):
+    """Found before anything is created: no LOG_DIR is left behind either."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(StartupError) as refused:
+        build_app(f"sqlite:///{blocker}/sub/financial.db", tmp_path / "log",
+                  CACHE_TYPE="NoSuchCache", TRUSTED_PROXY_HOPS=-1)
+    assert refused.value.problems == (
+        f"DATABASE_URL points into the folder {blocker}/sub, which cannot be created "
+        "(Not a directory)",
+        "CACHE_TYPE 'NoSuchCache' is no cache backend installed here; expected e.g. "
+        "SimpleCache or RedisCache",
+        "TRUSTED_PROXY_HOPS must be 0 or more, got -1",
+    )
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
 def test_the_sqlite_folder_is_created(tmp_path):
     build_app(f"sqlite:///{tmp_path}/new/folder/financial.db", tmp_path / "log")
     assert (tmp_path / "new" / "folder").is_dir()
