@@ -7,7 +7,7 @@ from flask_limiter import ApplicationLimit, Limiter
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.errors import ConfigurationError
-from limits.storage import Storage
+from limits.storage import Storage, storage_from_string
 
 from app.envelope import RETRY_AFTER_SECONDS
 from app.routes import API_PREFIX, HEALTH_PATH, METRICS_PATH
@@ -41,15 +41,14 @@ def register_rate_limits(app: Flask) -> None:
     before_request hook, which must count a request before a stored response
     answers it.
 
-    Raises ConfigError when RATE_LIMIT is not in Flask-Limiter's syntax or
-    RATELIMIT_STORAGE_URI names no storage it knows, or one that refuses it.
+    Raises ConfigError as check_rate_limit does.
     """
     rate_limit = app.config["RATE_LIMIT"]
     if not rate_limit:
         return
     check_rate_limit(app.config)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    _set_storage_timeouts(app)
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", _storage_options(app.config))
     message = rate_limit_message(rate_limit)
     limiter = Limiter(
         get_remote_address,
@@ -65,13 +64,7 @@ def register_rate_limits(app: Flask) -> None:
     limiter.request_filter(_is_exempt)
     # Registered before Flask-Limiter's own after_request hook, so it runs after it.
     app.after_request(_keep_unavailable_retry_after)
-    try:
-        limiter.init_app(app)
-    except ConfigurationError:  # its message repeats the URI, which may hold a password
-        raise ConfigError(_UNKNOWN_STORAGE) from None
-    except ValueError:  # redis-py refusing the URL, e.g. a port that is no number
-        raise ConfigError("RATELIMIT_STORAGE_URI is not a URL its storage can use; "
-                          "expected e.g. redis://host:6379/1") from None
+    limiter.init_app(app)
     _check_by_counting(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
 
@@ -79,9 +72,11 @@ def register_rate_limits(app: Flask) -> None:
 def check_rate_limit(config: Mapping) -> None:
     """Raise ConfigError naming RATE_LIMIT's problems (none when it is empty).
 
-    Its syntax, and a storage no WSGI app can use; an unknown storage scheme
-    or a URL the storage refuses shows only as the limiter loads it
-    (``register_rate_limits``).
+    Its syntax, and a RATELIMIT_STORAGE_URI the limiter cannot load: an
+    unknown scheme, a storage no WSGI app can use (asyncio's ``async+``) or
+    whose library is not installed, a URL the storage refuses. The storage
+    is loaded as the limiter loads it, which connects to nothing (but for a
+    Redis cluster, which asks its nodes for the cluster's layout).
     """
     rate_limit = config["RATE_LIMIT"]
     if not rate_limit:
@@ -92,10 +87,29 @@ def check_rate_limit(config: Mapping) -> None:
     except ValueError:
         problems.append(f"RATE_LIMIT must be a limit such as '600 per minute', "
                         f"got {rate_limit!r}")
-    if config["RATELIMIT_STORAGE_URI"].startswith("async+"):  # asyncio storages, unusable here
-        problems.append(_UNKNOWN_STORAGE)
+    storage_problem = _storage_problem(config)
+    if storage_problem:
+        problems.append(storage_problem)
     if problems:
         raise ConfigError(*problems)
+
+
+def _storage_problem(config: Mapping) -> str | None:
+    """Return why the limiter cannot load RATELIMIT_STORAGE_URI, or None; the URI is not repeated.
+
+    It may hold a password: the messages of limits and redis-py repeat it.
+    """
+    uri = config["RATELIMIT_STORAGE_URI"] or "memory://"  # Flask-Limiter's default for none
+    if uri.startswith("async+"):  # asyncio storages, unusable here
+        return _UNKNOWN_STORAGE
+    try:
+        storage_from_string(uri, **_storage_options(config))
+    except ConfigurationError:
+        return _UNKNOWN_STORAGE
+    except ValueError:  # redis-py refusing the URL, e.g. a port that is no number
+        return ("RATELIMIT_STORAGE_URI is not a URL its storage can use; "
+                "expected e.g. redis://host:6379/1")
+    return None
 
 
 class _DropRefusals(logging.Filter):
@@ -140,17 +154,18 @@ def _check_by_counting(storage: Storage) -> None:
     storage.check = check  # type: ignore[method-assign]
 
 
-def _set_storage_timeouts(app: Flask) -> None:
-    """Give up on a Redis that does not answer within STORAGE_TIMEOUT_SECONDS.
+def _storage_options(config: Mapping) -> dict:
+    """Return RATELIMIT_STORAGE_OPTIONS; by default, give up on Redis after STORAGE_TIMEOUT_SECONDS.
 
     redis-py waits forever by default: a stalled Redis would hold every
     request until gunicorn kills the worker.
     """
-    if app.config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://")):
-        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
-            "socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
-            "socket_timeout": STORAGE_TIMEOUT_SECONDS,
-        })
+    if "RATELIMIT_STORAGE_OPTIONS" in config:
+        return config["RATELIMIT_STORAGE_OPTIONS"]
+    if config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://")):
+        return {"socket_connect_timeout": STORAGE_TIMEOUT_SECONDS,
+                "socket_timeout": STORAGE_TIMEOUT_SECONDS}
+    return {}
 
 
 def rate_limit_message(rate_limit: str) -> str:

@@ -361,6 +361,25 @@ def test_every_unusable_setting_stops_the_flask_cli_in_one_line(tmp_path):
         "RATE_LIMIT must be a limit such as '600 per minute', got 'lots'\n")
 
 
+def test_what_only_building_the_app_finds_stops_the_flask_cli_in_the_same_line(tmp_path):
+    """An SQLite folder and a rate-limit storage are named with the rest, and nothing is created."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    env = deploy_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                             FLASK_SKIP_DOTENV="1", TRUSTED_PROXY_HOPS="-1",
+                             DATABASE_URL=f"sqlite:///{blocker}/financial.db",
+                             RATE_LIMIT="5 per second", RATELIMIT_STORAGE_URI="foo://x")
+    result = subprocess.run(["flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: DATABASE_URL points into the folder {blocker}, which cannot be created "
+        "(File exists); TRUSTED_PROXY_HOPS must be 0 or more, got -1; "
+        "RATELIMIT_STORAGE_URI names an unknown storage; expected e.g. memory:// or "
+        "redis://host:6379/1\n")
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
 def test_the_development_server_logs_each_request_once(start_server, seeded_sqlite_url):
     server = start_server({"DATABASE_URL": seeded_sqlite_url, "FLASK_SKIP_DOTENV": "1"},
                           command=["flask", "--app", "app", "run", "--port", "{port}"])

@@ -152,6 +152,27 @@ def test_every_setting_building_the_app_refuses_is_named_in_one_start(tmp_path):
     assert "s3cret" not in str(refused.value)
 
 
+@pytest.mark.parametrize("uri, message", [
+    ("foo://user:s3cret@x", "RATELIMIT_STORAGE_URI names an unknown storage; expected e.g. "
+                            "memory:// or redis://host:6379/1"),
+    ("redis://user:s3cret@cache:port/1", "RATELIMIT_STORAGE_URI is not a URL its storage can "
+                                         "use; expected e.g. redis://host:6379/1"),
+], ids=["unknown scheme", "refused by its storage"])
+def test_a_rate_limit_storage_the_limiter_cannot_load_is_named_with_the_others(
+        sqlite_database_url, tmp_path, uri, message):
+    with pytest.raises(StartupError) as refused:
+        build_app(sqlite_database_url, tmp_path, CACHE_TYPE="NoSuchCache", TRUSTED_PROXY_HOPS=-1,
+                  RATE_LIMIT="5 per second", RATELIMIT_STORAGE_URI=uri)
+    cache, proxies, storage = refused.value.problems
+    assert (cache, proxies) == (
+        "CACHE_TYPE 'NoSuchCache' is no cache backend installed here; expected e.g. "
+        "SimpleCache or RedisCache",
+        "TRUSTED_PROXY_HOPS must be 0 or more, got -1",
+    )
+    assert storage.startswith(message)
+    assert "s3cret" not in str(refused.value)
+
+
 def test_the_settings_problems_come_first_an_unknown_app_env_among_them(monkeypatch, tmp_path):
     for name, value in {"APP_ENV": "staging", "DATABASE_TIMEOUT": "soon",
                         "DATABASE_URL": "mysql+nodriver://user:s3cret@db/financial",
