@@ -1040,7 +1040,7 @@ START_UP_PROBE = """
 import sys
 import get_raw_data
 status = get_raw_data.main(sys.argv[1:])
-print(sorted(name for name in ("alembic", "flask_restx", "webargs")
+print(sorted(name for name in ("alembic", "flask_restx", "webargs", "flask_limiter")
              if name in sys.modules))
 sys.exit(status)
 """
