@@ -1014,6 +1014,51 @@ def test_a_typed_date_that_is_no_day_is_refused_beside_its_field(browser, live_s
     assert address(browser) == before and pressed_presets(browser) == ["3M"]
 
 
+def test_a_refusal_stays_while_the_dates_are_reversed_and_goes_once_they_are_not(
+        browser, live_server):
+    """Editing the dates, not submitting them: the refusal goes when they are in order again."""
+    browser.open(live_server.url + "/?symbol=IBM")
+    shown = wait_settled(browser)
+    before = address(browser)
+    type_dates(browser, "02282023", "02012023")
+    sentence = refusal(browser)
+    assert sentence and invalid_controls(browser) == ["start_date", "end_date"]
+
+    press(browser, Keys.LEFT, Keys.LEFT, "02152023")  # from the year back to the month: 02/15
+    assert element(browser, "#end_date").get_attribute("value") == "2023-02-15"
+    assert refusal(browser) == sentence, "still before the start"
+    assert invalid_controls(browser) == ["start_date", "end_date"]
+
+    press(browser, Keys.LEFT, Keys.LEFT, "03152023")
+    assert element(browser, "#end_date").get_attribute("value") == "2023-03-15"
+    assert refusal(browser) is None and invalid_controls(browser) == []
+    assert wait_settled(browser) == shown and address(browser) == before, "nothing was submitted"
+
+
+def test_a_refused_field_loses_its_mark_once_it_holds_a_day(browser, live_server):
+    """Both dates refused: each mark goes as its field is corrected, the sentence with the last."""
+    browser.open(live_server.url + "/?symbol=IBM")
+    wait_settled(browser)
+    browser.script("for (const id of ['start_date', 'end_date']) {"
+                   "  document.getElementById(id).type = 'text'; }")
+    start, end = element(browser, "#start_date"), element(browser, "#end_date")
+    start.clear()
+    start.send_keys("2023-02-30")
+    end.clear()
+    end.send_keys("2023-13-01", Keys.ENTER)
+    sentence = "Write both dates as YYYY-MM-DD, from year 0001 to 9999."
+    assert refusal(browser) == sentence
+    assert invalid_controls(browser) == ["start_date", "end_date"]
+
+    start.send_keys(Keys.BACKSPACE * 2, "28")  # 2023-02-28: a day
+    assert refusal(browser) == sentence and invalid_controls(browser) == ["end_date"]
+    end.send_keys(Keys.BACKSPACE)  # 2023-13-0: still no day
+    assert refusal(browser) == sentence and invalid_controls(browser) == ["end_date"]
+    end.clear()
+    end.send_keys("2023-03-01")
+    assert refusal(browser) is None and invalid_controls(browser) == []
+
+
 def test_the_page_fits_a_phone_screen(browser, live_server):
     browser.emulate_phone(width=375)
     browser.open(live_server.url + "/?symbol=IBM")

@@ -196,7 +196,7 @@ function askForSymbol() {
   if (noSymbols) {
     view.showMessage(...noSymbols);
   } else {
-    view.refuse('Pick a stored symbol first.', 'symbol');
+    view.refuse('Pick a stored symbol first.', { symbol: ({ symbol }) => symbol === '' });
   }
 }
 
@@ -220,17 +220,22 @@ function onPreset(name) {
   navigate({ symbol: entry.symbol, ...presetRange(name, entry.first_date, entry.last_date) });
 }
 
+// The date fields' faults, each a test of the controls' values: see view.refuse.
+const notADay = (field) => (values) => !isIsoDate(values[field]);
+// Reversed until both are days again, in order: a field being retyped is no day for a while.
+const reversed = ({ start, end }) => !(isIsoDate(start) && isIsoDate(end) && start <= end);
+
 function onDates(start, end) {
   const entry = symbols.get(view.pickedSymbol());
-  const notDates = Object.entries({ start, end })
-    .filter(([, text]) => !isIsoDate(text)).map(([field]) => field);
+  const notDays = ['start', 'end'].filter((field) => !isIsoDate({ start, end }[field]));
   if (!entry) {
     askForSymbol();
-  } else if (notDates.length > 0) {
-    view.refuse('Write both dates as YYYY-MM-DD, from year 0001 to 9999.', ...notDates);
+  } else if (notDays.length > 0) {
+    view.refuse('Write both dates as YYYY-MM-DD, from year 0001 to 9999.',
+      Object.fromEntries(notDays.map((field) => [field, notADay(field)])));
   } else if (start > end) {
     view.refuse(`The start date ${start} is after the end date ${end}: swap them or pick a preset.`,
-      'start', 'end');
+      { start: reversed, end: reversed });
   } else {
     chosenPreset = null;
     navigate({ symbol: entry.symbol, start, end });

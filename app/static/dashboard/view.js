@@ -25,6 +25,7 @@ export const elements = {
 
 const PAGE_TITLE = document.title;
 let retryAction = null;
+let standingFaults = new Map(); // each refused field's name -> is it still at fault? (see refuse)
 let countdown = null; // the one count of a message's wait before a retry: its nodes and timer
 
 /** Write an integer string with thousands separators, exactly (no float on the way). */
@@ -97,6 +98,8 @@ export function bindControls({ onSymbol, onPreset, onDates }) {
     event.preventDefault();
     onDates(elements.start.value, elements.end.value);
   });
+  elements.form.addEventListener('input', recheckFaults);
+  elements.form.addEventListener('change', recheckFaults);
   elements.retry.addEventListener('click', () => retryAction?.());
 }
 
@@ -153,21 +156,47 @@ export function renderControls(view, preset) {
 }
 
 /**
- * Say under the controls why what they ask for is refused; `fields` ('symbol', 'start',
- * 'end') are marked invalid. The view, the address and the pressed preset stay as they
- * were: the page never shows a range it did not apply. The focus stays where the user is.
- * An empty `text` takes the refusal away.
+ * Say under the controls why what they ask for is refused. `faults` maps each field at fault
+ * ('symbol', 'start', 'end'), marked invalid, to a test of the controls' values ({symbol,
+ * start, end}) telling whether that field still is at fault: an edit that corrects a field
+ * takes its mark away, and the sentence with the last mark. The view, the address and the
+ * pressed preset stay as they were: the page never shows a range it did not apply. The focus
+ * stays where the user is. An empty `text` takes the refusal away.
  */
-export function refuse(text, ...fields) {
+export function refuse(text, faults = {}) {
+  standingFaults = new Map(Object.entries(faults));
   // Emptied, not only hidden: the fields' description reads a hidden element's text too.
   elements.refusal.replaceChildren(...withUnbrokenDates(text));
   elements.refusal.hidden = text === '';
+  markFaults();
+}
+
+function markFaults() {
   for (const name of ['symbol', 'start', 'end']) {
-    if (fields.includes(name)) {
+    if (standingFaults.has(name)) {
       elements[name].setAttribute('aria-invalid', 'true');
     } else {
       elements[name].removeAttribute('aria-invalid');
     }
+  }
+}
+
+/** After an edit of the controls, take the refusal away from the fields no longer at fault. */
+function recheckFaults() {
+  if (standingFaults.size === 0) {
+    return;
+  }
+  const { symbol, start, end } = elements;
+  const values = { symbol: symbol.value, start: start.value, end: end.value };
+  for (const [name, isAtFault] of standingFaults) {
+    if (!isAtFault(values)) {
+      standingFaults.delete(name);
+    }
+  }
+  if (standingFaults.size === 0) {
+    refuse('');
+  } else {
+    markFaults();
   }
 }
 
