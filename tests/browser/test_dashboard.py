@@ -453,12 +453,15 @@ def test_the_price_scale_of_prices_under_a_cent_tells_them_apart(browser, serve,
     assert browser.script(PRICE_SCALE_LABELS) >= 4
 
 
-# Keeps each text the page draws on a canvas (the scales' labels) in window.drawnTexts.
+# Keeps each text the page draws on a canvas (the scales' labels) in window.drawnTexts, and
+# its font in window.drawnFonts.
 RECORD_DRAWN_TEXTS = """
 window.drawnTexts = [];
+window.drawnFonts = [];
 const fillText = CanvasRenderingContext2D.prototype.fillText;
 CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
   window.drawnTexts.push(String(text));
+  window.drawnFonts.push(this.font);
   return fillText.call(this, text, ...rest);
 };
 """
@@ -477,6 +480,42 @@ def drawn_texts_recorded(browser) -> Iterator[None]:
 
 def drawn_texts(browser) -> list[str]:
     return browser.script("return window.drawnTexts")
+
+
+def drawn_font_sizes(browser, since: int = 0) -> set[str]:
+    """The sizes of the fonts of the canvas texts drawn, from the ``since``-th on."""
+    fonts = browser.script("return window.drawnFonts")[since:]
+    return {re.search(r"[0-9.]+px", font)[0] for font in fonts}
+
+
+@contextmanager
+def default_font_size(browser, size: int) -> Iterator[None]:
+    """Set the browser's default font size (a reader's setting, unlike zoom) in the block."""
+    browser.driver.execute_cdp_cmd("Page.setFontSizes", {"fontSizes": {"standard": size}})
+    try:
+        yield
+    finally:
+        browser.driver.execute_cdp_cmd("Page.setFontSizes", {"fontSizes": {"standard": 16}})
+
+
+def test_the_chart_labels_follow_the_default_font_size(browser, live_server):
+    """12 px under the usual 16 px default, 18 px under 24 px; a change, from the next view on."""
+    with drawn_texts_recorded(browser), default_font_size(browser, 24):
+        browser.open(live_server.url + "/?symbol=IBM")
+        wait_settled(browser)
+        assert browser.script("return getComputedStyle(document.documentElement).fontSize") \
+            == "24px"
+        assert drawn_font_sizes(browser) == {"18px"}
+
+        browser.driver.execute_cdp_cmd("Page.setFontSizes", {"fontSizes": {"standard": 16}})
+        element(browser, "[data-preset='1M']").click()
+        wait_shown(browser, "IBM", "2023-02-25", "2023-03-24")
+        # Whatever the chart draws from now on, here the crosshair's labels on the last day.
+        drawn = len(drawn_texts(browser))
+        browser.script("document.getElementById('chart').focus()")
+        press(browser, Keys.END)
+        browser.wait_for(lambda: len(drawn_texts(browser)) > drawn, "the crosshair's labels")
+        assert drawn_font_sizes(browser, since=drawn) == {"12px"}
 
 
 def test_the_price_scale_labels_of_prices_under_a_cent_read_as_the_prices(browser, serve,

@@ -16,6 +16,8 @@ export const COLORS = {
   text: '#1f2328',
   grid: '#eef0f3',
 };
+// The labels' size against the page's root font size: 12 px under the usual 16 px.
+const LABEL_FONT_SCALE = 0.75;
 const VOLUME_PANE_SHARE = 0.28;
 const MIN_BAR_SPACING = 0.001; // px: 100 years of days fit 30 px
 // px: about what a month of days gets on a desktop. Fewer days keep this width, drawn from the
@@ -76,6 +78,14 @@ function priceFormat(rows) {
   return { type: 'price', precision, minMove: 1 / 10 ** precision };
 }
 
+/**
+ * The labels' font size in px, from the page's root font size: a reader's larger default font
+ * (a browser setting, unlike zoom, which the canvas follows by itself) makes them larger too.
+ */
+function labelFontSize() {
+  return LABEL_FONT_SCALE * parseFloat(getComputedStyle(document.documentElement).fontSize);
+}
+
 /** Say one day's prices, as the chart's value: the readout's numbers with their names. */
 function spokenDay(row) {
   const price = (value) => value ?? 'unknown';
@@ -106,7 +116,7 @@ export class PriceChart {
     this.chart = createChart(container, {
       autoSize: true,
       // The attribution (and its link) is in the page footer: the logo would inject an inline style.
-      layout: { attributionLogo: false, textColor: COLORS.text, fontSize: 12 },
+      layout: { attributionLogo: false, textColor: COLORS.text },
       grid: { vertLines: { color: COLORS.grid }, horzLines: { color: COLORS.grid } },
       crosshair: { mode: CrosshairMode.Normal },
       // The crosshair's time label writes the day as the readout does; the axis keeps its short
@@ -153,6 +163,9 @@ export class PriceChart {
   show(rows, symbol) {
     this.rows = rows;
     this.focused = rows.length - 1;
+    // Read with each view: no event tells of a changed default font size, so the next view
+    // (or a reload) follows it, as the rest of the page does at once.
+    this.chart.applyOptions({ layout: { fontSize: labelFontSize() } });
     const priceScale = { priceFormat: priceFormat(rows) };
     this.candles.applyOptions(priceScale);
     this.line.applyOptions(priceScale);
