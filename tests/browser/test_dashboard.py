@@ -345,6 +345,30 @@ def test_no_price_label_is_cut_where_the_panes_meet(browser, live_server, symbol
     assert edges == [[0, 0], [0, 0]], edges
 
 
+# How far the time axis's last drawn Dec runs past its left edge and Feb past its right (px).
+EDGE_LABELS_OVERHANG = """
+const rows = document.querySelectorAll('#chart tr');
+const axis = rows[rows.length - 1].cells[1].querySelector('canvas');
+const last = (text) => window.drawnLabels.findLast((label) => label.canvas === axis
+                                                             && label.text === text);
+const [dec, feb] = [last('Dec'), last('Feb')];
+return dec && feb ? [-dec.left, feb.right - axis.clientWidth] : null;  // null: not drawn yet
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 320])
+def test_no_time_label_is_cut_at_the_chart_edges(browser, live_server, width):
+    """From a month's first day to another's: Dec and Feb drawn whole, not centred on an edge."""
+    if width != 1280:
+        browser.emulate_phone(width=width)
+    with drawn_texts_recorded(browser):
+        browser.open(f"{live_server.url}/?symbol=IBM&start_date=2022-12-01&end_date=2023-02-01")
+        wait_shown(browser, "IBM", "2022-12-01", "2023-02-01")
+        # The library moves an edge's label in to within half a pixel of it.
+        browser.wait_for(lambda: max(browser.script(EDGE_LABELS_OVERHANG) or [1]) <= 0.5,
+                         "Dec and Feb drawn within the time axis")
+
+
 def test_the_pressed_preset_stays_pressed_when_another_gives_the_same_days(
         browser, long_server):
     browser.open(long_server.url + "/?symbol=SHORT")
@@ -453,16 +477,18 @@ def test_the_price_scale_of_prices_under_a_cent_tells_them_apart(browser, serve,
     assert browser.script(PRICE_SCALE_LABELS) >= 4
 
 
-# Keeps each text the page draws on a canvas (the scales' labels) in window.drawnTexts, and
-# its font in window.drawnFonts.
+# Keeps each text the page draws on a canvas (the scales' labels) in window.drawnLabels: the
+# text, its canvas and font, and its left and right ends on the canvas (CSS px).
 RECORD_DRAWN_TEXTS = """
-window.drawnTexts = [];
-window.drawnFonts = [];
+window.drawnLabels = [];
 const fillText = CanvasRenderingContext2D.prototype.fillText;
-CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
-  window.drawnTexts.push(String(text));
-  window.drawnFonts.push(this.font);
-  return fillText.call(this, text, ...rest);
+CanvasRenderingContext2D.prototype.fillText = function (text, x, ...rest) {
+  const width = this.measureText(text).width;
+  const left = { center: x - width / 2, right: x - width, end: x - width }[this.textAlign] ?? x;
+  window.drawnLabels.push({
+    text: String(text), canvas: this.canvas, font: this.font, left, right: left + width,
+  });
+  return fillText.call(this, text, x, ...rest);
 };
 """
 
@@ -479,12 +505,12 @@ def drawn_texts_recorded(browser) -> Iterator[None]:
 
 
 def drawn_texts(browser) -> list[str]:
-    return browser.script("return window.drawnTexts")
+    return browser.script("return window.drawnLabels.map((label) => label.text)")
 
 
 def drawn_font_sizes(browser, since: int = 0) -> set[str]:
     """The sizes of the fonts of the canvas texts drawn, from the ``since``-th on."""
-    fonts = browser.script("return window.drawnFonts")[since:]
+    fonts = browser.script("return window.drawnLabels.map((label) => label.font)")[since:]
     return {re.search(r"[0-9.]+px", font)[0] for font in fonts}
 
 

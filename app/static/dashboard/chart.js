@@ -124,8 +124,13 @@ export class PriceChart {
       localization: { locale: 'en-US', dateFormat: 'yyyy-MM-dd' },
       // The library's least bar spacing (0.5 px) would fit only ~2 years of days on a
       // phone: a range of decades must still fit the width, however thin its bars.
+      // Both edges fixed: the view's days are all there is, so no scrolling or zooming out past
+      // its first or last day, and the library draws a label at an edge (Dec on a range from
+      // Dec 1) inside the axis rather than centred on its day and cut. A few days, narrower
+      // than the chart, still stand at the right edge: the library applies that fix last.
       timeScale: {
         borderVisible: false, minBarSpacing: MIN_BAR_SPACING, maxBarSpacing: MAX_BAR_SPACING,
+        fixLeftEdge: true, fixRightEdge: true,
       },
       // A label that would straddle a pane's edge (the lowest price, where the volume pane
       // begins, on a view of a few days) is left out rather than drawn cut in half.
