@@ -185,6 +185,20 @@ def test_pointing_at_a_day_shows_its_prices_and_the_space_before_the_first_none(
                      "the readout of the chosen day (the last), as off the chart")
 
 
+def test_a_narrower_window_still_shows_every_day_of_the_view(browser, live_server):
+    """A phone turned upright, a window narrowed: the first day stays at the chart's left edge."""
+    browser.open(f"{live_server.url}/?symbol=IBM&start_date=2022-12-01&end_date=2023-02-01")
+    wait_shown(browser, "IBM", "2022-12-01", "2023-02-01")
+    rows = price_rows(live_server, "IBM", "2022-12-01", "2023-02-01")
+    wide = element(browser, "#chart").rect["width"]
+    browser.driver.set_window_size(700, 900)
+    browser.wait_for(lambda: element(browser, "#chart").rect["width"] < wide, "a narrower chart")
+    chart = element(browser, "#chart").rect
+    point_at(browser, chart["x"] + 2, chart["y"] + chart["height"] / 3)
+    browser.wait_for(lambda: shown_readout(browser) == readout_of(rows[0]),
+                     "the readout of the first day, at the left edge")
+
+
 def test_a_preset_changes_the_address_and_the_numbers(browser, live_server):
     symbols = symbol_entries(live_server)
     browser.open(live_server.url + "/?symbol=IBM")

@@ -128,9 +128,11 @@ export class PriceChart {
       // its first or last day, and the library draws a label at an edge (Dec on a range from
       // Dec 1) inside the axis rather than centred on its day and cut. A few days, narrower
       // than the chart, still stand at the right edge: the library applies that fix last.
+      // A resize keeps the days in view: a narrower window (a phone turned upright) would
+      // otherwise keep the bars' spacing and push the first days out at the left.
       timeScale: {
         borderVisible: false, minBarSpacing: MIN_BAR_SPACING, maxBarSpacing: MAX_BAR_SPACING,
-        fixLeftEdge: true, fixRightEdge: true,
+        fixLeftEdge: true, fixRightEdge: true, lockVisibleTimeRangeOnResize: true,
       },
       // A label that would straddle a pane's edge (the lowest price, where the volume pane
       // begins, on a view of a few days) is left out rather than drawn cut in half.
