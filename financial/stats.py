@@ -1,5 +1,4 @@
 """Statistics over stored prices: exact averages from SQL sums, and the monthly sums behind them."""
-import calendar
 import datetime
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -9,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from financial.errors import NoDataError
 from financial.models import FinancialData, MonthlyPriceSums
+from financial.months import last_day_of_month, month_index, month_number
 
 PRICE_PLACES = Decimal("0.01")
 WHOLE = Decimal("1")
@@ -74,32 +74,19 @@ def compute_statistics(
 
 def _split_range(start: datetime.date, end: datetime.date) -> dict:
     """Split [start, end] into its whole months and the days before and after them."""
-    first = _month_index(start) + (start.day != 1)
-    last = _month_index(end) - (end != _last_day_of_month(end))
+    first = month_index(start) + (start.day != 1)
+    last = month_index(end) - (end != last_day_of_month(end))
     if first > last:  # no whole month: every day is read, as the head
         return {"first_month": 1, "last_month": 0, "head_start": start, "head_end": end,
                 "tail_start": _EMPTY[0], "tail_end": _EMPTY[1]}
-    head = _EMPTY if start.day == 1 else (start, _last_day_of_month(start))
-    tail = _EMPTY if end == _last_day_of_month(end) else (end.replace(day=1), end)
-    return {"first_month": _month_number(first), "last_month": _month_number(last),
+    head = _EMPTY if start.day == 1 else (start, last_day_of_month(start))
+    tail = _EMPTY if end == last_day_of_month(end) else (end.replace(day=1), end)
+    return {"first_month": month_number(first), "last_month": month_number(last),
             "head_start": head[0], "head_end": head[1], "tail_start": tail[0], "tail_end": tail[1]}
 
 
 # A date range no day falls in; month arithmetic below never leaves the date type's range.
 _EMPTY = (datetime.date.max, datetime.date.min)
-
-
-def _month_index(day: datetime.date) -> int:
-    return day.year * 12 + day.month - 1
-
-
-def _month_number(index: int) -> int:
-    """Return the YYYYMM of a month index, the key of ``monthly_price_sums``."""
-    return index // 12 * 100 + index % 12 + 1
-
-
-def _last_day_of_month(day: datetime.date) -> datetime.date:
-    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
 def _average(total, count: int, places: Decimal) -> Decimal:
@@ -125,11 +112,11 @@ def refresh_monthly_sums(session: Session, symbol: str | None = None,
         kept.append(sums.symbol == symbol)
         counted.append(days.symbol == symbol)
     if first_day is not None:
-        kept.append(sums.month >= _month_number(_month_index(first_day)))
+        kept.append(sums.month >= month_number(month_index(first_day)))
         counted.append(days.date >= first_day.replace(day=1))
     if last_day is not None:
-        kept.append(sums.month <= _month_number(_month_index(last_day)))
-        counted.append(days.date <= _last_day_of_month(last_day))
+        kept.append(sums.month <= month_number(month_index(last_day)))
+        counted.append(days.date <= last_day_of_month(last_day))
     session.execute(delete(sums).where(and_(true(), *kept)))
     session.execute(insert(sums).from_select(
         ["symbol", "month", "days", "open_sum", "close_sum", "volume_sum"],

@@ -1,13 +1,15 @@
 """count_prices, list_prices and stream_prices called directly on every database backend."""
 import datetime
+import random
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from financial.models import FinancialData
-from financial.queries import count_prices, list_prices, stream_prices
+from financial.queries import DEEP_OFFSET, count_prices, list_prices, stream_prices
 from financial.records import DEFAULT_FIELDS, RECORD_FIELDS
+from tests.helpers import insert_prices
 
 D = datetime.date
 SYMBOLS = ("AAPL", "BRK.B", "IBM")
@@ -114,6 +116,66 @@ def test_list_prices_of_several_symbols_without_dates_pages_in_date_then_symbol_
 
 def test_list_prices_past_the_end_is_empty(db_session, stored_rows):
     assert page(db_session, limit=5, offset=30) == []
+
+
+DEEP_SYMBOLS = ("AAPL", "BRK.B", "IBM", "KO", "MSFT", "T", "X", "XOM")
+
+
+@pytest.fixture
+def deep_rows(db_session):
+    """Eight symbols with most of 2,500 days each, more rows than DEEP_OFFSET.
+
+    Days missing here and there make months and dates uneven; the symbols
+    sharing a date are the ties the order breaks by symbol. Inserted in
+    random order, with the monthly sums the fetch job keeps.
+    """
+    rng = random.Random(3)
+    rows = [{"symbol": symbol, "date": D(2015, 1, 1) + datetime.timedelta(days=day),
+             "open_price": Decimal(rng.randrange(1, 10**7)).scaleb(-4),
+             "close_price": Decimal(rng.randrange(1, 10**7)).scaleb(-4),
+             "volume": rng.randrange(10**12)}
+            for day in range(2500) for symbol in DEEP_SYMBOLS if rng.random() < 0.9]
+    rng.shuffle(rows)
+    insert_prices(db_session, rows)
+    db_session.flush()
+    return rows
+
+
+@pytest.mark.parametrize("symbols, start, end", [
+    (DEEP_SYMBOLS[1:7], None, None),
+    (DEEP_SYMBOLS, D(2015, 3, 17), D(2021, 8, 12)),
+    (DEEP_SYMBOLS[:7], D(2015, 2, 1), D(2021, 10, 31)),
+    (("T", "AAPL", "XOM", "IBM", "KO", "ZZZ", "X"), None, D(2021, 6, 30)),
+])
+def test_a_deep_page_of_several_symbols_is_the_slice_of_all_their_rows_sorted(
+        db_session, deep_rows, symbols, start, end):
+    expected = sorted(
+        ((row["date"], row["symbol"]), (row["symbol"], row["date"], row["open_price"],
+                                        row["close_price"], row["volume"]))
+        for row in deep_rows if row["symbol"] in symbols
+        and (start is None or row["date"] >= start) and (end is None or row["date"] <= end))
+    expected_rows = [values for _, values in expected]
+    assert len(expected_rows) > DEEP_OFFSET + 1000
+    count = len(expected_rows)
+    for offset, limit in ((DEEP_OFFSET, 1), (DEEP_OFFSET + 1, 7), (DEEP_OFFSET + 13, 1000),
+                          (count - 1000, 1000), (count - 100, 1000), (count - 1, 5)):
+        rows = page(db_session, symbols=symbols, start=start, end=end, limit=limit,
+                    offset=offset)
+        assert [tuple(row) for row in rows] == expected_rows[offset:offset + limit], offset
+
+
+@pytest.mark.mysql
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+def test_a_deep_page_reads_a_few_months_of_rows_not_every_row_before_it(db_session, deep_rows):
+    """MariaDB's handler counters count the rows and index entries a statement reads."""
+    def rows_read() -> int:
+        status = db_session.execute(text("SHOW SESSION STATUS LIKE 'Handler_read%'")).all()
+        return sum(int(value) for _, value in status)
+    before = rows_read()
+    rows = page(db_session, symbols=DEEP_SYMBOLS[1:7], limit=100, offset=DEEP_OFFSET + 500)
+    read = rows_read() - before
+    assert len(rows) == 100
+    assert read < DEEP_OFFSET / 4, read
 
 
 def test_stream_prices_yields_every_matching_row_in_list_order(db_session, stored_rows):
