@@ -61,7 +61,7 @@ def register_api(app: Flask) -> "DocumentedApi":
     from app.api.export import init_export_slots
     from app.api.fetch_runs import ns as fetch_runs_ns
     from app.api.financial_data import ns as financial_data_ns
-    from app.api.health import init_failure_log
+    from app.api.health import init_health_check
     from app.api.health import ns as health_ns
     from app.api.responses import revalidate_unless_told
     from app.api.statistics import ns as statistics_ns
@@ -80,7 +80,7 @@ def register_api(app: Flask) -> "DocumentedApi":
     api.add_namespace(symbols_ns, path=SYMBOLS_PATH)
     api.add_namespace(fetch_runs_ns, path=FETCH_RUNS_PATH)
     api.add_namespace(health_ns, path=HEALTH_PATH)
-    init_failure_log(app)
+    init_health_check(app)
     init_export_slots(app)
     blueprint.add_url_rule("", "index", api.render_root)
     blueprint.after_request(revalidate_unless_told)

@@ -1,5 +1,8 @@
 """GET /api/health: tells load balancers and operators whether the database and its schema serve."""
 import logging
+import threading
+from dataclasses import dataclass
+from time import monotonic
 
 from flask import Flask, current_app
 from flask_restx import Resource, fields
@@ -39,7 +42,10 @@ NO_STORE = {"Cache-Control": "no-store"}
 UNAVAILABLE = {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}
 # The schema states in which the API cannot answer.
 UNUSABLE_SCHEMAS = ("missing", "behind")
+# Seconds one probe of the database answers every health check of the process.
+PROBE_SECONDS = 1.0
 _FAILURE_LOG = "health_failure_log"
+_PROBE = "health_probe"
 
 
 def health_body(database: str, schema: str | None, error: str = "") -> dict:
@@ -57,6 +63,48 @@ def stored_revisions() -> set[str]:
         raise
 
 
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe found: the schema's revisions, or why the database did not answer."""
+
+    versions: frozenset[str] = frozenset()
+    failure: str | None = None
+
+
+class SharedProbe:
+    """Probe the database at most once per ``seconds``; answer every check in between with it.
+
+    Load balancers poll health often, and the check is exempt from the rate
+    limit so that none is refused: its cost is bounded instead, to one
+    query per process per window whatever the rate of checks, while a
+    failure still shows within the window. One probe runs at a time; the
+    checks arriving meanwhile wait for its result rather than query too.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._result: ProbeResult | None = None
+        self._taken_at = 0.0
+
+    def result(self) -> ProbeResult:
+        """Return the last probe's result, probing first when it is older than the window."""
+        with self._lock:
+            if self._result is None or monotonic() - self._taken_at >= self._seconds:
+                self._result = _probe_database()
+                self._taken_at = monotonic()
+            return self._result
+
+
+def _probe_database() -> ProbeResult:
+    """Read the schema's revisions; count a database error once per probe that meets it."""
+    try:
+        return ProbeResult(frozenset(stored_revisions()))
+    except DATABASE_ERRORS as exc:
+        record_database_error()
+        return ProbeResult(failure=describe_database_error(exc))
+
+
 def schema_message(state: str, versions: set[str]) -> str:
     """Say what is wrong with the schema and how to fix it."""
     if state == "missing":
@@ -66,20 +114,21 @@ def schema_message(state: str, versions: set[str]) -> str:
     return f"{problem}: run the migrations ({MIGRATE_COMMAND})"
 
 
-def init_failure_log(app: Flask) -> None:
-    """Give ``app`` the log of failed checks, made once with the app.
+def init_health_check(app: Flask) -> None:
+    """Give ``app`` its shared probe and the log of failed checks, made once with the app.
 
     A load balancer polls every few seconds, outages included: it gets one
     line per OUTAGE_LINE_INTERVAL_SECONDS with the count, not one per poll,
     and one line when a check passes again.
     """
+    app.extensions[_PROBE] = SharedProbe(PROBE_SECONDS)
     app.extensions[_FAILURE_LOG] = OutageLog(
         OUTAGE_LINE_INTERVAL_SECONDS, headline="health check failed",
         refusals="checks answered 503", log=logger, back="health check passes again")
 
 
 def log_failed_check(description: str) -> None:
-    """Log a failed check through the app's failure log (``init_failure_log``)."""
+    """Log a failed check through the app's failure log (``init_health_check``)."""
     current_app.extensions[_FAILURE_LOG].failed(description)
 
 
@@ -99,15 +148,17 @@ class Health(Resource):
     def get(self):
         """Check that the API runs, its database answers and its schema is up to date.
 
-        One query of a one-row table (the migrations' revision), so it is
-        cheap to poll. Never rate limited.
+        Never rate limited, so that no poll is refused; cheap to poll
+        instead: each API process reads the database (one query of a one-row
+        table, the migrations' revision) at most once a second and answers
+        the checks of that second with what it found. A failure shows
+        within a second.
         """
-        try:
-            versions = stored_revisions()
-        except DATABASE_ERRORS as exc:
-            log_failed_check(describe_database_error(exc))
-            record_database_error()
+        probe = current_app.extensions[_PROBE].result()
+        if probe.failure is not None:
+            log_failed_check(probe.failure)
             return health_body("unreachable", None, DATABASE_UNAVAILABLE), 503, UNAVAILABLE
+        versions = set(probe.versions)
         state = schema_state(versions, current_app.extensions["migrate"].directory)
         if state in UNUSABLE_SCHEMAS:
             message = schema_message(state, versions)

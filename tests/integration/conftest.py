@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.api import health
 from tests.helpers import KEY, isolated_environment
 
 
@@ -25,6 +26,14 @@ def job_env(monkeypatch, app, tmp_path, fake_alphavantage):
     for name, value in isolated_environment(**values).items():
         monkeypatch.setenv(name, value)
     return values
+
+
+@pytest.fixture
+def health_clock(monkeypatch) -> list[float]:
+    """The clock of /api/health's shared probe, moved by hand: ``[0]`` is the time in seconds."""
+    now = [1000.0]
+    monkeypatch.setattr(health, "monotonic", lambda: now[0])
+    return now
 
 
 @pytest.fixture

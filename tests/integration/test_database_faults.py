@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.api.export import EXPORT_BIND
+from app.api.health import PROBE_SECONDS
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.fetch_run import DATABASE_LOST_REASON, Job, RunLoop, RunSettings
@@ -71,6 +72,7 @@ def test_a_frozen_database_answers_503_fast_then_recovers(mysql_app, tmp_path):
                                  CACHE_TYPE="SimpleCache") as port:
             assert http_get(port, STATS)[0] == 200
             proxy.stall()
+            time.sleep(PROBE_SECONDS)  # the start-up poll's probe answers health until then
 
             for path, data in (("/api/health", None), ("/api/financial_data?limit=7", []),
                                (STATS.replace("01-31", "01-30"), {})):
@@ -153,6 +155,7 @@ def test_the_image_health_check_reports_the_503_of_a_frozen_database(mysql_app, 
                                  GUNICORN_WORKERS="1", CACHE_TYPE="SimpleCache") as port:
             assert http_get(port, "/api/health")[0] == 200  # a pooled connection to ping
             proxy.stall()
+            time.sleep(PROBE_SECONDS)  # that probe answers health until then
             health = subprocess.run(healthcheck_command(), capture_output=True, text=True,
                                     env=isolated_environment(GUNICORN_BIND=f"127.0.0.1:{port}"),
                                     timeout=60)

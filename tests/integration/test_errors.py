@@ -8,6 +8,7 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
 
+from app.api.health import PROBE_SECONDS
 from app.api.params import MAX_PAGE
 from app.extensions import db
 from tests.helpers import (
@@ -403,12 +404,14 @@ def test_health_names_a_missing_schema_and_the_log_says_to_migrate(empty_databas
         db.engine.dispose()
 
 
-def test_a_health_check_that_passes_again_says_so_once(empty_database_url, tmp_path):
+def test_a_health_check_that_passes_again_says_so_once(empty_database_url, tmp_path,
+                                                       health_clock):
     application = build_app(empty_database_url, tmp_path / "log")
     client = application.test_client()
     assert [client.get("/api/health").status_code for _ in range(3)] == [503] * 3
     with application.app_context():
         upgrade()
+    health_clock[0] += PROBE_SECONDS
     assert [client.get("/api/health").status_code for _ in range(2)] == [200] * 2
     log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
     back = [line for line in log.splitlines() if "health check passes again" in line]
@@ -420,7 +423,8 @@ def test_a_health_check_that_passes_again_says_so_once(empty_database_url, tmp_p
         db.engine.dispose()
 
 
-def test_health_names_a_schema_behind_the_migrations(empty_database_url, tmp_path):
+def test_health_names_a_schema_behind_the_migrations(empty_database_url, tmp_path,
+                                                     health_clock):
     application = build_app(empty_database_url, tmp_path / "log")
     with application.app_context():
         upgrade(revision="0002")
@@ -433,6 +437,7 @@ def test_health_names_a_schema_behind_the_migrations(empty_database_url, tmp_pat
         upgrade()
         db.session.execute(text("UPDATE alembic_version SET version_num = '0099'"))
         db.session.commit()
+    health_clock[0] += PROBE_SECONDS
     response = application.test_client().get("/api/health")
     assert response.status_code == 200, "a newer release's schema still serves"
     assert response.get_json()["schema"] == "newer"
