@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, Select, case, delete, func, select, update
+from sqlalchemy import (
+    CursorResult, Delete, Select, case, delete, exists, func, or_, select, update,
+)
 from sqlalchemy.orm import Session
 
 from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol, MonthlyPriceSums
@@ -188,9 +190,14 @@ def cut_short_run_since(session: Session, moment: datetime.datetime) -> FetchRun
 
     Cut short: ``interrupted``, or still ``running`` (its process is gone
     unless another scheduler's run is still at it). The scheduler catches up
-    on start for the symbols such a run did not reach.
+    on start for the symbols such a run did not reach. A run that gave up
+    waiting for the run lock (``failed`` with no symbol's outcome, as
+    ``record_refused_run`` writes it) did nothing: a catch-up refused
+    behind a run by hand must not hide the run it was to finish.
     """
-    run = session.scalars(_scheduled_since(moment)).first()
+    did_something = or_(FetchRun.status != FAILED,
+                        exists().where(FetchRunSymbol.run_id == FetchRun.id))
+    run = session.scalars(_scheduled_since(moment).where(did_something)).first()
     return run if run is not None and run.status in (RUNNING, INTERRUPTED) else None
 
 

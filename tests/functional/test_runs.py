@@ -170,7 +170,8 @@ def test_a_scheduled_time_is_done_only_by_a_scheduled_run_since_it_that_ended_ok
 
 @pytest.mark.parametrize("status", ["interrupted", "running"])
 def test_a_scheduled_time_is_cut_short_when_its_newest_scheduled_run_was(db_session, status):
-    """A run of an earlier time, or by hand, does not count; a later ending one settles it."""
+    """A run of an earlier time, or by hand, or refused the lock, does not count; a later
+    ending one settles it."""
     due = START.replace(tzinfo=datetime.UTC).astimezone(ZoneInfo("America/New_York"))
     db_session.add_all([
         FetchRun(started_at=START - datetime.timedelta(seconds=1), trigger="schedule",
@@ -183,6 +184,9 @@ def test_a_scheduled_time_is_cut_short_when_its_newest_scheduled_run_was(db_sess
                    rows_updated=0)
     db_session.add(cut)
     db_session.commit()
+    assert cut_short_run_since(db_session, due) is cut
+    # A catch-up that gave up waiting for the run lock did nothing: it hides nothing.
+    record_refused_run(db_session, "schedule", START, "gave up after waiting")
     assert cut_short_run_since(db_session, due) is cut
     db_session.add(FetchRun(started_at=START, trigger="schedule", status="partial", rows_new=0,
                             rows_updated=0))

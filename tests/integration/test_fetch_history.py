@@ -393,9 +393,9 @@ def asked(fake_alphavantage) -> dict[str, int]:
     return counts
 
 
-def serve_until_waiting(start_job, *argv: str) -> str:
+def serve_until_waiting(start_job, *argv: str, **env: str) -> str:
     """Start the scheduler, let it catch up (or not) and wait for its next time; return its log."""
-    scheduler, stderr = start_job("--schedule", YEARLY, *argv)
+    scheduler, stderr = start_job("--schedule", YEARLY, *argv, **env)
     wait_for(lambda: "next run at" in stderr.read_text(), "the scheduler to wait")
     scheduler.send_signal(signal.SIGTERM)
     status, _ = finish(scheduler)
@@ -431,6 +431,42 @@ def test_a_scheduler_started_after_its_run_was_stopped_fetches_only_what_that_ru
                         r"scheduled time \S+Z: 2 symbols stored or tried since then not "
                         r"fetched again", resumed.message)
     assert {symbol for symbol, _ in stored(app)} == {"AAPL", "MSFT"}
+
+
+def test_a_catch_up_refused_the_run_lock_leaves_the_resume_to_the_next_start(
+        app, job_env, fake_alphavantage, held, start_job):
+    """Stopped after IBM; its catch-up gives up behind a run holding the lock (one by hand,
+    say) and is recorded failed; the next start still fetches what the stopped run did not."""
+    symbols_option = ("--symbols", "IBM,AAPL,MSFT")
+    answer = held(IBM)
+    fake_alphavantage.queue_handler(answer)
+    scheduler, _ = start_job("--schedule", YEARLY, *symbols_option)
+    wait_for(lambda: len(fake_alphavantage.requests) == 1, "the run to ask for IBM")
+    scheduler.send_signal(signal.SIGTERM)
+    answer.released.set()
+    assert finish(scheduler)[0] == 0
+
+    with app.app_context(), database_lock(db.engine, RUN_LOCK, 1):
+        log = serve_until_waiting(start_job, *symbols_option, FETCH_LOCK_TIMEOUT="1")
+    assert "was cut short; fetching what it did not" in log
+    runs, _ = history(app)
+    stopped, refused = runs.values()
+    assert [(run.trigger, run.status) for run in (stopped, refused)] == [
+        ("schedule", "interrupted"), ("schedule", "failed")]
+    assert refused.message.startswith("gave up after waiting 1s (FETCH_LOCK_TIMEOUT)")
+    assert asked(fake_alphavantage) == {"IBM": 1}
+
+    fake_alphavantage.queue_fixture(AAPL)
+    fake_alphavantage.queue_fixture(IBM)  # answered for MSFT: the client keeps the asked symbol
+    log = serve_until_waiting(start_job, *symbols_option)
+    assert "was cut short; fetching what it did not" in log
+    assert asked(fake_alphavantage) == {"IBM": 1, "AAPL": 1, "MSFT": 1}
+    runs, symbols = history(app)
+    resumed = runs[max(runs)]
+    assert (len(runs), resumed.trigger, resumed.status) == (3, "schedule", "ok")
+    assert {symbol: row.status for symbol, row in symbols[resumed.id].items()} == {
+        "AAPL": "ok", "MSFT": "ok"}
+    assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL", "MSFT"}
 
 
 def test_a_scheduler_started_after_its_run_was_killed_fetches_the_rest_each_time(
