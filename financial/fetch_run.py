@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from financial.ingest import StoreResult, recent_days, store_symbol, to_records
 from financial.runs import (
     FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, RUNNING, Clock, RunRecorder, SymbolOutcome,
-    iso_utc, mark_interrupted, record_refused_run, running_run, scheduled_run_since,
-    symbols_tried_since, utc_now,
+    iso_utc, mark_interrupted, plan_catch_up, record_refused_run, running_run,
+    scheduled_run_since, utc_now,
 )
 from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,
@@ -326,8 +326,10 @@ def recorded_run(
     for another scheduler's run of that time, is skipped: nothing is fetched
     or recorded, and None is returned. A ``catch_up`` run (the scheduler's on
     start) leaves out the symbols runs since that time stored or tried, so a
-    run cut short is finished without spending requests twice; with none
-    left, it is skipped too.
+    run cut short is finished without spending requests twice, and fetches
+    last the symbol a killed run was at, leaving out one killed on twice, so
+    a symbol that kills the process cannot spend the quota on every restart
+    (``plan_catch_up``); with none left, it is skipped too.
     ``on_change`` is called after the run stores changed rows (the API's
     cached answers are then stale); ``on_record`` when it starts and when it
     records a symbol's outcome that changed no rows (only the answers read
@@ -386,28 +388,37 @@ def _left_to_catch_up(session: Session, jobs: list[Job],
                       scheduled_for: datetime.datetime) -> tuple[list[Job], str | None]:
     """Return the jobs a catch-up of ``scheduled_for`` still has to do, and what it leaves out.
 
-    Out: API jobs whose symbol a run since that time stored or failed
-    (``symbols_tried_since``). Saved files are all loaded again: they cost
-    no request, and name their symbol only once read.
+    API jobs as ``plan_catch_up`` orders them: those a run since that time
+    stored or failed left out, the one a killed run was fetching last, one
+    two runs were killed on left to the next scheduled time. Saved files are
+    all loaded again: they cost no request, and name their symbol only once read.
     """
-    tried = symbols_tried_since(session, scheduled_for)
+    if not any(job.calls_api for job in jobs):
+        return jobs, None
+    plan = plan_catch_up(session, scheduled_for, [job.label for job in jobs])
     session.rollback()  # ends the read, as _holder does
-    left = [job for job in jobs if not (job.calls_api and job.label in tried)]
-    done = sorted({job.label for job in jobs} - {job.label for job in left})
-    if not done:
-        return left, None
     since = iso_utc(scheduled_for.astimezone(datetime.UTC).replace(tzinfo=None))
-    logger.info("catch-up of the scheduled time %s: not fetched again, stored or tried since: "
-                "%s", since, ", ".join(done))
-    what = "1 symbol" if len(done) == 1 else f"{len(done)} symbols"
-    return left, (f"catch-up of the scheduled time {since}: {what} stored or tried since "
-                  "then not fetched again")
+    left_out = []
+    if plan.tried:
+        logger.info("catch-up of the scheduled time %s: not fetched again, stored or tried "
+                    "since: %s", since, ", ".join(plan.tried))
+        what = "1 symbol" if len(plan.tried) == 1 else f"{len(plan.tried)} symbols"
+        left_out.append(f"{what} stored or tried since then not fetched again")
+    if plan.given_up:
+        names = ", ".join(plan.given_up)
+        logger.warning("catch-up of the scheduled time %s: %s left to the next scheduled time: "
+                       "two runs since were killed while fetching it", since, names)
+        left_out.append(f"{names} left to the next scheduled time (two runs since then were "
+                        "killed while fetching it)")
+    by_label = {job.label: job for job in jobs}
+    return ([by_label[symbol] for symbol in plan.fetch],
+            f"catch-up of the scheduled time {since}: {'; '.join(left_out)}" if left_out else None)
 
 
 def _close_dead_runs(session: Session, clock: Clock, on_end: Callable[[], object]) -> None:
     """Mark the runs left running interrupted, as a run would: a catch-up with nothing left."""
     logger.info("catch-up: nothing left to fetch; every symbol was stored or tried since "
-                "the scheduled time")
+                "the scheduled time, or waits for the next")
     closed = mark_interrupted(session, clock())
     session.commit()
     if closed:

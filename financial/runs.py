@@ -208,19 +208,74 @@ def _scheduled_since(moment: datetime.datetime) -> Select:
             .order_by(FetchRun.id.desc()).limit(1))
 
 
-def symbols_tried_since(session: Session, moment: datetime.datetime) -> set[str]:
-    """Return the symbols that a run (any trigger) started at or after ``moment`` stored or failed.
+@dataclass(frozen=True)
+class CatchUp:
+    """What a catch-up of a scheduled time fetches, in order, and what it leaves out.
 
-    A catch-up leaves them out: a stored symbol needs no second request, and
-    a failed one spent its request already, as in a ``partial`` run, whose
-    failures wait for the next scheduled time too. Symbols ``not_fetched``
-    were never asked for.
+    ``tried``: stored or failed by a run since that time. A failure spent
+    its request and would mostly fail again, as in a ``partial`` run.
+    ``given_up``: two runs since were killed while fetching it (the OOM
+    killer on a huge answer, say); fetched on every restart, it would spend
+    the daily quota and never let the symbols after it through.
     """
+
+    fetch: list[str]
+    tried: list[str]
+    given_up: list[str]
+
+
+def plan_catch_up(session: Session, moment: datetime.datetime,
+                  symbols: Sequence[str]) -> CatchUp:
+    """Plan the catch-up of the scheduled time ``moment`` for the configured ``symbols``.
+
+    It fetches the symbols no run (any trigger) started since then stored or
+    failed, in their order, but those a killed scheduled run was fetching go
+    last, and one two runs were killed on waits for the next scheduled time.
+    The history does not name the symbol a killed run was at; a run records
+    each outcome as it goes, in the order it fetches, so it was at the first
+    symbol of that order with no outcome: ``symbols`` in their order for a
+    scheduled run, this plan's order for a catch-up. Taking ``symbols`` for
+    the configuration of every run since, it misplaces the kill of a run
+    that fetched others (``SYMBOLS`` changed in between).
+    """
+    tried: set[str] = set()
+    killed_on: list[str] = []
+    for run_tried, killed in _runs_since(session, moment):
+        tried |= run_tried
+        at = _fetch_order(symbols, tried, killed_on) if killed else []
+        if at:
+            killed_on.append(at[0])
+    given_up = [symbol for symbol in dict.fromkeys(killed_on)
+                if killed_on.count(symbol) > 1 and symbol not in tried]
+    return CatchUp(_fetch_order(symbols, tried, killed_on),
+                   [symbol for symbol in symbols if symbol in tried], given_up)
+
+
+def _fetch_order(symbols: Sequence[str], tried: set[str], killed_on: list[str]) -> list[str]:
+    """Order the symbols not tried: those killed on once last, in the order of the kills."""
+    left = [symbol for symbol in symbols
+            if symbol not in tried and killed_on.count(symbol) < 2]
+    return ([symbol for symbol in left if symbol not in killed_on]
+            + [symbol for symbol in dict.fromkeys(killed_on) if symbol in left])
+
+
+def _runs_since(session: Session, moment: datetime.datetime) -> list[tuple[set[str], bool]]:
+    """Return, per run started at or after ``moment`` in the order recorded, the symbols it
+    stored or failed and whether it was a scheduled run killed (left ``running``, or so
+    marked ``interrupted`` by a later run; one stopped by a signal recorded the rest
+    ``not_fetched``)."""
     since = moment.astimezone(datetime.UTC).replace(tzinfo=None)
-    return set(session.scalars(
-        select(FetchRunSymbol.symbol).distinct()
-        .join(FetchRun, FetchRun.id == FetchRunSymbol.run_id)
-        .where(FetchRun.started_at >= since, FetchRunSymbol.status != NOT_FETCHED)))
+    runs = session.execute(select(FetchRun.id, FetchRun.trigger, FetchRun.status, FetchRun.message)
+                           .where(FetchRun.started_at >= since).order_by(FetchRun.id)).all()
+    tried: dict[int, set[str]] = {run_id: set() for run_id, *_ in runs}
+    for run_id, symbol in session.execute(
+            select(FetchRunSymbol.run_id, FetchRunSymbol.symbol)
+            .join(FetchRun, FetchRun.id == FetchRunSymbol.run_id)
+            .where(FetchRun.started_at >= since, FetchRunSymbol.status != NOT_FETCHED)):
+        tried[run_id].add(symbol)
+    return [(tried[run_id], trigger == SCHEDULE and (
+        status == RUNNING or message == INTERRUPTED_MESSAGE))
+        for run_id, trigger, status, message in runs]
 
 
 def latest_run_start(session: Session) -> datetime.datetime | None:

@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from financial.freshness import count_symbols, list_symbols
 from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol
 from financial.runs import (
-    INTERRUPTED_MESSAGE, RunRecorder, SymbolOutcome, count_runs, cut_short_run_since,
+    INTERRUPTED_MESSAGE, CatchUp, RunRecorder, SymbolOutcome, count_runs, cut_short_run_since,
     data_version, delete_runs_before, last_run, latest_run_start,
-    latest_symbol_outcomes, list_runs, record_refused_run, running_run, scheduled_run_since,
-    symbols_of_runs, symbols_tried_since,
+    latest_symbol_outcomes, list_runs, plan_catch_up, record_refused_run, running_run,
+    scheduled_run_since, symbols_of_runs,
 )
 from tests.helpers import build_app, dispose_engines
 
@@ -194,7 +194,8 @@ def test_a_scheduled_time_is_cut_short_when_its_newest_scheduled_run_was(db_sess
     assert cut_short_run_since(db_session, due) is None
 
 
-def test_the_symbols_tried_since_a_time_are_those_stored_or_failed_by_any_run_since(db_session):
+def test_a_catch_up_leaves_out_the_symbols_stored_or_failed_by_any_run_since_its_time(
+        db_session):
     clock = Ticks(START - datetime.timedelta(minutes=1))
     outcomes = {"manual": [("MSFT", "ok")],  # started before the time: does not count
                 "schedule": [("IBM", "ok"), ("AAPL", "failed"), ("TSLA", "not_fetched")]}
@@ -204,11 +205,49 @@ def test_the_symbols_tried_since_a_time_are_those_stored_or_failed_by_any_run_si
             recorder.add(SymbolOutcome(symbol, status))
         recorder.finish("interrupted", "stopped")
     due = START.replace(tzinfo=datetime.UTC)
-    assert symbols_tried_since(db_session, due) == {"IBM", "AAPL"}
+    configured = ["MSFT", "IBM", "AAPL", "TSLA"]
+    assert plan_catch_up(db_session, due, configured) == CatchUp(
+        fetch=["MSFT", "TSLA"], tried=["IBM", "AAPL"], given_up=[])
     recorder = RunRecorder.open(db_session, "manual", clock)
     recorder.add(SymbolOutcome("TSLA", "ok"))
     recorder.finish("ok", "done")
-    assert symbols_tried_since(db_session, due) == {"IBM", "AAPL", "TSLA"}
+    assert plan_catch_up(db_session, due, configured) == CatchUp(
+        fetch=["MSFT"], tried=["IBM", "AAPL", "TSLA"], given_up=[])
+
+
+def test_a_catch_up_fetches_a_symbol_a_run_was_killed_on_last_and_one_killed_on_twice_not(
+        db_session):
+    """Each killed run was at the first symbol of its order with no outcome: the scheduled
+    run's in configured order, each catch-up's in the order planned before it."""
+    clock = Ticks()
+    due = START.replace(tzinfo=datetime.UTC)
+    configured = ["IBM", "AAPL", "MSFT", "TSLA"]
+    plans = []
+    for stored in (["IBM"], ["MSFT"], [], ["TSLA"]):  # killed in AAPL, TSLA, AAPL, after TSLA
+        recorder = RunRecorder.open(db_session, "schedule", clock)  # marks the last interrupted
+        for symbol in stored:
+            recorder.add(SymbolOutcome(symbol, "ok"))
+        db_session.commit()
+        plans.append(plan_catch_up(db_session, due, configured))
+    assert plans == [
+        CatchUp(fetch=["MSFT", "TSLA", "AAPL"], tried=["IBM"], given_up=[]),
+        CatchUp(fetch=["AAPL", "TSLA"], tried=["IBM", "MSFT"], given_up=[]),
+        CatchUp(fetch=["TSLA"], tried=["IBM", "MSFT"], given_up=["AAPL"]),
+        CatchUp(fetch=[], tried=["IBM", "MSFT", "TSLA"], given_up=["AAPL"]),
+    ]
+
+
+def test_a_run_stopped_by_a_signal_or_refused_the_lock_was_killed_on_no_symbol(db_session):
+    clock = Ticks()
+    due = START.replace(tzinfo=datetime.UTC)
+    for _ in range(2):
+        recorder = RunRecorder.open(db_session, "schedule", clock)
+        recorder.add(SymbolOutcome("IBM", "ok"))
+        recorder.add(SymbolOutcome("AAPL", "not_fetched", error="not fetched: the job was stopped"))
+        recorder.finish("interrupted", "stopped before the end")
+        record_refused_run(db_session, "schedule", clock(), "gave up after waiting", clock)
+    assert plan_catch_up(db_session, due, ["IBM", "AAPL"]) == CatchUp(
+        fetch=["AAPL"], tried=["IBM"], given_up=[])
 
 
 def test_runs_are_listed_newest_first_with_their_symbols(db_session):

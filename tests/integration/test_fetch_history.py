@@ -469,32 +469,80 @@ def test_a_catch_up_refused_the_run_lock_leaves_the_resume_to_the_next_start(
     assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL", "MSFT"}
 
 
+def asked_in_order(fake_alphavantage) -> list[str]:
+    return [request.params["symbol"] for request in fake_alphavantage.requests]
+
+
+def kill_when_asked(start_job, fake_alphavantage, requests: int, *argv: str) -> None:
+    """Start the scheduler and SIGKILL it once the fake server got ``requests`` requests.
+
+    The answer to the last one is held, so the run dies while fetching that symbol.
+    """
+    killed, _ = start_job("--schedule", YEARLY, *argv)
+    wait_for(lambda: len(fake_alphavantage.requests) == requests,
+             "the run to ask for the symbol it is killed in")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=PROCESS_SECONDS)
+
+
 def test_a_scheduler_started_after_its_run_was_killed_fetches_the_rest_each_time(
         app, job_env, fake_alphavantage, held, start_job):
-    """Killed in AAPL, then its catch-up killed in MSFT: each start resumes what is missing."""
+    """Killed in AAPL, then its catch-up, which fetches AAPL last, killed in MSFT: each start
+    resumes what is missing, the symbols runs were killed in last."""
     symbols_option = ("--symbols", "IBM,AAPL,MSFT")
     fake_alphavantage.queue_fixture(IBM)
     fake_alphavantage.queue_handler(held(AAPL))
-    fake_alphavantage.queue_fixture(AAPL)
     fake_alphavantage.queue_handler(held(IBM))
-    for requests in (2, 4):
-        killed, _ = start_job("--schedule", YEARLY, *symbols_option)
-        wait_for(lambda requests=requests: len(fake_alphavantage.requests) == requests,
-                 "the run to ask for the symbol it is killed in")
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(timeout=PROCESS_SECONDS)
-        runs, symbols = history(app)
+    for requests in (2, 3):
+        kill_when_asked(start_job, fake_alphavantage, requests, *symbols_option)
+        runs, _ = history(app)
         assert runs[max(runs)].status == "running"
 
-    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_fixture(AAPL)
+    fake_alphavantage.queue_fixture(IBM)  # answered for MSFT: the client keeps the asked symbol
     log = serve_until_waiting(start_job, *symbols_option)
-    assert asked(fake_alphavantage) == {"IBM": 1, "AAPL": 2, "MSFT": 2}
+    assert asked_in_order(fake_alphavantage) == ["IBM", "AAPL", "MSFT", "AAPL", "MSFT"]
     assert "was cut short; fetching what it did not" in log
     runs, symbols = history(app)
     assert [(run.trigger, run.status) for run in runs.values()] == [
         ("schedule", "interrupted"), ("schedule", "interrupted"), ("schedule", "ok")]
-    assert [sorted(symbols[run_id]) for run_id in runs] == [["IBM"], ["AAPL"], ["MSFT"]]
+    assert [sorted(symbols[run_id]) for run_id in runs] == [["IBM"], [], ["AAPL", "MSFT"]]
     assert {symbol for symbol, _ in stored(app)} == {"IBM", "AAPL", "MSFT"}
+
+
+def test_a_symbol_two_runs_were_killed_in_waits_for_the_next_scheduled_time(
+        app, job_env, fake_alphavantage, held, start_job):
+    """The OOM killer on AAPL's answer, say: killed in AAPL, then in MSFT (AAPL put last),
+    then in AAPL again (MSFT put last); the next start asks for MSFT alone, not AAPL, so
+    restarts neither spend the daily quota on AAPL nor keep MSFT from being fetched."""
+    symbols_option = ("--symbols", "IBM,AAPL,MSFT,TSLA")
+    fake_alphavantage.queue_fixture(IBM)
+    fake_alphavantage.queue_handler(held(AAPL))
+    fake_alphavantage.queue_handler(held(IBM))
+    fake_alphavantage.queue_fixture(AAPL)
+    fake_alphavantage.queue_handler(held(IBM))
+    for requests in (2, 3, 5):
+        kill_when_asked(start_job, fake_alphavantage, requests, *symbols_option)
+    assert asked_in_order(fake_alphavantage) == ["IBM", "AAPL", "MSFT", "TSLA", "AAPL"]
+
+    fake_alphavantage.queue_fixture(IBM)  # answered for MSFT: the client keeps the asked symbol
+    log = serve_until_waiting(start_job, *symbols_option)
+    assert asked(fake_alphavantage) == {"IBM": 1, "AAPL": 2, "MSFT": 2, "TSLA": 1}
+    assert ("AAPL left to the next scheduled time: two runs since were killed while "
+            "fetching it") in log
+    runs, symbols = history(app)
+    assert [(run.trigger, run.status) for run in runs.values()] == [
+        ("schedule", "interrupted")] * 3 + [("schedule", "ok")]
+    assert [sorted(symbols[run_id]) for run_id in runs] == [["IBM"], [], ["TSLA"], ["MSFT"]]
+    resumed = runs[max(runs)]
+    assert re.fullmatch(r"1 of 1 symbols stored, 10 new rows, 0 updated; catch-up of the "
+                        r"scheduled time \S+Z: 2 symbols stored or tried since then not "
+                        r"fetched again; AAPL left to the next scheduled time \(two runs since "
+                        r"then were killed while fetching it\)", resumed.message)
+    assert {symbol for symbol, _ in stored(app)} == {"IBM", "MSFT", "TSLA"}
+
+    log = serve_until_waiting(start_job, *symbols_option)
+    assert "catch-up" not in log and len(fake_alphavantage.requests) == 6
 
 
 def test_a_scheduler_started_after_its_run_ended_leaves_the_time_done(
