@@ -293,3 +293,12 @@ def test_exports_past_export_concurrency_are_refused_at_once(app, client, record
         for response in streaming:
             response.close()
     assert checked_out_connections(app) == 0
+
+
+def test_scripts_on_other_origins_may_read_the_exports_file_name(sqlite_client):
+    """A page on another origin that saves the export needs the name Content-Disposition gives."""
+    response = sqlite_client.get(EXPORT, headers={"Origin": "https://any.example"})
+    assert response.get_data(as_text=True).startswith("symbol,date,")
+    assert response.headers["Content-Disposition"] == 'attachment; filename="financial_data.csv"'
+    exposed = response.headers["Access-Control-Expose-Headers"].split(", ")
+    assert "Content-Disposition" in exposed
