@@ -17,8 +17,9 @@ from app.security import register_security_headers, trust_proxy_hops
 from lib.log_setup import drop_terminal_styles, split_fixed_messages
 
 # Headers a browser script on another (allowed) origin may read, beyond the CORS-safelisted
-# ones: Content-Disposition names the export's file for a script that saves it.
-EXPOSED_HEADERS = ["Content-Disposition", "ETag", "Retry-After", "X-Request-ID",
+# ones: Content-Disposition names the export's file for a script that saves it, Link a
+# list's next page.
+EXPOSED_HEADERS = ["Content-Disposition", "ETag", "Link", "Retry-After", "X-Request-ID",
                    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
                    ROW_COUNT_HEADER]
 # The API only reads: a browser's preflight is told so.

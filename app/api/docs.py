@@ -85,6 +85,9 @@ SHARED_MODELS = (info_model, pagination_model, error_model, list_error_model)
 
 ETAG_HEADER = {"ETag": "A weak tag of this answer (W/\"...\"); send it in If-None-Match "
                        "to get a 304 while it is unchanged"}
+LINK_HEADER = {"Link": {"type": "string", "description": (
+    "The first, previous, next and last pages (RFC 8288; rel first, prev, next, last), each "
+    "this query with another page, relative to the request's URL; absent when nothing matched")}}
 ALLOW_HEADER = {"Allow": {"type": "string",
                           "description": "The methods allowed: " + ", ".join(ALLOWED_METHODS)}}
 RETRY_AFTER_HEADER = {"Retry-After": {"type": "integer",
@@ -103,9 +106,14 @@ def json_example(body: Any) -> dict[str, Any]:
     return {"examples": {"application/json": body}}
 
 
-def ok_response(description: str, model: Model, example: dict) -> dict[str, tuple]:
-    """Return a 200 that carries an ETag, with ``example`` (the sample's true answer)."""
-    return {"200": (description, model, {**json_example(example), "headers": ETAG_HEADER})}
+def ok_response(description: str, model: Model, example: dict, *,
+                paginated: bool = False) -> dict[str, tuple]:
+    """Return a 200 that carries an ETag, with ``example`` (the sample's true answer).
+
+    A ``paginated`` one, a page of a list, also carries the Link header.
+    """
+    headers = {**ETAG_HEADER, **LINK_HEADER} if paginated else ETAG_HEADER
+    return {"200": (description, model, {**json_example(example), "headers": headers})}
 
 
 def error_responses(path: str, *, paginated: bool, bad_request: str | None = None,

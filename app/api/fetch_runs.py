@@ -75,7 +75,7 @@ FETCH_RUNS_ARGS = FetchRunsArgs()
 class FetchRunList(Resource):
     @ns.doc(id="get_fetch_runs", params=swagger_params(FetchRunsArgs), responses={
         **ok_response("One page of runs, newest first", runs_page_model,
-                      examples.FETCH_RUNS_PAGE),
+                      examples.FETCH_RUNS_PAGE, paginated=True),
         "304": NOT_MODIFIED,
         **error_responses(FETCH_RUNS_PATH, paginated=True, bad_request="limit: must be an integer"),
     })

@@ -82,7 +82,7 @@ EXPORT_ARGS = ExportArgs()
 class FinancialDataList(Resource):
     @ns.doc(id="get_financial_data", params=swagger_params(FinancialDataArgs), responses={
         **ok_response("One page of rows, ordered by date then symbol", page_model,
-                      examples.PRICE_PAGE),
+                      examples.PRICE_PAGE, paginated=True),
         "304": NOT_MODIFIED,
         **error_responses(FINANCIAL_DATA_PATH, paginated=True,
                           bad_request="limit: must be between 1 and 1000"),

@@ -1,4 +1,6 @@
 """Response headers shared by the namespaces."""
+from urllib.parse import urlencode
+
 from flask import current_app, request
 from werkzeug.wrappers import Response
 
@@ -9,8 +11,42 @@ def cache_control() -> dict[str, str]:
 
 
 def cacheable(body: dict) -> tuple[dict, int, dict]:
-    """Return a 200 that clients and proxies may cache for HTTP_CACHE_MAX_AGE seconds."""
-    return body, 200, cache_control()
+    """Return a 200 that clients and proxies may cache for HTTP_CACHE_MAX_AGE seconds.
+
+    A page of a list also links its neighbours (see ``page_links``).
+    """
+    headers = cache_control()
+    if body.get("pagination"):
+        links = page_links(body["pagination"]["page"], body["pagination"]["pages"])
+        if links:
+            headers["Link"] = links
+    return body, 200, headers
+
+
+def page_links(page: int, pages: int) -> str:
+    """Return the Link header (RFC 8288) to the first, previous, next and last pages.
+
+    Each target is this request's path and parameters with another ``page``,
+    so a client pages on by following ``next`` without rebuilding its query.
+    The targets are relative references, resolved against the request's URL:
+    an answer is cached and may be served to a request for another Host, which
+    a client may write freely. Empty when there is no page (nothing matched).
+    """
+    if pages < 1:
+        return ""
+    targets = {"first": 1}
+    if 1 < page <= pages:
+        targets["prev"] = page - 1
+    if page < pages:
+        targets["next"] = page + 1
+    targets["last"] = pages
+    return ", ".join(f'<{_page_url(number)}>; rel="{rel}"' for rel, number in targets.items())
+
+
+def _page_url(page: int) -> str:
+    """Return this request's path and query with ``page`` in place of its own."""
+    params = [(name, value) for name, value in request.args.items(multi=True) if name != "page"]
+    return f"{request.script_root}{request.path}?{urlencode([*params, ('page', page)], safe=',')}"
 
 
 def revalidate_unless_told(response: Response) -> Response:

@@ -63,7 +63,7 @@ SYMBOLS_ARGS = SymbolsArgs()
 class SymbolList(Resource):
     @ns.doc(id="get_symbols", params=swagger_params(SymbolsArgs), responses={
         **ok_response("One page of stored symbols, ordered by symbol", symbols_page_model,
-                      examples.SYMBOLS_PAGE),
+                      examples.SYMBOLS_PAGE, paginated=True),
         "304": NOT_MODIFIED,
         **error_responses(SYMBOLS_PATH, paginated=True,
                           bad_request=f"page: must be between 1 and {MAX_PAGE}"),

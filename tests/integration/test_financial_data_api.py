@@ -3,6 +3,7 @@ import datetime
 from decimal import Decimal
 
 import pytest
+from requests.utils import parse_header_links
 from sqlalchemy import insert
 
 from app.api.params import MAX_PAGE
@@ -73,6 +74,65 @@ def test_empty_table_has_zero_pages(client):
     body = client.get("/api/financial_data").get_json()
     assert body == {"data": [], "pagination": {"count": 0, "page": 1, "limit": 5, "pages": 0},
                     "info": {"error": ""}}
+
+
+def page_links(response) -> dict[str, str]:
+    """The Link header's targets by relation, as a client's HTTP library reads them."""
+    return {link["rel"]: link["url"] for link in parse_header_links(response.headers["Link"])}
+
+
+def test_following_the_next_links_visits_every_page_once_with_the_same_filters(
+        client, twenty_rows):
+    url, seen = "/api/financial_data?symbol=IBM,aapl&start_date=2023-01-03&limit=3", []
+    while url:
+        response = client.get(url)
+        seen += keys_of(response.get_json())
+        url = page_links(response).get("next")
+    assert seen == expected_order(twenty_rows)[2:]
+    assert response.get_json()["pagination"] == {"count": 18, "page": 6, "limit": 3, "pages": 6}
+
+
+def test_a_middle_page_links_the_first_previous_next_and_last_pages(client, twenty_rows):
+    response = client.get("/api/financial_data?limit=3&page=4&fields=all")
+    assert page_links(response) == {
+        "first": "/api/financial_data?limit=3&fields=all&page=1",
+        "prev": "/api/financial_data?limit=3&fields=all&page=3",
+        "next": "/api/financial_data?limit=3&fields=all&page=5",
+        "last": "/api/financial_data?limit=3&fields=all&page=7"}
+    assert client.head("/api/financial_data?limit=3&page=4&fields=all").headers["Link"] == (
+        response.headers["Link"]), "HEAD answers the headers of GET"
+
+
+def test_the_first_page_has_no_previous_and_a_page_past_the_last_only_first_and_last(
+        client, twenty_rows):
+    assert page_links(client.get("/api/financial_data?limit=10")) == {
+        "first": "/api/financial_data?limit=10&page=1",
+        "next": "/api/financial_data?limit=10&page=2",
+        "last": "/api/financial_data?limit=10&page=2"}
+    assert page_links(client.get("/api/financial_data?page=9&limit=10")) == {
+        "first": "/api/financial_data?limit=10&page=1",
+        "last": "/api/financial_data?limit=10&page=2"}
+
+
+def test_nothing_to_page_through_has_no_link_header(client):
+    assert "Link" not in client.get("/api/financial_data?symbol=IBM").headers
+
+
+def test_a_cached_answer_keeps_its_links(client, twenty_rows):
+    url = "/api/financial_data?symbol=IBM&limit=2&page=2"
+    first = client.get(url)
+    again = client.get(url)
+    assert again.get_data() == first.get_data()
+    assert page_links(again) == page_links(first) == {
+        "first": "/api/financial_data?symbol=IBM&limit=2&page=1",
+        "prev": "/api/financial_data?symbol=IBM&limit=2&page=1",
+        "next": "/api/financial_data?symbol=IBM&limit=2&page=3",
+        "last": "/api/financial_data?symbol=IBM&limit=2&page=5"}
+
+
+def test_scripts_on_other_origins_may_read_the_links(sqlite_client):
+    response = sqlite_client.get("/api/financial_data", headers={"Origin": "https://any.example"})
+    assert "Link" in response.headers["Access-Control-Expose-Headers"].split(", ")
 
 
 def test_date_range_is_inclusive_and_symbol_case_insensitive(client, twenty_rows):

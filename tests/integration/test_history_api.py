@@ -3,6 +3,7 @@ import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from requests.utils import parse_header_links
 
 from app.api import symbols as symbols_api
 from app.extensions import db
@@ -86,6 +87,10 @@ def test_symbols_are_paginated_by_symbol(client, make_price, store_prices, judge
     assert body["pagination"] == {"count": 3, "page": 2, "limit": 2, "pages": 2}
     past = client.get("/api/symbols?limit=2&page=3").get_json()
     assert (past["data"], past["pagination"]["count"]) == ([], 3)
+    assert parse_header_links(client.get("/api/symbols?limit=2").headers["Link"]) == [
+        {"url": "/api/symbols?limit=2&page=1", "rel": "first"},
+        {"url": "/api/symbols?limit=2&page=2", "rel": "next"},
+        {"url": "/api/symbols?limit=2&page=2", "rel": "last"}]
 
 
 def test_a_cached_symbols_page_is_judged_again_once_a_session_closes(
@@ -150,6 +155,10 @@ def test_fetch_runs_are_paginated_newest_first(app, client, two_runs):
     assert body["pagination"] == {"count": 4, "page": 2, "limit": 3, "pages": 2}
     first_page = client.get("/api/fetch_runs?limit=3").get_json()["data"]
     assert [run["id"] for run in first_page] == list(reversed(two_runs))
+    assert parse_header_links(client.get("/api/fetch_runs?page=2&limit=3").headers["Link"]) == [
+        {"url": "/api/fetch_runs?limit=3&page=1", "rel": "first"},
+        {"url": "/api/fetch_runs?limit=3&page=1", "rel": "prev"},
+        {"url": "/api/fetch_runs?limit=3&page=2", "rel": "last"}]
     past = client.get("/api/fetch_runs?limit=3&page=3").get_json()
     assert past == {"data": [], "pagination": {"count": 4, "page": 3, "limit": 3, "pages": 2},
                     "info": {"error": ""}}
