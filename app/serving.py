@@ -1,5 +1,6 @@
 """What an app that answers requests adds to the shell: the API, its hooks, CORS, commands."""
 from flask import Flask, Response, request
+from werkzeug.exceptions import NotFound
 
 from app.api import register_api
 from app.api.caching import register_response_cache
@@ -42,6 +43,7 @@ def register_serving(app: Flask) -> None:
     register_request_logging(app)
     register_error_handlers(app, api)
     register_rate_limits(app)
+    register_unknown_path_preflights(app)
     register_metrics(app)
     register_security_headers(app)
     register_conditional_get(app)
@@ -72,6 +74,27 @@ def register_cors(app: Flask) -> None:
     cors.init_app(app, resources={r"/api/*": {"origins": origins}},
                   methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS,
                   max_age=app.config["CORS_MAX_AGE"])
+
+
+def register_unknown_path_preflights(app: Flask) -> None:
+    """Answer a CORS preflight to an unknown API path 204, so the script gets to read the 404.
+
+    A browser fails a preflight that is no 2xx with a bare network error, so
+    the script of a mistyped URL sending a header that needs one (e.g.
+    If-None-Match) saw "Failed to fetch", never the JSON 404 naming the path.
+    Register it after the hooks every request passes first (its log line).
+    """
+    if app.config["CORS_ORIGINS"]:
+        app.before_request(_answer_unknown_path_preflight)
+
+
+def _answer_unknown_path_preflight() -> Response | None:
+    if not (request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+            and isinstance(request.routing_exception, NotFound) and is_api_path(request.path)):
+        return None
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 def _vary_by_origin(response: Response) -> Response:

@@ -132,6 +132,30 @@ def test_a_cors_preflight_is_told_the_api_only_reads(sqlite_client):
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")
 
 
+def test_a_cors_preflight_to_an_unknown_api_path_lets_the_script_read_the_404(
+        sqlite_database_url, tmp_path):
+    """A browser fails a preflight that is no 2xx with a bare network error: the script of a
+    mistyped URL that sends If-None-Match saw "Failed to fetch", never the JSON 404."""
+    application = build_app(sqlite_database_url, tmp_path, CORS_ORIGINS=["https://good.example"])
+    client = application.test_client()
+    origin = {"Origin": "https://good.example"}
+    preflight = client.options("/api/financal_data", headers={
+        **origin, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "if-none-match"})
+    assert (preflight.status_code, preflight.get_data()) == (204, b"")
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://good.example"
+    assert preflight.headers["Access-Control-Allow-Headers"] == "if-none-match"
+    answer = client.get("/api/financal_data", headers={**origin, "If-None-Match": 'W/"x"'})
+    assert answer.status_code == 404
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://good.example"
+    assert answer.get_json()["info"]["error"] == (
+        "no endpoint at /api/financal_data; the API is documented at /api/docs")
+    assert client.options("/api/financal_data", headers=origin).status_code == 404, (
+        "an OPTIONS that is no preflight gets the 404 of a GET")
+    assert client.options("/nothing", headers={
+        **origin, "Access-Control-Request-Method": "GET"}).status_code == 404, "outside /api"
+
+
 def test_a_cors_preflight_may_be_reused_for_two_hours(sqlite_database_url, tmp_path):
     """Without Access-Control-Max-Age a browser repeats the preflight before every request."""
     application = build_app(sqlite_database_url, tmp_path, CORS_ORIGINS=["https://good.example"])
