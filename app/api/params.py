@@ -98,6 +98,8 @@ def _refused(bad: list[str], singular: str, plural: str) -> dict[str, str]:
 class SymbolList(fields.String):
     """One or more comma-separated tickers, as a sorted tuple of distinct upper-case ones."""
 
+    list_example = "IBM,AAPL"
+
     default_error_messages = {
         "invalid": "{bad} {verb}; each must be " + SYMBOL_RULE,
         "too_many": f"takes at most {MAX_SYMBOLS} distinct tickers, got {{count}}",
@@ -118,6 +120,7 @@ class FieldList(fields.String):
     """Comma-separated record fields or ``all``, as a tuple in the records' order."""
 
     choices = (*RECORD_FIELDS, ALL_FIELDS)
+    list_example = "open_price,volume"
     default_error_messages = {
         "invalid": "{bad} {verb}; choose from " + ", ".join(RECORD_FIELDS)
                    + f", or {ALL_FIELDS}",
@@ -278,12 +281,25 @@ class QueryParser(FlaskParser):
         """Refuse a parameter given twice rather than silently use one of its values."""
         repeated = sorted({name for name in req.args if len(req.args.getlist(name)) > 1})
         if repeated:
-            raise InvalidParameterError(
-                "; ".join(f"{_quoted_name(name)}: is given more than once" for name in repeated))
+            raise InvalidParameterError("; ".join(_repeated(name, schema) for name in repeated))
         return super().load_querystring(req, schema)
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         raise InvalidParameterError(describe_errors(error.normalized_messages()))
+
+
+def _repeated(name: str, schema: Schema) -> str:
+    """Say ``name`` is repeated; for a list, how to send one.
+
+    HTTP libraries send a list as the parameter repeated (requests' params,
+    URLSearchParams), so a client passing its tickers as a list lands here.
+    """
+    by_key = {field.data_key or key: field for key, field in schema.fields.items()}
+    example = getattr(by_key.get(name), "list_example", None)
+    message = f"{_quoted_name(name)}: is given more than once"
+    if example:
+        message += f"; a list is one comma-separated value ({name}={example})"
+    return message
 
 
 def describe_errors(messages: dict) -> str:

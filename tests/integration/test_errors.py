@@ -56,7 +56,9 @@ BAD_SYMBOL = f"symbol: must be {RULE}"
     ("page=" + "9" * 4301, "page: must have at most 4300 digits"),
     ("page=" + "9" * 4300, f"page: must be between 1 and {MAX_PAGE}"),
     ("limit=-" + "9" * 5000, "limit: must have at most 4300 digits"),
-    ("symbol=IBM&symbol=AAPL", "symbol: is given more than once"),
+    # What requests, axios or URLSearchParams send for a list of tickers.
+    ("symbol=IBM&symbol=AAPL",
+     "symbol: is given more than once; a list is one comma-separated value (symbol=IBM,AAPL)"),
     ("limit=5&limit=6&page=1&page=1",
      "limit: is given more than once; page: is given more than once"),
     ("start_date=%FF", "start_date: must be a date in YYYY-MM-DD format"),
@@ -124,7 +126,9 @@ MANY_SYMBOLS = ",".join(f"S{n}" for n in range(101))
      f"symbol: 'B 0', 'B 1', 'B 2', 'B 3', 'B 4' and 3 more are not tickers; each must be {RULE}"),
     ("symbol=" + ",".join(f"B%20{n}" for n in range(5)),
      f"symbol: 'B 0', 'B 1', 'B 2', 'B 3', 'B 4' are not tickers; each must be {RULE}"),
-    ("symbol=IBM&fields=all&fields=volume", "fields: is given more than once"),
+    ("symbol=IBM&fields=all&fields=volume",
+     "fields: is given more than once; a list is one comma-separated value "
+     "(fields=open_price,volume)"),
 ])
 @pytest.mark.parametrize("path", ["/api/financial_data", "/api/financial_data/export"])
 def test_fields_and_symbol_lists_are_checked(sqlite_client, path, query, message):
