@@ -44,9 +44,14 @@ def page_links(page: int, pages: int) -> str:
 
 
 def _page_url(page: int) -> str:
-    """Return this request's path and query with ``page`` in place of its own."""
+    """Return this request's path and query with ``page`` in place of its own.
+
+    Every reserved character is percent-encoded, commas of lists too: a Link
+    header separates its links by commas, and not every client's parser
+    looks for them only outside the brackets.
+    """
     params = [(name, value) for name, value in request.args.items(multi=True) if name != "page"]
-    return f"{request.script_root}{request.path}?{urlencode([*params, ('page', page)], safe=',')}"
+    return f"{request.script_root}{request.path}?{urlencode([*params, ('page', page)])}"
 
 
 def revalidate_unless_told(response: Response) -> Response:

@@ -92,6 +92,14 @@ def test_following_the_next_links_visits_every_page_once_with_the_same_filters(
     assert response.get_json()["pagination"] == {"count": 18, "page": 6, "limit": 3, "pages": 6}
 
 
+def test_link_targets_hold_no_comma_a_naive_parser_would_split_on(client, twenty_rows):
+    response = client.get("/api/financial_data?symbol=IBM,aapl&fields=date,volume&limit=3")
+    assert [link.split(";")[0] for link in response.headers["Link"].split(", ")] == [
+        "</api/financial_data?symbol=IBM%2Caapl&fields=date%2Cvolume&limit=3&page=1>",
+        "</api/financial_data?symbol=IBM%2Caapl&fields=date%2Cvolume&limit=3&page=2>",
+        "</api/financial_data?symbol=IBM%2Caapl&fields=date%2Cvolume&limit=3&page=7>"]
+
+
 def test_a_middle_page_links_the_first_previous_next_and_last_pages(client, twenty_rows):
     response = client.get("/api/financial_data?limit=3&page=4&fields=all")
     assert page_links(response) == {
