@@ -20,3 +20,15 @@ def first_day(number: int) -> datetime.date:
 
 def last_day_of_month(day: datetime.date) -> datetime.date:
     return day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+def whole_months(start: datetime.date | None,
+                 end: datetime.date | None) -> tuple[int, int | None]:
+    """Return the month indexes of the first and last whole month of [start, end].
+
+    An open start is month 0, an open end None. A range without a whole month
+    has the first after the last.
+    """
+    first = 0 if start is None else month_index(start) + (start.day != 1)
+    last = None if end is None else month_index(end) - (end != last_day_of_month(end))
+    return first, last

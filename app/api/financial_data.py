@@ -24,7 +24,7 @@ from app.envelope import RETRY_AFTER_SECONDS, json_response
 from app.errors import error_response, note_database_read
 from app.extensions import db
 from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
-from financial.queries import count_prices, list_prices
+from financial.queries import count_listed_prices, list_prices
 from financial.runs import data_version
 
 ns = namespace("financial_data", "Daily prices and volumes: pages of JSON, or a CSV export")
@@ -63,7 +63,7 @@ def price_page(symbols: tuple[str, ...] | None, start_date: datetime.date | None
 
     The count is cached per filter, shared by every page of it.
     """
-    count = cached_value("count", (symbols, start_date, end_date), lambda: count_prices(
+    count = cached_value("count", (symbols, start_date, end_date), lambda: count_listed_prices(
         db.session(), symbols=symbols, start_date=start_date, end_date=end_date))
     return page_envelope(
         count, page, limit,

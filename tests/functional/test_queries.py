@@ -7,7 +7,11 @@ import pytest
 from sqlalchemy import insert, text
 
 from financial.models import FinancialData
-from financial.queries import DEEP_OFFSET, count_prices, list_prices, stream_prices
+from financial.months import last_day_of_month
+from financial.queries import (
+    DEEP_OFFSET, count_listed_prices, count_prices, count_prices_by_months, list_prices,
+    stream_prices,
+)
 from financial.records import DEFAULT_FIELDS, RECORD_FIELDS
 from tests.helpers import insert_prices
 
@@ -176,6 +180,64 @@ def test_a_deep_page_reads_a_few_months_of_rows_not_every_row_before_it(db_sessi
     read = rows_read() - before
     assert len(rows) == 100
     assert read < DEEP_OFFSET / 4, read
+
+
+COUNT_SYMBOLS = ("AAPL", "BRK.B", "IBM", "KO", "MSFT")
+COUNT_FIRST_DAY = D(2020, 11, 20)
+
+
+@pytest.fixture
+def count_rows(db_session):
+    """Five symbols over three years from mid-month, days missing at random, with their sums."""
+    rng = random.Random(5)
+    rows = [{"symbol": symbol, "date": COUNT_FIRST_DAY + datetime.timedelta(days=day),
+             "open_price": Decimal("1.5"), "close_price": Decimal("2.5"), "volume": day}
+            for day in range(1100) for symbol in COUNT_SYMBOLS if rng.random() < 0.7]
+    insert_prices(db_session, rows)
+    db_session.flush()
+    return rows
+
+
+def random_day(rng: random.Random) -> datetime.date | None:
+    """A day in or around the stored years, often at or next to a month's end, or None."""
+    day = COUNT_FIRST_DAY + datetime.timedelta(days=rng.randrange(-70, 1170))
+    first, last = day.replace(day=1), last_day_of_month(day)
+    one = datetime.timedelta(days=1)
+    return rng.choice([None, day, day, first, first + one, last, last - one])
+
+
+def random_range(rng: random.Random) -> tuple[datetime.date | None, datetime.date | None]:
+    """Open, wide, single-day, within one month or reversed: every shape a range takes."""
+    start, end = random_day(rng), random_day(rng)
+    shape = rng.randrange(4)
+    if shape == 0 and start is not None:
+        return start, start
+    if shape == 1 and start is not None:
+        return start, rng.choice([last_day_of_month(start),
+                                  start + datetime.timedelta(days=rng.randrange(28))])
+    return start, end
+
+
+def random_symbols(rng: random.Random) -> tuple[str, ...] | None:
+    """None, or one to five tickers drawn with repeats, sometimes unknown ones."""
+    if rng.random() < 0.25:
+        return None
+    return tuple(rng.choice(COUNT_SYMBOLS + ("ZZZ", "BRK.A"))
+                 for _ in range(rng.randrange(1, 6)))
+
+
+def test_counting_by_months_equals_counting_the_rows(db_session, count_rows):
+    rng = random.Random(17)
+    for _ in range(300):
+        symbols = random_symbols(rng)
+        start, end = random_range(rng)
+        expected = sum(1 for row in count_rows
+                       if (symbols is None or row["symbol"] in symbols)
+                       and (start is None or row["date"] >= start)
+                       and (end is None or row["date"] <= end))
+        found = [count(db_session, symbols=symbols, start_date=start, end_date=end)
+                 for count in (count_prices, count_prices_by_months, count_listed_prices)]
+        assert found == [expected] * 3, (symbols, start, end)
 
 
 def test_stream_prices_yields_every_matching_row_in_list_order(db_session, stored_rows):

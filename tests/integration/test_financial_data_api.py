@@ -4,11 +4,11 @@ from decimal import Decimal
 
 import pytest
 from requests.utils import parse_header_links
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from app.api.params import MAX_PAGE
 from app.extensions import db
-from financial.models import FinancialData
+from financial.models import FinancialData, MonthlyPriceSums
 from tests.helpers import every_listed_row
 
 D = datetime.date
@@ -141,6 +141,20 @@ def test_a_cached_answer_keeps_its_links(client, twenty_rows):
 def test_scripts_on_other_origins_may_read_the_links(sqlite_client):
     response = sqlite_client.get("/api/financial_data", headers={"Origin": "https://any.example"})
     assert "Link" in response.headers["Access-Control-Expose-Headers"].split(", ")
+
+
+def test_a_wide_count_adds_up_the_monthly_sums_a_narrow_one_and_the_export_count_rows(
+        app, client, twenty_rows):
+    """A sums row edited by hand shows in the wide count only, as in statistics."""
+    with app.app_context():
+        db.session.execute(update(MonthlyPriceSums).where(MonthlyPriceSums.symbol == "IBM")
+                           .values(days=MonthlyPriceSums.days + 100))
+        db.session.commit()
+    wide = client.get("/api/financial_data").get_json()["pagination"]
+    narrow = client.get("/api/financial_data?symbol=IBM&start_date=2023-01-02"
+                        "&end_date=2023-01-31").get_json()["pagination"]
+    export = client.head("/api/financial_data/export")
+    assert (wide["count"], narrow["count"], export.headers["X-Row-Count"]) == (120, 10, "20")
 
 
 def test_date_range_is_inclusive_and_symbol_case_insensitive(client, twenty_rows):
