@@ -34,7 +34,9 @@ from financial.runs import OK, SCHEDULE, cut_short_run_since, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import AlphaVantageClient, InvalidApiKeyError, read_saved_response
 from lib.db_errors import describe_database_error
-from lib.locks import LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer
+from lib.locks import (
+    FetchRunInProgress, LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer,
+)
 from lib.log_setup import configure_logging
 from lib.schema import NEWER_SCHEMA, schema_revision
 from lib.stop_signals import StopRequest, Stopped, stop_on_signals
@@ -267,13 +269,13 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
             return True
         register_migrations(app)
         newer = migrate_unless_newer(db.engine, str(MIGRATIONS_DIR), upgrade_to_head)
+    except (LockFileError, FetchRunInProgress) as exc:
+        logger.error("bringing the schema up to date failed: %s", exc)
+        _to_stderr(f"get_raw_data: {exc}; nothing fetched")
+        return False
     except (SQLAlchemyError, MigrationLockTimeout) as exc:
         logger.error("bringing the schema up to date failed", exc_info=exc)
         _database_unavailable(exc, "nothing fetched")
-        return False
-    except LockFileError as exc:
-        logger.error("bringing the schema up to date failed: %s", exc)
-        _to_stderr(f"get_raw_data: {exc}; nothing fetched")
         return False
     except MigrationHistoryError as exc:
         logger.error("bringing the schema up to date failed: %s", exc)

@@ -29,11 +29,10 @@ from lib.avantage_api import (
 from lib.db_errors import (
     DATABASE_ERRORS, DISK_FULL, is_disk_full, is_lock_conflict, name_database_error,
 )
-from lib.locks import LockTimeout, database_lock
+from lib.locks import RUN_LOCK, LockTimeout, database_lock
 
 logger = logging.getLogger(__name__)
 
-RUN_LOCK = "fetch"
 STOPPED_REASON = "the job was stopped"
 DATABASE_LOST_REASON = "the database stopped answering"
 

@@ -29,6 +29,8 @@ POLL_SECONDS = 0.5
 MIGRATION_LOCK_TIMEOUT_SECONDS = 300
 MIGRATION_LOCK = "migrate"
 MIGRATION_WAIT = "another process is migrating the database; waiting up to %ds for it"
+RUN_LOCK = "fetch"
+RUN_WAIT = "a fetch run is in progress; the migration waits up to %gs for its end"
 # The lock's connection is idle while the work runs, for hours in a full fetch;
 # the server closes idle connections after wait_timeout (8 h by default, often
 # set lower), which would free the lock mid-run. The most MySQL and MariaDB allow.
@@ -49,6 +51,10 @@ class LockWaitStopped(Exception):
 
 class MigrationLockTimeout(Exception):
     """Another process held the migration lock for too long."""
+
+
+class FetchRunInProgress(MigrationLockTimeout):
+    """A fetch run held the run lock for longer than a migration waits."""
 
 
 class LockFileError(Exception):
@@ -87,6 +93,25 @@ def migration_lock(engine: Engine) -> Iterator[None]:
         raise MigrationLockTimeout(str(exc)) from None
     finally:
         held.discard(database)
+
+
+@contextmanager
+def between_runs(engine: Engine, timeout: float) -> Iterator[None]:
+    """Hold the fetch job's run lock for the block: a migration waits for the run in progress.
+
+    A run of an older release checked the schema at its start and goes on
+    writing as that release knows how: a migration that derives data from
+    the stored rows (0004 the monthly sums) would miss those the run stores
+    after it. Raises FetchRunInProgress after ``timeout`` seconds.
+    """
+    try:
+        with database_lock(engine, RUN_LOCK, timeout,
+                           on_wait=lambda: logger.info(RUN_WAIT, timeout)):
+            yield
+    except LockTimeout:
+        raise FetchRunInProgress(f"a fetch run still held the run lock after {timeout:g}s "
+                                 "(FETCH_LOCK_TIMEOUT); the schema is migrated between "
+                                 "runs") from None
 
 
 def migrate_unless_newer(engine: Engine, directory: str,

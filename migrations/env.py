@@ -4,7 +4,7 @@ Unlike the generated template it does not call ``logging.config.fileConfig``,
 which would disable the loggers the app configured before the migration ran.
 """
 import logging
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 
 import click
 from alembic import context
@@ -13,7 +13,9 @@ from sqlalchemy.engine import Engine
 
 from lib.db import batch_engine
 from lib.db_errors import DATABASE_ERRORS, describe_database_error
-from lib.locks import LockFileError, MigrationLockTimeout, migration_lock
+from lib.locks import (
+    FetchRunInProgress, LockFileError, MigrationLockTimeout, between_runs, migration_lock,
+)
 from lib.storage import ScaledDecimal
 
 logger = logging.getLogger("alembic.env")
@@ -46,7 +48,8 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    """Apply migrations one process at a time (the migration lock, lib/locks.py)."""
+    """Apply migrations one process at a time (the migration lock, lib/locks.py), between
+    fetch runs (the run lock) when they change the schema."""
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("compare_type", True)
     conf_args.setdefault("render_item", render_item)
@@ -56,11 +59,20 @@ def run_migrations_online() -> None:
             migration_engine() as engine,
             migration_lock(engine),
             engine.connect() as connection,
+            ExitStack() as between,
         ):
             context.configure(connection=connection, target_metadata=target_db.metadata,
                               **conf_args)
+            if changes_schema():
+                connection.rollback()  # the revision just read: no snapshot held while waiting
+                between.enter_context(
+                    between_runs(engine, current_app.config["FETCH_LOCK_TIMEOUT"]))
             with context.begin_transaction():
                 context.run_migrations()
+    except FetchRunInProgress as exc:
+        if click.get_current_context(silent=True) is None:
+            raise  # the job and the container's start say it in their own line
+        raise click.ClickException(f"{exc}: run it again once the run has ended") from None
     except MigrationLockTimeout as exc:
         # Outermost only for `flask db ...`: the job and the container's start
         # hold the lock already, and say it their own way.
@@ -75,6 +87,21 @@ def run_migrations_online() -> None:
         raise click.ClickException(
             f"database error: {describe_database_error(exc)}; the migration stopped: "
             "run it again once the database can be used") from None
+
+
+def changes_schema() -> bool:
+    """Tell whether this command moves the schema to another revision.
+
+    ``flask db upgrade`` on a current schema (every start of the API) and the
+    commands that only read it (``current``, ``check``) need not wait for a
+    fetch run in progress.
+    """
+    migration = context.get_context()
+    if "destination_rev" not in migration.opts:
+        return False
+    destination = context.get_revision_argument()
+    wanted = set(destination) if isinstance(destination, tuple) else {destination} - {None}
+    return wanted != set(migration.get_current_heads())
 
 
 def migration_engine() -> AbstractContextManager[Engine]:

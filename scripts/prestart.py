@@ -7,7 +7,8 @@ migration that fails with status 1. The wait is bounded: a
 database that does not answer in time is status 3, on which the entrypoint
 starts the API anyway (it answers 503 until the database is back). API
 replicas may start together; on MySQL a named lock makes them apply
-migrations one at a time.
+migrations one at a time, and a fetch run in progress is waited for
+(FETCH_LOCK_TIMEOUT), then status 1.
 """
 import argparse
 import logging
