@@ -93,3 +93,29 @@ def test_flask_db_upgrade_that_waited_out_a_run_says_so_in_one_line(
             == SCHEMA_REVISION
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_rollback_below_0004_and_the_upgrade_after_it_keep_every_day(empty_database_url,
+                                                                       tmp_path):
+    """README's rollback: the newer release downgrades between runs; the old one stores
+    days without sums; upgrading again sums them with the rest."""
+    application = build_app(empty_database_url, tmp_path / "log", FETCH_LOCK_TIMEOUT=0.0)
+    cli = application.test_cli_runner()
+    with application.app_context():
+        upgrade()
+        db.session.execute(insert(FinancialData), _days(1, 3, "10.00", "20.00", 100))
+        db.session.commit()
+        with database_lock(db.engine, RUN_LOCK, 1):
+            refused = cli.invoke(args=["db", "downgrade", "0003"])
+        rolled_back = cli.invoke(args=["db", "downgrade", "0003"])
+        db.session.execute(insert(FinancialData), _days(2, 2, "40.00", "50.00", 400))
+        db.session.commit()
+        db.session.remove()
+        upgrade()
+        answer = application.test_client().get(
+            "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-02-28").get_json()
+        db.engine.dispose()
+    assert refused.exit_code == 1 and "a fetch run still held the run lock" in refused.output
+    assert rolled_back.exit_code == 0, rolled_back.output
+    assert answer["data"]["average_daily_open_price"] == 22.0
+    assert answer["data"]["average_daily_volume"] == 220
