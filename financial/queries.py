@@ -2,7 +2,7 @@
 import datetime
 from collections.abc import Sequence
 
-from sqlalchemy import Result, Row, and_, func, select, union_all
+from sqlalchemy import Result, Row, Select, and_, func, select, union_all
 from sqlalchemy.orm import Session
 
 from financial.models import FinancialData, MonthlyPriceSums
@@ -94,19 +94,28 @@ def count_prices_by_months(
     first, last = whole_months(start_date, end_date)
     if last is not None and first > last:
         return count_prices(session, symbols=symbols, start_date=start_date, end_date=end_date)
-    sums = MonthlyPriceSums
-    months = select(func.sum(sums.days)).where(sums.month >= month_number(first))
-    if last is not None:
-        months = months.where(sums.month <= month_number(last))
-    if symbols is not None:
-        months = months.where(sums.symbol.in_(symbols))
-    parts = [months]
+    parts = [_whole_months_sums(symbols, first, last, func.sum(MonthlyPriceSums.days))]
     if start_date is not None and start_date.day != 1:
         parts.append(_count(symbols, start_date, last_day_of_month(start_date)))
     if end_date is not None and end_date != last_day_of_month(end_date):
         parts.append(_count(symbols, end_date.replace(day=1), end_date))
     counts = union_all(*parts).subquery()
     return int(session.scalar(select(func.sum(*counts.c))) or 0)
+
+
+def _whole_months_sums(symbols: Sequence[str] | None, first: int, last: int | None,
+                       *columns) -> Select:
+    """Select ``columns`` of the monthly sums of ``symbols`` in the months ``first`` to ``last``.
+
+    Month indexes as ``whole_months`` returns them: an open end is None.
+    """
+    sums = MonthlyPriceSums
+    months = select(*columns).where(sums.month >= month_number(first))
+    if last is not None:
+        months = months.where(sums.month <= month_number(last))
+    if symbols is not None:
+        months = months.where(sums.symbol.in_(symbols))
+    return months
 
 
 def _months_spanned(start_date: datetime.date | None, end_date: datetime.date | None) -> int:
@@ -186,11 +195,7 @@ def _months_of_page(
     if offset < seen or (last is not None and first > last):
         return start_date, end_date, offset
     sums = MonthlyPriceSums
-    months = select(sums.month, func.sum(sums.days)).where(sums.month >= month_number(first))
-    if last is not None:
-        months = months.where(sums.month <= month_number(last))
-    if symbols is not None:
-        months = months.where(sums.symbol.in_(symbols))
+    months = _whole_months_sums(symbols, first, last, sums.month, func.sum(sums.days))
     page_start, skipped = None, 0
     for month, days in session.execute(months.group_by(sums.month).order_by(sums.month)):
         if page_start is None and seen + days > offset:
