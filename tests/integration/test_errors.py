@@ -11,6 +11,7 @@ from sqlalchemy import text
 from app.api.health import PROBE_SECONDS
 from app.api.params import MAX_PAGE
 from app.extensions import db
+from financial.stats import refresh_monthly_sums
 from tests.helpers import (
     LIST_ERROR, OBJECT_ERROR, assert_error, build_app, migrate_database,
 )
@@ -313,6 +314,9 @@ def test_unexpected_error_is_a_generic_500_logged_with_details(own_sqlite_app, c
     _execute(own_sqlite_app, "INSERT INTO financial_data "
                              "(symbol, date, open_price, close_price, volume) VALUES "
                              "('IBM', '2023-01-03', 'garbage /work/x.py', 1, 1)")
+    with own_sqlite_app.app_context():  # counted, as the fetch job keeps the monthly sums
+        refresh_monthly_sums(db.session())
+        db.session.commit()
     response = own_sqlite_app.test_client().get(path, headers={"X-Request-ID": "req-500"})
     assert_error(response, 500, "internal server error", LIST_ERROR)
     # The ID the client can quote finds the details, not only the request's own line.
