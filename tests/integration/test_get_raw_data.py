@@ -889,10 +889,11 @@ _NO_ROOM_SQLITE = {
 }
 
 
-def test_a_full_disk_is_named_as_such_and_leaves_no_row(
-        capsys, monkeypatch, empty_database_url, tmp_path):
-    """Not "the database stopped answering": a full disk answers at once (the log may be on it)."""
-    database = empty_database_url
+def _migrated_with_saved_ibm(monkeypatch, database: str, tmp_path) -> tuple:
+    """Migrate ``database``, save 700 days of IBM, and set the job's environment to store them.
+
+    Returns the saved file and the job's environment.
+    """
     migrate_database(database, tmp_path / "log")
     days = [datetime.date(2000, 1, 3) + datetime.timedelta(days=n) for n in range(700)]
     saved = tmp_path / "ibm.json"
@@ -901,6 +902,14 @@ def test_a_full_disk_is_named_as_such_and_leaves_no_row(
                "LOG_DIR": str(tmp_path / "joblog")}
     for name, value in isolated_environment(**job_env).items():
         monkeypatch.setenv(name, value)
+    return saved, job_env
+
+
+def test_a_full_disk_is_named_as_such_and_leaves_no_row(
+        capsys, monkeypatch, empty_database_url, tmp_path):
+    """Not "the database stopped answering": a full disk answers at once (the log may be on it)."""
+    database = empty_database_url
+    saved, job_env = _migrated_with_saved_ibm(monkeypatch, database, tmp_path)
     with _full_disk(database):
         status, out, err = run_job(capsys, job_env, "--from-file", str(saved), "--full")
     error_name = ("OperationalError" if database.startswith("sqlite")
@@ -965,14 +974,7 @@ def test_a_run_whose_end_a_full_disk_refuses_names_the_run_it_leaves_running(
         capsys, monkeypatch, empty_database_url, tmp_path):
     """Not "the run could not be recorded": it was, with what it stored, and stays running."""
     database = empty_database_url
-    migrate_database(database, tmp_path / "log")
-    days = [datetime.date(2000, 1, 3) + datetime.timedelta(days=n) for n in range(700)]
-    saved = tmp_path / "ibm.json"
-    saved.write_text(json.dumps(synthetic_payload("IBM", days)), encoding="utf-8")
-    job_env = {"APP_ENV": "testing", "DATABASE_URL": database, "CACHE_TYPE": "SimpleCache",
-               "LOG_DIR": str(tmp_path / "joblog")}
-    for name, value in isolated_environment(**job_env).items():
-        monkeypatch.setenv(name, value)
+    saved, job_env = _migrated_with_saved_ibm(monkeypatch, database, tmp_path)
     with _full_disk(database, history_too=True, run_end_too=True):
         status, out, err = run_job(capsys, job_env, "--from-file", str(saved), "--full")
     application = build_app(database, tmp_path / "log")
