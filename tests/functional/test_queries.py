@@ -168,6 +168,18 @@ def test_a_deep_page_of_several_symbols_is_the_slice_of_all_their_rows_sorted(
         assert [tuple(row) for row in rows] == expected_rows[offset:offset + limit], offset
 
 
+@pytest.mark.parametrize("symbols, start, end", [
+    (DEEP_SYMBOLS[1:7], None, None),
+    (DEEP_SYMBOLS[:7], D(2015, 2, 1), D(2021, 10, 31)),
+])
+def test_a_deep_page_past_the_last_row_is_empty(db_session, deep_rows, symbols, start, end):
+    count = count_prices(db_session, symbols=symbols, start_date=start, end_date=end)
+    assert count > DEEP_OFFSET
+    for offset in (count, count + 1000):
+        assert page(db_session, symbols=symbols, start=start, end=end, limit=10,
+                    offset=offset) == [], offset
+
+
 @pytest.mark.mysql
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
 def test_a_deep_page_reads_a_few_months_of_rows_not_every_row_before_it(db_session, deep_rows):
