@@ -182,13 +182,24 @@ def test_a_deep_page_past_the_last_row_is_empty(db_session, deep_rows, symbols, 
 
 @pytest.mark.mysql
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
-def test_a_deep_page_reads_a_few_months_of_rows_not_every_row_before_it(db_session, deep_rows):
+@pytest.mark.parametrize("start, end, from_end", [
+    (None, None, False),
+    # A range that starts and ends within a month; a page among the last
+    # rows, in the partial month at its end.
+    (D(2015, 3, 17), D(2021, 8, 12), False),
+    (D(2015, 3, 17), D(2021, 8, 12), True),
+])
+def test_a_deep_page_reads_a_few_months_of_rows_not_every_row_before_it(
+        db_session, deep_rows, start, end, from_end):
     """MariaDB's handler counters count the rows and index entries a statement reads."""
     def rows_read() -> int:
         status = db_session.execute(text("SHOW SESSION STATUS LIKE 'Handler_read%'")).all()
         return sum(int(value) for _, value in status)
+    symbols = DEEP_SYMBOLS[1:7]
+    count = count_prices(db_session, symbols=symbols, start_date=start, end_date=end)
+    offset = count - 150 if from_end else DEEP_OFFSET + 500
     before = rows_read()
-    rows = page(db_session, symbols=DEEP_SYMBOLS[1:7], limit=100, offset=DEEP_OFFSET + 500)
+    rows = page(db_session, symbols=symbols, start=start, end=end, limit=100, offset=offset)
     read = rows_read() - before
     assert len(rows) == 100
     assert read < DEEP_OFFSET / 4, read
