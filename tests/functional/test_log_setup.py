@@ -240,6 +240,7 @@ def test_a_log_file_that_cannot_be_written_says_so_once_and_again_once_it_can(tm
     back = (f"WARNING lib.log_setup: the log file {log_file} is written again; {records} "
             "could not be written to it meanwhile")
     assert "INFO t: after" in text and back in text and back in capsys.readouterr().err
+    assert_every_line_is_a_record_or_indented(text)  # the new file starts with a record
     log.info("later")
     assert log_file.read_text().count("written again") == 1, "said once, not per record"
 
