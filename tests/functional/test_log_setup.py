@@ -291,7 +291,7 @@ log_file = configure_logging("filled", sys.argv[1], console_level="ERROR")
 log = logging.getLogger("t")
 log.info("before")
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(log_file) + 20, hard))
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(log_file) + int(sys.argv[2]), hard))
 for number in range(3):
     log.info("while full %d", number)
 resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
@@ -299,19 +299,28 @@ log.info("after")
 """
 
 
-def test_records_a_full_disk_refused_never_reach_the_file_later(tmp_path):
-    """The file's buffer kept them: written once there was room, late, and counted missed."""
-    done = subprocess.run([sys.executable, "-c", FILLING, str(tmp_path)], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=60)
-    log_file = tmp_path / "filled.log"
+def filled_log_lines(tmp_path, room: int) -> list[str]:
+    """Run FILLING with ``room`` bytes left after the first record; return the file's lines."""
+    done = subprocess.run([sys.executable, "-c", FILLING, str(tmp_path), str(room)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
     assert (done.returncode, "Traceback" in done.stderr) == (0, False)
     assert "cannot write the log file" in done.stderr
-    lines = log_file.read_text().splitlines()
+    lines = (tmp_path / "filled.log").read_text().splitlines()
     assert not [line for line in lines if "while full" in line]
     record = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} [A-Z]+ [\w.]+: (.*)")
     messages = [match[1] for match in map(record.fullmatch, lines) if match]
     assert messages == [
-        "before", "after", f"the log file {log_file} is written again; 3 records could not be "
-                           "written to it meanwhile"]
+        "before", "after", f"the log file {tmp_path / 'filled.log'} is written again; 3 records "
+                           "could not be written to it meanwhile"]
+    return lines
+
+
+def test_records_a_full_disk_refused_never_reach_the_file_later(tmp_path):
+    """The file's buffer kept them: written once there was room, late, and counted missed."""
+    lines = filled_log_lines(tmp_path, room=20)
     assert len(lines) == 4, "only the record cut by the full disk is not a line of its own"
     assert lines[2].endswith(": after")
+
+
+def test_a_full_disk_that_cut_no_record_leaves_no_blank_line(tmp_path):
+    assert len(filled_log_lines(tmp_path, room=0)) == 3
