@@ -1,5 +1,6 @@
 """GET /api/health answers from one database probe per process per PROBE_SECONDS."""
 import shutil
+import threading
 
 from sqlalchemy import event
 
@@ -34,6 +35,31 @@ def test_checks_within_the_window_cost_one_query(app, client, health_clock):
     health_clock[0] += 0.01
     assert client.get("/api/health").get_json() == OK
     assert statements == probe + probe, "the window is over: one probe more"
+
+
+def test_checks_arriving_during_a_probe_wait_for_it(app, health_clock):
+    """Checks that arrive together, as several load balancers' do, cost one query, not one each."""
+    probes: list[str] = []
+    another_probe = threading.Event()
+
+    def slow_probe(_conn, _cursor, statement, *_):
+        if "alembic_version" in statement:
+            probes.append(statement)
+            if len(probes) == 1:
+                another_probe.wait(timeout=2)  # time for the other checks to arrive
+            else:
+                another_probe.set()
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", slow_probe)
+    answers: list[dict] = []
+    checks = [threading.Thread(target=lambda: answers.append(
+        app.test_client().get("/api/health").get_json())) for _ in range(4)]
+    for check in checks:
+        check.start()
+    for check in checks:
+        check.join()
+    assert answers == [OK] * 4
+    assert len(probes) == 1, probes
 
 
 def test_a_database_failure_shows_once_the_window_is_over(tmp_path, health_clock):
