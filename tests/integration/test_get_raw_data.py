@@ -22,6 +22,7 @@ from conf.settings import PROJECT_ROOT
 from financial.models import FinancialData
 from financial.records import RECORD_FIELDS
 from lib.avantage_api import parse_daily_series
+from lib.log_setup import CONTINUATION_INDENT
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, IBM_DAILY,
 )
@@ -991,6 +992,11 @@ def test_a_run_whose_end_a_full_disk_refuses_names_the_run_it_leaves_running(
                               "its quota), so it reads 'running' until the next run marks it "
                               "interrupted")
     assert "the run could not be recorded" not in err and "Traceback" not in err
+    log = (tmp_path / "joblog" / "get_raw_data.log").read_text(encoding="utf-8")
+    said = (f"ERROR get_raw_data: run {run.id} failed: 0 of 1 files stored, 0 new rows, "
+            "0 updated; ended early: the database's disk is full; its end could not be recorded\n")
+    assert said in log, log
+    assert log.split(said, 1)[1].startswith(f"{CONTINUATION_INDENT}Traceback"), "with its cause"
     with application.app_context():
         db.engine.dispose()
 
