@@ -684,6 +684,31 @@ def test_an_export_that_gave_up_on_a_frozen_database_still_answers_503_in_time(
 
 
 @pytest.mark.mysql
+def test_an_export_whose_connection_a_frozen_database_never_answers_answers_503_in_time(
+        mysql_database_url, tmp_path):
+    """No statement ran on that connection: there is none to end, and the 503 comes as usual."""
+    url = make_url(mysql_database_url)
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        application = build_app(proxied, tmp_path / "log", DATABASE_TIMEOUT=DATABASE_TIMEOUT,
+                                DATABASE_READ_TIMEOUT=DATABASE_TIMEOUT,
+                                EXPORT_READ_TIMEOUT=DATABASE_TIMEOUT)
+        with application.app_context():
+            export_engine = db.engines[EXPORT_BIND]
+        # Frozen as the export's own connection is made, after the data version was read.
+        event.listen(export_engine, "do_connect", lambda *_: proxy.stall())
+        try:
+            started = time.monotonic()
+            response = application.test_client().get(f"{EXPORT}?symbol=IBM")
+            assert (response.status_code, response.get_json()) == (
+                503, {"data": [], "pagination": None, "info": {"error": UNAVAILABLE}})
+            assert time.monotonic() - started < ANSWER_BOUND
+        finally:
+            proxy.resume()
+            dispose_engines(application)
+
+
+@pytest.mark.mysql
 @pytest.mark.parametrize("seconds", [1e-7, 4.9e-7])
 def test_a_statement_limit_under_a_microsecond_still_limits(mysql_database_url, seconds):
     """MariaDB takes max_statement_time in microseconds, and 0 for no limit at all.
