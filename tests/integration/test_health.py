@@ -7,7 +7,7 @@ from sqlalchemy import event
 from app.api import health
 from app.envelope import DATABASE_UNAVAILABLE
 from app.extensions import db
-from tests.helpers import build_app, dispose_engines, migrate_database, sqlite_url
+from tests.helpers import build_app, dispose_engines, migrate_database, scrape, sqlite_url
 
 OK = {"status": "ok", "database": "ok", "schema": "current", "info": {"error": ""}}
 UNREACHABLE = {"status": "unavailable", "database": "unreachable", "schema": None,
@@ -85,3 +85,17 @@ def test_a_database_failure_shows_once_the_window_is_over(tmp_path, health_clock
     log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
     assert log.count("ERROR app.api.health: health check failed: OperationalError") == 1, log
     assert log.count("app.api.health: health check passes again") == 1, log
+
+
+def test_a_failing_database_is_counted_once_per_probe_not_per_check(tmp_path, health_clock):
+    """financial_database_errors_total counts the failures met, not the checks answered."""
+    def errors() -> float:
+        return scrape(client)[("financial_database_errors_total", ())]
+    (tmp_path / "broken.db").mkdir()  # SQLite cannot open a folder
+    client = build_app(f"sqlite:///{tmp_path / 'broken.db'}", tmp_path / "log").test_client()
+    first = errors()
+    per_scrape = errors() - first  # a scrape reads the database too
+    before = errors()
+    for _ in range(5):
+        assert client.get("/api/health").status_code == 503
+    assert errors() - before - per_scrape == 1
