@@ -61,6 +61,18 @@ def test_an_sqlite_folder_that_cannot_be_created_is_named(tmp_path):
         build_app(f"sqlite:///{blocker}/sub/financial.db", tmp_path)
 
 
+def test_an_sqlite_folder_that_is_a_file_is_named_with_the_others(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(StartupError) as refused:
+        build_app(f"sqlite:///{blocker}/financial.db", tmp_path / "log", TRUSTED_PROXY_HOPS=-1)
+    assert refused.value.problems == (
+        f"DATABASE_URL points into the folder {blocker}, which cannot be created (File exists)",
+        "TRUSTED_PROXY_HOPS must be 0 or more, got -1",
+    )
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
 def test_an_sqlite_folder_that_cannot_be_created_is_named_with_the_others(tmp_path):
     """Found before anything is created: no LOG_DIR is left behind either."""
     blocker = tmp_path / "a-file"
@@ -116,6 +128,14 @@ def test_a_log_dir_that_cannot_be_created_is_named(sqlite_database_url, tmp_path
     with pytest.raises(StartupError, match=f"^LOG_DIR {blocker}/log cannot hold the log files "
                                            r"\(Not a directory\)$"):
         build_app(sqlite_database_url, blocker / "log")
+
+
+def test_a_log_dir_that_is_a_file_is_named(sqlite_database_url, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(StartupError, match=f"^LOG_DIR {blocker} cannot hold the log files "
+                                           r"\(File exists\)$"):
+        build_app(sqlite_database_url, blocker)
 
 
 def test_a_negative_proxy_count_is_refused(sqlite_database_url, tmp_path):
