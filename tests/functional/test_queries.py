@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import insert, text
 
+from financial import queries
 from financial.models import FinancialData
 from financial.months import last_day_of_month
 from financial.queries import (
@@ -150,13 +151,17 @@ def deep_rows(db_session):
     (DEEP_SYMBOLS, D(2015, 3, 17), D(2021, 8, 12)),
     (DEEP_SYMBOLS[:7], D(2015, 2, 1), D(2021, 10, 31)),
     (("T", "AAPL", "XOM", "IBM", "KO", "ZZZ", "X"), None, D(2021, 6, 30)),
+    (None, None, None),
+    (None, D(2015, 3, 17), D(2021, 8, 12)),
 ])
-def test_a_deep_page_of_several_symbols_is_the_slice_of_all_their_rows_sorted(
-        db_session, deep_rows, symbols, start, end):
+def test_a_deep_page_is_the_slice_of_all_matching_rows_sorted(
+        db_session, deep_rows, monkeypatch, symbols, start, end):
+    # Without a symbol filter, pages are deep from an offset these rows do not reach.
+    monkeypatch.setattr(queries, "DEEP_OFFSET_ALL_SYMBOLS", DEEP_OFFSET)
     expected = sorted(
         ((row["date"], row["symbol"]), (row["symbol"], row["date"], row["open_price"],
                                         row["close_price"], row["volume"]))
-        for row in deep_rows if row["symbol"] in symbols
+        for row in deep_rows if (symbols is None or row["symbol"] in symbols)
         and (start is None or row["date"] >= start) and (end is None or row["date"] <= end))
     expected_rows = [values for _, values in expected]
     assert len(expected_rows) > DEEP_OFFSET + 1000
