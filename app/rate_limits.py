@@ -99,7 +99,9 @@ def _storage_problem(config: Mapping) -> str | None:
 
     It may hold a password: the messages of limits and redis-py repeat it.
     """
-    uri = config["RATELIMIT_STORAGE_URI"] or "memory://"  # Flask-Limiter's default for none
+    uri = config["RATELIMIT_STORAGE_URI"]
+    if not uri:  # Flask-Limiter's default, memory://, always loads
+        return None
     if uri.startswith("async+"):  # asyncio storages, unusable here
         return _UNKNOWN_STORAGE
     try:
