@@ -21,8 +21,8 @@ STATIC_FILE = "/static/dashboard/dashboard.js"
 IBM = ALPHAVANTAGE_FIXTURES / "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
 
 
-@pytest.mark.parametrize("path", ["/api/financial_data", "/api/health", "/api/swagger.json",
-                                  "/api/docs", "/metrics"])
+@pytest.mark.parametrize("path", ["/", "/api/financial_data", "/api/symbols", "/api/fetch_runs",
+                                  "/api/health", "/api/swagger.json", "/api/docs", "/metrics"])
 def test_every_200_get_carries_a_weak_etag_and_a_match_gets_an_empty_304(sqlite_client, path):
     """Weak: nginx gzips answers, a change of bytes the tag must not claim to rule out."""
     first = sqlite_client.get(path)

@@ -32,7 +32,11 @@ def test_the_policy_allows_only_this_origin_and_no_inline_code():
 
 
 @pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "/", 200),
+    ("GET", "/static/dashboard/dashboard.js", 200),
     ("GET", "/api/financial_data", 200),
+    ("GET", "/api/symbols", 200),
+    ("GET", "/api/fetch_runs", 200),
     ("GET", "/api/docs", 200),
     ("GET", "/api/swagger.json", 200),
     ("GET", "/swaggerui/swagger-ui-bundle.js", 200),
