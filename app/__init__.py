@@ -9,6 +9,7 @@ from typing import Any
 import click
 from flask import Flask, Response, has_request_context, request
 from flask.ctx import RequestContext
+from gunicorn.errors import AppImportError
 from werkzeug.exceptions import NotFound
 
 from app.api.caching import bind_cache, init_cached_answers
@@ -39,8 +40,14 @@ class MigrationHistoryError(Exception):
                          "the release that last migrated it, or repair that table")
 
 
-class StartupError(ConfigError, click.ClickException):
-    """A setting the app cannot run with; the Flask CLI prints it as one line, no traceback."""
+class StartupError(ConfigError, click.ClickException, AppImportError):
+    """A setting the app cannot run with, printed as one line with no traceback.
+
+    The Flask CLI prints a ClickException so, and a gunicorn worker an
+    AppImportError, whose master then stops ("App failed to load") rather
+    than start workers again: ``gunicorn 'app:create_app()'`` without the
+    project's config, which checks the settings before any worker starts.
+    """
 
 
 class ExactPathRequestContext(RequestContext):

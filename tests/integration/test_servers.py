@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -318,6 +319,21 @@ def test_every_unusable_setting_stops_gunicorn_in_one_line(start_server):
                 "RATE_LIMIT must be a limit such as '600 per minute', got 'lots'\n")
     assert output.count(expected) == 1, output
     assert "Traceback" not in output and "Booting worker" not in output and "s3cret" not in output
+
+
+def test_an_unusable_setting_stops_a_bare_gunicorn_in_one_line(start_server, tmp_path):
+    """Without conf/gunicorn.conf.py each worker builds the app: it must not print a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    server = start_server({"DATABASE_URL": f"sqlite:///{blocker}/data/financial.db"},
+                          [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}",
+                           "--no-control-socket", "app:create_app()"])
+    assert server.process.wait(timeout=START_SECONDS) != 0
+    output = server.output()
+    expected = (f"DATABASE_URL points into the folder {blocker}/data, which cannot be "
+                "created (Not a directory)\n")
+    assert output.count(expected) == 1, output
+    assert "Traceback" not in output and "App failed to load" in output, output
 
 
 def metrics_folders_of(master: int) -> list[Path]:
