@@ -419,10 +419,14 @@ def _input_files(args: argparse.Namespace, config: BaseConfig, sample: bool,
 
 
 def _symbols(option: str | None, configured: list[str], problems: list[str]) -> list[str]:
-    """Return the distinct tickers of ``--symbols`` (or SYMBOLS), upper-cased, in order."""
+    """Return the distinct tickers of ``--symbols`` (or SYMBOLS), upper-cased, in order.
+
+    A problem names where the tickers came from, as the operator must fix it there.
+    """
     names, bad = distinct_tickers(option.split(",") if option is not None else configured)
     if bad or not names:
-        problems.append(f"invalid symbol(s) {', '.join(bad) or '(none given)'}: use "
+        source = "--symbols" if option is not None else "SYMBOLS"
+        problems.append(f"{source}: invalid symbol(s) {', '.join(bad) or '(none given)'}: use "
                         f"{SYMBOL_RULE}, comma-separated")
     return names
 

@@ -399,7 +399,9 @@ def test_a_key_that_cannot_fetch_says_how_to_load_the_sample(app, capsys, job_en
 
 @pytest.mark.parametrize("argv, env, message", [
     ([], {"ALPHAVANTAGE_API_KEY": None}, "no API key"),
-    (["--symbols", "IBM,BAD SYMBOL"], {}, "invalid symbol(s) BAD SYMBOL"),
+    (["--symbols", "IBM,BAD SYMBOL"], {}, "get_raw_data: --symbols: invalid symbol(s) BAD SYMBOL"),
+    ([], {"SYMBOLS": "IBM,b@d"}, "get_raw_data: SYMBOLS: invalid symbol(s) B@D"),
+    ([], {"SYMBOLS": " , "}, "get_raw_data: SYMBOLS: invalid symbol(s) (none given)"),
     (["--from-file", "/nonexistent/x.json"], {}, "no such file: /nonexistent/x.json"),
     (["--symbols", "IBM", "--from-file", "x.json"], {}, "--symbols cannot be combined"),
     (["--symbols", "IBM", "--sample"], {}, "--symbols cannot be combined"),
@@ -407,7 +409,7 @@ def test_a_key_that_cannot_fetch_says_how_to_load_the_sample(app, capsys, job_en
     ([], {"ALPHAVANTAGE_FUNCTION": "TIME_SERIES_WEEKLY"}, "ALPHAVANTAGE_FUNCTION: unsupported"),
     ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon"}, "ALPHAVANTAGE_RETRY_WAIT must be a number"),
     ([], {"APP_ENV": "staging"}, "APP_ENV must be one of"),
-    (["--symbols", ""], {}, "invalid symbol(s) (none given)"),
+    (["--symbols", ""], {}, "get_raw_data: --symbols: invalid symbol(s) (none given)"),
     ([], {"DATABASE_URL": "notaurl"}, "DATABASE_URL is not a database URL"),
     ([], {"DATABASE_URL": "mysql+pymysql://u:pw@127.0.0.1:1"}, "DATABASE_URL names no database"),
     ([], {"DATABASE_URL": "mysql+pymysql://u:pw@h:abc/db"}, "DATABASE_URL is not a database URL"),
@@ -435,7 +437,7 @@ BAD_CRON = "get_raw_data: --schedule: the cron expression '61 18 * * *' cannot b
     (["--schedule", "61 18 * * *"], {}, [NO_KEY, BAD_CRON]),
     (["--symbols", "IBM,BAD SYMBOL", "--schedule", "61 18 * * *", "--dry-run"],
      {"FETCH_TIMEZONE": "Mars/Olympus", "ALPHAVANTAGE_FUNCTION": "TIME_SERIES_WEEKLY"},
-     [NO_KEY, "get_raw_data: invalid symbol(s) BAD SYMBOL",
+     [NO_KEY, "get_raw_data: --symbols: invalid symbol(s) BAD SYMBOL",
       "get_raw_data: ALPHAVANTAGE_FUNCTION: unsupported",
       "get_raw_data: --schedule cannot be combined with --dry-run",
       "get_raw_data: FETCH_TIMEZONE: unknown time zone 'Mars/Olympus'", BAD_CRON]),
@@ -451,7 +453,7 @@ BAD_CRON = "get_raw_data: --schedule: the cron expression '61 18 * * *' cannot b
     (["--symbols", "IBM,BAD SYMBOL"], {"DATABASE_URL": "oracle+nosuch://u@h/db",
                                        "ALPHAVANTAGE_RETRY_WAIT": "soon"},
      ["get_raw_data: ALPHAVANTAGE_RETRY_WAIT must be a number, got 'soon'", NO_KEY,
-      "get_raw_data: invalid symbol(s) BAD SYMBOL",
+      "get_raw_data: --symbols: invalid symbol(s) BAD SYMBOL",
       "get_raw_data: DATABASE_URL names an unknown database driver 'oracle+nosuch'"]),
 ], ids=["key and schedule", "all settings", "inputs", "malformed settings",
         "settings and command line"])
