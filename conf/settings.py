@@ -240,8 +240,8 @@ class BaseConfig:
         # Seconds to wait after AlphaVantage's short-term limit, and how often to retry.
         self.ALPHAVANTAGE_RETRY_WAIT = read(env_float, "ALPHAVANTAGE_RETRY_WAIT", 15.0)
         self.ALPHAVANTAGE_RATE_LIMIT_RETRIES = read(env_int, "ALPHAVANTAGE_RATE_LIMIT_RETRIES", 3)
-        # Backoff of the retries of a network failure or HTTP 429/5xx (at most 3):
-        # the first goes at once, the next after 2x and 4x this (jittered).
+        # Backoff of the retries of a network failure or HTTP 429/5xx (at most 3): the
+        # first after ALPHAVANTAGE_REQUEST_INTERVAL, the next after 2x and 4x this (jittered).
         self.ALPHAVANTAGE_BACKOFF_FACTOR = read(env_float, "ALPHAVANTAGE_BACKOFF_FACTOR", 0.5)
         # Seconds between two requests of the fetch job (free keys allow about 1 a second).
         self.ALPHAVANTAGE_REQUEST_INTERVAL = read(env_float, "ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
