@@ -234,24 +234,31 @@ def serve_schedule(app: Flask, plan: Plan, schedule: Schedule, stop: StopRequest
     """Run the job at each scheduled time until stopped; a failed run changes nothing."""
     with app.app_context():
         _schema_ready(app, stop)
-
-    def last_start():
-        with app.app_context(), stop.interrupting():
-            return latest_run_start(db.session())
-
-    def cut_short(due: datetime.datetime) -> bool:
-        with app.app_context(), stop.interrupting():
-            return cut_short_run_since(db.session(), due) is not None
-
     Scheduler(
         schedule,
         run_job=lambda due, catch_up: run_once(app, plan, SCHEDULE, stop, report=_discard,
                                                note=_discard, scheduled_for=due,
                                                catch_up=catch_up),
-        last_start=last_start,
-        cut_short=cut_short,
+        history=_StoredRunHistory(app, stop),
         should_stop=stop.is_set,
     ).serve()
+
+
+@dataclass(frozen=True)
+class _StoredRunHistory:
+    """The run history as the scheduler reads it: each read in an app context of its own,
+    and ended by a stop request (raising Stopped)."""
+
+    app: Flask
+    stop: StopRequest
+
+    def last_start(self) -> datetime.datetime | None:
+        with self.app.app_context(), self.stop.interrupting():
+            return latest_run_start(db.session())
+
+    def cut_short(self, since: datetime.datetime) -> bool:
+        with self.app.app_context(), self.stop.interrupting():
+            return cut_short_run_since(db.session(), since) is not None
 
 
 def _schema_ready(app: Flask, stop: StopRequest) -> bool:

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -120,6 +121,19 @@ def missed_run(schedule: Schedule, now: datetime.datetime,
     return due
 
 
+class RunHistory(Protocol):
+    """What the scheduler reads of the run history: the reasons for the catch-up on start.
+
+    A read that raises makes the scheduler catch up anyway.
+    """
+
+    def last_start(self) -> datetime.datetime | None:
+        """Return the newest run's start in naive UTC, as the history stores it; None if none."""
+
+    def cut_short(self, since: datetime.datetime) -> bool:
+        """Tell whether the newest scheduled run started at or after ``since`` was cut short."""
+
+
 class Scheduler:
     """Runs the job at each scheduled time until asked to stop.
 
@@ -127,23 +141,19 @@ class Scheduler:
     (another scheduler may have done it) and whether it is the catch-up on
     start (which fetches only what no run since that time did); its failure
     (an exception or a failed run) is logged and the schedule goes on.
-    ``last_start`` reads the newest run's start, and ``cut_short`` tells
-    whether the newest scheduled run since a time was cut short: the two
-    reasons for the catch-up on start.
+    ``history`` tells whether the last scheduled time needs that catch-up.
     """
 
     def __init__(self, schedule: Schedule,
                  run_job: Callable[[datetime.datetime, bool], object],
-                 last_start: Callable[[], datetime.datetime | None],
-                 cut_short: Callable[[datetime.datetime], bool], *,
+                 history: RunHistory, *,
                  should_stop: Callable[[], bool],
                  clock: Callable[[], datetime.datetime] = utc_clock,
                  elapsed: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], object] = time.sleep) -> None:
         self.schedule = schedule
         self.run_job = run_job
-        self.last_start = last_start
-        self.cut_short = cut_short
+        self.history = history
         self.should_stop = should_stop
         self.clock = clock
         self.elapsed = elapsed
@@ -190,9 +200,9 @@ class Scheduler:
         what = "catch-up run: no run since %s"
         try:
             now = self.clock()
-            missed = missed_run(self.schedule, now, self.last_start())
+            missed = missed_run(self.schedule, now, self.history.last_start())
             due = self.schedule.last_before(now)
-            if missed is None and self.cut_short(due):
+            if missed is None and self.history.cut_short(due):
                 what = "catch-up run: the run of %s was cut short; fetching what it did not"
                 missed = due
         except Exception as exc:  # the history is unreadable: running is the safer guess

@@ -4,6 +4,8 @@ Time is a fake clock the tests move; the scheduler's naps advance it.
 """
 import datetime
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -81,6 +83,14 @@ def never_cut_short(_due: datetime.datetime) -> bool:
     return False
 
 
+@dataclass
+class FakeHistory:
+    """The run history's answers, from the functions a test gives."""
+
+    last_start: Callable[[], datetime.datetime | None]
+    cut_short: Callable[[datetime.datetime], bool] = never_cut_short
+
+
 def serve(start, *, runs: int, history_start=None, failures=0,
           expression=WEEKDAYS_AFTER_CLOSE, clock=None, job=None,
           cut_short=never_cut_short) -> FakeJob:
@@ -88,7 +98,7 @@ def serve(start, *, runs: int, history_start=None, failures=0,
     clock = clock or FakeClock(start)
     job = job or FakeJob(clock, failures)
     Scheduler(Schedule.parse(expression, NEW_YORK), job,
-              lambda: job.last_start() or history_start, cut_short,
+              FakeHistory(lambda: job.last_start() or history_start, cut_short),
               should_stop=lambda: len(job.runs) >= runs, clock=clock, elapsed=clock.monotonic,
               sleep=clock.sleep).serve()
     return job
@@ -156,8 +166,8 @@ def test_an_unreadable_history_is_caught_up_anyway(caplog):
     def unreadable_history() -> datetime.datetime | None:
         raise OSError("the database is unreachable")
 
-    Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), job, unreadable_history,
-              never_cut_short, should_stop=lambda: len(job.runs) >= 1, clock=clock,
+    Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK), job,
+              FakeHistory(unreadable_history), should_stop=lambda: len(job.runs) >= 1, clock=clock,
               elapsed=clock.monotonic, sleep=clock.sleep).serve()
     assert job.runs == [new_york(2026, 3, 3, 9, 0)]
     assert caplog.messages == [
@@ -238,7 +248,7 @@ def test_a_stop_request_ends_the_wait_without_running(caplog):
     ran = []
     Scheduler(Schedule.parse(WEEKDAYS_AFTER_CLOSE, NEW_YORK),
               lambda _due, _catch_up: ran.append(clock()),
-              lambda: datetime.datetime(2026, 3, 5, 23, 31), never_cut_short,
+              FakeHistory(lambda: datetime.datetime(2026, 3, 5, 23, 31)),
               should_stop=lambda: clock.naps >= 10, clock=clock, elapsed=clock.monotonic,
               sleep=clock.sleep).serve()
     assert ran == [] and clock.now == new_york(2026, 3, 6, 12, 0, 10)
