@@ -28,7 +28,9 @@ from app import (MIGRATIONS_DIR, SCHEMA_REVISION, MigrationHistoryError, create_
 from app.api.caching import clear_cached_answers, clear_run_history_answers
 from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, read_config
-from financial.fetch_run import Job, RunEndNotRecorded, RunLoop, RunSettings, recorded_run
+from financial.fetch_run import (
+    Job, RunEndNotRecorded, RunHooks, RunLoop, RunSettings, recorded_run,
+)
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, SCHEDULE, cut_short_run_since, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
@@ -197,7 +199,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
     with nothing left to fetch.
     """
     if settings.dry_run:
-        dry = RunLoop(db.session(), settings, report=report, note=note).run(jobs)
+        dry = RunLoop(db.session(), settings, RunHooks(report, note)).run(jobs)
         with _reader_may_leave():
             json.dump(dry.records, sys.stdout, indent=2)
             print()
@@ -208,13 +210,13 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
     except Stopped:
         logger.warning(STOPPED_WAITING)
         return EXIT_FAILED
+    hooks = RunHooks(report, note, on_change=clear_cached_answers,
+                     on_record=clear_run_history_answers,
+                     on_end=partial(clear_run_history_answers, final=True),
+                     should_stop=stop.is_set)
     try:
-        outcome = recorded_run(db.session(), db.engine, jobs, settings, trigger=trigger,
-                               report=report, note=note, on_change=clear_cached_answers,
-                               on_record=clear_run_history_answers,
-                               on_end=partial(clear_run_history_answers, final=True),
-                               should_stop=stop.is_set, scheduled_for=scheduled_for,
-                               catch_up=catch_up)
+        outcome = recorded_run(db.session(), db.engine, jobs, settings, hooks, trigger=trigger,
+                               scheduled_for=scheduled_for, catch_up=catch_up)
     except LockWaitStopped:
         logger.warning("stopped while waiting for the run in progress; nothing fetched")
         return EXIT_FAILED

@@ -84,6 +84,39 @@ class RunSettings:
     lock_timeout: float = 300.0
 
 
+def _nothing() -> None:
+    """A hook with nothing to do."""
+
+
+def _never() -> bool:
+    """A stop request that never comes."""
+    return False
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """What a run tells its caller as it goes, and asks it.
+
+    ``report`` receives the one-line summary of each stored symbol (the
+    job's output); ``note`` receives lines for the operator: progress,
+    dry-run summaries and the recorded run's line. The API's cached answers
+    go stale as a recorded run goes: ``on_change`` is called after each
+    symbol whose rows changed (every answer is stale); ``on_record`` when
+    the run starts and after each other outcome recorded (a failure, a skip,
+    no change: only the answers read from the run history are stale);
+    ``on_end`` when it ends (as ``on_record``, and the last chance to make a
+    clear put off). ``should_stop()`` turning true stops the run between
+    jobs, and the wait for the run in progress.
+    """
+
+    report: Callable[[str], None]
+    note: Callable[[str], None]
+    on_change: Callable[[], object] = _nothing
+    on_record: Callable[[], object] = _nothing
+    on_end: Callable[[], object] = _nothing
+    should_stop: Callable[[], bool] = _never
+
+
 @dataclass
 class RunOutcome:
     """What a run did: jobs stored and failed, rows written, dry-run records.
@@ -144,17 +177,13 @@ class RunOutcome:
 class RunLoop:
     """Runs jobs one by one; a failing job is logged and the others go on.
 
-    ``report`` receives the one-line summary of each stored symbol (the
-    job's output); ``note`` receives lines for the operator: progress and
-    dry-run summaries. A refusal every later request would meet too (a spent
-    quota, a rejected key, a premium-only function) or the run's deadline
-    passed stops the run (``spoils_the_run``): every later job is reported
-    as not fetched, without a request; so does ``should_stop()`` turning
-    true (checked between jobs, so the current symbol's transaction always
-    completes). With a ``history``, every outcome is recorded as it
-    happens; ``on_change`` is called after each symbol whose rows changed,
-    ``on_record`` after each other outcome recorded (a failure, a skip, no
-    change: only the history changed).
+    A refusal every later request would meet too (a spent quota, a rejected
+    key, a premium-only function) or the run's deadline passed stops the
+    run (``spoils_the_run``): every later job is reported as not fetched,
+    without a request; so does ``hooks.should_stop()`` turning true (checked
+    between jobs, so the current symbol's transaction always completes).
+    With a ``history``, every outcome is recorded as it happens, and
+    ``hooks`` hears of it.
 
     A symbol that fails on the database, when its failure cannot be recorded
     either, stops the run too: a frozen database would hold every later
@@ -164,20 +193,12 @@ class RunLoop:
     back by the time the failure is recorded (a restart) lets the run go on.
     """
 
-    def __init__(self, session: Session, settings: RunSettings, *,
-                 report: Callable[[str], None], note: Callable[[str], None],
-                 history: RunRecorder | None = None,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 on_change: Callable[[], object] = lambda: None,
-                 on_record: Callable[[], object] = lambda: None) -> None:
+    def __init__(self, session: Session, settings: RunSettings, hooks: RunHooks, *,
+                 history: RunRecorder | None = None) -> None:
         self.session = session
         self.settings = settings
-        self.report = report
-        self.note = note
+        self.hooks = hooks
         self.history = history
-        self.should_stop = should_stop
-        self.on_change = on_change
-        self.on_record = on_record
         self.outcome = RunOutcome()
         self.is_database_lost = False
         self.database_lost_reason = DATABASE_LOST_REASON
@@ -188,14 +209,14 @@ class RunLoop:
         self.outcome.files = not any(job.calls_api for job in jobs)
         stop_reason = None
         for number, job in enumerate(jobs, start=1):
-            if stop_reason is None and self.should_stop():
+            if stop_reason is None and self.hooks.should_stop():
                 stop_reason, self.outcome.stopped = STOPPED_REASON, True
             if stop_reason:
                 self._fail(job.label, self._known_symbol(job), f"not fetched: {stop_reason}",
                            status=NOT_FETCHED)
                 continue
             if self.settings.show_progress and (len(jobs) > 1 or self.settings.window_days is None):
-                self.note(f"[{number}/{len(jobs)}] {job.label} ...")
+                self.hooks.note(f"[{number}/{len(jobs)}] {job.label} ...")
             stop_reason = self.outcome.ended_early = self._process(job)
         return self.outcome
 
@@ -208,7 +229,8 @@ class RunLoop:
             bars = recent_days(series, self.settings.window_days)
             if self.settings.dry_run:
                 self.outcome.records += to_records(series.symbol, bars)
-                self.note(f"{series.symbol}: {len(bars)} rows fetched (dry run, nothing stored)")
+                self.hooks.note(f"{series.symbol}: {len(bars)} rows fetched "
+                                "(dry run, nothing stored)")
             else:
                 self._store(series.symbol, bars)
         except AlphaVantageError as exc:
@@ -241,13 +263,13 @@ class RunLoop:
         self.outcome.rows_new += result.new
         self.outcome.rows_updated += result.updated
         if result.changed:
-            self.on_change()
+            self.hooks.on_change()
         else:
-            self.on_record()
+            self.hooks.on_record()
         line = (f"{result.symbol}: {result.fetched} rows fetched, {result.new} new, "
                 f"{result.updated} updated")
         logger.info("%s", line)
-        self.report(line)
+        self.hooks.report(line)
 
     def _fail(self, label: str, symbol: str | None, reason: str, *, status: str = FAILED,
               exc: Exception | None = None) -> None:
@@ -275,7 +297,7 @@ class RunLoop:
             if disk_full:
                 self.database_lost_reason = DISK_FULL
         else:
-            self.on_record()
+            self.hooks.on_record()
 
     @staticmethod
     def _known_symbol(job: Job) -> str | None:
@@ -304,14 +326,9 @@ def recorded_run(
     engine: Engine,
     jobs: list[Job],
     settings: RunSettings,
+    hooks: RunHooks,
     *,
     trigger: str,
-    report: Callable[[str], None],
-    note: Callable[[str], None],
-    on_change: Callable[[], object],
-    on_record: Callable[[], object],
-    on_end: Callable[[], object],
-    should_stop: Callable[[], bool] = lambda: False,
     clock: Clock = utc_now,
     scheduled_for: datetime.datetime | None = None,
     catch_up: bool = False,
@@ -329,14 +346,9 @@ def recorded_run(
     last the symbol a killed run was at, leaving out one killed on twice, so
     a symbol that kills the process cannot spend the quota on every restart
     (``plan_catch_up``); with none left, it is skipped too.
-    ``on_change`` is called after the run stores changed rows (the API's
-    cached answers are then stale); ``on_record`` when it starts and when it
-    records a symbol's outcome that changed no rows (only the answers read
-    from the run history are then stale); ``on_end`` when it ends (as
-    ``on_record``, and the last chance to make a clear put off). ``note``
-    gets the run's line.
+    ``hooks`` hears of what the run records (see RunHooks).
 
-    Raises LockWaitStopped when ``should_stop()`` turns true while waiting
+    Raises LockWaitStopped when ``hooks.should_stop()`` turns true while waiting
     (nothing is recorded), LockFileError when SQLite's lock file cannot be
     opened (nothing is recorded), RunEndNotRecorded when the run's end cannot
     be written, SQLAlchemyError when the run cannot be recorded at all.
@@ -345,26 +357,24 @@ def recorded_run(
     try:
         with database_lock(engine, RUN_LOCK, settings.lock_timeout,
                            on_wait=lambda: _announce_wait(session, settings.lock_timeout),
-                           should_stop=should_stop):
+                           should_stop=hooks.should_stop):
             if scheduled_for is not None and _taken_by_another(session, scheduled_for, OK):
                 return None
             caught_up = None
             if catch_up and scheduled_for is not None:
                 jobs, caught_up = _left_to_catch_up(session, jobs, scheduled_for)
                 if not jobs:
-                    _close_dead_runs(session, clock, on_end)
+                    _close_dead_runs(session, clock, hooks.on_end)
                     return None
-            outcome = _run_with_history(session, jobs, settings, trigger=trigger, report=report,
-                                        note=note, on_change=on_change, on_record=on_record,
-                                        on_end=on_end, should_stop=should_stop, clock=clock,
-                                        caught_up=caught_up)
+            outcome = _run_with_history(session, jobs, settings, hooks, trigger=trigger,
+                                        clock=clock, caught_up=caught_up)
     except LockTimeout:
         if scheduled_for is not None and _taken_by_another(session, scheduled_for, RUNNING):
             return None
         outcome = _refused(session, settings, trigger, waiting_since, clock)
-        on_end()
+        hooks.on_end()
     logger.info("%s", outcome.line())
-    note(outcome.line())
+    hooks.note(outcome.line())
     return outcome
 
 
@@ -424,17 +434,13 @@ def _close_dead_runs(session: Session, clock: Clock, on_end: Callable[[], object
         on_end()
 
 
-def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, *, trigger: str,
-                      report: Callable[[str], None], note: Callable[[str], None],
-                      on_change: Callable[[], object], on_record: Callable[[], object],
-                      on_end: Callable[[], object], should_stop: Callable[[], bool],
-                      clock: Clock, caught_up: str | None = None) -> RunOutcome:
+def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings,
+                      hooks: RunHooks, *, trigger: str, clock: Clock,
+                      caught_up: str | None = None) -> RunOutcome:
     recorder = RunRecorder.open(session, trigger, clock)
-    on_record()
+    hooks.on_record()
     try:
-        outcome = RunLoop(session, settings, report=report, note=note, history=recorder,
-                          should_stop=should_stop, on_change=on_change,
-                          on_record=on_record).run(jobs)
+        outcome = RunLoop(session, settings, hooks, history=recorder).run(jobs)
         outcome.caught_up = caught_up
         try:
             run = recorder.finish(outcome.run_status(), outcome.summary())
@@ -442,7 +448,7 @@ def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings, 
             session.rollback()
             raise RunEndNotRecorded(recorder.run_id, outcome, exc) from exc
     finally:
-        on_end()
+        hooks.on_end()
     outcome.run_id, outcome.status, outcome.message = run.id, run.status, run.message
     return outcome
 

@@ -26,7 +26,7 @@ from app.api.export import EXPORT_BIND
 from app.api.health import PROBE_SECONDS
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.fetch_run import DATABASE_LOST_REASON, Job, RunLoop, RunSettings
+from financial.fetch_run import DATABASE_LOST_REASON, Job, RunHooks, RunLoop, RunSettings
 from financial.runs import RunRecorder, utc_now
 from lib.avantage_api import DailySeries, read_saved_response
 from lib.db import engine_options, limit_statement_time
@@ -504,8 +504,8 @@ def test_a_database_lost_mid_run_ends_the_run_unless_it_is_back(mysql_app, resta
             run_log.addHandler(resume)
         try:
             with Session(engine) as session:
-                loop = RunLoop(session, RunSettings(window_days=None), report=lambda _: None,
-                               note=lambda _: None,
+                loop = RunLoop(session, RunSettings(window_days=None),
+                               RunHooks(report=lambda _: None, note=lambda _: None),
                                history=RunRecorder.open(session, "manual", utc_now))
                 outcome = loop.run([job("IBM"), job("AAPL", stall=True), job("MSFT")])
         finally:
@@ -540,8 +540,9 @@ def test_a_symbol_the_database_failed_is_recorded_with_the_code_and_its_cause(my
         run_log.addHandler(resume)
         try:
             with Session(engine) as session:
-                RunLoop(session, RunSettings(window_days=None), report=lambda _: None,
-                        note=lambda _: None, history=RunRecorder.open(session, "manual", utc_now),
+                RunLoop(session, RunSettings(window_days=None),
+                        RunHooks(report=lambda _: None, note=lambda _: None),
+                        history=RunRecorder.open(session, "manual", utc_now),
                         ).run([Job("IBM", fetch, calls_api=True)])
         finally:
             run_log.removeHandler(resume)

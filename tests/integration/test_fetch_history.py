@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.fetch_run import RUN_LOCK, Job, RunSettings, recorded_run
+from financial.fetch_run import RUN_LOCK, Job, RunHooks, RunSettings, recorded_run
 from financial.models import FetchRun, FetchRunSymbol
 from financial.runs import INTERRUPTED_MESSAGE, iso_utc, one_line, utc_now
 from lib.avantage_api import DailySeries
@@ -570,8 +570,8 @@ def test_a_catch_up_with_nothing_left_closes_the_dead_run_and_records_nothing(ap
         ended = []
         outcome = recorded_run(
             db.session(), db.engine, [Job("IBM", _must_not_fetch, True)],
-            RunSettings(window_days=14), trigger="schedule", report=_ignore, note=_ignore,
-            on_change=_ignore, on_record=_ignore, on_end=lambda: ended.append(True),
+            RunSettings(window_days=14),
+            RunHooks(_ignore, _ignore, on_end=lambda: ended.append(True)), trigger="schedule",
             scheduled_for=due, catch_up=True)
     assert outcome is None and ended == [True]
     runs, _ = history(app)
@@ -598,8 +598,7 @@ def test_a_scheduled_run_that_waited_past_the_lock_timeout_leaves_the_time_to_th
         other_id, other_started = other.id, iso_utc(other.started_at)
         outcomes = [recorded_run(
             db.session(), db.engine, [], RunSettings(window_days=14, lock_timeout=0.2),
-            trigger=trigger, report=_ignore, note=_ignore, on_change=_ignore,
-            on_record=_ignore, on_end=_ignore, scheduled_for=scheduled_for)
+            RunHooks(_ignore, _ignore), trigger=trigger, scheduled_for=scheduled_for)
             for trigger, scheduled_for in (("schedule", due), ("manual", None))]
     holder.dispose()
     assert outcomes[0] is None
