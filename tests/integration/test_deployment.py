@@ -18,13 +18,15 @@ import sys
 import tempfile
 import time
 import uuid
-from importlib import import_module
+from importlib import import_module, metadata
 from pathlib import Path
 from types import FunctionType, ModuleType
 from urllib.parse import urlsplit
 
 import pytest
 from gunicorn.config import KNOWN_SETTINGS
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
@@ -273,6 +275,29 @@ def test_lock_files_pin_what_the_requirement_files_list(listed, locked):
     assert {name: pinned.get(name) for name in wanted} == wanted, f"run `make lock` ({locked})"
     blocks = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / locked).read_text(encoding="utf-8"))
     assert all("--hash=sha256:" in block for block in blocks if "==" in block)
+
+
+@pytest.mark.parametrize("locked", LOCKED.values())
+@pytest.mark.parametrize("python_full_version", ["3.11.0", "3.11.2", "3.12.0"])
+def test_lock_files_hold_every_dependency_of_each_supported_python(locked, python_full_version):
+    # pip-compile keeps only what the Python running it needs: a dependency
+    # under a marker such as redis's async-timeout (python_full_version <
+    # "3.11.3") is left out by a newer 3.11, and the install on an older one
+    # (Debian 12's python3 is 3.11.2) then fails at import.
+    pinned = pins(ROOT / locked)
+    python = {"python_full_version": python_full_version,
+              "python_version": python_full_version.rsplit(".", 1)[0], "extra": ""}
+    missing = set()
+    for name in pinned:
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:  # pinned since this environment was installed
+            continue
+        for requirement in map(Requirement, requires):
+            if requirement.marker is not None and requirement.marker.evaluate(python) \
+                    and canonicalize_name(requirement.name) not in pinned:
+                missing.add(f"{requirement.name} (for {name})")
+    assert not missing, f"pin these in {next(k for k, v in LOCKED.items() if v == locked)}"
 
 
 def test_the_dev_lock_installs_the_runtime_lock_unchanged():
