@@ -43,6 +43,8 @@ COPY . .
 RUN flake8 . && lint-imports && mypy && touch /tmp/lint.passed
 
 FROM base AS production
+# The base image's own Python gives up its installer too (its pip is on the PATH).
+RUN /usr/local/bin/python -m pip uninstall --yes pip setuptools wheel
 COPY --from=runtime-venv /opt/venv /opt/venv
 COPY get_raw_data.py ./
 COPY app/ app/

@@ -319,6 +319,13 @@ def test_images_install_only_hashed_locked_packages_and_ship_no_installer():
     assert venv_source and any(
         keyword == "RUN" and re.search(r"pip uninstall --yes pip setuptools", arguments)
         for keyword, arguments in stages[venv_source[0]])
+    # The base image's own Python keeps an installer too (pip, setuptools and
+    # wheel in python:3.11), on the PATH: it leaves the production image as well.
+    production = stages["production"]
+    user_at = next(i for i, (keyword, _) in enumerate(production) if keyword == "USER")
+    assert any(keyword == "RUN" and re.search(
+        r"/usr/local/bin/python -m pip uninstall --yes pip setuptools wheel", arguments)
+        for keyword, arguments in production[:user_at])
 
 
 def test_nginx_runs_a_stable_line():
