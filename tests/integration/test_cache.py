@@ -104,6 +104,27 @@ def test_a_cache_outage_degrades_to_uncached_answers(database_url, tmp_path, ibm
         db.engine.dispose()
 
 
+def test_a_full_per_process_cache_makes_room_for_a_batch_of_answers(tmp_path):
+    """Full, it drops the entries expiring first down to PRUNED_FILL of CACHE_THRESHOLD at once.
+
+    cachelib's own SimpleCache dropped one per write, sorting every entry each time.
+    """
+    application = build_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "log",
+                            CACHE_THRESHOLD=20)
+    entries = application.extensions["cache"][cache]._cache
+    with application.app_context():
+        for number in range(21):  # one past the threshold: it prunes before a write
+            cache.set(f"entry{number}", number, timeout=100 + number)
+        cache.set("entry21", 21, timeout=200)
+        assert set(entries) == {f"entry{number}" for number in range(3, 22)}
+        cache.set("entry22", 22, timeout=200)
+        cache.set("entry23", 23, timeout=200)
+        assert len(entries) == 21, "no more than cachelib's own keeps"
+        cache.set("entry24", 24, timeout=200)
+        assert len(entries) == 19
+        assert cache.get("entry24") == 24 and cache.get("entry3") is None
+
+
 def _history_clear_keeps_price_answers(application, ibm_day, store_prices) -> None:
     """A symbol recorded without changing rows: the history's answers are fresh, prices kept."""
     store_prices([ibm_day])
