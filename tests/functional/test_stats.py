@@ -110,6 +110,20 @@ def test_any_range_adds_whole_months_and_edge_days_exactly(db_session):
                     rows, start, end), (start, end)
 
 
+@pytest.mark.mysql
+def test_statistics_need_no_temporary_table_on_mysql(mysql_app):
+    """The whole months and the edge days are added up without a derived table to materialize."""
+    with mysql_app.app_context():
+        store(db.session, "IBM", [(D(2023, 1, 31), "10.0000", "20.0000", 100),
+                                  (D(2023, 2, 1), "30.0000", "40.0000", 300)])
+        created = "SHOW SESSION STATUS LIKE 'Created_tmp_tables'"
+        before = int(db.session.execute(text(created)).one()[1])
+        stats = compute_statistics(db.session, "IBM", D(2023, 1, 31), D(2023, 2, 28))
+        assert int(db.session.execute(text(created)).one()[1]) == before
+        assert stats == PriceStatistics(Decimal("20.00"), Decimal("30.00"), 200)
+        db.session.rollback()
+
+
 def open_average(session) -> Decimal:
     return compute_statistics(session, "IBM", D(2023, 1, 1),
                               D(2023, 1, 31)).average_daily_open_price
