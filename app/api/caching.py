@@ -90,17 +90,15 @@ class BatchPrunedSimpleCache(SimpleCache):
     cachelib's own, once it holds CACHE_THRESHOLD entries, scans every entry
     for expired ones and sorts them all to drop the one expiring first, on
     each write: about 15 % of an uncached answer. This one, when full, drops
-    the expired entries and then those expiring first down to PRUNED_FILL of
-    the threshold, so the writes until it is full again prune nothing. It
-    never holds more entries than cachelib's.
+    the expired entries and then, if they were fewer, those expiring first
+    down to PRUNED_FILL of the threshold, so the writes until it is full
+    again prune nothing. It never holds more entries than cachelib's.
     """
 
     def _prune(self) -> None:
         if not self._over_threshold():
             return
         self._remove_expired(time.time())
-        if not self._over_threshold():
-            return
         excess = len(self._cache) - int(self._threshold * PRUNED_FILL)
         entries = self._cache
         for key in heapq.nsmallest(excess, entries, key=lambda key: entries[key][0]):
