@@ -1,4 +1,6 @@
 """Cached answers: hits, invalidation shared through Redis, TTL, outage tolerance."""
+import time
+
 import pytest
 import redis
 
@@ -123,6 +125,22 @@ def test_a_full_per_process_cache_makes_room_for_a_batch_of_answers(tmp_path):
         cache.set("entry24", 24, timeout=200)
         assert len(entries) == 19
         assert cache.get("entry24") == 24 and cache.get("entry3") is None
+
+
+def test_a_full_per_process_cache_makes_room_for_a_batch_when_few_entries_expired(
+        tmp_path, monkeypatch):
+    """Entries expiring one by one must not bring back a scan of every entry on every write."""
+    application = build_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "log",
+                            CACHE_THRESHOLD=20)
+    entries = application.extensions["cache"][cache]._cache
+    with application.app_context():
+        cache.set("entry0", 0, timeout=1)
+        for number in range(1, 21):
+            cache.set(f"entry{number}", number, timeout=100 + number)
+        later = time.time() + 10
+        monkeypatch.setattr(time, "time", lambda: later)
+        cache.set("entry21", 21, timeout=200)
+        assert set(entries) == {f"entry{number}" for number in range(3, 22)}
 
 
 def _history_clear_keeps_price_answers(application, ibm_day, store_prices) -> None:
