@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from dotenv import load_dotenv
@@ -34,7 +35,7 @@ from financial.fetch_run import (
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, SCHEDULE, cut_short_run_since, latest_run_start
 from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
-from lib.avantage_api import AlphaVantageClient, InvalidApiKeyError, read_saved_response
+from lib.avantage_api import InvalidApiKeyError, read_saved_response
 from lib.db_errors import describe_database_error
 from lib.locks import (
     FetchRunInProgress, LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer,
@@ -43,6 +44,9 @@ from lib.log_setup import configure_logging
 from lib.schema import NEWER_SCHEMA, schema_revision
 from lib.stop_signals import StopRequest, Stopped, stop_on_signals
 from lib.tickers import SYMBOL_RULE, distinct_tickers
+
+if TYPE_CHECKING:  # loaded by _client: a run from saved files needs no HTTP client
+    from lib.avantage_api import AlphaVantageClient
 
 logger = logging.getLogger("get_raw_data")
 
@@ -454,7 +458,9 @@ def _client_problems(config: BaseConfig) -> list[str]:
     return []
 
 
-def _client(config: BaseConfig) -> AlphaVantageClient:
+def _client(config: BaseConfig) -> "AlphaVantageClient":
+    from lib.avantage_api import AlphaVantageClient
+
     try:
         return AlphaVantageClient(
             config.ALPHAVANTAGE_API_KEY or "",

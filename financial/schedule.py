@@ -9,11 +9,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-from croniter.croniter import CroniterBadDateError, CroniterError
+if TYPE_CHECKING:  # loaded when a schedule is read: a run by hand has none
+    from croniter import croniter
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,8 @@ class Schedule:
         if len(expression.split()) != 5:
             raise ScheduleError(f"the cron expression {expression!r} must have 5 fields: "
                                 "minute hour day-of-month month day-of-week")
+        from croniter.croniter import CroniterBadDateError, CroniterError
+
         schedule = cls(expression, zone)
         try:
             schedule.next_after(utc_clock())
@@ -82,7 +84,9 @@ class Schedule:
         times = self._times_from(moment)
         return self._once_per_wall_time(lambda: times.get_prev(datetime.datetime))
 
-    def _times_from(self, moment: datetime.datetime) -> croniter:
+    def _times_from(self, moment: datetime.datetime) -> "croniter":
+        from croniter import croniter
+
         # Cron runs a day that matches either day field only when both are
         # restricted, and a field starting with "*" (``*/2``) is not: then
         # the day must match both. croniter applies that rule only when asked.

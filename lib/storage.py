@@ -4,6 +4,7 @@ Framework-free: callers pass sessions and models in.
 """
 import datetime
 import functools
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import cast
@@ -11,7 +12,7 @@ from typing import cast
 from sqlalchemy import Table, func
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import BigInteger, Date, Numeric, TypeDecorator
@@ -163,9 +164,11 @@ def _upsert_sql(codec: RowCodec, keys: frozenset[str], keep: frozenset[str]) -> 
         stmt = stmt.on_duplicate_key_update(
             {name: updated(name, stmt.inserted[name]) for name in update_names})
     else:
-        dml = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect.name)
-        if dml is None:
+        if dialect.name not in ("sqlite", "postgresql"):
             raise NotImplementedError(f"no upsert for the {dialect.name} dialect")
+        # The database's own module only: PostgreSQL's takes a tenth of the
+        # fetch job's start-up, on a database that is not PostgreSQL.
+        dml = importlib.import_module(f"sqlalchemy.dialects.{dialect.name}")
         stmt = dml.insert(table)
         stmt = stmt.on_conflict_do_update(
             index_elements=sorted(keys),
