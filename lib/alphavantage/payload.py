@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cached_property
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,11 @@ class _Column:
     def sql_type(self) -> str:
         return f"DECIMAL(18,{self.places})"
 
-    @cached_property
-    def plain(self) -> re.Pattern:
-        """Match the usual values, which need no other check: few digits, few decimals."""
+    @property
+    def plain(self) -> str:
+        """The pattern of the usual values, which need no other check: few digits, few decimals."""
         digits, places = self.integer_digits, self.accepted_places
-        return re.compile(rf"[0-9]{{1,{digits}}}(?:\.[0-9]{{1,{places}}})?")
+        return rf"[0-9]{{1,{digits}}}(?:\.[0-9]{{1,{places}}})?"
 
     @cached_property
     def quantum(self) -> Decimal:
@@ -74,7 +74,22 @@ _RATIO = _Column(places=8, accepted_places=8, integer_digits=9, positive=True)
 _MAX_VOLUME = 10**14 - 1
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
-_PLAIN_VOLUME = re.compile(r"[0-9]{1,14}")
+_PLAIN_VOLUME = r"[0-9]{1,14}"
+# A plain day's values in this order, joined by spaces, match the function's
+# pattern at once: one check for the whole day rather than one per value (no
+# value's pattern takes a space, so each value matches its own or none does).
+_PLAIN_KEYS = {
+    TIME_SERIES_DAILY: (*_PRICE_KEYS, _VOLUME_KEYS[TIME_SERIES_DAILY]),
+    TIME_SERIES_DAILY_ADJUSTED: (*_PRICE_KEYS, _VOLUME_KEYS[TIME_SERIES_DAILY_ADJUSTED],
+                                 "5. adjusted close", "7. dividend amount",
+                                 "8. split coefficient"),
+}
+_PLAIN_VALUES = {function: itemgetter(*keys) for function, keys in _PLAIN_KEYS.items()}
+_PLAIN_DAYS = {
+    TIME_SERIES_DAILY: re.compile(" ".join([_PRICE.plain] * 4 + [_PLAIN_VOLUME])),
+    TIME_SERIES_DAILY_ADJUSTED: re.compile(" ".join(
+        [_PRICE.plain] * 4 + [_PLAIN_VOLUME, _ADJUSTED_PRICE.plain, _PRICE.plain, _RATIO.plain])),
+}
 
 # Order matters: the burst text also mentions "premium endpoints" and
 # "25 requests per day", so burst markers are tested first, premium next.
@@ -227,38 +242,38 @@ def _parse_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
 
     A full run reads tens of thousands of days, nearly all of them plain:
     digits within the column's bounds, high and low around open and close.
-    Those take the short way here; anything else is parsed by
-    ``_checked_bar``, which says precisely what is wrong.
+    Those take the short way here, all the day's values checked by one
+    pattern; anything else is parsed by ``_checked_bar``, which says
+    precisely what is wrong.
     """
     date = parse_iso_date(day)
     if date is None or fields.__class__ is not dict:
         return _checked_bar(symbol, day, fields, function)
-    get = fields.get
-    open_price, high, low, close = (_plain_decimal(get(key), _PRICE) for key in _PRICE_KEYS)
-    volume = get(_VOLUME_KEYS[function])
-    if (open_price is None or high is None or low is None or close is None
-            or not (low <= open_price <= high and low <= close <= high)
-            or volume.__class__ is not str or not _PLAIN_VOLUME.fullmatch(volume)):
+    try:
+        raw = _PLAIN_VALUES[function](fields)
+        plain = _PLAIN_DAYS[function].fullmatch(" ".join(raw))
+    except (KeyError, TypeError):  # a field missing, or one that is not a string
+        plain = None
+    if plain is None:
+        return _checked_bar(symbol, day, fields, function)
+    open_price, high, low, close = map(Decimal, raw[:4])
+    if not (low <= open_price <= high and low <= close <= high):
         return _checked_bar(symbol, day, fields, function)
     if function != TIME_SERIES_DAILY_ADJUSTED:
         return DailyBar(date=date, open_price=open_price, high_price=high, low_price=low,
-                        close_price=close, volume=int(volume))
-    adjusted = _plain_decimal(get("5. adjusted close"), _ADJUSTED_PRICE)
-    dividend = _plain_decimal(get("7. dividend amount"), _PRICE)
-    split = _plain_decimal(get("8. split coefficient"), _RATIO)
-    if adjusted is None or dividend is None or not split:  # a split of zero is refused
+                        close_price=close, volume=int(raw[4]))
+    split = Decimal(raw[7])
+    if not split:  # a split of zero is refused
         return _checked_bar(symbol, day, fields, function)
     return DailyBar(date=date, open_price=open_price, high_price=high, low_price=low,
-                    close_price=close, adjusted_close_price=adjusted, volume=int(volume),
-                    dividend_amount=dividend, split_coefficient=split)
+                    close_price=close, adjusted_close_price=_rounded(raw[5], _ADJUSTED_PRICE),
+                    volume=int(raw[4]), dividend_amount=Decimal(raw[6]), split_coefficient=split)
 
 
-def _plain_decimal(raw: Any, column: _Column) -> Decimal | None:
-    """Return a plainly valid value of ``column`` (rounded to its places), else None."""
-    if raw.__class__ is not str or not column.plain.fullmatch(raw):
-        return None
+def _rounded(raw: str, column: _Column) -> Decimal:
+    """Return a plain value of ``column`` rounded to its places."""
     value = Decimal(raw)
-    if column.accepted_places > column.places and len(raw) - raw.find(".") - 1 > column.places:
+    if len(raw) - raw.find(".") - 1 > column.places:
         return value.quantize(column.quantum, rounding=ROUND_HALF_UP)
     return value
 

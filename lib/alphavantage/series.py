@@ -8,14 +8,15 @@ TIME_SERIES_DAILY_ADJUSTED = "TIME_SERIES_DAILY_ADJUSTED"
 FUNCTIONS = (TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class DailyBar:
     """One trading day; prices keep AlphaVantage's digits (``Decimal("170.0000")``).
 
     The adjusted close, the dividend and the split coefficient come only from
     TIME_SERIES_DAILY_ADJUSTED and are None otherwise. AlphaVantage computes
     the adjusted close with up to 12 decimals; it is rounded half away from
-    zero to the 4 the table keeps.
+    zero to the 4 the table keeps. Slots: a full history builds tens of
+    thousands, and a frozen dataclass sets each field on its own.
     """
 
     date: datetime.date
