@@ -15,7 +15,7 @@ from financial.ingest import VALUE_COLUMNS, StoreResult, store_prices, store_sym
 from financial.models import FinancialData, MonthlyPriceSums
 from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar
-from lib.storage import UPSERT_CHUNK_SIZE, row_codec, upsert_encoded
+from lib.storage import UPSERT_CHUNK_SIZE, _upsert_sql, row_codec, upsert_encoded
 
 D = datetime.date
 FIRST = D(2023, 1, 2)
@@ -121,6 +121,14 @@ def test_upsert_keeps_stored_values_where_told_to_keep_them_over_null(db_session
     stored = db_session.execute(select(FinancialData)).scalar_one()
     assert (stored.close_price, stored.dividend_amount, stored.split_coefficient) == (
         Decimal("2.5"), Decimal("0.5"), None)
+
+
+def test_the_upsert_takes_each_row_as_a_tuple_on_every_backend(db_session):
+    """Drivers render a tuple's values with less work than a dict's (PyMySQL's pyformat)."""
+    codec = row_codec(db_session, FinancialData, ("symbol", "date", *VALUE_COLUMNS))
+    sql, positional = _upsert_sql(codec, frozenset({"symbol", "date"}), frozenset())
+    assert positional
+    assert "%(" not in sql and ":symbol" not in sql
 
 
 def test_store_prices_of_an_empty_frame_writes_nothing(db_session):
