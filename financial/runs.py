@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
-    CursorResult, Delete, Select, case, delete, exists, func, or_, select, update,
+    CursorResult, Delete, Select, Table, bindparam, case, delete, exists, func, insert, or_,
+    select, update,
 )
 from sqlalchemy.orm import Session
 
@@ -87,6 +88,14 @@ def mark_interrupted(session: Session, now: datetime.datetime) -> list[int]:
     return ids
 
 
+# Built once: RunRecorder.add runs them for every symbol of a run.
+_RUNS, _OUTCOMES = cast(Table, FetchRun.__table__), cast(Table, FetchRunSymbol.__table__)
+_ADD_TO_RUN = (update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
+               .values(rows_new=_RUNS.c.rows_new + bindparam("new"),
+                       rows_updated=_RUNS.c.rows_updated + bindparam("updated")))
+_INSERT_OUTCOME = insert(_OUTCOMES)
+
+
 class RunRecorder:
     """Writes one run's rows: opened ``running``, one row per symbol, then closed.
 
@@ -99,6 +108,8 @@ class RunRecorder:
         self.run = run
         self.run_id = run.id
         self.clock = clock
+        # Symbols whose outcome this run may have written: only those can have a row.
+        self._met: set[str] = set()
 
     @classmethod
     def open(cls, session: Session, trigger: str, clock: Clock = utc_now) -> "RunRecorder":
@@ -113,13 +124,29 @@ class RunRecorder:
         return cls(session, run, clock)
 
     def add(self, outcome: SymbolOutcome) -> None:
-        """Add a symbol's outcome to the run and its totals; flushes, does not commit."""
-        row = self.session.get(FetchRunSymbol, (self.run_id, outcome.symbol))
+        """Add a symbol's outcome to the run and its totals; flushes, does not commit.
+
+        A run meets most symbols once: their row is inserted as it is, looked
+        up and merged only when met before, and the run's totals are added up
+        in SQL, rather than read back after each symbol's commit (two queries
+        and the ORM's flush a symbol: a tenth of a full history's run).
+        """
+        if outcome.rows_new or outcome.rows_updated:
+            self.session.execute(_ADD_TO_RUN, {"run_id": self.run_id, "new": outcome.rows_new,
+                                               "updated": outcome.rows_updated})
+            self.session.expire(self.run, ["rows_new", "rows_updated"])
+        row = None
+        if outcome.symbol in self._met:  # else it has no row: every row of this run is added here
+            row = self.session.get(FetchRunSymbol, (self.run_id, outcome.symbol))
+        self._met.add(outcome.symbol)
         if row is None:
-            row = FetchRunSymbol(run_id=self.run_id, symbol=outcome.symbol, status=outcome.status,
-                                 rows_fetched=0, rows_new=0, rows_updated=0)
-            self.session.add(row)
-        elif _SEVERITY[outcome.status] > _SEVERITY[row.status]:
+            self.session.execute(_INSERT_OUTCOME, {
+                "run_id": self.run_id, "symbol": outcome.symbol, "status": outcome.status,
+                "rows_fetched": outcome.rows_fetched, "rows_new": outcome.rows_new,
+                "rows_updated": outcome.rows_updated, "newest_date": outcome.newest_date,
+                "error": one_line(outcome.error) if outcome.error else None})
+            return
+        if _SEVERITY[outcome.status] > _SEVERITY[row.status]:
             row.status = outcome.status
         row.rows_fetched += outcome.rows_fetched
         row.rows_new += outcome.rows_new
@@ -129,8 +156,6 @@ class RunRecorder:
             row.newest_date = newest
         if outcome.error:
             row.error = one_line(outcome.error)
-        self.run.rows_new += outcome.rows_new
-        self.run.rows_updated += outcome.rows_updated
         self.session.flush()
 
     def finish(self, status: str, message: str) -> FetchRun:

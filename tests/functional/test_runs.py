@@ -70,6 +70,22 @@ def test_a_symbol_outcome_rolls_back_with_its_transaction(db_session):
     assert runs_table(db_session)[0][5:7] == (0, 0)
 
 
+def test_a_symbol_whose_outcome_rolled_back_is_written_when_met_again(db_session):
+    """As the job records a symbol whose commit failed: its failure, in a transaction of its own."""
+    recorder = RunRecorder.open(db_session, "manual", Ticks())
+    recorder.add(SymbolOutcome("IBM", "ok", 10, 10, 0, datetime.date(2023, 3, 24)))
+    db_session.rollback()
+    recorder.add(SymbolOutcome("IBM", "failed", error="database error"))
+    db_session.commit()
+    recorder.add(SymbolOutcome("AAPL", "ok", 5, 4, 1, datetime.date(2023, 3, 24)))
+    db_session.commit()
+    assert symbols_table(db_session) == [
+        (recorder.run_id, "AAPL", "ok", 5, 4, 1, datetime.date(2023, 3, 24), None),
+        (recorder.run_id, "IBM", "failed", 0, 0, 0, None, "database error")]
+    assert runs_table(db_session)[0][5:7] == (4, 1)
+    assert (recorder.run.rows_new, recorder.run.rows_updated) == (4, 1)
+
+
 def test_opening_a_run_marks_runs_left_running_as_interrupted(db_session):
     clock = Ticks()
     dead = RunRecorder.open(db_session, "manual", clock)
