@@ -1,4 +1,5 @@
 """create_app refuses a setting that cannot work, naming it; a database that is down is none."""
+import ssl
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import pytest
 
 from app import StartupError, create_app
 from conf.settings import PROJECT_ROOT, ConfigError
+from lib.db import check_database_url
 from scripts.prestart import EXIT_CONFIG
 from tests.helpers import build_app, free_port, isolated_environment
 
@@ -45,6 +47,20 @@ def test_an_unusable_database_url_is_named_without_its_password(tmp_path, url, m
         build_app(url, tmp_path)
     assert str(refused.value).startswith(message)
     assert "s3cret" not in str(refused.value)
+
+
+def test_checking_a_url_without_tls_options_builds_no_tls_context(monkeypatch):
+    """A default TLS context reads the system's certificates: 30-60 ms of every start.
+
+    A URL with TLS options still has them checked (a missing file, above).
+    """
+    built, real = [], ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context",
+                        lambda *args, **kwargs: built.append(kwargs) or real(*args, **kwargs))
+    check_database_url("mysql+pymysql://user:s3cret@host/db?charset=utf8mb4&connect_timeout=3")
+    assert built == []
+    check_database_url("mysql+pymysql://user:s3cret@host/db?ssl_verify_cert=false")
+    assert len(built) == 1
 
 
 def test_options_pymysql_takes_are_no_start_error(tmp_path):
