@@ -8,6 +8,7 @@ import functools
 import importlib
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
+from itertools import repeat
 from typing import cast
 
 from sqlalchemy import Table, func
@@ -56,6 +57,22 @@ class ScaledDecimal(TypeDecorator):
             raise ValueError(f"{value} has more than {self.scale} decimal places")
         return units
 
+    def column_to_units(self, values: Sequence) -> list:
+        """Return a column's ``values`` as ``to_units`` does each (None stays None).
+
+        A column of Decimals is scaled, converted and checked by C calls
+        alone (no Python call per value: a full history's columns hold tens
+        of thousands); any other column value by value.
+        """
+        try:
+            scaled = list(map(Decimal.scaleb, values, repeat(Decimal(self.scale))))
+            units = list(map(int, scaled))
+        except TypeError:  # a None, or a value that is not a Decimal
+            return [None if value is None else self.to_units(value) for value in values]
+        if units != scaled:  # a value with more places: to_units names it
+            return [self.to_units(value) for value in values]
+        return units
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None
@@ -82,14 +99,34 @@ class RowCodec:
         self.columns = columns
         self._encoders = [_encoder(table.c[name].type, dialect) for name in columns]
         self._encoded = [(index, encode) for index, encode in enumerate(self._encoders) if encode]
+        self._column_encoders = [
+            (index, _column_encoder(table.c[name].type))
+            for index, name in enumerate(columns) if self._encoders[index]]
         # The table again, without column types: what is read through it comes
         # back as stored, to compare with encoded values.
         self.stored = sa_table(table.name, *(sa_column(name) for name in table.c.keys()))
 
     def encode(self, rows: Iterable[Sequence]) -> list[tuple]:
-        """Return ``rows`` (values in ``columns`` order) in the database's representation."""
+        """Return ``rows`` (values in ``columns`` order) in the database's representation.
+
+        A column at a time; a value that cannot be encoded fails row by row,
+        so the error is the one of the first such value, as each row's
+        would be on its own.
+        """
         if not self._encoded:
             return [tuple(row) for row in rows]
+        rows = list(rows)
+        if set(map(len, rows)) != {len(self.columns)}:  # none, or rows of other lengths
+            return self._encode_rows(rows)
+        columns: list = list(zip(*rows))
+        try:
+            for index, encode_column in self._column_encoders:
+                columns[index] = encode_column(columns[index])
+        except (ArithmeticError, TypeError, ValueError):
+            return self._encode_rows(rows)
+        return list(zip(*columns))
+
+    def _encode_rows(self, rows: list[Sequence]) -> list[tuple]:
         encoded = []
         for row in rows:
             values = list(row)
@@ -119,6 +156,20 @@ def row_codec(session: Session, model: type[DeclarativeBase], columns: Iterable[
 @functools.lru_cache(maxsize=64)
 def _row_codec(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> RowCodec:
     return RowCodec(dialect, table, columns)
+
+
+def _column_encoder(column_type) -> Callable[[Sequence], list]:
+    """Return what encodes a whole column of ``column_type``, for a column ``_encoder`` encodes."""
+    if isinstance(column_type, ScaledDecimal):
+        return column_type.column_to_units
+    return _iso_dates
+
+
+def _iso_dates(values: Sequence) -> list[str | None]:
+    try:
+        return list(map(datetime.date.isoformat, values))
+    except TypeError:  # a None among them
+        return [None if value is None else datetime.date.isoformat(value) for value in values]
 
 
 def _encoder(column_type, dialect) -> Callable | None:

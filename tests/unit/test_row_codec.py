@@ -1,0 +1,49 @@
+"""RowCodec on SQLite: rows encoded a column at a time, exactly as each value on its own."""
+import datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy.dialects import sqlite
+
+from financial.ingest import ROW_COLUMNS
+from financial.models import FinancialData
+from lib.storage import RowCodec
+
+CODEC = RowCodec(sqlite.dialect(), FinancialData.__table__, tuple(ROW_COLUMNS))
+DAY = datetime.date(2023, 3, 24)
+
+
+def one_by_one(row: tuple) -> tuple:
+    return tuple(CODEC.encode_value(name, value) for name, value in zip(CODEC.columns, row))
+
+
+def day_of(open_price="137.95", close="137.39", **changes) -> tuple:
+    values = {"symbol": "IBM", "date": DAY, "open_price": Decimal(open_price),
+              "high_price": Decimal("138.9"), "low_price": Decimal("136.94"),
+              "close_price": Decimal(close), "adjusted_close_price": Decimal("135.7157"),
+              "volume": 4720007, "dividend_amount": Decimal("1.6500"),
+              "split_coefficient": Decimal("0.33333333"), **changes}
+    return tuple(values[name] for name in CODEC.columns)
+
+
+@pytest.mark.parametrize("rows", [
+    [day_of(), day_of(open_price="0", close="1E+2", date=DAY + datetime.timedelta(days=1))],
+    # TIME_SERIES_DAILY leaves the adjusted values out; old rows may lack high and low.
+    [day_of(adjusted_close_price=None, dividend_amount=None, split_coefficient=None),
+     day_of(high_price=None, low_price=None)],
+    # Not a Decimal: encoded as the column type would (Decimal(value)).
+    [day_of(open_price="12", high_price=13, low_price="11.5")],
+])
+def test_a_column_at_a_time_encodes_as_each_value_alone(rows):
+    assert CODEC.encode(rows) == [one_by_one(row) for row in rows]
+    assert CODEC.encode(iter(rows)) == CODEC.encode(rows)
+
+
+def test_the_value_named_with_too_many_places_is_the_first_row_by_row():
+    rows = [day_of(), day_of(close="137.39001"), day_of(open_price="137.95001")]
+    with pytest.raises(ValueError, match=r"^137\.39001 has more than 4 decimal places$"):
+        CODEC.encode(rows)
+
+
+def test_no_rows_encode_to_none():
+    assert CODEC.encode([]) == []
