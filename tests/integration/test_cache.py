@@ -143,6 +143,23 @@ def test_a_full_per_process_cache_makes_room_for_a_batch_when_few_entries_expire
         assert set(entries) == {f"entry{number}" for number in range(3, 22)}
 
 
+def test_a_full_per_process_cache_drops_every_expired_entry_not_only_a_batch(
+        tmp_path, monkeypatch):
+    """More entries expired than the batch holds: all of them go, and no live one."""
+    application = build_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "log",
+                            CACHE_THRESHOLD=20)
+    entries = application.extensions["cache"][cache]._cache
+    with application.app_context():
+        for number in range(15):
+            cache.set(f"expired{number}", number, timeout=1)
+        for number in range(6):
+            cache.set(f"live{number}", number, timeout=100)
+        later = time.time() + 10
+        monkeypatch.setattr(time, "time", lambda: later)
+        cache.set("live6", 6, timeout=100)
+        assert set(entries) == {f"live{number}" for number in range(7)}
+
+
 def _history_clear_keeps_price_answers(application, ibm_day, store_prices) -> None:
     """A symbol recorded without changing rows: the history's answers are fresh, prices kept."""
     store_prices([ibm_day])
