@@ -13,7 +13,7 @@ from app.extensions import db
 from financial.errors import NoDataError
 from financial.fetch_run import RUN_LOCK
 from financial.models import FinancialData
-from financial.stats import PriceStatistics, compute_statistics
+from financial.stats import _RANGE_SUMS, PriceStatistics, _split_range, compute_statistics
 from lib.locks import database_lock
 from tests.helpers import build_app, dispose_engines, insert_prices, sqlite_url
 
@@ -108,6 +108,19 @@ def test_any_range_adds_whole_months_and_edge_days_exactly(db_session):
             if start <= end and any(start <= row[0] <= end for row in rows):
                 assert compute_statistics(db_session, "IBM", start, end) == exact_statistics(
                     rows, start, end), (start, end)
+
+
+def test_the_statement_returns_the_whole_months_and_the_edge_days_as_two_rows(db_session):
+    """However many whole months the range holds, they come back added up in one row."""
+    store(db_session, "IBM", [(D(2022, 12, 15), "1.0000", "2.0000", 1),
+                              (D(2023, 1, 10), "10.0000", "20.0000", 100),
+                              (D(2023, 2, 10), "20.0000", "30.0000", 200),
+                              (D(2023, 3, 10), "30.0000", "40.0000", 300),
+                              (D(2023, 4, 3), "3.0000", "4.0000", 3)])
+    rows = db_session.connection().execute(
+        _RANGE_SUMS, {"symbol": "IBM", **_split_range(D(2022, 12, 15), D(2023, 4, 15))}).all()
+    assert sorted(tuple(row) for row in rows) == [(2, Decimal("4"), Decimal("6"), 4),
+                                                  (3, Decimal("60"), Decimal("90"), 600)]
 
 
 @pytest.mark.mysql
