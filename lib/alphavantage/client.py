@@ -88,8 +88,9 @@ class AlphaVantageClient:
 
         An injected session gets the retrying adapter mounted for ``base_url``'s
         host only, so its other traffic is untouched. Transport retries follow
-        urllib3: the first goes at once, the next after 2x, 4x ``backoff_factor``
-        seconds (jittered, capped). ``request_interval`` spaces this client's
+        urllib3, never sooner than ``request_interval``: the first goes after
+        that interval, the next after 2x, 4x ``backoff_factor`` seconds
+        (jittered, capped). ``request_interval`` spaces this client's
         requests (seconds from one to the next, transport retries, fallback and
         rate-limit retries included): free keys get about one a second.
         """
