@@ -333,6 +333,10 @@ PER_DAY_CASES = {
     "volume of 10**14": with_field("5. volume", "100000000000000"),
     "volume huge": with_field("5. volume", "9" * 5000),
     "volume non-ascii digits": with_field("5. volume", "\u0663\u0664"),
+    # Decimal() reads any script's digits; the column takes ASCII digits only.
+    "price non-ascii digits": with_field("1. open", "\u0661\u0662\u0663.36"),
+    "price non-ascii decimals": with_field("1. open", "123.\u0663\u0666"),
+    "adjusted close non-ascii decimals": minimal_adjusted(_5="135.\u0667\u0661"),
     "volume not a string": with_field("5. volume", 3812644),
 }
 
@@ -540,6 +544,16 @@ def test_the_short_way_reads_every_recorded_day_as_the_full_checks_do(name):
     for day, fields in payload["Time Series (Daily)"].items():
         assert (payload_module._parse_bar("IBM", day, fields, function)
                 == payload_module._checked_bar("IBM", day, fields, function))
+
+
+@pytest.mark.parametrize("name", [IBM_ADJUSTED, AAPL_ADJUSTED, IBM_DAILY])
+def test_every_recorded_day_takes_the_short_way(name, monkeypatch):
+    """The full checks are for the odd day: a plain one, 12 decimals of adjusted close too, never."""
+    def full_checks(*args):
+        raise AssertionError(f"a plain day took the full checks: {args[1]}")
+
+    monkeypatch.setattr(payload_module, "_checked_bar", full_checks)
+    assert parse_daily_series(load(name)).bars
 
 
 @pytest.mark.parametrize("raw, value", [
