@@ -86,6 +86,23 @@ def test_a_symbol_whose_outcome_rolled_back_is_written_when_met_again(db_session
     assert (recorder.run.rows_new, recorder.run.rows_updated) == (4, 1)
 
 
+def test_a_run_adds_a_symbol_of_updated_rows_alone_to_its_own_totals_only(db_session):
+    earlier = RunRecorder.open(db_session, "manual", Ticks())
+    earlier.add(SymbolOutcome("IBM", "ok", 10, 10, 0, datetime.date(2023, 3, 24)))
+    earlier.finish("ok", "1 symbol stored")
+    recorder = RunRecorder.open(db_session, "manual", Ticks())
+    recorder.add(SymbolOutcome("IBM", "ok", 10, 0, 7, datetime.date(2023, 3, 24)))
+    db_session.commit()
+    assert [run[5:7] for run in runs_table(db_session)] == [(10, 0), (0, 7)]
+
+
+def test_the_run_shows_its_totals_before_they_commit(db_session):
+    recorder = RunRecorder.open(db_session, "manual", Ticks())
+    assert (recorder.run.rows_new, recorder.run.rows_updated) == (0, 0)
+    recorder.add(SymbolOutcome("IBM", "ok", 10, 3, 1, datetime.date(2023, 3, 24)))
+    assert (recorder.run.rows_new, recorder.run.rows_updated) == (3, 1)
+
+
 def test_opening_a_run_marks_runs_left_running_as_interrupted(db_session):
     clock = Ticks()
     dead = RunRecorder.open(db_session, "manual", clock)
