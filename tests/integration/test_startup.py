@@ -8,7 +8,7 @@ import pytest
 
 from app import StartupError, create_app
 from conf.settings import PROJECT_ROOT, ConfigError
-from lib.db import check_database_url
+from lib.db import DatabaseUrlError, check_database_url
 from scripts.prestart import EXIT_CONFIG
 from tests.helpers import build_app, free_port, isolated_environment
 
@@ -61,6 +61,14 @@ def test_checking_a_url_without_tls_options_builds_no_tls_context(monkeypatch):
     assert built == []
     check_database_url("mysql+pymysql://user:s3cret@host/db?ssl_verify_cert=false")
     assert len(built) == 1
+
+
+def test_tls_options_of_an_option_file_are_still_checked(tmp_path):
+    """An option file may hold TLS options: a missing CA file in it is refused at start."""
+    options = tmp_path / "my.cnf"
+    options.write_text("[client]\nssl-ca=/no/such/ca.pem\n")
+    with pytest.raises(DatabaseUrlError, match=r"options: read_default_file; FileNotFoundError"):
+        check_database_url(f"mysql+pymysql://user:s3cret@host/db?read_default_file={options}")
 
 
 def test_options_pymysql_takes_are_no_start_error(tmp_path):
