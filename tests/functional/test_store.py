@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import Date, bindparam, insert, select, text
+from sqlalchemy.dialects import oracle
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from financial.ingest import VALUE_COLUMNS, StoreResult, store_prices, store_sym
 from financial.models import FinancialData, MonthlyPriceSums
 from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar
-from lib.storage import UPSERT_CHUNK_SIZE, _upsert_sql, row_codec, upsert_encoded
+from lib.storage import UPSERT_CHUNK_SIZE, RowCodec, _upsert_sql, row_codec, upsert_encoded
 
 D = datetime.date
 FIRST = D(2023, 1, 2)
@@ -129,6 +130,25 @@ def test_the_upsert_takes_each_row_as_a_tuple_on_every_backend(db_session):
     sql, positional = _upsert_sql(codec, frozenset({"symbol", "date"}), frozenset())
     assert positional
     assert "%(" not in sql and ":symbol" not in sql
+
+
+def test_compiling_the_upsert_leaves_the_engine_s_dialect_as_it_was(db_session):
+    """The %s placeholders come from a copy: the engine's other statements keep theirs."""
+    dialect = db_session.get_bind().dialect
+    before = (dialect.paramstyle, dialect.positional)
+    codec = row_codec(db_session, FinancialData, ("symbol", "date", "volume"))
+    _upsert_sql(codec, frozenset({"symbol", "date"}), frozenset())
+    assert (dialect.paramstyle, dialect.positional) == before
+
+
+def test_no_upsert_is_made_up_for_another_database():
+    codec = row_codec_for(oracle.dialect())
+    with pytest.raises(NotImplementedError, match="no upsert for the oracle dialect"):
+        _upsert_sql(codec, frozenset({"symbol", "date"}), frozenset())
+
+
+def row_codec_for(dialect):
+    return RowCodec(dialect, FinancialData.__table__, ("symbol", "date", "volume"))
 
 
 def test_store_prices_of_an_empty_frame_writes_nothing(db_session):
