@@ -548,7 +548,7 @@ def test_the_short_way_reads_every_recorded_day_as_the_full_checks_do(name):
 
 @pytest.mark.parametrize("name", [IBM_ADJUSTED, AAPL_ADJUSTED, IBM_DAILY])
 def test_every_recorded_day_takes_the_short_way(name, monkeypatch):
-    """The full checks are for the odd day: a plain one, 12 decimals of adjusted close too, never."""
+    """The full checks are for the odd day: never a plain one, 12-decimal adjusted closes too."""
     def full_checks(*args):
         raise AssertionError(f"a plain day took the full checks: {args[1]}")
 
