@@ -106,14 +106,19 @@ def test_a_cache_outage_degrades_to_uncached_answers(database_url, tmp_path, ibm
         db.engine.dispose()
 
 
+def _per_process_cache_of_twenty(tmp_path) -> tuple:
+    """An app whose SimpleCache holds 20 entries, and that cache's entries as stored."""
+    application = build_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "log",
+                            CACHE_THRESHOLD=20)
+    return application, application.extensions["cache"][cache]._cache
+
+
 def test_a_full_per_process_cache_makes_room_for_a_batch_of_answers(tmp_path):
     """Full, it drops the entries expiring first down to PRUNED_FILL of CACHE_THRESHOLD at once.
 
     cachelib's own SimpleCache dropped one per write, sorting every entry each time.
     """
-    application = build_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "log",
-                            CACHE_THRESHOLD=20)
-    entries = application.extensions["cache"][cache]._cache
+    application, entries = _per_process_cache_of_twenty(tmp_path)
     with application.app_context():
         for number in range(21):  # one past the threshold: it prunes before a write
             cache.set(f"entry{number}", number, timeout=100 + number)
@@ -130,9 +135,7 @@ def test_a_full_per_process_cache_makes_room_for_a_batch_of_answers(tmp_path):
 def test_a_full_per_process_cache_makes_room_for_a_batch_when_few_entries_expired(
         tmp_path, monkeypatch):
     """Entries expiring one by one must not bring back a scan of every entry on every write."""
-    application = build_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "log",
-                            CACHE_THRESHOLD=20)
-    entries = application.extensions["cache"][cache]._cache
+    application, entries = _per_process_cache_of_twenty(tmp_path)
     with application.app_context():
         cache.set("entry0", 0, timeout=1)
         for number in range(1, 21):
@@ -146,9 +149,7 @@ def test_a_full_per_process_cache_makes_room_for_a_batch_when_few_entries_expire
 def test_a_full_per_process_cache_drops_every_expired_entry_not_only_a_batch(
         tmp_path, monkeypatch):
     """More entries expired than the batch holds: all of them go, and no live one."""
-    application = build_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "log",
-                            CACHE_THRESHOLD=20)
-    entries = application.extensions["cache"][cache]._cache
+    application, entries = _per_process_cache_of_twenty(tmp_path)
     with application.app_context():
         for number in range(15):
             cache.set(f"expired{number}", number, timeout=1)
