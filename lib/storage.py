@@ -100,8 +100,8 @@ class RowCodec:
         self._encoders = [_encoder(table.c[name].type, dialect) for name in columns]
         self._encoded = [(index, encode) for index, encode in enumerate(self._encoders) if encode]
         self._column_encoders = [
-            (index, _column_encoder(table.c[name].type))
-            for index, name in enumerate(columns) if self._encoders[index]]
+            (index, _column_encoder(table.c[name].type, encode))
+            for index, (name, encode) in enumerate(zip(columns, self._encoders)) if encode]
         # The table again, without column types: what is read through it comes
         # back as stored, to compare with encoded values.
         self.stored = sa_table(table.name, *(sa_column(name) for name in table.c.keys()))
@@ -158,18 +158,19 @@ def _row_codec(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> RowC
     return RowCodec(dialect, table, columns)
 
 
-def _column_encoder(column_type) -> Callable[[Sequence], list]:
-    """Return what encodes a whole column of ``column_type``, for a column ``_encoder`` encodes."""
+def _column_encoder(column_type, encode: Callable) -> Callable[[Sequence], list]:
+    """Return what encodes a whole column of ``column_type``, whose values ``encode`` encodes."""
     if isinstance(column_type, ScaledDecimal):
         return column_type.column_to_units
-    return _iso_dates
+    return functools.partial(_each_value, encode)
 
 
-def _iso_dates(values: Sequence) -> list[str | None]:
+def _each_value(encode: Callable, values: Sequence) -> list:
+    """Return ``values`` encoded one by one, None kept."""
     try:
-        return list(map(datetime.date.isoformat, values))
+        return list(map(encode, values))
     except TypeError:  # a None among them
-        return [None if value is None else datetime.date.isoformat(value) for value in values]
+        return [None if value is None else encode(value) for value in values]
 
 
 def _encoder(column_type, dialect) -> Callable | None:

@@ -273,7 +273,7 @@ def _parse_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
 def _rounded(raw: str, column: _Column) -> Decimal:
     """Return a plain value of ``column`` rounded to its places."""
     value = Decimal(raw)
-    if len(raw) - raw.find(".") - 1 > column.places:
+    if len(raw.partition(".")[2]) > column.places:
         return value.quantize(column.quantum, rounding=ROUND_HALF_UP)
     return value
 
