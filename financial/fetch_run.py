@@ -234,8 +234,9 @@ class RunLoop:
             else:
                 self._store(series.symbol, bars)
         except AlphaVantageError as exc:
-            # A saved file names its symbol only in its payload, which the error carries.
-            self._fail(exc.symbol or job.label, exc.symbol or symbol, exc.message)
+            # A saved file names its symbol only in its payload, which the error
+            # carries; the job's label names the file, which no message holds.
+            self._fail(job.label, exc.symbol or symbol, exc.message)
             if job.calls_api and spoils_the_run(exc):
                 return exc.message
         except SQLAlchemyError as exc:

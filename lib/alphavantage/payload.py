@@ -111,9 +111,8 @@ def parse_daily_series(payload: Any, symbol: str | None = None) -> DailySeries:
         MalformedResponseError: naming the symbol and the day at fault.
     """
     if not isinstance(payload, Mapping):
-        raise MalformedResponseError(
-            f"{symbol or 'payload'}: the response is not a JSON object", symbol
-        )
+        subject = f"{symbol}: " if symbol else ""
+        raise MalformedResponseError(f"{subject}the response is not a JSON object", symbol)
     name = _series_symbol(payload, symbol)
     series = payload.get(SERIES_KEY)
     if not isinstance(series, Mapping):
@@ -126,11 +125,13 @@ def parse_daily_series(payload: Any, symbol: str | None = None) -> DailySeries:
     return DailySeries(symbol=name, function=function, bars=tuple(bars))
 
 
-def classify_error_payload(payload: Any, symbol: str) -> AlphaVantageError | None:
+def classify_error_payload(payload: Any, symbol: str | None) -> AlphaVantageError | None:
     """Return the exception an AlphaVantage error body stands for, or None if it is none.
 
     A body holding the daily series is never an error, whatever else it holds.
     Keys are read in the order ``Error Message``, ``Information``, ``Note``.
+    ``symbol`` is the one asked for; a saved answer (None) names none, and
+    its file is named by whoever reports the error.
     """
     if not isinstance(payload, Mapping) or SERIES_KEY in payload:
         return None
@@ -146,18 +147,17 @@ def classify_error_payload(payload: Any, symbol: str) -> AlphaVantageError | Non
 def read_saved_response(path: Path) -> DailySeries:
     """Parse a saved AlphaVantage response; a saved error answer raises as that error.
 
-    Messages name the file. An error's ``symbol`` is the payload's ticker
-    when the payload names a valid one, else None (a saved error answer
-    names no symbol).
+    Messages leave the file unnamed: the caller names it once, beside them.
+    An error's ``symbol`` is the payload's ticker when the payload names a
+    valid one, else None (a saved error answer names no symbol).
     """
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise AlphaVantageError(f"{path.name}: cannot read a JSON response "
-                                f"({exc.__class__.__name__})") from None
-    error = classify_error_payload(payload, path.name)
+        raise AlphaVantageError(
+            f"cannot read a JSON response ({exc.__class__.__name__})") from None
+    error = classify_error_payload(payload, None)
     if error is not None:
-        error.symbol = None
         raise error
     return parse_daily_series(payload)
 
@@ -178,35 +178,39 @@ def _has_marker(text: str, markers: tuple[str, ...]) -> bool:
     return any(marker in lowered for marker in markers)
 
 
-def _bad_key(text: str, symbol: str) -> InvalidApiKeyError:
-    return InvalidApiKeyError(
-        f"AlphaVantage rejected the API key (asked for {symbol}): {text}", symbol
-    )
+def _for(symbol: str | None) -> str:
+    """Return " for SYMBOL", or nothing for a saved answer, which names no symbol."""
+    return f" for {symbol}" if symbol else ""
 
 
-def _classify_error_message(text: str, symbol: str) -> AlphaVantageError:
+def _bad_key(text: str, symbol: str | None) -> InvalidApiKeyError:
+    asked = f" (asked for {symbol})" if symbol else ""
+    return InvalidApiKeyError(f"AlphaVantage rejected the API key{asked}: {text}", symbol)
+
+
+def _classify_error_message(text: str, symbol: str | None) -> AlphaVantageError:
     if _has_marker(text, _BAD_KEY_MARKERS):
         return _bad_key(text, symbol)
     if _has_marker(text, ("invalid api call",)):
-        return InvalidSymbolError(f"invalid symbol {symbol}: AlphaVantage says: {text}", symbol)
-    return AlphaVantageError(f"AlphaVantage error for {symbol}: {text}", symbol)
+        named = f" {symbol}" if symbol else ""
+        return InvalidSymbolError(f"invalid symbol{named}: AlphaVantage says: {text}", symbol)
+    return AlphaVantageError(f"AlphaVantage error{_for(symbol)}: {text}", symbol)
 
 
-def _classify_notice(text: str, symbol: str) -> AlphaVantageError:
+def _classify_notice(text: str, symbol: str | None) -> AlphaVantageError:
     """Classify an ``Information``/``Note`` text; marker order is what keeps them apart."""
     if _has_marker(text, _SHORT_TERM_MARKERS):
-        return RateLimitError(f"AlphaVantage short-term rate limit for {symbol}: {text}", symbol)
+        return RateLimitError(f"AlphaVantage short-term rate limit{_for(symbol)}: {text}", symbol)
     if _has_marker(text, _PREMIUM_MARKERS):
-        return PremiumOnlyError(f"premium-only AlphaVantage request for {symbol}: {text}", symbol)
+        return PremiumOnlyError(f"premium-only AlphaVantage request{_for(symbol)}: {text}",
+                                symbol)
     if _has_marker(text, _DAILY_QUOTA_MARKERS):
-        return RateLimitError(
-            f"the AlphaVantage daily quota is spent; {symbol} not fetched, try tomorrow: {text}",
-            symbol,
-            is_daily_quota=True,
-        )
+        not_fetched = f"; {symbol} not fetched, try tomorrow" if symbol else ""
+        return RateLimitError(f"the AlphaVantage daily quota is spent{not_fetched}: {text}",
+                              symbol, is_daily_quota=True)
     if _has_marker(text, ("demo",) + _BAD_KEY_MARKERS):
         return _bad_key(text, symbol)
-    return AlphaVantageError(f"AlphaVantage notice for {symbol}: {text}", symbol)
+    return AlphaVantageError(f"AlphaVantage notice{_for(symbol)}: {text}", symbol)
 
 
 def _series_symbol(payload: Mapping[str, Any], symbol: str | None) -> str:

@@ -160,20 +160,57 @@ def test_a_rejected_key_is_recorded_without_the_key(app, capsys, job_env, fake_a
     assert key not in run.message
 
 
-def test_a_saved_file_that_names_no_symbol_is_named_in_the_run_message(
-        app, capsys, job_env, tmp_path):
-    saved = tmp_path / "quota.json"
-    saved.write_text(json.dumps(dict([ALPHAVANTAGE_ERROR_BODIES["daily_quota"]])))
+def error_text(case: str) -> str:
+    return ALPHAVANTAGE_ERROR_BODIES[case][1]
+
+
+# A file that fails before naming its symbol: its bytes, and the reason given.
+UNNAMED_FAILURES = [
+    pytest.param(b"\xff{}", "cannot read a JSON response (UnicodeDecodeError)", id="not-utf-8"),
+    pytest.param(b"{not json", "cannot read a JSON response (JSONDecodeError)", id="not-json"),
+    pytest.param(error_body("daily_quota").encode(),
+                 f"the AlphaVantage daily quota is spent: {error_text('daily_quota')}",
+                 id="daily-quota"),
+    pytest.param(error_body("burst_limit").encode(),
+                 f"AlphaVantage short-term rate limit: {error_text('burst_limit')}",
+                 id="burst-limit"),
+    pytest.param(error_body("premium_endpoint").encode(),
+                 f"premium-only AlphaVantage request: {error_text('premium_endpoint')}",
+                 id="premium-only"),
+    pytest.param(error_body("invalid_key").encode(),
+                 f"AlphaVantage rejected the API key: {error_text('invalid_key')}",
+                 id="rejected-key"),
+    pytest.param(error_body("invalid_symbol").encode(),
+                 f"invalid symbol: AlphaVantage says: {error_text('invalid_symbol')}",
+                 id="invalid-symbol"),
+    pytest.param(error_body("unknown_function").encode(),
+                 f"AlphaVantage error: {error_text('unknown_function')}", id="other-error"),
+    pytest.param(json.dumps({"Note": "Down for maintenance."}).encode(),
+                 "AlphaVantage notice: Down for maintenance.", id="other-notice"),
+    pytest.param(b"[]", "the response is not a JSON object", id="not-an-object"),
+    pytest.param(b"{}", "no symbol: none given and no 'Meta Data' / '2. Symbol' in the payload",
+                 id="no-symbol"),
+    pytest.param(json.dumps({"Meta Data": {"2. Symbol": "ibm corp"}}).encode(),
+                 "the payload's symbol 'ibm corp' is not a ticker", id="not-a-ticker"),
+]
+
+
+@pytest.mark.parametrize("content, reason", UNNAMED_FAILURES)
+def test_a_saved_file_that_names_no_symbol_is_named_once_in_the_run_message(
+        app, capsys, job_env, tmp_path, content, reason):
+    saved = tmp_path / "bad.json"
+    saved.write_bytes(content)
     status, out, err = run_job(capsys, job_env, "--from-file", str(saved),
                                "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
     assert status == 1
     runs, symbols = history(app)
     [run] = runs.values()
-    assert run.status == "partial"
-    assert run.message.startswith("1 of 2 files stored, 10 new rows, 0 updated; quota.json: "
-                                  "the AlphaVantage daily quota is spent")
+    assert (run.status, run.message) == (
+        "partial", f"1 of 2 files stored, 10 new rows, 0 updated; bad.json: {reason}")
     assert list(symbols[run.id]) == ["IBM"]
     assert f"run {run.id} partial: {run.message}" in err.splitlines()
+    failures = [match.groups() for match in map(FAILURE.search, err.splitlines()) if match]
+    assert failures == [("bad.json", reason)]
 
 
 def test_a_dry_run_is_not_recorded(app, capsys, job_env, fake_alphavantage):

@@ -1019,12 +1019,15 @@ def test_a_malformed_saved_file_is_recorded_against_its_symbol(app, capsys, job_
     saved = tmp_path / "broken.json"
     saved.write_text(json.dumps(payload))
     status, _, err = run_job(capsys, job_env, "--from-file", str(saved))
-    assert status == 1 and "IBM: failed: IBM 2023-03-24:" in err
+    reason = "IBM 2023-03-24: '2. high' 1.0000 is below '3. low' 122.88"
+    assert status == 1
+    assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
+            if ": failed: " in line] == [f"broken.json: failed: {reason}"]
     runs, symbols = history(app)
     (run_id,) = runs
-    assert runs[run_id].status == "failed"
-    assert symbols[run_id]["IBM"].status == "failed"
-    assert symbols[run_id]["IBM"].error.startswith("IBM 2023-03-24:")
+    assert (runs[run_id].status, runs[run_id].message) == (
+        "failed", "0 of 1 files stored, 0 new rows, 0 updated")
+    assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
 
 
 def test_a_file_whose_symbol_is_not_a_ticker_fails_alone(app, capsys, job_env, tmp_path):

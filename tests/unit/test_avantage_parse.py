@@ -453,7 +453,7 @@ def test_one_bad_day_rejects_the_whole_series() -> None:
         ({"Meta Data": {"2. Symbol": "ibm corp; drop table x"}, "Time Series (Daily)": {}},
          "symbol 'ibm corp; drop table x' is not a ticker"),
         ({"Meta Data": {"2. Symbol": "A" * 17}, "Time Series (Daily)": {}}, "is not a ticker"),
-        (["not", "an", "object"], "payload: the response is not a JSON object"),
+        (["not", "an", "object"], "^the response is not a JSON object$"),
     ],
 )
 def test_malformed_series_is_refused_naming_the_fault(payload: Any, message: str) -> None:
@@ -597,18 +597,26 @@ def test_the_full_checks_accept_a_day_whose_high_equals_its_low():
     assert (bar.open_price, bar.high_price, bar.low_price, bar.close_price) == (Decimal(10),) * 4
 
 
-def test_a_saved_file_that_is_not_json_is_named(tmp_path) -> None:
+@pytest.mark.parametrize("content, reason", [
+    (None, "cannot read a JSON response (IsADirectoryError)"),
+    (b"{not json", "cannot read a JSON response (JSONDecodeError)"),
+    (b"\xff{}", "cannot read a JSON response (UnicodeDecodeError)"),
+])
+def test_a_saved_file_that_cannot_be_read_says_why_leaving_the_file_to_its_caller(
+        tmp_path, content, reason) -> None:
     saved = tmp_path / "broken.json"
-    saved.write_text("{not json")
+    if content is None:
+        saved.mkdir()
+    else:
+        saved.write_bytes(content)
 
     with pytest.raises(AlphaVantageError) as caught:
         read_saved_response(saved)
 
-    assert str(caught.value) == "broken.json: cannot read a JSON response (JSONDecodeError)"
-    assert caught.value.symbol is None
+    assert (str(caught.value), caught.value.symbol) == (reason, None)
 
 
-def test_a_saved_error_answer_raises_as_that_error_naming_the_file(tmp_path) -> None:
+def test_a_saved_error_answer_raises_as_that_error_naming_no_symbol(tmp_path) -> None:
     key, text = ALPHAVANTAGE_ERROR_BODIES["daily_quota"]
     saved = tmp_path / "quota.json"
     saved.write_text(json.dumps({key: text}))
@@ -616,9 +624,29 @@ def test_a_saved_error_answer_raises_as_that_error_naming_the_file(tmp_path) -> 
     with pytest.raises(RateLimitError) as caught:
         read_saved_response(saved)
 
-    assert str(caught.value) == (
-        f"the AlphaVantage daily quota is spent; quota.json not fetched, try tomorrow: {text}")
+    assert str(caught.value) == f"the AlphaVantage daily quota is spent: {text}"
     assert caught.value.is_daily_quota and caught.value.symbol is None
+
+
+@pytest.mark.parametrize("payload, error_type, message", [
+    ({"Error Message": INVALID_SYMBOL}, InvalidSymbolError,
+     f"invalid symbol: AlphaVantage says: {INVALID_SYMBOL}"),
+    ({"Error Message": UNKNOWN_FUNCTION}, AlphaVantageError,
+     f"AlphaVantage error: {UNKNOWN_FUNCTION}"),
+    ({"Error Message": INVALID_KEY}, InvalidApiKeyError,
+     f"AlphaVantage rejected the API key: {INVALID_KEY}"),
+    ({"Information": DEMO_KEY}, InvalidApiKeyError,
+     f"AlphaVantage rejected the API key: {DEMO_KEY}"),
+    ({"Information": BURST_LIMIT}, RateLimitError,
+     f"AlphaVantage short-term rate limit: {BURST_LIMIT}"),
+    ({"Information": PREMIUM_ENDPOINT}, PremiumOnlyError,
+     f"premium-only AlphaVantage request: {PREMIUM_ENDPOINT}"),
+    ({"Note": "Down for maintenance."}, AlphaVantageError,
+     "AlphaVantage notice: Down for maintenance."),
+])
+def test_an_error_answer_asked_for_no_symbol_names_none(payload, error_type, message) -> None:
+    error = classify_error_payload(payload, None)
+    assert (type(error), error.message, error.symbol) == (error_type, message, None)
 
 
 def test_a_saved_series_is_read_as_its_payload_is_parsed(tmp_path) -> None:
