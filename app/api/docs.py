@@ -13,7 +13,7 @@ from flask_restx import Api, Model, Namespace, fields
 from flask_restx.swagger import Swagger
 
 from app.envelope import (
-    DATABASE_UNAVAILABLE, INTERNAL_ERROR, envelope, error_envelope, json_response,
+    BAD_HOST, DATABASE_UNAVAILABLE, INTERNAL_ERROR, envelope, error_envelope, json_response,
 )
 from app.conditional import PRECONDITION_FAILED
 from app.errors import method_not_allowed_message
@@ -120,7 +120,8 @@ def error_responses(path: str, *, paginated: bool, bad_request: str | None = Non
                     rate_limited: bool = True, also_unavailable: str = "") -> dict[str, tuple]:
     """Return the error responses of the GET at ``path`` (below /api), each with a true example.
 
-    ``bad_request``: a real 400 message of that endpoint (None: no 400).
+    ``bad_request``: a real 400 message of that endpoint's parameters (None:
+    it takes none, and its only 400 is the one any path gives a bad Host).
     ``also_unavailable`` ends the 503's description with the endpoint's other causes.
     Each 4xx and 5xx is an envelope: a list endpoint's holds ``"data": []``
     and ``"pagination": null``, any other's ``"data": {}``.
@@ -146,6 +147,9 @@ def error_responses(path: str, *, paginated: bool, bad_request: str | None = Non
     if bad_request:
         responses["400"] = ("A parameter is invalid, unknown or repeated; info.error names it",
                             model, example(bad_request))
+    else:
+        responses["400"] = ("The Host header is not a valid host name, or an HTTP/1.1 request "
+                            "sent none; info.error says which", model, example(BAD_HOST))
     if rate_limited:
         responses["429"] = (
             "Too many requests from this client (only when the operator sets RATE_LIMIT)",

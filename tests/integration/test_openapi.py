@@ -21,7 +21,9 @@ OPERATIONS = {path: item["get"] for path, item in DOCUMENT["paths"].items()}
 EXAMPLES = [(path, status) for path, operation in OPERATIONS.items()
             for status, response in operation["responses"].items() if "examples" in response]
 
-# Requests that make each endpoint answer its documented 400 and 404.
+# Requests that make each endpoint answer its documented 400 and 404; /health
+# takes no parameter, and answers 400 only to a bad Host, as any path does.
+BAD_HOST = {"Host": "a..b"}
 BAD_QUERIES = {
     "/financial_data": "limit=0",
     "/financial_data/export": "limit=5",
@@ -88,7 +90,7 @@ def test_document_lists_every_parameter_bound_and_status():
     assert {path: set(operation["responses"]) for path, operation in OPERATIONS.items()} == {
         "/financial_data": lists, "/symbols": lists, "/fetch_runs": lists,
         "/financial_data/export": lists, "/statistics": lists | {"404"},
-        "/health": {"200", "304", "405", "412", "500", "503"}}
+        "/health": {"200", "304", "400", "405", "412", "500", "503"}}
     for path, default_limit in (("/symbols", 100), ("/fetch_runs", 20)):
         params = {param["name"]: param for param in OPERATIONS[path]["parameters"]}
         assert set(params) == {"limit", "page"}
@@ -241,7 +243,9 @@ def test_every_documented_error_is_what_its_endpoint_sends(sqlite_client, failin
     while limited_client.get("/api/nothing").status_code != 429:
         pass
     clients = {
-        "400": lambda path: sqlite_client.get(f"/api{path}?{BAD_QUERIES[path]}"),
+        "400": lambda path: (sqlite_client.get(f"/api{path}?{BAD_QUERIES[path]}")
+                             if path in BAD_QUERIES
+                             else sqlite_client.get(f"/api{path}", headers=BAD_HOST)),
         "404": lambda path: sqlite_client.get(f"/api{path}?{NOT_FOUND_QUERIES[path]}"),
         "405": lambda path: sqlite_client.delete(f"/api{path}"),
         "412": lambda path: sample_client.get(f"/api{path}?{prefilled_query(OPERATIONS[path])}",
@@ -262,7 +266,7 @@ def test_every_documented_error_is_what_its_endpoint_sends(sqlite_client, failin
         assert set(documented.get("headers", {})) <= set(response.headers.keys()), (path, status)
         assert_matches_schema(response.get_json(), documented["schema"])
         checked.append((path, status))
-    assert len(checked) == 6 * 5 + 4 + 1, "every error of every operation, 404 of statistics"
+    assert len(checked) == 6 * 5 + 5 + 1, "every error of every operation, 404 of statistics"
 
 
 def assert_matches_schema(body, schema: dict) -> None:
