@@ -28,14 +28,14 @@ def register_rate_limits(app: Flask) -> None:
     """Limit each client (its address, as trust_proxy_hops resolves it) to RATE_LIMIT.
 
     One budget per client for the whole API, shared by every worker and
-    replica through RATELIMIT_STORAGE_URI. Over it the client gets 429 in
-    the JSON envelope (app/errors.py) with Retry-After; every counted
-    response carries X-RateLimit-Limit, -Remaining and -Reset and
-    Retry-After (the seconds until the window ends; a 503 keeps its own). While the
-    storage is unreachable each worker counts the same limit in memory, so
-    the API keeps answering. Empty RATE_LIMIT: no limit, no hooks. A limiter
-    per app, because Flask-Limiter keeps the limits and storage of its first
-    init_app.
+    replica through RATELIMIT_STORAGE_URI. Every counted response carries
+    X-RateLimit-Limit, -Remaining and -Reset. Over the limit the client gets
+    429 in the JSON envelope (app/errors.py) with Retry-After, the seconds
+    until the window ends; no other answer carries Retry-After but a 503,
+    its own. While the storage is unreachable each worker counts the same
+    limit in memory, so the API keeps answering. Empty RATE_LIMIT: no limit,
+    no hooks. A limiter per app, because Flask-Limiter keeps the limits and
+    storage of its first init_app.
 
     Register it before the response cache: Flask-Limiter's init_app adds its
     before_request hook, which must count a request before a stored response
@@ -63,7 +63,7 @@ def register_rate_limits(app: Flask) -> None:
     )
     limiter.request_filter(_is_exempt)
     # Registered before Flask-Limiter's own after_request hook, so it runs after it.
-    app.after_request(_keep_unavailable_retry_after)
+    app.after_request(_retry_after_only_on_429_and_503)
     limiter.init_app(app)
     _check_by_counting(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
@@ -124,15 +124,19 @@ class _DropRefusals(logging.Filter):
         return not (isinstance(record.msg, str) and record.msg.startswith("ratelimit "))
 
 
-def _keep_unavailable_retry_after(response: Response) -> Response:
-    """Let a 503 say when the database may be back, not when the rate-limit window ends.
+def _retry_after_only_on_429_and_503(response: Response) -> Response:
+    """Keep Retry-After where it tells a client when to retry: a 429 and a 503 (RFC 9110 10.2.3).
 
-    Flask-Limiter replaces any Retry-After by the later of it and its
-    window's end: a client told to wait a minute for a database outage of
-    seconds would wait for nothing.
+    Flask-Limiter gives every counted response its window's end as
+    Retry-After, replacing any by the later of the two. A 429 keeps that;
+    a 503 says when the database may be back (a client told to wait a
+    minute for an outage of seconds would wait for nothing); any other
+    answer, a 200 or a 304, has nothing to retry and loses it.
     """
     if response.status_code == 503:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    elif response.status_code != 429:
+        response.headers.remove("Retry-After")
     return response
 
 

@@ -1,8 +1,11 @@
 """Per-client rate limit: 429 in the envelope, exemptions, the proxy, shared and failing storage."""
 import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
 from app.envelope import RETRY_AFTER_SECONDS
 from app.rate_limits import STORAGE_TIMEOUT_SECONDS
@@ -22,6 +25,27 @@ STALLED_ANSWER_BOUND = 10 * STORAGE_TIMEOUT_SECONDS
 @pytest.fixture
 def limited_app(sqlite_database_url, tmp_path):
     return build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT)
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def storage(request) -> Iterator[dict[str, str]]:
+    """Where the limiter counts: each worker's memory, or the shared Redis (TEST_REDIS_URL).
+
+    On Redis, under a key prefix of the test's own, its keys deleted afterwards.
+    """
+    if request.param == "memory":
+        yield {"RATELIMIT_STORAGE_URI": "memory://"}
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    yield {"RATELIMIT_STORAGE_URI": url, "RATELIMIT_KEY_PREFIX": prefix}
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(f"*{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def get_from(client, path: str, address: str = "192.0.2.1", **headers):
@@ -44,9 +68,28 @@ def test_the_request_after_the_limit_gets_429_in_the_envelope(limited_app):
     assert other_endpoint.get_json() == {"data": {}, "info": {"error": OVER_LIMIT}}
 
 
-def test_a_database_outage_says_its_own_retry_after_not_the_window(tmp_path):
+def test_only_a_refusal_says_when_to_retry_every_counted_answer_its_budget(
+        sqlite_database_url, tmp_path, storage):
+    """Retry-After means something on a 429 or a 503 only (RFC 9110 10.2.3), not on a 200."""
+    client = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                       **storage).test_client()
+    answered = get_from(client, "/api/financial_data")
+    unchanged = get_from(client, "/api/financial_data",
+                         **{"If-None-Match": answered.headers["ETag"]})
+    not_found = get_from(client, "/api/nothing")
+    refused = get_from(client, "/api/financial_data")
+    answers = [answered, unchanged, not_found, refused]
+    assert [answer.status_code for answer in answers] == [200, 304, 404, 429]
+    assert [(answer.headers["X-RateLimit-Limit"], answer.headers["X-RateLimit-Remaining"])
+            for answer in answers] == [("3", "2"), ("3", "1"), ("3", "0"), ("3", "0")]
+    assert all(answer.headers["X-RateLimit-Reset"].isdigit() for answer in answers)
+    assert ["Retry-After" in answer.headers for answer in answers] == [False, False, False, True]
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+
+
+def test_a_database_outage_says_its_own_retry_after_not_the_window(tmp_path, storage):
     application = build_app(f"mysql+pymysql://api@127.0.0.1:{free_port()}/financial",
-                            tmp_path / "log", RATE_LIMIT=LIMIT)
+                            tmp_path / "log", RATE_LIMIT=LIMIT, **storage)
     unavailable = get_from(application.test_client(), "/api/financial_data")
     assert (unavailable.status_code, unavailable.get_json()) == (503, {
         "data": [], "pagination": None,
