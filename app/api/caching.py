@@ -26,6 +26,10 @@ a symbol that changed no rows.
 - A hit costs one round trip: the generations and the entry under the last
   generations seen are read together (MGET); only a changed generation costs
   a second read. A miss stores the answer and its response in one more.
+  A resource whose response is the same however its query is spelled
+  (statistics) names its parameters: its response is also stored under the
+  query spelled from the normalized values, so a request spelled so that
+  missed its stored response before dispatch has no answer to look up either.
   A per-process cache (SimpleCache) keeps its generation in the process:
   nothing else reads it, and SimpleCache evicts never-expiring keys first.
 - A cache that fails never fails a request, nor slows every request down: after
@@ -46,9 +50,10 @@ import heapq
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from flask import Flask, current_app, g, request
 from flask_caching.backends import SimpleCache
@@ -77,6 +82,8 @@ _STATE = "cached_answers"
 RUN_HISTORY_KINDS = frozenset({"fetch_runs", "symbols"})
 # The request's answer that the response cache stores with its 200 (_Storable).
 _STORABLE = "storable_response"
+# The request's stored response missed before dispatch: its entry and the generation read.
+_MISSED_RESPONSE = "missed_response"
 # Redis answered a write with an error (out of memory with noeviction, a read-only
 # replica, writes stopped after a failed save): its reads still work.
 _REFUSED_WRITES = (ResponseError,)
@@ -231,18 +238,26 @@ def cached_value(kind: str, params: tuple[Any, ...], compute: Callable[[], Value
     return looked_up.value
 
 
-def cached_response(kind: str, params: tuple[Any, ...],
-                    compute: Callable[[], dict]) -> tuple[dict, int, dict]:
+def cached_response(kind: str, params: tuple[Any, ...], compute: Callable[[], dict], *,
+                    query_names: tuple[str, ...] = ()) -> tuple[dict, int, dict]:
     """Return the 200 of ``kind`` for ``params`` (as ``cached_value``) and let its bytes be kept.
 
     Call it only once the request's whole query is validated: the response
     is then stored for that query string and answers it before dispatch
     (see ``register_response_cache``) until the cache is cleared. A value
     computed here is stored with that response, in the same write.
+
+    ``query_names`` names ``params`` as the query does, for a response that
+    is the same whatever the query's spelling (no Link header): it is also
+    stored for the query spelled from ``params``, so a request spelled so
+    whose stored response missed cannot find the value either, and skips
+    that second lookup.
     """
-    looked_up = _look_up(kind, params)
+    normalized = _normalized_response_entry(zip(query_names, params)) if query_names else ""
+    looked_up = _missed_before_dispatch(kind, params, normalized) or _look_up(kind, params)
     if looked_up is None:
         return cacheable(compute())
+    looked_up.normalized_response = normalized
     if looked_up.value is None:
         looked_up.value = compute()
         looked_up.is_new = True
@@ -265,6 +280,23 @@ class _Storable:
     generation: str
     value: Any
     is_new: bool = False
+    # The response entry of the query spelled from the normalized values ("": none).
+    normalized_response: str = ""
+
+
+def _missed_before_dispatch(kind: str, params: tuple[Any, ...],
+                            normalized: str) -> _Storable | None:
+    """Return the miss of a request spelled from its normalized values; None to look the value up.
+
+    Every value of such a request is stored with its response under the
+    normalized query's entry, which the lookup before dispatch just missed
+    (an entry evicted alone only costs a computed answer).
+    """
+    missed = g.pop(_MISSED_RESPONSE, None)
+    if not normalized or missed is None or missed[0] != normalized:
+        return None
+    record_cache(kind, hit=False)
+    return _Storable(kind, cache_key(kind, params), missed[1], None)
 
 
 def _look_up(kind: str, params: tuple[Any, ...]) -> _Storable | None:
@@ -307,12 +339,14 @@ def _answer_from_stored_response() -> Response | None:
     # An open breaker is left to the resource's own lookup, which counts and retries.
     if kind is None or not state.breaker.is_closed:
         return None
+    entry = _response_entry()
     try:
-        stored = _read(state, _response_entry(), state.generation_keys(kind))[1]
+        generation, stored = _read(state, entry, state.generation_keys(kind))
     except Exception as exc:
         state.breaker.failed(exc)
         return None
     if stored is None:
+        setattr(g, _MISSED_RESPONSE, (entry, generation))
         return None
     record_cache(kind, hit=True)
     body, headers = stored
@@ -321,6 +355,7 @@ def _answer_from_stored_response() -> Response | None:
 
 def _store_response(response: Response) -> Response:
     """Keep the bytes and headers of a 200 that ``cached_response`` answered, with its ETag."""
+    g.pop(_MISSED_RESPONSE, None)  # not left to a later request of the same app context
     storable: _Storable | None = g.pop(_STORABLE, None)
     if storable is None or response.status_code != 200 or response.is_streamed:
         return response
@@ -328,7 +363,10 @@ def _store_response(response: Response) -> Response:
     state.response_kinds[request.url_rule.rule] = storable.kind  # type: ignore[union-attr]
     # The tag app.conditional would add, computed once here for every later hit.
     response.add_etag(weak=True)
-    entries = {_response_entry(): (response.get_data(), list(response.headers.items()))}
+    stored = (response.get_data(), list(response.headers.items()))
+    entries = {_response_entry(): stored}
+    if storable.normalized_response:
+        entries[storable.normalized_response] = stored
     if storable.is_new:
         entries[storable.entry] = storable.value
     _write(storable.generation, entries)
@@ -342,7 +380,17 @@ def _response_entry() -> str:
     refused whatever its place), so sorting them only lets more requests share one entry.
     """
     query = request.environ.get("QUERY_STRING", "")
-    return f"response:{request.path}?{'&'.join(sorted(query.split('&')))}"
+    return _response_entry_of(query.split("&"))
+
+
+def _normalized_response_entry(params: Iterable[tuple[str, Any]]) -> str:
+    """Return the entry of this path's response to the query spelled from normalized ``params``."""
+    return _response_entry_of(f"{quote(name, safe='')}={quote(str(value), safe='')}"
+                              for name, value in params)
+
+
+def _response_entry_of(parameters: Iterable[str]) -> str:
+    return f"response:{request.path}?{'&'.join(sorted(parameters))}"
 
 
 def clear_cached_answers(*, final: bool = False) -> bool:

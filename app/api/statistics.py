@@ -64,4 +64,5 @@ class Statistics(Resource):
         """
         args = parser.parse(STATISTICS_ARGS, location="query")
         params = (args["symbol"], args["start_date"], args["end_date"])
-        return cached_response("statistics", params, lambda: statistics_body(*params))
+        return cached_response("statistics", params, lambda: statistics_body(*params),
+                               query_names=("symbol", "start_date", "end_date"))

@@ -164,3 +164,38 @@ def test_the_fetch_job_s_clear_reaches_stored_responses(app, private_redis, monk
         server.close()
         with api.app_context():
             db.engine.dispose()
+
+
+def test_a_variant_s_response_answers_the_query_spelled_normalized(limited_app):
+    """Statistics read the same however the query is spelled: the normalized one gets them too."""
+    client = limited_app.test_client()
+    variant = client.get(STATS_URL.replace("symbol=IBM", "symbol=ibm"))
+    forget_answers_but_keep_responses(limited_app)
+    normalized = client.get(STATS_URL)
+    assert normalized.data == variant.data, "answered from the variant's stored response"
+    assert normalized.headers["ETag"] == variant.headers["ETag"]
+    assert len(stored_responses(limited_app)) == 2
+
+
+def test_a_normalized_statistics_query_that_missed_reads_the_cache_once(
+        app, private_redis, tmp_path, make_price, store_prices):
+    """Its value, if stored, is stored with the response it missed: no second MGET for it."""
+    store_prices([make_price(symbol="IBM", date=datetime.date(2023, 1, 3))])
+    api = build_app(app.config["SQLALCHEMY_DATABASE_URI"], tmp_path / "api-log",
+                    CACHE_TYPE="RedisCache", CACHE_REDIS_URL=private_redis.url)
+    client = api.test_client()
+    server = redis.Redis.from_url(private_redis.url)
+    try:
+        # A first response stored makes the route's responses looked up before dispatch.
+        assert client.get(STATS_URL.replace("2023-01-31", "2023-01-30")).status_code == 200
+        server.config_resetstat()
+        assert client.get(STATS_URL).status_code == 200
+        assert data_commands(server)["mget"] == 1
+
+        server.config_resetstat()
+        assert client.get(STATS_URL.replace("symbol=IBM", "symbol=ibm")).status_code == 200
+        assert data_commands(server)["mget"] == 2, "its response, then the value"
+    finally:
+        server.close()
+        with api.app_context():
+            db.engine.dispose()
