@@ -1,6 +1,7 @@
 """get_raw_data.main end to end: fake AlphaVantage over a socket, real databases."""
 import contextlib
 import datetime
+import gc
 import json
 import os
 import pty
@@ -251,6 +252,40 @@ def test_full_asks_for_the_whole_history_and_keeps_it(app, capsys, job_env, fake
     assert status == 0
     assert fake_alphavantage.requests[0].params["outputsize"] == "full"
     assert out == "IBM: 100 rows fetched, 100 new, 0 updated\n"
+
+
+class _Cycle:
+    """An object in a reference cycle, which only the garbage collector frees; says when it does."""
+
+    def __init__(self, freed: list[str]) -> None:
+        self.itself = self
+        self.freed = freed
+
+    def __del__(self) -> None:
+        self.freed.append("freed")
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it(
+        app, capsys, job_env, fake_alphavantage):
+    fake_alphavantage.queue_fixture(IBM)
+    freed: list[str] = []
+    _Cycle(freed)  # garbage from before the run, which it freezes
+    threshold = gc.get_threshold()
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 0, err
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, 0)
+    gc.collect()
+    assert freed == ["freed"]
+
+
+def test_the_collector_spared_by_a_run_still_collects_its_garbage():
+    freed: list[str] = []
+    with get_raw_data._collector_spared():
+        assert gc.get_freeze_count() > 0
+        for _ in range(2 * get_raw_data.JOB_GC_THRESHOLD):  # no gc.collect(): on its own
+            _Cycle(freed)
+        assert freed
+    assert gc.get_freeze_count() == 0
 
 
 def test_dry_run_prints_records_and_writes_nothing(app, capsys, job_env, fake_alphavantage):
