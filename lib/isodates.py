@@ -5,7 +5,8 @@ from typing import TypeGuard
 
 # ASCII digits only: \d would also take other scripts' digits, and
 # date.fromisoformat alone also takes 20230324 or 2023-W12-5.
-_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+ISO_DATE_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_ISO_DATE = re.compile(ISO_DATE_PATTERN)
 
 
 def is_iso_date_text(text: object) -> TypeGuard[str]:

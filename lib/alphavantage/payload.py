@@ -21,7 +21,7 @@ from lib.alphavantage.errors import (
 from lib.alphavantage.series import (
     TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailyBar, DailySeries,
 )
-from lib.isodates import parse_iso_date
+from lib.isodates import ISO_DATE_PATTERN, parse_iso_date
 from lib.tickers import normalize_symbol
 
 SERIES_KEY = "Time Series (Daily)"
@@ -75,9 +75,10 @@ _MAX_VOLUME = 10**14 - 1
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
 _PLAIN_VOLUME = r"[0-9]{1,14}"
-# A plain day's values in this order, joined by spaces, match the function's
-# pattern at once: one check for the whole day rather than one per value (no
-# value's pattern takes a space, so each value matches its own or none does).
+# A plain day's date and values in this order, joined by spaces, match the
+# function's pattern at once: one check for the whole day rather than one per
+# value (no value's pattern takes a space, so each value matches its own or
+# none does).
 _PLAIN_KEYS = {
     TIME_SERIES_DAILY: (*_PRICE_KEYS, _VOLUME_KEYS[TIME_SERIES_DAILY]),
     TIME_SERIES_DAILY_ADJUSTED: (*_PRICE_KEYS, _VOLUME_KEYS[TIME_SERIES_DAILY_ADJUSTED],
@@ -86,9 +87,11 @@ _PLAIN_KEYS = {
 }
 _PLAIN_VALUES = {function: itemgetter(*keys) for function, keys in _PLAIN_KEYS.items()}
 _PLAIN_DAYS = {
-    TIME_SERIES_DAILY: re.compile(" ".join([_PRICE.plain] * 4 + [_PLAIN_VOLUME])),
+    TIME_SERIES_DAILY: re.compile(" ".join(
+        [ISO_DATE_PATTERN] + [_PRICE.plain] * 4 + [_PLAIN_VOLUME])),
     TIME_SERIES_DAILY_ADJUSTED: re.compile(" ".join(
-        [_PRICE.plain] * 4 + [_PLAIN_VOLUME, _ADJUSTED_PRICE.plain, _PRICE.plain, _RATIO.plain])),
+        [ISO_DATE_PATTERN] + [_PRICE.plain] * 4
+        + [_PLAIN_VOLUME, _ADJUSTED_PRICE.plain, _PRICE.plain, _RATIO.plain])),
 }
 
 # Order matters: the burst text also mentions "premium endpoints" and
@@ -250,15 +253,15 @@ def _parse_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
     pattern; anything else is parsed by ``_checked_bar``, which says
     precisely what is wrong.
     """
-    date = parse_iso_date(day)
-    if date is None or fields.__class__ is not dict:
+    if fields.__class__ is not dict:
         return _checked_bar(symbol, day, fields, function)
     try:
         raw = _PLAIN_VALUES[function](fields)
-        plain = _PLAIN_DAYS[function].fullmatch(" ".join(raw))
-    except (KeyError, TypeError):  # a field missing, or one that is not a string
-        plain = None
-    if plain is None:
+        plain = _PLAIN_DAYS[function].fullmatch(" ".join((day, *raw)))
+        date = datetime.date.fromisoformat(day) if plain else None
+    except (KeyError, TypeError, ValueError):  # a field missing or not a string; no such day
+        date = None
+    if date is None:
         return _checked_bar(symbol, day, fields, function)
     open_price, high, low, close = map(Decimal, raw[:4])
     if not (low <= open_price <= high and low <= close <= high):
