@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -423,11 +424,16 @@ def test_the_meta_description_names_the_adjusted_layout_even_without_its_fields(
 
 @pytest.mark.parametrize(
     "day", ["2023-13-01", "2023-02-30", "2023-3-24", "20230324", "yesterday", "2023-03-24T00:00",
-            "2023-W12-5", ""],
+            "2023-W12-5", "\uff12\uff10\uff12\uff13-\uff10\uff13-\uff12\uff14", ""],
 )
-def test_bad_date_key_is_named(day: str) -> None:
+@pytest.mark.parametrize("layout", [minimal_daily, minimal_adjusted])
+def test_bad_date_key_is_named(day: str, layout: Callable[[], dict[str, Any]]) -> None:
+    payload = layout()
+    (fields,) = payload["Time Series (Daily)"].values()
+    payload["Time Series (Daily)"] = {day: fields}
+
     with pytest.raises(MalformedResponseError) as caught:
-        parse_daily_series(minimal_daily(day=day))
+        parse_daily_series(payload)
 
     assert str(caught.value).startswith("IBM: day ")
     assert repr(day) in str(caught.value)
