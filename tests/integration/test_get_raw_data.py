@@ -288,6 +288,13 @@ def test_the_collector_spared_by_a_run_still_collects_its_garbage():
     assert gc.get_freeze_count() == 0
 
 
+def test_a_run_that_raises_still_gives_the_collector_back():
+    threshold = gc.get_threshold()
+    with pytest.raises(KeyboardInterrupt), get_raw_data._collector_spared():
+        raise KeyboardInterrupt
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (threshold, 0)
+
+
 def test_dry_run_prints_records_and_writes_nothing(app, capsys, job_env, fake_alphavantage):
     fake_alphavantage.queue_fixture(IBM)
     fake_alphavantage.queue_fixture(AAPL)
