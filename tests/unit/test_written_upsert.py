@@ -53,6 +53,9 @@ def day_of(**changes) -> tuple:
     [day_of(adjusted_close_price=None, dividend_amount=None, split_coefficient=None),
      day_of(adjusted_close_price=None, dividend_amount=None, split_coefficient=None)],
     [day_of(high_price=None, low_price=None), day_of()],
+    # Negative and huge values: the database refuses them, after reading the same text.
+    [day_of(open_price=Decimal("-0.0001"), close_price=Decimal("-12345678901234567890.123"),
+            volume=-1), day_of(volume=10**30, split_coefficient=Decimal("-0"))],
     # Types PyMySQL writes its own way: a bool, a datetime, a float, a NaN (refused).
     [day_of(volume=True, date=datetime.datetime(2023, 3, 24, 9, 30), open_price=1.5)],
     [day_of(symbol="O'NEIL\\"), day_of(symbol=None), day_of(symbol="BRK.B")],
