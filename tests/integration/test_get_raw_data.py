@@ -282,6 +282,7 @@ def test_the_collector_spared_by_a_run_still_collects_its_garbage():
     freed: list[str] = []
     with get_raw_data._collector_spared():
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == get_raw_data.JOB_GC_THRESHOLD
         for _ in range(2 * get_raw_data.JOB_GC_THRESHOLD):  # no gc.collect(): on its own
             _Cycle(freed)
         assert freed
