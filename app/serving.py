@@ -1,5 +1,6 @@
 """What an app that answers requests adds to the shell: the API, its hooks, CORS, commands."""
 from flask import Flask, Response, request
+from flask_cors import CORS
 from werkzeug.exceptions import NotFound
 
 from app.api import register_api
@@ -9,7 +10,6 @@ from app.cli import register_commands
 from app.conditional import add_vary, register_conditional_get
 from app.dashboard import register_dashboard
 from app.errors import register_error_handlers
-from app.extensions import cors
 from app.metrics import register_metrics
 from app.rate_limits import register_rate_limits
 from app.request_log import register_request_logging
@@ -71,9 +71,9 @@ def register_cors(app: Flask) -> None:
         return
     if "*" not in origins:  # registered first, so it runs after Flask-CORS's own hook
         app.after_request(_vary_by_origin)
-    cors.init_app(app, resources={r"/api/*": {"origins": origins}},
-                  methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS,
-                  max_age=app.config["CORS_MAX_AGE"])
+    CORS(app, resources={r"/api/*": {"origins": origins}},
+         methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS,
+         max_age=app.config["CORS_MAX_AGE"])
 
 
 def register_unknown_path_preflights(app: Flask) -> None:

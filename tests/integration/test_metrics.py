@@ -187,13 +187,15 @@ def test_a_database_without_its_schema_is_down_and_the_scrape_still_answers(
     assert increase(before, after, "financial_database_errors_total") == 1, "the first scrape"
 
 
-# gunicorn's master imports the app, its metrics folder is deleted (a cleaner of
+# gunicorn's master imports the app's code (its create_app() imports the serving
+# modules, metrics among them), its metrics folder is deleted (a cleaner of
 # temporary files), then a worker starts: prometheus_client's multiprocess mode
 # with no folder to keep that worker's counts in.
 WORKER_WITHOUT_ITS_FOLDER = """
 import os, shutil, sys, traceback
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[2]
 os.makedirs(sys.argv[2])
+import app.serving
 from tests.helpers import build_app
 shutil.rmtree(sys.argv[2])
 worker = os.fork()
