@@ -1121,3 +1121,37 @@ def test_a_run_from_files_on_a_current_schema_loads_no_web_or_migration_code(
                          timeout=60)
     assert job.returncode == 0, job.stderr
     assert job.stdout.splitlines()[-1] == "[]"
+
+
+# Counts the collections the script starts before it has defined main(), while it
+# imports, and sees how main() finds the collector.
+IMPORT_COLLECTIONS_PROBE = """
+import argparse, gc, runpy, sys
+collections, found = [], {}
+def count(phase, info):
+    script = vars(sys.modules["__main__"])
+    if phase == "start" and "__file__" in script and "main" not in script:
+        collections.append(info["generation"])
+gc.callbacks.append(count)
+parse_args = argparse.ArgumentParser.parse_args
+def parse_args_seeing_the_collector(parser, *args):
+    found.setdefault("enabled", gc.isenabled())
+    found.setdefault("imports frozen", gc.get_freeze_count() > 0)
+    return parse_args(parser, *args)
+argparse.ArgumentParser.parse_args = parse_args_seeing_the_collector
+sys.argv = ["get_raw_data.py", "--help"]
+try:
+    runpy.run_path("get_raw_data.py", run_name="__main__")
+except SystemExit:
+    pass
+print(collections, found)
+"""
+
+
+def test_the_job_collects_no_garbage_while_it_imports_and_runs_with_the_collector_on(tmp_path):
+    """The imports make objects that live as long as the job: no collection walks them."""
+    job = subprocess.run([sys.executable, "-c", IMPORT_COLLECTIONS_PROBE], cwd=PROJECT_ROOT,
+                         env=isolated_environment(LOG_DIR=str(tmp_path)), capture_output=True,
+                         text=True, timeout=60)
+    assert job.returncode == 0, job.stderr
+    assert job.stdout.splitlines()[-1] == "[] {'enabled': True, 'imports frozen': True}"
