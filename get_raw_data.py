@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 from dotenv import load_dotenv
 from flask import Flask
@@ -42,7 +41,6 @@ from financial.fetch_run import (
 )
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.runs import OK, SCHEDULE, cut_short_run_since, latest_run_start
-from financial.schedule import Schedule, ScheduleError, Scheduler, parse_zone
 from lib.avantage_api import InvalidApiKeyError, read_saved_response
 from lib.db_errors import describe_database_error
 from lib.locks import (
@@ -53,7 +51,9 @@ from lib.schema import NEWER_SCHEMA, schema_revision
 from lib.stop_signals import StopRequest, Stopped, stop_on_signals
 from lib.tickers import SYMBOL_RULE, distinct_tickers
 
-if TYPE_CHECKING:  # loaded by _client: a run from saved files needs no HTTP client
+if TYPE_CHECKING:  # loaded where used: a run from saved files needs no HTTP client, and
+    # a run without --schedule no schedule
+    from financial.schedule import Schedule
     from lib.avantage_api import AlphaVantageClient
 
 logger = logging.getLogger("get_raw_data")
@@ -138,7 +138,7 @@ class Plan:
     files: list[Path]
     symbols: list[str]
     full: bool
-    schedule: Schedule | None
+    schedule: "Schedule | None"
     offer_sample: bool = False
 
 
@@ -269,8 +269,10 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
     return EXIT_OK if outcome.status == OK else EXIT_FAILED
 
 
-def serve_schedule(app: Flask, plan: Plan, schedule: Schedule, stop: StopRequest) -> None:
+def serve_schedule(app: Flask, plan: Plan, schedule: "Schedule", stop: StopRequest) -> None:
     """Run the job at each scheduled time until stopped; a failed run changes nothing."""
+    from financial.schedule import Scheduler
+
     with app.app_context():
         _schema_ready(app, stop)
     Scheduler(
@@ -417,10 +419,14 @@ def _plan(args: argparse.Namespace, config: BaseConfig) -> Plan:
 
 
 def _schedule(args: argparse.Namespace, config: BaseConfig,
-              problems: list[str]) -> Schedule | None:
+              problems: list[str]) -> "Schedule | None":
     """Return the schedule of ``--schedule [CRON]``, or None to run once; note its problems."""
     if args.schedule is None:
         return None
+    from zoneinfo import ZoneInfo
+
+    from financial.schedule import Schedule, ScheduleError, parse_zone
+
     if args.dry_run:
         problems.append("--schedule cannot be combined with --dry-run")
     source = "--schedule" if args.schedule else "FETCH_SCHEDULE"

@@ -1099,7 +1099,7 @@ import get_raw_data
 status = get_raw_data.main(sys.argv[1:])
 print(sorted(name for name in ("alembic", "flask_restx", "webargs", "flask_limiter", "requests",
                                "croniter", "sqlalchemy.dialects.postgresql", "app.metrics",
-                               "prometheus_client", "flask_cors")
+                               "prometheus_client", "flask_cors", "financial.schedule")
              if name in sys.modules))
 sys.exit(status)
 """
@@ -1109,8 +1109,8 @@ def test_a_run_from_files_on_a_current_schema_loads_no_web_or_migration_code(
         sqlite_app, tmp_path):
     """Start-up time counts in every run: the job imports only what it uses.
 
-    Nor the HTTP client (saved files), croniter (no schedule), PostgreSQL's
-    dialect (SQLite), the API's metrics (it looks up no cached answer) or CORS.
+    Nor the HTTP client (saved files), the schedule (none), PostgreSQL's dialect
+    (SQLite), the API's metrics (it looks up no cached answer) or CORS.
     """
     environment = isolated_environment(
         APP_ENV="testing", DATABASE_URL=sqlite_app.config["SQLALCHEMY_DATABASE_URI"],
