@@ -8,10 +8,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, not_
 from typing import cast
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import ColumnElement, CursorResult, delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,7 @@ from financial.records import RECORD_FIELDS, price_record
 from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar, DailySeries
 from lib.db_errors import is_lock_conflict
-from lib.storage import RowCodec, row_codec, upsert_encoded
+from lib.storage import RowCodec, row_codec, rows_stored_unchanged, upsert_encoded
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +94,26 @@ def store_prices(session: Session, symbol: str, bars: Sequence[DailyBar]) -> Sto
     keeps the stored one, so a day that differs only by lacking them is not
     counted as updated. Rows are compared and written as the database
     stores them (``lib.storage.RowCodec``): a full history is tens of thousands.
+    Those stored as they are on MySQL are known from the text the server
+    writes of them (``lib.storage.rows_stored_unchanged``); only the others
+    are read back and compared value by value.
     """
     if not bars:
         return StoreResult(symbol=symbol, fetched=0, new=0, updated=0)
     codec = row_codec(session, FinancialData, ROW_COLUMNS)
     rows = codec.encode(_row(symbol, bar) for bar in bars)
-    stored = _stored_values(session, codec, symbol, bars[0].date, bars[-1].date)
+    unchanged = rows_stored_unchanged(session, codec, rows, ROW_COLUMNS[1:],
+                                      *_stored_range(codec, symbol, bars[0].date, bars[-1].date))
+    if unchanged is None:  # none of these days is stored
+        unchanged, pending = [False] * len(rows), []
+    else:
+        pending = list(compress(bars, map(not_, unchanged)))
+    stored = (_stored_values(session, codec, symbol, pending[0].date, pending[-1].date)
+              if pending else {})
     new, changed, written_days = [], [], []
-    for bar, row in zip(bars, rows):
+    for bar, row, same in zip(bars, rows, unchanged):
+        if same:
+            continue
         old = stored.get(row[1])
         if old is None:
             new.append(row)
@@ -139,10 +152,17 @@ def _stored_values(session: Session, codec: RowCodec, symbol: str, first: dateti
     stored = codec.stored.c
     result = session.execute(
         select(stored.date, *(stored[name] for name in VALUE_COLUMNS))
-        .where(stored.symbol == symbol,
-               stored.date.between(codec.encode_value("date", first),
-                                   codec.encode_value("date", last))))
+        .where(*_stored_range(codec, symbol, first, last)))
     return {day: tuple(values) for day, *values in result.all()}
+
+
+def _stored_range(codec: RowCodec, symbol: str, first: datetime.date,
+                  last: datetime.date) -> tuple[ColumnElement[bool], ...]:
+    """Return the conditions of the stored rows of ``symbol`` from ``first`` to ``last``."""
+    stored = codec.stored.c
+    return (stored.symbol == symbol,
+            stored.date.between(codec.encode_value("date", first),
+                                codec.encode_value("date", last)))
 
 
 def store_symbol(

@@ -12,11 +12,15 @@ from sqlalchemy.orm import Session
 
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.ingest import VALUE_COLUMNS, StoreResult, store_prices, store_symbol
+from financial.ingest import (
+    ROW_COLUMNS, VALUE_COLUMNS, StoreResult, _row, _stored_range, store_prices, store_symbol,
+)
 from financial.models import FinancialData, MonthlyPriceSums
 from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar
-from lib.storage import UPSERT_CHUNK_SIZE, RowCodec, _upsert_sql, row_codec, upsert_encoded
+from lib.storage import (
+    UPSERT_CHUNK_SIZE, RowCodec, _upsert_sql, row_codec, rows_stored_unchanged, upsert_encoded,
+)
 
 D = datetime.date
 FIRST = D(2023, 1, 2)
@@ -175,6 +179,130 @@ def test_a_symbol_stored_on_the_days_of_another_is_new(db_session):
     assert store_prices(db_session, "AAPL", frame_of(3)) == StoreResult("AAPL", 3, 3, 0)
     assert stored(db_session, "AAPL") == stored(db_session, "IBM")
     assert len(stored(db_session, "AAPL")) == 3
+
+
+def edge_days(**forms: str) -> list[DailyBar]:
+    """Days of values at the columns' edges; ``forms`` writes some of them otherwise.
+
+    Trailing zeros, negative prices, the adjusted values missing, the largest
+    DECIMAL(18, 4) and DECIMAL(18, 8), a volume past 32 bits, zeros.
+    """
+    values = {"open": "10.5", "split": "1.0", "dividend": "0.0000", "negative": "-1.5",
+              "small": "-0.0001", "largest": "99999999999999.9999", "zero": "0", **forms}
+    day = [FIRST + datetime.timedelta(days=n) for n in range(5)]
+    price = {name: Decimal(value) for name, value in values.items()}
+    return [
+        DailyBar(date=day[0], open_price=price["open"], high_price=Decimal("12"),
+                 low_price=Decimal("9.5"), close_price=Decimal("11.5"),
+                 adjusted_close_price=Decimal("11.5"), volume=0,
+                 dividend_amount=price["dividend"], split_coefficient=price["split"]),
+        DailyBar(date=day[1], open_price=price["negative"], high_price=price["zero"],
+                 low_price=price["negative"], close_price=price["small"],
+                 adjusted_close_price=price["negative"], volume=1,
+                 dividend_amount=price["small"], split_coefficient=price["negative"]),
+        DailyBar(date=day[2], open_price=price["open"], high_price=None, low_price=None,
+                 close_price=price["open"], adjusted_close_price=None, volume=2,
+                 dividend_amount=None, split_coefficient=None),
+        DailyBar(date=day[3], open_price=price["largest"], high_price=price["largest"],
+                 low_price=price["largest"], close_price=price["largest"],
+                 adjusted_close_price=price["largest"], volume=2**62,
+                 dividend_amount=price["largest"],
+                 split_coefficient=Decimal("9999999999.99999999")),
+        DailyBar(date=day[4], open_price=price["zero"], high_price=price["zero"],
+                 low_price=price["zero"], close_price=price["zero"],
+                 adjusted_close_price=price["zero"], volume=0,
+                 dividend_amount=price["zero"], split_coefficient=price["zero"]),
+    ]
+
+
+SAME_VALUES_WRITTEN_OTHERWISE = {
+    "open": "10.5000", "split": "1.00000000", "dividend": "0", "negative": "-1.50",
+    "small": "-0.00010", "zero": "0E-8"}
+
+
+def test_edge_values_stored_again_as_they_are_or_written_otherwise_count_nothing(db_session):
+    assert store_prices(db_session, "IBM", edge_days()) == StoreResult("IBM", 5, 5, 0)
+    before = stored_rows(db_session)
+    assert store_prices(db_session, "IBM", edge_days()) == StoreResult("IBM", 5, 0, 0)
+    assert store_prices(db_session, "IBM", edge_days(**SAME_VALUES_WRITTEN_OTHERWISE)) == (
+        StoreResult("IBM", 5, 0, 0))
+    assert store_prices(db_session, "IBM", edge_days(zero="-0.0000")) == (
+        StoreResult("IBM", 5, 0, 0))
+    assert stored_rows(db_session) == before
+    assert before[FIRST + datetime.timedelta(days=1)][:2] == (Decimal("-1.5"), Decimal("0"))
+    assert before[FIRST + datetime.timedelta(days=3)][5] == 2**62
+
+
+def test_changes_at_the_edges_of_the_range_are_counted_and_written(db_session):
+    store_prices(db_session, "IBM", frame_of(7))
+    window = frame_of(7)[2:5]
+    window[0] = dataclasses.replace(window[0], close_price=Decimal("11.5001"))
+    window[-1] = dataclasses.replace(window[-1], adjusted_close_price=Decimal("-0.0001"))
+    assert store_prices(db_session, "IBM", window) == StoreResult("IBM", 3, 0, 2)
+    rows = stored_rows(db_session)
+    assert [rows[bar.date] for bar in window] == [
+        tuple(getattr(bar, name) for name in VALUE_COLUMNS) for bar in window]
+    assert store_prices(db_session, "IBM", window) == StoreResult("IBM", 3, 0, 0)
+    assert store_prices(db_session, "IBM", frame_of(8)[1:]) == StoreResult("IBM", 7, 1, 1)
+
+
+def encoded(session, bars: list[DailyBar]) -> tuple[RowCodec, list[tuple]]:
+    codec = row_codec(session, FinancialData, ROW_COLUMNS)
+    return codec, codec.encode(_row("IBM", bar) for bar in bars)
+
+
+def unchanged(session, bars: list[DailyBar]) -> list[bool] | None:
+    codec, rows = encoded(session, bars)
+    return rows_stored_unchanged(session, codec, rows, ROW_COLUMNS[1:],
+                                 *_stored_range(codec, "IBM", bars[0].date, bars[-1].date))
+
+
+def test_stored_rows_read_as_text_are_unchanged_only_where_every_value_is_equal(db_session):
+    """MySQL writes the stored rows as text, compared with the rows written alike here.
+
+    It also tells when nothing is stored. Elsewhere every row is left to the
+    comparison of values.
+    """
+    reads_text = db_session.get_bind().dialect.name in ("mysql", "mariadb")
+    assert unchanged(db_session, edge_days()) == (None if reads_text else [False] * 5)
+    store_prices(db_session, "IBM", edge_days())
+    assert unchanged(db_session, edge_days()) == [reads_text] * 5
+    assert unchanged(db_session, edge_days(**SAME_VALUES_WRITTEN_OTHERWISE)) == [reads_text] * 5
+    # -0 is written with its sign here, stored without: left to the values' comparison.
+    assert unchanged(db_session, edge_days(zero="-0")) == [
+        reads_text, False, reads_text, reads_text, False]
+    assert unchanged(db_session, edge_days(small="-0.0002", zero="0.0001")) == [
+        reads_text, False, reads_text, reads_text, False]
+    assert unchanged(db_session, edge_days(largest="99999999999999.9998")) == [
+        reads_text, reads_text, reads_text, False, reads_text]
+    without_adjusted = [dataclasses.replace(bar, adjusted_close_price=None)
+                        for bar in edge_days()]
+    assert unchanged(db_session, without_adjusted) == [False, False, reads_text, False, False]
+
+
+def test_a_value_with_more_places_than_stored_is_never_taken_as_stored(db_session):
+    if db_session.get_bind().dialect.name == "sqlite":
+        pytest.skip("SQLite refuses such a value before it is compared (RowCodec)")
+    bars = frame_of(2)
+    bars[1] = dataclasses.replace(bars[1], close_price=Decimal("11.50001"))
+    assert store_prices(db_session, "IBM", bars) == StoreResult("IBM", 2, 2, 0)
+    assert stored(db_session)[bars[1].date][1] == Decimal("11.5000")
+    assert unchanged(db_session, bars) == [True, False]
+    assert store_prices(db_session, "IBM", bars) == StoreResult("IBM", 2, 0, 1)
+
+
+def test_rows_whose_text_the_server_would_cut_are_compared_by_value(db_session):
+    if db_session.get_bind().dialect.name == "sqlite":
+        pytest.skip("SQLite's rows are never read as text")
+    store_prices(db_session, "IBM", edge_days())
+    db_session.execute(text("SET SESSION group_concat_max_len = 40"))
+    try:
+        assert unchanged(db_session, edge_days()) == [False] * 5
+        assert store_prices(db_session, "IBM", edge_days()) == StoreResult("IBM", 5, 0, 0)
+        changed = edge_days(negative="-1.4")
+        assert store_prices(db_session, "IBM", changed) == StoreResult("IBM", 5, 0, 1)
+    finally:
+        db_session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
 
 
 def test_store_symbol_commits_one_transaction(app):

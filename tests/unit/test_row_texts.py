@@ -1,0 +1,42 @@
+"""Values written as MySQL writes stored values as text, to compare rows without reading them."""
+import datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy.types import BigInteger, Date, String
+
+from lib.storage import UNWRITTEN, ScaledDecimal, _text, _texts
+
+PRICE, SPLIT = ScaledDecimal(18, 4), ScaledDecimal(18, 8)
+
+
+@pytest.mark.parametrize("column_type, values, written", [
+    (PRICE, ["10.5", "-1.50", "0", "0E-8", "99999999999999.9999"],
+     ["10.5000", "-1.5000", "0.0000", "0.0000", "99999999999999.9999"]),
+    (SPLIT, ["1.0", "0.33333333"], ["1.00000000", "0.33333333"]),
+    # More places than the column keeps, too many digits, not finite: MySQL never writes them.
+    (PRICE, ["1.5", "11.50001", "1E+30", "Infinity", "NaN"],
+     ["1.5000", UNWRITTEN, UNWRITTEN, UNWRITTEN, UNWRITTEN]),
+])
+def test_decimals_are_written_with_the_column_s_places_or_not_at_all(column_type, values,
+                                                                     written):
+    values = [Decimal(value) for value in values]
+    assert _texts(column_type, values) == written
+    assert [_text(column_type, value) for value in values] == written
+    assert _texts(column_type, values + [None]) == written + [""]
+
+
+def test_volumes_dates_and_nulls_are_written_as_mysql_writes_them():
+    assert _texts(BigInteger(), [0, 2**64 - 1]) == ["0", "18446744073709551615"]
+    assert _texts(Date(), [datetime.date(999, 1, 2)]) == ["0999-01-02"]
+    assert _texts(PRICE, [None, None]) == ["", ""]
+
+
+@pytest.mark.parametrize("column_type, value", [
+    (BigInteger(), True), (BigInteger(), Decimal("1")), (PRICE, 12), (PRICE, "12.0000"),
+    (Date(), datetime.datetime(2023, 1, 2)), (Date(), "2023-01-02"),
+    (String(16), 5), (String(16), datetime.date(2023, 1, 2)),
+])
+def test_a_value_of_another_type_is_never_written_as_a_stored_value(column_type, value):
+    assert _texts(column_type, [value]) == [UNWRITTEN]
+    assert _texts(column_type, [value, None]) == [UNWRITTEN, ""]
