@@ -180,6 +180,14 @@ def db_session(app):
 
 
 @pytest.fixture
+def mysql_session(mysql_app):
+    """``db_session`` on MariaDB/MySQL only, for what only that backend does."""
+    with mysql_app.app_context():
+        yield db.session
+        db.session.rollback()
+
+
+@pytest.fixture
 def redis_url():
     if not TEST_REDIS_URL:
         pytest.skip("TEST_REDIS_URL is not set")

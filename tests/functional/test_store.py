@@ -280,29 +280,27 @@ def test_stored_rows_read_as_text_are_unchanged_only_where_every_value_is_equal(
     assert unchanged(db_session, without_adjusted) == [False, False, reads_text, False, False]
 
 
-def test_a_value_with_more_places_than_stored_is_never_taken_as_stored(db_session):
-    if db_session.get_bind().dialect.name == "sqlite":
-        pytest.skip("SQLite refuses such a value before it is compared (RowCodec)")
+@pytest.mark.mysql  # SQLite refuses such a value before it is compared (RowCodec)
+def test_a_value_with_more_places_than_stored_is_never_taken_as_stored(mysql_session):
     bars = frame_of(2)
     bars[1] = dataclasses.replace(bars[1], close_price=Decimal("11.50001"))
-    assert store_prices(db_session, "IBM", bars) == StoreResult("IBM", 2, 2, 0)
-    assert stored(db_session)[bars[1].date][1] == Decimal("11.5000")
-    assert unchanged(db_session, bars) == [True, False]
-    assert store_prices(db_session, "IBM", bars) == StoreResult("IBM", 2, 0, 1)
+    assert store_prices(mysql_session, "IBM", bars) == StoreResult("IBM", 2, 2, 0)
+    assert stored(mysql_session)[bars[1].date][1] == Decimal("11.5000")
+    assert unchanged(mysql_session, bars) == [True, False]
+    assert store_prices(mysql_session, "IBM", bars) == StoreResult("IBM", 2, 0, 1)
 
 
-def test_rows_whose_text_the_server_would_cut_are_compared_by_value(db_session):
-    if db_session.get_bind().dialect.name == "sqlite":
-        pytest.skip("SQLite's rows are never read as text")
-    store_prices(db_session, "IBM", edge_days())
-    db_session.execute(text("SET SESSION group_concat_max_len = 40"))
+@pytest.mark.mysql  # SQLite's rows are never read as text
+def test_rows_whose_text_the_server_would_cut_are_compared_by_value(mysql_session):
+    store_prices(mysql_session, "IBM", edge_days())
+    mysql_session.execute(text("SET SESSION group_concat_max_len = 40"))
     try:
-        assert unchanged(db_session, edge_days()) == [False] * 5
-        assert store_prices(db_session, "IBM", edge_days()) == StoreResult("IBM", 5, 0, 0)
+        assert unchanged(mysql_session, edge_days()) == [False] * 5
+        assert store_prices(mysql_session, "IBM", edge_days()) == StoreResult("IBM", 5, 0, 0)
         changed = edge_days(negative="-1.4")
-        assert store_prices(db_session, "IBM", changed) == StoreResult("IBM", 5, 0, 1)
+        assert store_prices(mysql_session, "IBM", changed) == StoreResult("IBM", 5, 0, 1)
     finally:
-        db_session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
+        mysql_session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
 
 
 def test_store_symbol_commits_one_transaction(app):
