@@ -12,6 +12,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
+import redis
 from flask import Flask
 from flask_migrate import upgrade
 from prometheus_client.parser import text_string_to_metric_families
@@ -67,6 +68,17 @@ def migrate_database(database_url: str, log_dir) -> None:
 def sqlite_url(folder) -> str:
     """Return the URL of a SQLite file in ``folder``."""
     return f"sqlite:///{folder / 'financial.db'}"
+
+
+def delete_redis_keys(url: str, pattern: str) -> None:
+    """Delete the keys matching ``pattern`` at ``url``: a test's own, on a shared Redis."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(pattern))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def create_mysql_database(server_url: str) -> str:

@@ -25,8 +25,8 @@ from app.extensions import cache, db
 from financial.models import FinancialData
 from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_FIXTURES, IBM
 from tests.helpers import (
-    STATS_URL, build_app, change_open_price, data_commands, insert_prices, migrate_database,
-    open_price_of, run_job, sqlite_url, stored, wait_for,
+    STATS_URL, build_app, change_open_price, data_commands, delete_redis_keys, insert_prices,
+    migrate_database, open_price_of, run_job, sqlite_url, stored, wait_for,
 )
 from tests.servers import stalling_proxy
 
@@ -92,13 +92,7 @@ def shared_prefix(redis_url):
     """A key prefix of the test's own on the shared Redis; its keys are deleted afterwards."""
     prefix = f"test-{uuid.uuid4().hex[:8]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_keys(redis_url, f"{prefix}*")
 
 
 @pytest.mark.redis

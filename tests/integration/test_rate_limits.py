@@ -5,12 +5,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 
 from app.envelope import RETRY_AFTER_SECONDS
 from app.rate_limits import STORAGE_TIMEOUT_SECONDS
 from conf.settings import ConfigError
-from tests.helpers import build_app, free_port, wait_for
+from tests.helpers import build_app, delete_redis_keys, free_port, wait_for
 from tests.servers import stalling_proxy
 
 LIMIT = "3 per minute"
@@ -39,13 +38,7 @@ def storage(request) -> Iterator[dict[str, str]]:
     url = request.getfixturevalue("redis_url")
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     yield {"RATELIMIT_STORAGE_URI": url, "RATELIMIT_KEY_PREFIX": prefix}
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(f"*{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_keys(url, f"*{prefix}*")
 
 
 def get_from(client, path: str, address: str = "192.0.2.1", **headers):
