@@ -291,6 +291,22 @@ def test_a_value_with_more_places_than_stored_is_never_taken_as_stored(mysql_ses
 
 
 @pytest.mark.mysql  # SQLite's rows are never read as text
+def test_a_text_cut_where_it_reads_as_another_row_leaves_the_row_unknown(mysql_session):
+    """Cut before its split coefficient, the stored row reads as the row without one."""
+    stored_text = "2023-01-02,10.0000,12.0000,9.5000,11.5000,11.1234,0,0.2500,2.00000000"
+    store_prices(mysql_session, "IBM", frame_of(1, adjusted=True))
+    without_split = [dataclasses.replace(frame_of(1, adjusted=True)[0], split_coefficient=None)]
+    cut = len(stored_text) - len("2.00000000")
+    mysql_session.execute(text(f"SET SESSION group_concat_max_len = {cut}"))
+    try:
+        assert unchanged(mysql_session, without_split) == [False]
+    finally:
+        mysql_session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
+    assert unchanged(mysql_session, without_split) == [False]
+    assert unchanged(mysql_session, frame_of(1, adjusted=True)) == [True]
+
+
+@pytest.mark.mysql  # SQLite's rows are never read as text
 def test_rows_whose_text_the_server_would_cut_are_compared_by_value(mysql_session):
     store_prices(mysql_session, "IBM", edge_days())
     mysql_session.execute(text("SET SESSION group_concat_max_len = 40"))
