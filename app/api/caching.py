@@ -487,8 +487,11 @@ def _read(state: _AnswerCache, entry: str, keys: tuple[str, ...]) -> tuple[str, 
 
 
 def _count_lookup(kind: str, hit: bool) -> None:
-    """Count a lookup in the API's metrics, imported only here: the fetch job looks
-    nothing up, and its start-up is part of every run."""
+    """Count a lookup in the API's metrics.
+
+    They are imported only here: the fetch job looks nothing up, and its
+    start-up is part of every run.
+    """
     from app.metrics import record_cache
     record_cache(kind, hit)
 
