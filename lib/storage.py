@@ -178,11 +178,15 @@ def rows_stored_unchanged(session: Session, codec: RowCodec, rows: Sequence[tupl
 def _stored_texts(codec: RowCodec, names: tuple[str, ...]) -> Select:
     """Return the query of MySQL's text of the stored rows' ``names`` values, and its limit.
 
-    Built once: it takes as long to build as to run on an empty range.
+    The server cuts the text at group_concat_max_len, or at max_allowed_packet
+    if that is smaller. Built once: it takes as long to build as to run on an
+    empty range.
     """
     stored = codec.stored.c
     row_text = func.concat_ws(",", *(func.ifnull(stored[name], "") for name in names))
-    return select(literal_column("@@group_concat_max_len"), func.aggregate_strings(row_text, ";"))
+    limit = func.least(literal_column("@@group_concat_max_len"),
+                       literal_column("@@max_allowed_packet"))
+    return select(limit, func.aggregate_strings(row_text, ";"))
 
 
 def _texts(column_type, values: Sequence) -> list[str]:

@@ -19,7 +19,8 @@ from financial.models import FinancialData, MonthlyPriceSums
 from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar
 from lib.storage import (
-    UPSERT_CHUNK_SIZE, RowCodec, _upsert_sql, row_codec, rows_stored_unchanged, upsert_encoded,
+    UPSERT_CHUNK_SIZE, RowCodec, _stored_texts, _upsert_sql, row_codec, rows_stored_unchanged,
+    upsert_encoded,
 )
 
 D = datetime.date
@@ -304,6 +305,24 @@ def test_a_text_cut_where_it_reads_as_another_row_leaves_the_row_unknown(mysql_s
         mysql_session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
     assert unchanged(mysql_session, without_split) == [False]
     assert unchanged(mysql_session, frame_of(1, adjusted=True)) == [True]
+
+
+@pytest.mark.mysql  # SQLite's rows are never read as text
+def test_the_text_s_limit_is_where_the_server_cuts_it_past_the_packet_size_too(mysql_session):
+    codec, _ = encoded(mysql_session, frame_of(1))
+    packet = mysql_session.execute(text("SELECT @@max_allowed_packet")).scalar_one()
+    mysql_session.execute(text(f"SET SESSION group_concat_max_len = {2 * packet},"
+                               f" max_recursive_iterations = {packet}"))
+    try:
+        cut_at = mysql_session.execute(text(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i <= :rows)"
+            " SELECT LENGTH(GROUP_CONCAT(REPEAT('x', 999) SEPARATOR ';')) FROM n"),
+            {"rows": packet // 1000}).scalar_one()
+        limit = mysql_session.execute(_stored_texts(codec, tuple(ROW_COLUMNS[1:]))).one()[0]
+    finally:
+        mysql_session.execute(text("SET SESSION group_concat_max_len = DEFAULT,"
+                                   " max_recursive_iterations = DEFAULT"))
+    assert cut_at == limit == packet
 
 
 @pytest.mark.mysql  # SQLite's rows are never read as text
