@@ -28,7 +28,9 @@ from lib.locks import database_lock
 from tests.fake_alphavantage import (
     AAPL, ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES, IBM, error_body,
 )
-from tests.helpers import history, run_job, scrape, stored, wait_for
+from tests.helpers import (
+    build_app, dispose_engines, history, isolated_environment, run_job, scrape, stored, wait_for,
+)
 
 SUMMARY = re.compile(r"(?P<symbol>\S+): (?P<fetched>\d+) rows fetched, (?P<new>\d+) new, "
                      r"(?P<updated>\d+) updated")
@@ -592,6 +594,38 @@ def test_a_scheduler_started_after_its_run_ended_leaves_the_time_done(
     assert asked(fake_alphavantage) == {"IBM": 1, "AAPL": 1}
     runs, _ = history(app)
     assert [(run.trigger, run.status) for run in runs.values()] == [("schedule", "ok")]
+
+
+def test_a_scheduler_started_on_a_database_without_the_schema_migrates_before_reading_history(
+        empty_database_url, tmp_path):
+    """A fresh database: the catch-up is decided on the history, not on a failed read of it."""
+    env = isolated_environment(APP_ENV="testing", DATABASE_URL=empty_database_url,
+                               LOG_DIR=str(tmp_path / "log"))
+    stderr_path = tmp_path / "scheduler.err"
+    with open(stderr_path, "wb") as stderr:
+        scheduler = subprocess.Popen(
+            [sys.executable, "get_raw_data.py", "--schedule", YEARLY,
+             "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM)],
+            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_for(lambda: "next run at" in stderr_path.read_text(), "the scheduler to wait")
+        scheduler.send_signal(signal.SIGTERM)
+        status = scheduler.wait(timeout=PROCESS_SECONDS)
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.wait(timeout=PROCESS_SECONDS)
+    log = stderr_path.read_text()
+    assert status == 0 and "Traceback" not in log, log
+    assert "could not read the run history" not in log
+    assert "catch-up run: no run since" in log
+    application = build_app(empty_database_url, tmp_path / "app-log")
+    try:
+        runs, _ = history(application)
+        assert [(run.trigger, run.status) for run in runs.values()] == [("schedule", "ok")]
+        assert len(stored(application)) == 10
+    finally:
+        dispose_engines(application)
 
 
 def test_a_catch_up_with_nothing_left_closes_the_dead_run_and_records_nothing(app, caplog):
