@@ -10,6 +10,7 @@ import json
 import os
 import re
 import runpy
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -36,7 +37,7 @@ from conf.settings import get_config
 from lib.locks import MIGRATION_LOCK, lock_name
 from tests.deployment import (
     DOCKERFILE, ENV_EXAMPLE, ROOT, deploy_environment, dockerfile_stages, env_example_names,
-    healthcheck_command, image_command, instruction, settings_env_names,
+    healthcheck_command, image_command, inherited, instruction, settings_env_names,
 )
 from tests.helpers import free_port
 from tests.servers import stalling_proxy
@@ -326,6 +327,93 @@ def test_images_install_only_hashed_locked_packages_and_ship_no_installer():
     assert any(keyword == "RUN" and re.search(
         r"/usr/local/bin/python -m pip uninstall --yes pip setuptools wheel", arguments)
         for keyword, arguments in production[:user_at])
+
+
+def image_python_environment() -> dict[str, str]:
+    """Return the PYTHON* variables the production image's ENV sets, its parents' included."""
+    stages, stage, found = dockerfile_stages(), dockerfile_stages()["final"], {}
+    while stage is not None:
+        for keyword, arguments in reversed(stage):
+            if keyword == "ENV":
+                pairs = dict(item.split("=", 1) for item in shlex.split(arguments))
+                found = {**pairs, **found}
+        stage = stages.get(stage[0][1].split()[0])
+    return {name: value for name, value in found.items() if name.startswith("PYTHON")}
+
+
+def lay_out_production_code(folder: Path) -> None:
+    """Do in ``folder`` what the production stage does in its WORKDIR, in its order.
+
+    Its COPYs from the build context (less what .dockerignore leaves out, mtimes
+    kept as COPY keeps them) and its RUNs that compile that code, with this
+    checkout's Python, as the image's ``python`` is the one that runs the code.
+    """
+    stages = dockerfile_stages()
+    workdir = inherited(stages, stages["production"], "WORKDIR").rstrip("/")
+    env = deploy_environment(**image_python_environment())
+    for keyword, arguments in stages["production"]:
+        if keyword == "COPY" and not arguments.startswith("--"):
+            *sources, target = arguments.split()
+            for source in sources:
+                copy_from_context(source.rstrip("/"), folder / target)
+        elif keyword == "RUN" and "compileall" in arguments and workdir in arguments:
+            argv = shlex.split(arguments)
+            assert not {"&&", "||", ";", "|"} & set(argv), arguments
+            argv = [str(folder) + arg[len(workdir):] if arg.startswith(workdir) else arg
+                    for arg in argv]
+            subprocess.run(argv, env=env, check=True, capture_output=True, timeout=120)
+
+
+def copy_from_context(source: str, target: Path) -> None:
+    if (ROOT / source).is_file():
+        shutil.copy2(ROOT / source, target / Path(source).name if target.is_dir() else target)
+        return
+
+    def ignored(folder: str, names: list[str]) -> set[str]:
+        relative = Path(folder).relative_to(ROOT)
+        return {name for name in names if is_dockerignored((relative / name).as_posix())}
+    shutil.copytree(ROOT / source, target, ignore=ignored, dirs_exist_ok=True)
+
+
+# Load each file's code as an import does (without running it); -v says where from.
+LOAD_CODE = """
+import sys
+from importlib.machinery import SourceFileLoader
+for path in sys.argv[1:]:
+    SourceFileLoader("module", path).get_code("module")
+"""
+
+
+def test_the_production_image_runs_its_code_from_bytecode_whatever_the_mtimes(tmp_path):
+    """No process of the image compiles the project's modules at its start.
+
+    The code is compiled as the image's build compiles it; its files' mtimes
+    then change (another checkout's, or an export that rewrites them) and the
+    image's Python, with the image's environment, still takes every module's
+    code from its .pyc.
+    """
+    lay_out_production_code(tmp_path)
+    sources = sorted(str(path) for path in tmp_path.rglob("*.py"))
+    assert len(sources) > 50 and str(tmp_path / "get_raw_data.py") in sources
+    for source in sources:
+        os.utime(source, (946684800, 946684800))  # 2000-01-01
+    result = subprocess.run(
+        [sys.executable, "-v", "-c", LOAD_CODE, *sources], capture_output=True, text=True,
+        env=deploy_environment(**image_python_environment()), timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = re.findall(r"^# \S+\.pyc matches (\S+\.py)$", result.stderr, re.MULTILINE)
+    from_bytecode = {path for path in loaded if Path(path).is_relative_to(tmp_path)}
+    assert from_bytecode == set(sources), sorted(set(sources) - from_bytecode)
+
+
+def test_the_venv_keeps_the_bytecode_pip_compiles():
+    """pip compiles what it installs unless told not to; the production venv keeps it."""
+    stages = dockerfile_stages()
+    for stage in stages.values():
+        for keyword, arguments in stage:
+            assert not (keyword == "RUN" and "pip install" in arguments
+                        and "--no-compile" in arguments), arguments
+            assert not (keyword == "ENV" and "PIP_NO_COMPILE" in arguments), arguments
 
 
 def test_nginx_runs_a_stable_line():
