@@ -406,6 +406,37 @@ def test_the_production_image_runs_its_code_from_bytecode_whatever_the_mtimes(tm
     assert from_bytecode == set(sources), sorted(set(sources) - from_bytecode)
 
 
+def test_the_production_image_compiles_its_standard_library(tmp_path):
+    """The base image's standard library comes without bytecode: the build compiles it.
+
+    The build's command finds the library with the image's Python (here with
+    this one) and compiles it so that Python then takes each module's code
+    from its .pyc, as checked on a copy of one of the library's packages.
+    """
+    commands = [command for keyword, arguments in dockerfile_stages()["production"]
+                if keyword == "RUN" for command in arguments.split(" && ")
+                if "compileall" in command and "stdlib" in command]
+    assert len(commands) == 1, commands
+    compile_part, locate_part = re.fullmatch(r'(.+) "\$\((.+)\)"', commands[0]).groups()
+    image_python, *compile_args = shlex.split(compile_part)
+    located = subprocess.run(
+        ["bash", "-c", locate_part.replace(image_python, shlex.quote(sys.executable))],
+        capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    assert (Path(located) / "os.py").is_file(), located
+    package = tmp_path / "json"
+    shutil.copytree(Path(located) / "json", package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = deploy_environment(**image_python_environment())
+    subprocess.run([sys.executable, *compile_args, str(tmp_path)], env=env, check=True,
+                   capture_output=True, timeout=120)
+    sources = sorted(str(path) for path in package.glob("*.py"))
+    result = subprocess.run([sys.executable, "-v", "-c", LOAD_CODE, *sources],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    loaded = re.findall(r"^# \S+\.pyc matches (\S+\.py)$", result.stderr, re.MULTILINE)
+    assert len(sources) > 3 and set(loaded) >= set(sources), sorted(set(sources) - set(loaded))
+
+
 def test_the_venv_keeps_the_bytecode_pip_compiles():
     """pip compiles what it installs unless told not to; the production venv keeps it."""
     stages = dockerfile_stages()
