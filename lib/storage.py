@@ -317,22 +317,24 @@ def written_statement(writer, sql: str, rows: Sequence[tuple]) -> str:
 
     ``writer`` is a PyMySQL cursor, whose connection writes strings as its server reads them.
     """
-    prefix, row_format, postfix = _values_clause(sql)
+    prefix, postfix = _values_clause(sql)
     columns = [_literals(writer, column) for column in zip(*rows)]
-    return prefix + ",".join(map(row_format.format, *columns)) + postfix
+    # Each row (v, ...) as its values joined: a format string's fields cost more.
+    return prefix + "(" + "),(".join(map(", ".join, zip(*columns))) + ")" + postfix
 
 
 @functools.lru_cache(maxsize=64)
-def _values_clause(sql: str) -> tuple[str, str, str]:
-    """Split ``INSERT ... VALUES (%s, ...) ...``: the text before and after, and a row's format.
+def _values_clause(sql: str) -> tuple[str, str]:
+    """Split ``INSERT ... VALUES (%s, ...) ...`` at its placeholders: the text before and after.
 
     As PyMySQL's ``executemany`` splits it, and with ``%%`` read as ``%`` as it reads them.
     """
     head, keyword, rest = sql.partition(" VALUES ")
     placeholders, closed, tail = rest.partition(")")
-    if not keyword or not closed or set(placeholders.removeprefix("(").split(", ")) != {"%s"}:
+    if not keyword or not closed or not placeholders.startswith("(") or \
+            set(placeholders.removeprefix("(").split(", ")) != {"%s"}:
         raise NotImplementedError("the upsert's values are not one row of %s placeholders")
-    return (head + keyword) % (), (placeholders + closed).replace("%s", "{}"), tail % ()
+    return (head + keyword) % (), tail % ()
 
 
 def _literals(writer, values: Sequence) -> Sequence[str]:
@@ -342,11 +344,18 @@ def _literals(writer, values: Sequence) -> Sequence[str]:
     """
     kinds = set(map(type, values))
     if kinds == {Decimal} and all(map(Decimal.is_finite, values)):
-        return list(map(format, values, repeat("f")))
+        # A finite Decimal's str() is its "f" format unless written with an
+        # exponent (1E+2, 1E-7), and takes less: one column with an
+        # exponent is written again.
+        texts = list(map(str, values))
+        written = "".join(texts)
+        if "E" in written or "e" in written:
+            return list(map(format, values, repeat("f")))
+        return texts
     if kinds == {int}:
         return list(map(str, values))
-    if kinds == {datetime.date}:
-        return list(map("'{}'".format, map(datetime.date.isoformat, values)))
+    if kinds == {datetime.date}:  # quoted all at once: no ISO date holds a comma
+        return ("'" + "','".join(map(datetime.date.isoformat, values)) + "'").split(",")
     if kinds <= {str, type(None)}:  # a symbol: the same value on every row
         written = {value: writer.mogrify("%s", (value,)) for value in set(values)}
         return list(map(written.__getitem__, values))

@@ -1,5 +1,6 @@
 """The MariaDB upsert with its values written out: the text PyMySQL's executemany sends."""
 import datetime
+import decimal
 from decimal import Decimal
 
 import pymysql
@@ -66,6 +67,15 @@ def test_the_statement_is_the_one_pymysql_sends(rows, no_backslash_escapes):
     pymysql_sends.executemany(SQL, rows)
     assert [written_statement(pymysql_cursor(no_backslash_escapes), SQL, rows)] == \
         pymysql_sends.sent
+
+
+@pytest.mark.parametrize("value", ["1E-7", "0.0000001", "1E+2", "-0", "0E-8", "12.3400"])
+def test_a_decimal_is_written_as_pymysql_writes_it_whatever_the_context(value):
+    rows = [day_of(), day_of(open_price=Decimal(value), split_coefficient=Decimal(value))]
+    with decimal.localcontext(capitals=0):
+        pymysql_sends = pymysql_cursor()
+        pymysql_sends.executemany(SQL, rows)
+        assert [written_statement(pymysql_cursor(), SQL, rows)] == pymysql_sends.sent
 
 
 def test_a_value_pymysql_refuses_is_refused_alike():
