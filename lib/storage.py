@@ -348,8 +348,8 @@ def _literals(writer, values: Sequence) -> Sequence[str]:
         # exponent (1E+2, 1E-7), and takes less: one column with an
         # exponent is written again.
         texts = list(map(str, values))
-        written = "".join(texts)
-        if "E" in written or "e" in written:
+        joined = "".join(texts)
+        if "E" in joined or "e" in joined:
             return list(map(format, values, repeat("f")))
         return texts
     if kinds == {int}:
