@@ -6,14 +6,16 @@ from pathlib import Path
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import pytest
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import create_engine, event, insert, select, text, update
 from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from financial.errors import NoDataError
 from financial.fetch_run import RUN_LOCK
-from financial.models import FinancialData
-from financial.stats import _RANGE_SUMS, PriceStatistics, _split_range, compute_statistics
+from financial.models import FinancialData, MonthlyPriceSums
+from financial.stats import (
+    _RANGE_SUMS, PriceStatistics, _split_range, compute_statistics, refresh_monthly_sums,
+)
 from lib.locks import database_lock
 from tests.helpers import build_app, dispose_engines, insert_prices, sqlite_url
 
@@ -121,6 +123,41 @@ def test_the_statement_returns_the_whole_months_and_the_edge_days_as_two_rows(db
         _RANGE_SUMS, {"symbol": "IBM", **_split_range(D(2022, 12, 15), D(2023, 4, 15))}).all()
     assert sorted(tuple(row) for row in rows) == [(2, Decimal("4"), Decimal("6"), 4),
                                                   (3, Decimal("60"), Decimal("90"), 600)]
+
+
+def month_sums(db_session) -> list[tuple]:
+    return [tuple(row) for row in db_session.execute(
+        select(MonthlyPriceSums.symbol, MonthlyPriceSums.month, MonthlyPriceSums.days,
+               MonthlyPriceSums.volume_sum)
+        .order_by(MonthlyPriceSums.symbol, MonthlyPriceSums.month))]
+
+
+def test_refreshing_some_months_of_a_symbol_runs_no_orm_statement(db_session):
+    """The fetch job refreshes each symbol's months: the ORM's execution cost more than the SQL."""
+    store(db_session, "IBM", [(D(2023, 1, 2), "1.0000", "1.0000", 1),
+                              (D(2023, 3, 1), "1.0000", "1.0000", 3)])
+    store(db_session, "AAPL", [(D(2023, 2, 1), "1.0000", "1.0000", 5)])
+    db_session.execute(insert(FinancialData), [
+        {"symbol": symbol, "date": day, "open_price": Decimal(1), "close_price": Decimal(1),
+         "volume": 10} for symbol in ("IBM", "AAPL") for day in (D(2023, 1, 3), D(2023, 2, 2))])
+    orm_statements: list = []
+    record = orm_statements.append
+    event.listen(db_session(), "do_orm_execute", record)
+    try:
+        refresh_monthly_sums(db_session, "IBM", D(2023, 2, 2), D(2023, 2, 2))
+    finally:
+        event.remove(db_session(), "do_orm_execute", record)
+    assert orm_statements == []
+    # February of IBM only: January's new day and AAPL's wait for their own refresh.
+    assert month_sums(db_session) == [("AAPL", 202302, 1, 5), ("IBM", 202301, 1, 1),
+                                      ("IBM", 202302, 1, 10), ("IBM", 202303, 1, 3)]
+
+
+def test_refreshing_counts_the_days_added_to_the_session_and_not_yet_flushed(db_session):
+    db_session.add(FinancialData(symbol="IBM", date=D(2023, 1, 2), open_price=Decimal(1),
+                                 close_price=Decimal(2), volume=7))
+    refresh_monthly_sums(db_session, "IBM", D(2023, 1, 2), D(2023, 1, 2))
+    assert month_sums(db_session) == [("IBM", 202301, 1, 7)]
 
 
 @pytest.mark.mysql
