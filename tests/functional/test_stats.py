@@ -153,6 +153,24 @@ def test_refreshing_some_months_of_a_symbol_runs_no_orm_statement(db_session):
                                       ("IBM", 202302, 1, 10), ("IBM", 202303, 1, 3)]
 
 
+@pytest.mark.parametrize("bounds, refreshed", [
+    ({"first_day": D(2023, 2, 15)}, [("IBM", 202301, 1, 1), ("IBM", 202302, 2, 12),
+                                     ("IBM", 202303, 2, 13)]),
+    ({"last_day": D(2023, 2, 15)}, [("IBM", 202301, 2, 11), ("IBM", 202302, 2, 12),
+                                    ("IBM", 202303, 1, 3)]),
+])
+def test_refreshing_from_or_up_to_a_day_takes_every_month_on_the_open_side(
+        db_session, bounds, refreshed):
+    store(db_session, "IBM", [(D(2023, 1, 2), "1.0000", "1.0000", 1),
+                              (D(2023, 2, 1), "1.0000", "1.0000", 2),
+                              (D(2023, 3, 1), "1.0000", "1.0000", 3)])
+    db_session.execute(insert(FinancialData), [
+        {"symbol": "IBM", "date": day, "open_price": Decimal(1), "close_price": Decimal(1),
+         "volume": 10} for day in (D(2023, 1, 3), D(2023, 2, 2), D(2023, 3, 2))])
+    refresh_monthly_sums(db_session, "IBM", **bounds)
+    assert month_sums(db_session) == refreshed
+
+
 def test_refreshing_counts_the_days_added_to_the_session_and_not_yet_flushed(db_session):
     db_session.add(FinancialData(symbol="IBM", date=D(2023, 1, 2), open_price=Decimal(1),
                                  close_price=Decimal(2), volume=7))
