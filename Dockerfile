@@ -72,7 +72,8 @@ COPY data/fixtures/ data/fixtures/
 # it runs from: at run time nothing may write it (read-only code,
 # PYTHONDONTWRITEBYTECODE), so each process would compile its modules (45 ms CPU).
 # checked-hash: a .pyc holds its source's hash, not the mtime COPY takes from the
-# build context, so it stays valid whatever the mtimes, and the same code gives the same layer.
+# build context, so it stays valid whatever the mtimes, and the same code gives the
+# same .pyc files (not the same layer: the files' own mtimes are the build's).
 RUN python -m compileall -q --invalidation-mode checked-hash /app
 COPY --from=lint /tmp/lint.passed /tmp/lint.passed
 USER 10001:10001
