@@ -85,3 +85,25 @@ def test_a_value_pymysql_refuses_is_refused_alike():
     with pytest.raises(pymysql.ProgrammingError) as refusal:
         written_statement(pymysql_cursor(), SQL, rows)
     assert str(refusal.value) == str(pymysql_refusal.value)
+
+
+def test_a_percent_sign_in_the_statement_is_written_as_pymysql_reads_it():
+    sql = ("INSERT INTO `100%%_prices` (symbol, `share%%`) VALUES (%s, %s) "
+           "ON DUPLICATE KEY UPDATE `share%%` = VALUES(`share%%`)")
+    rows = [("IBM", Decimal("1.5")), ("AAPL", Decimal("2.25"))]
+    pymysql_sends = pymysql_cursor()
+    pymysql_sends.executemany(sql, rows)
+    assert [written_statement(pymysql_cursor(), sql, rows)] == pymysql_sends.sent
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO prices (symbol, volume) VALUES %s, %s) ON DUPLICATE KEY UPDATE volume = 1",
+    "INSERT INTO prices (symbol, volume) VALUES (%s, 1) ON DUPLICATE KEY UPDATE volume = 1",
+    "INSERT INTO prices (symbol, volume) VALUES (%s,%s) ON DUPLICATE KEY UPDATE volume = 1",
+    "INSERT INTO prices (symbol, volume) VALUES (%s, %s",
+    "INSERT INTO prices (symbol, volume) SELECT %s, %s",
+])
+def test_values_other_than_one_row_of_placeholders_are_refused(sql):
+    """Only a "(%s, %s, ...)" row is rebuilt as PyMySQL writes it: any other is not guessed at."""
+    with pytest.raises(NotImplementedError):
+        written_statement(pymysql_cursor(), sql, [("IBM", 1), ("AAPL", 2)])
