@@ -94,6 +94,13 @@ _PLAIN_DAYS = {
         + [_PLAIN_VOLUME, _ADJUSTED_PRICE.plain, _PRICE.plain, _RATIO.plain])),
 }
 
+# A plain day's bar is built by setting its slots one by one, as DailyBar's
+# own __init__ does through object.__setattr__ (the class is frozen), at less
+# than half the cost: a full run builds tens of thousands. The unpacking
+# fails at import if a field is added without being set here.
+(_SET_DATE, _SET_OPEN, _SET_HIGH, _SET_LOW, _SET_CLOSE, _SET_ADJUSTED_CLOSE, _SET_VOLUME,
+ _SET_DIVIDEND, _SET_SPLIT) = (getattr(DailyBar, name).__set__ for name in DailyBar.__slots__)
+
 # Order matters: the burst text also mentions "premium endpoints" and
 # "25 requests per day", so burst markers are tested first, premium next.
 _SHORT_TERM_MARKERS = ("per second", "sparingly", "per minute")
@@ -267,14 +274,29 @@ def _parse_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
     if not (low <= open_price <= high and low <= close <= high):
         return _checked_bar(symbol, day, fields, function)
     if function != TIME_SERIES_DAILY_ADJUSTED:
-        return DailyBar(date=date, open_price=open_price, high_price=high, low_price=low,
-                        close_price=close, volume=int(raw[4]))
+        return _plain_bar(date, open_price, high, low, close, None, int(raw[4]), None, None)
     split = Decimal(raw[7])
     if not split:  # a split of zero is refused
         return _checked_bar(symbol, day, fields, function)
-    return DailyBar(date=date, open_price=open_price, high_price=high, low_price=low,
-                    close_price=close, adjusted_close_price=_rounded(raw[5], _ADJUSTED_PRICE),
-                    volume=int(raw[4]), dividend_amount=Decimal(raw[6]), split_coefficient=split)
+    return _plain_bar(date, open_price, high, low, close, _rounded(raw[5], _ADJUSTED_PRICE),
+                      int(raw[4]), Decimal(raw[6]), split)
+
+
+def _plain_bar(date: datetime.date, open_price: Decimal, high: Decimal, low: Decimal,
+               close: Decimal, adjusted_close: Decimal | None, volume: int,
+               dividend: Decimal | None, split: Decimal | None) -> DailyBar:
+    """Return the DailyBar of these values, as ``DailyBar(...)`` makes it, at less cost."""
+    bar = object.__new__(DailyBar)
+    _SET_DATE(bar, date)
+    _SET_OPEN(bar, open_price)
+    _SET_HIGH(bar, high)
+    _SET_LOW(bar, low)
+    _SET_CLOSE(bar, close)
+    _SET_ADJUSTED_CLOSE(bar, adjusted_close)
+    _SET_VOLUME(bar, volume)
+    _SET_DIVIDEND(bar, dividend)
+    _SET_SPLIT(bar, split)
+    return bar
 
 
 def _rounded(raw: str, column: _Column) -> Decimal:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import date
@@ -550,6 +551,26 @@ def test_the_short_way_reads_every_recorded_day_as_the_full_checks_do(name):
     for day, fields in payload["Time Series (Daily)"].items():
         assert (payload_module._parse_bar("IBM", day, fields, function)
                 == payload_module._checked_bar("IBM", day, fields, function))
+
+
+@pytest.mark.parametrize("payload", [minimal_adjusted(), minimal_daily()])
+def test_a_day_read_the_short_way_is_a_bar_as_its_class_makes_it(payload):
+    (bar,) = parse_daily_series(payload).bars
+    made = DailyBar(**{name: getattr(bar, name) for name in DailyBar.__slots__})
+    assert type(bar) is DailyBar
+    assert (bar, repr(bar), hash(bar)) == (made, repr(made), hash(made))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bar.volume = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", [IBM_ADJUSTED, IBM_DAILY])
+def test_a_plain_day_s_bar_is_built_without_its_class_s_init(name, monkeypatch):
+    """A frozen dataclass's __init__ sets each field through object.__setattr__: twice the cost."""
+    def init(*args, **kwargs):
+        raise AssertionError("a plain day's bar went through DailyBar.__init__")
+
+    monkeypatch.setattr(DailyBar, "__init__", init)
+    assert parse_daily_series(load(name)).bars
 
 
 @pytest.mark.parametrize("name", [IBM_ADJUSTED, AAPL_ADJUSTED, IBM_DAILY])
