@@ -23,6 +23,10 @@ UPSERT_CHUNK_SIZE = 500
 # What a value is written as when this side cannot write it as MySQL would:
 # no stored value reads as it, so its row is never taken as stored unchanged.
 UNWRITTEN = "?"
+# str() writes a Decimal as format(value, "f") does, at two thirds of the
+# cost, when its exponent is from -6 to 0 (the decimal module's to-sci-string
+# rule): every value quantized to at most 6 places, 0 and -0 included.
+_STR_PLAIN_PLACES = 6
 
 
 class ScaledDecimal(TypeDecorator):
@@ -203,6 +207,8 @@ def _texts(column_type, values: Sequence) -> list[str]:
         except ArithmeticError:  # an infinity, or too many digits
             scaled = []
         if scaled == list(values):
+            if column_type.scale <= _STR_PLAIN_PLACES:
+                return list(map(str, scaled))
             return list(map(format, scaled, repeat("f")))
     elif kinds == {int} and isinstance(column_type, Integer):
         return list(map(str, values))

@@ -26,6 +26,17 @@ def test_decimals_are_written_with_the_column_s_places_or_not_at_all(column_type
     assert _texts(column_type, values + [None]) == written + [""]
 
 
+@pytest.mark.parametrize("places", range(0, 11))
+def test_a_column_s_smallest_and_largest_values_are_written_without_an_exponent(places):
+    column_type = ScaledDecimal(18, places)
+    unit = Decimal(1).scaleb(-places)
+    values = [unit, -unit, 0 * unit, (0 * unit).copy_negate(), Decimal(10**18 - 1).scaleb(-places)]
+    written = [format(value, "f") for value in values]
+    assert "E" not in "".join(written)
+    assert _texts(column_type, values) == written
+    assert [_text(column_type, value) for value in values] == written
+
+
 def test_volumes_dates_and_nulls_are_written_as_mysql_writes_them():
     assert _texts(BigInteger(), [0, 2**64 - 1]) == ["0", "18446744073709551615"]
     assert _texts(Date(), [datetime.date(999, 1, 2)]) == ["0999-01-02"]
