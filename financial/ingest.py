@@ -34,6 +34,8 @@ VALUE_COLUMNS = ROW_COLUMNS[2:]
 # TIME_SERIES_DAILY) must not erase what an earlier adjusted run stored.
 KEPT_WHEN_MISSING = ("adjusted_close_price", "dividend_amount", "split_coefficient")
 _KEPT_INDEXES = frozenset(VALUE_COLUMNS.index(name) for name in KEPT_WHEN_MISSING)
+_KEPT_VALUES = attrgetter(*KEPT_WHEN_MISSING)
+_COMPARED_WHEN_KEPT = [name for name in ROW_COLUMNS[1:] if name not in KEPT_WHEN_MISSING]
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,19 @@ def store_prices(session: Session, symbol: str, bars: Sequence[DailyBar]) -> Sto
     counted as updated. Rows are compared and written as the database
     stores them (``lib.storage.RowCodec``): a full history is tens of thousands.
     Those stored as they are on MySQL are known from the text the server
-    writes of them (``lib.storage.rows_stored_unchanged``); only the others
-    are read back and compared value by value.
+    writes of them (``lib.storage.rows_stored_unchanged``), without the
+    adjusted values when no bar has any; only the others are read back and
+    compared value by value.
     """
     if not bars:
         return StoreResult(symbol=symbol, fetched=0, new=0, updated=0)
     codec = row_codec(session, FinancialData, ROW_COLUMNS)
     rows = codec.encode(_row(symbol, bar) for bar in bars)
-    unchanged = rows_stored_unchanged(session, codec, rows, ROW_COLUMNS[1:],
+    compared = ROW_COLUMNS[1:]
+    if set(map(_KEPT_VALUES, bars)) == {(None,) * len(KEPT_WHEN_MISSING)}:
+        # TIME_SERIES_DAILY: the upsert keeps every stored value of those columns.
+        compared = _COMPARED_WHEN_KEPT
+    unchanged = rows_stored_unchanged(session, codec, rows, compared,
                                       *_stored_range(codec, symbol, bars[0].date, bars[-1].date))
     if unchanged is None:  # none of these days is stored
         unchanged, pending = [False] * len(rows), []

@@ -10,6 +10,7 @@ from sqlalchemy.dialects import oracle
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+import financial.ingest
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.ingest import (
@@ -289,6 +290,29 @@ def test_a_value_with_more_places_than_stored_is_never_taken_as_stored(mysql_ses
     assert stored(mysql_session)[bars[1].date][1] == Decimal("11.5000")
     assert unchanged(mysql_session, bars) == [True, False]
     assert store_prices(mysql_session, "IBM", bars) == StoreResult("IBM", 2, 0, 1)
+
+
+@pytest.mark.mysql  # SQLite's rows are never read as text
+def test_days_without_adjusted_values_are_known_unchanged_from_the_text_of_the_rest(
+        mysql_session, monkeypatch):
+    """The upsert keeps the stored adjusted values: the other values' text tells it all."""
+    store_prices(mysql_session, "IBM", frame_of(3, adjusted=True))
+    before = stored_rows(mysql_session)
+
+    def read_back(*args):
+        raise AssertionError("a day without adjusted values was read back value by value")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(financial.ingest, "_stored_values", read_back)
+        assert store_prices(mysql_session, "IBM", frame_of(3)) == StoreResult("IBM", 3, 0, 0)
+    changed = frame_of(3)
+    changed[1] = dataclasses.replace(changed[1], volume=7)
+    assert store_prices(mysql_session, "IBM", changed) == StoreResult("IBM", 3, 0, 1)
+    after = stored_rows(mysql_session)
+    day = FIRST + datetime.timedelta(days=1)
+    assert after[day] == before[day][:5] + (7,) + before[day][6:]
+    assert {key: value for key, value in after.items() if key != day} == {
+        key: value for key, value in before.items() if key != day}
 
 
 @pytest.mark.mysql  # SQLite's rows are never read as text
