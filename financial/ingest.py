@@ -35,6 +35,8 @@ VALUE_COLUMNS = ROW_COLUMNS[2:]
 KEPT_WHEN_MISSING = ("adjusted_close_price", "dividend_amount", "split_coefficient")
 _KEPT_INDEXES = frozenset(VALUE_COLUMNS.index(name) for name in KEPT_WHEN_MISSING)
 _KEPT_VALUES = attrgetter(*KEPT_WHEN_MISSING)
+# Compared, never hashed: a Decimal's hash costs about a microsecond.
+_NONE_KEPT = (None,) * len(KEPT_WHEN_MISSING)
 _COMPARED_WHEN_KEPT = [name for name in ROW_COLUMNS[1:] if name not in KEPT_WHEN_MISSING]
 
 
@@ -106,7 +108,7 @@ def store_prices(session: Session, symbol: str, bars: Sequence[DailyBar]) -> Sto
     codec = row_codec(session, FinancialData, ROW_COLUMNS)
     rows = codec.encode(_row(symbol, bar) for bar in bars)
     compared = ROW_COLUMNS[1:]
-    if set(map(_KEPT_VALUES, bars)) == {(None,) * len(KEPT_WHEN_MISSING)}:
+    if all(map(_NONE_KEPT.__eq__, map(_KEPT_VALUES, bars))):
         # TIME_SERIES_DAILY: the upsert keeps every stored value of those columns.
         compared = _COMPARED_WHEN_KEPT
     unchanged = rows_stored_unchanged(session, codec, rows, compared,
