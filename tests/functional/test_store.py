@@ -315,6 +315,16 @@ def test_days_without_adjusted_values_are_known_unchanged_from_the_text_of_the_r
         key: value for key, value in before.items() if key != day}
 
 
+def test_one_adjusted_value_among_days_without_them_is_compared_and_written(db_session):
+    """Only a run with no adjusted value on any day leaves them out of the comparison."""
+    store_prices(db_session, "IBM", frame_of(3, adjusted=True))
+    bars = frame_of(3)
+    bars[1] = dataclasses.replace(bars[1], split_coefficient=Decimal("4.0"))
+    assert store_prices(db_session, "IBM", bars) == StoreResult("IBM", 3, 0, 1)
+    assert stored_rows(db_session)[bars[1].date][4:] == (
+        Decimal("11.1234"), 1, Decimal("0.25"), Decimal("4.0"))
+
+
 @pytest.mark.mysql  # SQLite's rows are never read as text
 def test_a_text_cut_where_it_reads_as_another_row_leaves_the_row_unknown(mysql_session):
     """Cut before its split coefficient, the stored row reads as the row without one."""
