@@ -8,8 +8,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import compress
-from operator import attrgetter, not_
+from itertools import compress, repeat
+from operator import attrgetter, is_not, not_
 from typing import cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, select
@@ -34,9 +34,6 @@ VALUE_COLUMNS = ROW_COLUMNS[2:]
 # TIME_SERIES_DAILY) must not erase what an earlier adjusted run stored.
 KEPT_WHEN_MISSING = ("adjusted_close_price", "dividend_amount", "split_coefficient")
 _KEPT_INDEXES = frozenset(VALUE_COLUMNS.index(name) for name in KEPT_WHEN_MISSING)
-_KEPT_VALUES = attrgetter(*KEPT_WHEN_MISSING)
-# Compared, never hashed: a Decimal's hash costs about a microsecond.
-_NONE_KEPT = (None,) * len(KEPT_WHEN_MISSING)
 _COMPARED_WHEN_KEPT = [name for name in ROW_COLUMNS[1:] if name not in KEPT_WHEN_MISSING]
 
 
@@ -107,10 +104,8 @@ def store_prices(session: Session, symbol: str, bars: Sequence[DailyBar]) -> Sto
         return StoreResult(symbol=symbol, fetched=0, new=0, updated=0)
     codec = row_codec(session, FinancialData, ROW_COLUMNS)
     rows = codec.encode(_row(symbol, bar) for bar in bars)
-    compared = ROW_COLUMNS[1:]
-    if all(map(_NONE_KEPT.__eq__, map(_KEPT_VALUES, bars))):
-        # TIME_SERIES_DAILY: the upsert keeps every stored value of those columns.
-        compared = _COMPARED_WHEN_KEPT
+    # TIME_SERIES_DAILY: the upsert keeps every stored value of those columns.
+    compared = _COMPARED_WHEN_KEPT if _lack_kept_values(bars) else ROW_COLUMNS[1:]
     unchanged = rows_stored_unchanged(session, codec, rows, compared,
                                       *_stored_range(codec, symbol, bars[0].date, bars[-1].date))
     if unchanged is None:  # none of these days is stored
@@ -136,6 +131,16 @@ def store_prices(session: Session, symbol: str, bars: Sequence[DailyBar]) -> Sto
     if written_days:
         refresh_monthly_sums(session, symbol, min(written_days), max(written_days))
     return StoreResult(symbol=symbol, fetched=len(rows), new=len(new), updated=len(changed))
+
+
+def _lack_kept_values(bars: Sequence[DailyBar]) -> bool:
+    """Tell whether no bar has any KEPT_WHEN_MISSING value (a TIME_SERIES_DAILY series).
+
+    Each value is compared with None, never hashed: a Decimal's hash costs
+    about a microsecond, and a full history holds tens of thousands.
+    """
+    return not any(any(map(is_not, map(attrgetter(name), bars), repeat(None)))
+                   for name in KEPT_WHEN_MISSING)
 
 
 def delete_prices(session: Session, symbol: str) -> int:
