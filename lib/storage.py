@@ -23,10 +23,6 @@ UPSERT_CHUNK_SIZE = 500
 # What a value is written as when this side cannot write it as MySQL would:
 # no stored value reads as it, so its row is never taken as stored unchanged.
 UNWRITTEN = "?"
-# str() writes a Decimal as format(value, "f") does, at two thirds of the
-# cost, when its exponent is from -6 to 0 (the decimal module's to-sci-string
-# rule): every value quantized to at most 6 places, 0 and -0 included.
-_STR_PLAIN_PLACES = 6
 
 
 class ScaledDecimal(TypeDecorator):
@@ -207,9 +203,7 @@ def _texts(column_type, values: Sequence) -> list[str]:
         except ArithmeticError:  # an infinity, or too many digits
             scaled = []
         if scaled == list(values):
-            if column_type.scale <= _STR_PLAIN_PLACES:
-                return list(map(str, scaled))
-            return list(map(format, scaled, repeat("f")))
+            return _plain_decimal_texts(scaled)
     elif kinds == {int} and isinstance(column_type, Integer):
         return list(map(str, values))
     elif kinds == {datetime.date} and isinstance(column_type, Date):
@@ -232,6 +226,20 @@ def _text(column_type, value) -> str:
     if type(value) is datetime.date and isinstance(column_type, Date):
         return value.isoformat()
     return UNWRITTEN
+
+
+def _plain_decimal_texts(values: Sequence[Decimal]) -> list[str]:
+    """Return finite Decimals written as ``format(value, "f")`` writes them (no exponent).
+
+    str() writes a finite Decimal so, at two thirds of the cost, unless it
+    writes an exponent (1E+2, 1E-8; a lower-case e under a context with
+    capitals=0): a column holding one is written again with format.
+    """
+    texts = list(map(str, values))
+    joined = "".join(texts)
+    if "E" in joined or "e" in joined:
+        return list(map(format, values, repeat("f")))
+    return texts
 
 
 def row_codec(session: Session, model: type[DeclarativeBase], columns: Iterable[str]) -> RowCodec:
@@ -350,14 +358,7 @@ def _literals(writer, values: Sequence) -> Sequence[str]:
     """
     kinds = set(map(type, values))
     if kinds == {Decimal} and all(map(Decimal.is_finite, values)):
-        # A finite Decimal's str() is its "f" format unless written with an
-        # exponent (1E+2, 1E-7), and takes less: one column with an
-        # exponent is written again.
-        texts = list(map(str, values))
-        joined = "".join(texts)
-        if "E" in joined or "e" in joined:
-            return list(map(format, values, repeat("f")))
-        return texts
+        return _plain_decimal_texts(values)
     if kinds == {int}:
         return list(map(str, values))
     if kinds == {datetime.date}:  # quoted all at once: no ISO date holds a comma
