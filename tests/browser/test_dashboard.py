@@ -1154,6 +1154,45 @@ def test_the_page_fits_a_phone_screen(browser, live_server):
     browser.screenshot("phone")
 
 
+@contextmanager
+def touch_screen(browser) -> Iterator[None]:
+    """Make the page's pointer a finger, as on a phone, until the block ends."""
+    browser.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled",
+                                   {"enabled": True, "maxTouchPoints": 1})
+    try:
+        yield
+    finally:
+        browser.driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+
+
+def swipe_up(browser, x: float, y: float, distance: int = 150) -> None:
+    """Drag a finger ``distance`` px up from (x, y) of the viewport, as to scroll the page down."""
+    def touch(kind: str, points: list[dict]) -> None:
+        browser.driver.execute_cdp_cmd("Input.dispatchTouchEvent",
+                                       {"type": kind, "touchPoints": points})
+
+    touch("touchStart", [{"x": x, "y": y}])
+    for step in range(1, 11):
+        touch("touchMove", [{"x": x, "y": y - distance * step / 10}])
+    touch("touchEnd", [])
+
+
+def page_scroll(browser) -> float:
+    return browser.script("return window.scrollY")
+
+
+def test_a_finger_swiping_up_on_the_chart_scrolls_the_page(browser, live_server):
+    """On a phone the chart fills half the screen: a vertical swipe on it must move the page."""
+    browser.emulate_phone(width=360)
+    with touch_screen(browser):
+        browser.open(live_server.url + "/?symbol=IBM&start_date=2023-01-01&end_date=2023-03-24")
+        wait_shown(browser, "IBM", "2023-01-01", "2023-03-24")
+        browser.script("window.scrollTo(0, 200)")
+        chart = browser.script("return document.getElementById('chart').getBoundingClientRect()")
+        swipe_up(browser, chart["x"] + chart["width"] / 2, chart["y"] + chart["height"] * 0.6)
+        browser.wait_for(lambda: page_scroll(browser) > 300, "the page to scroll down")
+
+
 def test_every_control_has_a_label(browser, live_server):
     browser.open(live_server.url + "/")
     wait_settled(browser)

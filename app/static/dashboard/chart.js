@@ -119,6 +119,9 @@ export class PriceChart {
       layout: { attributionLogo: false, textColor: COLORS.text },
       grid: { vertLines: { color: COLORS.grid }, horzLines: { color: COLORS.grid } },
       crosshair: { mode: CrosshairMode.Normal },
+      // A finger dragged up or down on the chart scrolls the page, as anywhere else: on a phone
+      // the chart fills half the screen, and the library's default would pan its prices instead.
+      handleScroll: { vertTouchDrag: false },
       // The crosshair's time label writes the day as the readout does; the axis keeps its short
       // ticks (Dec, 8, 15, 2023), which a 10-character date would space far apart.
       localization: { locale: 'en-US', dateFormat: 'yyyy-MM-dd' },
