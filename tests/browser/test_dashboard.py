@@ -447,6 +447,19 @@ def test_a_range_partly_without_high_and_low_mixes_candles_and_a_line(browser, m
     browser.screenshot("line-and-candles")
 
 
+def test_the_chart_label_counts_one_day_without_high_and_low_as_one_day(browser, mixed_server):
+    entry = symbol_entries(mixed_server)["IBM"]
+    rows = price_rows(mixed_server, "IBM", entry["first_date"], entry["last_date"])
+    start = [row for row in rows if row["high_price"] is None][-1]["date"]
+    end = entry["last_date"]
+    browser.open(f"{mixed_server.url}/?symbol=IBM&start_date={start}&end_date={end}")
+    wait_shown(browser, "IBM", start, end)
+    shown = [row for row in rows if start <= row["date"]]
+    assert element(browser, "#chart").get_attribute("aria-label") == (
+        f"Candlestick chart of IBM, {start} to {end}, {len(shown)} trading days, with a "
+        "closing-price line for the 1 day whose high and low are unknown, and daily volume below")
+
+
 # Counts the labels of the price pane's scale: bands of rows holding dark (text) pixels.
 # The last price's label is white on colour, so it is not counted.
 PRICE_SCALE_LABELS = """

@@ -103,7 +103,7 @@ function describe(rows, symbol) {
   if (unknown === rows.length) {
     return `Line chart of the closing prices of ${range} (high and low unknown), with daily volume below`;
   }
-  return `Candlestick chart of ${range}, with a closing-price line for the ${unknown} days`
+  return `Candlestick chart of ${range}, with a closing-price line for the ${plural(unknown, 'day')}`
     + ' whose high and low are unknown, and daily volume below';
 }
 
