@@ -330,6 +330,19 @@ def test_the_dates_of_a_message_are_whole_on_a_phone(browser, live_server):
     assert browser.script(DATE_LINES, "message-text") == [[date, 1] for date in dates]
 
 
+def test_the_dates_of_the_freshness_line_are_whole_at_every_phone_width(browser, live_server):
+    """Its stored range and its last fetch's day: wherever the line wraps, no date is cut."""
+    browser.open(live_server.url + "/?symbol=IBM")
+    assert wait_settled(browser)["title"]
+    broken = {}
+    for width in range(NARROWEST_WIDTH, 769, 4):  # up to the one-column layout's widest
+        browser.emulate_phone(width=width)
+        dates = browser.script(DATE_LINES, "freshness")
+        assert len(dates) == 3, dates  # first and last stored day, the last fetch's day
+        broken.update({width: dates for _, lines in dates if lines > 1})
+    assert broken == {}
+
+
 def test_the_dates_are_whole_on_the_narrowest_screen(browser, live_server):
     browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
     browser.open(live_server.url + "/?symbol=IBM")

@@ -127,7 +127,7 @@ export function renderFreshness(entry) {
     unbroken(entry.first_date),
     ' to ',
     unbroken(entry.last_date),
-    `, ${lag(entry)}. ${lastFetch(entry)}`,
+    ...withUnbrokenDates(`, ${lag(entry)}. ${lastFetch(entry)}`),
   );
 }
 
