@@ -409,6 +409,25 @@ def test_the_longest_symbol_is_whole_on_the_narrowest_screen(browser, longest_sy
         "the page scrolls sideways")
 
 
+def test_the_dates_of_the_loading_line_are_whole_at_every_phone_width(browser,
+                                                                      longest_symbol_server):
+    """The line saying which view loads, shown while no chart is: no date in it is cut."""
+    with requests_held(browser, "*/api/financial_data*"):
+        browser.open(f"{longest_symbol_server.url}/?symbol={LONGEST_SYMBOL}"
+                     "&start_date=2023-03-01")
+        browser.wait_for(lambda: browser.script(
+            "return document.getElementById('status').textContent.startsWith('Loading W')"),
+            "the view to be loading")
+        broken = {}
+        for width in range(NARROWEST_WIDTH, 769, 4):  # up to the one-column layout's widest
+            browser.emulate_phone(width=width)
+            dates = browser.script(DATE_LINES, "status")
+            assert [date for date, _ in dates] == ["2023-03-01", "2023-03-24"], dates
+            broken.update({width: dates for _, lines in dates if lines > 1})
+        assert broken == {}
+    assert wait_settled(browser)["title"]
+
+
 def test_a_message_quoting_a_long_address_fits_the_narrowest_screen(browser, live_server):
     browser.emulate_phone(width=NARROWEST_WIDTH, height=640)
     browser.open(f"{live_server.url}/?symbol={'X' * 60}")

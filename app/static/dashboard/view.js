@@ -280,7 +280,7 @@ function skipTo(target, text) {
 }
 
 export function setStatus(text) {
-  elements.status.textContent = text;
+  elements.status.replaceChildren(...withUnbrokenDates(text));
 }
 
 /**
