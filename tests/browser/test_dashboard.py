@@ -752,6 +752,24 @@ def test_an_empty_database_says_so_and_retry_shows_the_first_prices(browser, ser
     wait_shown(browser, "IBM", month_range_start("2023-03-24", 3), "2023-03-24")
 
 
+def test_a_slow_retry_of_the_symbols_shows_that_they_are_loading(browser, serve, tmp_path):
+    """Retry under the empty database's message: the line under the controls says what loads."""
+    url = sqlite_url(tmp_path)
+    migrate_database(url, tmp_path / "log")
+    server = serve(build_app(url, tmp_path / "log"))
+    browser.open(server.url + "/")
+    empty = wait_settled(browser)["message"]
+    assert empty.startswith("No prices are stored yet.")
+    with requests_held(browser, "*/api/symbols*"):
+        element(browser, "#retry").click()
+        browser.wait_for(lambda: browser.script(
+            "return document.getElementById('status').textContent"), "the symbols to load")
+        assert browser.script(SHOWN_STATUS) == "Loading the stored symbols…", (
+            "nothing shows that the retry is loading")
+    assert wait_settled(browser)["message"] == empty
+    assert browser.script(SHOWN_STATUS) is None
+
+
 TOO_MANY = "The API answered with an error (HTTP 429): too many requests."
 # Records each text the message shows, from the start of the page.
 MESSAGE_LOG = """

@@ -72,6 +72,7 @@ async function loadSymbols(again = false) {
   generation += 1;
   view.stopCountdown();
   view.setStatus('Loading the stored symbols…');
+  view.setBusy(true); // no chart is on screen: the status line shows what loads
   const retry = () => loadSymbols(true);
   let entries;
   try {
