@@ -1051,6 +1051,35 @@ def test_the_keyboard_alone_picks_a_symbol_a_range_and_a_day(browser, live_serve
     assert shown_readout(browser) == readout_of(rows[-1])
 
 
+NEXT_FRAMES = """
+const done = arguments[arguments.length - 1];
+requestAnimationFrame(() => requestAnimationFrame(() => done(true)));
+"""
+
+
+def test_a_view_shown_while_the_chart_has_the_focus_leaves_no_day_of_the_last_one(browser,
+                                                                                 live_server):
+    """Back with the chart focused on a chosen day: the new view reads its last day, as ever."""
+    view = ("IBM", "2023-01-01", "2023-03-24")
+    browser.open(f"{live_server.url}/?symbol={view[0]}&start_date={view[1]}&end_date={view[2]}")
+    wait_shown(browser, *view)
+    element(browser, "[data-preset='2W']").click()
+    two_weeks = address(browser)
+    wait_shown(browser, *two_weeks.values())
+    tab_to(browser, "chart")
+    press(browser, Keys.HOME)
+    assert shown_readout(browser) == readout_of(price_rows(live_server, *two_weeks.values())[0])
+
+    browser.driver.back()  # the chart keeps the focus
+    wait_shown(browser, *view)
+    browser.async_script(NEXT_FRAMES)
+    rows = price_rows(live_server, *view)
+    assert browser.script("return document.activeElement.id") == "chart"
+    assert shown_readout(browser) == readout_of(rows[-1])
+    press(browser, Keys.ARROW_LEFT)
+    assert shown_readout(browser) == readout_of(rows[-2])
+
+
 PHONE_LAYOUT = """
 const visible = (node) => node.checkVisibility();
 const hasText = (node) => [...node.childNodes]

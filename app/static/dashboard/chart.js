@@ -185,6 +185,9 @@ export class PriceChart {
     this.chart.timeScale().fitContent();
     this.container.setAttribute('aria-label', describe(rows, symbol));
     this.container.setAttribute('aria-valuemax', String(rows.length));
+    // A crosshair left by the arrow keys (a view shown while the chart keeps the focus, as on
+    // Back) would stand over another day of the new view and put that day in the readout.
+    this.chart.clearCrosshairPosition();
     this.choose(this.focused);
   }
 
