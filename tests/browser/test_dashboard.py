@@ -1057,8 +1057,8 @@ requestAnimationFrame(() => requestAnimationFrame(() => done(true)));
 """
 
 
-def test_a_view_shown_while_the_chart_has_the_focus_leaves_no_day_of_the_last_one(browser,
-                                                                                 live_server):
+def test_a_view_shown_while_the_chart_has_the_focus_reads_its_own_last_day(
+        browser, live_server):
     """Back with the chart focused on a chosen day: the new view reads its last day, as ever."""
     view = ("IBM", "2023-01-01", "2023-03-24")
     browser.open(f"{live_server.url}/?symbol={view[0]}&start_date={view[1]}&end_date={view[2]}")
