@@ -666,6 +666,29 @@ def test_an_unknown_symbol_says_so(browser, live_server):
     assert address(browser) == {"symbol": "ZZZZ"}
 
 
+@pytest.mark.parametrize("query", ["symbol=ZZZZ", "symbol=IBM&start_date=2023-02-30"])
+def test_the_skip_link_to_the_address_message_leaves_the_controls_as_they_are(browser,
+                                                                              live_server, query):
+    """It changes the fragment alone: no view, no message written again, no field emptied."""
+    browser.open(f"{live_server.url}/?{query}")
+    message = wait_settled(browser)["message"]
+    type_dates(browser, "02012023", "02282023")  # with no symbol picked: refused
+    assert refusal(browser) == "Pick a stored symbol first."
+    browser.script("window.messageWrites = 0; new MutationObserver(() => window.messageWrites++)"
+                   ".observe(document.getElementById('message'),"
+                   "       { subtree: true, childList: true, characterData: true });")
+    tab_to(browser, "skip-link")
+    press(browser, Keys.ENTER)
+    browser.wait_for(lambda: browser.script("return document.activeElement.id") == "message",
+                     "the message to have the focus")
+    browser.async_script(NEXT_FRAMES)
+    assert browser.script("return window.messageWrites") == 0, "the message was written again"
+    assert wait_settled(browser)["message"] == message
+    assert refusal(browser) == "Pick a stored symbol first."
+    assert [element(browser, f"#{field}").get_attribute("value")
+            for field in ("start_date", "end_date")] == ["2023-02-01", "2023-02-28"]
+
+
 def assert_a_preset_asks_for_a_symbol(browser, message: str) -> None:
     """With no symbol picked, a preset is refused under the controls; ``message`` stays."""
     element(browser, "[data-preset='2W']").click()

@@ -13,6 +13,9 @@ const symbolPattern = new RegExp(`^(?:${dataset.symbolPattern})$`);
 
 let symbols = new Map(); // symbol -> its /api/symbols entry
 let shown = null; // the view on screen: {symbol, start, end}
+// The query of the address the page last showed, or refused with a message: only another one is
+// another view (the skip link changes the fragment alone, and must not redo the address's message).
+let shownAddress = null;
 let chart = null;
 let generation = 0; // bumped per load, so a slow answer never overwrites a newer view
 let chosenPreset = null; // the preset last pressed: it wins over another giving the same days
@@ -97,6 +100,7 @@ async function loadSymbols(again = false) {
 
 /** Show the view the address asks for; a bad address gets a message saying what is wrong. */
 async function showAddress() {
+  shownAddress = window.location.search;
   let wanted;
   try {
     wanted = readUrlState(window.location.search, symbolPattern, dataset.symbolRule);
@@ -123,6 +127,7 @@ async function showAddress() {
   const complete = completeView(wanted, entry);
   if (window.location.search !== queryString(complete)) {
     window.history.replaceState(null, '', queryString(complete)); // the canonical, shareable form
+    shownAddress = window.location.search;
   }
   await load(complete);
 }
@@ -189,6 +194,7 @@ function navigate(range) {
   if (window.location.search !== queryString(range)) {
     window.history.pushState(null, '', queryString(range));
   }
+  shownAddress = window.location.search;
   load(range);
 }
 
@@ -249,8 +255,7 @@ export function start() {
   window.addEventListener('popstate', () => {
     // Without stored symbols (none yet, or their loading failed) the page keeps its message
     // and Retry; a change of the fragment alone (the skip link) changes no view.
-    const shownQuery = shown ? queryString(shown) : null;
-    if (symbols.size > 0 && window.location.search !== shownQuery) {
+    if (symbols.size > 0 && window.location.search !== shownAddress) {
       showAddress();
     }
   });
