@@ -584,6 +584,17 @@ def test_the_price_scale_labels_of_prices_under_a_cent_read_as_the_prices(browse
     assert all(re.fullmatch(r"0\.0[23][0-9]{2}", price) for price in prices), prices
 
 
+@pytest.mark.parametrize("symbol", ["IBM", "AAPL"], ids=["candles", "line"])
+def test_the_last_close_has_its_tag_on_the_scale_drawn_as_candles_or_a_line(
+        browser, mixed_server, symbol):
+    """AAPL has no high or low on any day: its closing-price line ends with a tag too."""
+    entry = symbol_entries(mixed_server)[symbol]
+    last = price_rows(mixed_server, symbol, entry["first_date"], entry["last_date"])[-1]
+    with drawn_texts_recorded(browser):
+        open_every_day(browser, mixed_server, symbol)
+        assert last["close_price"] in drawn_texts(browser)
+
+
 def test_the_crosshair_label_writes_the_day_as_the_readout_does(browser, live_server):
     """The time under the pointer reads 2023-01-04, not 04 Jan '23; the axis keeps short ticks."""
     with drawn_texts_recorded(browser):

@@ -178,7 +178,12 @@ export class PriceChart {
     this.chart.applyOptions({ layout: { fontSize: labelFontSize() } });
     const priceScale = { priceFormat: priceFormat(rows) };
     this.candles.applyOptions(priceScale);
-    this.line.applyOptions(priceScale);
+    // The last close's tag and line come from the series that draws the last day: the line's
+    // when its high and low are unknown (the candles have none then), else the candles'.
+    const lastOnLine = !hasRange(rows[rows.length - 1]);
+    this.line.applyOptions({
+      ...priceScale, lastValueVisible: lastOnLine, priceLineVisible: lastOnLine,
+    });
     this.candles.setData(rows.map(candle));
     this.line.setData(rows.map(linePoint));
     this.volume.setData(rows.map(volumeBar));
