@@ -214,7 +214,8 @@ def run_once(app: Flask, plan: Plan, trigger: str, stop: StopRequest, *,
     """Run the job once, in an app context of its own; return the exit status."""
     with app.app_context():
         if plan.files:
-            return run(app, plan.settings, _file_jobs(plan.files), trigger=trigger, stop=stop,
+            jobs = _file_jobs(plan.files, plan.config.ALPHAVANTAGE_API_KEY)
+            return run(app, plan.settings, jobs, trigger=trigger, stop=stop,
                        report=report, note=note, scheduled_for=scheduled_for,
                        catch_up=catch_up)
         with _client(plan.config) as client:
@@ -521,8 +522,9 @@ def _api_jobs(client: "AlphaVantageClient", symbols: list[str], full: bool) -> l
             for symbol in symbols]
 
 
-def _file_jobs(paths: list[Path]) -> list[Job]:
-    return [Job(path.name, partial(read_saved_response, path), False) for path in paths]
+def _file_jobs(paths: list[Path], api_key: str | None) -> list[Job]:
+    return [Job(path.name, partial(read_saved_response, path, api_key), False)
+            for path in paths]
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from lib.alphavantage.errors import (
     AlphaVantageError, InvalidApiKeyError, InvalidSymbolError, MalformedResponseError,
     PremiumOnlyError, RateLimitError,
 )
+from lib.alphavantage.redaction import mask_secret_in_payload
 from lib.alphavantage.series import (
     TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailyBar, DailySeries,
 )
@@ -158,18 +159,22 @@ def classify_error_payload(payload: Any, symbol: str | None) -> AlphaVantageErro
     return None
 
 
-def read_saved_response(path: Path) -> DailySeries:
+def read_saved_response(path: Path, secret: str | None = None) -> DailySeries:
     """Parse a saved AlphaVantage response; a saved error answer raises as that error.
 
     Messages leave the file unnamed: the caller names it once, beside them.
     An error's ``symbol`` is the payload's ticker when the payload names a
-    valid one, else None (a saved error answer names no symbol).
+    valid one, else None (a saved error answer names no symbol). ``secret``
+    (the API key) is masked in the payload before anything quotes it, as the
+    client masks a live answer: AlphaVantage's daily quota answer names the key.
     """
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise AlphaVantageError(
             f"cannot read a JSON response ({exc.__class__.__name__})") from None
+    if secret:
+        payload = mask_secret_in_payload(payload, secret)
     error = classify_error_payload(payload, None)
     if error is not None:
         raise error

@@ -1056,6 +1056,21 @@ def test_a_saved_error_answer_is_reported_as_that_error(app, capsys, job_env, tm
     assert len(stored(app)) == 10, "a saved file's error does not stop the other files"
 
 
+def test_a_saved_answer_naming_the_key_is_reported_without_it(app, capsys, job_env, tmp_path):
+    """AlphaVantage's daily quota answer quotes the key; saved, it must not leak from the job."""
+    saved = tmp_path / "quota.json"
+    saved.write_text(json.dumps({"Information": (
+        f"We have detected your API key as {KEY} and our standard API rate limit is 25 "
+        "requests per day.")}))
+    status, _, err = run_job(capsys, job_env, "--from-file", str(saved))
+    assert status == 1
+    assert ("quota.json: failed: the AlphaVantage daily quota is spent: We have detected your "
+            "API key as [redacted] and our standard API rate limit is 25 requests per day."
+            in err)
+    [run] = history(app)[0].values()
+    assert KEY not in run.message and "API key as [redacted]" in run.message
+
+
 def test_a_malformed_saved_file_is_recorded_against_its_symbol(app, capsys, job_env, tmp_path):
     payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
     payload["Time Series (Daily)"]["2023-03-24"]["2. high"] = "1.0000"  # below the low
