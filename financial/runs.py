@@ -49,8 +49,13 @@ def end_time(now: datetime.datetime, start: datetime.datetime) -> datetime.datet
 
 
 def one_line(text: str) -> str:
-    """Return ``text`` on one line, cut to fit the history's message columns."""
-    line = " ".join(text.split())
+    """Return ``text`` on one line, cut to fit the history's message columns.
+
+    A lone surrogate (an answer's JSON ``\\udcff``, a file name that is not
+    UTF-8) is written as its escape, as on stderr: no database stores it, and
+    the driver's error would end the run rather than fail the symbol.
+    """
+    line = " ".join(text.split()).encode("utf-8", "backslashreplace").decode("utf-8")
     return line if len(line) <= MESSAGE_LENGTH else line[:MESSAGE_LENGTH - 1] + "…"
 
 

@@ -138,6 +138,18 @@ def test_messages_are_one_line_cut_to_the_column(db_session):
     assert len(run.message) == MESSAGE_LENGTH and "\n" not in run.message
 
 
+def test_text_no_database_can_store_is_recorded_with_its_escapes(db_session):
+    """A lone surrogate: a JSON answer's \\udcff escape, or a file name that is not UTF-8."""
+    recorder = RunRecorder.open(db_session, "manual", Ticks())
+    recorder.add(SymbolOutcome("IBM", "failed", error="AlphaVantage error for IBM: odd \udcff"))
+    run = recorder.finish("failed", "0 of 1 files stored; bad\udcff.json: not JSON")
+    db_session.commit()
+    assert db_session.scalars(select(FetchRunSymbol.error)).one() == (
+        "AlphaVantage error for IBM: odd \\udcff")
+    assert run.message == "0 of 1 files stored; bad\\udcff.json: not JSON"
+    assert runs_table(db_session)[0][7] == run.message
+
+
 def test_a_refused_run_is_recorded_failed_without_symbols(db_session):
     clock = Ticks()
     holder = RunRecorder.open(db_session, "schedule", clock)

@@ -369,6 +369,42 @@ def test_a_run_that_waits_too_long_fails_naming_the_run_in_progress(
     assert history(app)[0][holder.id].status == "ok"
 
 
+def test_an_answer_quoting_text_no_database_stores_fails_its_symbol_alone(
+        app, fake_alphavantage, start_job):
+    """Valid JSON may escape a lone surrogate (\\udcff), which no UTF-8 column can hold."""
+    fake_alphavantage.queue_response('{"Error Message": "odd \\udcff text"}')
+    fake_alphavantage.queue_fixture(AAPL)
+    process, stderr = start_job("--symbols", "IBM,AAPL")
+    status, out = finish(process)
+    err = stderr.read_text(encoding="utf-8", errors="backslashreplace")
+    assert status == 1 and "Traceback" not in err, err
+    reason = "AlphaVantage error for IBM: odd \\udcff text"
+    runs, symbols = history(app)
+    [run] = runs.values()
+    assert (run.status, run.message) == ("partial", "1 of 2 symbols stored, 10 new rows, 0 updated")
+    assert {symbol: (row.status, row.error) for symbol, row in symbols[run.id].items()} == {
+        "IBM": ("failed", reason), "AAPL": ("ok", None)}
+    assert f"IBM: failed: {reason}" in err and out == "AAPL: 10 rows fetched, 10 new, 0 updated\n"
+
+
+def test_a_saved_file_whose_name_is_not_utf_8_is_named_in_the_run_message(
+        app, tmp_path, start_job):
+    saved = os.fsdecode(os.fsencode(tmp_path) + b"/bad\xff.json")
+    with open(saved, "wb") as file:
+        file.write(b"{not json")
+    process, stderr = start_job("--from-file", saved,
+                                "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
+    status, _ = finish(process)
+    err = stderr.read_text(encoding="utf-8", errors="backslashreplace")
+    assert status == 1 and "Traceback" not in err, err
+    runs, symbols = history(app)
+    [run] = runs.values()
+    assert (run.status, run.message) == (
+        "partial", "1 of 2 files stored, 10 new rows, 0 updated; "
+                   "bad\\udcff.json: cannot read a JSON response (JSONDecodeError)")
+    assert list(symbols[run.id]) == ["IBM"]
+
+
 def test_the_scheduler_catches_up_then_stops_cleanly_on_sigterm(app, job_env, fake_alphavantage,
                                                                 held, start_job):
     answer = held(IBM)
