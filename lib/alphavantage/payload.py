@@ -18,7 +18,7 @@ from lib.alphavantage.errors import (
     AlphaVantageError, InvalidApiKeyError, InvalidSymbolError, MalformedResponseError,
     PremiumOnlyError, RateLimitError,
 )
-from lib.alphavantage.redaction import mask_secret_in_payload
+from lib.alphavantage.redaction import mask_secret_in_payload, secret_forms
 from lib.alphavantage.series import (
     TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailyBar, DailySeries,
 )
@@ -169,16 +169,26 @@ def read_saved_response(path: Path, secret: str | None = None) -> DailySeries:
     client masks a live answer: AlphaVantage's daily quota answer names the key.
     """
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        payload = json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise AlphaVantageError(
             f"cannot read a JSON response ({exc.__class__.__name__})") from None
-    if secret:
+    if secret and _may_hold(text, secret):
         payload = mask_secret_in_payload(payload, secret)
     error = classify_error_payload(payload, None)
     if error is not None:
         raise error
     return parse_daily_series(payload)
+
+
+def _may_hold(text: str, secret: str) -> bool:
+    """Tell whether the JSON ``text`` may hold ``secret`` once decoded.
+
+    Without an escape, each string reads in the text as it decodes. Masking
+    walks every string, and a saved whole history holds hundreds of thousands.
+    """
+    return "\\" in text or any(form in text for form in secret_forms(secret))
 
 
 def is_short_term_limit(error: AlphaVantageError) -> bool:

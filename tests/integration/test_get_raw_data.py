@@ -1056,12 +1056,14 @@ def test_a_saved_error_answer_is_reported_as_that_error(app, capsys, job_env, tm
     assert len(stored(app)) == 10, "a saved file's error does not stop the other files"
 
 
-def test_a_saved_answer_naming_the_key_is_reported_without_it(app, capsys, job_env, tmp_path):
+@pytest.mark.parametrize("written", [KEY, f"\\u{ord(KEY[0]):04x}{KEY[1:]}"],
+                         ids=["as-is", "json-escaped"])
+def test_a_saved_answer_naming_the_key_is_reported_without_it(app, capsys, job_env, tmp_path,
+                                                              written):
     """AlphaVantage's daily quota answer quotes the key; saved, it must not leak from the job."""
     saved = tmp_path / "quota.json"
-    saved.write_text(json.dumps({"Information": (
-        f"We have detected your API key as {KEY} and our standard API rate limit is 25 "
-        "requests per day.")}))
+    saved.write_text('{"Information": "We have detected your API key as ' + written
+                     + ' and our standard API rate limit is 25 requests per day."}')
     status, _, err = run_job(capsys, job_env, "--from-file", str(saved))
     assert status == 1
     assert ("quota.json: failed: the AlphaVantage daily quota is spent: We have detected your "
