@@ -171,7 +171,7 @@ def read_saved_response(path: Path, secret: str | None = None) -> DailySeries:
     try:
         text = path.read_text(encoding="utf-8")
         payload = json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep
         raise AlphaVantageError(
             f"cannot read a JSON response ({exc.__class__.__name__})") from None
     if secret and _may_hold(text, secret):

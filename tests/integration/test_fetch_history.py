@@ -170,6 +170,8 @@ def error_text(case: str) -> str:
 UNNAMED_FAILURES = [
     pytest.param(b"\xff{}", "cannot read a JSON response (UnicodeDecodeError)", id="not-utf-8"),
     pytest.param(b"{not json", "cannot read a JSON response (JSONDecodeError)", id="not-json"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, "cannot read a JSON response (RecursionError)",
+                 id="nested-too-deep"),
     pytest.param(error_body("daily_quota").encode(),
                  f"the AlphaVantage daily quota is spent: {error_text('daily_quota')}",
                  id="daily-quota"),
