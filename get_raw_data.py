@@ -368,12 +368,14 @@ def _reader_may_leave() -> Iterator[None]:
     """Let the reader of stdout go away (``get_raw_data.py | head -1``) without harm.
 
     Its BrokenPipeError would otherwise fail a symbol already stored, or end
-    the job in a traceback. The job's work goes on; the rest of its output,
-    and Python's last flush at exit, go to the null device.
+    the job in a traceback; so would any other output that cannot be written
+    (``> out.txt`` on a full disk: ENOSPC; a terminal hung up: EIO). The
+    job's work goes on; the rest of its output, and Python's last flush at
+    exit, go to the null device.
     """
     try:
         yield
-    except BrokenPipeError:
+    except OSError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)

@@ -765,16 +765,22 @@ def test_progress_is_shown_on_a_terminal_only(app, tmp_path):
 
 @pytest.mark.parametrize("unbuffered", ["1", ""])  # as in the image (Dockerfile), and not
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_a_reader_that_went_away_ends_the_output_not_the_run(app, tmp_path, unbuffered, dry_run):
+@pytest.mark.parametrize("output", ["reader-gone", "disk-full"])
+def test_a_reader_that_went_away_ends_the_output_not_the_run(app, tmp_path, unbuffered, dry_run,
+                                                             output):
     """``get_raw_data.py | head -1``: stored symbols stay stored and recorded ok, no traceback.
 
-    The output is small: a buffered stdout fails only in Python's last flush at exit.
+    So with ``> out.txt`` on a full disk. The output is small: a buffered
+    stdout fails only in Python's last flush at exit.
     """
     env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
                                DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
                                PYTHONUNBUFFERED=unbuffered)
-    reader, writer = os.pipe()
-    os.close(reader)  # every write to stdout fails: EPIPE
+    if output == "disk-full":
+        writer = os.open("/dev/full", os.O_WRONLY)  # every write to stdout fails: ENOSPC
+    else:
+        reader, writer = os.pipe()
+        os.close(reader)  # every write to stdout fails: EPIPE
     try:
         run = subprocess.run(
             [sys.executable, "get_raw_data.py", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
