@@ -69,7 +69,10 @@ def recent_days(series: DailySeries, days: int | None = DEFAULT_WINDOW_DAYS) -> 
     import pandas as pd
 
     dates = pd.Series([bar.date for bar in series.bars], dtype=object)
-    dates = dates[dates > dates.max() - datetime.timedelta(days=days)]
+    newest = dates.max()
+    if newest.toordinal() <= days:  # the window starts before year 1: every day is in it
+        return sorted(series.bars, key=attrgetter("date"))
+    dates = dates[dates > newest - datetime.timedelta(days=days)]
     return [series.bars[position] for position in dates.sort_values(kind="stable").index]
 
 

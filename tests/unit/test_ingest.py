@@ -70,6 +70,16 @@ def test_days_changes_the_window_and_none_keeps_everything(days, expected):
     assert dates == sorted(set(dates))
 
 
+@pytest.mark.parametrize("days, expected", [
+    (14, [D(1, 1, 1), D(1, 1, 5)]),  # the window would start before year 1
+    (5, [D(1, 1, 1), D(1, 1, 5)]),   # the day before 0001-01-01 is no date either
+    (4, [D(1, 1, 5)]),               # 0001-01-01 is the window's excluded first day
+])
+def test_a_window_reaching_before_year_one_keeps_the_days_within_it(days, expected):
+    bars = recent_days(series_of(D(1, 1, 1), D(1, 1, 5)), days)
+    assert [bar.date for bar in bars] == expected
+
+
 @pytest.mark.parametrize("days", [14, None])
 def test_an_empty_series_keeps_nothing(days):
     assert recent_days(series_of(), days) == []
