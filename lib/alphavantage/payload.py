@@ -169,7 +169,9 @@ def read_saved_response(path: Path, secret: str | None = None) -> DailySeries:
     client masks a live answer: AlphaVantage's daily quota answer names the key.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a file saved with a byte-order mark (as some editors and
+        # PowerShell write) reads as the same answer served live, which requests decodes.
+        text = path.read_text(encoding="utf-8-sig")
         payload = json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep
         raise AlphaVantageError(

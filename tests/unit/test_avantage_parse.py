@@ -683,6 +683,14 @@ def test_a_saved_series_is_read_as_its_payload_is_parsed(tmp_path) -> None:
     assert read_saved_response(saved) == parse_daily_series(load(IBM_DAILY))
 
 
+def test_a_saved_series_with_a_byte_order_mark_reads_as_without(tmp_path) -> None:
+    """Some editors and PowerShell write one; requests reads a live answer's the same way."""
+    saved = tmp_path / "ibm.json"
+    saved.write_bytes(b"\xef\xbb\xbf" + json.dumps(load(IBM_DAILY)).encode())
+
+    assert read_saved_response(saved) == parse_daily_series(load(IBM_DAILY))
+
+
 @pytest.mark.parametrize(("error", "short_term"), [
     (RateLimitError("burst", "IBM"), True),
     (RateLimitError("quota", "IBM", is_daily_quota=True), False),
