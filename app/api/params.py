@@ -278,10 +278,19 @@ class QueryParser(FlaskParser):
     DEFAULT_LOCATION = "query"
 
     def load_querystring(self, req, schema):
-        """Refuse a parameter given twice rather than silently use one of its values."""
-        repeated = sorted({name for name in req.args if len(req.args.getlist(name)) > 1})
+        """Refuse a parameter given twice rather than silently use one of its values.
+
+        Only the schema's own parameters: one it does not take is refused by
+        the schema for what it is (unknown, or limit on the export), however
+        often it is given, so a mistyped list (``symbl=IBM&symbl=AAPL``) is
+        not answered as if its name were right.
+        """
+        repeated = {name for name in req.args if len(req.args.getlist(name)) > 1}
         if repeated:
-            raise InvalidParameterError("; ".join(_repeated(name, schema) for name in repeated))
+            repeated &= {field.data_key or key for key, field in schema.fields.items()}
+        if repeated:
+            raise InvalidParameterError(
+                "; ".join(_repeated(name, schema) for name in sorted(repeated)))
         return super().load_querystring(req, schema)
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):

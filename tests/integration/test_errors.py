@@ -41,7 +41,11 @@ BAD_SYMBOL = f"symbol: must be {RULE}"
     ("page=9007199254740992", f"page: must be between 1 and {MAX_PAGE}"),
     ("symbl=IBM", "symbl: is not a known parameter"),
     ("=1", "'': is not a known parameter"),
-    ("=1&=2", "'': is given more than once"),
+    # A parameter the endpoint does not take is refused as unknown, however often given.
+    ("=1&=2", "'': is not a known parameter"),
+    ("symbl=IBM&symbl=AAPL", "symbl: is not a known parameter"),
+    ("limit=0&colour=red&colour=blue",
+     "colour: is not a known parameter; limit: must be between 1 and 1000"),
     ("limit=0&page=0",
      f"limit: must be between 1 and 1000; page: must be between 1 and {MAX_PAGE}"),
     ("symbol=IBM%0A", f"symbol: 'IBM\\n' is not a ticker; each must be {RULE}"),
@@ -104,6 +108,8 @@ def test_a_number_of_many_leading_zeros_is_refused_in_linear_time(sqlite_client)
      "start_date: is not a valid calendar date"),
     ("symbol=IBM&start_date=2023-01-01&end_date=2023-01-31&limit=5",
      "limit: is not a known parameter"),
+    ("symbol=IBM&start_date=2023-01-01&end_date=2023-01-31&limit=5&limit=6",
+     "limit: is not a known parameter"),
 ])
 def test_statistics_rejects_bad_parameters(sqlite_client, query, message):
     assert_error(sqlite_client.get(f"/api/statistics?{query}"), 400, message, OBJECT_ERROR)
@@ -145,6 +151,8 @@ def test_fields_and_symbol_lists_are_checked(sqlite_client, path, query, message
     ("symbl=IBM", "symbl: is not a known parameter"),
     ("start_date=2023-02-01&end_date=2023-01-01",
      "start_date: must not be after end_date (2023-02-01 > 2023-01-01)"),
+    ("limit=10&limit=20", "limit: is not accepted: the export has no pages, it streams every "
+                          "matching row"),
 ])
 def test_export_refuses_pages_and_bad_parameters(sqlite_client, query, message):
     assert_error(sqlite_client.get(f"/api/financial_data/export?{query}"), 400, message,
