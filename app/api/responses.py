@@ -48,10 +48,30 @@ def _page_url(page: int) -> str:
 
     Every reserved character is percent-encoded, commas of lists too: a Link
     header separates its links by commas, and not every client's parser
-    looks for them only outside the brackets.
+    looks for them only outside the brackets. A list names each of its items
+    once (``_each_once``).
     """
-    params = [(name, value) for name, value in request.args.items(multi=True) if name != "page"]
+    params = [(name, _each_once(value)) for name, value in request.args.items(multi=True)
+              if name != "page"]
     return f"{request.script_root}{request.path}?{urlencode([*params, ('page', page)])}"
+
+
+def _each_once(value: str) -> str:
+    """Return a comma-separated list with each item once, as first spelled (case aside).
+
+    The API ignores repeats (``IBM,ibm,IBM`` is one ticker), but written
+    back as sent, each %2C three bytes, a list repeated up to a 4 KB
+    request line made links of 30 KB and more, past the answer headers
+    nginx takes from the API (its proxy_buffer_size): it answered 503.
+    Only lists hold commas in an answer that has links: at most 100
+    tickers, or the ten fields.
+    """
+    if "," not in value:
+        return value
+    items: dict[str, str] = {}
+    for item in value.split(","):
+        items.setdefault(item.upper(), item)
+    return ",".join(items.values())
 
 
 def revalidate_unless_told(response: Response) -> Response:

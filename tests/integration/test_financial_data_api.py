@@ -100,6 +100,20 @@ def test_link_targets_hold_no_comma_a_naive_parser_would_split_on(client, twenty
         "</api/financial_data?symbol=IBM%2Caapl&fields=date%2Cvolume&limit=3&page=7>"]
 
 
+def test_link_targets_name_each_item_of_a_list_once_as_first_spelled(client, twenty_rows):
+    """Repeats are ignored; written back as sent, each link would repeat them all."""
+    response = client.get("/api/financial_data?symbol=IBM,aapl,ibm,AAPL,IBM"
+                          "&fields=volume,date,volume&limit=3&page=2")
+    assert page_links(response) == {
+        rel: f"/api/financial_data?symbol=IBM%2Caapl&fields=volume%2Cdate&limit=3&page={page}"
+        for rel, page in (("first", 1), ("prev", 1), ("next", 3), ("last", 7))}
+    many = ",".join(["ibm"] * 900)
+    assert page_links(client.get(f"/api/financial_data?symbol={many}&limit=3")) == {
+        "first": "/api/financial_data?symbol=ibm&limit=3&page=1",
+        "next": "/api/financial_data?symbol=ibm&limit=3&page=2",
+        "last": "/api/financial_data?symbol=ibm&limit=3&page=4"}
+
+
 def test_a_middle_page_links_the_first_previous_next_and_last_pages(client, twenty_rows):
     response = client.get("/api/financial_data?limit=3&page=4&fields=all")
     assert page_links(response) == {

@@ -201,6 +201,27 @@ def test_many_headers_within_nginx_limits_reach_the_api(nginx_port):
     assert headers["Content-Type"] == "application/json"
 
 
+def test_a_list_repeated_up_to_the_longest_request_line_passes_nginx(nginx_port, sqlite_app):
+    """The API ignores repeated tickers; its Link header must not repeat them.
+
+    Written back as sent, with each comma three bytes, the links of a list
+    repeated up to nginx's 4 KB request line outgrew the answer headers
+    nginx takes from the API (proxy_buffer_size), and nginx answered 503.
+    """
+    with sqlite_app.app_context():
+        insert_synthetic_rows(db.session, 300)
+    prefix = b"GET /api/financial_data?limit=1&page=2&fields=symbol,date&symbol="
+    repeats = (4000 - len(prefix) - len(b" HTTP/1.1")) // len(b"S001,")
+    request_line = prefix + b",".join([b"S001"] * repeats) + b" HTTP/1.1"
+    assert 3990 < len(request_line) < 4000
+    status, headers, body = raw_request(nginx_port, request_line)
+    assert status == 200, body
+    assert json.loads(body)["data"] == [{"symbol": "S001", "date": "2000-01-04"}]
+    assert headers["Link"] == ", ".join(
+        f'</api/financial_data?limit=1&fields=symbol%2Cdate&symbol=S001&page={page}>; '
+        f'rel="{rel}"' for rel, page in (("first", 1), ("prev", 1), ("next", 3), ("last", 3)))
+
+
 def test_metrics_are_not_served_through_nginx(nginx_port):
     status, headers, body = raw_request(nginx_port, b"GET /metrics HTTP/1.1")
     assert status == 404
