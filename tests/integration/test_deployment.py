@@ -623,8 +623,16 @@ def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     assert {code for codes, _, _ in pages for code in codes.split()} >= {
         "400", "405", "413", "414", "494", "501", "502", "504"}
     bodies = dict(re.findall(r"^\s*(/__nginx_error/\d+) '(.*)';", nginx, re.MULTILINE))
+    # Each body starts with the envelope's data (a list's, or any other path's).
+    starts = re.search(r"map \$request_uri \$nginx_error_data \{(.*?)\n    \}", nginx,
+                       re.DOTALL).group(1)
+    shapes = re.findall(r"^\s*\S+ '(.*)';", starts, re.MULTILINE)
+    assert [json.loads("{%s}" % shape) for shape in shapes] == [
+        {"data": [], "pagination": None}, {"data": {}}]
     for _, _, name in pages:
-        assert json.loads(bodies[name])["info"]["error"], name
+        for shape in shapes:
+            body = json.loads(bodies[name].replace("$nginx_error_data", shape))
+            assert list(body)[-1] == "info" and body["info"]["error"], name
     block = re.search(r"location /__nginx_error/ \{(.*?)\n        \}", nginx, re.DOTALL).group(1)
     assert re.search(r"^\s*internal;", block, re.MULTILINE)
     assert re.search(r"^\s*return 200 \$nginx_error_body;", block, re.MULTILINE)

@@ -162,6 +162,25 @@ def test_what_nginx_refuses_itself_is_the_envelope(nginx_port, request_line, sta
     assert answer[1]["Cache-Control"] == "no-store"
 
 
+LIST_PATHS = ["/api/financial_data", "/api/financial_data/export", "/api/symbols",
+              "/api/fetch_runs", "/api/financial_data/"]
+
+
+@pytest.mark.parametrize("path, shape", [
+    *((path, {"data": [], "pagination": None}) for path in LIST_PATHS),
+    ("/api/statistics", {"data": {}}),
+    ("/api/financial_datax", {"data": {}}),
+])
+def test_what_nginx_refuses_itself_has_the_envelope_of_the_path_asked(nginx_port, path, shape):
+    """As the API's own errors: a list's "data" is [] with a null "pagination"."""
+    status, headers, body = raw_request(nginx_port, f"GET {path}?symbol=".encode()
+                                        + b"\xc3\x89 HTTP/1.1")
+    message = "malformed request, or headers over 4 KB"
+    assert status == 400
+    assert assert_envelope(headers, body) == message
+    assert json.loads(body) == {**shape, "info": {"error": message}}
+
+
 def test_a_body_over_the_limit_is_the_envelope(nginx_port):
     status, headers, body = raw_request(nginx_port, b"POST /api/health HTTP/1.1",
                                         b"Content-Length: 2000000\r\n")
@@ -254,6 +273,19 @@ def logged_client(log_dir: Path, request_id: str) -> str:
 
 def forwarded_headers(request_id: str) -> bytes:
     return b"X-Forwarded-For: 198.51.100.7\r\nX-Request-ID: " + request_id.encode() + b"\r\n"
+
+
+@pytest.mark.parametrize("path, shape", [
+    ("/api/financial_data?symbol=IBM", {"data": [], "pagination": None}),
+    ("/api/symbols", {"data": [], "pagination": None}),
+    ("/api/statistics", {"data": {}}),
+])
+def test_the_api_down_is_the_envelope_its_endpoint_documents(nginx_without_api, path, shape):
+    """The OpenAPI document's 503 of a list holds "data": [] and "pagination": null."""
+    status, headers, body = raw_request(nginx_without_api, f"GET {path} HTTP/1.1".encode())
+    assert status == 503
+    assert json.loads(body) == {**shape, "info": {
+        "error": "the API is unavailable, please retry later"}}
 
 
 def test_a_forwarded_for_a_client_writes_itself_counts_for_nothing(nginx_port, upstream):
