@@ -3,19 +3,27 @@
 Every JSON (or CSV) block right after a block holding one `curl` of
 http://127.0.0.1:5000 is that request's documented answer; every other such
 `curl`, in the README or in the OpenAPI description, must answer with data.
-The table of contents links every main section; the configuration table lists every setting;
-the production steps and the migration commands fit the compose file and the migrations.
+The table of contents links every main section; the configuration table lists every setting,
+and only settings, with their defaults; `.env.example` as it is changes no setting and gives the
+deployment's own fallbacks; the production steps and the migration commands fit the compose file
+and the migrations; the `make` targets, the fetch job's options and the `flask` commands the
+README names exist.
 """
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+import click
 import pytest
+from dotenv import dotenv_values
+from flask.cli import FlaskGroup, ScriptInfo
 from ruamel.yaml import YAML
 
+import get_raw_data
 from app import SCHEMA_REVISION
 from conf.settings import PROJECT_ROOT, get_config
-from tests.deployment import settings_env_names
+from tests.deployment import ENV_EXAMPLE, env_example_names, settings_env_names
 from tests.helpers import masked
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
@@ -209,3 +217,154 @@ def test_a_new_migration_is_numbered_after_the_newest():
     named = re.findall(r"versions/(\d+)_\*\.py|`SCHEMA_REVISION`\s+in\s+`app/__init__\.py`"
                        r"\s+to\s+`\"(\d+)\"`", README)
     assert sorted(number for pair in named for number in pair if number) == [following] * 2
+
+
+def configuration_rows() -> list[tuple[list[str], str]]:
+    """Return (the variables named, the default cell) of each row of the configuration table."""
+    section = README.split("\n## Configuration\n", 1)[1].split("\n#", 1)[0]
+    return [(re.findall(r"`([A-Z][A-Z0-9_]*)`", names), defaults.strip())
+            for names, defaults in re.findall(r"^\| ([^|]+) \| ([^|]+) \|", section,
+                                              flags=re.MULTILINE)]
+
+
+def test_every_variable_the_configuration_table_lists_is_a_setting():
+    """A row for a variable nothing reads (a typo, a removed setting) would steer nothing."""
+    listed = {name for names, _ in configuration_rows() for name in names}
+    assert sorted(listed - settings_env_names()) == []
+
+
+def setting_as_written(config, name: str) -> str:
+    """Return the setting ``name`` of ``config`` written as the configuration table writes it."""
+    if name == "APP_ENV":
+        return config.ENV_NAME
+    if name == "DATABASE_URL":  # the table writes the project's folder as …
+        return config.SQLALCHEMY_DATABASE_URI.replace(str(PROJECT_ROOT), "…")
+    value = getattr(config, name)
+    if isinstance(value, list):
+        return ",".join(value)
+    if name == "LOG_DIR":
+        return Path(value).relative_to(PROJECT_ROOT).as_posix()
+    return str(value)
+
+
+def test_the_configuration_table_gives_the_text_defaults_the_settings_have(monkeypatch):
+    """A quoted default in the table (`SimpleCache`, `America/New_York`) is what the setting is."""
+    for name in settings_env_names():
+        monkeypatch.delenv(name, raising=False)
+    config = get_config()
+    documented = {}
+    for names, defaults in configuration_rows():
+        values = defaults.split(", ")
+        if len(names) == len(values):
+            documented.update((name, value[1:-1]) for name, value in zip(names, values)
+                              if re.fullmatch(r"`[^`]+`", value))
+    assert {"APP_ENV", "DATABASE_URL", "CACHE_TYPE", "FETCH_SCHEDULE", "LOG_DIR"} <= set(documented)
+    assert {name: setting_as_written(config, name) for name in documented} == documented
+
+
+def test_a_copy_of_env_example_as_it_is_changes_no_setting(monkeypatch):
+    """`.env.example`'s values are the defaults, so copying it to `.env` changes nothing unasked."""
+    for name in env_example_names():
+        monkeypatch.delenv(name, raising=False)
+    defaults = vars(get_config())
+    for name, value in dotenv_values(ENV_EXAMPLE).items():
+        monkeypatch.setenv(name, value or "")
+    copied = vars(get_config())
+    for settings in (defaults, copied):
+        del settings["problems"]
+    assert copied == defaults
+
+
+# `${NAME:-default}` in the compose files and the entrypoint, `_env("NAME", "default")` in
+# gunicorn's config: what the deployment takes when `.env` leaves a variable out.
+DEPLOYMENT_FALLBACKS = {
+    "docker-compose.prod.yml": r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}",
+    "docker-compose.dev.yml": r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}",
+    "scripts/docker-entrypoint.sh": r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}",
+    "conf/gunicorn.conf.py": r"_env\(\"([A-Z][A-Z0-9_]*)\", \"([^\"]*)\"\)",
+}
+
+
+def test_env_example_gives_the_values_the_deployment_falls_back_to():
+    """A value `.env.example` fills in is the one the deployment takes when it is left out.
+
+    A blank value in `.env.example` is the documented way to keep a deployment's own
+    default (e.g. `RATE_LIMIT`, 600 per minute in production), so it is not compared.
+    """
+    example = {name: value for name, value in dotenv_values(ENV_EXAMPLE).items() if value}
+    compared = 0
+    for relative, pattern in DEPLOYMENT_FALLBACKS.items():
+        source = (PROJECT_ROOT / relative).read_text(encoding="utf-8")
+        for name, fallback in re.findall(pattern, source):
+            if fallback and name in example:  # gunicorn writes its log level in lower case
+                assert (relative, name, example[name].lower()) == (relative, name, fallback.lower())
+                compared += 1
+    assert compared >= 10, "no fallback found: did the patterns break?"
+
+
+def test_every_make_target_and_variable_the_readme_names_is_in_the_makefile():
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, flags=re.MULTILINE))
+    variables = set(re.findall(r"\$\(([A-Z_]+)\)", makefile))
+    commands = re.findall(r"(?:^|`)make ([a-z][a-z-]*)((?: [A-Z_]+=\S*)*)", README,
+                          flags=re.MULTILINE)
+    named = {target for target, _ in commands}
+    assert {"run", "test", "install", "openapi", "lock"} <= named
+    assert sorted(named - targets) == []
+    assigned = {name for _, assignments in commands
+                for name in re.findall(r" ([A-Z_]+)=", assignments)}
+    assert {"PORT", "PYTHON", "PYTEST_ARGS", "BENCHMARK_ARGS"} <= assigned
+    assert sorted(assigned - variables) == []
+
+
+def commands_text(markdown: str) -> str:
+    """Return ``markdown`` on one line, so a command wrapped in a paragraph reads whole.
+
+    Each line of a fenced block ends with a backtick, which ends a command (COMMAND_END).
+    """
+    inside = {line for block in fenced_blocks(markdown)
+              for line in range(block.first_line + 1, block.last_line)}
+    lines = [f"{line} `" if number in inside else line
+             for number, line in enumerate(markdown.splitlines())]
+    return re.sub(r"\s*\n\s*", " ", "\n".join(lines))
+
+
+# A command's words run up to the end of its code span, a comment or the next command.
+COMMAND_END = r"[^`#&|;()$]*"
+
+
+def get_raw_data_options(capsys) -> set[str]:
+    with pytest.raises(SystemExit):
+        get_raw_data.parse_args(["--help"])
+    return set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", capsys.readouterr().out))
+
+
+def test_every_option_of_the_fetch_job_the_readme_uses_exists_and_each_is_documented(capsys):
+    options = get_raw_data_options(capsys)
+    assert {"--symbols", "--days", "--full", "--from-file", "--dry-run", "--help"} <= options
+    invocations = re.findall(r"get_raw_data\.py( " + COMMAND_END + ")", commands_text(README))
+    used = {word for words in invocations for word in words.split() if word.startswith("-")}
+    assert sorted(used - options) == []
+    section = README.split("\n## The fetch job", 1)[1].split("\n## ", 1)[0]
+    assert sorted(option for option in options
+                  if not re.search(rf"(?<![\w-]){option}(?![\w-])", section)) == []
+
+
+def test_every_flask_command_and_option_the_readme_uses_exists(sqlite_app):
+    """`flask --app app COMMAND [--option]` in the README names the app's commands and options."""
+    group = FlaskGroup(create_app=lambda: sqlite_app)
+    context = click.Context(group, obj=ScriptInfo(create_app=lambda: sqlite_app))
+    invocations = re.findall(r"flask --app app (" + COMMAND_END + ")", commands_text(README))
+    assert len(invocations) >= 10, "no flask command found: did the pattern break?"
+    used = set()
+    for invocation in invocations:
+        words, command, path = invocation.split(), group, []
+        while words and isinstance(command, click.Group) and not words[0].startswith("-"):
+            command = command.get_command(context, words[0])
+            path.append(words.pop(0))
+            assert command is not None, f"flask {' '.join(path)}: no such command"
+        known = {name for parameter in command.params for name in parameter.opts}
+        for option in (word.split("=")[0] for word in words if word.startswith("-")):
+            assert option in known, f"flask {' '.join(path)}: no option {option}"
+        used.add(" ".join(path))
+    assert {"db upgrade", "refresh-sums", "prune-runs", "forget-symbols"} <= used
