@@ -101,6 +101,12 @@ forwarded_allow_ips = _env("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # X-Forwarded-Protocol, which nginx passes on as the client wrote them: one
 # contradicting nginx's got gunicorn's own HTML 400 instead of the answer.
 secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+# No header sets the WSGI environment: gunicorn's default takes SCRIPT_NAME from
+# a header of those addresses, which nothing in front of it sets, and a client's
+# would prefix every path the app writes (a page's Link, kept in the answer cache
+# for every client after it; the OpenAPI document's basePath, kept by the worker)
+# and route /x/metrics to /metrics.
+forwarder_headers = ""
 
 # The heartbeat file is touched constantly; on a container's overlay
 # filesystem that can stall workers, /dev/shm is memory-backed.

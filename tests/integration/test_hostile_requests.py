@@ -1,4 +1,6 @@
-"""Hostile requests: control characters cannot forge log lines, a bad Host is a clean 400."""
+"""Hostile requests: control characters cannot forge log lines, a bad Host is a clean 400,
+a header cannot move the paths the API writes in its answers."""
+import http.client
 import re
 from pathlib import Path
 
@@ -6,9 +8,11 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from app.extensions import db
 from lib.log_setup import CONTINUATION_INDENT
 from app.envelope import MISSING_HOST
-from tests.helpers import LIST_ERROR, OBJECT_ERROR, assert_error
+from tests.helpers import LIST_ERROR, OBJECT_ERROR, assert_error, insert_synthetic_rows
+from tests.servers import http_get, production_gunicorn
 
 RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} [A-Z]+ [\w.]+: ")
 
@@ -88,3 +92,42 @@ def test_an_http_1_1_request_without_a_host_header_is_a_json_400(sqlite_client, 
 def test_an_http_1_0_request_may_leave_out_the_host_header(sqlite_client, path):
     with get_without_host(sqlite_client, path, "HTTP/1.0") as response:
         assert response.status_code == 200
+
+
+def status_of(port: int, path: str, headers: dict) -> int:
+    """GET ``path`` from 127.0.0.1:``port``; return the status, whatever the body holds."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_a_script_name_header_cannot_move_the_paths_gunicorn_answers_with(
+        sqlite_database_url, sqlite_app, tmp_path):
+    """gunicorn takes SCRIPT_NAME from a header of the addresses it trusts (FORWARDED_ALLOW_IPS,
+    "*" in the compose files); nothing in front of it sets one.
+
+    A client's would prefix every path the app writes: the Link of a page,
+    stored in the answer cache and served to every client after it, and the
+    OpenAPI document's basePath, kept for the worker's life. Nor may it
+    reach /metrics under a path nginx routes (``/x/metrics``).
+    """
+    with sqlite_app.app_context():
+        insert_synthetic_rows(db.session, 30)
+    page = "/api/financial_data?limit=1&page=2&fields=symbol"
+    hostile = {"SCRIPT_NAME": "//evil.example"}
+    with production_gunicorn(tmp_path / "log", APP_ENV="production",
+                             DATABASE_URL=sqlite_database_url, CACHE_TYPE="SimpleCache",
+                             GUNICORN_WORKERS="1") as port:
+        http_get(port, "//evil.example" + page, headers=hostile)
+        http_get(port, "//evil.example/api/swagger.json", headers=hostile)
+        metrics = status_of(port, "/x/metrics", headers={"SCRIPT_NAME": "/x"})
+        status, headers, _ = http_get(port, page)
+        spec = http_get(port, "/api/swagger.json")[2]
+    assert status == 200
+    assert headers["Link"].startswith('</api/financial_data?limit=1&fields=symbol&page=1>; ')
+    assert "evil.example" not in headers["Link"]
+    assert spec["basePath"] == "/api"
+    assert metrics == 404
