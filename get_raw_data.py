@@ -46,7 +46,7 @@ from lib.db_errors import describe_database_error
 from lib.locks import (
     FetchRunInProgress, LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer,
 )
-from lib.log_setup import configure_logging
+from lib.log_setup import configure_logging, escape_controls
 from lib.schema import NEWER_SCHEMA, schema_revision
 from lib.stop_signals import StopRequest, Stopped, stop_on_signals
 from lib.tickers import SYMBOL_RULE, distinct_tickers
@@ -354,7 +354,12 @@ def _database_unavailable(exc: Exception, consequence: str) -> None:
 
 
 def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr)
+    """Print a line on stderr, its control characters escaped as in the log's lines.
+
+    A line may quote AlphaVantage's text (the run's line, when a refusal ended
+    it): an escape sequence in it must not reach the operator's terminal.
+    """
+    print(escape_controls(line), file=sys.stderr)
 
 
 def _to_stdout(line: str) -> None:

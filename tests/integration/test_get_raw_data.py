@@ -168,6 +168,19 @@ def test_rejected_key_is_reported_without_the_key(app, capsys, job_env, fake_alp
     assert "IBM: failed: AlphaVantage rejected the API key" in err
 
 
+def test_control_characters_an_answer_holds_never_reach_the_terminal(
+        app, capsys, job_env, fake_alphavantage):
+    """The run's line on stderr quotes AlphaVantage's text, as the log's lines do: escaped."""
+    hostile = "the parameter apikey is invalid\x1b]0;owned\x07\x1b[2J\x9b31m"
+    fake_alphavantage.queue_error("invalid_key", text=hostile)
+    status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
+    assert status == 1
+    assert not {"\x1b", "\x07", "\x9b"} & set(err), err
+    assert err.splitlines()[-1].endswith(
+        "AlphaVantage rejected the API key (asked for IBM): the parameter apikey is "
+        "invalid\\x1b]0;owned\\x07\\x1b[2J\\x9b31m")
+
+
 def test_network_failure_is_one_line_naming_the_symbol(app, capsys, job_env, monkeypatch):
     monkeypatch.setenv("ALPHAVANTAGE_BASE_URL", f"http://127.0.0.1:{free_port()}/query")
     status, _, err = run_job(capsys, job_env, "--symbols", "IBM")
