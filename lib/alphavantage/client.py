@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from lib.alphavantage.errors import (
@@ -32,6 +31,7 @@ from lib.alphavantage.redaction import (
 from lib.alphavantage.series import (
     FUNCTIONS, TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailySeries,
 )
+from lib.alphavantage.watchdog import WatchedAdapter, deadline_watched
 from lib.tickers import SYMBOL_RULE, normalize_symbol
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class AlphaVantageClient:
         self._session = requests.Session() if session is None else session
         self._retry = _transport_retry(max_retries, backoff_factor)
         self._retry.least_pause = request_interval
-        self._session.mount(_mount_prefix(base_url), HTTPAdapter(max_retries=self._retry))
+        self._session.mount(_mount_prefix(base_url), WatchedAdapter(max_retries=self._retry))
 
     @property
     def function(self) -> str:
@@ -311,8 +311,9 @@ class AlphaVantageClient:
             "datatype": "json",
         }
         try:
-            return self._session.get(self._base_url, params=params,
-                                     timeout=self._attempt_timeout(), stream=True)
+            with deadline_watched(self._deadline):
+                return self._session.get(self._base_url, params=params,
+                                         timeout=self._attempt_timeout(), stream=True)
         except requests.RequestException as exc:
             failure = _failure_name(exc)
         # Raised outside the except block so neither __cause__ nor __context__ carries the URL.

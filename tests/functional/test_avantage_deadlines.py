@@ -1,6 +1,8 @@
 """AlphaVantageClient's deadlines per symbol and per run, against the real local fake server."""
+import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -60,6 +62,47 @@ def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, mak
     assert caught.value.symbol == "IBM" and not caught.value.ends_the_run
     # The reading stops at the deadline, not when the answer ends or a second later.
     assert time.monotonic() - started < 1.4
+
+
+@pytest.fixture
+def trickled_headers() -> Iterator[str]:
+    """A server that sends an answer's status line and headers a byte every 50 ms; yield its URL.
+
+    Each byte comes well within the read timeout: only the deadline can end the wait.
+    """
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\n" + b"X-Padding: slow\r\n" * 20
+            for byte in head:
+                if stop.wait(0.05):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:  # the client cut the connection
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/query"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def test_headers_that_trickle_in_fail_at_the_deadline(trickled_headers, make_client):
+    """requests reads the headers itself: a byte at a time they held it past every deadline."""
+    client = make_client(base_url=trickled_headers, symbol_deadline=0.5, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
+        client.fetch_daily("IBM")
+    assert time.monotonic() - started < 1.4  # the 380 bytes take 19 s
 
 
 def test_an_answer_that_stalls_midway_fails_at_the_deadline(fake_alphavantage, make_client):
