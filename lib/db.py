@@ -32,6 +32,22 @@ SERVER_ISOLATION_LEVEL = "REPEATABLE READ"
 _SQLITE_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.ASCII)
 
 
+# Query options the drivers take a password from (PyMySQL's ``password`` and ``passwd``).
+_PASSWORD_OPTIONS = frozenset({"password", "passwd"})
+
+
+def url_for_the_log(url: URL) -> str:
+    """Return ``url`` as a log line names it: its password hidden, in the query too (``***``).
+
+    Hidden query options come last, as SQLAlchemy would quote a ``***`` of its own.
+    """
+    hidden = [name for name in url.query if name.lower() in _PASSWORD_OPTIONS]
+    text = url.difference_update_query(hidden).render_as_string(hide_password=True)
+    if not hidden:
+        return text
+    return text + ("&" if "?" in text else "?") + "&".join(f"{name}=***" for name in hidden)
+
+
 def engine_options(url: str, *, timeout: float, read_timeout: float | None = None) -> dict:
     """Return create_engine keyword arguments suited to the URL's backend.
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import MIGRATIONS_DIR, MigrationHistoryError, create_app, upgrade_to_head
 from app.extensions import db
 from conf.settings import ConfigError, read_config
-from lib.db import engine_options
+from lib.db import engine_options, url_for_the_log
 from lib.db_errors import DATABASE_ERRORS, describe_database_error, is_definite_refusal
 from lib.locks import LockFileError, MigrationLockTimeout, migrate_unless_newer
 from lib.schema import NEWER_SCHEMA
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def prepare_database(engine: Engine, timeout: float) -> int:
     """Wait for ``engine``'s database, then apply pending migrations; return the exit status."""
-    where = engine.url.render_as_string(hide_password=True)
+    where = url_for_the_log(engine.url)
     error = wait_for_database(engine, timeout)
     if error is not None and is_definite_refusal(error):
         logger.error("database %s refused this configuration: %s", where,

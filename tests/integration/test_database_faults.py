@@ -336,6 +336,25 @@ def test_prestart_stops_at_once_on_mariadbs_other_access_denied(tmp_path):
     assert PASSWORD not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("option", ["password", "passwd"])
+def test_prestart_never_logs_a_password_given_as_a_query_option(tmp_path, option):
+    """PyMySQL takes the password from the URL's query as well; the URL in the line hides it."""
+    denied = "Access denied for user 'financial'@'127.0.0.1' (using password: YES)"
+    with refusing_mysql(1045, denied) as server:
+        url = (f"mysql+pymysql://financial@127.0.0.1:{server.port}/financial"
+               f"?charset=utf8mb4&{option}={PASSWORD}")
+        env = isolated_environment(APP_ENV="production", LOG_DIR=str(tmp_path), DATABASE_URL=url)
+        result = subprocess.run([sys.executable, "-m", "scripts.prestart", "--timeout", "15"],
+                                cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                                timeout=60)
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    [error] = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert (f"ERROR prestart: database mysql+pymysql://financial@127.0.0.1:{server.port}/"
+            f"financial?charset=utf8mb4&{option}=*** refused this configuration: "
+            f"OperationalError 1045: {denied}") in error
+    assert PASSWORD not in result.stdout + result.stderr + (tmp_path / "api.log").read_text()
+
+
 @pytest.fixture
 def fresh_database_url(mysql_server_url):
     """URL of a new, empty MariaDB/MySQL database, dropped afterwards."""
