@@ -1,9 +1,10 @@
 """Per-client rate limit (Flask-Limiter): RATE_LIMIT requests across the API, then 429."""
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 
 from flask import Flask, Response, request
-from flask_limiter import ApplicationLimit, Limiter
+from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.errors import ConfigurationError
@@ -50,7 +51,7 @@ def register_rate_limits(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", _storage_options(app.config))
     message = rate_limit_message(rate_limit)
-    limiter = Limiter(
+    limiter = _Limiter(
         get_remote_address,
         application_limits=[ApplicationLimit(rate_limit, error_message=message)],
         # The application limit itself, counted in memory while the storage
@@ -67,6 +68,45 @@ def register_rate_limits(app: Flask) -> None:
     limiter.init_app(app)
     _check_by_counting(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
+
+
+class _Limiter(Limiter):
+    """Flask-Limiter, counting in memory every request the storage fails, not only the first.
+
+    Its fallback is taken by the request whose failure finds the storage
+    still in use: that one marks it gone and counts in memory. A request of
+    another thread, waiting on the stalled storage meanwhile (for its count,
+    or for the headers' budget after its answer), fails after that, and
+    Flask-Limiter raised its error: a 500. Here it is counted, or its headers
+    read, in memory too, as the storage is known to be gone.
+    """
+
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        # Flask-Limiter's own header hook, the last it registered: it calls it by its class.
+        hooks = app.after_request_funcs[None]
+        hooks[-1] = partial(self._headers_in_memory_once_gone, hooks[-1])
+
+    def _check_request_limit(self, callable_name: str | None = None,
+                             in_middleware: bool = True) -> None:
+        try:
+            super()._check_request_limit(callable_name, in_middleware)
+        except RateLimitExceeded:
+            raise
+        except Exception:
+            if not self._storage_dead:
+                raise
+            self.context.seen_limits.clear()
+            super()._check_request_limit(callable_name, in_middleware)
+
+    def _headers_in_memory_once_gone(self, add_headers: Callable[[Response], Response],
+                                     response: Response) -> Response:
+        try:
+            return add_headers(response)
+        except Exception:
+            if not self._storage_dead:
+                raise
+            return add_headers(response)
 
 
 def check_rate_limit(config: Mapping) -> None:

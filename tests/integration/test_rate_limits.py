@@ -1,10 +1,12 @@
 """Per-client rate limit: 429 in the envelope, exemptions, the proxy, shared and failing storage."""
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from flask import request
 
 from app.envelope import RETRY_AFTER_SECONDS
 from app.rate_limits import STORAGE_TIMEOUT_SECONDS
@@ -306,3 +308,54 @@ def test_a_full_storage_is_counted_in_memory_and_logged_once_not_per_request(
     log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
     assert log.count("Rate limit storage unreachable") == 1, "one line for the outage"
     assert log.count("Rate limit storage recovered") == 1, "one line for its end"
+
+
+def test_requests_waiting_on_the_storage_as_it_stalls_are_each_counted_in_memory(
+        sqlite_database_url, tmp_path, private_redis):
+    """The first request whose count times out falls back to memory; the others waiting on
+    the storage then (a worker's other threads) time out after it, and are counted too."""
+    with stalling_proxy(private_redis.port) as proxy:
+        application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT="60 per minute",
+                                RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{proxy.port}/0")
+        client = application.test_client()
+        assert get_from(client, "/api/financial_data").status_code == 200
+        proxy.stall()
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda path: get_from(application.test_client(), path),
+                                    ["/api/financial_data", "/api/symbols",
+                                     "/api/financial_data?limit=5", "/api/fetch_runs"]))
+        assert [answer.status_code for answer in answers] == [200] * 4
+        assert [answer.headers["X-RateLimit-Limit"] for answer in answers] == ["60"] * 4
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    assert log.count("Rate limit storage unreachable") == 1, "one line for the outage"
+    assert "Traceback" not in log
+
+
+def test_a_request_whose_headers_wait_on_the_storage_as_it_stalls_keeps_its_answer(
+        sqlite_database_url, tmp_path, private_redis):
+    """A request counted in Redis reads its budget for the headers after its answer; another
+    request finding the storage gone meanwhile leaves it to read them from memory."""
+    with stalling_proxy(private_redis.port) as proxy:
+        application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT="60 per minute",
+                                RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{proxy.port}/0")
+        answered, go_on = threading.Event(), threading.Event()
+
+        @application.after_request  # registered last: runs before the limiter's headers
+        def hold(response):
+            if request.path == "/api/symbols":
+                answered.set()
+                assert go_on.wait(10)
+            return response
+
+        with ThreadPoolExecutor(2) as pool:
+            held = pool.submit(get_from, application.test_client(), "/api/symbols")
+            assert answered.wait(10), "counted in Redis, then held before its headers"
+            proxy.stall()
+            other = pool.submit(get_from, application.test_client(), "/api/financial_data")
+            time.sleep(STORAGE_TIMEOUT_SECONDS / 2)  # the other's count times out first
+            go_on.set()
+            assert [held.result().status_code, other.result().status_code] == [200, 200]
+        assert held.result().headers["X-RateLimit-Limit"] == "60"
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    assert log.count("Rate limit storage unreachable") == 1, "one line for the outage"
+    assert "Traceback" not in log
