@@ -2,6 +2,7 @@
 import logging
 from collections.abc import Callable, Mapping
 from functools import partial
+from typing import cast
 
 from flask import Flask, Response, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
@@ -85,7 +86,8 @@ class _Limiter(Limiter):
         super().init_app(app)
         # Flask-Limiter's own header hook, the last it registered: it calls it by its class.
         hooks = app.after_request_funcs[None]
-        hooks[-1] = partial(self._headers_in_memory_once_gone, hooks[-1])
+        hooks[-1] = partial(self._headers_in_memory_once_gone,
+                            cast(Callable[[Response], Response], hooks[-1]))
 
     def _check_request_limit(self, callable_name: str | None = None,
                              in_middleware: bool = True) -> None:
