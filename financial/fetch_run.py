@@ -190,7 +190,9 @@ class RunLoop:
     symbol for DATABASE_JOB_TIMEOUT more than once, after spending a request
     of the daily quota on it. The later symbols are then only logged; the run
     stays ``running`` until the next run marks it interrupted. A database
-    back by the time the failure is recorded (a restart) lets the run go on.
+    back by the time the failure is recorded (a restart) lets the run go on;
+    one back by the run's end records the outcomes it could not (``unrecorded``)
+    with it, but on a full disk.
     """
 
     def __init__(self, session: Session, settings: RunSettings, hooks: RunHooks, *,
@@ -202,6 +204,8 @@ class RunLoop:
         self.outcome = RunOutcome()
         self.is_database_lost = False
         self.database_lost_reason = DATABASE_LOST_REASON
+        # Outcomes of named symbols that could not be recorded as they happened.
+        self.unrecorded: list[SymbolOutcome] = []
 
     def run(self, jobs: list[Job]) -> RunOutcome:
         """Process every job in order; return the outcome."""
@@ -282,13 +286,16 @@ class RunLoop:
         if symbol is None:
             self.outcome.unnamed_failures.append(f"{label}: {reason}")
             return
+        outcome = SymbolOutcome(symbol, status, error=reason)
         if self.is_database_lost:  # each try would wait for it again
+            self.unrecorded.append(outcome)
             return
         try:
-            self.history.add(SymbolOutcome(symbol, status, error=reason))
+            self.history.add(outcome)
             self.session.commit()
         except SQLAlchemyError as error:
             self.session.rollback()
+            self.unrecorded.append(outcome)
             logger.error("could not record %s in run %d (%s)", symbol, self.history.run_id,
                          error.__class__.__name__)
             # A full disk may come as an error outside DATABASE_ERRORS (MySQL's
@@ -441,9 +448,15 @@ def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings,
     recorder = RunRecorder.open(session, trigger, clock)
     hooks.on_record()
     try:
-        outcome = RunLoop(session, settings, hooks, history=recorder).run(jobs)
+        loop = RunLoop(session, settings, hooks, history=recorder)
+        outcome = loop.run(jobs)
         outcome.caught_up = caught_up
         try:
+            # Recorded with the end, which a database still gone fails as it does;
+            # not on a full disk, where the end may fit and they may not.
+            if loop.database_lost_reason != DISK_FULL:
+                for unrecorded in loop.unrecorded:
+                    recorder.add(unrecorded)
             run = recorder.finish(outcome.run_status(), outcome.summary())
         except SQLAlchemyError as exc:
             session.rollback()

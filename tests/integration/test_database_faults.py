@@ -26,7 +26,9 @@ from app.api.export import EXPORT_BIND
 from app.api.health import PROBE_SECONDS
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.fetch_run import DATABASE_LOST_REASON, Job, RunHooks, RunLoop, RunSettings
+from financial.fetch_run import (
+    DATABASE_LOST_REASON, Job, RunHooks, RunLoop, RunSettings, recorded_run,
+)
 from financial.runs import RunRecorder, utc_now
 from lib.avantage_api import DailySeries, read_saved_response
 from lib.db import engine_options, limit_statement_time
@@ -536,6 +538,60 @@ def test_a_database_lost_mid_run_ends_the_run_unless_it_is_back(mysql_app, resta
     else:
         assert fetched == ["IBM", "AAPL"], "no request of the quota for a symbol it cannot store"
         assert (outcome.stored, outcome.ended_early) == (1, DATABASE_LOST_REASON)
+
+
+class ResumeOnUnrecordedFailure(logging.Handler):
+    """Thaws the proxy once the run could not record a symbol's failure: back by the run's end."""
+
+    def __init__(self, proxy: StallingProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("could not record "):
+            self.proxy.resume()
+
+
+@pytest.mark.mysql
+def test_a_run_whose_end_is_recorded_records_the_outcomes_it_could_not_before(mysql_app):
+    """A database lost mid-run, back by the run's end: the run ends early, and its history
+    holds the symbol that failed and the one not fetched, which /api/symbols reads."""
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    series = read_saved_response(FIXTURE)
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+
+        def job(symbol: str, stall: bool = False) -> Job:
+            def fetch() -> DailySeries:
+                if stall:
+                    proxy.stall()
+                return dataclasses.replace(series, symbol=symbol)
+            return Job(symbol, fetch, calls_api=True)
+
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
+        run_log = logging.getLogger("financial.fetch_run")
+        resume = ResumeOnUnrecordedFailure(proxy)
+        run_log.addHandler(resume)
+        try:
+            with Session(engine) as session:
+                outcome = recorded_run(session, engine,
+                                       [job("IBM"), job("AAPL", stall=True), job("MSFT")],
+                                       RunSettings(window_days=None),
+                                       RunHooks(report=lambda _: None, note=lambda _: None),
+                                       trigger="manual")
+        finally:
+            run_log.removeHandler(resume)
+            engine.dispose()
+    assert (outcome.stored, outcome.ended_early) == (1, DATABASE_LOST_REASON)
+    client = mysql_app.test_client()
+    [run] = client.get("/api/fetch_runs").json["data"]
+    assert run["status"] == "partial"
+    assert [(outcome["symbol"], outcome["status"], outcome["error"])
+            for outcome in run["symbols"]] == [
+        ("AAPL", "failed", "database error (OperationalError 2013: the connection broke or the "
+                           "server did not answer in time); its rows are unchanged"),
+        ("IBM", "ok", None),
+        ("MSFT", "not_fetched", f"not fetched: {DATABASE_LOST_REASON}")]
 
 
 @pytest.mark.mysql
