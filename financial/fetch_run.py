@@ -258,12 +258,24 @@ class RunLoop:
         """Store one symbol; its history row commits in the same transaction."""
         newest = bars[-1].date if bars else None
 
+        committing: list[StoreResult] = []
+        met_before = self.history is not None and self.history.has_met(symbol)
+
         def record(result: StoreResult) -> None:
+            committing.append(result)
             if self.history is not None:
                 self.history.add(SymbolOutcome(symbol, OK, result.fetched, result.new,
                                                result.updated, newest))
 
-        result = store_symbol(self.session, symbol, bars, before_commit=record)
+        try:
+            result = store_symbol(self.session, symbol, bars, before_commit=record)
+        except DATABASE_ERRORS:
+            # Its outcome row, written in the same transaction, tells whether the
+            # commit that got no answer was taken: not when the run met it before.
+            if (self.history is None or not committing or met_before
+                    or not self._committed_after_all(symbol)):
+                raise
+            result = committing[-1]
         self.outcome.stored += 1
         self.outcome.rows_new += result.new
         self.outcome.rows_updated += result.updated
@@ -275,6 +287,22 @@ class RunLoop:
                 f"{result.updated} updated")
         logger.info("%s", line)
         self.hooks.report(line)
+
+    def _committed_after_all(self, symbol: str) -> bool:
+        """Tell whether the database took the commit of ``symbol`` it gave no answer to.
+
+        A server stopped as the commit was sent reads it once it runs again,
+        after the job gave up waiting: the symbol is stored then, its outcome
+        with it. Its outcome row tells, read once that transaction has ended.
+        A database that does not answer this either is lost: the run ends, as
+        when the failure cannot be recorded, without a wait more.
+        """
+        assert self.history is not None
+        try:
+            return self.history.holds(symbol)
+        except SQLAlchemyError as error:
+            self.is_database_lost = _is_unusable(error)
+            return False
 
     def _fail(self, label: str, symbol: str | None, reason: str, *, status: str = FAILED,
               exc: Exception | None = None) -> None:

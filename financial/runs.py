@@ -163,6 +163,25 @@ class RunRecorder:
             row.error = one_line(outcome.error)
         self.session.flush()
 
+    def has_met(self, symbol: str) -> bool:
+        """Tell whether the run may have written an outcome for ``symbol`` before."""
+        return symbol in self._met
+
+    def holds(self, symbol: str) -> bool:
+        """Tell whether the run's outcome of ``symbol`` is stored; ends the read.
+
+        A locking read: it waits for a transaction writing that outcome (one
+        whose commit got no answer, which the server may still take) to end,
+        so it tells whether that transaction committed.
+        """
+        try:
+            return self.session.execute(
+                select(FetchRunSymbol.symbol)
+                .where(FetchRunSymbol.run_id == self.run_id, FetchRunSymbol.symbol == symbol)
+                .with_for_update(read=True)).first() is not None
+        finally:
+            self.session.rollback()
+
     def finish(self, status: str, message: str) -> FetchRun:
         """Close the run with its final status and one-line message; commit."""
         self.run.status = status

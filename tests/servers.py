@@ -154,6 +154,88 @@ def stalling_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator
         proxy.close()
 
 
+class PausingProxy(StallingProxy):
+    """A StallingProxy whose ``stall()`` is a server stopped (SIGSTOP), ``resume()`` continued.
+
+    What is sent either way meanwhile is kept, and ``resume()`` delivers it, as
+    the stopped server would read it from its sockets (or send it) once it runs
+    again: also what a client sent before it gave up and closed its connection
+    (a COMMIT then still commits: the server reads it before the end of the
+    connection). Connections stay open, and forward again.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self._held: dict[tuple[int, bool], list[bytes]] = {}
+        self._gone: set[int] = set()
+        super().__init__(target_port, target_host)
+
+    def resume(self) -> None:
+        with self._lock:
+            self._stalled = False
+            links = [link for link in self._links if link.frozen]
+            for link in links:
+                link.frozen = False
+            held = {key: self._held.pop(key, []) for link in links
+                    for key in ((id(link), True), (id(link), False))}
+        for link in links:
+            assert link.upstream is not None
+            try:
+                for data in held[id(link), True]:
+                    link.upstream.sendall(data)
+                if id(link) in self._gone:  # the server reads what was sent, then the end
+                    link.upstream.shutdown(socket.SHUT_WR)
+                else:
+                    for data in held[id(link), False]:
+                        link.client.sendall(data)
+            except OSError:
+                link.close()
+
+    def _serve(self, client: socket.socket) -> None:
+        client.settimeout(None)
+        upstream = socket.create_connection(self._target, timeout=5)
+        upstream.settimeout(None)
+        link = _Link(client, upstream)
+        with self._lock:
+            self.accepted += 1
+            link.frozen = self._stalled
+            self._links.append(link)
+        for source, from_client in ((client, True), (upstream, False)):
+            threading.Thread(target=self._pump, args=(link, source, from_client),
+                             daemon=True).start()
+
+    def _pump(self, link: _Link, source: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                with self._lock:
+                    if from_client:
+                        self.received += len(data)
+                    if link.frozen:
+                        self._held.setdefault((id(link), from_client), []).append(data)
+                        continue
+                sink = link.upstream if from_client else link.client
+                assert sink is not None
+                sink.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            keep = from_client and link.frozen
+            if keep:
+                self._gone.add(id(link))
+        if keep:  # the server, stopped, has yet to read what the client sent
+            link.client.close()
+        else:
+            link.close()
+
+
+@contextmanager
+def pausing_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator[PausingProxy]:
+    proxy = PausingProxy(target_port, target_host)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
 class RefusingMySQL(_LocalServer):
     """A server on 127.0.0.1 that refuses every connection with one MySQL error, as a full one does.
 

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +41,7 @@ from tests.helpers import (
     isolated_environment, migrate_database, sqlite_url, wait_for,
 )
 from tests.servers import (
-    StallingProxy, http_get, production_gunicorn, refusing_mysql, stalling_proxy,
+    StallingProxy, http_get, pausing_proxy, production_gunicorn, refusing_mysql, stalling_proxy,
 )
 
 DATABASE_TIMEOUT = 1
@@ -592,6 +593,45 @@ def test_a_run_whose_end_is_recorded_records_the_outcomes_it_could_not_before(my
                            "server did not answer in time); its rows are unchanged"),
         ("IBM", "ok", None),
         ("MSFT", "not_fetched", f"not fetched: {DATABASE_LOST_REASON}")]
+
+
+@pytest.mark.mysql
+def test_a_symbol_whose_commit_the_database_took_after_the_wait_is_stored(mysql_app):
+    """A server stopped as the commit was sent reads it once it runs again, after the job gave
+    up waiting for its answer: the symbol is stored, and recorded so, not failed "unchanged"."""
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    series = read_saved_response(FIXTURE)
+    with pausing_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
+        armed = []
+
+        @event.listens_for(engine, "commit")
+        def stop_the_server(_connection):
+            if armed.pop() if armed else False:  # the symbol's commit, once
+                proxy.stall()
+                threading.Timer(1.5 * DATABASE_TIMEOUT, proxy.resume).start()
+
+        def fetch() -> DailySeries:
+            armed.append(True)
+            return series
+
+        try:
+            with Session(engine) as session:
+                outcome = recorded_run(session, engine, [Job("IBM", fetch, calls_api=True)],
+                                       RunSettings(window_days=None),
+                                       RunHooks(report=lambda _: None, note=lambda _: None),
+                                       trigger="manual")
+        finally:
+            engine.dispose()
+    assert (outcome.stored, outcome.failures, outcome.status) == (1, 0, "ok"), outcome.message
+    client = mysql_app.test_client()
+    [run] = client.get("/api/fetch_runs").json["data"]
+    assert [(symbol["symbol"], symbol["status"], symbol["rows_new"])
+            for symbol in run["symbols"]] == [("IBM", "ok", len(series.bars))]
+    assert run["rows_new"] == len(series.bars)
+    assert len(client.get("/api/financial_data?symbol=IBM&limit=500").json["data"]) == len(
+        series.bars)
 
 
 @pytest.mark.mysql
