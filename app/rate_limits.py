@@ -84,10 +84,12 @@ class _Limiter(Limiter):
 
     def init_app(self, app: Flask) -> None:
         super().init_app(app)
-        # Flask-Limiter's own header hook, the last it registered: it calls it by its class.
+        # Flask-Limiter's own header hook, a partial of its class's method on this limiter.
         hooks = app.after_request_funcs[None]
-        hooks[-1] = partial(self._headers_in_memory_once_gone,
-                            cast(Callable[[Response], Response], hooks[-1]))
+        [index] = [index for index, hook in enumerate(hooks)
+                   if isinstance(hook, partial) and hook.args == (self,)]
+        hooks[index] = partial(self._headers_in_memory_once_gone,
+                               cast(Callable[[Response], Response], hooks[index]))
 
     def _check_request_limit(self, callable_name: str | None = None,
                              in_middleware: bool = True) -> None:
