@@ -102,3 +102,17 @@ def test_the_address_is_read_or_refused_naming_the_parameter(call_each):
     answers = call_each("url-state.js", "readUrlState",
                         [[search, {"anchored": SYMBOL_PATTERN}, SYMBOL_RULE] for search in cases])
     assert dict(zip(cases, answers)) == cases
+
+
+def test_the_last_fetch_is_worded_for_a_reader_not_as_the_api_spells_it(call_each):
+    at = "2026-11-30T18:31:02Z"
+    cases = {"ok": "Last fetch: ok, 2026-11-30 18:31 UTC.",
+             "failed": "Last fetch: failed, 2026-11-30 18:31 UTC.",
+             "not_fetched": "Last fetch: skipped (the run ended first), 2026-11-30 18:31 UTC."}
+    answers = call_each("view.js", "lastFetch",
+                        [[{"last_fetched_at": at, "last_fetch_status": status}]
+                         for status in cases])
+    assert dict(zip(cases, answers)) == cases
+    assert call_each("view.js", "lastFetch", [[{"last_fetched_at": None,
+                                                "last_fetch_status": None}]]) == [
+        "Not fetched by the job yet."]

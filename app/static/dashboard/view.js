@@ -80,12 +80,16 @@ function fitOptions() {
 
 new ResizeObserver(fitOptions).observe(elements.form);
 
-function lastFetch(entry) {
+// How the freshness line words the API's last_fetch_status: the run's outcome for the symbol.
+const FETCH_OUTCOMES = { ok: 'ok', failed: 'failed', not_fetched: 'skipped (the run ended first)' };
+
+export function lastFetch(entry) {
   if (!entry.last_fetched_at) {
     return 'Not fetched by the job yet.';
   }
   const when = entry.last_fetched_at.replace('T', ' ').slice(0, 16);
-  return `Last fetch: ${entry.last_fetch_status}, ${when} UTC.`;
+  const outcome = FETCH_OUTCOMES[entry.last_fetch_status] ?? entry.last_fetch_status;
+  return `Last fetch: ${outcome}, ${when} UTC.`;
 }
 
 /** Call the handlers on the user's choices: a symbol, a preset, two dates, a retry. */
