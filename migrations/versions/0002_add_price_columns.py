@@ -27,6 +27,8 @@ NEW_COLUMNS = (
     ("dividend_amount", PRICE),
     ("split_coefficient", RATIO),
 )
+# The copy of the table batch mode makes on SQLite (Alembic's name for it).
+BATCH_COPY = "_alembic_tmp_financial_data"
 
 
 def upgrade():
@@ -44,6 +46,19 @@ def upgrade():
 
 def downgrade():
     # Batch mode: older SQLite cannot drop a column, so the table is copied there.
+    # A downgrade killed midway left the revision at 0002 and, on MySQL, which
+    # commits each ALTER TABLE, some of the columns dropped; on SQLite the empty
+    # copy, created before the transaction that fills it and replaces the table.
+    # The rerun drops that copy and the columns left. (No database to look at
+    # when --sql prints the statements.)
+    present = {name for name, _ in NEW_COLUMNS}
+    if not op.get_context().as_sql:
+        bind = op.get_bind()
+        if sa.inspect(bind).has_table(BATCH_COPY) and bind.execute(
+                sa.text(f"SELECT 1 FROM {BATCH_COPY} LIMIT 1")).first() is None:
+            op.drop_table(BATCH_COPY)
+        present &= {column["name"] for column in sa.inspect(bind).get_columns("financial_data")}
     with op.batch_alter_table("financial_data") as batch:
         for name, _ in reversed(NEW_COLUMNS):
-            batch.drop_column(name)
+            if name in present:
+                batch.drop_column(name)

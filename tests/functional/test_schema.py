@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from app import MIGRATIONS_DIR, SCHEMA_REVISION
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.models import FinancialData, MonthlyPriceSums
+from financial.models import FetchRunSymbol, FinancialData, MonthlyPriceSums
 from lib import locks
 from lib.locks import migration_lock
 from tests.helpers import build_app
@@ -172,6 +172,48 @@ def test_a_migration_killed_after_its_first_statements_runs_again(empty_database
                 202301, 1, Decimal("141.1"), 3458353)
             assert db.session.execute(select(FinancialData.open_price)).scalar_one() == Decimal(
                 "141.1")
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_a_downgrade_killed_after_its_first_statements_runs_again(empty_database_url, tmp_path):
+    """Each DROP commits on its own (MySQL; SQLite outside the copy's transaction): a killed
+    downgrade leaves part of its work, the revision still the one it undoes, and running
+    it again failed on what was gone, while its error said to run it again."""
+    kept = {"symbol": "IBM", "date": datetime.date(2023, 1, 31), "open_price": Decimal("141.1"),
+            "close_price": Decimal("12.3456"), "volume": 99_999_999_999_999}
+    application = build_app(empty_database_url, tmp_path / "log")
+    with application.app_context():
+        try:
+            upgrade()
+            db.session.execute(insert(FinancialData).values(
+                {**kept, "high_price": Decimal("150"), "split_coefficient": Decimal("0.3333")}))
+            db.session.commit()
+            downgrade(revision="0003")
+            # 0003 -> 0002 killed after dropping the symbols' outcomes.
+            FetchRunSymbol.__table__.drop(db.engine)
+            downgrade(revision="0002")
+            assert not {"fetch_runs", "fetch_run_symbols"} & set(
+                inspect(db.engine).get_table_names())
+            # 0002 -> 0001 killed: MySQL dropped a column; SQLite left the empty copy of
+            # the table that its batch mode creates before the copy's transaction.
+            if db.engine.dialect.name == "sqlite":
+                db.session.execute(text(
+                    "CREATE TABLE _alembic_tmp_financial_data (symbol VARCHAR(16) NOT NULL)"))
+            else:
+                db.session.execute(text("ALTER TABLE financial_data DROP COLUMN split_coefficient"))
+            db.session.commit()
+            downgrade(revision="0001")
+            assert inspect(db.engine).get_table_names() == ["alembic_version", "financial_data"]
+            assert db.session.execute(select(*(getattr(FinancialData, name) for name in kept))
+                                      ).one() == tuple(kept.values())
+            db.session.rollback()
+            # 0001 -> base killed after dropping the index.
+            for index in FinancialData.__table__.indexes:
+                index.drop(db.engine)
+            downgrade(revision="base")
+            assert inspect(db.engine).get_table_names() == ["alembic_version"]
         finally:
             db.session.remove()
             db.engine.dispose()
