@@ -3,7 +3,10 @@ import csv
 import datetime
 import io
 import logging
+import re
+from decimal import Decimal
 
+import pandas as pd
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
@@ -11,8 +14,10 @@ from sqlalchemy.exc import OperationalError
 from app.api.export import EXPORT_BIND, EXPORTS_BUSY
 from app.conditional import PRECONDITION_FAILED
 from app.extensions import db
+from conf.settings import PROJECT_ROOT
 from tests.helpers import (
-    LIST_ERROR, assert_error, build_app, dispose_engines, every_listed_row, insert_synthetic_rows,
+    LIST_ERROR, assert_error, build_app, dispose_engines, every_listed_row, insert_prices,
+    insert_synthetic_rows,
 )
 
 EXPORT = "/api/financial_data/export"
@@ -302,3 +307,52 @@ def test_scripts_on_other_origins_may_read_the_exports_file_name(sqlite_client):
     assert response.headers["Content-Disposition"] == 'attachment; filename="financial_data.csv"'
     exposed = response.headers["Access-Control-Expose-Headers"].split(", ")
     assert "Content-Disposition" in exposed
+
+
+def readme_pandas_reads() -> str:
+    """The README's code reading the export with pandas: "From Python" from ``export =``."""
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("### From Python", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    return block[block.index("\nexport = "):]
+
+
+def test_the_readmes_pandas_reads_of_the_export_keep_every_stored_value(client, tmp_path):
+    """Tickers such as NA and NULL are what pandas reads as missing unless told otherwise."""
+    with client.application.app_context():
+        insert_prices(db.session, [
+            {"symbol": symbol, "date": datetime.date(2023, 3, 24), "open_price": Decimal("10.10"),
+             "close_price": Decimal("10.20"), "volume": 7}
+            for symbol in ("IBM", "NA", "NULL")])
+        db.session.commit()
+    body = client.get(f"{EXPORT}?fields=all").get_data()
+    saved = tmp_path / "financial_data.csv"
+    saved.write_bytes(body)
+    code = re.sub(r'^export = "[^"]*"', f"export = {str(saved)!r}", readme_pandas_reads(),
+                  flags=re.MULTILINE)
+    names: dict = {"pd": pd}
+    exec(code, names)  # noqa: S102 - the README's own example, run as a reader would
+    assert list(names["frame"]["symbol"]) == ["IBM", "NA", "NULL"]
+    assert list(names["frame"]["open_price"]) == [10.1] * 3
+    assert names["frame"]["high_price"].isna().all()
+    exact = names["exact"]
+    assert list(exact["symbol"]) == ["IBM", "NA", "NULL"]
+    assert list(exact["open_price"]) == ["10.10"] * 3
+    assert exact["split_coefficient"].isna().all(), "a null is still missing"
+
+
+def test_the_readmes_pandas_read_of_the_export_keeps_tickers_that_look_like_numbers(
+        client, tmp_path):
+    with client.application.app_context():
+        insert_prices(db.session, [
+            {"symbol": symbol, "date": datetime.date(2023, 3, 24), "open_price": Decimal("10.10"),
+             "close_price": Decimal("10.20"), "volume": 7}
+            for symbol in ("0700", "7203", "IBM")])
+        db.session.commit()
+    saved = tmp_path / "financial_data.csv"
+    saved.write_bytes(client.get(f"{EXPORT}?symbol=7203,0700").get_data())
+    code = re.sub(r'^export = "[^"]*"', f"export = {str(saved)!r}", readme_pandas_reads(),
+                  flags=re.MULTILINE)
+    names: dict = {"pd": pd}
+    exec(code, names)  # noqa: S102 - the README's own example, run as a reader would
+    assert list(names["frame"]["symbol"]) == ["0700", "7203"]
+    assert list(names["exact"]["symbol"]) == ["0700", "7203"]
