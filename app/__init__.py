@@ -17,7 +17,7 @@ from app.extensions import db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, Problems, read_config
 from lib.db import (DatabaseUrlError, check_database_url, check_sqlite_folder, configure_engine,
                     create_sqlite_folder, end_timed_out_statements, engine_options,
-                    limit_statement_time)
+                    limit_statement_time, wait_for_slow_readers)
 from lib.folders import folder_problem
 from lib.log_setup import configure_logging
 
@@ -234,6 +234,7 @@ def register_extensions(app: Flask, *, export_bind: bool = True,
         for bind, engine in db.engines.items():
             if bind is not None:  # the export's, whose statements have no time limit
                 end_timed_out_statements(engine, killer=db.engine)
+                wait_for_slow_readers(engine, app.config["EXPORT_CLIENT_PAUSE"])
     init_cached_answers(app)
 
 

@@ -314,6 +314,11 @@ class BaseConfig:
     # own): the server sorts every matching row before it sends the first, a
     # million in seconds. Below nginx's proxy_read_timeout (30 s, conf/nginx.conf).
     EXPORT_READ_TIMEOUT = 20.0
+    # Seconds a MySQL server waits for the CSV export to take the rows it sends
+    # (its net_write_timeout, 60 s by default): the export reads them only as
+    # fast as its client reads the CSV, so a client that pauses longer would
+    # have its body cut short.
+    EXPORT_CLIENT_PAUSE = 3600
 
     def default_cors_origins(self) -> str:
         """Return the CORS origins used when CORS_ORIGINS is unset."""

@@ -224,6 +224,25 @@ def limit_statement_time(engine: Engine, seconds: float) -> None:
         cursor.close()
 
 
+def wait_for_slow_readers(engine: Engine, seconds: int) -> None:
+    """Have a MySQL or MariaDB server wait ``seconds`` for ``engine``'s client to take its rows.
+
+    The server drops a connection whose client has taken none of the rows
+    it sends for ``net_write_timeout`` seconds (60 by default). A client
+    that reads a streamed result only as fast as it can pass the rows on
+    (the CSV export, to its HTTP client) takes none while that client
+    pauses: past that time its answer would be cut short.
+    """
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _wait_for_slow_readers(dbapi_connection, _connection_record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET SESSION net_write_timeout = {int(seconds)}")
+        cursor.close()
+
+
 def end_timed_out_statements(engine: Engine, *, killer: Engine) -> None:
     """Have a MySQL or MariaDB server end a statement ``engine``'s client stopped waiting for.
 

@@ -57,6 +57,21 @@ def test_the_export_waits_longer_than_database_timeout_for_its_first_rows(
     dispose_engines(application)
 
 
+@pytest.mark.mysql
+def test_the_server_waits_for_an_export_whose_client_pauses_reading(
+        mysql_database_url, tmp_path):
+    """The export takes its rows only as fast as its client reads the CSV: a server that
+    gives up after its net_write_timeout (60 s by default) would cut the body short."""
+    application = build_app(mysql_database_url, tmp_path / "log", EXPORT_CLIENT_PAUSE=4321)
+    timeout = text("SELECT @@SESSION.net_write_timeout")
+    with application.app_context():
+        with db.engines[EXPORT_BIND].connect() as connection:
+            assert connection.scalar(timeout) == 4321
+        with db.engine.connect() as connection:
+            assert connection.scalar(timeout) != 4321, "other statements keep the server's"
+    dispose_engines(application)
+
+
 def test_an_export_holds_one_connection_at_a_time(app, client, recorded_prices):
     """The request's session gives its connection back before the export takes its own."""
     held, most = [0], [0]
