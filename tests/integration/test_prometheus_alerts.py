@@ -169,6 +169,32 @@ def test_a_last_run_that_did_not_end_ok_is_told(
                   at("23h", alert("FinancialFetchRunFailed", status=status, **JOB)))
 
 
+def test_a_failed_run_stays_told_while_the_next_one_runs_until_one_ends_ok(
+        promtool, tmp_path, sqlite_app, make_price):
+    wednesday = THURSDAY - datetime.timedelta(days=1)
+    store_state(sqlite_app, make_price, {"IBM": wednesday},
+                ("failed", evening(wednesday, 22, 30), evening(wednesday, 22, 31)))
+    client = sqlite_app.test_client()
+    failed = scrape(client)
+    with sqlite_app.app_context():
+        run = FetchRun(started_at=evening(THURSDAY, 0, 1), trigger="schedule", status="running")
+        db.session.add(run)
+        db.session.commit()
+        running = scrape(client)
+        run.status, run.finished_at = "partial", evening(THURSDAY, 0, 20)
+        db.session.commit()
+        partial = scrape(client)
+        run.status, run.finished_at = "ok", evening(THURSDAY, 0, 30)
+        db.session.commit()
+        ended_ok = scrape(client)
+    scrapes = [failed, *[running] * 18, partial, *[ended_ok] * 10]
+    assert_alerts(promtool, tmp_path, input_series(scrapes, minutes=40),
+                  at("0m", alert("FinancialFetchRunFailed", status="failed", **JOB)),
+                  at("10m", alert("FinancialFetchRunFailed", status="failed", **JOB)),
+                  at("19m", alert("FinancialFetchRunFailed", status="partial", **JOB)),
+                  at("25m"))
+
+
 def test_a_database_without_any_run_is_told_after_36_hours(promtool, tmp_path, sqlite_app):
     samples = scrape(sqlite_app.test_client())  # nothing stored, no run recorded
     assert_alerts(promtool, tmp_path, input_series([samples], minutes=2 * 24 * 60),
