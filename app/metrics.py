@@ -10,6 +10,7 @@ import datetime
 import functools
 import logging
 import struct
+import time
 from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, current_app, g, request
@@ -116,16 +117,23 @@ def register_metrics(app: Flask) -> None:
         endpoint = request.url_rule.rule if request.url_rule else "none"
         if endpoint != METRICS_PATH:
             method = request.method if request.method in _METHODS else "other"
-            _count(lambda: _count_one(endpoint, method, response.status_code))
+            _count(lambda: _count_one(endpoint, method, response))
         return response
 
     app.add_url_rule(METRICS_PATH, "metrics", _serve_metrics, methods=["GET"])
 
 
-def _count_one(endpoint: str, method: str, status: int) -> None:
-    requests, latency = _request_series(endpoint, method, status)
+def _count_one(endpoint: str, method: str, response: Response) -> None:
+    requests, latency = _request_series(endpoint, method, response.status_code)
     requests.inc()
-    latency.observe(request_seconds())
+    if not response.is_streamed:
+        latency.observe(request_seconds())
+        return
+    # A streamed body (an export, a file) is sent after this hook, for as long
+    # as the client reads it: its time counts until the server closes it.
+    started = time.perf_counter() - request_seconds()
+    response.call_on_close(
+        lambda: _count(lambda: latency.observe(time.perf_counter() - started)))
 
 
 def _serve_metrics() -> Response:

@@ -6,6 +6,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 from flask_migrate import upgrade
@@ -69,6 +70,31 @@ def test_requests_latency_and_cache_lookups_are_counted(app, store_prices, make_
     assert increase(before, after, lookups, kind="count", result="miss") == 1
     assert increase(before, after, lookups, kind="statistics", result="miss") == 2
     assert increase(before, after, lookups, kind="statistics", result="hit") == 1
+
+
+def test_a_streamed_exports_latency_lasts_until_its_body_is_sent(app, store_prices, make_price,
+                                                                 monkeypatch):
+    store_prices([make_price(symbol="IBM", date=datetime.date(2023, 1, 3))])
+    client = app.test_client()
+    before = scrape(client)
+    clock = [1000.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    response = client.get("/api/financial_data/export?symbol=IBM", buffered=False)
+    assert response.status_code == 200 and response.is_streamed
+    clock[0] += 30  # the client reads the rows for half a minute
+    rows = response.get_data(as_text=True).splitlines()
+    response.close()
+    monkeypatch.undo()
+    after = scrape(client)
+
+    assert rows[0].startswith("symbol,date,") and len(rows) == 2
+    latency = "financial_http_request_duration_seconds"
+    export = "/api/financial_data/export"
+    assert increase(before, after, f"{latency}_bucket", endpoint=export, le="10.0") == 0
+    assert increase(before, after, f"{latency}_bucket", endpoint=export, le="+Inf") == 1
+    assert increase(before, after, f"{latency}_sum", endpoint=export) == 30
+    assert increase(before, after, "financial_http_requests_total", endpoint=export,
+                    method="GET", status="200") == 1
 
 
 def test_the_newest_stored_day_of_each_symbol_is_read_at_scrape_time(app, store_prices,
