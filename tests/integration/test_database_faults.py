@@ -635,6 +635,52 @@ def test_a_symbol_whose_commit_the_database_took_after_the_wait_is_stored(mysql_
 
 
 @pytest.mark.mysql
+def test_a_symbol_met_before_whose_commit_was_lost_fails_though_its_first_outcome_stands(
+        mysql_app):
+    """A symbol the run stored once, then again: the second commit never reaches the server
+    (restarted meanwhile). The outcome row found then is the first store's, which tells
+    nothing of the second: it fails, its rows unchanged, not counted stored twice."""
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    series = read_saved_response(FIXTURE)
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
+        armed, stalled = [], []
+
+        @event.listens_for(engine, "commit")
+        def stop_the_server(_connection):
+            if armed.pop() if armed else False:  # the second store's commit, once
+                stalled.append(True)
+                proxy.stall()
+
+        @event.listens_for(engine, "handle_error")
+        def restart_the_server(_context):
+            if stalled:  # the commit given up: the server is back, without it
+                stalled.clear()
+                proxy.resume()
+
+        def fetch(again: bool) -> DailySeries:
+            armed.append(again)
+            return series
+
+        try:
+            with Session(engine) as session:
+                outcome = recorded_run(
+                    session, engine, [Job("IBM", lambda: fetch(False), calls_api=True),
+                                      Job("IBM", lambda: fetch(True), calls_api=True)],
+                    RunSettings(window_days=None),
+                    RunHooks(report=lambda _: None, note=lambda _: None), trigger="manual")
+        finally:
+            engine.dispose()
+    assert (outcome.stored, outcome.failures) == (1, 1), outcome.message
+    client = mysql_app.test_client()
+    [run] = client.get("/api/fetch_runs").json["data"]
+    assert [(symbol["symbol"], symbol["status"], symbol["rows_new"])
+            for symbol in run["symbols"]] == [("IBM", "failed", len(series.bars))]
+    assert run["rows_new"] == len(series.bars)
+
+
+@pytest.mark.mysql
 def test_a_symbol_the_database_failed_is_recorded_with_the_code_and_its_cause(mysql_app):
     """The history, which /api/fetch_runs serves, names MySQL's code and our words for it.
 
