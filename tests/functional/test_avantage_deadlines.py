@@ -9,6 +9,7 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 from lib.avantage_api import AlphaVantageClient, DeadlineExceededError
+from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 
 API_KEY = "SECRETKEY123"
 IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
@@ -103,6 +104,100 @@ def test_headers_that_trickle_in_fail_at_the_deadline(trickled_headers, make_cli
     with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
         client.fetch_daily("IBM")
     assert time.monotonic() - started < 1.4  # the 380 bytes take 19 s
+
+
+class KeptAliveServer:
+    """A server that answers every request on one kept-alive connection, as ``answers`` say.
+
+    Each answer is ``("after", seconds)``, IBM's saved answer after that pause, or
+    ``("trickle", 0)``, its status line and headers a byte every 50 ms.
+    """
+
+    def __init__(self, answers: list[tuple[str, float]]) -> None:
+        self.answers = answers
+        self.connections = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/query"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        body = (ALPHAVANTAGE_FIXTURES / IBM).read_bytes()
+        while self.answers:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            self.connections += 1
+            with connection:
+                while self.answers and self.answer(connection, body):
+                    pass
+
+    def answer(self, connection: socket.socket, body: bytes) -> bool:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            data = connection.recv(65536)
+            if not data:
+                return False
+            request += data
+        kind, pause = self.answers.pop(0)
+        if kind == "trickle":
+            for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Padding: slow\r\n" * 20:
+                if self.stop.wait(0.05):
+                    return False
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:  # the client cut the connection
+                    return False
+            return False
+        if self.stop.wait(pause):
+            return False
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        return True
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def kept_alive():
+    servers: list[KeptAliveServer] = []
+
+    def serve(answers: list[tuple[str, float]]) -> KeptAliveServer:
+        servers.append(KeptAliveServer(answers))
+        return servers[-1]
+
+    yield serve
+    for server in servers:
+        server.close()
+
+
+def test_headers_that_trickle_in_on_a_kept_alive_connection_fail_at_the_deadline(
+        kept_alive, make_client):
+    """The connection is the first symbol's, asked again: it is watched for the second."""
+    server = kept_alive([("after", 0), ("trickle", 0)])
+    client = make_client(base_url=server.url, symbol_deadline=0.5, max_retries=0)
+    assert client.fetch_daily("IBM").bars
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
+        client.fetch_daily("IBM")
+    assert time.monotonic() - started < 1.4  # the 380 bytes take 19 s
+    assert server.connections == 1
+
+
+def test_a_kept_alive_connection_is_not_cut_at_an_earlier_symbols_deadline(
+        kept_alive, make_client):
+    """The first symbol's deadline passes while the second's answer is awaited, within its own."""
+    server = kept_alive([("after", 0), ("after", 0.8)])
+    client = make_client(base_url=server.url, symbol_deadline=1.0, max_retries=0)
+    assert client.fetch_daily("IBM").bars
+    time.sleep(0.5)
+    assert client.fetch_daily("IBM").bars  # answered 1.3 s after the first symbol's start
+    assert server.connections == 1
 
 
 def test_an_answer_that_stalls_midway_fails_at_the_deadline(fake_alphavantage, make_client):
