@@ -28,7 +28,7 @@ from app.api.health import PROBE_SECONDS
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.fetch_run import (
-    DATABASE_LOST_REASON, Job, RunHooks, RunLoop, RunSettings, recorded_run,
+    DATABASE_LOST_REASON, Job, RunEndNotRecorded, RunHooks, RunLoop, RunSettings, recorded_run,
 )
 from financial.runs import RunRecorder, utc_now
 from lib.avantage_api import DailySeries, read_saved_response
@@ -678,6 +678,42 @@ def test_a_symbol_met_before_whose_commit_was_lost_fails_though_its_first_outcom
     assert [(symbol["symbol"], symbol["status"], symbol["rows_new"])
             for symbol in run["symbols"]] == [("IBM", "failed", len(series.bars))]
     assert run["rows_new"] == len(series.bars)
+
+
+@pytest.mark.mysql
+def test_a_commit_whose_check_finds_the_database_gone_waits_for_it_no_more(mysql_app, caplog):
+    """The commit got no answer, nor did the read telling whether it was taken: the database
+    is lost, and the symbol's failure is left for the run's end, not written and waited for."""
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    series = read_saved_response(FIXTURE)
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
+        armed = []
+
+        @event.listens_for(engine, "commit")
+        def stop_the_server(_connection):
+            if armed.pop() if armed else False:  # the symbol's commit: gone for good
+                proxy.stall()
+
+        def fetch() -> DailySeries:
+            armed.append(True)
+            return series
+
+        caplog.set_level(logging.INFO, logger="financial.fetch_run")
+        try:
+            with Session(engine) as session, pytest.raises(RunEndNotRecorded) as caught:
+                recorded_run(session, engine, [Job("IBM", fetch, calls_api=True),
+                                               Job("AAPL", fetch, calls_api=True)],
+                             RunSettings(window_days=None),
+                             RunHooks(report=lambda _: None, note=lambda _: None),
+                             trigger="manual")
+        finally:
+            engine.dispose()
+    outcome = caught.value.outcome
+    assert (outcome.stored, outcome.failures, outcome.ended_early) == (
+        0, 2, DATABASE_LOST_REASON)
+    assert "could not record" not in caplog.text
 
 
 @pytest.mark.mysql
