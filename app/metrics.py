@@ -126,11 +126,14 @@ def register_metrics(app: Flask) -> None:
 def _count_one(endpoint: str, method: str, response: Response) -> None:
     requests, latency = _request_series(endpoint, method, response.status_code)
     requests.inc()
-    if not response.is_streamed:
+    # A file's wrapper goes to the server as it is (for sendfile), whose close
+    # of it runs none of the response's callbacks: its time stops here, as the
+    # log line's does.
+    if not response.is_streamed or response.direct_passthrough:
         latency.observe(request_seconds())
         return
-    # A streamed body (an export, a file) is sent after this hook, for as long
-    # as the client reads it: its time counts until the server closes it.
+    # A streamed body (an export) is sent after this hook, for as long as the
+    # client reads it: its time counts until the server closes it.
     started = time.perf_counter() - request_seconds()
     response.call_on_close(
         lambda: _count(lambda: latency.observe(time.perf_counter() - started)))

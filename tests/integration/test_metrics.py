@@ -97,6 +97,30 @@ def test_a_streamed_exports_latency_lasts_until_its_body_is_sent(app, store_pric
                     method="GET", status="200") == 1
 
 
+def test_a_files_latency_is_observed_once_each_request_at_its_headers(app):
+    """The server closes a file's wrapper itself, running none of the response's callbacks."""
+    client = app.test_client()
+    path = "/static/dashboard/chart.js"
+    with client.get(path) as first:
+        tag = first.headers["ETag"]
+    before = scrape(client)
+    with client.get(path, buffered=False) as response:
+        assert response.status_code == 200
+        body = response.get_data()
+    with client.head(path) as head, client.get(path, headers={"If-None-Match": tag}) as (
+            not_modified):
+        pass
+    after = scrape(client)
+
+    assert body and head.status_code == 200 and not_modified.status_code == 304
+    static = "/static/<path:filename>"
+    assert increase(before, after, "financial_http_request_duration_seconds_count",
+                    endpoint=static) == 3
+    assert sum(increase(before, after, "financial_http_requests_total", endpoint=static,
+                        method=method, status=status)
+               for method, status in (("GET", "200"), ("HEAD", "200"), ("GET", "304"))) == 3
+
+
 def test_the_newest_stored_day_of_each_symbol_is_read_at_scrape_time(app, store_prices,
                                                                      make_price):
     client = app.test_client()
