@@ -7,7 +7,6 @@ are masked (``lib.alphavantage.redaction``).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from lib.alphavantage.payload import (
     classify_error_payload, is_short_term_limit, parse_daily_series, show,
 )
 from lib.alphavantage.redaction import (
-    hide_from_urllib3_logs, mask_secret, mask_secret_in_payload,
+    hide_from_urllib3_logs, load_json_masked, mask_secret,
 )
 from lib.alphavantage.series import (
     FUNCTIONS, TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailySeries,
@@ -261,7 +260,7 @@ class AlphaVantageClient:
             body = self._read_body(response, symbol)
         try:
             # Masked once decoded: a message may quote any string of it, cut short.
-            return mask_secret_in_payload(json.loads(body), self._api_key)
+            return load_json_masked(body, self._api_key)
         except (ValueError, RecursionError):  # RecursionError: nested too deep to decode
             pass
         # Raised outside the except block so no decoder error is chained.

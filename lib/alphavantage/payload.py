@@ -4,7 +4,6 @@ No HTTP here: the client passes decoded bodies in, and so do saved files
 (``get_raw_data.py --from-file``).
 """
 import datetime
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from lib.alphavantage.errors import (
     AlphaVantageError, InvalidApiKeyError, InvalidSymbolError, MalformedResponseError,
     PremiumOnlyError, RateLimitError,
 )
-from lib.alphavantage.redaction import mask_secret_in_payload, secret_forms
+from lib.alphavantage.redaction import load_json_masked
 from lib.alphavantage.series import (
     TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailyBar, DailySeries,
 )
@@ -171,26 +170,14 @@ def read_saved_response(path: Path, secret: str | None = None) -> DailySeries:
     try:
         # utf-8-sig: a file saved with a byte-order mark (as some editors and
         # PowerShell write) reads as the same answer served live, which requests decodes.
-        text = path.read_text(encoding="utf-8-sig")
-        payload = json.loads(text)
+        payload = load_json_masked(path.read_text(encoding="utf-8-sig"), secret)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep
         raise AlphaVantageError(
             f"cannot read a JSON response ({exc.__class__.__name__})") from None
-    if secret and _may_hold(text, secret):
-        payload = mask_secret_in_payload(payload, secret)
     error = classify_error_payload(payload, None)
     if error is not None:
         raise error
     return parse_daily_series(payload)
-
-
-def _may_hold(text: str, secret: str) -> bool:
-    """Tell whether the JSON ``text`` may hold ``secret`` once decoded.
-
-    Without an escape, each string reads in the text as it decodes. Masking
-    walks every string, and a saved whole history holds hundreds of thousands.
-    """
-    return "\\" in text or any(form in text for form in secret_forms(secret))
 
 
 def is_short_term_limit(error: AlphaVantageError) -> bool:

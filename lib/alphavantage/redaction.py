@@ -1,4 +1,5 @@
 """Keep API keys out of messages quoting an answer, and out of urllib3's URL-bearing log records."""
+import json
 import logging
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -81,6 +82,25 @@ def mask_secret_in_payload(payload: Any, secret: str) -> Any:
         return value
 
     return masked(payload)
+
+
+def load_json_masked(body: str | bytes, secret: str | None) -> Any:
+    """Decode the JSON ``body`` with ``secret`` masked as ``mask_secret_in_payload`` does.
+
+    The one way both a live answer and a saved one are read. The walk over
+    every string runs only when the decoded text may hold the key: a whole
+    history holds hundreds of thousands of strings, and without an escape
+    each string reads in the text as it decodes. Raises ValueError (a
+    UnicodeDecodeError for bytes in no JSON encoding) or RecursionError (nested
+    too deep) as ``json.loads`` does.
+    """
+    if isinstance(body, bytes):
+        # As json.loads decodes bytes (UTF-8, -16 or -32), so the check reads the same text.
+        body = body.decode(json.detect_encoding(body), "surrogatepass")
+    payload = json.loads(body)
+    if secret and ("\\" in body or any(form in body for form in secret_forms(secret))):
+        payload = mask_secret_in_payload(payload, secret)
+    return payload
 
 
 def hide_from_urllib3_logs(secret: str) -> None:

@@ -31,7 +31,9 @@ from lib.avantage_api import (
     parse_daily_series,
 )
 from lib.alphavantage.client import MAX_ANSWER_BYTES
-from lib.alphavantage.redaction import hide_from_urllib3_logs, mask_secret, mask_secret_in_payload
+from lib.alphavantage.redaction import (
+    hide_from_urllib3_logs, load_json_masked, mask_secret, mask_secret_in_payload,
+)
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 
 API_KEY = "SECRETKEY123"
@@ -811,6 +813,27 @@ def test_the_key_is_masked_in_lists_and_in_every_form_in_a_payload():
 
     assert mask_secret_in_payload(payload, key) == {
         "Note": ["[redacted]", {"[redacted]": "[redacted]"}], "n": 1}
+
+
+@pytest.mark.parametrize("body", [
+    json.dumps({"Note": "apikey=" + API_KEY}),
+    json.dumps({"Note": "apikey=" + quote_plus(API_KEY)}),
+    '{"Note": "apikey=%s"}' % escaped(API_KEY),
+    json.dumps({"Note": "apikey=" + API_KEY}).encode(),
+    json.dumps({"Note": "apikey=" + API_KEY}).encode("utf-16"),
+    json.dumps({"Note": "apikey=" + API_KEY}).encode("utf-32-le"),
+    ('{"Note": "apikey=%s"}' % escaped(API_KEY)).encode("utf-16-be"),
+], ids=["text", "url-encoded", "escaped", "utf-8", "utf-16", "utf-32-le", "escaped utf-16-be"])
+def test_a_body_read_as_text_or_bytes_in_any_json_encoding_has_the_key_masked(body):
+    """Live answers are bytes, saved ones text: both are read by this one function."""
+    assert load_json_masked(body, API_KEY) == {"Note": "apikey=[redacted]"}
+
+
+def test_a_body_without_the_key_decodes_as_json_does():
+    body = json.dumps({"Time Series (Daily)": {"2023-03-24": DAY}}).encode("utf-16")
+
+    assert load_json_masked(body, API_KEY) == json.loads(body)
+    assert load_json_masked(body.decode("utf-16"), None) == json.loads(body)
 
 
 def test_urllib3_records_name_every_occurrence_of_the_key_masked():
