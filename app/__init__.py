@@ -31,13 +31,16 @@ class MigrationHistoryError(Exception):
     """Alembic refuses the revisions the database records (table alembic_version).
 
     A row no migration script here knows, beside one it does: no upgrade can
-    be planned. The message says what to do.
+    be planned. Or a migration refuses (MigrationRefused) to drop what the
+    tables hold. The message says what to do.
     """
 
-    def __init__(self, refusal: str) -> None:
-        super().__init__(f"{refusal}; hint: the database's migration history (table "
-                         "alembic_version) does not fit this release's migrations: start "
-                         "the release that last migrated it, or repair that table")
+    def __init__(self, refusal: str, hint: bool = True) -> None:
+        if hint:
+            refusal += ("; hint: the database's migration history (table alembic_version) "
+                        "does not fit this release's migrations: start the release that last "
+                        "migrated it, or repair that table")
+        super().__init__(refusal)
 
 
 class StartupError(ConfigError, click.ClickException, AppImportError):
@@ -297,7 +300,11 @@ def upgrade_to_head() -> None:
     from alembic import command
     from alembic.util import CommandError
     from flask import current_app
+
+    from lib.migration_refused import MigrationRefused
     try:
         command.upgrade(current_app.extensions["migrate"].migrate.get_config(), "head")
+    except MigrationRefused as exc:
+        raise MigrationHistoryError(str(exc), hint=False) from exc
     except CommandError as exc:
         raise MigrationHistoryError(str(exc)) from exc

@@ -7,6 +7,8 @@ Create Date: 2026-11-29
 import sqlalchemy as sa
 from alembic import op
 
+from lib.migration_refused import MigrationRefused
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -23,12 +25,22 @@ SYMBOL_STATUSES = "status IN ('ok', 'failed', 'not_fetched')"
 def upgrade():
     # MySQL commits each DDL statement: a run killed before its end leaves
     # some of the tables behind, empty (no release before this one writes
-    # them), with the revision still 0002. They are created again. (No
-    # database to look at when --sql prints the statements.)
+    # them), with the revision still 0002. They are created again. Tables
+    # holding runs are not this revision's leftovers (an older dump restored
+    # into a newer database, a revision stamped back): they are never dropped.
+    # (No database to look at when --sql prints the statements.)
     tables = [] if op.get_context().as_sql else sa.inspect(op.get_bind()).get_table_names()
-    for table in ("fetch_run_symbols", "fetch_runs"):
-        if table in tables:
-            op.drop_table(table)
+    leftovers = [table for table in ("fetch_run_symbols", "fetch_runs") if table in tables]
+    filled = [table for table in leftovers if _holds_rows(table)]
+    if filled:
+        raise MigrationRefused(
+            f"{' and '.join(filled)} already hold fetch runs, though the database records "
+            "revision 0002 (an older dump restored, or the revision stamped back): they are "
+            "kept and nothing was migrated. If they are this release's run history, run "
+            "`flask db stamp 0003`, then `flask db upgrade`; to start the history afresh, "
+            "drop fetch_run_symbols and fetch_runs first")
+    for table in leftovers:
+        op.drop_table(table)
     op.create_table(
         "fetch_runs",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -62,6 +74,10 @@ def upgrade():
     )
     op.create_index("ix_fetch_run_symbols_symbol_run_id", "fetch_run_symbols",
                     ["symbol", "run_id"])
+
+
+def _holds_rows(table: str) -> bool:
+    return op.get_bind().execute(sa.text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None
 
 
 def downgrade():

@@ -14,10 +14,10 @@ from flask_migrate import downgrade, stamp, upgrade
 from sqlalchemy import Date, bindparam, create_engine, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from app import MIGRATIONS_DIR, SCHEMA_REVISION
+from app import MIGRATIONS_DIR, SCHEMA_REVISION, MigrationHistoryError, upgrade_to_head
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
-from financial.models import FetchRunSymbol, FinancialData, MonthlyPriceSums
+from financial.models import FetchRun, FetchRunSymbol, FinancialData, MonthlyPriceSums
 from lib import locks
 from lib.locks import migration_lock
 from tests.helpers import build_app
@@ -172,6 +172,46 @@ def test_a_migration_killed_after_its_first_statements_runs_again(empty_database
                 202301, 1, Decimal("141.1"), 3458353)
             assert db.session.execute(select(FinancialData.open_price)).scalar_one() == Decimal(
                 "141.1")
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_run_history_found_at_revision_0002_is_kept_and_the_upgrade_says_what_to_do(
+        empty_database_url, tmp_path, caplog):
+    """An older dump restored into a newer database, or the revision stamped back, leaves
+    filled run-history tables below 0003, whose upgrade once dropped them as its leftovers."""
+    application = build_app(empty_database_url, tmp_path / "log")
+    cli = application.test_cli_runner()
+    with application.app_context():
+        try:
+            upgrade()
+            run = FetchRun(started_at=datetime.datetime(2023, 3, 24, 22, 30),
+                           trigger="manual", status="ok", rows_new=1, rows_updated=0)
+            db.session.add(run)
+            db.session.flush()
+            db.session.add(FetchRunSymbol(run_id=run.id, symbol="IBM", status="ok",
+                                          rows_fetched=1, rows_new=1, rows_updated=0))
+            db.session.commit()
+            db.session.remove()
+            stamp(revision="0002")
+
+            with pytest.raises(MigrationHistoryError) as caught:
+                upgrade_to_head()
+            refused = cli.invoke(args=["db", "upgrade"])
+
+            assert str(caught.value).startswith(
+                "fetch_run_symbols and fetch_runs already hold fetch runs, though the database "
+                "records revision 0002")
+            assert "`flask db stamp 0003`" in str(caught.value)
+            assert "hint" not in str(caught.value)
+            assert refused.exit_code == 1  # Flask-Migrate logs Alembic's refusal as "Error: ..."
+            assert ("flask_migrate", logging.ERROR,
+                    f"Error: {caught.value}") in caplog.record_tuples
+            assert db.session.execute(select(FetchRunSymbol.symbol)).scalars().all() == ["IBM"]
+            stamp(revision="0003")
+            upgrade()
+            assert db.session.execute(select(FetchRun.status)).scalars().all() == ["ok"]
         finally:
             db.session.remove()
             db.engine.dispose()
