@@ -12,12 +12,15 @@ from limits.errors import ConfigurationError
 from limits.storage import Storage, storage_from_string
 
 from app.envelope import RETRY_AFTER_SECONDS
-from app.routes import API_PREFIX, HEALTH_PATH, METRICS_PATH
+from app.routes import API_PREFIX, DASHBOARD_PATH, DOCS_PATH, HEALTH_PATH, METRICS_PATH
 from conf.settings import ConfigError
 from lib.log_setup import add_filter_once
 
-# Load balancers and the operator's scraper poll these; they are never limited.
-EXEMPT_ROUTES = frozenset({API_PREFIX + HEALTH_PATH, METRICS_PATH})
+# Load balancers and the operator's scraper poll the first two. The HTML pages
+# (dashboard, Swagger UI) cost what a static file does, and their own requests
+# are counted: a reload over the limit shows the page saying so, not a bare JSON 429.
+EXEMPT_ROUTES = frozenset({API_PREFIX + HEALTH_PATH, METRICS_PATH, DASHBOARD_PATH,
+                           API_PREFIX + DOCS_PATH})
 # A Redis outage must not stall requests: give up on it quickly, then count in memory.
 STORAGE_TIMEOUT_SECONDS = 1
 # The count the storage's health check makes: a write, as every request's is.
@@ -225,7 +228,7 @@ def rate_limit_message(rate_limit: str) -> str:
 
 
 def _is_exempt() -> bool:
-    """Health, metrics and CORS preflights (a browser's, not the client's own request).
+    """EXEMPT_ROUTES and CORS preflights (a browser's, not the client's own request).
 
     Static files (a dozen per dashboard view) Flask-Limiter exempts itself.
     """

@@ -129,6 +129,18 @@ def test_static_files_are_never_limited(limited_app):
         200, 200, 200, 429]
 
 
+def test_the_html_pages_are_never_limited_but_what_they_load_is(limited_app):
+    """A reload over the limit shows the page, which says so, rather than a bare JSON 429."""
+    client = limited_app.test_client()
+    for _ in range(3):
+        get_from(client, "/api/financial_data")
+    for path in ("/", "/api/docs"):
+        page = get_from(client, path)
+        assert (page.status_code, page.mimetype) == (200, "text/html"), path
+    assert get_from(client, "/api/swagger.json").status_code == 429
+    assert get_from(client, "/api/symbols").status_code == 429
+
+
 def test_cors_preflights_are_never_limited(limited_app):
     client = limited_app.test_client()
     preflight = {"Origin": "https://any.example", "Access-Control-Request-Method": "GET"}
