@@ -534,7 +534,27 @@ def _file_jobs(paths: list[Path], api_key: str | None) -> list[Job]:
             for path in paths]
 
 
+def _standard_streams_opened() -> None:
+    """Put the null device on a standard stream closed at start (``>&-``, ``2>&-``).
+
+    Python leaves such a stream None: the job's output to it would fail at
+    the end, after its work, and the next file opened (the log, the SQLite
+    database) would take the closed descriptor, where a stray write to
+    stdout or stderr would land. A stream opened elsewhere stays as it is.
+    """
+    for fd, name, flags, mode in ((0, "stdin", os.O_RDONLY, "r"), (1, "stdout", os.O_WRONLY, "w"),
+                                  (2, "stderr", os.O_WRONLY, "w")):
+        if getattr(sys, name) is not None:
+            continue
+        null = os.open(os.devnull, flags)  # the lowest free descriptor: fd, unless taken
+        if null != fd:
+            os.close(null)
+            null = os.open(os.devnull, flags | os.O_CLOEXEC)
+        setattr(sys, name, os.fdopen(null, mode))
+
+
 if __name__ == "__main__":
+    _standard_streams_opened()
     gc.freeze()  # what the imports made, with the collector off
     gc.enable()
     status = main()

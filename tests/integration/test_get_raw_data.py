@@ -818,6 +818,27 @@ def test_a_reader_that_went_away_ends_the_output_not_the_run(app, tmp_path, unbu
     assert len(stored(app)) == 6
 
 
+@pytest.mark.parametrize("closed", [(1,), (1, 2), (0, 1, 2)],
+                         ids=["stdout", "stdout and stderr", "all three"])
+def test_standard_streams_closed_at_start_end_neither_the_run_nor_its_output(
+        app, tmp_path, closed):
+    """``get_raw_data.py >&-`` once stored and recorded the run, then ended in a traceback."""
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"])
+    run = subprocess.run(
+        [sys.executable, "get_raw_data.py", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
+         "--days", "3"],
+        cwd=PROJECT_ROOT, env=env, timeout=120,
+        preexec_fn=lambda: [os.close(fd) for fd in closed])
+    assert run.returncode == 0
+    runs, symbols = history(app)
+    (run_id,) = runs
+    assert runs[run_id].status == "ok" and symbols[run_id]["IBM"].status == "ok"
+    assert len(stored(app)) == 3
+    log = (tmp_path / "log" / "get_raw_data.log").read_text()
+    assert "Traceback" not in log
+
+
 def test_unreachable_database_is_one_line_on_stderr_and_a_traceback_in_the_log(
         capsys, job_env, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api:hunter2@127.0.0.1:1/financial")
