@@ -40,7 +40,8 @@ from financial.fetch_run import (
     Job, RunEndNotRecorded, RunHooks, RunLoop, RunSettings, recorded_run,
 )
 from financial.ingest import DEFAULT_WINDOW_DAYS
-from financial.runs import OK, SCHEDULE, cut_short_run_since, latest_run_start
+from financial.models import MANUAL, OK, SCHEDULE
+from financial.runs import cut_short_run_since, latest_run_start
 from lib.avantage_api import InvalidApiKeyError, read_saved_response
 from lib.db_errors import describe_database_error
 from lib.locks import (
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _collector_spared(), stop_on_signals(logger) as stop:
             if plan.schedule is None:
-                return run_once(app, plan, "manual", stop, report=_to_stdout, note=_to_stderr)
+                return run_once(app, plan, MANUAL, stop, report=_to_stdout, note=_to_stderr)
             try:
                 serve_schedule(app, plan, plan.schedule, stop)
             except Stopped:

@@ -17,10 +17,10 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from financial.ingest import StoreResult, recent_days, store_symbol, to_records
+from financial.models import FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, RUNNING
 from financial.runs import (
-    FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, RUNNING, Clock, RunRecorder, SymbolOutcome,
-    iso_utc, mark_interrupted, plan_catch_up, record_refused_run, running_run,
-    scheduled_run_since, utc_now,
+    Clock, RunRecorder, SymbolOutcome, iso_utc, mark_interrupted, plan_catch_up,
+    record_refused_run, running_run, scheduled_run_since, utc_now,
 )
 from lib.avantage_api import (
     AlphaVantageError, DailyBar, DailySeries, DeadlineExceededError, InvalidApiKeyError,

@@ -74,10 +74,14 @@ class MonthlyPriceSums(Base):
     volume_sum: Mapped[int] = mapped_column(VOLUME_TYPE, nullable=False)
 
 
-# The run history's vocabularies (contract section 6).
-TRIGGERS = ("manual", "schedule")
-RUN_STATUSES = ("running", "ok", "partial", "failed", "interrupted")
-SYMBOL_STATUSES = ("ok", "failed", "not_fetched")
+# The run history's vocabularies (contract section 6): the check constraints
+# below, the job, the API's enums and the metrics all take their words from here.
+MANUAL, SCHEDULE = "manual", "schedule"  # the job run by hand or cron; --schedule
+TRIGGERS = (MANUAL, SCHEDULE)
+RUNNING, OK, PARTIAL, FAILED, INTERRUPTED = "running", "ok", "partial", "failed", "interrupted"
+RUN_STATUSES = (RUNNING, OK, PARTIAL, FAILED, INTERRUPTED)
+NOT_FETCHED = "not_fetched"
+SYMBOL_STATUSES = (OK, FAILED, NOT_FETCHED)
 MESSAGE_LENGTH = 500
 
 

@@ -17,13 +17,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from financial.models import MESSAGE_LENGTH, FetchRun, FetchRunSymbol, MonthlyPriceSums
+from financial.models import (
+    FAILED, INTERRUPTED, MESSAGE_LENGTH, NOT_FETCHED, OK, RUNNING, SCHEDULE, FetchRun,
+    FetchRunSymbol, MonthlyPriceSums,
+)
 
 logger = logging.getLogger(__name__)
 
-RUNNING, OK, PARTIAL, FAILED, INTERRUPTED = "running", "ok", "partial", "failed", "interrupted"
-NOT_FETCHED = "not_fetched"
-SCHEDULE = "schedule"  # the trigger of the runs of get_raw_data.py --schedule
 INTERRUPTED_MESSAGE = ("the run stopped before it finished (its process died or lost the "
                        "database); found by the next run")
 # Runs deleted per statement: the ids go into an IN list.

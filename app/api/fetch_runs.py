@@ -12,14 +12,16 @@ from app.api.responses import cacheable
 from app.api.serializers import fetch_run_record, page_envelope
 from app.extensions import db
 from app.routes import FETCH_RUNS_PATH
-from financial.models import FetchRun, FetchRunSymbol
+from financial.models import (
+    RUN_STATUSES, SYMBOL_STATUSES, TRIGGERS, FetchRun, FetchRunSymbol,
+)
 from financial.runs import count_runs, list_runs, symbols_of_runs
 
 ns = namespace("fetch_runs", "The fetch job's run history")
 
 run_symbol_model = ns.model("FetchRunSymbol", require_every_key({
     "symbol": fields.String(description="Ticker, upper case"),
-    "status": fields.String(enum=["ok", "failed", "not_fetched"],
+    "status": fields.String(enum=list(SYMBOL_STATUSES),
                             description="ok (stored), failed, or not_fetched (skipped after "
                                         "a spent quota, a rejected key or a stop)"),
     "rows_fetched": fields.Integer(description="Days in the kept window"),
@@ -34,11 +36,11 @@ run_model = ns.model("FetchRun", require_every_key({
     "finished_at": NullableDateTime(description="When it ended, UTC; null while running; never "
                                                 "before started_at, even if the clock was set "
                                                 "back"),
-    "trigger": fields.String(enum=["manual", "schedule"],
+    "trigger": fields.String(enum=list(TRIGGERS),
                              description="manual (by hand, cron) or schedule (--schedule, "
                                          "its catch-up on start included)"),
     "status": fields.String(
-        enum=["running", "ok", "partial", "failed", "interrupted"],
+        enum=list(RUN_STATUSES),
         description="running; ok (every symbol stored); partial (some failed); failed (none "
                     "stored); interrupted (the process died or was stopped before the end)"),
     "rows_new": fields.Integer(description="New days stored, all symbols together"),

@@ -16,6 +16,7 @@ from app.api.serializers import page_envelope, symbol_record
 from app.extensions import db
 from app.routes import SYMBOLS_PATH
 from financial.freshness import count_symbols, list_symbols, nyse_sessions
+from financial.models import SYMBOL_STATUSES
 from financial.schedule import utc_clock
 
 ns = namespace("symbols", "Stored symbols and the freshness of their data")
@@ -34,7 +35,7 @@ symbol_model = ns.model("Symbol", require_every_key({
         description="UTC start (YYYY-MM-DDTHH:MM:SSZ) of the newest fetch run that tried the "
                     "symbol; null if none"),
     "last_fetch_status": NullableString(
-        enum=["ok", "failed", "not_fetched"],
+        enum=list(SYMBOL_STATUSES),
         description="The symbol's outcome in that run (not_fetched: the run stopped before "
                     "it); null if no run tried it"),
 }))

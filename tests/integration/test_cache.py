@@ -6,7 +6,8 @@ import redis
 
 from app.api.caching import cached_value, clear_cached_answers, clear_run_history_answers
 from app.extensions import cache, db
-from financial.runs import FAILED, RunRecorder, SymbolOutcome
+from financial.models import FAILED
+from financial.runs import RunRecorder, SymbolOutcome
 from tests.helpers import STATS_URL, build_app, change_open_price, open_price_of
 
 
