@@ -24,6 +24,12 @@ from app.routes import API_PREFIX
 ALLOWED_METHODS = ["GET", "HEAD", "OPTIONS"]
 # The limit the 429 example quotes: docker-compose.prod.yml's.
 EXAMPLE_RATE_LIMIT = "600 per minute"
+# Why a run recorded a symbol not_fetched: what stops a run before its end
+# (financial.fetch_run: spoils_the_run, a stop signal, a lost database).
+NOT_FETCHED_MEANING = ("skipped, without a request, after the run had to stop: a spent daily "
+                       "quota, a rejected key, a premium-only request, the run's deadline, a "
+                       "stop signal, or a database that stopped answering")
+SYMBOL_STATUS_DESCRIPTION = f"ok (stored), failed, or not_fetched ({NOT_FETCHED_MEANING})"
 
 
 class _Nullable:

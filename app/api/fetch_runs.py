@@ -4,8 +4,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableDate, NullableDateTime, NullableString, error_responses, info_model,
-    namespace, ok_response, pagination_model, require_every_key,
+    NOT_MODIFIED, SYMBOL_STATUS_DESCRIPTION, NullableDate, NullableDateTime, NullableString,
+    error_responses, info_model, namespace, ok_response, pagination_model, require_every_key,
 )
 from app.api.params import FetchRunsArgs, parser, swagger_params
 from app.api.responses import cacheable
@@ -21,9 +21,7 @@ ns = namespace("fetch_runs", "The fetch job's run history")
 
 run_symbol_model = ns.model("FetchRunSymbol", require_every_key({
     "symbol": fields.String(description="Ticker, upper case"),
-    "status": fields.String(enum=list(SYMBOL_STATUSES),
-                            description="ok (stored), failed, or not_fetched (skipped after "
-                                        "a spent quota, a rejected key or a stop)"),
+    "status": fields.String(enum=list(SYMBOL_STATUSES), description=SYMBOL_STATUS_DESCRIPTION),
     "rows_fetched": fields.Integer(description="Days in the kept window"),
     "rows_new": fields.Integer(description="New days stored"),
     "rows_updated": fields.Integer(description="Stored days whose values changed"),

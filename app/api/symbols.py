@@ -7,8 +7,8 @@ from flask_restx import Resource, fields
 from app.api import examples
 from app.api.caching import cached_value
 from app.api.docs import (
-    NOT_MODIFIED, NullableDateTime, NullableString, error_responses, info_model, namespace,
-    ok_response, pagination_model, require_every_key,
+    NOT_MODIFIED, SYMBOL_STATUS_DESCRIPTION, NullableDateTime, NullableString, error_responses,
+    info_model, namespace, ok_response, pagination_model, require_every_key,
 )
 from app.api.params import MAX_PAGE, SymbolsArgs, parser, swagger_params
 from app.api.responses import cacheable
@@ -36,8 +36,8 @@ symbol_model = ns.model("Symbol", require_every_key({
                     "symbol; null if none"),
     "last_fetch_status": NullableString(
         enum=list(SYMBOL_STATUSES),
-        description="The symbol's outcome in that run (not_fetched: the run stopped before "
-                    "it); null if no run tried it"),
+        description=f"The symbol's outcome in that run: {SYMBOL_STATUS_DESCRIPTION}; null if "
+                    "no run tried it"),
 }))
 symbols_page_model = ns.model("SymbolPage", require_every_key({
     "data": fields.List(fields.Nested(symbol_model),

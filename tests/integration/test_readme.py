@@ -7,7 +7,7 @@ The table of contents links every main section; the configuration table lists ev
 and only settings, with their defaults; `.env.example` as it is changes no setting and gives the
 deployment's own fallbacks; the production steps and the migration commands fit the compose file
 and the migrations; the `make` targets, the fetch job's options and the `flask` commands the
-README names exist.
+README names exist; its reasons for a symbol not fetched are the API document's.
 """
 import json
 import re
@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 
 import get_raw_data
 from app import SCHEMA_REVISION
+from app.api.docs import NOT_FETCHED_MEANING
 from conf.settings import PROJECT_ROOT, get_config
 from tests.deployment import ENV_EXAMPLE, env_example_names, settings_env_names
 from tests.helpers import masked
@@ -205,6 +206,15 @@ def test_the_production_status_line_names_every_service_up_starts():
     assert comment, "the production steps' ps line is gone"
     documented = [set(re.split(r", ", group)) for group in comment.groups()]
     assert documented == [healthy, set(started) - healthy]
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` with every run of white space (a line break of the README) one space."""
+    return " ".join(text.split())
+
+
+def test_the_readme_tells_why_a_symbol_is_not_fetched_as_the_api_document_does():
+    assert f"`not_fetched` ({one_line(NOT_FETCHED_MEANING)})" in one_line(README)
 
 
 def test_a_new_migration_is_numbered_after_the_newest():
