@@ -1,4 +1,8 @@
-"""The one JSON envelope every API response uses, and its serialization outside RESTX."""
+"""The one JSON envelope of the API's answers, and its serialization outside RESTX.
+
+Every JSON answer uses it but two: /api/health's check (``health_body``:
+status, database, schema and info.error) and the OpenAPI document.
+"""
 from typing import Any
 
 from flask import Response

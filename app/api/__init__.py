@@ -17,7 +17,9 @@ freshness of each symbol and the history of the fetch runs.
 Every JSON response is an envelope: `data`, `pagination` (list endpoints only)
 and `info.error`, an empty string on success and a message naming the
 offending parameter on failure; the CSV export answers its errors with the
-same envelope. The `Accept` header is not consulted: the export answers CSV,
+same envelope. Two are not: `/health` answers its check with `status`,
+`database`, `schema` and `info.error`, and this document is plain OpenAPI.
+The `Accept` header is not consulted: the export answers CSV,
 every other endpoint JSON. Unknown or repeated query parameters are rejected
 with 400 (`/health`, which takes none, ignores any).
 Dates are `YYYY-MM-DD` and ranges are inclusive. Prices are exact decimal

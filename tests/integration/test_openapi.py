@@ -48,6 +48,22 @@ def test_the_document_is_valid_swagger_2():
     assert errors == []
 
 
+def test_the_description_names_each_answer_that_is_no_envelope():
+    not_envelopes = set()
+    for path, operation in OPERATIONS.items():
+        schema = operation["responses"]["200"]["schema"]
+        if "$ref" not in schema:  # the CSV export
+            continue
+        model = DOCUMENT["definitions"][schema["$ref"].rsplit("/", 1)[1]]
+        if not {"data", "info"} <= model["properties"].keys():
+            not_envelopes.add(path)
+    assert not_envelopes == {"/health"}
+    description = " ".join(DOCUMENT["info"]["description"].split())
+    assert "Two are not: " in description
+    exceptions = description.split("Two are not: ", 1)[1].split(". ", 1)[0]
+    assert all(f"`{path}`" in exceptions for path in not_envelopes)
+
+
 def test_the_document_lists_only_errors_a_request_can_cause(sample_client):
     # No top-level responses named after the server's exception classes: each
     # operation lists its own errors.

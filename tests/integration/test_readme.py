@@ -7,7 +7,8 @@ The table of contents links every main section; the configuration table lists ev
 and only settings, with their defaults; `.env.example` as it is changes no setting and gives the
 deployment's own fallbacks; the production steps and the migration commands fit the compose file
 and the migrations; the `make` targets, the fetch job's options and the `flask` commands the
-README names exist; its reasons for a symbol not fetched are the API document's.
+README names exist; its reasons for a symbol not fetched are the API document's, and it names
+the answers that are no envelope.
 """
 import json
 import re
@@ -215,6 +216,15 @@ def one_line(text: str) -> str:
 
 def test_the_readme_tells_why_a_symbol_is_not_fetched_as_the_api_document_does():
     assert f"`not_fetched` ({one_line(NOT_FETCHED_MEANING)})" in one_line(README)
+
+
+def test_the_readme_names_the_answers_that_are_no_envelope(sample_client):
+    health = sample_client.get("/api/health").get_json()
+    assert "data" not in health
+    fields = ", ".join(f"`{name}`" for name in health if name != "info")
+    claim = one_line(README).split("Every JSON response is an envelope", 1)[1].split(". ", 1)[0]
+    assert f"`/api/health`'s check, which answers {fields} and `info.error`" in claim
+    assert "the OpenAPI document" in claim
 
 
 def test_a_new_migration_is_numbered_after_the_newest():
