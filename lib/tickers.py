@@ -1,4 +1,13 @@
-"""What counts as a stock symbol, for the API, the fetch job and saved files alike."""
+"""What counts as a stock symbol: one pattern for the API, the fetch job and saved files.
+
+The pattern and its rule in words are shared; how a list of tickers is read
+is not. The fetch job's lists (``SYMBOLS``, ``--symbols``) and the
+``forget-symbols`` command go through ``distinct_tickers``, and the client
+and saved answers through ``normalize_symbol``: both strip white space, and
+the former skips blank names. The API's parameters (app/api/params.py) are
+stricter: they test each ticker as written, so ``IBM,,AAPL`` and
+``IBM, AAPL`` are refused there.
+"""
 import re
 from collections.abc import Iterable
 

@@ -54,7 +54,11 @@ class IsoDate(fields.Date):
 
 
 class Symbol(fields.String):
-    """A ticker such as IBM, brk.b or BRK-B, normalized to upper case."""
+    """A ticker such as IBM, brk.b or BRK-B, normalized to upper case.
+
+    Tested as written: unlike the fetch job, which strips them, white space
+    around it makes it no ticker.
+    """
 
     default_error_messages = {
         "invalid": f"must be {SYMBOL_RULE}",
@@ -96,7 +100,12 @@ def _refused(bad: list[str], singular: str, plural: str) -> dict[str, str]:
 
 
 class SymbolList(fields.String):
-    """One or more comma-separated tickers, as a sorted tuple of distinct upper-case ones."""
+    """One or more comma-separated tickers, as a sorted tuple of distinct upper-case ones.
+
+    Each item is tested as written: unlike the fetch job's lists
+    (``lib.tickers.distinct_tickers``), a blank item (``IBM,,AAPL``) or a
+    space after a comma (``IBM, AAPL``) is refused, not skipped or stripped.
+    """
 
     list_example = "IBM,AAPL"
 
