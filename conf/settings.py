@@ -1,7 +1,10 @@
 """Configuration classes, one per APP_ENV, filled from the environment.
 
-Only this module reads ``os.environ``. Values are read when ``get_config()``
-builds the object, not at import, so entrypoints can load ``.env`` first.
+Of the application, only this module reads ``os.environ``; outside it,
+gunicorn's settings (conf/gunicorn.conf.py), the container's health check
+(scripts/healthcheck.py) and the benchmark scripts read it too. Values are
+read when ``read_config()`` builds the object, not at import, so entrypoints
+can load ``.env`` first.
 """
 import os
 from collections.abc import Callable
@@ -216,7 +219,7 @@ class BaseConfig:
     TESTING = False
 
     def __init__(self) -> None:
-        # What cannot be read is noted here; get_config() or create_app() raises them all.
+        # What cannot be read is noted here; create_app() raises them all.
         self.problems = problems = Problems()
         read = problems.read
         self.SQLALCHEMY_DATABASE_URI = database_url(problems)
@@ -377,17 +380,6 @@ class ProductionConfig(BaseConfig):
 CONFIGS = {
     cls.ENV_NAME: cls for cls in (DevelopmentConfig, TestingConfig, ProductionConfig)
 }
-
-
-def get_config(env_name: str | None = None) -> BaseConfig:
-    """Build the config object for ``env_name`` (default: APP_ENV or development).
-
-    Raises ConfigError naming every malformed or missing setting, in the order read.
-    """
-    config = read_config(env_name)
-    if config.problems.found:
-        raise ConfigError(*config.problems.found) from None
-    return config
 
 
 def read_config(env_name: str | None = None) -> BaseConfig:

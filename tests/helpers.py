@@ -24,13 +24,24 @@ import get_raw_data
 
 from app import create_app
 from app.extensions import cache, db
-from conf.settings import PROJECT_ROOT
+from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, read_config
 from financial.models import FetchRun, FetchRunSymbol, FinancialData, MonthlyPriceSums
 from financial.stats import refresh_monthly_sums
 
 # The API key the fetch job's tests configure; it must never show anywhere.
 KEY = "SECRETKEY123"
 FETCH_JOB_TIMEOUT_SECONDS = 120
+
+
+def get_config(env_name: str | None = None) -> BaseConfig:
+    """Build the config object for ``env_name`` (default: APP_ENV or development).
+
+    Raises ConfigError naming every malformed or missing setting, in the order read.
+    """
+    config = read_config(env_name)
+    if config.problems.found:
+        raise ConfigError(*config.problems.found) from None
+    return config
 
 
 def build_app(database_url: str, log_dir, **overrides) -> Flask:

@@ -33,13 +33,12 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from app.security import SECURITY_HEADERS
-from conf.settings import get_config
 from lib.locks import MIGRATION_LOCK, lock_name
 from tests.deployment import (
     DOCKERFILE, ENV_EXAMPLE, ROOT, deploy_environment, dockerfile_stages, env_example_names,
     healthcheck_command, image_command, inherited, instruction, settings_env_names,
 )
-from tests.helpers import free_port
+from tests.helpers import free_port, get_config
 from tests.servers import stalling_proxy
 
 GUNICORN_CONF = ROOT / "conf" / "gunicorn.conf.py"

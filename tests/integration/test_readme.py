@@ -24,9 +24,9 @@ from ruamel.yaml import YAML
 import get_raw_data
 from app import SCHEMA_REVISION
 from app.api.docs import NOT_FETCHED_MEANING
-from conf.settings import PROJECT_ROOT, get_config
+from conf.settings import PROJECT_ROOT
 from tests.deployment import ENV_EXAMPLE, env_example_names, settings_env_names
-from tests.helpers import masked
+from tests.helpers import get_config, masked
 
 README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 SERVER = "http://127.0.0.1:5000"

@@ -6,9 +6,10 @@ from sqlalchemy.engine import make_url
 
 from conf import settings
 from conf.settings import (
-    DEFAULT_SQLITE_PATH, PROJECT_ROOT, ConfigError, DevelopmentConfig, ProductionConfig, get_config,
+    DEFAULT_SQLITE_PATH, PROJECT_ROOT, ConfigError, DevelopmentConfig, ProductionConfig,
     with_password,
 )
+from tests.helpers import get_config
 
 ALL_VARIABLES = (
     "APP_ENV", "DATABASE_URL", "DATABASE_PASSWORD_FILE", "ALPHAVANTAGE_API_KEY",
