@@ -99,7 +99,7 @@ def _refused(bad: list[str], singular: str, plural: str) -> dict[str, str]:
     return {"bad": quoted, "verb": singular if len(bad) == 1 else plural}
 
 
-class SymbolList(fields.String):
+class TickerList(fields.String):
     """One or more comma-separated tickers, as a sorted tuple of distinct upper-case ones.
 
     Each item is tested as written: unlike the fetch job's lists
@@ -220,7 +220,7 @@ class PriceQueryArgs(QueryArgs):
     # "Try it out" then answers with data whatever days are stored.
     start_date = _start_date()
     end_date = _end_date()
-    symbol = SymbolList(metadata={
+    symbol = TickerList(metadata={
         "description": f"Ticker ({SYMBOL_RULE}), or up to {MAX_SYMBOLS} distinct "
                        "comma-separated tickers (rows of any of them); case-insensitive, "
                        "repeats ignored",
@@ -348,7 +348,7 @@ def swagger_params(schema_class: type[Schema]) -> dict:
             param["type"] = "integer"
             param["default"] = field.load_default
             param.update(_range_bounds(field))
-        elif isinstance(field, (SymbolList, FieldList)):
+        elif isinstance(field, (TickerList, FieldList)):
             param.update(_list_param(field))
         else:
             param["type"] = "string"
@@ -372,7 +372,7 @@ def _list_param(field: fields.Field) -> dict:
     items: dict[str, Any] = {"type": "string"}
     param: dict[str, Any] = {"type": "array", "collectionFormat": "csv", "items": items,
                              "minItems": 1}
-    if isinstance(field, SymbolList):
+    if isinstance(field, TickerList):
         items["pattern"] = f"^{SYMBOL_PATTERN}$"
         param["maxItems"] = MAX_SYMBOLS
     if isinstance(field, FieldList):
