@@ -145,11 +145,6 @@ class RunOutcome:
     status: str | None = None
     message: str | None = None
 
-    @property
-    def changed(self) -> bool:
-        """Tell whether any row was written."""
-        return bool(self.rows_new or self.rows_updated)
-
     def run_status(self) -> str:
         """Return the history's status: interrupted, ok, failed (none stored) or partial."""
         if self.stopped:

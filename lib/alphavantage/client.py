@@ -120,11 +120,6 @@ class AlphaVantageClient:
         self._retry.least_pause = request_interval
         self._session.mount(_mount_prefix(base_url), WatchedAdapter(max_retries=self._retry))
 
-    @property
-    def function(self) -> str:
-        """The function the next request asks for (TIME_SERIES_DAILY after a premium fallback)."""
-        return self._function
-
     def close(self) -> None:
         """Close the session if this client created it; an injected one stays the caller's."""
         if self._owns_session:
