@@ -96,7 +96,10 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     same file, so the file handler (concurrent-log-handler) takes a lock
     file's lock around each write and rollover: the standard
     RotatingFileHandler would rotate from every process and lose records.
-    The two handlers share their formatter, so each record is formatted once.
+    By default the two handlers share one formatter, which keeps its text on
+    the record, so each record is formatted once; with
+    ``console_tracebacks=False`` (the fetch job's call) stderr has a one-line
+    formatter of its own, and a record is formatted once per handler.
 
     Calling it again replaces the handlers it added before, so building
     several apps in one process (tests) does not duplicate lines.
