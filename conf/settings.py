@@ -362,7 +362,12 @@ class TestingConfig(BaseConfig):
 
 
 class ProductionConfig(BaseConfig):
-    """Production: MySQL and Redis, explicit CORS origins, checked at start-up."""
+    """Production: no CORS origin unless CORS_ORIGINS names some.
+
+    Start-up refuses it without DATABASE_URL (which may still name SQLite),
+    and with CACHE_TYPE=RedisCache but no CACHE_REDIS_URL; it checks neither
+    that the database is MySQL nor that the cache is Redis.
+    """
 
     ENV_NAME = "production"
 
