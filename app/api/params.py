@@ -80,7 +80,14 @@ QUOTED_INPUT_MAX = 40
 
 
 def quoted_input(text: str) -> str:
-    """Return ``text`` as a message quotes it: cut to QUOTED_INPUT_MAX characters."""
+    """Return ``text`` as a message quotes it: cut to QUOTED_INPUT_MAX characters.
+
+    The fetch job's ``lib.alphavantage.payload.show`` differs on purpose: it
+    cuts the ``repr`` of any JSON value. Here the value is always text, and
+    its own characters are counted, as the dashboard counts them
+    (url-state.js), so both cut an address's value alike; a caller quotes it
+    or not (a parameter's name is shown bare).
+    """
     if len(text) <= QUOTED_INPUT_MAX:
         return text
     return f"{text[:QUOTED_INPUT_MAX - 3]}..."

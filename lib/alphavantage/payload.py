@@ -186,7 +186,14 @@ def is_short_term_limit(error: AlphaVantageError) -> bool:
 
 
 def show(raw: Any) -> str:
-    """Quote a bad value for a message, cut short so a huge field cannot flood a log line."""
+    """Quote a bad value for a message, cut short so a huge field cannot flood a log line.
+
+    Unlike the API's ``quoted_input`` (app/api/params.py), which cuts a query
+    parameter's text to 40 characters before its callers quote it, this takes
+    any JSON value (a number, null, a list) and cuts its ``repr``: the type
+    shows (``1`` is not ``'1'``), and the whole quote, escapes included, stays
+    within 40 characters of a log line.
+    """
     text = repr(raw)
     return text if len(text) <= 40 else f"{text[:37]}..."
 
