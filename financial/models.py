@@ -74,7 +74,7 @@ class MonthlyPriceSums(Base):
     volume_sum: Mapped[int] = mapped_column(VOLUME_TYPE, nullable=False)
 
 
-# The run history's vocabularies (contract section 6): the check constraints
+# The run history's vocabularies (README: "The run history"): the check constraints
 # below, the job, the API's enums and the metrics all take their words from here.
 MANUAL, SCHEDULE = "manual", "schedule"  # the job run by hand or cron; --schedule
 TRIGGERS = (MANUAL, SCHEDULE)

@@ -1,10 +1,14 @@
-"""The contract's record shape, shared by the API, the CSV export and the fetch job's --dry-run."""
+"""The price record, shared by the API, the CSV export and the fetch job's --dry-run.
+
+Its fields and their order are the README's (`GET /api/financial_data`, the
+`fields` parameter).
+"""
 import datetime
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-# Every field a record may carry, in the contract's order.
+# Every field a record may carry, in the README's order.
 RECORD_FIELDS = (
     "symbol", "date", "open_price", "high_price", "low_price", "close_price",
     "adjusted_close_price", "volume", "dividend_amount", "split_coefficient",
@@ -62,7 +66,7 @@ _FORMATS: dict[str, Callable[[Any], str]] = {
 
 
 def price_record(values: Mapping[Any, Any], fields: Sequence[str]) -> dict[str, str | None]:
-    """Return one trading day as the contract's record, keyed by ``fields`` in their order.
+    """Return one trading day as the API's record, keyed by ``fields`` in their order.
 
     Every value is a string; a null (a column not known for that day) stays None.
     """

@@ -1,6 +1,6 @@
 """The fetch job's run history: written as a run goes, read by the API and operators.
 
-Tables ``fetch_runs`` and ``fetch_run_symbols`` (contract section 6). Times
+Tables ``fetch_runs`` and ``fetch_run_symbols`` (README: "The run history"). Times
 are naive UTC in whole seconds, so SQLite and MySQL store them alike.
 Readers (``last_run``, ``list_runs``, ``latest_symbol_outcomes``) are
 plain functions over a session, usable by the API, metrics and scripts.
