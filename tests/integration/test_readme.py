@@ -7,8 +7,8 @@ The table of contents links every main section; the configuration table lists ev
 and only settings, with their defaults; `.env.example` as it is changes no setting and gives the
 deployment's own fallbacks; the production steps and the migration commands fit the compose file
 and the migrations; the `make` targets, the fetch job's options and the `flask` commands the
-README names exist; its reasons for a symbol not fetched are the API document's, and it names
-the answers that are no envelope.
+README names exist; its reasons for a symbol not fetched are the API document's, it names the
+answers that are no envelope, and it says where the rate limit is counted.
 """
 import json
 import re
@@ -191,6 +191,16 @@ def test_the_production_steps_name_every_variable_compose_takes_from_env():
     taken = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", PRODUCTION_COMPOSE))
     assert len(taken) >= 20, "compose reads no .env: did the pattern break?"
     assert sorted(taken - named) == []
+
+
+def test_the_tech_stack_says_where_the_rate_limit_is_counted(monkeypatch):
+    monkeypatch.delenv("RATELIMIT_STORAGE_URI", raising=False)
+    row = next(line for line in README.splitlines() if line.startswith("| Flask-Limiter "))
+    compose = YAML(typ="safe", pure=True).load(PRODUCTION_COMPOSE)
+    assert get_config("development").RATELIMIT_STORAGE_URI == "memory://"
+    assert "counted in each process's memory" in row
+    assert compose["services"]["api"]["environment"]["RATELIMIT_STORAGE_URI"].startswith("redis://")
+    assert "`docker-compose.prod.yml`" in row
 
 
 def test_the_production_status_line_names_every_service_up_starts():
