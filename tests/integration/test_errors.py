@@ -1,4 +1,4 @@
-"""Every row of the contract's error table answers with the JSON envelope."""
+"""Every row of the README's error table answers with the JSON envelope."""
 import json
 import re
 import time
