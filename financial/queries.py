@@ -6,9 +6,7 @@ from sqlalchemy import Result, Row, Select, and_, func, select, union_all
 from sqlalchemy.orm import Session
 
 from financial.models import FinancialData, MonthlyPriceSums
-from financial.months import (
-    first_day, last_day_of_month, month_index, month_number, whole_months,
-)
+from financial.months import RangeMonths, first_day, last_day_of_month, month_index, split_range
 
 LIST_ORDER = (FinancialData.date, FinancialData.symbol)
 # From these offsets on, a page is first looked up in the monthly sums (``_months_of_page``);
@@ -91,28 +89,22 @@ def count_prices_by_months(
     same statement. Equal to ``count_prices`` as long as the sums equal the
     stored days (the fetch job keeps them so; ``flask refresh-sums`` restores them).
     """
-    first, last = whole_months(start_date, end_date)
-    if last is not None and first > last:
+    parts = split_range(start_date, end_date)
+    if not parts.has_whole_months:
         return count_prices(session, symbols=symbols, start_date=start_date, end_date=end_date)
-    parts = [_whole_months_sums(symbols, first, last, func.sum(MonthlyPriceSums.days))]
-    if start_date is not None and start_date.day != 1:
-        parts.append(_count(symbols, start_date, last_day_of_month(start_date)))
-    if end_date is not None and end_date != last_day_of_month(end_date):
-        parts.append(_count(symbols, end_date.replace(day=1), end_date))
-    counts = union_all(*parts).subquery()
+    counts = union_all(
+        _whole_months_sums(symbols, parts, func.sum(MonthlyPriceSums.days)),
+        *(_count(symbols, *days) for days in (parts.head, parts.tail) if days is not None),
+    ).subquery()
     return int(session.scalar(select(func.sum(*counts.c))) or 0)
 
 
-def _whole_months_sums(symbols: Sequence[str] | None, first: int, last: int | None,
-                       *columns) -> Select:
-    """Select ``columns`` of the monthly sums of ``symbols`` in the months ``first`` to ``last``.
-
-    Month indexes as ``whole_months`` returns them: an open end is None.
-    """
+def _whole_months_sums(symbols: Sequence[str] | None, parts: RangeMonths, *columns) -> Select:
+    """Select ``columns`` of the monthly sums of ``symbols`` in the whole months of ``parts``."""
     sums = MonthlyPriceSums
-    months = select(*columns).where(sums.month >= month_number(first))
-    if last is not None:
-        months = months.where(sums.month <= month_number(last))
+    months = select(*columns).where(sums.month >= parts.first_month)
+    if parts.last_month is not None:
+        months = months.where(sums.month <= parts.last_month)
     if symbols is not None:
         months = months.where(sums.symbol.in_(symbols))
     return months
@@ -186,16 +178,17 @@ def _months_of_page(
     start is counted from its rows; the pages of a partial month at its end
     keep the range's end.
     """
-    first, last = whole_months(start_date, end_date)
+    parts = split_range(start_date, end_date)
+    if not parts.has_whole_months:
+        return start_date, end_date, offset
     seen = 0  # the matching rows before the month at hand
-    if start_date is not None and start_date.day != 1:
-        head_end = last_day_of_month(start_date)
-        seen = count_prices(session, symbols=symbols, start_date=start_date,
-                            end_date=head_end if end_date is None else min(head_end, end_date))
-    if offset < seen or (last is not None and first > last):
+    if parts.head is not None:
+        seen = count_prices(session, symbols=symbols, start_date=parts.head[0],
+                            end_date=parts.head[1])
+    if offset < seen:
         return start_date, end_date, offset
     sums = MonthlyPriceSums
-    months = _whole_months_sums(symbols, first, last, sums.month, func.sum(sums.days))
+    months = _whole_months_sums(symbols, parts, sums.month, func.sum(sums.days))
     page_start, skipped = None, 0
     for month, days in session.execute(months.group_by(sums.month).order_by(sums.month)):
         if page_start is None and seen + days > offset:
@@ -205,9 +198,9 @@ def _months_of_page(
             return page_start, last_day_of_month(first_day(month)), offset - skipped
     if page_start is not None:
         return page_start, end_date, offset - skipped
-    if end_date is None or end_date == last_day_of_month(end_date):
+    if parts.tail is None:
         return start_date, end_date, offset  # no row left: the sums disagree with the rows
-    return end_date.replace(day=1), end_date, offset - seen  # in the partial last month
+    return *parts.tail, offset - seen  # in the partial last month
 
 
 def stream_prices(

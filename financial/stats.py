@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from financial.errors import NoDataError
 from financial.models import FinancialData, MonthlyPriceSums
-from financial.months import last_day_of_month, month_index, month_number
+from financial.months import last_day_of_month, month_index, month_number, split_range
 
 PRICE_PLACES = Decimal("0.01")
 WHOLE = Decimal("1")
@@ -84,15 +84,10 @@ def compute_statistics(
 
 
 def _split_range(start: datetime.date, end: datetime.date) -> dict:
-    """Split [start, end] into its whole months and the days before and after them."""
-    first = month_index(start) + (start.day != 1)
-    last = month_index(end) - (end != last_day_of_month(end))
-    if first > last:  # no whole month: every day is read, as the head
-        return {"first_month": 1, "last_month": 0, "head_start": start, "head_end": end,
-                "tail_start": _EMPTY[0], "tail_end": _EMPTY[1]}
-    head = _EMPTY if start.day == 1 else (start, last_day_of_month(start))
-    tail = _EMPTY if end == last_day_of_month(end) else (end.replace(day=1), end)
-    return {"first_month": month_number(first), "last_month": month_number(last),
+    """Return the statement's parameters: the whole months of [start, end], the days around them."""
+    parts = split_range(start, end)
+    head, tail = parts.head or _EMPTY, parts.tail or _EMPTY
+    return {"first_month": parts.first_month, "last_month": parts.last_month,
             "head_start": head[0], "head_end": head[1], "tail_start": tail[0], "tail_end": tail[1]}
 
 
