@@ -15,9 +15,9 @@ from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.fetch_run import RUN_LOCK
 from financial.ingest import delete_prices
+from financial.monthly_sums import refresh_monthly_sums
 from financial.queries import count_prices
 from financial.runs import delete_runs_before
-from financial.stats import refresh_monthly_sums
 from lib.db import batch_engine
 from lib.db_errors import DATABASE_ERRORS, describe_database_error
 from lib.locks import LockFileError, LockTimeout, database_lock

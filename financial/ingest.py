@@ -17,8 +17,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from financial.models import FinancialData
+from financial.monthly_sums import refresh_monthly_sums
 from financial.records import RECORD_FIELDS, price_record
-from financial.stats import refresh_monthly_sums
 from lib.avantage_api import DailyBar, DailySeries
 from lib.db_errors import is_lock_conflict
 from lib.storage import RowCodec, row_codec, rows_stored_unchanged, upsert_encoded

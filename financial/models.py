@@ -58,7 +58,7 @@ class MonthlyPriceSums(Base):
     """The stored days of one symbol in one calendar month, added up.
 
     Kept exactly equal to what ``financial_data`` holds for that month
-    (``financial.stats.refresh_monthly_sums``, which the fetch job calls as it
+    (``financial.monthly_sums.refresh_monthly_sums``, which the fetch job calls as it
     stores), so that statistics over a long range add up whole months here
     and read single days only for the partial months at its ends. ``month``
     is YYYYMM. Sums are exact: SQLite adds the scaled integers, MySQL decimals.

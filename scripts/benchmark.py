@@ -46,7 +46,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
 from financial.models import FinancialData  # noqa: E402
-from financial.stats import refresh_monthly_sums  # noqa: E402
+from financial.monthly_sums import refresh_monthly_sums  # noqa: E402
 
 FIRST_DAY = datetime.date(2006, 1, 2)
 DEFAULT_SQLITE = PROJECT_ROOT / "data" / "streaming" / "benchmark.db"

@@ -26,7 +26,7 @@ from app import create_app
 from app.extensions import cache, db
 from conf.settings import PROJECT_ROOT, BaseConfig, ConfigError, read_config
 from financial.models import FetchRun, FetchRunSymbol, FinancialData, MonthlyPriceSums
-from financial.stats import refresh_monthly_sums
+from financial.monthly_sums import refresh_monthly_sums
 
 # The API key the fetch job's tests configure; it must never show anywhere.
 KEY = "SECRETKEY123"

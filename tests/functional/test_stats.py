@@ -13,9 +13,8 @@ from app.extensions import db
 from financial.errors import NoDataError
 from financial.fetch_run import RUN_LOCK
 from financial.models import FinancialData, MonthlyPriceSums
-from financial.stats import (
-    _RANGE_SUMS, PriceStatistics, _split_range, compute_statistics, refresh_monthly_sums,
-)
+from financial.monthly_sums import refresh_monthly_sums
+from financial.stats import _RANGE_SUMS, PriceStatistics, _split_range, compute_statistics
 from lib.locks import database_lock
 from tests.helpers import build_app, dispose_engines, insert_prices, sqlite_url
 

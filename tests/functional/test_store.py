@@ -17,7 +17,7 @@ from financial.ingest import (
     ROW_COLUMNS, VALUE_COLUMNS, StoreResult, _row, _stored_range, store_prices, store_symbol,
 )
 from financial.models import FinancialData, MonthlyPriceSums
-from financial.stats import refresh_monthly_sums
+from financial.monthly_sums import refresh_monthly_sums
 from lib.avantage_api import DailyBar
 from lib.storage import (
     UPSERT_CHUNK_SIZE, RowCodec, _stored_texts, _upsert_sql, row_codec, rows_stored_unchanged,

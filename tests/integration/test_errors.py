@@ -11,7 +11,7 @@ from sqlalchemy import text
 from app.api.health import PROBE_SECONDS
 from app.api.params import MAX_PAGE
 from app.extensions import db
-from financial.stats import refresh_monthly_sums
+from financial.monthly_sums import refresh_monthly_sums
 from tests.helpers import (
     LIST_ERROR, OBJECT_ERROR, assert_error, build_app, migrate_database,
 )

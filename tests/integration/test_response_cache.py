@@ -11,7 +11,7 @@ import get_raw_data
 from app.api.caching import RESPONSE_FORMAT_VERSION
 from app.extensions import cache, db
 from financial.models import FinancialData
-from financial.stats import refresh_monthly_sums
+from financial.monthly_sums import refresh_monthly_sums
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import build_app, data_commands, isolated_environment
 
