@@ -44,6 +44,7 @@ class FinancialData(Base):
 
     symbol: Mapped[str] = mapped_column(String(16), primary_key=True)
     date: Mapped[datetime.date] = mapped_column(Date, primary_key=True)
+    # lib/alphavantage/payload.py checks values against these: tests/unit/test_parser_bounds.py.
     open_price: Mapped[Decimal] = mapped_column(ScaledDecimal(18, 4), nullable=False)
     high_price: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 4))
     low_price: Mapped[Decimal | None] = mapped_column(ScaledDecimal(18, 4))

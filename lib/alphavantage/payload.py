@@ -37,11 +37,12 @@ _ADJUSTED_ONLY_KEYS = ("5. adjusted close", "6. volume")
 class _Column:
     """How a decimal field must look to fit its column.
 
-    ``places`` is the column's scale; up to ``accepted_places`` are accepted
-    and the extra ones rounded half away from zero. Values stay below
-    ``10**integer_digits``.
+    ``precision`` and ``places`` are the column's precision and scale; up to
+    ``accepted_places`` are accepted and the extra ones rounded half away
+    from zero. Values stay below ``10**integer_digits``.
     """
 
+    precision: int
     places: int
     accepted_places: int
     integer_digits: int
@@ -49,7 +50,7 @@ class _Column:
 
     @property
     def sql_type(self) -> str:
-        return f"DECIMAL(18,{self.places})"
+        return f"DECIMAL({self.precision},{self.places})"
 
     @property
     def plain(self) -> str:
@@ -62,15 +63,16 @@ class _Column:
         return Decimal(1).scaleb(-self.places)
 
 
+# The columns of financial.models.FinancialData: tests/unit/test_parser_bounds.py compares them.
 # Prices are stored as DECIMAL(18,4). Prices stay below 10**9 and volumes below
 # 10**14, far above any real stock, so that the sums behind statistics fit the
 # 64-bit integers SQLite adds exactly, even over a century of days.
-_PRICE = _Column(places=4, accepted_places=4, integer_digits=9)
+_PRICE = _Column(precision=18, places=4, accepted_places=4, integer_digits=9)
 # AlphaVantage computes the adjusted close with up to 12 decimals
 # ("135.715749630724"); the column keeps 4, so the rest is rounded.
-_ADJUSTED_PRICE = _Column(places=4, accepted_places=20, integer_digits=9)
+_ADJUSTED_PRICE = _Column(precision=18, places=4, accepted_places=20, integer_digits=9)
 # A split coefficient is a ratio such as 4.0 or 0.33333333, never zero.
-_RATIO = _Column(places=8, accepted_places=8, integer_digits=9, positive=True)
+_RATIO = _Column(precision=18, places=8, accepted_places=8, integer_digits=9, positive=True)
 _MAX_VOLUME = 10**14 - 1
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
