@@ -5,7 +5,8 @@ from decimal import Decimal
 
 import pytest
 
-from financial.ingest import recent_days, to_records
+from financial.ingest import ROW_COLUMNS, _row, recent_days, to_records
+from financial.models import FinancialData
 from lib.avantage_api import DailyBar, DailySeries, parse_daily_series
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 
@@ -131,3 +132,14 @@ def test_records_carry_every_field_in_the_contract_order(name, day, record):
     series = load(name)
     by_date = {r["date"]: r for r in to_records(series.symbol, recent_days(series, None))}
     assert list(by_date[day].items()) == list(record.items())
+
+
+def test_a_row_holds_each_bar_value_under_its_column_in_the_tables_order():
+    """The upsert writes the table's columns, in its order (``row_codec``'s), not the records'."""
+    fields = dict(date=D(2024, 6, 18), open_price=Decimal("1.1"), high_price=Decimal("2.2"),
+                  low_price=Decimal("3.3"), close_price=Decimal("4.4"),
+                  adjusted_close_price=Decimal("5.5"), volume=6,
+                  dividend_amount=Decimal("7.7"), split_coefficient=Decimal("8.8"))
+    row = _row("IBM", DailyBar(**fields))
+    assert dict(zip(ROW_COLUMNS, row, strict=True)) == {"symbol": "IBM", **fields}
+    assert ROW_COLUMNS == tuple(FinancialData.__table__.c.keys())
