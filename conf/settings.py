@@ -234,6 +234,7 @@ class BaseConfig:
         # scripts/prestart.py raise it to DATABASE_JOB_TIMEOUT (job_overrides).
         self.DATABASE_READ_TIMEOUT = self.DATABASE_TIMEOUT
         self.ALPHAVANTAGE_API_KEY = problems.call(read_api_key, None)
+        # The only defaults of these two: the client takes them as arguments.
         self.ALPHAVANTAGE_BASE_URL = env_str(
             "ALPHAVANTAGE_BASE_URL", "https://www.alphavantage.co/query"
         )
@@ -287,7 +288,8 @@ class BaseConfig:
         # When `get_raw_data.py --schedule` runs the job: 5-field cron in a time zone.
         self.FETCH_SCHEDULE = env_str("FETCH_SCHEDULE", "30 18 * * 1-5")
         self.FETCH_TIMEZONE = env_str("FETCH_TIMEZONE", "America/New_York")
-        # Seconds a fetch run waits for the one in progress before it fails.
+        # Seconds a fetch run waits for the one in progress before it fails (the
+        # only default: financial.fetch_run.RunSettings takes it as an argument).
         self.FETCH_LOCK_TIMEOUT = read(env_float, "FETCH_LOCK_TIMEOUT", 300.0)
         # Closed NYSE sessions a symbol may lag before /api/symbols calls it stale.
         self.STALE_AFTER_SESSIONS = read(env_int, "STALE_AFTER_SESSIONS", 1)

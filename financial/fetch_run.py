@@ -75,13 +75,14 @@ class RunSettings:
     ``window_days`` None keeps every day (``--full``); ``dry_run`` collects
     records instead of storing; ``show_progress`` notes "[n/N] label ..." before
     each job when there are several jobs or whole histories are kept;
-    ``lock_timeout`` is how long (seconds) a run waits for the one in progress.
+    ``lock_timeout`` is how long (seconds) a run waits for the one in progress:
+    the caller's FETCH_LOCK_TIMEOUT, whose default is the only one.
     """
 
     window_days: int | None
+    lock_timeout: float
     dry_run: bool = False
     show_progress: bool = False
-    lock_timeout: float = 300.0
 
 
 def _nothing() -> None:

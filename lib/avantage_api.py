@@ -24,12 +24,12 @@ from lib.alphavantage.series import (
 )
 
 if TYPE_CHECKING:
-    from lib.alphavantage.client import DEFAULT_BASE_URL, AlphaVantageClient
+    from lib.alphavantage.client import AlphaVantageClient
 
-_CLIENT_NAMES = ("DEFAULT_BASE_URL", "AlphaVantageClient")
+_CLIENT_NAMES = ("AlphaVantageClient",)
 
 __all__ = [
-    "DEFAULT_BASE_URL", "FUNCTIONS", "TIME_SERIES_DAILY", "TIME_SERIES_DAILY_ADJUSTED",
+    "FUNCTIONS", "TIME_SERIES_DAILY", "TIME_SERIES_DAILY_ADJUSTED",
     "AlphaVantageClient", "AlphaVantageError", "AlphaVantageTransportError", "DailyBar",
     "DeadlineExceededError",
     "DailySeries", "InvalidApiKeyError", "InvalidSymbolError", "MalformedResponseError",

@@ -9,7 +9,7 @@ Usage::
     def test_something(fake_alphavantage):
         fake_alphavantage.queue_error("burst_limit")
         fake_alphavantage.queue_fixture("IBM_TIME_SERIES_DAILY_compact_2024-06-18.json")
-        client = AlphaVantageClient("KEY", base_url=fake_alphavantage.url, ...)
+        client = AlphaVantageClient("KEY", base_url=fake_alphavantage.url, function=..., ...)
         ...
         assert [r.params["function"] for r in fake_alphavantage.requests] == [...]
 """

@@ -35,7 +35,6 @@ from lib.tickers import SYMBOL_RULE, normalize_symbol
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://www.alphavantage.co/query"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _BACKOFF_MAX_SECONDS = 30.0
 # A failure this close to the deadline is the deadline's doing: socket
@@ -70,8 +69,8 @@ class AlphaVantageClient:
         self,
         api_key: str,
         *,
-        base_url: str = DEFAULT_BASE_URL,
-        function: str = TIME_SERIES_DAILY_ADJUSTED,
+        base_url: str,
+        function: str,
         session: requests.Session | None = None,
         timeout: float | tuple[float, float] = (3.05, 30),
         max_retries: int = 3,
@@ -85,6 +84,8 @@ class AlphaVantageClient:
     ) -> None:
         """Fail fast on an unsupported function or a missing key, before any request.
 
+        ``base_url`` and ``function`` have no default here: the caller's
+        settings hold them (ALPHAVANTAGE_BASE_URL, ALPHAVANTAGE_FUNCTION).
         An injected session gets the retrying adapter mounted for ``base_url``'s
         host only, so its other traffic is untouched. Transport retries follow
         urllib3, never sooner than ``request_interval``: the first goes after

@@ -65,8 +65,9 @@ def make_client(fake_alphavantage, sleeps):
     clients: list[AlphaVantageClient] = []
 
     def make(**options) -> AlphaVantageClient:
-        settings = {"base_url": fake_alphavantage.url, "backoff_factor": 0, "sleep": sleeps,
-                    "rate_limit_wait": 7.5, "timeout": (1, 5), **options}
+        settings = {"base_url": fake_alphavantage.url, "function": TIME_SERIES_DAILY_ADJUSTED,
+                    "backoff_factor": 0, "sleep": sleeps, "rate_limit_wait": 7.5,
+                    "timeout": (1, 5), **options}
         client = AlphaVantageClient(API_KEY, **settings)
         clients.append(client)
         return client
@@ -127,7 +128,8 @@ def test_success_sends_exact_query_with_key_as_param(fake_alphavantage, make_cli
 
 def test_the_key_is_sent_without_the_whitespace_around_it(fake_alphavantage):
     fake_alphavantage.queue_fixture(IBM_DAILY)
-    with AlphaVantageClient(f" {API_KEY}\n", base_url=fake_alphavantage.url) as client:
+    with AlphaVantageClient(f" {API_KEY}\n", base_url=fake_alphavantage.url,
+                            function=TIME_SERIES_DAILY_ADJUSTED) as client:
         client.fetch_daily("IBM")
 
     [request] = fake_alphavantage.requests
@@ -170,7 +172,8 @@ class CountingSession(requests.Session):
 def test_closing_the_client_leaves_an_injected_session_open(fake_alphavantage):
     session = CountingSession()
     fake_alphavantage.queue_fixture(IBM_DAILY)
-    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, session=session) as client:
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url,
+                            function=TIME_SERIES_DAILY_ADJUSTED, session=session) as client:
         client.fetch_daily("IBM")
 
     assert session.closes == 0, "the caller's session is the caller's to close"
@@ -268,7 +271,8 @@ def test_key_echoed_url_encoded_is_redacted(fake_alphavantage, quoting, caplog):
     key = "AbC+d/e f%g"
     fake_alphavantage.queue_error("invalid_key",
                                   text=f"Invalid API call: /query?apikey={quoting(key)}")
-    client = AlphaVantageClient(key, base_url=fake_alphavantage.url, backoff_factor=0)
+    client = AlphaVantageClient(key, base_url=fake_alphavantage.url,
+                                function=TIME_SERIES_DAILY_ADJUSTED, backoff_factor=0)
     with pytest.raises(InvalidApiKeyError) as caught:
         client.fetch_daily("IBM")
     client.close()
@@ -392,7 +396,8 @@ def test_a_transport_retry_waits_the_interval_too(fake_alphavantage):
     """urllib3 sends its first retry at once; a rate-limited server would refuse it again."""
     fake_alphavantage.queue_response("busy", status=503)
     fake_alphavantage.queue_fixture(IBM_DAILY)
-    client = AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, backoff_factor=0,
+    client = AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url,
+                                function=TIME_SERIES_DAILY_ADJUSTED, backoff_factor=0,
                                 request_interval=0.3)
     client.fetch_daily("IBM")
     client.close()
@@ -597,7 +602,8 @@ def test_key_that_json_and_quotes_escape_is_redacted(fake_alphavantage, caplog):
     """A quote or backslash in the key is escaped in the body and again in a quoted value."""
     key = 'Ab"C\\d/e f%g'
     fake_alphavantage.queue_json({"Time Series (Daily)": {"2023-03-24": {**DAY, "1. open": key}}})
-    client = AlphaVantageClient(key, base_url=fake_alphavantage.url, backoff_factor=0)
+    client = AlphaVantageClient(key, base_url=fake_alphavantage.url,
+                                function=TIME_SERIES_DAILY_ADJUSTED, backoff_factor=0)
     with pytest.raises(MalformedResponseError) as caught:
         client.fetch_daily("IBM")
     client.close()
@@ -654,7 +660,8 @@ def broken_header_server(raw_server):
 
 
 def test_key_is_masked_in_urllib3_header_warnings(broken_header_server, caplog):
-    client = AlphaVantageClient(API_KEY, base_url=broken_header_server, max_retries=0)
+    client = AlphaVantageClient(API_KEY, base_url=broken_header_server,
+                                function=TIME_SERIES_DAILY_ADJUSTED, max_retries=0)
     with pytest.raises(InvalidSymbolError) as raised:
         client.fetch_daily("IBM")
     client.close()
@@ -747,7 +754,8 @@ def test_a_default_client_waits_out_a_short_term_limit_3_times_15_s_each(
     for _ in range(4):
         fake_alphavantage.queue_error("burst_limit")
 
-    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, sleep=sleeps) as client:
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url,
+                            function=TIME_SERIES_DAILY_ADJUSTED, sleep=sleeps) as client:
         with pytest.raises(RateLimitError, match="persisted after 3 waits$"):
             client.fetch_daily("IBM")
 
@@ -759,7 +767,8 @@ def test_a_default_client_does_not_space_its_requests(fake_alphavantage, sleeps)
     fake_alphavantage.queue_fixture(IBM_ADJUSTED)
     fake_alphavantage.queue_fixture(IBM_ADJUSTED)
 
-    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, sleep=sleeps) as client:
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url,
+                            function=TIME_SERIES_DAILY_ADJUSTED, sleep=sleeps) as client:
         client.fetch_daily("IBM")
         client.fetch_daily("IBM")
 
@@ -771,7 +780,8 @@ def test_a_default_client_retries_3_times_the_first_at_once_then_after_1_and_2_s
     for _ in range(4):
         fake_alphavantage.queue_response("busy", status=503)
 
-    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url) as client:
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url,
+                            function=TIME_SERIES_DAILY_ADJUSTED) as client:
         with pytest.raises(AlphaVantageTransportError, match="after 3 retries$"):
             client.fetch_daily("IBM")
 
@@ -785,7 +795,8 @@ def test_a_backoff_growing_past_30_s_is_cut_to_30_s(fake_alphavantage, backoffs)
     for _ in range(4):
         fake_alphavantage.queue_response("busy", status=503)
 
-    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url, backoff_factor=20) as client:
+    with AlphaVantageClient(API_KEY, base_url=fake_alphavantage.url,
+                            function=TIME_SERIES_DAILY_ADJUSTED, backoff_factor=20) as client:
         with pytest.raises(AlphaVantageTransportError):
             client.fetch_daily("IBM")
 

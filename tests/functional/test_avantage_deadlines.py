@@ -8,7 +8,7 @@ import pytest
 
 from werkzeug.wrappers import Request, Response
 
-from lib.avantage_api import AlphaVantageClient, DeadlineExceededError
+from lib.avantage_api import TIME_SERIES_DAILY_ADJUSTED, AlphaVantageClient, DeadlineExceededError
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 
 API_KEY = "SECRETKEY123"
@@ -21,8 +21,8 @@ def make_client(fake_alphavantage):
     sleeps: list[float] = []
 
     def make(**options) -> AlphaVantageClient:
-        settings = {"base_url": fake_alphavantage.url, "backoff_factor": 0,
-                    "sleep": sleeps.append, "timeout": (1, 30), **options}
+        settings = {"base_url": fake_alphavantage.url, "function": TIME_SERIES_DAILY_ADJUSTED,
+                    "backoff_factor": 0, "sleep": sleeps.append, "timeout": (1, 30), **options}
         client = AlphaVantageClient(API_KEY, **settings)
         clients.append(client)
         return client

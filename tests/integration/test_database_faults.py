@@ -54,6 +54,9 @@ EXPORT = "/api/financial_data/export"
 STATS = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
 PASSWORD = "hunter2-do-not-log"
 
+# A run of whole histories, waiting for another as long as the fetch job does by default.
+FULL_RUN = RunSettings(window_days=None, lock_timeout=300.0)
+
 
 def store_one_day(application) -> None:
     with application.app_context():
@@ -526,7 +529,7 @@ def test_a_database_lost_mid_run_ends_the_run_unless_it_is_back(mysql_app, resta
             run_log.addHandler(resume)
         try:
             with Session(engine) as session:
-                loop = RunLoop(session, RunSettings(window_days=None),
+                loop = RunLoop(session, FULL_RUN,
                                RunHooks(report=lambda _: None, note=lambda _: None),
                                history=RunRecorder.open(session, "manual", utc_now))
                 outcome = loop.run([job("IBM"), job("AAPL", stall=True), job("MSFT")])
@@ -577,7 +580,7 @@ def test_a_run_whose_end_is_recorded_records_the_outcomes_it_could_not_before(my
             with Session(engine) as session:
                 outcome = recorded_run(session, engine,
                                        [job("IBM"), job("AAPL", stall=True), job("MSFT")],
-                                       RunSettings(window_days=None),
+                                       FULL_RUN,
                                        RunHooks(report=lambda _: None, note=lambda _: None),
                                        trigger="manual")
         finally:
@@ -619,7 +622,7 @@ def test_a_symbol_whose_commit_the_database_took_after_the_wait_is_stored(mysql_
         try:
             with Session(engine) as session:
                 outcome = recorded_run(session, engine, [Job("IBM", fetch, calls_api=True)],
-                                       RunSettings(window_days=None),
+                                       FULL_RUN,
                                        RunHooks(report=lambda _: None, note=lambda _: None),
                                        trigger="manual")
         finally:
@@ -668,7 +671,7 @@ def test_a_symbol_met_before_whose_commit_was_lost_fails_though_its_first_outcom
                 outcome = recorded_run(
                     session, engine, [Job("IBM", lambda: fetch(False), calls_api=True),
                                       Job("IBM", lambda: fetch(True), calls_api=True)],
-                    RunSettings(window_days=None),
+                    FULL_RUN,
                     RunHooks(report=lambda _: None, note=lambda _: None), trigger="manual")
         finally:
             engine.dispose()
@@ -705,7 +708,7 @@ def test_a_commit_whose_check_finds_the_database_gone_waits_for_it_no_more(mysql
             with Session(engine) as session, pytest.raises(RunEndNotRecorded) as caught:
                 recorded_run(session, engine, [Job("IBM", fetch, calls_api=True),
                                                Job("AAPL", fetch, calls_api=True)],
-                             RunSettings(window_days=None),
+                             FULL_RUN,
                              RunHooks(report=lambda _: None, note=lambda _: None),
                              trigger="manual")
         finally:
@@ -737,7 +740,7 @@ def test_a_symbol_the_database_failed_is_recorded_with_the_code_and_its_cause(my
         run_log.addHandler(resume)
         try:
             with Session(engine) as session:
-                RunLoop(session, RunSettings(window_days=None),
+                RunLoop(session, FULL_RUN,
                         RunHooks(report=lambda _: None, note=lambda _: None),
                         history=RunRecorder.open(session, "manual", utc_now),
                         ).run([Job("IBM", fetch, calls_api=True)])

@@ -679,7 +679,7 @@ def test_a_catch_up_with_nothing_left_closes_the_dead_run_and_records_nothing(ap
         ended = []
         outcome = recorded_run(
             db.session(), db.engine, [Job("IBM", _must_not_fetch, True)],
-            RunSettings(window_days=14),
+            RunSettings(window_days=14, lock_timeout=300.0),
             RunHooks(_ignore, _ignore, on_end=lambda: ended.append(True)), trigger="schedule",
             scheduled_for=due, catch_up=True)
     assert outcome is None and ended == [True]

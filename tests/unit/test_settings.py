@@ -1,4 +1,6 @@
 """Config selection and environment parsing (conf/settings.py)."""
+import dataclasses
+import inspect
 import os
 
 import pytest
@@ -9,6 +11,8 @@ from conf.settings import (
     DEFAULT_SQLITE_PATH, PROJECT_ROOT, ConfigError, DevelopmentConfig, ProductionConfig,
     with_password,
 )
+from financial.fetch_run import RunSettings
+from lib.avantage_api import AlphaVantageClient
 from tests.helpers import get_config
 
 ALL_VARIABLES = (
@@ -65,6 +69,15 @@ def test_defaults_are_the_contracts():
     assert config.LOG_DIR == str(PROJECT_ROOT / "data" / "log")
     assert (config.EXPORT_MAX_ROWS, config.EXPORT_CONCURRENCY) == (1_000_000, 2)
     assert (config.RATE_LIMIT, config.RATELIMIT_STORAGE_URI) == ("", "memory://")
+
+
+def test_the_settings_hold_the_only_defaults_of_the_url_function_and_lock_wait():
+    """The client and the run loop take them from the caller: no second default to drift."""
+    client = inspect.signature(AlphaVantageClient).parameters
+    assert client["base_url"].default is inspect.Parameter.empty
+    assert client["function"].default is inspect.Parameter.empty
+    run = {field.name: field for field in dataclasses.fields(RunSettings)}
+    assert run["lock_timeout"].default is dataclasses.MISSING
 
 
 def test_values_come_from_the_environment(monkeypatch):
