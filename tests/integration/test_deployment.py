@@ -22,7 +22,7 @@ import uuid
 from importlib import import_module, metadata
 from pathlib import Path
 from types import FunctionType, ModuleType
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from gunicorn.config import KNOWN_SETTINGS
@@ -32,6 +32,7 @@ from ruamel.yaml import YAML
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
+from app.routes import PAGINATED_PATHS
 from app.security import SECURITY_HEADERS
 from lib.locks import MIGRATION_LOCK, lock_name
 from tests.deployment import (
@@ -640,6 +641,36 @@ def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     buffers = re.search(r"large_client_header_buffers \d+ (\d+)k;", nginx).group(1)
     gunicorn = runpy.run_path(str(GUNICORN_CONF))
     assert int(buffers) * 1024 < gunicorn["limit_request_line"], "nginx must refuse first"
+
+
+def escaped_variants(path: str) -> list[str]:
+    """Return ``path`` with each of its characters after the first %-escaped in turn,
+    in upper and lower case hex, as a client may send it."""
+    variants = []
+    for index in range(1, len(path)):
+        for escape in {"%%%02X" % ord(path[index]), "%%%02x" % ord(path[index])}:
+            variants.append(path[:index] + escape + path[index + 1:])
+    return variants
+
+
+def test_nginx_picks_a_lists_error_envelope_by_the_path_the_api_decodes():
+    """The API %-decodes the path, %2F included, and strips trailing slashes (app/errors.py);
+    nginx's map must agree on every spelling of every path, a list's or not."""
+    nginx = (ROOT / "conf" / "nginx.conf").read_text(encoding="utf-8")
+    starts = re.search(r"map \$request_uri \$nginx_error_data \{(.*?)\n    \}", nginx,
+                       re.DOTALL).group(1)
+    pattern = re.compile(re.search(r'^\s*"~(.*)" \'"data": \[\]', starts, re.MULTILINE).group(1))
+    paths = [*PAGINATED_PATHS, "/api/statistics", "/api/health", "/api/symbol",
+             "/api/financial_data/exports", "/api/fetch_run", "/api"]
+    targets = []
+    for path in paths:
+        for variant in [path, *escaped_variants(path)]:
+            targets += [variant, variant + "/", variant + "%2F//", variant + "?limit=0",
+                        variant + "x", "/" + variant, variant.replace("/", "//", 2)]
+    for target in targets:
+        decoded = unquote(target.partition("?")[0])
+        expected = decoded.rstrip("/") in PAGINATED_PATHS
+        assert bool(pattern.match(target)) == expected, target
 
 
 def test_production_trusts_exactly_nginx_and_shares_the_rate_limit_in_redis():

@@ -288,6 +288,34 @@ def test_the_api_down_is_the_envelope_its_endpoint_documents(nginx_without_api, 
         "error": "the API is unavailable, please retry later"}}
 
 
+# Requests the API answers with an error, a list's or another's, whose path nginx's
+# $uri would read otherwise: %-escapes, doubled slashes, dot segments, queries.
+ENCODED_TARGETS = [
+    "/api/%73ymbols?limit=0", "/api/%53ymbols?limit=0", "/api%2Fsymbols?limit=0",
+    "/api%2fsymbols?limit=0", "/api/financial%5fdata?limit=0", "/api/%66etch_runs?limit=0",
+    "/api/financial_data%2Fexport?limit=0", "/api/symbols/?limit=0", "/api/symbols//",
+    "/api/symbols%2F", "/api/financial_data/export/?limit=0", "/api//symbols",
+    "//api/symbols", "/api/./symbols", "/api/%2e/symbols", "/api/x/../symbols",
+    "/api/symbols/.", "/api/symbols;x", "/api/symbols%3Flimit=0", "/API/symbols",
+    "/api/symbolsx", "/api/statistics?next=/api/symbols", "/api/symbols?next=/api/x",
+]
+
+
+def test_the_api_down_answers_in_the_envelope_the_api_gives_the_path(nginx_port,
+                                                                     nginx_without_api):
+    """nginx picks a list's envelope by the path the API routes, not by its own $uri."""
+    def shapes(port: int) -> dict[str, dict]:
+        answers = {}
+        for target in ENCODED_TARGETS:
+            status, _, body = raw_request(port, f"GET {target} HTTP/1.1".encode())
+            assert status >= 400, target
+            answers[target] = {key: value for key, value in json.loads(body).items()
+                               if key != "info"}
+        return answers
+
+    assert shapes(nginx_without_api) == shapes(nginx_port)
+
+
 def test_a_forwarded_for_a_client_writes_itself_counts_for_nothing(nginx_port, upstream):
     raw_request(nginx_port, b"GET /api/health HTTP/1.1", forwarded_headers("spoofed-for"))
     assert logged_client(upstream.log_dir, "spoofed-for") == "127.0.0.1"
