@@ -1,4 +1,6 @@
 """What an app that answers requests adds to the shell: the API, its hooks, CORS, commands."""
+import re
+
 from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.exceptions import NotFound
@@ -13,7 +15,7 @@ from app.errors import register_error_handlers
 from app.metrics import register_metrics
 from app.rate_limits import register_rate_limits
 from app.request_log import register_request_logging
-from app.routes import is_api_path
+from app.routes import API_PREFIX, is_api_path
 from app.security import register_security_headers, trust_proxy_hops
 from lib.log_setup import drop_terminal_styles, split_fixed_messages
 
@@ -25,6 +27,9 @@ EXPOSED_HEADERS = ["Content-Disposition", "ETag", "Link", "Retry-After", "X-Requ
                    ROW_COUNT_HEADER]
 # The API only reads: a browser's preflight is told so.
 CORS_METHODS = ["GET", "HEAD", "OPTIONS"]
+# The paths is_api_path names, as Flask-CORS matches them (from their start): its
+# "/api/*" also took paths outside the API, e.g. /apix, without the Vary of the API's.
+CORS_PATHS = re.compile(rf"{re.escape(API_PREFIX)}(/.*)?\Z", re.DOTALL)
 
 
 def register_serving(app: Flask) -> None:
@@ -71,7 +76,7 @@ def register_cors(app: Flask) -> None:
         return
     if "*" not in origins:  # registered first, so it runs after Flask-CORS's own hook
         app.after_request(_vary_by_origin)
-    CORS(app, resources={r"/api/*": {"origins": origins}},
+    CORS(app, resources={CORS_PATHS: {"origins": origins}},
          methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS,
          max_age=app.config["CORS_MAX_AGE"])
 

@@ -119,6 +119,23 @@ def test_every_api_answer_varies_by_origin_when_only_some_origins_are_allowed(
             assert {value.strip() for value in vary.split(",")} == {"Accept-Encoding", "Origin"}
 
 
+@pytest.mark.parametrize("origins", [["*"], ["https://good.example"]])
+def test_cors_headers_are_the_apis_alone(sqlite_database_url, tmp_path, origins):
+    """Outside /api (a path that merely starts with its letters too) no answer depends on Origin."""
+    application = build_app(sqlite_database_url, tmp_path, CORS_ORIGINS=origins)
+    client = application.test_client()
+    origin = {"Origin": "https://good.example"}
+    for path in ("/api", "/api/", "/api/nothing"):
+        response = client.get(path, headers=origin)
+        assert response.headers["Access-Control-Allow-Origin"] == "https://good.example", path
+    for path in ("/apix", "/api.json", "/", "/static/nothing"):
+        for headers in (origin, {}):
+            response = client.get(path, headers=headers)
+            cors = [name for name in response.headers.keys() if name.startswith("Access-Control-")]
+            assert cors == [], path
+            assert "Origin" not in response.headers.get("Vary", ""), path
+
+
 def test_cors_defaults_to_any_origin_in_development(sqlite_client):
     response = sqlite_client.get("/api/health", headers={"Origin": "https://any.example"})
     assert response.headers["Access-Control-Allow-Origin"] in ("*", "https://any.example")
