@@ -618,7 +618,8 @@ def test_nginx_keeps_metrics_private_and_passes_request_ids():
 
 def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     nginx = (ROOT / "conf" / "nginx.conf").read_text(encoding="utf-8")
-    pages = re.findall(r"^\s*error_page ([\d ]+) =(\d+) (/__nginx_error/\d+);", nginx,
+    # "=" without a code: the page's own status (a 503, or a preflight's 204).
+    pages = re.findall(r"^\s*error_page ([\d ]+) =(\d*) ?(/__nginx_error/\d+);", nginx,
                        re.MULTILINE)
     assert {code for codes, _, _ in pages for code in codes.split()} >= {
         "400", "405", "413", "414", "494", "501", "502", "504"}
@@ -641,6 +642,20 @@ def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     buffers = re.search(r"large_client_header_buffers \d+ (\d+)k;", nginx).group(1)
     gunicorn = runpy.run_path(str(GUNICORN_CONF))
     assert int(buffers) * 1024 < gunicorn["limit_request_line"], "nginx must refuse first"
+
+
+def test_nginx_gets_the_apis_cors_origins_and_no_other_variable():
+    """The image's entrypoint fills the template's variables named by the filter (envsubst)."""
+    services = load_compose("docker-compose.prod.yml")["services"]
+    nginx = services["nginx"]
+    assert nginx["volumes"] == ["./conf/nginx.conf:/etc/nginx/templates/nginx.conf.template:ro"]
+    environment = nginx["environment"]
+    assert environment["NGINX_ENVSUBST_OUTPUT_DIR"] == "/etc/nginx"
+    assert environment["CORS_ORIGINS"] == services["api"]["environment"]["CORS_ORIGINS"]
+    assert [name for name in environment
+            if re.search(environment["NGINX_ENVSUBST_FILTER"], name)] == ["CORS_ORIGINS"]
+    template = (ROOT / "conf" / "nginx.conf").read_text(encoding="utf-8")
+    assert re.findall(r"\$\{?CORS_ORIGINS\b\}?", template) == ["${CORS_ORIGINS}"]
 
 
 def escaped_variants(path: str) -> list[str]:

@@ -27,10 +27,15 @@ SECURITY_HEADERS = ("X-Content-Type-Options", "Referrer-Policy", "X-Frame-Option
                     "Content-Security-Policy")
 
 
-def local_config(upstream_port: int, port: int, folder: Path) -> str:
-    """Return conf/nginx.conf as it can run on this machine, and fail if it changed shape."""
+def local_config(upstream_port: int, port: int, folder: Path, cors_origins: str = "") -> str:
+    """Return conf/nginx.conf as it can run on this machine, and fail if it changed shape.
+
+    ``cors_origins`` fills in the placeholder the image's entrypoint fills with
+    the API's CORS_ORIGINS (envsubst, docker-compose.prod.yml).
+    """
     text = NGINX_CONF.read_text(encoding="utf-8")
     replacements = {
+        "${CORS_ORIGINS}": cors_origins,
         "server api:8000 resolve;": f"server 127.0.0.1:{upstream_port};",
         "resolver 127.0.0.11 valid=10s ipv6=off;": "",
         "listen 80 default_server;": f"listen 127.0.0.1:{port} default_server;",
@@ -55,10 +60,11 @@ class Upstream(NamedTuple):
 
 
 @contextmanager
-def gunicorn(database_url: str, log_dir: Path, hops: int) -> Iterator[Upstream]:
+def gunicorn(database_url: str, log_dir: Path, hops: int, **settings: str) -> Iterator[Upstream]:
     """gunicorn as production runs it, trusting ``hops`` proxies in front."""
     with production_gunicorn(log_dir, APP_ENV="production", DATABASE_URL=database_url,
-                             GUNICORN_WORKERS="1", TRUSTED_PROXY_HOPS=str(hops)) as port:
+                             GUNICORN_WORKERS="1", TRUSTED_PROXY_HOPS=str(hops),
+                             **settings) as port:
         yield Upstream(port, log_dir)
 
 
@@ -69,13 +75,13 @@ def upstream(sqlite_database_url, tmp_path_factory) -> Iterator[Upstream]:
         yield server
 
 
-def start_nginx(upstream_port: int, folder: Path) -> Iterator[int]:
+def start_nginx(upstream_port: int, folder: Path, cors_origins: str = "") -> Iterator[int]:
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if nginx is None:
         pytest.skip("nginx is not installed: apt-get install nginx (.ci/run installs it)")
     port = free_port()
     config = folder / "nginx.conf"
-    config.write_text(local_config(upstream_port, port, folder), encoding="utf-8")
+    config.write_text(local_config(upstream_port, port, folder, cors_origins), encoding="utf-8")
     checked = subprocess.run([nginx, "-t", "-c", str(config)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
     process = subprocess.Popen([nginx, "-c", str(config), "-g", "daemon off;"],
@@ -109,17 +115,24 @@ def _accepts(port: int) -> bool:
     return True
 
 
-def raw_request(port: int, request_line: bytes,
-                headers: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+def raw_answer(port: int, request_line: bytes,
+               headers: bytes = b"") -> tuple[int, http.client.HTTPMessage, bytes]:
     """Send a request line and header lines as they are (http.client refuses malformed
-    ones), with Host and Connection: close; return the answer."""
+    ones), with Host and Connection: close; return the answer, every header line kept."""
     request = (request_line + b"\r\nHost: example.com\r\n" + headers
                + b"Connection: close\r\n\r\n")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(request)
         response = http.client.HTTPResponse(connection)
         response.begin()
-        return response.status, dict(response.getheaders()), response.read()
+        return response.status, response.msg, response.read()
+
+
+def raw_request(port: int, request_line: bytes,
+                headers: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """As raw_answer, the headers as a dict."""
+    status, message, body = raw_answer(port, request_line, headers)
+    return status, dict(message.items()), body
 
 
 def assert_envelope(headers: dict[str, str], body: bytes) -> str:
@@ -387,3 +400,129 @@ def test_a_304_through_nginx_carries_the_gzipped_answers_tag_and_vary(
         assert again["ETag"] == tag
         assert again.get("Vary") == headers["Vary"]
         assert again.get("Cache-Control") == headers.get("Cache-Control")
+
+
+# CORS_ORIGINS as the API and nginx both get it (docker-compose.prod.yml).
+CORS_SETTINGS = {"no origin": "", "every origin": "*",
+                 "two origins": " https://app.example , https://Other.example,"}
+
+
+class CorsProxies(NamedTuple):
+    """nginx in front of the API, and nginx in front of no API, with the same CORS_ORIGINS."""
+
+    origins: str
+    api_up: int
+    api_down: int
+
+
+@pytest.fixture(scope="module", params=list(CORS_SETTINGS.values()), ids=list(CORS_SETTINGS))
+def cors_proxies(request, sqlite_database_url, tmp_path_factory) -> Iterator[CorsProxies]:
+    origins = request.param
+    with gunicorn(sqlite_database_url, tmp_path_factory.mktemp("gunicorn"), hops=1,
+                  CORS_ORIGINS=origins) as server:
+        for api_up in start_nginx(server.port, tmp_path_factory.mktemp("nginx"), origins):
+            for api_down in start_nginx(free_port(), tmp_path_factory.mktemp("nginx"), origins):
+                yield CorsProxies(origins, api_up, api_down)
+
+
+def cors_of(message: http.client.HTTPMessage) -> dict:
+    """Return what a browser reads of an answer's CORS headers."""
+    vary = {token.strip().lower() for value in message.get_all("Vary", [])
+            for token in value.split(",")}
+    return {"origins": message.get_all("Access-Control-Allow-Origin"),
+            "exposed": message.get("Access-Control-Expose-Headers"),
+            "varies by origin": "origin" in vary}
+
+
+@pytest.mark.parametrize("origin", ["https://app.example", "HTTPS://OTHER.EXAMPLE",
+                                    "https://other.example.net", "null",
+                                    "https://app.example, https://Other.example"])
+@pytest.mark.parametrize("target", ["/api/nope", "/api/health", "/api/%73ymbols",
+                                    "/apix", "//api/health", "/", "/static/nope"])
+def test_the_api_down_answers_with_the_cors_headers_the_api_sends(cors_proxies, target, origin):
+    """A script on an allowed origin reads nginx's 503 (and its Retry-After) as the API's own."""
+    request_line = f"GET {target} HTTP/1.1".encode()
+    origin_header = f"Origin: {origin}\r\n".encode()
+    _, api, _ = raw_answer(cors_proxies.api_up, request_line, origin_header)
+    status, nginx, _ = raw_answer(cors_proxies.api_down, request_line, origin_header)
+    assert status == 503
+    assert cors_of(nginx) == cors_of(api)
+
+
+@pytest.mark.parametrize("target", ["/api/nope", "/"])
+def test_the_api_down_answers_a_request_without_origin_as_the_api_with_every_origin(
+        cors_proxies, target):
+    """Without an Origin the API sends "*" if every origin is allowed; with a list, Flask-CORS
+    names one of them, which no browser reads (it sends Origin): nginx leaves it out."""
+    request_line = f"GET {target} HTTP/1.1".encode()
+    _, api, _ = raw_answer(cors_proxies.api_up, request_line)
+    status, nginx, _ = raw_answer(cors_proxies.api_down, request_line)
+    assert status == 503
+    if cors_proxies.origins == CORS_SETTINGS["two origins"] and target == "/api/nope":
+        assert cors_of(api)["origins"] == ["https://Other.example"]
+        assert cors_of(nginx) == {**cors_of(api), "origins": None, "exposed": None}
+    else:
+        assert cors_of(nginx) == cors_of(api)
+
+
+PREFLIGHT_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
+                     "Access-Control-Max-Age", "Access-Control-Expose-Headers")
+
+
+def preflight(port: int, origin: str,
+              method: str) -> tuple[int, http.client.HTTPMessage, bytes]:
+    return raw_answer(port, b"OPTIONS /api/symbols HTTP/1.1",
+                      f"Origin: {origin}\r\nAccess-Control-Request-Method: {method}\r\n"
+                      "Access-Control-Request-Headers: x-request-id,If-None-Match\r\n".encode())
+
+
+@pytest.mark.parametrize("method", ["GET", "head", "PUT"])
+def test_the_api_down_answers_an_allowed_preflight_as_the_api_does(cors_proxies, method):
+    """A preflight that fails is a bare network error to the script; passed, the request
+    it clears gets the 503 the script can read."""
+    origin = "https://app.example"
+    status, api, _ = preflight(cors_proxies.api_up, origin, method)
+    assert status == 204
+    status, nginx, body = preflight(cors_proxies.api_down, origin, method)
+    if cors_proxies.origins == CORS_SETTINGS["no origin"]:
+        assert status == 503
+        assert "Access-Control-Allow-Origin" not in nginx
+        return
+    assert (status, body) == (204, b"")
+    assert "Content-Type" not in nginx and "Retry-After" not in nginx
+    for header in PREFLIGHT_HEADERS:
+        assert nginx.get(header) == api.get(header), header
+    assert cors_of(nginx) == cors_of(api)
+
+    def allowed_headers(message: http.client.HTTPMessage) -> set[str]:
+        return {name.strip().lower()
+                for name in message.get("Access-Control-Allow-Headers", "").split(",")}
+    assert allowed_headers(nginx) == allowed_headers(api)
+
+
+def test_the_api_down_answers_a_preflight_from_an_origin_not_allowed_503(cors_proxies):
+    """Only "*" allows it; else the browser fails the preflight, as it would the API's 204."""
+    origin = "https://other.example.net"
+    status, nginx, _ = preflight(cors_proxies.api_down, origin, "GET")
+    if cors_proxies.origins == CORS_SETTINGS["every origin"]:
+        assert (status, nginx["Access-Control-Allow-Origin"]) == (204, origin)
+    else:
+        assert status == 503
+        assert "Access-Control-Allow-Origin" not in nginx
+
+
+@pytest.mark.parametrize("request_line, headers, status", [
+    (b"GET /api/financial_data?symbol=\xc3\x89 HTTP/1.1", b"", 400),
+    (b"POST /api/health HTTP/1.1", b"Content-Length: 2000000\r\n", 413),
+    (b"TRACE /api/health HTTP/1.1", b"", 405),
+    (b"POST /api/health HTTP/1.1", b"Transfer-Encoding: gzip, chunked\r\n", 501),
+], ids=["raw UTF-8", "body too large", "TRACE", "transfer encoding"])
+def test_what_nginx_refuses_itself_carries_the_cors_headers(cors_proxies, request_line, headers,
+                                                            status):
+    origin = "https://other.example"
+    answer = raw_answer(cors_proxies.api_up, request_line,
+                        headers + f"Origin: {origin}\r\n".encode())
+    assert answer[0] == status
+    allowed = cors_proxies.origins != CORS_SETTINGS["no origin"]
+    assert answer[1].get_all("Access-Control-Allow-Origin") == ([origin] if allowed else None)
+    assert ("Retry-After" in answer[1].get("Access-Control-Expose-Headers", "")) == allowed
