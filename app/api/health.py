@@ -29,8 +29,10 @@ health_model = ns.model("Health", require_every_key({
     "status": fields.String(enum=["ok", "unavailable"],
                             description="ok: the API can answer; unavailable: it cannot, "
                                         "info.error says why"),
-    "database": fields.String(enum=["ok", "unreachable"],
-                              description="Whether the database answered the check"),
+    "database": NullableString(enum=["ok", "unreachable"],
+                               description="Whether the database answered the check; null "
+                                           "when the API itself did not answer, and nginx "
+                                           "in front of it did"),
     "schema": NullableString(
         enum=["current", "newer", "missing", "behind"],
         description="current: the migrations' newest revision; newer: one this release does "
@@ -141,7 +143,8 @@ class Health(Resource):
         "304": NOT_MODIFIED,
         **error_responses(HEALTH_PATH, paginated=False, rate_limited=False),
         "503": ("The database does not answer, or its schema is missing or behind the "
-                "migrations; info.error says which", health_model,
+                "migrations; info.error says which. Behind nginx, also the API not "
+                "answering (database and schema null)", health_model,
                 {**json_example(health_body("unreachable", None, DATABASE_UNAVAILABLE)),
                  "headers": RETRY_AFTER_HEADER}),
     })

@@ -630,9 +630,13 @@ def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     shapes = re.findall(r"^\s*\S+ '(.*)';", starts, re.MULTILINE)
     assert [json.loads("{%s}" % shape) for shape in shapes] == [
         {"data": [], "pagination": None}, {"data": {}}]
+    health = re.search(r"map \$request_uri \$nginx_unavailable_data \{(.*?)\n    \}", nginx,
+                       re.DOTALL).group(1)
+    [health_shape] = re.findall(r"^\s*\S+ '(.*)';", health, re.MULTILINE)
     for _, _, name in pages:
-        for shape in shapes:
-            body = json.loads(bodies[name].replace("$nginx_error_data", shape))
+        for shape in [*shapes, health_shape]:
+            body = json.loads(bodies[name].replace("$nginx_error_data", shape)
+                              .replace("$nginx_unavailable_data", shape))
             assert list(body)[-1] == "info" and body["info"]["error"], name
     block = re.search(r"location /__nginx_error/ \{(.*?)\n        \}", nginx, re.DOTALL).group(1)
     assert re.search(r"^\s*internal;", block, re.MULTILINE)

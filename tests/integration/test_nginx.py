@@ -20,6 +20,7 @@ import pytest
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from tests.helpers import free_port, insert_synthetic_rows, wait_for
+from tests.integration.test_openapi import OPERATIONS, assert_matches_schema
 from tests.servers import production_gunicorn
 
 NGINX_CONF = PROJECT_ROOT / "conf" / "nginx.conf"
@@ -275,6 +276,23 @@ def test_the_api_down_is_a_503_with_retry_after(nginx_without_api):
     assert headers["Retry-After"] == "5"
     assert "Allow" not in headers
     assert assert_envelope(headers, body) == "the API is unavailable, please retry later"
+
+
+@pytest.mark.parametrize("path", list(OPERATIONS))
+@pytest.mark.parametrize("status, request_line", [
+    ("503", b"GET /api%s HTTP/1.1"),
+    ("400", b"GET /api%s?symbol=\xc3\x89 HTTP/1.1"),
+    ("405", b"TRACE /api%s HTTP/1.1"),
+])
+def test_what_nginx_answers_itself_is_what_the_api_documents(
+        nginx_without_api, path, status, request_line):
+    """The OpenAPI document's schema and headers of that status, as a client's code reads them."""
+    answer = raw_request(nginx_without_api, request_line % path.encode())
+    documented = OPERATIONS[path]["responses"][status]
+    assert answer[0] == int(status)
+    assert_envelope(*answer[1:])
+    assert set(documented.get("headers", {})) <= set(answer[1]), documented.get("headers")
+    assert_matches_schema(json.loads(answer[2]), documented["schema"])
 
 
 def logged_client(log_dir: Path, request_id: str) -> str:
