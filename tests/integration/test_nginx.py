@@ -484,7 +484,7 @@ def test_the_api_down_answers_a_request_without_origin_as_the_api_with_every_ori
 
 
 PREFLIGHT_HEADERS = ("Access-Control-Allow-Origin", "Access-Control-Allow-Methods",
-                     "Access-Control-Max-Age", "Access-Control-Expose-Headers")
+                     "Access-Control-Max-Age", "Access-Control-Expose-Headers", "Allow")
 
 
 def preflight(port: int, origin: str,
