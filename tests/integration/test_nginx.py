@@ -2,7 +2,8 @@
 
 The production compose runs nginx:1.30-alpine; here Debian's nginx runs a copy
 of the file changed only where this machine differs: the upstream's address
-(no Docker DNS, so no "resolve"), the port and the paths of the pid and logs.
+(no Docker DNS, so no "resolve"), the port and the paths of the pid and logs;
+and with CORS_ORIGINS filled in, as the image's entrypoint does.
 """
 import gzip
 import http.client
