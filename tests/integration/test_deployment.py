@@ -685,9 +685,10 @@ def test_nginx_picks_a_lists_error_envelope_by_the_path_the_api_decodes():
     for path in paths:
         for variant in [path, *escaped_variants(path)]:
             targets += [variant, variant + "/", variant + "%2F//", variant + "?limit=0",
-                        variant + "x", "/" + variant, variant.replace("/", "//", 2)]
+                        variant + "#x?y", variant + "%23", variant + "x", "/" + variant,
+                        variant.replace("/", "//", 2)]
     for target in targets:
-        decoded = unquote(target.partition("?")[0])
+        decoded = unquote(re.split("[?#]", target, maxsplit=1)[0])  # gunicorn drops a fragment
         expected = decoded.rstrip("/") in PAGINATED_PATHS
         assert bool(pattern.match(target)) == expected, target
 

@@ -330,6 +330,7 @@ ENCODED_TARGETS = [
     "//api/symbols", "/api/./symbols", "/api/%2e/symbols", "/api/x/../symbols",
     "/api/symbols/.", "/api/symbols;x", "/api/symbols%3Flimit=0", "/API/symbols",
     "/api/symbolsx", "/api/statistics?next=/api/symbols", "/api/symbols?next=/api/x",
+    "/api/symbols/#x?limit=0", "/api/%73ymbols%23x", "/api/health/", "/api/health/#x",
 ]
 
 
