@@ -14,6 +14,11 @@ a symbol that changed no rows.
   never finds an entry. The entry holds the body, exactly as RESTX encoded
   it, with its headers and ETag, so a hit answers byte for byte as the miss did.
 
+- Redis holds data only, never code: values are written and read as
+  MessagePack (``lib.cache_codec``), not pickled as Flask-Caching's own
+  serializer does, so whoever can write to that Redis cannot make the API
+  run anything. A value it did not write (a pickle an older release stored,
+  another program's, one cut short) reads as a miss and is overwritten.
 - Keys start with CACHE_KEY_PREFIX and name the database (a digest of its
   URL without the password) and ``RESPONSE_FORMAT_VERSION``, so deployments
   sharing one Redis, or two releases, never read each other's entries.
@@ -55,25 +60,33 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from cachelib.redis_base import BaseRedisCache
 from flask import Flask, current_app, g, request
 from flask_caching.backends import SimpleCache
 from redis.exceptions import ResponseError
+from werkzeug.utils import import_string
 from sqlalchemy.engine import make_url
 from werkzeug.wrappers import Response
 
 from app.api.responses import cacheable
 from app.extensions import cache
 from conf.settings import ConfigError
+from lib.cache_codec import MessagePackRedisSerializer
 from lib.circuit_breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
 
 Value = TypeVar("Value")
 
-# Bump whenever a cached body changes shape (a field added, renamed, reformatted)
-# or a query that was answered becomes refused, so a new release never serves
-# what an old one cached.
-RESPONSE_FORMAT_VERSION = 3
+# Bump whenever a cached body changes shape (a field added, renamed, reformatted),
+# a query that was answered becomes refused, or entries are stored another way,
+# so a new release never serves what an old one cached (4: MessagePack, not pickle).
+RESPONSE_FORMAT_VERSION = 4
+# In the generations' keys: how values are stored. Releases that pickled them
+# keep generations of their own, which this one never reads, nor they this one's:
+# during a rolling upgrade or after a rollback neither takes the other's for
+# garbage (each clears its own entries; the other's expire on their TTL).
+STORAGE_FORMAT = "msgpack"
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 _STATE = "cached_answers"
 # Kinds whose answers read fetch_runs / fetch_run_symbols: a run records a
@@ -111,10 +124,18 @@ class BatchPrunedSimpleCache(SimpleCache):
             del entries[key]
 
 
-def _backend_setting(cache_type: str) -> dict[str, str]:
-    """Return the CACHE_TYPE to bind: the batch-pruned class in place of SimpleCache."""
+def _backend_setting(cache_type: str) -> dict[str, Any]:
+    """Return the settings to bind with: the batch-pruned class in place of SimpleCache,
+    and for a Redis backend the serializer that stores values without pickle.
+
+    A per-process cache keeps cachelib's own: only the process itself writes to it.
+    """
     if cache_type == "SimpleCache":
         return {"CACHE_TYPE": f"{__name__}.{BatchPrunedSimpleCache.__name__}"}
+    backend = import_string(cache_type if "." in cache_type
+                            else f"flask_caching.backends.{cache_type}", silent=True)
+    if isinstance(backend, type) and issubclass(backend, BaseRedisCache):
+        return {"CACHE_SERIALIZER": MessagePackRedisSerializer}
     return {}
 
 
@@ -141,11 +162,11 @@ class _AnswerCache:
 
     @property
     def generation_key(self) -> str:
-        return f"{self.namespace}:generation"
+        return f"{self.namespace}:{STORAGE_FORMAT}:generation"
 
     @property
     def history_generation_key(self) -> str:
-        return f"{self.namespace}:history-generation"
+        return f"{self.namespace}:{STORAGE_FORMAT}:history-generation"
 
     def generation_keys(self, kind: str) -> tuple[str, ...]:
         """Return the keys of the generations that answers of ``kind`` depend on."""
@@ -362,7 +383,8 @@ def _store_response(response: Response) -> Response:
     state.response_kinds[request.url_rule.rule] = storable.kind  # type: ignore[union-attr]
     # The tag app.conditional would add, computed once here for every later hit.
     response.add_etag(weak=True)
-    stored = (response.get_data(), list(response.headers.items()))
+    # Lists, not tuples: the shared cache reads them back without a call per header.
+    stored = [response.get_data(), [[name, value] for name, value in response.headers.items()]]
     entries = {_response_entry(): stored}
     if storable.normalized_response:
         entries[storable.normalized_response] = stored
@@ -479,7 +501,8 @@ def _read(state: _AnswerCache, entry: str, keys: tuple[str, ...]) -> tuple[str, 
         return generation, value
     # Joined from this read: another thread may store in state.generations
     # meanwhile what it read before a clear.
-    current = [found or _start_generation(state, key) for key, found in zip(keys, current)]
+    current = [found if _is_generation(found) else _start_generation(state, key)
+               for key, found in zip(keys, current)]
     for key, found in zip(keys, current):
         state.generations[key] = found
     generation = ".".join(current)
@@ -520,6 +543,8 @@ def _write(generation: str, entries: dict[str, Any]) -> None:
 def _start_generation(state: _AnswerCache, key: str) -> str:
     """Create the generation when there is none (first use, evicted, or cleared when full).
 
+    A value that is no generation (a pickle an older release wrote, another
+    program's) is replaced, as if there were none.
     A random one rather than a counter from zero, so that entries stored
     under an evicted generation can never come back. A cache that refuses
     the write (full) gets one kept nowhere: this lookup misses and its answer
@@ -529,10 +554,19 @@ def _start_generation(state: _AnswerCache, key: str) -> str:
     generation = _new_generation()
     try:
         if not cache.add(key, generation, timeout=0):
-            generation = cache.get(key) or generation
+            found = cache.get(key)
+            if _is_generation(found):
+                generation = found
+            else:  # unreadable (an older release's, or no value of ours): replaced
+                cache.set(key, generation, timeout=0)
     except _REFUSED_WRITES as exc:
         state.store_breaker.failed(_without_command(exc))
     return generation
+
+
+def _is_generation(found: Any) -> bool:
+    """Tell whether ``found``, read under a generation's key, is a generation (None: missing)."""
+    return type(found) is str and found != ""
 
 
 def _without_command(exc: ResponseError) -> ResponseError:

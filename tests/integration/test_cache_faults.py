@@ -133,7 +133,7 @@ def test_an_entry_of_another_response_format_is_never_served(
     try:
         assert open_price_of(client) == 10.0
         with api.app_context():
-            generation = cache.get(f"{namespace}:generation")
+            generation = cache.get(api.extensions["cached_answers"].generation_key)
             body = cache.get(f"{namespace}:v{RESPONSE_FORMAT_VERSION}:{generation}:{STATS_ENTRY}")
             forged = {**body, "data": {**body["data"], "average_daily_open_price": 77.0}}
             cache.set(f"{namespace}:v{RESPONSE_FORMAT_VERSION + 1}:{generation}:{STATS_ENTRY}",
