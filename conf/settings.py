@@ -190,6 +190,20 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def with_redis_password(url: str | None, password: str | None) -> str | None:
+    """Return a Redis ``url`` with ``password`` (URL-quoted) when it is written without one.
+
+    Any other URL (``memory://``, a Unix socket's, a malformed one, one that
+    holds a password) is returned as it is.
+    """
+    parts = _split_or_none(url) if url and password else None
+    if (parts is None or not parts.scheme.startswith("redis") or not parts.hostname
+            or parts.password is not None):
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password or '', safe='')}@{host}"))
+
+
 def _split_or_none(url: str) -> SplitResult | None:
     """Return ``url``'s parts, None when urlsplit refuses it (a "[" that opens no IPv6 address)."""
     try:
@@ -256,7 +270,11 @@ class BaseConfig:
         self.FETCH_RUN_DEADLINE = read(env_seconds, "FETCH_RUN_DEADLINE", 3600.0)
         self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")
         self.CACHE_TYPE = env_str("CACHE_TYPE", "SimpleCache")
-        self.CACHE_REDIS_URL = env_str("CACHE_REDIS_URL")
+        # When REDIS_PASSWORD_FILE is set (a Docker secret), its content becomes the
+        # password of the Redis URLs below written without one: the cache's and the
+        # rate limit's.
+        redis_password = problems.call(partial(read_secret_file, "REDIS_PASSWORD_FILE"), None)
+        self.CACHE_REDIS_URL = with_redis_password(env_str("CACHE_REDIS_URL"), redis_password)
         # Every cache key starts with it. Keys also name the database by its
         # URL, so only deployments whose URLs read the same (a local
         # "localhost:3306/financial" each) need their own to share one Redis.
@@ -298,7 +316,8 @@ class BaseConfig:
         self.RATE_LIMIT = env_str("RATE_LIMIT", "")
         # Where the counts live: memory:// is per process, redis://host:6379/1 is
         # shared by every worker and replica.
-        self.RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI", "memory://")
+        self.RATELIMIT_STORAGE_URI = with_redis_password(
+            env_str("RATELIMIT_STORAGE_URI", "memory://"), redis_password)
         # Reverse proxies in front of the app whose X-Forwarded-* headers are
         # trusted (1 behind the compose file's nginx); 0 trusts none.
         self.TRUSTED_PROXY_HOPS = read(env_int, "TRUSTED_PROXY_HOPS", 0)

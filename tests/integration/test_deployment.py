@@ -25,6 +25,7 @@ from types import FunctionType, ModuleType
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import redis
 from gunicorn.config import KNOWN_SETTINGS
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -153,6 +154,9 @@ def test_hosted_ci_runs_the_readme_test_command_and_a_compose_smoke_test():
     commands = " ".join(step.get("run", "") for step in image_job["steps"])
     for expected in ("$COMPOSE build", "up --detach --wait", "/api/health", "/api/financial_data"):
         assert expected in commands
+    secrets = load_compose("docker-compose.prod.yml")["secrets"].values()
+    for path in [secret["file"].removeprefix("./") for secret in secrets]:
+        assert f"> {path}" in commands, f"the smoke test creates no {path}"
 
 
 def test_hosted_ci_fails_on_a_skipped_test_with_the_check_ci_run_uses():
@@ -538,7 +542,7 @@ def test_only_the_fetch_job_containers_get_the_key():
                or any(variable.startswith("ALPHAVANTAGE_API_KEY")
                       for variable in service.get("environment", {}))}
     assert holding == {"scheduler", "fetcher"}
-    assert services["api"]["secrets"] == ["db_password"]
+    assert services["api"]["secrets"] == ["db_password", "redis_password"]
     for name in ("scheduler", "fetcher"):
         job, api = services[name]["environment"], services["api"]["environment"]
         assert {key: value for key, value in job.items()
@@ -705,10 +709,109 @@ def test_production_trusts_exactly_nginx_and_shares_the_rate_limit_in_redis():
     cache = urlsplit(environment["CACHE_REDIS_URL"])
     assert storage.scheme == "redis"
     assert storage.hostname != cache.hostname, "the cache's Redis evicts keys when full"
-    counters = services[storage.hostname]
-    policy = counters["command"][counters["command"].index("--maxmemory-policy") + 1]
+    counters = redis_server_argv(services[storage.hostname])
+    policy = counters[counters.index("--maxmemory-policy") + 1]
     assert policy == "noeviction", "an evicted counter lets a client start over"
     assert services["api"]["depends_on"][storage.hostname] == {"condition": "service_healthy"}
+
+
+def redis_server_argv(service: dict) -> list[str]:
+    """Return the redis-server command line of a compose service, the shell around it aside."""
+    command = service["command"]
+    if command[:2] != ["sh", "-c"]:
+        return command
+    words = shlex.split(command[2].split("<<", 1)[0])
+    return words[words.index("redis-server"):]
+
+
+PRODUCTION_REDIS = ("redis", "ratelimit-redis")
+REDIS_SECRET = "/run/secrets/redis_password"
+
+
+def test_production_redis_urls_take_the_password_from_a_secret_not_from_compose():
+    compose = load_compose("docker-compose.prod.yml")
+    for name, service in app_services(compose).items():
+        environment = service["environment"]
+        assert environment["REDIS_PASSWORD_FILE"] == REDIS_SECRET, name
+        assert "redis_password" in service["secrets"], name
+        for variable in ("CACHE_REDIS_URL", "RATELIMIT_STORAGE_URI"):
+            url = urlsplit(environment[variable])
+            assert (url.scheme, url.password) == ("redis", None), f"{name}: {variable}"
+            assert url.hostname in PRODUCTION_REDIS, f"{name}: {variable}"
+    for name in PRODUCTION_REDIS:
+        assert compose["services"][name]["secrets"] == ["redis_password"], name
+    assert compose["secrets"]["redis_password"] == {"file": "./secrets/redis_password.txt"}
+
+
+@pytest.mark.parametrize("name", PRODUCTION_REDIS)
+def test_production_redis_asks_every_client_for_the_secrets_password(tmp_path, name):
+    """Its command and health check, run here as its container runs them (on a port of its own).
+
+    The image's entrypoint, which only starts redis-server as the redis user, is left out.
+    """
+    for program in ("redis-server", "redis-cli"):
+        if shutil.which(program) is None:
+            pytest.skip(f"{program} is not installed: apt-get install redis-server")
+    service = load_compose("docker-compose.prod.yml")["services"][name]
+    password = uuid.uuid4().hex
+    secret = tmp_path / "redis_password"
+    secret.write_text(password)
+    port = free_port()
+
+    def here(script: str) -> str:
+        return script.replace("$$", "$").replace(REDIS_SECRET, str(secret))
+
+    assert service["command"][:2] == ["sh", "-c"]
+    script = here(service["command"][2]).replace("exec docker-entrypoint.sh ", "exec ").replace(
+        "redis-server -", f"redis-server - --port {port} --bind 127.0.0.1 --dir {tmp_path}")
+    server = subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        anyone, client = redis.Redis(port=port), redis.Redis(port=port, password=password)
+        wait_for(lambda: server.poll() is None and _answers(anyone), f"{name} on {port}")
+        with pytest.raises(redis.exceptions.RedisError, match="(?i)auth"):
+            anyone.ping()
+        assert client.ping()
+        argv = redis_server_argv(service)
+        for option in ("maxmemory-policy", "appendonly"):
+            assert client.config_get(option)[option] == argv[argv.index(f"--{option}") + 1]
+        assert password.encode() not in Path(f"/proc/{server.pid}/cmdline").read_bytes()
+
+        health = service["healthcheck"]["test"]
+        assert health[0] == "CMD-SHELL" and REDIS_SECRET in health[1]
+        check = ["sh", "-c", here(health[1]).replace("redis-cli", f"redis-cli -p {port}")]
+        assert subprocess.run(check, capture_output=True, timeout=10).returncode == 0
+        secret.write_text("not-the-password")
+        assert subprocess.run(check, capture_output=True, timeout=10).returncode != 0
+        anyone.close()
+        client.close()
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    """Tell whether the Redis of ``client`` answers at all (a refusal counts)."""
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        return isinstance(exc, redis.exceptions.AuthenticationError)
+    except redis.exceptions.ResponseError:
+        return True
+    return True
+
+
+def test_dev_redis_asks_for_the_password_its_urls_give():
+    """Its port is published on 127.0.0.1: any program on the host could write to it."""
+    services = load_compose("docker-compose.dev.yml")["services"]
+    command = services["redis"]["command"]
+    password = command[command.index("--requirepass") + 1]
+    assert re.fullmatch(r"\$\{DEV_REDIS_PASSWORD:-[a-z-]+\}", password)
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == password
+    urls = [value for service in app_services({"services": services}).values()
+            for variable, value in service["environment"].items()
+            if variable in ("CACHE_REDIS_URL", "TEST_REDIS_URL")]
+    assert len(urls) == 3 and all(urlsplit(url).password == password for url in urls)
 
 
 # --- gunicorn settings ----------------------------------------------------------------

@@ -4,6 +4,7 @@ import inspect
 import os
 
 import pytest
+import redis.connection
 from sqlalchemy.engine import make_url
 
 from conf import settings
@@ -23,7 +24,7 @@ ALL_VARIABLES = (
     "FETCH_TIMEZONE", "FETCH_LOCK_TIMEOUT", "STALE_AFTER_SESSIONS", "DATABASE_TIMEOUT",
     "DATABASE_JOB_TIMEOUT", "CACHE_RETRY_WAIT", "FETCH_SYMBOL_DEADLINE", "FETCH_RUN_DEADLINE",
     "ALPHAVANTAGE_BASE_URL", "ALPHAVANTAGE_FUNCTION", "EXPORT_MAX_ROWS", "EXPORT_CONCURRENCY",
-    "RATE_LIMIT", "RATELIMIT_STORAGE_URI",
+    "RATE_LIMIT", "RATELIMIT_STORAGE_URI", "REDIS_PASSWORD_FILE",
 )
 
 
@@ -189,7 +190,8 @@ def test_every_bad_setting_is_named_in_one_go_in_the_order_read(monkeypatch, tmp
     assert str(refused.value) == "; ".join(refused.value.problems)
 
 
-@pytest.mark.parametrize("name", ["ALPHAVANTAGE_API_KEY_FILE", "DATABASE_PASSWORD_FILE"])
+@pytest.mark.parametrize("name", ["ALPHAVANTAGE_API_KEY_FILE", "DATABASE_PASSWORD_FILE",
+                                  "REDIS_PASSWORD_FILE"])
 def test_a_secret_file_that_is_not_utf8_is_a_config_error_naming_the_variable(
         monkeypatch, tmp_path, name):
     secret = tmp_path / "secret"
@@ -219,6 +221,36 @@ def test_database_password_file_fills_the_url(monkeypatch, tmp_path, url, expect
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DATABASE_PASSWORD_FILE", str(secret))
     assert get_config("development").SQLALCHEMY_DATABASE_URI == expected
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("redis://redis:6379/0", "redis://:p%40ss%2Fword@redis:6379/0"),
+    ("rediss://cache.example:6380/1", "rediss://:p%40ss%2Fword@cache.example:6380/1"),
+    ("redis://default@redis:6379/0", "redis://default:p%40ss%2Fword@redis:6379/0"),
+    # One that holds a password keeps it; what is no Redis URL is left alone.
+    ("redis://:given@redis:6379/0", "redis://:given@redis:6379/0"),
+    ("memory://", "memory://"),
+    ("redis+unix:///run/redis.sock", "redis+unix:///run/redis.sock"),
+    ("redis://[::1/0", "redis://[::1/0"),
+], ids=["cache", "tls", "user", "given", "memory", "socket", "malformed"])
+def test_redis_password_file_fills_the_cache_and_rate_limit_urls(monkeypatch, tmp_path,
+                                                                 url, expected):
+    secret = tmp_path / "redis_password"
+    secret.write_text("p@ss/word\n")
+    monkeypatch.setenv("CACHE_REDIS_URL", url)
+    monkeypatch.setenv("RATELIMIT_STORAGE_URI", url)
+    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(secret))
+    config = get_config("development")
+    assert config.CACHE_REDIS_URL == config.RATELIMIT_STORAGE_URI == expected
+    if expected != url:
+        assert redis.connection.parse_url(expected)["password"] == "p@ss/word"
+
+
+def test_without_redis_password_file_the_redis_urls_stay_as_written(monkeypatch):
+    monkeypatch.setenv("CACHE_REDIS_URL", "redis://redis:6379/0")
+    config = get_config("development")
+    assert (config.CACHE_REDIS_URL, config.RATELIMIT_STORAGE_URI) == (
+        "redis://redis:6379/0", "memory://")
 
 
 @pytest.mark.parametrize("url, expected", [
