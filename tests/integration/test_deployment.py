@@ -743,11 +743,24 @@ def test_production_redis_urls_take_the_password_from_a_secret_not_from_compose(
     assert compose["secrets"]["redis_password"] == {"file": "./secrets/redis_password.txt"}
 
 
+# What the redis image's docker-entrypoint.sh does to a redis-server command line
+# (it also drops root, left out here): protected mode off, unless a config file
+# comes first.
+REDIS_IMAGE_ENTRYPOINT = """
+if [ "$1" = redis-server ] && [ ! -f "$2" ]; then
+    shift
+    set -- redis-server --protected-mode no "$@"
+fi
+exec "$@"
+"""
+
+
 @pytest.mark.parametrize("name", PRODUCTION_REDIS)
 def test_production_redis_asks_every_client_for_the_secrets_password(tmp_path, name):
     """Its command and health check, run here as its container runs them (on a port of its own).
 
-    The image's entrypoint, which only starts redis-server as the redis user, is left out.
+    The image's entrypoint stands in as far as it changes the command line:
+    it puts ``--protected-mode no`` first, unless a configuration file is.
     """
     for program in ("redis-server", "redis-cli"):
         if shutil.which(program) is None:
@@ -762,8 +775,11 @@ def test_production_redis_asks_every_client_for_the_secrets_password(tmp_path, n
         return script.replace("$$", "$").replace(REDIS_SECRET, str(secret))
 
     assert service["command"][:2] == ["sh", "-c"]
-    script = here(service["command"][2]).replace("exec docker-entrypoint.sh ", "exec ").replace(
-        "redis-server -", f"redis-server - --port {port} --bind 127.0.0.1 --dir {tmp_path}")
+    entrypoint = tmp_path / "docker-entrypoint.sh"
+    entrypoint.write_text(REDIS_IMAGE_ENTRYPOINT)
+    script = here(service["command"][2]).replace(
+        "exec docker-entrypoint.sh redis-server",
+        f"exec sh {entrypoint} redis-server --port {port} --bind 127.0.0.1 --dir {tmp_path}")
     server = subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
