@@ -249,6 +249,13 @@ def test_a_new_migration_is_numbered_after_the_newest():
     assert sorted(number for pair in named for number in pair if number) == [following] * 2
 
 
+def test_an_older_release_is_quoted_failing_on_the_newest_revision():
+    """An older release on the migrated database fails on the revision it finds: the newest."""
+    quoted = re.findall(r"Can't locate revision identified by '(\d+)'", README)
+    assert len(quoted) >= 3, "the upgrade and rollback steps no longer quote the failure"
+    assert quoted == [SCHEMA_REVISION] * len(quoted)
+
+
 def configuration_rows() -> list[tuple[list[str], str]]:
     """Return (the variables named, the default cell) of each row of the configuration table."""
     section = README.split("\n## Configuration\n", 1)[1].split("\n#", 1)[0]
