@@ -37,7 +37,8 @@ health_model = ns.model("Health", require_every_key({
         enum=["current", "newer", "missing", "behind"],
         description="current: the migrations' newest revision; newer: one this release does "
                     "not know (a newer release migrated it); missing or behind: run the "
-                    f"migrations ({MIGRATE_COMMAND}); null when the database did not answer"),
+                    f"migrations ({MIGRATE_COMMAND}); null when the database did not answer, "
+                    "or the API itself did not and nginx in front of it did"),
     "info": fields.Nested(info_model),
 }))
 NO_STORE = {"Cache-Control": "no-store"}
