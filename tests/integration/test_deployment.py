@@ -716,12 +716,15 @@ def test_production_trusts_exactly_nginx_and_shares_the_rate_limit_in_redis():
 
 
 def redis_server_argv(service: dict) -> list[str]:
-    """Return the redis-server command line of a compose service, the shell around it aside."""
+    """Return the redis-server command line of a compose service, the shell around it aside.
+
+    ``sh -c SCRIPT redis-server OPTION...``: the script starts redis-server "$@".
+    """
     command = service["command"]
     if command[:2] != ["sh", "-c"]:
         return command
-    words = shlex.split(command[2].split("<<", 1)[0])
-    return words[words.index("redis-server"):]
+    assert 'redis-server "$$@"' in command[2] and command[3] == "redis-server"
+    return command[3:]
 
 
 PRODUCTION_REDIS = ("redis", "ratelimit-redis")
@@ -780,8 +783,8 @@ def test_production_redis_asks_every_client_for_the_secrets_password(tmp_path, n
     script = here(service["command"][2]).replace(
         "exec docker-entrypoint.sh redis-server",
         f"exec sh {entrypoint} redis-server --port {port} --bind 127.0.0.1 --dir {tmp_path}")
-    server = subprocess.Popen(["sh", "-c", script], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(["sh", "-c", script, *service["command"][3:]],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         anyone, client = redis.Redis(port=port), redis.Redis(port=port, password=password)
         wait_for(lambda: server.poll() is None and _answers(anyone), f"{name} on {port}")
@@ -804,6 +807,29 @@ def test_production_redis_asks_every_client_for_the_secrets_password(tmp_path, n
     finally:
         server.kill()
         server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("content", ["", "\n", 'say "hi"', "two words", "back\\slash",
+                                     "crlf\r\n", " padded"])
+@pytest.mark.parametrize("name", PRODUCTION_REDIS)
+def test_production_redis_refuses_a_password_it_or_the_app_would_read_otherwise(
+        tmp_path, name, content):
+    """An empty requirepass is no password at all; a quote stops redis-server, which logs
+    the line; a backslash it unescapes and the app does not; the app strips spaces and CRs."""
+    service = load_compose("docker-compose.prod.yml")["services"][name]
+    secret = tmp_path / "redis_password"
+    secret.write_bytes(content.encode())
+    started = tmp_path / "started"
+    script = service["command"][2].replace("$$", "$").replace(REDIS_SECRET, str(secret)).replace(
+        "exec docker-entrypoint.sh", f"exec touch {started} #")
+    refused = subprocess.run(["sh", "-c", script, *service["command"][3:]],
+                             capture_output=True, text=True, timeout=10)
+    assert refused.returncode == 1 and not started.exists()
+    assert refused.stderr == ("secrets/redis_password.txt must hold one line of letters, "
+                              "digits, '.', '_', '~' or '-' (e.g. openssl rand -hex 32)\n")
+    secret.write_text("0123456789abcdef.A_b~c-d\n")
+    assert subprocess.run(["sh", "-c", script, *service["command"][3:]],
+                          timeout=10).returncode == 0 and started.exists()
 
 
 def _answers(client: redis.Redis) -> bool:
