@@ -24,8 +24,12 @@ MARK = b"\xc1\x01"
 _TUPLE, _DECIMAL, _DATE, _DATETIME = 1, 2, 3, 4
 
 
+class UncacheableValue(TypeError):
+    """A value of a type the codec does not keep: a fault of the caller, not of Redis."""
+
+
 def pack(value: Any) -> bytes:
-    """Return ``value`` as MessagePack; raise TypeError for a type the codec does not keep.
+    """Return ``value`` as MessagePack; raise UncacheableValue for a type the codec does not keep.
 
     strict_types sends tuples and subclasses of the built-in types to
     ``_to_ext``, so none comes back as another type.
@@ -48,7 +52,7 @@ def _to_ext(value: Any) -> msgpack.ExtType:
         return msgpack.ExtType(_DATE, value.isoformat().encode("ascii"))
     if kind is datetime.datetime:
         return msgpack.ExtType(_DATETIME, value.isoformat().encode("ascii"))
-    raise TypeError(f"the cache does not store values of type {kind.__name__}")
+    raise UncacheableValue(f"the cache does not store values of type {kind.__name__}")
 
 
 def _from_ext(code: int, data: bytes) -> Any:

@@ -52,6 +52,7 @@ a symbol that changed no rows.
 """
 import hashlib
 import heapq
+import functools
 import logging
 import secrets
 import time
@@ -71,7 +72,7 @@ from werkzeug.wrappers import Response
 from app.api.responses import cacheable
 from app.extensions import cache
 from conf.settings import ConfigError
-from lib.cache_codec import MessagePackRedisSerializer
+from lib.cache_codec import MessagePackRedisSerializer, UncacheableValue
 from lib.circuit_breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,9 @@ RESPONSE_FORMAT_VERSION = 4
 STORAGE_FORMAT = "msgpack"
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 _STATE = "cached_answers"
+# The type of each kind's value (dict where none is named): a value of another
+# type, which only someone else writing to the cache's Redis can leave, is a miss.
+_VALUE_TYPES = {"count": int}
 # Kinds whose answers read fetch_runs / fetch_run_symbols: a run records a
 # symbol's outcome (a failure, no change) without touching any price.
 RUN_HISTORY_KINDS = frozenset({"fetch_runs", "symbols"})
@@ -331,6 +335,8 @@ def _look_up(kind: str, params: tuple[Any, ...]) -> _Storable | None:
         state.breaker.failed(exc)
         return None
     state.breaker.succeeded()
+    if value is not None and type(value) is not _VALUE_TYPES.get(kind, dict):
+        value = None  # not written by the API (whoever else can write to its Redis): a miss
     _count_lookup(kind, hit=value is not None)
     return _Storable(kind, entry, generation, value)
 
@@ -365,12 +371,20 @@ def _answer_from_stored_response() -> Response | None:
     except Exception as exc:
         state.breaker.failed(exc)
         return None
-    if stored is None:
+    if not _is_stored_response(stored):  # missing, or not written by the API: a miss
         setattr(g, _MISSED_RESPONSE, (entry, generation))
         return None
     _count_lookup(kind, hit=True)
     body, headers = stored
     return current_app.response_class(body, status=200, headers=headers)
+
+
+def _is_stored_response(stored: Any) -> bool:
+    """Tell whether ``stored`` is what ``_store_response`` keeps: [body, [[name, value], ...]]."""
+    return (type(stored) is list and len(stored) == 2 and type(stored[0]) is bytes
+            and type(stored[1]) is list
+            and all(type(header) is list and len(header) == 2 and type(header[0]) is str
+                    and type(header[1]) is str for header in stored[1]))
 
 
 def _store_response(response: Response) -> Response:
@@ -534,10 +548,19 @@ def _write(generation: str, entries: dict[str, Any]) -> None:
     except _REFUSED_WRITES as exc:
         state.store_breaker.failed(_without_command(exc))
         return
+    except UncacheableValue as exc:  # before anything is sent: the cache is fine
+        _warn_once(f"an answer could not be cached ({exc}); it is computed each time")
+        return
     except Exception as exc:
         state.breaker.failed(exc)
         return
     state.store_breaker.succeeded()
+
+
+@functools.lru_cache(maxsize=32)
+def _warn_once(message: str) -> None:
+    """Log ``message`` once per process: it would otherwise repeat with every request."""
+    logger.warning(message)
 
 
 def _start_generation(state: _AnswerCache, key: str) -> str:

@@ -8,8 +8,9 @@ import pytest
 import redis
 from cachelib.serializers import SimpleSerializer
 
+from app.api.caching import cached_value
 from app.extensions import cache, db
-from lib.cache_codec import MARK, MessagePackRedisSerializer
+from lib.cache_codec import MARK, MessagePackRedisSerializer, pack
 from tests.helpers import (
     STATS_URL, build_app, change_open_price, delete_redis_keys, insert_prices, open_price_of,
     scrape,
@@ -90,17 +91,22 @@ def test_a_pickle_planted_in_redis_never_runs_and_reads_as_a_miss(redis_api, pre
 
 
 FOREIGN = [b"", b"42", b"garbage", b"!garbage", b"\x80\x05", MARK, MARK + b"\xc1",
-           MARK + b"\x92\xc4"]
+           MARK + b"\x92\xc4",
+           # Values the codec reads, of a type no kind has, or no stored response's shape.
+           *(MARK + pack(value) for value in ("x", 1.5, True, [1, 2, 3], [b"x", [["a", 1]]],
+                                              [b"x", [["a"]]], [b"x", "y"]))]
 
 
 @pytest.mark.redis
+@pytest.mark.parametrize("planted_in", ["the entries", "every key, generations too"])
 @pytest.mark.parametrize("foreign", FOREIGN)
-def test_any_other_value_under_every_key_reads_as_a_miss(redis_api, prefix, foreign):
+def test_any_other_value_under_the_keys_reads_as_a_miss(redis_api, prefix, foreign, planted_in):
     api, server = redis_api
     client = api.test_client()
     answers = [client.get(url) for url in CACHED_URLS]
     for key in server.scan_iter(f"{prefix}*"):
-        server.set(key, foreign)
+        if planted_in.startswith("every") or not key.endswith(b"generation"):
+            server.set(key, foreign)
     for url, answer in zip(CACHED_URLS, answers):
         again = client.get(url)
         assert again.status_code == 200, url
@@ -108,6 +114,25 @@ def test_any_other_value_under_every_key_reads_as_a_miss(redis_api, prefix, fore
     assert api.extensions["cached_answers"].breaker.is_closed, "no lookup failed"
     change_open_price(api, "11.00")
     assert open_price_of(client) == 10.0, "cached again"
+
+
+@pytest.mark.redis
+def test_a_value_the_codec_does_not_keep_is_computed_each_time_and_said_once(
+        redis_api, caplog):
+    """No fault of Redis: the cache stays on for every other answer."""
+    api, _ = redis_api
+    with api.test_request_context():
+        for _ in range(2):
+            assert cached_value("count", ("IBM",), lambda: 2 ** 70) == 2 ** 70
+        assert api.extensions["cached_answers"].breaker.is_closed
+    assert [record.getMessage() for record in caplog.records
+            if record.name == "app.api.caching"] == [
+        "an answer could not be cached (the cache does not store values of type int); "
+        "it is computed each time"]
+    client = api.test_client()
+    hits = lookups(client, "hit")
+    assert client.get(STATS_URL).status_code == client.get(STATS_URL).status_code == 200
+    assert lookups(client, "hit") == hits + 1
 
 
 def stored_values(application, keys) -> dict[str, object]:
