@@ -543,15 +543,11 @@ def _standard_streams_opened() -> None:
     database) would take the closed descriptor, where a stray write to
     stdout or stderr would land. A stream opened elsewhere stays as it is.
     """
-    for fd, name, flags, mode in ((0, "stdin", os.O_RDONLY, "r"), (1, "stdout", os.O_WRONLY, "w"),
-                                  (2, "stderr", os.O_WRONLY, "w")):
-        if getattr(sys, name) is not None:
-            continue
-        null = os.open(os.devnull, flags)  # the lowest free descriptor: fd, unless taken
-        if null != fd:
-            os.close(null)
-            null = os.open(os.devnull, flags | os.O_CLOEXEC)
-        setattr(sys, name, os.fdopen(null, mode))
+    for name, flags, mode in (("stdin", os.O_RDONLY, "r"), ("stdout", os.O_WRONLY, "w"),
+                              ("stderr", os.O_WRONLY, "w")):
+        if getattr(sys, name) is None:
+            # The lowest free descriptor: the stream's own, unless a file took it first.
+            setattr(sys, name, os.fdopen(os.open(os.devnull, flags), mode))
 
 
 if __name__ == "__main__":

@@ -839,6 +839,31 @@ def test_standard_streams_closed_at_start_end_neither_the_run_nor_its_output(
     assert "Traceback" not in log
 
 
+STREAMS_PROBE = """
+import os, sys
+from get_raw_data import _standard_streams_opened
+taken = open(sys.argv[1], "w") if sys.argv[1:] else None  # a file opened before: fd 1
+_standard_streams_opened()
+sys.stderr.write(f"{os.readlink('/proc/self/fd/1')} {sys.stdout.fileno()}\\n")
+"""
+
+
+@pytest.mark.parametrize("taken", [False, True], ids=["fd 1 free", "fd 1 taken by a file"])
+def test_a_closed_stdout_gets_the_null_device_on_its_own_descriptor_unless_taken(
+        tmp_path, taken):
+    """The null device goes on fd 1, where a stray write would otherwise land in a file;
+    a file already there keeps it, and stdout then writes elsewhere."""
+    file = tmp_path / "opened-first"
+    probe = subprocess.run([sys.executable, "-c", STREAMS_PROBE, *([str(file)] * taken)],
+                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                           preexec_fn=lambda: os.close(1))
+    target, stdout_fd = probe.stderr.split()
+    if taken:
+        assert (target, stdout_fd != "1") == (str(file), True)
+    else:
+        assert (target, stdout_fd) == ("/dev/null", "1")
+
+
 def test_unreachable_database_is_one_line_on_stderr_and_a_traceback_in_the_log(
         capsys, job_env, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "mysql+pymysql://api:hunter2@127.0.0.1:1/financial")
