@@ -839,6 +839,17 @@ def test_a_body_read_as_text_or_bytes_in_any_json_encoding_has_the_key_masked(bo
     assert load_json_masked(body, API_KEY) == {"Note": "apikey=[redacted]"}
 
 
+@pytest.mark.parametrize("form", [quote_plus, lambda key: quote(key, safe="")],
+                         ids=["form-encoded", "percent-encoded"])
+def test_a_body_holding_only_an_encoded_form_of_the_key_has_it_masked(form):
+    """No escape in the body: only the encoded form, unlike the key as written, shows the key."""
+    key = "AbC+d/e f%g"
+    body = json.dumps({"Note": "apikey=" + form(key)})
+
+    assert "\\" not in body and key not in body
+    assert load_json_masked(body, key) == {"Note": "apikey=[redacted]"}
+
+
 def test_a_body_without_the_key_decodes_as_json_does():
     body = json.dumps({"Time Series (Daily)": {"2023-03-24": DAY}}).encode("utf-16")
 
