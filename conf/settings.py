@@ -198,9 +198,10 @@ def with_redis_password(url: str | None, password: str | None) -> str | None:
     """
     parts = _split_or_none(url) if url and password else None
     if (parts is None or not parts.scheme.startswith("redis") or not parts.hostname
-            or parts.password is not None):
+            or parts.password):  # an empty one (redis://:@host) is as none
         return url
-    user, _, host = parts.netloc.rpartition("@")
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password or '', safe='')}@{host}"))
 
 

@@ -227,12 +227,15 @@ def test_database_password_file_fills_the_url(monkeypatch, tmp_path, url, expect
     ("redis://redis:6379/0", "redis://:p%40ss%2Fword@redis:6379/0"),
     ("rediss://cache.example:6380/1", "rediss://:p%40ss%2Fword@cache.example:6380/1"),
     ("redis://default@redis:6379/0", "redis://default:p%40ss%2Fword@redis:6379/0"),
+    ("redis://:@redis:6379/0", "redis://:p%40ss%2Fword@redis:6379/0"),
+    ("redis://default:@redis:6379/0", "redis://default:p%40ss%2Fword@redis:6379/0"),
     # One that holds a password keeps it; what is no Redis URL is left alone.
     ("redis://:given@redis:6379/0", "redis://:given@redis:6379/0"),
     ("memory://", "memory://"),
     ("redis+unix:///run/redis.sock", "redis+unix:///run/redis.sock"),
     ("redis://[::1/0", "redis://[::1/0"),
-], ids=["cache", "tls", "user", "given", "memory", "socket", "malformed"])
+], ids=["cache", "tls", "user", "empty", "user, empty", "given", "memory", "socket",
+        "malformed"])
 def test_redis_password_file_fills_the_cache_and_rate_limit_urls(monkeypatch, tmp_path,
                                                                  url, expected):
     secret = tmp_path / "redis_password"
