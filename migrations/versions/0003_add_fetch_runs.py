@@ -36,9 +36,9 @@ def upgrade():
         raise MigrationRefused(
             f"{' and '.join(filled)} already hold fetch runs, though the database records "
             "revision 0002 (an older dump restored, or the revision stamped back): they are "
-            "kept and nothing was migrated. If they are this release's run history, run "
-            "`flask db stamp 0003`, then `flask db upgrade`; to start the history afresh, "
-            "drop fetch_run_symbols and fetch_runs first")
+            "kept and the upgrade stopped before 0003. If they are this release's run "
+            "history, run `flask db stamp 0003`, then `flask db upgrade`; to start the "
+            "history afresh, drop fetch_run_symbols and fetch_runs first")
     for table in leftovers:
         op.drop_table(table)
     op.create_table(
