@@ -1,4 +1,5 @@
 """Cached answers: hits, invalidation shared through Redis, TTL, outage tolerance."""
+import datetime
 import time
 
 import pytest
@@ -39,6 +40,38 @@ def test_list_pages_are_cached_per_normalized_parameters(app, ibm_day, store_pri
     assert client.get("/api/financial_data?symbol=ibm").get_json() == first
     fresh = client.get("/api/financial_data?symbol=IBM&limit=6").get_json()
     assert fresh["data"][0]["open_price"] == "12.00"
+
+
+def _counts_per_date_range(application, make_price, store_prices) -> dict[str, int]:
+    """Ask one symbol's rows over several date ranges on one cache; return each pagination.count.
+
+    The row count is cached apart from the page, per filter: ranges that
+    differ only in end_date, or only in start_date, must not share it.
+    """
+    days = [datetime.date(2023, 1, day) for day in (3, 4, 5, 6)]
+    store_prices([make_price(symbol="IBM", date=day) for day in days])
+    client = application.test_client()
+    queries = ["end_date=2023-01-03", "end_date=2023-01-05",
+               "start_date=2023-01-04", "start_date=2023-01-06",
+               "start_date=2023-01-04&end_date=2023-01-04",
+               "start_date=2023-01-03&end_date=2023-01-04"]
+    return {query: client.get(f"/api/financial_data?symbol=IBM&limit=1&{query}")
+            .get_json()["pagination"]["count"] for query in queries}
+
+
+EXPECTED_COUNTS = {"end_date=2023-01-03": 1, "end_date=2023-01-05": 3,
+                   "start_date=2023-01-04": 3, "start_date=2023-01-06": 1,
+                   "start_date=2023-01-04&end_date=2023-01-04": 1,
+                   "start_date=2023-01-03&end_date=2023-01-04": 2}
+
+
+def test_the_row_count_is_cached_per_date_range(app, make_price, store_prices):
+    assert _counts_per_date_range(app, make_price, store_prices) == EXPECTED_COUNTS
+
+
+@pytest.mark.redis
+def test_the_shared_row_count_is_cached_per_date_range(redis_app, make_price, store_prices):
+    assert _counts_per_date_range(redis_app, make_price, store_prices) == EXPECTED_COUNTS
 
 
 def test_errors_are_not_cached(app, ibm_day, store_prices):
