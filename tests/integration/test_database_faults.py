@@ -755,6 +755,87 @@ def test_a_symbol_the_database_failed_is_recorded_with_the_code_and_its_cause(my
     assert "Lost connection" not in response.get_data(as_text=True)
 
 
+class ReleaseOnUnrecordedFailure(logging.Handler):
+    """Ends the holder's transaction once the run could not record a symbol's failure."""
+
+    def __init__(self, end_holder) -> None:
+        super().__init__()
+        self.end_holder = end_holder
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("could not record "):
+            self.end_holder()
+
+
+@pytest.mark.mysql
+def test_a_symbol_that_meets_a_lock_wait_timeout_fails_and_the_run_goes_on(mysql_app):
+    """Another transaction holds IBM's rows past the lock wait timeout (MySQL error 1205),
+    storing them and recording the failure: IBM fails, and AAPL is still fetched and stored.
+
+    A lock conflict is no lost database: the run must not end early.
+    """
+    url = mysql_app.config["SQLALCHEMY_DATABASE_URI"]
+    series = read_saved_response(FIXTURE)
+    engine = create_engine(url, **engine_options(url, timeout=30))
+
+    @event.listens_for(engine, "connect")
+    def impatient(dbapi_connection, _record):
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+
+    holder = engine.connect()
+    fetched = []
+
+    def hold_ibm_rows() -> None:
+        """Insert, uncommitted, IBM's newest day and IBM's outcome of the running run."""
+        holder.begin()
+        [run_id] = holder.execute(text("SELECT MAX(id) FROM fetch_runs")).one()
+        holder.execute(text("INSERT INTO financial_data (symbol, date, open_price, close_price, "
+                            "volume) VALUES ('IBM', '2023-03-24', 1, 1, 1)"))
+        holder.execute(text("INSERT INTO fetch_run_symbols (run_id, symbol, status, "
+                            "rows_fetched, rows_new, rows_updated) "
+                            "VALUES (:run_id, 'IBM', 'ok', 0, 0, 0)"), {"run_id": run_id})
+
+    def end_holder() -> None:
+        if holder.in_transaction():
+            holder.rollback()
+
+    def job(symbol: str) -> Job:
+        def fetch() -> DailySeries:
+            fetched.append(symbol)
+            if symbol == "IBM":
+                hold_ibm_rows()
+            return dataclasses.replace(series, symbol=symbol)
+        return Job(symbol, fetch, calls_api=True)
+
+    run_log = logging.getLogger("financial.fetch_run")
+    releaser = ReleaseOnUnrecordedFailure(end_holder)
+    run_log.addHandler(releaser)
+    try:
+        with Session(engine) as session:
+            outcome = recorded_run(session, engine, [job("IBM"), job("AAPL")], FULL_RUN,
+                                   RunHooks(report=lambda _: None, note=lambda _: None),
+                                   trigger="manual")
+    finally:
+        run_log.removeHandler(releaser)
+        end_holder()
+        holder.close()
+        engine.dispose()
+    assert fetched == ["IBM", "AAPL"]
+    assert (outcome.stored, outcome.failures, outcome.ended_early) == (1, 1, None)
+    [run] = mysql_app.test_client().get("/api/fetch_runs").json["data"]
+    assert [(symbol["symbol"], symbol["status"], symbol["error"])
+            for symbol in run["symbols"]] == [
+        ("AAPL", "ok", None),
+        ("IBM", "failed", "database error (OperationalError 1205: another transaction held "
+                          "the rows too long (a lock wait or a deadlock)); its rows are "
+                          "unchanged")]
+    with mysql_app.app_context():
+        assert db.session.execute(text(
+            "SELECT symbol, COUNT(*) FROM financial_data GROUP BY symbol")).all() == [
+            ("AAPL", len(series.bars))]
+
+
 def running_statements(engine, marker: str) -> list:
     """Return the ids of the server's threads running a statement that holds ``marker``."""
     with engine.connect() as connection:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from conf.settings import PROJECT_ROOT
 from lib.db_errors import (
-    describe_database_error, is_disk_full, is_schema_error, name_database_error,
+    describe_database_error, is_disk_full, is_lock_conflict, is_schema_error, name_database_error,
 )
 
 NO_SPACE = '28 "No space left on device"'
@@ -27,6 +27,19 @@ def server_error(code: int, message: str) -> DBAPIError:
     except pymysql.err.Error as orig:
         return DBAPIError.instance("INSERT INTO financial_data", {}, orig, pymysql.err.Error)
     raise AssertionError("PyMySQL raised nothing")
+
+
+@pytest.mark.parametrize("code, message, conflict", [
+    (1205, "Lock wait timeout exceeded; try restarting transaction", True),
+    (1213, "Deadlock found when trying to get lock; try restarting transaction", True),
+    (2013, "Lost connection to server during query", False),
+    (1040, "Too many connections", False),
+], ids=["1205", "1213", "2013", "1040"])
+def test_a_lock_wait_timeout_and_a_deadlock_are_lock_conflicts(code, message, conflict):
+    """The driver's own OperationalError, as a store's retry and a run's going on read it."""
+    error = server_error(code, message)
+    assert isinstance(error, OperationalError)
+    assert is_lock_conflict(error) is conflict
 
 
 @pytest.mark.parametrize("code, message", [
