@@ -348,6 +348,22 @@ def test_old_runs_are_deleted_with_their_symbols_but_the_newest_ones_are_kept(db
     assert data_version(db_session) == version
 
 
+def test_a_run_still_running_is_kept_however_old(db_session):
+    """Not the newest run: one the next run refused, waiting for it, came after."""
+    clock = Ticks()
+    running = RunRecorder.open(db_session, "schedule", clock)
+    running.add(SymbolOutcome("IBM", "failed", error="network failure for IBM"))
+    db_session.commit()
+    refused = record_refused_run(db_session, "manual", clock(), "gave up", clock)
+
+    assert delete_runs_before(db_session, START + datetime.timedelta(days=1)) == (0, 0)
+    db_session.commit()
+    assert [(row[0], row[4]) for row in runs_table(db_session)] == [
+        (running.run_id, "running"), (refused.id, "failed")]
+    assert [row[:3] for row in symbols_table(db_session)] == [
+        (running.run_id, "IBM", "failed")]
+
+
 def test_the_prune_command_names_what_it_deleted_and_refuses_a_bad_day(app):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["prune-runs", "--before", "2000-01-01"])
