@@ -30,11 +30,14 @@ def split_days(start, end) -> list[datetime.date]:
     return head + whole + tail
 
 
-@pytest.mark.parametrize("start", [None, *EDGES])
-@pytest.mark.parametrize("end", [None, *EDGES])
+# Every pair of edges or open ends, but a start after the end: the API refuses
+# that range (app/api/params.py), so it never reaches split_range.
+RANGES = [(start, end) for start in [None, *EDGES] for end in [None, *EDGES]
+          if start is None or end is None or start <= end]
+
+
+@pytest.mark.parametrize("start, end", RANGES)
 def test_every_day_of_the_range_is_in_exactly_one_part_in_order(start, end):
-    if start is not None and end is not None and start > end:
-        return
     expected = days(start or OLDEST, end or NEWEST)
     assert split_days(start, end) == expected
 
