@@ -71,10 +71,14 @@ def method_not_allowed_message(method: str, path: str, allowed: list[str]) -> st
 
 
 def handle_database_error(exc: Exception) -> tuple:
-    """Answer 503 with Retry-After; roll back, count the error, log the outage once per interval."""
+    """Answer 503 with Retry-After; count the error, log the outage once per interval.
+
+    The request's session is left to the end of its app context, which
+    removes it: closing it rolls back what the error left of its transaction
+    (or drops a broken connection), and no hook after this one reads it.
+    """
     current_app.extensions[_OUTAGE_LOG].failed(describe_database_error(exc))
     record_database_error()
-    _rollback()
     return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
@@ -177,7 +181,7 @@ def _read_the_database(response: Response) -> bool:
     """Tell whether this request read the database and was answered without it failing.
 
     Its session holds a transaction from its first query to the request's
-    end (the API only reads, and the error handler rolls back), unless it
+    end (the API only reads, and a database error answers 503), unless it
     closed it early and said so (``note_database_read``); a failure
     answered otherwise (a metrics scrape answers 200 without the stored data)
     marks the request (``record_database_error``).
