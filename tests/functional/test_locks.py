@@ -64,9 +64,11 @@ def test_a_stop_request_ends_the_wait(engines):
 
 def test_other_purposes_do_not_wait(engines):
     first, second = engines
+    waits, granted = [], []
     with database_lock(first, "fetch", 1):
-        with database_lock(second, "other", 0):
-            pass
+        with database_lock(second, "other", 0, on_wait=lambda: waits.append(1)):
+            granted.append("other")
+    assert (granted, waits) == (["other"], []), "granted at the first try"
 
 
 def test_each_sqlite_database_has_its_own_lock(tmp_path):

@@ -4,6 +4,7 @@ The older release is played by the migrations of the repository (``upgrade(revis
 and by rows stored the way it stored them: prices without monthly sums.
 """
 import datetime
+import logging
 import threading
 from decimal import Decimal
 
@@ -67,14 +68,19 @@ def test_the_migration_waits_for_an_older_releases_run_and_counts_its_rows(
                               "average_daily_close_price": 32.0, "average_daily_volume": 220}
 
 
-def test_a_current_schema_is_not_held_up_by_a_run(empty_database_url, tmp_path):
+def test_a_current_schema_is_not_held_up_by_a_run(empty_database_url, tmp_path, caplog):
     """Every API start runs the migrations: on a current schema it never waits for a run."""
+    caplog.set_level(logging.INFO, logger="lib.locks")
     application = build_app(empty_database_url, tmp_path / "log", FETCH_LOCK_TIMEOUT=0.0)
     with application.app_context():
         upgrade()
         with database_lock(db.engine, RUN_LOCK, 1):
             upgrade()  # with nothing to do, it does not ask for the run lock
+            revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        db.session.remove()
         db.engine.dispose()
+    assert revision == SCHEMA_REVISION
+    assert [record.getMessage() for record in caplog.records if record.name == "lib.locks"] == []
 
 
 def test_flask_db_upgrade_that_waited_out_a_run_says_so_in_one_line(
