@@ -7,7 +7,8 @@ from financial.months import first_day, last_day_of_month, split_range
 
 D = datetime.date
 EDGES = [D(2023, 1, 1), D(2023, 1, 2), D(2023, 1, 31), D(2023, 2, 1), D(2023, 2, 15),
-         D(2023, 2, 28), D(2023, 3, 1), D(2023, 3, 31), D(2023, 4, 10), D(2024, 2, 29)]
+         D(2023, 2, 28), D(2023, 3, 1), D(2023, 3, 31), D(2023, 4, 10), D(2024, 2, 28),
+         D(2024, 2, 29)]
 OLDEST, NEWEST = D(2022, 12, 1), D(2024, 3, 31)
 
 
