@@ -90,9 +90,10 @@ RESPONSE_FORMAT_VERSION = 4
 STORAGE_FORMAT = "msgpack"
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
 _STATE = "cached_answers"
-# The type of each kind's value (dict where none is named): a value of another
-# type, which only someone else writing to the cache's Redis can leave, is a miss.
-_VALUE_TYPES = {"count": int}
+# The type of each kind's value: a value of another type, which only someone
+# else writing to the cache's Redis can leave, is a miss.
+_VALUE_TYPES = {"count": int, "price_page": dict, "statistics": dict, "symbols": dict,
+                "fetch_runs": dict}
 # Kinds whose answers read fetch_runs / fetch_run_symbols: a run records a
 # symbol's outcome (a failure, no change) without touching any price.
 RUN_HISTORY_KINDS = frozenset({"fetch_runs", "symbols"})
@@ -335,7 +336,7 @@ def _look_up(kind: str, params: tuple[Any, ...]) -> _Storable | None:
         state.breaker.failed(exc)
         return None
     state.breaker.succeeded()
-    if value is not None and type(value) is not _VALUE_TYPES.get(kind, dict):
+    if value is not None and type(value) is not _VALUE_TYPES.get(kind, type(value)):
         value = None  # not written by the API (whoever else can write to its Redis): a miss
     _count_lookup(kind, hit=value is not None)
     return _Storable(kind, entry, generation, value)

@@ -8,7 +8,7 @@ import pytest
 import redis
 from cachelib.serializers import SimpleSerializer
 
-from app.api.caching import cached_value
+from app.api.caching import _VALUE_TYPES, cached_value
 from app.extensions import cache, db
 from lib.cache_codec import MARK, MessagePackRedisSerializer, pack
 from tests.helpers import (
@@ -160,6 +160,11 @@ def test_every_value_the_api_caches_reads_back_from_redis_as_a_process_keeps_it(
     in_process = stored_values(local, local_keys)
     kinds = {name.split(":")[0] for name in in_redis}
     assert kinds == {"response", "statistics", "price_page", "count", "symbols", "fetch_runs"}
+    # Each kind's type is known, so a value of another type left in Redis reads as a miss.
+    assert {name: type(value) for name, value in in_redis.items()
+            if not name.startswith("response:")} == {
+        name: _VALUE_TYPES[name.split(":")[0]] for name in in_redis
+        if not name.startswith("response:")}
     # Per request: the stored response's Date and request ID are never stored, nor read.
     assert in_redis.keys() == in_process.keys()
     for name, value in in_redis.items():
