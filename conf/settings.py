@@ -185,9 +185,7 @@ def with_password(url: str, password: str) -> str:
     parts = _split_or_none(url)
     if parts is None or parts.username is None or parts.password is not None:
         return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    netloc = f"{parts.username}:{quote(password, safe='')}@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return _password_set(parts, password)
 
 
 def with_redis_password(url: str | None, password: str | None) -> str | None:
@@ -200,9 +198,14 @@ def with_redis_password(url: str | None, password: str | None) -> str | None:
     if (parts is None or not parts.scheme.startswith("redis") or not parts.hostname
             or parts.password):  # an empty one (redis://:@host) is as none
         return url
+    return _password_set(parts, password or "")
+
+
+def _password_set(parts: SplitResult, password: str) -> str:
+    """Return the URL of ``parts`` with ``password`` (URL-quoted) for its user, if any."""
     userinfo, _, host = parts.netloc.rpartition("@")
     user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password or '', safe='')}@{host}"))
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
 def _split_or_none(url: str) -> SplitResult | None:

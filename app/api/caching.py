@@ -50,9 +50,9 @@ a symbol that changed no rows.
   lost. The next clear that tries makes it, and the last one of a run or
   command (``final``) always tries.
 """
+import functools
 import hashlib
 import heapq
-import functools
 import logging
 import secrets
 import time
@@ -65,8 +65,8 @@ from cachelib.redis_base import BaseRedisCache
 from flask import Flask, current_app, g, request
 from flask_caching.backends import SimpleCache
 from redis.exceptions import ResponseError
-from werkzeug.utils import import_string
 from sqlalchemy.engine import make_url
+from werkzeug.utils import import_string
 from werkzeug.wrappers import Response
 
 from app.api.responses import cacheable
