@@ -15,6 +15,7 @@ from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "data" / "streaming" / "financial.db"
+ALPHAVANTAGE_QUERY_URL = "https://www.alphavantage.co/query"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Waits, intervals and counts for which a negative number means nothing.
 NON_NEGATIVE_SETTINGS = (
@@ -253,9 +254,7 @@ class BaseConfig:
         self.DATABASE_READ_TIMEOUT = self.DATABASE_TIMEOUT
         self.ALPHAVANTAGE_API_KEY = problems.call(read_api_key, None)
         # The only defaults of these two: the client takes them as arguments.
-        self.ALPHAVANTAGE_BASE_URL = env_str(
-            "ALPHAVANTAGE_BASE_URL", "https://www.alphavantage.co/query"
-        )
+        self.ALPHAVANTAGE_BASE_URL = env_str("ALPHAVANTAGE_BASE_URL", ALPHAVANTAGE_QUERY_URL)
         self.ALPHAVANTAGE_FUNCTION = env_str(
             "ALPHAVANTAGE_FUNCTION", "TIME_SERIES_DAILY_ADJUSTED"
         )
@@ -370,7 +369,7 @@ class BaseConfig:
                 or not _has_usable_port(base)):
             # Not repeated: a proxy's address in it may carry a password.
             self.problems.note("ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL, "
-                               "e.g. https://www.alphavantage.co/query")
+                               f"e.g. {ALPHAVANTAGE_QUERY_URL}")
 
 
 class DevelopmentConfig(BaseConfig):

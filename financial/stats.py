@@ -12,7 +12,7 @@ from financial.months import split_range
 
 PRICE_PLACES = Decimal("0.01")
 WHOLE = Decimal("1")
-# Sums of DECIMAL(18,4) over any realistic row count fit easily in 60 digits.
+# Sums of stored prices (4 places, below 10**9) over any row count fit easily in 60 digits.
 AVERAGE_PRECISION = 60
 
 

@@ -76,7 +76,7 @@ _RATIO = _Column(precision=18, places=8, accepted_places=8, integer_digits=9, po
 _MAX_VOLUME = 10**14 - 1
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
-_PLAIN_VOLUME = r"[0-9]{1,14}"
+_PLAIN_VOLUME = f"[0-9]{{1,{len(str(_MAX_VOLUME))}}}"
 # A plain day's date and values in this order, joined by spaces, match the
 # function's pattern at once: one check for the whole day rather than one per
 # value (no value's pattern takes a space, so each value matches its own or
@@ -187,6 +187,9 @@ def is_short_term_limit(error: AlphaVantageError) -> bool:
     return isinstance(error, RateLimitError) and not error.is_daily_quota
 
 
+_QUOTE_LIMIT = 40
+
+
 def show(raw: Any) -> str:
     """Quote a bad value for a message, cut short so a huge field cannot flood a log line.
 
@@ -194,10 +197,10 @@ def show(raw: Any) -> str:
     parameter's text to 40 characters before its callers quote it, this takes
     any JSON value (a number, null, a list) and cuts its ``repr``: the type
     shows (``1`` is not ``'1'``), and the whole quote, escapes included, stays
-    within 40 characters of a log line.
+    within ``_QUOTE_LIMIT`` characters of a log line.
     """
     text = repr(raw)
-    return text if len(text) <= 40 else f"{text[:37]}..."
+    return text if len(text) <= _QUOTE_LIMIT else f"{text[:_QUOTE_LIMIT - 3]}..."
 
 
 def _has_marker(text: str, markers: tuple[str, ...]) -> bool:
