@@ -7,6 +7,7 @@ read when ``read_config()`` builds the object, not at import, so entrypoints
 can load ``.env`` first.
 """
 import os
+import re
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -108,6 +109,28 @@ def _env_number(name: str, default: _Number, kind: type[_Number], description: s
 def env_list(name: str, default: str) -> list[str]:
     """Return a comma-separated variable as a list of non-empty items."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+# An origin as a browser sends it in Origin: a scheme and a host, perhaps a port.
+_ORIGIN = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def cors_origins_problem(origins: list[str]) -> str | None:
+    """Say why no browser's Origin header could equal a CORS_ORIGINS entry, if so.
+
+    Flask-CORS would read an entry with ``*``, ``?``, ``$``, brackets or
+    parentheses as a regular expression, which nginx's copy of the list for
+    its own errors compares as text: the two would allow different origins.
+    An entry with a path (``https://a.example/``) matches no request at all.
+    """
+    if "*" in origins and len(origins) > 1:
+        return "CORS_ORIGINS: * allows every origin, so it takes no other entries"
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            return (f"CORS_ORIGINS entries must be * or origins written as scheme://host[:port], "
+                    f"with no path or pattern; got {origin!r}")
+    return None
 
 
 def read_api_key() -> str | None:
@@ -364,6 +387,8 @@ class BaseConfig:
             self.problems.note(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
                                f"got {self.LOG_LEVEL!r}")
             self.LOG_LEVEL = "INFO"  # create_app sets up logging to check LOG_DIR all the same
+        if problem := cors_origins_problem(self.CORS_ORIGINS):
+            self.problems.note(problem)
         base = _split_or_none(self.ALPHAVANTAGE_BASE_URL)
         if (base is None or base.scheme not in ("http", "https") or not base.hostname
                 or not _has_usable_port(base)):

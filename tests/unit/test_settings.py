@@ -153,6 +153,30 @@ def test_production_has_no_cors_origins_by_default(monkeypatch):
     assert config.CORS_ORIGINS == []
 
 
+@pytest.mark.parametrize("value", [
+    "https://a.example,http://localhost:3000", "http://[::1]:8080", "HTTPS://A.Example", "*",
+])
+def test_cors_origins_are_exact_origins_or_a_star(monkeypatch, value):
+    monkeypatch.setenv("CORS_ORIGINS", value)
+    assert get_config("development").CORS_ORIGINS == value.split(",")
+
+
+@pytest.mark.parametrize("value, problem", [
+    # Flask-CORS would read these as regular expressions; nginx compares them as text.
+    (r"https://.*\.example", r"got 'https://.*\\.example'"),
+    ("https://a.example,https://(b|c).example", "got 'https://(b|c).example'"),
+    ("https://a.example/", "got 'https://a.example/'"),  # no Origin has a path
+    ("a.example", "got 'a.example'"),
+    ("*,https://a.example", ": * allows every origin, so it takes no other entries"),
+])
+def test_a_cors_origin_no_browser_sends_is_refused_naming_it(monkeypatch, value, problem):
+    monkeypatch.setenv("CORS_ORIGINS", value)
+    with pytest.raises(ConfigError) as raised:
+        get_config("development")
+    (message,) = raised.value.problems
+    assert message.startswith("CORS_ORIGINS") and message.endswith(problem), message
+
+
 def test_api_key_is_read_from_the_secret_file(monkeypatch, tmp_path):
     secret = tmp_path / "key"
     secret.write_text("FILEKEY\n")
