@@ -116,3 +116,12 @@ def test_the_last_fetch_is_worded_for_a_reader_not_as_the_api_spells_it(call_eac
     assert call_each("view.js", "lastFetch", [[{"last_fetched_at": None,
                                                 "last_fetch_status": None}]]) == [
         "Not fetched by the job yet."]
+
+
+def test_the_volume_axis_starts_at_zero_and_an_all_zero_view_gets_a_positive_one(call_each):
+    def axis(low, high):
+        return {"priceRange": {"minValue": low, "maxValue": high}, "margins": None}
+
+    cases = [[axis(0, 0)], [axis(0, 2500)], [axis(120, 2500)], [None]]
+    assert call_each("chart.js", "volumeAxis", cases) == [
+        axis(0, 1), axis(0, 2500), axis(0, 2500), None]

@@ -49,6 +49,18 @@ function linePoint(row) {
   return hasRange(row) ? { time: row.date } : { time: row.date, value: Number(row.close_price) };
 }
 
+/**
+ * The volume axis from the chart's own range, starting at 0: a view whose every volume is 0
+ * (a halted stock) gets 0 to 1, where the library would label it -0.05 to 0.05.
+ */
+export function volumeAxis(auto) {
+  if (auto === null) {
+    return null;
+  }
+  const top = auto.priceRange.maxValue;
+  return { ...auto, priceRange: { minValue: 0, maxValue: top > 0 ? top : 1 } };
+}
+
 function volumeBar(row) {
   const rising = Number(row.close_price) >= Number(row.open_price);
   return {
@@ -157,6 +169,7 @@ export class PriceChart {
     });
     this.volume = this.chart.addSeries(HistogramSeries, {
       priceFormat: { type: 'volume' },
+      autoscaleInfoProvider: (original) => volumeAxis(original()),
       lastValueVisible: false,
       priceLineVisible: false,
     }, 1);
