@@ -245,6 +245,11 @@ class AlphaVantageClient:
         """GET the query and decode the JSON body, mapping HTTP trouble to our exceptions."""
         self._pace()
         with self._send(symbol, outputsize) as response:
+            if response.is_redirect:
+                # Not followed: the next URL is the server's to choose, and it may carry the key.
+                raise AlphaVantageTransportError(
+                    f"HTTP {response.status_code} from AlphaVantage for {symbol}: a redirect, "
+                    f"which the client does not follow (check ALPHAVANTAGE_BASE_URL)", symbol)
             if not response.ok:
                 self._check_deadline(symbol, needed=_DEADLINE_SLACK_SECONDS)
                 retried = ""
@@ -307,7 +312,7 @@ class AlphaVantageClient:
         }
         try:
             with deadline_watched(self._deadline):
-                return self._session.get(self._base_url, params=params,
+                return self._session.get(self._base_url, params=params, allow_redirects=False,
                                          timeout=self._attempt_timeout(), stream=True)
         except requests.RequestException as exc:
             failure = _failure_name(exc)

@@ -452,6 +452,24 @@ def test_a_status_that_is_not_transient_fails_at_once(fake_alphavantage, make_cl
     assert len(fake_alphavantage.requests) == 1
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_not_followed_so_the_key_goes_nowhere_else(fake_alphavantage, make_client,
+                                                                 status):
+    # As a server that keeps the query string would send it: the key in the next URL.
+    elsewhere = f"{fake_alphavantage.url}-elsewhere?apikey={API_KEY}"
+    fake_alphavantage.queue_handler(
+        lambda _request: Response("", status=status, headers={"Location": elsewhere}))
+    fake_alphavantage.queue_fixture(IBM_ADJUSTED)
+
+    with pytest.raises(AlphaVantageTransportError) as caught:
+        make_client(max_retries=2).fetch_daily("IBM")
+
+    assert str(caught.value) == (
+        f"HTTP {status} from AlphaVantage for IBM: a redirect, which the client does not "
+        "follow (check ALPHAVANTAGE_BASE_URL)")
+    assert len(fake_alphavantage.requests) == 1
+
+
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_each_transient_http_status_is_retried(fake_alphavantage, make_client, status):
     fake_alphavantage.queue_response("busy", status=status, content_type="text/plain")
