@@ -48,6 +48,8 @@ CACHE_LOOKUPS = Counter("financial_cache_lookups_total",
                         ("kind", "result"))
 DATABASE_ERRORS_TOTAL = Counter("financial_database_errors_total",
                                 "Times the database could not be reached or used")
+EXPORTS_REFUSED_TOTAL = Counter("financial_exports_refused_total",
+                                "CSV exports answered 503 because every export slot was taken")
 
 # Under gunicorn each worker keeps its counts in files of PROMETHEUS_MULTIPROC_DIR.
 # A folder deleted (a cleaner of temporary files) or unwritable fails every count
@@ -92,6 +94,11 @@ def record_database_error() -> None:
     """Count one failure to reach or use the database, and mark the current request with it."""
     setattr(g, _DATABASE_FAILED, True)
     _count(DATABASE_ERRORS_TOTAL.inc)
+
+
+def record_export_refused() -> None:
+    """Count one export refused for want of a slot: load shed on purpose, not a fault."""
+    _count(EXPORTS_REFUSED_TOTAL.inc)
 
 
 def had_database_error() -> bool:

@@ -23,6 +23,7 @@ from app.conditional import PRECONDITION_FAILED, if_match_fails
 from app.envelope import RETRY_AFTER_SECONDS, json_response
 from app.errors import error_response, note_database_read
 from app.extensions import db
+from app.metrics import record_export_refused
 from app.routes import EXPORT_PATH, FINANCIAL_DATA_PATH
 from financial.queries import count_listed_prices, list_prices
 from financial.runs import data_version
@@ -152,6 +153,7 @@ class FinancialDataExport(Resource):
         else:
             release_slot = take_export_slot()
             if release_slot is None:  # answered, not raised: RESTX logs a raised 5xx's traceback
+                record_export_refused()
                 return json_response(*error_response(
                     503, EXPORTS_BUSY, {"Retry-After": RETRY_AFTER_SECONDS}))
             response = csv_response(engine, query, cache_control(), release_slot)

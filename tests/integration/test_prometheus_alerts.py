@@ -222,6 +222,39 @@ def test_a_database_down_is_told_and_so_are_its_503s(promtool, tmp_path):
                      alert("FinancialHighErrorRate", **JOB)))
 
 
+def test_without_the_refused_exports_series_a_database_down_still_raises_the_error_rate(
+        promtool, tmp_path):
+    """An API of a release before that series (during an upgrade) subtracts nothing."""
+    (tmp_path / "broken.db").mkdir()
+    client = build_app(f"sqlite:///{tmp_path / 'broken.db'}", tmp_path / "log").test_client()
+    scrapes = [{key: value for key, value in samples.items()
+                if key[0] != "financial_exports_refused_total"}
+               for samples in traffic(client, ["/api/financial_data?symbol=IBM"], minutes=20)]
+    assert_alerts(promtool, tmp_path, input_series(scrapes, minutes=20),
+                  at("16m", alert("FinancialDatabaseDown", **TARGET),
+                     alert("FinancialHighErrorRate", **JOB)))
+
+
+def test_exports_refused_for_want_of_a_slot_are_no_error_rate(promtool, tmp_path, make_price):
+    """EXPORT_CONCURRENCY sheds load on purpose: 503s the client retries, not a fault."""
+    app = build_app(f"sqlite:///{tmp_path / 'own.db'}", tmp_path / "log", EXPORT_CONCURRENCY=1)
+    with app.app_context():
+        db.create_all()
+    wednesday = THURSDAY - datetime.timedelta(days=1)
+    store_state(app, make_price, {"IBM": wednesday},
+                ("ok", evening(wednesday, 22, 30), evening(wednesday, 22, 31)))
+    client = app.test_client()
+    streaming = client.get("/api/financial_data/export")  # takes the one slot, left unread
+    try:
+        scrapes = traffic(client, ["/api/financial_data/export", "/api/financial_data?symbol=IBM"],
+                          minutes=20)
+    finally:
+        streaming.close()
+    refused = ("financial_exports_refused_total", ())
+    assert scrapes[-1][refused] - scrapes[0][refused] == 19, "one a minute: half the answers"
+    assert_alerts(promtool, tmp_path, input_series(scrapes, minutes=20), at("16m"))
+
+
 def test_ordinary_traffic_with_client_errors_is_quiet(promtool, tmp_path, sqlite_app,
                                                       make_price):
     wednesday = THURSDAY - datetime.timedelta(days=1)
