@@ -11,7 +11,9 @@ from collections.abc import Callable
 from flask import Flask, Response, current_app, g, request
 from flask_restx import Api
 from sqlalchemy.exc import ProgrammingError
-from werkzeug.exceptions import BadHost, HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import (
+    BadHost, HTTPException, MethodNotAllowed, NotFound, RequestedRangeNotSatisfiable,
+)
 
 from app.envelope import (
     BAD_HOST, DATABASE_UNAVAILABLE, INTERNAL_ERROR, MISSING_HOST, RETRY_AFTER_SECONDS,
@@ -50,8 +52,13 @@ def handle_domain_error(exc: FinancialError) -> tuple:
 
 
 def handle_http_exception(exc: HTTPException) -> tuple:
-    """An HTTP error (unknown path, wrong method, rate limit) in the envelope, saying which"""
-    headers = {}
+    """An HTTP error (unknown path, wrong method, rate limit) in the envelope, saying which.
+
+    The error's own headers are kept, but the type of the HTML it would have
+    been: a 416's Content-Range tells the client the file's length, which
+    RFC 9110 (15.5.17) asks it to send.
+    """
+    headers = {name: value for name, value in exc.get_headers() if name != "Content-Type"}
     message = exc.description or exc.name
     if isinstance(exc, NotFound):
         message = not_found_message(request.path)
@@ -59,6 +66,8 @@ def handle_http_exception(exc: HTTPException) -> tuple:
         allowed = sorted(exc.valid_methods or ())
         headers["Allow"] = ", ".join(allowed)
         message = method_not_allowed_message(request.method, request.path, allowed)
+    if isinstance(exc, RequestedRangeNotSatisfiable):
+        message = range_not_satisfiable_message(exc.length)
     return error_response(exc.code or 500, message, headers)
 
 
@@ -68,6 +77,13 @@ def not_found_message(path: str) -> str:
 
 def method_not_allowed_message(method: str, path: str, allowed: list[str]) -> str:
     return f"method {method} is not allowed on {path}; allowed: {', '.join(allowed)}"
+
+
+def range_not_satisfiable_message(length: int | None) -> str:
+    """Say that the Range header cannot be served: one range within the file, or none, can."""
+    size = "" if length is None else f" of {length} bytes"
+    return (f"Range: cannot be served from this file{size}; ask for one range of bytes "
+            "within it, or send no Range for the whole file")
 
 
 def handle_database_error(exc: Exception) -> tuple:

@@ -11,6 +11,7 @@ import get_raw_data
 from app.conditional import (
     FILE_CHANGED, PRECONDITION_FAILED, PRECONDITION_FAILED_OUTSIDE_API, add_vary,
 )
+from app.errors import range_not_satisfiable_message
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import isolated_environment
 
@@ -216,6 +217,20 @@ def test_a_file_the_client_has_is_a_304_even_when_it_asks_for_a_part(sqlite_clie
     with sqlite_client.get(STATIC_FILE, headers={
             "Range": "bytes=0-3", "If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}) as part:
         assert (part.status_code, len(part.data)) == (206, 4)
+
+
+@pytest.mark.parametrize("byte_range", ["bytes=999999-", "bytes=5-1", "bytes=0-3x"])
+def test_a_range_the_file_cannot_serve_is_a_416_naming_the_header_and_the_files_length(
+        sqlite_client, byte_range):
+    """RFC 9110 15.5.17: the 416 sends Content-Range with the file's length, to ask again by."""
+    with sqlite_client.get(STATIC_FILE) as whole:
+        length = len(whole.data)
+    with sqlite_client.get(STATIC_FILE, headers={"Range": byte_range}) as refused:
+        assert (refused.status_code, refused.get_json()) == (
+            416, {"data": {}, "info": {"error": range_not_satisfiable_message(length)}})
+        assert refused.headers["Content-Range"] == f"bytes */{length}"
+        assert refused.headers["Cache-Control"] == "no-store"
+    assert range_not_satisfiable_message(length).startswith("Range: ")
 
 
 @pytest.mark.parametrize("path", [STATIC_FILE, "/swaggerui/swagger-ui.css"])
