@@ -3,7 +3,7 @@ from typing import Any
 
 import flask
 from flask import Flask, request
-from werkzeug.http import is_resource_modified, parse_if_range_header
+from werkzeug.http import is_resource_modified, parse_if_range_header, parse_range_header
 from werkzeug.wrappers import Request, Response
 
 from app.envelope import json_response
@@ -29,6 +29,11 @@ class IfRangeResponse(flask.Response):
     release, never twice in a second). Otherwise the Range is ignored and
     the whole file is sent (a 200). Flask serves files through the app's
     response class, which asks this as it answers with a file.
+
+    A Range of another unit than bytes, or of several ranges, is ignored
+    too: werkzeug refused both with a 416, where RFC 9110 (14.2) says a
+    server MUST ignore a unit it does not know and MAY ignore ranges it
+    does not send, as werkzeug sends no multipart body.
     """
 
     def make_conditional(self, request_or_environ: dict[str, Any] | Request,
@@ -36,12 +41,22 @@ class IfRangeResponse(flask.Response):
                          complete_length: int | None = None) -> "IfRangeResponse":
         environ = (request_or_environ.environ if isinstance(request_or_environ, Request)
                    else request_or_environ)
-        if "HTTP_RANGE" in environ and "HTTP_IF_RANGE" in environ:
-            if_range = parse_if_range_header(environ["HTTP_IF_RANGE"])
-            if if_range.date is None or if_range.date != self.last_modified:
-                environ = {key: value for key, value in environ.items() if key != "HTTP_RANGE"}
+        if "HTTP_RANGE" in environ and not self._is_range_served(environ):
+            environ = {key: value for key, value in environ.items() if key != "HTTP_RANGE"}
         super().make_conditional(environ, accept_ranges, complete_length)
         return self
+
+    def _is_range_served(self, environ: dict[str, Any]) -> bool:
+        """Tell whether the request's Range is answered by its part, or by its 416."""
+        if "HTTP_IF_RANGE" in environ:
+            if_range = parse_if_range_header(environ["HTTP_IF_RANGE"])
+            if if_range.date is None or if_range.date != self.last_modified:
+                return False
+        unit, has_ranges, _ = environ["HTTP_RANGE"].partition("=")
+        if has_ranges and unit.strip().lower() != "bytes":
+            return False
+        ranges = parse_range_header(environ["HTTP_RANGE"])
+        return ranges is None or len(ranges.ranges) == 1  # None: no valid Range, its 416
 
 
 def register_conditional_get(app: Flask) -> None:

@@ -233,6 +233,18 @@ def test_a_range_the_file_cannot_serve_is_a_416_naming_the_header_and_the_files_
     assert range_not_satisfiable_message(length).startswith("Range: ")
 
 
+@pytest.mark.parametrize("ranges", ["pages=0-3", "items=0-3", "bytes=0-1,3-4", "bytes=0-3, 5-"])
+def test_a_range_of_another_unit_or_of_several_ranges_gets_the_whole_file(sqlite_client, ranges):
+    """RFC 9110 14.2: an unknown range unit MUST be ignored; ranges not sent as parts may be."""
+    with sqlite_client.get(STATIC_FILE) as whole:
+        body = whole.data
+    with sqlite_client.get(STATIC_FILE, headers={"Range": ranges}) as answer:
+        assert (answer.status_code, answer.data) == (200, body)
+        assert "Content-Range" not in answer.headers
+    with sqlite_client.get(STATIC_FILE, headers={"Range": "Bytes=0-3"}) as part:
+        assert (part.status_code, part.data) == (206, body[:4])
+
+
 @pytest.mark.parametrize("path", [STATIC_FILE, "/swaggerui/swagger-ui.css"])
 def test_if_range_with_a_tag_gets_the_whole_file_and_with_its_date_the_part(sqlite_client, path):
     """RFC 9110 13.1.5: If-Range compares tags strongly, which no weak tag passes; a date may."""
