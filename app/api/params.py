@@ -328,15 +328,25 @@ def _repeated(name: str, schema: Schema) -> str:
 
 
 def describe_errors(messages: dict) -> str:
-    """Flatten marshmallow messages into "param: problem; param: problem"."""
+    """Flatten marshmallow messages into "param: problem; param: problem".
+
+    Unknown parameters are named up to _REFUSED_SHOWN and the rest counted,
+    as refused values are: a query of a thousand short names is no longer
+    answered with a message ten times its size.
+    """
     per_location = messages.get("query", messages)
-    parts = []
+    parts, unknown = [], 0
     for name in sorted(per_location):
         problems = per_location[name]
         text = "; ".join(problems) if isinstance(problems, list) else str(problems)
         if text == "Unknown field.":
+            unknown += 1
+            if unknown > _REFUSED_SHOWN:
+                continue
             text = "is not a known parameter"
         parts.append(f"{_quoted_name(name)}: {text}")
+    if unknown > _REFUSED_SHOWN:
+        parts.append(f"and {unknown - _REFUSED_SHOWN} more unknown parameters")
     return "; ".join(parts)
 
 

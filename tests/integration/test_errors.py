@@ -476,3 +476,14 @@ def test_huge_input_is_quoted_cut_short(sqlite_client, query, message):
     assert response.status_code == 400
     assert response.get_json()["info"]["error"].startswith(message)
     assert len(response.data) < 1000
+
+
+def test_many_unknown_parameters_are_named_up_to_five_and_the_rest_counted(sqlite_client):
+    """A query of many short names is answered in a message of its own size at most."""
+    names = [f"{first}{second}" for first in "abcdefghij" for second in "abcdefghij"]
+    response = sqlite_client.get("/api/financial_data?limit=0&" + "&".join(names))
+    assert_error(response, 400, "aa: is not a known parameter; ab: is not a known parameter; "
+                 "ac: is not a known parameter; ad: is not a known parameter; "
+                 "ae: is not a known parameter; limit: must be between 1 and 1000; "
+                 "and 95 more unknown parameters", LIST_ERROR)
+    assert len(response.data) < 1000
