@@ -61,7 +61,7 @@ class Symbol(fields.String):
     """
 
     default_error_messages = {
-        "invalid": f"must be {SYMBOL_RULE}",
+        "invalid": "{bad} {verb}; it must be " + SYMBOL_RULE,
         "list": "takes exactly one ticker here, not a comma-separated list",
     }
 
@@ -69,8 +69,8 @@ class Symbol(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if "," in text:
             raise self.make_error("list")
-        if not is_valid_symbol(text):
-            raise self.make_error("invalid")
+        if not is_valid_symbol(text):  # worded as TickerList words it
+            raise self.make_error("invalid", **_refused([text], "is not a ticker", ""))
         return text.upper()
 
 

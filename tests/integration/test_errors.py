@@ -16,7 +16,6 @@ from tests.helpers import (
 )
 
 RULE = "1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
-BAD_SYMBOL = f"symbol: must be {RULE}"
 
 
 @pytest.mark.parametrize("query, message", [
@@ -104,7 +103,11 @@ def test_leading_zeros_are_read_once_not_once_per_split():
     ("symbol=IBM&start_date=2023-01-31&end_date=2023-01-01",
      "start_date: must not be after end_date (2023-01-31 > 2023-01-01)"),
     ("symbol=&start_date=2023-01-01&end_date=2023-01-31",
-     BAD_SYMBOL),
+     f"symbol: '' is not a ticker; it must be {RULE}"),
+    ("symbol=%00&start_date=2023-01-01&end_date=2023-01-31",
+     f"symbol: '\\x00' is not a ticker; it must be {RULE}"),
+    ("symbol=" + "A" * 50 + "&start_date=2023-01-01&end_date=2023-01-31",
+     f"symbol: '{'A' * 37}...' is not a ticker; it must be {RULE}"),
     ("symbol=IBM&start_date=2023-02-29&end_date=2023-03-01",
      "start_date: is not a valid calendar date"),
     ("symbol=IBM&start_date=2023-01-01&end_date=2023-01-31&limit=5",
