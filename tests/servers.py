@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -230,6 +231,47 @@ class PausingProxy(StallingProxy):
 @contextmanager
 def pausing_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator[PausingProxy]:
     proxy = PausingProxy(target_port, target_host)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+class DelayingProxy(StallingProxy):
+    """A StallingProxy that holds what the server sends for ``delay`` seconds before passing it on.
+
+    A server whose every reply comes late but comes: a Redis slow under the
+    client's socket timeout, where a stalled one trips it. Each chunk read
+    from the server waits ``delay`` (0: none), which a test may change at
+    any time; a reply is one chunk unless it is large.
+    """
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.delay = 0.0
+        super().__init__(target_port, target_host)
+
+    def _pump(self, link: _Link, source: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client:
+                    with self._lock:
+                        self.received += len(data)
+                elif self.delay:
+                    time.sleep(self.delay)
+                if link.frozen:
+                    continue
+                sink = link.upstream if from_client else link.client
+                if sink is not None:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            link.close()
+
+
+@contextmanager
+def delaying_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator[DelayingProxy]:
+    proxy = DelayingProxy(target_port, target_host)
     try:
         yield proxy
     finally:

@@ -40,7 +40,9 @@ a symbol that changed no rows.
 - A cache that fails never fails a request, nor slows every request down: after
   a failure the cache is left alone for CACHE_RETRY_WAIT seconds (a circuit
   breaker) and answers are computed uncached. The outage is logged once when
-  it starts and once when the cache is back, never per request.
+  it starts and once when the cache is back, never per request. A read or
+  write Redis answers in over SLOW_REPLY_SECONDS is a failure too (the answer
+  a slow read brings is still served); a clear is not: made late, it is made.
 - A cache that refuses writes but answers reads (a Redis out of memory that
   never evicts) keeps serving the answers it holds: only storing is left alone
   for CACHE_RETRY_WAIT seconds, by a breaker of its own, logged the same way.
@@ -89,6 +91,11 @@ RESPONSE_FORMAT_VERSION = 4
 # garbage (each clears its own entries; the other's expire on their TTL).
 STORAGE_FORMAT = "msgpack"
 REDIS_SOCKET_TIMEOUT_SECONDS = 1.0
+# A call that Redis answers but slower than this counts as a failure, as a
+# timeout does: a Redis that slow would cost every request its round trips, so
+# answers are computed without it. Half the timeout: far above a healthy reply
+# (under a millisecond) or a wait for the GIL among a worker's busy threads.
+SLOW_REPLY_SECONDS = REDIS_SOCKET_TIMEOUT_SECONDS / 2
 _STATE = "cached_answers"
 # The type of each kind's value: a value of another type, which only someone
 # else writing to the cache's Redis can leave, is a miss.
@@ -211,7 +218,8 @@ def init_cached_answers(app: Flask) -> None:
     retry_wait = app.config["CACHE_RETRY_WAIT"]
     state = _AnswerCache(
         namespace=database_digest(app.config["SQLALCHEMY_DATABASE_URI"]),
-        breaker=CircuitBreaker("the answer cache", retry_wait, log=logger),
+        breaker=CircuitBreaker("the answer cache", retry_wait, log=logger,
+                               slow_after=SLOW_REPLY_SECONDS),
         store_breaker=CircuitBreaker(
             "storing answers", retry_wait, log=logger,
             opened="the answer cache refused to store an answer ({error}); the answers it "
@@ -330,12 +338,13 @@ def _look_up(kind: str, params: tuple[Any, ...]) -> _Storable | None:
     if not state.breaker.allows():
         return None
     entry = cache_key(kind, params)
+    started = time.monotonic()
     try:
         generation, value = _read(state, entry, state.generation_keys(kind))
     except Exception as exc:  # whatever the backend raises, answer uncached
         state.breaker.failed(exc)
         return None
-    state.breaker.succeeded()
+    state.breaker.succeeded(time.monotonic() - started)  # a slow read's value is still good
     if value is not None and type(value) is not _VALUE_TYPES.get(kind, type(value)):
         value = None  # not written by the API (whoever else can write to its Redis): a miss
     _count_lookup(kind, hit=value is not None)
@@ -367,11 +376,13 @@ def _answer_from_stored_response() -> Response | None:
     if kind is None or not state.breaker.is_closed:
         return None
     entry = _response_entry()
+    started = time.monotonic()
     try:
         generation, stored = _read(state, entry, state.generation_keys(kind))
     except Exception as exc:
         state.breaker.failed(exc)
         return None
+    state.breaker.succeeded(time.monotonic() - started)
     if not _is_stored_response(stored):  # missing, or not written by the API: a miss
         setattr(g, _MISSED_RESPONSE, (entry, generation))
         return None
@@ -543,6 +554,7 @@ def _write(generation: str, entries: dict[str, Any]) -> None:
     state: _AnswerCache = current_app.extensions[_STATE]
     if not (state.breaker.is_closed and state.store_breaker.allows()):
         return
+    started = time.monotonic()
     try:
         cache.set_many({state.entry_key(generation, entry): value
                         for entry, value in entries.items()})
@@ -555,6 +567,7 @@ def _write(generation: str, entries: dict[str, Any]) -> None:
     except Exception as exc:
         state.breaker.failed(exc)
         return
+    state.breaker.succeeded(time.monotonic() - started)
     state.store_breaker.succeeded()
 
 

@@ -77,6 +77,25 @@ def test_a_new_outage_counts_its_skips_from_zero(breaker, clock, caplog):
         "the thing is back after 30s; answers computed without it: 0")
 
 
+def test_a_slow_success_counts_as_a_failure(clock, caplog):
+    breaker = CircuitBreaker("the thing", retry_wait=30, clock=clock, slow_after=0.5)
+    breaker.succeeded(took=0.5)
+    assert breaker.is_closed, "up to the threshold, a success"
+    breaker.succeeded(took=0.9)
+    assert not breaker.allows()
+    clock.now += 30
+    assert breaker.allows()
+    breaker.succeeded(took=0.7)
+    assert not breaker.is_closed, "a slow trial waits another period"
+    clock.now += 30
+    assert breaker.allows()
+    breaker.succeeded(took=0.01)
+    assert breaker.is_closed
+    assert warnings_of(caplog) == [
+        "the thing failed (slow: a reply took 0.9s); answering without it, next try in 30s",
+        "the thing is back after 60s; answers computed without it: 1"]
+
+
 def test_its_lines_may_be_worded_for_what_the_caller_does_meanwhile(clock, caplog):
     breaker = CircuitBreaker("the thing", retry_wait=30, clock=clock,
                              opened="could not reach it ({error}); trying in {wait:g}s",
