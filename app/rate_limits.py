@@ -1,8 +1,9 @@
 """Per-client rate limit (Flask-Limiter): RATE_LIMIT requests across the API, then 429."""
 import logging
+import time
 from collections.abc import Callable, Mapping
-from functools import partial
-from typing import cast
+from functools import partial, wraps
+from typing import Any, cast
 
 from flask import Flask, Response, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
@@ -23,6 +24,11 @@ EXEMPT_ROUTES = frozenset({API_PREFIX + HEALTH_PATH, METRICS_PATH, DASHBOARD_PAT
                            API_PREFIX + DOCS_PATH})
 # A Redis outage must not stall requests: give up on it quickly, then count in memory.
 STORAGE_TIMEOUT_SECONDS = 1
+# A count the storage answers slower than this fails as a timeout does, so the
+# limit is counted in memory: a Redis that slow would hold every request for
+# its three round trips. Half the timeout: far above a healthy reply (under a
+# millisecond) or a wait for the GIL among a worker's busy threads.
+SLOW_REPLY_SECONDS = STORAGE_TIMEOUT_SECONDS / 2
 # The count the storage's health check makes: a write, as every request's is.
 _PROBE_KEY = "rate-limit-storage-probe"
 _UNKNOWN_STORAGE = ("RATELIMIT_STORAGE_URI names an unknown storage; expected e.g. "
@@ -37,10 +43,11 @@ def register_rate_limits(app: Flask) -> None:
     X-RateLimit-Limit, -Remaining and -Reset. Over the limit the client gets
     429 in the JSON envelope (app/errors.py) with Retry-After, the seconds
     until the window ends; no other answer carries Retry-After but a 503,
-    its own. While the storage is unreachable each worker counts the same
-    limit in memory, so the API keeps answering. Empty RATE_LIMIT: no limit,
-    no hooks. A limiter per app, because Flask-Limiter keeps the limits and
-    storage of its first init_app.
+    its own. While the storage is unreachable, or slow (a count answered in
+    over SLOW_REPLY_SECONDS), each worker counts the same limit in memory, so
+    the API keeps answering. Empty RATE_LIMIT: no limit, no hooks. A limiter
+    per app, because Flask-Limiter keeps the limits and storage of its first
+    init_app.
 
     Register it before the response cache: Flask-Limiter's init_app adds its
     before_request hook, which must count a request before a stored response
@@ -71,6 +78,7 @@ def register_rate_limits(app: Flask) -> None:
     app.after_request(_retry_after_only_on_429_and_503)
     limiter.init_app(app)
     _check_by_counting(limiter.storage)
+    _fail_when_slow(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
 
 
@@ -205,6 +213,35 @@ def _check_by_counting(storage: Storage) -> None:
         return True
 
     storage.check = check  # type: ignore[method-assign]
+
+
+class _SlowReply(Exception):
+    """The storage answered, but too slowly to be waited on by every request."""
+
+
+def _fail_when_slow(storage: Storage) -> None:
+    """Make a count the storage answers in over SLOW_REPLY_SECONDS raise _SlowReply.
+
+    Flask-Limiter then takes the storage for unreachable, as after a timeout:
+    it counts the request in memory and logs its one warning; the headers are
+    read from memory too. Its tries of the storage meanwhile (a count, see
+    ``_check_by_counting``) fail the same way while the storage stays slow.
+    A count is the first call of every request (the fixed-window strategy,
+    Flask-Limiter's default, which the settings keep), so its reads for the
+    headers, after it, are left untimed.
+    """
+    count = storage.incr
+
+    @wraps(count)
+    def timed_count(*args: Any, **kwargs: Any) -> int:
+        started = time.monotonic()
+        counted = count(*args, **kwargs)
+        took = time.monotonic() - started
+        if took > SLOW_REPLY_SECONDS:
+            raise _SlowReply(f"a reply took {took:.1f}s")
+        return counted
+
+    storage.incr = timed_count  # type: ignore[method-assign]
 
 
 def _storage_options(config: Mapping) -> dict:

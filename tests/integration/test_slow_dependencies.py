@@ -7,7 +7,9 @@ of it is counted by the proxy (``received``), not timed.
 from pathlib import Path
 
 import pytest
+import redis
 
+from app import rate_limits
 from app.api.caching import REDIS_SOCKET_TIMEOUT_SECONDS, SLOW_REPLY_SECONDS, cached_value
 from app.extensions import db
 from tests.helpers import STATS_URL, build_app, change_open_price, open_price_of, wait_for
@@ -15,6 +17,8 @@ from tests.servers import delaying_proxy
 
 # Slow past the threshold, yet well inside the socket timeout: a reply, not a timeout.
 SLOW_REPLY_DELAY = (SLOW_REPLY_SECONDS + REDIS_SOCKET_TIMEOUT_SECONDS) / 2
+assert (rate_limits.SLOW_REPLY_SECONDS < SLOW_REPLY_DELAY
+        < rate_limits.STORAGE_TIMEOUT_SECONDS), "the rate limit's storage: slow too"
 PRICES_URL = "/api/financial_data?symbol=IBM"
 CACHE_LINE = "app.api.caching:"
 
@@ -125,3 +129,34 @@ def test_a_redis_fast_again_is_used_again(app, slow_redis, tmp_path, ibm_day, st
     # behind the cache's back): serving it proves the cache is used again.
     assert open_price_of(client) == 10.0
     dispose(api)
+
+
+def test_a_slow_rate_limit_storage_is_left_for_a_count_in_memory(
+        sqlite_database_url, tmp_path, private_redis, slow_redis):
+    application = build_app(sqlite_database_url, tmp_path / "api-log", RATE_LIMIT="3 per minute",
+                            RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{slow_redis.port}/0")
+    client = application.test_client()
+    assert client.get(PRICES_URL).headers["X-RateLimit-Remaining"] == "2", "counted in Redis"
+    slow_redis.delay = SLOW_REPLY_DELAY
+    answers = [client.get(path) for path in (PRICES_URL, PRICES_URL, "/api/symbols", STATS_URL)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429], (
+        "a new count in memory, one budget for the whole API")
+    asked = slow_redis.received
+    wait_for(lambda: client.get(PRICES_URL).status_code == 429 and slow_redis.received > asked,
+             "Flask-Limiter to try the storage again", 30)
+    server = redis.Redis.from_url(private_redis.url)
+    # Only its tries (a count of their own, slow too) reached the storage; of
+    # the requests, the first slow one's count, which came back too late.
+    counts = [int(server.get(key)) for key in server.keys() if b"probe" not in key]
+    assert counts == [2]
+
+    slow_redis.delay = 0
+    wait_for(lambda: client.get(PRICES_URL).status_code == 200,
+             "the count in Redis (two requests so far) to be used again", 60)
+    assert [int(server.get(key)) for key in server.keys() if b"probe" not in key] == [3]
+    server.close()
+    log = (tmp_path / "api-log" / "api.log").read_text(encoding="utf-8")
+    assert log.count("Rate limit storage unreachable") == 1, "one line for the slowdown"
+    assert log.count("Rate limit storage recovered") == 1, "one line for its end"
+    assert "Traceback" not in log
+    dispose(application)
