@@ -1,4 +1,4 @@
-"""Real processes and sockets for fault tests: a TCP proxy that can stall, a private
+"""Real processes and sockets for fault tests: TCP proxies that stall or delay, a private
 Redis, gunicorn with the production settings. All on 127.0.0.1, free ports, bounded waits.
 
 The shared MariaDB and Redis are never frozen or stopped: a test freezes the
