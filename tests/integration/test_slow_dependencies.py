@@ -15,8 +15,10 @@ from app.extensions import db
 from tests.helpers import STATS_URL, build_app, change_open_price, open_price_of, wait_for
 from tests.servers import delaying_proxy
 
-# Slow past the threshold, yet well inside the socket timeout: a reply, not a timeout.
-SLOW_REPLY_DELAY = (SLOW_REPLY_SECONDS + REDIS_SOCKET_TIMEOUT_SECONDS) / 2
+# Slow past the threshold (the proxy's delay is the least a reply takes), and as far
+# inside the socket timeout as that leaves, so a busy machine still sees a reply, not a timeout.
+SLOW_REPLY_DELAY = SLOW_REPLY_SECONDS + 0.1
+assert SLOW_REPLY_DELAY < REDIS_SOCKET_TIMEOUT_SECONDS
 assert (rate_limits.SLOW_REPLY_SECONDS < SLOW_REPLY_DELAY
         < rate_limits.STORAGE_TIMEOUT_SECONDS), "the rate limit's storage: slow too"
 PRICES_URL = "/api/financial_data?symbol=IBM"
