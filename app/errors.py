@@ -106,13 +106,13 @@ def handle_programming_error(exc: ProgrammingError) -> tuple:
 
 
 def handle_unexpected_error(exc: Exception) -> tuple:
-    """Answer 500 with a generic message; the traceback goes to the log.
+    """Answer 500 with a generic message; the traceback goes to the log, the session rolls back.
 
     The log line names the request's ID, which the client got and may quote.
-    The session is left to the end of the app context, as after a 503.
     """
     logger.error("unhandled %s on %s %s request_id=%s", exc.__class__.__name__, request.method,
                  request.path, request_id(), exc_info=exc)
+    _rollback()
     return error_response(500, INTERNAL_ERROR)
 
 
@@ -134,6 +134,13 @@ def reject_bad_host() -> Response | None:
             host is not None and not _HOST_FIELD.fullmatch(host)):
         return json_response(*error_response(400, BAD_HOST))
     return None
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # the session may be as broken as the database
+        logger.warning("session rollback failed after an error")
 
 
 Handlers = tuple[tuple[type[Exception], Callable[..., tuple]], ...]
