@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.models import FetchRun
-from tests.helpers import build_app, insert_prices, scrape
+from tests.helpers import build_app, insert_prices, migrate_database, scrape, sqlite_url
 
 RULES = PROJECT_ROOT / "conf" / "prometheus-alerts.yml"
 ALERTS = {rule["alert"]: rule for group in YAML(typ="safe").load(RULES)["groups"]
@@ -237,9 +237,9 @@ def test_without_the_refused_exports_series_a_database_down_still_raises_the_err
 
 def test_exports_refused_for_want_of_a_slot_are_no_error_rate(promtool, tmp_path, make_price):
     """EXPORT_CONCURRENCY sheds load on purpose: 503s the client retries, not a fault."""
-    app = build_app(f"sqlite:///{tmp_path / 'own.db'}", tmp_path / "log", EXPORT_CONCURRENCY=1)
-    with app.app_context():
-        db.create_all()
+    url = sqlite_url(tmp_path)
+    migrate_database(url, tmp_path / "log")  # create_all would want every bind ever configured
+    app = build_app(url, tmp_path / "log", EXPORT_CONCURRENCY=1)
     wednesday = THURSDAY - datetime.timedelta(days=1)
     store_state(app, make_price, {"IBM": wednesday},
                 ("ok", evening(wednesday, 22, 30), evening(wednesday, 22, 31)))
