@@ -76,9 +76,21 @@ def register_cors(app: Flask) -> None:
         return
     if "*" not in origins:  # registered first, so it runs after Flask-CORS's own hook
         app.after_request(_vary_by_origin)
-    CORS(app, resources={CORS_PATHS: {"origins": origins}},
+    CORS(app, resources={CORS_PATHS: {"origins": [_exact_origin(origin) for origin in origins]}},
          methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS,
          max_age=app.config["CORS_MAX_AGE"])
+
+
+def _exact_origin(origin: str) -> str | re.Pattern[str]:
+    """Return ``origin`` as Flask-CORS compares it with the request's Origin: as text.
+
+    Flask-CORS reads an entry with brackets as a regular expression, where
+    an IPv6 origin (``http://[::1]:8080``) would allow ``http://1:8080`` and
+    not itself; it is given as the pattern of its own text instead.
+    """
+    if "[" not in origin:
+        return origin
+    return re.compile(re.escape(origin) + r"\Z", re.IGNORECASE)
 
 
 def register_unknown_path_preflights(app: Flask) -> None:

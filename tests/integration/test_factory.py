@@ -103,6 +103,20 @@ def test_cors_allows_only_the_configured_origins(sqlite_database_url, tmp_path):
     assert "Access-Control-Allow-Origin" not in denied.headers
 
 
+def test_an_ipv6_origin_is_allowed_as_written_not_read_as_a_pattern(sqlite_database_url,
+                                                                    tmp_path):
+    """Its brackets would make Flask-CORS read it as a class of one character."""
+    application = build_app(sqlite_database_url, tmp_path,
+                            CORS_ORIGINS=["http://[::1]:8080", "https://good.example"])
+    client = application.test_client()
+    for origin in ("http://[::1]:8080", "HTTP://[::1]:8080"):
+        allowed = client.get("/api/health", headers={"Origin": origin})
+        assert allowed.headers["Access-Control-Allow-Origin"] == origin
+    for origin in ("http://1:8080", "http://[::1]:80800", "http://[::1]"):
+        denied = client.get("/api/health", headers={"Origin": origin})
+        assert "Access-Control-Allow-Origin" not in denied.headers, origin
+
+
 @pytest.mark.parametrize("origins", [["https://good.example"],
                                      ["https://good.example", "https://other.example"]])
 def test_every_api_answer_varies_by_origin_when_only_some_origins_are_allowed(
