@@ -112,8 +112,9 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 # An origin as a browser sends it in Origin: a scheme and a host, perhaps a port.
+# Browsers take "_" in a host name (a compose service's, e.g. http://web_app:3000).
 _ORIGIN = re.compile(
-    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+    r"[A-Za-z][A-Za-z0-9+.-]*://(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 def cors_origins_problem(origins: list[str]) -> str | None:

@@ -155,6 +155,7 @@ def test_production_has_no_cors_origins_by_default(monkeypatch):
 
 @pytest.mark.parametrize("value", [
     "https://a.example,http://localhost:3000", "http://[::1]:8080", "HTTPS://A.Example", "*",
+    "http://web_app:3000", "https://xn--bcher-kva.example",
 ])
 def test_cors_origins_are_exact_origins_or_a_star(monkeypatch, value):
     monkeypatch.setenv("CORS_ORIGINS", value)
