@@ -118,15 +118,21 @@ _ORIGIN = re.compile(
 
 
 def cors_origins_problem(origins: list[str]) -> str | None:
-    """Say why no browser's Origin header could equal a CORS_ORIGINS entry, if so.
+    """Say why a CORS_ORIGINS entry cannot be used, if one cannot.
 
-    Flask-CORS would read an entry with ``*``, ``?``, ``$``, brackets or
-    parentheses as a regular expression, which nginx's copy of the list for
-    its own errors compares as text: the two would allow different origins.
-    An entry with a path (``https://a.example/``) matches no request at all.
+    Flask-CORS would read an entry with ``*``, ``?``, ``$`` or parentheses
+    as a regular expression, which nginx's copy of the list for its own
+    errors compares as text: the two would allow different origins (an IPv6
+    host's brackets are given to Flask-CORS as text, app/serving.py). An
+    entry with a path (``https://a.example/``) matches no request at all.
+    ``null`` is an origin browsers send, but for any sandboxed frame or
+    local file, which every site can make: it would allow them all.
     """
     if "*" in origins and len(origins) > 1:
         return "CORS_ORIGINS: * allows every origin, so it takes no other entries"
+    if any(origin.lower() == "null" for origin in origins):
+        return ("CORS_ORIGINS: null is the Origin of every sandboxed frame and local file, "
+                "which any site can make, so it is refused; use * to allow every origin")
     for origin in origins:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             return (f"CORS_ORIGINS entries must be * or origins written as scheme://host[:port], "

@@ -169,6 +169,7 @@ def test_cors_origins_are_exact_origins_or_a_star(monkeypatch, value):
     ("https://a.example/", "got 'https://a.example/'"),  # no Origin has a path
     ("a.example", "got 'a.example'"),
     ("*,https://a.example", ": * allows every origin, so it takes no other entries"),
+    ("https://a.example,null", "it is refused; use * to allow every origin"),
 ])
 def test_a_cors_origin_no_browser_sends_is_refused_naming_it(monkeypatch, value, problem):
     monkeypatch.setenv("CORS_ORIGINS", value)
