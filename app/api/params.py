@@ -346,7 +346,8 @@ def describe_errors(messages: dict) -> str:
             text = "is not a known parameter"
         parts.append(f"{_quoted_name(name)}: {text}")
     if unknown > _REFUSED_SHOWN:
-        parts.append(f"and {unknown - _REFUSED_SHOWN} more unknown parameters")
+        more = unknown - _REFUSED_SHOWN
+        parts.append(f"and {more} more unknown parameter{'s' if more > 1 else ''}")
     return "; ".join(parts)
 
 

@@ -490,3 +490,10 @@ def test_many_unknown_parameters_are_named_up_to_five_and_the_rest_counted(sqlit
                  "ae: is not a known parameter; limit: must be between 1 and 1000; "
                  "and 95 more unknown parameters", LIST_ERROR)
     assert len(response.data) < 1000
+
+
+def test_one_unknown_parameter_past_the_five_named_is_counted_in_the_singular(sqlite_client):
+    response = sqlite_client.get("/api/financial_data?a=1&b=1&c=1&d=1&e=1&f=1")
+    assert_error(response, 400, "a: is not a known parameter; b: is not a known parameter; "
+                 "c: is not a known parameter; d: is not a known parameter; "
+                 "e: is not a known parameter; and 1 more unknown parameter", LIST_ERROR)
