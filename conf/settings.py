@@ -115,6 +115,7 @@ def env_list(name: str, default: str) -> list[str]:
 # Browsers take "_" in a host name (a compose service's, e.g. http://web_app:3000).
 _ORIGIN = re.compile(
     r"[A-Za-z][A-Za-z0-9+.-]*://(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def cors_origins_problem(origins: list[str]) -> str | None:
@@ -124,7 +125,8 @@ def cors_origins_problem(origins: list[str]) -> str | None:
     as a regular expression, which nginx's copy of the list for its own
     errors compares as text: the two would allow different origins (an IPv6
     host's brackets are given to Flask-CORS as text, app/serving.py). An
-    entry with a path (``https://a.example/``) matches no request at all.
+    entry with a path (``https://a.example/``) or its scheme's default port
+    (``https://a.example:443``) matches no request at all.
     ``null`` is an origin browsers send, but for any sandboxed frame or
     local file, which every site can make: it would allow them all.
     """
@@ -137,7 +139,16 @@ def cors_origins_problem(origins: list[str]) -> str | None:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
             return (f"CORS_ORIGINS entries must be * or origins written as scheme://host[:port], "
                     f"with no path or pattern; got {origin!r}")
+        if _has_default_port(origin):
+            return (f"CORS_ORIGINS: browsers leave the scheme's default port out of Origin, "
+                    f"so write {origin.rpartition(':')[0]!r}; got {origin!r}")
     return None
+
+
+def _has_default_port(origin: str) -> bool:
+    """Tell whether ``origin`` names the port its scheme implies, which no Origin header does."""
+    scheme, _, rest = origin.partition("://")
+    return rest.rpartition(":")[2] == _DEFAULT_PORTS.get(scheme.lower())
 
 
 def read_api_key() -> str | None:

@@ -155,7 +155,8 @@ def test_production_has_no_cors_origins_by_default(monkeypatch):
 
 @pytest.mark.parametrize("value", [
     "https://a.example,http://localhost:3000", "http://[::1]:8080", "HTTPS://A.Example", "*",
-    "http://web_app:3000", "https://xn--bcher-kva.example",
+    "http://web_app:3000", "https://xn--bcher-kva.example", "http://a.example:443",
+    "https://[::80]",
 ])
 def test_cors_origins_are_exact_origins_or_a_star(monkeypatch, value):
     monkeypatch.setenv("CORS_ORIGINS", value)
@@ -170,6 +171,8 @@ def test_cors_origins_are_exact_origins_or_a_star(monkeypatch, value):
     ("a.example", "got 'a.example'"),
     ("*,https://a.example", ": * allows every origin, so it takes no other entries"),
     ("https://a.example,null", "it is refused; use * to allow every origin"),
+    ("https://a.example:443", "so write 'https://a.example'; got 'https://a.example:443'"),
+    ("HTTP://[::1]:80", "so write 'HTTP://[::1]'; got 'HTTP://[::1]:80'"),
 ])
 def test_a_cors_origin_no_browser_sends_is_refused_naming_it(monkeypatch, value, problem):
     monkeypatch.setenv("CORS_ORIGINS", value)
