@@ -10,7 +10,7 @@ from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 from limits.errors import ConfigurationError
-from limits.storage import Storage, storage_from_string
+from limits.storage import MemoryStorage, Storage, storage_from_string
 
 from app.envelope import RETRY_AFTER_SECONDS
 from app.routes import API_PREFIX, DASHBOARD_PATH, DOCS_PATH, HEALTH_PATH, METRICS_PATH
@@ -78,7 +78,10 @@ def register_rate_limits(app: Flask) -> None:
     app.after_request(_retry_after_only_on_429_and_503)
     limiter.init_app(app)
     _check_by_counting(limiter.storage)
-    _fail_when_slow(limiter.storage)
+    if not isinstance(limiter.storage, MemoryStorage):
+        # A slow count in memory is a stalled process, no slow storage: falling
+        # back would only start every client's budget afresh.
+        _fail_when_slow(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
 
 
