@@ -61,7 +61,7 @@ class Symbol(fields.String):
     """
 
     default_error_messages = {
-        "invalid": "{bad} {verb}; it must be " + SYMBOL_RULE,
+        "not_ticker": "{bad} {verb}; it must be " + SYMBOL_RULE,
         "list": "takes exactly one ticker here, not a comma-separated list",
     }
 
@@ -70,7 +70,7 @@ class Symbol(fields.String):
         if "," in text:
             raise self.make_error("list")
         if not is_valid_symbol(text):  # worded as TickerList words it
-            raise self.make_error("invalid", **_refused([text], "is not a ticker", ""))
+            raise self.make_error("not_ticker", **_refused([text], "is not a ticker", ""))
         return text.upper()
 
 
@@ -117,7 +117,7 @@ class TickerList(fields.String):
     list_example = "IBM,AAPL"
 
     default_error_messages = {
-        "invalid": "{bad} {verb}; each must be " + SYMBOL_RULE,
+        "not_ticker": "{bad} {verb}; each must be " + SYMBOL_RULE,
         "too_many": f"takes at most {MAX_SYMBOLS} distinct tickers, got {{count}}",
     }
 
@@ -125,7 +125,8 @@ class TickerList(fields.String):
         items = super()._deserialize(value, attr, data, **kwargs).split(",")
         bad = [item for item in dict.fromkeys(items) if not is_valid_symbol(item)]
         if bad:
-            raise self.make_error("invalid", **_refused(bad, "is not a ticker", "are not tickers"))
+            raise self.make_error("not_ticker",
+                                  **_refused(bad, "is not a ticker", "are not tickers"))
         symbols = tuple(sorted({item.upper() for item in items}))
         if len(symbols) > MAX_SYMBOLS:
             raise self.make_error("too_many", count=len(symbols))
@@ -138,15 +139,15 @@ class FieldList(fields.String):
     choices = (*RECORD_FIELDS, ALL_FIELDS)
     list_example = "open_price,volume"
     default_error_messages = {
-        "invalid": "{bad} {verb}; choose from " + ", ".join(RECORD_FIELDS)
-                   + f", or {ALL_FIELDS}",
+        "not_field": "{bad} {verb}; choose from " + ", ".join(RECORD_FIELDS)
+                     + f", or {ALL_FIELDS}",
     }
 
     def _deserialize(self, value, attr, data, **kwargs):
         names = set(super()._deserialize(value, attr, data, **kwargs).split(","))
         bad = sorted(names.difference(self.choices))
         if bad:
-            raise self.make_error("invalid", **_refused(bad, "is not a field", "are not fields"))
+            raise self.make_error("not_field", **_refused(bad, "is not a field", "are not fields"))
         if ALL_FIELDS in names:
             return RECORD_FIELDS
         return tuple(name for name in RECORD_FIELDS if name in names)
