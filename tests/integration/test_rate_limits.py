@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 from flask import request
 
 from app.envelope import RETRY_AFTER_SECONDS
@@ -297,6 +298,28 @@ def test_a_stalled_tls_storage_costs_seconds_too(sqlite_database_url, tmp_path):
         application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
                                 RATELIMIT_STORAGE_URI=f"rediss://127.0.0.1:{proxy.port}/0")
         assert get_in_time(application.test_client(), "/api/financial_data").status_code == 200
+
+
+def test_the_storage_is_healthy_only_while_it_takes_a_count(sqlite_database_url, tmp_path,
+                                                            private_redis):
+    """The health check Flask-Limiter asks before it uses the storage again, on a real Redis.
+
+    A full Redis that never evicts answers PING but refuses every count: the
+    check must fail then, or each check would bring it back for one request.
+    """
+    application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                            RATELIMIT_STORAGE_URI=private_redis.url)
+    [limiter] = application.extensions["limiter"]
+    server = redis.Redis.from_url(private_redis.url)
+    try:
+        assert limiter.storage.check() is True
+        private_redis.fill()
+        assert server.ping() is True, "the full Redis still answers PING"
+        assert limiter.storage.check() is False
+        private_redis.make_room()
+        assert limiter.storage.check() is True
+    finally:
+        server.close()
 
 
 def test_a_full_storage_is_counted_in_memory_and_logged_once_not_per_request(
