@@ -3,6 +3,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import pytest
 
@@ -10,9 +12,46 @@ from werkzeug.wrappers import Request, Response
 
 from lib.avantage_api import TIME_SERIES_DAILY_ADJUSTED, AlphaVantageClient, DeadlineExceededError
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
+from tests.helpers import wait_for
 
 API_KEY = "SECRETKEY123"
 IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
+# Not a bound on the deadline: the answers below trickle in for ever, so a
+# client that ignores its deadline would hang the run instead of failing.
+HANG_GUARD_SECONDS = 30
+# What each trickled answer sends, a byte every 50 ms, until the test ends.
+TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\n"
+PADDING = b"X-Padding: slow\r\n"
+
+
+def fetch_guarded(client: AlphaVantageClient, symbol: str = "IBM"):
+    """Fetch ``symbol`` in another thread; fail, rather than hang, past HANG_GUARD_SECONDS."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(client.fetch_daily, symbol).result(timeout=HANG_GUARD_SECONDS)
+    except FutureTimeout:
+        raise AssertionError(f"fetching {symbol} still waits after {HANG_GUARD_SECONDS}s: "
+                             "the deadline ended nothing") from None
+    finally:
+        pool.shutdown(wait=False)  # a hung fetch ends as the test's server stops
+
+
+def trickle_head(connection: socket.socket, stop: threading.Event) -> bool:
+    """Send a status line and then header lines a byte every 50 ms, for ever.
+
+    Each byte comes well within any read timeout. Return True once the client
+    cut the connection, False when ``stop`` ended the sending.
+    """
+    head = TRICKLED_HEAD
+    while True:
+        for byte in head:
+            if stop.wait(0.05):
+                return False
+            try:
+                connection.sendall(bytes([byte]))
+            except OSError:
+                return True
+        head = PADDING
 
 
 @pytest.fixture
@@ -47,75 +86,92 @@ def test_a_stalled_symbol_fails_at_its_deadline_without_more_retries(fake_alphav
 
 
 def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, make_client):
+    """A body that never ends, a byte every 50 ms: only the deadline can end the reading."""
+    stop = threading.Event()
+    abandoned = threading.Event()
+
     def trickle(_request: Request) -> Response:
         def body():
-            for byte in b'{"Time Series (Daily)": {}}' * 10:
-                time.sleep(0.05)  # each byte well within the read timeout
-                yield bytes([byte])
+            try:
+                while not stop.wait(0.05):
+                    yield b" "
+            except GeneratorExit:  # werkzeug's write failed: the client hung up
+                abandoned.set()
+                raise
         return Response(body(), content_type="application/json")
 
     fake_alphavantage.queue_handler(trickle)
     client = make_client(symbol_deadline=0.5, max_retries=0)
-    started = time.monotonic()
-    # Read whole, the 13.5 s answer would fail as malformed JSON instead.
-    with pytest.raises(DeadlineExceededError) as caught:
-        client.fetch_daily("IBM")
-    assert caught.value.symbol == "IBM" and not caught.value.ends_the_run
-    # The reading stops at the deadline, not when the answer ends or a second later.
-    assert time.monotonic() - started < 1.4
+    try:
+        with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol") \
+                as caught:
+            fetch_guarded(client)
+        assert caught.value.symbol == "IBM" and not caught.value.ends_the_run
+        wait_for(abandoned.is_set, "the server to see the client hang up", HANG_GUARD_SECONDS)
+    finally:
+        stop.set()
+    assert len(fake_alphavantage.requests) == 1
+
+
+class TrickledHeaders:
+    """A server that sends one answer's status line and headers a byte every 50 ms, for ever.
+
+    ``cut`` is set once the client cut the connection; ``connections`` counts
+    the connections accepted.
+    """
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/query"
+        self.connections = 0
+        self.cut = threading.Event()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        connection, _ = self.server.accept()
+        self.connections += 1
+        with connection:
+            connection.recv(65536)
+            if trickle_head(connection, self.stop):
+                self.cut.set()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+        self.thread.join(timeout=5)
 
 
 @pytest.fixture
-def trickled_headers() -> Iterator[str]:
-    """A server that sends an answer's status line and headers a byte every 50 ms; yield its URL.
-
-    Each byte comes well within the read timeout: only the deadline can end the wait.
-    """
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        connection, _ = server.accept()
-        with connection:
-            connection.recv(65536)
-            head = b"HTTP/1.1 200 OK\r\n" + b"X-Padding: slow\r\n" * 20
-            for byte in head:
-                if stop.wait(0.05):
-                    return
-                try:
-                    connection.sendall(bytes([byte]))
-                except OSError:  # the client cut the connection
-                    return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}/query"
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+def trickled_headers() -> Iterator[TrickledHeaders]:
+    server = TrickledHeaders()
+    yield server
+    server.close()
 
 
 def test_headers_that_trickle_in_fail_at_the_deadline(trickled_headers, make_client):
     """requests reads the headers itself: a byte at a time they held it past every deadline."""
-    client = make_client(base_url=trickled_headers, symbol_deadline=0.5, max_retries=0)
-    started = time.monotonic()
+    client = make_client(base_url=trickled_headers.url, symbol_deadline=0.5, max_retries=0)
     with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
-        client.fetch_daily("IBM")
-    assert time.monotonic() - started < 1.4  # the 380 bytes take 19 s
+        fetch_guarded(client)
+    wait_for(trickled_headers.cut.is_set, "the server to see the connection cut",
+             HANG_GUARD_SECONDS)
+    assert trickled_headers.connections == 1, "no retry once the deadline has passed"
 
 
 class KeptAliveServer:
     """A server that answers every request on one kept-alive connection, as ``answers`` say.
 
     Each answer is ``("after", seconds)``, IBM's saved answer after that pause, or
-    ``("trickle", 0)``, its status line and headers a byte every 50 ms.
+    ``("trickle", 0)``, a status line and headers a byte every 50 ms for ever;
+    ``cut`` is set once the client cut a trickle's connection.
     """
 
     def __init__(self, answers: list[tuple[str, float]]) -> None:
         self.answers = answers
         self.connections = 0
+        self.cut = threading.Event()
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/query"
         self.stop = threading.Event()
@@ -143,13 +199,8 @@ class KeptAliveServer:
             request += data
         kind, pause = self.answers.pop(0)
         if kind == "trickle":
-            for byte in b"HTTP/1.1 200 OK\r\n" + b"X-Padding: slow\r\n" * 20:
-                if self.stop.wait(0.05):
-                    return False
-                try:
-                    connection.sendall(bytes([byte]))
-                except OSError:  # the client cut the connection
-                    return False
+            if trickle_head(connection, self.stop):
+                self.cut.set()
             return False
         if self.stop.wait(pause):
             return False
@@ -182,10 +233,9 @@ def test_headers_that_trickle_in_on_a_kept_alive_connection_fail_at_the_deadline
     server = kept_alive([("after", 0), ("trickle", 0)])
     client = make_client(base_url=server.url, symbol_deadline=0.5, max_retries=0)
     assert client.fetch_daily("IBM").bars
-    started = time.monotonic()
     with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
-        client.fetch_daily("IBM")
-    assert time.monotonic() - started < 1.4  # the 380 bytes take 19 s
+        fetch_guarded(client)
+    wait_for(server.cut.is_set, "the server to see the connection cut", HANG_GUARD_SECONDS)
     assert server.connections == 1
 
 
