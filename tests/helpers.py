@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -31,6 +33,26 @@ from financial.monthly_sums import refresh_monthly_sums
 # The API key the fetch job's tests configure; it must never show anywhere.
 KEY = "SECRETKEY123"
 FETCH_JOB_TIMEOUT_SECONDS = 120
+# Not a bound on how long anything may take: it keeps a timeout that is lost
+# from hanging the run, and is far past every timeout under test, however
+# loaded the machine. Tests assert what was given up on, not when.
+HANG_GUARD_SECONDS = 30
+
+
+def call_guarded(function: Callable, *args, **kwargs):
+    """Return ``function(*args, **kwargs)``, run in another thread; fail past HANG_GUARD_SECONDS.
+
+    What it raises is raised here. A call still waiting is left to end as
+    the test's fake server or proxy closes.
+    """
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(function, *args, **kwargs).result(timeout=HANG_GUARD_SECONDS)
+    except FutureTimeout:
+        raise AssertionError(f"{getattr(function, '__qualname__', function)} still waits after "
+                             f"{HANG_GUARD_SECONDS}s: no timeout ended the wait") from None
+    finally:
+        pool.shutdown(wait=False)
 
 
 def get_config(env_name: str | None = None) -> BaseConfig:

@@ -3,8 +3,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 import pytest
 
@@ -12,28 +10,13 @@ from werkzeug.wrappers import Request, Response
 
 from lib.avantage_api import TIME_SERIES_DAILY_ADJUSTED, AlphaVantageClient, DeadlineExceededError
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
-from tests.helpers import wait_for
+from tests.helpers import HANG_GUARD_SECONDS, call_guarded, wait_for
 
 API_KEY = "SECRETKEY123"
 IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
-# Not a bound on the deadline: the answers below trickle in for ever, so a
-# client that ignores its deadline would hang the run instead of failing.
-HANG_GUARD_SECONDS = 30
 # What each trickled answer sends, a byte every 50 ms, until the test ends.
 TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\n"
 PADDING = b"X-Padding: slow\r\n"
-
-
-def fetch_guarded(client: AlphaVantageClient, symbol: str = "IBM"):
-    """Fetch ``symbol`` in another thread; fail, rather than hang, past HANG_GUARD_SECONDS."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(client.fetch_daily, symbol).result(timeout=HANG_GUARD_SECONDS)
-    except FutureTimeout:
-        raise AssertionError(f"fetching {symbol} still waits after {HANG_GUARD_SECONDS}s: "
-                             "the deadline ended nothing") from None
-    finally:
-        pool.shutdown(wait=False)  # a hung fetch ends as the test's server stops
 
 
 def trickle_head(connection: socket.socket, stop: threading.Event) -> bool:
@@ -105,7 +88,7 @@ def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, mak
     try:
         with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol") \
                 as caught:
-            fetch_guarded(client)
+            call_guarded(client.fetch_daily, "IBM")
         assert caught.value.symbol == "IBM" and not caught.value.ends_the_run
         wait_for(abandoned.is_set, "the server to see the client hang up", HANG_GUARD_SECONDS)
     finally:
@@ -154,7 +137,7 @@ def test_headers_that_trickle_in_fail_at_the_deadline(trickled_headers, make_cli
     """requests reads the headers itself: a byte at a time they held it past every deadline."""
     client = make_client(base_url=trickled_headers.url, symbol_deadline=0.5, max_retries=0)
     with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
-        fetch_guarded(client)
+        call_guarded(client.fetch_daily, "IBM")
     wait_for(trickled_headers.cut.is_set, "the server to see the connection cut",
              HANG_GUARD_SECONDS)
     assert trickled_headers.connections == 1, "no retry once the deadline has passed"
@@ -234,7 +217,7 @@ def test_headers_that_trickle_in_on_a_kept_alive_connection_fail_at_the_deadline
     client = make_client(base_url=server.url, symbol_deadline=0.5, max_retries=0)
     assert client.fetch_daily("IBM").bars
     with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
-        fetch_guarded(client)
+        call_guarded(client.fetch_daily, "IBM")
     wait_for(server.cut.is_set, "the server to see the connection cut", HANG_GUARD_SECONDS)
     assert server.connections == 1
 
