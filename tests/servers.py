@@ -34,8 +34,10 @@ class _Link:
         self.client = client
         self.upstream = upstream
         self.frozen = upstream is None
+        self.closed = False
 
     def close(self) -> None:
+        self.closed = True
         for sock in (self.client, self.upstream):
             if sock is None:
                 continue
@@ -79,7 +81,9 @@ class StallingProxy(_LocalServer):
     and new, are accepted and read from, but nothing reaches the server and
     nothing comes back. ``resume()`` drops the frozen connections (clients
     reconnect, as after a restart) and forwards new ones again. ``received``
-    counts the bytes clients sent, so a test can tell nobody asked meanwhile.
+    counts the bytes clients sent, so a test can tell nobody asked meanwhile;
+    ``hung_up`` the connections their clients closed, so a test can tell one
+    was given up on rather than left waiting.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -90,6 +94,7 @@ class StallingProxy(_LocalServer):
         self._stalled = False
         self.received = 0
         self.accepted = 0
+        self.hung_up = 0
         self._start()
 
     def stall(self) -> None:
@@ -143,6 +148,9 @@ class StallingProxy(_LocalServer):
         except OSError:
             pass
         finally:
+            with self._lock:
+                if from_client and not link.closed:
+                    self.hung_up += 1
             link.close()
 
 
