@@ -79,10 +79,20 @@ def test_sqlite_has_no_connection_limit_to_check(sqlite_database_url, caplog):
     assert caplog.records == []
 
 
-def test_an_unreachable_database_is_left_unchecked(caplog):
+def test_an_unreachable_database_is_left_unchecked_at_once(caplog):
     caplog.set_level(logging.INFO, logger=BUDGET_LOGGER)
-    warn_if_over_budget("mysql+pymysql://api:secret@127.0.0.1:1/financial",
-                        ConnectionPlan(workers=1000, threads=100, exports=True))
+    attempts: list[dict] = []
+
+    def connecting(_dialect, _record, _args, params) -> None:
+        attempts.append(params)
+
+    event.listen(Engine, "do_connect", connecting)
+    try:
+        warn_if_over_budget("mysql+pymysql://api:secret@127.0.0.1:1/financial",
+                            ConnectionPlan(workers=1000, threads=100, exports=True))
+    finally:
+        event.remove(Engine, "do_connect", connecting)
+    assert len(attempts) == 1, "one refused connection, no retry"
     [record] = caplog.records
     assert record.levelno == logging.INFO
     assert record.getMessage().startswith(
