@@ -83,7 +83,10 @@ class StallingProxy(_LocalServer):
     reconnect, as after a restart) and forwards new ones again. ``received``
     counts the bytes clients sent, so a test can tell nobody asked meanwhile;
     ``hung_up`` the connections their clients closed, so a test can tell one
-    was given up on rather than left waiting.
+    was given up on rather than left waiting. ``delay`` (seconds, 0 at first)
+    holds each chunk the server sends before passing it on: a server whose
+    replies come late but come, under the client's timeout where a stalled
+    one trips it (a reply is one chunk unless it is large).
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -95,6 +98,7 @@ class StallingProxy(_LocalServer):
         self.received = 0
         self.accepted = 0
         self.hung_up = 0
+        self.delay = 0.0
         self._start()
 
     def stall(self) -> None:
@@ -140,6 +144,8 @@ class StallingProxy(_LocalServer):
                 if from_client:
                     with self._lock:
                         self.received += len(data)
+                elif self.delay:
+                    time.sleep(self.delay)
                 if link.frozen:
                     continue
                 sink = link.upstream if from_client else link.client
@@ -239,47 +245,6 @@ class PausingProxy(StallingProxy):
 @contextmanager
 def pausing_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator[PausingProxy]:
     proxy = PausingProxy(target_port, target_host)
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
-class DelayingProxy(StallingProxy):
-    """A StallingProxy that holds what the server sends for ``delay`` seconds before passing it on.
-
-    A server whose every reply comes late but comes: a Redis slow under the
-    client's socket timeout, where a stalled one trips it. Each chunk read
-    from the server waits ``delay`` (0: none), which a test may change at
-    any time; a reply is one chunk unless it is large.
-    """
-
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
-        self.delay = 0.0
-        super().__init__(target_port, target_host)
-
-    def _pump(self, link: _Link, source: socket.socket, from_client: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if from_client:
-                    with self._lock:
-                        self.received += len(data)
-                elif self.delay:
-                    time.sleep(self.delay)
-                if link.frozen:
-                    continue
-                sink = link.upstream if from_client else link.client
-                if sink is not None:
-                    sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            link.close()
-
-
-@contextmanager
-def delaying_proxy(target_port: int, target_host: str = "127.0.0.1") -> Iterator[DelayingProxy]:
-    proxy = DelayingProxy(target_port, target_host)
     try:
         yield proxy
     finally:

@@ -15,7 +15,7 @@ from app import rate_limits
 from app.api.caching import REDIS_SOCKET_TIMEOUT_SECONDS, SLOW_REPLY_SECONDS, cached_value
 from app.extensions import db
 from tests.helpers import STATS_URL, build_app, change_open_price, open_price_of, wait_for
-from tests.servers import delaying_proxy
+from tests.servers import stalling_proxy
 
 # Slow past the threshold (the proxy's delay is the least a reply takes), and as far
 # inside the socket timeout as that leaves, so a busy machine still sees a reply, not a timeout.
@@ -30,7 +30,7 @@ CACHE_LINE = "app.api.caching:"
 @pytest.fixture
 def slow_redis(private_redis):
     """A proxy to ``private_redis`` that forwards at once until its ``delay`` is set."""
-    with delaying_proxy(private_redis.port) as proxy:
+    with stalling_proxy(private_redis.port) as proxy:
         yield proxy
 
 
