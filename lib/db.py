@@ -59,19 +59,22 @@ def engine_options(url: str, *, timeout: float, read_timeout: float | None = Non
     isolation level is pinned (SERVER_ISOLATION_LEVEL), whatever the server's.
     """
     parsed = make_url(url)
+    # Whole seconds, rounded up: Flask-SQLAlchemy builds its engines with
+    # engine_from_config, which makes pool_timeout an int (0.5 would wait not at all).
+    pool_timeout = math.ceil(timeout)
     if parsed.get_backend_name() == "sqlite":
         sqlite_options: dict = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}}
         # A file gets a pool of connections, whose wait is bounded like MySQL's;
         # an in-memory database one connection per thread, which takes no timeout.
         dialect = cast(type[DefaultDialect], parsed.get_dialect())
         if issubclass(dialect.get_pool_class(parsed), QueuePool):
-            sqlite_options["pool_timeout"] = timeout
+            sqlite_options["pool_timeout"] = pool_timeout
         return sqlite_options
     # Every connection is used through a Connection or Session, which ends its
     # transaction as it returns the connection; the pool's own rollback on
     # return would be a second round trip on every request.
     options: dict = {"pool_pre_ping": True, "pool_recycle": MYSQL_POOL_RECYCLE_SECONDS,
-                     "pool_timeout": timeout, "pool_reset_on_return": None,
+                     "pool_timeout": pool_timeout, "pool_reset_on_return": None,
                      "isolation_level": SERVER_ISOLATION_LEVEL}
     if parsed.get_driver_name() == "pymysql":
         answer_timeout = read_timeout or timeout

@@ -45,21 +45,22 @@ def test_mysql_engines_ping_recycle_and_bound_every_wait(tmp_path):
     application = build_app("mysql+pymysql://api@127.0.0.1:1/financial", tmp_path,
                             DATABASE_TIMEOUT=1.5, DATABASE_READ_TIMEOUT=1.5)
     options = application.config["SQLALCHEMY_ENGINE_OPTIONS"]
-    assert options == {"pool_pre_ping": True, "pool_recycle": 280, "pool_timeout": 1.5,
+    assert options == {"pool_pre_ping": True, "pool_recycle": 280, "pool_timeout": 2,
                        "pool_reset_on_return": None, "isolation_level": "REPEATABLE READ",
                        "connect_args": {"connect_timeout": 1.5, "read_timeout": 1.5,
                                         "write_timeout": 1.5}}
 
 
-def test_an_sqlite_file_answers_503_once_no_pooled_connection_frees_in_time(tmp_path):
-    # Whole seconds: Flask-SQLAlchemy builds engines with engine_from_config,
-    # which makes pool_timeout an int (0.5 would become 0).
+@pytest.mark.parametrize("timeout, pool_wait", [(0.5, 1), (1, 1), (1.5, 2)])
+def test_an_sqlite_file_answers_503_once_no_pooled_connection_frees_in_time(
+        tmp_path, timeout, pool_wait):
     application = build_app(f"sqlite:///{tmp_path}/pool.db", tmp_path / "log",
-                            DATABASE_TIMEOUT=1)
+                            DATABASE_TIMEOUT=timeout)
     held = []
     with application.app_context():
-        # The pool requests use waits DATABASE_TIMEOUT for a connection, not its own 30 s.
-        assert db.engine.pool.timeout() == 1
+        # The pool requests use waits DATABASE_TIMEOUT for a connection, not its own 30 s:
+        # in whole seconds, rounded up, as Flask-SQLAlchemy makes it an int (0.5 to no wait).
+        assert db.engine.pool.timeout() == pool_wait
         with pytest.raises(PoolTimeoutError):
             for _ in range(100):  # every pooled connection taken: the next wait times out
                 held.append(db.engine.connect())
