@@ -187,6 +187,7 @@ def is_short_term_limit(error: AlphaVantageError) -> bool:
     return isinstance(error, RateLimitError) and not error.is_daily_quota
 
 
+# The longest quote of a bad value in a message or log line, escapes included.
 _QUOTE_LIMIT = 40
 
 
