@@ -46,6 +46,13 @@ def cache_log_lines(application) -> list[str]:
     return [line for line in text.splitlines() if CACHE_LINE in line]
 
 
+def assert_left_alone_after_a_slow_reply(api, proxy, asked: int) -> None:
+    """Nothing more reached the slow cache since ``asked`` bytes, and its outage is one line."""
+    assert proxy.received == asked, "no call asked the slow cache again"
+    [warning] = cache_log_lines(api)
+    assert "the answer cache failed (slow: a reply took " in warning
+
+
 def uncached_bodies(app, log_dir: Path) -> dict[str, dict]:
     """The answers of STATS_URL and PRICES_URL as an API with an empty cache computes them."""
     reference = build_app(app.config["SQLALCHEMY_DATABASE_URI"], log_dir)
@@ -91,9 +98,7 @@ def test_a_slow_lookup_serves_its_value_then_leaves_the_cache_alone(sqlite_app, 
         assert cached_value("count", ("IBM",), lambda: 2) == 1, "read slowly, and served"
         asked = slow_redis.received
         assert cached_value("count", ("IBM",), lambda: 3) == 3, "computed: the cache left alone"
-    assert slow_redis.received == asked
-    [warning] = cache_log_lines(api)
-    assert "the answer cache failed (slow: a reply took " in warning
+    assert_left_alone_after_a_slow_reply(api, slow_redis, asked)
     dispose(api)
 
 
@@ -109,9 +114,7 @@ def test_a_slow_write_leaves_the_cache_alone(sqlite_app, slow_redis, tmp_path):
         assert cached_value("count", ("IBM",), slow_down_then_compute) == 1
         asked = slow_redis.received
         assert cached_value("count", ("IBM",), lambda: 2) == 2, "computed: the cache left alone"
-    assert slow_redis.received == asked
-    [warning] = cache_log_lines(api)
-    assert "the answer cache failed (slow: a reply took " in warning
+    assert_left_alone_after_a_slow_reply(api, slow_redis, asked)
     dispose(api)
 
 
