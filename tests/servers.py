@@ -271,9 +271,10 @@ class RefusingMySQL(_LocalServer):
         self._listener.close()
 
     def _serve(self, client: socket.socket) -> None:
+        # Counted before it is sent: a client that has its answer sees it counted.
+        self.refused += 1
         with client:
             client.sendall(self._packet)
-        self.refused += 1
 
 
 @contextmanager
