@@ -171,6 +171,8 @@ def test_a_stalled_redis_is_left_alone_then_used_again(app, private_redis, tmp_p
         assert proxy.received == asked, "no request asked the stalled cache again"
         # Redis's client closes a connection whose answer timed out: the first
         # request waited out one socket timeout, not one per lookup.
+        wait_for(lambda: proxy.hung_up >= 1, "the proxy to see the client hang up",
+                 HANG_GUARD_SECONDS)
         assert proxy.hung_up == 1
         [warning] = cache_log_lines(api)
         assert "the answer cache failed (TimeoutError: " in warning
