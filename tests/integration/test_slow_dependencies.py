@@ -4,12 +4,10 @@ The Redis is one of the test's own (``private_redis``) behind a proxy that
 holds each reply for a while, under the socket timeout. What the API asked
 of it is counted by the proxy (``received``), not timed.
 """
-import time
 from pathlib import Path
 
 import pytest
 import redis
-from limits.storage import MemoryStorage
 
 from app import rate_limits
 from app.api.caching import REDIS_SOCKET_TIMEOUT_SECONDS, SLOW_REPLY_SECONDS, cached_value
@@ -172,13 +170,18 @@ def test_a_slow_rate_limit_storage_is_left_for_a_count_in_memory(
 def test_a_count_in_memory_that_took_long_is_no_slow_storage(sqlite_database_url, tmp_path,
                                                              monkeypatch):
     """In memory, a slow count is a stalled process: the budgets are kept, nothing is logged."""
-    count = MemoryStorage.incr
 
-    def stalled_count(self, *args, **kwargs):
-        time.sleep(SLOW_REPLY_DELAY)  # the process stalled mid-count (swapping, a paused VM)
-        return count(self, *args, **kwargs)
+    class StalledClock:
+        """A clock on which every reading comes a slow reply later than the one before."""
 
-    monkeypatch.setattr(MemoryStorage, "incr", stalled_count)
+        now = 0.0
+
+        @classmethod
+        def monotonic(cls) -> float:
+            cls.now += rate_limits.SLOW_REPLY_SECONDS + 0.1
+            return cls.now
+
+    monkeypatch.setattr(rate_limits, "time", StalledClock)
     application = build_app(sqlite_database_url, tmp_path / "api-log", RATE_LIMIT="2 per minute",
                             RATELIMIT_STORAGE_URI="memory://")
     client = application.test_client()
