@@ -97,14 +97,15 @@ def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, mak
 
 
 class TrickledHeaders:
-    """A server that sends one answer's status line and headers a byte every 50 ms, for ever.
+    """A server that sends each answer's status line and headers a byte every 50 ms, for ever.
 
-    ``cut`` is set once the client cut the connection; ``connections`` counts
-    the connections accepted.
+    ``cut`` is set once the client cut a connection; ``connections`` counts
+    the connections accepted, all of them once ``close`` has returned.
     """
 
     def __init__(self) -> None:
         self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.1)
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/query"
         self.connections = 0
         self.cut = threading.Event()
@@ -113,17 +114,23 @@ class TrickledHeaders:
         self.thread.start()
 
     def serve(self) -> None:
-        connection, _ = self.server.accept()
-        self.connections += 1
-        with connection:
-            connection.recv(65536)
-            if trickle_head(connection, self.stop):
-                self.cut.set()
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except TimeoutError:
+                if self.stop.is_set():  # and no connection waits to be accepted
+                    return
+                continue
+            self.connections += 1
+            with connection:
+                connection.recv(65536)
+                if trickle_head(connection, self.stop):
+                    self.cut.set()
 
     def close(self) -> None:
         self.stop.set()
-        self.server.close()
         self.thread.join(timeout=5)
+        self.server.close()
 
 
 @pytest.fixture
@@ -135,11 +142,12 @@ def trickled_headers() -> Iterator[TrickledHeaders]:
 
 def test_headers_that_trickle_in_fail_at_the_deadline(trickled_headers, make_client):
     """requests reads the headers itself: a byte at a time they held it past every deadline."""
-    client = make_client(base_url=trickled_headers.url, symbol_deadline=0.5, max_retries=0)
+    client = make_client(base_url=trickled_headers.url, symbol_deadline=0.5, max_retries=3)
     with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
         call_guarded(client.fetch_daily, "IBM")
     wait_for(trickled_headers.cut.is_set, "the server to see the connection cut",
              HANG_GUARD_SECONDS)
+    trickled_headers.close()
     assert trickled_headers.connections == 1, "no retry once the deadline has passed"
 
 
