@@ -284,7 +284,8 @@ class BaseConfig:
         read = problems.read
         self.SQLALCHEMY_DATABASE_URI = database_url(problems)
         # Seconds the API waits for the database: to connect, for each answer and
-        # for a free pooled connection. Past it a request answers 503 at once.
+        # for a free pooled connection (rounded up to whole seconds, lib/db.py).
+        # Past it a request answers 503 at once.
         self.DATABASE_TIMEOUT = read(env_seconds, "DATABASE_TIMEOUT", 2.0)
         # Seconds the fetch job and the start-up migration wait for one answer:
         # they wait on locks (the migration lock, up to 300 s) and run long
