@@ -69,7 +69,7 @@ def store_one_day(application) -> None:
 
 
 @pytest.mark.mysql
-def test_a_frozen_database_answers_503_fast_then_recovers(mysql_app, tmp_path):
+def test_a_frozen_database_answers_503_then_recovers(mysql_app, tmp_path):
     store_one_day(mysql_app)
     url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
     with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
