@@ -5,14 +5,14 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import redis
 from flask import Flask
@@ -43,16 +43,26 @@ def call_guarded(function: Callable, *args, **kwargs):
     """Return ``function(*args, **kwargs)``, run in another thread; fail past HANG_GUARD_SECONDS.
 
     What it raises is raised here. A call still waiting is left to end as
-    the test's fake server or proxy closes.
+    the test's fake server or proxy closes; its thread is a daemon, so even
+    a call that never ends cannot hold the test run open at its exit.
     """
-    pool = ThreadPoolExecutor(max_workers=1)
-    try:
-        return pool.submit(function, *args, **kwargs).result(timeout=HANG_GUARD_SECONDS)
-    except FutureTimeout:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = function(*args, **kwargs)
+        except BaseException as exc:  # handed to the caller's thread as it is
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG_GUARD_SECONDS)
+    if thread.is_alive():
         raise AssertionError(f"{getattr(function, '__qualname__', function)} still waits after "
-                             f"{HANG_GUARD_SECONDS}s: no timeout ended the wait") from None
-    finally:
-        pool.shutdown(wait=False)
+                             f"{HANG_GUARD_SECONDS}s: no timeout ended the wait")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def get_config(env_name: str | None = None) -> BaseConfig:
