@@ -176,7 +176,9 @@ class PausingProxy(StallingProxy):
     the stopped server would read it from its sockets (or send it) once it runs
     again: also what a client sent before it gave up and closed its connection
     (a COMMIT then still commits: the server reads it before the end of the
-    connection). Connections stay open, and forward again.
+    connection). Connections stay open, and forward again. Of the base
+    class's counts it keeps ``received`` and ``accepted``; ``hung_up`` stays
+    0, and ``delay`` is not applied.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
