@@ -15,7 +15,10 @@ from sqlalchemy.orm import Session
 from financial.models import FinancialData
 from financial.runs import latest_symbol_outcomes
 
-CALENDAR_START = "1990-01-01"
+# exchange_calendars' XNYS keeps New Year's Day and Christmas as sessions before
+# 1970; from then on its sessions are the exchange's. A last_date before it
+# counts from 1970's first session.
+CALENDAR_START = "1970-01-01"
 
 
 class NyseSessions:
@@ -40,7 +43,7 @@ class NyseSessions:
 
 
 def nyse_sessions() -> NyseSessions:
-    """Return the NYSE calendar from 1990 to the end of next year, built once a year per process.
+    """Return the NYSE calendar from 1970 to the end of next year, built once a year per process.
 
     Building it takes a few tenths of a second; a process that lives past
     New Year rebuilds it then, so the calendar always reaches a year ahead.

@@ -86,3 +86,15 @@ def test_the_calendar_built_in_a_later_year_reaches_the_end_of_the_year_after():
     sessions = freshness._build(year)
     new_years_eve = datetime.datetime(year + 1, 12, 31, 23, 0, tzinfo=datetime.UTC)
     assert sessions.last_closed(new_years_eve) > datetime.date(year + 1, 12, 24)
+
+
+@pytest.mark.parametrize("last_date, now, sessions", [
+    # The week of 19 October 1987: the exchange stayed open every day.
+    (datetime.date(1987, 10, 16), new_york(1987, 10, 23, 17, 0), 5),
+    # Hurricane Gloria closed it on Friday 27 September 1985.
+    (datetime.date(1985, 9, 26), new_york(1985, 9, 30, 17, 0), 1),
+    # New Year's Day 1970, a Thursday, was no session.
+    (datetime.date(1969, 12, 31), new_york(1970, 1, 2, 17, 0), 1),
+])
+def test_days_from_1970_on_are_counted_by_the_exchange_s_sessions(last_date, now, sessions):
+    assert behind(last_date, now) == sessions
