@@ -5,7 +5,7 @@ from collections.abc import Callable, Mapping
 from functools import partial, wraps
 from typing import Any, cast
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, has_request_context, request
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
@@ -81,7 +81,7 @@ def register_rate_limits(app: Flask) -> None:
     if not isinstance(limiter.storage, MemoryStorage):
         # A slow count in memory is a stalled process, no slow storage: falling
         # back would only start every client's budget afresh.
-        _fail_when_slow(limiter.storage)
+        _watch_counts(limiter.storage)
     add_filter_once("flask-limiter", _DropRefusals)
 
 
@@ -207,8 +207,13 @@ def _check_by_counting(storage: Storage) -> None:
     each check would log the storage back and the next request gone again,
     two lines a second per worker. A count of the check's own fails as the
     requests' would, so the storage stays left alone until it has room.
+
+    A request whose count the storage failed does not try it again
+    (``_note_failed_count`` says why).
     """
     def check() -> bool:
+        if _has_failed_a_count():
+            return False
         try:
             storage.incr(_PROBE_KEY, 1)
         except Exception:  # whatever the storage raises, it cannot count now
@@ -222,8 +227,8 @@ class _SlowReply(Exception):
     """The storage answered, but too slowly to be waited on by every request."""
 
 
-def _fail_when_slow(storage: Storage) -> None:
-    """Make a count the storage answers in over SLOW_REPLY_SECONDS raise _SlowReply.
+def _watch_counts(storage: Storage) -> None:
+    """Make a count answered in over SLOW_REPLY_SECONDS raise _SlowReply; note every failed count.
 
     Flask-Limiter then takes the storage for unreachable, as after a timeout:
     it counts the request in memory and logs its one warning; the headers are
@@ -232,19 +237,47 @@ def _fail_when_slow(storage: Storage) -> None:
     A count is the first call of every request (the fixed-window strategy,
     Flask-Limiter's default, which the settings keep), so its reads for the
     headers, after it, are left untimed.
+
+    A count that fails, slow or raising, is noted in the request, so its
+    fallback does not try the storage again (``_note_failed_count``).
     """
     count = storage.incr
 
     @wraps(count)
-    def timed_count(*args: Any, **kwargs: Any) -> int:
+    def watched_count(*args: Any, **kwargs: Any) -> int:
         started = time.monotonic()
-        counted = count(*args, **kwargs)
-        took = time.monotonic() - started
-        if took > SLOW_REPLY_SECONDS:
-            raise _SlowReply(f"a reply took {took:.1f}s")
+        try:
+            counted = count(*args, **kwargs)
+            took = time.monotonic() - started
+            if took > SLOW_REPLY_SECONDS:
+                raise _SlowReply(f"a reply took {took:.1f}s")
+        except Exception:
+            _note_failed_count()
+            raise
         return counted
 
-    storage.incr = timed_count  # type: ignore[method-assign]
+    storage.incr = watched_count  # type: ignore[method-assign]
+
+
+def _note_failed_count() -> None:
+    """Remember, for the rest of the current request, that the storage failed a count.
+
+    Flask-Limiter, falling back to memory after a failed count, counts the
+    request again, and that round first tries the storage if its backoff
+    allows (1 s after each recovery). Were the try to succeed and the
+    request's own count to fail again (a Redis Cluster whose node holding
+    the client's key is down, an ACL refusing the client's keys, a count
+    that times out), the rounds would repeat while each took over 1 s,
+    holding the request until RecursionError or gunicorn's worker timeout.
+    Once is enough: the storage's next try is left to a later request.
+    """
+    if has_request_context():
+        g.rate_limit_storage_failed = True
+
+
+def _has_failed_a_count() -> bool:
+    """Tell whether the storage failed a count of the current request (False outside one)."""
+    return has_request_context() and bool(g.get("rate_limit_storage_failed", False))
 
 
 def _storage_options(config: Mapping) -> dict:

@@ -1,10 +1,14 @@
 """Per-client rate limit: 429 in the envelope, exemptions, the proxy, shared and failing storage."""
+import itertools
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -323,6 +327,64 @@ def test_the_storage_is_healthy_only_while_it_takes_a_count(sqlite_database_url,
         assert limiter.storage.check() is True
     finally:
         server.close()
+
+
+@pytest.fixture
+def probe_only_redis(redis_url) -> Iterator[tuple[str, str]]:
+    """TEST_REDIS_URL as a user of the test's own, allowed only the probe key: (URL, user).
+
+    The storage's tries (a count of that key, which limits prefixes with
+    ``LIMITS:``) succeed; every client's count is refused (NOPERM), as by a
+    Redis Cluster whose node holding the client's key is down.
+    """
+    user, password = f"test-probe-only-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    server = redis.Redis.from_url(redis_url)
+    try:
+        server.acl_setuser(user, enabled=True, passwords=[f"+{password}"],
+                           keys=["LIMITS:rate-limit-storage-probe"], commands=["+@all"])
+        address = urlsplit(redis_url)
+        host = address.netloc.rpartition("@")[2]
+        yield address._replace(netloc=f"{user}:{password}@{host}").geturl(), user
+    finally:
+        server.acl_deluser(user)
+        server.close()
+
+
+def refused_commands(redis_url: str, user: str) -> int:
+    """Return how many commands of ``user`` Redis refused, as its ACL LOG counts them."""
+    with redis.Redis.from_url(redis_url) as server:
+        return sum(entry["count"] for entry in server.acl_log(count=128)
+                   if entry["username"] == user)
+
+
+@pytest.mark.redis
+def test_a_storage_refusing_the_count_after_taking_its_try_is_tried_once_per_request(
+        sqlite_database_url, tmp_path, monkeypatch, redis_url, probe_only_redis):
+    """A request whose count the storage failed is counted in memory without trying it again.
+
+    Flask-Limiter's fallback tries the storage as soon as its backoff allows
+    (here always: its clock moves a minute, past any backoff, at each read);
+    the try succeeds, the count fails, and so on, within the one request.
+    """
+    url, user = probe_only_redis
+    clock = itertools.count(time.time(), 60)
+    monkeypatch.setattr("flask_limiter._extension.time", SimpleNamespace(time=partial(next, clock)))
+    client = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
+                       RATELIMIT_STORAGE_URI=url).test_client()
+    answers, counts_tried = [], []
+    for _ in range(3):
+        refused_before = refused_commands(redis_url, user)
+        answers.append(get_from(client, "/api/financial_data"))
+        counts_tried.append(refused_commands(redis_url, user) - refused_before)
+    assert counts_tried == [1, 1, 1], "each request's count tried on the storage once"
+    empty_page = {"data": [], "pagination": {"count": 0, "page": 1, "limit": 5, "pages": 0},
+                  "info": {"error": ""}}
+    assert [(answer.status_code, answer.get_json()) for answer in answers] == [
+        (200, empty_page)] * 3
+    assert [(answer.headers["X-RateLimit-Limit"], answer.headers["X-RateLimit-Remaining"])
+            for answer in answers] == [("3", "2"), ("3", "1"), ("3", "0")], "counted in memory"
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    assert log.count("Rate limit storage recovered") == 2, "the later requests' tries, taken"
 
 
 def test_a_full_storage_is_counted_in_memory_and_logged_once_not_per_request(
