@@ -71,13 +71,17 @@ def _connections_within_open_files() -> int:
 
 
 worker_connections = _connections_within_open_files()
-# Above nginx's 4 KB (large_client_header_buffers in conf/nginx.conf), so a
+# Above nginx's 4 KB (the request line conf/nginx.conf lets through), so a
 # request line too long is refused by nginx in the API's envelope, never by
 # gunicorn's own HTML page.
 limit_request_line = 8190
-# gunicorn's most header fields (its default is 100): nginx's 16 KB of headers
+# gunicorn's most header fields (its default is 100): nginx's 32 KB of headers
 # hold thousands of short ones, and nginx must refuse first, in the envelope.
 limit_request_fields = 32768
+# Above all the headers nginx reads (33 KB: large_client_header_buffers and
+# the first 1 KB), which one field may hold: nginx joins a client's
+# X-Forwarded-For lines into one, its own entry appended.
+limit_request_field_size = 65536
 # Threaded workers tell the arbiter they are alive whatever their threads do:
 # this bounds a stuck worker, not a request; nginx's proxy_read_timeout does.
 timeout = 30

@@ -647,9 +647,13 @@ def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     assert re.search(r"^\s*return 200 \$nginx_error_body;", block, re.MULTILINE)
     for header in [*SECURITY_HEADERS, "X-Request-ID"]:
         assert re.search(rf"add_header {header} .* always;", block), header
-    buffers = re.search(r"large_client_header_buffers \d+ (\d+)k;", nginx).group(1)
     gunicorn = runpy.run_path(str(GUNICORN_CONF))
-    assert int(buffers) * 1024 < gunicorn["limit_request_line"], "nginx must refuse first"
+    over = re.search(r'if \(\$request ~ "\^\.\{(\d+)\}"\) \{\s*return 414;', nginx).group(1)
+    assert int(over) - 1 < gunicorn["limit_request_line"], "nginx must refuse first"
+    count, size = re.search(r"large_client_header_buffers (\d+) (\d+)k;", nginx).groups()
+    # X-Forwarded-For may hold every header line nginx reads (joined), beyond its first 1 KB.
+    headers = (int(count) * int(size) + 1) * 1024
+    assert headers < gunicorn["limit_request_field_size"], "nginx must refuse first"
 
 
 def test_nginx_gets_the_apis_cors_origins_and_no_other_variable():

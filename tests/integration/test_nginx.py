@@ -157,6 +157,7 @@ def test_requests_pass_with_their_id_and_nginx_names_no_version(nginx_port):
 
 @pytest.mark.parametrize("request_line, status", [
     (b"GET /api/financial_data?symbol=" + b"A" * 5000 + b" HTTP/1.1", 414),
+    (b"GET /api/financial_data?symbol=" + b"A" * 9000 + b" HTTP/1.1", 414),
     (b"G@T /api/health HTTP/1.1", 400),
     (b"GET api/health HTTP/1.1", 400),
     (b"TRACE /api/health HTTP/1.1", 405),
@@ -164,7 +165,7 @@ def test_requests_pass_with_their_id_and_nginx_names_no_version(nginx_port):
     (b"GET /api/he\xffalth HTTP/1.1", 400),
     (b"GET /api/health HTTP/2.0", 505),
     (b"GET /__nginx_error/400 HTTP/1.1", 404),
-], ids=["URL over 4 KB", "malformed method", "URI without its slash", "TRACE",
+], ids=["URL over 4 KB", "URL over 8 KB", "malformed method", "URI without its slash", "TRACE",
         "raw UTF-8 in the query", "raw byte in the path", "HTTP/2.0 in plain text",
         "an error page's internal URI"])
 def test_what_nginx_refuses_itself_is_the_envelope(nginx_port, request_line, status):
@@ -190,10 +191,51 @@ def test_what_nginx_refuses_itself_has_the_envelope_of_the_path_asked(nginx_port
     """As the API's own errors: a list's "data" is [] with a null "pagination"."""
     status, headers, body = raw_request(nginx_port, f"GET {path}?symbol=".encode()
                                         + b"\xc3\x89 HTTP/1.1")
-    message = "malformed request, or headers over 4 KB"
+    message = "malformed request, or headers over 8 KB"
     assert status == 400
     assert assert_envelope(headers, body) == message
     assert json.loads(body) == {**shape, "info": {"error": message}}
+
+
+def request_line_of(length: int, path: bytes = b"/api/symbols") -> bytes:
+    """Return a GET of ``path`` whose request line is ``length`` bytes long (its CRLF aside),
+    with a query parameter the API does not know."""
+    prefix = b"GET " + path + b"?limit=1&x="
+    return prefix + b"a" * (length - len(prefix) - len(b" HTTP/1.1")) + b" HTTP/1.1"
+
+
+def test_the_longest_request_line_is_4094_bytes_and_a_longer_one_a_414_of_its_path(nginx_port):
+    """The limit 4 KB buffers set, now checked once nginx read the headers (for their
+    Origin), so the 414 knows the path too: a list's envelope on a list's path."""
+    status, headers, body = raw_request(nginx_port, request_line_of(4094))
+    assert (status, assert_envelope(headers, body)) == (400, "x: is not a known parameter")
+    status, headers, body = raw_request(nginx_port, request_line_of(4095))
+    assert status == 414
+    assert assert_envelope(headers, body) == "the URL is too long (at most 4 KB)"
+    assert json.loads(body) == {"data": [], "pagination": None,
+                                "info": {"error": "the URL is too long (at most 4 KB)"}}
+
+
+def test_a_header_up_to_8_kb_reaches_the_api_and_a_longer_one_is_the_envelope(nginx_port):
+    status, headers, body = raw_request(nginx_port, b"GET /api/health HTTP/1.1",
+                                        b"X-Long: " + b"a" * 8000 + b"\r\n")
+    assert status == 200, body
+    status, headers, body = raw_request(nginx_port, b"GET /api/health HTTP/1.1",
+                                        b"X-Long: " + b"a" * 8200 + b"\r\n")
+    assert status == 400
+    assert assert_envelope(headers, body) == "malformed request, or headers over 8 KB"
+
+
+def test_forwarded_for_lines_nginx_joins_into_one_reach_the_api(nginx_port, upstream):
+    """nginx passes a client's X-Forwarded-For lines on as one, its own entry appended:
+    past gunicorn's limit of a field, gunicorn answered its own HTML 400."""
+    lines = b"".join(b"X-Forwarded-For: " + b"%d.0.0.1, " % number * 650 + b"10.0.0.1\r\n"
+                     for number in range(10, 14))
+    assert len(lines) > 3 * 8192
+    status, headers, body = raw_request(nginx_port, b"GET /api/health HTTP/1.1",
+                                        lines + b"X-Request-ID: joined-lines\r\n")
+    assert status == 200, body
+    assert logged_client(upstream.log_dir, "joined-lines") == "127.0.0.1"
 
 
 def test_a_body_over_the_limit_is_the_envelope(nginx_port):
@@ -532,11 +574,12 @@ def test_the_api_down_answers_a_preflight_from_an_origin_not_allowed_503(cors_pr
 
 
 @pytest.mark.parametrize("request_line, headers, status", [
+    (b"GET /api/financial_data?symbol=" + b"A" * 5000 + b" HTTP/1.1", b"", 414),
     (b"GET /api/financial_data?symbol=\xc3\x89 HTTP/1.1", b"", 400),
     (b"POST /api/health HTTP/1.1", b"Content-Length: 2000000\r\n", 413),
     (b"TRACE /api/health HTTP/1.1", b"", 405),
     (b"POST /api/health HTTP/1.1", b"Transfer-Encoding: gzip, chunked\r\n", 501),
-], ids=["raw UTF-8", "body too large", "TRACE", "transfer encoding"])
+], ids=["URL over 4 KB", "raw UTF-8", "body too large", "TRACE", "transfer encoding"])
 def test_what_nginx_refuses_itself_carries_the_cors_headers(cors_proxies, request_line, headers,
                                                             status):
     origin = "https://other.example"
