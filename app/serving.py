@@ -3,6 +3,7 @@ import re
 
 from flask import Flask, Response, request
 from flask_cors import CORS
+from flask_cors.core import ACL_ALLOW_HEADERS, ACL_REQUEST_HEADERS
 from werkzeug.exceptions import NotFound
 
 from app.api import register_api
@@ -74,7 +75,9 @@ def register_cors(app: Flask) -> None:
     origins = app.config["CORS_ORIGINS"]
     if not origins:
         return
-    if "*" not in origins:  # registered first, so it runs after Flask-CORS's own hook
+    # Registered first, so they run after Flask-CORS's own hook.
+    app.after_request(_allow_headers_as_requested)
+    if "*" not in origins:
         app.after_request(_vary_by_origin)
     CORS(app, resources={CORS_PATHS: {"origins": [_exact_origin(origin) for origin in origins]}},
          methods=CORS_METHODS, expose_headers=EXPOSED_HEADERS,
@@ -111,6 +114,19 @@ def _answer_unknown_path_preflight() -> Response | None:
         return None
     response = Response(status=204)
     del response.headers["Content-Type"]
+    return response
+
+
+def _allow_headers_as_requested(response: Response) -> Response:
+    """Allow a preflight's Access-Control-Request-Headers as written, as nginx does.
+
+    Flask-CORS allows every header asked for, but writes them sorted; nginx,
+    which answers preflights while the API is down, can only repeat the
+    request's list. A browser reads either alike; written alike, the API and
+    nginx give one preflight the same answer.
+    """
+    if ACL_ALLOW_HEADERS in response.headers:
+        response.headers[ACL_ALLOW_HEADERS] = request.headers[ACL_REQUEST_HEADERS]
     return response
 
 
