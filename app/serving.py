@@ -50,6 +50,7 @@ def register_serving(app: Flask) -> None:
     register_error_handlers(app, api)
     register_rate_limits(app)
     register_unknown_path_preflights(app)
+    register_server_options(app)
     register_metrics(app)
     register_security_headers(app)
     register_conditional_get(app)
@@ -113,6 +114,24 @@ def _answer_unknown_path_preflight() -> Response | None:
             and isinstance(request.routing_exception, NotFound) and is_api_path(request.path)):
         return None
     response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
+def register_server_options(app: Flask) -> None:
+    """Answer ``OPTIONS *`` as OPTIONS on any endpoint: 204 with Allow.
+
+    RFC 9110 9.3.7: the asterisk asks what the server allows, not a resource.
+    Its target is no path (PATH_INFO "*", where a path starts with "/"), so it
+    was routed as one, a 404. Register it after the hooks every request passes first.
+    """
+    app.before_request(_answer_server_options)
+
+
+def _answer_server_options() -> Response | None:
+    if request.method != "OPTIONS" or request.environ.get("PATH_INFO") != "*":
+        return None
+    response = Response(status=204, headers={"Allow": ", ".join(CORS_METHODS)})
     del response.headers["Content-Type"]
     return response
 

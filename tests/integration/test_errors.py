@@ -257,6 +257,15 @@ def test_options_is_an_empty_204_with_allow(sqlite_client, path):
     assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
 
 
+def test_options_asterisk_is_an_empty_204_with_allow(sqlite_client):
+    """RFC 9110 9.3.7: the server's methods. Routed as a path, "*" was a 404."""
+    response = sqlite_client.options("*")
+    assert (response.status_code, response.data) == (204, b"")
+    assert "Content-Type" not in response.headers
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert sqlite_client.get("*").status_code == 404, "only OPTIONS has an asterisk-form"
+
+
 @pytest.mark.parametrize("path", ["/static/dashboard/nothing.js", "/static/dashboard",
                                   "/swaggerui/nothing.css", "/api/nothing", "/nothing"])
 def test_options_on_a_missing_file_is_a_json_404_as_on_any_unknown_path(sqlite_client, path):

@@ -608,3 +608,25 @@ def test_what_nginx_refuses_itself_carries_the_cors_headers(cors_proxies, reques
     allowed = cors_proxies.origins != CORS_SETTINGS["no origin"]
     assert answer[1].get_all("Access-Control-Allow-Origin") == ([origin] if allowed else None)
     assert ("Retry-After" in answer[1].get("Access-Control-Expose-Headers", "")) == allowed
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.0"])
+def test_options_asterisk_is_answered_as_options_on_an_endpoint(nginx_port, upstream, version):
+    """RFC 9110 9.3.7: OPTIONS * asks what the server allows. nginx's parser refuses its
+    target, gunicorn routed it as a path (a 404): both answer as the API to OPTIONS."""
+    for port in (upstream.port, nginx_port):
+        status, headers, body = raw_request(port, b"OPTIONS * " + version)
+        assert (status, body) == (204, b""), port
+        assert headers["Allow"] == "GET, HEAD, OPTIONS"
+        assert "Content-Type" not in headers
+        for header in SECURITY_HEADERS:
+            assert header in headers, header
+
+
+@pytest.mark.parametrize("request_line", [b"GET * HTTP/1.1", b"OPTIONS *x HTTP/1.1",
+                                          b"OPTIONS ** HTTP/1.1"])
+def test_an_asterisk_other_than_options_asterisk_is_refused(nginx_port, request_line):
+    status, headers, body = raw_request(nginx_port, request_line)
+    assert status == 400
+    assert assert_envelope(headers, body) == "malformed request, or headers over 8 KB"
+    assert "Allow" not in headers
