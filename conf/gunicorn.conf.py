@@ -75,13 +75,17 @@ worker_connections = _connections_within_open_files()
 # request line too long is refused by nginx in the API's envelope, never by
 # gunicorn's own HTML page.
 limit_request_line = 8190
-# gunicorn's most header fields (its default is 100): nginx's 32 KB of headers
-# hold thousands of short ones, and nginx must refuse first, in the envelope.
-limit_request_fields = 32768
-# Above all the headers nginx reads (33 KB: large_client_header_buffers and
-# the first 1 KB), which one field may hold: nginx joins a client's
-# X-Forwarded-For lines into one, its own entry appended.
-limit_request_field_size = 65536
+# All the header bytes nginx reads and passes on: its first 1 KB buffer and
+# large_client_header_buffers (4 x 8 KB) in conf/nginx.conf.
+_NGINX_HEADER_BYTES = (1 + 4 * 8) * 1024
+# gunicorn's most header fields (its default is 100): as many as nginx's
+# headers hold at 4 bytes each ("a:" and CRLF), so nginx refuses first, in the
+# envelope. No more: gunicorn buffers up to fields x field size of headers
+# from a client that reaches it directly.
+limit_request_fields = _NGINX_HEADER_BYTES // 4
+# One field may hold them all, with nginx's own entry and the name: nginx
+# joins a client's X-Forwarded-For lines into one, its own address appended.
+limit_request_field_size = _NGINX_HEADER_BYTES + 1024
 # Threaded workers tell the arbiter they are alive whatever their threads do:
 # this bounds a stuck worker, not a request; nginx's proxy_read_timeout does.
 timeout = 30

@@ -654,6 +654,7 @@ def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     # X-Forwarded-For may hold every header line nginx reads (joined), beyond its first 1 KB.
     headers = (int(count) * int(size) + 1) * 1024
     assert headers < gunicorn["limit_request_field_size"], "nginx must refuse first"
+    assert gunicorn["limit_request_fields"] * len("a:\r\n") >= headers, "nginx must refuse first"
 
 
 def test_nginx_gets_the_apis_cors_origins_and_no_other_variable():
