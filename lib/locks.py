@@ -166,6 +166,8 @@ def database_lock(
                 if clock() >= deadline:
                     raise LockTimeout(f"{purpose} lock not granted within {timeout:g}s")
                 sleep(POLL_SECONDS)
+            if should_stop():  # asked while the lock came free: it goes back, untouched
+                raise LockWaitStopped(purpose)
         yield
     finally:
         lock.close()

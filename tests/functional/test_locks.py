@@ -1,5 +1,6 @@
 """The per-database run lock, on every backend: one holder, waiting, timeout, stop."""
 import time
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -60,6 +61,25 @@ def test_a_stop_request_ends_the_wait(engines):
                                clock=fake, sleep=fake.sleep):
                 pytest.fail("the lock was granted twice")
     assert fake.now < 300
+
+
+def test_a_stop_asked_while_the_lock_comes_free_ends_the_wait_without_the_lock(engines):
+    """The holder lets go during the waiter's last sleep, as its stop is asked: no run starts."""
+    first, second = engines
+    stop = []
+    with ExitStack() as holder:
+        holder.enter_context(database_lock(first, "fetch", 1))
+
+        def holder_ends_as_the_stop_comes(seconds: float) -> None:
+            holder.close()
+            stop.append(seconds)
+
+        with pytest.raises(LockWaitStopped):
+            with database_lock(second, "fetch", 300, should_stop=lambda: bool(stop),
+                               sleep=holder_ends_as_the_stop_comes):
+                pytest.fail("a run stopped while waiting took the lock")
+    with database_lock(first, "fetch", 0):  # given back: free at the first try
+        pass
 
 
 def test_other_purposes_do_not_wait(engines):
