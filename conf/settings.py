@@ -6,6 +6,7 @@ gunicorn's settings (conf/gunicorn.conf.py), the container's health check
 read when ``read_config()`` builds the object, not at import, so entrypoints
 can load ``.env`` first.
 """
+import math
 import os
 import re
 from collections.abc import Callable
@@ -84,8 +85,14 @@ def env_int(name: str, default: int) -> int:
 
 
 def env_float(name: str, default: float) -> float:
-    """Return the variable as a float; raise ConfigError naming it if malformed."""
-    return _env_number(name, default, float, "a number")
+    """Return the variable as a finite float; raise ConfigError naming it if not.
+
+    Python reads "nan" and "inf" as floats; no wait, interval or factor is either.
+    """
+    value = _env_number(name, default, float, "a number")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number, got {env_str(name)!r}")
+    return value
 
 
 def env_seconds(name: str, default: float) -> float:

@@ -134,6 +134,14 @@ def test_a_timeout_must_be_positive(monkeypatch, value):
         get_config("development")
 
 
+@pytest.mark.parametrize("name", ["DATABASE_TIMEOUT", "ALPHAVANTAGE_RETRY_WAIT"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+def test_a_number_that_is_not_finite_is_refused(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{name} must be a number, got '{value}'$"):
+        get_config("development")
+
+
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_a_cache_timeout_of_zero_or_less_is_refused(monkeypatch, value):
     monkeypatch.setenv("CACHE_DEFAULT_TIMEOUT", value)
