@@ -48,7 +48,7 @@ from lib.locks import (
     FetchRunInProgress, LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer,
 )
 from lib.log_setup import configure_logging, escape_controls
-from lib.schema import NEWER_SCHEMA, schema_revision
+from lib.schema import NEWER_SCHEMA, schema_revisions
 from lib.stop_signals import StopRequest, Stopped, stop_on_signals
 from lib.tickers import SYMBOL_RULE, distinct_tickers
 
@@ -314,8 +314,8 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
     """
     try:
         with stop.interrupting():
-            revision = schema_revision(db.engine)
-        if revision == SCHEMA_REVISION:
+            revisions = schema_revisions(db.engine)
+        if revisions == {SCHEMA_REVISION}:
             return True
         register_migrations(app)
         newer = migrate_unless_newer(db.engine, str(MIGRATIONS_DIR), upgrade_to_head)

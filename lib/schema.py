@@ -13,33 +13,38 @@ NEWER_SCHEMA = ("the database's schema is at revision %s, which this release doe
                 "(a newer release migrated it): using it as it is")
 
 
-def schema_revision(engine: Engine) -> str | None:
-    """Return the Alembic revision the database's schema is at; None if it has none (yet).
+def schema_revisions(engine: Engine) -> frozenset[str]:
+    """Return the Alembic revisions the database's schema is at: one row, or none (yet).
 
+    Every row is read: Alembic keeps one per branch, and a row left beside
+    the current one (a hand edit, a restore) must not be read past.
     Raises the database's error when the connection broke or timed out: a
     stalled server would only hold the migration's connection as long again.
     """
     try:
         with engine.connect() as connection:
-            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            return frozenset(connection.execute(
+                text("SELECT version_num FROM alembic_version")).scalars())
     except DBAPIError as exc:  # no such table, or no database: migrating will say which
         if exc.connection_invalidated:
             raise
-        return None
+        return frozenset()
 
 
 def unknown_revision(engine: Engine, directory: str) -> str | None:
-    """Return the schema's revision when the migrations in ``directory`` do not know it.
+    """Return the schema's revisions when the migrations in ``directory`` know none of them.
 
     A newer release migrated the database (a rolling upgrade, a rollback):
     Alembic cannot upgrade from a revision it has no script for, so this
     release must leave the schema alone and work on it as it is. None when
-    the schema is missing, current or behind.
+    the schema is missing, current or behind, and when a revision these
+    scripts know stands beside one they do not: that history is no newer
+    release's, and the upgrade stops on it, Alembic saying which revision.
     """
-    revision = schema_revision(engine)
-    if revision is None or schema_state({revision}, directory) != "newer":
+    revisions = schema_revisions(engine)
+    if not revisions or revisions & migration_revisions(directory)[1]:
         return None
-    return revision
+    return ", ".join(sorted(revisions))
 
 
 @functools.cache

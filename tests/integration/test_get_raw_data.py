@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Engine
 
 import get_raw_data
+from app import SCHEMA_REVISION
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.models import FinancialData
@@ -726,22 +727,28 @@ def test_a_schema_a_newer_release_migrated_is_used_as_it_is(capsys, job_env, mon
     engine.dispose()
 
 
+@pytest.mark.parametrize("known, unknown", [
+    ("0001", "ffff_unknown"),
+    (SCHEMA_REVISION, "ffff_unknown"),  # the current one, read first
+    (SCHEMA_REVISION, "0000_unknown"),  # the unknown one, read first
+])
 def test_a_migration_history_alembic_refuses_stops_the_job_with_one_line(
-        capsys, job_env, monkeypatch, empty_database_url):
+        capsys, job_env, monkeypatch, empty_database_url, known, unknown):
     engine = create_engine(empty_database_url)
     with engine.begin() as connection:
         # A known revision beside one these scripts lack: Alembic cannot plan an upgrade.
         connection.execute(text("CREATE TABLE alembic_version "
                                 "(version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
-        connection.execute(text("INSERT INTO alembic_version VALUES ('0001'), ('ffff_unknown')"))
+        connection.execute(text("INSERT INTO alembic_version VALUES (:known), (:unknown)"),
+                           {"known": known, "unknown": unknown})
     engine.dispose()
     monkeypatch.setenv("DATABASE_URL", empty_database_url)
     status, out, err = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
     assert (status, out) == (1, "")
     assert "Traceback" not in err
     assert err.splitlines()[-1] == (
-        "get_raw_data: bringing the schema up to date failed: Can't locate revision identified "
-        "by 'ffff_unknown'; hint: the database's migration history (table alembic_version) "
+        f"get_raw_data: bringing the schema up to date failed: Can't locate revision identified "
+        f"by '{unknown}'; hint: the database's migration history (table alembic_version) "
         "does not fit this release's migrations: start the release that last migrated it, "
         "or repair that table; nothing fetched")
 
