@@ -2,12 +2,15 @@
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import pytest
 
 from werkzeug.wrappers import Request, Response
 
+from lib.alphavantage import client as client_module
+from lib.alphavantage import watchdog
 from lib.avantage_api import TIME_SERIES_DAILY_ADJUSTED, AlphaVantageClient, DeadlineExceededError
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
 from tests.helpers import HANG_GUARD_SECONDS, call_guarded, wait_for
@@ -17,24 +20,109 @@ IBM = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
 # What each trickled answer sends, a byte every 50 ms, until the test ends.
 TRICKLED_HEAD = b"HTTP/1.1 200 OK\r\n"
 PADDING = b"X-Padding: slow\r\n"
+# The stepped clock's deadline and step: binary fractions, so the sums are exact.
+DEADLINE = 5.0
+STEP = 0.25
 
 
-def trickle_head(connection: socket.socket, stop: threading.Event) -> bool:
+def trickle_head(connection: socket.socket, stop: threading.Event,
+                 before_byte: Callable[[], object] = lambda: None) -> bool:
     """Send a status line and then header lines a byte every 50 ms, for ever.
 
-    Each byte comes well within any read timeout. Return True once the client
-    cut the connection, False when ``stop`` ended the sending.
+    Each byte comes well within any read timeout; ``before_byte`` is called
+    before each. Return True once the client cut the connection, False when
+    ``stop`` ended the sending.
     """
     head = TRICKLED_HEAD
     while True:
         for byte in head:
             if stop.wait(0.05):
                 return False
+            before_byte()
             try:
                 connection.sendall(bytes([byte]))
             except OSError:
                 return True
         head = PADDING
+
+
+class _Alarm:
+    """A ``threading.Timer`` of the stepped clock: it rings as the clock reaches ``at``."""
+
+    def __init__(self, clock: "SteppedClock", at: float, function: Callable, args) -> None:
+        self.clock, self.at, self.function, self.args = clock, at, function, args
+        self.daemon = True
+
+    def start(self) -> None:
+        self.clock.set_alarm(self)
+
+    def cancel(self) -> None:
+        self.clock.cancel_alarm(self)
+
+
+class SteppedClock:
+    """The monotonic clock the client and its watchdog read, and the watchdog's timers.
+
+    Time stands still but for ``step``, which the fake server calls as it
+    trickles, so where the client gives up is told by bytes, not by how busy
+    the machine is. A timer rings in the stepping thread once the clock
+    reaches its instant, which ``rang`` records. ``step_once_read`` moves
+    the clock only if the client read it since it last moved: the client
+    then sees every instant, and cannot read on past one unnoticed.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.start = self.now = start
+        self.rang: list[float] = []
+        self._read = False
+        self._alarms: list[_Alarm] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            self._read = True
+            return self.now
+
+    def timer(self, interval: float, function: Callable, args=()) -> _Alarm:
+        return _Alarm(self, self.now + interval, function, args)
+
+    def set_alarm(self, alarm: _Alarm) -> None:
+        with self._lock:
+            self._alarms.append(alarm)
+        self._ring()
+
+    def cancel_alarm(self, alarm: _Alarm) -> None:
+        with self._lock:
+            if alarm in self._alarms:
+                self._alarms.remove(alarm)
+
+    def step(self, seconds: float = STEP) -> None:
+        with self._lock:
+            self.now += seconds
+            self._read = False
+        self._ring()
+
+    def step_once_read(self, seconds: float = STEP) -> None:
+        if self._read:
+            self.step(seconds)
+
+    def _ring(self) -> None:
+        with self._lock:
+            due = [alarm for alarm in self._alarms if alarm.at <= self.now]
+            self._alarms = [alarm for alarm in self._alarms if alarm.at > self.now]
+            self.rang += [self.now] * len(due)
+        for alarm in due:
+            alarm.function(*alarm.args)
+
+
+@pytest.fixture
+def stepped_clock(monkeypatch) -> SteppedClock:
+    """Put the client's and its watchdog's clock, and the watchdog's timers, on a SteppedClock."""
+    clock = SteppedClock()
+    monkeypatch.setattr(client_module, "time", SimpleNamespace(monotonic=clock))
+    monkeypatch.setattr(watchdog, "time", SimpleNamespace(monotonic=clock))
+    monkeypatch.setattr(watchdog, "threading", SimpleNamespace(Timer=clock.timer))
+    return clock
 
 
 @pytest.fixture
@@ -68,8 +156,14 @@ def test_a_stalled_symbol_fails_at_its_deadline_without_more_retries(fake_alphav
     assert len(fake_alphavantage.requests) == 1, "no retry once the deadline has passed"
 
 
-def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, make_client):
-    """A body that never ends, a byte every 50 ms: only the deadline can end the reading."""
+def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, make_client,
+                                                          stepped_clock):
+    """A body that never ends, a byte every 50 ms: the client reads it until the deadline, no later.
+
+    Each byte the client has looked at the clock since moves the clock a
+    step: the client sees the deadline's instant, and past it reads on for
+    no more than the step its own last look may have let by.
+    """
     stop = threading.Event()
     abandoned = threading.Event()
 
@@ -77,6 +171,7 @@ def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, mak
         def body():
             try:
                 while not stop.wait(0.05):
+                    stepped_clock.step_once_read()
                     yield b" "
             except GeneratorExit:  # werkzeug's write failed: the client hung up
                 abandoned.set()
@@ -84,9 +179,9 @@ def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, mak
         return Response(body(), content_type="application/json")
 
     fake_alphavantage.queue_handler(trickle)
-    client = make_client(symbol_deadline=0.5, max_retries=0)
+    client = make_client(symbol_deadline=DEADLINE, max_retries=0)
     try:
-        with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol") \
+        with pytest.raises(DeadlineExceededError, match="within 5s, the deadline per symbol") \
                 as caught:
             call_guarded(client.fetch_daily, "IBM")
         assert caught.value.symbol == "IBM" and not caught.value.ends_the_run
@@ -94,6 +189,7 @@ def test_an_answer_that_trickles_in_fails_at_the_deadline(fake_alphavantage, mak
     finally:
         stop.set()
     assert len(fake_alphavantage.requests) == 1
+    assert stepped_clock.now - stepped_clock.start <= DEADLINE + STEP, "read on past the deadline"
 
 
 class TrickledHeaders:
@@ -101,9 +197,11 @@ class TrickledHeaders:
 
     ``cut`` is set once the client cut a connection; ``connections`` counts
     the connections accepted, all of them once ``close`` has returned.
+    ``before_byte`` is called before each byte is sent.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, before_byte: Callable[[], object]) -> None:
+        self.before_byte = before_byte
         self.server = socket.create_server(("127.0.0.1", 0))
         self.server.settimeout(0.1)
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/query"
@@ -124,7 +222,7 @@ class TrickledHeaders:
             self.connections += 1
             with connection:
                 connection.recv(65536)
-                if trickle_head(connection, self.stop):
+                if trickle_head(connection, self.stop, self.before_byte):
                     self.cut.set()
 
     def close(self) -> None:
@@ -134,21 +232,28 @@ class TrickledHeaders:
 
 
 @pytest.fixture
-def trickled_headers() -> Iterator[TrickledHeaders]:
-    server = TrickledHeaders()
+def trickled_headers(stepped_clock) -> Iterator[TrickledHeaders]:
+    """A TrickledHeaders whose every byte moves the stepped clock a step."""
+    server = TrickledHeaders(before_byte=stepped_clock.step)
     yield server
     server.close()
 
 
-def test_headers_that_trickle_in_fail_at_the_deadline(trickled_headers, make_client):
-    """requests reads the headers itself: a byte at a time they held it past every deadline."""
-    client = make_client(base_url=trickled_headers.url, symbol_deadline=0.5, max_retries=3)
-    with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
+def test_headers_that_trickle_in_fail_at_the_deadline(trickled_headers, make_client,
+                                                      stepped_clock):
+    """requests reads the headers itself: a byte at a time they held it past every deadline.
+
+    The watchdog's timer cuts the connection as the trickle brings the clock
+    to the deadline, not a step later.
+    """
+    client = make_client(base_url=trickled_headers.url, symbol_deadline=DEADLINE, max_retries=3)
+    with pytest.raises(DeadlineExceededError, match="within 5s, the deadline per symbol"):
         call_guarded(client.fetch_daily, "IBM")
     wait_for(trickled_headers.cut.is_set, "the server to see the connection cut",
              HANG_GUARD_SECONDS)
     trickled_headers.close()
     assert trickled_headers.connections == 1, "no retry once the deadline has passed"
+    assert stepped_clock.rang == [stepped_clock.start + DEADLINE], "cut at the deadline"
 
 
 class KeptAliveServer:
