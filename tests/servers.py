@@ -83,10 +83,12 @@ class StallingProxy(_LocalServer):
     reconnect, as after a restart) and forwards new ones again. ``received``
     counts the bytes clients sent, so a test can tell nobody asked meanwhile;
     ``hung_up`` the connections their clients closed, so a test can tell one
-    was given up on rather than left waiting. ``delay`` (seconds, 0 at first)
-    holds each chunk the server sends before passing it on: a server whose
-    replies come late but come, under the client's timeout where a stalled
-    one trips it (a reply is one chunk unless it is large).
+    was given up on rather than left waiting; ``connected`` those whose end
+    the proxy has yet to see, so a test can wait until the counts are final.
+    ``delay`` (seconds, 0 at first) holds each chunk the server sends before
+    passing it on: a server whose replies come late but come, under the
+    client's timeout where a stalled one trips it (a reply is one chunk
+    unless it is large).
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -98,6 +100,7 @@ class StallingProxy(_LocalServer):
         self.received = 0
         self.accepted = 0
         self.hung_up = 0
+        self.connected = 0
         self.delay = 0.0
         self._start()
 
@@ -127,6 +130,7 @@ class StallingProxy(_LocalServer):
         client.settimeout(None)
         with self._lock:
             self.accepted += 1
+            self.connected += 1
             stalled = self._stalled
         upstream = None if stalled else socket.create_connection(self._target, timeout=5)
         if upstream is not None:
@@ -155,6 +159,8 @@ class StallingProxy(_LocalServer):
             pass
         finally:
             with self._lock:
+                if from_client:
+                    self.connected -= 1
                 if from_client and not link.closed:
                     self.hung_up += 1
             link.close()
@@ -177,8 +183,8 @@ class PausingProxy(StallingProxy):
     again: also what a client sent before it gave up and closed its connection
     (a COMMIT then still commits: the server reads it before the end of the
     connection). Connections stay open, and forward again. Of the base
-    class's counts it keeps ``received`` and ``accepted``; ``hung_up`` stays
-    0, and ``delay`` is not applied.
+    class's counts it keeps ``received``, ``accepted`` and ``connected``;
+    ``hung_up`` stays 0, and ``delay`` is not applied.
     """
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
@@ -214,6 +220,7 @@ class PausingProxy(StallingProxy):
         link = _Link(client, upstream)
         with self._lock:
             self.accepted += 1
+            self.connected += 1
             link.frozen = self._stalled
             self._links.append(link)
         for source, from_client in ((client, True), (upstream, False)):
@@ -235,6 +242,8 @@ class PausingProxy(StallingProxy):
         except OSError:
             pass
         with self._lock:
+            if from_client:
+                self.connected -= 1
             keep = from_client and link.frozen
             if keep:
                 self._gone.add(id(link))

@@ -394,7 +394,7 @@ def test_a_frozen_cache_costs_the_fetch_job_two_waits_and_one_warning_not_one_pe
         monkeypatch.setenv("CACHE_REDIS_URL", behind(proxy, redis_url))
         proxy.stall()
         for changed in (True, False):  # each symbol stores new rows, then none
-            waited = proxy.hung_up
+            accepted, waited = proxy.accepted, proxy.hung_up
             status, out, err = run_job(capsys, job_env, *files)
             assert (status, len(out.splitlines())) == (0, len(symbols)), err
             assert ("10 new" in out) is changed
@@ -404,10 +404,12 @@ def test_a_frozen_cache_costs_the_fetch_job_two_waits_and_one_warning_not_one_pe
             assert "the API may serve answers up to CACHE_DEFAULT_TIMEOUT (300s) old" in err
             # Redis's client closes a connection whose answer timed out: the first
             # clear and the last wait out the socket timeout each; the 10 between
-            # leave the cache alone, where a wait each would make 12.
-            wait_for(lambda: proxy.hung_up >= waited + 2, "the job's two waits to end",
+            # leave the cache alone, where a wait each would make 12. The job has
+            # returned: once the proxy has seen each of its connections end, the
+            # counts are final.
+            wait_for(lambda: proxy.connected == 0, "the proxy to see the job's connections end",
                      HANG_GUARD_SECONDS)
-            assert proxy.hung_up == waited + 2
+            assert (proxy.accepted - accepted, proxy.hung_up - waited) == (2, 2)
     assert len(stored(app)) == 10 * len(symbols)
 
 
