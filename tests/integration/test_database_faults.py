@@ -46,11 +46,6 @@ from tests.servers import (
 )
 
 DATABASE_TIMEOUT = 1
-# How long a test waits for an answer, or for the server to end a statement:
-# a guard against hanging, not the time asserted. A request to a frozen
-# database without timeouts hung until gunicorn's 30 s worker timeout killed
-# its worker, which the tests see in the answer and in gunicorn's log.
-ANSWER_BOUND = HANG_GUARD_SECONDS
 UNAVAILABLE = "the database is unavailable, please retry later"
 EXPORT = "/api/financial_data/export"
 STATS = "/api/statistics?symbol=IBM&start_date=2023-01-01&end_date=2023-01-31"
@@ -82,17 +77,28 @@ def test_a_frozen_database_answers_503_then_recovers(mysql_app, tmp_path):
             proxy.stall()
             time.sleep(PROBE_SECONDS)  # the start-up poll's probe answers health until then
 
-            for path, data in (("/api/health", None), ("/api/financial_data?limit=7", []),
-                               (STATS.replace("01-31", "01-30"), {})):
-                status, headers, body = http_get(port, path, timeout=ANSWER_BOUND)
+            # What an answer waits for: each wait (DATABASE_TIMEOUT, as test_factory
+            # checks) ends with its connection given up. Health pings the pooled
+            # connection, then connects anew; the others find no pooled one left.
+            for path, data, waits in (("/api/health", None, 2),
+                                      ("/api/financial_data?limit=7", [], 1),
+                                      (STATS.replace("01-31", "01-30"), {}, 1)):
+                accepted, hung_up = proxy.accepted, proxy.hung_up
+                status, headers, body = http_get(port, path, timeout=HANG_GUARD_SECONDS)
                 assert (status, headers["Content-Type"]) == (503, "application/json"), path
                 assert headers["Retry-After"] == "5"
                 assert body["info"] == {"error": UNAVAILABLE}
                 assert body.get("data") == data
-            assert http_get(port, STATS, timeout=ANSWER_BOUND)[0] == 200, "cached answers stay"
+                wait_for(lambda: proxy.connected == 0, "the worker's connections to end",
+                         HANG_GUARD_SECONDS)
+                assert (proxy.accepted - accepted, proxy.hung_up - hung_up) == (1, waits), path
+            accepted, received = proxy.accepted, proxy.received
+            status = http_get(port, STATS, timeout=HANG_GUARD_SECONDS)[0]
+            assert status == 200, "cached answers stay"
+            assert (proxy.accepted, proxy.received) == (accepted, received), "no wait for them"
 
             proxy.resume()
-            wait_for(lambda: http_get(port, "/api/health", timeout=ANSWER_BOUND)[0] == 200,
+            wait_for(lambda: http_get(port, "/api/health", timeout=HANG_GUARD_SECONDS)[0] == 200,
                      "health to recover once the database answers again")
             status, _, body = http_get(port, "/api/financial_data?limit=7")
             assert (status, len(body["data"])) == (200, 1)
@@ -846,6 +852,14 @@ def running_statements(engine, marker: str) -> list:
             "AND info NOT LIKE '%processlist%'"), {"marker": f"%{marker}%"}).scalars().all()
 
 
+def statement_limit(session: Session) -> float:
+    """Return the seconds the server lets a statement of ``session``'s connection run."""
+    dbapi_connection = session.connection().connection.dbapi_connection
+    if "mariadb" in dbapi_connection.get_server_info().lower():
+        return float(session.scalar(text("SELECT @@max_statement_time")))
+    return session.scalar(text("SELECT @@max_execution_time")) / 1000
+
+
 @pytest.mark.mysql
 def test_the_server_ends_a_statement_the_api_no_longer_waits_for(mysql_database_url, tmp_path):
     """A read the API gave up on (its 503) does not run on: the server ends it as well.
@@ -861,13 +875,15 @@ def test_the_server_ends_a_statement_the_api_no_longer_waits_for(mysql_database_
     monitor = create_engine(mysql_database_url)
     try:
         with application.app_context():
+            limit = statement_limit(db.session)  # on the connection the statement runs on
             # Both give up after DATABASE_TIMEOUT: the client's read timeout raises, while
             # BENCHMARK ended by the server's limit answers 0 (MariaDB), whichever is first.
             with contextlib.suppress(OperationalError):
                 db.session.execute(text(f"SELECT BENCHMARK(100000000000, MD5('{marker}'))"))
             db.session.rollback()
+        assert limit == DATABASE_TIMEOUT, "the server's limit is the API's wait"
         wait_for(lambda: not running_statements(monitor, marker),
-                 "the server to end the statement", timeout=ANSWER_BOUND)
+                 "the server to end the statement", timeout=HANG_GUARD_SECONDS)
     finally:
         with monitor.connect() as connection:
             for thread in running_statements(monitor, marker):
@@ -915,6 +931,12 @@ def test_the_server_ends_the_statement_of_an_export_that_gave_up_before_its_firs
         export_engine = db.engines[EXPORT_BIND]
     event.listen(export_engine, "checkout",
                  lambda dbapi_connection, *_: threads.append(dbapi_connection.thread_id()))
+    applied = []  # the wait for each answer, on the socket each statement is sent on
+
+    def note_wait(connection, *_) -> None:
+        applied.append(connection.connection.dbapi_connection._sock.gettimeout())
+
+    event.listen(export_engine, "before_cursor_execute", note_wait)
     event.listen(export_engine, "before_cursor_execute", slow_counts, retval=True)
     monitor = create_engine(mysql_database_url)
     try:
@@ -924,8 +946,9 @@ def test_the_server_ends_the_statement_of_an_export_that_gave_up_before_its_firs
             assert response.get_json() == {"data": [], "pagination": None,
                                            "info": {"error": UNAVAILABLE}}
         [thread] = threads
+        assert set(applied) == {DATABASE_TIMEOUT}, "given up on, and ended, after the API's wait"
         wait_for(lambda: statement_of(monitor, thread) is None,
-                 "the server to end the export's statement", timeout=ANSWER_BOUND)
+                 "the server to end the export's statement", timeout=HANG_GUARD_SECONDS)
         event.remove(export_engine, "before_cursor_execute", slow_counts)
         again = application.test_client().get(f"{EXPORT}?symbol=IBM")
         assert (again.status_code, again.get_data()) == (
