@@ -610,6 +610,17 @@ def test_what_nginx_refuses_itself_carries_the_cors_headers(cors_proxies, reques
     assert ("Retry-After" in answer[1].get("Access-Control-Expose-Headers", "")) == allowed
 
 
+def test_a_preflight_nginx_refuses_is_a_400_without_allow(cors_proxies):
+    """Allow is for a 405 and the 204s (a preflight's while the API is down, OPTIONS *'s),
+    never for a 400, preflight or not."""
+    status, headers, body = raw_request(
+        cors_proxies.api_up, b"OPTIONS /api/symbols?symbol=\xc3\x89 HTTP/1.1",
+        b"Origin: https://app.example\r\nAccess-Control-Request-Method: GET\r\n")
+    assert status == 400
+    assert assert_envelope(headers, body) == "malformed request, or headers over 8 KB"
+    assert "Allow" not in headers
+
+
 @pytest.mark.parametrize("version", [b"HTTP/1.1", b"HTTP/1.0"])
 def test_options_asterisk_is_answered_as_options_on_an_endpoint(nginx_port, upstream, version):
     """RFC 9110 9.3.7: OPTIONS * asks what the server allows. nginx's parser refuses its
