@@ -119,9 +119,9 @@ def migrate_unless_newer(engine: Engine, directory: str,
     """Run ``upgrade`` under the migration lock unless a newer release migrated the database.
 
     The schema is read under the lock: a release that found it behind may
-    have waited there while a newer one migrated it. Returns the revision of
-    such a newer schema, left as it is (``directory``'s scripts do not know
-    it), else None.
+    have waited there while a newer one migrated it. Returns the revisions
+    of such a newer schema as NEWER_SCHEMA names them ("revision 0099"),
+    left as it is (``directory``'s scripts do not know it), else None.
 
     Raises MigrationLockTimeout when the lock is not granted in time,
     LockFileError when a SQLite database's lock file cannot be opened.

@@ -9,7 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 MIGRATE_COMMAND = "flask --app app db upgrade"
-NEWER_SCHEMA = ("the database's schema is at revision %s, which this release does not know "
+# Filled in with unknown_revision's answer: "revision 0099", "revisions 0099 and 00aa".
+NEWER_SCHEMA = ("the database's schema is at %s, which this release does not know "
                 "(a newer release migrated it): using it as it is")
 
 
@@ -32,7 +33,7 @@ def schema_revisions(engine: Engine) -> frozenset[str]:
 
 
 def unknown_revision(engine: Engine, directory: str) -> str | None:
-    """Return the schema's revisions when the migrations in ``directory`` know none of them.
+    """Name the schema's revisions when the migrations in ``directory`` know none of them.
 
     A newer release migrated the database (a rolling upgrade, a rollback):
     Alembic cannot upgrade from a revision it has no script for, so this
@@ -44,7 +45,15 @@ def unknown_revision(engine: Engine, directory: str) -> str | None:
     revisions = schema_revisions(engine)
     if not revisions or revisions & migration_revisions(directory)[1]:
         return None
-    return ", ".join(sorted(revisions))
+    return _named(revisions)
+
+
+def _named(revisions: frozenset[str]) -> str:
+    """Name ``revisions`` for NEWER_SCHEMA: its "which" must not read as the last one's alone."""
+    *others, last = sorted(revisions)
+    if not others:
+        return f"revision {last}"
+    return f"revisions {', '.join(others)} and {last}"
 
 
 @functools.cache

@@ -708,18 +708,27 @@ def test_first_runs_at_once_on_a_new_sqlite_file_migrate_one_at_a_time(tmp_path)
         db.engine.dispose()
 
 
+@pytest.mark.parametrize("newer, named", [
+    (["0099"], "revision 0099"),
+    # A newer release's two branches: the list, then its own clause.
+    (["00bb", "0099", "00aa"], "revisions 0099, 00aa and 00bb"),
+])
 def test_a_schema_a_newer_release_migrated_is_used_as_it_is(capsys, job_env, monkeypatch,
-                                                            empty_database_url, tmp_path):
+                                                            empty_database_url, tmp_path,
+                                                            newer, named):
     database = empty_database_url
     migrate_database(database, tmp_path / "log")
     engine = create_engine(database)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+        connection.execute(text("DELETE FROM alembic_version"))
+        for revision in newer:
+            connection.execute(text("INSERT INTO alembic_version VALUES (:revision)"),
+                               {"revision": revision})
     monkeypatch.setenv("DATABASE_URL", database)
     status, out, _ = run_job(capsys, job_env, "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM))
     assert (status, out) == (0, "IBM: 10 rows fetched, 10 new, 0 updated\n")
     log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
-    assert ("the database's schema is at revision 0099, which this release does not know "
+    assert (f"the database's schema is at {named}, which this release does not know "
             "(a newer release migrated it): using it as it is") in log
     assert "Running upgrade" not in log
     with build_app(database, tmp_path / "log").app_context():  # the container's start
