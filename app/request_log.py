@@ -63,9 +63,20 @@ def register_request_logging(app: Flask) -> None:
         identifier = request_id()
         response.headers[REQUEST_ID_HEADER] = identifier
         request_logger.info("%s %s %s %.1fms client=%s request_id=%s", request.method,
-                            request.full_path.rstrip("?"), response.status_code,
+                            _logged_target(), response.status_code,
                             request_seconds() * 1000, request.remote_addr, identifier)
         return response
+
+
+def _logged_target() -> str:
+    """Return the request's path and query, or ``*`` for ``OPTIONS *``.
+
+    Werkzeug gives the asterisk's PATH_INFO a leading slash, which would log
+    it as a request for the unknown path /* (a 404, not this 204).
+    """
+    if request.environ.get("PATH_INFO") == "*":
+        return "*"
+    return request.full_path.rstrip("?")
 
 
 class _DropDevServerRequestLines(logging.Filter):

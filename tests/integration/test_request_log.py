@@ -72,6 +72,17 @@ def test_errors_carry_the_request_id_and_log_one_line(sqlite_database_url, tmp_p
         assert f"INFO app.requests: {method} {path} {status} " in new_lines[0]
 
 
+def test_options_asterisk_is_logged_as_sent_not_as_the_path_slash_asterisk(sqlite_app):
+    """OPTIONS * (the server's methods, a 204) and OPTIONS /* (an unknown path, a 404)
+    are told apart in the log as nginx's access log tells them apart."""
+    client = sqlite_app.test_client()
+    for target, status in (("*", 204), ("/*", 404)):
+        request_id = f"asterisk-{status}"
+        assert client.options(target, headers={"X-Request-ID": request_id}).status_code == status
+        [line] = log_lines(sqlite_app, f"request_id={request_id}")
+        assert f"INFO app.requests: OPTIONS {target} {status} " in line
+
+
 def test_requests_are_answered_when_the_log_file_cannot_be_written(
         sample_database_url, tmp_path, capsys):
     """A full disk under LOG_DIR: each answer as usual, one line saying so, no traceback."""
