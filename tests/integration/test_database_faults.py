@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy import create_engine, delete, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -30,6 +30,7 @@ from conf.settings import PROJECT_ROOT
 from financial.fetch_run import (
     DATABASE_LOST_REASON, Job, RunEndNotRecorded, RunHooks, RunLoop, RunSettings, recorded_run,
 )
+from financial.models import FinancialData
 from financial.runs import RunRecorder, utc_now
 from lib.avantage_api import DailySeries, read_saved_response
 from lib.db import engine_options, limit_statement_time
@@ -928,6 +929,9 @@ def test_the_server_ends_the_statement_of_an_export_that_gave_up_before_its_firs
                             EXPORT_READ_TIMEOUT=DATABASE_TIMEOUT)
     threads: list[int] = []
     with application.app_context():
+        # The session's database: rows an earlier test stored would be exported below.
+        db.session.execute(delete(FinancialData))
+        db.session.commit()
         export_engine = db.engines[EXPORT_BIND]
     event.listen(export_engine, "checkout",
                  lambda dbapi_connection, *_: threads.append(dbapi_connection.thread_id()))
