@@ -80,8 +80,8 @@ limit_request_line = 8190
 _NGINX_HEADER_BYTES = (1 + 4 * 8) * 1024
 # gunicorn's most header fields (its default is 100): as many as nginx's
 # headers hold at 4 bytes each ("a:" and CRLF), so nginx refuses first, in the
-# envelope. No more: gunicorn buffers up to fields x field size of headers
-# from a client that reaches it directly.
+# envelope. No more: from a client that reaches it directly, past nginx,
+# gunicorn may buffer fields x field size of headers (here about 290 MB).
 limit_request_fields = _NGINX_HEADER_BYTES // 4
 # One field may hold them all, with nginx's own entry and the name: nginx
 # joins a client's X-Forwarded-For lines into one, its own address appended.
