@@ -188,7 +188,8 @@ class RunLoop:
     stays ``running`` until the next run marks it interrupted. A database
     back by the time the failure is recorded (a restart) lets the run go on;
     one back by the run's end records the outcomes it could not (``unrecorded``)
-    with it, but on a full disk.
+    with it, but on a full disk. A symbol whose commit got no answer, nor the
+    read telling whether it was taken, is settled then (``settle_in_doubt``).
     """
 
     def __init__(self, session: Session, settings: RunSettings, hooks: RunHooks, *,
@@ -202,6 +203,8 @@ class RunLoop:
         self.database_lost_reason = DATABASE_LOST_REASON
         # Outcomes of named symbols that could not be recorded as they happened.
         self.unrecorded: list[SymbolOutcome] = []
+        # The store whose commit the database may still take: the check found it gone.
+        self.in_doubt: StoreResult | None = None
 
     def run(self, jobs: list[Job]) -> RunOutcome:
         """Process every job in order; return the outcome."""
@@ -269,9 +272,13 @@ class RunLoop:
             # Its outcome row, written in the same transaction, tells whether the
             # commit that got no answer was taken: not when the run met it before.
             if (self.history is None or not committing or met_before
-                    or not self._committed_after_all(symbol)):
+                    or not self._committed_after_all(committing[-1])):
                 raise
             result = committing[-1]
+        self._count_stored(result)
+
+    def _count_stored(self, result: StoreResult) -> None:
+        """Count a symbol stored, tell the hooks, and say what storing it did."""
         self.outcome.stored += 1
         self.outcome.rows_new += result.new
         self.outcome.rows_updated += result.updated
@@ -284,21 +291,42 @@ class RunLoop:
         logger.info("%s", line)
         self.hooks.report(line)
 
-    def _committed_after_all(self, symbol: str) -> bool:
-        """Tell whether the database took the commit of ``symbol`` it gave no answer to.
+    def _committed_after_all(self, result: StoreResult) -> bool:
+        """Tell whether the database took the commit of ``result`` it gave no answer to.
 
         A server stopped as the commit was sent reads it once it runs again,
         after the job gave up waiting: the symbol is stored then, its outcome
         with it. Its outcome row tells, read once that transaction has ended.
         A database that does not answer this either is lost: the run ends, as
-        when the failure cannot be recorded, without a wait more.
+        when the failure cannot be recorded, without a wait more, and the
+        commit stays in doubt until the run's end.
         """
         assert self.history is not None
         try:
-            return self.history.holds(symbol)
+            return self.history.holds(result.symbol)
         except SQLAlchemyError as error:
             self.is_database_lost = _is_unusable(error)
+            if self.is_database_lost:
+                self.in_doubt = result
             return False
+
+    def settle_in_doubt(self) -> None:
+        """Tell, as the run ends, whether the database took the commit in doubt; count it.
+
+        Its failure waits in ``unrecorded``. A database back by now (a server
+        stopped, then continued) may have taken that commit, outcome row and
+        all: the symbol is stored then, and its failure must not be written
+        over that row. Raises SQLAlchemyError when the database is still gone.
+        """
+        result, self.in_doubt = self.in_doubt, None
+        if result is None or self.history is None or not self.history.holds(result.symbol):
+            return
+        logger.warning("%s: stored after all: the database took its commit once it answered "
+                       "again", result.symbol)
+        self.unrecorded = [outcome for outcome in self.unrecorded
+                           if outcome.symbol != result.symbol]
+        self.outcome.failures -= 1
+        self._count_stored(result)
 
     def _fail(self, label: str, symbol: str | None, reason: str, *, status: str = FAILED,
               exc: Exception | None = None) -> None:
@@ -478,6 +506,7 @@ def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings,
         try:
             # Recorded with the end, which a database still gone fails as it does;
             # not on a full disk, where the end may fit and they may not.
+            loop.settle_in_doubt()
             if loop.database_lost_reason != DISK_FULL:
                 for unrecorded in loop.unrecorded:
                     recorder.add(unrecorded)

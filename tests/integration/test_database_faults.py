@@ -728,6 +728,65 @@ def test_a_commit_whose_check_finds_the_database_gone_waits_for_it_no_more(mysql
     assert "could not record" not in caplog.text
 
 
+class ResumeOnFailedSymbol(logging.Handler):
+    """Continues the paused server once a symbol's failure is logged: after the check of its
+    commit gave up too, before the run's end."""
+
+    def __init__(self, proxy: StallingProxy) -> None:
+        super().__init__()
+        self.proxy = proxy
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if ": failed: database error" in record.getMessage():
+            self.proxy.resume()
+
+
+@pytest.mark.mysql
+def test_a_commit_in_doubt_the_database_took_by_the_runs_end_counts_the_symbol_stored(
+        mysql_app):
+    """The server, stopped as the symbol's commit was sent, runs again only after the check
+    of that commit gave up: it takes the commit then, outcome row and all. The run's end
+    finds it: the symbol is stored, not failed "unchanged" over that row (nor the end lost
+    on a duplicate outcome)."""
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    series = read_saved_response(FIXTURE)
+    with pausing_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
+        armed = []
+
+        @event.listens_for(engine, "commit")
+        def stop_the_server(_connection):
+            if armed.pop() if armed else False:  # IBM's commit, once
+                proxy.stall()
+
+        def fetch(symbol: str) -> DailySeries:
+            armed.append(symbol == "IBM")
+            return dataclasses.replace(series, symbol=symbol)
+
+        run_log, resume = logging.getLogger("financial.fetch_run"), ResumeOnFailedSymbol(proxy)
+        run_log.addHandler(resume)
+        try:
+            with Session(engine) as session:
+                outcome = recorded_run(
+                    session, engine, [Job("IBM", lambda: fetch("IBM"), calls_api=True),
+                                      Job("AAPL", lambda: fetch("AAPL"), calls_api=True)],
+                    FULL_RUN, RunHooks(report=lambda _: None, note=lambda _: None),
+                    trigger="manual")
+        finally:
+            run_log.removeHandler(resume)
+            engine.dispose()
+    assert (outcome.stored, outcome.failures, outcome.status) == (1, 1, "partial"), \
+        outcome.message
+    client = mysql_app.test_client()
+    [run] = client.get("/api/fetch_runs").json["data"]
+    assert [(symbol["symbol"], symbol["status"], symbol["rows_new"])
+            for symbol in run["symbols"]] == [("AAPL", "not_fetched", 0),
+                                              ("IBM", "ok", len(series.bars))]
+    assert (run["status"], run["rows_new"]) == ("partial", len(series.bars))
+    assert run["message"].startswith(f"1 of 2 symbols stored, {len(series.bars)} new rows")
+
+
 @pytest.mark.mysql
 def test_a_symbol_the_database_failed_is_recorded_with_the_code_and_its_cause(mysql_app):
     """The history, which /api/fetch_runs serves, names MySQL's code and our words for it.
