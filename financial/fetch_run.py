@@ -34,6 +34,8 @@ from lib.locks import RUN_LOCK, LockTimeout, database_lock
 logger = logging.getLogger(__name__)
 
 STOPPED_REASON = "the job was stopped"
+LOCK_LOST_REASON = ("the run lock was lost with its connection, and another run holds it "
+                    "now")
 DATABASE_LOST_REASON = "the database stopped answering"
 
 
@@ -178,6 +180,9 @@ class RunLoop:
     run (``spoils_the_run``): every later job is reported as not fetched,
     without a request; so does ``hooks.should_stop()`` turning true (checked
     between jobs, so the current symbol's transaction always completes).
+    So does a run lock lost with its connection (a server restarted) that
+    another run took meanwhile (``lock_held()``, checked before each job):
+    runs on one database never overlap for longer than a job.
     With a ``history``, every outcome is recorded as it happens, and
     ``hooks`` hears of it.
 
@@ -193,11 +198,13 @@ class RunLoop:
     """
 
     def __init__(self, session: Session, settings: RunSettings, hooks: RunHooks, *,
-                 history: RunRecorder | None = None) -> None:
+                 history: RunRecorder | None = None,
+                 lock_held: Callable[[], bool] = lambda: True) -> None:
         self.session = session
         self.settings = settings
         self.hooks = hooks
         self.history = history
+        self.lock_held = lock_held
         self.outcome = RunOutcome()
         self.is_database_lost = False
         self.database_lost_reason = DATABASE_LOST_REASON
@@ -214,6 +221,8 @@ class RunLoop:
         for number, job in enumerate(jobs, start=1):
             if stop_reason is None and self.hooks.should_stop():
                 stop_reason, self.outcome.stopped = STOPPED_REASON, True
+            if stop_reason is None:
+                stop_reason = self._lock_lost()
             if stop_reason:
                 self._fail(job.label, self._known_symbol(job), f"not fetched: {stop_reason}",
                            status=NOT_FETCHED)
@@ -222,6 +231,25 @@ class RunLoop:
                 self.hooks.note(f"[{number}/{len(jobs)}] {job.label} ...")
             stop_reason = self.outcome.ended_early = self._process(job)
         return self.outcome
+
+    def _lock_lost(self) -> str | None:
+        """Return why the run must stop if it no longer holds the run lock, else None.
+
+        Lost to another run: the run stops as if stopped. A database that
+        cannot be reached to tell is lost, as when a failure cannot be recorded.
+        """
+        try:
+            if self.lock_held():
+                return None
+        except SQLAlchemyError as error:
+            logger.error("could not check the run lock (%s)", error.__class__.__name__)
+            self.is_database_lost = True
+            self.outcome.ended_early = self.database_lost_reason
+            return self.database_lost_reason
+        logger.warning("%s; this run stops", LOCK_LOST_REASON)
+        self.outcome.stopped = True
+        self.outcome.ended_early = LOCK_LOST_REASON
+        return LOCK_LOST_REASON
 
     def _process(self, job: Job) -> str | None:
         """Handle one job; return why the run must stop, or None to go on."""
@@ -417,7 +445,7 @@ def recorded_run(
     try:
         with database_lock(engine, RUN_LOCK, settings.lock_timeout,
                            on_wait=lambda: _announce_wait(session, settings.lock_timeout),
-                           should_stop=hooks.should_stop):
+                           should_stop=hooks.should_stop) as lock_held:
             if scheduled_for is not None and _taken_by_another(session, scheduled_for, OK):
                 return None
             caught_up = None
@@ -427,7 +455,7 @@ def recorded_run(
                     _close_dead_runs(session, clock, hooks.on_end)
                     return None
             outcome = _run_with_history(session, jobs, settings, hooks, trigger=trigger,
-                                        clock=clock, caught_up=caught_up)
+                                        clock=clock, caught_up=caught_up, lock_held=lock_held)
     except LockTimeout:
         if scheduled_for is not None and _taken_by_another(session, scheduled_for, RUNNING):
             return None
@@ -496,11 +524,12 @@ def _close_dead_runs(session: Session, clock: Clock, on_end: Callable[[], object
 
 def _run_with_history(session: Session, jobs: list[Job], settings: RunSettings,
                       hooks: RunHooks, *, trigger: str, clock: Clock,
-                      caught_up: str | None = None) -> RunOutcome:
+                      caught_up: str | None = None,
+                      lock_held: Callable[[], bool] = lambda: True) -> RunOutcome:
     recorder = RunRecorder.open(session, trigger, clock)
     hooks.on_record()
     try:
-        loop = RunLoop(session, settings, hooks, history=recorder)
+        loop = RunLoop(session, settings, hooks, history=recorder, lock_held=lock_held)
         outcome = loop.run(jobs)
         outcome.caught_up = caught_up
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import portalocker
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from lib.db_errors import DATABASE_ERRORS
 from lib.schema import unknown_revision
@@ -143,13 +143,17 @@ def database_lock(
     should_stop: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], object] = time.sleep,
-) -> Iterator[None]:
+) -> Iterator[Callable[[], bool]]:
     """Hold the ``purpose`` lock of ``engine``'s database for the block.
 
     Tries at once, then every POLL_SECONDS until ``timeout`` seconds have
     passed; ``on_wait`` is called once, when the first try finds the lock
     taken. Polling (rather than one blocking call) lets a stop request end
-    the wait.
+    the wait. Yields ``still_held()``: a named lock goes with its connection
+    (a server restarted, a connection killed), and another process may take
+    it while the block goes on; it tells whether the lock is still this
+    block's, taking it again at once if it was lost and is free (raising
+    the database's error when it cannot be reached for that).
 
     Raises LockTimeout when the lock stays taken, LockWaitStopped when
     ``should_stop()`` turns true while waiting, LockFileError when a SQLite
@@ -168,7 +172,7 @@ def database_lock(
                 sleep(POLL_SECONDS)
             if should_stop():  # asked while the lock came free: it goes back, untouched
                 raise LockWaitStopped(purpose)
-        yield
+        yield lock.still_held
     finally:
         lock.close()
 
@@ -192,6 +196,9 @@ class _NoLock:
     def try_acquire(self) -> bool:
         return True
 
+    def still_held(self) -> bool:
+        return True
+
     def close(self) -> None:
         return None
 
@@ -200,22 +207,42 @@ class _NamedLock:
     """A MySQL/MariaDB named lock on a connection of its own."""
 
     def __init__(self, engine: Engine, name: str) -> None:
-        # Autocommit: the connection stays open for the whole block and must
-        # not hold a transaction (and its snapshot) all that time.
-        self.connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self.engine = engine
         self.name = name
         self.held = False
+        self.connection = self._connect()
+
+    def _connect(self) -> Connection:
+        # Autocommit: the connection stays open for the whole block and must
+        # not hold a transaction (and its snapshot) all that time.
+        connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            self.connection.execute(
-                text(f"SET SESSION wait_timeout = {LOCK_CONNECTION_WAIT_TIMEOUT}"))
+            connection.execute(text(f"SET SESSION wait_timeout = {LOCK_CONNECTION_WAIT_TIMEOUT}"))
         except BaseException:
-            self._discard()
+            connection.invalidate()
+            connection.close()
             raise
+        return connection
 
     def try_acquire(self) -> bool:
         self.held = self.connection.execute(
             text("SELECT GET_LOCK(:name, 0)"), {"name": self.name}).scalar() == 1
         return self.held
+
+    def still_held(self) -> bool:
+        """Tell whether the lock is still ours; one lost with its connection is taken again,
+        if free. Raises the database's error when it cannot be reached to take it again."""
+        try:
+            if self.connection.execute(text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()"),
+                                       {"name": self.name}).scalar() == 1:
+                return True
+        except DATABASE_ERRORS as exc:
+            logger.warning("the %s lock's connection was lost (%s); taking the lock again",
+                           self.name, exc.__class__.__name__)
+        self.held = False
+        self._discard()
+        self.connection = self._connect()
+        return self.try_acquire()
 
     def close(self) -> None:
         try:
@@ -229,6 +256,8 @@ class _NamedLock:
 
     def _discard(self) -> None:
         """Close the connection for good: its session's wait_timeout must not reach the pool."""
+        if self.connection.closed:  # discarded already: its lock was lost
+            return
         self.connection.invalidate()
         self.connection.close()
 
@@ -243,6 +272,10 @@ class _FileLock:
             raise LockFileError(f"the lock file {path} cannot be opened "
                                 f"({exc.strerror or exc.__class__.__name__})") from None
         self.held = False
+
+    def still_held(self) -> bool:
+        """The system keeps a file lock as long as its holder lives."""
+        return self.held
 
     def try_acquire(self) -> bool:
         try:

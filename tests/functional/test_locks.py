@@ -151,3 +151,45 @@ def test_a_lock_whose_connection_was_lost_ends_its_block_quietly(idle_dropping, 
     assert "lock's connection was lost before its release (OperationalError)" in caplog.text
     with database_lock(other, "fetch", 0):
         pass
+
+
+def kill_the_holder(holder, other, purpose: str = "fetch") -> None:
+    """Kill the connection holding ``holder``'s lock, as a server restart would end it."""
+    name = lock_name(make_url(str(holder.url)).database or "", purpose)
+    with other.connect() as connection:
+        holder_id = connection.scalar(text("SELECT IS_USED_LOCK(:name)"), {"name": name})
+        connection.execute(text(f"KILL CONNECTION {int(holder_id)}"))
+
+
+@pytest.mark.mysql
+def test_a_named_lock_lost_with_its_connection_is_taken_again_while_free(idle_dropping, caplog):
+    holder, other = idle_dropping
+    with database_lock(holder, "fetch", 1) as still_held:
+        assert still_held()
+        kill_the_holder(holder, other)
+        assert still_held(), "free: taken again"
+        assert "lock's connection was lost (OperationalError); taking the lock again" in (
+            caplog.text)
+        with pytest.raises(LockTimeout):
+            with database_lock(other, "fetch", 0):
+                pytest.fail("the lock was granted twice")
+    with database_lock(other, "fetch", 0):
+        pass
+
+
+@pytest.mark.mysql
+def test_a_named_lock_lost_with_its_connection_to_another_holder_is_not_held(idle_dropping):
+    holder, other = idle_dropping
+    with database_lock(holder, "fetch", 1) as still_held:
+        kill_the_holder(holder, other)
+        with database_lock(other, "fetch", 0):
+            assert not still_held()
+    with database_lock(other, "fetch", 0):
+        pass
+
+
+def test_a_lock_file_is_held_as_long_as_its_block(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'one.db'}")
+    with database_lock(engine, "fetch", 1) as still_held:
+        assert still_held()
+    engine.dispose()

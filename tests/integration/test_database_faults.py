@@ -28,13 +28,14 @@ from app.api.health import PROBE_SECONDS
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.fetch_run import (
-    DATABASE_LOST_REASON, Job, RunEndNotRecorded, RunHooks, RunLoop, RunSettings, recorded_run,
+    DATABASE_LOST_REASON, LOCK_LOST_REASON, Job, RunEndNotRecorded, RunHooks, RunLoop, RunSettings,
+    recorded_run,
 )
 from financial.models import FinancialData
 from financial.runs import RunRecorder, utc_now
 from lib.avantage_api import DailySeries, read_saved_response
 from lib.db import engine_options, limit_statement_time
-from lib.locks import MIGRATION_LOCK, lock_name
+from lib.locks import MIGRATION_LOCK, RUN_LOCK, database_lock, lock_name
 from scripts.prestart import EXIT_CONFIG, EXIT_UNREACHABLE
 from tests.deployment import healthcheck_command
 from tests.helpers import (
@@ -785,6 +786,75 @@ def test_a_commit_in_doubt_the_database_took_by_the_runs_end_counts_the_symbol_s
                                               ("IBM", "ok", len(series.bars))]
     assert (run["status"], run["rows_new"]) == ("partial", len(series.bars))
     assert run["message"].startswith(f"1 of 2 symbols stored, {len(series.bars)} new rows")
+
+
+@pytest.mark.mysql
+def test_a_run_whose_lock_another_run_took_after_its_connection_was_lost_stops(mysql_app):
+    """The run lock goes with its connection (a server restarted): a second run may take it
+    while the first goes on. The first stops before its next symbol, as if asked to, rather
+    than run beside the second (which marked it interrupted)."""
+    url = mysql_app.config["SQLALCHEMY_DATABASE_URI"]
+    series = read_saved_response(FIXTURE)
+    engine = create_engine(url, **engine_options(url, timeout=DATABASE_TIMEOUT))
+    other = create_engine(url)
+    name = lock_name(make_url(url).database or "", RUN_LOCK)
+    taken = contextlib.ExitStack()
+
+    def fetch(symbol: str) -> DailySeries:
+        with other.connect() as connection:
+            holder_id = connection.scalar(text("SELECT IS_USED_LOCK(:name)"), {"name": name})
+            connection.execute(text(f"KILL CONNECTION {int(holder_id)}"))
+        taken.enter_context(database_lock(other, RUN_LOCK, 0))  # the second run's
+        return dataclasses.replace(series, symbol=symbol)
+
+    try:
+        with Session(engine) as session, taken:
+            outcome = recorded_run(
+                session, engine, [Job("IBM", lambda: fetch("IBM"), calls_api=True),
+                                  Job("AAPL", lambda: series, calls_api=True)],
+                FULL_RUN, RunHooks(report=lambda _: None, note=lambda _: None),
+                trigger="manual")
+    finally:
+        engine.dispose()
+        other.dispose()
+    assert (outcome.stored, outcome.status, outcome.ended_early) == (
+        1, "interrupted", LOCK_LOST_REASON), outcome.message
+    [run] = mysql_app.test_client().get("/api/fetch_runs").json["data"]
+    assert [(symbol["symbol"], symbol["status"], symbol["error"])
+            for symbol in run["symbols"]] == [
+        ("AAPL", "not_fetched", f"not fetched: {LOCK_LOST_REASON}"), ("IBM", "ok", None)]
+
+
+@pytest.mark.mysql
+def test_a_database_frozen_between_symbols_ends_the_run_at_the_lock_check(mysql_app, caplog):
+    """The check of the run lock before a symbol finds the database gone: lost, as when a
+    failure cannot be recorded (no request, no wait of their own for the later symbols), not
+    taken for a lock another run took."""
+    url = make_url(mysql_app.config["SQLALCHEMY_DATABASE_URI"])
+    series, fetched = read_saved_response(FIXTURE), []
+    with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
+
+        def job(symbol: str) -> Job:
+            def fetch() -> DailySeries:
+                fetched.append(symbol)
+                return dataclasses.replace(series, symbol=symbol)
+            return Job(symbol, fetch, calls_api=True)
+
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
+        caplog.set_level(logging.INFO, logger="financial.fetch_run")
+        try:
+            with Session(engine) as session, pytest.raises(RunEndNotRecorded) as caught:
+                recorded_run(session, engine, [job("IBM"), job("AAPL"), job("MSFT")], FULL_RUN,
+                             RunHooks(report=lambda _: proxy.stall(), note=lambda _: None),
+                             trigger="manual")
+        finally:
+            engine.dispose()
+    outcome = caught.value.outcome
+    assert fetched == ["IBM"]
+    assert (outcome.stored, outcome.failures, outcome.stopped, outcome.ended_early) == (
+        1, 2, False, DATABASE_LOST_REASON)
+    assert "could not record" not in caplog.text
 
 
 @pytest.mark.mysql
