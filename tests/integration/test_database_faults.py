@@ -14,12 +14,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, delete, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -505,8 +506,27 @@ def test_prestart_gives_up_on_a_frozen_database_within_its_timeout(mysql_app, tm
     assert "Traceback" not in err
 
 
+def stall_at_armed_commits(engine: Engine, proxy: StallingProxy,
+                           then: Callable[[], object] = lambda: None) -> list[bool]:
+    """Return ``armed``, a list each fetch appends to: the next commit of ``engine`` pops it,
+    and if True stalls ``proxy`` as the commit is sent (a server stopped there), then calls
+    ``then``."""
+    armed: list[bool] = []
+
+    @event.listens_for(engine, "commit")
+    def stop_the_server(_connection):
+        if armed.pop() if armed else False:
+            proxy.stall()
+            then()
+
+    return armed
+
+
 class ResumeOnFailure(logging.Handler):
-    """Thaws the proxy once the run logs a symbol's database failure: a restart, not a freeze."""
+    """Thaws the proxy once the run logs a symbol's database failure: a restart, not a freeze.
+
+    After the check of the symbol's commit gave up too, before the run's end.
+    """
 
     def __init__(self, proxy: StallingProxy) -> None:
         super().__init__()
@@ -617,13 +637,9 @@ def test_a_symbol_whose_commit_the_database_took_after_the_wait_is_stored(mysql_
     with pausing_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
-        armed = []
-
-        @event.listens_for(engine, "commit")
-        def stop_the_server(_connection):
-            if armed.pop() if armed else False:  # the symbol's commit, once
-                proxy.stall()
-                threading.Timer(1.5 * DATABASE_TIMEOUT, proxy.resume).start()
+        # The symbol's commit, once; the server is back after the wait for it.
+        armed = stall_at_armed_commits(engine, proxy, then=lambda: threading.Timer(
+            1.5 * DATABASE_TIMEOUT, proxy.resume).start())
 
         def fetch() -> DailySeries:
             armed.append(True)
@@ -658,13 +674,9 @@ def test_a_symbol_met_before_whose_commit_was_lost_fails_though_its_first_outcom
     with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
-        armed, stalled = [], []
-
-        @event.listens_for(engine, "commit")
-        def stop_the_server(_connection):
-            if armed.pop() if armed else False:  # the second store's commit, once
-                stalled.append(True)
-                proxy.stall()
+        stalled: list[bool] = []
+        # The second store's commit, once.
+        armed = stall_at_armed_commits(engine, proxy, then=lambda: stalled.append(True))
 
         @event.listens_for(engine, "handle_error")
         def restart_the_server(_context):
@@ -702,12 +714,7 @@ def test_a_commit_whose_check_finds_the_database_gone_waits_for_it_no_more(mysql
     with stalling_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
-        armed = []
-
-        @event.listens_for(engine, "commit")
-        def stop_the_server(_connection):
-            if armed.pop() if armed else False:  # the symbol's commit: gone for good
-                proxy.stall()
+        armed = stall_at_armed_commits(engine, proxy)  # the symbol's commit: gone for good
 
         def fetch() -> DailySeries:
             armed.append(True)
@@ -729,19 +736,6 @@ def test_a_commit_whose_check_finds_the_database_gone_waits_for_it_no_more(mysql
     assert "could not record" not in caplog.text
 
 
-class ResumeOnFailedSymbol(logging.Handler):
-    """Continues the paused server once a symbol's failure is logged: after the check of its
-    commit gave up too, before the run's end."""
-
-    def __init__(self, proxy: StallingProxy) -> None:
-        super().__init__()
-        self.proxy = proxy
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if ": failed: database error" in record.getMessage():
-            self.proxy.resume()
-
-
 @pytest.mark.mysql
 def test_a_commit_in_doubt_the_database_took_by_the_runs_end_counts_the_symbol_stored(
         mysql_app):
@@ -754,18 +748,13 @@ def test_a_commit_in_doubt_the_database_took_by_the_runs_end_counts_the_symbol_s
     with pausing_proxy(url.port or 3306, url.host or "127.0.0.1") as proxy:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         engine = create_engine(proxied, **engine_options(proxied, timeout=DATABASE_TIMEOUT))
-        armed = []
-
-        @event.listens_for(engine, "commit")
-        def stop_the_server(_connection):
-            if armed.pop() if armed else False:  # IBM's commit, once
-                proxy.stall()
+        armed = stall_at_armed_commits(engine, proxy)  # IBM's commit, once
 
         def fetch(symbol: str) -> DailySeries:
             armed.append(symbol == "IBM")
             return dataclasses.replace(series, symbol=symbol)
 
-        run_log, resume = logging.getLogger("financial.fetch_run"), ResumeOnFailedSymbol(proxy)
+        run_log, resume = logging.getLogger("financial.fetch_run"), ResumeOnFailure(proxy)
         run_log.addHandler(resume)
         try:
             with Session(engine) as session:
