@@ -1,5 +1,6 @@
 """What an app that answers requests adds to the shell: the API, its hooks, CORS, commands."""
 import re
+from functools import partial
 
 from flask import Flask, Response, request
 from flask_cors import CORS
@@ -49,8 +50,7 @@ def register_serving(app: Flask) -> None:
     register_request_logging(app)
     register_error_handlers(app, api)
     register_rate_limits(app)
-    register_unknown_path_preflights(app)
-    register_server_options(app)
+    register_unrouted_options(app)
     register_metrics(app)
     register_security_headers(app)
     register_conditional_get(app)
@@ -97,41 +97,34 @@ def _exact_origin(origin: str) -> str | re.Pattern[str]:
     return re.compile(re.escape(origin) + r"\Z", re.IGNORECASE)
 
 
-def register_unknown_path_preflights(app: Flask) -> None:
-    """Answer a CORS preflight to an unknown API path 204, so the script gets to read the 404.
+def register_unrouted_options(app: Flask) -> None:
+    """Answer 204, not the 404 of a GET, to two OPTIONS requests no route matches.
 
-    A browser fails a preflight that is no 2xx with a bare network error, so
-    the script of a mistyped URL sending a header that needs one (e.g.
-    If-None-Match) saw "Failed to fetch", never the JSON 404 naming the path.
+    ``OPTIONS *`` (RFC 9110 9.3.7) asks what the server allows, not a
+    resource: it gets the Allow of OPTIONS on any endpoint. Its target is no
+    path (PATH_INFO "*", where a path starts with "/"), so it was routed as one.
+
+    A CORS preflight to an unknown API path, when CORS_ORIGINS allows some
+    origin: a browser fails a preflight that is no 2xx with a bare network
+    error, so the script of a mistyped URL sending a header that needs one
+    (e.g. If-None-Match) saw "Failed to fetch", never the JSON 404 naming the path.
+
     Register it after the hooks every request passes first (its log line).
     """
-    if app.config["CORS_ORIGINS"]:
-        app.before_request(_answer_unknown_path_preflight)
+    app.before_request(partial(_answer_unrouted_options, bool(app.config["CORS_ORIGINS"])))
 
 
-def _answer_unknown_path_preflight() -> Response | None:
-    if not (request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
-            and isinstance(request.routing_exception, NotFound) and is_api_path(request.path)):
+def _answer_unrouted_options(preflights: bool) -> Response | None:
+    if request.method != "OPTIONS" or not isinstance(request.routing_exception, NotFound):
         return None
-    response = Response(status=204)
-    del response.headers["Content-Type"]
-    return response
-
-
-def register_server_options(app: Flask) -> None:
-    """Answer ``OPTIONS *`` as OPTIONS on any endpoint: 204 with Allow.
-
-    RFC 9110 9.3.7: the asterisk asks what the server allows, not a resource.
-    Its target is no path (PATH_INFO "*", where a path starts with "/"), so it
-    was routed as one, a 404. Register it after the hooks every request passes first.
-    """
-    app.before_request(_answer_server_options)
-
-
-def _answer_server_options() -> Response | None:
-    if request.method != "OPTIONS" or request.environ.get("PATH_INFO") != "*":
+    if request.environ.get("PATH_INFO") == "*":
+        headers = {"Allow": ", ".join(CORS_METHODS)}
+    elif (preflights and "Access-Control-Request-Method" in request.headers
+          and is_api_path(request.path)):
+        headers = {}
+    else:
         return None
-    response = Response(status=204, headers={"Allow": ", ".join(CORS_METHODS)})
+    response = Response(status=204, headers=headers)
     del response.headers["Content-Type"]
     return response
 
