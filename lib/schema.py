@@ -3,13 +3,15 @@
 Framework-free: callers pass engines and the migrations' directory in.
 """
 import functools
+from collections.abc import Set
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 MIGRATE_COMMAND = "flask --app app db upgrade"
-# Filled in with unknown_revision's answer: "revision 0099", "revisions 0099 and 00aa".
+# Filled in with unknown_revision's answer (name_revisions): "revision 0099",
+# "revisions 0099 and 00aa".
 NEWER_SCHEMA = ("the database's schema is at %s, which this release does not know "
                 "(a newer release migrated it): using it as it is")
 
@@ -40,16 +42,21 @@ def unknown_revision(engine: Engine, directory: str) -> str | None:
     release must leave the schema alone and work on it as it is. None when
     the schema is missing, current or behind, and when a revision these
     scripts know stands beside one they do not: that history is no newer
-    release's, and the upgrade stops on it, Alembic saying which revision.
+    release's ("mixed"), and the upgrade stops on it, Alembic saying which
+    revision.
     """
     revisions = schema_revisions(engine)
     if not revisions or revisions & migration_revisions(directory)[1]:
         return None
-    return _named(revisions)
+    return name_revisions(revisions)
 
 
-def _named(revisions: frozenset[str]) -> str:
-    """Name ``revisions`` for NEWER_SCHEMA: its "which" must not read as the last one's alone."""
+def name_revisions(revisions: Set[str]) -> str:
+    """Name ``revisions`` in a sentence: "revision 0099", "revisions 0099, 00aa and 00bb".
+
+    The list is spelled out so that a "which" after it does not read as the
+    last one's alone.
+    """
     *others, last = sorted(revisions)
     if not others:
         return f"revision {last}"
@@ -73,12 +80,16 @@ def schema_state(versions: set[str], directory: str) -> str:
     """Compare the database's Alembic ``versions`` with the scripts in ``directory``.
 
     Returns "current" (at the heads), "missing" (never migrated), "behind"
-    (older revisions: run the migrations) or "newer" (revisions these
-    scripts do not know, e.g. a newer release migrated the database).
+    (older revisions: run the migrations), "newer" (revisions these
+    scripts do not know, e.g. a newer release migrated the database) or
+    "mixed" (a revision they know beside one they do not: no release's
+    history, on which Alembic cannot plan an upgrade).
     """
     heads, known = migration_revisions(directory)
     if not versions:
         return "missing"
     if versions == heads:
         return "current"
-    return "behind" if versions <= known else "newer"
+    if versions <= known:
+        return "behind"
+    return "mixed" if versions & known else "newer"

@@ -19,7 +19,9 @@ from app.metrics import record_database_error
 from app.routes import HEALTH_PATH
 from lib.db_errors import DATABASE_ERRORS, describe_database_error, is_schema_error
 from lib.outage_log import OUTAGE_LINE_INTERVAL_SECONDS, OutageLog
-from lib.schema import MIGRATE_COMMAND, schema_state
+from lib.schema import (
+    MIGRATE_COMMAND, migration_revisions, name_revisions, schema_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +36,20 @@ health_model = ns.model("Health", require_every_key({
                                            "when the API itself did not answer, and nginx "
                                            "in front of it did"),
     "schema": NullableString(
-        enum=["current", "newer", "missing", "behind"],
+        enum=["current", "newer", "missing", "behind", "mixed"],
         description="current: the migrations' newest revision; newer: one this release does "
                     "not know (a newer release migrated it); missing or behind: run the "
-                    f"migrations ({MIGRATE_COMMAND}); null when the database did not answer, "
-                    "or the API itself did not and nginx in front of it did"),
+                    f"migrations ({MIGRATE_COMMAND}); mixed: a revision the migrations know "
+                    "beside one they do not, on which new containers and the fetch job stop: "
+                    "correct the alembic_version table, so that it holds one revision; null "
+                    "when the database did not answer, or the API itself did not and nginx in "
+                    "front of it did"),
     "info": fields.Nested(info_model),
 }))
 NO_STORE = {"Cache-Control": "no-store"}
 UNAVAILABLE = {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}
 # The schema states in which the API cannot answer.
-UNUSABLE_SCHEMAS = ("missing", "behind")
+UNUSABLE_SCHEMAS = ("missing", "behind", "mixed")
 # Seconds one probe of the database answers every health check of the process.
 PROBE_SECONDS = 1.0
 _FAILURE_LOG = "health_failure_log"
@@ -108,8 +113,14 @@ def _probe_database() -> ProbeResult:
         return ProbeResult(failure=describe_database_error(exc))
 
 
-def schema_message(state: str, versions: set[str]) -> str:
-    """Say what is wrong with the schema and how to fix it."""
+def schema_message(state: str, versions: set[str], directory: str) -> str:
+    """Say what is wrong with the schema and how to fix it (``directory``: the migrations)."""
+    if state == "mixed":
+        known = versions & migration_revisions(directory)[1]
+        return (f"the database's migration history is mixed: {name_revisions(known)}, which "
+                f"the migrations know, beside {name_revisions(versions - known)}, which they "
+                "do not; new containers and the fetch job stop on it: correct the "
+                "alembic_version table, so that it holds one revision")
     if state == "missing":
         problem = "the database has no schema"
     else:
@@ -143,9 +154,9 @@ class Health(Resource):
                 {**json_example(health_body("ok", "current")), "headers": ETAG_HEADER}),
         "304": NOT_MODIFIED,
         **error_responses(HEALTH_PATH, paginated=False, rate_limited=False),
-        "503": ("The database does not answer, or its schema is missing or behind the "
-                "migrations; info.error says which. Behind nginx, also the API not "
-                "answering (database and schema null)", health_model,
+        "503": ("The database does not answer, or its schema is missing, behind the "
+                "migrations or of a mixed history; info.error says which. Behind nginx, "
+                "also the API not answering (database and schema null)", health_model,
                 {**json_example(health_body("unreachable", None, DATABASE_UNAVAILABLE)),
                  "headers": RETRY_AFTER_HEADER}),
     })
@@ -163,9 +174,10 @@ class Health(Resource):
             log_failed_check(probe.failure)
             return health_body("unreachable", None, DATABASE_UNAVAILABLE), 503, UNAVAILABLE
         versions = set(probe.versions)
-        state = schema_state(versions, current_app.extensions["migrate"].directory)
+        directory = current_app.extensions["migrate"].directory
+        state = schema_state(versions, directory)
         if state in UNUSABLE_SCHEMAS:
-            message = schema_message(state, versions)
+            message = schema_message(state, versions, directory)
             log_failed_check(message)
             return health_body("ok", state, message), 503, UNAVAILABLE
         current_app.extensions[_FAILURE_LOG].succeeded()

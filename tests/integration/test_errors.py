@@ -474,6 +474,36 @@ def test_health_names_a_schema_behind_the_migrations(empty_database_url, tmp_pat
         db.engine.dispose()
 
 
+@pytest.mark.parametrize("unknown, named", [
+    (["0099"], "revision 0099"),
+    (["0099", "00aa"], "revisions 0099 and 00aa"),
+])
+def test_health_names_a_mixed_schema_history_and_how_to_correct_it(
+        empty_database_url, tmp_path, unknown, named):
+    """A revision the migrations know beside one they do not is no newer release's schema:
+    the fetch job and the container's start stop on it, so health must not pass."""
+    application = build_app(empty_database_url, tmp_path / "log")
+    with application.app_context():
+        upgrade()
+        for revision in unknown:
+            db.session.execute(text("INSERT INTO alembic_version VALUES (:revision)"),
+                               {"revision": revision})
+        db.session.commit()
+    response = application.test_client().get("/api/health")
+    message = (f"the database's migration history is mixed: revision 0005, which the "
+               f"migrations know, beside {named}, which they do not; new containers and the "
+               "fetch job stop on it: correct the alembic_version table, so that it holds "
+               "one revision")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert response.get_json() == {"status": "unavailable", "database": "ok",
+                                   "schema": "mixed", "info": {"error": message}}
+    log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
+    assert log.count(f"health check failed: {message}") == 1
+    with application.app_context():
+        db.engine.dispose()
+
+
 def test_error_bodies_are_valid_json_objects(sqlite_client):
     assert isinstance(json.loads(sqlite_client.get("/api/financial_data?page=x").data), dict)
 
