@@ -614,7 +614,8 @@ def test_nginx_keeps_metrics_private_and_passes_request_ids():
     metrics = re.search(r"location = /metrics \{(.*?)\}", nginx, re.DOTALL)
     assert metrics and re.search(r"^\s*return 404;", metrics.group(1), re.MULTILINE)
     assert "proxy_pass" not in metrics.group(1)
-    assert re.search(r"^\s*error_page 404 =404 /__nginx_error/404;", nginx, re.MULTILINE)
+    # "=" without a code: the page's own status (a 404, or the 414 of a URL over 4 KB).
+    assert re.search(r"^\s*error_page 404 = /__nginx_error/404;", nginx, re.MULTILINE)
     assert re.search(r"proxy_set_header X-Request-ID \$api_request_id;", nginx)
     assert "request_id=$api_request_id" in nginx, "nginx's log line carries the same ID"
     assert re.search(r"^\s*server_tokens off;", nginx, re.MULTILINE)
@@ -648,7 +649,8 @@ def test_nginx_answers_its_own_errors_in_the_envelope_with_the_headers():
     for header in [*SECURITY_HEADERS, "X-Request-ID"]:
         assert re.search(rf"add_header {header} .* always;", block), header
     gunicorn = runpy.run_path(str(GUNICORN_CONF))
-    over = re.search(r'if \(\$request ~ "\^\.\{(\d+)\}"\) \{\s*return 414;', nginx).group(1)
+    over = re.search(r'map \$request \$nginx_url_too_long \{\s*"~\^\.\{(\d+)\}" 1;',
+                     nginx).group(1)
     assert int(over) - 1 < gunicorn["limit_request_line"], "nginx must refuse first"
     count, size = re.search(r"large_client_header_buffers (\d+) (\d+)k;", nginx).groups()
     # X-Forwarded-For may hold every header line nginx reads (joined), beyond its first 1 KB.

@@ -216,6 +216,22 @@ def test_the_longest_request_line_is_4094_bytes_and_a_longer_one_a_414_of_its_pa
                                 "info": {"error": "the URL is too long (at most 4 KB)"}}
 
 
+@pytest.mark.parametrize("path", [b"/metrics", b"/__nginx_error/404", b"/__nginx_error/414",
+                                  b"/__nginx_error/503", b"/%5F_nginx_error/400"])
+def test_a_url_over_4_kb_is_the_same_414_on_the_paths_nginx_answers_404(nginx_port, path):
+    """/metrics and the error pages' internal URIs, nginx's own 404s, are refused for the
+    URL's length first, as every other path is, with the same answer."""
+    assert raw_request(nginx_port, request_line_of(4094, path))[0] == 404
+    status, headers, body = raw_request(nginx_port, request_line_of(4095, path))
+    other_status, other_headers, other_body = raw_request(
+        nginx_port, request_line_of(4095, b"/api/statistics"))
+    assert (status, body) == (other_status, other_body) == (
+        414, b'{"data": {}, "info": {"error": "the URL is too long (at most 4 KB)"}}')
+    varying = ("Date", "X-Request-ID")
+    assert {name: value for name, value in headers.items() if name not in varying} == {
+        name: value for name, value in other_headers.items() if name not in varying}
+
+
 def test_a_header_up_to_8_kb_reaches_the_api_and_a_longer_one_is_the_envelope(nginx_port):
     status, headers, body = raw_request(nginx_port, b"GET /api/health HTTP/1.1",
                                         b"X-Long: " + b"a" * 8000 + b"\r\n")
