@@ -89,12 +89,14 @@ def range_not_satisfiable_message(length: int | None) -> str:
 def handle_database_error(exc: Exception) -> tuple:
     """Answer 503 with Retry-After; count the error, log the outage once per interval.
 
-    The request's session is left to the end of its app context, which
-    removes it: closing it rolls back what the error left of its transaction
-    (or drops a broken connection), and no hook after this one reads it.
+    The session rolls back here, as after a 500, not only when the app
+    context ends: a caller that holds one app context across requests (a
+    CLI command) shares their session, and the failed transaction must not
+    carry on into the next.
     """
     current_app.extensions[_OUTAGE_LOG].failed(describe_database_error(exc))
     record_database_error()
+    _rollback()
     return error_response(503, DATABASE_UNAVAILABLE, {"Retry-After": RETRY_AFTER_SECONDS})
 
 

@@ -413,6 +413,17 @@ def test_health_is_200_and_never_cached(client):
 MIGRATE = "run the migrations (flask --app app db upgrade)"
 
 
+def test_a_database_errors_503_leaves_the_session_rolled_back(empty_database_url, tmp_path):
+    """As a 500 does: a caller that holds one app context across requests (a CLI command)
+    shares their session, which must not carry the failed transaction on."""
+    application = build_app(empty_database_url, tmp_path / "log")
+    with application.app_context():
+        assert_error(application.test_client().get("/api/financial_data"), 503,
+                     "the database is unavailable, please retry later", LIST_ERROR)
+        assert not db.session().in_transaction()
+        db.engine.dispose()
+
+
 def test_health_names_a_missing_schema_and_the_log_says_to_migrate(empty_database_url, tmp_path):
     application = build_app(empty_database_url, tmp_path / "log")
     client = application.test_client()
