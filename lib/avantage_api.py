@@ -6,7 +6,8 @@ becomes either a :class:`DailySeries` or one named :class:`AlphaVantageError`.
 Framework-free (stdlib, requests, urllib3), so the fetch job and the tests use
 it without an application. The parts live in ``lib.alphavantage``: ``payload``
 (parsing and classification, no HTTP), ``client`` (HTTP), ``errors``,
-``series`` (the data types) and ``redaction`` (keys out of urllib3's logs).
+``series`` (the data types), ``redaction`` (keys out of urllib3's logs) and
+``repeated_keys`` (JSON decoding that tells a key named twice).
 The client is loaded on first use: requests and urllib3 take a tenth of the
 fetch job's start-up, which a run from saved files does not need.
 """

@@ -1,5 +1,6 @@
 """Helpers the tests and their fixtures share: building apps and test databases."""
 import datetime
+import json
 import os
 import re
 import socket
@@ -174,6 +175,18 @@ def isolated_environment(**values: str) -> dict[str, str]:
     so a developer's own .env (an API key, other symbols) cannot steer a test.
     """
     return {**os.environ, **dict.fromkeys(documented_variables(), ""), **values}
+
+
+def naming_a_day_twice(payload: dict[str, Any], day: str, first: Any) -> str:
+    """Return ``payload`` as JSON text whose series names ``day`` twice: ``first``, then its own.
+
+    ``json.loads`` keeps the second; only the text shows the first.
+    """
+    series = "Time Series (Daily)"
+    text = json.dumps(payload)
+    opening = f"{json.dumps(series)}: {{"
+    assert text.count(opening) == 1 and day in payload[series]
+    return text.replace(opening, f"{opening}{json.dumps(day)}: {json.dumps(first)}, ")
 
 
 def run_job(capsys, job_env, *argv):

@@ -18,6 +18,7 @@ from lib.alphavantage.errors import (
     PremiumOnlyError, RateLimitError,
 )
 from lib.alphavantage.redaction import load_json_masked
+from lib.alphavantage.repeated_keys import RepeatedKeys
 from lib.alphavantage.series import (
     TIME_SERIES_DAILY, TIME_SERIES_DAILY_ADJUSTED, DailyBar, DailySeries,
 )
@@ -135,6 +136,10 @@ def parse_daily_series(payload: Any, symbol: str | None = None) -> DailySeries:
         raise MalformedResponseError(f"{name}: the response has no {SERIES_KEY!r} object", name)
     if not series:
         raise MalformedResponseError(f"{name}: {SERIES_KEY!r} holds no days", name)
+    if isinstance(series, RepeatedKeys):  # which of its days to keep is anyone's guess
+        raise MalformedResponseError(
+            f"{name}: day {show(series.repeated[0])} is named more than once in {SERIES_KEY!r}",
+            name)
     function = _series_function(payload, series)
     bars = [_parse_bar(name, day, fields, function) for day, fields in series.items()]
     bars.sort(key=attrgetter("date"), reverse=True)

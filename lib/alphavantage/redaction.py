@@ -4,6 +4,8 @@ import logging
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from lib.alphavantage.repeated_keys import RepeatedKeys, loads_noting_repeats
+
 MASK = "[redacted]"
 
 
@@ -75,6 +77,8 @@ def mask_secret_in_payload(payload: Any, secret: str) -> Any:
     def masked(value: Any) -> Any:
         if isinstance(value, str):
             return _masked(value, forms)
+        if isinstance(value, RepeatedKeys):
+            return RepeatedKeys(masked(dict(value)), tuple(map(masked, value.repeated)))
         if isinstance(value, dict):
             return {masked(key): masked(item) for key, item in value.items()}
         if isinstance(value, list):
@@ -90,14 +94,15 @@ def load_json_masked(body: str | bytes, secret: str | None) -> Any:
     The one way both a live answer and a saved one are read. The walk over
     every string runs only when the decoded text may hold the key: a whole
     history holds hundreds of thousands of strings, and without an escape
-    each string reads in the text as it decodes. Raises ValueError (a
-    UnicodeDecodeError for bytes in no JSON encoding) or RecursionError (nested
-    too deep) as ``json.loads`` does.
+    each string reads in the text as it decodes. An object naming a key
+    more than once is a RepeatedKeys (``loads_noting_repeats``). Raises
+    ValueError (a UnicodeDecodeError for bytes in no JSON encoding) or
+    RecursionError (nested too deep) as ``json.loads`` does.
     """
     if isinstance(body, bytes):
         # As json.loads decodes bytes (UTF-8, -16 or -32), so the check reads the same text.
         body = body.decode(json.detect_encoding(body), "surrogatepass")
-    payload = json.loads(body)
+    payload = loads_noting_repeats(body)
     if secret and ("\\" in body or any(form in body for form in secret_forms(secret))):
         payload = mask_secret_in_payload(payload, secret)
     return payload

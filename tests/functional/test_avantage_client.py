@@ -35,6 +35,7 @@ from lib.alphavantage.redaction import (
     hide_from_urllib3_logs, load_json_masked, mask_secret, mask_secret_in_payload,
 )
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
+from tests.helpers import naming_a_day_twice
 
 API_KEY = "SECRETKEY123"
 IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
@@ -554,6 +555,20 @@ def test_json_without_series_is_malformed(fake_alphavantage, make_client, caplog
 
 DAY = {"1. open": "1.00", "2. high": "2.00", "3. low": "0.50", "4. close": "1.50",
        "5. volume": "100"}
+
+
+def test_an_answer_naming_a_day_twice_is_malformed(fake_alphavantage, make_client, caplog):
+    payload = {"Meta Data": {"2. Symbol": "IBM"},
+               "Time Series (Daily)": {"2023-03-24": DAY, "2023-03-23": DAY}}
+    fake_alphavantage.queue_response(naming_a_day_twice(payload, "2023-03-23", DAY))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert (caught.value.message, caught.value.symbol) == (
+        "IBM: day '2023-03-23' is named more than once in 'Time Series (Daily)'", "IBM")
+    assert len(fake_alphavantage.requests) == 1
+    assert_key_hidden(caught.value, caplog)
 
 
 @pytest.mark.parametrize("body, content_type", [

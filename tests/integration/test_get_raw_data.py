@@ -30,8 +30,8 @@ from tests.fake_alphavantage import (
 )
 from scripts.prestart import EXIT_FAILED, EXIT_READY, prepare_database
 from tests.helpers import (
-    KEY, build_app, free_port, history, isolated_environment, migrate_database, run_job,
-    sqlite_url, stored,
+    KEY, build_app, free_port, history, isolated_environment, migrate_database,
+    naming_a_day_twice, run_job, sqlite_url, stored,
 )
 
 
@@ -1169,6 +1169,26 @@ def test_a_malformed_saved_file_is_recorded_against_its_symbol(app, capsys, job_
     (run_id,) = runs
     assert (runs[run_id].status, runs[run_id].message) == (
         "failed", "0 of 1 files stored, 0 new rows, 0 updated")
+    assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
+
+
+def test_a_saved_file_naming_a_day_twice_fails_alone_naming_it(app, capsys, job_env, tmp_path):
+    """Not one of the two stored unsaid: json.loads would keep the second."""
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    first = {**payload["Time Series (Daily)"]["2023-03-24"], "4. close": "124.0000"}
+    saved = tmp_path / "twice.json"
+    saved.write_text(naming_a_day_twice(payload, "2023-03-24", first))
+    status, out, err = run_job(capsys, job_env, "--from-file", str(saved),
+                               "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL))
+    reason = "IBM: day '2023-03-24' is named more than once in 'Time Series (Daily)'"
+    assert (status, out) == (1, "AAPL: 10 rows fetched, 10 new, 0 updated\n")
+    assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
+            if ": failed: " in line] == [f"twice.json: failed: {reason}"]
+    assert stored(app, "IBM") == {} and len(stored(app, "AAPL")) == 10
+    runs, symbols = history(app)
+    (run_id,) = runs
+    assert (runs[run_id].status, runs[run_id].message) == (
+        "partial", "1 of 2 files stored, 10 new rows, 0 updated")
     assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
 
 

@@ -29,6 +29,7 @@ from lib.avantage_api import (
 from lib.alphavantage import payload as payload_module
 from lib.alphavantage.payload import is_short_term_limit
 from tests.fake_alphavantage import ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES
+from tests.helpers import naming_a_day_twice
 
 IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
 IBM_DAILY = "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"
@@ -689,6 +690,60 @@ def test_a_saved_series_with_a_byte_order_mark_reads_as_without(tmp_path) -> Non
     saved.write_bytes(b"\xef\xbb\xbf" + json.dumps(load(IBM_DAILY)).encode())
 
     assert read_saved_response(saved) == parse_daily_series(load(IBM_DAILY))
+
+
+ESCAPED_DAY = "".join(f"\\u{ord(char):04x}" for char in "2024-06-18")
+
+
+@pytest.mark.parametrize("secret", [None, "KEY123"])  # with a key, the payload is walked to mask it
+@pytest.mark.parametrize("written", [
+    pytest.param(lambda text: text, id="as is"),
+    pytest.param(lambda text: text.replace('"2024-06-18": {"1. open": "0.5"',
+                                           f'"{ESCAPED_DAY}": {{"1. open": "0.5"', 1),
+                 id="escaped"),
+    pytest.param(lambda text: text.replace('"US/Eastern"', '"US/Eastern, 16:00:00"'),
+                 id="a colon in a value"),
+])
+def test_a_saved_series_naming_a_day_twice_is_refused_naming_it(
+        tmp_path, written, secret) -> None:
+    """json.loads keeps the second; which one AlphaVantage meant is anyone's guess."""
+    first = {"1. open": "0.5", "2. high": "0.6", "3. low": "0.4", "4. close": "0.5",
+             "5. volume": "1"}
+    saved = tmp_path / "ibm.json"
+    saved.write_text(written(naming_a_day_twice(load(IBM_DAILY), "2024-06-18", first)))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        read_saved_response(saved, secret)
+
+    assert (str(caught.value), caught.value.symbol) == (
+        "IBM: day '2024-06-18' is named more than once in 'Time Series (Daily)'", "IBM")
+
+
+@pytest.mark.parametrize("first", ["0.5", [], {}, {"1. open": {"2. high": "0.6"}}],
+                         ids=["a string", "a list", "an empty object", "a nested object"])
+def test_a_day_named_twice_is_refused_whatever_its_first_value(tmp_path, first) -> None:
+    saved = tmp_path / "ibm.json"
+    saved.write_text(naming_a_day_twice(load(IBM_DAILY), "2024-06-17", first))
+
+    with pytest.raises(MalformedResponseError, match="IBM: day '2024-06-17' is named more "
+                                                     "than once in 'Time Series "):
+        read_saved_response(saved)
+
+
+@pytest.mark.parametrize("written", [
+    pytest.param(lambda text: text.replace('"US/Eastern"', '"US/Eastern, 16:00:00"'),
+                 id="a colon in a value"),
+    pytest.param(lambda text: text.replace('"Meta Data": {', '"Meta Data": {"x": [{"y": 1}], '),
+                 id="an object in a list"),
+])
+def test_a_saved_series_naming_each_day_once_reads_as_json_loads_reads_it(
+        tmp_path, written) -> None:
+    """The text the quick check cannot clear is decoded again, to the same series."""
+    text = written(json.dumps(load(IBM_DAILY)))
+    saved = tmp_path / "ibm.json"
+    saved.write_text(text)
+
+    assert read_saved_response(saved) == parse_daily_series(json.loads(text))
 
 
 @pytest.mark.parametrize(("error", "short_term"), [
