@@ -2,9 +2,10 @@
 
 Run ``python get_raw_data.py --help`` for the options. Exit status: 0 when
 every symbol was stored, 1 when at least one failed (the others are still
-stored), 2 on a usage or configuration error. Every run but ``--dry-run`` is
-recorded in fetch_runs / fetch_run_symbols. ``--schedule`` keeps running and
-fetches at the times of a cron expression until SIGTERM or SIGINT (exit 0).
+stored), 2 on a usage or configuration error, 130 when a second SIGINT stopped
+it at once. Every run but ``--dry-run`` is recorded in fetch_runs /
+fetch_run_symbols. ``--schedule`` keeps running and fetches at the times of a
+cron expression until SIGTERM or SIGINT (exit 0).
 """
 import gc
 
@@ -60,6 +61,9 @@ if TYPE_CHECKING:  # loaded where used: a run from saved files needs no HTTP cli
 logger = logging.getLogger("get_raw_data")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# A second SIGINT (Ctrl-C) stops the job at once, with the status a shell
+# gives a program Ctrl-C ended.
+EXIT_INTERRUPTED = 130
 MAX_WINDOW_DAYS = 36_500
 # Container objects allocated (less those freed) before the youngest
 # generation is collected while the job runs; Python's default is 700.
@@ -170,14 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                       console_level="INFO" if plan.schedule else "WARNING",
                       console_tracebacks=False, console_quiet=("urllib3",))
     try:
-        with _collector_spared(), stop_on_signals(logger) as stop:
-            if plan.schedule is None:
-                return run_once(app, plan, MANUAL, stop, report=_to_stdout, note=_to_stderr)
-            try:
-                serve_schedule(app, plan, plan.schedule, stop)
-            except Stopped:
-                logger.warning(STOPPED_WAITING)
-            return EXIT_OK
+        return _run_until_stopped(app, plan)
+    except KeyboardInterrupt:  # a second SIGINT, which stop_on_signals has logged
+        return EXIT_INTERRUPTED
     finally:
         with _reader_may_leave():  # the output held back in stdout's buffer
             sys.stdout.flush()
@@ -185,6 +184,18 @@ def main(argv: list[str] | None = None) -> int:
         # a caller that runs main() repeatedly (the tests) would pile them up.
         with app.app_context():
             db.engine.dispose()
+
+
+def _run_until_stopped(app: Flask, plan: Plan) -> int:
+    """Run the job once, or on the schedule until stopped; return the exit status."""
+    with _collector_spared(), stop_on_signals(logger) as stop:
+        if plan.schedule is None:
+            return run_once(app, plan, MANUAL, stop, report=_to_stdout, note=_to_stderr)
+        try:
+            serve_schedule(app, plan, plan.schedule, stop)
+        except Stopped:
+            logger.warning(STOPPED_WAITING)
+        return EXIT_OK
 
 
 @contextmanager

@@ -52,7 +52,9 @@ def stop_on_signals(log: logging.Logger) -> Iterator[StopRequest]:
     The handler only sets a flag (and raises Stopped inside
     ``StopRequest.interrupting``): logging from a signal handler could
     re-enter a handler's lock. The stop is logged to ``log`` (the program's
-    logger) as the block ends.
+    logger) as the block ends, in one line: a second SIGINT's KeyboardInterrupt
+    too (``SIGINT received again: stopped at once``), which goes on to the
+    caller, to end the program without a traceback.
     """
     stop = StopRequest()
     signals = (signal.SIGTERM, signal.SIGINT)
@@ -67,10 +69,23 @@ def stop_on_signals(log: logging.Logger) -> Iterator[StopRequest]:
 
     for signum in signals:
         signal.signal(signum, request_stop)
+    at_once = False
     try:
         yield stop
+    except KeyboardInterrupt:
+        at_once = True
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if stop.is_set():
+        if at_once:
+            log.warning("SIGINT received%s: stopped at once", _after(stop.signal_name))
+        elif stop.is_set():
             log.warning("%s received: stopped", stop.signal_name)
+
+
+def _after(first: str | None) -> str:
+    """Say what came before the SIGINT that stopped the job at once."""
+    if first is None:
+        return ""
+    return " again" if first == "SIGINT" else f" after {first}"

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -774,6 +775,45 @@ def _read_terminal(fd: int) -> str:
         chunks.append(chunk)
     os.close(fd)
     return b"".join(chunks).decode()
+
+
+# Runs get_raw_data.main(argv[3:]) sending itself the signals argv[1] and argv[2] (by
+# number) as it reads the first file: the first asks the job to stop, the second comes
+# before the job could, as a second Ctrl-C does.
+TWICE_SIGNALLED_JOB = """
+import os, sys
+import get_raw_data
+first, second, argv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+read = get_raw_data.read_saved_response
+def signalled(*args, **kwargs):
+    os.kill(os.getpid(), first)
+    os.kill(os.getpid(), second)
+    return read(*args, **kwargs)
+get_raw_data.read_saved_response = signalled
+sys.exit(get_raw_data.main(argv))
+"""
+
+
+@pytest.mark.parametrize("first, second, status, said", [
+    (signal.SIGINT, signal.SIGINT, 130, "SIGINT received again: stopped at once"),
+    (signal.SIGTERM, signal.SIGINT, 130, "SIGINT received after SIGTERM: stopped at once"),
+    (signal.SIGINT, signal.SIGTERM, -signal.SIGTERM, None),  # dies as SIGTERM kills
+    (signal.SIGTERM, signal.SIGTERM, -signal.SIGTERM, None),
+], ids=["SIGINT, SIGINT", "SIGTERM, SIGINT", "SIGINT, SIGTERM", "SIGTERM, SIGTERM"])
+def test_a_second_signal_stops_the_job_at_once_without_a_traceback(tmp_path, first, second,
+                                                                   status, said):
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=sqlite_url(tmp_path))
+    job = subprocess.run(
+        [sys.executable, "-c", TWICE_SIGNALLED_JOB, str(int(first)), str(int(second)),
+         "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM),
+         "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL)],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert (job.returncode, job.stdout) == (status, ""), job.stderr
+    assert "Traceback" not in job.stderr and "KeyboardInterrupt" not in job.stderr
+    stops = [line.split(" WARNING get_raw_data: ")[-1] for line in job.stderr.splitlines()
+             if "received" in line]
+    assert stops == ([said] if said else []), job.stderr
 
 
 def test_progress_is_shown_on_a_terminal_only(app, tmp_path):

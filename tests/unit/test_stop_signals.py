@@ -1,4 +1,7 @@
-"""stop_on_signals: the first SIGTERM or SIGINT asks to stop, the second acts as usual."""
+"""stop_on_signals: the first SIGTERM or SIGINT asks to stop, the second acts as usual.
+
+A second SIGINT's KeyboardInterrupt is logged in one line as it leaves the block.
+"""
 import logging
 import os
 import signal
@@ -17,3 +20,17 @@ def test_the_first_signal_asks_to_stop_and_the_second_acts_as_usual():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.parametrize("first, said", [
+    (signal.SIGINT, "SIGINT received again: stopped at once"),
+    (signal.SIGTERM, "SIGINT received after SIGTERM: stopped at once"),
+], ids=["SIGINT", "SIGTERM"])
+def test_a_second_sigint_is_logged_in_one_line_as_it_goes_on_to_the_caller(caplog, first, said):
+    before = signal.getsignal(signal.SIGTERM)
+    with caplog.at_level(logging.WARNING, logger="test"):
+        with pytest.raises(KeyboardInterrupt), stop_on_signals(logging.getLogger("test")):
+            os.kill(os.getpid(), first)
+            os.kill(os.getpid(), signal.SIGINT)
+    assert [record.getMessage() for record in caplog.records] == [said]
+    assert signal.getsignal(signal.SIGTERM) is before
