@@ -2,8 +2,8 @@
 
 Run ``python get_raw_data.py --help`` for the options. Exit status: 0 when
 every symbol was stored, 1 when at least one failed (the others are still
-stored), 2 on a usage or configuration error, 130 when a second SIGINT stopped
-it at once. Every run but ``--dry-run`` is recorded in fetch_runs /
+stored), 2 on a usage or configuration error, 130 (killed by SIGINT) when a
+second SIGINT stopped it at once. Every run but ``--dry-run`` is recorded in fetch_runs /
 fetch_run_symbols. ``--schedule`` keeps running and fetches at the times of a
 cron expression until SIGTERM or SIGINT (exit 0).
 """
@@ -20,13 +20,14 @@ import datetime
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from dotenv import load_dotenv
 from flask import Flask
@@ -184,6 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         # a caller that runs main() repeatedly (the tests) would pile them up.
         with app.app_context():
             db.engine.dispose()
+
+
+def exit_with(status: int) -> NoReturn:
+    """End the process with ``status``; stopped by a second Ctrl-C, as SIGINT ends it.
+
+    A shell, or the loop of a script running the job, stops on a program
+    SIGINT killed, and goes on after one that merely exited 130.
+    """
+    if status == EXIT_INTERRUPTED:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    sys.exit(status)
 
 
 def _run_until_stopped(app: Flask, plan: Plan) -> int:
@@ -569,4 +582,4 @@ if __name__ == "__main__":
     status = main()
     # The process ends here: its last collection need not walk every object alive.
     gc.freeze()
-    sys.exit(status)
+    exit_with(status)

@@ -790,13 +790,15 @@ def signalled(*args, **kwargs):
     os.kill(os.getpid(), second)
     return read(*args, **kwargs)
 get_raw_data.read_saved_response = signalled
-sys.exit(get_raw_data.main(argv))
+get_raw_data.exit_with(get_raw_data.main(argv))
 """
 
 
 @pytest.mark.parametrize("first, second, status, said", [
-    (signal.SIGINT, signal.SIGINT, 130, "SIGINT received again: stopped at once"),
-    (signal.SIGTERM, signal.SIGINT, 130, "SIGINT received after SIGTERM: stopped at once"),
+    # Dies as SIGINT kills (130 in a shell), so that a script running the job stops too.
+    (signal.SIGINT, signal.SIGINT, -signal.SIGINT, "SIGINT received again: stopped at once"),
+    (signal.SIGTERM, signal.SIGINT, -signal.SIGINT,
+     "SIGINT received after SIGTERM: stopped at once"),
     (signal.SIGINT, signal.SIGTERM, -signal.SIGTERM, None),  # dies as SIGTERM kills
     (signal.SIGTERM, signal.SIGTERM, -signal.SIGTERM, None),
 ], ids=["SIGINT, SIGINT", "SIGTERM, SIGINT", "SIGINT, SIGTERM", "SIGTERM, SIGTERM"])
