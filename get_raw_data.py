@@ -49,7 +49,7 @@ from lib.db_errors import describe_database_error
 from lib.locks import (
     FetchRunInProgress, LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer,
 )
-from lib.log_setup import configure_logging, escape_controls
+from lib.log_setup import FILE_ONLY, configure_logging, escape_controls
 from lib.schema import NEWER_SCHEMA, schema_revisions
 from lib.stop_signals import StopRequest, Stopped, stop_on_signals
 from lib.tickers import SYMBOL_RULE, distinct_tickers
@@ -284,7 +284,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         logger.warning("stopped while waiting for the run in progress; nothing fetched")
         return EXIT_FAILED
     except LockFileError as exc:  # a read-only disk: the run cannot even be recorded
-        logger.error("the run could not start: %s", exc)
+        logger.error("the run could not start: %s", exc, extra=FILE_ONLY)
         _to_stderr(f"get_raw_data: {exc}; nothing fetched")
         return EXIT_FAILED
     except (SQLAlchemyError, RunEndNotRecorded) as exc:
@@ -344,15 +344,15 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
         register_migrations(app)
         newer = migrate_unless_newer(db.engine, str(MIGRATIONS_DIR), upgrade_to_head)
     except (LockFileError, FetchRunInProgress) as exc:
-        logger.error("bringing the schema up to date failed: %s", exc)
+        logger.error("bringing the schema up to date failed: %s", exc, extra=FILE_ONLY)
         _to_stderr(f"get_raw_data: {exc}; nothing fetched")
         return False
     except (SQLAlchemyError, MigrationLockTimeout) as exc:
-        logger.error("bringing the schema up to date failed", exc_info=exc)
+        logger.error("bringing the schema up to date failed", exc_info=exc, extra=FILE_ONLY)
         _database_unavailable(exc, "nothing fetched")
         return False
     except MigrationHistoryError as exc:
-        logger.error("bringing the schema up to date failed: %s", exc)
+        logger.error("bringing the schema up to date failed: %s", exc, extra=FILE_ONLY)
         _to_stderr(f"get_raw_data: bringing the schema up to date failed: {exc}; nothing fetched")
         return False
     if newer is not None:
@@ -369,7 +369,7 @@ def _history_failed(exc: SQLAlchemyError | RunEndNotRecorded) -> None:
                      "next run marks it interrupted", exc.line(),
                      describe_database_error(exc.cause), exc_info=exc.cause)
         return
-    logger.error("the run could not be recorded", exc_info=exc)
+    logger.error("the run could not be recorded", exc_info=exc, extra=FILE_ONLY)
     _database_unavailable(exc, "the run could not be recorded")
 
 

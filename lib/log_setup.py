@@ -36,6 +36,9 @@ _CONTROL_ESCAPES = {
 
 # Loggers that narrate their own set-up at INFO on every start (alembic lists
 # each plugin it loads): below DEBUG only their warnings and errors are kept.
+# As a record's ``extra``: it goes to the log file only, beside a line the
+# program prints on stderr in its own words (the console would say it twice).
+FILE_ONLY = {"file_only": True}
 SETUP_CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 
 # Select Graphic Rendition: the colour and weight codes of terminal output.
@@ -89,7 +92,8 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     ``console_level`` raises the bar for stderr only (a CLI prints its own
     summary and wants just warnings there); the file always gets ``level``.
     ``console_tracebacks=False`` keeps stderr to one line per record while
-    the file still gets the traceback. Records below ERROR from the loggers
+    the file still gets the traceback; a record logged with ``FILE_ONLY``
+    goes to the file alone. Records below ERROR from the loggers
     named in ``console_quiet`` (and their children) go to the file only.
 
     Every gunicorn worker (and every replica on a shared volume) writes the
@@ -116,6 +120,7 @@ def configure_logging(program: str, log_dir: str, level: str = "INFO",
     console = logging.StreamHandler()
     console.setLevel(console_level or level)
     console.setFormatter(formatter if console_tracebacks else _OneLineFormatter(LOG_FORMAT))
+    console.addFilter(_not_file_only)
     if console_quiet:
         console.addFilter(_ErrorsOnlyFrom(console_quiet))
     # A character UTF-8 cannot encode (a lone surrogate, as an undecodable file
@@ -265,6 +270,11 @@ class _SplitFixedMessages(logging.Filter):
         for line in record.msg.split("\n"):
             logger.log(record.levelno, "%s", line)
         return False
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    """Keep a record logged with ``FILE_ONLY`` off the console."""
+    return not getattr(record, "file_only", False)
 
 
 class _ErrorsOnlyFrom(logging.Filter):
