@@ -93,9 +93,21 @@ def quoted_input(text: str) -> str:
     return f"{text[:QUOTED_INPUT_MAX - 3]}..."
 
 
+# A parameter name shown bare: one a reader sees whole and cannot take for
+# the message's own punctuation ("; " between problems, ": " after a name).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]+")
+
+
 def _quoted_name(name: str) -> str:
-    """Return a parameter's name as a message names it; a name left empty (``?=1``) as ''."""
-    return quoted_input(name) if name else "''"
+    """Return a parameter's name as a message names it: bare when plain, else quoted.
+
+    A name left empty (``?=1``), or holding white space, control characters,
+    punctuation or other scripts (``?symbol%20=IBM``, ``?a%3B%20limit=1``), is
+    quoted as values are (``'symbol '``), so the name a client mistyped shows.
+    """
+    if _PLAIN_NAME.fullmatch(name):
+        return quoted_input(name)
+    return repr(quoted_input(name))
 
 
 def _refused(bad: list[str], singular: str, plural: str) -> dict[str, str]:

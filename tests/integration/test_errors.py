@@ -42,6 +42,14 @@ RULE = "1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
     # A parameter the endpoint does not take is refused as unknown, however often given.
     ("=1&=2", "'': is not a known parameter"),
     ("symbl=IBM&symbl=AAPL", "symbl: is not a known parameter"),
+    # A name a reader could not see whole, or could take for the message's own
+    # punctuation, is quoted as a value is.
+    ("symbol%20=IBM", "'symbol ': is not a known parameter"),
+    ("%20=1", "' ': is not a known parameter"),
+    ("%00=1", "'\\x00': is not a known parameter"),
+    ("a%3B%20limit=1", "'a; limit': is not a known parameter"),
+    ("sym%C3%A9bol=1", "'sym\u00e9bol': is not a known parameter"),
+    ("symbol[]=IBM", "symbol[]: is not a known parameter"),
     ("limit=0&colour=red&colour=blue",
      "colour: is not a known parameter; limit: must be between 1 and 1000"),
     ("limit=0&page=0",
