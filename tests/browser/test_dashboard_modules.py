@@ -98,6 +98,11 @@ def test_the_address_is_read_or_refused_naming_the_parameter(call_each):
             "UrlError: start_date must be a date written YYYY-MM-DD, not “2023-02-29”",
         "?start_date=2023-02-02&end_date=2023-02-01":
             "UrlError: start_date 2023-02-02 is after end_date 2023-02-01",
+        # Two values of one parameter: the page would show one of them without a word.
+        "?symbol=IBM&symbol=AAPL": "UrlError: symbol is given more than once",
+        "?symbol=IBM&start_date=2023-01-02&start_date=2023-01-03":
+            "UrlError: start_date is given more than once",
+        "?end_date=2023-01-31&end_date=": "UrlError: end_date is given more than once",
     }
     answers = call_each("url-state.js", "readUrlState",
                         [[search, {"anchored": SYMBOL_PATTERN}, SYMBOL_RULE] for search in cases])

@@ -20,10 +20,17 @@ function quoted(text) {
  * Read {symbol?, start?, end?} from `search`; throw UrlError on a bad value.
  *
  * `symbolPattern` is the API's ticker rule and `symbolRule` says it in words.
- * Other parameters are ignored, as links often carry some.
+ * Other parameters are ignored, as links often carry some. One of the view's given
+ * twice is refused, as the API refuses it: the page would otherwise show one of the
+ * two without a word.
  */
 export function readUrlState(search, symbolPattern, symbolRule) {
   const params = new URLSearchParams(search);
+  for (const name of ['symbol', 'start_date', 'end_date']) {
+    if (params.getAll(name).length > 1) {
+      throw new UrlError(`${name} is given more than once`);
+    }
+  }
   const state = {};
   if (params.has('symbol')) {
     const symbol = params.get('symbol').trim().toUpperCase();
