@@ -3,6 +3,7 @@
 The schemas are also the single source of the Swagger parameter docs.
 """
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import (
@@ -36,7 +37,45 @@ MOST_DIGITS = 4300
 MAX_PAGE = 2**53 - 1
 
 
-class IsoDate(fields.Date):
+class OneValue(fields.Field):
+    """Base of the query parameters' fields: a parameter given more than once is refused.
+
+    webargs hands a field that ``is_multiple`` every value of its parameter,
+    as a list: repeated, the field refuses it as such, not as if its first
+    value had been given alone, and the repeat is one more field error, so
+    the 400 names it beside every other problem. A parameter the schema does
+    not take is no field: it is refused for what it is (unknown, or limit on
+    the export), however often given, so a mistyped list
+    (``symbl=IBM&symbl=AAPL``) is not answered as if its name were right.
+    """
+
+    is_multiple = True
+    default_error_messages = {"repeated": "is given more than once"}
+
+    def deserialize(self, value: Any, attr: str | None = None,
+                    data: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Refuse more than one value, else deserialize the one given.
+
+        Here, not in ``_deserialize``: each field overrides that one and
+        reads the value before calling marshmallow's.
+        """
+        if isinstance(value, list):
+            if len(value) > 1:
+                raise self.make_error("repeated", name=attr)
+            value = value[0]
+        return super().deserialize(value, attr, data, **kwargs)
+
+
+def _list_repeated(example: str) -> str:
+    """Return the message of a repeated list parameter, showing how to send one.
+
+    HTTP libraries send a list as the parameter repeated (requests' params,
+    URLSearchParams), so a client passing its tickers as a list gets it.
+    """
+    return "is given more than once; a list is one comma-separated value ({name}=" + example + ")"
+
+
+class IsoDate(OneValue, fields.Date):
     """A calendar date written exactly as YYYY-MM-DD."""
 
     default_error_messages = {
@@ -53,7 +92,7 @@ class IsoDate(fields.Date):
             raise self.make_error("impossible") from None
 
 
-class Symbol(fields.String):
+class Symbol(OneValue, fields.String):
     """A ticker such as IBM, brk.b or BRK-B, normalized to upper case.
 
     Tested as written: unlike the fetch job, which strips them, white space
@@ -118,7 +157,7 @@ def _refused(bad: list[str], singular: str, plural: str) -> dict[str, str]:
     return {"bad": quoted, "verb": singular if len(bad) == 1 else plural}
 
 
-class TickerList(fields.String):
+class TickerList(OneValue, fields.String):
     """One or more comma-separated tickers, as a sorted tuple of distinct upper-case ones.
 
     Each item is tested as written: unlike the fetch job's lists
@@ -126,11 +165,10 @@ class TickerList(fields.String):
     space after a comma (``IBM, AAPL``) is refused, not skipped or stripped.
     """
 
-    list_example = "IBM,AAPL"
-
     default_error_messages = {
         "not_ticker": "{bad} {verb}; each must be " + SYMBOL_RULE,
         "too_many": f"takes at most {MAX_SYMBOLS} distinct tickers, got {{count}}",
+        "repeated": _list_repeated("IBM,AAPL"),
     }
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -145,14 +183,14 @@ class TickerList(fields.String):
         return symbols
 
 
-class FieldList(fields.String):
+class FieldList(OneValue, fields.String):
     """Comma-separated record fields or ``all``, as a tuple in the records' order."""
 
     choices = (*RECORD_FIELDS, ALL_FIELDS)
-    list_example = "open_price,volume"
     default_error_messages = {
         "not_field": "{bad} {verb}; choose from " + ", ".join(RECORD_FIELDS)
                      + f", or {ALL_FIELDS}",
+        "repeated": _list_repeated("open_price,volume"),
     }
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -165,7 +203,7 @@ class FieldList(fields.String):
         return tuple(name for name in RECORD_FIELDS if name in names)
 
 
-class WholeNumber(fields.Integer):
+class WholeNumber(OneValue, fields.Integer):
     """An integer in plain ASCII digits: no '+', spaces, underscores or other scripts."""
 
     default_error_messages = {"invalid": "must be an integer",
@@ -276,17 +314,30 @@ class FetchRunsArgs(QueryArgs):
     page = _page()
 
 
+_PAGING = ("limit", "page")
+
+
 class ExportArgs(PriceQueryArgs):
     """Query parameters of GET /api/financial_data/export: no pages, every matching row."""
 
     @pre_load
-    def refuse_paging(self, data: Any, **_kwargs: Any) -> Any:
-        """Say why limit and page are refused, rather than only that they are unknown."""
-        paging = sorted(name for name in ("limit", "page") if name in data)
+    def set_paging_aside(self, data: Any, **_kwargs: Any) -> Any:
+        """Leave limit and page to refuse_paging, so they are not refused as unknown too."""
+        if "limit" not in data and "page" not in data:
+            return data
+        return {name: data[name] for name in data if name not in _PAGING}
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def refuse_paging(self, _data: dict[str, Any], original_data: Any, **_kwargs: Any) -> None:
+        """Say why limit and page are refused, rather than only that they are unknown.
+
+        A validator, not the pre_load (which raising would stop the load), so
+        the 400 names every other problem too.
+        """
+        paging = [name for name in _PAGING if name in original_data]
         if paging:
             raise ValidationError({name: ["is not accepted: the export has no pages, it "
                                           "streams every matching row"] for name in paging})
-        return data
 
 
 class StatisticsArgs(QueryArgs):
@@ -306,38 +357,8 @@ class QueryParser(FlaskParser):
 
     DEFAULT_LOCATION = "query"
 
-    def load_querystring(self, req, schema):
-        """Refuse a parameter given twice rather than silently use one of its values.
-
-        Only the schema's own parameters: one it does not take is refused by
-        the schema for what it is (unknown, or limit on the export), however
-        often it is given, so a mistyped list (``symbl=IBM&symbl=AAPL``) is
-        not answered as if its name were right.
-        """
-        repeated = {name for name in req.args if len(req.args.getlist(name)) > 1}
-        if repeated:
-            repeated &= {field.data_key or key for key, field in schema.fields.items()}
-        if repeated:
-            raise InvalidParameterError(
-                "; ".join(_repeated(name, schema) for name in sorted(repeated)))
-        return super().load_querystring(req, schema)
-
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         raise InvalidParameterError(describe_errors(error.normalized_messages()))
-
-
-def _repeated(name: str, schema: Schema) -> str:
-    """Say ``name`` is repeated; for a list, how to send one.
-
-    HTTP libraries send a list as the parameter repeated (requests' params,
-    URLSearchParams), so a client passing its tickers as a list lands here.
-    """
-    by_key = {field.data_key or key: field for key, field in schema.fields.items()}
-    example = getattr(by_key.get(name), "list_example", None)
-    message = f"{_quoted_name(name)}: is given more than once"
-    if example:
-        message += f"; a list is one comma-separated value ({name}={example})"
-    return message
 
 
 def describe_errors(messages: dict) -> str:

@@ -72,6 +72,17 @@ RULE = "1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
      "symbol: is given more than once; a list is one comma-separated value (symbol=IBM,AAPL)"),
     ("limit=5&limit=6&page=1&page=1",
      "limit: is given more than once; page: is given more than once"),
+    # A repeat is named beside every other problem, sorted by name as they are.
+    ("symbol=IBM&symbol=AAPL&limit=0&x=1",
+     "limit: must be between 1 and 1000; symbol: is given more than once; a list is one "
+     "comma-separated value (symbol=IBM,AAPL); x: is not a known parameter"),
+    # A repeated parameter's values are not read as if one were given alone.
+    ("limit=0&limit=ten&page=0",
+     f"limit: is given more than once; page: must be between 1 and {MAX_PAGE}"),
+    ("start_date=2023-02-30&fields=all&fields=volume&colour=red&colour=blue",
+     "colour: is not a known parameter; fields: is given more than once; a list is one "
+     "comma-separated value (fields=open_price,volume); start_date: is not a valid calendar "
+     "date"),
     ("start_date=%FF", "start_date: must be a date in YYYY-MM-DD format"),
     ("n" * 40 + "=1", "n" * 40 + ": is not a known parameter"),
     ("n" * 41 + "=1", "n" * 37 + "...: is not a known parameter"),
@@ -122,6 +133,12 @@ def test_leading_zeros_are_read_once_not_once_per_split():
      "limit: is not a known parameter"),
     ("symbol=IBM&start_date=2023-01-01&end_date=2023-01-31&limit=5&limit=6",
      "limit: is not a known parameter"),
+    # A repeated required parameter is named as repeated, not also as missing.
+    ("symbol=IBM&symbol=AAPL",
+     "end_date: is required; start_date: is required; symbol: is given more than once"),
+    ("symbol=IBM&start_date=2023-01-01&start_date=2023-01-02&end_date=2023-13-01&limit=5",
+     "end_date: is not a valid calendar date; limit: is not a known parameter; "
+     "start_date: is given more than once"),
 ])
 def test_statistics_rejects_bad_parameters(sqlite_client, query, message):
     assert_error(sqlite_client.get(f"/api/statistics?{query}"), 400, message, OBJECT_ERROR)
@@ -165,6 +182,17 @@ def test_fields_and_symbol_lists_are_checked(sqlite_client, path, query, message
      "start_date: must not be after end_date (2023-02-01 > 2023-01-01)"),
     ("limit=10&limit=20", "limit: is not accepted: the export has no pages, it streams every "
                           "matching row"),
+    # limit and page are named beside every other problem, sorted by name as they are.
+    ("x=1&limit=1", "limit: is not accepted: the export has no pages, it streams every "
+                    "matching row; x: is not a known parameter"),
+    ("page=2&symbol=IBM&symbol=AAPL&fields=colour&end_date=2023-1-5",
+     "end_date: must be a date in YYYY-MM-DD format; "
+     f"fields: 'colour' is not a field; choose from {FIELD_CHOICES}; "
+     "page: is not accepted: the export has no pages, it streams every matching row; "
+     "symbol: is given more than once; a list is one comma-separated value (symbol=IBM,AAPL)"),
+    ("limit=10&start_date=2023-02-01&end_date=2023-01-01",
+     "limit: is not accepted: the export has no pages, it streams every matching row; "
+     "start_date: must not be after end_date (2023-02-01 > 2023-01-01)"),
 ])
 def test_export_refuses_pages_and_bad_parameters(sqlite_client, query, message):
     assert_error(sqlite_client.get(f"/api/financial_data/export?{query}"), 400, message,

@@ -184,6 +184,8 @@ def test_fetch_runs_started_in_the_same_second_page_by_id_newest_first(app, clie
     ("page=two", "page: must be an integer"),
     ("symbol=IBM", "symbol: is not a known parameter"),
     ("page=1&page=2", "page: is given more than once"),
+    ("page=1&page=2&limit=0&symbol=IBM", "limit: must be between 1 and 1000; "
+     "page: is given more than once; symbol: is not a known parameter"),
 ])
 def test_bad_parameters_are_400_in_the_list_envelope(sqlite_client, path, query, message):
     response = sqlite_client.get(f"{path}?{query}")
