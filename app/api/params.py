@@ -225,9 +225,12 @@ class QueryArgs(Schema):
     class Meta:
         unknown = RAISE
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def check_range(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        """Refuse a start_date after the end_date, when both are given."""
+        """Refuse a start_date after the end_date, when both are given and valid.
+
+        Whatever else is refused, so the 400 names it beside the rest.
+        """
         start, end = data.get("start_date"), data.get("end_date")
         if start and end and start > end:
             raise ValidationError(

@@ -79,6 +79,9 @@ RULE = "1 to 16 letters, digits, '.' or '-', starting with a letter or digit"
     # A repeated parameter's values are not read as if one were given alone.
     ("limit=0&limit=ten&page=0",
      f"limit: is given more than once; page: must be between 1 and {MAX_PAGE}"),
+    ("start_date=2023-02-01&end_date=2023-01-01&limit=0",
+     "limit: must be between 1 and 1000; "
+     "start_date: must not be after end_date (2023-02-01 > 2023-01-01)"),
     ("start_date=2023-02-30&fields=all&fields=volume&colour=red&colour=blue",
      "colour: is not a known parameter; fields: is given more than once; a list is one "
      "comma-separated value (fields=open_price,volume); start_date: is not a valid calendar "
@@ -133,6 +136,9 @@ def test_leading_zeros_are_read_once_not_once_per_split():
      "limit: is not a known parameter"),
     ("symbol=IBM&start_date=2023-01-01&end_date=2023-01-31&limit=5&limit=6",
      "limit: is not a known parameter"),
+    ("symbol=I%20B&start_date=2023-01-31&end_date=2023-01-01",
+     "start_date: must not be after end_date (2023-01-31 > 2023-01-01); "
+     f"symbol: 'I B' is not a ticker; it must be {RULE}"),
     # A repeated required parameter is named as repeated, not also as missing.
     ("symbol=IBM&symbol=AAPL",
      "end_date: is required; start_date: is required; symbol: is given more than once"),

@@ -65,6 +65,17 @@ def test_a_repeated_required_parameter_is_not_also_missing():
                                       "symbol": ["is given more than once"]}
 
 
+def test_a_range_backwards_is_named_beside_the_other_problems():
+    schema = FinancialDataArgs()
+    with pytest.raises(ValidationError) as refused:
+        schema.load(_query(schema, ("start_date", "2023-02-01"), ("end_date", "2023-01-01"),
+                           ("limit", "0")))
+    assert refused.value.messages == {
+        "limit": ["must be between 1 and 1000"],
+        "start_date": ["must not be after end_date (2023-02-01 > 2023-01-01)"],
+    }
+
+
 PAGING = "is not accepted: the export has no pages, it streams every matching row"
 
 
