@@ -1,7 +1,6 @@
 """AlphaVantageClient's deadlines per symbol and per run, against the real local fake server."""
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
@@ -65,10 +64,13 @@ class SteppedClock:
 
     Time stands still but for ``step``, which the fake server calls as it
     trickles, so where the client gives up is told by bytes, not by how busy
-    the machine is. A timer rings in the stepping thread once the clock
-    reaches its instant, which ``rang`` records. ``step_once_read`` moves
-    the clock only if the client read it since it last moved: the client
-    then sees every instant, and cannot read on past one unnoticed.
+    the machine is. A timer counts from the instant its thread last read
+    the clock (the watchdog reads it to set the timer: a step between the
+    two, from another thread, cannot move the instant), and rings in the
+    stepping thread once the clock reaches it; ``rang`` records when.
+    ``step_once_read`` moves the clock only if the client read it since it
+    last moved: the client then sees every instant, and cannot read on past
+    one unnoticed.
     """
 
     def __init__(self, start: float = 1000.0) -> None:
@@ -77,14 +79,16 @@ class SteppedClock:
         self._read = False
         self._alarms: list[_Alarm] = []
         self._lock = threading.Lock()
+        self._last_read = threading.local()
 
     def __call__(self) -> float:
         with self._lock:
             self._read = True
+            self._last_read.now = self.now
             return self.now
 
     def timer(self, interval: float, function: Callable, args=()) -> _Alarm:
-        return _Alarm(self, self.now + interval, function, args)
+        return _Alarm(self, getattr(self._last_read, "now", self.now) + interval, function, args)
 
     def set_alarm(self, alarm: _Alarm) -> None:
         with self._lock:
@@ -259,13 +263,15 @@ def test_headers_that_trickle_in_fail_at_the_deadline(trickled_headers, make_cli
 class KeptAliveServer:
     """A server that answers every request on one kept-alive connection, as ``answers`` say.
 
-    Each answer is ``("after", seconds)``, IBM's saved answer after that pause, or
-    ``("trickle", 0)``, a status line and headers a byte every 50 ms for ever;
+    Each answer is ``("after", seconds)``, IBM's saved answer once ``clock``
+    has moved that many seconds, or ``("trickle", 0)``, a status line and
+    headers a byte every 50 ms for ever, each moving ``clock`` a step;
     ``cut`` is set once the client cut a trickle's connection.
     """
 
-    def __init__(self, answers: list[tuple[str, float]]) -> None:
+    def __init__(self, answers: list[tuple[str, float]], clock: SteppedClock) -> None:
         self.answers = answers
+        self.clock = clock
         self.connections = 0
         self.cut = threading.Event()
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -293,13 +299,12 @@ class KeptAliveServer:
             if not data:
                 return False
             request += data
-        kind, pause = self.answers.pop(0)
+        kind, seconds = self.answers.pop(0)
         if kind == "trickle":
-            if trickle_head(connection, self.stop):
+            if trickle_head(connection, self.stop, self.clock.step):
                 self.cut.set()
             return False
-        if self.stop.wait(pause):
-            return False
+        self.clock.step(seconds)
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         return True
@@ -311,11 +316,11 @@ class KeptAliveServer:
 
 
 @pytest.fixture
-def kept_alive():
+def kept_alive(stepped_clock):
     servers: list[KeptAliveServer] = []
 
     def serve(answers: list[tuple[str, float]]) -> KeptAliveServer:
-        servers.append(KeptAliveServer(answers))
+        servers.append(KeptAliveServer(answers, stepped_clock))
         return servers[-1]
 
     yield serve
@@ -324,26 +329,32 @@ def kept_alive():
 
 
 def test_headers_that_trickle_in_on_a_kept_alive_connection_fail_at_the_deadline(
-        kept_alive, make_client):
-    """The connection is the first symbol's, asked again: it is watched for the second."""
-    server = kept_alive([("after", 0), ("trickle", 0)])
-    client = make_client(base_url=server.url, symbol_deadline=0.5, max_retries=0)
+        kept_alive, make_client, stepped_clock):
+    """The connection is the first symbol's, asked again: it is watched for the second.
+
+    The first symbol's deadline passes meanwhile: the cut comes at the second's.
+    """
+    server = kept_alive([("after", DEADLINE / 2), ("trickle", 0)])
+    client = make_client(base_url=server.url, symbol_deadline=DEADLINE, max_retries=0)
     assert client.fetch_daily("IBM").bars
-    with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
+    second_starts = stepped_clock.now
+    with pytest.raises(DeadlineExceededError, match="within 5s, the deadline per symbol"):
         call_guarded(client.fetch_daily, "IBM")
     wait_for(server.cut.is_set, "the server to see the connection cut", HANG_GUARD_SECONDS)
     assert server.connections == 1
+    assert stepped_clock.rang == [second_starts + DEADLINE], "cut at the second's deadline"
 
 
 def test_a_kept_alive_connection_is_not_cut_at_an_earlier_symbols_deadline(
-        kept_alive, make_client):
+        kept_alive, make_client, stepped_clock):
     """The first symbol's deadline passes while the second's answer is awaited, within its own."""
-    server = kept_alive([("after", 0), ("after", 0.8)])
-    client = make_client(base_url=server.url, symbol_deadline=1.0, max_retries=0)
+    server = kept_alive([("after", 0), ("after", 0.8 * DEADLINE)])
+    client = make_client(base_url=server.url, symbol_deadline=DEADLINE, max_retries=0)
     assert client.fetch_daily("IBM").bars
-    time.sleep(0.5)
-    assert client.fetch_daily("IBM").bars  # answered 1.3 s after the first symbol's start
+    stepped_clock.step(DEADLINE / 2)
+    assert client.fetch_daily("IBM").bars  # answered 1.3 deadlines after the first's start
     assert server.connections == 1
+    assert stepped_clock.rang == [], "no connection cut"
 
 
 def test_an_answer_that_stalls_midway_fails_at_the_deadline(fake_alphavantage, make_client):
@@ -366,17 +377,25 @@ def test_an_answer_that_stalls_midway_fails_at_the_deadline(fake_alphavantage, m
 
 
 def test_server_errors_until_the_deadline_are_the_deadlines_failure(fake_alphavantage,
-                                                                    make_client):
-    """A 5xx that comes back once the deadline stopped the retries is reported as the deadline."""
+                                                                    make_client, stepped_clock):
+    """A 5xx that comes back once the deadline stopped the retries is reported as the deadline.
+
+    The first is retried; the second comes back a hair before the deadline,
+    too late for another try, and before the watchdog would cut it.
+    """
+    steps = iter([0.6 * DEADLINE, 0.4 * DEADLINE - 1 / 32])
+
     def slow_error(_request: Request) -> Response:
-        time.sleep(0.3)
+        stepped_clock.step(next(steps))
         return Response("busy", status=503)
 
-    for _ in range(2):  # the second answer comes after the deadline, whatever the first did
+    for _ in range(2):
         fake_alphavantage.queue_handler(slow_error)
-    client = make_client(symbol_deadline=0.5, max_retries=3)
-    with pytest.raises(DeadlineExceededError, match="within 0.5s, the deadline per symbol"):
+    client = make_client(symbol_deadline=DEADLINE, max_retries=3)
+    with pytest.raises(DeadlineExceededError, match="within 5s, the deadline per symbol"):
         client.fetch_daily("IBM")
+    assert len(fake_alphavantage.requests) == 2
+    assert stepped_clock.rang == [], "answered, not cut"
 
 
 def test_each_symbol_gets_its_own_deadline(fake_alphavantage, make_client, stall):
@@ -401,9 +420,10 @@ def test_the_run_deadline_cuts_a_stalled_request_and_refuses_later_fetches(
     assert len(fake_alphavantage.requests) == 1, "nothing is requested past the deadline"
 
 
-def test_the_run_clock_starts_at_the_first_fetch(fake_alphavantage, make_client):
-    client = make_client(run_deadline=0.5)
-    time.sleep(0.6)  # the client exists before the run starts, e.g. while migrating
+def test_the_run_clock_starts_at_the_first_fetch(fake_alphavantage, make_client, stepped_clock):
+    client = make_client(run_deadline=DEADLINE)
+    # The client exists before the run starts, e.g. while migrating.
+    stepped_clock.step(2 * DEADLINE)
     fake_alphavantage.queue_fixture(IBM)
     assert client.fetch_daily("IBM").symbol == "IBM"
 
