@@ -8,6 +8,8 @@ from tests.helpers import HANG_GUARD_SECONDS, documented_variables
 from tests.servers import http_get, production_gunicorn
 
 GUNICORN_CONF = PROJECT_ROOT / "conf" / "gunicorn.conf.py"
+# How long gunicorn is told to keep an idle connection: far past every wait of a test.
+KEEP_IDLE_SECONDS = 3600
 
 
 def is_held_open(client: socket.socket) -> bool:
@@ -25,13 +27,14 @@ def is_held_open(client: socket.socket) -> bool:
 def test_idle_connections_cannot_block_health(sqlite_database_url, tmp_path, monkeypatch):
     """Health answers while more idle clients than workers hold their connections open.
 
-    A sync worker (gunicorn's pick when threads is 1) is held by one idle
-    client until gunicorn's worker timeout kills it, and its client's
-    connection with it: so the answer is awaited past that timeout, and every
-    idle client must still be connected when it comes. A threaded worker
-    waits for an idle client's request in a thread for at most 5 s, then
-    parks the connection in its poller and closes it a keepalive (5 s) later:
-    its answer comes before that.
+    gunicorn closes a connection that sent nothing once its keepalive has
+    passed (5 s in production); here it is told to keep them far longer than
+    the test lasts, so an idle client loses its connection only with its
+    worker. A sync worker (gunicorn's pick when threads is 1) held by one is
+    killed at gunicorn's worker timeout, and its client's connection with
+    it: so the answer is awaited past that timeout, and every idle client
+    must still be connected once it has come. A threaded worker parks an
+    idle connection in its poller and answers the others meanwhile.
     """
     for name in documented_variables():
         monkeypatch.delenv(name, raising=False)
@@ -39,8 +42,9 @@ def test_idle_connections_cannot_block_health(sqlite_database_url, tmp_path, mon
     idle_count = settings["workers"] + 1  # a handful: more than one per worker
     outlast_worker_kills = settings["timeout"] + HANG_GUARD_SECONDS
     log_dir = tmp_path / "log"
-    with production_gunicorn(log_dir, APP_ENV="production",
-                             DATABASE_URL=sqlite_database_url) as port, ExitStack() as idle:
+    with production_gunicorn(log_dir, APP_ENV="production", DATABASE_URL=sqlite_database_url,
+                             GUNICORN_CMD_ARGS=f"--keep-alive {KEEP_IDLE_SECONDS}") as port, \
+            ExitStack() as idle:
         # Connected, then silent: what a stalled or malicious client does. They
         # come first, so workers that serve one connection at a time take them.
         clients = [idle.enter_context(socket.create_connection(("127.0.0.1", port),
