@@ -1,5 +1,4 @@
 """The per-database run lock, on every backend: one holder, waiting, timeout, stop."""
-import time
 from contextlib import ExitStack
 
 import pytest
@@ -8,7 +7,7 @@ from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from lib.locks import LockFileError, LockTimeout, LockWaitStopped, database_lock, lock_name
-from tests.helpers import ManualClock
+from tests.helpers import HANG_GUARD_SECONDS, ManualClock, wait_for
 
 
 @pytest.fixture
@@ -125,12 +124,28 @@ def idle_dropping(mysql_database_url):
     other.dispose()
 
 
+def idled_past(engine, connection_id: int, seconds: int) -> bool:
+    """Tell whether the server says connection ``connection_id`` idled past ``seconds``, or is gone.
+
+    The server counts a connection's idle time in whole seconds.
+    """
+    with engine.connect() as connection:
+        idle = connection.scalar(text("SELECT TIME FROM information_schema.PROCESSLIST "
+                                      "WHERE ID = :id"), {"id": connection_id})
+    return idle is None or idle > seconds
+
+
 @pytest.mark.mysql
 def test_a_named_lock_outlives_the_servers_idle_timeout(idle_dropping):
     dropping, other = idle_dropping
+    name = lock_name(make_url(str(dropping.url)).database or "", "fetch")
     with database_lock(dropping, "fetch", 1):
-        # The one wait here: a dropped idle connection shows only after idling past it.
-        time.sleep(2.5)
+        with other.connect() as connection:
+            holder_id = connection.scalar(text("SELECT IS_USED_LOCK(:name)"), {"name": name})
+        # A dropped idle connection shows only after idling past the timeout (1 s):
+        # the server's own count of the holder's idle seconds says when it has.
+        wait_for(lambda: idled_past(other, holder_id, 1),
+                 "the holder to idle past the idle timeout, or be dropped", HANG_GUARD_SECONDS)
         with pytest.raises(LockTimeout):
             with database_lock(other, "fetch", 0):
                 pytest.fail("the lock was granted twice: the idle holder was dropped")
