@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -49,26 +50,56 @@ class _Link:
 
 
 class _LocalServer:
-    """A listener on a free port of 127.0.0.1 whose thread hands each connection to ``_serve``."""
+    """A listener on a free port of 127.0.0.1 whose thread hands each connection to ``_serve``.
+
+    A connection is taken off the listen queue under ``_lock``, and ``_take``
+    counts it there: read under the same lock, the queue's length and the
+    counts add up to every connection a client opened, none between the two.
+    The lock is reentrant, so a test holding it (accepting nothing) may read
+    the counts.
+    """
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
+        self._listener.setblocking(False)
         self.port = self._listener.getsockname()[1]
+        self._lock = threading.RLock()
         self._closed = False
 
     def _start(self) -> None:
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        threading.Thread(target=self._accept_loop, args=(selector,), daemon=True).start()
 
-    def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._serve(client)
+    def _accept_loop(self, selector: selectors.BaseSelector) -> None:
+        with selector:
+            while not self._closed:
+                if not selector.select(timeout=0.1):
+                    continue
+                with self._lock:
+                    try:
+                        client, _ = self._listener.accept()
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # closed
+                        return
+                    self._take()
+                client.setblocking(True)
+                self._serve(client)
+
+    def _queued(self) -> int:
+        """Count the connections the kernel holds for ``accept``: clients see them connected.
+
+        Linux's TCP_INFO of a listening socket gives its queue's length as
+        ``tcpi_unacked``: the fifth 32-bit field, after eight one-byte ones.
+        A connection its client closed there is still queued: accepted, it
+        reads as ended at once.
+        """
+        info = self._listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+        return struct.unpack_from("<I", info, 24)[0]
+
+    def _take(self) -> None:
+        """Count a connection just accepted; called under ``_lock``."""
 
     def _serve(self, client: socket.socket) -> None:
         raise NotImplementedError
@@ -84,7 +115,9 @@ class StallingProxy(_LocalServer):
     counts the bytes clients sent, so a test can tell nobody asked meanwhile;
     ``hung_up`` the connections their clients closed, so a test can tell one
     was given up on rather than left waiting; ``connected`` those whose end
-    the proxy has yet to see, so a test can wait until the counts are final.
+    the proxy has yet to see, queued ones it has yet to accept included (a
+    client may have given one up already), so a test can wait until the
+    counts are final.
     ``delay`` (seconds, 0 at first) holds each chunk the server sends before
     passing it on: a server whose replies come late but come, under the
     client's timeout where a stalled one trips it (a reply is one chunk
@@ -94,15 +127,19 @@ class StallingProxy(_LocalServer):
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         super().__init__()
         self._target = (target_host, target_port)
-        self._lock = threading.Lock()
         self._links: list[_Link] = []
         self._stalled = False
         self.received = 0
         self.accepted = 0
         self.hung_up = 0
-        self.connected = 0
+        self._open = 0
         self.delay = 0.0
         self._start()
+
+    @property
+    def connected(self) -> int:
+        with self._lock:
+            return self._open + self._queued()
 
     def stall(self) -> None:
         with self._lock:
@@ -126,11 +163,12 @@ class StallingProxy(_LocalServer):
             link.close()
         self._listener.close()
 
+    def _take(self) -> None:
+        self.accepted += 1
+        self._open += 1
+
     def _serve(self, client: socket.socket) -> None:
-        client.settimeout(None)
         with self._lock:
-            self.accepted += 1
-            self.connected += 1
             stalled = self._stalled
         upstream = None if stalled else socket.create_connection(self._target, timeout=5)
         if upstream is not None:
@@ -160,7 +198,7 @@ class StallingProxy(_LocalServer):
         finally:
             with self._lock:
                 if from_client:
-                    self.connected -= 1
+                    self._open -= 1
                 if from_client and not link.closed:
                     self.hung_up += 1
             link.close()
@@ -214,13 +252,10 @@ class PausingProxy(StallingProxy):
                 link.close()
 
     def _serve(self, client: socket.socket) -> None:
-        client.settimeout(None)
         upstream = socket.create_connection(self._target, timeout=5)
         upstream.settimeout(None)
         link = _Link(client, upstream)
         with self._lock:
-            self.accepted += 1
-            self.connected += 1
             link.frozen = self._stalled
             self._links.append(link)
         for source, from_client in ((client, True), (upstream, False)):
@@ -243,7 +278,7 @@ class PausingProxy(StallingProxy):
             pass
         with self._lock:
             if from_client:
-                self.connected -= 1
+                self._open -= 1
             keep = from_client and link.frozen
             if keep:
                 self._gone.add(id(link))
