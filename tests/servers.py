@@ -363,6 +363,14 @@ class PrivateRedis:
     def make_room(self) -> None:
         self._set_maxmemory("0")  # no limit
 
+    def refused_for_memory(self) -> int:
+        """Count the commands it refused for want of memory (OOM) since it started."""
+        client = redis.Redis(port=self.port)
+        try:
+            return client.info("errorstats").get("errorstat_OOM", {}).get("count", 0)
+        finally:
+            client.close()
+
     def _set_maxmemory(self, size: str) -> None:
         client = redis.Redis(port=self.port)
         try:

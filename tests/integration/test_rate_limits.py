@@ -18,7 +18,8 @@ from app.envelope import RETRY_AFTER_SECONDS
 from app.rate_limits import STORAGE_TIMEOUT_SECONDS
 from conf.settings import ConfigError
 from tests.helpers import (
-    HANG_GUARD_SECONDS, build_app, call_guarded, delete_redis_keys, free_port, wait_for,
+    HANG_GUARD_SECONDS, ManualClock, build_app, call_guarded, delete_redis_keys, free_port,
+    wait_for,
 )
 from tests.servers import stalling_proxy
 
@@ -388,23 +389,34 @@ def test_a_storage_refusing_the_count_after_taking_its_try_is_tried_once_per_req
 
 
 def test_a_full_storage_is_counted_in_memory_and_logged_once_not_per_request(
-        sqlite_database_url, tmp_path, private_redis):
-    """A Redis out of memory that never evicts answers PING but refuses every count."""
+        sqlite_database_url, tmp_path, private_redis, monkeypatch):
+    """A Redis out of memory that never evicts answers PING but refuses every count.
+
+    Counting in memory, the limiter tries the storage again once its clock
+    has moved past a wait (1 s, then 2 s, 4 s, 8 s): moved past each between
+    requests, every request tries it.
+    """
+    clock = ManualClock(time.time())
+    monkeypatch.setattr("flask_limiter._extension.time", SimpleNamespace(time=clock))
     application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=LIMIT,
                             RATELIMIT_STORAGE_URI=private_redis.url)
     client = application.test_client()
     assert get_from(client, "/api/financial_data").headers["X-RateLimit-Remaining"] == "2"
     private_redis.fill()
-    answers = []
-    for path in ["/api/financial_data", "/api/financial_data", "/api/symbols", STATS_URL]:
+    answers, refused = [], []
+    for path, wait in [("/api/financial_data", 1), ("/api/financial_data", 2),
+                       ("/api/symbols", 4), (STATS_URL, 8)]:
+        refused_before = private_redis.refused_for_memory()
         answers.append(get_from(client, path))
-        time.sleep(0.7)  # past the limiter's first waits (1 s, 2 s) before it tries the storage
+        refused.append(private_redis.refused_for_memory() - refused_before)
+        clock.now += wait + 0.5
     assert [answer.status_code for answer in answers] == [200, 200, 200, 429], (
         "a new count in memory, one budget for the whole API")
+    assert refused == [1, 1, 1, 1], "each request tried the storage once: its count, then a check"
 
     private_redis.make_room()
-    wait_for(lambda: get_from(client, "/api/financial_data").status_code == 200,
-             "the count in Redis (one request so far) to be used again", 20)
+    assert get_from(client, "/api/financial_data").status_code == 200, (
+        "the count in Redis (one request so far) used again")
     log = (tmp_path / "log" / "api.log").read_text(encoding="utf-8")
     assert log.count("Rate limit storage unreachable") == 1, "one line for the outage"
     assert log.count("Rate limit storage recovered") == 1, "one line for its end"
