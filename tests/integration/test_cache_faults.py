@@ -6,7 +6,6 @@ frozen or stopped, only the proxy in front of it.
 """
 import json
 import re
-import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -254,11 +253,16 @@ def test_a_full_redis_still_serves_the_answers_it_holds_and_says_so_once(
     """Out of memory with noeviction, Redis refuses every write (OOM) and answers every read."""
     store_prices([ibm_day])
     api, client = answer_then_fill(app, private_redis, tmp_path)
-    for _ in range(20):
-        # A miss: computed, and its write refused.
+    refused = private_redis.refused_for_memory()
+
+    def served_with_writes_refused() -> bool:
+        # A miss: computed, and its write refused whenever a try is due (each 0.05 s).
         assert client.get("/api/financial_data?symbol=IBM").status_code == 200
         assert open_price_of(client) == 10.0, "the hit is still served"
-        time.sleep(0.01)
+        return private_redis.refused_for_memory() - refused >= 3
+
+    wait_for(served_with_writes_refused, "three tries to store an answer, each refused",
+             HANG_GUARD_SECONDS)
     private_redis.make_room()
     wait_for(lambda: client.get("/api/financial_data?symbol=IBM").status_code == 200
              and len(cache_log_lines(api)) == 2, "answers to be stored again", 20)
