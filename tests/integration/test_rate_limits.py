@@ -463,8 +463,13 @@ def test_a_request_whose_headers_wait_on_the_storage_as_it_stalls_keeps_its_answ
             held = pool.submit(get_from, application.test_client(), "/api/symbols")
             assert answered.wait(10), "counted in Redis, then held before its headers"
             proxy.stall()
+            asked = proxy.received
             other = pool.submit(get_from, application.test_client(), "/api/financial_data")
-            time.sleep(STORAGE_TIMEOUT_SECONDS / 2)  # the other's count times out first
+            wait_for(lambda: proxy.received > asked, "the other's count to reach the storage",
+                     HANG_GUARD_SECONDS)
+            # Both wait STORAGE_TIMEOUT_SECONDS on the stalled storage: half of it
+            # between their starts is what makes the other's count time out first.
+            time.sleep(STORAGE_TIMEOUT_SECONDS / 2)
             go_on.set()
             assert [held.result().status_code, other.result().status_code] == [200, 200]
         assert held.result().headers["X-RateLimit-Limit"] == "60"
