@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from app.extensions import db
 from tests.helpers import (
-    build_app, free_port, insert_prices,
+    HANG_GUARD_SECONDS, build_app, free_port, insert_prices,
     insert_synthetic_rows, migrate_database, sqlite_url,
 )
 from tests.deployment import ROOT, deploy_environment, image_command
@@ -126,12 +126,13 @@ def scrape(server: Server) -> dict[tuple[str, tuple], float]:
 
 
 def booted_workers(server: Server, at_least: int) -> int:
-    """Count gunicorn's worker boots, waiting a little for replacements still starting.
+    """Count gunicorn's worker boots, waiting for replacements still starting.
 
     With --max-requests 2 a worker exits after its second request and the
-    arbiter boots its replacement on its own time.
+    arbiter boots its replacement on its own time. Returns as soon as
+    ``at_least`` have booted; the wait for them is a hang guard only.
     """
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG_GUARD_SECONDS
     while True:
         booted = server.output().count("Booting worker with pid")
         if booted >= at_least or time.monotonic() > deadline:
