@@ -6,6 +6,7 @@ import copy
 import datetime
 import functools
 import importlib
+import re
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from itertools import repeat
@@ -197,6 +198,9 @@ def _texts(column_type, values: Sequence) -> list[str]:
     """
     kinds = set(map(type, values))
     if isinstance(column_type, ScaledDecimal) and kinds == {Decimal}:
+        texts = list(map(str, values))
+        if _column_texts(column_type.precision, column_type.scale).fullmatch(",".join(texts)):
+            return texts
         exponent = Decimal(1).scaleb(-column_type.scale)
         try:
             scaled = list(map(Decimal.quantize, values, repeat(exponent)))
@@ -209,6 +213,19 @@ def _texts(column_type, values: Sequence) -> list[str]:
     elif kinds == {datetime.date} and isinstance(column_type, Date):
         return list(map(datetime.date.isoformat, values))
     return [_text(column_type, value) for value in values]
+
+
+@functools.lru_cache(maxsize=8)
+def _column_texts(precision: int, scale: int) -> re.Pattern:
+    """Return the pattern of a column's texts, joined by commas, as MySQL writes its DECIMALs.
+
+    Each has ``scale`` places, at most ``precision - scale`` digits before
+    them and no sign (str() keeps a negative zero's): a finite Decimal whose
+    str() matches is written as MySQL writes it. One match checks a whole
+    column, where quantizing each value took twice as long.
+    """
+    text = rf"[0-9]{{1,{max(precision - scale, 1)}}}+\.[0-9]{{{scale}}}"
+    return re.compile(rf"{text}(?:,{text})*+")
 
 
 def _text(column_type, value) -> str:

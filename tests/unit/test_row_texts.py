@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.types import BigInteger, Date, String
 
+import lib.storage
 from lib.storage import UNWRITTEN, ScaledDecimal, _text, _texts
 
 PRICE, SPLIT = ScaledDecimal(18, 4), ScaledDecimal(18, 8)
@@ -17,6 +18,12 @@ PRICE, SPLIT = ScaledDecimal(18, 4), ScaledDecimal(18, 8)
     # More places than the column keeps, too many digits, not finite: MySQL never writes them.
     (PRICE, ["1.5", "11.50001", "1E+30", "Infinity", "NaN"],
      ["1.5000", UNWRITTEN, UNWRITTEN, UNWRITTEN, UNWRITTEN]),
+    # Every value with the column's places, as most columns are.
+    (PRICE, ["10.5000", "0.0000", "99999999999999.9999"],
+     ["10.5000", "0.0000", "99999999999999.9999"]),
+    (SPLIT, ["1.00000000", "0.33333333"], ["1.00000000", "0.33333333"]),
+    # The column's places, but the sign of a zero, or more digits than the context's precision.
+    (PRICE, ["-0.0000", "-1.5000", f"{'9' * 30}.0000"], ["-0.0000", "-1.5000", UNWRITTEN]),
 ])
 def test_decimals_are_written_with_the_column_s_places_or_not_at_all(column_type, values,
                                                                      written):
@@ -51,3 +58,17 @@ def test_volumes_dates_and_nulls_are_written_as_mysql_writes_them():
 def test_a_value_of_another_type_is_never_written_as_a_stored_value(column_type, value):
     assert _texts(column_type, [value]) == [UNWRITTEN]
     assert _texts(column_type, [value, None]) == [UNWRITTEN, ""]
+
+
+@pytest.mark.parametrize("column_type, values", [
+    (PRICE, ["10.5000", "0.0000", "99999999999999.9999"]),
+    (SPLIT, ["1.00000000", "0.33333333", "999999999.99999999"]),
+])
+def test_a_column_with_the_column_s_places_is_written_without_quantizing_each_value(
+        column_type, values, monkeypatch):
+    """str() writes such values as MySQL does: one pattern checks the column."""
+    def quantized(*args):
+        raise AssertionError("a column written with its places was quantized value by value")
+
+    monkeypatch.setattr(lib.storage, "_plain_decimal_texts", quantized)
+    assert _texts(column_type, [Decimal(value) for value in values]) == values
