@@ -55,9 +55,13 @@ class _Column:
 
     @property
     def plain(self) -> str:
-        """The pattern of the usual values, which need no other check: few digits, few decimals."""
+        """The pattern of the usual values, which need no other check: few digits, few decimals.
+
+        Possessive (``+``): what follows a value (a space, the end) is never a
+        digit or a point it could give back, so a day's match never backtracks.
+        """
         digits, places = self.integer_digits, self.accepted_places
-        return rf"[0-9]{{1,{digits}}}(?:\.[0-9]{{1,{places}}})?"
+        return rf"[0-9]{{1,{digits}}}+(?:\.[0-9]{{1,{places}}}+)?+"
 
     @cached_property
     def quantum(self) -> Decimal:
@@ -77,7 +81,7 @@ _RATIO = _Column(precision=18, places=8, accepted_places=8, integer_digits=9, po
 _MAX_VOLUME = 10**14 - 1
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
-_PLAIN_VOLUME = f"[0-9]{{1,{len(str(_MAX_VOLUME))}}}"
+_PLAIN_VOLUME = f"[0-9]{{1,{len(str(_MAX_VOLUME))}}}+"
 # A plain day's date and values in this order, joined by spaces, match the
 # function's pattern at once: one check for the whole day rather than one per
 # value (no value's pattern takes a space, so each value matches its own or
