@@ -33,6 +33,10 @@ def day_of(open_price="137.95", close="137.39", **changes) -> tuple:
      day_of(high_price=None, low_price=None)],
     # Not a Decimal: encoded as the column type would (Decimal(value)).
     [day_of(open_price="12", high_price=13, low_price="11.5")],
+    # Integers, a negative zero and the column's extremes, scaled a column at a time.
+    [day_of(open_price=Decimal("-0.0000"), high_price=True, close=Decimal(10**14 - 1)),
+     day_of(open_price=Decimal("99999999999999.9999"), high_price=0, close="-0.0001",
+            date=DAY + datetime.timedelta(days=1))],
 ])
 def test_a_column_at_a_time_encodes_as_each_value_alone(rows):
     assert CODEC.encode(rows) == [one_by_one(row) for row in rows]
