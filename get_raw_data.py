@@ -363,11 +363,11 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
 def _history_failed(exc: SQLAlchemyError | RunEndNotRecorded) -> None:
     """Say that the run, or only its end, could not be recorded (a full disk, a lost database)."""
     if isinstance(exc, RunEndNotRecorded):
-        # One record, which stderr shows (a line printed beside it would say it twice);
-        # the file has its cause's traceback.
-        logger.error("%s; its end could not be recorded (%s), so it reads 'running' until the "
-                     "next run marks it interrupted", exc.line(),
-                     describe_database_error(exc.cause), exc_info=exc.cause)
+        line = (f"{exc.line()}; its end could not be recorded "
+                f"({describe_database_error(exc.cause)}), so it reads 'running' until the "
+                "next run marks it interrupted")
+        logger.error("%s", line, exc_info=exc.cause, extra=FILE_ONLY)
+        _to_stderr(f"get_raw_data: {line}")
         return
     logger.error("the run could not be recorded", exc_info=exc, extra=FILE_ONLY)
     _database_unavailable(exc, "the run could not be recorded")

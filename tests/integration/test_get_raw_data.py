@@ -1157,11 +1157,11 @@ def test_a_run_whose_end_a_full_disk_refuses_names_the_run_it_leaves_running(
     said = [line for line in err.splitlines() if f"run {run.id} failed" in line]
     assert len(said) == 1, "said once: " + "\n".join(said)
     assert said[0] == err.splitlines()[-1]
-    head = (f"ERROR get_raw_data: run {run.id} failed: 0 of 1 files stored, 0 new rows, "
+    head = (f"get_raw_data: run {run.id} failed: 0 of 1 files stored, 0 new rows, "
             "0 updated; ended early: the database's disk is full; its end could not be recorded (")
     tail = ("; hint: the database's disk is full: free space on it, or raise its quota), so it "
             "reads 'running' until the next run marks it interrupted")
-    assert head in said[0] and said[0].endswith(tail), said[0]
+    assert said[0].startswith(head) and said[0].endswith(tail), said[0]
     assert "the run could not be recorded" not in err and "Traceback" not in err
     log = (tmp_path / "joblog" / "get_raw_data.log").read_text(encoding="utf-8")
     [logged] = [line for line in log.splitlines() if head in line]
