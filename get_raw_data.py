@@ -3,9 +3,9 @@
 Run ``python get_raw_data.py --help`` for the options. Exit status: 0 when
 every symbol was stored, 1 when at least one failed (the others are still
 stored), 2 on a usage or configuration error, 130 (killed by SIGINT) when a
-second SIGINT stopped it at once. Every run but ``--dry-run`` is recorded in fetch_runs /
-fetch_run_symbols. ``--schedule`` keeps running and fetches at the times of a
-cron expression until SIGTERM or SIGINT (exit 0).
+second SIGINT stopped it at once. Every run but ``--dry-run`` is recorded in
+fetch_runs / fetch_run_symbols. ``--schedule`` keeps running and fetches at
+the times of a cron expression until SIGTERM or SIGINT (exit 0).
 """
 import gc
 

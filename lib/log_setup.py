@@ -34,11 +34,11 @@ _CONTROL_ESCAPES = {
 } | {0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
-# Loggers that narrate their own set-up at INFO on every start (alembic lists
-# each plugin it loads): below DEBUG only their warnings and errors are kept.
 # As a record's ``extra``: it goes to the log file only, beside a line the
 # program prints on stderr in its own words (the console would say it twice).
 FILE_ONLY = {"file_only": True}
+# Loggers that narrate their own set-up at INFO on every start (alembic lists
+# each plugin it loads): below DEBUG only their warnings and errors are kept.
 SETUP_CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 
 # Select Graphic Rendition: the colour and weight codes of terminal output.

@@ -48,7 +48,8 @@ health_model = ns.model("Health", require_every_key({
 }))
 NO_STORE = {"Cache-Control": "no-store"}
 UNAVAILABLE = {**NO_STORE, "Retry-After": RETRY_AFTER_SECONDS}
-# The schema states in which the API cannot answer.
+# The schema states health answers with a 503: an operator must act (a missing or
+# behind schema fails the answers that read it; a mixed history stops new containers).
 UNUSABLE_SCHEMAS = ("missing", "behind", "mixed")
 # Seconds one probe of the database answers every health check of the process.
 PROBE_SECONDS = 1.0
