@@ -59,6 +59,9 @@ CACHE_KEY_PREFIX = "benchmark:"
 BENCHMARK_RATE_LIMIT = "100000000 per minute"
 # The ceiling app behind the API's rate limit: what the limit alone leaves of the ceiling.
 LIMITER_BOUND = "bound: the ceiling + the API's rate limit"
+# The project's code the image compiles (Dockerfile); the job's script itself is compiled
+# at each start, in a container too.
+PROJECT_PACKAGES = ("app", "conf", "financial", "lib")
 
 
 def parse_args() -> argparse.Namespace:
@@ -470,10 +473,22 @@ def ingest_database(url: str, work_dir: Path) -> str:
     return target
 
 
+def compile_project() -> None:
+    """Compile the project's modules as the image does, so the runs time the job, not compiling.
+
+    Under ``PYTHONDONTWRITEBYTECODE`` (as the image sets it) nothing writes
+    the bytecode at run time: without it each run would compile the modules
+    it imports (about 45 ms of CPU), which no container does.
+    """
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode",
+                    "checked-hash", *PROJECT_PACKAGES], cwd=PROJECT_ROOT, check=True)
+
+
 def measure_ingest(args: argparse.Namespace, url: str, work_dir: Path) -> None:
     """Time the job into empty tables, then again with nothing changed, once per repetition."""
     files = write_ingest_files(work_dir, args.ingest_files, args.ingest_days)
     rows = args.ingest_files * args.ingest_days
+    compile_project()
     command = [sys.executable, "get_raw_data.py", "--full"]
     for path in files:
         command += ["--from-file", str(path)]
