@@ -10,7 +10,6 @@ import datetime
 import functools
 import logging
 import struct
-import time
 from collections.abc import Callable, Iterator
 
 from flask import Flask, Response, current_app, g, request
@@ -21,7 +20,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
 from app.extensions import db
-from app.request_log import request_seconds
+from app.request_log import when_answered
 from app.routes import METRICS_PATH
 from financial.models import RUN_STATUSES
 from financial.queries import newest_dates
@@ -133,17 +132,7 @@ def register_metrics(app: Flask) -> None:
 def _count_one(endpoint: str, method: str, response: Response) -> None:
     requests, latency = _request_series(endpoint, method, response.status_code)
     requests.inc()
-    # A file's wrapper goes to the server as it is (for sendfile), whose close
-    # of it runs none of the response's callbacks: its time stops here, as the
-    # log line's does.
-    if not response.is_streamed or response.direct_passthrough:
-        latency.observe(request_seconds())
-        return
-    # A streamed body (an export) is sent after this hook, for as long as the
-    # client reads it: its time counts until the server closes it.
-    started = time.perf_counter() - request_seconds()
-    response.call_on_close(
-        lambda: _count(lambda: latency.observe(time.perf_counter() - started)))
+    when_answered(response, lambda seconds: _count(lambda: latency.observe(seconds)))
 
 
 def _serve_metrics() -> Response:

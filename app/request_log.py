@@ -3,6 +3,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 
 from flask import Flask, Response, g, request
 
@@ -45,8 +46,27 @@ def request_seconds() -> float:
     return time.perf_counter() - started if started is not None else 0.0
 
 
+def when_answered(response: Response, record: Callable[[float], object]) -> None:
+    """Call ``record`` with the request's seconds once ``response`` is sent.
+
+    A streamed body (an export) is sent after the request's hooks, for as
+    long as the client reads it: ``record`` runs when the server closes it,
+    outside the request's context. A file's wrapper goes to the server as it
+    is (for sendfile), whose close of it runs none of the response's
+    callbacks: its time stops at its headers, as every other answer's does.
+    """
+    if not response.is_streamed or response.direct_passthrough:
+        record(request_seconds())
+        return
+    started = time.perf_counter() - request_seconds()
+    response.call_on_close(lambda: record(time.perf_counter() - started))
+
+
 def register_request_logging(app: Flask) -> None:
     """Log each request once: method, path, status, duration, client and request ID.
+
+    A streamed answer (an export) is logged once its body is sent, with the
+    time it took; every other answer as its headers are ready.
 
     Register it before anything that may refuse a request in a
     before_request hook (the rate limit), so its timer runs for those too.
@@ -62,9 +82,11 @@ def register_request_logging(app: Flask) -> None:
     def _log_request(response: Response) -> Response:
         identifier = request_id()
         response.headers[REQUEST_ID_HEADER] = identifier
-        request_logger.info("%s %s %s %.1fms client=%s request_id=%s", request.method,
-                            _logged_target(), response.status_code,
-                            request_seconds() * 1000, request.remote_addr, identifier)
+        method, target, status, client = (request.method, _logged_target(),
+                                          response.status_code, request.remote_addr)
+        when_answered(response, lambda seconds: request_logger.info(
+            "%s %s %s %.1fms client=%s request_id=%s", method, target, status,
+            seconds * 1000, client, identifier))
         return response
 
 

@@ -1,5 +1,7 @@
 """X-Request-ID in and out, and exactly one log line per request, tagged with it."""
+import datetime
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,24 @@ def test_requests_are_answered_when_the_log_file_cannot_be_written(
     err = capsys.readouterr().err
     assert err.count("cannot write the log file") == 1 and "Traceback" not in err
     assert err.count("INFO app.requests: GET ") == len(answers), "stderr keeps every line"
+
+
+def test_a_streamed_export_is_logged_once_its_body_is_sent_with_the_time_it_took(
+        app, store_prices, make_price, monkeypatch):
+    """An export streams for as long as the client reads it: its line says so, as nginx's does."""
+    store_prices([make_price(symbol="IBM", date=datetime.date(2023, 1, 3))])
+    client = app.test_client()
+    clock = [1000.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    response = client.get("/api/financial_data/export?symbol=IBM", buffered=False,
+                          headers={"X-Request-ID": "export-1"})
+    assert response.status_code == 200 and response.is_streamed
+    assert log_lines(app, "request_id=export-1") == [], "logged before its body was sent"
+    clock[0] += 30  # the client reads the rows for half a minute
+    rows = response.get_data(as_text=True).splitlines()
+    response.close()
+    monkeypatch.undo()
+
+    assert len(rows) == 2
+    [line] = log_lines(app, "request_id=export-1")
+    assert " app.requests: GET /api/financial_data/export?symbol=IBM 200 30000.0ms " in line
