@@ -178,15 +178,24 @@ def isolated_environment(**values: str) -> dict[str, str]:
 
 
 def naming_a_day_twice(payload: dict[str, Any], day: str, first: Any) -> str:
-    """Return ``payload`` as JSON text whose series names ``day`` twice: ``first``, then its own.
+    """Return ``payload`` as JSON text whose series names ``day`` twice: ``first``, then its own."""
+    return naming_twice(payload, ("Time Series (Daily)",), day, first)
 
+
+def naming_twice(payload: dict[str, Any], where: tuple[str, ...], key: str, first: Any) -> str:
+    """Return ``payload`` as JSON text whose object at ``where`` names ``key`` twice.
+
+    ``where`` is the keys leading to the object, none for the top level; it
+    names ``key`` first with ``first``, then with its own value.
     ``json.loads`` keeps the second; only the text shows the first.
     """
-    series = "Time Series (Daily)"
+    target = payload
+    for step in where:
+        target = target[step]
     text = json.dumps(payload)
-    opening = f"{json.dumps(series)}: {{"
-    assert text.count(opening) == 1 and day in payload[series]
-    return text.replace(opening, f"{opening}{json.dumps(day)}: {json.dumps(first)}, ")
+    opening = f"{json.dumps(where[-1])}: {{" if where else "{"
+    assert key in target and (not where or text.count(opening) == 1)
+    return text.replace(opening, f"{opening}{json.dumps(key)}: {json.dumps(first)}, ", 1)
 
 
 def run_job(capsys, job_env, *argv):

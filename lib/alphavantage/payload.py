@@ -28,6 +28,7 @@ from lib.tickers import normalize_symbol
 SERIES_KEY = "Time Series (Daily)"
 ERROR_KEYS = ("Error Message", "Information", "Note")
 _META_KEY = "Meta Data"
+_SYMBOL_KEY = "2. Symbol"
 _OPEN_KEY, _HIGH_KEY, _LOW_KEY, _CLOSE_KEY = "1. open", "2. high", "3. low", "4. close"
 _PRICE_KEYS = (_OPEN_KEY, _HIGH_KEY, _LOW_KEY, _CLOSE_KEY)
 _VOLUME_KEYS = {TIME_SERIES_DAILY: "5. volume", TIME_SERIES_DAILY_ADJUSTED: "6. volume"}
@@ -128,12 +129,17 @@ def parse_daily_series(payload: Any, symbol: str | None = None) -> DailySeries:
     ``2. Symbol`` is used. Every value is checked against the database columns
     here, so nothing half-valid reaches a transaction.
 
+    An object naming a key twice (the top level, ``Meta Data``, the series,
+    a day) is refused: the decoder keeps the second unsaid, and which one
+    AlphaVantage meant is anyone's guess.
+
     Raises:
         MalformedResponseError: naming the symbol and the day at fault.
     """
     if not isinstance(payload, Mapping):
         subject = f"{symbol}: " if symbol else ""
         raise MalformedResponseError(f"{subject}the response is not a JSON object", symbol)
+    _refuse_repeated_keys(payload, symbol)
     name = _series_symbol(payload, symbol)
     series = payload.get(SERIES_KEY)
     if not isinstance(series, Mapping):
@@ -156,7 +162,8 @@ def classify_error_payload(payload: Any, symbol: str | None) -> AlphaVantageErro
     A body holding the daily series is never an error, whatever else it holds.
     Keys are read in the order ``Error Message``, ``Information``, ``Note``.
     ``symbol`` is the one asked for; a saved answer (None) names none, and
-    its file is named by whoever reports the error.
+    its file is named by whoever reports the error. An error body naming a
+    key twice is read by its last text, as ever: it stores nothing either way.
     """
     if not isinstance(payload, Mapping) or SERIES_KEY in payload:
         return None
@@ -253,18 +260,38 @@ def _classify_notice(text: str, symbol: str | None) -> AlphaVantageError:
     return AlphaVantageError(f"AlphaVantage notice{_for(symbol)}: {text}", symbol)
 
 
+def _refuse_repeated_keys(payload: Mapping[str, Any], symbol: str | None) -> None:
+    """Refuse a payload naming a key twice at its top level or in its ``Meta Data``.
+
+    The days' repeats are refused where they are read. Two ``Meta Data``, or
+    two ``2. Symbol`` in it, leave a saved payload's symbol in doubt: the
+    error then names none, and the caller names the file.
+    """
+    meta = payload.get(_META_KEY)
+    if isinstance(payload, RepeatedKeys):
+        problem = f"the response names {show(payload.repeated[0])} more than once"
+        in_doubt = _META_KEY in payload.repeated
+    elif isinstance(meta, RepeatedKeys):
+        problem = f"{_META_KEY!r} names {show(meta.repeated[0])} more than once"
+        in_doubt = _SYMBOL_KEY in meta.repeated
+    else:
+        return
+    name = None if symbol is None and in_doubt else _series_symbol(payload, symbol)
+    raise MalformedResponseError(f"{name}: {problem}" if name else problem, name)
+
+
 def _series_symbol(payload: Mapping[str, Any], symbol: str | None) -> str:
     """Prefer the caller's symbol; saved files carry theirs in ``Meta Data`` / ``2. Symbol``."""
     given: Any = symbol
     if given is None:
         meta = payload.get(_META_KEY)
-        given = meta.get("2. Symbol") if isinstance(meta, Mapping) else None
+        given = meta.get(_SYMBOL_KEY) if isinstance(meta, Mapping) else None
         if isinstance(given, str) and given.strip() and normalize_symbol(given) is None:
             raise MalformedResponseError(f"the payload's symbol {show(given)} is not a ticker")
     cleaned = given.strip().upper() if isinstance(given, str) else ""
     if not cleaned:
         raise MalformedResponseError(
-            f"no symbol: none given and no {_META_KEY!r} / '2. Symbol' in the payload"
+            f"no symbol: none given and no {_META_KEY!r} / {_SYMBOL_KEY!r} in the payload"
         )
     return cleaned
 
@@ -343,6 +370,9 @@ def _checked_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
     where = f"{symbol} {day}"
     if not isinstance(fields, Mapping):
         raise MalformedResponseError(f"{where}: the day's entry is not a JSON object", symbol)
+    if isinstance(fields, RepeatedKeys):  # never a plain day: its class is not dict
+        raise MalformedResponseError(
+            f"{symbol}: day {show(day)} names {show(fields.repeated[0])} more than once", symbol)
     open_price, high, low, close = (
         _parse_decimal(symbol, where, fields, key, _PRICE) for key in _PRICE_KEYS)
     _check_high_low(symbol, where, open_price, high, low, close)

@@ -1,9 +1,10 @@
 """Decode JSON telling the objects that name a key twice, which ``json.loads`` hides.
 
-``json.loads`` keeps the last of two equal keys: a series naming a day twice
-would lose one of them unseen. The usual answer names none twice, and is
-decoded as fast as ``json.loads`` decodes it, and checked in a few passes at C
-speed; only an answer the check cannot clear is decoded again, noting them.
+``json.loads`` keeps the last of two equal keys: an answer naming a day, or
+a day's open, twice would lose one of them unseen. The usual answer names
+none twice, and is decoded as fast as ``json.loads`` decodes it, and checked
+in a few passes at C speed; only an answer the check cannot clear is decoded
+again, noting them.
 """
 import json
 from typing import Any

@@ -35,7 +35,7 @@ from lib.alphavantage.redaction import (
     hide_from_urllib3_logs, load_json_masked, mask_secret, mask_secret_in_payload,
 )
 from tests.fake_alphavantage import ALPHAVANTAGE_FIXTURES
-from tests.helpers import naming_a_day_twice
+from tests.helpers import naming_a_day_twice, naming_twice
 
 API_KEY = "SECRETKEY123"
 IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
@@ -568,6 +568,52 @@ def test_an_answer_naming_a_day_twice_is_malformed(fake_alphavantage, make_clien
     assert (caught.value.message, caught.value.symbol) == (
         "IBM: day '2023-03-23' is named more than once in 'Time Series (Daily)'", "IBM")
     assert len(fake_alphavantage.requests) == 1
+    assert_key_hidden(caught.value, caplog)
+
+
+TWO_DAYS = {"Meta Data": {"1. Information": "Daily Prices", "2. Symbol": "IBM"},
+            "Time Series (Daily)": {"2023-03-24": DAY, "2023-03-23": DAY}}
+
+
+@pytest.mark.parametrize("where, key, first, message", [
+    ((), "Time Series (Daily)", {}, "IBM: the response names 'Time Series (Daily)' more than once"),
+    ((), "Meta Data", {"2. Symbol": "AAPL"}, "IBM: the response names 'Meta Data' more than once"),
+    (("Meta Data",), "2. Symbol", "AAPL", "IBM: 'Meta Data' names '2. Symbol' more than once"),
+    (("Time Series (Daily)", "2023-03-23"), "1. open", "1.10",
+     "IBM: day '2023-03-23' names '1. open' more than once"),
+], ids=["series at the top", "meta data at the top", "meta data's symbol", "a day's open"])
+def test_an_answer_naming_a_key_twice_is_malformed_naming_where(
+        fake_alphavantage, make_client, caplog, where, key, first, message):
+    """The symbol asked for names the answer, even one that names its own twice."""
+    fake_alphavantage.queue_response(naming_twice(TWO_DAYS, where, key, first))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert (caught.value.message, caught.value.symbol) == (message, "IBM")
+    assert len(fake_alphavantage.requests) == 1
+    assert_key_hidden(caught.value, caplog)
+
+
+@pytest.mark.parametrize("where, message", [
+    ((), "IBM: the response names '[redacted]' more than once"),
+    (("Meta Data",), "IBM: 'Meta Data' names '[redacted]' more than once"),
+    (("Time Series (Daily)", "2023-03-23"),
+     "IBM: day '2023-03-23' names '[redacted]' more than once"),
+], ids=["at the top", "in meta data", "in a day"])
+def test_key_named_twice_as_a_key_is_redacted(fake_alphavantage, make_client, caplog, where,
+                                              message):
+    payload = json.loads(json.dumps(TWO_DAYS))
+    target = payload
+    for step in where:
+        target = target[step]
+    target[API_KEY] = "echo"
+    fake_alphavantage.queue_response(naming_twice(payload, where, API_KEY, "echo"))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        make_client().fetch_daily("IBM")
+
+    assert caught.value.message == message
     assert_key_hidden(caught.value, caplog)
 
 

@@ -32,7 +32,7 @@ from tests.fake_alphavantage import (
 from scripts.prestart import EXIT_FAILED, EXIT_READY, prepare_database
 from tests.helpers import (
     KEY, build_app, free_port, history, isolated_environment, migrate_database,
-    naming_a_day_twice, run_job, sqlite_url, stored,
+    naming_a_day_twice, naming_twice, run_job, sqlite_url, stored,
 )
 
 
@@ -1233,6 +1233,75 @@ def test_a_saved_file_naming_a_day_twice_fails_alone_naming_it(app, capsys, job_
     (run_id,) = runs
     assert (runs[run_id].status, runs[run_id].message) == (
         "partial", "1 of 2 files stored, 10 new rows, 0 updated")
+    assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
+
+
+NAMED_TWICE = [
+    ((), "Time Series (Daily)", {}, "IBM: the response names 'Time Series (Daily)' more than once"),
+    (("Meta Data",), "1. Information", "Daily Time Series",
+     "IBM: 'Meta Data' names '1. Information' more than once"),
+    (("Time Series (Daily)", "2023-03-24"), "1. open", "123.00",
+     "IBM: day '2023-03-24' names '1. open' more than once"),
+]
+NAMED_TWICE_IDS = ["series at the top", "meta data's information", "a day's open"]
+
+
+@pytest.mark.parametrize("where, key, first, reason", NAMED_TWICE, ids=NAMED_TWICE_IDS)
+def test_a_saved_file_naming_a_key_twice_fails_alone_naming_where(
+        app, capsys, job_env, tmp_path, where, key, first, reason):
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    saved = tmp_path / "twice.json"
+    saved.write_text(naming_twice(payload, where, key, first))
+    status, out, err = run_job(capsys, job_env, "--from-file", str(saved),
+                               "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL))
+    assert (status, out) == (1, "AAPL: 10 rows fetched, 10 new, 0 updated\n")
+    assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
+            if ": failed: " in line] == [f"twice.json: failed: {reason}"]
+    assert stored(app, "IBM") == {} and len(stored(app, "AAPL")) == 10
+    runs, symbols = history(app)
+    (run_id,) = runs
+    assert (runs[run_id].status, runs[run_id].message) == (
+        "partial", "1 of 2 files stored, 10 new rows, 0 updated")
+    assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
+
+
+@pytest.mark.parametrize("where, key, reason", [
+    ((), "Meta Data", "the response names 'Meta Data' more than once"),
+    (("Meta Data",), "2. Symbol", "'Meta Data' names '2. Symbol' more than once"),
+], ids=["meta data at the top", "meta data's symbol"])
+def test_a_saved_file_naming_its_symbol_twice_fails_naming_the_file_alone(
+        app, capsys, job_env, tmp_path, where, key, reason):
+    """Which of IBM and AAPL it holds is anyone's guess: no symbol is charged with it."""
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    first = {**payload["Meta Data"], "2. Symbol": "AAPL"} if key == "Meta Data" else "AAPL"
+    saved = tmp_path / "twice.json"
+    saved.write_text(naming_twice(payload, where, key, first))
+    status, out, err = run_job(capsys, job_env, "--from-file", str(saved),
+                               "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL))
+    assert (status, out) == (1, "AAPL: 10 rows fetched, 10 new, 0 updated\n")
+    assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
+            if ": failed: " in line] == [f"twice.json: failed: {reason}"]
+    assert stored(app, "IBM") == {} and len(stored(app, "AAPL")) == 10
+    runs, symbols = history(app)
+    (run_id,) = runs
+    assert (runs[run_id].status, runs[run_id].message) == (
+        "partial", f"1 of 2 files stored, 10 new rows, 0 updated; twice.json: {reason}")
+    assert set(symbols[run_id]) == {"AAPL"}
+
+
+@pytest.mark.parametrize("where, key, first, reason", NAMED_TWICE, ids=NAMED_TWICE_IDS)
+def test_an_answer_naming_a_key_twice_fails_that_symbol_alone(
+        app, capsys, job_env, fake_alphavantage, where, key, first, reason):
+    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
+    fake_alphavantage.queue_response(naming_twice(payload, where, key, first))
+    fake_alphavantage.queue_fixture(AAPL)
+    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+    assert (status, out) == (1, "AAPL: 10 rows fetched, 10 new, 0 updated\n")
+    assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
+            if ": failed: " in line] == [f"IBM: failed: {reason}"]
+    assert stored(app, "IBM") == {} and len(stored(app, "AAPL")) == 10
+    runs, symbols = history(app)
+    (run_id,) = runs
     assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
 
 

@@ -29,7 +29,7 @@ from lib.avantage_api import (
 from lib.alphavantage import payload as payload_module
 from lib.alphavantage.payload import is_short_term_limit
 from tests.fake_alphavantage import ALPHAVANTAGE_ERROR_BODIES, ALPHAVANTAGE_FIXTURES
-from tests.helpers import naming_a_day_twice
+from tests.helpers import naming_a_day_twice, naming_twice
 
 IBM_ADJUSTED = "IBM_TIME_SERIES_DAILY_ADJUSTED_compact_2023-03-24.json"
 IBM_DAILY = "IBM_TIME_SERIES_DAILY_compact_2024-06-18.json"
@@ -728,6 +728,53 @@ def test_a_day_named_twice_is_refused_whatever_its_first_value(tmp_path, first) 
     with pytest.raises(MalformedResponseError, match="IBM: day '2024-06-17' is named more "
                                                      "than once in 'Time Series "):
         read_saved_response(saved)
+
+
+@pytest.mark.parametrize("secret", [None, "KEY123"])  # with a key, the payload is walked to mask it
+@pytest.mark.parametrize("where, key, first, message, symbol", [
+    ((), "Time Series (Daily)", {},
+     "IBM: the response names 'Time Series (Daily)' more than once", "IBM"),
+    ((), "Meta Data", {"2. Symbol": "AAPL"},
+     "the response names 'Meta Data' more than once", None),
+    (("Meta Data",), "1. Information", "Daily Prices",
+     "IBM: 'Meta Data' names '1. Information' more than once", "IBM"),
+    (("Meta Data",), "2. Symbol", "AAPL",
+     "'Meta Data' names '2. Symbol' more than once", None),
+    (("Time Series (Daily)", "2024-06-18"), "1. open", "169.0000",
+     "IBM: day '2024-06-18' names '1. open' more than once", "IBM"),
+], ids=["series at the top", "meta data at the top", "meta data's information",
+        "meta data's symbol", "a day's open"])
+def test_a_saved_answer_naming_a_key_twice_is_refused_naming_where(
+        tmp_path, where, key, first, message, symbol, secret) -> None:
+    """Two Meta Data or two symbols leave the saved answer's symbol in doubt: it names none."""
+    saved = tmp_path / "ibm.json"
+    saved.write_text(naming_twice(load(IBM_DAILY), where, key, first))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        read_saved_response(saved, secret)
+
+    assert (str(caught.value), caught.value.symbol) == (message, symbol)
+
+
+@pytest.mark.parametrize("name, day, key, first", [
+    (IBM_DAILY, "2024-06-18", "1. open", "170.0000"),
+    (IBM_DAILY, "2024-06-18", "4. close", "171.0000"),
+    (IBM_DAILY, "2024-06-17", "5. volume", 3386442),
+    (IBM_ADJUSTED, "2023-03-23", "5. adjusted close", "123.3700"),
+    (IBM_ADJUSTED, "2023-03-23", "8. split coefficient", "2.0"),
+], ids=["the same open", "another close", "a volume not a string", "an adjusted close",
+        "a split"])
+def test_a_day_naming_a_field_twice_is_refused_whatever_the_values(
+        tmp_path, name, day, key, first) -> None:
+    """Not read the short way: which price AlphaVantage meant is anyone's guess."""
+    saved = tmp_path / "ibm.json"
+    saved.write_text(naming_twice(load(name), ("Time Series (Daily)", day), key, first))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        read_saved_response(saved)
+
+    assert (str(caught.value), caught.value.symbol) == (
+        f"IBM: day '{day}' names '{key}' more than once", "IBM")
 
 
 @pytest.mark.parametrize("written", [
