@@ -284,8 +284,7 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
         logger.warning("stopped while waiting for the run in progress; nothing fetched")
         return EXIT_FAILED
     except LockFileError as exc:  # a read-only disk: the run cannot even be recorded
-        logger.error("the run could not start: %s", exc, extra=FILE_ONLY)
-        _to_stderr(f"get_raw_data: {exc}; nothing fetched")
+        _report_failure(f"{exc}; nothing fetched")
         return EXIT_FAILED
     except (SQLAlchemyError, RunEndNotRecorded) as exc:
         _history_failed(exc)
@@ -344,16 +343,13 @@ def _schema_ready(app: Flask, stop: StopRequest) -> bool:
         register_migrations(app)
         newer = migrate_unless_newer(db.engine, str(MIGRATIONS_DIR), upgrade_to_head)
     except (LockFileError, FetchRunInProgress) as exc:
-        logger.error("bringing the schema up to date failed: %s", exc, extra=FILE_ONLY)
-        _to_stderr(f"get_raw_data: {exc}; nothing fetched")
+        _report_failure(f"{exc}; nothing fetched")
         return False
     except (SQLAlchemyError, MigrationLockTimeout) as exc:
-        logger.error("bringing the schema up to date failed", exc_info=exc, extra=FILE_ONLY)
         _database_unavailable(exc, "nothing fetched")
         return False
     except MigrationHistoryError as exc:
-        logger.error("bringing the schema up to date failed: %s", exc, extra=FILE_ONLY)
-        _to_stderr(f"get_raw_data: bringing the schema up to date failed: {exc}; nothing fetched")
+        _report_failure(f"bringing the schema up to date failed: {exc}; nothing fetched")
         return False
     if newer is not None:
         logger.warning(NEWER_SCHEMA, newer)
@@ -366,17 +362,25 @@ def _history_failed(exc: SQLAlchemyError | RunEndNotRecorded) -> None:
         line = (f"{exc.line()}; its end could not be recorded "
                 f"({describe_database_error(exc.cause)}), so it reads 'running' until the "
                 "next run marks it interrupted")
-        logger.error("%s", line, exc_info=exc.cause, extra=FILE_ONLY)
-        _to_stderr(f"get_raw_data: {line}")
+        _report_failure(line, exc.cause)
         return
-    logger.error("the run could not be recorded", exc_info=exc, extra=FILE_ONLY)
     _database_unavailable(exc, "the run could not be recorded")
 
 
 def _database_unavailable(exc: Exception, consequence: str) -> None:
-    """Say on stderr, in one line, that the database failed, how, and what it cost."""
-    _to_stderr(f"get_raw_data: database unavailable ({describe_database_error(exc)}); "
-               f"{consequence}")
+    """Say that the database failed, how, and what it cost; the log file gets the traceback."""
+    _report_failure(f"database unavailable ({describe_database_error(exc)}); {consequence}", exc)
+
+
+def _report_failure(line: str, cause: BaseException | None = None) -> None:
+    """Say a failure in one line on stderr, and in the same words in the log file.
+
+    The file's record reads as the line, its ``get_raw_data:`` being the
+    logger's name, followed by ``cause``'s traceback when one is given; the
+    console leaves the record out (FILE_ONLY), as stderr has the line.
+    """
+    logger.error("%s", line, exc_info=cause, extra=FILE_ONLY)
+    _to_stderr(f"get_raw_data: {line}")
 
 
 def _to_stderr(line: str) -> None:

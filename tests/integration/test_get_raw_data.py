@@ -761,6 +761,18 @@ def test_a_migration_history_alembic_refuses_stops_the_job_with_one_line(
         f"by '{unknown}'; hint: the database's migration history (table alembic_version) "
         "does not fit this release's migrations: start the release that last migrated it, "
         "or repair that table; nothing fetched"], "said once, the log's record in the file only"
+    _, after = _record_of(err.splitlines()[0], Path(job_env["LOG_DIR"]))
+    assert not after.startswith(CONTINUATION_INDENT), "no traceback: the line says it all"
+
+
+def _record_of(said: str, log_dir: Path) -> tuple[str, str]:
+    """Return the job's log record of ``said``, a line on stderr: its line, and the log after it.
+
+    The record has the line's words: its logger's name is their ``get_raw_data:``.
+    """
+    log = (log_dir / "get_raw_data.log").read_text(encoding="utf-8")
+    [logged] = [line for line in log.splitlines() if line.endswith(f" ERROR {said}")]
+    return logged, log.split(logged + "\n", 1)[1]
 
 
 def _read_terminal(fd: int) -> str:
@@ -932,8 +944,10 @@ def test_unreachable_database_is_one_line_on_stderr_and_a_traceback_in_the_log(
         "server on '127.0.0.1' ([Errno 111] Connection refused); hint: cannot connect: check "
         "the host and port in DATABASE_URL and that the server runs); nothing fetched"]
     assert "Traceback" not in err and "hunter2" not in err
+    _, after = _record_of(err.splitlines()[0], Path(job_env["LOG_DIR"]))
+    assert after.startswith(f"{CONTINUATION_INDENT}Traceback"), "with its cause"
     log = (Path(job_env["LOG_DIR"]) / "get_raw_data.log").read_text()
-    assert "Traceback" in log and "hunter2" not in log
+    assert "hunter2" not in log
 
 
 @pytest.mark.parametrize("lock, migrated", [("fetch", True), ("migrate", False)])
@@ -953,6 +967,8 @@ def test_a_lock_file_that_cannot_be_opened_is_one_line_and_nothing_written(
     assert err == (f"get_raw_data: the lock file {blocked} cannot be opened (Is a directory); "
                    "nothing fetched\n")
     assert "Traceback" not in err
+    _, after = _record_of(err.rstrip("\n"), Path(job_env["LOG_DIR"]))
+    assert not after.startswith(CONTINUATION_INDENT), "no traceback: the line says it all"
     if migrated:
         application = build_app(database, tmp_path / "log")
         assert history(application)[0] == {}, "no run recorded, none half-written"
@@ -1163,10 +1179,7 @@ def test_a_run_whose_end_a_full_disk_refuses_names_the_run_it_leaves_running(
             "reads 'running' until the next run marks it interrupted")
     assert said[0].startswith(head) and said[0].endswith(tail), said[0]
     assert "the run could not be recorded" not in err and "Traceback" not in err
-    log = (tmp_path / "joblog" / "get_raw_data.log").read_text(encoding="utf-8")
-    [logged] = [line for line in log.splitlines() if head in line]
-    assert logged.endswith(tail), logged
-    after = log.split(logged + "\n", 1)[1]
+    _, after = _record_of(said[0], tmp_path / "joblog")
     assert after.startswith(f"{CONTINUATION_INDENT}Traceback"), "with its cause"
     with application.app_context():
         db.engine.dispose()
