@@ -3,7 +3,8 @@
 Run ``python get_raw_data.py --help`` for the options. Exit status: 0 when
 every symbol was stored, 1 when at least one failed (the others are still
 stored), 2 on a usage or configuration error, 130 (killed by SIGINT) when a
-second SIGINT stopped it at once. Every run but ``--dry-run`` is recorded in
+second SIGINT stopped it at once, or one came during its start-up (quietly,
+before it opens the database). Every run but ``--dry-run`` is recorded in
 fetch_runs / fetch_run_symbols. ``--schedule`` keeps running and fetches at
 the times of a cron expression until SIGTERM or SIGINT (exit 0).
 """
@@ -14,13 +15,17 @@ if __name__ == "__main__":
     # no collection walks them, neither while they are made nor after (frozen
     # at the end of this file, before main() runs with the collector on).
     gc.disable()
+    # Until stop_on_signals takes over, nothing is written that a kill could
+    # leave half-done (no database is opened before it): a Ctrl-C, even during
+    # the imports below, stops the job at once, in one line.
+    from lib.stop_signals import stop_starting_on_sigint
+    stop_starting_on_sigint("get_raw_data")
 
 import argparse
 import datetime
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,7 +56,7 @@ from lib.locks import (
 )
 from lib.log_setup import FILE_ONLY, configure_logging, escape_controls
 from lib.schema import NEWER_SCHEMA, schema_revisions
-from lib.stop_signals import StopRequest, Stopped, stop_on_signals
+from lib.stop_signals import StopRequest, Stopped, end_as_sigint, stop_on_signals
 from lib.tickers import SYMBOL_RULE, distinct_tickers
 
 if TYPE_CHECKING:  # loaded where used: a run from saved files needs no HTTP client, and
@@ -63,7 +68,7 @@ logger = logging.getLogger("get_raw_data")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # A second SIGINT (Ctrl-C) stops the job at once, with the status a shell
-# gives a program Ctrl-C ended.
+# gives a program Ctrl-C ended (as one during its start-up does).
 EXIT_INTERRUPTED = 130
 MAX_WINDOW_DAYS = 36_500
 # Container objects allocated (less those freed) before the youngest
@@ -188,14 +193,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exit_with(status: int) -> NoReturn:
-    """End the process with ``status``; stopped by a second Ctrl-C, as SIGINT ends it.
-
-    A shell, or the loop of a script running the job, stops on a program
-    SIGINT killed, and goes on after one that merely exited 130.
-    """
+    """End the process with ``status``; stopped by a second Ctrl-C, as SIGINT ends it."""
     if status == EXIT_INTERRUPTED:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+        end_as_sigint()
     sys.exit(status)
 
 

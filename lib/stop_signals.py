@@ -1,12 +1,21 @@
 """Stop requests from SIGTERM and SIGINT, for a long-running job that must stop cleanly.
 
 The first signal asks the job to stop after its current unit of work; where
-it only waits (``StopRequest.interrupting``) the wait ends at once.
+it only waits (``StopRequest.interrupting``) the wait ends at once. Before
+that, during the program's start-up, SIGINT ends it at once, in one line
+(``stop_starting_on_sigint``).
 """
 import logging
+import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from types import FrameType
+from typing import Any, NoReturn
+
+# What signal.getsignal returns and signal.signal takes back (typeshed's _HANDLER).
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class Stopped(BaseException):
@@ -58,7 +67,7 @@ def stop_on_signals(log: logging.Logger) -> Iterator[StopRequest]:
     """
     stop = StopRequest()
     signals = (signal.SIGTERM, signal.SIGINT)
-    previous = {signum: signal.getsignal(signum) for signum in signals}
+    previous = {signum: _after_start_up(signal.getsignal(signum)) for signum in signals}
 
     def request_stop(signum, _frame):
         stop.signal_name = signal.Signals(signum).name
@@ -89,3 +98,50 @@ def _after(first: str | None) -> str:
     if first is None:
         return ""
     return " again" if first == "SIGINT" else f" after {first}"
+
+
+def stop_starting_on_sigint(program: str) -> None:
+    """Until stop_on_signals takes over, end the process at SIGINT, saying so in one line.
+
+    For a program's start-up (its imports, building its app), which writes
+    nothing a kill could leave half-done: Ctrl-C prints ``<program>: SIGINT
+    received during start-up: stopped`` on stderr, not Python's traceback,
+    and ends the process as SIGINT ends a program (``end_as_sigint``).
+    """
+    signal.signal(signal.SIGINT, _StartUpStop(program))
+
+
+def end_as_sigint() -> NoReturn:
+    """End the process as SIGINT's default action does: status 130 in a shell.
+
+    A shell, or the loop of a script running the program, stops on a program
+    SIGINT killed, and goes on after one that merely exited 130.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    # Reached only if the kill did not end it (SIGINT blocked, or PID 1, whose
+    # default actions the kernel skips): the status a shell would show.
+    sys.exit(128 + signal.SIGINT)
+
+
+class _StartUpStop:
+    """The SIGINT handler ``stop_starting_on_sigint`` installs."""
+
+    def __init__(self, program: str) -> None:
+        self.line = f"{program}: SIGINT received during start-up: stopped\n".encode()
+
+    def __call__(self, _signum: int, _frame: FrameType | None) -> None:
+        # os.write, not print: the handler may run inside a write to
+        # sys.stderr, whose buffer refuses a reentrant call.
+        with suppress(OSError):  # stderr closed (2>&-)
+            os.write(2, self.line)
+        end_as_sigint()
+
+
+def _after_start_up(handler: _Handler) -> _Handler:
+    """Return the handler to go back to after ``stop_on_signals``: a start-up's is done with.
+
+    In its place Python's default raises KeyboardInterrupt: the second
+    SIGINT that stops the job at once, logged as it leaves the block.
+    """
+    return signal.default_int_handler if isinstance(handler, _StartUpStop) else handler

@@ -789,20 +789,22 @@ def _read_terminal(fd: int) -> str:
     return b"".join(chunks).decode()
 
 
-# Runs get_raw_data.main(argv[3:]) sending itself the signals argv[1] and argv[2] (by
-# number) as it reads the first file: the first asks the job to stop, the second comes
-# before the job could, as a second Ctrl-C does.
+# Runs get_raw_data.py with argv[3:], as a script (its start-up's SIGINT handler
+# too), sending itself the signals argv[1] and argv[2] (by number) as it reads the
+# first file: the first asks the job to stop, the second comes before the job could,
+# as a second Ctrl-C does.
 TWICE_SIGNALLED_JOB = """
-import os, sys
-import get_raw_data
-first, second, argv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-read = get_raw_data.read_saved_response
+import os, runpy, sys
+import lib.avantage_api
+first, second = int(sys.argv[1]), int(sys.argv[2])
+read = lib.avantage_api.read_saved_response
 def signalled(*args, **kwargs):
     os.kill(os.getpid(), first)
     os.kill(os.getpid(), second)
     return read(*args, **kwargs)
-get_raw_data.read_saved_response = signalled
-get_raw_data.exit_with(get_raw_data.main(argv))
+lib.avantage_api.read_saved_response = signalled
+sys.argv = ["get_raw_data.py", *sys.argv[3:]]
+runpy.run_path("get_raw_data.py", run_name="__main__")
 """
 
 
@@ -828,6 +830,59 @@ def test_a_second_signal_stops_the_job_at_once_without_a_traceback(tmp_path, fir
     stops = [line.split(" WARNING get_raw_data: ")[-1] for line in job.stderr.splitlines()
              if "received" in line]
     assert stops == ([said] if said else []), job.stderr
+
+
+# On PYTHONPATH as sitecustomize, which Python imports before the job's script: the
+# first import of the module JOB_GATE names says so on the descriptor READY, then waits
+# for the test on HOLD, the job still in its start-up. Deterministic: the job goes no
+# further before the test is done with it.
+START_UP_GATE = """
+import os, sys
+name, ready, hold = os.environ["JOB_GATE"].split(",")
+class Gate:
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == name:
+            sys.meta_path.remove(self)
+            os.write(int(ready), b"!")
+            os.read(int(hold), 1)
+sys.meta_path.insert(0, Gate())
+"""
+
+
+@pytest.mark.parametrize("held_at", [
+    "flask",  # the imports at the top of get_raw_data.py
+    "flask_sqlalchemy.cli",  # main(): create_app binding the database, LOG_DIR made
+])
+def test_a_sigint_during_start_up_ends_the_job_in_one_line_as_sigint_does(tmp_path, held_at):
+    """Before stop_on_signals takes over: no traceback, and killed by SIGINT (130 in a
+    shell), so that a script running the job stops too; nothing written."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(START_UP_GATE)
+    ready_read, ready = os.pipe()
+    hold, hold_write = os.pipe()
+    env = isolated_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
+                               DATABASE_URL=sqlite_url(tmp_path / "db"),
+                               PYTHONPATH=str(tmp_path / "site"),
+                               JOB_GATE=f"{held_at},{ready},{hold}")
+    try:
+        job = subprocess.Popen(
+            [sys.executable, "get_raw_data.py", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM)],
+            cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, pass_fds=(ready, hold))
+        os.close(ready)
+        os.close(hold)
+        at_gate = os.read(ready_read, 1)  # or b"" if the job ended before it
+        job.send_signal(signal.SIGINT)
+        out, err = job.communicate(timeout=120)
+    finally:
+        os.close(ready_read)
+        os.close(hold_write)
+    assert at_gate == b"!", err
+    assert (job.returncode, out, err) == (
+        -signal.SIGINT, "", "get_raw_data: SIGINT received during start-up: stopped\n")
+    made = {path.name: path.stat().st_size for folder in ("log", "db")
+            for path in (tmp_path / folder).rglob("*") if path.is_file()}
+    assert "financial.db" not in made and not any(made.values()), made
 
 
 def test_progress_is_shown_on_a_terminal_only(app, tmp_path):

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from lib.stop_signals import stop_on_signals
+from lib.stop_signals import stop_on_signals, stop_starting_on_sigint
 
 
 def test_the_first_signal_asks_to_stop_and_the_second_acts_as_usual():
@@ -34,3 +34,16 @@ def test_a_second_sigint_is_logged_in_one_line_as_it_goes_on_to_the_caller(caplo
             os.kill(os.getpid(), signal.SIGINT)
     assert [record.getMessage() for record in caplog.records] == [said]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_start_ups_sigint_handler_gives_way_to_pythons_after_the_block():
+    """A second SIGINT must raise KeyboardInterrupt (logged as the block ends), not end
+    the process as one during start-up does."""
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        stop_starting_on_sigint("test")
+        with stop_on_signals(logging.getLogger("test")):
+            assert signal.getsignal(signal.SIGINT) is not before
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
