@@ -106,9 +106,12 @@ def stop_starting_on_sigint(program: str) -> None:
     For a program's start-up (its imports, building its app), which writes
     nothing a kill could leave half-done: Ctrl-C prints ``<program>: SIGINT
     received during start-up: stopped`` on stderr, not Python's traceback,
-    and ends the process as SIGINT ends a program (``end_as_sigint``).
+    and ends the process as SIGINT ends a program (``end_as_sigint``). A
+    SIGINT the program started ignoring (``job &`` in a script, nohup) stays
+    ignored.
     """
-    signal.signal(signal.SIGINT, _StartUpStop(program))
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _StartUpStop(program))
 
 
 def end_as_sigint() -> NoReturn:

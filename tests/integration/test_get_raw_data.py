@@ -868,7 +868,9 @@ def test_a_sigint_during_start_up_ends_the_job_in_one_line_as_sigint_does(tmp_pa
         job = subprocess.Popen(
             [sys.executable, "get_raw_data.py", "--from-file", str(ALPHAVANTAGE_FIXTURES / IBM)],
             cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, pass_fds=(ready, hold))
+            text=True, pass_fds=(ready, hold),
+            # As a terminal's foreground job starts, even if this test's SIGINT is ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         os.close(ready)
         os.close(hold)
         at_gate = os.read(ready_read, 1)  # or b"" if the job ended before it

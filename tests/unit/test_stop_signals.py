@@ -39,11 +39,23 @@ def test_a_second_sigint_is_logged_in_one_line_as_it_goes_on_to_the_caller(caplo
 def test_a_start_ups_sigint_handler_gives_way_to_pythons_after_the_block():
     """A second SIGINT must raise KeyboardInterrupt (logged as the block ends), not end
     the process as one during start-up does."""
-    before = signal.getsignal(signal.SIGINT)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as Python starts
     try:
         stop_starting_on_sigint("test")
+        starting = signal.getsignal(signal.SIGINT)
+        assert starting is not signal.default_int_handler
         with stop_on_signals(logging.getLogger("test")):
-            assert signal.getsignal(signal.SIGINT) is not before
+            assert signal.getsignal(signal.SIGINT) is not starting
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_sigint_ignored_from_the_start_stays_ignored_during_start_up():
+    """As a job started in the background by a script (``job &``) inherits it."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stop_starting_on_sigint("test")
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
