@@ -32,7 +32,7 @@ from tests.fake_alphavantage import (
 from scripts.prestart import EXIT_FAILED, EXIT_READY, prepare_database
 from tests.helpers import (
     KEY, build_app, free_port, history, isolated_environment, migrate_database,
-    naming_a_day_twice, naming_twice, run_job, sqlite_url, stored,
+    naming_twice, run_job, sqlite_url, stored,
 )
 
 
@@ -1286,34 +1286,17 @@ def test_a_malformed_saved_file_is_recorded_against_its_symbol(app, capsys, job_
     assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
 
 
-def test_a_saved_file_naming_a_day_twice_fails_alone_naming_it(app, capsys, job_env, tmp_path):
-    """Not one of the two stored unsaid: json.loads would keep the second."""
-    payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
-    first = {**payload["Time Series (Daily)"]["2023-03-24"], "4. close": "124.0000"}
-    saved = tmp_path / "twice.json"
-    saved.write_text(naming_a_day_twice(payload, "2023-03-24", first))
-    status, out, err = run_job(capsys, job_env, "--from-file", str(saved),
-                               "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL))
-    reason = "IBM: day '2023-03-24' is named more than once in 'Time Series (Daily)'"
-    assert (status, out) == (1, "AAPL: 10 rows fetched, 10 new, 0 updated\n")
-    assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
-            if ": failed: " in line] == [f"twice.json: failed: {reason}"]
-    assert stored(app, "IBM") == {} and len(stored(app, "AAPL")) == 10
-    runs, symbols = history(app)
-    (run_id,) = runs
-    assert (runs[run_id].status, runs[run_id].message) == (
-        "partial", "1 of 2 files stored, 10 new rows, 0 updated")
-    assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
-
-
 NAMED_TWICE = [
+    # Not one of the two stored unsaid: json.loads would keep the second.
+    (("Time Series (Daily)",), "2023-03-24", {"4. close": "124.0000"},
+     "IBM: day '2023-03-24' is named more than once in 'Time Series (Daily)'"),
     ((), "Time Series (Daily)", {}, "IBM: the response names 'Time Series (Daily)' more than once"),
     (("Meta Data",), "1. Information", "Daily Time Series",
      "IBM: 'Meta Data' names '1. Information' more than once"),
     (("Time Series (Daily)", "2023-03-24"), "1. open", "123.00",
      "IBM: day '2023-03-24' names '1. open' more than once"),
 ]
-NAMED_TWICE_IDS = ["series at the top", "meta data's information", "a day's open"]
+NAMED_TWICE_IDS = ["a day", "series at the top", "meta data's information", "a day's open"]
 
 
 @pytest.mark.parametrize("where, key, first, reason", NAMED_TWICE, ids=NAMED_TWICE_IDS)
@@ -1322,17 +1305,24 @@ def test_a_saved_file_naming_a_key_twice_fails_alone_naming_where(
     payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
     saved = tmp_path / "twice.json"
     saved.write_text(naming_twice(payload, where, key, first))
-    status, out, err = run_job(capsys, job_env, "--from-file", str(saved),
-                               "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL))
+    job = run_job(capsys, job_env, "--from-file", str(saved),
+                  "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL))
+    run, symbols = _only_aapl_stored(app, job, failed=f"twice.json: failed: {reason}")
+    assert (run.status, run.message) == ("partial", "1 of 2 files stored, 10 new rows, 0 updated")
+    assert (symbols["IBM"].status, symbols["IBM"].error) == ("failed", reason)
+
+
+def _only_aapl_stored(app, job: tuple[int, str, str], failed: str) -> tuple:
+    """Check that the job (run_job's status, out, err) stored AAPL alone, saying ``failed``
+    of the other; return its run and its symbols' outcomes."""
+    status, out, err = job
     assert (status, out) == (1, "AAPL: 10 rows fetched, 10 new, 0 updated\n")
     assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
-            if ": failed: " in line] == [f"twice.json: failed: {reason}"]
+            if ": failed: " in line] == [failed]
     assert stored(app, "IBM") == {} and len(stored(app, "AAPL")) == 10
     runs, symbols = history(app)
     (run_id,) = runs
-    assert (runs[run_id].status, runs[run_id].message) == (
-        "partial", "1 of 2 files stored, 10 new rows, 0 updated")
-    assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
+    return runs[run_id], symbols[run_id]
 
 
 @pytest.mark.parametrize("where, key, reason", [
@@ -1346,17 +1336,12 @@ def test_a_saved_file_naming_its_symbol_twice_fails_naming_the_file_alone(
     first = {**payload["Meta Data"], "2. Symbol": "AAPL"} if key == "Meta Data" else "AAPL"
     saved = tmp_path / "twice.json"
     saved.write_text(naming_twice(payload, where, key, first))
-    status, out, err = run_job(capsys, job_env, "--from-file", str(saved),
-                               "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL))
-    assert (status, out) == (1, "AAPL: 10 rows fetched, 10 new, 0 updated\n")
-    assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
-            if ": failed: " in line] == [f"twice.json: failed: {reason}"]
-    assert stored(app, "IBM") == {} and len(stored(app, "AAPL")) == 10
-    runs, symbols = history(app)
-    (run_id,) = runs
-    assert (runs[run_id].status, runs[run_id].message) == (
+    job = run_job(capsys, job_env, "--from-file", str(saved),
+                  "--from-file", str(ALPHAVANTAGE_FIXTURES / AAPL))
+    run, symbols = _only_aapl_stored(app, job, failed=f"twice.json: failed: {reason}")
+    assert (run.status, run.message) == (
         "partial", f"1 of 2 files stored, 10 new rows, 0 updated; twice.json: {reason}")
-    assert set(symbols[run_id]) == {"AAPL"}
+    assert set(symbols) == {"AAPL"}
 
 
 @pytest.mark.parametrize("where, key, first, reason", NAMED_TWICE, ids=NAMED_TWICE_IDS)
@@ -1365,14 +1350,9 @@ def test_an_answer_naming_a_key_twice_fails_that_symbol_alone(
     payload = json.loads((ALPHAVANTAGE_FIXTURES / IBM).read_text())
     fake_alphavantage.queue_response(naming_twice(payload, where, key, first))
     fake_alphavantage.queue_fixture(AAPL)
-    status, out, err = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
-    assert (status, out) == (1, "AAPL: 10 rows fetched, 10 new, 0 updated\n")
-    assert [line.split(" ERROR financial.fetch_run: ")[1] for line in err.splitlines()
-            if ": failed: " in line] == [f"IBM: failed: {reason}"]
-    assert stored(app, "IBM") == {} and len(stored(app, "AAPL")) == 10
-    runs, symbols = history(app)
-    (run_id,) = runs
-    assert (symbols[run_id]["IBM"].status, symbols[run_id]["IBM"].error) == ("failed", reason)
+    job = run_job(capsys, job_env, "--symbols", "IBM,AAPL")
+    _, symbols = _only_aapl_stored(app, job, failed=f"IBM: failed: {reason}")
+    assert (symbols["IBM"].status, symbols["IBM"].error) == ("failed", reason)
 
 
 def test_a_file_whose_symbol_is_not_a_ticker_fails_alone(app, capsys, job_env, tmp_path):
