@@ -95,8 +95,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Fetch daily prices from AlphaVantage (TIME_SERIES_DAILY_ADJUSTED, falling "
                     "back to TIME_SERIES_DAILY when premium-only) and upsert the most recent "
                     "days into financial_data. Reads .env and the environment (see .env.example).",
-        epilog="Exit status: 0 all symbols stored, 1 at least one symbol failed, "
-               "2 usage or configuration error.",
+        epilog="Exit status: 0 all symbols stored, 1 at least one symbol failed or the run "
+               "could not start or finish (the database, the run lock, a stop), 2 usage or "
+               "configuration error, 130 (killed by SIGINT) a second Ctrl-C, or one during "
+               "start-up.",
     )
     parser.add_argument("--symbols", help="comma-separated tickers (default: SYMBOLS, IBM,AAPL)")
     window = parser.add_mutually_exclusive_group()

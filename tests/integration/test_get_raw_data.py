@@ -404,7 +404,7 @@ def test_a_usage_error_creates_no_folder(capsys, monkeypatch, tmp_path, argv, en
     assert list(tmp_path.iterdir()) == []
 
 
-def test_help_names_every_option_of_the_contract_and_exits_0(capsys):
+def test_help_names_every_option_of_the_contract_and_every_exit_status_and_exits_0(capsys):
     with pytest.raises(SystemExit) as exited:
         get_raw_data.main(["--help"])
     assert exited.value.code == 0
@@ -412,6 +412,10 @@ def test_help_names_every_option_of_the_contract_and_exits_0(capsys):
     for option in ("--symbols", "--days", "--full", "--from-file", "--dry-run", "--schedule",
                    "--help"):
         assert option in usage, option
+    statuses = (get_raw_data.EXIT_OK, get_raw_data.EXIT_FAILED, get_raw_data.EXIT_USAGE,
+                get_raw_data.EXIT_INTERRUPTED)
+    for status in statuses:
+        assert re.search(rf"[:,] {status} ", " ".join(usage.split())), status
 
 
 def test_from_file_needs_no_key(app, capsys, job_env, monkeypatch):
