@@ -5,11 +5,13 @@ No HTTP here: the client passes decoded bodies in, and so do saved files
 """
 import datetime
 import re
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cached_property
-from operator import attrgetter, itemgetter
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter, le
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,7 @@ class _Column:
         """The pattern of the usual values, which need no other check: few digits, few decimals.
 
         Possessive (``+``): what follows a value (a space, the end) is never a
-        digit or a point it could give back, so a day's match never backtracks.
+        digit or a point it could give back, so a series' match never backtracks.
         """
         digits, places = self.integer_digits, self.accepted_places
         return rf"[0-9]{{1,{digits}}}+(?:\.[0-9]{{1,{places}}}+)?+"
@@ -83,35 +85,25 @@ _MAX_VOLUME = 10**14 - 1
 _PLAIN_DECIMAL_PATTERN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _VOLUME_PATTERN = re.compile(r"[0-9]+")
 _PLAIN_VOLUME = f"[0-9]{{1,{len(str(_MAX_VOLUME))}}}+"
-# A plain day's date and values in this order, joined by spaces, match the
-# function's pattern at once: one check for the whole day rather than one per
-# value (no value's pattern takes a space, so each value matches its own or
-# none does).
-_PLAIN_KEYS = {
-    TIME_SERIES_DAILY: (*_PRICE_KEYS, _VOLUME_KEYS[TIME_SERIES_DAILY]),
-    TIME_SERIES_DAILY_ADJUSTED: (*_PRICE_KEYS, _VOLUME_KEYS[TIME_SERIES_DAILY_ADJUSTED],
-                                 "5. adjusted close", "7. dividend amount",
-                                 "8. split coefficient"),
-}
-_PLAIN_VALUES = {function: itemgetter(*keys) for function, keys in _PLAIN_KEYS.items()}
-_PLAIN_DAYS = {
-    TIME_SERIES_DAILY: re.compile(" ".join(
-        [ISO_DATE_PATTERN] + [_PRICE.plain] * 4 + [_PLAIN_VOLUME])),
-    TIME_SERIES_DAILY_ADJUSTED: re.compile(" ".join(
-        [ISO_DATE_PATTERN] + [_PRICE.plain] * 4
-        + [_PLAIN_VOLUME, _ADJUSTED_PRICE.plain, _PRICE.plain, _RATIO.plain])),
-}
 
-# A plain day's bar is built by setting its slots one by one, as DailyBar's
-# own __init__ does through object.__setattr__ (the class is frozen), at less
-# than half the cost: a full run builds tens of thousands. Each setter is
-# its field's, by name; a field added to DailyBar and not set here is left
-# unset, and the bar then fails every comparison with one the class makes.
-(_SET_DATE, _SET_OPEN, _SET_HIGH, _SET_LOW, _SET_CLOSE, _SET_ADJUSTED_CLOSE, _SET_VOLUME,
- _SET_DIVIDEND, _SET_SPLIT) = (
-    getattr(DailyBar, name).__set__
-    for name in ("date", "open_price", "high_price", "low_price", "close_price",
-                 "adjusted_close_price", "volume", "dividend_amount", "split_coefficient"))
+
+def _plain_values(pattern: str) -> re.Pattern[str]:
+    """Compile the pattern of plain values joined by single spaces, each matching ``pattern``.
+
+    Possessive (``*+``): no value's pattern takes a space, so a repetition
+    never needs to give one back.
+    """
+    return re.compile(rf"(?:{pattern} )*+{pattern}")
+
+
+_PLAIN_DATES = _plain_values(ISO_DATE_PATTERN)
+_PLAIN_PRICES = _plain_values(_PRICE.plain)
+_PLAIN_ADJUSTED_PRICES = _plain_values(_ADJUSTED_PRICE.plain)
+_PLAIN_RATIOS = _plain_values(_RATIO.plain)
+_PLAIN_VOLUMES = _plain_values(_PLAIN_VOLUME)
+# Each slot's setter, in the order of DailyBar's fields: a plain series' bars
+# are built a field at a time through them (see _bars).
+_SETTERS = tuple(getattr(DailyBar, name).__set__ for name in DailyBar.__slots__)
 
 # Order matters: the burst text also mentions "premium endpoints" and
 # "25 requests per day", so burst markers are tested first, premium next.
@@ -151,7 +143,9 @@ def parse_daily_series(payload: Any, symbol: str | None = None) -> DailySeries:
             f"{name}: day {show(series.repeated[0])} is named more than once in {SERIES_KEY!r}",
             name)
     function = _series_function(payload, series)
-    bars = [_parse_bar(name, day, fields, function) for day, fields in series.items()]
+    bars = _plain_series(series, function)
+    if bars is None:
+        bars = [_checked_bar(name, day, fields, function) for day, fields in series.items()]
     bars.sort(key=attrgetter("date"), reverse=True)
     return DailySeries(symbol=name, function=function, bars=tuple(bars))
 
@@ -308,52 +302,97 @@ def _series_function(payload: Mapping[str, Any], series: Mapping[str, Any]) -> s
     return TIME_SERIES_DAILY
 
 
-def _parse_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
-    """Parse one day; values that are not plainly valid go through every check.
+def _plain_series(series: Mapping[str, Any], function: str) -> list[DailyBar] | None:
+    """Parse a series whose days are all plain a field at a time, or return None.
 
     A full run reads tens of thousands of days, nearly all of them plain:
     digits within the column's bounds, high and low around open and close.
-    Those take the short way here, all the day's values checked by one
-    pattern; anything else is parsed by ``_checked_bar``, which says
-    precisely what is wrong.
+    Checking and converting all the days' values of a field at once, in C
+    (one pattern match, ``map``), costs a quarter less than a Python call
+    per day did. A series with any other day is read by ``_checked_bar``,
+    day by day, which says precisely what is wrong.
     """
-    if fields.__class__ is not dict:
-        return _checked_bar(symbol, day, fields, function)
+    days = list(series.values())
+    if set(map(type, days)) != {dict}:  # a day not an object, or naming a key twice
+        return None
     try:
-        raw = _PLAIN_VALUES[function](fields)
-        plain = _PLAIN_DAYS[function].fullmatch(" ".join((day, *raw)))
-        date = datetime.date.fromisoformat(day) if plain else None
-    except (KeyError, TypeError, ValueError):  # a field missing or not a string; no such day
-        date = None
-    if date is None:
-        return _checked_bar(symbol, day, fields, function)
-    open_price, high, low, close = map(Decimal, raw[:4])
-    if not (low <= open_price <= high and low <= close <= high):
-        return _checked_bar(symbol, day, fields, function)
+        return _plain_bars(list(series), days, function)
+    except (KeyError, TypeError, ValueError):  # a field missing, not a string, not plain
+        return None
+
+
+def _plain_bars(dates: list[str], days: list[dict[str, Any]],
+                function: str) -> list[DailyBar] | None:
+    """Return the bars of plain days, or None if one is refused all the same.
+
+    A plain day is refused when its high and low do not enclose its open and
+    close, or its split is zero. Raises KeyError, TypeError or ValueError for
+    a field missing, not a string or not plain, or a date no calendar has.
+    """
+    parsed_dates = list(map(datetime.date.fromisoformat, _plain(dates, _PLAIN_DATES)))
+    open_price, high, low, close = (
+        list(map(Decimal, _plain(_column(days, key), _PLAIN_PRICES))) for key in _PRICE_KEYS)
+    # low <= open, open <= high, low <= close, close <= high, day by day
+    if not all(map(le, chain(low, open_price, low, close), chain(open_price, high, close, high))):
+        return None
+    volume = map(int, _plain(_column(days, _VOLUME_KEYS[function]), _PLAIN_VOLUMES))
     if function != TIME_SERIES_DAILY_ADJUSTED:
-        return _plain_bar(date, open_price, high, low, close, None, int(raw[4]), None, None)
-    split = Decimal(raw[7])
-    if not split:  # a split of zero is refused
-        return _checked_bar(symbol, day, fields, function)
-    return _plain_bar(date, open_price, high, low, close, _rounded(raw[5], _ADJUSTED_PRICE),
-                      int(raw[4]), Decimal(raw[6]), split)
+        return _bars(parsed_dates, open_price, high, low, close, repeat(None), volume,
+                     repeat(None), repeat(None))
+    split = _repeated_decimals(_column(days, "8. split coefficient"), _PLAIN_RATIOS)
+    if not all(split):  # a split of zero is refused
+        return None
+    return _bars(parsed_dates, open_price, high, low, close,
+                 _adjusted_closes(_column(days, "5. adjusted close")), volume,
+                 _repeated_decimals(_column(days, "7. dividend amount"), _PLAIN_PRICES), split)
 
 
-def _plain_bar(date: datetime.date, open_price: Decimal, high: Decimal, low: Decimal,
-               close: Decimal, adjusted_close: Decimal | None, volume: int,
-               dividend: Decimal | None, split: Decimal | None) -> DailyBar:
-    """Return the DailyBar of these values, as ``DailyBar(...)`` makes it, at less cost."""
-    bar = object.__new__(DailyBar)
-    _SET_DATE(bar, date)
-    _SET_OPEN(bar, open_price)
-    _SET_HIGH(bar, high)
-    _SET_LOW(bar, low)
-    _SET_CLOSE(bar, close)
-    _SET_ADJUSTED_CLOSE(bar, adjusted_close)
-    _SET_VOLUME(bar, volume)
-    _SET_DIVIDEND(bar, dividend)
-    _SET_SPLIT(bar, split)
-    return bar
+def _column(days: list[dict[str, Any]], key: str) -> list[Any]:
+    return list(map(itemgetter(key), days))
+
+
+def _plain(texts: list[Any], pattern: re.Pattern[str]) -> list[str]:
+    """Return ``texts`` if each is a plain value of ``pattern``, checked in one match.
+
+    Raises TypeError for a value that is not a string, ValueError for one
+    that is not plain.
+    """
+    joined = " ".join(texts)
+    # No value's pattern takes a space: a value holding one would pass for two.
+    if joined.count(" ") != len(texts) - 1 or not pattern.fullmatch(joined):
+        raise ValueError("not plain")
+    return texts
+
+
+def _repeated_decimals(texts: list[Any], pattern: re.Pattern[str]) -> list[Decimal]:
+    """Read a field whose values mostly repeat, each distinct text checked and parsed once.
+
+    Dividends and split coefficients are 0 and 1 on all but a few days.
+    """
+    distinct = list(set(texts))
+    parsed = dict(zip(distinct, map(Decimal, _plain(distinct, pattern))))
+    return list(map(parsed.__getitem__, texts))
+
+
+def _adjusted_closes(texts: list[Any]) -> list[Decimal]:
+    """Read plain adjusted closes, rounding only those with more places than the column keeps."""
+    try:
+        return list(map(Decimal, _plain(texts, _PLAIN_PRICES)))
+    except ValueError:
+        return [_rounded(raw, _ADJUSTED_PRICE) for raw in _plain(texts, _PLAIN_ADJUSTED_PRICES)]
+
+
+def _bars(dates: list[datetime.date], *columns: Iterable[Any]) -> list[DailyBar]:
+    """Build the bars of columns in DailyBar's field order, as ``DailyBar(...)`` does, at less cost.
+
+    The class is frozen: its __init__ sets each slot through
+    object.__setattr__, a Python call per field and bar. Setting one field of
+    every bar at once, through the slot's own setter in C, costs a fraction.
+    """
+    bars = list(map(object.__new__, repeat(DailyBar, len(dates))))
+    for setter, values in zip(_SETTERS, (dates, *columns), strict=True):
+        deque(map(setter, bars, values), maxlen=0)  # runs the setter on each bar, keeps nothing
+    return bars
 
 
 def _rounded(raw: str, column: _Column) -> Decimal:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -317,7 +318,7 @@ PER_DAY_CASES = {
     "price exponent": with_field("1. open", "1E+2"),
     "price underscore": with_field("1. open", "1_000"),
     "price whitespace": with_field("1. open", " 12.5"),
-    # The short way checks a day's values joined by spaces: a space inside one is no separator.
+    # The short way checks a field's values joined by spaces: a space inside one is no separator.
     "price holding a space": with_field("1. open", "123 36"),
     "two prices in one, one empty": minimal_daily({"1. open": "123.36 125.4", "2. high": "",
                                                    "3. low": "122.88", "4. close": "125.29",
@@ -547,11 +548,122 @@ def test_every_client_error_is_an_alphavantage_error_with_its_symbol(exc_type: t
 
 @pytest.mark.parametrize("name", [IBM_ADJUSTED, AAPL_ADJUSTED, IBM_DAILY])
 def test_the_short_way_reads_every_recorded_day_as_the_full_checks_do(name):
-    payload = load(name)
-    function = payload_module._series_function(payload, payload["Time Series (Daily)"])
-    for day, fields in payload["Time Series (Daily)"].items():
-        assert (payload_module._parse_bar("IBM", day, fields, function)
-                == payload_module._checked_bar("IBM", day, fields, function))
+    series = load(name)["Time Series (Daily)"]
+    function = payload_module._series_function(load(name), series)
+    short_way = payload_module._plain_series(series, function)
+    checked = [payload_module._checked_bar("IBM", day, fields, function)
+               for day, fields in series.items()]
+    assert short_way is not None
+    # repr shows each Decimal's digits: 125.4 and 125.4000 are equal, not the same.
+    assert list(map(repr, short_way)) == list(map(repr, checked))
+
+
+def outcome(payload: dict[str, Any]) -> str:
+    """What parsing the payload gives: the series' repr, or the error's type and text."""
+    try:
+        return repr(parse_daily_series(payload))
+    except MalformedResponseError as error:
+        return f"{type(error).__name__}: {error}"
+
+
+# Values at the edges of the columns' bounds, each inside some column and outside others.
+EDGE_TEXTS = ["0", "0.0", "1.23456", "0.33333333", "0.333333333", "999999999.9999",
+              "1000000000", "99999999999999", "100000000000000", "1." + "1" * 20,
+              "1." + "1" * 21]
+# Other odd values, valid or refused, many of them what a pattern checking a field's values
+# joined could miss.
+ODD_TEXTS: list[Any] = [
+    *EDGE_TEXTS, "0000000123.45", "000000000000000123", "123.456789012345", "123.45665",
+    "00", "-0", "-1.5", "1.", ".5", "1e5", "1E+2", "NaN", "Infinity", "1_000", " 1", "1 ",
+    "1 2", "1  2", "", " ", "\u0661\u0662", "12.\u0663", "1\n2", 1.5, 7, None, [], ["1"],
+    {"1": "2"}, True,
+]
+ODD_DATES = ["2023-02-30", "20230324", "2023-3-24", "2023-03-24 ", "2023-03-2\u0664", ""]
+FIELD_KEYS = {
+    TIME_SERIES_DAILY: ("1. open", "2. high", "3. low", "4. close", "5. volume"),
+    TIME_SERIES_DAILY_ADJUSTED: ("1. open", "2. high", "3. low", "4. close",
+                                 "5. adjusted close", "6. volume", "7. dividend amount",
+                                 "8. split coefficient"),
+}
+
+
+def random_price(rng: random.Random) -> str:
+    places = rng.choice([0, 1, 2, 4])
+    text = str(rng.choice([0, rng.randint(0, 999), rng.randint(0, 999_999_999)]))
+    return f"{text}.{rng.randint(0, 10**places - 1):0{places}d}" if places else text
+
+
+def random_day(rng: random.Random, function: str, oddness: float) -> Any:
+    """A day's entry: plain values, high and low mostly around open and close, some odd."""
+    prices = [random_price(rng) for _ in range(4)]
+    if rng.random() < 0.98:
+        prices.sort(key=Decimal)
+    low, open_price, close, high = prices
+    if rng.random() < 0.5:
+        open_price, close = close, open_price
+    volume = str(rng.randint(0, 10**rng.randint(1, 14) - 1))
+    more_places = close + ("" if "." in close else ".") + str(rng.randint(0, 10**8))
+    values = {
+        "1. open": open_price, "2. high": high, "3. low": low, "4. close": close,
+        "5. adjusted close": rng.choice([close, random_price(rng), more_places]),
+        "5. volume": volume, "6. volume": volume,
+        "7. dividend amount": rng.choice(["0.0000", "0.0000", "0.5000", "1.65"]),
+        "8. split coefficient": rng.choice(["1.0", "1.0", "2.0", "0.5"]),
+    }
+    fields = {key: values[key] for key in FIELD_KEYS[function]}
+    for key in fields:
+        if rng.random() < oddness:
+            # An odd value, or the same with leading zeros: valid, not plain.
+            fields[key] = ("0" * 15 + fields[key] if rng.random() < 0.3
+                           else rng.choice(ODD_TEXTS))
+    if rng.random() < oddness / 4:
+        del fields[rng.choice(list(fields))]
+    if rng.random() < oddness / 8:
+        return rng.choice([[], "day", None, list(fields.values())])
+    return fields
+
+
+def random_payload(rng: random.Random) -> dict[str, Any]:
+    function = rng.choice(list(FIELD_KEYS))
+    # Series plain throughout or but for one value, and series with odd values here and there.
+    oddness = rng.choice([0.0, 0.0, 0.0, 0.01, 0.05, 0.2])
+    days = {}
+    for offset in range(rng.randint(1, 12)):
+        day = (date(2023, 1, 2) + timedelta(days=offset)).isoformat()
+        if rng.random() < oddness:
+            day = rng.choice(ODD_DATES)
+        days[day] = random_day(rng, function, oddness)
+    if oddness == 0.0 and rng.random() < 0.5:  # plain but for one value at a column's edge
+        fields = rng.choice(list(days.values()))
+        fields[rng.choice(list(fields))] = rng.choice(EDGE_TEXTS)
+    information = ("Daily Time Series with Splits and Dividend Events"
+                   if function == TIME_SERIES_DAILY_ADJUSTED else "Daily Prices")
+    return {"Meta Data": {"1. Information": information, "2. Symbol": "IBM"},
+            "Time Series (Daily)": days}
+
+
+def test_the_short_way_and_the_full_checks_agree_on_varied_series(monkeypatch):
+    """Each series gives the same bars, digits included, or the same refusal, either way."""
+    rng = random.Random(41)
+    payloads = [random_payload(rng) for _ in range(3000)]
+    plain_series = payload_module._plain_series
+    read_the_short_way = []
+
+    def noting_the_short_way(series, function):
+        bars = plain_series(series, function)
+        read_the_short_way.append(bars is not None)
+        return bars
+
+    monkeypatch.setattr(payload_module, "_plain_series", noting_the_short_way)
+    outcomes = [outcome(payload) for payload in payloads]
+    monkeypatch.setattr(payload_module, "_plain_series", lambda series, function: None)
+    for payload, expected in zip(payloads, outcomes):
+        assert outcome(payload) == expected, payload
+    # The seed reaches every way: series read the short way, and series refused by it
+    # that the full checks read or refuse.
+    assert sum(read_the_short_way) > 1000
+    assert sum("MalformedResponseError" in text for text in outcomes) > 500
+    assert sum("DailySeries" in text for text in outcomes) > sum(read_the_short_way) + 50
 
 
 @pytest.mark.parametrize("payload", [minimal_adjusted(), minimal_daily()])
