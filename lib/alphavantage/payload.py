@@ -264,12 +264,13 @@ def _refuse_repeated_keys(payload: Mapping[str, Any], symbol: str | None) -> Non
     meta = payload.get(_META_KEY)
     if isinstance(payload, RepeatedKeys):
         problem = f"the response names {show(payload.repeated[0])} more than once"
-        in_doubt = _META_KEY in payload.repeated
     elif isinstance(meta, RepeatedKeys):
         problem = f"{_META_KEY!r} names {show(meta.repeated[0])} more than once"
-        in_doubt = _SYMBOL_KEY in meta.repeated
     else:
         return
+    # Whichever repeat is named, the symbol read from a doubled one is a guess.
+    in_doubt = ((isinstance(payload, RepeatedKeys) and _META_KEY in payload.repeated)
+                or (isinstance(meta, RepeatedKeys) and _SYMBOL_KEY in meta.repeated))
     name = None if symbol is None and in_doubt else _series_symbol(payload, symbol)
     raise MalformedResponseError(f"{name}: {problem}" if name else problem, name)
 

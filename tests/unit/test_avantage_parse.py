@@ -868,6 +868,25 @@ def test_a_saved_answer_naming_a_key_twice_is_refused_naming_where(
     assert (str(caught.value), caught.value.symbol) == (message, symbol)
 
 
+@pytest.mark.parametrize("key, first", [("Time Series (Daily)", {}), ("Extra", 1)],
+                         ids=["the series", "another key"])
+def test_a_saved_answer_naming_its_symbol_twice_names_none_whatever_else_it_repeats(
+        tmp_path, key, first) -> None:
+    """The top level's repeat is named, but the symbol read from two is still a guess."""
+    payload = {**load(IBM_DAILY), "Extra": 2}
+    text = naming_twice(payload, (), key, first)
+    symbol = '"2. Symbol": "IBM"'
+    assert text.count(symbol) == 1
+    saved = tmp_path / "ibm.json"
+    saved.write_text(text.replace(symbol, f'"2. Symbol": "AAPL", {symbol}'))
+
+    with pytest.raises(MalformedResponseError) as caught:
+        read_saved_response(saved)
+
+    assert (str(caught.value), caught.value.symbol) == (
+        f"the response names {key!r} more than once", None)
+
+
 @pytest.mark.parametrize("name, day, key, first", [
     (IBM_DAILY, "2024-06-18", "1. open", "170.0000"),
     (IBM_DAILY, "2024-06-18", "4. close", "171.0000"),
