@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from app.routes import PAGINATED_PATHS
 from app.security import SECURITY_HEADERS
 from lib.locks import MIGRATION_LOCK, lock_name
+from scripts.benchmark import PROJECT_PACKAGES
 from tests.deployment import (
     DOCKERFILE, ENV_EXAMPLE, ROOT, deploy_environment, dockerfile_stages, env_example_names,
     healthcheck_command, image_command, inherited, instruction, settings_env_names,
@@ -225,6 +226,16 @@ def test_dockerfile_copies_only_what_exists_in_the_build_context():
                 assert (ROOT / source).exists(), f"COPY {source}: missing"
                 if source != ".":
                     assert not is_dockerignored(source.rstrip("/")), f"COPY {source}: ignored"
+
+
+def test_the_benchmark_compiles_what_the_image_compiles():
+    """The fetch job's timed runs read compiled modules, as in the image, not compiling any."""
+    copied = {arguments.split()[0].rstrip("/")
+              for keyword, arguments in dockerfile_stages()["final"]
+              if keyword == "COPY" and not arguments.startswith("--")}
+    packages = {source for source in copied
+                if (ROOT / source).is_dir() and any((ROOT / source).rglob("*.py"))}
+    assert packages == set(PROJECT_PACKAGES)
 
 
 @pytest.mark.parametrize("path", [
