@@ -397,10 +397,16 @@ def _bars(dates: list[datetime.date], *columns: Iterable[Any]) -> list[DailyBar]
 
 
 def _rounded(raw: str, column: _Column) -> Decimal:
-    """Return a plain value of ``column`` rounded to its places."""
+    """Return a plain value of ``column`` rounded to its places.
+
+    Raises ValueError for one that rounds up out of the column's bound, which
+    ``_checked_bar`` refuses naming it.
+    """
     value = Decimal(raw)
     if len(raw.partition(".")[2]) > column.places:
-        return value.quantize(column.quantum, rounding=ROUND_HALF_UP)
+        value = value.quantize(column.quantum, rounding=ROUND_HALF_UP)
+        if value.adjusted() >= column.integer_digits:
+            raise ValueError("rounds out of the column's bound")
     return value
 
 
@@ -471,7 +477,11 @@ def _parse_decimal(symbol: str, where: str, fields: Mapping[str, Any], key: str,
     if value is None or problem:
         raise MalformedResponseError(f"{where}: {key!r} is {show(raw)}, {problem}", symbol)
     if int(value.as_tuple().exponent) < -column.places:
-        return value.quantize(column.quantum, rounding=ROUND_HALF_UP)
+        value = value.quantize(column.quantum, rounding=ROUND_HALF_UP)
+        if value.adjusted() >= column.integer_digits:  # 999999999.99995 rounds to 10**9
+            raise MalformedResponseError(
+                f"{where}: {key!r} is {show(raw)}, {10**column.integer_digits:,} or more once "
+                f"rounded to {column.places} places, beyond any real value", symbol)
     return value
 
 

@@ -372,6 +372,9 @@ def test_malformed_day_names_symbol_and_day(payload: dict[str, Any]) -> None:
      r"\(column is DECIMAL\(18,8\)\)"),
     (minimal_adjusted(_5="1000000000"),
      "'5. adjusted close' is '1000000000', 1,000,000,000 or more, beyond any real value"),
+    (minimal_adjusted(_5="999999999.99995"),
+     "'5. adjusted close' is '999999999.99995', 1,000,000,000 or more once rounded to 4 "
+     "places, beyond any real value"),
 ])
 def test_malformed_values_are_explained(payload: dict[str, Any], message: str) -> None:
     with pytest.raises(MalformedResponseError, match=message):
@@ -713,6 +716,7 @@ def test_values_off_the_short_way_are_read_as_before(raw, value):
     ({"_8": "100000000"}, "split_coefficient", Decimal("100000000")),
     ({"_5": "999999999.9999"}, "adjusted_close_price",
      Decimal("999999999.9999")),
+    ({"_5": "999999999.99994999"}, "adjusted_close_price", Decimal("999999999.9999")),
     ({"_5": "100000000.5"}, "adjusted_close_price", Decimal("100000000.5")),
 ])
 def test_values_just_inside_their_columns_are_kept_exactly(changes, field, value):
