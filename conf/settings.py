@@ -317,7 +317,8 @@ class BaseConfig:
         self.ALPHAVANTAGE_REQUEST_INTERVAL = read(env_float, "ALPHAVANTAGE_REQUEST_INTERVAL", 1.0)
         # Seconds the fetch job spends at most on one symbol (requests, retries and
         # rate-limit waits together), and on the whole run: a stalled AlphaVantage
-        # costs that much, then the symbol (or the rest of the run) is reported failed.
+        # costs that much, then the symbol fails (for the run: the symbol in progress
+        # fails and every symbol left is recorded not_fetched).
         self.FETCH_SYMBOL_DEADLINE = read(env_seconds, "FETCH_SYMBOL_DEADLINE", 90.0)
         self.FETCH_RUN_DEADLINE = read(env_seconds, "FETCH_RUN_DEADLINE", 3600.0)
         self.SYMBOLS = env_list("SYMBOLS", "IBM,AAPL")

@@ -26,7 +26,7 @@ run_symbol_model = ns.model("FetchRunSymbol", require_every_key({
     "rows_new": fields.Integer(description="New days stored"),
     "rows_updated": fields.Integer(description="Stored days whose values changed"),
     "newest_date": NullableDate(description="Newest day stored, YYYY-MM-DD; null unless ok"),
-    "error": NullableString(description="One-line reason; null unless it failed"),
+    "error": NullableString(description="One-line reason; null when the symbol is ok"),
 }))
 run_model = ns.model("FetchRun", require_every_key({
     "id": fields.Integer(description="The run's number, increasing from 1"),

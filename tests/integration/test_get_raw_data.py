@@ -459,6 +459,15 @@ def test_a_key_that_cannot_fetch_says_how_to_load_the_sample(app, capsys, job_en
     assert stored(app) == {}
 
 
+def test_a_run_that_calls_no_alphavantage_takes_any_alphavantage_function(
+        app, capsys, job_env, monkeypatch, fake_alphavantage):
+    """The function is what the job asks AlphaVantage for: saved answers say their own."""
+    monkeypatch.setenv("ALPHAVANTAGE_FUNCTION", "TIME_SERIES_WEEKLY")
+    status, out, _ = run_job(capsys, job_env, "--sample", "--days", "3")
+    assert (status, len(out.splitlines())) == (0, 2)
+    assert fake_alphavantage.requests == []
+
+
 @pytest.mark.parametrize("argv, env, message", [
     ([], {"ALPHAVANTAGE_API_KEY": None}, "no API key"),
     (["--symbols", "IBM,BAD SYMBOL"], {}, "get_raw_data: --symbols: invalid symbol(s) BAD SYMBOL"),
