@@ -262,15 +262,16 @@ def _refuse_repeated_keys(payload: Mapping[str, Any], symbol: str | None) -> Non
     error then names none, and the caller names the file.
     """
     meta = payload.get(_META_KEY)
-    if isinstance(payload, RepeatedKeys):
-        problem = f"the response names {show(payload.repeated[0])} more than once"
-    elif isinstance(meta, RepeatedKeys):
-        problem = f"{_META_KEY!r} names {show(meta.repeated[0])} more than once"
+    top_repeats = payload.repeated if isinstance(payload, RepeatedKeys) else ()
+    meta_repeats = meta.repeated if isinstance(meta, RepeatedKeys) else ()
+    if top_repeats:
+        problem = f"the response names {show(top_repeats[0])} more than once"
+    elif meta_repeats:
+        problem = f"{_META_KEY!r} names {show(meta_repeats[0])} more than once"
     else:
         return
-    # Whichever repeat is named, the symbol read from a doubled one is a guess.
-    in_doubt = ((isinstance(payload, RepeatedKeys) and _META_KEY in payload.repeated)
-                or (isinstance(meta, RepeatedKeys) and _SYMBOL_KEY in meta.repeated))
+    # Whichever repeat is named, a symbol read from a doubled one is a guess.
+    in_doubt = _META_KEY in top_repeats or _SYMBOL_KEY in meta_repeats
     name = None if symbol is None and in_doubt else _series_symbol(payload, symbol)
     raise MalformedResponseError(f"{name}: {problem}" if name else problem, name)
 
@@ -404,10 +405,21 @@ def _rounded(raw: str, column: _Column) -> Decimal:
     """
     value = Decimal(raw)
     if len(raw.partition(".")[2]) > column.places:
-        value = value.quantize(column.quantum, rounding=ROUND_HALF_UP)
-        if value.adjusted() >= column.integer_digits:
-            raise ValueError("rounds out of the column's bound")
+        return _quantized(value, column)
     return value
+
+
+def _quantized(value: Decimal, column: _Column) -> Decimal:
+    """Round ``value`` half away from zero to ``column``'s places.
+
+    Raises ValueError saying why when rounding carries it to the column's
+    bound (999999999.99995 rounds to 10**9).
+    """
+    rounded = value.quantize(column.quantum, rounding=ROUND_HALF_UP)
+    if rounded.adjusted() >= column.integer_digits:
+        raise ValueError(f"{10**column.integer_digits:,} or more once rounded to "
+                         f"{column.places} places, beyond any real value")
+    return rounded
 
 
 def _checked_bar(symbol: str, day: Any, fields: Any, function: str) -> DailyBar:
@@ -477,11 +489,11 @@ def _parse_decimal(symbol: str, where: str, fields: Mapping[str, Any], key: str,
     if value is None or problem:
         raise MalformedResponseError(f"{where}: {key!r} is {show(raw)}, {problem}", symbol)
     if int(value.as_tuple().exponent) < -column.places:
-        value = value.quantize(column.quantum, rounding=ROUND_HALF_UP)
-        if value.adjusted() >= column.integer_digits:  # 999999999.99995 rounds to 10**9
-            raise MalformedResponseError(
-                f"{where}: {key!r} is {show(raw)}, {10**column.integer_digits:,} or more once "
-                f"rounded to {column.places} places, beyond any real value", symbol)
+        try:
+            return _quantized(value, column)
+        except ValueError as exc:
+            raise MalformedResponseError(f"{where}: {key!r} is {show(raw)}, {exc}",
+                                         symbol) from None
     return value
 
 

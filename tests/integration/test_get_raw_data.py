@@ -464,7 +464,9 @@ def test_a_run_that_calls_no_alphavantage_takes_any_alphavantage_function(
     """The function is what the job asks AlphaVantage for: saved answers say their own."""
     monkeypatch.setenv("ALPHAVANTAGE_FUNCTION", "TIME_SERIES_WEEKLY")
     status, out, _ = run_job(capsys, job_env, "--sample", "--days", "3")
-    assert (status, len(out.splitlines())) == (0, 2)
+    assert status == 0
+    assert out.splitlines() == ["AAPL: 3 rows fetched, 3 new, 0 updated",
+                                "IBM: 3 rows fetched, 3 new, 0 updated"]
     assert fake_alphavantage.requests == []
 
 
