@@ -264,7 +264,8 @@ def run(app: Flask, settings: RunSettings, jobs: list[Job], *, trigger: str,
     with nothing left to fetch.
     """
     if settings.dry_run:
-        dry = RunLoop(db.session(), settings, RunHooks(report, note)).run(jobs)
+        hooks = RunHooks(report, note, should_stop=stop.is_set)
+        dry = RunLoop(db.session(), settings, hooks).run(jobs)
         with _reader_may_leave():
             json.dump(dry.records, sys.stdout, indent=2)
             print()

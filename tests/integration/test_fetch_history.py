@@ -431,6 +431,25 @@ def test_the_scheduler_catches_up_then_stops_cleanly_on_sigterm(app, job_env, fa
     assert len(stored(app)) == 10 and len(fake_alphavantage.requests) == 1
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_dry_run_stops_after_the_current_symbol_as_a_run_does(
+        app, job_env, fake_alphavantage, held, start_job, stop_signal):
+    answer = held(IBM)
+    fake_alphavantage.queue_handler(answer)
+    job, stderr = start_job("--dry-run", "--days", "1", "--symbols", "IBM,AAPL")
+    wait_for(lambda: len(fake_alphavantage.requests) == 1, "the dry run to ask for IBM")
+    job.send_signal(stop_signal)
+    answer.released.set()
+    status, out = finish(job)
+    log = stderr.read_text()
+    assert status == 1, log
+    assert [record["symbol"] for record in json.loads(out)] == ["IBM"]
+    assert "AAPL: failed: not fetched: the job was stopped" in log and "Traceback" not in log
+    assert len(fake_alphavantage.requests) == 1, "no request after the stop"
+    assert history(app) == ({}, {}) and stored(app) == {}
+
+
 def test_two_schedulers_at_the_same_time_fetch_once(app, job_env, fake_alphavantage, start_job):
     """A replica's scheduler that waited for another's run of the same time leaves it done."""
     fake_alphavantage.queue_fixture(IBM)
