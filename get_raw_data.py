@@ -49,7 +49,9 @@ from financial.fetch_run import (
 from financial.ingest import DEFAULT_WINDOW_DAYS
 from financial.models import MANUAL, OK, SCHEDULE
 from financial.runs import cut_short_run_since, latest_run_start
-from lib.avantage_api import InvalidApiKeyError, read_saved_response
+from lib.avantage_api import (
+    InvalidApiKeyError, UnsupportedFunctionError, read_saved_response,
+)
 from lib.db_errors import describe_database_error
 from lib.locks import (
     FetchRunInProgress, LockFileError, LockWaitStopped, MigrationLockTimeout, migrate_unless_newer,
@@ -527,13 +529,14 @@ def _symbols(option: str | None, configured: list[str], problems: list[str]) -> 
 def _client_problems(config: BaseConfig) -> list[str]:
     """Return the problems of the client's settings (a bad function).
 
-    Not a missing key: ``_input_files`` names it, with the ways to do without one.
+    Not a missing key: ``_input_files`` names it, with the ways to do without one;
+    nor a base URL the client cannot read: the settings name it.
     """
     try:
         _client(config).close()
     except UsageError as exc:
         return list(exc.problems)
-    except InvalidApiKeyError:
+    except (InvalidApiKeyError, ValueError):
         pass
     return []
 
@@ -553,7 +556,7 @@ def _client(config: BaseConfig) -> "AlphaVantageClient":
             run_deadline=config.FETCH_RUN_DEADLINE,
             request_interval=config.ALPHAVANTAGE_REQUEST_INTERVAL,
         )
-    except ValueError as exc:
+    except UnsupportedFunctionError as exc:
         raise UsageError(f"ALPHAVANTAGE_FUNCTION: {exc}") from None
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lib.alphavantage.errors import (
     AlphaVantageError, AlphaVantageTransportError, DeadlineExceededError, InvalidApiKeyError,
     InvalidSymbolError, MalformedResponseError, PremiumOnlyError, RateLimitError,
+    UnsupportedFunctionError,
 )
 from lib.alphavantage.payload import (
     classify_error_payload, parse_daily_series, read_saved_response,
@@ -35,7 +36,7 @@ __all__ = [
     "DeadlineExceededError",
     "DailySeries", "InvalidApiKeyError", "InvalidSymbolError", "MalformedResponseError",
     "PremiumOnlyError", "RateLimitError", "classify_error_payload", "parse_daily_series",
-    "read_saved_response",
+    "UnsupportedFunctionError", "read_saved_response",
 ]
 
 

@@ -20,6 +20,7 @@ from urllib3.util.retry import Retry
 from lib.alphavantage.errors import (
     AlphaVantageError, AlphaVantageTransportError, DeadlineExceededError, InvalidApiKeyError,
     InvalidSymbolError, MalformedResponseError, PremiumOnlyError, RateLimitError,
+    UnsupportedFunctionError,
 )
 from lib.alphavantage.payload import (
     classify_error_payload, is_short_term_limit, parse_daily_series, show,
@@ -95,7 +96,7 @@ class AlphaVantageClient:
         rate-limit retries included): free keys get about one a second.
         """
         if function not in FUNCTIONS:  # first: a caller short of a key may still check it
-            raise ValueError(
+            raise UnsupportedFunctionError(
                 f"unsupported AlphaVantage function {function!r}; use one of {sorted(FUNCTIONS)}"
             )
         if not isinstance(api_key, str) or not api_key.strip():

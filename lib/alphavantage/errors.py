@@ -1,6 +1,10 @@
 """One named exception per way of not getting a symbol's prices; messages never hold the key."""
 
 
+class UnsupportedFunctionError(ValueError):
+    """The client was asked for a function it does not read: a setting to correct, no request."""
+
+
 class AlphaVantageError(Exception):
     """Any failure to get a symbol's prices; the message is safe to show, never holds the key."""
 

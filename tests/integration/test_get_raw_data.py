@@ -528,8 +528,11 @@ BAD_CRON = "get_raw_data: --schedule: the cron expression '61 18 * * *' cannot b
      ["get_raw_data: ALPHAVANTAGE_RETRY_WAIT must be a number, got 'soon'", NO_KEY,
       "get_raw_data: --symbols: invalid symbol(s) BAD SYMBOL",
       "get_raw_data: DATABASE_URL names an unknown database driver 'oracle+nosuch'"]),
+    # The client cannot read it either: named once, as the setting it is.
+    ([], {"ALPHAVANTAGE_API_KEY": "k", "ALPHAVANTAGE_BASE_URL": "http://[::1/query"},
+     ["get_raw_data: ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL"]),
 ], ids=["key and schedule", "all settings", "inputs", "malformed settings",
-        "settings and command line"])
+        "settings and command line", "unreadable base URL"])
 def test_every_usage_and_configuration_problem_is_named_in_one_go(
         capsys, job_env, monkeypatch, argv, env, expected):
     """One try tells the operator all that is wrong: no fix-one-and-retry round per problem."""
