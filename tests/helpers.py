@@ -125,13 +125,13 @@ def delete_redis_keys(url: str, pattern: str) -> None:
         client.close()
 
 
-def create_mysql_database(server_url: str) -> str:
+def create_mysql_database(server_url: str, charset: str = "utf8mb4") -> str:
     """Create an empty database of a unique name on the server; return its URL."""
     name = f"test_financial_{uuid.uuid4().hex[:10]}"
     server = create_engine(make_url(server_url).set(database=""))
     try:
         with server.begin() as connection:
-            connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            connection.execute(text(f"CREATE DATABASE {name} CHARACTER SET {charset}"))
     finally:
         server.dispose()
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)

@@ -7,6 +7,7 @@ import pytest
 from flask_migrate import upgrade
 from sqlalchemy import text
 
+from app import SCHEMA_REVISION
 from app.api.health import PROBE_SECONDS
 from app.api.params import MAX_PAGE, _WHOLE_NUMBER
 from app.extensions import db
@@ -543,8 +544,8 @@ def test_health_names_a_mixed_schema_history_and_how_to_correct_it(
                                {"revision": revision})
         db.session.commit()
     response = application.test_client().get("/api/health")
-    message = (f"the database's migration history is mixed: revision 0005, which the "
-               f"migrations know, beside {named}, which they do not; new containers and the "
+    message = (f"the database's migration history is mixed: revision {SCHEMA_REVISION}, which "
+               f"the migrations know, beside {named}, which they do not; new containers and the "
                "fetch job stop on it: correct the alembic_version table, so that it holds "
                "one revision")
     assert response.status_code == 503
