@@ -529,7 +529,7 @@ BAD_CRON = "get_raw_data: --schedule: the cron expression '61 18 * * *' cannot b
       "get_raw_data: --symbols: invalid symbol(s) BAD SYMBOL",
       "get_raw_data: DATABASE_URL names an unknown database driver 'oracle+nosuch'"]),
     # The client cannot read it either: named once, as the setting it is.
-    ([], {"ALPHAVANTAGE_API_KEY": "k", "ALPHAVANTAGE_BASE_URL": "http://[::1/query"},
+    ([], {"ALPHAVANTAGE_API_KEY": KEY, "ALPHAVANTAGE_BASE_URL": "http://[::1/query"},
      ["get_raw_data: ALPHAVANTAGE_BASE_URL must be an http:// or https:// URL"]),
 ], ids=["key and schedule", "all settings", "inputs", "malformed settings",
         "settings and command line", "unreadable base URL"])
