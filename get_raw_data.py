@@ -131,7 +131,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _positive_int(text: str) -> int:
+    """Read ASCII digits alone, as the API reads its numbers (int() takes ``1_0`` and ``١٤``)."""
     try:
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(text)
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number of days, got {text!r}") from None

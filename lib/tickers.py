@@ -25,15 +25,26 @@ def is_valid_symbol(text: str) -> bool:
 
 
 def normalize_symbol(text: object) -> str | None:
-    """Return ``text`` stripped and upper-cased if it is a ticker, else None."""
-    cleaned = text.strip().upper() if isinstance(text, str) else ""
-    return cleaned if is_valid_symbol(cleaned) else None
+    """Return ``text`` stripped and upper-cased if it is a ticker, else None.
+
+    Checked as written, then upper-cased: Unicode upper-cases some letters
+    into ASCII ones (``ıbm`` to IBM, ``ﬀ`` to FF), which would pass for tickers.
+    """
+    cleaned = text.strip() if isinstance(text, str) else ""
+    return cleaned.upper() if is_valid_symbol(cleaned) else None
 
 
 def distinct_tickers(names: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Return the distinct names, stripped and upper-cased, in order, and those that are no ticker.
+    """Return the distinct tickers, stripped and upper-cased, in order, and the names that are none.
 
-    Blank names are skipped, so ``IBM,,AAPL`` and a trailing comma name two tickers.
+    Blank names are skipped, so ``IBM,,AAPL`` and a trailing comma name two
+    tickers. A name that is no ticker is returned stripped, as written.
     """
-    cleaned = list(dict.fromkeys(name.strip().upper() for name in names if name.strip()))
-    return cleaned, [name for name in cleaned if not is_valid_symbol(name)]
+    tickers: dict[str, None] = {}
+    refused: dict[str, None] = {}
+    for name in map(str.strip, names):
+        if is_valid_symbol(name):
+            tickers[name.upper()] = None
+        elif name:
+            refused[name] = None
+    return list(tickers), list(refused)

@@ -473,7 +473,7 @@ def test_a_run_that_calls_no_alphavantage_takes_any_alphavantage_function(
 @pytest.mark.parametrize("argv, env, message", [
     ([], {"ALPHAVANTAGE_API_KEY": None}, "no API key"),
     (["--symbols", "IBM,BAD SYMBOL"], {}, "get_raw_data: --symbols: invalid symbol(s) BAD SYMBOL"),
-    ([], {"SYMBOLS": "IBM,b@d"}, "get_raw_data: SYMBOLS: invalid symbol(s) B@D"),
+    ([], {"SYMBOLS": "IBM,b@d"}, "get_raw_data: SYMBOLS: invalid symbol(s) b@d"),
     ([], {"SYMBOLS": " , "}, "get_raw_data: SYMBOLS: invalid symbol(s) (none given)"),
     (["--from-file", "/nonexistent/x.json"], {}, "no such file: /nonexistent/x.json"),
     (["--symbols", "IBM", "--from-file", "x.json"], {}, "--symbols cannot be combined"),
@@ -573,7 +573,8 @@ def test_every_setting_building_the_app_refuses_is_named_with_the_others(
 
 
 @pytest.mark.parametrize("argv", [["--days", "0"], ["--days", "36501"], ["--days", "9" * 30],
-                                  ["--days", "3", "--full"], ["--bogus"]])
+                                  ["--days", "1_0"], ["--days", "\u0661\u0664"], ["--days", "+14"],
+                                  ["--days", " 14"], ["--days", "3", "--full"], ["--bogus"]])
 def test_bad_options_exit_2(capsys, job_env, argv):
     with pytest.raises(SystemExit) as exited:
         get_raw_data.main(argv)

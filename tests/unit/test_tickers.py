@@ -20,9 +20,16 @@ def test_distinct_tickers_are_stripped_upper_cased_once_in_order_and_blanks_skip
         ["IBM", "AAPL", "BRK.B"], [])
 
 
-def test_distinct_tickers_name_the_names_that_are_no_ticker_upper_cased():
+def test_distinct_tickers_name_the_names_that_are_no_ticker_as_written():
     assert distinct_tickers(["ibm", "bad symbol", "-x", "bad symbol"]) == (
-        ["IBM", "BAD SYMBOL", "-X"], ["BAD SYMBOL", "-X"])
+        ["IBM"], ["bad symbol", "-x"])
+
+
+# Letters that Unicode upper-cases into ASCII ones: dotless i, the ff ligature, long s.
+@pytest.mark.parametrize("text", ["\u0131bm", "\ufb00", "\u017fpy"])
+def test_a_name_that_upper_cases_into_a_ticker_is_none(text):
+    assert distinct_tickers(["IBM", text]) == (["IBM"], [text])
+    assert normalize_symbol(text) is None
 
 
 @pytest.mark.parametrize("text, normalized", [
