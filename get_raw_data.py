@@ -507,9 +507,12 @@ def _input_files(args: argparse.Namespace, config: BaseConfig, sample: bool,
     if files and args.symbols is not None:
         problems.append("--symbols cannot be combined with --from-file or --sample: "
                         "the files name their symbols")
-    missing = [str(path) for path in files if not path.is_file()]
+    missing = [str(path) for path in files if not path.exists()]
     if missing:
         problems.append(f"no such file: {', '.join(missing)}")
+    others = [str(path) for path in files if path.exists() and not path.is_file()]
+    if others:
+        problems.append(f"not a file (a folder?): {', '.join(others)}")
     if not files and not config.ALPHAVANTAGE_API_KEY:
         problems.append("no API key: set ALPHAVANTAGE_API_KEY (or ALPHAVANTAGE_API_KEY_FILE), "
                         "or load saved responses with --from-file (or the sample with --sample)")

@@ -23,7 +23,7 @@ from lib.alphavantage.errors import (
     UnsupportedFunctionError,
 )
 from lib.alphavantage.payload import (
-    classify_error_payload, is_short_term_limit, parse_daily_series, show,
+    MAX_ANSWER_BYTES, classify_error_payload, is_short_term_limit, parse_daily_series, show,
 )
 from lib.alphavantage.redaction import (
     hide_from_urllib3_logs, load_json_masked, mask_secret,
@@ -43,10 +43,6 @@ _BACKOFF_MAX_SECONDS = 30.0
 _DEADLINE_SLACK_SECONDS = 0.05
 # The most bytes read from the socket at a time while the deadline is watched.
 _READ_CHUNK_BYTES = 64 * 1024
-# The most bytes of an answer kept, decoded. A symbol's whole daily history (outputsize=full,
-# 25 years) is about 1.5 MB: far past it the answer is no price series, or a compressed
-# body that would fill the memory as it is decoded.
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 class AlphaVantageClient:

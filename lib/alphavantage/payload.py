@@ -27,6 +27,10 @@ from lib.alphavantage.series import (
 from lib.isodates import ISO_DATE_PATTERN, parse_iso_date
 from lib.tickers import normalize_symbol
 
+# The most bytes of an answer kept, decoded, live or saved. A symbol's whole daily history
+# (outputsize=full, 25 years) is about 1.5 MB: far past it the answer is no price series,
+# or a compressed body that would fill the memory as it is decoded.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 SERIES_KEY = "Time Series (Daily)"
 ERROR_KEYS = ("Error Message", "Information", "Note")
 _META_KEY = "Meta Data"
@@ -180,9 +184,16 @@ def read_saved_response(path: Path, secret: str | None = None) -> DailySeries:
     client masks a live answer: AlphaVantage's daily quota answer names the key.
     """
     try:
-        # utf-8-sig: a file saved with a byte-order mark (as some editors and
-        # PowerShell write) reads as the same answer served live, which requests decodes.
-        payload = load_json_masked(path.read_text(encoding="utf-8-sig"), secret)
+        with path.open("rb") as file:
+            raw = file.read(MAX_ANSWER_BYTES + 1)
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise AlphaVantageError(f"cannot read a JSON response: larger than "
+                                    f"{MAX_ANSWER_BYTES // 2**20} MiB, far more than any "
+                                    "price series")
+        # UTF-8, with or without a byte-order mark, or UTF-16 or -32 (as some editors
+        # and Windows PowerShell write): read as the same answer served live, which
+        # requests decodes. Bytes are decoded by json's own rule.
+        payload = load_json_masked(raw, secret)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep
         raise AlphaVantageError(
             f"cannot read a JSON response ({exc.__class__.__name__})") from None

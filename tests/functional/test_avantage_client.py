@@ -30,7 +30,7 @@ from lib.avantage_api import (
     RateLimitError,
     parse_daily_series,
 )
-from lib.alphavantage.client import MAX_ANSWER_BYTES
+from lib.alphavantage.payload import MAX_ANSWER_BYTES
 from lib.alphavantage.redaction import (
     hide_from_urllib3_logs, load_json_masked, mask_secret, mask_secret_in_payload,
 )

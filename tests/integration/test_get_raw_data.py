@@ -479,6 +479,8 @@ def test_a_run_that_calls_no_alphavantage_takes_any_alphavantage_function(
     (["--symbols", "IBM", "--from-file", "x.json"], {}, "--symbols cannot be combined"),
     (["--symbols", "IBM", "--sample"], {}, "--symbols cannot be combined"),
     (["--sample", "--from-file", "x.json"], {}, "--sample cannot be combined with --from-file"),
+    (["--from-file", str(PROJECT_ROOT / "data")], {},
+     f"get_raw_data: not a file (a folder?): {PROJECT_ROOT / 'data'}"),
     ([], {"ALPHAVANTAGE_FUNCTION": "TIME_SERIES_WEEKLY"}, "ALPHAVANTAGE_FUNCTION: unsupported"),
     ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon"}, "ALPHAVANTAGE_RETRY_WAIT must be a number"),
     ([], {"APP_ENV": "staging"}, "APP_ENV must be one of"),

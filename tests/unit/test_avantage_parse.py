@@ -800,12 +800,29 @@ def test_a_saved_series_is_read_as_its_payload_is_parsed(tmp_path) -> None:
     assert read_saved_response(saved) == parse_daily_series(load(IBM_DAILY))
 
 
-def test_a_saved_series_with_a_byte_order_mark_reads_as_without(tmp_path) -> None:
-    """Some editors and PowerShell write one; requests reads a live answer's the same way."""
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be", "utf-32"])
+def test_a_saved_series_in_another_json_encoding_reads_as_in_utf_8(tmp_path, encoding) -> None:
+    """Editors and Windows PowerShell write a byte-order mark, or UTF-16; requests reads a
+    live answer's the same way."""
     saved = tmp_path / "ibm.json"
-    saved.write_bytes(b"\xef\xbb\xbf" + json.dumps(load(IBM_DAILY)).encode())
+    saved.write_bytes(json.dumps(load(IBM_DAILY), ensure_ascii=False).encode(encoding))
 
     assert read_saved_response(saved) == parse_daily_series(load(IBM_DAILY))
+
+
+def test_a_saved_file_larger_than_any_answer_is_refused_unread(tmp_path, monkeypatch) -> None:
+    """As a live answer is: far past a whole history it is no price series."""
+    text = json.dumps(load(IBM_DAILY))
+    monkeypatch.setattr(payload_module, "MAX_ANSWER_BYTES", len(text))
+    saved = tmp_path / "ibm.json"
+    saved.write_text(text)
+    assert read_saved_response(saved) == parse_daily_series(load(IBM_DAILY))
+
+    saved.write_text(text + " ")
+    with pytest.raises(AlphaVantageError) as caught:
+        read_saved_response(saved)
+    assert str(caught.value) == (f"cannot read a JSON response: larger than "
+                                 f"{len(text) // 2**20} MiB, far more than any price series")
 
 
 ESCAPED_DAY = "".join(f"\\u{ord(char):04x}" for char in "2024-06-18")
