@@ -1,10 +1,10 @@
 """Store the run history's text in utf8mb4 on MySQL, whatever the database's default.
 
 0003 created fetch_runs and fetch_run_symbols in the database's default
-character set: on a database created as latin1 or utf8mb3 (MySQL 5.7's
-default, an older server's), a reason quoting a file name or an answer in
-another script (株価.json) could not be stored, and with it the run's end.
-Columns already in utf8mb4 are left alone; SQLite stores any text.
+character set: on a database created as latin1 (MySQL 5.7's default) or
+utf8mb3, a reason quoting a file name or an answer in another script
+(株価.json) could not be stored, and with it the run's end. A table whose
+columns and default are utf8mb4 already is left alone; SQLite stores any text.
 
 Revision ID: 0006
 Revises: 0005
@@ -33,10 +33,16 @@ def upgrade():
 
 
 def _holds_other_text(table: str) -> bool:
-    """Tell whether a text column of ``table`` has a character set other than utf8mb4."""
-    return bool(op.get_bind().execute(sa.text(
+    """Tell whether a text column of ``table``, or its default for new ones, is not utf8mb4."""
+    bind, names = op.get_bind(), {"table": table}
+    columns = bind.execute(sa.text(
         "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() "
-        "AND table_name = :table AND character_set_name <> 'utf8mb4'"), {"table": table}).scalar())
+        "AND table_name = :table AND character_set_name <> 'utf8mb4'"), names).scalar()
+    # A collation's name starts with its character set's: utf8mb4_general_ci, utf8mb4_bin.
+    default = bind.execute(sa.text(
+        "SELECT table_collation FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = :table"), names).scalar()
+    return bool(columns) or not (default or "").startswith("utf8mb4_")
 
 
 def downgrade():
