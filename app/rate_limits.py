@@ -1,5 +1,6 @@
 """Per-client rate limit (Flask-Limiter): RATE_LIMIT requests across the API, then 429."""
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial, wraps
@@ -98,6 +99,7 @@ class _Limiter(Limiter):
 
     def init_app(self, app: Flask) -> None:
         super().init_app(app)
+        self.logger = cast(logging.Logger, _OneLinePerOutage(self.logger))
         # Flask-Limiter's own header hook, a partial of its class's method on this limiter.
         hooks = app.after_request_funcs[None]
         [index] = [index for index, hook in enumerate(hooks)
@@ -125,6 +127,37 @@ class _Limiter(Limiter):
             if not self._storage_dead:
                 raise
             return add_headers(response)
+
+
+class _OneLinePerOutage(logging.LoggerAdapter):
+    """Flask-Limiter's logger for one limiter, saying once per outage that the storage is gone.
+
+    Flask-Limiter says so when a failed request finds the storage still in
+    use, then marks it gone: the threads of a worker failing on a stalled
+    storage at once each find it still in use, and each said so.
+    """
+
+    _GONE = "Rate limit storage unreachable"
+    _BACK = "Rate limit storage recovered"
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self._lock = threading.Lock()
+        self._gone_said = False
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if str(msg).startswith(self._GONE):
+            with self._lock:
+                if self._gone_said:
+                    return
+                self._gone_said = True
+        super().warning(msg, *args, **kwargs)
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        if str(msg).startswith(self._BACK):
+            with self._lock:
+                self._gone_said = False
+        super().info(msg, *args, **kwargs)
 
 
 def check_rate_limit(config: Mapping) -> None:

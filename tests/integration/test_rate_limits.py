@@ -1,5 +1,6 @@
 """Per-client rate limit: 429 in the envelope, exemptions, the proxy, shared and failing storage."""
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -422,10 +423,28 @@ def test_a_full_storage_is_counted_in_memory_and_logged_once_not_per_request(
     assert log.count("Rate limit storage recovered") == 1, "one line for its end"
 
 
+class _SlowToSayItsGone(logging.Handler):
+    """Takes its time over the line saying the storage is gone: the other threads failing
+    meanwhile, which find the storage not yet marked gone, would each say so too."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Rate limit storage unreachable"):
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def slow_to_say_its_gone() -> Iterator[None]:
+    handler = _SlowToSayItsGone()
+    logging.getLogger("flask-limiter").addHandler(handler)
+    yield
+    logging.getLogger("flask-limiter").removeHandler(handler)
+
+
 def test_requests_waiting_on_the_storage_as_it_stalls_are_each_counted_in_memory(
-        sqlite_database_url, tmp_path, private_redis):
+        sqlite_database_url, tmp_path, private_redis, slow_to_say_its_gone):
     """The first request whose count times out falls back to memory; the others waiting on
-    the storage then (a worker's other threads) time out after it, and are counted too."""
+    the storage then (a worker's other threads) time out after it, and are counted too.
+    The worker says once that the storage is gone, however close their failures."""
     with stalling_proxy(private_redis.port) as proxy:
         application = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT="60 per minute",
                                 RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:{proxy.port}/0")
