@@ -19,6 +19,7 @@ from flask import Flask, request
 from PIL import Image
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.actions.wheel_input import ScrollOrigin
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -610,6 +611,28 @@ def test_the_crosshair_label_writes_the_day_as_the_readout_does(browser, live_se
             if not re.fullmatch(r"[0-9.,]+", text)}, "the crosshair's time label")
     assert time_labels == {shown_readout(browser)["date"]}
     assert "Dec" in ticks and not [text for text in ticks if re.search("[0-9]{4}-", text)], ticks
+
+
+def test_a_day_chosen_with_the_keys_is_scrolled_into_a_zoomed_in_chart(browser, live_server):
+    """Zoomed in on the last weeks, Home shows the first day, its crosshair label naming it."""
+    view = ("IBM", "2022-10-31", "2023-03-24")
+    rows = price_rows(live_server, *view)
+    with drawn_texts_recorded(browser):
+        browser.open(
+            f"{live_server.url}/?symbol={view[0]}&start_date={view[1]}&end_date={view[2]}")
+        wait_shown(browser, *view)
+        chart = element(browser, "#chart")
+        for _ in range(4):  # zoom in with the wheel, as a reader does
+            ActionChains(browser.driver).scroll_from_origin(
+                ScrollOrigin.from_element(chart), 0, -300).perform()
+        drawn = len(drawn_texts(browser))
+        browser.script("document.getElementById('chart').focus()")
+        press(browser, Keys.HOME)
+        time_labels = browser.wait_for(lambda: {
+            text for text in drawn_texts(browser)[drawn:]
+            if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text)}, "the crosshair's time label")
+    assert shown_readout(browser) == readout_of(rows[0])
+    assert time_labels == {rows[0]["date"]}
 
 
 # Where each name of the readout stands, how tall the readout is, and where each value ends

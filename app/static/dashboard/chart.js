@@ -242,9 +242,28 @@ export class PriceChart {
       return;
     }
     event.preventDefault();
+    this.bringIntoView(index);
     const row = this.rows[index];
     const series = hasRange(row) ? this.candles : this.line;
     this.chart.setCrosshairPosition(Number(row.close_price), row.date, series);
     this.choose(index);
+  }
+
+  /**
+   * Scroll a zoomed-in chart so the day at `index` stands whole in it: the crosshair cannot
+   * stand off the chart, and its label would name the day at the edge, not the readout's.
+   */
+  bringIntoView(index) {
+    const timeScale = this.chart.timeScale();
+    const visible = timeScale.getVisibleLogicalRange();
+    if (visible === null) {
+      return;
+    }
+    const width = visible.to - visible.from;
+    if (index - 0.5 < visible.from) {
+      timeScale.setVisibleLogicalRange({ from: index - 0.5, to: index - 0.5 + width });
+    } else if (index + 0.5 > visible.to) {
+      timeScale.setVisibleLogicalRange({ from: index + 0.5 - width, to: index + 0.5 });
+    }
   }
 }
