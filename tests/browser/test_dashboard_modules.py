@@ -94,6 +94,9 @@ def test_the_address_is_read_or_refused_naming_the_parameter(call_each):
             f"{refused} “”. Prices are delayed: call 555-0100 ...”",
         f"?end_date={'9' * 41}":
             f"UrlError: end_date must be a date written YYYY-MM-DD, not “{'9' * 37}...”",
+        # Characters, as the API counts them: an emoji is two UTF-16 units, never cut in two.
+        f"?symbol={'%F0%9F%98%80' * 40}": f"{refused} “{chr(0x1F600) * 40}”",
+        f"?symbol={'%F0%9F%98%80' * 50}": f"{refused} “{chr(0x1F600) * 37}...”",
         "?start_date=2023-02-29":
             "UrlError: start_date must be a date written YYYY-MM-DD, not “2023-02-29”",
         "?start_date=2023-02-02&end_date=2023-02-01":

@@ -10,9 +10,14 @@ const DATE_PARAMETERS = [['start_date', 'start'], ['end_date', 'end']];
 // cuts what it quotes (QUOTED_INPUT_MAX): a link cannot write its own text into the page.
 const QUOTED_MAX = 40;
 
-/** Return `text` in quotes, cut to QUOTED_MAX characters. */
+/**
+ * Return `text` in quotes, cut to QUOTED_MAX characters. Counted as Python counts them, by code
+ * point: a string's length and slice count UTF-16 units, and would cut an emoji in two.
+ */
 function quoted(text) {
-  const shown = text.length <= QUOTED_MAX ? text : `${text.slice(0, QUOTED_MAX - 3)}...`;
+  const characters = Array.from(text);
+  const shown = characters.length <= QUOTED_MAX
+    ? text : `${characters.slice(0, QUOTED_MAX - 3).join('')}...`;
   return `“${shown}”`;
 }
 
