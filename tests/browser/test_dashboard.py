@@ -677,6 +677,21 @@ def test_a_range_without_data_says_so_instead_of_a_blank_chart(browser, live_ser
     browser.screenshot("no-data")
 
 
+def test_a_range_of_no_trading_day_among_the_stored_ones_asks_for_a_wider_one(
+        browser, live_server):
+    """The Christmas weekend lies within IBM's stored days: a range within them is no help."""
+    entry = symbol_entries(live_server)["IBM"]
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2022-12-24&end_date=2022-12-26")
+    assert wait_settled(browser)["message"] == (
+        "No prices are stored for IBM from 2022-12-24 to 2022-12-26. IBM has prices from "
+        f"{entry['first_date']} to {entry['last_date']}, but none of them falls in this range "
+        "(a weekend or a holiday?): pick a wider one.")
+    browser.open(live_server.url + "/?symbol=IBM&start_date=2020-01-01&end_date=2020-01-31")
+    assert wait_settled(browser)["message"].endswith(
+        f"IBM has prices from {entry['first_date']} to {entry['last_date']}: "
+        "pick a range within those days.")
+
+
 @pytest.mark.parametrize("given, completed", [
     ("start_date=2024-01-01", {"start_date": "2024-01-01", "end_date": "2024-01-01"}),
     ("end_date=2022-01-01", {"start_date": "2022-01-01", "end_date": "2022-01-01"}),
