@@ -715,6 +715,21 @@ def test_an_unknown_symbol_says_so(browser, live_server):
     assert address(browser) == {"symbol": "ZZZZ"}
 
 
+@pytest.mark.parametrize("dates, shown", [
+    ("&start_date=2023-01-03&end_date=2023-01-20", ("2023-01-03", "2023-01-20")),
+    ("&start_date=2023-01-03", ("2023-01-03", None)),  # completed as the address would be
+    ("", None),  # the default preset
+], ids=["both dates", "a start", "none"])
+def test_a_symbol_picked_under_an_unknown_symbol_s_message_keeps_the_dates_asked(
+        browser, live_server, dates, shown):
+    entry = symbol_entries(live_server)["IBM"]
+    browser.open(f"{live_server.url}/?symbol=ZZZZ{dates}")
+    wait_settled(browser)
+    element(browser, "#symbol").find_element(By.CSS_SELECTOR, "option[value='IBM']").click()
+    start, end = shown or (month_range_start(entry["last_date"], 3), entry["last_date"])
+    wait_shown(browser, "IBM", start, end or entry["last_date"])
+
+
 @pytest.mark.parametrize("query", ["symbol=ZZZZ", "symbol=IBM&start_date=2023-02-30"])
 def test_the_skip_link_to_the_address_message_leaves_the_controls_as_they_are(browser,
                                                                               live_server, query):

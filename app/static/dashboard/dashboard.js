@@ -13,6 +13,8 @@ const symbolPattern = new RegExp(`^(?:${dataset.symbolPattern})$`);
 
 let symbols = new Map(); // symbol -> its /api/symbols entry
 let shown = null; // the view on screen: {symbol, start, end}
+// Under the message of an address naming no stored symbol, the dates it asked for: {start?, end?}
+let askedDates = null;
 // The query of the address the page last showed, or refused with a message: only another one is
 // another view (the skip link changes the fragment alone, and must not redo the address's message).
 let shownAddress = null;
@@ -101,6 +103,7 @@ async function loadSymbols(again = false) {
 /** Show the view the address asks for; a bad address gets a message saying what is wrong. */
 async function showAddress() {
   shownAddress = window.location.search;
+  askedDates = null;
   let wanted;
   try {
     wanted = readUrlState(window.location.search, symbolPattern, dataset.symbolRule);
@@ -119,7 +122,8 @@ async function showAddress() {
   if (!entry) {
     generation += 1;
     shown = null;
-    view.renderControls({ start: wanted.start, end: wanted.end }, null);
+    askedDates = { start: wanted.start, end: wanted.end };
+    view.renderControls(askedDates, null);
     view.renderFreshness(null);
     view.showMessage(`No prices are stored for ${wanted.symbol}. Pick one of the stored symbols.`);
     return;
@@ -211,8 +215,12 @@ function askForSymbol() {
 
 function onSymbol(symbol) {
   const entry = symbols.get(symbol);
+  if (!shown) { // under a message: the dates the address asked for, else the default preset
+    navigate(completeView(askedDates ?? {}, entry));
+    return;
+  }
   // A preset follows the new symbol's stored days; explicit dates stay as they are.
-  const preset = shown ? presetOf(shown) : DEFAULT_PRESET;
+  const preset = presetOf(shown);
   const range = preset
     ? presetRange(preset, entry.first_date, entry.last_date)
     : { start: shown.start, end: shown.end };
