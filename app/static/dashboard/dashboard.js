@@ -179,11 +179,12 @@ async function load(range) {
 }
 
 function noDataText(range, entry) {
-  const stored = `${range.symbol} has prices from ${entry.first_date} to ${entry.last_date}`;
   const within = range.start >= entry.first_date && range.end <= entry.last_date;
+  const advice = within
+    ? ', but none of them falls in this range (a weekend or a holiday?): pick a wider one.'
+    : ': pick a range within those days.';
   return `No prices are stored for ${range.symbol} from ${range.start} to ${range.end}. `
-    + (within ? `${stored}, but none of them falls in this range (a weekend or a holiday?): `
-      + 'pick a wider one.' : `${stored}: pick a range within those days.`);
+    + `${range.symbol} has prices from ${entry.first_date} to ${entry.last_date}${advice}`;
 }
 
 function draw(range, rows, stats) {
