@@ -293,7 +293,9 @@ def _series_symbol(payload: Mapping[str, Any], symbol: str | None) -> str:
     if given is None:
         meta = payload.get(_META_KEY)
         given = meta.get(_SYMBOL_KEY) if isinstance(meta, Mapping) else None
-        if isinstance(given, str) and given.strip() and normalize_symbol(given) is None:
+        # Not a string (``42``, a list) is named as given, not called missing.
+        if given is not None and (not isinstance(given, str)
+                                  or given.strip() and normalize_symbol(given) is None):
             raise MalformedResponseError(f"the payload's symbol {show(given)} is not a ticker")
     cleaned = given.strip().upper() if isinstance(given, str) else ""
     if not cleaned:

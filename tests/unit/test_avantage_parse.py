@@ -465,6 +465,11 @@ def test_one_bad_day_rejects_the_whole_series() -> None:
         ({"Meta Data": {"2. Symbol": "ibm corp; drop table x"}, "Time Series (Daily)": {}},
          "symbol 'ibm corp; drop table x' is not a ticker"),
         ({"Meta Data": {"2. Symbol": "A" * 17}, "Time Series (Daily)": {}}, "is not a ticker"),
+        ({"Meta Data": {"2. Symbol": 42}, "Time Series (Daily)": {}},
+         r"^the payload's symbol 42 is not a ticker$"),
+        ({"Meta Data": {"2. Symbol": ["IBM"]}, "Time Series (Daily)": {}},
+         r"^the payload's symbol \['IBM'\] is not a ticker$"),
+        ({"Meta Data": {"2. Symbol": None}, "Time Series (Daily)": {}}, "^no symbol"),
         (["not", "an", "object"], "^the response is not a JSON object$"),
     ],
 )
