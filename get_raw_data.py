@@ -78,6 +78,8 @@ MAX_WINDOW_DAYS = 36_500
 JOB_GC_THRESHOLD = 10_000
 SAMPLE_DIR = PROJECT_ROOT / "data" / "fixtures"
 SAMPLE_SPAN = "IBM and AAPL, 100 trading days from 2022-10-31 to 2023-03-24"
+# What a bare ``--schedule`` holds: the expression comes from FETCH_SCHEDULE.
+_CONFIGURED_SCHEDULE = object()
 STOPPED_WAITING = "stopped while waiting for the database; nothing fetched"
 SAMPLE_HINT = ("get_raw_data: to load the bundled sample data instead, run "
                ".venv/bin/python get_raw_data.py --sample")
@@ -121,7 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "key cannot fetch, say how to load the sample instead")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the records as one JSON array on stdout; write nothing")
-    parser.add_argument("--schedule", nargs="?", const="", metavar="CRON",
+    parser.add_argument("--schedule", nargs="?", const=_CONFIGURED_SCHEDULE, metavar="CRON",
                         help="keep running and fetch at each time of the 5-field cron "
                              "expression CRON (default: FETCH_SCHEDULE, '30 18 * * 1-5') in "
                              "FETCH_TIMEZONE (America/New_York); runs at once if the last "
@@ -475,14 +477,17 @@ def _schedule(args: argparse.Namespace, config: BaseConfig,
 
     if args.dry_run:
         problems.append("--schedule cannot be combined with --dry-run")
-    source = "--schedule" if args.schedule else "FETCH_SCHEDULE"
+    # An empty CRON (`--schedule ''`, an unset shell variable) is refused, not the default.
+    configured = args.schedule is _CONFIGURED_SCHEDULE
+    source, expression = (("FETCH_SCHEDULE", config.FETCH_SCHEDULE) if configured
+                          else ("--schedule", args.schedule))
     try:
         zone = parse_zone(config.FETCH_TIMEZONE)
     except ScheduleError as exc:
         problems.append(f"FETCH_TIMEZONE: {exc}")
         zone = ZoneInfo("UTC")  # the expression is checked all the same
     try:
-        return Schedule.parse(args.schedule or config.FETCH_SCHEDULE, zone)
+        return Schedule.parse(expression, zone)
     except ScheduleError as exc:
         problems.append(f"{source}: {exc}")
         return None
@@ -510,9 +515,13 @@ def _input_files(args: argparse.Namespace, config: BaseConfig, sample: bool,
     missing = [str(path) for path in files if not path.exists()]
     if missing:
         problems.append(f"no such file: {', '.join(missing)}")
-    others = [str(path) for path in files if path.exists() and not path.is_file()]
-    if others:
-        problems.append(f"not a file (a folder?): {', '.join(others)}")
+    folders = [str(path) for path in files if path.is_dir()]
+    if folders:
+        problems.append(f"a folder, not a file: {', '.join(folders)}")
+    others = [str(path) for path in files
+              if path.exists() and not path.is_dir() and not path.is_file()]
+    if others:  # a pipe would block the run, a device read forever or as empty
+        problems.append(f"not a regular file: {', '.join(others)}")
     if not files and not config.ALPHAVANTAGE_API_KEY:
         problems.append("no API key: set ALPHAVANTAGE_API_KEY (or ALPHAVANTAGE_API_KEY_FILE), "
                         "or load saved responses with --from-file (or the sample with --sample)")

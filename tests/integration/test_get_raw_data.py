@@ -480,7 +480,12 @@ def test_a_run_that_calls_no_alphavantage_takes_any_alphavantage_function(
     (["--symbols", "IBM", "--sample"], {}, "--symbols cannot be combined"),
     (["--sample", "--from-file", "x.json"], {}, "--sample cannot be combined with --from-file"),
     (["--from-file", str(PROJECT_ROOT / "data")], {},
-     f"get_raw_data: not a file (a folder?): {PROJECT_ROOT / 'data'}"),
+     f"get_raw_data: a folder, not a file: {PROJECT_ROOT / 'data'}"),
+    (["--from-file", os.devnull], {}, f"get_raw_data: not a regular file: {os.devnull}"),
+    # An empty CRON is a mistake (an unset shell variable), not a bare --schedule;
+    # --dry-run makes the job stop at its usage errors even where the mistake is missed.
+    (["--schedule", "", "--dry-run"], {"ALPHAVANTAGE_API_KEY": KEY},
+     "get_raw_data: --schedule: the cron expression '' must have 5 fields"),
     ([], {"ALPHAVANTAGE_FUNCTION": "TIME_SERIES_WEEKLY"}, "ALPHAVANTAGE_FUNCTION: unsupported"),
     ([], {"ALPHAVANTAGE_RETRY_WAIT": "soon"}, "ALPHAVANTAGE_RETRY_WAIT must be a number"),
     ([], {"APP_ENV": "staging"}, "APP_ENV must be one of"),
