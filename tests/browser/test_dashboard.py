@@ -807,6 +807,22 @@ def test_an_api_error_is_shown_with_a_retry(browser, serve, tmp_path):
     assert len(problems.console_errors) == 1 and "503" in problems.console_errors[0]
 
 
+@pytest.mark.parametrize("query, dates", [
+    ("symbol=IBM&start_date=2023-03-01&end_date=2023-03-10", ("2023-03-01", "2023-03-10")),
+    ("start_date=2023-03-01", ("2023-03-01", "")),
+    ("symbol=IBM&start_date=2023-03-10&end_date=2023-03-01", ("", "")),  # refused: none shown
+])
+def test_symbols_that_cannot_be_loaded_leave_the_address_dates_in_the_fields(
+        browser, serve, tmp_path, query, dates):
+    broken = serve(build_app("mysql+pymysql://api@127.0.0.1:1/financial", tmp_path / "log"))
+    browser.open(f"{broken.url}/?{query}")
+    assert wait_settled(browser)["message"].startswith("The API answered with an error (HTTP 503)")
+    assert (element(browser, "#start_date").get_attribute("value"),
+            element(browser, "#end_date").get_attribute("value")) == dates
+    assert urlsplit(browser.driver.current_url).query == query
+    assert [request.status for request in browser.take_problems().failed_requests] == [503]
+
+
 def test_too_many_requests_says_when_to_retry(browser, serve, recorded_database_url, tmp_path):
     # The page and the symbols are let through; their prices are over the limit.
     server = serve(build_app(recorded_database_url, tmp_path / "log", RATE_LIMIT="2 per minute"))

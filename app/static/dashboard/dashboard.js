@@ -84,6 +84,7 @@ async function loadSymbols(again = false) {
     entries = await api.symbols(again); // a retry asks the API, not the browser's cached answer
   } catch (error) {
     view.renderPicker([], 'Symbols could not be loaded');
+    showAddressDates();
     noSymbols = failure(error, retry);
     view.showMessage(...noSymbols);
     return;
@@ -91,6 +92,7 @@ async function loadSymbols(again = false) {
   symbols = new Map(entries.map((entry) => [entry.symbol, entry]));
   view.renderPicker(entries);
   if (entries.length === 0) {
+    showAddressDates();
     noSymbols = ['No prices are stored yet. Run the fetch job (python get_raw_data.py) to load '
       + 'some, then retry.', retry];
     view.showMessage(...noSymbols);
@@ -98,6 +100,21 @@ async function loadSymbols(again = false) {
   }
   noSymbols = null;
   await showAddress();
+}
+
+/**
+ * With no symbol to show, put the dates of the address in the fields, as under an unknown
+ * symbol's message: the page still says which days were asked for. A bad address leaves them.
+ */
+function showAddressDates() {
+  try {
+    const { start, end } = readUrlState(window.location.search, symbolPattern, dataset.symbolRule);
+    view.renderControls({ start, end }, null);
+  } catch (error) {
+    if (!(error instanceof UrlError)) {
+      throw error;
+    }
+  }
 }
 
 /** Show the view the address asks for; a bad address gets a message saying what is wrong. */
