@@ -1,5 +1,6 @@
 """Per-client rate limit (Flask-Limiter): RATE_LIMIT requests across the API, then 429."""
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from limits.storage import MemoryStorage, Storage, storage_from_string
 from app.envelope import RETRY_AFTER_SECONDS
 from app.routes import API_PREFIX, DASHBOARD_PATH, DOCS_PATH, HEALTH_PATH, METRICS_PATH
 from conf.settings import ConfigError
+from lib.db import database_digest
 from lib.log_setup import add_filter_once
 
 # Load balancers and the operator's scraper poll the first two. The HTML pages
@@ -43,7 +45,7 @@ def register_rate_limits(app: Flask) -> None:
     replica through RATELIMIT_STORAGE_URI. Every counted response carries
     X-RateLimit-Limit, -Remaining and -Reset. Over the limit the client gets
     429 in the JSON envelope (app/errors.py) with Retry-After, the seconds
-    until the window ends; no other answer carries Retry-After but a 503,
+    until the window ends, rounded up; no other answer carries Retry-After but a 503,
     its own. While the storage is unreachable, or slow (a count answered in
     over SLOW_REPLY_SECONDS), each worker counts the same limit in memory, so
     the API keeps answering. Empty RATE_LIMIT: no limit, no hooks. A limiter
@@ -62,6 +64,12 @@ def register_rate_limits(app: Flask) -> None:
     check_rate_limit(app.config)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", _storage_options(app.config))
+    # Replicas of one deployment share its database and count together; deployments
+    # sharing one Redis (staging beside production) count apart, as their cached answers do.
+    # (The benchmark's ceiling app has no database.)
+    if "SQLALCHEMY_DATABASE_URI" in app.config:
+        app.config.setdefault("RATELIMIT_KEY_PREFIX",
+                              database_digest(app.config["SQLALCHEMY_DATABASE_URI"]))
     message = rate_limit_message(rate_limit)
     limiter = _Limiter(
         get_remote_address,
@@ -174,10 +182,15 @@ def check_rate_limit(config: Mapping) -> None:
         return
     problems = []
     try:
-        parse_many(rate_limit)
+        limits = parse_many(rate_limit)
     except ValueError:
         problems.append(f"RATE_LIMIT must be a limit such as '600 per minute', "
                         f"got {rate_limit!r}")
+    else:
+        # A limit of 0 would refuse every request: the API shut, not limited.
+        if any(limit.amount == 0 for limit in limits):
+            problems.append(f"RATE_LIMIT must allow at least 1 request, got {rate_limit!r}; "
+                            "leave it empty for no limit")
     storage_problem = _storage_problem(config)
     if storage_problem:
         problems.append(storage_problem)
@@ -226,9 +239,23 @@ def _retry_after_only_on_429_and_503(response: Response) -> Response:
     """
     if response.status_code == 503:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    elif response.status_code != 429:
+    elif response.status_code == 429:
+        _round_retry_after_up(response)
+    else:
         response.headers.remove("Retry-After")
     return response
+
+
+def _round_retry_after_up(response: Response) -> None:
+    """Make a 429's Retry-After whole seconds until its window has surely ended, at least 1.
+
+    Flask-Limiter cuts the seconds to X-RateLimit-Reset (the window's end,
+    rounded up to a whole second) down: in a window's last second it said 0,
+    and a client retrying at once was refused again.
+    """
+    reset_at = response.headers.get("X-RateLimit-Reset", "")
+    if reset_at.isdigit():
+        response.headers["Retry-After"] = str(max(1, math.ceil(int(reset_at) - time.time())))
 
 
 def _check_by_counting(storage: Storage) -> None:

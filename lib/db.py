@@ -2,6 +2,7 @@
 
 Framework-free: callers pass URLs and engines in.
 """
+import hashlib
 import logging
 import math
 import re
@@ -324,3 +325,15 @@ def configure_engine(engine: Engine, *, reads_one_snapshot: Callable[[], bool]) 
         if (dbapi_connection.isolation_level is not None and not dbapi_connection.in_transaction
                 and _SQLITE_WRITE.match(statement)):
             dbapi_connection.execute(f"BEGIN {dbapi_connection.isolation_level}")
+
+
+def database_digest(url: str) -> str:
+    """Return a short digest naming the database: its URL without the password.
+
+    The API and the fetch job get the same URL (the password may come from a
+    file), so they agree on it; another database never does. It names the
+    database in the keys its deployments write to a shared Redis: cached
+    answers, rate-limit counters.
+    """
+    identity = make_url(url).set(password=None).render_as_string(hide_password=False)
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]

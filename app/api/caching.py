@@ -53,7 +53,6 @@ a symbol that changed no rows.
   command (``final``) always tries.
 """
 import functools
-import hashlib
 import heapq
 import logging
 import secrets
@@ -67,7 +66,6 @@ from cachelib.redis_base import BaseRedisCache
 from flask import Flask, current_app, g, request
 from flask_caching.backends import SimpleCache
 from redis.exceptions import ResponseError
-from sqlalchemy.engine import make_url
 from werkzeug.utils import import_string
 from werkzeug.wrappers import Response
 
@@ -76,6 +74,7 @@ from app.extensions import cache
 from conf.settings import ConfigError
 from lib.cache_codec import MessagePackRedisSerializer, UncacheableValue
 from lib.circuit_breaker import CircuitBreaker
+from lib.db import database_digest
 
 logger = logging.getLogger(__name__)
 
@@ -238,16 +237,6 @@ def init_cached_answers(app: Flask) -> None:
     for key in (state.generation_key, state.history_generation_key):
         state.generations[key] = _new_generation() if is_local else ""
     app.extensions[_STATE] = state
-
-
-def database_digest(url: str) -> str:
-    """Return a short digest naming the database: its URL without the password.
-
-    The API and the fetch job get the same URL (the password may come from a
-    file), so they agree on it; another database never does.
-    """
-    identity = make_url(url).set(password=None).render_as_string(hide_password=False)
-    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
 
 
 def cache_key(kind: str, params: tuple[Any, ...]) -> str:

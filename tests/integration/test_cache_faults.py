@@ -18,10 +18,10 @@ from werkzeug.wrappers import Response
 
 from app.api.caching import (
     RESPONSE_FORMAT_VERSION, cached_value, clear_cached_answers, clear_run_history_answers,
-    database_digest,
 )
 from app.extensions import cache, db
 from financial.models import FinancialData
+from lib.db import database_digest
 from tests.fake_alphavantage import AAPL, ALPHAVANTAGE_FIXTURES, IBM
 from tests.helpers import (
     HANG_GUARD_SECONDS, STATS_URL, build_app, call_guarded, change_open_price, data_commands,

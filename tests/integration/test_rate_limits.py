@@ -20,7 +20,7 @@ from app.rate_limits import STORAGE_TIMEOUT_SECONDS
 from conf.settings import ConfigError
 from tests.helpers import (
     HANG_GUARD_SECONDS, ManualClock, build_app, call_guarded, delete_redis_keys, free_port,
-    wait_for,
+    migrate_database, sqlite_url, wait_for,
 )
 from tests.servers import stalling_proxy
 
@@ -54,6 +54,12 @@ def get_from(client, path: str, address: str = "192.0.2.1", **headers):
     return client.get(path, headers=headers, environ_base={"REMOTE_ADDR": address})
 
 
+def assert_waits_out_the_minute(refused) -> None:
+    """A 429 of LIMIT says to wait until its window's end (X-RateLimit-Reset, a whole second
+    after it at most), rounded up: 60 s to 61 s after the window's first request."""
+    assert 0 < int(refused.headers["Retry-After"]) <= 61
+
+
 def test_the_request_after_the_limit_gets_429_in_the_envelope(limited_app):
     client = limited_app.test_client()
     answered = [get_from(client, "/api/financial_data") for _ in range(3)]
@@ -63,7 +69,7 @@ def test_the_request_after_the_limit_gets_429_in_the_envelope(limited_app):
     refused = get_from(client, "/api/financial_data")
     assert refused.status_code == 429
     assert refused.get_json() == {"data": [], "pagination": None, "info": {"error": OVER_LIMIT}}
-    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert_waits_out_the_minute(refused)
     assert refused.headers["Cache-Control"] == "no-store"
     other_endpoint = get_from(client, STATS_URL)
     assert other_endpoint.status_code == 429, "one budget for the whole API"
@@ -86,7 +92,7 @@ def test_only_a_refusal_says_when_to_retry_every_counted_answer_its_budget(
             for answer in answers] == [("3", "2"), ("3", "1"), ("3", "0"), ("3", "0")]
     assert all(answer.headers["X-RateLimit-Reset"].isdigit() for answer in answers)
     assert ["Retry-After" in answer.headers for answer in answers] == [False, False, False, True]
-    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert_waits_out_the_minute(refused)
 
 
 def test_a_database_outage_says_its_own_retry_after_not_the_window(tmp_path, storage):
@@ -214,7 +220,7 @@ def test_an_unreachable_storage_never_fails_a_request(sqlite_database_url, tmp_p
     refused = get_from(client, STATS_URL)
     assert refused.status_code == 429, "one budget for the whole API in memory too"
     assert refused.get_json() == {"data": {}, "info": {"error": OVER_LIMIT}}
-    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert_waits_out_the_minute(refused)
 
 
 # A scheme nobody knows (the password must not reach the message), and an
@@ -242,6 +248,53 @@ def test_a_malformed_rate_limit_stops_the_start(sqlite_database_url, tmp_path, v
     with pytest.raises(ConfigError, match=f"RATE_LIMIT must be a limit such as '600 per "
                                           f"minute', got '{value}'"):
         build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=value)
+
+
+@pytest.mark.parametrize("value", ["0 per second", "10 per second;0 per hour"])
+def test_a_rate_limit_allowing_nothing_stops_the_start(sqlite_database_url, tmp_path, value):
+    with pytest.raises(ConfigError, match=f"^RATE_LIMIT must allow at least 1 request, got "
+                                          f"'{value}'; leave it empty for no limit$"):
+        build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=value)
+
+
+@pytest.mark.parametrize("limit, first, waited", [
+    ("1 per second", 1_000_000.5, 0.95),  # the window's last second: it said 0
+    ("1 per 2 seconds", 1_000_000.9, 0.5),  # 1.5 s left: it said 1
+])
+def test_a_refusal_never_says_to_retry_within_its_window(
+        sqlite_database_url, tmp_path, monkeypatch, limit, first, waited):
+    """Flask-Limiter cut the seconds to the window's end down: a client retrying then was
+    refused."""
+    clock = ManualClock(first)
+    shared_time = SimpleNamespace(time=clock, monotonic=time.monotonic, sleep=time.sleep)
+    for module in ("flask_limiter._extension", "limits.storage.memory", "app.rate_limits"):
+        monkeypatch.setattr(f"{module}.time", shared_time)
+    client = build_app(sqlite_database_url, tmp_path / "log", RATE_LIMIT=limit,
+                       RATELIMIT_STORAGE_URI="memory://").test_client()
+    assert get_from(client, "/api/financial_data").status_code == 200
+    clock.now += waited
+    refused = get_from(client, "/api/financial_data")
+    assert refused.status_code == 429
+    retry_after = int(refused.headers["Retry-After"])
+    assert 1 <= retry_after <= 2
+    clock.now += retry_after
+    assert get_from(client, "/api/financial_data").status_code == 200, "the wait was enough"
+
+
+def test_deployments_sharing_a_redis_count_apart(sqlite_database_url, tmp_path, private_redis):
+    """Replicas of a deployment share its database and one budget; another database, its own."""
+    (tmp_path / "staging").mkdir()
+    urls = [sqlite_database_url, sqlite_url(tmp_path / "staging")]
+    migrate_database(urls[1], tmp_path / "log-migrate")
+    deployments = [build_app(url, tmp_path / f"log-{n}", RATE_LIMIT=LIMIT,
+                             RATELIMIT_STORAGE_URI=private_redis.url)
+                   for n, url in enumerate(urls)]
+    clients = [deployment.test_client() for deployment in deployments]
+    for _ in range(3):
+        assert get_from(clients[0], "/api/financial_data").status_code == 200
+    assert get_from(clients[0], "/api/financial_data").status_code == 429
+    staging = get_from(clients[1], "/api/financial_data")
+    assert (staging.status_code, staging.headers["X-RateLimit-Remaining"]) == (200, "2")
 
 
 def storage_pool(application) -> Any:

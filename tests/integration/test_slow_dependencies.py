@@ -5,6 +5,7 @@ holds each reply for a while, under the socket timeout. What the API asked
 of it is counted by the proxy (``received``), not timed.
 """
 from pathlib import Path
+from time import time as wall_clock
 
 import pytest
 import redis
@@ -172,9 +173,11 @@ def test_a_count_in_memory_that_took_long_is_no_slow_storage(sqlite_database_url
     """In memory, a slow count is a stalled process: the budgets are kept, nothing is logged."""
 
     class StalledClock:
-        """A clock on which every reading comes a slow reply later than the one before."""
+        """A clock on which every reading comes a slow reply later than the one before;
+        the wall clock (a 429's Retry-After) as it is."""
 
         now = 0.0
+        time = staticmethod(wall_clock)
 
         @classmethod
         def monotonic(cls) -> float:
