@@ -154,8 +154,10 @@ def _serve_metrics() -> Response:
         registry.register(REGISTRY)
     registry.register(_StoredDataCollector())
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return Response(encoder(registry), content_type=content_type,
-                    headers={"Cache-Control": "no-store"})
+    response = Response(encoder(registry), content_type=content_type,
+                        headers={"Cache-Control": "no-store"})
+    response.vary.add("Accept")  # Prometheus's text or OpenMetrics, by what the scraper accepts
+    return response
 
 
 def _is_multiprocess() -> bool:

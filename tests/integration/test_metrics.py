@@ -263,6 +263,17 @@ os._exit(0)
 """
 
 
+def test_the_format_follows_accept_and_says_it_varies_by_it(app):
+    client = app.test_client()
+    plain = client.get("/metrics")
+    openmetrics = client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert plain.mimetype == "text/plain"
+    assert openmetrics.mimetype == "application/openmetrics-text"
+    assert openmetrics.get_data(as_text=True).endswith("# EOF\n")
+    for answer in (plain, openmetrics):
+        assert "Accept" in answer.vary, "a cache must not give one scraper the other's format"
+
+
 def test_a_worker_without_its_metrics_folder_answers_and_says_so_once(database_url, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", WORKER_WITHOUT_ITS_FOLDER, database_url,
