@@ -13,8 +13,8 @@ from app.api.docs import (
     pagination_model, require_every_key,
 )
 from app.api.export import (
-    EXPORT_BIND, EXPORTS_BUSY, ROW_COUNT_HEADER, ExportQuery, count_rows, csv_head_response,
-    csv_response, export_tag, take_export_slot,
+    CONTENT_DISPOSITION, EXPORT_BIND, EXPORTS_BUSY, ROW_COUNT_HEADER, ExportQuery, count_rows,
+    csv_head_response, csv_response, export_tag, take_export_slot,
 )
 from app.api.params import ExportArgs, FinancialDataArgs, parser, swagger_params
 from app.api.responses import cache_control
@@ -112,7 +112,11 @@ class FinancialDataExport(Resource):
                     **ETAG_HEADER, ROW_COUNT_HEADER: {
                         "type": "integer",
                         "description": "The rows the body holds, its header row aside: a body "
-                                       "with fewer was cut short"}}}),
+                                       "with fewer was cut short"},
+                    "Content-Disposition": {
+                        "type": "string",
+                        "description": f"Always {CONTENT_DISPOSITION}: a browser saves the "
+                                       "body as that file"}}}),
         "304": NOT_MODIFIED,
         **error_responses(
             FINANCIAL_DATA_PATH + EXPORT_PATH, paginated=True,

@@ -229,6 +229,10 @@ def test_what_swagger_ui_prefills_answers_the_documented_example(sample_client, 
     operation = OPERATIONS[path]
     response = sample_client.get(f"/api{path}?{prefilled_query(operation)}")
     assert response.status_code == 200, response.get_data(as_text=True)
+    documented_headers = set(operation["responses"]["200"].get("headers", {}))
+    assert documented_headers <= set(response.headers.keys())
+    if path == "/financial_data/export":  # what it sends, documented too
+        assert documented_headers >= {"ETag", "X-Row-Count", "Content-Disposition"}
     (content_type, example), = operation["responses"]["200"]["examples"].items()
     if content_type == "text/csv":
         assert response.content_type == "text/csv; charset=utf-8"
