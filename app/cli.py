@@ -10,14 +10,14 @@ from flask import Flask, current_app
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
-from app.api.caching import clear_cached_answers, is_cache_shared
+from app.api.caching import clear_cached_answers, clear_run_history_answers, is_cache_shared
 from app.extensions import db
 from conf.settings import PROJECT_ROOT
 from financial.fetch_run import RUN_LOCK
 from financial.ingest import delete_prices
 from financial.monthly_sums import refresh_monthly_sums
 from financial.queries import count_prices
-from financial.runs import delete_runs_before
+from financial.runs import delete_runs_before, mark_interrupted, utc_now
 from lib.db import batch_engine
 from lib.db_errors import DATABASE_ERRORS, describe_database_error
 from lib.locks import LockFileError, LockTimeout, database_lock
@@ -176,6 +176,7 @@ def _holding_the_run_lock() -> Iterator[Session]:
                 f"waiting up to {timeout:g}s for the fetch run in progress", err=True)),
             Session(engine) as session,
         ):
+            _close_runs_left_running(session)
             yield session
     except LockTimeout:
         raise click.ClickException(
@@ -183,6 +184,18 @@ def _holding_the_run_lock() -> Iterator[Session]:
             "nothing was changed: run it again once the run has finished") from None
     except LockFileError as exc:
         raise click.ClickException(f"{exc}; nothing was changed") from None
+
+
+def _close_runs_left_running(session: Session) -> None:
+    """Mark the runs left ``running`` by dead processes ``interrupted``, as the next run would.
+
+    Holding the run lock, this command knows no run is in progress: a run
+    waiting for it meanwhile then names no dead run as the one it waits for.
+    The command's own clear of the cached answers, at its end, covers this one.
+    """
+    if mark_interrupted(session, utc_now()):
+        session.commit()
+        clear_run_history_answers()
 
 
 @contextmanager

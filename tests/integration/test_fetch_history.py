@@ -707,6 +707,25 @@ def test_a_catch_up_with_nothing_left_closes_the_dead_run_and_records_nothing(ap
         ("interrupted", INTERRUPTED_MESSAGE)]
 
 
+@pytest.mark.parametrize("command", [["refresh-sums"], ["forget-symbols", "--yes", "IBM"]])
+def test_a_command_holding_the_run_lock_closes_the_runs_left_running(app, store_prices,
+                                                                     make_price, command):
+    """No run is in progress while it holds the lock: one marked running died, and a run
+    waiting for the command meanwhile would name it as the run it waits for."""
+    with app.app_context():
+        dead = FetchRun(started_at=utc_now(), trigger="manual", status="running")
+        db.session.add(dead)
+        db.session.commit()
+        dead_id = dead.id
+    store_prices([make_price(symbol="IBM")])
+    result = app.test_cli_runner().invoke(args=command)
+    assert result.exit_code == 0, result.output
+    runs, _ = history(app)
+    assert [(run.status, run.message) for run in runs.values()] == [
+        ("interrupted", INTERRUPTED_MESSAGE)]
+    assert runs[dead_id].finished_at is not None
+
+
 def _must_not_fetch() -> DailySeries:
     raise AssertionError("a symbol stored since the scheduled time was fetched again")
 
