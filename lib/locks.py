@@ -299,5 +299,7 @@ def _lock_for(engine: Engine, purpose: str) -> _NoLock | _NamedLock | _FileLock:
         return _NamedLock(engine, lock_name(engine.url.database or "", purpose))
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
-        return _FileLock(Path(f"{database}.{purpose}-lock"))
+        # Beside the file itself: a link to it, or another spelling of its path, is the
+        # same database, and must find the same lock.
+        return _FileLock(Path(f"{Path(database).resolve()}.{purpose}-lock"))
     return _NoLock()

@@ -101,6 +101,23 @@ def test_each_sqlite_database_has_its_own_lock(tmp_path):
     two.dispose()
 
 
+def test_a_database_reached_through_a_link_has_the_one_lock_beside_its_file(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "financial.db").symlink_to(tmp_path / "data" / "financial.db")
+    direct = create_engine(f"sqlite:///{tmp_path / 'data' / 'financial.db'}")
+    linked = create_engine(f"sqlite:///{tmp_path / 'links' / 'financial.db'}")
+    relative = create_engine(f"sqlite:///{tmp_path / 'links' / '..' / 'data' / 'financial.db'}")
+    with database_lock(direct, "fetch", 1):
+        for other in (linked, relative):
+            with pytest.raises(LockTimeout):
+                with database_lock(other, "fetch", 0):
+                    pytest.fail("one database, locked twice")
+    assert [path.name for path in (tmp_path / "links").iterdir()] == ["financial.db"]
+    for engine in (direct, linked, relative):
+        engine.dispose()
+
+
 def test_a_lock_file_that_cannot_be_opened_is_one_clear_error(tmp_path):
     """A read-only or full disk refuses the file; a folder in its place refuses it alike."""
     engine = create_engine(f"sqlite:///{tmp_path / 'one.db'}")
