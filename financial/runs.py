@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
-    CursorResult, Delete, Select, Table, bindparam, case, delete, exists, func, insert, or_,
-    select, update,
+    ColumnElement, CursorResult, Delete, Select, Table, bindparam, case, delete, exists, func,
+    insert, or_, select, update,
 )
 from sqlalchemy.orm import Session
 
@@ -244,10 +244,14 @@ def cut_short_run_since(session: Session, moment: datetime.datetime) -> FetchRun
     ``record_refused_run`` writes it) did nothing: a catch-up refused
     behind a run by hand must not hide the run it was to finish.
     """
-    did_something = or_(FetchRun.status != FAILED,
-                        exists().where(FetchRunSymbol.run_id == FetchRun.id))
-    run = session.scalars(_scheduled_since(moment).where(did_something)).first()
+    run = session.scalars(_scheduled_since(moment).where(_got_to_work())).first()
     return run if run is not None and run.status in (RUNNING, INTERRUPTED) else None
+
+
+def _got_to_work() -> ColumnElement[bool]:
+    """Whether a run got to work: not one that gave up waiting for the run lock, ``failed``
+    with no symbol's outcome, as ``record_refused_run`` writes it."""
+    return or_(FetchRun.status != FAILED, exists().where(FetchRunSymbol.run_id == FetchRun.id))
 
 
 def _scheduled_since(moment: datetime.datetime) -> Select:
@@ -328,8 +332,12 @@ def _runs_since(session: Session, moment: datetime.datetime) -> list[tuple[set[s
 
 
 def latest_run_start(session: Session) -> datetime.datetime | None:
-    """Return when the newest run started (naive UTC), or None."""
-    return session.scalar(select(func.max(FetchRun.started_at)))
+    """Return when the newest run that got to work started (naive UTC), or None.
+
+    A scheduled time whose run gave up waiting for the run lock (behind a run
+    by hand that started before it) had no run: the scheduler catches it up.
+    """
+    return session.scalar(select(func.max(FetchRun.started_at)).where(_got_to_work()))
 
 
 def data_version(session: Session, symbols: Sequence[str] | None = None) -> str:

@@ -316,6 +316,22 @@ def test_runs_are_listed_newest_first_with_their_symbols(db_session):
     assert latest_run_start(db_session) == START + datetime.timedelta(minutes=4)
 
 
+def test_a_run_that_gave_up_waiting_for_the_lock_is_no_run_for_the_schedule(db_session):
+    """Scheduled at a time a run by hand, started before it, still held the lock: the
+    scheduled run gave up, and that time, left without a run, is caught up on a restart."""
+    clock = Ticks()
+    recorder = RunRecorder.open(db_session, "manual", clock)
+    recorder.add(SymbolOutcome("IBM", "ok"))
+    recorder.finish("ok", "done")
+    by_hand = recorder.run.started_at
+    record_refused_run(db_session, "schedule", clock(), "gave up after waiting", clock)
+    assert latest_run_start(db_session) == by_hand
+    failed = RunRecorder.open(db_session, "schedule", clock)  # got to work, failed every symbol
+    failed.add(SymbolOutcome("IBM", "failed", error="HTTP 503"))
+    failed.finish("failed", "none stored")
+    assert latest_run_start(db_session) == failed.run.started_at
+
+
 def test_runs_started_in_the_same_second_are_listed_by_id_newest_first(db_session):
     # Times are whole seconds, so runs tie. MariaDB sorts these rows by a filesort,
     # which leaves ties in no set order: without the id a page could repeat or skip runs.
