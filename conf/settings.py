@@ -103,14 +103,20 @@ def env_seconds(name: str, default: float) -> float:
     return value
 
 
+# Numbers as written in ASCII, as the API and --days read theirs: Python's int() and
+# float() also take "1_0" and other scripts' digits ("٣"), which no setting means.
+_ASCII_NUMBER = {int: re.compile(r"[+-]?[0-9]+"),
+                 float: re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                                   r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)}
+
+
 def _env_number(name: str, default: _Number, kind: type[_Number], description: str) -> _Number:
     raw = env_str(name)
     if raw is None:
         return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be {description}, got {raw!r}") from None
+    if not _ASCII_NUMBER[kind].fullmatch(raw):
+        raise ConfigError(f"{name} must be {description}, got {raw!r}")
+    return kind(raw)
 
 
 def env_list(name: str, default: str) -> list[str]:

@@ -104,6 +104,27 @@ def test_malformed_integer_names_the_variable(monkeypatch):
         get_config("development")
 
 
+@pytest.mark.parametrize("name, value, description", [
+    ("STALE_AFTER_SESSIONS", "1_0", "an integer"), ("STALE_AFTER_SESSIONS", "٣", "an integer"),
+    ("STALE_AFTER_SESSIONS", "2.0", "an integer"), ("DATABASE_TIMEOUT", "1_0", "a number"),
+    ("DATABASE_TIMEOUT", "١.٥", "a number"), ("DATABASE_TIMEOUT", "0x10", "a number"),
+])
+def test_a_number_is_read_in_ascii_digits_only(monkeypatch, name, value, description):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"^{name} must be {description}, got '{value}'$"):
+        get_config("development")
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("STALE_AFTER_SESSIONS", "+2", 2), ("STALE_AFTER_SESSIONS", " 3 ", 3),
+    ("DATABASE_TIMEOUT", "1.5", 1.5), ("DATABASE_TIMEOUT", ".5", 0.5),
+    ("DATABASE_TIMEOUT", "2.", 2.0), ("DATABASE_TIMEOUT", "1e1", 10.0),
+])
+def test_a_number_in_ascii_digits_is_read(monkeypatch, name, value, expected):
+    monkeypatch.setenv(name, value)
+    assert getattr(get_config("development"), name) == expected
+
+
 def test_database_timeouts_are_short_for_the_api_and_long_for_batch_programs(monkeypatch):
     config = get_config("development")
     assert (config.DATABASE_TIMEOUT, config.DATABASE_READ_TIMEOUT) == (2.0, 2.0)
