@@ -87,7 +87,7 @@ def env_int(name: str, default: int) -> int:
 def env_float(name: str, default: float) -> float:
     """Return the variable as a finite float; raise ConfigError naming it if not.
 
-    Python reads "nan" and "inf" as floats; no wait, interval or factor is either.
+    "1e999" reads as infinity; no wait, interval or factor is infinite.
     """
     value = _env_number(name, default, float, "a number")
     if not math.isfinite(value):
@@ -104,19 +104,21 @@ def env_seconds(name: str, default: float) -> float:
 
 
 # Numbers as written in ASCII, as the API and --days read theirs: Python's int() and
-# float() also take "1_0" and other scripts' digits ("٣"), which no setting means.
+# float() also take "1_0", other scripts' digits ("٣"), "nan" and "inf", which no setting means.
 _ASCII_NUMBER = {int: re.compile(r"[+-]?[0-9]+"),
-                 float: re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-                                   r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)}
+                 float: re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")}
 
 
 def _env_number(name: str, default: _Number, kind: type[_Number], description: str) -> _Number:
     raw = env_str(name)
     if raw is None:
         return default
-    if not _ASCII_NUMBER[kind].fullmatch(raw):
-        raise ConfigError(f"{name} must be {description}, got {raw!r}")
-    return kind(raw)
+    try:
+        if not _ASCII_NUMBER[kind].fullmatch(raw):
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:  # or more digits than int() converts (4,300)
+        raise ConfigError(f"{name} must be {description}, got {raw!r}") from None
 
 
 def env_list(name: str, default: str) -> list[str]:

@@ -108,6 +108,7 @@ def test_malformed_integer_names_the_variable(monkeypatch):
     ("STALE_AFTER_SESSIONS", "1_0", "an integer"), ("STALE_AFTER_SESSIONS", "٣", "an integer"),
     ("STALE_AFTER_SESSIONS", "2.0", "an integer"), ("DATABASE_TIMEOUT", "1_0", "a number"),
     ("DATABASE_TIMEOUT", "١.٥", "a number"), ("DATABASE_TIMEOUT", "0x10", "a number"),
+    ("STALE_AFTER_SESSIONS", "9" * 5000, "an integer"),  # past what int() converts
 ])
 def test_a_number_is_read_in_ascii_digits_only(monkeypatch, name, value, description):
     monkeypatch.setenv(name, value)
@@ -156,7 +157,7 @@ def test_a_timeout_must_be_positive(monkeypatch, value):
 
 
 @pytest.mark.parametrize("name", ["DATABASE_TIMEOUT", "ALPHAVANTAGE_RETRY_WAIT"])
-@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999"])
 def test_a_number_that_is_not_finite_is_refused(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=f"^{name} must be a number, got '{value}'$"):
