@@ -11,6 +11,7 @@ Framework-free: callers pass the engine and the waiting policy in.
 """
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -300,6 +301,7 @@ def _lock_for(engine: Engine, purpose: str) -> _NoLock | _NamedLock | _FileLock:
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
         # Beside the file itself: a link to it, or another spelling of its path, is the
-        # same database, and must find the same lock.
-        return _FileLock(Path(f"{Path(database).resolve()}.{purpose}-lock"))
+        # same database, and must find the same lock. realpath, unlike Path.resolve,
+        # leaves a loop of links as it is, for SQLite to refuse in one line.
+        return _FileLock(Path(f"{os.path.realpath(database)}.{purpose}-lock"))
     return _NoLock()

@@ -118,6 +118,15 @@ def test_a_database_reached_through_a_link_has_the_one_lock_beside_its_file(tmp_
         engine.dispose()
 
 
+def test_a_loop_of_links_gets_its_lock_file_for_sqlite_to_refuse_the_database(tmp_path):
+    (tmp_path / "a.db").symlink_to(tmp_path / "b.db")
+    (tmp_path / "b.db").symlink_to(tmp_path / "a.db")
+    looped = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    with database_lock(looped, "fetch", 0):
+        assert (tmp_path / "a.db.fetch-lock").exists()
+    looped.dispose()
+
+
 def test_a_lock_file_that_cannot_be_opened_is_one_clear_error(tmp_path):
     """A read-only or full disk refuses the file; a folder in its place refuses it alike."""
     engine = create_engine(f"sqlite:///{tmp_path / 'one.db'}")
