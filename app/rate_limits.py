@@ -182,13 +182,13 @@ def check_rate_limit(config: Mapping) -> None:
         return
     problems = []
     try:
-        limits = parse_many(rate_limit)
+        parsed = parse_many(rate_limit)
     except ValueError:
         problems.append(f"RATE_LIMIT must be a limit such as '600 per minute', "
                         f"got {rate_limit!r}")
     else:
         # A limit of 0 would refuse every request: the API shut, not limited.
-        if any(limit.amount == 0 for limit in limits):
+        if any(limit.amount == 0 for limit in parsed):
             problems.append(f"RATE_LIMIT must allow at least 1 request, got {rate_limit!r}; "
                             "leave it empty for no limit")
     storage_problem = _storage_problem(config)
@@ -232,10 +232,11 @@ def _retry_after_only_on_429_and_503(response: Response) -> Response:
     """Keep Retry-After where it tells a client when to retry: a 429 and a 503 (RFC 9110 10.2.3).
 
     Flask-Limiter gives every counted response its window's end as
-    Retry-After, replacing any by the later of the two. A 429 keeps that;
-    a 503 says when the database may be back (a client told to wait a
-    minute for an outage of seconds would wait for nothing); any other
-    answer, a 200 or a 304, has nothing to retry and loses it.
+    Retry-After, replacing any by the later of the two. A 429 keeps it,
+    rounded up (``_round_retry_after_up``); a 503 says when the database
+    may be back (a client told to wait a minute for an outage of seconds
+    would wait for nothing); any other answer, a 200 or a 304, has nothing
+    to retry and loses it.
     """
     if response.status_code == 503:
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
@@ -247,11 +248,13 @@ def _retry_after_only_on_429_and_503(response: Response) -> Response:
 
 
 def _round_retry_after_up(response: Response) -> None:
-    """Make a 429's Retry-After whole seconds until its window has surely ended, at least 1.
+    """Make a 429's Retry-After the whole seconds until X-RateLimit-Reset, rounded up, at least 1.
 
-    Flask-Limiter cuts the seconds to X-RateLimit-Reset (the window's end,
-    rounded up to a whole second) down: in a window's last second it said 0,
-    and a client retrying at once was refused again.
+    X-RateLimit-Reset is the whole second after the window's end, as the
+    storage tells it: exact in memory; Redis rounds a key's time to live to
+    the nearest second, so a retry may rarely come up to half a second early.
+    Flask-Limiter cut those seconds down: in a window's last second it said
+    0, and a client retrying at once was refused again.
     """
     reset_at = response.headers.get("X-RateLimit-Reset", "")
     if reset_at.isdigit():
