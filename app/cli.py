@@ -17,7 +17,7 @@ from financial.fetch_run import RUN_LOCK
 from financial.ingest import delete_prices
 from financial.monthly_sums import refresh_monthly_sums
 from financial.queries import count_prices
-from financial.runs import delete_runs_before, mark_interrupted, utc_now
+from financial.runs import close_runs_left_running, delete_runs_before, utc_now
 from lib.db import batch_engine
 from lib.db_errors import DATABASE_ERRORS, describe_database_error
 from lib.locks import LockFileError, LockTimeout, database_lock
@@ -191,10 +191,10 @@ def _close_runs_left_running(session: Session) -> None:
 
     Holding the run lock, this command knows no run is in progress: a run
     waiting for it meanwhile then names no dead run as the one it waits for.
-    The command's own clear of the cached answers, at its end, covers this one.
+    The run history's cached answers are cleared at once: the command may
+    fail before its own clear, at its end.
     """
-    if mark_interrupted(session, utc_now()):
-        session.commit()
+    if close_runs_left_running(session, utc_now()):
         clear_run_history_answers()
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from financial.ingest import StoreResult, recent_days, store_symbol, to_records
 from financial.models import FAILED, INTERRUPTED, NOT_FETCHED, OK, PARTIAL, RUNNING
 from financial.runs import (
-    Clock, RunRecorder, SymbolOutcome, iso_utc, mark_interrupted, plan_catch_up,
+    Clock, RunRecorder, SymbolOutcome, close_runs_left_running, iso_utc, plan_catch_up,
     record_refused_run, running_run, scheduled_run_since, utc_now,
 )
 from lib.avantage_api import (
@@ -516,9 +516,7 @@ def _close_dead_runs(session: Session, clock: Clock, on_end: Callable[[], object
     """Mark the runs left running interrupted, as a run would: a catch-up with nothing left."""
     logger.info("catch-up: nothing left to fetch; every symbol was stored or tried since "
                 "the scheduled time, or waits for the next")
-    closed = mark_interrupted(session, clock())
-    session.commit()
-    if closed:
+    if close_runs_left_running(session, clock()):
         on_end()
 
 

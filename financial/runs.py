@@ -93,6 +93,17 @@ def mark_interrupted(session: Session, now: datetime.datetime) -> list[int]:
     return ids
 
 
+def close_runs_left_running(session: Session, now: datetime.datetime) -> bool:
+    """Mark the runs left ``running`` ``interrupted`` and commit; tell whether there were any.
+
+    For a holder of the run lock that records no run of its own (a catch-up
+    with nothing left, a command): as ``mark_interrupted``, only while holding it.
+    """
+    closed = bool(mark_interrupted(session, now))
+    session.commit()
+    return closed
+
+
 # Built once: RunRecorder.add runs them for every symbol of a run.
 _RUNS, _OUTCOMES = cast(Table, FetchRun.__table__), cast(Table, FetchRunSymbol.__table__)
 _ADD_TO_RUN = (update(_RUNS).where(_RUNS.c.id == bindparam("run_id"))
