@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import portalocker
 from sqlalchemy import text
@@ -264,14 +265,24 @@ class _NamedLock:
 
 
 class _FileLock:
-    """An exclusive lock on a lock file beside the SQLite database, on any OS."""
+    """Exclusive locks on lock files beside the SQLite database, on any OS.
 
-    def __init__(self, path: Path) -> None:
+    Each path is tried in turn without waiting; one already taken frees
+    those taken before it, so two holders never wait on each other.
+    """
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.handles: list[TextIO] = []
         try:
-            self.handle = open(path, "a", encoding="utf-8")
-        except OSError as exc:
-            raise LockFileError(f"the lock file {path} cannot be opened "
-                                f"({exc.strerror or exc.__class__.__name__})") from None
+            for path in paths:
+                try:
+                    self.handles.append(open(path, "a", encoding="utf-8"))
+                except OSError as exc:
+                    raise LockFileError(f"the lock file {path} cannot be opened "
+                                        f"({exc.strerror or exc.__class__.__name__})") from None
+        except LockFileError:
+            self._close_files()
+            raise
         self.held = False
 
     def still_held(self) -> bool:
@@ -279,20 +290,30 @@ class _FileLock:
         return self.held
 
     def try_acquire(self) -> bool:
-        try:
-            portalocker.lock(self.handle, portalocker.LockFlags.EXCLUSIVE
-                             | portalocker.LockFlags.NON_BLOCKING)
-        except portalocker.AlreadyLocked:
-            return False
+        taken: list[TextIO] = []
+        for handle in self.handles:
+            try:
+                portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE
+                                 | portalocker.LockFlags.NON_BLOCKING)
+            except portalocker.AlreadyLocked:
+                for other in taken:
+                    portalocker.unlock(other)
+                return False
+            taken.append(handle)
         self.held = True
         return True
 
     def close(self) -> None:
         try:
             if self.held:
-                portalocker.unlock(self.handle)
+                for handle in self.handles:
+                    portalocker.unlock(handle)
         finally:
-            self.handle.close()
+            self._close_files()
+
+    def _close_files(self) -> None:
+        for handle in self.handles:
+            handle.close()
 
 
 def _lock_for(engine: Engine, purpose: str) -> _NoLock | _NamedLock | _FileLock:
@@ -302,6 +323,12 @@ def _lock_for(engine: Engine, purpose: str) -> _NoLock | _NamedLock | _FileLock:
     if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
         # Beside the file itself: a link to it, or another spelling of its path, is the
         # same database, and must find the same lock. realpath, unlike Path.resolve,
-        # leaves a loop of links as it is, for SQLite to refuse in one line.
-        return _FileLock(Path(f"{os.path.realpath(database)}.{purpose}-lock"))
+        # leaves a loop of links as it is, for SQLite to refuse in one line. Through a
+        # link, also beside the path as written, where releases before 2026-12-02 lock
+        # it: a migration waits for their runs too.
+        real = os.path.realpath(database)
+        written = os.path.join(os.path.realpath(os.path.dirname(database) or "."),
+                               os.path.basename(database))
+        paths = [real] if written == real else [written, real]
+        return _FileLock([Path(f"{path}.{purpose}-lock") for path in paths])
     return _NoLock()

@@ -1,6 +1,7 @@
 """The per-database run lock, on every backend: one holder, waiting, timeout, stop."""
 from contextlib import ExitStack
 
+import portalocker
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -113,9 +114,35 @@ def test_a_database_reached_through_a_link_has_the_one_lock_beside_its_file(tmp_
             with pytest.raises(LockTimeout):
                 with database_lock(other, "fetch", 0):
                     pytest.fail("one database, locked twice")
-    assert [path.name for path in (tmp_path / "links").iterdir()] == ["financial.db"]
     for engine in (direct, linked, relative):
         engine.dispose()
+
+
+def test_a_link_is_also_locked_where_earlier_releases_lock_it(tmp_path):
+    """Beside the link: a migration through it waits for an earlier release's run."""
+    (tmp_path / "financial.db").touch()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "financial.db").symlink_to(tmp_path / "financial.db")
+    linked = create_engine(f"sqlite:///{tmp_path / 'links' / 'financial.db'}")
+    with open(tmp_path / "links" / "financial.db.fetch-lock", "a") as earlier_release:
+        portalocker.lock(earlier_release, portalocker.LockFlags.EXCLUSIVE)
+        with pytest.raises(LockTimeout):
+            with database_lock(linked, "fetch", 0):
+                pytest.fail("locked beside the file only")
+        portalocker.unlock(earlier_release)
+    with database_lock(linked, "fetch", 0):
+        pass
+    linked.dispose()
+
+
+def test_a_path_written_relative_to_the_folder_takes_its_one_lock(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    relative = create_engine("sqlite:///data/financial.db")
+    with database_lock(relative, "fetch", 0):
+        assert sorted(path.name for path in (tmp_path / "data").iterdir()) == [
+            "financial.db.fetch-lock"]
+    relative.dispose()
 
 
 def test_a_loop_of_links_gets_its_lock_file_for_sqlite_to_refuse_the_database(tmp_path):
