@@ -231,6 +231,9 @@ def test_a_downgrade_killed_after_its_first_statements_runs_again(empty_database
             db.session.execute(insert(FinancialData).values(
                 {**kept, "high_price": Decimal("150"), "split_coefficient": Decimal("0.3333")}))
             db.session.commit()
+            downgrade(revision="0004")
+            # 0004 -> 0003 killed after dropping the monthly sums.
+            MonthlyPriceSums.__table__.drop(db.engine)
             downgrade(revision="0003")
             # 0003 -> 0002 killed after dropping the symbols' outcomes.
             FetchRunSymbol.__table__.drop(db.engine)
