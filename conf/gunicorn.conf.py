@@ -7,6 +7,7 @@ an empty line copied from .env.example keeps the default.
 """
 import atexit
 import os
+import re
 import resource
 import shutil
 import tempfile
@@ -24,7 +25,15 @@ def _env(name: str, default: str) -> str:
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
+    """Read a count of 1 or more in ASCII digits, as conf/settings.py reads its numbers.
+
+    A bad one stops gunicorn with one line: it would print its own traceback
+    of this file for a ValueError, and take "1_0" or other scripts' digits.
+    """
+    raw = _env(name, str(default))
+    if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
+        raise SystemExit(f"Error: {name} must be a whole number of 1 or more, got {raw!r}")
+    return int(raw)
 
 
 def _usable_cpus() -> int:

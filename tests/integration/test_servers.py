@@ -79,9 +79,9 @@ def start_server(tmp_path) -> Iterator:
 
     def _start(settings: dict[str, str], command: list[str] | None = None) -> Server:
         port = free_port()
-        env = deploy_environment(APP_ENV="testing", LOG_DIR=str(tmp_path / "log"),
-                                 GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2",
-                                 **settings)
+        env = deploy_environment(**{"APP_ENV": "testing", "LOG_DIR": str(tmp_path / "log"),
+                                    "GUNICORN_BIND": f"127.0.0.1:{port}",
+                                    "GUNICORN_WORKERS": "2", **settings})
         command = [arg.format(port=port) for arg in
                    command or image_command()[1:] + ["--max-requests", "2"]]
         logs = (tmp_path / f"stdout-{port}.log", tmp_path / f"stderr-{port}.log")
@@ -320,6 +320,15 @@ def test_every_unusable_setting_stops_gunicorn_in_one_line(start_server):
                 "RATE_LIMIT must be a limit such as '600 per minute', got 'lots'\n")
     assert output.count(expected) == 1, output
     assert "Traceback" not in output and "Booting worker" not in output and "s3cret" not in output
+
+
+@pytest.mark.parametrize("name, value", [("GUNICORN_WORKERS", "abc"), ("GUNICORN_WORKERS", "0"),
+                                         ("GUNICORN_THREADS", "1_0")])
+def test_an_unusable_gunicorn_setting_stops_it_in_one_line(start_server, name, value):
+    server = start_server({name: value})
+    assert server.process.wait(timeout=START_SECONDS) != 0
+    lines = [line for line in server.output().splitlines() if line]
+    assert lines == [f"Error: {name} must be a whole number of 1 or more, got '{value}'"]
 
 
 def test_an_unusable_setting_stops_a_bare_gunicorn_in_one_line(start_server, tmp_path):
