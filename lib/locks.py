@@ -273,16 +273,13 @@ class _FileLock:
 
     def __init__(self, paths: list[Path]) -> None:
         self.handles: list[TextIO] = []
-        try:
-            for path in paths:
-                try:
-                    self.handles.append(open(path, "a", encoding="utf-8"))
-                except OSError as exc:
-                    raise LockFileError(f"the lock file {path} cannot be opened "
-                                        f"({exc.strerror or exc.__class__.__name__})") from None
-        except LockFileError:
-            self._close_files()
-            raise
+        for path in paths:
+            try:
+                self.handles.append(open(path, "a", encoding="utf-8"))
+            except OSError as exc:
+                self._close_files()
+                raise LockFileError(f"the lock file {path} cannot be opened "
+                                    f"({exc.strerror or exc.__class__.__name__})") from None
         self.held = False
 
     def still_held(self) -> bool:
